@@ -1,0 +1,124 @@
+//! bounded-cancel against tokio-util's `CancellationToken`, the type it wraps.
+//!
+//! - `cancel/fanout_10k/*`: cancel one scope with 10,000 tasks parked on it, and join them all.
+//!   Only the cancel and the joins are timed; spawning and parking the waiters is set-up.
+//! - `cancel/is_cancelled/*`: the check a loop makes on every turn, on a live root and a live child.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bounded_cancel::Context;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use tokio::runtime::Runtime;
+use tokio_util::sync::CancellationToken;
+
+const WAITERS: usize = 10_000;
+
+fn runtimes() -> [(&'static str, Runtime); 2] {
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("multi-thread runtime");
+    let current = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("current_thread runtime");
+    [("multi_thread", multi), ("current_thread", current)]
+}
+
+/// Parks `WAITERS` tasks on `park`, then times `fire` plus joining every waiter.
+async fn fanout<P, Fut>(park: P, fire: impl FnOnce()) -> Duration
+where
+    P: Fn() -> Fut,
+    Fut: std::future::Future + Send + 'static,
+{
+    let parked = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::with_capacity(WAITERS);
+    for _ in 0..WAITERS {
+        let wait = park();
+        let parked = parked.clone();
+        tasks.push(tokio::spawn(async move {
+            parked.fetch_add(1, Ordering::Relaxed);
+            wait.await;
+        }));
+    }
+    while parked.load(Ordering::Relaxed) < WAITERS {
+        tokio::task::yield_now().await;
+    }
+    tokio::task::yield_now().await;
+    let start = Instant::now();
+    fire();
+    for task in tasks {
+        task.await.expect("waiter");
+    }
+    start.elapsed()
+}
+
+fn bench_fanout(c: &mut Criterion) {
+    let mut group = c.benchmark_group("cancel/fanout_10k");
+    group.throughput(Throughput::Elements(WAITERS as u64));
+    group.sample_size(20);
+    for (flavor, rt) in runtimes() {
+        group.bench_function(BenchmarkId::new("bounded_context", flavor), |b| {
+            b.to_async(&rt).iter_custom(|iters| async move {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let ctx = Context::new();
+                    let waiters = ctx.clone();
+                    total += fanout(
+                        move || {
+                            let ctx = waiters.clone();
+                            async move {
+                                ctx.cancelled().await;
+                            }
+                        },
+                        || {
+                            ctx.cancel();
+                        },
+                    )
+                    .await;
+                }
+                total
+            })
+        });
+        group.bench_function(BenchmarkId::new("tokio_util_token", flavor), |b| {
+            b.to_async(&rt).iter_custom(|iters| async move {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let token = CancellationToken::new();
+                    let waiters = token.clone();
+                    total +=
+                        fanout(move || waiters.clone().cancelled_owned(), || token.cancel()).await;
+                }
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+fn bench_is_cancelled(c: &mut Criterion) {
+    let mut group = c.benchmark_group("cancel/is_cancelled");
+    group.throughput(Throughput::Elements(1));
+    let root = Context::new();
+    let child = root.child();
+    let root_token = CancellationToken::new();
+    let child_token = root_token.child_token();
+    group.bench_function("bounded_context/root", |b| {
+        b.iter(|| black_box(&root).is_cancelled())
+    });
+    group.bench_function("tokio_util_token/root", |b| {
+        b.iter(|| black_box(&root_token).is_cancelled())
+    });
+    group.bench_function("bounded_context/child", |b| {
+        b.iter(|| black_box(&child).is_cancelled())
+    });
+    group.bench_function("tokio_util_token/child", |b| {
+        b.iter(|| black_box(&child_token).is_cancelled())
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_fanout, bench_is_cancelled);
+criterion_main!(benches);

@@ -1,0 +1,100 @@
+use std::error::Error;
+use std::fmt;
+use std::sync::Arc;
+
+/// Why a [`Context`](crate::Context) was cancelled.
+///
+/// The first cause recorded on a context wins: later calls to
+/// [`cancel`](crate::Context::cancel) or [`cancel_with`](crate::Context::cancel_with)
+/// do not replace it. A context that was cancelled through one of its ancestors reports
+/// that ancestor's cause.
+///
+/// `Cause` is cheap to clone: an error cause is shared behind an [`Arc`], so every clone
+/// points at the very value passed to `cancel_with`.
+///
+/// # Examples
+///
+/// ```
+/// use bounded_cancel::{Cause, Context};
+///
+/// let ctx = Context::new();
+/// ctx.cancel();
+/// assert!(matches!(ctx.cause(), Some(Cause::Cancelled)));
+/// assert_eq!(ctx.cause().unwrap().to_string(), "context cancelled");
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub enum Cause {
+    /// [`Context::cancel`](crate::Context::cancel) was called on this context or an ancestor.
+    Cancelled,
+    /// The deadline of this context or of an ancestor passed.
+    DeadlineExceeded,
+    /// [`Context::cancel_with`](crate::Context::cancel_with) was called with this error.
+    Error(Arc<dyn Error + Send + Sync + 'static>),
+}
+
+impl Cause {
+    /// Returns the error passed to `cancel_with`, if that is the cause.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_cancel::Context;
+    /// use std::io;
+    ///
+    /// let ctx = Context::new();
+    /// ctx.cancel_with(io::Error::other("disk on fire"));
+    /// let cause = ctx.cause().unwrap();
+    /// let err = cause.error().unwrap().downcast_ref::<io::Error>().unwrap();
+    /// assert_eq!(err.to_string(), "disk on fire");
+    /// ```
+    pub fn error(&self) -> Option<&(dyn Error + Send + Sync + 'static)> {
+        match self {
+            Cause::Error(err) => Some(&**err),
+            _ => None,
+        }
+    }
+
+    /// Returns `true` if the cause is a passed deadline.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_cancel::Cause;
+    ///
+    /// assert!(Cause::DeadlineExceeded.is_deadline_exceeded());
+    /// assert!(!Cause::Cancelled.is_deadline_exceeded());
+    /// ```
+    pub fn is_deadline_exceeded(&self) -> bool {
+        matches!(self, Cause::DeadlineExceeded)
+    }
+}
+
+impl fmt::Debug for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cause::Cancelled => f.write_str("Cancelled"),
+            Cause::DeadlineExceeded => f.write_str("DeadlineExceeded"),
+            Cause::Error(err) => f.debug_tuple("Error").field(err).finish(),
+        }
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Cause::Cancelled => f.write_str("context cancelled"),
+            Cause::DeadlineExceeded => f.write_str("context deadline exceeded"),
+            Cause::Error(err) => write!(f, "context cancelled by error: {err}"),
+        }
+    }
+}
+
+impl Error for Cause {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            Cause::Error(err) => Some(&**err as &(dyn Error + 'static)),
+            _ => None,
+        }
+    }
+}

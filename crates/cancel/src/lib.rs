@@ -1,0 +1,64 @@
+//! Go's `context` for tokio: cancellation with a cause, deadlines, graceful shutdown, and live-task accounting.
+//!
+//! [`Context`] is `context.Context`: a tree of cancellation scopes, each ending with a [`Cause`]
+//! (`Cancelled`, `DeadlineExceeded`, or the error passed to `cancel_with`), with deadlines that every
+//! descendant sees. [`Shutdown`] is the graceful-shutdown half that Go services write by hand around
+//! `signal.NotifyContext` and a `WaitGroup`: named tasks, a trigger, a bounded drain and a report.
+//! [`live`] lets tests assert that no task spawned by `bounded` outlived its owner.
+//!
+//! ```
+//! use bounded_cancel::{Cause, Context};
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let server = Context::new();
+//! let request = server.with_timeout(Duration::from_millis(200));
+//!
+//! let reply = request.run(async {
+//!     tokio::time::sleep(Duration::from_millis(50)).await;
+//!     "pong"
+//! });
+//! assert_eq!(reply.await.unwrap(), "pong");
+//!
+//! server.cancel();
+//! assert!(matches!(request.cause(), Some(Cause::Cancelled)));
+//! # }
+//! ```
+//!
+//! # Use this when / use that instead
+//!
+//! Use `Context` when work needs to know *why* it was stopped, or must honour a deadline set far up the
+//! call chain: every pattern crate of `bounded` takes one. If all you need is a flag to stop a loop,
+//! tokio-util's `CancellationToken` is enough, and [`Context::token`] hands one out for such code.
+//!
+//! # Comparison to `CancellationToken`
+//!
+//! `Context` wraps a `CancellationToken` tree and adds what Go's context has and the token lacks:
+//!
+//! | | `CancellationToken` | `Context` |
+//! | --- | --- | --- |
+//! | why it ended | no | [`Cause`]; first cause wins; descendants see it |
+//! | deadline | no (a `sleep` per waiter) | one timer per deadline, shared by all descendants and waiters |
+//! | `is_cancelled` | takes the tree's mutex | lock-free: one atomic load per level |
+//! | race a future | `run_until_cancelled` | [`run`](Context::run), returning the cause |
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+
+mod cause;
+mod context;
+mod future;
+pub mod live;
+mod report;
+mod shutdown;
+
+pub use cause::Cause;
+pub use context::Context;
+pub use future::{Cancelled, Run};
+pub use report::{ShutdownReport, TaskOutcome, TaskReport};
+pub use shutdown::{Shutdown, SignalReceived};
+
+// The README's example is compiled with the doc tests so that it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeExample;

@@ -1,0 +1,174 @@
+//! Shutdown: the four outcomes, a drain that never outlasts its grace, and no task left behind.
+
+use std::time::Duration;
+
+use bounded_cancel::{Context, Shutdown, TaskOutcome, live};
+use tokio::time::{Instant, sleep};
+
+const TICK: Duration = Duration::from_millis(1);
+
+async fn pending_forever() -> Result<(), String> {
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+#[tokio::test(start_paused = true)]
+async fn reports_each_of_the_four_outcomes_by_name() {
+    let mut shutdown = Shutdown::new();
+    shutdown.spawn("drains", |ctx| async move {
+        ctx.cancelled().await;
+        sleep(Duration::from_millis(100)).await;
+        Ok::<_, String>(())
+    });
+    shutdown.spawn("fails", |ctx| async move {
+        ctx.cancelled().await;
+        Err(std::io::Error::other("flush to disk failed"))
+    });
+    shutdown.spawn("panics", |ctx| async move {
+        ctx.cancelled().await;
+        panic!("poisoned state in {}", "panics");
+        #[allow(unreachable_code)]
+        Ok::<_, String>(())
+    });
+    shutdown.spawn("ignores the context", |_ctx| pending_forever());
+    shutdown.trigger();
+    let report = shutdown.wait(Duration::from_secs(1)).await;
+
+    assert_eq!(report.get("drains"), Some(&TaskOutcome::Completed));
+    assert_eq!(
+        report.get("fails"),
+        Some(&TaskOutcome::Failed("flush to disk failed".into()))
+    );
+    assert_eq!(
+        report.get("panics"),
+        Some(&TaskOutcome::Panicked("poisoned state in panics".into()))
+    );
+    assert_eq!(
+        report.get("ignores the context"),
+        Some(&TaskOutcome::Aborted)
+    );
+    let names: Vec<&str> = report.tasks().iter().map(|t| t.name()).collect();
+    assert_eq!(names, ["drains", "fails", "panics", "ignores the context"]);
+    assert!(!report.is_clean());
+    assert!(
+        report
+            .to_string()
+            .contains("fails: failed: flush to disk failed\n")
+    );
+    live::assert_none_alive().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn never_waits_past_grace_after_the_trigger() {
+    let mut shutdown = Shutdown::new();
+    shutdown.spawn("stuck", |_ctx| pending_forever());
+    shutdown.spawn("slow", |ctx| async move {
+        ctx.cancelled().await;
+        sleep(Duration::from_secs(60)).await;
+        Ok::<_, String>(())
+    });
+    let trigger = shutdown.context().clone();
+    tokio::spawn(async move {
+        sleep(Duration::from_secs(5)).await;
+        trigger.cancel();
+    });
+    let start = Instant::now();
+    let report = shutdown.wait(Duration::from_secs(2)).await;
+    let waited = Instant::now() - start;
+    assert!(
+        waited >= Duration::from_secs(7),
+        "returned before the grace ran out: {waited:?}"
+    );
+    assert!(
+        waited <= Duration::from_secs(7) + TICK,
+        "waited past the grace: {waited:?}"
+    );
+    assert_eq!(report.get("stuck"), Some(&TaskOutcome::Aborted));
+    assert_eq!(report.get("slow"), Some(&TaskOutcome::Aborted));
+    live::assert_none_alive().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn returns_as_soon_as_every_task_has_drained() {
+    let mut shutdown = Shutdown::new();
+    for i in 0..3u64 {
+        shutdown.spawn(format!("worker {i}"), move |ctx| async move {
+            ctx.cancelled().await;
+            sleep(Duration::from_millis(10 * (i + 1))).await;
+            Ok::<_, String>(())
+        });
+    }
+    shutdown.trigger();
+    let start = Instant::now();
+    let report = shutdown.wait(Duration::from_secs(30)).await;
+    assert_eq!(Instant::now() - start, Duration::from_millis(30));
+    assert!(report.is_clean(), "{report}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn returns_without_a_trigger_once_every_task_ended_by_itself() {
+    let mut shutdown = Shutdown::new();
+    shutdown.spawn("batch", |_ctx| async {
+        sleep(Duration::from_secs(3)).await;
+        Ok::<_, String>(())
+    });
+    let start = Instant::now();
+    let report = shutdown.wait(Duration::from_secs(1)).await;
+    assert_eq!(Instant::now() - start, Duration::from_secs(3));
+    assert!(report.is_clean());
+}
+
+#[tokio::test(start_paused = true)]
+async fn tasks_see_the_trigger_through_their_context() {
+    let mut shutdown = Shutdown::new();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    shutdown.spawn("observer", |ctx| async move {
+        let cause = ctx.cancelled().await;
+        tx.send(cause.to_string()).unwrap();
+        Ok::<_, String>(())
+    });
+    tokio::task::yield_now().await;
+    assert!(shutdown.trigger());
+    assert!(!shutdown.trigger());
+    assert_eq!(rx.await.unwrap(), "context cancelled");
+    assert!(shutdown.wait(Duration::from_secs(1)).await.is_clean());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_parent_context_triggers_it() {
+    let app = Context::new();
+    let mut shutdown = Shutdown::with_context(&app);
+    shutdown.spawn("listener", |ctx| async move {
+        ctx.cancelled().await;
+        Ok::<_, String>(())
+    });
+    app.cancel();
+    assert!(shutdown.is_triggered());
+    assert!(shutdown.wait(Duration::from_secs(1)).await.is_clean());
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_it_aborts_every_task() {
+    let mut shutdown = Shutdown::new();
+    let ctx = shutdown.context().clone();
+    shutdown.spawn("a", |_ctx| pending_forever());
+    shutdown.spawn("b", |_ctx| pending_forever());
+    assert_eq!(live::names(), ["a", "b"]);
+    drop(shutdown);
+    assert!(ctx.is_cancelled());
+    live::assert_none_alive().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_wait_midway_aborts_every_task() {
+    let mut shutdown = Shutdown::new();
+    shutdown.spawn("stuck", |_ctx| pending_forever());
+    shutdown.trigger();
+    let waited = tokio::time::timeout(
+        Duration::from_secs(1),
+        shutdown.wait(Duration::from_secs(60)),
+    )
+    .await;
+    assert!(waited.is_err());
+    live::assert_none_alive().await;
+}
