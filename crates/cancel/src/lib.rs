@@ -49,12 +49,14 @@ mod cause;
 mod context;
 mod future;
 pub mod live;
+mod panic;
 mod report;
 mod shutdown;
 
 pub use cause::Cause;
 pub use context::Context;
 pub use future::{Cancelled, Run};
+pub use panic::panic_message;
 pub use report::{ShutdownReport, TaskOutcome, TaskReport};
 pub use shutdown::{Shutdown, SignalReceived};
 

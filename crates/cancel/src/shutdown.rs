@@ -333,19 +333,10 @@ fn outcome(joined: Result<Result<(), String>, JoinError>) -> TaskOutcome {
     match joined {
         Ok(Ok(())) => TaskOutcome::Completed,
         Ok(Err(text)) => TaskOutcome::Failed(text),
-        Err(err) if err.is_panic() => TaskOutcome::Panicked(panic_message(err.into_panic())),
+        Err(err) if err.is_panic() => {
+            TaskOutcome::Panicked(crate::panic_message(&*err.into_panic()).to_owned())
+        }
         Err(_) => TaskOutcome::Aborted,
-    }
-}
-
-/// Text of a panic payload: the message for `panic!("..")` payloads, a placeholder otherwise.
-pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
-    match payload.downcast::<String>() {
-        Ok(text) => *text,
-        Err(payload) => match payload.downcast::<&'static str>() {
-            Ok(text) => (*text).to_owned(),
-            Err(_) => "panic payload is not a string".to_owned(),
-        },
     }
 }
 

@@ -1,0 +1,269 @@
+use std::any::Any;
+use std::fmt;
+use std::panic;
+use std::sync::Arc;
+
+use bounded_cancel::Cause;
+
+/// Why [`Group::spawn`](crate::Group::spawn) handed a task back without running it.
+///
+/// The closure is inside, unrun: take it out with [`into_inner`](SpawnError::into_inner).
+///
+/// # Examples
+///
+/// ```
+/// use bounded_group::{Group, SpawnError};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let mut group = Group::<std::io::Error>::new();
+/// group.set_limit(Some(0)).unwrap();
+/// let err = group.spawn(|_ctx| async { Ok(()) }).await.unwrap_err();
+/// assert!(matches!(err, SpawnError::LimitZero(_)));
+/// let _task = err.into_inner();
+/// # }
+/// ```
+#[non_exhaustive]
+pub enum SpawnError<F> {
+    /// The group's context, or the caller's, ended before a slot was free (or was already over).
+    Cancelled {
+        /// The task, unrun.
+        job: F,
+        /// Why the context ended.
+        cause: Cause,
+    },
+    /// The group's limit is 0, which refuses every task.
+    LimitZero(F),
+}
+
+impl<F> SpawnError<F> {
+    pub(crate) fn map<G>(self, f: impl FnOnce(F) -> G) -> SpawnError<G> {
+        match self {
+            SpawnError::Cancelled { job, cause } => SpawnError::Cancelled { job: f(job), cause },
+            SpawnError::LimitZero(job) => SpawnError::LimitZero(f(job)),
+        }
+    }
+
+    /// Returns the task that was not run.
+    pub fn into_inner(self) -> F {
+        match self {
+            SpawnError::Cancelled { job, .. } | SpawnError::LimitZero(job) => job,
+        }
+    }
+}
+
+impl<F> fmt::Debug for SpawnError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpawnError::Cancelled { cause, .. } => f
+                .debug_struct("Cancelled")
+                .field("cause", cause)
+                .finish_non_exhaustive(),
+            SpawnError::LimitZero(_) => f.write_str("LimitZero(..)"),
+        }
+    }
+}
+
+impl<F> fmt::Display for SpawnError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpawnError::Cancelled { cause, .. } => write!(
+                f,
+                "task not spawned: {cause}; the task did not run and is returned inside this error"
+            ),
+            SpawnError::LimitZero(_) => f.write_str(
+                "task not spawned: the group's limit is 0, which refuses every task; \
+                 raise it with set_limit while the group is idle",
+            ),
+        }
+    }
+}
+
+impl<F> std::error::Error for SpawnError<F> {}
+
+/// [`Group::set_limit`](crate::Group::set_limit) was called while tasks were running.
+///
+/// # Examples
+///
+/// ```
+/// use bounded_group::Group;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let mut group = Group::<std::io::Error>::new();
+/// group.spawn(|ctx| async move { ctx.cancelled().await; Ok(()) }).await.unwrap();
+/// let err = group.set_limit(Some(4)).unwrap_err();
+/// assert_eq!(err.running(), 1);
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetLimitError {
+    running: usize,
+}
+
+impl SetLimitError {
+    pub(crate) fn new(running: usize) -> Self {
+        SetLimitError { running }
+    }
+
+    /// How many tasks were running when the change was refused.
+    pub fn running(&self) -> usize {
+        self.running
+    }
+}
+
+impl fmt::Display for SetLimitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cannot change the group's limit while {} task(s) run; await wait() first, then set the limit",
+            self.running
+        )
+    }
+}
+
+impl std::error::Error for SetLimitError {}
+
+/// A panic caught in a group's task, as returned by [`Group::wait_and_recover`](crate::Group::wait_and_recover).
+///
+/// The original payload goes to the first caller that recovers the panic; later callers get the message only.
+///
+/// # Examples
+///
+/// ```
+/// use bounded_group::{Failure, Group};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let group = Group::<String>::new();
+/// group.spawn(|_ctx| async { panic!("bad index") }).await.unwrap();
+/// let Err(Failure::Panicked(panic)) = group.wait_and_recover().await else { unreachable!() };
+/// assert_eq!(panic.message(), "bad index");
+/// assert_eq!(*panic.into_payload().unwrap().downcast::<&str>().unwrap(), "bad index");
+/// # }
+/// ```
+pub struct Panic {
+    message: Arc<str>,
+    payload: Option<Box<dyn Any + Send>>,
+}
+
+impl Panic {
+    pub(crate) fn new(message: Arc<str>, payload: Option<Box<dyn Any + Send>>) -> Self {
+        Panic { message, payload }
+    }
+
+    /// The panic message (`"panic payload is not a string"` for other payloads).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The payload the task panicked with; `None` if an earlier wait already took it.
+    pub fn into_payload(self) -> Option<Box<dyn Any + Send>> {
+        self.payload
+    }
+
+    /// Re-raises the panic on the current thread, with the original payload where there is one.
+    pub fn resume(self) -> ! {
+        match self.payload {
+            Some(payload) => panic::resume_unwind(payload),
+            None => panic::resume_unwind(Box::new(format!(
+                "a task of this group panicked: {} (the original payload went to an earlier wait)",
+                self.message
+            ))),
+        }
+    }
+}
+
+impl fmt::Debug for Panic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Panic")
+            .field("message", &self.message)
+            .field("has_payload", &self.payload.is_some())
+            .finish()
+    }
+}
+
+impl fmt::Display for Panic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a task panicked: {}", self.message)
+    }
+}
+
+/// How a group failed, as returned by the `*_and_recover` waits: an error or a caught panic.
+///
+/// A panic is reported in preference to an error: it is a bug, and it must not be lost behind one.
+///
+/// # Examples
+///
+/// ```
+/// use bounded_group::{Failure, Group};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let group = Group::new();
+/// group.spawn(|_ctx| async { Err("no route") }).await.unwrap();
+/// assert!(matches!(group.wait_and_recover().await, Err(Failure::Error("no route"))));
+/// # }
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Failure<E> {
+    /// The first error a task returned.
+    Error(E),
+    /// The first panic of a task.
+    Panicked(Panic),
+}
+
+impl<E: fmt::Display> fmt::Display for Failure<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Error(err) => err.fmt(f),
+            Failure::Panicked(panic) => panic.fmt(f),
+        }
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> std::error::Error for Failure<E> {}
+
+/// The cause of a group's context when one of its tasks panicked.
+///
+/// # Examples
+///
+/// ```
+/// use bounded_group::{Group, TaskPanicked};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let ctx = bounded_cancel::Context::new();
+/// let group = Group::<std::fmt::Error>::with_context(&ctx);
+/// group.spawn(|_ctx| async { panic!("oops") }).await.unwrap();
+/// group.context().cancelled().await;
+/// let cause = group.context().cause().unwrap();
+/// let panicked = cause.error().unwrap().downcast_ref::<TaskPanicked>().unwrap();
+/// assert_eq!(panicked.message(), "oops");
+/// # let _ = group.wait_and_recover().await;
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct TaskPanicked {
+    message: Arc<str>,
+}
+
+impl TaskPanicked {
+    pub(crate) fn new(message: Arc<str>) -> Self {
+        TaskPanicked { message }
+    }
+
+    /// The panic message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for TaskPanicked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a task of the group panicked: {}", self.message)
+    }
+}
+
+impl std::error::Error for TaskPanicked {}

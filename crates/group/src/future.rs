@@ -1,0 +1,121 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll};
+
+use bounded_cancel::{Cause, Context};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::error::SpawnError;
+use crate::group::{Limit, Task};
+use crate::{Group, TaskFn};
+
+type SlotWait<'a> = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, Cause>> + Send + 'a>>;
+
+/// Future returned by [`Group::spawn`] and [`Group::spawn_with`]: resolves once the task is admitted.
+///
+/// It holds no slot until it resolves: dropping it mid-wait gives up its place in line and runs nothing.
+#[must_use = "futures do nothing unless polled; the task is not spawned until this is awaited"]
+pub struct Spawn<'a, E, F> {
+    group: &'a Group<E>,
+    caller: Option<&'a Context>,
+    job: Option<F>,
+    wait: Option<SlotWait<'a>>,
+}
+
+// The closure is moved in and out, never pinned, so `Spawn` can be moved freely whatever `F` is.
+impl<E, F> Unpin for Spawn<'_, E, F> {}
+
+impl<'a, E, F> Spawn<'a, E, F> {
+    pub(crate) fn new(group: &'a Group<E>, caller: Option<&'a Context>, job: F) -> Self {
+        Spawn {
+            group,
+            caller,
+            job: Some(job),
+            wait: None,
+        }
+    }
+}
+
+impl<E, F> Future for Spawn<'_, E, F>
+where
+    E: Send + 'static,
+    F: TaskFn<E>,
+{
+    type Output = Result<(), SpawnError<F>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let job = this.job.take().expect("Spawn polled after completion");
+        let group = this.group;
+        let permit = match (&group.limit, &mut this.wait) {
+            (_, Some(wait)) => match wait.as_mut().poll(cx) {
+                Poll::Ready(Ok(permit)) => Some(permit),
+                Poll::Ready(Err(cause)) => {
+                    return Poll::Ready(Err(SpawnError::Cancelled { job, cause }));
+                }
+                Poll::Pending => {
+                    this.job = Some(job);
+                    return Poll::Pending;
+                }
+            },
+            (Limit::Zero, None) => return Poll::Ready(Err(SpawnError::LimitZero(job))),
+            (limit, None) => {
+                if let Some(cause) = ended(group.context(), this.caller) {
+                    return Poll::Ready(Err(SpawnError::Cancelled { job, cause }));
+                }
+                match limit {
+                    Limit::Slots(sem, _) => match sem.clone().try_acquire_owned() {
+                        Ok(permit) => Some(permit),
+                        Err(_) => {
+                            this.wait = Some(Box::pin(wait_for_slot(
+                                sem.clone(),
+                                group.context(),
+                                this.caller,
+                            )));
+                            this.job = Some(job);
+                            // Poll the new wait at once so that it registers for a wake-up.
+                            return Pin::new(this).poll(cx);
+                        }
+                    },
+                    _ => None,
+                }
+            }
+        };
+        group.admit(Task::new(job, permit));
+        Poll::Ready(Ok(()))
+    }
+}
+
+fn ended(group: &Context, caller: Option<&Context>) -> Option<Cause> {
+    group.cause().or_else(|| caller.and_then(Context::cause))
+}
+
+async fn wait_for_slot(
+    sem: Arc<Semaphore>,
+    group: &Context,
+    caller: Option<&Context>,
+) -> Result<OwnedSemaphorePermit, Cause> {
+    let caller_ended = async {
+        match caller {
+            Some(ctx) => ctx.cancelled().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        biased;
+        cause = group.cancelled() => Err(cause),
+        cause = caller_ended => Err(cause),
+        permit = sem.acquire_owned() => Ok(permit.expect("a group never closes its semaphore")),
+    }
+}
+
+impl<E, F> fmt::Debug for Spawn<'_, E, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Spawn")
+            .field("waiting", &self.wait.is_some())
+            .field("done", &self.job.is_none())
+            .finish()
+    }
+}

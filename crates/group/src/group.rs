@@ -1,0 +1,563 @@
+use std::error::Error;
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, OnceLock};
+
+use bounded_cancel::Context;
+use futures_util::FutureExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::error::{Failure, SetLimitError};
+use crate::executor::{Executor, Job};
+use crate::future::Spawn;
+use crate::shared::{Policy, Shared};
+use crate::task::TaskFn;
+
+/// A set of tasks that share a fate: Go's `errgroup.Group` for tokio, with a limit, and panics that are never lost.
+///
+/// - [`Group::new`] is errgroup's zero value: no limit, and a failing task does not stop its siblings.
+/// - [`Group::with_context`] is `errgroup.WithContext`: the group's [`Context`] is a child of yours and is
+///   cancelled by the first error or panic, and always once [`wait`](Group::wait) returns.
+/// - [`spawn`](Group::spawn) waits for a free slot under a limit ([`set_limit`](Group::set_limit));
+///   [`try_spawn`](Group::try_spawn) never waits and hands the closure back.
+/// - [`wait`](Group::wait) returns the first error, as the very value the task returned, or re-raises the
+///   first panic with its original payload. It can be called again, and from several tasks at once.
+///
+/// A `Group` keeps nothing per task once the task ends, so a million tasks take no more memory than eight.
+/// Dropping a group cancels its context and aborts every task still running.
+///
+/// # How tasks run
+///
+/// Tasks do not get a tokio task each. The group runs them on one long-lived driver task per runtime
+/// worker, which is what makes a spawn several times cheaper than `JoinSet::spawn`. Tasks still run
+/// concurrently and, on a multi-thread runtime, in parallel across drivers; but a task that computes for a
+/// long time without awaiting holds up the tasks sharing its driver. Put such work in
+/// `tokio::task::spawn_blocking` inside the task, as you would in any async code.
+///
+/// # Examples
+///
+/// ```
+/// use bounded_cancel::Context;
+/// use bounded_group::Group;
+/// use std::{io, sync::Arc};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// // `wait` may be called many times, so it hands out clones: share a non-`Clone` error in an `Arc`.
+/// let mut group = Group::<Arc<io::Error>>::with_context(&Context::new());
+/// group.set_limit(Some(8)).unwrap();
+/// for id in 0..100u32 {
+///     group
+///         .spawn(move |ctx| async move {
+///             if ctx.is_cancelled() {
+///                 return Ok(());
+///             }
+///             if id == 42 { Err(Arc::new(io::Error::other("id 42 is bad"))) } else { Ok(()) }
+///         })
+///         .await
+///         .ok(); // refused once the group has failed: no point starting more
+/// }
+/// assert_eq!(group.wait().await.unwrap_err().to_string(), "id 42 is bad");
+/// # }
+/// ```
+pub struct Group<E> {
+    shared: Arc<Shared<E>>,
+    pub(crate) limit: Limit,
+    cancel_on_wait: bool,
+    executor: OnceLock<Executor>,
+}
+
+pub(crate) enum Limit {
+    Unlimited,
+    Zero,
+    Slots(Arc<Semaphore>, usize),
+}
+
+/// One admitted task: the user's closure and the slot it holds until it ends.
+pub(crate) struct Task<F> {
+    job: F,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl<F> Task<F> {
+    pub(crate) fn new(job: F, permit: Option<OwnedSemaphorePermit>) -> Self {
+        Task { job, permit }
+    }
+}
+
+impl<E> Group<E> {
+    /// Creates a group with no limit whose tasks keep running when one of them fails (errgroup's zero value).
+    ///
+    /// Tasks receive the group's own context, which ends only when the group is dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_group::Group;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let group = Group::<String>::new();
+    /// assert!(group.wait().await.is_ok());
+    /// # }
+    /// ```
+    pub fn new() -> Self {
+        let policy = Policy {
+            cancel_on_failure: false,
+            to_cause: None,
+            collect_errors: false,
+        };
+        Group::from_parts(Context::new(), policy, false)
+    }
+
+    /// Creates a group whose context is a child of `parent`, cancelled by the first error or panic and
+    /// whenever [`wait`](Group::wait) returns (errgroup's `WithContext`).
+    ///
+    /// The first error becomes the context's cause: [`Cause::Error`](bounded_cancel::Cause::Error) holding
+    /// a clone of it. A panic's cause is a [`TaskPanicked`](crate::TaskPanicked).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_cancel::Context;
+    /// use bounded_group::Group;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let group = Group::with_context(&Context::new());
+    /// group.spawn(|_ctx| async { Err(std::fmt::Error) }).await.unwrap();
+    /// group.context().cancelled().await; // ended by the error, before anyone waits
+    /// assert!(group.wait().await.is_err());
+    /// # }
+    /// ```
+    pub fn with_context(parent: &Context) -> Self
+    where
+        E: Error + Clone + Send + Sync + 'static,
+    {
+        let policy = Policy {
+            cancel_on_failure: true,
+            to_cause: Some(|err: &E| Arc::new(err.clone())),
+            collect_errors: false,
+        };
+        Group::from_parts(parent.child(), policy, true)
+    }
+
+    /// A fail-fast group for error types that need not implement `Error`: the context ends with
+    /// `Cause::Cancelled` on the first failure.
+    pub(crate) fn fail_fast(parent: &Context) -> Self {
+        let policy = Policy {
+            cancel_on_failure: true,
+            to_cause: None,
+            collect_errors: false,
+        };
+        Group::from_parts(parent.child(), policy, true)
+    }
+
+    fn from_parts(ctx: Context, policy: Policy<E>, cancel_on_wait: bool) -> Self {
+        Group {
+            shared: Arc::new(Shared::new(ctx, policy)),
+            limit: Limit::Unlimited,
+            cancel_on_wait,
+            executor: OnceLock::new(),
+        }
+    }
+
+    /// Keeps every error, not only the first, for [`wait_all`](Group::wait_all).
+    ///
+    /// Call it before spawning. The context is still cancelled by the first error when the group was made
+    /// with [`with_context`](Group::with_context); make it with [`new`](Group::new) to let every task run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_group::Group;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let group = Group::new().collect_errors();
+    /// for i in 0..3 {
+    ///     group.spawn(move |_ctx| async move { Err(i) }).await.unwrap();
+    /// }
+    /// let mut errors = group.wait_all().await.unwrap_err();
+    /// errors.sort();
+    /// assert_eq!(errors, [0, 1, 2]);
+    /// # }
+    /// ```
+    pub fn collect_errors(mut self) -> Self {
+        match Arc::get_mut(&mut self.shared) {
+            Some(shared) => shared.collect_errors(),
+            None => unreachable!("a group's state is shared only with its running tasks"),
+        }
+        self
+    }
+
+    /// The group's context: every task receives a clone of it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_group::Group;
+    ///
+    /// let group = Group::<std::io::Error>::new();
+    /// assert!(!group.context().is_cancelled());
+    /// ```
+    pub fn context(&self) -> &Context {
+        &self.shared.ctx
+    }
+
+    /// Sets how many tasks may run at once: `None` for no limit, `Some(0)` to refuse every task.
+    ///
+    /// # Errors
+    ///
+    /// [`SetLimitError`] if tasks are running: a limit changes only on an idle group, so that the number
+    /// of running tasks never exceeds the limit in force.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_group::Group;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut group = Group::<std::io::Error>::new();
+    /// group.set_limit(Some(2)).unwrap();
+    /// let slow = |ctx: bounded_cancel::Context| async move { ctx.cancelled().await; Ok(()) };
+    /// assert!(group.try_spawn(slow).is_ok());
+    /// assert!(group.try_spawn(slow).is_ok());
+    /// assert!(group.try_spawn(slow).is_err()); // both slots taken
+    /// # }
+    /// ```
+    pub fn set_limit(&mut self, limit: Option<usize>) -> Result<(), SetLimitError> {
+        let running = self.shared.active();
+        if running > 0 {
+            return Err(SetLimitError::new(running));
+        }
+        self.limit = match limit {
+            None => Limit::Unlimited,
+            Some(0) => Limit::Zero,
+            Some(n) => Limit::Slots(Arc::new(Semaphore::new(n)), n),
+        };
+        Ok(())
+    }
+
+    /// The number of tasks admitted and not yet ended.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_group::Group;
+    ///
+    /// assert_eq!(Group::<std::io::Error>::new().running(), 0);
+    /// ```
+    pub fn running(&self) -> usize {
+        self.shared.active()
+    }
+
+    /// Spawns a task once a slot is free; the task receives the group's context.
+    ///
+    /// Resolves when the task is admitted, not when it ends. Without a limit it resolves at once.
+    ///
+    /// # Errors
+    ///
+    /// Hands the closure back, unrun, in a [`SpawnError`](crate::SpawnError) if the group's context has ended
+    /// (for a [`with_context`](Group::with_context) group: after a failure or after `wait`), or ends while
+    /// waiting, or if the limit is 0.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: dropping the future before it resolves gives up its place in line, and the closure is
+    /// dropped without running.
+    ///
+    /// # Fairness
+    ///
+    /// Spawners waiting for a slot are admitted in the order they started waiting.
+    ///
+    /// # Panics
+    ///
+    /// Panics outside a tokio runtime. A panic inside the task is caught; see [`wait`](Group::wait).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_group::Group;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let group = Group::<String>::new();
+    /// group.spawn(|_ctx| async { Ok(()) }).await.unwrap();
+    /// group.wait().await.unwrap();
+    /// # }
+    /// ```
+    pub fn spawn<F, Fut>(&self, task: F) -> Spawn<'_, E, F>
+    where
+        E: Send + 'static,
+        F: FnOnce(Context) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+    {
+        Spawn::new(self, None, task)
+    }
+
+    /// Like [`spawn`](Group::spawn), but the wait for a slot also ends when `ctx` (the caller's) ends.
+    ///
+    /// # Errors
+    ///
+    /// As for `spawn`, plus `SpawnError::Cancelled` with `ctx`'s cause when `ctx` ends first.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as `spawn`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_cancel::Context;
+    /// use bounded_group::{Group, SpawnError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut group = Group::<std::io::Error>::new();
+    /// group.set_limit(Some(1)).unwrap();
+    /// group.spawn(|ctx| async move { ctx.cancelled().await; Ok(()) }).await.unwrap();
+    ///
+    /// let request = Context::new();
+    /// request.cancel();
+    /// let err = group.spawn_with(&request, |_ctx| async { Ok(()) }).await.unwrap_err();
+    /// assert!(matches!(err, SpawnError::Cancelled { .. }));
+    /// # }
+    /// ```
+    pub fn spawn_with<'a, F, Fut>(&'a self, ctx: &'a Context, task: F) -> Spawn<'a, E, F>
+    where
+        E: Send + 'static,
+        F: FnOnce(Context) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+    {
+        Spawn::new(self, Some(ctx), task)
+    }
+
+    /// Spawns a task if a slot is free right now; otherwise hands the closure back unrun (errgroup's `TryGo`).
+    ///
+    /// # Errors
+    ///
+    /// The closure, if every slot is taken, the limit is 0, or the group's context has ended.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_group::Group;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut group = Group::<std::io::Error>::new();
+    /// group.set_limit(Some(0)).unwrap();
+    /// assert!(group.try_spawn(|_ctx| async { Ok(()) }).is_err());
+    /// # }
+    /// ```
+    pub fn try_spawn<F, Fut>(&self, task: F) -> Result<(), F>
+    where
+        E: Send + 'static,
+        F: FnOnce(Context) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+    {
+        self.try_admit(task)
+    }
+
+    pub(crate) fn try_admit<F: TaskFn<E>>(&self, task: F) -> Result<(), F>
+    where
+        E: Send + 'static,
+    {
+        if self.context().is_cancelled() {
+            return Err(task);
+        }
+        let permit = match &self.limit {
+            Limit::Unlimited => None,
+            Limit::Zero => return Err(task),
+            Limit::Slots(sem, _) => match sem.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => return Err(task),
+            },
+        };
+        self.admit(Task::new(task, permit));
+        Ok(())
+    }
+
+    pub(crate) fn admit<F>(&self, task: Task<F>)
+    where
+        E: Send + 'static,
+        F: TaskFn<E>,
+    {
+        self.shared.admitted();
+        let shared = self.shared.clone();
+        let Task { job, permit } = task;
+        let job: Job = Box::pin(async move {
+            let ctx = shared.ctx.clone();
+            let result = AssertUnwindSafe(async move { job.start(ctx).await })
+                .catch_unwind()
+                .await;
+            // The slot is free before the task counts as ended, so `wait` never returns with a slot held.
+            drop(permit);
+            shared.finish(result);
+        });
+        self.executor.get_or_init(Executor::start).submit(job);
+    }
+
+    /// Waits for every task to end, then returns the first error, or re-raises the first panic.
+    ///
+    /// The error is the value the first failing task returned (cloned for each caller, so `E` is usually an
+    /// `Arc` or a small value); errors of tasks that failed later, or that failed because they saw the
+    /// context end, never replace it. Calling `wait` again, or from several tasks at once, gives the same
+    /// answer. A [`with_context`](Group::with_context) group's context is cancelled when `wait` returns.
+    ///
+    /// # Panics
+    ///
+    /// Re-raises (with `resume_unwind`) the first panic of a task, with its original payload; several panics
+    /// re-raise exactly one. Use [`wait_and_recover`](Group::wait_and_recover) to get it as a value.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: dropping the future only stops this caller's wait.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_group::Group;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let group = Group::new();
+    /// group.spawn(|_ctx| async { Err("first") }).await.unwrap();
+    /// assert_eq!(group.wait().await, Err("first"));
+    /// assert_eq!(group.wait().await, Err("first"));
+    /// # }
+    /// ```
+    pub async fn wait(&self) -> Result<(), E>
+    where
+        E: Clone,
+    {
+        match self.wait_and_recover().await {
+            Ok(()) => Ok(()),
+            Err(Failure::Error(err)) => Err(err),
+            Err(Failure::Panicked(panic)) => panic.resume(),
+        }
+    }
+
+    /// Like [`wait`](Group::wait), but returns a panic as [`Failure::Panicked`] instead of re-raising it.
+    ///
+    /// A panic is reported in preference to an error. The first caller to see a panic gets its payload.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as `wait`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_group::{Failure, Group};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let group = Group::<String>::new();
+    /// group.spawn(|_ctx| async { panic!("boom") }).await.unwrap();
+    /// let failure = group.wait_and_recover().await.unwrap_err();
+    /// assert!(matches!(failure, Failure::Panicked(p) if p.message() == "boom"));
+    /// # }
+    /// ```
+    pub async fn wait_and_recover(&self) -> Result<(), Failure<E>>
+    where
+        E: Clone,
+    {
+        self.settle().await;
+        self.shared.failure().map_or(Ok(()), Err)
+    }
+
+    /// Waits for every task to end and returns every recorded error, in the order they happened.
+    ///
+    /// Only a group made with [`collect_errors`](Group::collect_errors) records more than the first.
+    ///
+    /// # Panics
+    ///
+    /// Re-raises the first panic, as [`wait`](Group::wait) does.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as `wait`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_group::Group;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let group = Group::<&str>::new().collect_errors();
+    /// assert_eq!(group.wait_all().await, Ok(()));
+    /// # }
+    /// ```
+    pub async fn wait_all(&self) -> Result<(), Vec<E>>
+    where
+        E: Clone,
+    {
+        self.settle().await;
+        if let Some(panic) = self.shared.take_panic() {
+            panic.resume();
+        }
+        let errors = self.shared.errors();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Waits for every task to end, then ends a `with_context` group's context.
+    pub(crate) async fn settle(&self) {
+        self.shared.idle().await;
+        if self.cancel_on_wait {
+            self.shared.ctx.cancel();
+        }
+    }
+
+    /// Like `wait`, for a group about to be dropped: moves the first error out, so `E` need not be `Clone`.
+    pub(crate) async fn wait_first(self) -> Result<(), E> {
+        self.settle().await;
+        if let Some(panic) = self.shared.take_panic() {
+            panic.resume();
+        }
+        match self.shared.take_errors().into_iter().next() {
+            Some(err) => Err(err),
+            None => Ok(()),
+        }
+    }
+
+    pub(crate) fn shared(&self) -> &Shared<E> {
+        &self.shared
+    }
+}
+
+impl<E> Default for Group<E> {
+    fn default() -> Self {
+        Group::new()
+    }
+}
+
+impl<E> Drop for Group<E> {
+    fn drop(&mut self) {
+        // Tasks see their context end; the executor's drop then aborts them.
+        self.shared.ctx.cancel();
+    }
+}
+
+impl<E> fmt::Debug for Group<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let limit = match &self.limit {
+            Limit::Unlimited => None,
+            Limit::Zero => Some(0),
+            Limit::Slots(_, n) => Some(*n),
+        };
+        f.debug_struct("Group")
+            .field("running", &self.shared.active())
+            .field("limit", &limit)
+            .field("ctx", &self.shared.ctx)
+            .finish()
+    }
+}

@@ -1,0 +1,158 @@
+//! What a group's tasks share with the group: the context, the count of live tasks, and the outcome.
+
+use std::any::Any;
+use std::error::Error;
+use std::pin::pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bounded_cancel::{Context, panic_message};
+use tokio::sync::Notify;
+
+use crate::error::{Failure, Panic, TaskPanicked};
+
+/// Turns the first error into the cause of the group's context.
+pub(crate) type ToCause<E> = fn(&E) -> Arc<dyn Error + Send + Sync>;
+
+/// How a group reacts to its first failure.
+pub(crate) struct Policy<E> {
+    /// Cancel the group's context on the first error or panic (`with_context`, `map`).
+    pub(crate) cancel_on_failure: bool,
+    /// The first error's cause; without it the context ends with `Cause::Cancelled`.
+    pub(crate) to_cause: Option<ToCause<E>>,
+    /// Keep every error, not only the first.
+    pub(crate) collect_errors: bool,
+}
+
+pub(crate) struct Shared<E> {
+    pub(crate) ctx: Context,
+    policy: Policy<E>,
+    active: AtomicUsize,
+    idle: Notify,
+    outcome: Mutex<Outcome<E>>,
+}
+
+struct Outcome<E> {
+    /// The first error first; later ones only when collecting.
+    errors: Vec<E>,
+    panic: Option<(Arc<str>, Option<Box<dyn Any + Send>>)>,
+}
+
+impl<E> Shared<E> {
+    pub(crate) fn new(ctx: Context, policy: Policy<E>) -> Self {
+        Shared {
+            ctx,
+            policy,
+            active: AtomicUsize::new(0),
+            idle: Notify::new(),
+            outcome: Mutex::new(Outcome {
+                errors: Vec::new(),
+                panic: None,
+            }),
+        }
+    }
+
+    pub(crate) fn collect_errors(&mut self) {
+        self.policy.collect_errors = true;
+    }
+
+    fn outcome(&self) -> MutexGuard<'_, Outcome<E>> {
+        // Every update is a single push or assignment, so a poisoned lock still holds whole data.
+        self.outcome.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn active(&self) -> usize {
+        self.active.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn admitted(&self) {
+        self.active.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Records how a task ended. Called exactly once per admitted task, after its slot is released.
+    pub(crate) fn finish(&self, result: std::thread::Result<Result<(), E>>) {
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => self.record_error(err),
+            Err(payload) => self.record_panic(payload),
+        }
+        if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    fn record_error(&self, err: E) {
+        let mut outcome = self.outcome();
+        let first = outcome.errors.is_empty();
+        // The cause is made before the error is stored; the context is cancelled only after, so a task
+        // that fails because it saw the context end can never be recorded ahead of the real error.
+        let cause = match (first, self.policy.to_cause) {
+            (true, Some(to_cause)) => Some(to_cause(&err)),
+            _ => None,
+        };
+        if first || self.policy.collect_errors {
+            outcome.errors.push(err);
+        }
+        drop(outcome);
+        if first && self.policy.cancel_on_failure {
+            match cause {
+                Some(cause) => self.ctx.cancel_with_arc(cause),
+                None => self.ctx.cancel(),
+            };
+        }
+    }
+
+    fn record_panic(&self, payload: Box<dyn Any + Send>) {
+        let message: Arc<str> = Arc::from(panic_message(&*payload));
+        let mut outcome = self.outcome();
+        let first = outcome.panic.is_none();
+        if first {
+            outcome.panic = Some((message.clone(), Some(payload)));
+        }
+        drop(outcome);
+        if first && self.policy.cancel_on_failure {
+            self.ctx.cancel_with(TaskPanicked::new(message));
+        }
+    }
+
+    /// Waits until no admitted task is left.
+    pub(crate) async fn idle(&self) {
+        loop {
+            let mut notified = pin!(self.idle.notified());
+            notified.as_mut().enable();
+            if self.active() == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    /// The first panic (its payload goes to the first caller), else the first error, cloned.
+    pub(crate) fn failure(&self) -> Option<Failure<E>>
+    where
+        E: Clone,
+    {
+        self.take_panic()
+            .map(Failure::Panicked)
+            .or_else(|| self.outcome().errors.first().cloned().map(Failure::Error))
+    }
+
+    /// Every recorded error, in the order they happened, cloned.
+    pub(crate) fn errors(&self) -> Vec<E>
+    where
+        E: Clone,
+    {
+        self.outcome().errors.clone()
+    }
+
+    /// Moves the recorded errors out, for a consuming wait.
+    pub(crate) fn take_errors(&self) -> Vec<E> {
+        std::mem::take(&mut self.outcome().errors)
+    }
+
+    pub(crate) fn take_panic(&self) -> Option<Panic> {
+        let mut outcome = self.outcome();
+        let (message, payload) = outcome.panic.as_mut()?;
+        Some(Panic::new(message.clone(), payload.take()))
+    }
+}
