@@ -243,6 +243,9 @@ impl<E> Group<E> {
 
     /// The number of tasks admitted and not yet ended.
     ///
+    /// A task gives its slot back just before it counts as ended, so under a limit this can exceed the limit
+    /// for a moment while a new task takes a freed slot; the number of tasks *running* never does.
+    ///
     /// # Examples
     ///
     /// ```

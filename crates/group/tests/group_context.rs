@@ -1,0 +1,208 @@
+//! `with_context`: the derived context ends on the first failure and after `wait`; noise never wins;
+//! a spawner waiting for a slot is released when the context ends or when it is dropped.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bounded_cancel::{Cause, Context};
+use bounded_group::{Group, SpawnError};
+use tokio::time::{Instant, sleep};
+
+#[derive(Debug, Clone, PartialEq)]
+enum Failure {
+    Real(&'static str),
+    Cancelled,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+impl std::error::Error for Failure {}
+
+#[tokio::test(start_paused = true)]
+async fn first_error_cancels_the_context_before_anyone_waits() {
+    let group = Group::with_context(&Context::new());
+    group
+        .spawn(|_ctx| async {
+            sleep(Duration::from_millis(10)).await;
+            Err(Failure::Real("disk full"))
+        })
+        .await
+        .unwrap();
+    let cause = group.context().cancelled().await;
+    let err = cause.error().and_then(|e| e.downcast_ref::<Failure>()).cloned();
+    assert_eq!(err, Some(Failure::Real("disk full")), "the cause is the error itself");
+    assert_eq!(group.wait().await, Err(Failure::Real("disk full")));
+}
+
+#[tokio::test]
+async fn context_is_cancelled_once_wait_returns_even_with_no_tasks() {
+    let group = Group::<Failure>::with_context(&Context::new());
+    assert!(!group.context().is_cancelled());
+    group.wait().await.unwrap();
+    assert!(matches!(group.context().cause(), Some(Cause::Cancelled)));
+}
+
+#[tokio::test]
+async fn a_parent_cancel_reaches_the_group_but_not_the_reverse() {
+    let parent = Context::new();
+    let group = Group::<Failure>::with_context(&parent);
+    group.spawn(|_ctx| async { Err(Failure::Real("x")) }).await.unwrap();
+    let _ = group.wait().await;
+    assert!(!parent.is_cancelled());
+
+    let parent = Context::new();
+    let group = Group::<Failure>::with_context(&parent);
+    parent.cancel();
+    assert!(group.context().is_cancelled());
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancellation_noise_never_hides_the_real_error() {
+    let group = Group::with_context(&Context::new());
+    for _ in 0..10 {
+        // These fail only because they saw the context end.
+        group
+            .spawn(|ctx| async move {
+                ctx.cancelled().await;
+                Err(Failure::Cancelled)
+            })
+            .await
+            .unwrap();
+    }
+    group
+        .spawn(|_ctx| async {
+            sleep(Duration::from_millis(5)).await;
+            Err(Failure::Real("upstream 503"))
+        })
+        .await
+        .unwrap();
+    assert_eq!(group.wait().await, Err(Failure::Real("upstream 503")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_group_refuses_new_tasks_and_hands_them_back() {
+    let group = Group::with_context(&Context::new());
+    group.spawn(|_ctx| async { Err(Failure::Real("x")) }).await.unwrap();
+    group.context().cancelled().await;
+    let ran = Arc::new(AtomicBool::new(false));
+    let flag = ran.clone();
+    let err = group
+        .spawn(move |_ctx| async move {
+            flag.store(true, Ordering::SeqCst);
+            Ok(())
+        })
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SpawnError::Cancelled { .. }));
+    assert!(err.to_string().contains("did not run"));
+    drop(err.into_inner());
+    assert!(group.try_spawn(|_ctx| async { Ok(()) }).is_err());
+    let _ = group.wait().await;
+    assert!(!ran.load(Ordering::SeqCst));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_spawn_stops_promptly_when_the_group_fails() {
+    let mut group = Group::with_context(&Context::new());
+    group.set_limit(Some(1)).unwrap();
+    group
+        .spawn(|_ctx| async {
+            sleep(Duration::from_secs(1)).await;
+            Err(Failure::Real("slot holder failed"))
+        })
+        .await
+        .unwrap();
+    // The slot frees and the context ends at the same instant; the context wins, so nothing more starts.
+    let start = Instant::now();
+    let ran = Arc::new(AtomicBool::new(false));
+    let flag = ran.clone();
+    let err = group
+        .spawn(move |_ctx| async move {
+            flag.store(true, Ordering::SeqCst);
+            Ok(())
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(Instant::now() - start, Duration::from_secs(1));
+    assert!(matches!(err, SpawnError::Cancelled { .. }));
+    let _ = group.wait().await;
+    assert!(!ran.load(Ordering::SeqCst));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_spawner_is_never_deadlocked_by_a_task_that_ignores_the_context_end() {
+    // The slot holder fails through a sibling and then keeps its slot forever; the spawner must still return.
+    let mut group = Group::with_context(&Context::new());
+    group.set_limit(Some(2)).unwrap();
+    group
+        .spawn(|_ctx| async {
+            std::future::pending::<()>().await;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    group
+        .spawn(|_ctx| async {
+            sleep(Duration::from_millis(10)).await;
+            Err(Failure::Real("sibling failed"))
+        })
+        .await
+        .unwrap();
+    // Both slots are taken until the failure; then one frees, but the context has ended: refused.
+    let err = tokio::time::timeout(Duration::from_secs(60), group.spawn(|_ctx| async { Ok(()) }))
+        .await
+        .expect("the spawner must not hang")
+        .unwrap_err();
+    assert!(matches!(err, SpawnError::Cancelled { cause: Cause::Error(_), .. }));
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_a_waiting_spawn_runs_nothing_and_frees_its_place() {
+    let mut group = Group::<Failure>::new();
+    group.set_limit(Some(1)).unwrap();
+    group
+        .spawn(|_ctx| async {
+            sleep(Duration::from_secs(1)).await;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let ran = Arc::new(AtomicBool::new(false));
+    let flag = ran.clone();
+    let waiting = group.spawn(move |_ctx| async move {
+        flag.store(true, Ordering::SeqCst);
+        Ok(())
+    });
+    assert!(tokio::time::timeout(Duration::from_millis(100), waiting).await.is_err());
+    // The next spawner is admitted as soon as the slot frees: the dropped one held no place.
+    let start = Instant::now();
+    group.spawn(|_ctx| async { Ok(()) }).await.unwrap();
+    assert_eq!(Instant::now() - start, Duration::from_millis(900));
+    group.wait().await.unwrap();
+    assert!(!ran.load(Ordering::SeqCst), "a dropped spawn must never run its closure");
+    assert_eq!(group.running(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn spawn_with_ends_the_wait_with_the_callers_cause() {
+    let mut group = Group::<Failure>::new();
+    group.set_limit(Some(1)).unwrap();
+    group
+        .spawn(|ctx| async move {
+            ctx.cancelled().await;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let request = Context::new().with_timeout(Duration::from_millis(250));
+    let start = Instant::now();
+    let err = group.spawn_with(&request, |_ctx| async { Ok(()) }).await.unwrap_err();
+    assert_eq!(Instant::now() - start, Duration::from_millis(250));
+    assert!(matches!(err, SpawnError::Cancelled { cause: Cause::DeadlineExceeded, .. }));
+    assert!(!group.context().is_cancelled(), "the caller's deadline is not the group's");
+}

@@ -1,0 +1,64 @@
+//! Dropping a group aborts its tasks: the live-task check passes right after.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bounded_cancel::{Context, live};
+use bounded_group::{Group, ResultGroup};
+
+struct SetOnDrop(Arc<AtomicBool>);
+
+impl Drop for SetOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_a_group_with_running_tasks_aborts_them() {
+    let group = Group::<String>::new();
+    let ctx = group.context().clone();
+    let dropped = Arc::new(AtomicBool::new(false));
+    for _ in 0..100 {
+        let guard = SetOnDrop(dropped.clone());
+        group
+            .spawn(move |_ctx| async move {
+                let _guard = guard;
+                std::future::pending::<()>().await;
+                Ok(())
+            })
+            .await
+            .unwrap();
+    }
+    tokio::task::yield_now().await;
+    assert!(!live::names().is_empty(), "the group runs its tasks on tracked drivers");
+    drop(group);
+    assert!(ctx.is_cancelled(), "tasks see their context end");
+    live::assert_none_alive().await;
+    assert!(dropped.load(Ordering::SeqCst), "the tasks' futures were dropped");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_result_group_aborts_its_tasks_on_a_multi_thread_runtime() {
+    let mut group = ResultGroup::<u32, std::fmt::Error>::with_context(&Context::new());
+    group.set_limit(Some(4)).unwrap();
+    for _ in 0..4 {
+        group
+            .spawn(|_ctx| async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok(1)
+            })
+            .await
+            .unwrap();
+    }
+    drop(group);
+    live::assert_none_alive().await;
+}
+
+#[tokio::test]
+async fn a_group_that_never_spawned_starts_no_task() {
+    let group = Group::<String>::new();
+    group.wait().await.unwrap();
+    assert!(live::names().is_empty());
+}

@@ -1,0 +1,162 @@
+//! Limits: exactly n slots, slots come back, set_limit only when idle, 0 refuses all, never more than n.
+
+#[path = "support/gauge.rs"]
+mod gauge;
+
+use std::time::Duration;
+
+use bounded_cancel::Context;
+use bounded_group::{Group, SpawnError};
+use gauge::Gauge;
+use tokio::sync::oneshot;
+use tokio::time::sleep;
+
+#[tokio::test]
+async fn exactly_n_try_spawns_succeed_while_they_run() {
+    let mut group = Group::<String>::new();
+    group.set_limit(Some(3)).unwrap();
+    let mut release = Vec::new();
+    for _ in 0..3 {
+        let (tx, rx) = oneshot::channel::<()>();
+        release.push(tx);
+        assert!(group.try_spawn(move |_ctx| async move {
+            let _ = rx.await;
+            Ok(())
+        }).is_ok());
+    }
+    let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = ran.clone();
+    let refused = group.try_spawn(move |_ctx| async move {
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    });
+    let closure = refused.err().expect("the fourth try_spawn must be refused");
+    assert_eq!(group.running(), 3);
+
+    // After they finish, the slots are free again, and the handed-back closure still works.
+    drop(release);
+    group.wait().await.unwrap();
+    assert!(!ran.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(group.try_spawn(closure).is_ok());
+    group.wait().await.unwrap();
+    assert!(ran.load(std::sync::atomic::Ordering::SeqCst));
+}
+
+#[tokio::test(start_paused = true)]
+async fn set_limit_on_an_idle_group_takes_effect() {
+    let mut group = Group::<String>::new();
+    group.set_limit(Some(1)).unwrap();
+    let long = |_ctx: Context| async {
+        sleep(Duration::from_secs(1)).await;
+        Ok(())
+    };
+    assert!(group.try_spawn(long).is_ok());
+    assert!(group.try_spawn(long).is_err());
+    group.wait().await.unwrap();
+
+    group.set_limit(Some(2)).unwrap();
+    assert!(group.try_spawn(long).is_ok());
+    assert!(group.try_spawn(long).is_ok());
+    assert!(group.try_spawn(long).is_err());
+    group.wait().await.unwrap();
+
+    group.set_limit(None).unwrap();
+    for _ in 0..100 {
+        assert!(group.try_spawn(long).is_ok());
+    }
+    group.wait().await.unwrap();
+}
+
+#[tokio::test]
+async fn limit_zero_refuses_everything_and_wait_returns_at_once() {
+    let mut group = Group::<String>::new();
+    group.set_limit(Some(0)).unwrap();
+    assert!(group.try_spawn(|_ctx| async { Ok(()) }).is_err());
+    let err = group.spawn(|_ctx| async { Ok(()) }).await.unwrap_err();
+    assert!(matches!(err, SpawnError::LimitZero(_)));
+    assert!(err.to_string().contains("set_limit"), "the error says what to do: {err}");
+    group.wait().await.unwrap();
+}
+
+#[tokio::test]
+async fn set_limit_while_tasks_run_is_refused() {
+    let mut group = Group::<String>::new();
+    let (tx, rx) = oneshot::channel::<()>();
+    group
+        .spawn(|_ctx| async move {
+            let _ = rx.await;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let err = group.set_limit(Some(1)).unwrap_err();
+    assert_eq!(err.running(), 1);
+    assert!(err.to_string().contains("while 1 task(s) run"));
+    tx.send(()).unwrap();
+    group.wait().await.unwrap();
+    group.set_limit(Some(1)).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stress_never_more_than_the_limit_run_at_once() {
+    let mut group = Group::<String>::new();
+    group.set_limit(Some(10)).unwrap();
+    let gauge = Gauge::default();
+    for i in 0..2_000u64 {
+        let gauge = gauge.clone();
+        group
+            .spawn(move |_ctx| async move {
+                let _running = gauge.enter();
+                if i % 3 == 0 {
+                    tokio::task::yield_now().await;
+                }
+                if i % 7 == 0 {
+                    tokio::time::sleep(Duration::from_micros(50)).await;
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+    }
+    group.wait().await.unwrap();
+    assert_eq!(gauge.now(), 0);
+    assert!(gauge.max() <= 10, "saw {} running at once", gauge.max());
+    assert!(gauge.max() >= 2, "the limit should allow real concurrency, saw {}", gauge.max());
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiting_spawners_are_admitted_in_arrival_order() {
+    let mut group = Group::<String>::new();
+    group.set_limit(Some(1)).unwrap();
+    let group = std::sync::Arc::new(group);
+    let order = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    group
+        .spawn(|_ctx| async {
+            sleep(Duration::from_millis(10)).await;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let mut spawners = Vec::new();
+    for i in 0..5 {
+        let group = group.clone();
+        let order = order.clone();
+        spawners.push(tokio::spawn(async move {
+            group
+                .spawn(move |_ctx| async move {
+                    order.lock().unwrap().push(i);
+                    sleep(Duration::from_millis(10)).await;
+                    Ok(())
+                })
+                .await
+                .unwrap();
+        }));
+        // Let spawner i start waiting before spawner i + 1.
+        tokio::task::yield_now().await;
+    }
+    for s in spawners {
+        s.await.unwrap();
+    }
+    group.wait().await.unwrap();
+    assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3, 4]);
+}

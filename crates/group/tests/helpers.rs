@@ -1,0 +1,134 @@
+//! `map` and `for_each`: no calls on empty input, every item once and in order, panics propagate.
+
+#[path = "support/gauge.rs"]
+#[allow(dead_code)]
+mod gauge;
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bounded_cancel::Context;
+use futures_util::FutureExt;
+use gauge::Gauge;
+
+#[tokio::test]
+async fn empty_input_never_calls_f() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let c = calls.clone();
+    let out = bounded_group::map(Vec::<u32>::new(), 4, move |_ctx, _n| {
+        c.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<u32, String>(0) }
+    })
+    .await
+    .unwrap();
+    assert!(out.is_empty());
+    let c = calls.clone();
+    bounded_group::for_each(Vec::<u32>::new(), 4, move |_ctx, _n| {
+        c.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<(), String>(()) }
+    })
+    .await
+    .unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_items_are_each_visited_once_in_order() {
+    let visits: Arc<Vec<AtomicUsize>> = Arc::new((0..10_000).map(|_| AtomicUsize::new(0)).collect());
+    let gauge = Gauge::default();
+    let (v, g) = (visits.clone(), gauge.clone());
+    let out = bounded_group::map(0..10_000usize, 16, move |_ctx, i| {
+        let (v, g) = (v.clone(), g.clone());
+        async move {
+            let _running = g.enter();
+            v[i].fetch_add(1, Ordering::SeqCst);
+            if i % 10 == 0 {
+                tokio::task::yield_now().await;
+            }
+            Ok::<_, String>(i * 3)
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(out, (0..10_000).map(|i| i * 3).collect::<Vec<_>>());
+    assert!(visits.iter().all(|n| n.load(Ordering::SeqCst) == 1));
+    assert!(gauge.max() <= 16);
+
+    let sum = Arc::new(AtomicUsize::new(0));
+    let s = sum.clone();
+    bounded_group::for_each(0..10_000usize, 16, move |_ctx, i| {
+        let s = s.clone();
+        async move {
+            s.fetch_add(i, Ordering::SeqCst);
+            Ok::<_, String>(())
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(sum.load(Ordering::SeqCst), (0..10_000).sum::<usize>());
+}
+
+#[tokio::test]
+async fn a_panic_inside_propagates_to_the_caller() {
+    let caught = AssertUnwindSafe(bounded_group::map(0..100u32, 4, |_ctx, i| async move {
+        if i == 37 {
+            panic!("item {i} is cursed");
+        }
+        Ok::<_, String>(i)
+    }))
+    .catch_unwind()
+    .await
+    .unwrap_err();
+    assert_eq!(bounded_cancel::panic_message(&*caught), "item 37 is cursed");
+
+    let caught = AssertUnwindSafe(bounded_group::for_each(0..10u32, 2, |_ctx, _i| async move {
+        panic!("always");
+        #[allow(unreachable_code)]
+        Ok::<(), String>(())
+    }))
+    .catch_unwind()
+    .await
+    .unwrap_err();
+    assert_eq!(bounded_cancel::panic_message(&*caught), "always");
+}
+
+#[tokio::test]
+async fn the_first_error_stops_intake_and_is_returned() {
+    let started = Arc::new(AtomicUsize::new(0));
+    let s = started.clone();
+    let err = bounded_group::map(0..10_000u32, 2, move |ctx, i| {
+        s.fetch_add(1, Ordering::SeqCst);
+        async move {
+            match i {
+                0..5 => Ok(i),
+                5 => Err(format!("item {i} failed")),
+                // Later items hold their slot until the failure ends the context.
+                _ => {
+                    ctx.cancelled().await;
+                    Err("cancelled".to_owned())
+                }
+            }
+        }
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(err, "item 5 failed");
+    assert!(started.load(Ordering::SeqCst) < 100, "intake must stop after the first error");
+}
+
+#[tokio::test]
+async fn map_with_stops_taking_items_when_the_callers_context_ends() {
+    let ctx = Context::new();
+    ctx.cancel();
+    let out = bounded_group::map_with(&ctx, 0..100u32, 4, |_ctx, i| async move { Ok::<_, String>(i) })
+        .await
+        .unwrap();
+    assert!(out.is_empty());
+}
+
+#[tokio::test]
+#[should_panic(expected = "bounded_group::map: limit must be at least 1, got 0")]
+async fn map_with_a_zero_limit_is_a_clear_error() {
+    let _ = bounded_group::map(0..1u32, 0, |_ctx, i| async move { Ok::<_, String>(i) }).await;
+}
