@@ -34,8 +34,15 @@ async fn first_error_cancels_the_context_before_anyone_waits() {
         .await
         .unwrap();
     let cause = group.context().cancelled().await;
-    let err = cause.error().and_then(|e| e.downcast_ref::<Failure>()).cloned();
-    assert_eq!(err, Some(Failure::Real("disk full")), "the cause is the error itself");
+    let err = cause
+        .error()
+        .and_then(|e| e.downcast_ref::<Failure>())
+        .cloned();
+    assert_eq!(
+        err,
+        Some(Failure::Real("disk full")),
+        "the cause is the error itself"
+    );
     assert_eq!(group.wait().await, Err(Failure::Real("disk full")));
 }
 
@@ -51,7 +58,10 @@ async fn context_is_cancelled_once_wait_returns_even_with_no_tasks() {
 async fn a_parent_cancel_reaches_the_group_but_not_the_reverse() {
     let parent = Context::new();
     let group = Group::<Failure>::with_context(&parent);
-    group.spawn(|_ctx| async { Err(Failure::Real("x")) }).await.unwrap();
+    group
+        .spawn(|_ctx| async { Err(Failure::Real("x")) })
+        .await
+        .unwrap();
     let _ = group.wait().await;
     assert!(!parent.is_cancelled());
 
@@ -87,7 +97,10 @@ async fn cancellation_noise_never_hides_the_real_error() {
 #[tokio::test(start_paused = true)]
 async fn a_failed_group_refuses_new_tasks_and_hands_them_back() {
     let group = Group::with_context(&Context::new());
-    group.spawn(|_ctx| async { Err(Failure::Real("x")) }).await.unwrap();
+    group
+        .spawn(|_ctx| async { Err(Failure::Real("x")) })
+        .await
+        .unwrap();
     group.context().cancelled().await;
     let ran = Arc::new(AtomicBool::new(false));
     let flag = ran.clone();
@@ -154,11 +167,20 @@ async fn a_spawner_is_never_deadlocked_by_a_task_that_ignores_the_context_end() 
         .await
         .unwrap();
     // Both slots are taken until the failure; then one frees, but the context has ended: refused.
-    let err = tokio::time::timeout(Duration::from_secs(60), group.spawn(|_ctx| async { Ok(()) }))
-        .await
-        .expect("the spawner must not hang")
-        .unwrap_err();
-    assert!(matches!(err, SpawnError::Cancelled { cause: Cause::Error(_), .. }));
+    let err = tokio::time::timeout(
+        Duration::from_secs(60),
+        group.spawn(|_ctx| async { Ok(()) }),
+    )
+    .await
+    .expect("the spawner must not hang")
+    .unwrap_err();
+    assert!(matches!(
+        err,
+        SpawnError::Cancelled {
+            cause: Cause::Error(_),
+            ..
+        }
+    ));
 }
 
 #[tokio::test(start_paused = true)]
@@ -178,13 +200,20 @@ async fn dropping_a_waiting_spawn_runs_nothing_and_frees_its_place() {
         flag.store(true, Ordering::SeqCst);
         Ok(())
     });
-    assert!(tokio::time::timeout(Duration::from_millis(100), waiting).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), waiting)
+            .await
+            .is_err()
+    );
     // The next spawner is admitted as soon as the slot frees: the dropped one held no place.
     let start = Instant::now();
     group.spawn(|_ctx| async { Ok(()) }).await.unwrap();
     assert_eq!(Instant::now() - start, Duration::from_millis(900));
     group.wait().await.unwrap();
-    assert!(!ran.load(Ordering::SeqCst), "a dropped spawn must never run its closure");
+    assert!(
+        !ran.load(Ordering::SeqCst),
+        "a dropped spawn must never run its closure"
+    );
     assert_eq!(group.running(), 0);
 }
 
@@ -201,8 +230,20 @@ async fn spawn_with_ends_the_wait_with_the_callers_cause() {
         .unwrap();
     let request = Context::new().with_timeout(Duration::from_millis(250));
     let start = Instant::now();
-    let err = group.spawn_with(&request, |_ctx| async { Ok(()) }).await.unwrap_err();
+    let err = group
+        .spawn_with(&request, |_ctx| async { Ok(()) })
+        .await
+        .unwrap_err();
     assert_eq!(Instant::now() - start, Duration::from_millis(250));
-    assert!(matches!(err, SpawnError::Cancelled { cause: Cause::DeadlineExceeded, .. }));
-    assert!(!group.context().is_cancelled(), "the caller's deadline is not the group's");
+    assert!(matches!(
+        err,
+        SpawnError::Cancelled {
+            cause: Cause::DeadlineExceeded,
+            ..
+        }
+    ));
+    assert!(
+        !group.context().is_cancelled(),
+        "the caller's deadline is not the group's"
+    );
 }

@@ -32,11 +32,17 @@ async fn dropping_a_group_with_running_tasks_aborts_them() {
             .unwrap();
     }
     tokio::task::yield_now().await;
-    assert!(!live::names().is_empty(), "the group runs its tasks on tracked drivers");
+    assert!(
+        !live::names().is_empty(),
+        "the group runs its tasks on tracked drivers"
+    );
     drop(group);
     assert!(ctx.is_cancelled(), "tasks see their context end");
     live::assert_none_alive().await;
-    assert!(dropped.load(Ordering::SeqCst), "the tasks' futures were dropped");
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the tasks' futures were dropped"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

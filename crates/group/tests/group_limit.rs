@@ -19,10 +19,14 @@ async fn exactly_n_try_spawns_succeed_while_they_run() {
     for _ in 0..3 {
         let (tx, rx) = oneshot::channel::<()>();
         release.push(tx);
-        assert!(group.try_spawn(move |_ctx| async move {
-            let _ = rx.await;
-            Ok(())
-        }).is_ok());
+        assert!(
+            group
+                .try_spawn(move |_ctx| async move {
+                    let _ = rx.await;
+                    Ok(())
+                })
+                .is_ok()
+        );
     }
     let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = ran.clone();
@@ -74,7 +78,10 @@ async fn limit_zero_refuses_everything_and_wait_returns_at_once() {
     assert!(group.try_spawn(|_ctx| async { Ok(()) }).is_err());
     let err = group.spawn(|_ctx| async { Ok(()) }).await.unwrap_err();
     assert!(matches!(err, SpawnError::LimitZero(_)));
-    assert!(err.to_string().contains("set_limit"), "the error says what to do: {err}");
+    assert!(
+        err.to_string().contains("set_limit"),
+        "the error says what to do: {err}"
+    );
     group.wait().await.unwrap();
 }
 
@@ -121,7 +128,11 @@ async fn stress_never_more_than_the_limit_run_at_once() {
     group.wait().await.unwrap();
     assert_eq!(gauge.now(), 0);
     assert!(gauge.max() <= 10, "saw {} running at once", gauge.max());
-    assert!(gauge.max() >= 2, "the limit should allow real concurrency, saw {}", gauge.max());
+    assert!(
+        gauge.max() >= 2,
+        "the limit should allow real concurrency, saw {}",
+        gauge.max()
+    );
 }
 
 #[tokio::test(start_paused = true)]

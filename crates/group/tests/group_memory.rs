@@ -38,5 +38,8 @@ async fn a_million_tasks_with_limit_8_keep_memory_flat() {
     let after = resident_kib().unwrap();
     let grown_mib = after.saturating_sub(before) / 1024;
     // One retained byte per task would already be ~1 MiB; a retained task (~200 B) would be ~190 MiB.
-    assert!(grown_mib <= 16, "resident memory grew by {grown_mib} MiB over 1M tasks");
+    assert!(
+        grown_mib <= 16,
+        "resident memory grew by {grown_mib} MiB over 1M tasks"
+    );
 }

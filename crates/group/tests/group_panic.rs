@@ -37,12 +37,19 @@ async fn a_panic_cancels_the_context_and_siblings_still_finish() {
         .await
         .unwrap();
     let cause = group.context().cancelled().await;
-    let panicked = cause.error().and_then(|e| e.downcast_ref::<TaskPanicked>()).unwrap();
+    let panicked = cause
+        .error()
+        .and_then(|e| e.downcast_ref::<TaskPanicked>())
+        .unwrap();
     assert_eq!(panicked.message(), "index out of bounds");
 
     let failure = group.wait_and_recover().await.unwrap_err();
     assert!(matches!(&failure, Failure::Panicked(p) if p.message() == "index out of bounds"));
-    assert_eq!(finished.load(Ordering::SeqCst), 3, "siblings run to the end");
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        3,
+        "siblings run to the end"
+    );
 }
 
 #[tokio::test]
@@ -52,7 +59,10 @@ async fn wait_re_raises_the_first_panic_with_its_original_payload() {
         .spawn(|_ctx| async { std::panic::panic_any(Payload(7)) })
         .await
         .unwrap();
-    let caught = AssertUnwindSafe(group.wait()).catch_unwind().await.unwrap_err();
+    let caught = AssertUnwindSafe(group.wait())
+        .catch_unwind()
+        .await
+        .unwrap_err();
     assert_eq!(caught.downcast_ref::<Payload>(), Some(&Payload(7)));
 }
 
@@ -68,10 +78,20 @@ async fn several_panics_re_raise_exactly_one() {
             .await
             .unwrap();
     }
-    let caught = AssertUnwindSafe(group.wait()).catch_unwind().await.unwrap_err();
-    assert_eq!(caught.downcast_ref::<Payload>(), Some(&Payload(0)), "the first panic, by time");
+    let caught = AssertUnwindSafe(group.wait())
+        .catch_unwind()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        caught.downcast_ref::<Payload>(),
+        Some(&Payload(0)),
+        "the first panic, by time"
+    );
     // The payload went to the first wait; a second wait still panics, naming the message.
-    let again = AssertUnwindSafe(group.wait()).catch_unwind().await.unwrap_err();
+    let again = AssertUnwindSafe(group.wait())
+        .catch_unwind()
+        .await
+        .unwrap_err();
     let text = again.downcast_ref::<String>().unwrap();
     assert!(text.contains("panic payload is not a string"), "{text}");
 }
@@ -79,7 +99,10 @@ async fn several_panics_re_raise_exactly_one() {
 #[tokio::test]
 async fn a_panic_is_reported_in_preference_to_an_error() {
     let group = Group::<&str>::new();
-    group.spawn(|_ctx| async { Err("plain error") }).await.unwrap();
+    group
+        .spawn(|_ctx| async { Err("plain error") })
+        .await
+        .unwrap();
     tokio::task::yield_now().await;
     group.spawn(|_ctx| async { panic!("bug") }).await.unwrap();
     let failure = group.wait_and_recover().await.unwrap_err();
@@ -127,5 +150,7 @@ async fn a_panic_while_building_the_future_is_caught_too() {
         .spawn(|_ctx| -> std::future::Ready<Result<(), String>> { panic!("in the closure") })
         .await
         .unwrap();
-    assert!(matches!(group.wait_and_recover().await, Err(Failure::Panicked(p)) if p.message() == "in the closure"));
+    assert!(
+        matches!(group.wait_and_recover().await, Err(Failure::Panicked(p)) if p.message() == "in the closure")
+    );
 }

@@ -60,7 +60,10 @@ async fn first_error_wins_as_the_identical_value() {
         .await
         .unwrap();
     let err = group.wait().await.unwrap_err();
-    assert!(Arc::ptr_eq(&err, &first), "wait must return the very error the task returned");
+    assert!(
+        Arc::ptr_eq(&err, &first),
+        "wait must return the very error the task returned"
+    );
     // Asking again gives the same answer.
     assert!(Arc::ptr_eq(&group.wait().await.unwrap_err(), &first));
 }
@@ -94,7 +97,10 @@ async fn wait_waits_for_every_task_not_just_the_first_error() {
     let group = Group::<&str>::new();
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let flag = done.clone();
-    group.spawn(|_ctx| async { Err("fast failure") }).await.unwrap();
+    group
+        .spawn(|_ctx| async { Err("fast failure") })
+        .await
+        .unwrap();
     group
         .spawn(move |_ctx| async move {
             sleep(Duration::from_secs(5)).await;
@@ -104,7 +110,10 @@ async fn wait_waits_for_every_task_not_just_the_first_error() {
         .await
         .unwrap();
     assert_eq!(group.wait().await, Err("fast failure"));
-    assert!(done.load(std::sync::atomic::Ordering::SeqCst), "a zero-value group lets siblings finish");
+    assert!(
+        done.load(std::sync::atomic::Ordering::SeqCst),
+        "a zero-value group lets siblings finish"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -114,7 +123,11 @@ async fn a_zero_value_group_does_not_cancel_on_error_and_can_be_reused() {
     assert_eq!(group.wait().await, Err("x"));
     assert!(!group.context().is_cancelled());
     group.spawn(|_ctx| async { Ok(()) }).await.unwrap();
-    assert_eq!(group.wait().await, Err("x"), "the first error stays the group's answer");
+    assert_eq!(
+        group.wait().await,
+        Err("x"),
+        "the first error stays the group's answer"
+    );
 }
 
 #[tokio::test(start_paused = true)]

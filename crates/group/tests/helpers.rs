@@ -35,7 +35,8 @@ async fn empty_input_never_calls_f() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_items_are_each_visited_once_in_order() {
-    let visits: Arc<Vec<AtomicUsize>> = Arc::new((0..10_000).map(|_| AtomicUsize::new(0)).collect());
+    let visits: Arc<Vec<AtomicUsize>> =
+        Arc::new((0..10_000).map(|_| AtomicUsize::new(0)).collect());
     let gauge = Gauge::default();
     let (v, g) = (visits.clone(), gauge.clone());
     let out = bounded_group::map(0..10_000usize, 16, move |_ctx, i| {
@@ -82,11 +83,15 @@ async fn a_panic_inside_propagates_to_the_caller() {
     .unwrap_err();
     assert_eq!(bounded_cancel::panic_message(&*caught), "item 37 is cursed");
 
-    let caught = AssertUnwindSafe(bounded_group::for_each(0..10u32, 2, |_ctx, _i| async move {
-        panic!("always");
-        #[allow(unreachable_code)]
-        Ok::<(), String>(())
-    }))
+    let caught = AssertUnwindSafe(bounded_group::for_each(
+        0..10u32,
+        2,
+        |_ctx, _i| async move {
+            panic!("always");
+            #[allow(unreachable_code)]
+            Ok::<(), String>(())
+        },
+    ))
     .catch_unwind()
     .await
     .unwrap_err();
@@ -114,16 +119,24 @@ async fn the_first_error_stops_intake_and_is_returned() {
     .await
     .unwrap_err();
     assert_eq!(err, "item 5 failed");
-    assert!(started.load(Ordering::SeqCst) < 100, "intake must stop after the first error");
+    assert!(
+        started.load(Ordering::SeqCst) < 100,
+        "intake must stop after the first error"
+    );
 }
 
 #[tokio::test]
 async fn map_with_stops_taking_items_when_the_callers_context_ends() {
     let ctx = Context::new();
     ctx.cancel();
-    let out = bounded_group::map_with(&ctx, 0..100u32, 4, |_ctx, i| async move { Ok::<_, String>(i) })
-        .await
-        .unwrap();
+    let out = bounded_group::map_with(
+        &ctx,
+        0..100u32,
+        4,
+        |_ctx, i| async move { Ok::<_, String>(i) },
+    )
+    .await
+    .unwrap();
     assert!(out.is_empty());
 }
 

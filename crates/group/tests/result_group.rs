@@ -55,7 +55,10 @@ async fn failed_tasks_values_are_dropped_and_the_first_error_returned() {
     let group = ResultGroup::<Arc<u32>, &str>::new();
     let kept = Arc::new(1);
     let probe = Arc::downgrade(&kept);
-    group.spawn(move |_ctx| async move { Ok(kept) }).await.unwrap();
+    group
+        .spawn(move |_ctx| async move { Ok(kept) })
+        .await
+        .unwrap();
     group
         .spawn(|_ctx| async {
             sleep(Duration::from_millis(10)).await;
@@ -64,7 +67,10 @@ async fn failed_tasks_values_are_dropped_and_the_first_error_returned() {
         .await
         .unwrap();
     assert_eq!(group.wait().await.unwrap_err(), "second fails");
-    assert!(probe.upgrade().is_none(), "values of a failed group are dropped, not leaked");
+    assert!(
+        probe.upgrade().is_none(),
+        "values of a failed group are dropped, not leaked"
+    );
 }
 
 #[tokio::test(start_paused = true)]
