@@ -3,6 +3,7 @@ use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context as TaskContext, Waker};
 
 use bounded_cancel::Context;
 use futures_util::FutureExt;
@@ -29,11 +30,14 @@ use crate::task::TaskFn;
 ///
 /// # How tasks run
 ///
-/// Tasks do not get a tokio task each. The group runs them on one long-lived driver task per runtime
-/// worker, which is what makes a spawn several times cheaper than `JoinSet::spawn`. Tasks still run
-/// concurrently and, on a multi-thread runtime, in parallel across drivers; but a task that computes for a
-/// long time without awaiting holds up the tasks sharing its driver. Put such work in
-/// `tokio::task::spawn_blocking` inside the task, as you would in any async code.
+/// Tasks do not get a tokio task each. A task is first polled inside `spawn` (or `try_spawn`) itself, on
+/// the caller's task; a task that finishes without waiting ends right there. A task that has to wait is
+/// handed to one of the group's long-lived driver tasks (one per runtime worker, started on first need),
+/// which polls it from then on. This is what makes a spawn several times cheaper than `JoinSet::spawn`.
+/// Tasks still run concurrently and, on a multi-thread runtime, in parallel across drivers; but a task
+/// that computes for a long time without awaiting holds up whoever polls it: the spawner for its first
+/// step, its driver after that. Put such work in `tokio::task::spawn_blocking` inside the task, as you
+/// would in any async code.
 ///
 /// # Examples
 ///
@@ -392,7 +396,7 @@ impl<E> Group<E> {
         self.shared.admitted();
         let shared = self.shared.clone();
         let Task { job, permit } = task;
-        let job: Job = Box::pin(async move {
+        let mut job: Job = Box::pin(async move {
             let ctx = shared.ctx.clone();
             let result = AssertUnwindSafe(async move { job.start(ctx).await })
                 .catch_unwind()
@@ -401,7 +405,13 @@ impl<E> Group<E> {
             drop(permit);
             shared.finish(result);
         });
-        self.executor.get_or_init(Executor::start).submit(job);
+        // The first poll runs here, on the spawner: a task that finishes without waiting never needs a
+        // driver. It is polled with a no-op waker because a task still pending goes to a driver, which polls
+        // every new task at once and so registers its own waker before anything can be missed.
+        let mut cx = TaskContext::from_waker(Waker::noop());
+        if job.as_mut().poll(&mut cx).is_pending() {
+            self.executor.get_or_init(Executor::start).submit(job);
+        }
     }
 
     /// Waits for every task to end, then returns the first error, or re-raises the first panic.

@@ -1,0 +1,126 @@
+//! bounded-group against the `JoinSet` and `TaskTracker` code it replaces: 200k trivial tasks per iteration.
+//!
+//! - `group/limit_8/*`: at most eight at once. Baselines take a `Semaphore::acquire_owned` permit before each
+//!   spawn, into a `JoinSet` (reaping finished tasks as they go, so memory stays flat) or a `TaskTracker`.
+//! - `group/unlimited/*`: no limit. Baselines are `JoinSet::spawn` + `join_next` and `TaskTracker::spawn` + `wait`.
+
+use std::sync::Arc;
+
+use bounded_group::Group;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use tokio::runtime::Runtime;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::task::TaskTracker;
+
+const TASKS: usize = 200_000;
+
+fn runtimes() -> [(&'static str, Runtime); 2] {
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("multi-thread runtime");
+    let current = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("current_thread runtime");
+    [("multi_thread", multi), ("current_thread", current)]
+}
+
+async fn bounded_group(limit: Option<usize>) {
+    let mut group = Group::<()>::new();
+    group.set_limit(limit).expect("idle group");
+    for _ in 0..TASKS {
+        group
+            .spawn(|_ctx| async { Ok(()) })
+            .await
+            .expect("admitted");
+    }
+    group.wait().await.expect("no task fails");
+}
+
+async fn joinset_semaphore(limit: usize) {
+    let sem = Arc::new(Semaphore::new(limit));
+    let mut set = JoinSet::new();
+    for _ in 0..TASKS {
+        let permit = sem.clone().acquire_owned().await.expect("open");
+        set.spawn(async move {
+            drop(permit);
+            Ok::<(), ()>(())
+        });
+        while let Some(done) = set.try_join_next() {
+            done.expect("no panic").expect("no error");
+        }
+    }
+    while let Some(done) = set.join_next().await {
+        done.expect("no panic").expect("no error");
+    }
+}
+
+async fn tracker_semaphore(limit: usize) {
+    let sem = Arc::new(Semaphore::new(limit));
+    let tracker = TaskTracker::new();
+    for _ in 0..TASKS {
+        let permit = sem.clone().acquire_owned().await.expect("open");
+        tracker.spawn(async move { drop(permit) });
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+async fn joinset() {
+    let mut set = JoinSet::new();
+    for _ in 0..TASKS {
+        set.spawn(async { Ok::<(), ()>(()) });
+    }
+    while let Some(done) = set.join_next().await {
+        done.expect("no panic").expect("no error");
+    }
+}
+
+async fn tracker() {
+    let tracker = TaskTracker::new();
+    for _ in 0..TASKS {
+        tracker.spawn(async {});
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+fn bench_limit_8(c: &mut Criterion) {
+    let mut group = c.benchmark_group("group/limit_8");
+    group.throughput(Throughput::Elements(TASKS as u64));
+    group.sample_size(10);
+    for (flavor, rt) in runtimes() {
+        group.bench_function(BenchmarkId::new("bounded_group", flavor), |b| {
+            b.to_async(&rt).iter(|| bounded_group(Some(8)))
+        });
+        group.bench_function(BenchmarkId::new("joinset_semaphore", flavor), |b| {
+            b.to_async(&rt).iter(|| joinset_semaphore(8))
+        });
+        group.bench_function(BenchmarkId::new("tasktracker_semaphore", flavor), |b| {
+            b.to_async(&rt).iter(|| tracker_semaphore(8))
+        });
+    }
+    group.finish();
+}
+
+fn bench_unlimited(c: &mut Criterion) {
+    let mut group = c.benchmark_group("group/unlimited");
+    group.throughput(Throughput::Elements(TASKS as u64));
+    group.sample_size(10);
+    for (flavor, rt) in runtimes() {
+        group.bench_function(BenchmarkId::new("bounded_group", flavor), |b| {
+            b.to_async(&rt).iter(|| bounded_group(None))
+        });
+        group.bench_function(BenchmarkId::new("joinset", flavor), |b| {
+            b.to_async(&rt).iter(joinset)
+        });
+        group.bench_function(BenchmarkId::new("tasktracker", flavor), |b| {
+            b.to_async(&rt).iter(tracker)
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_limit_8, bench_unlimited);
+criterion_main!(benches);
