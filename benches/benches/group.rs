@@ -2,6 +2,8 @@
 //!
 //! - `group/limit_8/*`: at most eight at once. Baselines take a `Semaphore::acquire_owned` permit before each
 //!   spawn, into a `JoinSet` (reaping finished tasks as they go, so memory stays flat) or a `TaskTracker`.
+//! - `group/limit_8_yield/*`: as `limit_8`, but every task yields once, so none finishes on its first
+//!   poll: this is the path of tasks that wait (on I/O, a timer), which bounded-group hands to its drivers.
 //! - `group/unlimited/*`: no limit. Baselines are `JoinSet::spawn` + `join_next` and `TaskTracker::spawn` + `wait`.
 
 use std::sync::Arc;
@@ -26,24 +28,32 @@ fn runtimes() -> [(&'static str, Runtime); 2] {
     [("multi_thread", multi), ("current_thread", current)]
 }
 
-async fn bounded_group(limit: Option<usize>) {
+async fn bounded_group(limit: Option<usize>, yields: bool) {
     let mut group = Group::<()>::new();
     group.set_limit(limit).expect("idle group");
     for _ in 0..TASKS {
         group
-            .spawn(|_ctx| async { Ok(()) })
+            .spawn(move |_ctx| async move {
+                if yields {
+                    tokio::task::yield_now().await;
+                }
+                Ok(())
+            })
             .await
             .expect("admitted");
     }
     group.wait().await.expect("no task fails");
 }
 
-async fn joinset_semaphore(limit: usize) {
+async fn joinset_semaphore(limit: usize, yields: bool) {
     let sem = Arc::new(Semaphore::new(limit));
     let mut set = JoinSet::new();
     for _ in 0..TASKS {
         let permit = sem.clone().acquire_owned().await.expect("open");
         set.spawn(async move {
+            if yields {
+                tokio::task::yield_now().await;
+            }
             drop(permit);
             Ok::<(), ()>(())
         });
@@ -92,13 +102,28 @@ fn bench_limit_8(c: &mut Criterion) {
     group.sample_size(10);
     for (flavor, rt) in runtimes() {
         group.bench_function(BenchmarkId::new("bounded_group", flavor), |b| {
-            b.to_async(&rt).iter(|| bounded_group(Some(8)))
+            b.to_async(&rt).iter(|| bounded_group(Some(8), false))
         });
         group.bench_function(BenchmarkId::new("joinset_semaphore", flavor), |b| {
-            b.to_async(&rt).iter(|| joinset_semaphore(8))
+            b.to_async(&rt).iter(|| joinset_semaphore(8, false))
         });
         group.bench_function(BenchmarkId::new("tasktracker_semaphore", flavor), |b| {
             b.to_async(&rt).iter(|| tracker_semaphore(8))
+        });
+    }
+    group.finish();
+}
+
+fn bench_limit_8_yield(c: &mut Criterion) {
+    let mut group = c.benchmark_group("group/limit_8_yield");
+    group.throughput(Throughput::Elements(TASKS as u64));
+    group.sample_size(10);
+    for (flavor, rt) in runtimes() {
+        group.bench_function(BenchmarkId::new("bounded_group", flavor), |b| {
+            b.to_async(&rt).iter(|| bounded_group(Some(8), true))
+        });
+        group.bench_function(BenchmarkId::new("joinset_semaphore", flavor), |b| {
+            b.to_async(&rt).iter(|| joinset_semaphore(8, true))
         });
     }
     group.finish();
@@ -110,7 +135,7 @@ fn bench_unlimited(c: &mut Criterion) {
     group.sample_size(10);
     for (flavor, rt) in runtimes() {
         group.bench_function(BenchmarkId::new("bounded_group", flavor), |b| {
-            b.to_async(&rt).iter(|| bounded_group(None))
+            b.to_async(&rt).iter(|| bounded_group(None, false))
         });
         group.bench_function(BenchmarkId::new("joinset", flavor), |b| {
             b.to_async(&rt).iter(joinset)
@@ -122,5 +147,5 @@ fn bench_unlimited(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_limit_8, bench_unlimited);
+criterion_group!(benches, bench_limit_8, bench_limit_8_yield, bench_unlimited);
 criterion_main!(benches);

@@ -8,8 +8,8 @@
 //! `#[tokio::test]` runtime) never see each other's tasks. There are no stack dumps and no need for
 //! `tokio_unstable`: a leak is reported by the names given to [`tracked`].
 //!
-//! The cost is one short, uncontended lock when a tracked task is created and one when it ends; the crates
-//! track long-lived workers and timers, never a per-item future.
+//! The cost of [`tracked`] is one short lock when the task is created; use a [`TaskCounter`] for many
+//! tasks of one kind, which costs two atomic operations per task.
 //!
 //! # Examples
 //!
@@ -31,12 +31,11 @@
 //! ```
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
@@ -48,36 +47,65 @@ use tokio::time::Instant;
 pub const DEFAULT_SETTLE: Duration = Duration::from_secs(1);
 
 struct Entry {
+    id: u64,
     runtime: Option<RuntimeId>,
     name: Cow<'static, str>,
+    alive: AtomicUsize,
 }
 
-fn registry() -> MutexGuard<'static, HashMap<u64, Entry>> {
-    static REGISTRY: OnceLock<Mutex<HashMap<u64, Entry>>> = OnceLock::new();
-    let lock = REGISTRY.get_or_init(Default::default).lock();
-    // The map is never left half-written, so a panic elsewhere while holding the lock does not matter.
-    lock.unwrap_or_else(|poisoned| poisoned.into_inner())
+/// Every entry ever made, weakly: an entry lives as long as its holders (tracked futures, a
+/// [`TaskCounter`]), and dead ones are pruned as the list grows.
+struct Registry {
+    entries: Vec<Weak<Entry>>,
+    prune_at: usize,
+}
+
+fn registry() -> MutexGuard<'static, Registry> {
+    static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
+        entries: Vec::new(),
+        prune_at: 64,
+    });
+    // The list is never left half-written, so a panic elsewhere while holding the lock does not matter.
+    REGISTRY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn current_runtime() -> Option<RuntimeId> {
     Handle::try_current().ok().map(|h| h.id())
 }
 
-struct Registration(u64);
+fn register(name: Cow<'static, str>, alive: usize) -> Arc<Entry> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let entry = Arc::new(Entry {
+        id: NEXT.fetch_add(1, Ordering::Relaxed),
+        runtime: current_runtime(),
+        name,
+        alive: AtomicUsize::new(alive),
+    });
+    let mut registry = registry();
+    if registry.entries.len() >= registry.prune_at {
+        registry.entries.retain(|e| e.strong_count() > 0);
+        // Prune again only once the live entries have doubled: amortised constant time per entry.
+        registry.prune_at = (registry.entries.len() * 2).max(64);
+    }
+    registry.entries.push(Arc::downgrade(&entry));
+    entry
+}
 
-impl Registration {
-    fn new(name: Cow<'static, str>) -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let id = NEXT.fetch_add(1, Ordering::Relaxed);
-        let runtime = current_runtime();
-        registry().insert(id, Entry { runtime, name });
-        Registration(id)
+/// One live task of an entry, counted until dropped.
+struct Guard(Arc<Entry>);
+
+impl Guard {
+    fn new(entry: Arc<Entry>) -> Self {
+        entry.alive.fetch_add(1, Ordering::AcqRel);
+        Guard(entry)
     }
 }
 
-impl Drop for Registration {
+impl Drop for Guard {
     fn drop(&mut self) {
-        registry().remove(&self.0);
+        self.0.alive.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -87,7 +115,7 @@ pin_project! {
     pub struct Tracked<F> {
         #[pin]
         fut: F,
-        registration: Registration,
+        guard: Guard,
     }
 }
 
@@ -101,10 +129,66 @@ impl<F: Future> Future for Tracked<F> {
 
 impl<F> fmt::Debug for Tracked<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = registry()
-            .get(&self.registration.0)
-            .map(|e| e.name.to_string());
-        f.debug_struct("Tracked").field("name", &name).finish()
+        f.debug_struct("Tracked")
+            .field("name", &self.guard.0.name)
+            .finish()
+    }
+}
+
+/// A named count of live tasks, for an owner that spawns many tasks of one kind.
+///
+/// [`tracked`] records one entry per task; a `TaskCounter` records one entry for all of its tasks and
+/// only bumps a counter per task, which keeps the cost per task to two atomic operations. [`names`]
+/// lists it as `name` while one of its tasks is alive, or `name (xN)` for N of them.
+///
+/// # Examples
+///
+/// ```
+/// use bounded_cancel::live::{self, TaskCounter};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let counter = TaskCounter::new("request handler");
+/// let a = tokio::spawn(counter.track(std::future::pending::<()>()));
+/// let b = tokio::spawn(counter.track(std::future::pending::<()>()));
+/// assert_eq!(live::names(), ["request handler (x2)"]);
+/// a.abort();
+/// b.abort();
+/// live::assert_none_alive().await;
+/// # }
+/// ```
+pub struct TaskCounter {
+    entry: Arc<Entry>,
+}
+
+impl TaskCounter {
+    /// Makes a counter named `name`, belonging to the current runtime (or to none, outside one).
+    pub fn new(name: impl Into<Cow<'static, str>>) -> Self {
+        TaskCounter {
+            entry: register(name.into(), 0),
+        }
+    }
+
+    /// Wraps `fut` so that it counts as one live task of this counter until it is dropped.
+    pub fn track<F>(&self, fut: F) -> Tracked<F> {
+        Tracked {
+            fut,
+            guard: Guard::new(self.entry.clone()),
+        }
+    }
+
+    /// How many tasks of this counter are alive now.
+    pub fn alive(&self) -> usize {
+        self.entry.alive.load(Ordering::Acquire)
+    }
+}
+
+impl fmt::Debug for TaskCounter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TaskCounter")
+            .field("name", &self.entry.name)
+            .field("alive", &self.alive())
+            .finish()
     }
 }
 
@@ -128,7 +212,7 @@ impl<F> fmt::Debug for Tracked<F> {
 pub fn tracked<F>(name: impl Into<Cow<'static, str>>, fut: F) -> Tracked<F> {
     Tracked {
         fut,
-        registration: Registration::new(name.into()),
+        guard: Guard(register(name.into(), 1)),
     }
 }
 
@@ -146,13 +230,19 @@ pub fn tracked<F>(name: impl Into<Cow<'static, str>>, fut: F) -> Tracked<F> {
 /// ```
 pub fn names() -> Vec<String> {
     let runtime = current_runtime();
-    let mut names: Vec<(u64, String)> = registry()
+    let mut live: Vec<(u64, String)> = registry()
+        .entries
         .iter()
-        .filter(|(_, e)| e.runtime == runtime)
-        .map(|(id, e)| (*id, e.name.to_string()))
+        .filter_map(Weak::upgrade)
+        .filter(|e| e.runtime == runtime)
+        .filter_map(|e| match e.alive.load(Ordering::Acquire) {
+            0 => None,
+            1 => Some((e.id, e.name.to_string())),
+            n => Some((e.id, format!("{} (x{n})", e.name))),
+        })
         .collect();
-    names.sort_unstable();
-    names.into_iter().map(|(_, name)| name).collect()
+    live.sort_unstable();
+    live.into_iter().map(|(_, name)| name).collect()
 }
 
 /// Waits up to `within` (on tokio's clock) for every tracked task of this runtime to end.

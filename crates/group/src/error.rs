@@ -152,6 +152,11 @@ impl Panic {
         Panic { message, payload }
     }
 
+    /// Moves the payload out into a new `Panic`, leaving the message behind for later callers.
+    pub(crate) fn take(&mut self) -> Panic {
+        Panic::new(self.message.clone(), self.payload.take())
+    }
+
     /// The panic message (`"panic payload is not a string"` for other payloads).
     pub fn message(&self) -> &str {
         &self.message

@@ -30,14 +30,12 @@ use crate::task::TaskFn;
 ///
 /// # How tasks run
 ///
-/// Tasks do not get a tokio task each. A task is first polled inside `spawn` (or `try_spawn`) itself, on
-/// the caller's task; a task that finishes without waiting ends right there. A task that has to wait is
-/// handed to one of the group's long-lived driver tasks (one per runtime worker, started on first need),
-/// which polls it from then on. This is what makes a spawn several times cheaper than `JoinSet::spawn`.
-/// Tasks still run concurrently and, on a multi-thread runtime, in parallel across drivers; but a task
-/// that computes for a long time without awaiting holds up whoever polls it: the spawner for its first
-/// step, its driver after that. Put such work in `tokio::task::spawn_blocking` inside the task, as you
-/// would in any async code.
+/// A task is first polled inside `spawn` (or `try_spawn`) itself, on the caller's task: a task that
+/// finishes without waiting ends right there, at a fraction of the cost of a tokio task. A task that has to
+/// wait becomes a tokio task from that point, and runs concurrently (in parallel, on a multi-thread runtime)
+/// like any other. So the first step of a task, up to its first real wait, runs on the spawner: a task
+/// that computes for long before it first awaits holds up the spawner meanwhile. Put such work in
+/// `tokio::task::spawn_blocking`, as you would in any async code.
 ///
 /// # Examples
 ///
@@ -405,12 +403,12 @@ impl<E> Group<E> {
             drop(permit);
             shared.finish(result);
         });
-        // The first poll runs here, on the spawner: a task that finishes without waiting never needs a
-        // driver. It is polled with a no-op waker because a task still pending goes to a driver, which polls
-        // every new task at once and so registers its own waker before anything can be missed.
+        // The first poll runs here, on the spawner: a task that finishes without waiting never costs a tokio
+        // task. It is polled with a no-op waker because a task still pending is spawned, and tokio polls a new
+        // task at least once, registering the task's own waker before any wake-up can be missed.
         let mut cx = TaskContext::from_waker(Waker::noop());
         if job.as_mut().poll(&mut cx).is_pending() {
-            self.executor.get_or_init(Executor::start).submit(job);
+            self.executor.get_or_init(Executor::new).submit(job);
         }
     }
 

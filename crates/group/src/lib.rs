@@ -66,9 +66,9 @@
 //!   [`wait_and_recover`](Group::wait_and_recover)); a `JoinSet` hands back `JoinError`s you may forget to check.
 //! - **Flat memory.** A `Group` keeps nothing per finished task; a `JoinSet` keeps every result until you
 //!   `join_next` it.
-//! - **Cheaper per task.** Tasks run on a few long-lived driver tasks instead of one tokio task each; see
-//!   `docs/benchmarks.md` for the measured ratio against `JoinSet`. The price: a task that computes for long
-//!   without awaiting holds up the tasks on its driver (see [`Group`]).
+//! - **Cheaper per task.** A task's first step runs inside `spawn`, and only a task that has to wait
+//!   becomes a tokio task; see `docs/benchmarks.md` for the measured ratios against `JoinSet`. The price:
+//!   the step before a task's first wait runs on the spawner (see [`Group`]).
 //!
 //! Use a `JoinSet` when each task's result is wanted as it completes, or tasks must be aborted one by one.
 #![cfg_attr(docsrs, feature(doc_cfg))]

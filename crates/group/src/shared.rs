@@ -35,7 +35,8 @@ pub(crate) struct Shared<E> {
 struct Outcome<E> {
     /// The first error first; later ones only when collecting.
     errors: Vec<E>,
-    panic: Option<(Arc<str>, Option<Box<dyn Any + Send>>)>,
+    /// The first panic; its payload is moved out by the first wait that reports it.
+    panic: Option<Panic>,
 }
 
 impl<E> Shared<E> {
@@ -107,7 +108,7 @@ impl<E> Shared<E> {
         let mut outcome = self.outcome();
         let first = outcome.panic.is_none();
         if first {
-            outcome.panic = Some((message.clone(), Some(payload)));
+            outcome.panic = Some(Panic::new(message.clone(), Some(payload)));
         }
         drop(outcome);
         if first && self.policy.cancel_on_failure {
@@ -151,8 +152,6 @@ impl<E> Shared<E> {
     }
 
     pub(crate) fn take_panic(&self) -> Option<Panic> {
-        let mut outcome = self.outcome();
-        let (message, payload) = outcome.panic.as_mut()?;
-        Some(Panic::new(message.clone(), payload.take()))
+        self.outcome().panic.as_mut().map(Panic::take)
     }
 }

@@ -34,7 +34,7 @@ async fn dropping_a_group_with_running_tasks_aborts_them() {
     tokio::task::yield_now().await;
     assert!(
         !live::names().is_empty(),
-        "the group runs its tasks on tracked drivers"
+        "the group tracks its waiting tasks"
     );
     drop(group);
     assert!(ctx.is_cancelled(), "tasks see their context end");

@@ -22,7 +22,7 @@ async fn all_ok_tasks_give_ok() {
     for i in 0..50u64 {
         group
             .spawn(move |_ctx| async move {
-                sleep(Duration::from_millis(i)).await;
+                sleep(Duration::from_millis(i + 1)).await;
                 Ok(())
             })
             .await
