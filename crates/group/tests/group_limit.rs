@@ -34,7 +34,10 @@ async fn exactly_n_try_spawns_succeed_while_they_run() {
         flag.store(true, std::sync::atomic::Ordering::SeqCst);
         Ok(())
     });
-    let closure = refused.err().expect("the fourth try_spawn must be refused");
+    let closure = match refused {
+        Ok(()) => panic!("the fourth try_spawn must be refused"),
+        Err(closure) => closure,
+    };
     assert_eq!(group.running(), 3);
 
     // After they finish, the slots are free again, and the handed-back closure still works.
