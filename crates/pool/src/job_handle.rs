@@ -1,0 +1,123 @@
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll, ready};
+
+use pin_project_lite::pin_project;
+use tokio::sync::oneshot;
+
+/// How a job ended without a value.
+///
+/// # Examples
+///
+/// ```
+/// use bounded_pool::{JobError, Pool};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let pool = Pool::builder().workers(1).queue(1).build().unwrap();
+/// let handle = pool.submit(|_ctx| async { Err::<(), _>("bad input") }).await.unwrap();
+/// assert!(matches!(handle.await, Err(JobError::Failed("bad input"))));
+/// # }
+/// ```
+#[non_exhaustive]
+pub enum JobError<E> {
+    /// The job returned this error.
+    Failed(E),
+    /// The job panicked with this payload; its worker lives on.
+    Panicked(Box<dyn Any + Send>),
+    /// The job never ran to its end: it was still queued, or was aborted while running, when the pool was
+    /// aborted, dropped, cancelled, or ran out of grace in `shutdown_timeout`.
+    Cancelled,
+}
+
+impl<E> JobError<E> {
+    /// The panic message, if the job panicked.
+    pub fn panic_message(&self) -> Option<&str> {
+        match self {
+            JobError::Panicked(payload) => Some(bounded_cancel::panic_message(&**payload)),
+            _ => None,
+        }
+    }
+}
+
+impl<E: fmt::Debug> fmt::Debug for JobError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JobError::Failed(err) => f.debug_tuple("Failed").field(err).finish(),
+            JobError::Panicked(payload) => f
+                .debug_tuple("Panicked")
+                .field(&bounded_cancel::panic_message(&**payload))
+                .finish(),
+            JobError::Cancelled => f.write_str("Cancelled"),
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for JobError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JobError::Failed(err) => write!(f, "job failed: {err}"),
+            JobError::Panicked(payload) => {
+                write!(
+                    f,
+                    "job panicked: {}",
+                    bounded_cancel::panic_message(&**payload)
+                )
+            }
+            JobError::Cancelled => f.write_str("job cancelled before it finished"),
+        }
+    }
+}
+
+impl<E: fmt::Debug + fmt::Display> std::error::Error for JobError<E> {}
+
+pin_project! {
+    /// The result of a submitted job: a future of `Result<T, JobError<E>>`.
+    ///
+    /// Dropping the handle does not cancel the job: it runs to its end, and if it fails or panics, the
+    /// failure goes to the pool's error hook instead ([`detach`](JobHandle::detach) says so explicitly).
+    #[must_use = "dropping a handle detaches the job; call detach() to say so"]
+    pub struct JobHandle<T, E> {
+        #[pin]
+        rx: oneshot::Receiver<Result<T, JobError<E>>>,
+    }
+}
+
+impl<T, E> JobHandle<T, E> {
+    pub(crate) fn new(rx: oneshot::Receiver<Result<T, JobError<E>>>) -> Self {
+        JobHandle { rx }
+    }
+
+    /// Lets the job run on without anyone awaiting it: its errors and panics go to the pool's error hook.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_pool::Pool;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = Pool::builder().workers(1).queue(4).build().unwrap();
+    /// pool.submit(|_ctx| async { Ok::<_, String>(()) }).await.unwrap().detach();
+    /// pool.shutdown().await;
+    /// # }
+    /// ```
+    pub fn detach(self) {}
+}
+
+impl<T, E> Future for JobHandle<T, E> {
+    type Output = Result<T, JobError<E>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        // A job dropped before it could report (still queued, or aborted) drops its sender.
+        Poll::Ready(ready!(self.project().rx.poll(cx)).unwrap_or(Err(JobError::Cancelled)))
+    }
+}
+
+impl<T, E> fmt::Debug for JobHandle<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobHandle").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,89 @@
+//! `Pool` is the seed's bounded worker `Pool` (a Go `chan Job` drained by N goroutines) for tokio, with
+//! its flaws fixed: queued jobs are never dropped without a trace, and no error or panic is swallowed.
+//!
+//! | the seed's Go pool | bounded-pool |
+//! | --- | --- |
+//! | `NewPool(size)` + `Start(ctx)` | `Pool::builder().workers(size).queue(size * 2).context(&ctx).build()?` |
+//! | `Submit(ctx, job)` | [`pool.submit_with(&ctx, job).await?`](Pool::submit_with), returning a [`JobHandle`] |
+//! | (none) | [`pool.try_submit(job)`](Pool::try_submit): `Full(job)` / `Closed(job)`, never waits |
+//! | `_ = job(ctx)`: errors swallowed | the handle gets `Ok`, `Failed`, `Panicked`, `Cancelled`; unawaited failures reach the error hook |
+//! | workers return on `ctx.Done()`, dropping queued jobs | cancelling the pool's context resolves every queued job as `Cancelled` and counts it |
+//! | `Shutdown()`: close + `wg.Wait()` | [`shutdown`](Pool::shutdown), [`shutdown_timeout`](Pool::shutdown_timeout) (with a report) |
+//!
+//! The seed's pool in this crate's API:
+//!
+//! ```
+//! use bounded_cancel::Context;
+//! use bounded_pool::Pool;
+//! use std::time::Duration;
+//!
+//! # async fn send_email(_ctx: Context, to: String) -> Result<(), String> { let _ = to; Ok(()) }
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let app = Context::new();
+//! let pool = Pool::builder().workers(8).queue(16).context(&app).build().expect("8 workers, queue 16");
+//!
+//! // A request with a deadline: fail fast if the pool stays saturated past it.
+//! let request = app.with_timeout(Duration::from_millis(200));
+//! let to = "ops@example.com".to_owned();
+//! match pool.submit_with(&request, move |ctx| send_email(ctx, to)).await {
+//!     Ok(handle) => handle.detach(), // a failure now goes to the error hook
+//!     Err(refused) => eprintln!("{refused}"),
+//! }
+//!
+//! let report = pool.shutdown_timeout(Duration::from_secs(5)).await;
+//! assert_eq!(report.submitted, report.completed + report.failed + report.panicked
+//!     + report.cancelled + report.never_started);
+//! # }
+//! ```
+//!
+//! # Lifecycle
+//!
+//! ```text
+//!            submit / try_submit                      worker takes it
+//!  caller ─────────────────────────▶ [ queue: ≤ cap ] ─────────────────▶ [ running: ≤ workers ]
+//!    │  waits while the queue is full       │                                  │
+//!    │  (drop the future, or end the         │                                  ├─▶ completed / failed / panicked
+//!    │   caller's context: job handed back)  │                                  │   (handle, or error hook)
+//!    ▼                                       │                                  │
+//!  close()      intake ends ─────────────────┼── queued jobs still run ─────────┤
+//!  shutdown()   close, then wait for all ────┘                                  │
+//!  shutdown_timeout(grace): close, drain for grace, then:                        │
+//!               queued ─▶ never_started      running: context cancelled, then ─▶ cancelled (aborted)
+//!  abort() / drop / pool context cancelled: all of the above at once, no drain
+//! ```
+//!
+//! Every accepted job ends in exactly one of completed, failed, panicked, cancelled, never started: see
+//! [`PoolReport`] and [`Metrics`].
+//!
+//! # Use this when / use that instead
+//!
+//! Use a `Pool` for a long-lived stream of independent jobs with a fixed amount of parallelism (sending
+//! mail, webhooks, thumbnailing) where callers should feel backpressure. For a batch of tasks that succeed
+//! or fail together, use `bounded-group`; for stages with different parallelism, `bounded-pipeline`.
+//!
+//! # Comparison to `mpsc` + `Mutex<Receiver>`
+//!
+//! The usual hand-rolled pool shares one tokio `mpsc::Receiver` behind a `Mutex` among N spawned tasks.
+//! A `Pool` adds what that code usually lacks: a submit that hands the job back when the caller gives up,
+//! results and panics per job, a drain with a deadline and a report, resizing, and metrics. Its workers
+//! share an MPMC queue (`async-channel`) instead of a lock around a single-consumer one; see
+//! `docs/benchmarks.md` for the measured cost.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+
+mod builder;
+mod error;
+mod failure;
+mod job_handle;
+mod metrics;
+mod pool;
+mod report;
+
+pub use builder::PoolBuilder;
+pub use error::{BuildError, ResizeError, SubmitError, TrySubmitError};
+pub use failure::JobFailure;
+pub use job_handle::{JobError, JobHandle};
+pub use metrics::Metrics;
+pub use pool::{CANCEL_WINDOW, Pool};
+pub use report::PoolReport;

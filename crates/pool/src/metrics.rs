@@ -1,0 +1,142 @@
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+/// A snapshot of a pool's counters, from [`Pool::metrics`](crate::Pool::metrics).
+///
+/// Every accepted job is, at any moment, in exactly one of `queued`, `running`, `completed`, `failed`,
+/// `panicked`, `cancelled`, `never_started`; the seven add up to `submitted` once the pool is idle (each
+/// counter is read on its own, so a snapshot taken mid-flight can be one transition apart). A counter
+/// moves before the job's handle resolves, so a resolved handle is always already counted.
+///
+/// # Examples
+///
+/// ```
+/// use bounded_pool::Pool;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let pool = Pool::builder().workers(2).queue(4).build().unwrap();
+/// pool.submit(|_ctx| async { Ok::<_, String>(()) }).await.unwrap().await.unwrap();
+/// let m = pool.metrics();
+/// assert_eq!((m.submitted, m.completed), (1, 1));
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Metrics {
+    /// Jobs accepted into the queue.
+    pub submitted: u64,
+    /// Accepted and waiting for a worker.
+    pub queued: u64,
+    /// Taken by a worker and not yet ended.
+    pub running: u64,
+    /// Returned `Ok`.
+    pub completed: u64,
+    /// Returned `Err`.
+    pub failed: u64,
+    /// Panicked.
+    pub panicked: u64,
+    /// Aborted while running.
+    pub cancelled: u64,
+    /// Dropped from the queue by an abort, a cancelled pool context, or the end of a shutdown's grace.
+    pub never_started: u64,
+    /// Submissions refused: pool closed, queue full for `try_submit`, or caller cancelled while waiting.
+    pub rejected: u64,
+}
+
+impl Metrics {
+    /// Jobs that have ended one way or another.
+    pub fn ended(&self) -> u64 {
+        self.completed + self.failed + self.panicked + self.cancelled + self.never_started
+    }
+}
+
+impl fmt::Display for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "submitted {}: completed {}, failed {}, panicked {}, cancelled {}, never started {}, \
+             queued {}, running {} (rejected {})",
+            self.submitted,
+            self.completed,
+            self.failed,
+            self.panicked,
+            self.cancelled,
+            self.never_started,
+            self.queued,
+            self.running,
+            self.rejected
+        )
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    submitted: AtomicU64,
+    queued: AtomicU64,
+    running: AtomicU64,
+    completed: AtomicU64,
+    failed: AtomicU64,
+    panicked: AtomicU64,
+    cancelled: AtomicU64,
+    never_started: AtomicU64,
+    rejected: AtomicU64,
+}
+
+/// How a job that ran ended.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Ended {
+    Completed,
+    Failed,
+    Panicked,
+}
+
+impl Counters {
+    pub(crate) fn submitted(&self) {
+        self.queued.fetch_add(1, Relaxed);
+        self.submitted.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn rejected(&self) {
+        self.rejected.fetch_add(1, Relaxed);
+    }
+
+    pub(crate) fn started(&self) {
+        self.running.fetch_add(1, Relaxed);
+        self.queued.fetch_sub(1, Relaxed);
+    }
+
+    pub(crate) fn never_started(&self) {
+        self.never_started.fetch_add(1, Relaxed);
+        self.queued.fetch_sub(1, Relaxed);
+    }
+
+    pub(crate) fn ended(&self, how: Ended) {
+        let counter = match how {
+            Ended::Completed => &self.completed,
+            Ended::Failed => &self.failed,
+            Ended::Panicked => &self.panicked,
+        };
+        counter.fetch_add(1, Relaxed);
+        self.running.fetch_sub(1, Relaxed);
+    }
+
+    pub(crate) fn cancelled(&self) {
+        self.cancelled.fetch_add(1, Relaxed);
+        self.running.fetch_sub(1, Relaxed);
+    }
+
+    pub(crate) fn snapshot(&self) -> Metrics {
+        Metrics {
+            submitted: self.submitted.load(Relaxed),
+            queued: self.queued.load(Relaxed),
+            running: self.running.load(Relaxed),
+            completed: self.completed.load(Relaxed),
+            failed: self.failed.load(Relaxed),
+            panicked: self.panicked.load(Relaxed),
+            cancelled: self.cancelled.load(Relaxed),
+            never_started: self.never_started.load(Relaxed),
+            rejected: self.rejected.load(Relaxed),
+        }
+    }
+}

@@ -1,0 +1,730 @@
+use std::fmt;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use async_channel::{Receiver, Sender};
+use bounded_cancel::Context;
+use bounded_cancel::live::TaskCounter;
+use futures_util::FutureExt;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError, oneshot};
+use tokio::task::{AbortHandle, JoinHandle};
+
+use crate::builder::PoolBuilder;
+use crate::error::{ResizeError, SubmitError, TrySubmitError};
+use crate::failure::{Hook, JobFailure};
+use crate::job_handle::{JobError, JobHandle};
+use crate::metrics::{Counters, Ended, Metrics};
+use crate::report::PoolReport;
+
+/// After `shutdown_timeout`'s grace, how long running jobs have to return once their context is cancelled.
+pub const CANCEL_WINDOW: Duration = Duration::from_millis(10);
+
+type JobFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+type JobFn = Box<dyn FnOnce(Context, Arc<Inner>) -> JobFuture + Send>;
+
+/// A queued job, and the queue slot it holds until a worker takes it.
+struct Queued {
+    job: JobFn,
+    slot: OwnedSemaphorePermit,
+}
+
+/// A long-lived pool of workers fed by a bounded queue: the seed's `Pool`, without its flaws.
+///
+/// See the [crate docs](crate) for the lifecycle. Every method takes `&self`; share a pool with an `Arc`.
+/// Dropping the pool aborts it: queued jobs never start (their handles resolve as
+/// [`JobError::Cancelled`]) and running jobs are aborted.
+///
+/// # Examples
+///
+/// ```
+/// use bounded_pool::Pool;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let pool = Pool::builder().workers(2).queue(4).build().unwrap();
+/// let handle = pool.submit(|_ctx| async { Ok::<_, String>(6 * 7) }).await.unwrap();
+/// assert_eq!(handle.await.unwrap(), 42);
+/// let report = pool.shutdown().await;
+/// assert_eq!(report.completed, 1);
+/// # }
+/// ```
+pub struct Pool {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    /// The pool's own context: cancelling it (or a parent) aborts the pool.
+    ctx: Context,
+    /// What jobs receive: a child of `ctx`, also cancelled alone when a shutdown's grace runs out.
+    jobs_ctx: Context,
+    /// Queue slots. A submitter takes one before its job exists in the queue; a worker frees it on dequeue.
+    slots: Arc<Semaphore>,
+    capacity: usize,
+    tx: Sender<Queued>,
+    rx: Receiver<Queued>,
+    closed: AtomicBool,
+    counters: Counters,
+    hook: Hook,
+    target: AtomicUsize,
+    alive: AtomicUsize,
+    handles: Mutex<Vec<JoinHandle<()>>>,
+    supervisor: Mutex<Option<AbortHandle>>,
+    retire: Notify,
+    exited: Notify,
+    tasks: TaskCounter,
+}
+
+impl Pool {
+    /// Starts configuring a pool.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_pool::Pool;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = Pool::builder().workers(8).queue(16).build().unwrap();
+    /// # }
+    /// ```
+    pub fn builder() -> PoolBuilder {
+        PoolBuilder::new()
+    }
+
+    pub(crate) fn start(
+        workers: usize,
+        capacity: usize,
+        parent: &Context,
+        hook: Hook,
+        name: String,
+    ) -> Self {
+        let (tx, rx) = async_channel::bounded(capacity);
+        let ctx = parent.child();
+        let inner = Arc::new(Inner {
+            jobs_ctx: ctx.child(),
+            ctx,
+            slots: Arc::new(Semaphore::new(capacity)),
+            capacity,
+            tx,
+            rx,
+            closed: AtomicBool::new(false),
+            counters: Counters::default(),
+            hook,
+            target: AtomicUsize::new(workers),
+            alive: AtomicUsize::new(0),
+            handles: Mutex::default(),
+            supervisor: Mutex::default(),
+            retire: Notify::new(),
+            exited: Notify::new(),
+            tasks: TaskCounter::new(format!("{name} worker")),
+        });
+        inner.spawn_workers(workers);
+        let supervisor = supervise(Arc::downgrade(&inner), inner.ctx.clone(), &inner.tasks);
+        *lock(&inner.supervisor) = Some(supervisor);
+        Pool { inner }
+    }
+
+    /// Submits a job, waiting for room in the queue; the job receives the pool's context.
+    ///
+    /// # Errors
+    ///
+    /// Hands the job back, unrun, in a [`SubmitError`]: `Closed` once the pool is closed, `Cancelled` if
+    /// the pool's context has ended or ends while waiting.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: dropping the future before it resolves gives up its place in line; the job is dropped
+    /// without running and nothing is counted as submitted.
+    ///
+    /// # Fairness
+    ///
+    /// Submitters waiting for room are served in the order they started waiting.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_pool::Pool;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = Pool::builder().workers(1).queue(1).build().unwrap();
+    /// let handle = pool.submit(|_ctx| async { Ok::<_, String>("done") }).await.unwrap();
+    /// assert_eq!(handle.await.unwrap(), "done");
+    /// # }
+    /// ```
+    pub async fn submit<J, Fut, T, E>(&self, job: J) -> Result<JobHandle<T, E>, SubmitError<J>>
+    where
+        J: FnOnce(Context) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: fmt::Display + Send + 'static,
+    {
+        self.submit_inner(None, job).await
+    }
+
+    /// Like [`submit`](Pool::submit), but the wait for room also ends when the caller's `ctx` ends
+    /// (cancelled, or its deadline passed), handing the job back with the cause.
+    ///
+    /// # Errors
+    ///
+    /// As `submit`, plus `SubmitError::Cancelled` with `ctx`'s cause.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as `submit`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_cancel::Context;
+    /// use bounded_pool::{Pool, SubmitError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = Pool::builder().workers(1).queue(1).build().unwrap();
+    /// let request = Context::new();
+    /// request.cancel();
+    /// let err = pool.submit_with(&request, |_ctx| async { Ok::<_, String>(()) }).await.unwrap_err();
+    /// assert!(matches!(err, SubmitError::Cancelled { .. }));
+    /// # }
+    /// ```
+    pub async fn submit_with<J, Fut, T, E>(
+        &self,
+        ctx: &Context,
+        job: J,
+    ) -> Result<JobHandle<T, E>, SubmitError<J>>
+    where
+        J: FnOnce(Context) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: fmt::Display + Send + 'static,
+    {
+        self.submit_inner(Some(ctx), job).await
+    }
+
+    async fn submit_inner<J, Fut, T, E>(
+        &self,
+        caller: Option<&Context>,
+        job: J,
+    ) -> Result<JobHandle<T, E>, SubmitError<J>>
+    where
+        J: FnOnce(Context) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: fmt::Display + Send + 'static,
+    {
+        let inner = &self.inner;
+        if let Some(cause) = inner
+            .ctx
+            .cause()
+            .or_else(|| caller.and_then(Context::cause))
+        {
+            inner.counters.rejected();
+            return Err(SubmitError::Cancelled { job, cause });
+        }
+        let slot = match inner.slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(TryAcquireError::Closed) => {
+                inner.counters.rejected();
+                return Err(SubmitError::Closed(job));
+            }
+            Err(TryAcquireError::NoPermits) => {
+                let caller_ended = async {
+                    match caller {
+                        Some(ctx) => ctx.cancelled().await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let waited = tokio::select! {
+                    biased;
+                    cause = inner.ctx.cancelled() => Err(Some(cause)),
+                    cause = caller_ended => Err(Some(cause)),
+                    slot = inner.slots.clone().acquire_owned() => slot.map_err(|_| None),
+                };
+                match waited {
+                    Ok(slot) => slot,
+                    Err(cause) => {
+                        inner.counters.rejected();
+                        return Err(match cause {
+                            Some(cause) => SubmitError::Cancelled { job, cause },
+                            None => SubmitError::Closed(job),
+                        });
+                    }
+                }
+            }
+        };
+        Ok(inner.enqueue(slot, job))
+    }
+
+    /// Submits a job if the queue has room now; never waits.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySubmitError::Full`] with the job when the queue is full, [`TrySubmitError::Closed`] once the
+    /// pool is closed or its context has ended. The job is unrun either way.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_pool::{Pool, TrySubmitError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = Pool::builder().workers(1).queue(1).build().unwrap();
+    /// let wait = |ctx: bounded_cancel::Context| async move { ctx.cancelled().await; Ok::<_, String>(()) };
+    /// pool.try_submit(wait).unwrap().detach(); // queued (no worker has run yet)
+    /// assert!(matches!(pool.try_submit(wait), Err(TrySubmitError::Full(_))));
+    /// # }
+    /// ```
+    pub fn try_submit<J, Fut, T, E>(&self, job: J) -> Result<JobHandle<T, E>, TrySubmitError<J>>
+    where
+        J: FnOnce(Context) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: fmt::Display + Send + 'static,
+    {
+        let inner = &self.inner;
+        if inner.ctx.is_cancelled() {
+            inner.counters.rejected();
+            return Err(TrySubmitError::Closed(job));
+        }
+        match inner.slots.clone().try_acquire_owned() {
+            Ok(slot) => Ok(inner.enqueue(slot, job)),
+            Err(TryAcquireError::NoPermits) => {
+                inner.counters.rejected();
+                Err(TrySubmitError::Full(job))
+            }
+            Err(TryAcquireError::Closed) => {
+                inner.counters.rejected();
+                Err(TrySubmitError::Closed(job))
+            }
+        }
+    }
+
+    /// Stops intake: later submissions are refused with `Closed`, and waiting ones are released with
+    /// `Closed`. Jobs already accepted still run; workers end once the queue is empty.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_pool::Pool;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = Pool::builder().workers(1).queue(2).build().unwrap();
+    /// let queued = pool.submit(|_ctx| async { Ok::<_, String>(1) }).await.unwrap();
+    /// pool.close();
+    /// assert!(pool.try_submit(|_ctx| async { Ok::<_, String>(2) }).is_err());
+    /// assert_eq!(queued.await.unwrap(), 1); // accepted before close: it still runs
+    /// # }
+    /// ```
+    pub fn close(&self) {
+        self.inner.close();
+    }
+
+    /// Closes the pool and waits until every accepted job has ended, then reports how each ended.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: dropping the future stops only this wait; the pool stays closed and drains on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_pool::Pool;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = Pool::builder().workers(2).queue(8).build().unwrap();
+    /// for i in 0..5 {
+    ///     pool.submit(move |_ctx| async move { if i == 3 { Err("three") } else { Ok(()) } })
+    ///         .await
+    ///         .unwrap()
+    ///         .detach();
+    /// }
+    /// let report = pool.shutdown().await;
+    /// assert_eq!((report.completed, report.failed, report.submitted), (4, 1, 5));
+    /// # }
+    /// ```
+    pub async fn shutdown(&self) -> PoolReport {
+        self.inner.close();
+        self.inner.workers_exited().await;
+        PoolReport::new(self.inner.counters.snapshot())
+    }
+
+    /// Closes the pool, drains for `grace`, then stops: queued jobs never start, running jobs see their
+    /// context cancelled and have [`CANCEL_WINDOW`] to return, and jobs still running after that are aborted.
+    ///
+    /// The report's `completed + failed + panicked + cancelled + never_started` always equals `submitted`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe in that dropping it mid-wait loses no accounting; the pool stays closed and drains on.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_pool::Pool;
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let pool = Pool::builder().workers(1).queue(4).build().unwrap();
+    /// for _ in 0..3 {
+    ///     pool.submit(|_ctx| async {
+    ///         tokio::time::sleep(Duration::from_secs(60)).await;
+    ///         Ok::<_, String>(())
+    ///     }).await.unwrap().detach();
+    /// }
+    /// let report = pool.shutdown_timeout(Duration::from_secs(1)).await;
+    /// assert_eq!((report.cancelled, report.never_started), (1, 2));
+    /// # }
+    /// ```
+    pub async fn shutdown_timeout(&self, grace: Duration) -> PoolReport {
+        let inner = &self.inner;
+        inner.close();
+        if tokio::time::timeout(grace, inner.workers_exited())
+            .await
+            .is_err()
+        {
+            inner.drop_queue();
+            inner.jobs_ctx.cancel();
+            if tokio::time::timeout(CANCEL_WINDOW, inner.workers_exited())
+                .await
+                .is_err()
+            {
+                inner.abort_workers().await;
+            }
+        }
+        PoolReport::new(inner.counters.snapshot())
+    }
+
+    /// Stops at once: intake ends, queued jobs never start (their handles resolve as
+    /// [`JobError::Cancelled`]), and running jobs see their context cancelled and are aborted.
+    ///
+    /// Cancelling the pool's context, or dropping the pool, does the same.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_pool::{JobError, Pool};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = Pool::builder().workers(1).queue(2).build().unwrap();
+    /// let queued = pool.submit(|_ctx| async { Ok::<_, String>(()) }).await.unwrap();
+    /// pool.abort();
+    /// assert!(matches!(queued.await, Err(JobError::Cancelled)));
+    /// # }
+    /// ```
+    pub fn abort(&self) {
+        self.inner.abort();
+    }
+
+    /// Changes the number of workers. Growing starts workers at once; shrinking retires idle workers at
+    /// once and busy ones when their job ends, so no job is lost or interrupted.
+    ///
+    /// # Errors
+    ///
+    /// [`ResizeError::ZeroWorkers`] for 0, [`ResizeError::Closed`] once the pool is closed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_pool::Pool;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = Pool::builder().workers(2).build().unwrap();
+    /// pool.resize(6).unwrap();
+    /// assert_eq!(pool.workers(), 6);
+    /// # }
+    /// ```
+    pub fn resize(&self, workers: usize) -> Result<(), ResizeError> {
+        let n = ResizeError::check(workers)?.get();
+        let inner = &self.inner;
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(ResizeError::Closed);
+        }
+        let before = inner.target.swap(n, Ordering::AcqRel);
+        if n > before {
+            inner.spawn_workers(n - before);
+        } else if n < before {
+            inner.retire.notify_waiters();
+        }
+        Ok(())
+    }
+
+    /// The number of workers the pool is set to run (after a shrink, busy workers retire as they finish).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_pool::Pool;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// assert_eq!(Pool::builder().workers(3).build().unwrap().workers(), 3);
+    /// # }
+    /// ```
+    pub fn workers(&self) -> usize {
+        self.inner.target.load(Ordering::Acquire)
+    }
+
+    /// A snapshot of the pool's counters; see [`Metrics`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_pool::Pool;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = Pool::builder().build().unwrap();
+    /// assert_eq!(pool.metrics().submitted, 0);
+    /// # }
+    /// ```
+    pub fn metrics(&self) -> Metrics {
+        self.inner.counters.snapshot()
+    }
+
+    /// The pool's context: cancelling it aborts the pool. Jobs receive a child of it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_pool::Pool;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = Pool::builder().build().unwrap();
+    /// pool.context().cancel(); // same as pool.abort()
+    /// # }
+    /// ```
+    pub fn context(&self) -> &Context {
+        &self.inner.ctx
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.inner.abort();
+        if let Some(supervisor) = lock(&self.inner.supervisor).take() {
+            supervisor.abort();
+        }
+    }
+}
+
+impl fmt::Debug for Pool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pool")
+            .field("workers", &self.workers())
+            .field("queue", &self.inner.capacity)
+            .field("metrics", &self.metrics())
+            .finish()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Each critical section is a push, a take or a swap: a poisoned lock still holds whole data.
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Aborts the pool when its context ends from outside (a parent cancelled, or `context().cancel()`).
+fn supervise(inner: Weak<Inner>, ctx: Context, tasks: &TaskCounter) -> AbortHandle {
+    let watch = async move {
+        ctx.cancelled().await;
+        if let Some(inner) = inner.upgrade() {
+            inner.abort();
+        }
+    };
+    tokio::spawn(tasks.track(watch)).abort_handle()
+}
+
+impl Inner {
+    fn enqueue<J, Fut, T, E>(&self, slot: OwnedSemaphorePermit, job: J) -> JobHandle<T, E>
+    where
+        J: FnOnce(Context) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: fmt::Display + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: JobFn = Box::new(move |ctx, inner| Box::pin(run_job(ctx, inner, job, tx)));
+        self.counters.submitted();
+        // Every queued job holds a slot and the channel has as many places as there are slots, so it is
+        // never full; it is closed only by an abort, which then owns the job's accounting.
+        if let Err(refused) = self.tx.try_send(Queued { job, slot }) {
+            drop(refused.into_inner());
+            self.counters.never_started();
+        }
+        JobHandle::new(rx)
+    }
+
+    fn spawn_workers(self: &Arc<Self>, n: usize) {
+        let mut handles = lock(&self.handles);
+        handles.retain(|h| !h.is_finished());
+        for _ in 0..n {
+            self.alive.fetch_add(1, Ordering::AcqRel);
+            handles.push(tokio::spawn(self.tasks.track(worker(self.clone()))));
+        }
+    }
+
+    /// Claims one retirement if more workers are alive than the target.
+    fn should_retire(&self) -> bool {
+        let mut alive = self.alive.load(Ordering::Acquire);
+        loop {
+            if alive <= self.target.load(Ordering::Acquire) {
+                return false;
+            }
+            match self
+                .alive
+                .compare_exchange(alive, alive - 1, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(now) => alive = now,
+            }
+        }
+    }
+
+    fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.slots.close();
+        self.slot_freed();
+    }
+
+    /// After close, the channel closes once no job is queued and no submitter holds a slot, so that
+    /// idle workers end and no accepted job is ever refused.
+    fn slot_freed(&self) {
+        if self.closed.load(Ordering::Acquire) && self.slots.available_permits() == self.capacity {
+            self.tx.close();
+        }
+    }
+
+    /// Drops every queued job: each counts as never started and its handle resolves as cancelled.
+    fn drop_queue(&self) {
+        self.tx.close();
+        while let Ok(queued) = self.rx.try_recv() {
+            drop(queued);
+            self.counters.never_started();
+        }
+    }
+
+    fn abort(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.slots.close();
+        self.ctx.cancel();
+        self.drop_queue();
+        for handle in lock(&self.handles).iter() {
+            handle.abort();
+        }
+        self.alive.store(0, Ordering::Release);
+        self.exited.notify_waiters();
+    }
+
+    /// Aborts the workers and waits until each is gone, so that every aborted job is counted.
+    async fn abort_workers(&self) {
+        let handles = std::mem::take(&mut *lock(&self.handles));
+        for handle in &handles {
+            handle.abort();
+        }
+        for handle in handles {
+            let _ = handle.await;
+        }
+        self.alive.store(0, Ordering::Release);
+        self.exited.notify_waiters();
+    }
+
+    async fn workers_exited(&self) {
+        loop {
+            let mut exited = pin!(self.exited.notified());
+            exited.as_mut().enable();
+            if self.alive.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            exited.await;
+        }
+    }
+
+    fn worker_exited(&self) {
+        // Saturating: an abort has already set the count to zero for the workers it stopped.
+        let _ = self
+            .alive
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
+        self.exited.notify_waiters();
+    }
+}
+
+/// Counts a job aborted while running: dropped before it could report how it ended.
+struct Running<'a>(&'a Counters);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.cancelled();
+    }
+}
+
+async fn worker(inner: Arc<Inner>) {
+    loop {
+        let mut retire = pin!(inner.retire.notified());
+        retire.as_mut().enable();
+        if inner.should_retire() {
+            inner.exited.notify_waiters();
+            return;
+        }
+        let next = tokio::select! {
+            biased;
+            _ = retire => continue,
+            next = inner.rx.recv() => next,
+        };
+        let Ok(Queued { job, slot }) = next else {
+            // Closed and empty: the pool is draining or stopped.
+            inner.worker_exited();
+            return;
+        };
+        inner.counters.started();
+        drop(slot);
+        inner.slot_freed();
+        let running = Running(&inner.counters);
+        job(inner.jobs_ctx.clone(), inner.clone()).await;
+        std::mem::forget(running);
+    }
+}
+
+async fn run_job<J, Fut, T, E>(
+    ctx: Context,
+    inner: Arc<Inner>,
+    job: J,
+    tx: oneshot::Sender<Result<T, JobError<E>>>,
+) where
+    J: FnOnce(Context) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+    E: fmt::Display,
+{
+    let caught = AssertUnwindSafe(async move { job(ctx).await })
+        .catch_unwind()
+        .await;
+    let (ended, result) = match caught {
+        Ok(Ok(value)) => (Ended::Completed, Ok(value)),
+        Ok(Err(err)) => (Ended::Failed, Err(JobError::Failed(err))),
+        Err(payload) => (Ended::Panicked, Err(JobError::Panicked(payload))),
+    };
+    // Counted before the handle can see it, so a resolved handle is always already in the metrics.
+    inner.counters.ended(ended);
+    if let Err(Err(unclaimed)) = tx.send(result) {
+        let failure = match unclaimed {
+            JobError::Failed(err) => JobFailure::Failed(err.to_string()),
+            JobError::Panicked(payload) => {
+                JobFailure::Panicked(bounded_cancel::panic_message(&*payload).to_owned())
+            }
+            JobError::Cancelled => return,
+        };
+        // A panicking hook must not take the worker down with it.
+        let hook = inner.hook.clone();
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(move || hook(failure)));
+    }
+}
