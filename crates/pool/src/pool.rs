@@ -123,7 +123,11 @@ impl Pool {
             tasks: TaskCounter::new(format!("{name} worker")),
         });
         inner.spawn_workers(workers);
-        let supervisor = supervise(Arc::downgrade(&inner), inner.ctx.clone(), &inner.tasks);
+        let supervisor = supervise(
+            Arc::downgrade(&inner),
+            inner.ctx.clone(),
+            format!("{name} supervisor"),
+        );
         *lock(&inner.supervisor) = Some(supervisor);
         Pool { inner }
     }
@@ -328,6 +332,8 @@ impl Pool {
 
     /// Closes the pool and waits until every accepted job has ended, then reports how each ended.
     ///
+    /// When it returns, the pool's context has ended too: the pool is finished.
+    ///
     /// # Cancel safety
     ///
     /// Cancel-safe: dropping the future stops only this wait; the pool stays closed and drains on.
@@ -353,13 +359,14 @@ impl Pool {
     pub async fn shutdown(&self) -> PoolReport {
         self.inner.close();
         self.inner.workers_exited().await;
-        PoolReport::new(self.inner.counters.snapshot())
+        self.inner.finished()
     }
 
     /// Closes the pool, drains for `grace`, then stops: queued jobs never start, running jobs see their
     /// context cancelled and have [`CANCEL_WINDOW`] to return, and jobs still running after that are aborted.
     ///
     /// The report's `completed + failed + panicked + cancelled + never_started` always equals `submitted`.
+    /// When it returns, no worker is left and the pool's context has ended.
     ///
     /// # Cancel safety
     ///
@@ -400,7 +407,7 @@ impl Pool {
                 inner.abort_workers().await;
             }
         }
-        PoolReport::new(inner.counters.snapshot())
+        inner.finished()
     }
 
     /// Stops at once: intake ends, queued jobs never start (their handles resolve as
@@ -535,14 +542,14 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// Aborts the pool when its context ends from outside (a parent cancelled, or `context().cancel()`).
-fn supervise(inner: Weak<Inner>, ctx: Context, tasks: &TaskCounter) -> AbortHandle {
+fn supervise(inner: Weak<Inner>, ctx: Context, name: String) -> AbortHandle {
     let watch = async move {
         ctx.cancelled().await;
         if let Some(inner) = inner.upgrade() {
             inner.abort();
         }
     };
-    tokio::spawn(tasks.track(watch)).abort_handle()
+    tokio::spawn(bounded_cancel::live::tracked(name, watch)).abort_handle()
 }
 
 impl Inner {
@@ -637,6 +644,12 @@ impl Inner {
         }
         self.alive.store(0, Ordering::Release);
         self.exited.notify_waiters();
+    }
+
+    /// Ends a finished pool: its context ends (which also ends the supervisor) and the report is taken.
+    fn finished(&self) -> PoolReport {
+        self.ctx.cancel();
+        PoolReport::new(self.counters.snapshot())
     }
 
     async fn workers_exited(&self) {

@@ -1,0 +1,186 @@
+//! Job handles: value, `Failed`, `Panicked`, `Cancelled`; dropping a handle does not cancel its job;
+//! panics never kill a worker; unawaited failures reach the error hook once each.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bounded_cancel::live;
+use bounded_pool::{JobError, JobFailure, Pool};
+use tokio::time::sleep;
+
+#[tokio::test]
+async fn a_handle_resolves_to_the_value_the_error_or_the_panic() {
+    let pool = Pool::builder().workers(2).queue(4).build().unwrap();
+    let ok = pool
+        .submit(|_ctx| async { Ok::<u32, String>(7) })
+        .await
+        .unwrap();
+    let failed = pool
+        .submit(|_ctx| async { Err::<u32, _>("no such user".to_owned()) })
+        .await
+        .unwrap();
+    let panicked = pool
+        .submit(|_ctx| async { std::panic::panic_any(41u32) as Result<u32, String> })
+        .await
+        .unwrap();
+    assert_eq!(ok.await.unwrap(), 7);
+    assert!(matches!(failed.await, Err(JobError::Failed(e)) if e == "no such user"));
+    let Err(JobError::Panicked(payload)) = panicked.await else {
+        panic!("expected a panic")
+    };
+    assert_eq!(payload.downcast_ref::<u32>(), Some(&41));
+    pool.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_queued_job_resolves_as_cancelled_when_the_pool_is_aborted() {
+    let pool = Pool::builder().workers(1).queue(2).build().unwrap();
+    let running = pool
+        .submit(|_ctx| async {
+            std::future::pending::<()>().await;
+            Ok::<(), String>(())
+        })
+        .await
+        .unwrap();
+    let queued = pool
+        .submit(|_ctx| async { Ok::<(), String>(()) })
+        .await
+        .unwrap();
+    tokio::task::yield_now().await;
+    pool.abort();
+    assert!(matches!(running.await, Err(JobError::Cancelled)));
+    assert!(matches!(queued.await, Err(JobError::Cancelled)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_a_handle_does_not_cancel_its_job() {
+    let pool = Pool::builder().workers(1).queue(1).build().unwrap();
+    let done = Arc::new(AtomicUsize::new(0));
+    let d = done.clone();
+    let handle = pool
+        .submit(move |_ctx| async move {
+            sleep(Duration::from_secs(1)).await;
+            d.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, String>(())
+        })
+        .await
+        .unwrap();
+    drop(handle);
+    let report = pool.shutdown().await;
+    assert_eq!(done.load(Ordering::SeqCst), 1);
+    assert_eq!(report.completed, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_panicking_jobs_never_kill_a_worker() {
+    let pool = Pool::builder()
+        .workers(2)
+        .queue(2)
+        .error_hook(|_| {})
+        .build()
+        .unwrap();
+    let mut handles = Vec::new();
+    for i in 0..10 {
+        handles.push(
+            pool.submit(move |_ctx| async move {
+                panic!("job {i} panics");
+                #[allow(unreachable_code)]
+                Ok::<u32, String>(0)
+            })
+            .await
+            .unwrap(),
+        );
+    }
+    for i in 0..10 {
+        handles.push(
+            pool.submit(move |_ctx| async move { Ok::<u32, String>(i) })
+                .await
+                .unwrap(),
+        );
+    }
+    let mut panics = 0;
+    let mut values = Vec::new();
+    for handle in handles {
+        match handle.await {
+            Err(e @ JobError::Panicked(_)) => {
+                assert!(e.panic_message().unwrap().ends_with("panics"));
+                panics += 1;
+            }
+            Ok(v) => values.push(v),
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!(panics, 10);
+    assert_eq!(values, (0..10).collect::<Vec<_>>());
+    let report = pool.shutdown().await;
+    assert_eq!(
+        (report.panicked, report.completed, report.submitted),
+        (10, 10, 20)
+    );
+    live::assert_none_alive().await;
+}
+
+#[tokio::test]
+async fn unawaited_errors_and_panics_reach_the_hook_once_each() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let pool = Pool::builder()
+        .workers(2)
+        .queue(8)
+        .error_hook(move |failure| log.lock().unwrap().push(failure))
+        .build()
+        .unwrap();
+    pool.submit(|_ctx| async { Err::<(), _>("e1") })
+        .await
+        .unwrap()
+        .detach();
+    pool.submit(|_ctx| async {
+        panic!("p1");
+        #[allow(unreachable_code)]
+        Ok::<(), String>(())
+    })
+    .await
+    .unwrap()
+    .detach();
+    pool.submit(|_ctx| async { Ok::<(), String>(()) })
+        .await
+        .unwrap()
+        .detach();
+    // An awaited failure goes to its handle, not to the hook.
+    let awaited = pool
+        .submit(|_ctx| async { Err::<(), _>("e2") })
+        .await
+        .unwrap();
+    assert!(matches!(awaited.await, Err(JobError::Failed("e2"))));
+    pool.shutdown().await;
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort_by_key(|f| f.to_string());
+    assert_eq!(
+        seen,
+        [
+            JobFailure::Failed("e1".into()),
+            JobFailure::Panicked("p1".into())
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_panicking_hook_does_not_kill_the_worker() {
+    let pool = Pool::builder()
+        .workers(1)
+        .queue(4)
+        .error_hook(|_| panic!("hook panics"))
+        .build()
+        .unwrap();
+    pool.submit(|_ctx| async { Err::<(), _>("x") })
+        .await
+        .unwrap()
+        .detach();
+    let after = pool
+        .submit(|_ctx| async { Ok::<_, String>(5) })
+        .await
+        .unwrap();
+    assert_eq!(after.await.unwrap(), 5);
+    pool.shutdown().await;
+}

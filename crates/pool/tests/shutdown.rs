@@ -1,0 +1,157 @@
+//! close, shutdown, shutdown_timeout, abort, a cancelled pool context, and drop.
+
+use std::time::Duration;
+
+use bounded_cancel::{Context, live};
+use bounded_pool::{JobError, Pool, SubmitError};
+use tokio::time::{Instant, sleep};
+
+fn sleeper(
+    secs: u64,
+) -> impl FnOnce(
+    Context,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>
++ Send
++ 'static {
+    move |_ctx| {
+        Box::pin(async move {
+            sleep(Duration::from_secs(secs)).await;
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn close_refuses_new_jobs_and_queued_ones_still_run() {
+    let pool = Pool::builder().workers(1).queue(3).build().unwrap();
+    let handles: Vec<_> = futures_util::future::join_all((0..3).map(|_| pool.submit(sleeper(1))))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    pool.close();
+    assert!(matches!(
+        pool.submit(sleeper(1)).await,
+        Err(SubmitError::Closed(_))
+    ));
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    let report = pool.shutdown().await;
+    assert_eq!((report.submitted, report.completed), (3, 3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_drains_every_accepted_job() {
+    let pool = Pool::builder().workers(2).queue(6).build().unwrap();
+    for _ in 0..8 {
+        pool.submit(sleeper(1)).await.unwrap().detach();
+    }
+    let start = Instant::now();
+    let report = pool.shutdown().await;
+    assert_eq!(report.completed, 8);
+    assert_eq!(
+        Instant::now() - start,
+        Duration::from_secs(4),
+        "8 jobs of 1 s on 2 workers"
+    );
+    live::assert_none_alive().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_timeout_cancels_then_aborts_and_the_counts_add_up() {
+    let pool = Pool::builder().workers(3).queue(4).build().unwrap();
+    // Worker 1: finishes within the grace. Worker 2: returns when its context ends. Worker 3: ignores it.
+    let quick = pool.submit(sleeper(1)).await.unwrap();
+    let polite = pool
+        .submit(|ctx| async move {
+            ctx.cancelled().await;
+            Err::<(), _>("stopped by shutdown".to_owned())
+        })
+        .await
+        .unwrap();
+    let stubborn = pool.submit(sleeper(3600)).await.unwrap();
+    tokio::task::yield_now().await;
+    let queued: Vec<_> = futures_util::future::join_all((0..4).map(|_| pool.submit(sleeper(1))))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+
+    let start = Instant::now();
+    let report = pool.shutdown_timeout(Duration::from_millis(1500)).await;
+    let took = Instant::now() - start;
+    assert!(
+        took >= Duration::from_millis(1500)
+            && took <= Duration::from_millis(1500) + bounded_pool::CANCEL_WINDOW
+    );
+
+    assert!(quick.await.is_ok());
+    assert!(matches!(polite.await, Err(JobError::Failed(_))));
+    assert!(matches!(stubborn.await, Err(JobError::Cancelled)));
+    // The worker freed by `quick` took one queued job at t = 1 s; it was aborted too. Three never started.
+    for handle in queued {
+        let _ = handle.await;
+    }
+    assert_eq!(report.submitted, 7);
+    assert_eq!(report.completed, 1);
+    assert_eq!(report.failed, 1);
+    assert_eq!(report.cancelled, 2);
+    assert_eq!(report.never_started, 3);
+    assert_eq!(
+        report.completed
+            + report.failed
+            + report.panicked
+            + report.cancelled
+            + report.never_started,
+        report.submitted
+    );
+    live::assert_none_alive().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_the_pools_context_stops_everything_and_accounts_for_it() {
+    let app = Context::new();
+    let pool = Pool::builder()
+        .workers(1)
+        .queue(2)
+        .context(&app)
+        .build()
+        .unwrap();
+    let running = pool.submit(sleeper(3600)).await.unwrap();
+    tokio::task::yield_now().await;
+    let queued = pool.submit(sleeper(1)).await.unwrap();
+    app.cancel();
+    assert!(matches!(running.await, Err(JobError::Cancelled)));
+    assert!(matches!(queued.await, Err(JobError::Cancelled)));
+    assert!(matches!(
+        pool.submit(sleeper(1)).await,
+        Err(SubmitError::Cancelled { .. })
+    ));
+    live::assert_none_alive().await;
+    let m = pool.metrics();
+    assert_eq!(
+        (
+            m.submitted,
+            m.cancelled,
+            m.never_started,
+            m.running,
+            m.queued
+        ),
+        (2, 1, 1, 0, 0)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_pool_cancels_queued_jobs_and_leaves_nothing_alive() {
+    let pool = Pool::builder().workers(2).queue(4).build().unwrap();
+    let mut handles = Vec::new();
+    for _ in 0..6 {
+        handles.push(pool.submit(sleeper(3600)).await.unwrap());
+    }
+    drop(pool);
+    for handle in handles {
+        assert!(matches!(handle.await, Err(JobError::Cancelled)));
+    }
+    live::assert_none_alive().await;
+}

@@ -1,0 +1,124 @@
+//! Many jobs with random errors, panics, caller cancellations and a shutdown partway: the accounting is
+//! exact, every handle agrees with the metrics, and nothing is left alive.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bounded_cancel::{Context, live};
+use bounded_pool::{JobError, Pool, SubmitError};
+
+/// A small deterministic generator, so a failure can be replayed.
+fn next(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stress_accounting_is_exact_under_errors_panics_cancellations_and_shutdown() {
+    const JOBS: u64 = 100_000;
+    let pool = Arc::new(
+        Pool::builder()
+            .workers(8)
+            .queue(16)
+            .error_hook(|_| {})
+            .build()
+            .unwrap(),
+    );
+    let (ok, failed, panicked, cancelled) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicU64::new(0)),
+    );
+    let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut refused = 0u64;
+    let mut collectors = Vec::new();
+    for i in 0..JOBS {
+        let roll = next(&mut seed) % 100;
+        let job = move |ctx: Context| async move {
+            match roll {
+                0..=9 => Err(format!("job {i} failed")),
+                10..=12 => panic!("job {i} panicked"),
+                13..=15 => {
+                    // A slower job that stops early if the shutdown cancels it.
+                    let _ = ctx.run(tokio::time::sleep(Duration::from_millis(1))).await;
+                    Ok(())
+                }
+                16..=20 => {
+                    tokio::task::yield_now().await;
+                    Ok(())
+                }
+                _ => Ok(()),
+            }
+        };
+        let caller = Context::new();
+        if roll.is_multiple_of(7) {
+            caller.cancel(); // some callers give up before submitting
+        }
+        if i == JOBS / 2 {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.shutdown_timeout(Duration::from_millis(20)).await });
+        }
+        let handle = match pool.submit_with(&caller, job).await {
+            Ok(handle) => handle,
+            Err(SubmitError::Cancelled { .. } | SubmitError::Closed(_)) => {
+                refused += 1;
+                continue;
+            }
+            Err(other) => panic!("unexpected {other}"),
+        };
+        // Every resolved handle must already be counted in the metrics.
+        let (pool, ok, failed, panicked, cancelled) = (
+            pool.clone(),
+            ok.clone(),
+            failed.clone(),
+            panicked.clone(),
+            cancelled.clone(),
+        );
+        collectors.push(tokio::spawn(async move {
+            let (mine, theirs) = match handle.await {
+                Ok(()) => (&ok, pool.metrics().completed),
+                Err(JobError::Failed(_)) => (&failed, pool.metrics().failed),
+                Err(JobError::Panicked(_)) => (&panicked, pool.metrics().panicked),
+                Err(JobError::Cancelled) => {
+                    let m = pool.metrics();
+                    (&cancelled, m.cancelled + m.never_started)
+                }
+                Err(other) => panic!("unexpected {other}"),
+            };
+            let seen = mine.fetch_add(1, Ordering::SeqCst) + 1;
+            assert!(
+                theirs >= seen,
+                "a handle resolved before the metrics counted it"
+            );
+        }));
+    }
+    for c in collectors {
+        c.await.unwrap();
+    }
+    let report = pool.shutdown().await;
+    let m = pool.metrics();
+    assert_eq!(report.submitted + m.rejected, JOBS);
+    assert_eq!(m.rejected, refused);
+    assert_eq!(report.completed, ok.load(Ordering::SeqCst));
+    assert_eq!(report.failed, failed.load(Ordering::SeqCst));
+    assert_eq!(report.panicked, panicked.load(Ordering::SeqCst));
+    assert_eq!(
+        report.cancelled + report.never_started,
+        cancelled.load(Ordering::SeqCst)
+    );
+    assert_eq!(
+        report.completed
+            + report.failed
+            + report.panicked
+            + report.cancelled
+            + report.never_started,
+        report.submitted
+    );
+    assert!(report.submitted >= JOBS / 3, "the first half was accepted");
+    drop(pool);
+    live::assert_none_alive().await;
+}

@@ -1,0 +1,140 @@
+//! Submitting: `try_submit` never waits and hands the job back; `submit_with` ends with the caller's cause;
+//! a dropped `submit` runs nothing and leaks nothing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bounded_cancel::{Cause, Context, live};
+use bounded_pool::{Pool, SubmitError, TrySubmitError};
+use tokio::time::{Instant, sleep};
+
+fn blocker(ctx: Context) -> impl std::future::Future<Output = Result<(), String>> {
+    async move {
+        ctx.cancelled().await;
+        Ok(())
+    }
+}
+
+fn flag_job(
+    ran: &Arc<AtomicBool>,
+) -> impl FnOnce(Context) -> std::future::Ready<Result<(), String>> + Send + 'static {
+    let ran = ran.clone();
+    move |_ctx| {
+        ran.store(true, Ordering::SeqCst);
+        std::future::ready(Ok(()))
+    }
+}
+
+#[tokio::test]
+async fn try_submit_hands_the_job_back_when_full_and_when_closed() {
+    let pool = Pool::builder().workers(1).queue(1).build().unwrap();
+    pool.try_submit(blocker).unwrap().detach(); // taken by the worker once it runs
+    tokio::task::yield_now().await;
+    pool.try_submit(blocker).unwrap().detach(); // waits in the queue
+    let ran = Arc::new(AtomicBool::new(false));
+    let Err(TrySubmitError::Full(job)) = pool.try_submit(flag_job(&ran)) else {
+        panic!("the queue is full");
+    };
+    assert!(!ran.load(Ordering::SeqCst));
+    pool.close();
+    let Err(TrySubmitError::Closed(job)) = pool.try_submit(job) else {
+        panic!("the pool is closed");
+    };
+    // The job is intact and still runnable.
+    job(Context::new()).await.unwrap();
+    assert!(ran.load(Ordering::SeqCst));
+    assert_eq!(pool.metrics().rejected, 2);
+    pool.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn submit_with_hands_the_job_back_with_the_callers_cause() {
+    let pool = Pool::builder().workers(1).queue(1).build().unwrap();
+    pool.submit(blocker).await.unwrap().detach();
+    tokio::task::yield_now().await;
+    pool.submit(blocker).await.unwrap().detach();
+
+    let ran = Arc::new(AtomicBool::new(false));
+    let request = Context::new().with_timeout(Duration::from_millis(300));
+    let start = Instant::now();
+    let err = pool
+        .submit_with(&request, flag_job(&ran))
+        .await
+        .unwrap_err();
+    assert_eq!(Instant::now() - start, Duration::from_millis(300));
+    let SubmitError::Cancelled {
+        job,
+        cause: Cause::DeadlineExceeded,
+    } = err
+    else {
+        panic!("expected the deadline as the cause, got {err:?}");
+    };
+
+    let request = Context::new();
+    let canceller = request.clone();
+    tokio::spawn(async move {
+        sleep(Duration::from_millis(50)).await;
+        canceller.cancel_with(std::io::Error::other("client went away"));
+    });
+    let err = pool.submit_with(&request, job).await.unwrap_err();
+    assert!(err.to_string().contains("client went away"), "{err}");
+    let job = err.into_inner();
+    assert!(!ran.load(Ordering::SeqCst));
+    job(Context::new()).await.unwrap();
+    assert_eq!(pool.metrics().submitted, 2);
+    pool.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_a_waiting_submit_runs_nothing_and_leaks_nothing() {
+    let pool = Pool::builder().workers(1).queue(1).build().unwrap();
+    pool.submit(|_ctx| async {
+        sleep(Duration::from_secs(1)).await;
+        Ok::<_, String>(())
+    })
+    .await
+    .unwrap()
+    .detach();
+    tokio::task::yield_now().await;
+    pool.submit(|_ctx| async { Ok::<_, String>(()) })
+        .await
+        .unwrap()
+        .detach();
+
+    let ran = Arc::new(AtomicBool::new(false));
+    let waiting = pool.submit(flag_job(&ran));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), waiting)
+            .await
+            .is_err()
+    );
+
+    let report = pool.shutdown().await;
+    assert!(
+        !ran.load(Ordering::SeqCst),
+        "a dropped submit must never run its job"
+    );
+    assert_eq!((report.submitted, report.completed), (2, 2));
+    live::assert_none_alive().await;
+}
+
+#[tokio::test]
+async fn waiting_submitters_are_released_by_close() {
+    let pool = Arc::new(Pool::builder().workers(1).queue(1).build().unwrap());
+    pool.submit(blocker).await.unwrap().detach();
+    tokio::task::yield_now().await;
+    pool.submit(blocker).await.unwrap().detach();
+    let waiter = tokio::spawn({
+        let pool = pool.clone();
+        async move {
+            pool.submit(|_ctx| async { Ok::<_, String>(()) })
+                .await
+                .map(|_| ())
+        }
+    });
+    tokio::task::yield_now().await;
+    pool.close();
+    assert!(matches!(waiter.await.unwrap(), Err(SubmitError::Closed(_))));
+    pool.abort();
+}
