@@ -9,11 +9,9 @@ use bounded_cancel::{Cause, Context, live};
 use bounded_pool::{Pool, SubmitError, TrySubmitError};
 use tokio::time::{Instant, sleep};
 
-fn blocker(ctx: Context) -> impl std::future::Future<Output = Result<(), String>> {
-    async move {
-        ctx.cancelled().await;
-        Ok(())
-    }
+async fn blocker(ctx: Context) -> Result<(), String> {
+    ctx.cancelled().await;
+    Ok(())
 }
 
 fn flag_job(
