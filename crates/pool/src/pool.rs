@@ -243,11 +243,12 @@ impl Pool {
                         None => std::future::pending().await,
                     }
                 };
+                // The pool's own context needs no waiter here: when it ends, the abort closes the slots,
+                // which releases this wait, and the cause is read below.
                 let waited = tokio::select! {
                     biased;
-                    cause = inner.ctx.cancelled() => Err(Some(cause)),
                     cause = caller_ended => Err(Some(cause)),
-                    slot = inner.slots.clone().acquire_owned() => slot.map_err(|_| None),
+                    slot = inner.slots.clone().acquire_owned() => slot.map_err(|_| inner.ctx.cause()),
                 };
                 match waited {
                     Ok(slot) => slot,
@@ -622,9 +623,10 @@ impl Inner {
     }
 
     fn abort(&self) {
+        // The context ends first: a submitter released by the closed slots reads it as its cause.
+        self.ctx.cancel();
         self.closed.store(true, Ordering::Release);
         self.slots.close();
-        self.ctx.cancel();
         self.drop_queue();
         for handle in lock(&self.handles).iter() {
             handle.abort();

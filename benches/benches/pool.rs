@@ -1,0 +1,156 @@
+//! bounded-pool against the seed's pool written plainly in tokio, and against an `async-channel` pool.
+//!
+//! - `pool/w8_q16/*`, `pool/w2_q4/*`, `pool/w1_q2/*`: start a pool, submit 50,000 trivial jobs (each a boxed
+//!   closure returning a boxed future, as the seed's `Job` is), then close it and wait for the workers.
+//!   Baselines: N tasks sharing a tokio `mpsc::Receiver` behind a `tokio::sync::Mutex` (the seed's pool
+//!   in Rust), and N tasks sharing an `async_channel::Receiver`.
+//! - `pool/try_submit/*`: 50,000 `try_submit` into a queue with room for all of them, beside tokio
+//!   `mpsc::Sender::try_send` of the same boxed jobs.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bounded_cancel::Context;
+use bounded_pool::Pool;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use tokio::runtime::Runtime;
+use tokio::sync::{Mutex, mpsc};
+
+const JOBS: usize = 50_000;
+
+type Job =
+    Box<dyn FnOnce(Context) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send>;
+
+fn job() -> Job {
+    Box::new(|_ctx| Box::pin(async { Ok(()) }))
+}
+
+fn runtimes() -> [(&'static str, Runtime); 2] {
+    let multi = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .expect("multi-thread runtime");
+    let current = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("current_thread runtime");
+    [("multi_thread", multi), ("current_thread", current)]
+}
+
+async fn bounded_pool(workers: usize, queue: usize) {
+    let pool = Pool::builder()
+        .workers(workers)
+        .queue(queue)
+        .build()
+        .expect("valid");
+    for _ in 0..JOBS {
+        let job = job();
+        pool.submit(job).await.expect("open").detach();
+    }
+    let report = pool.shutdown().await;
+    assert_eq!(report.completed, JOBS as u64);
+}
+
+async fn mpsc_mutex(workers: usize, queue: usize) {
+    let (tx, rx) = mpsc::channel::<Job>(queue);
+    let rx = Arc::new(Mutex::new(rx));
+    let ctx = Context::new();
+    let handles: Vec<_> = (0..workers)
+        .map(|_| {
+            let (rx, ctx) = (rx.clone(), ctx.clone());
+            tokio::spawn(async move {
+                loop {
+                    let next = rx.lock().await.recv().await;
+                    let Some(job) = next else { break };
+                    let _ = job(ctx.clone()).await;
+                }
+            })
+        })
+        .collect();
+    for _ in 0..JOBS {
+        tx.send(job()).await.expect("open");
+    }
+    drop(tx);
+    for handle in handles {
+        handle.await.expect("worker");
+    }
+}
+
+async fn async_channel_pool(workers: usize, queue: usize) {
+    let (tx, rx) = async_channel::bounded::<Job>(queue);
+    let ctx = Context::new();
+    let handles: Vec<_> = (0..workers)
+        .map(|_| {
+            let (rx, ctx) = (rx.clone(), ctx.clone());
+            tokio::spawn(async move {
+                while let Ok(job) = rx.recv().await {
+                    let _ = job(ctx.clone()).await;
+                }
+            })
+        })
+        .collect();
+    for _ in 0..JOBS {
+        tx.send(job()).await.expect("open");
+    }
+    drop(tx);
+    for handle in handles {
+        handle.await.expect("worker");
+    }
+}
+
+fn bench_per_job(c: &mut Criterion) {
+    for (workers, queue) in [(8, 16), (2, 4), (1, 2)] {
+        let mut group = c.benchmark_group(format!("pool/w{workers}_q{queue}"));
+        group.throughput(Throughput::Elements(JOBS as u64));
+        group.sample_size(10);
+        for (flavor, rt) in runtimes() {
+            group.bench_function(BenchmarkId::new("bounded_pool", flavor), |b| {
+                b.to_async(&rt).iter(|| bounded_pool(workers, queue))
+            });
+            group.bench_function(BenchmarkId::new("mpsc_mutex", flavor), |b| {
+                b.to_async(&rt).iter(|| mpsc_mutex(workers, queue))
+            });
+            group.bench_function(BenchmarkId::new("async_channel", flavor), |b| {
+                b.to_async(&rt).iter(|| async_channel_pool(workers, queue))
+            });
+        }
+        group.finish();
+    }
+}
+
+fn bench_try_submit(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pool/try_submit");
+    group.throughput(Throughput::Elements(JOBS as u64));
+    group.sample_size(10);
+    for (flavor, rt) in runtimes() {
+        group.bench_function(BenchmarkId::new("bounded_pool", flavor), |b| {
+            b.to_async(&rt).iter(|| async {
+                let pool = Pool::builder()
+                    .workers(1)
+                    .queue(JOBS)
+                    .build()
+                    .expect("valid");
+                for _ in 0..JOBS {
+                    let job = job();
+                    pool.try_submit(job).expect("room").detach();
+                }
+                pool.abort();
+            })
+        });
+        group.bench_function(BenchmarkId::new("mpsc_try_send", flavor), |b| {
+            b.to_async(&rt).iter(|| async {
+                let (tx, rx) = mpsc::channel::<Job>(JOBS);
+                for _ in 0..JOBS {
+                    if tx.try_send(job()).is_err() {
+                        panic!("room");
+                    }
+                }
+                drop(rx);
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_per_job, bench_try_submit);
+criterion_main!(benches);
