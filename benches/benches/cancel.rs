@@ -9,23 +9,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use bounded_benches::runtimes;
 use bounded_cancel::Context;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use tokio::runtime::Runtime;
 use tokio_util::sync::CancellationToken;
 
 const WAITERS: usize = 10_000;
-
-fn runtimes() -> [(&'static str, Runtime); 2] {
-    let multi = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .expect("multi-thread runtime");
-    let current = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("current_thread runtime");
-    [("multi_thread", multi), ("current_thread", current)]
-}
 
 /// Parks `WAITERS` tasks on `park`, then times `fire` plus joining every waiter.
 async fn fanout<P, Fut>(park: P, fire: impl FnOnce()) -> Duration

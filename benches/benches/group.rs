@@ -8,25 +8,14 @@
 
 use std::sync::Arc;
 
+use bounded_benches::runtimes;
 use bounded_group::Group;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use tokio::runtime::Runtime;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::task::TaskTracker;
 
 const TASKS: usize = 200_000;
-
-fn runtimes() -> [(&'static str, Runtime); 2] {
-    let multi = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .expect("multi-thread runtime");
-    let current = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("current_thread runtime");
-    [("multi_thread", multi), ("current_thread", current)]
-}
 
 async fn bounded_group(limit: Option<usize>, yields: bool) {
     let mut group = Group::<()>::new();

@@ -11,10 +11,10 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use bounded_benches::runtimes;
 use bounded_cancel::Context;
 use bounded_pool::Pool;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use tokio::runtime::Runtime;
 use tokio::sync::{Mutex, mpsc};
 
 const JOBS: usize = 50_000;
@@ -24,17 +24,6 @@ type Job =
 
 fn job() -> Job {
     Box::new(|_ctx| Box::pin(async { Ok(()) }))
-}
-
-fn runtimes() -> [(&'static str, Runtime); 2] {
-    let multi = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .expect("multi-thread runtime");
-    let current = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .expect("current_thread runtime");
-    [("multi_thread", multi), ("current_thread", current)]
 }
 
 async fn bounded_pool(workers: usize, queue: usize) {
