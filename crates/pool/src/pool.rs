@@ -685,16 +685,28 @@ impl Drop for Running<'_> {
 
 async fn worker(inner: Arc<Inner>) {
     loop {
-        let mut retire = pin!(inner.retire.notified());
-        retire.as_mut().enable();
         if inner.should_retire() {
             inner.exited.notify_waiters();
             return;
         }
-        let next = tokio::select! {
-            biased;
-            _ = retire => continue,
-            next = inner.rx.recv() => next,
+        // Under load a job is waiting: take it without arming anything. Only an idle worker registers
+        // for a retirement notice, before its last look at the queue, so no shrink is missed.
+        let next = match inner.rx.try_recv() {
+            Ok(queued) => Ok(queued),
+            Err(async_channel::TryRecvError::Closed) => Err(()),
+            Err(async_channel::TryRecvError::Empty) => {
+                let mut retire = pin!(inner.retire.notified());
+                retire.as_mut().enable();
+                if inner.should_retire() {
+                    inner.exited.notify_waiters();
+                    return;
+                }
+                tokio::select! {
+                    biased;
+                    _ = retire => continue,
+                    next = inner.rx.recv() => next.map_err(|_| ()),
+                }
+            }
         };
         let Ok(Queued { job, slot }) = next else {
             // Closed and empty: the pool is draining or stopped.
