@@ -23,12 +23,12 @@ use crate::report::PoolReport;
 /// After `shutdown_timeout`'s grace, how long running jobs have to return once their context is cancelled.
 pub const CANCEL_WINDOW: Duration = Duration::from_millis(10);
 
+/// A job with its result channel, as one boxed future: not polled until a worker takes it.
 type JobFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
-type JobFn = Box<dyn FnOnce(Context, Arc<Inner>) -> JobFuture + Send>;
 
 /// A queued job, and the queue slot it holds until a worker takes it.
 struct Queued {
-    job: JobFn,
+    job: JobFuture,
     slot: OwnedSemaphorePermit,
 }
 
@@ -554,7 +554,11 @@ fn supervise(inner: Weak<Inner>, ctx: Context, name: String) -> AbortHandle {
 }
 
 impl Inner {
-    fn enqueue<J, Fut, T, E>(&self, slot: OwnedSemaphorePermit, job: J) -> JobHandle<T, E>
+    fn enqueue<J, Fut, T, E>(
+        self: &Arc<Self>,
+        slot: OwnedSemaphorePermit,
+        job: J,
+    ) -> JobHandle<T, E>
     where
         J: FnOnce(Context) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
@@ -562,7 +566,7 @@ impl Inner {
         E: fmt::Display + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let job: JobFn = Box::new(move |ctx, inner| Box::pin(run_job(ctx, inner, job, tx)));
+        let job: JobFuture = Box::pin(run_job(self.jobs_ctx.clone(), self.clone(), job, tx));
         self.counters.submitted();
         // Every queued job holds a slot and the channel has as many places as there are slots, so it is
         // never full; it is closed only by an abort, which then owns the job's accounting.
@@ -717,7 +721,7 @@ async fn worker(inner: Arc<Inner>) {
         drop(slot);
         inner.slot_freed();
         let running = Running(&inner.counters);
-        job(inner.jobs_ctx.clone(), inner.clone()).await;
+        job.await;
         std::mem::forget(running);
     }
 }
