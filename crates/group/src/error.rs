@@ -45,6 +45,21 @@ impl<F> SpawnError<F> {
     }
 
     /// Returns the task that was not run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_group::Group;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut group = Group::<String>::new();
+    /// group.set_limit(Some(0)).unwrap();
+    /// let task = group.spawn(|_ctx| async { Ok(()) }).await.unwrap_err().into_inner();
+    /// group.set_limit(Some(1)).unwrap();
+    /// group.spawn(task).await.unwrap(); // the same closure, run now
+    /// # }
+    /// ```
     pub fn into_inner(self) -> F {
         match self {
             SpawnError::Cancelled { job, .. } | SpawnError::LimitZero(job) => job,
@@ -107,6 +122,21 @@ impl SetLimitError {
     }
 
     /// How many tasks were running when the change was refused.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_group::Group;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut group = Group::<String>::new();
+    /// for _ in 0..2 {
+    ///     group.spawn(|ctx| async move { ctx.cancelled().await; Ok(()) }).await.unwrap();
+    /// }
+    /// assert_eq!(group.set_limit(None).unwrap_err().running(), 2);
+    /// # }
+    /// ```
     pub fn running(&self) -> usize {
         self.running
     }
@@ -158,16 +188,63 @@ impl Panic {
     }
 
     /// The panic message (`"panic payload is not a string"` for other payloads).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_group::{Failure, Group};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let group = Group::<String>::new();
+    /// group.spawn(|_ctx| async { std::panic::panic_any(7u8) }).await.unwrap();
+    /// let Err(Failure::Panicked(panic)) = group.wait_and_recover().await else { unreachable!() };
+    /// assert_eq!(panic.message(), "panic payload is not a string");
+    /// # }
+    /// ```
     pub fn message(&self) -> &str {
         &self.message
     }
 
     /// The payload the task panicked with; `None` if an earlier wait already took it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_group::{Failure, Group};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let group = Group::<String>::new();
+    /// group.spawn(|_ctx| async { panic!("once") }).await.unwrap();
+    /// let Err(Failure::Panicked(first)) = group.wait_and_recover().await else { unreachable!() };
+    /// let Err(Failure::Panicked(second)) = group.wait_and_recover().await else { unreachable!() };
+    /// assert!(first.into_payload().is_some());
+    /// assert!(second.into_payload().is_none()); // the payload went to the first caller
+    /// # }
+    /// ```
     pub fn into_payload(self) -> Option<Box<dyn Any + Send>> {
         self.payload
     }
 
     /// Re-raises the panic on the current thread, with the original payload where there is one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_group::{Failure, Group};
+    /// use futures_util::FutureExt;
+    /// use std::panic::AssertUnwindSafe;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let group = Group::<String>::new();
+    /// group.spawn(|_ctx| async { std::panic::panic_any(3u8) }).await.unwrap();
+    /// let Err(Failure::Panicked(panic)) = group.wait_and_recover().await else { unreachable!() };
+    /// let payload = std::panic::catch_unwind(AssertUnwindSafe(|| panic.resume())).unwrap_err();
+    /// assert_eq!(payload.downcast_ref::<u8>(), Some(&3));
+    /// # }
+    /// ```
     pub fn resume(self) -> ! {
         match self.payload {
             Some(payload) => panic::resume_unwind(payload),
@@ -260,6 +337,23 @@ impl TaskPanicked {
     }
 
     /// The panic message.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_cancel::Context;
+    /// use bounded_group::{Group, TaskPanicked};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let group = Group::<std::fmt::Error>::with_context(&Context::new());
+    /// group.spawn(|_ctx| async { panic!("bad state") }).await.unwrap();
+    /// let cause = group.context().cancelled().await;
+    /// let panicked = cause.error().unwrap().downcast_ref::<TaskPanicked>().unwrap();
+    /// assert_eq!(panicked.message(), "bad state");
+    /// # let _ = group.wait_and_recover().await;
+    /// # }
+    /// ```
     pub fn message(&self) -> &str {
         &self.message
     }

@@ -16,6 +16,20 @@ type SlotWait<'a> = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, Cau
 /// Future returned by [`Group::spawn`] and [`Group::spawn_with`]: resolves once the task is admitted.
 ///
 /// It holds no slot until it resolves: dropping it mid-wait gives up its place in line and runs nothing.
+///
+/// # Examples
+///
+/// ```
+/// use bounded_group::Group;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let group = Group::<String>::new();
+/// let spawn = group.spawn(|_ctx| async { Ok(()) }); // nothing happens yet
+/// spawn.await.unwrap(); // admitted now
+/// group.wait().await.unwrap();
+/// # }
+/// ```
 #[must_use = "futures do nothing unless polled; the task is not spawned until this is awaited"]
 pub struct Spawn<'a, E, F> {
     group: &'a Group<E>,

@@ -395,6 +395,20 @@ impl<T, E> fmt::Debug for ResultGroup<T, E> {
 }
 
 /// Future returned by [`ResultGroup::spawn`]: resolves once the task is admitted.
+///
+/// # Examples
+///
+/// ```
+/// use bounded_group::ResultGroup;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let group = ResultGroup::<u8, String>::new();
+/// let spawn = group.spawn(|_ctx| async { Ok(1) });
+/// spawn.await.unwrap();
+/// assert_eq!(group.wait().await.unwrap(), [1]);
+/// # }
+/// ```
 #[must_use = "futures do nothing unless polled; the task is not spawned until this is awaited"]
 pub struct ResultSpawn<'a, T, E, F> {
     inner: Spawn<'a, E, Indexed<F, T>>,
