@@ -1,0 +1,62 @@
+//! `bounded`: the concurrency patterns production Go services rely on, for tokio, with every task owned,
+//! every queue bounded, every wait cancellable, and every error and panic delivered.
+//!
+//! Each pattern is its own crate, re-exported here as a module behind a cargo feature of the same name
+//! (all on by default, or `full`). [`cancel`] is always there: every other crate builds on it.
+//!
+//! | module | Go | types |
+//! | --- | --- | --- |
+//! | [`cancel`] | `context`, signal handling | `Context`, `Cause`, `Shutdown`, `live` |
+//! | `group` (feature `group`) | `errgroup` | `Group`, `ResultGroup`, `map`, `for_each` |
+//! | `pool` (feature `pool`) | the bounded worker pool | `Pool`, `JobHandle`, `PoolReport` |
+//!
+//! The whole set in one example: a request with a deadline fans out to three backends through a group,
+//! then hands a follow-up job to a pool; a shutdown owns the service's task.
+//!
+//! ```
+//! use bounded::prelude::*;
+//! use std::time::Duration;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let mut shutdown = Shutdown::new();
+//! let pool = Pool::builder().workers(2).queue(4).build().unwrap();
+//!
+//! let request = shutdown.context().with_timeout(Duration::from_millis(200));
+//! let prices = bounded::group::map_with(&request, ["a", "b", "c"], 2, |ctx, sku| async move {
+//!     ctx.run(tokio::time::sleep(Duration::from_millis(20))).await.map_err(|c| c.to_string())?;
+//!     Ok::<_, String>(sku.len() * 100)
+//! })
+//! .await
+//! .unwrap();
+//! let total: usize = prices.iter().sum();
+//! let receipt = pool.submit_with(&request, move |_ctx| async move { Ok::<_, String>(total) }).await.unwrap();
+//! assert_eq!(receipt.await.unwrap(), 300);
+//!
+//! shutdown.spawn("pool", move |_ctx| async move {
+//!     let report = pool.shutdown().await;
+//!     if report.is_clean() { Ok(()) } else { Err(report.to_string()) }
+//! });
+//! shutdown.trigger();
+//! assert!(shutdown.wait(Duration::from_secs(1)).await.is_clean());
+//! # }
+//! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+
+pub use bounded_cancel as cancel;
+#[cfg(feature = "group")]
+#[cfg_attr(docsrs, doc(cfg(feature = "group")))]
+pub use bounded_group as group;
+#[cfg(feature = "pool")]
+#[cfg_attr(docsrs, doc(cfg(feature = "pool")))]
+pub use bounded_pool as pool;
+
+/// The types most services use, in one import: `use bounded::prelude::*;`.
+pub mod prelude {
+    pub use bounded_cancel::{Cause, Context, Shutdown};
+    #[cfg(feature = "group")]
+    pub use bounded_group::{Group, ResultGroup};
+    #[cfg(feature = "pool")]
+    pub use bounded_pool::{JobError, Pool};
+}
