@@ -566,13 +566,17 @@ impl Inner {
         E: fmt::Display + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
-        let job: JobFuture = Box::pin(run_job(self.jobs_ctx.clone(), self.clone(), job, tx));
+        let reply = Reply {
+            tx: Some(tx),
+            inner: self.clone(),
+            started: false,
+        };
         self.counters.submitted();
+        let job: JobFuture = Box::pin(run_job(self.jobs_ctx.clone(), job, reply));
         // Every queued job holds a slot and the channel has as many places as there are slots, so it is
-        // never full; it is closed only by an abort, which then owns the job's accounting.
+        // never full; it is closed only by an abort. A job refused then is dropped, which counts it.
         if let Err(refused) = self.tx.try_send(Queued { job, slot }) {
             drop(refused.into_inner());
-            self.counters.never_started();
         }
         JobHandle::new(rx)
     }
@@ -622,7 +626,6 @@ impl Inner {
         self.tx.close();
         while let Ok(queued) = self.rx.try_recv() {
             drop(queued);
-            self.counters.never_started();
         }
     }
 
@@ -678,12 +681,25 @@ impl Inner {
     }
 }
 
-/// Counts a job aborted while running: dropped before it could report how it ended.
-struct Running<'a>(&'a Counters);
+/// Where a job's result goes. Dropped unsent (the job was dropped from the queue, or aborted while
+/// running), it counts the job first and only then lets the handle see `Cancelled`, so a resolved handle
+/// is always already in the metrics.
+struct Reply<T, E> {
+    tx: Option<oneshot::Sender<Result<T, JobError<E>>>>,
+    inner: Arc<Inner>,
+    started: bool,
+}
 
-impl Drop for Running<'_> {
+impl<T, E> Drop for Reply<T, E> {
     fn drop(&mut self) {
-        self.0.cancelled();
+        if let Some(tx) = self.tx.take() {
+            if self.started {
+                self.inner.counters.cancelled();
+            } else {
+                self.inner.counters.never_started();
+            }
+            drop(tx);
+        }
     }
 }
 
@@ -720,22 +736,17 @@ async fn worker(inner: Arc<Inner>) {
         inner.counters.started();
         drop(slot);
         inner.slot_freed();
-        let running = Running(&inner.counters);
         job.await;
-        std::mem::forget(running);
     }
 }
 
-async fn run_job<J, Fut, T, E>(
-    ctx: Context,
-    inner: Arc<Inner>,
-    job: J,
-    tx: oneshot::Sender<Result<T, JobError<E>>>,
-) where
+async fn run_job<J, Fut, T, E>(ctx: Context, job: J, mut reply: Reply<T, E>)
+where
     J: FnOnce(Context) -> Fut,
     Fut: Future<Output = Result<T, E>>,
     E: fmt::Display,
 {
+    reply.started = true;
     let caught = AssertUnwindSafe(async move { job(ctx).await })
         .catch_unwind()
         .await;
@@ -745,7 +756,9 @@ async fn run_job<J, Fut, T, E>(
         Err(payload) => (Ended::Panicked, Err(JobError::Panicked(payload))),
     };
     // Counted before the handle can see it, so a resolved handle is always already in the metrics.
+    let inner = reply.inner.clone();
     inner.counters.ended(ended);
+    let tx = reply.tx.take().expect("a reply is sent once");
     if let Err(Err(unclaimed)) = tx.send(result) {
         let failure = match unclaimed {
             JobError::Failed(err) => JobFailure::Failed(err.to_string()),
