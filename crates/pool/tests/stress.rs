@@ -87,17 +87,25 @@ async fn stress_accounting_is_exact_under_errors_panics_cancellations_and_shutdo
             cancelled.clone(),
         );
         collectors.push(tokio::spawn(async move {
-            let (mine, theirs) = match handle.await {
-                Ok(()) => (&ok, pool.metrics().completed),
-                Err(JobError::Failed(_)) => (&failed, pool.metrics().failed),
-                Err(JobError::Panicked(_)) => (&panicked, pool.metrics().panicked),
-                Err(JobError::Cancelled) => {
-                    let m = pool.metrics();
-                    (&cancelled, m.cancelled + m.never_started)
-                }
+            // Count this handle first, then read the metrics: every handle counted so far resolved after
+            // its job was counted, so the metrics can only be ahead. (Reading them first would race with
+            // other collectors counting in between.)
+            let category = match handle.await {
+                Ok(()) => 0,
+                Err(JobError::Failed(_)) => 1,
+                Err(JobError::Panicked(_)) => 2,
+                Err(JobError::Cancelled) => 3,
                 Err(other) => panic!("unexpected {other}"),
             };
+            let mine = [&ok, &failed, &panicked, &cancelled][category];
             let seen = mine.fetch_add(1, Ordering::SeqCst) + 1;
+            let m = pool.metrics();
+            let theirs = [
+                m.completed,
+                m.failed,
+                m.panicked,
+                m.cancelled + m.never_started,
+            ][category];
             assert!(
                 theirs >= seen,
                 "a handle resolved before the metrics counted it"
