@@ -108,7 +108,6 @@ impl<E> Group<E> {
         let policy = Policy {
             cancel_on_failure: false,
             to_cause: None,
-            collect_errors: false,
         };
         Group::from_parts(Context::new(), policy, false)
     }
@@ -140,7 +139,6 @@ impl<E> Group<E> {
         let policy = Policy {
             cancel_on_failure: true,
             to_cause: Some(|err: &E| Arc::new(err.clone())),
-            collect_errors: false,
         };
         Group::from_parts(parent.child(), policy, true)
     }
@@ -151,7 +149,6 @@ impl<E> Group<E> {
         let policy = Policy {
             cancel_on_failure: true,
             to_cause: None,
-            collect_errors: false,
         };
         Group::from_parts(parent.child(), policy, true)
     }
@@ -167,7 +164,7 @@ impl<E> Group<E> {
 
     /// Keeps every error, not only the first, for [`wait_all`](Group::wait_all).
     ///
-    /// Call it before spawning. The context is still cancelled by the first error when the group was made
+    /// Errors of tasks that ended before this call are not kept beyond the first. The context is still cancelled by the first error when the group was made
     /// with [`with_context`](Group::with_context); make it with [`new`](Group::new) to let every task run.
     ///
     /// # Examples
@@ -186,11 +183,8 @@ impl<E> Group<E> {
     /// assert_eq!(errors, [0, 1, 2]);
     /// # }
     /// ```
-    pub fn collect_errors(mut self) -> Self {
-        match Arc::get_mut(&mut self.shared) {
-            Some(shared) => shared.collect_errors(),
-            None => unreachable!("a group's state is shared only with its running tasks"),
-        }
+    pub fn collect_errors(self) -> Self {
+        self.shared.collect_errors();
         self
     }
 

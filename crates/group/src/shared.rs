@@ -3,7 +3,7 @@
 use std::any::Any;
 use std::error::Error;
 use std::pin::pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bounded_cancel::{Context, panic_message};
@@ -20,13 +20,13 @@ pub(crate) struct Policy<E> {
     pub(crate) cancel_on_failure: bool,
     /// The first error's cause; without it the context ends with `Cause::Cancelled`.
     pub(crate) to_cause: Option<ToCause<E>>,
-    /// Keep every error, not only the first.
-    pub(crate) collect_errors: bool,
 }
 
 pub(crate) struct Shared<E> {
     pub(crate) ctx: Context,
     policy: Policy<E>,
+    /// Keep every error, not only the first.
+    collect_errors: AtomicBool,
     active: AtomicUsize,
     idle: Notify,
     outcome: Mutex<Outcome<E>>,
@@ -44,6 +44,7 @@ impl<E> Shared<E> {
         Shared {
             ctx,
             policy,
+            collect_errors: AtomicBool::new(false),
             active: AtomicUsize::new(0),
             idle: Notify::new(),
             outcome: Mutex::new(Outcome {
@@ -53,8 +54,8 @@ impl<E> Shared<E> {
         }
     }
 
-    pub(crate) fn collect_errors(&mut self) {
-        self.policy.collect_errors = true;
+    pub(crate) fn collect_errors(&self) {
+        self.collect_errors.store(true, Ordering::Release);
     }
 
     fn outcome(&self) -> MutexGuard<'_, Outcome<E>> {
@@ -91,7 +92,7 @@ impl<E> Shared<E> {
             (true, Some(to_cause)) => Some(to_cause(&err)),
             _ => None,
         };
-        if first || self.policy.collect_errors {
+        if first || self.collect_errors.load(Ordering::Acquire) {
             outcome.errors.push(err);
         }
         drop(outcome);
