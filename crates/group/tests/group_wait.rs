@@ -145,3 +145,26 @@ async fn collect_errors_returns_every_error_in_order() {
     assert_eq!(group.wait_all().await, Err(vec![4, 2, 0]));
     assert_eq!(group.wait().await, Err(4));
 }
+
+#[tokio::test(start_paused = true)]
+async fn dropping_a_wait_midway_changes_nothing() {
+    let group = Group::<&str>::new();
+    group
+        .spawn(|_ctx| async {
+            sleep(Duration::from_secs(1)).await;
+            Err("late")
+        })
+        .await
+        .unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(100), group.wait())
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        group.running(),
+        1,
+        "the task runs on after the wait is dropped"
+    );
+    assert_eq!(group.wait().await, Err("late"));
+}

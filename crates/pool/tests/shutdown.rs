@@ -155,3 +155,19 @@ async fn dropping_the_pool_cancels_queued_jobs_and_leaves_nothing_alive() {
     }
     live::assert_none_alive().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn dropping_a_shutdown_wait_leaves_the_pool_closed_and_draining() {
+    let pool = Pool::builder().workers(1).queue(2).build().unwrap();
+    let job = pool.submit(sleeper(1)).await.unwrap();
+    let waited = tokio::time::timeout(Duration::from_millis(100), pool.shutdown()).await;
+    assert!(waited.is_err(), "the job takes 1 s");
+    assert!(matches!(
+        pool.submit(sleeper(1)).await,
+        Err(SubmitError::Closed(_))
+    ));
+    job.await.unwrap();
+    let report = pool.shutdown().await;
+    assert_eq!((report.submitted, report.completed), (1, 1));
+    live::assert_none_alive().await;
+}
