@@ -2,7 +2,7 @@ use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
@@ -66,7 +66,6 @@ pub(crate) struct Inner {
     capacity: usize,
     tx: Sender<Queued>,
     rx: Receiver<Queued>,
-    closed: AtomicBool,
     counters: Counters,
     hook: Hook,
     target: AtomicUsize,
@@ -111,7 +110,6 @@ impl Pool {
             capacity,
             tx,
             rx,
-            closed: AtomicBool::new(false),
             counters: Counters::default(),
             hook,
             target: AtomicUsize::new(workers),
@@ -455,7 +453,7 @@ impl Pool {
     pub fn resize(&self, workers: usize) -> Result<(), ResizeError> {
         let n = ResizeError::check(workers)?.get();
         let inner = &self.inner;
-        if inner.closed.load(Ordering::Acquire) {
+        if inner.slots.is_closed() {
             return Err(ResizeError::Closed);
         }
         let before = inner.target.swap(n, Ordering::AcqRel);
@@ -608,7 +606,6 @@ impl Inner {
     }
 
     fn close(&self) {
-        self.closed.store(true, Ordering::Release);
         self.slots.close();
         self.slot_freed();
     }
@@ -616,7 +613,7 @@ impl Inner {
     /// After close, the channel closes once no job is queued and no submitter holds a slot, so that
     /// idle workers end and no accepted job is ever refused.
     fn slot_freed(&self) {
-        if self.closed.load(Ordering::Acquire) && self.slots.available_permits() == self.capacity {
+        if self.slots.is_closed() && self.slots.available_permits() == self.capacity {
             self.tx.close();
         }
     }
@@ -632,7 +629,6 @@ impl Inner {
     fn abort(&self) {
         // The context ends first: a submitter released by the closed slots reads it as its cause.
         self.ctx.cancel();
-        self.closed.store(true, Ordering::Release);
         self.slots.close();
         self.drop_queue();
         for handle in lock(&self.handles).iter() {
