@@ -1,0 +1,66 @@
+//! The one task per busy limiter that grants queued waiters at their instants.
+//!
+//! Waiters never sleep on timers of their own: the driver sleeps until the head conforms, decides it
+//! (and any others that conform at the same instant), and wakes exactly those. Each waiter is woken
+//! once, when it has its units; no herd races for a token. The driver ends when the queue is empty
+//! and the next waiter starts a new one.
+
+use std::sync::Arc;
+use std::task::Waker;
+
+use crate::state::Shared;
+
+pub(crate) fn spawn(shared: &Arc<Shared>) {
+    let shared = Arc::clone(shared);
+    tokio::spawn(bounded_cancel::live::tracked("rate limiter driver", run(shared)));
+}
+
+async fn run(shared: Arc<Shared>) {
+    let mut running = Running { shared: &shared, ended: false };
+    let sleep = tokio::time::sleep_until(shared.instant(0));
+    tokio::pin!(sleep);
+    let mut wakers: Vec<Waker> = Vec::new();
+    loop {
+        let next = {
+            let mut state = shared.lock();
+            let next = state.grant_ready(shared.now(), &mut wakers);
+            if next.is_none() {
+                state.driver_running = false;
+                running.ended = true;
+            }
+            next
+        };
+        wakers.drain(..).for_each(Waker::wake);
+        let Some(next) = next else { return };
+        // One timer for the driver's whole life, moved to each new instant.
+        sleep.as_mut().reset(shared.instant(next));
+        tokio::select! {
+            biased;
+            () = shared.driver_wake.notified() => {}
+            () = &mut sleep => {}
+        }
+    }
+}
+
+/// Hands the queue back if the driver is dropped early (its runtime shut down): the head is woken and
+/// starts a new driver on its own runtime.
+struct Running<'a> {
+    shared: &'a Shared,
+    ended: bool,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        let head = {
+            let mut state = self.shared.lock();
+            state.driver_running = false;
+            state.wake_head()
+        };
+        if let Some(waker) = head {
+            waker.wake();
+        }
+    }
+}

@@ -1,0 +1,224 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use bounded_cancel::{Cancelled, Context};
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+
+use crate::state::Outcome;
+use crate::{AcquireError, InsufficientCapacity, Limiter, driver};
+
+/// Why a wait ended without a grant, before the caller's context is considered.
+enum Refusal {
+    Capacity(InsufficientCapacity),
+    TooSoon { wait: Duration, remaining: Duration },
+}
+
+/// A place in a limiter's queue; leaving the queue (by drop) gives back whatever it held.
+struct Waiting<'a> {
+    limiter: &'a Limiter,
+    n: u32,
+    seq: Option<u64>,
+    finished: bool,
+}
+
+impl<'a> Waiting<'a> {
+    fn new(limiter: &'a Limiter, n: u32) -> Self {
+        Waiting { limiter, n, seq: None, finished: false }
+    }
+
+    fn poll(&mut self, cx: &mut TaskContext<'_>, deadline: Option<Instant>) -> Poll<Result<(), Refusal>> {
+        assert!(!self.finished, "a rate limit wait was polled after it completed");
+        let shared = &self.limiter.shared;
+        let mut state = shared.lock();
+        let result = match self.seq {
+            None => {
+                if self.n == 0 {
+                    Ok(())
+                } else if self.n > state.gcra.burst() {
+                    state.rejected += 1;
+                    Err(Refusal::Capacity(InsufficientCapacity { requested: self.n, burst: state.gcra.burst() }))
+                } else {
+                    let now = shared.now();
+                    match state.try_take(now, self.n) {
+                        Ok(()) => Ok(()),
+                        Err(at) => {
+                            if let Some(deadline) = deadline {
+                                let deadline = shared.nanos(deadline);
+                                if at >= deadline {
+                                    state.rejected += 1;
+                                    return self.finish(Err(Refusal::TooSoon {
+                                        wait: Duration::from_nanos(at - now),
+                                        remaining: Duration::from_nanos(deadline.saturating_sub(now)),
+                                    }));
+                                }
+                            }
+                            self.seq = Some(state.enqueue(self.n, now, cx.waker().clone()));
+                            if !state.driver_running {
+                                state.driver_running = true;
+                                driver::spawn(shared);
+                            }
+                            return Poll::Pending;
+                        }
+                    }
+                }
+            }
+            Some(seq) => match state.poll_waiter(seq, cx.waker()) {
+                Some(Outcome::Granted) => Ok(()),
+                Some(Outcome::Refused(err)) => Err(Refusal::Capacity(err)),
+                None => {
+                    if !state.driver_running {
+                        state.driver_running = true;
+                        driver::spawn(shared);
+                    }
+                    return Poll::Pending;
+                }
+            },
+        };
+        drop(state);
+        self.finish(result)
+    }
+
+    fn finish(&mut self, result: Result<(), Refusal>) -> Poll<Result<(), Refusal>> {
+        self.finished = true;
+        self.seq = None;
+        Poll::Ready(result)
+    }
+
+    /// Leaves the queue now, giving back a grant not yet seen.
+    fn abandon(&mut self) {
+        self.finished = true;
+        if let Some(seq) = self.seq.take() {
+            let was_head = self.limiter.shared.lock().abandon(seq);
+            if was_head {
+                self.limiter.shared.driver_wake.notify_one();
+            }
+        }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.abandon();
+    }
+}
+
+impl fmt::Debug for Waiting<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Waiting").field("n", &self.n).field("queued", &self.seq.is_some()).finish()
+    }
+}
+
+pin_project! {
+    /// Future returned by [`Limiter::acquire`]: resolves once one unit is granted.
+    #[must_use = "futures do nothing unless polled"]
+    #[derive(Debug)]
+    pub struct Acquire<'a> {
+        waiting: Waiting<'a>,
+    }
+}
+
+impl<'a> Acquire<'a> {
+    pub(crate) fn new(limiter: &'a Limiter) -> Self {
+        Acquire { waiting: Waiting::new(limiter, 1) }
+    }
+}
+
+impl Future for Acquire<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        match self.project().waiting.poll(cx, None) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(())) => Poll::Ready(()),
+            // One unit always fits: every quota has a burst of at least 1, and no deadline was given.
+            Poll::Ready(Err(_)) => unreachable!("a single unit is always within the burst"),
+        }
+    }
+}
+
+pin_project! {
+    /// Future returned by [`Limiter::acquire_n`]: resolves once `n` units are granted together.
+    #[must_use = "futures do nothing unless polled"]
+    #[derive(Debug)]
+    pub struct AcquireN<'a> {
+        waiting: Waiting<'a>,
+    }
+}
+
+impl<'a> AcquireN<'a> {
+    pub(crate) fn new(limiter: &'a Limiter, n: u32) -> Self {
+        AcquireN { waiting: Waiting::new(limiter, n) }
+    }
+}
+
+impl Future for AcquireN<'_> {
+    type Output = Result<(), InsufficientCapacity>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        match self.project().waiting.poll(cx, None) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(Refusal::Capacity(err))) => Poll::Ready(Err(err)),
+            Poll::Ready(Err(Refusal::TooSoon { .. })) => unreachable!("no deadline was given"),
+        }
+    }
+}
+
+pin_project! {
+    /// Future returned by [`Limiter::acquire_with`] and [`Limiter::acquire_n_with`]: resolves once the
+    /// units are granted, or with an [`AcquireError`] when the context ends first or its deadline is
+    /// known to come too soon.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct AcquireWith<'a> {
+        waiting: Waiting<'a>,
+        #[pin]
+        cancelled: Cancelled<'a>,
+        ctx: &'a Context,
+    }
+}
+
+impl<'a> AcquireWith<'a> {
+    pub(crate) fn new(limiter: &'a Limiter, ctx: &'a Context, n: u32) -> Self {
+        AcquireWith { waiting: Waiting::new(limiter, n), cancelled: ctx.cancelled(), ctx }
+    }
+}
+
+impl Future for AcquireWith<'_> {
+    type Output = Result<(), AcquireError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if this.waiting.seq.is_none() {
+            // A context that has already ended takes nothing and queues nowhere.
+            if let Some(cause) = this.ctx.cause() {
+                this.waiting.finished = true;
+                return Poll::Ready(Err(AcquireError::Cancelled(cause)));
+            }
+        }
+        match this.waiting.poll(cx, this.ctx.deadline()) {
+            Poll::Ready(Ok(())) => return Poll::Ready(Ok(())),
+            Poll::Ready(Err(Refusal::Capacity(err))) => return Poll::Ready(Err(err.into())),
+            Poll::Ready(Err(Refusal::TooSoon { wait, remaining })) => {
+                return Poll::Ready(Err(AcquireError::DeadlineTooSoon { wait, remaining }));
+            }
+            Poll::Pending => {}
+        }
+        match this.cancelled.poll(cx) {
+            Poll::Ready(cause) => {
+                this.waiting.abandon();
+                Poll::Ready(Err(AcquireError::Cancelled(cause)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl fmt::Debug for AcquireWith<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AcquireWith").field("waiting", &self.waiting).field("ctx", self.ctx).finish()
+    }
+}

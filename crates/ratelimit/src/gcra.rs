@@ -1,0 +1,129 @@
+//! The arithmetic of the generic cell rate algorithm (GCRA), the same decisions governor makes,
+//! on nanoseconds since a limiter's origin on tokio's clock.
+//!
+//! The state is one number, the theoretical arrival time (`tat`): the instant at which the bucket
+//! would be full again if nothing more were granted. A request for `n` units conforms at `now` when
+//! `tat + (n - 1) * t - tau <= now`, where `t` is the time one unit costs and `tau = (burst - 1) * t`.
+
+use crate::{QuotaError, quota::Quota};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Gcra {
+    /// Nanoseconds one unit costs (the emission interval).
+    t: u64,
+    /// How far the theoretical arrival time may run ahead of now: `(burst - 1) * t`.
+    tau: u64,
+    burst: u32,
+}
+
+impl Gcra {
+    pub(crate) fn new(quota: &Quota) -> Result<Self, QuotaError> {
+        let (count, per, burst) = quota.parts();
+        if count == 0 {
+            return Err(QuotaError::ZeroRate);
+        }
+        if per.is_zero() {
+            return Err(QuotaError::ZeroPeriod);
+        }
+        if burst == 0 {
+            return Err(QuotaError::ZeroBurst);
+        }
+        let t = per.as_nanos() / u128::from(count);
+        if t == 0 {
+            return Err(QuotaError::TooFast { quota: *quota });
+        }
+        // A bucket longer than a century is a configuration mistake, and keeping the products below
+        // u64::MAX / 2 lets every sum below stay exact.
+        let bucket = t * u128::from(burst);
+        if bucket > u128::from(u64::MAX / 4) {
+            return Err(QuotaError::TooSlow { quota: *quota });
+        }
+        let t = t as u64;
+        Ok(Gcra { t, tau: t * u64::from(burst - 1), burst })
+    }
+
+    pub(crate) fn burst(&self) -> u32 {
+        self.burst
+    }
+
+    /// The earliest instant at which `n` units conform, given `ahead` units that must be granted first.
+    /// `n` must not exceed the burst.
+    pub(crate) fn earliest(&self, tat: u64, ahead: u64, n: u32) -> u64 {
+        let weight = self.t.saturating_mul(ahead.saturating_add(u64::from(n) - 1));
+        tat.saturating_add(weight).saturating_sub(self.tau)
+    }
+
+    /// Grants `n` units at `now`: `Ok(new tat)`, or `Err(earliest instant)` when they do not conform yet.
+    /// `n` must not exceed the burst.
+    pub(crate) fn test(&self, tat: u64, now: u64, n: u32) -> Result<u64, u64> {
+        let earliest = self.earliest(tat, 0, n);
+        if now < earliest {
+            return Err(earliest);
+        }
+        Ok(tat.max(now).saturating_add(self.t.saturating_mul(u64::from(n))))
+    }
+
+    /// Gives back `n` units granted earlier and never used.
+    pub(crate) fn refund(&self, tat: u64, n: u32) -> u64 {
+        tat.saturating_sub(self.t.saturating_mul(u64::from(n)))
+    }
+
+    /// Carries a `tat` over to a new quota: the units in use now stay in use, counted in the new
+    /// quota's units (rounded up, so a change of rate never frees more than it should).
+    pub(crate) fn rescale(&self, tat: u64, now: u64, to: &Gcra) -> u64 {
+        let debt = u128::from(tat.saturating_sub(now));
+        let scaled = (debt * u128::from(to.t)).div_ceil(u128::from(self.t));
+        now.saturating_add(u64::try_from(scaled).unwrap_or(u64::MAX / 2))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn gcra(count: u32, burst: u32) -> Gcra {
+        Gcra::new(&Quota::per_second(count).burst(burst)).unwrap()
+    }
+
+    #[test]
+    fn a_full_bucket_grants_the_burst_then_one_per_interval() {
+        let g = gcra(100, 10);
+        let mut tat = 0;
+        for _ in 0..10 {
+            tat = g.test(tat, 0, 1).unwrap();
+        }
+        assert_eq!(g.test(tat, 0, 1), Err(10_000_000));
+        assert!(g.test(tat, 10_000_000, 1).is_ok());
+    }
+
+    #[test]
+    fn units_ahead_push_the_earliest_instant_back_one_interval_each() {
+        let g = gcra(100, 10);
+        let tat = 100_000_000; // empty bucket at instant 0
+        assert_eq!(g.earliest(tat, 0, 1), 10_000_000);
+        assert_eq!(g.earliest(tat, 3, 1), 40_000_000);
+        assert_eq!(g.earliest(tat, 3, 2), 50_000_000);
+    }
+
+    #[test]
+    fn rescale_keeps_the_units_in_use() {
+        let fast = gcra(100, 10);
+        let slow = gcra(10, 10);
+        // 4 units in use at 10 ms each: 40 ms of debt becomes 400 ms at 100 ms each.
+        assert_eq!(fast.rescale(1_040_000_000, 1_000_000_000, &slow), 1_400_000_000);
+        // A full bucket stays full.
+        assert_eq!(fast.rescale(5, 1_000, &slow), 1_000);
+    }
+
+    #[test]
+    fn zeros_and_extremes_are_refused() {
+        assert_eq!(Gcra::new(&Quota::per_second(0)), Err(QuotaError::ZeroRate));
+        assert_eq!(Gcra::new(&Quota::per_second(5).burst(0)), Err(QuotaError::ZeroBurst));
+        assert_eq!(Gcra::new(&Quota::new(5, Duration::ZERO)), Err(QuotaError::ZeroPeriod));
+        let too_fast = Quota::new(u32::MAX, Duration::from_secs(1));
+        assert_eq!(Gcra::new(&too_fast), Err(QuotaError::TooFast { quota: too_fast }));
+        let too_slow = Quota::new(1, Duration::from_secs(3600 * 24 * 365 * 200));
+        assert_eq!(Gcra::new(&too_slow), Err(QuotaError::TooSlow { quota: too_slow }));
+    }
+}

@@ -1,0 +1,454 @@
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::hash::Hash;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use bounded_cancel::{Cancelled, Context};
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+
+use crate::gcra::Gcra;
+use crate::{AcquireError, InsufficientCapacity, KeyedMetrics, Quota, QuotaError, RetryAfter};
+
+/// One quota applied to each key on its own (per client, per tenant, per route), remembering at most
+/// `max_keys` keys.
+///
+/// # Memory
+///
+/// When a new key arrives and `max_keys` are remembered, keys whose bucket has refilled are
+/// forgotten first (forgetting them changes nothing). If that frees nothing, the tenth of the keys
+/// closest to a full bucket are forgotten. A forgotten key starts again with a full bucket, so under a
+/// flood of distinct keys a key can be granted more than its quota; choose `max_keys` above the number
+/// of keys active within one bucket's refill time.
+///
+/// # Fairness
+///
+/// [`acquire`](KeyedLimiter::acquire) reserves the caller's instant when first polled and sleeps until
+/// it, so callers of one key are granted in arrival order and each is woken once. Dropping a wait
+/// before its instant gives its unit back.
+///
+/// # Examples
+///
+/// ```
+/// use bounded_ratelimit::{KeyedLimiter, Quota};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let per_tenant = KeyedLimiter::new(Quota::per_second(5), 10_000).expect("a valid quota");
+/// for _ in 0..5 {
+///     per_tenant.try_acquire(&"tenant-a").expect("a burst of 5");
+/// }
+/// assert!(per_tenant.try_acquire(&"tenant-a").is_err());
+/// assert!(per_tenant.try_acquire(&"tenant-b").is_ok(), "keys are independent");
+/// # }
+/// ```
+pub struct KeyedLimiter<K> {
+    shared: Arc<KeyedShared<K>>,
+}
+
+struct KeyedShared<K> {
+    origin: Instant,
+    quota: Quota,
+    gcra: Gcra,
+    max_keys: usize,
+    state: Mutex<KeyedState<K>>,
+}
+
+struct KeyedState<K> {
+    tats: HashMap<K, u64>,
+    granted: u64,
+    rejected: u64,
+    evicted: u64,
+}
+
+impl<K> Clone for KeyedLimiter<K> {
+    fn clone(&self) -> Self {
+        KeyedLimiter { shared: Arc::clone(&self.shared) }
+    }
+}
+
+impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
+    /// A limiter applying `quota` to each key, remembering at most `max_keys` keys.
+    ///
+    /// # Errors
+    ///
+    /// A [`QuotaError`] for a quota that cannot work, or [`QuotaError::ZeroKeys`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{KeyedLimiter, Quota, QuotaError};
+    /// assert!(KeyedLimiter::<u64>::new(Quota::per_second(5), 1_000).is_ok());
+    /// assert_eq!(KeyedLimiter::<u64>::new(Quota::per_second(5), 0).unwrap_err(), QuotaError::ZeroKeys);
+    /// ```
+    pub fn new(quota: Quota, max_keys: usize) -> Result<Self, QuotaError> {
+        let gcra = Gcra::new(&quota)?;
+        if max_keys == 0 {
+            return Err(QuotaError::ZeroKeys);
+        }
+        let state = KeyedState { tats: HashMap::new(), granted: 0, rejected: 0, evicted: 0 };
+        Ok(KeyedLimiter {
+            shared: Arc::new(KeyedShared { origin: Instant::now(), quota, gcra, max_keys, state: Mutex::new(state) }),
+        })
+    }
+
+    /// Takes one unit for `key` if it conforms now; never waits.
+    ///
+    /// # Errors
+    ///
+    /// [`RetryAfter`] with the time until it would conform.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{KeyedLimiter, Quota};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = KeyedLimiter::new(Quota::per_second(1), 100).unwrap();
+    /// assert!(limiter.try_acquire(&7).is_ok());
+    /// assert!(limiter.try_acquire(&7).is_err());
+    /// # }
+    /// ```
+    pub fn try_acquire(&self, key: &K) -> Result<(), RetryAfter> {
+        match self.try_acquire_n(key, 1) {
+            Ok(result) => result,
+            Err(_) => unreachable!("a single unit is always within the burst"),
+        }
+    }
+
+    /// Takes `n` units for `key` together if they conform now; never waits.
+    ///
+    /// # Errors
+    ///
+    /// Outer: [`InsufficientCapacity`] when `n` exceeds the burst. Inner: [`RetryAfter`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{KeyedLimiter, Quota};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = KeyedLimiter::new(Quota::per_second(4), 100).unwrap();
+    /// assert_eq!(limiter.try_acquire_n(&"a", 4), Ok(Ok(())));
+    /// assert!(limiter.try_acquire_n(&"a", 5).is_err());
+    /// # }
+    /// ```
+    pub fn try_acquire_n(&self, key: &K, n: u32) -> Result<Result<(), RetryAfter>, InsufficientCapacity> {
+        let shared = &*self.shared;
+        let mut state = shared.lock();
+        if n > shared.gcra.burst() {
+            state.rejected += 1;
+            return Err(InsufficientCapacity { requested: n, burst: shared.gcra.burst() });
+        }
+        if n == 0 {
+            return Ok(Ok(()));
+        }
+        let now = shared.now();
+        let tat = state.tats.get(key).copied().unwrap_or(0);
+        Ok(match shared.gcra.test(tat, now, n) {
+            Ok(tat) => {
+                shared.store(&mut state, key, tat, now);
+                state.granted += u64::from(n);
+                Ok(())
+            }
+            Err(at) => {
+                state.rejected += 1;
+                Err(RetryAfter { wait: Duration::from_nanos(at - now) })
+            }
+        })
+    }
+
+    /// Waits for one unit for `key`.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before its instant gives the unit back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{KeyedLimiter, Quota};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = KeyedLimiter::new(Quota::per_second(10).burst(1), 100).unwrap();
+    /// let start = tokio::time::Instant::now();
+    /// limiter.acquire(&"a").await;
+    /// limiter.acquire(&"a").await;
+    /// assert_eq!(start.elapsed(), std::time::Duration::from_millis(100));
+    /// # }
+    /// ```
+    pub fn acquire(&self, key: &K) -> KeyedAcquire<'_, K> {
+        KeyedAcquire { reservation: Reservation::new(self, key), sleep: tokio::time::sleep_until(self.shared.origin) }
+    }
+
+    /// Waits for one unit for `key` unless `ctx` ends first; a deadline that comes before the unit
+    /// fails at once with [`AcquireError::DeadlineTooSoon`].
+    ///
+    /// # Errors
+    ///
+    /// [`AcquireError`]: the context's cause, or the deadline that comes too soon.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`acquire`](KeyedLimiter::acquire).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_cancel::Context;
+    /// # use bounded_ratelimit::{KeyedLimiter, Quota};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = KeyedLimiter::new(Quota::per_second(1), 100).unwrap();
+    /// limiter.acquire_with(&Context::new(), &"a").await.expect("a full bucket");
+    /// # }
+    /// ```
+    pub fn acquire_with<'a>(&'a self, ctx: &'a Context, key: &K) -> KeyedAcquireWith<'a, K> {
+        KeyedAcquireWith {
+            reservation: Reservation::new(self, key),
+            sleep: tokio::time::sleep_until(self.shared.origin),
+            cancelled: ctx.cancelled(),
+            ctx,
+        }
+    }
+
+    /// The quota applied to each key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{KeyedLimiter, Quota};
+    /// let limiter = KeyedLimiter::<String>::new(Quota::per_second(3), 10).unwrap();
+    /// assert_eq!(limiter.quota(), Quota::per_second(3));
+    /// ```
+    pub fn quota(&self) -> Quota {
+        self.shared.quota
+    }
+
+    /// A snapshot of the counters, including how many keys are remembered.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{KeyedLimiter, Quota};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = KeyedLimiter::new(Quota::per_second(3), 10).unwrap();
+    /// limiter.try_acquire(&1).unwrap();
+    /// limiter.try_acquire(&2).unwrap();
+    /// assert_eq!(limiter.metrics().keys, 2);
+    /// # }
+    /// ```
+    pub fn metrics(&self) -> KeyedMetrics {
+        let state = self.shared.lock();
+        KeyedMetrics { granted: state.granted, rejected: state.rejected, keys: state.tats.len(), evicted: state.evicted }
+    }
+}
+
+impl<K: Hash + Eq + Clone> KeyedShared<K> {
+    fn lock(&self) -> MutexGuard<'_, KeyedState<K>> {
+        // Nothing panics while holding this lock, so a poisoned one still holds consistent state.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn now(&self) -> u64 {
+        self.nanos(Instant::now())
+    }
+
+    fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Records a key's new state, making room first when the key is new and the map is full.
+    fn store(&self, state: &mut KeyedState<K>, key: &K, tat: u64, now: u64) {
+        if let Some(slot) = state.tats.get_mut(key) {
+            *slot = tat;
+            return;
+        }
+        if state.tats.len() >= self.max_keys {
+            let before = state.tats.len();
+            // A key whose bucket is full again is the same as a key never seen: forgetting it is free.
+            state.tats.retain(|_, tat| *tat > now);
+            if state.tats.len() >= self.max_keys {
+                // Everyone is in debt: forget the tenth nearest to a full bucket, so this runs rarely.
+                let keep = self.max_keys - self.max_keys.div_ceil(10);
+                let mut tats: Vec<u64> = state.tats.values().copied().collect();
+                let cut = tats.len() - keep - 1;
+                let (_, threshold, _) = tats.select_nth_unstable(cut);
+                let threshold = *threshold;
+                state.tats.retain(|_, tat| *tat > threshold);
+            }
+            state.evicted += (before - state.tats.len()) as u64;
+        }
+        state.tats.insert(key.clone(), tat);
+    }
+}
+
+impl<K> fmt::Debug for KeyedLimiter<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedLimiter")
+            .field("quota", &self.shared.quota)
+            .field("max_keys", &self.shared.max_keys)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A unit reserved for a key at a known instant; dropping it before the instant gives the unit back.
+struct Reservation<'a, K: Hash + Eq + Clone> {
+    limiter: &'a KeyedLimiter<K>,
+    key: K,
+    at: Option<Instant>,
+    finished: bool,
+}
+
+impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
+    fn new(limiter: &'a KeyedLimiter<K>, key: &K) -> Self {
+        Reservation { limiter, key: key.clone(), at: None, finished: false }
+    }
+
+    /// Reserves on the first call: `Ok(None)` when granted now, `Ok(Some(instant))` to sleep until.
+    fn reserve(&mut self, deadline: Option<Instant>) -> Result<Option<Instant>, AcquireError> {
+        let shared = &*self.limiter.shared;
+        let mut state = shared.lock();
+        let now = shared.now();
+        let tat = state.tats.get(&self.key).copied().unwrap_or(0);
+        let at = shared.gcra.earliest(tat, 0, 1).max(now);
+        if let Some(deadline) = deadline.map(|d| shared.nanos(d))
+            && at > now
+            && at >= deadline
+        {
+            state.rejected += 1;
+            self.finished = true;
+            return Err(AcquireError::DeadlineTooSoon {
+                wait: Duration::from_nanos(at - now),
+                remaining: Duration::from_nanos(deadline.saturating_sub(now)),
+            });
+        }
+        let Ok(tat) = shared.gcra.test(tat, at, 1) else { unreachable!("the earliest instant conforms") };
+        shared.store(&mut state, &self.key, tat, now);
+        state.granted += 1;
+        if at == now {
+            self.finished = true;
+            return Ok(None);
+        }
+        let at = shared.origin + Duration::from_nanos(at);
+        self.at = Some(at);
+        Ok(Some(at))
+    }
+
+    fn cancel(&mut self) {
+        if self.finished || self.at.is_none() {
+            return;
+        }
+        self.finished = true;
+        let shared = &*self.limiter.shared;
+        let mut state = shared.lock();
+        if let Some(tat) = state.tats.get_mut(&self.key) {
+            *tat = shared.gcra.refund(*tat, 1);
+        }
+        state.granted -= 1;
+    }
+}
+
+impl<K: Hash + Eq + Clone> Drop for Reservation<'_, K> {
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}
+
+pin_project! {
+    /// Future returned by [`KeyedLimiter::acquire`].
+    #[must_use = "futures do nothing unless polled"]
+    pub struct KeyedAcquire<'a, K>
+    where
+        K: Hash,
+        K: Eq,
+        K: Clone,
+    {
+        reservation: Reservation<'a, K>,
+        #[pin]
+        sleep: Sleep,
+    }
+}
+
+impl<K: Hash + Eq + Clone> Future for KeyedAcquire<'_, K> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        let mut this = self.project();
+        if this.reservation.at.is_none() {
+            match this.reservation.reserve(None) {
+                Ok(None) => return Poll::Ready(()),
+                Ok(Some(at)) => this.sleep.as_mut().reset(at),
+                Err(_) => unreachable!("no deadline was given"),
+            }
+        }
+        std::task::ready!(this.sleep.poll(cx));
+        this.reservation.finished = true;
+        Poll::Ready(())
+    }
+}
+
+impl<K: Hash + Eq + Clone> fmt::Debug for KeyedAcquire<'_, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedAcquire").field("at", &self.reservation.at).finish_non_exhaustive()
+    }
+}
+
+pin_project! {
+    /// Future returned by [`KeyedLimiter::acquire_with`].
+    #[must_use = "futures do nothing unless polled"]
+    pub struct KeyedAcquireWith<'a, K>
+    where
+        K: Hash,
+        K: Eq,
+        K: Clone,
+    {
+        reservation: Reservation<'a, K>,
+        #[pin]
+        sleep: Sleep,
+        #[pin]
+        cancelled: Cancelled<'a>,
+        ctx: &'a Context,
+    }
+}
+
+impl<K: Hash + Eq + Clone> Future for KeyedAcquireWith<'_, K> {
+    type Output = Result<(), AcquireError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if this.reservation.at.is_none() {
+            if let Some(cause) = this.ctx.cause() {
+                this.reservation.finished = true;
+                return Poll::Ready(Err(AcquireError::Cancelled(cause)));
+            }
+            match this.reservation.reserve(this.ctx.deadline()) {
+                Ok(None) => return Poll::Ready(Ok(())),
+                Ok(Some(at)) => this.sleep.as_mut().reset(at),
+                Err(err) => return Poll::Ready(Err(err)),
+            }
+        }
+        if this.sleep.poll(cx).is_ready() {
+            this.reservation.finished = true;
+            return Poll::Ready(Ok(()));
+        }
+        match this.cancelled.poll(cx) {
+            Poll::Ready(cause) => {
+                this.reservation.cancel();
+                Poll::Ready(Err(AcquireError::Cancelled(cause)))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone> fmt::Debug for KeyedAcquireWith<'_, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedAcquireWith").field("at", &self.reservation.at).field("ctx", self.ctx).finish()
+    }
+}

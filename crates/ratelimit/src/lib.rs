@@ -1,0 +1,113 @@
+//! `Limiter` is Go's `golang.org/x/time/rate.Limiter` for tokio: a GCRA token bucket whose waits are
+//! FIFO-fair, wake each waiter once, can be cancelled by drop or by a [`Context`](bounded_cancel::Context),
+//! and fail at once when a deadline cannot be met.
+//!
+//! | Go `x/time/rate` | bounded-ratelimit |
+//! | --- | --- |
+//! | `rate.NewLimiter(rate.Limit(50), 10)` | [`Limiter::new(Quota::per_second(50).burst(10))?`](Limiter::new) (a rate or burst of 0 is an error) |
+//! | `limiter.Wait(ctx)` | [`limiter.acquire_with(&ctx).await?`](Limiter::acquire_with), or [`acquire().await`](Limiter::acquire) |
+//! | `limiter.WaitN(ctx, n)` | [`acquire_n_with(&ctx, n)`](Limiter::acquire_n_with): `InsufficientCapacity` when `n` > burst |
+//! | `limiter.Allow()` | [`try_acquire()`](Limiter::try_acquire): `Err(RetryAfter)` says how long |
+//! | `Wait` with a deadline too close: an error saying "would exceed context deadline" | [`AcquireError::DeadlineTooSoon`] `{ wait, remaining }`, at once |
+//! | `limiter.SetLimit(r)` | [`set_rate(quota)`](Limiter::set_rate): queued waiters follow it |
+//! | a `map[string]*rate.Limiter` that grows forever | [`KeyedLimiter`] with a bound on remembered keys |
+//!
+//! The seed's rate-limited `Client` (200 concurrent callers, a downstream that allows 50 requests a
+//! second) in this crate's API:
+//!
+//! ```
+//! use bounded_cancel::Context;
+//! use bounded_ratelimit::{Limiter, Quota, Throttle};
+//! use std::time::Duration;
+//!
+//! #[derive(Clone, Debug)]
+//! struct Http;
+//! impl Http {
+//!     async fn get(&self, url: &str) -> Result<String, String> { Ok(format!("200 {url}")) }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let limiter = Limiter::new(Quota::per_second(50).burst(1)).expect("a valid quota");
+//! let client = Throttle::new(Http, limiter);
+//!
+//! let start = tokio::time::Instant::now();
+//! let mut callers = tokio::task::JoinSet::new();
+//! for i in 0..200 {
+//!     let client = client.clone();
+//!     callers.spawn(async move {
+//!         let request = Context::new().with_timeout(Duration::from_secs(10));
+//!         client.call(&request, |http| async move { http.get(&format!("/item/{i}")).await }).await
+//!     });
+//! }
+//! while let Some(reply) = callers.join_next().await {
+//!     assert!(reply.unwrap().expect("granted before the deadline").is_ok());
+//! }
+//! // 200 calls at 50 a second, the first at once: 199 intervals of 20 ms.
+//! assert_eq!(start.elapsed(), Duration::from_millis(3980));
+//! # }
+//! ```
+//!
+//! # Use this when / use that instead
+//!
+//! Use a [`Limiter`] when a downstream allows so many calls per unit of time, whatever their
+//! concurrency. To bound how many run *at once*, use a semaphore, a `bounded_group::Group` limit or a
+//! `bounded_pool::Pool`; the two combine. Use governor directly for a synchronous check in a hot path
+//! that never waits.
+//!
+//! # Comparison with governor and tower
+//!
+//! The decisions are governor's GCRA (a proptest checks ours against governor's on random arrivals),
+//! with what its async wait lacks: governor's `until_ready` sleeps on its own clock and timer, which
+//! tokio's paused clock does not drive; it takes no context or deadline; and every waiter wakes and
+//! races for each unit. tower's `RateLimit` counts a fixed window and is not `Clone`.
+//!
+//! # Fairness
+//!
+//! Waiters are granted strictly in the order they first polled. One driver task per busy limiter
+//! sleeps until the head of the queue conforms, grants it and every following waiter that conforms at
+//! that instant, and wakes exactly those; each waiter is woken once. [`Limiter::try_acquire`] never
+//! jumps the queue: while anyone waits it returns [`RetryAfter`] behind them. The driver ends when
+//! the queue empties and is tracked by `bounded_cancel::live`.
+//!
+//! # Cancel safety
+//!
+//! Every wait can be dropped at any point: a waiter leaves the queue, a unit granted to it but not yet
+//! seen is given back, and the waiters behind it move up at once, granted at the instants they would
+//! have had if it had never queued. A context that ends does the same.
+//!
+//! # Clock
+//!
+//! All time is `tokio::time`: the bucket reads `tokio::time::Instant` and the driver sleeps with
+//! `tokio::time::sleep_until` (one timer, reset for each instant), so tests on a paused clock
+//! (`#[tokio::test(start_paused = true)]`) run a minute of limiting in microseconds. tokio's timer has
+//! millisecond resolution: with a burst of 1 a waiting caller is granted at most once per millisecond,
+//! so above 1,000 units a second give a burst of at least `rate / 1000`.
+//!
+//! # Why not `sleep(1s / rate)` in a loop
+//!
+//! A loop that sleeps `1s / rate` between calls spaces *its own* calls; it does not bound the rate
+//! seen downstream. Two loops double it, a sleep that overshoots (timers, a busy runtime) is never
+//! made up, and a slow call followed by the sleep wastes the slack instead of using the burst. A
+//! shared bucket measures what was actually granted, against the clock, for every caller at once.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+
+mod driver;
+mod error;
+mod future;
+mod gcra;
+mod keyed;
+mod limiter;
+mod metrics;
+mod quota;
+mod state;
+mod throttle;
+
+pub use error::{AcquireError, InsufficientCapacity, QuotaError, RetryAfter};
+pub use future::{Acquire, AcquireN, AcquireWith};
+pub use keyed::{KeyedAcquire, KeyedAcquireWith, KeyedLimiter};
+pub use limiter::Limiter;
+pub use metrics::{KeyedMetrics, Metrics};
+pub use quota::Quota;
+pub use throttle::{Call, Throttle};

@@ -1,0 +1,303 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bounded_cancel::Context;
+
+use crate::gcra::Gcra;
+use crate::state::Shared;
+use crate::{Acquire, AcquireN, AcquireWith, InsufficientCapacity, Metrics, Quota, QuotaError, RetryAfter};
+
+/// A rate limiter: GCRA on tokio's clock, with a FIFO queue of waiters each woken once.
+///
+/// Clones share one quota, one bucket and one queue. See the [crate docs](crate) for fairness,
+/// cancel safety and the clock.
+///
+/// # Examples
+///
+/// ```
+/// use bounded_ratelimit::{Limiter, Quota};
+/// use std::time::Duration;
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let limiter = Limiter::new(Quota::per_second(100).burst(10)).expect("a valid quota");
+/// let start = tokio::time::Instant::now();
+/// for _ in 0..20 {
+///     limiter.acquire().await;
+/// }
+/// // 10 at once, then one every 10 ms.
+/// assert_eq!(start.elapsed(), Duration::from_millis(100));
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Limiter {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl Limiter {
+    /// A limiter with a full bucket.
+    ///
+    /// # Errors
+    ///
+    /// A [`QuotaError`] when the quota has a rate, period or burst of zero, or is beyond tokio's clock.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_ratelimit::{Limiter, Quota, QuotaError};
+    ///
+    /// assert!(Limiter::new(Quota::per_second(50)).is_ok());
+    /// assert_eq!(Limiter::new(Quota::per_second(50).burst(0)).unwrap_err(), QuotaError::ZeroBurst);
+    /// ```
+    pub fn new(quota: Quota) -> Result<Self, QuotaError> {
+        let gcra = Gcra::new(&quota)?;
+        Ok(Limiter { shared: Arc::new(Shared::new(quota, gcra)) })
+    }
+
+    /// Waits for one unit.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future before it completes consumes nothing: it leaves the queue, and a unit
+    /// granted to it but not yet seen is given back. The waiters behind it move up at once.
+    ///
+    /// # Fairness
+    ///
+    /// Waiters are granted in the order they first polled, and [`try_acquire`](Limiter::try_acquire)
+    /// never jumps the queue.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{Limiter, Quota};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = Limiter::new(Quota::per_second(1)).unwrap();
+    /// limiter.acquire().await;
+    /// # }
+    /// ```
+    pub fn acquire(&self) -> Acquire<'_> {
+        Acquire::new(self)
+    }
+
+    /// Waits for `n` units granted together (`n = 0` is granted at once).
+    ///
+    /// # Errors
+    ///
+    /// [`InsufficientCapacity`] at once when `n` exceeds the burst, since no wait could grant it; also
+    /// when a [`set_rate`](Limiter::set_rate) lowers the burst below `n` while this waits.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`acquire`](Limiter::acquire).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{Limiter, Quota};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = Limiter::new(Quota::per_second(10)).unwrap();
+    /// limiter.acquire_n(10).await.expect("10 fits a burst of 10");
+    /// assert!(limiter.acquire_n(11).await.is_err());
+    /// # }
+    /// ```
+    pub fn acquire_n(&self, n: u32) -> AcquireN<'_> {
+        AcquireN::new(self, n)
+    }
+
+    /// Waits for one unit unless `ctx` ends first.
+    ///
+    /// When `ctx` has a deadline and the wait is known to end at or after it, this fails at once with
+    /// [`AcquireError::DeadlineTooSoon`](crate::AcquireError::DeadlineTooSoon), which carries the wait,
+    /// instead of sleeping until the deadline to fail then (the behaviour of Go's `rate.Limiter.Wait`,
+    /// with an error that says so).
+    ///
+    /// # Errors
+    ///
+    /// [`AcquireError`](crate::AcquireError): the context's cause, the deadline that comes too soon, or
+    /// [`InsufficientCapacity`] for a burst lowered below 1 unit (which cannot happen; kept for `_n`).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`acquire`](Limiter::acquire); a context that ends also gives the place back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_cancel::Context;
+    /// # use bounded_ratelimit::{Limiter, Quota};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = Limiter::new(Quota::per_second(10)).unwrap();
+    /// let request = Context::new();
+    /// limiter.acquire_with(&request).await.expect("a unit is free");
+    /// # }
+    /// ```
+    pub fn acquire_with<'a>(&'a self, ctx: &'a Context) -> AcquireWith<'a> {
+        AcquireWith::new(self, ctx, 1)
+    }
+
+    /// [`acquire_n`](Limiter::acquire_n) unless `ctx` ends first, failing at once on a deadline that
+    /// comes too soon, as [`acquire_with`](Limiter::acquire_with).
+    ///
+    /// # Errors
+    ///
+    /// [`AcquireError`](crate::AcquireError), as [`acquire_with`](Limiter::acquire_with), plus
+    /// `InsufficientCapacity` when `n` exceeds the burst.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_cancel::Context;
+    /// # use bounded_ratelimit::{Limiter, Quota};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = Limiter::new(Quota::per_second(10)).unwrap();
+    /// limiter.acquire_n_with(&Context::new(), 4).await.expect("4 of 10 are free");
+    /// # }
+    /// ```
+    pub fn acquire_n_with<'a>(&'a self, ctx: &'a Context, n: u32) -> AcquireWith<'a> {
+        AcquireWith::new(self, ctx, n)
+    }
+
+    /// Takes one unit if it conforms now and nobody is queued; never waits.
+    ///
+    /// # Errors
+    ///
+    /// [`RetryAfter`] with the time until the unit would conform, behind the callers already queued.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{Limiter, Quota};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = Limiter::new(Quota::per_second(2).burst(1)).unwrap();
+    /// assert!(limiter.try_acquire().is_ok());
+    /// assert_eq!(limiter.try_acquire().unwrap_err().wait(), std::time::Duration::from_millis(500));
+    /// # }
+    /// ```
+    pub fn try_acquire(&self) -> Result<(), RetryAfter> {
+        match self.try_acquire_n(1) {
+            Ok(result) => result,
+            Err(_) => unreachable!("a single unit is always within the burst"),
+        }
+    }
+
+    /// Takes `n` units together if they conform now and nobody is queued; never waits.
+    ///
+    /// The outer `Err` is "never" ([`InsufficientCapacity`]), the inner one "not yet" ([`RetryAfter`]),
+    /// as in governor's `check_n`.
+    ///
+    /// # Errors
+    ///
+    /// As above.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{Limiter, Quota};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = Limiter::new(Quota::per_second(10)).unwrap();
+    /// assert_eq!(limiter.try_acquire_n(8), Ok(Ok(())));
+    /// assert!(matches!(limiter.try_acquire_n(8), Ok(Err(_))));
+    /// assert!(limiter.try_acquire_n(11).is_err());
+    /// # }
+    /// ```
+    pub fn try_acquire_n(&self, n: u32) -> Result<Result<(), RetryAfter>, InsufficientCapacity> {
+        if n == 0 {
+            return Ok(Ok(()));
+        }
+        let mut state = self.shared.lock();
+        let burst = state.gcra.burst();
+        if n > burst {
+            state.rejected += 1;
+            return Err(InsufficientCapacity { requested: n, burst });
+        }
+        let now = self.shared.now();
+        Ok(state.try_take(now, n).map_err(|at| {
+            state.rejected += 1;
+            RetryAfter { wait: Duration::from_nanos(at - now) }
+        }))
+    }
+
+    /// Changes the quota at run time.
+    ///
+    /// The units in use carry over, counted in the new quota's units, so a change never lets through a
+    /// burst that the new quota forbids after what was just granted. Waiters already queued are granted
+    /// at the new rate from now on; a waiter for more units than the new burst gets
+    /// [`InsufficientCapacity`].
+    ///
+    /// # Errors
+    ///
+    /// A [`QuotaError`] for a quota that cannot work; the old quota stays in force.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{Limiter, Quota};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = Limiter::new(Quota::per_second(10)).unwrap();
+    /// limiter.set_rate(Quota::per_second(100)).expect("a valid quota");
+    /// assert_eq!(limiter.quota(), Quota::per_second(100));
+    /// assert!(limiter.set_rate(Quota::per_second(0)).is_err());
+    /// # }
+    /// ```
+    pub fn set_rate(&self, quota: Quota) -> Result<(), QuotaError> {
+        let gcra = Gcra::new(&quota)?;
+        let mut state = self.shared.lock();
+        let now = self.shared.now();
+        state.tat = state.gcra.rescale(state.tat, now, &gcra);
+        state.gcra = gcra;
+        state.quota = quota;
+        let notify = state.driver_running;
+        drop(state);
+        if notify {
+            self.shared.driver_wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The quota in force.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{Limiter, Quota};
+    /// let limiter = Limiter::new(Quota::per_minute(60)).unwrap();
+    /// assert_eq!(limiter.quota(), Quota::per_minute(60));
+    /// ```
+    pub fn quota(&self) -> Quota {
+        self.shared.lock().quota
+    }
+
+    /// A snapshot of the counters.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{Limiter, Quota};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = Limiter::new(Quota::per_second(1).burst(1)).unwrap();
+    /// limiter.acquire().await;
+    /// let _ = limiter.try_acquire();
+    /// let m = limiter.metrics();
+    /// assert_eq!((m.granted, m.rejected, m.waiting), (1, 1, 0));
+    /// # }
+    /// ```
+    pub fn metrics(&self) -> Metrics {
+        self.shared.lock().metrics()
+    }
+}
+
+impl fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.shared.lock();
+        f.debug_struct("Limiter").field("quota", &state.quota).field("metrics", &state.metrics()).finish()
+    }
+}

@@ -1,0 +1,131 @@
+use std::fmt;
+use std::time::Duration;
+
+/// How much a limiter lets through: `count` units per `per`, with up to `burst` at once.
+///
+/// A quota is checked when a limiter is built from it ([`Limiter::new`](crate::Limiter::new),
+/// [`Limiter::set_rate`](crate::Limiter::set_rate)): a rate, period or burst of zero is a
+/// [`QuotaError`](crate::QuotaError) there, not a panic here.
+///
+/// Without [`burst`](Quota::burst), the burst equals `count`: `Quota::per_second(50)` lets 50 calls
+/// through at once after a quiet second, as governor's `Quota::per_second` does. Set it when the
+/// downstream cannot take that: `Quota::per_second(50).burst(1)` spaces every call 20 ms apart.
+///
+/// # Examples
+///
+/// ```
+/// use bounded_ratelimit::Quota;
+/// use std::time::Duration;
+///
+/// let quota = Quota::per_second(50).burst(10);
+/// assert_eq!(quota.interval(), Duration::from_millis(20));
+/// assert_eq!(quota.burst_size(), 10);
+/// assert_eq!(quota.to_string(), "50 per 1s, burst 10");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Quota {
+    count: u32,
+    per: Duration,
+    burst: Option<u32>,
+}
+
+impl Quota {
+    /// `count` units per `per`, burst `count`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::Quota;
+    /// # use std::time::Duration;
+    /// assert_eq!(Quota::new(3, Duration::from_secs(1)).interval(), Duration::from_nanos(333_333_333));
+    /// ```
+    pub const fn new(count: u32, per: Duration) -> Self {
+        Quota { count, per, burst: None }
+    }
+
+    /// `count` units per second, burst `count`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::Quota;
+    /// assert_eq!(Quota::per_second(50).burst_size(), 50);
+    /// ```
+    pub const fn per_second(count: u32) -> Self {
+        Quota::new(count, Duration::from_secs(1))
+    }
+
+    /// `count` units per minute, burst `count`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::Quota;
+    /// # use std::time::Duration;
+    /// assert_eq!(Quota::per_minute(60).interval(), Duration::from_secs(1));
+    /// ```
+    pub const fn per_minute(count: u32) -> Self {
+        Quota::new(count, Duration::from_secs(60))
+    }
+
+    /// The same rate with at most `burst` units at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::Quota;
+    /// assert_eq!(Quota::per_second(100).burst(10).burst_size(), 10);
+    /// ```
+    pub const fn burst(self, burst: u32) -> Self {
+        Quota { burst: Some(burst), ..self }
+    }
+
+    /// The most units granted at once.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::Quota;
+    /// assert_eq!(Quota::per_minute(30).burst_size(), 30);
+    /// ```
+    pub const fn burst_size(&self) -> u32 {
+        match self.burst {
+            Some(burst) => burst,
+            None => self.count,
+        }
+    }
+
+    /// The time one unit costs: `per / count` (zero for a zero quota, which limiters refuse).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::Quota;
+    /// # use std::time::Duration;
+    /// assert_eq!(Quota::per_second(4).interval(), Duration::from_millis(250));
+    /// ```
+    pub fn interval(&self) -> Duration {
+        if self.count == 0 {
+            return Duration::ZERO;
+        }
+        let nanos = self.per.as_nanos() / u128::from(self.count);
+        Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
+    }
+
+    pub(crate) fn parts(&self) -> (u32, Duration, u32) {
+        (self.count, self.per, self.burst_size())
+    }
+}
+
+impl From<governor::Quota> for Quota {
+    /// The same quota as governor's: one unit per replenish interval, the same burst.
+    fn from(quota: governor::Quota) -> Self {
+        Quota::new(1, quota.replenish_interval()).burst(quota.burst_size().get())
+    }
+}
+
+impl fmt::Display for Quota {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} per {:?}, burst {}", self.count, self.per, self.burst_size())
+    }
+}

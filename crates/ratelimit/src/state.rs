@@ -1,0 +1,204 @@
+//! The shared state of a [`Limiter`](crate::Limiter): the GCRA's one number and the FIFO of waiters.
+
+use std::collections::BTreeMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::task::Waker;
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::gcra::Gcra;
+use crate::{InsufficientCapacity, Metrics, Quota};
+
+pub(crate) struct Shared {
+    origin: Instant,
+    state: Mutex<State>,
+    /// Wakes the driver when the head of the queue or the quota changed under it.
+    pub(crate) driver_wake: Notify,
+}
+
+impl Shared {
+    pub(crate) fn new(quota: Quota, gcra: Gcra) -> Self {
+        Shared {
+            origin: Instant::now(),
+            state: Mutex::new(State {
+                quota,
+                gcra,
+                tat: 0,
+                waiters: BTreeMap::new(),
+                next_seq: 0,
+                cursor: 0,
+                queued: 0,
+                queued_units: 0,
+                driver_running: false,
+                granted: 0,
+                rejected: 0,
+                abandoned: 0,
+                total_wait: 0,
+            }),
+            driver_wake: Notify::new(),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // Nothing panics while holding this lock, so a poisoned one still holds consistent state.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Nanoseconds since the origin, on tokio's clock.
+    pub(crate) fn now(&self) -> u64 {
+        self.nanos(Instant::now())
+    }
+
+    pub(crate) fn nanos(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    pub(crate) fn instant(&self, nanos: u64) -> Instant {
+        self.origin + Duration::from_nanos(nanos)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Granted,
+    Refused(InsufficientCapacity),
+}
+
+struct Waiter {
+    n: u32,
+    since: u64,
+    waker: Option<Waker>,
+    outcome: Option<Outcome>,
+}
+
+pub(crate) struct State {
+    pub(crate) quota: Quota,
+    pub(crate) gcra: Gcra,
+    /// The theoretical arrival time, in nanoseconds since the origin.
+    pub(crate) tat: u64,
+    /// Waiters by arrival; those at or after `cursor` are undecided, those before it wait to be told.
+    waiters: BTreeMap<u64, Waiter>,
+    next_seq: u64,
+    cursor: u64,
+    queued: usize,
+    queued_units: u64,
+    pub(crate) driver_running: bool,
+    pub(crate) granted: u64,
+    pub(crate) rejected: u64,
+    abandoned: u64,
+    total_wait: u128,
+}
+
+impl State {
+    /// Takes `n` units now if nobody is queued and they conform; otherwise the instant they would.
+    pub(crate) fn try_take(&mut self, now: u64, n: u32) -> Result<(), u64> {
+        if self.queued > 0 {
+            return Err(self.predict(now, n));
+        }
+        match self.gcra.test(self.tat, now, n) {
+            Ok(tat) => {
+                self.tat = tat;
+                self.granted += u64::from(n);
+                Ok(())
+            }
+            Err(at) => Err(at),
+        }
+    }
+
+    /// When `n` units joining the back of the queue now would be granted, if nothing changes.
+    pub(crate) fn predict(&self, now: u64, n: u32) -> u64 {
+        self.gcra.earliest(self.tat, self.queued_units, n).max(now)
+    }
+
+    pub(crate) fn enqueue(&mut self, n: u32, now: u64, waker: Waker) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.waiters.insert(seq, Waiter { n, since: now, waker: Some(waker), outcome: None });
+        self.queued += 1;
+        self.queued_units += u64::from(n);
+        seq
+    }
+
+    /// The waiter's outcome once decided (and then forgets it), or stores the waker to be told later.
+    pub(crate) fn poll_waiter(&mut self, seq: u64, waker: &Waker) -> Option<Outcome> {
+        let waiter = self.waiters.get_mut(&seq)?;
+        if let Some(outcome) = waiter.outcome {
+            self.waiters.remove(&seq);
+            return Some(outcome);
+        }
+        match &mut waiter.waker {
+            Some(old) if old.will_wake(waker) => {}
+            slot => *slot = Some(waker.clone()),
+        }
+        None
+    }
+
+    /// A waiter gave up. Gives back a grant it never saw; returns whether it was at the head.
+    pub(crate) fn abandon(&mut self, seq: u64) -> bool {
+        let was_head = self.head() == Some(seq);
+        let Some(waiter) = self.waiters.remove(&seq) else { return false };
+        self.abandoned += 1;
+        match waiter.outcome {
+            Some(Outcome::Granted) => {
+                self.tat = self.gcra.refund(self.tat, waiter.n);
+                self.granted -= u64::from(waiter.n);
+            }
+            Some(Outcome::Refused(_)) => {}
+            None => {
+                self.queued -= 1;
+                self.queued_units -= u64::from(waiter.n);
+            }
+        }
+        was_head
+    }
+
+    fn head(&self) -> Option<u64> {
+        self.waiters.range(self.cursor..).next().map(|(seq, _)| *seq)
+    }
+
+    /// Decides every waiter at the head that conforms at `now`, in arrival order, collecting their
+    /// wakers. Returns when the next head will conform, or `None` when no one is left waiting.
+    pub(crate) fn grant_ready(&mut self, now: u64, wakers: &mut Vec<Waker>) -> Option<u64> {
+        let burst = self.gcra.burst();
+        while let Some((&seq, waiter)) = self.waiters.range_mut(self.cursor..).next() {
+            let outcome = if waiter.n > burst {
+                self.rejected += 1;
+                Outcome::Refused(InsufficientCapacity { requested: waiter.n, burst })
+            } else {
+                match self.gcra.test(self.tat, now, waiter.n) {
+                    Ok(tat) => {
+                        self.tat = tat;
+                        self.granted += u64::from(waiter.n);
+                        self.total_wait += u128::from(now - waiter.since);
+                        Outcome::Granted
+                    }
+                    Err(at) => return Some(at),
+                }
+            };
+            waiter.outcome = Some(outcome);
+            wakers.extend(waiter.waker.take());
+            self.queued -= 1;
+            self.queued_units -= u64::from(waiter.n);
+            self.cursor = seq + 1;
+        }
+        None
+    }
+
+    /// Wakes the head so that it can start a new driver (the old one was dropped with its runtime).
+    pub(crate) fn wake_head(&mut self) -> Option<Waker> {
+        let head = self.head()?;
+        self.waiters.get_mut(&head)?.waker.clone()
+    }
+
+    pub(crate) fn metrics(&self) -> Metrics {
+        Metrics {
+            granted: self.granted,
+            rejected: self.rejected,
+            waiting: self.queued,
+            abandoned: self.abandoned,
+            total_wait: Duration::from_nanos(u64::try_from(self.total_wait).unwrap_or(u64::MAX)),
+        }
+    }
+}

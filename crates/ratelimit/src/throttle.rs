@@ -1,0 +1,178 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll, ready};
+
+use bounded_cancel::Context;
+use pin_project_lite::pin_project;
+
+use crate::{AcquireError, AcquireWith, Limiter};
+
+/// A client that waits for its limiter before every call: the seed's rate-limited `Client`.
+///
+/// Clones share the limiter, so 200 tasks holding clones of one `Throttle` together stay within
+/// its quota, granted in the order they called.
+///
+/// # Examples
+///
+/// ```
+/// use bounded_cancel::Context;
+/// use bounded_ratelimit::{Limiter, Quota, Throttle};
+/// use std::time::Duration;
+///
+/// #[derive(Clone, Debug)]
+/// struct Downstream;
+/// impl Downstream {
+///     async fn get(&self, path: &str) -> String { format!("200 OK {path}") }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let limiter = Limiter::new(Quota::per_second(50).burst(1)).expect("a valid quota");
+/// let client = Throttle::new(Downstream, limiter);
+///
+/// let request = Context::new().with_timeout(Duration::from_secs(5));
+/// let reply = client.call(&request, |d| d.get("/orders")).await.expect("within the deadline");
+/// assert_eq!(reply, "200 OK /orders");
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Throttle<C> {
+    client: C,
+    limiter: Limiter,
+}
+
+impl<C> Throttle<C> {
+    /// Wraps `client` so that each [`call`](Throttle::call) first takes one unit from `limiter`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{Limiter, Quota, Throttle};
+    /// let client = Throttle::new(vec![1, 2, 3], Limiter::new(Quota::per_second(10)).unwrap());
+    /// assert_eq!(client.get_ref().len(), 3);
+    /// ```
+    pub fn new(client: C, limiter: Limiter) -> Self {
+        Throttle { client, limiter }
+    }
+
+    /// Waits for a unit (unless `ctx` ends first), then runs `f` on the client.
+    ///
+    /// # Errors
+    ///
+    /// [`AcquireError`] when no unit was granted: the context ended, or its deadline comes before the
+    /// unit would (reported at once). `f` did not run.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future while it waits for the unit consumes nothing and `f` never runs; once `f`
+    /// has run, dropping it drops `f`'s future.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_cancel::Context;
+    /// # use bounded_ratelimit::{Limiter, Quota, Throttle};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let client = Throttle::new(40, Limiter::new(Quota::per_second(10)).unwrap());
+    /// let n = client.call(&Context::new(), |n| async move { n + 2 }).await.unwrap();
+    /// assert_eq!(n, 42);
+    /// # }
+    /// ```
+    pub fn call<'a, F, Fut>(&'a self, ctx: &'a Context, f: F) -> Call<'a, C, F, Fut>
+    where
+        F: FnOnce(&'a C) -> Fut,
+        Fut: Future,
+    {
+        Call { acquire: self.limiter.acquire_with(ctx), client: &self.client, f: Some(f), fut: None }
+    }
+
+    /// The limiter every call goes through.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{Limiter, Quota, Throttle};
+    /// let client = Throttle::new((), Limiter::new(Quota::per_second(10)).unwrap());
+    /// assert_eq!(client.limiter().quota(), Quota::per_second(10));
+    /// ```
+    pub fn limiter(&self) -> &Limiter {
+        &self.limiter
+    }
+
+    /// The wrapped client, for calls that need no unit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{Limiter, Quota, Throttle};
+    /// let client = Throttle::new("db", Limiter::new(Quota::per_second(10)).unwrap());
+    /// assert_eq!(*client.get_ref(), "db");
+    /// ```
+    pub fn get_ref(&self) -> &C {
+        &self.client
+    }
+
+    /// Unwraps the client.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{Limiter, Quota, Throttle};
+    /// let client = Throttle::new(7, Limiter::new(Quota::per_second(10)).unwrap());
+    /// assert_eq!(client.into_inner(), 7);
+    /// ```
+    pub fn into_inner(self) -> C {
+        self.client
+    }
+}
+
+impl<C: fmt::Debug> fmt::Debug for Throttle<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Throttle").field("client", &self.client).field("limiter", &self.limiter).finish()
+    }
+}
+
+pin_project! {
+    /// Future returned by [`Throttle::call`].
+    #[must_use = "futures do nothing unless polled"]
+    pub struct Call<'a, C, F, Fut> {
+        #[pin]
+        acquire: AcquireWith<'a>,
+        client: &'a C,
+        f: Option<F>,
+        #[pin]
+        fut: Option<Fut>,
+    }
+}
+
+impl<'a, C, F, Fut> Future for Call<'a, C, F, Fut>
+where
+    F: FnOnce(&'a C) -> Fut,
+    Fut: Future,
+{
+    type Output = Result<Fut::Output, AcquireError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if this.f.is_some() {
+            if let Err(err) = ready!(this.acquire.poll(cx)) {
+                this.f.take();
+                return Poll::Ready(Err(err));
+            }
+            let f = this.f.take().expect("checked above");
+            this.fut.set(Some(f(this.client)));
+        }
+        match this.fut.as_pin_mut() {
+            Some(fut) => fut.poll(cx).map(Ok),
+            None => panic!("`Call` polled after completion"),
+        }
+    }
+}
+
+impl<C, F, Fut> fmt::Debug for Call<'_, C, F, Fut> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Call").field("acquire", &self.acquire).field("called", &self.f.is_none()).finish()
+    }
+}
