@@ -69,11 +69,14 @@ impl Gcra {
     }
 
     /// Carries a `tat` over to a new quota: the units in use now stay in use, counted in the new
-    /// quota's units (rounded up, so a change of rate never frees more than it should).
+    /// quota's units (rounded up, so a change of rate never frees more than it should), and at most a
+    /// whole bucket of them: the new quota starts empty at worst, as Go's `SetLimit` does.
     pub(crate) fn rescale(&self, tat: u64, now: u64, to: &Gcra) -> u64 {
         let debt = u128::from(tat.saturating_sub(now));
         let scaled = (debt * u128::from(to.t)).div_ceil(u128::from(self.t));
-        now.saturating_add(u64::try_from(scaled).unwrap_or(u64::MAX / 2))
+        let bucket = u128::from(to.t) * u128::from(to.burst);
+        // The bucket fits in u64 (checked in `new`), so the minimum does too.
+        now.saturating_add(scaled.min(bucket) as u64)
     }
 }
 
@@ -114,6 +117,9 @@ mod tests {
         assert_eq!(fast.rescale(1_040_000_000, 1_000_000_000, &slow), 1_400_000_000);
         // A full bucket stays full.
         assert_eq!(fast.rescale(5, 1_000, &slow), 1_000);
+        // An empty bucket stays empty, no emptier: 10 units in use of a new burst of 2.
+        let small = gcra(10, 2);
+        assert_eq!(fast.rescale(1_100_000_000, 1_000_000_000, &small), 1_200_000_000);
     }
 
     #[test]

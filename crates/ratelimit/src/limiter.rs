@@ -227,7 +227,9 @@ impl Limiter {
     /// Changes the quota at run time.
     ///
     /// The units in use carry over, counted in the new quota's units, so a change never lets through a
-    /// burst that the new quota forbids after what was just granted. Waiters already queued are granted
+    /// burst that the new quota forbids after what was just granted; more units in use than the new
+    /// burst leave the new bucket empty (the next unit comes one new interval later), as Go's
+    /// `SetLimit` does. Waiters already queued are granted
     /// at the new rate from now on; a waiter for more units than the new burst gets
     /// [`InsufficientCapacity`].
     ///
