@@ -12,11 +12,17 @@ use crate::state::Shared;
 
 pub(crate) fn spawn(shared: &Arc<Shared>) {
     let shared = Arc::clone(shared);
-    tokio::spawn(bounded_cancel::live::tracked("rate limiter driver", run(shared)));
+    tokio::spawn(bounded_cancel::live::tracked(
+        "rate limiter driver",
+        run(shared),
+    ));
 }
 
 async fn run(shared: Arc<Shared>) {
-    let mut running = Running { shared: &shared, ended: false };
+    let mut running = Running {
+        shared: &shared,
+        ended: false,
+    };
     let sleep = tokio::time::sleep_until(shared.instant(0));
     tokio::pin!(sleep);
     let mut wakers: Vec<Waker> = Vec::new();

@@ -194,7 +194,9 @@ impl AcquireError {
 impl fmt::Display for AcquireError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            AcquireError::Cancelled(cause) => write!(f, "rate limit wait ended before a grant: {cause}"),
+            AcquireError::Cancelled(cause) => {
+                write!(f, "rate limit wait ended before a grant: {cause}")
+            }
             AcquireError::DeadlineTooSoon { wait, remaining } => write!(
                 f,
                 "the rate limit would make this call wait {wait:?}, longer than the {remaining:?} left before \

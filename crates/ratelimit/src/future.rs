@@ -27,11 +27,23 @@ struct Waiting<'a> {
 
 impl<'a> Waiting<'a> {
     fn new(limiter: &'a Limiter, n: u32) -> Self {
-        Waiting { limiter, n, seq: None, finished: false }
+        Waiting {
+            limiter,
+            n,
+            seq: None,
+            finished: false,
+        }
     }
 
-    fn poll(&mut self, cx: &mut TaskContext<'_>, deadline: Option<Instant>) -> Poll<Result<(), Refusal>> {
-        assert!(!self.finished, "a rate limit wait was polled after it completed");
+    fn poll(
+        &mut self,
+        cx: &mut TaskContext<'_>,
+        deadline: Option<Instant>,
+    ) -> Poll<Result<(), Refusal>> {
+        assert!(
+            !self.finished,
+            "a rate limit wait was polled after it completed"
+        );
         let shared = &self.limiter.shared;
         let mut state = shared.lock();
         let result = match self.seq {
@@ -40,7 +52,10 @@ impl<'a> Waiting<'a> {
                     Ok(())
                 } else if self.n > state.gcra.burst() {
                     state.rejected += 1;
-                    Err(Refusal::Capacity(InsufficientCapacity { requested: self.n, burst: state.gcra.burst() }))
+                    Err(Refusal::Capacity(InsufficientCapacity {
+                        requested: self.n,
+                        burst: state.gcra.burst(),
+                    }))
                 } else {
                     let now = shared.now();
                     match state.try_take(now, self.n) {
@@ -52,7 +67,9 @@ impl<'a> Waiting<'a> {
                                     state.rejected += 1;
                                     return self.finish(Err(Refusal::TooSoon {
                                         wait: Duration::from_nanos(at - now),
-                                        remaining: Duration::from_nanos(deadline.saturating_sub(now)),
+                                        remaining: Duration::from_nanos(
+                                            deadline.saturating_sub(now),
+                                        ),
                                     }));
                                 }
                             }
@@ -108,7 +125,10 @@ impl Drop for Waiting<'_> {
 
 impl fmt::Debug for Waiting<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Waiting").field("n", &self.n).field("queued", &self.seq.is_some()).finish()
+        f.debug_struct("Waiting")
+            .field("n", &self.n)
+            .field("queued", &self.seq.is_some())
+            .finish()
     }
 }
 
@@ -123,7 +143,9 @@ pin_project! {
 
 impl<'a> Acquire<'a> {
     pub(crate) fn new(limiter: &'a Limiter) -> Self {
-        Acquire { waiting: Waiting::new(limiter, 1) }
+        Acquire {
+            waiting: Waiting::new(limiter, 1),
+        }
     }
 }
 
@@ -151,7 +173,9 @@ pin_project! {
 
 impl<'a> AcquireN<'a> {
     pub(crate) fn new(limiter: &'a Limiter, n: u32) -> Self {
-        AcquireN { waiting: Waiting::new(limiter, n) }
+        AcquireN {
+            waiting: Waiting::new(limiter, n),
+        }
     }
 }
 
@@ -183,7 +207,11 @@ pin_project! {
 
 impl<'a> AcquireWith<'a> {
     pub(crate) fn new(limiter: &'a Limiter, ctx: &'a Context, n: u32) -> Self {
-        AcquireWith { waiting: Waiting::new(limiter, n), cancelled: ctx.cancelled(), ctx }
+        AcquireWith {
+            waiting: Waiting::new(limiter, n),
+            cancelled: ctx.cancelled(),
+            ctx,
+        }
     }
 }
 
@@ -219,6 +247,9 @@ impl Future for AcquireWith<'_> {
 
 impl fmt::Debug for AcquireWith<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AcquireWith").field("waiting", &self.waiting).field("ctx", self.ctx).finish()
+        f.debug_struct("AcquireWith")
+            .field("waiting", &self.waiting)
+            .field("ctx", self.ctx)
+            .finish()
     }
 }

@@ -39,7 +39,11 @@ impl Gcra {
             return Err(QuotaError::TooSlow { quota: *quota });
         }
         let t = t as u64;
-        Ok(Gcra { t, tau: t * u64::from(burst - 1), burst })
+        Ok(Gcra {
+            t,
+            tau: t * u64::from(burst - 1),
+            burst,
+        })
     }
 
     pub(crate) fn burst(&self) -> u32 {
@@ -49,7 +53,9 @@ impl Gcra {
     /// The earliest instant at which `n` units conform, given `ahead` units that must be granted first.
     /// `n` must not exceed the burst.
     pub(crate) fn earliest(&self, tat: u64, ahead: u64, n: u32) -> u64 {
-        let weight = self.t.saturating_mul(ahead.saturating_add(u64::from(n) - 1));
+        let weight = self
+            .t
+            .saturating_mul(ahead.saturating_add(u64::from(n) - 1));
         tat.saturating_add(weight).saturating_sub(self.tau)
     }
 
@@ -60,7 +66,9 @@ impl Gcra {
         if now < earliest {
             return Err(earliest);
         }
-        Ok(tat.max(now).saturating_add(self.t.saturating_mul(u64::from(n))))
+        Ok(tat
+            .max(now)
+            .saturating_add(self.t.saturating_mul(u64::from(n))))
     }
 
     /// Gives back `n` units granted earlier and never used.
@@ -114,22 +122,40 @@ mod tests {
         let fast = gcra(100, 10);
         let slow = gcra(10, 10);
         // 4 units in use at 10 ms each: 40 ms of debt becomes 400 ms at 100 ms each.
-        assert_eq!(fast.rescale(1_040_000_000, 1_000_000_000, &slow), 1_400_000_000);
+        assert_eq!(
+            fast.rescale(1_040_000_000, 1_000_000_000, &slow),
+            1_400_000_000
+        );
         // A full bucket stays full.
         assert_eq!(fast.rescale(5, 1_000, &slow), 1_000);
         // An empty bucket stays empty, no emptier: 10 units in use of a new burst of 2.
         let small = gcra(10, 2);
-        assert_eq!(fast.rescale(1_100_000_000, 1_000_000_000, &small), 1_200_000_000);
+        assert_eq!(
+            fast.rescale(1_100_000_000, 1_000_000_000, &small),
+            1_200_000_000
+        );
     }
 
     #[test]
     fn zeros_and_extremes_are_refused() {
         assert_eq!(Gcra::new(&Quota::per_second(0)), Err(QuotaError::ZeroRate));
-        assert_eq!(Gcra::new(&Quota::per_second(5).burst(0)), Err(QuotaError::ZeroBurst));
-        assert_eq!(Gcra::new(&Quota::new(5, Duration::ZERO)), Err(QuotaError::ZeroPeriod));
+        assert_eq!(
+            Gcra::new(&Quota::per_second(5).burst(0)),
+            Err(QuotaError::ZeroBurst)
+        );
+        assert_eq!(
+            Gcra::new(&Quota::new(5, Duration::ZERO)),
+            Err(QuotaError::ZeroPeriod)
+        );
         let too_fast = Quota::new(u32::MAX, Duration::from_secs(1));
-        assert_eq!(Gcra::new(&too_fast), Err(QuotaError::TooFast { quota: too_fast }));
+        assert_eq!(
+            Gcra::new(&too_fast),
+            Err(QuotaError::TooFast { quota: too_fast })
+        );
         let too_slow = Quota::new(1, Duration::from_secs(3600 * 24 * 365 * 200));
-        assert_eq!(Gcra::new(&too_slow), Err(QuotaError::TooSlow { quota: too_slow }));
+        assert_eq!(
+            Gcra::new(&too_slow),
+            Err(QuotaError::TooSlow { quota: too_slow })
+        );
     }
 }

@@ -67,7 +67,9 @@ struct KeyedState<K> {
 
 impl<K> Clone for KeyedLimiter<K> {
     fn clone(&self) -> Self {
-        KeyedLimiter { shared: Arc::clone(&self.shared) }
+        KeyedLimiter {
+            shared: Arc::clone(&self.shared),
+        }
     }
 }
 
@@ -90,9 +92,20 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
         if max_keys == 0 {
             return Err(QuotaError::ZeroKeys);
         }
-        let state = KeyedState { tats: HashMap::new(), granted: 0, rejected: 0, evicted: 0 };
+        let state = KeyedState {
+            tats: HashMap::new(),
+            granted: 0,
+            rejected: 0,
+            evicted: 0,
+        };
         Ok(KeyedLimiter {
-            shared: Arc::new(KeyedShared { origin: Instant::now(), quota, gcra, max_keys, state: Mutex::new(state) }),
+            shared: Arc::new(KeyedShared {
+                origin: Instant::now(),
+                quota,
+                gcra,
+                max_keys,
+                state: Mutex::new(state),
+            }),
         })
     }
 
@@ -137,12 +150,19 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     /// assert!(limiter.try_acquire_n(&"a", 5).is_err());
     /// # }
     /// ```
-    pub fn try_acquire_n(&self, key: &K, n: u32) -> Result<Result<(), RetryAfter>, InsufficientCapacity> {
+    pub fn try_acquire_n(
+        &self,
+        key: &K,
+        n: u32,
+    ) -> Result<Result<(), RetryAfter>, InsufficientCapacity> {
         let shared = &*self.shared;
         let mut state = shared.lock();
         if n > shared.gcra.burst() {
             state.rejected += 1;
-            return Err(InsufficientCapacity { requested: n, burst: shared.gcra.burst() });
+            return Err(InsufficientCapacity {
+                requested: n,
+                burst: shared.gcra.burst(),
+            });
         }
         if n == 0 {
             return Ok(Ok(()));
@@ -157,7 +177,9 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
             }
             Err(at) => {
                 state.rejected += 1;
-                Err(RetryAfter { wait: Duration::from_nanos(at - now) })
+                Err(RetryAfter {
+                    wait: Duration::from_nanos(at - now),
+                })
             }
         })
     }
@@ -182,7 +204,10 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     /// # }
     /// ```
     pub fn acquire(&self, key: &K) -> KeyedAcquire<'_, K> {
-        KeyedAcquire { reservation: Reservation::new(self, key), sleep: tokio::time::sleep_until(self.shared.origin) }
+        KeyedAcquire {
+            reservation: Reservation::new(self, key),
+            sleep: tokio::time::sleep_until(self.shared.origin),
+        }
     }
 
     /// Waits for one unit for `key` unless `ctx` ends first; a deadline that comes before the unit
@@ -245,7 +270,12 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     /// ```
     pub fn metrics(&self) -> KeyedMetrics {
         let state = self.shared.lock();
-        KeyedMetrics { granted: state.granted, rejected: state.rejected, keys: state.tats.len(), evicted: state.evicted }
+        KeyedMetrics {
+            granted: state.granted,
+            rejected: state.rejected,
+            keys: state.tats.len(),
+            evicted: state.evicted,
+        }
     }
 }
 
@@ -307,7 +337,12 @@ struct Reservation<'a, K: Hash + Eq + Clone> {
 
 impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
     fn new(limiter: &'a KeyedLimiter<K>, key: &K) -> Self {
-        Reservation { limiter, key: key.clone(), at: None, finished: false }
+        Reservation {
+            limiter,
+            key: key.clone(),
+            at: None,
+            finished: false,
+        }
     }
 
     /// Reserves on the first call: `Ok(None)` when granted now, `Ok(Some(instant))` to sleep until.
@@ -328,7 +363,9 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
                 remaining: Duration::from_nanos(deadline.saturating_sub(now)),
             });
         }
-        let Ok(tat) = shared.gcra.test(tat, at, 1) else { unreachable!("the earliest instant conforms") };
+        let Ok(tat) = shared.gcra.test(tat, at, 1) else {
+            unreachable!("the earliest instant conforms")
+        };
         shared.store(&mut state, &self.key, tat, now);
         state.granted += 1;
         if at == now {
@@ -395,7 +432,9 @@ impl<K: Hash + Eq + Clone> Future for KeyedAcquire<'_, K> {
 
 impl<K: Hash + Eq + Clone> fmt::Debug for KeyedAcquire<'_, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyedAcquire").field("at", &self.reservation.at).finish_non_exhaustive()
+        f.debug_struct("KeyedAcquire")
+            .field("at", &self.reservation.at)
+            .finish_non_exhaustive()
     }
 }
 
@@ -449,6 +488,9 @@ impl<K: Hash + Eq + Clone> Future for KeyedAcquireWith<'_, K> {
 
 impl<K: Hash + Eq + Clone> fmt::Debug for KeyedAcquireWith<'_, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyedAcquireWith").field("at", &self.reservation.at).field("ctx", self.ctx).finish()
+        f.debug_struct("KeyedAcquireWith")
+            .field("at", &self.reservation.at)
+            .field("ctx", self.ctx)
+            .finish()
     }
 }

@@ -6,7 +6,9 @@ use bounded_cancel::Context;
 
 use crate::gcra::Gcra;
 use crate::state::Shared;
-use crate::{Acquire, AcquireN, AcquireWith, InsufficientCapacity, Metrics, Quota, QuotaError, RetryAfter};
+use crate::{
+    Acquire, AcquireN, AcquireWith, InsufficientCapacity, Metrics, Quota, QuotaError, RetryAfter,
+};
 
 /// A rate limiter: GCRA on tokio's clock, with a FIFO queue of waiters each woken once.
 ///
@@ -52,7 +54,9 @@ impl Limiter {
     /// ```
     pub fn new(quota: Quota) -> Result<Self, QuotaError> {
         let gcra = Gcra::new(&quota)?;
-        Ok(Limiter { shared: Arc::new(Shared::new(quota, gcra)) })
+        Ok(Limiter {
+            shared: Arc::new(Shared::new(quota, gcra)),
+        })
     }
 
     /// Waits for one unit.
@@ -215,12 +219,17 @@ impl Limiter {
         let burst = state.gcra.burst();
         if n > burst {
             state.rejected += 1;
-            return Err(InsufficientCapacity { requested: n, burst });
+            return Err(InsufficientCapacity {
+                requested: n,
+                burst,
+            });
         }
         let now = self.shared.now();
         Ok(state.try_take(now, n).map_err(|at| {
             state.rejected += 1;
-            RetryAfter { wait: Duration::from_nanos(at - now) }
+            RetryAfter {
+                wait: Duration::from_nanos(at - now),
+            }
         }))
     }
 
@@ -300,6 +309,9 @@ impl Limiter {
 impl fmt::Debug for Limiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.shared.lock();
-        f.debug_struct("Limiter").field("quota", &state.quota).field("metrics", &state.metrics()).finish()
+        f.debug_struct("Limiter")
+            .field("quota", &state.quota)
+            .field("metrics", &state.metrics())
+            .finish()
     }
 }

@@ -40,7 +40,11 @@ impl Quota {
     /// assert_eq!(Quota::new(3, Duration::from_secs(1)).interval(), Duration::from_nanos(333_333_333));
     /// ```
     pub const fn new(count: u32, per: Duration) -> Self {
-        Quota { count, per, burst: None }
+        Quota {
+            count,
+            per,
+            burst: None,
+        }
     }
 
     /// `count` units per second, burst `count`.
@@ -77,7 +81,10 @@ impl Quota {
     /// assert_eq!(Quota::per_second(100).burst(10).burst_size(), 10);
     /// ```
     pub const fn burst(self, burst: u32) -> Self {
-        Quota { burst: Some(burst), ..self }
+        Quota {
+            burst: Some(burst),
+            ..self
+        }
     }
 
     /// The most units granted at once.
@@ -126,6 +133,12 @@ impl From<governor::Quota> for Quota {
 
 impl fmt::Display for Quota {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} per {:?}, burst {}", self.count, self.per, self.burst_size())
+        write!(
+            f,
+            "{} per {:?}, burst {}",
+            self.count,
+            self.per,
+            self.burst_size()
+        )
     }
 }

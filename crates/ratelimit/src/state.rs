@@ -115,7 +115,15 @@ impl State {
     pub(crate) fn enqueue(&mut self, n: u32, now: u64, waker: Waker) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.waiters.insert(seq, Waiter { n, since: now, waker: Some(waker), outcome: None });
+        self.waiters.insert(
+            seq,
+            Waiter {
+                n,
+                since: now,
+                waker: Some(waker),
+                outcome: None,
+            },
+        );
         self.queued += 1;
         self.queued_units += u64::from(n);
         seq
@@ -138,7 +146,9 @@ impl State {
     /// A waiter gave up. Gives back a grant it never saw; returns whether it was at the head.
     pub(crate) fn abandon(&mut self, seq: u64) -> bool {
         let was_head = self.head() == Some(seq);
-        let Some(waiter) = self.waiters.remove(&seq) else { return false };
+        let Some(waiter) = self.waiters.remove(&seq) else {
+            return false;
+        };
         self.abandoned += 1;
         match waiter.outcome {
             Some(Outcome::Granted) => {
@@ -155,7 +165,10 @@ impl State {
     }
 
     fn head(&self) -> Option<u64> {
-        self.waiters.range(self.cursor..).next().map(|(seq, _)| *seq)
+        self.waiters
+            .range(self.cursor..)
+            .next()
+            .map(|(seq, _)| *seq)
     }
 
     /// Decides every waiter at the head that conforms at `now`, in arrival order, collecting their
@@ -165,7 +178,10 @@ impl State {
         while let Some((&seq, waiter)) = self.waiters.range_mut(self.cursor..).next() {
             let outcome = if waiter.n > burst {
                 self.rejected += 1;
-                Outcome::Refused(InsufficientCapacity { requested: waiter.n, burst })
+                Outcome::Refused(InsufficientCapacity {
+                    requested: waiter.n,
+                    burst,
+                })
             } else {
                 match self.gcra.test(self.tat, now, waiter.n) {
                     Ok(tat) => {

@@ -85,7 +85,12 @@ impl<C> Throttle<C> {
         F: FnOnce(&'a C) -> Fut,
         Fut: Future,
     {
-        Call { acquire: self.limiter.acquire_with(ctx), client: &self.client, f: Some(f), fut: None }
+        Call {
+            acquire: self.limiter.acquire_with(ctx),
+            client: &self.client,
+            f: Some(f),
+            fut: None,
+        }
     }
 
     /// The limiter every call goes through.
@@ -130,7 +135,10 @@ impl<C> Throttle<C> {
 
 impl<C: fmt::Debug> fmt::Debug for Throttle<C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Throttle").field("client", &self.client).field("limiter", &self.limiter).finish()
+        f.debug_struct("Throttle")
+            .field("client", &self.client)
+            .field("limiter", &self.limiter)
+            .finish()
     }
 }
 
@@ -173,6 +181,9 @@ where
 
 impl<C, F, Fut> fmt::Debug for Call<'_, C, F, Fut> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Call").field("acquire", &self.acquire).field("called", &self.f.is_none()).finish()
+        f.debug_struct("Call")
+            .field("acquire", &self.acquire)
+            .field("called", &self.f.is_none())
+            .finish()
     }
 }

@@ -18,10 +18,17 @@ async fn a_thousand_acquires_at_100_per_second_with_burst_10_end_at_9_9_seconds(
         limiter.acquire().await;
         grants.push(start.elapsed());
     }
-    assert!(grants[..10].iter().all(Duration::is_zero), "the first 10 are immediate: {:?}", &grants[..11]);
+    assert!(
+        grants[..10].iter().all(Duration::is_zero),
+        "the first 10 are immediate: {:?}",
+        &grants[..11]
+    );
     assert_eq!(grants[10], 10 * MS);
     let last = grants[999];
-    assert!(last >= Duration::from_millis(9900) && last <= Duration::from_millis(9901), "ended at {last:?}");
+    assert!(
+        last >= Duration::from_millis(9900) && last <= Duration::from_millis(9901),
+        "ended at {last:?}"
+    );
     bounded_cancel::live::assert_none_alive().await;
 }
 
@@ -66,16 +73,28 @@ fn arrival(burst: u32) -> impl Strategy<Value = Arrival> {
 
 fn case() -> impl Strategy<Value = (u32, u32, Vec<Arrival>)> {
     (1u32..=500, 1u32..=20).prop_flat_map(|(rate, burst)| {
-        (Just(rate), Just(burst), proptest::collection::vec(arrival(burst), 1..80))
+        (
+            Just(rate),
+            Just(burst),
+            proptest::collection::vec(arrival(burst), 1..80),
+        )
     })
 }
 
 fn paused_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_time().start_paused(true).build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap()
 }
 
 /// Every closed window [a, b] between two grants holds at most rate × (b − a) + burst units.
-fn check_windows(rate: u32, burst: u32, mut grants: Vec<(Duration, u32)>) -> Result<(), TestCaseError> {
+fn check_windows(
+    rate: u32,
+    burst: u32,
+    mut grants: Vec<(Duration, u32)>,
+) -> Result<(), TestCaseError> {
     grants.sort();
     for i in 0..grants.len() {
         let mut units = 0u64;

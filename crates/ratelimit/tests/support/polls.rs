@@ -5,14 +5,17 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 
 /// Counts how often a future is polled: its first poll plus once per wake-up.
-pub struct CountPolls<F> {
+pub(crate) struct CountPolls<F> {
     inner: Pin<Box<F>>,
     polls: Arc<AtomicUsize>,
 }
 
 impl<F: Future> CountPolls<F> {
-    pub fn new(inner: F, polls: Arc<AtomicUsize>) -> Self {
-        CountPolls { inner: Box::pin(inner), polls }
+    pub(crate) fn new(inner: F, polls: Arc<AtomicUsize>) -> Self {
+        CountPolls {
+            inner: Box::pin(inner),
+            polls,
+        }
     }
 }
 

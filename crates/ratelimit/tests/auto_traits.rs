@@ -1,0 +1,36 @@
+//! The public futures and handles can cross threads.
+
+use bounded_ratelimit::{
+    Acquire, AcquireError, AcquireN, AcquireWith, Call, KeyedAcquire, KeyedAcquireWith,
+    KeyedLimiter, Limiter, Metrics, Quota, Throttle,
+};
+
+fn send_sync<T: Send + Sync>() {}
+fn send<T: Send>() {}
+fn unpin<T: Unpin>() {}
+
+#[test]
+fn futures_and_handles_are_send_and_sync() {
+    send_sync::<Limiter>();
+    send_sync::<KeyedLimiter<String>>();
+    send_sync::<Throttle<String>>();
+    send_sync::<Quota>();
+    send_sync::<Metrics>();
+    send_sync::<AcquireError>();
+    send_sync::<Acquire<'static>>();
+    send_sync::<AcquireN<'static>>();
+    send_sync::<AcquireWith<'static>>();
+    send::<KeyedAcquire<'static, String>>();
+    send::<KeyedAcquireWith<'static, String>>();
+    send::<
+        Call<
+            'static,
+            String,
+            fn(&'static String) -> std::future::Ready<()>,
+            std::future::Ready<()>,
+        >,
+    >();
+    unpin::<Acquire<'static>>();
+    unpin::<AcquireN<'static>>();
+    unpin::<Limiter>();
+}

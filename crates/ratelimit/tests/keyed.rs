@@ -1,0 +1,124 @@
+//! Keys are independent, memory stays within the bound, and a forgotten key starts fresh.
+
+use std::time::Duration;
+
+use bounded_cancel::Context;
+use bounded_ratelimit::{AcquireError, KeyedLimiter, Quota};
+use tokio::time::Instant;
+
+const MS: Duration = Duration::from_millis(1);
+
+#[tokio::test(start_paused = true)]
+async fn keys_are_independent() {
+    let limiter = KeyedLimiter::new(Quota::per_second(10).burst(2), 100).unwrap();
+    assert_eq!(limiter.try_acquire_n(&"a", 2), Ok(Ok(())));
+    assert!(limiter.try_acquire(&"a").is_err());
+    assert_eq!(
+        limiter.try_acquire_n(&"b", 2),
+        Ok(Ok(())),
+        "b has its own bucket"
+    );
+    assert_eq!(limiter.try_acquire(&"a").unwrap_err().wait(), 100 * MS);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_million_distinct_keys_never_hold_more_than_the_bound() {
+    let limiter = KeyedLimiter::new(Quota::per_second(1), 10_000).unwrap();
+    let mut most = 0;
+    for key in 0..1_000_000u64 {
+        limiter.try_acquire(&key).unwrap();
+        if key % 97 == 0 {
+            most = most.max(limiter.metrics().keys);
+        }
+    }
+    let m = limiter.metrics();
+    assert!(
+        most <= 10_000 && m.keys <= 10_000,
+        "{most} / {} keys remembered",
+        m.keys
+    );
+    assert_eq!(m.granted, 1_000_000);
+    assert_eq!(
+        m.evicted + m.keys as u64,
+        1_000_000,
+        "every key not remembered was counted as evicted"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_forgotten_key_starts_with_a_full_bucket() {
+    let limiter = KeyedLimiter::new(Quota::per_minute(1), 100).unwrap();
+    limiter.try_acquire(&0u32).unwrap();
+    assert!(limiter.try_acquire(&0).is_err(), "limited for a minute");
+    tokio::time::advance(MS).await;
+    // A flood of newer keys, all in debt: key 0 is the nearest to a full bucket, so it goes first.
+    for key in 1..=100 {
+        limiter.try_acquire(&key).unwrap();
+    }
+    assert!(limiter.metrics().evicted >= 1);
+    assert!(limiter.try_acquire(&0).is_ok(), "forgotten, so fresh");
+}
+
+#[tokio::test(start_paused = true)]
+async fn keys_whose_bucket_refilled_are_forgotten_first() {
+    let limiter = KeyedLimiter::new(Quota::per_second(10), 10).unwrap();
+    for key in 0..10 {
+        limiter.try_acquire(&key).unwrap();
+    }
+    tokio::time::advance(Duration::from_secs(1)).await;
+    limiter.try_acquire(&10).unwrap();
+    let m = limiter.metrics();
+    // All ten had refilled; forgetting them changed nothing.
+    assert_eq!((m.keys, m.evicted), (1, 10));
+}
+
+#[tokio::test(start_paused = true)]
+async fn callers_of_one_key_wait_in_turn_and_a_dropped_wait_gives_its_unit_back() {
+    let limiter = KeyedLimiter::new(Quota::per_second(10).burst(1), 100).unwrap();
+    let start = Instant::now();
+    limiter.acquire(&"k").await;
+    limiter.acquire(&"k").await;
+    assert_eq!(start.elapsed(), 100 * MS);
+    {
+        // Reserved for 200 ms, then dropped at 150 ms.
+        let wait = limiter.acquire(&"k");
+        assert!(tokio::time::timeout(50 * MS, wait).await.is_err());
+    }
+    limiter.acquire(&"k").await;
+    assert_eq!(
+        start.elapsed(),
+        200 * MS,
+        "the dropped reservation was given back"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn keyed_acquire_with_fails_at_once_on_a_deadline_too_soon() {
+    let limiter = KeyedLimiter::new(Quota::per_second(1).burst(1), 100).unwrap();
+    limiter.acquire(&1).await;
+    let ctx = Context::new().with_timeout(500 * MS);
+    let start = Instant::now();
+    match limiter.acquire_with(&ctx, &1).await {
+        Err(AcquireError::DeadlineTooSoon { wait, remaining }) => {
+            assert_eq!((wait, remaining), (1000 * MS, 500 * MS))
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(start.elapsed(), Duration::ZERO);
+    limiter
+        .acquire_with(&ctx, &2)
+        .await
+        .expect("another key is free");
+    let ctx = Context::new();
+    let cancel = ctx.clone();
+    let (result, ()) = tokio::join!(limiter.acquire_with(&ctx, &1), async move {
+        tokio::time::sleep(300 * MS).await;
+        cancel.cancel();
+    });
+    assert!(matches!(result, Err(AcquireError::Cancelled(_))));
+    assert_eq!(
+        limiter.try_acquire(&1).unwrap_err().wait(),
+        700 * MS,
+        "the cancelled wait gave its unit back"
+    );
+}

@@ -1,0 +1,92 @@
+//! A `Throttle` keeps a downstream at its rate under 200 concurrent callers.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bounded_cancel::Context;
+use bounded_ratelimit::{AcquireError, Limiter, Quota, Throttle};
+use tokio::time::Instant;
+
+/// A downstream that records when each call reached it.
+#[derive(Clone, Debug, Default)]
+struct FakeApi {
+    calls: Arc<Mutex<Vec<Instant>>>,
+}
+
+impl FakeApi {
+    async fn get(&self, _id: usize) -> Result<(), String> {
+        self.calls.lock().unwrap().push(Instant::now());
+        tokio::time::sleep(Duration::from_millis(30)).await; // the call's own latency
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_hundred_callers_keep_the_downstream_at_50_per_second() {
+    let api = FakeApi::default();
+    let client = Throttle::new(
+        api.clone(),
+        Limiter::new(Quota::per_second(50).burst(5)).unwrap(),
+    );
+    let start = Instant::now();
+    let stop = start + Duration::from_secs(10);
+    let mut callers = tokio::task::JoinSet::new();
+    for id in 0..200 {
+        let client = client.clone();
+        callers.spawn(async move {
+            let mut done = 0;
+            while Instant::now() < stop {
+                let request = Context::new().with_deadline(stop);
+                match client.call(&request, |api| api.get(id)).await {
+                    Ok(reply) => {
+                        reply.unwrap();
+                        done += 1;
+                    }
+                    Err(AcquireError::DeadlineTooSoon { .. } | AcquireError::Cancelled(_)) => break,
+                    Err(other) => panic!("{other}"),
+                }
+            }
+            done
+        });
+    }
+    let done: usize = callers.join_all().await.into_iter().sum();
+    let calls = api.calls.lock().unwrap().clone();
+    assert_eq!(done, calls.len());
+    // 10 s at 50/s plus the burst of 5.
+    assert!(
+        (500..=505).contains(&calls.len()),
+        "{} calls in 10 s",
+        calls.len()
+    );
+    // No one-second window saw more than 50 + 5.
+    for (i, first) in calls.iter().enumerate() {
+        let in_window = calls[i..]
+            .iter()
+            .take_while(|t| t.duration_since(*first) < Duration::from_secs(1))
+            .count();
+        assert!(
+            in_window <= 55,
+            "{in_window} calls in the second after {:?}",
+            first.duration_since(start)
+        );
+    }
+    bounded_cancel::live::assert_none_alive().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_call_never_runs_its_closure() {
+    let api = FakeApi::default();
+    let client = Throttle::new(
+        api.clone(),
+        Limiter::new(Quota::per_second(1).burst(1)).unwrap(),
+    );
+    client
+        .call(&Context::new(), |api| api.get(0))
+        .await
+        .unwrap()
+        .unwrap();
+    let hurried = Context::new().with_timeout(Duration::from_millis(10));
+    let err = client.call(&hurried, |api| api.get(1)).await.unwrap_err();
+    assert!(matches!(err, AcquireError::DeadlineTooSoon { .. }), "{err}");
+    assert_eq!(api.calls.lock().unwrap().len(), 1);
+}
