@@ -44,7 +44,7 @@ async fn two_hundred_callers_are_granted_in_arrival_order_each_woken_once_at_50_
     }
     callers.join_all().await;
 
-    let order = order.lock().unwrap();
+    let order = order.lock().unwrap().clone();
     // FIFO: the queue cycles through the callers in the order they first arrived.
     for (k, (id, _)) in order.iter().enumerate() {
         assert_eq!(*id, k % CALLERS, "grant {k} went to caller {id}");
