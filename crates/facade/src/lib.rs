@@ -9,6 +9,7 @@
 //! | [`cancel`] | `context`, signal handling | `Context`, `Cause`, `Shutdown`, `live` |
 //! | `group` (feature `group`) | `errgroup` | `Group`, `ResultGroup`, `map`, `for_each` |
 //! | `pool` (feature `pool`) | the bounded worker pool | `Pool`, `JobHandle`, `PoolReport` |
+//! | `ratelimit` (feature `ratelimit`) | `x/time/rate` | `Limiter`, `KeyedLimiter`, `Throttle`, `Quota` |
 //!
 //! The whole set in one example: a request with a deadline fans out to three backends through a group,
 //! then hands a follow-up job to a pool; a shutdown owns the service's task.
@@ -51,6 +52,9 @@ pub use bounded_group as group;
 #[cfg(feature = "pool")]
 #[cfg_attr(docsrs, doc(cfg(feature = "pool")))]
 pub use bounded_pool as pool;
+#[cfg(feature = "ratelimit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ratelimit")))]
+pub use bounded_ratelimit as ratelimit;
 
 /// The types most services use, in one import: `use bounded::prelude::*;`.
 pub mod prelude {
@@ -59,4 +63,6 @@ pub mod prelude {
     pub use bounded_group::{Group, ResultGroup};
     #[cfg(feature = "pool")]
     pub use bounded_pool::{JobError, Pool};
+    #[cfg(feature = "ratelimit")]
+    pub use bounded_ratelimit::{Limiter, Quota, Throttle};
 }
