@@ -1,0 +1,88 @@
+//! `Pipeline` is Go's fan-out / fan-in pipeline for tokio: stages of worker tasks, each with its own
+//! parallelism, joined by bounded channels, that stop together and never lose an error or a panic.
+//!
+//! | Go | bounded-pipeline |
+//! | --- | --- |
+//! | a stage: N goroutines ranging over `in`, sending to `out` | [`.map(n, f)`](Stage::map), [`.filter_map(n, f)`](Stage::filter_map) |
+//! | (order lost) | [`.map_ordered(n, f)`](Stage::map_ordered): parallel, passed on in input order, bounded reorder buffer |
+//! | `make(chan T, cap)` between stages | [`.buffer(cap)`](Stage::buffer) (16 by default); every channel is bounded |
+//! | `wg.Wait(); close(out)` in a closer goroutine | built in: a stage's channel closes when its last worker ends |
+//! | `if err != nil { continue }` | fail fast by default (first error stops every stage), or [`skip_errors(handler)`](Pipeline::skip_errors) with the item's index |
+//! | `case <-ctx.Done(): return` in every send | built in: the pipeline's context ending aborts every task |
+//! | ranging over the last channel | [`Output`]: a `Stream`, plus [`try_collect`](Output::try_collect), [`collect`](Output::collect), [`for_each`](Output::for_each) |
+//!
+//! The seed's `Pipeline` (an `in` channel of orders, 8 workers running `enrich`, an `out` channel) in
+//! this crate's API, stacked as the article suggests (fetch, enrich, validate, store):
+//!
+//! ```
+//! use bounded_cancel::Context;
+//! use bounded_pipeline::Pipeline;
+//!
+//! # #[derive(Debug)] struct Order(u32);
+//! # #[derive(Debug)] struct Enriched(u32);
+//! # async fn fetch(_: &Context, id: u32) -> Result<Order, String> { Ok(Order(id)) }
+//! # async fn enrich(_: &Context, o: Order) -> Result<Enriched, String> { Ok(Enriched(o.0)) }
+//! # fn valid(e: &Enriched) -> bool { e.0 % 10 != 0 }
+//! # async fn store(_: &Context, e: Enriched) -> Result<u32, String> { Ok(e.0) }
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let app = Context::new();
+//! let stored = Pipeline::new(&app)
+//!     .source(1..=100u32)
+//!     .map(4, |ctx, id| async move { fetch(&ctx, id).await }).named("fetch")
+//!     .map(8, |ctx, order| async move { enrich(&ctx, order).await }).named("enrich")
+//!     .filter_map(2, |_ctx, e| async move { Ok(valid(&e).then_some(e)) }).named("validate")
+//!     .map(2, |ctx, e| async move { store(&ctx, e).await }).named("store")
+//!     .output()
+//!     .try_collect()
+//!     .await
+//!     .expect("no stage failed");
+//! assert_eq!(stored.len(), 90);
+//! # }
+//! ```
+//!
+//! # Channels: the creator closes
+//!
+//! Go's rule is that whoever creates a channel closes it. Here each stage creates its output channel and
+//! is the only one holding its sending ends: when its last worker ends the channel closes, and the next
+//! stage sees a clean end once it has taken every item. No consumer can close a channel under a
+//! producer, and a send after close is impossible to write.
+//!
+//! # Stopping
+//!
+//! The pipeline runs under a child of the context given to [`Pipeline::new`]. The first error (fail
+//! fast), a panic, that context ending, or dropping the [`Output`] cancels it, and a watch task aborts
+//! every stage's tasks; the source is never pulled again. The output then yields what was already
+//! through, then one `Err` ([`PipelineError`]) saying why, then ends. A panic is returned as a value,
+//! [`PipelineError::Panicked`] with its payload: re-raise it with `std::panic::resume_unwind` if that
+//! is what you want.
+//!
+//! # Backpressure
+//!
+//! Every channel is bounded, and each worker holds one item at a time, so with a stalled consumer the
+//! items pulled from the source never exceed the source's one in hand plus, for every stage, its
+//! workers and its buffer (plus `2 × workers` for a `map_ordered` stage's reorder window).
+//!
+//! # Comparison with `buffer_unordered`
+//!
+//! `stream.map(f).buffer_unordered(n)` runs its `n` futures inside the task that polls the stream:
+//! nothing runs in parallel on a multi-thread runtime, and when the consumer is slow to poll, none of
+//! those futures is polled either: their timeouts fire, and locks or semaphore permits they hold are
+//! held while nothing happens. Here every stage is made of real tasks on the runtime's threads: they
+//! keep working while the consumer is busy, up to their bounded buffers, and a CPU-heavy stage uses
+//! more than one core. The cost is a channel hop per stage (see `docs/benchmarks.md`).
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+
+mod error;
+mod metrics;
+mod ordered;
+mod output;
+mod shared;
+mod stage;
+mod worker;
+
+pub use error::PipelineError;
+pub use metrics::StageMetrics;
+pub use output::Output;
+pub use stage::{DEFAULT_BUFFER, Pipeline, Stage};

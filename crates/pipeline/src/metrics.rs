@@ -1,0 +1,61 @@
+use std::fmt;
+
+/// One stage's counters, from [`Output::metrics`](crate::Output::metrics).
+///
+/// Read them side by side: the stage whose `queued` input stays high and whose `busy` equals its
+/// `workers` is the bottleneck; the stages after it sit idle.
+///
+/// # Examples
+///
+/// ```
+/// use bounded_cancel::Context;
+/// use bounded_pipeline::Pipeline;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let output = Pipeline::new(&Context::new())
+///     .source(0..100u32)
+///     .map(4, |_ctx, n| async move { Ok::<_, String>(n * 2) })
+///     .named("double")
+///     .output();
+/// let metrics = output.metrics();
+/// let _ = output.try_collect().await;
+/// assert_eq!(metrics.len(), 2); // the source, then `double`
+/// assert_eq!(metrics[1].name, "double");
+/// assert_eq!(metrics[1].workers, 4);
+/// # }
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StageMetrics {
+    /// The stage's name (`source`, `map`, `map_ordered`, `filter_map`, or the name given with `named`).
+    pub name: String,
+    /// Worker tasks in the stage.
+    pub workers: usize,
+    /// Items the stage has taken from its input.
+    pub items_in: u64,
+    /// Items the stage has passed on.
+    pub items_out: u64,
+    /// Items waiting in the stage's input channel.
+    pub queued: u64,
+    /// Workers running the stage function right now.
+    pub busy: usize,
+    /// Errors returned by the stage function (each one skipped, or the one that stopped the pipeline).
+    pub errors: u64,
+}
+
+impl fmt::Display for StageMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{:<12} workers {:>2}  in {:>6}  out {:>6}  queued {:>4}  busy {:>2}  errors {}",
+            self.name,
+            self.workers,
+            self.items_in,
+            self.items_out,
+            self.queued,
+            self.busy,
+            self.errors
+        )
+    }
+}

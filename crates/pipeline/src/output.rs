@@ -1,0 +1,206 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll, ready};
+
+use async_channel::Receiver;
+use bounded_cancel::Context;
+use futures_util::{Stream, StreamExt};
+
+use crate::shared::{Item, Owner};
+use crate::{PipelineError, StageMetrics};
+
+/// The end of a pipeline: a [`Stream`] of `Ok` items that ends, if the pipeline stopped early, with
+/// one `Err` saying why.
+///
+/// Dropping it cancels the pipeline's context and aborts every stage's tasks.
+///
+/// # Examples
+///
+/// ```
+/// use bounded_cancel::Context;
+/// use bounded_pipeline::Pipeline;
+/// use futures_util::StreamExt;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let mut out = Pipeline::new(&Context::new())
+///     .source(0..1_000_000u64)
+///     .map(4, |_ctx, n| async move { Ok::<_, String>(n) })
+///     .output();
+/// let first = out.next().await.unwrap().unwrap();
+/// drop(out); // the other 999,999 are never pulled: every stage is stopped
+/// # let _ = first;
+/// # }
+/// ```
+#[must_use = "a pipeline's output does nothing unless read, and dropping it stops the pipeline"]
+pub struct Output<T, E> {
+    // Boxed so that the output is `Unpin` and `StreamExt::next` works on it directly.
+    rx: Pin<Box<Receiver<Item<T>>>>,
+    owner: Owner<E>,
+    ended: bool,
+}
+
+impl<T, E> Output<T, E> {
+    pub(crate) fn new(owner: Owner<E>, rx: Receiver<Item<T>>) -> Self {
+        Output {
+            rx: Box::pin(rx),
+            owner,
+            ended: false,
+        }
+    }
+
+    /// Each stage's counters, the source first.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_cancel::Context;
+    /// # use bounded_pipeline::Pipeline;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let out = Pipeline::<()>::new(&Context::new()).source(0..5).named("ids").output();
+    /// assert_eq!(out.metrics()[0].name, "ids");
+    /// # }
+    /// ```
+    pub fn metrics(&self) -> Vec<StageMetrics> {
+        self.owner.shared.metrics()
+    }
+
+    /// The pipeline's context, the one its stage functions receive.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_cancel::Context;
+    /// # use bounded_pipeline::Pipeline;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let out = Pipeline::<()>::new(&Context::new()).source(0..5).output();
+    /// out.context().cancel(); // stops every stage
+    /// # }
+    /// ```
+    pub fn context(&self) -> &Context {
+        &self.owner.shared.ctx
+    }
+
+    /// Every item, or the first failure.
+    ///
+    /// # Errors
+    ///
+    /// The [`PipelineError`] that stopped the pipeline: the first error as the identical value (fail
+    /// fast), a panic with its payload, the context's cause, or a stage built with a zero.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_cancel::Context;
+    /// # use bounded_pipeline::Pipeline;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let out = Pipeline::new(&Context::new()).source(0..3).map_ordered(2, |_c, n| async move { Ok::<_, ()>(n) });
+    /// assert_eq!(out.output().try_collect().await.unwrap(), [0, 1, 2]);
+    /// # }
+    /// ```
+    pub async fn try_collect(self) -> Result<Vec<T>, PipelineError<E>> {
+        let mut items = Vec::new();
+        let mut this = std::pin::pin!(self);
+        while let Some(item) = this.next().await {
+            items.push(item?);
+        }
+        Ok(items)
+    }
+
+    /// Everything that came out, and how the pipeline ended (`None`: its source ran dry).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_cancel::Context;
+    /// # use bounded_pipeline::Pipeline;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let out = Pipeline::new(&Context::new())
+    ///     .source(0..10u32)
+    ///     .map_ordered(1, |_c, n| async move { if n < 3 { Ok(n) } else { Err("too big") } })
+    ///     .output();
+    /// let (items, failure) = out.collect().await;
+    /// assert_eq!(items, [0, 1, 2]);
+    /// assert_eq!(failure.unwrap().into_error(), Some("too big"));
+    /// # }
+    /// ```
+    pub async fn collect(self) -> (Vec<T>, Option<PipelineError<E>>) {
+        let mut items = Vec::new();
+        let mut this = std::pin::pin!(self);
+        while let Some(item) = this.next().await {
+            match item {
+                Ok(item) => items.push(item),
+                Err(failure) => return (items, Some(failure)),
+            }
+        }
+        (items, None)
+    }
+
+    /// Runs `f` on each item as it comes out, one at a time; the stages keep working meanwhile, up to
+    /// their buffers.
+    ///
+    /// # Errors
+    ///
+    /// As [`try_collect`](Output::try_collect); `f` has seen every item that came out before it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_cancel::Context;
+    /// # use bounded_pipeline::Pipeline;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut total = 0;
+    /// Pipeline::<()>::new(&Context::new()).source(1..=4).output().for_each(|n| { total += n; async {} }).await.unwrap();
+    /// assert_eq!(total, 10);
+    /// # }
+    /// ```
+    pub async fn for_each<F, Fut>(self, mut f: F) -> Result<(), PipelineError<E>>
+    where
+        F: FnMut(T) -> Fut,
+        Fut: Future<Output = ()>,
+    {
+        let mut this = std::pin::pin!(self);
+        while let Some(item) = this.next().await {
+            f(item?).await;
+        }
+        Ok(())
+    }
+}
+
+impl<T, E> Stream for Output<T, E> {
+    type Item = Result<T, PipelineError<E>>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        match ready!(this.rx.as_mut().poll_next(cx)) {
+            Some(item) => Poll::Ready(Some(Ok(item.value))),
+            None => {
+                // Every stage has ended and closed its channel; say why if it was early.
+                this.ended = true;
+                let shared = &this.owner.shared;
+                let failure = shared
+                    .take_failure()
+                    .or_else(|| shared.ctx.cause().map(PipelineError::Cancelled));
+                Poll::Ready(failure.map(Err))
+            }
+        }
+    }
+}
+
+impl<T, E> fmt::Debug for Output<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Output")
+            .field("metrics", &self.metrics())
+            .field("ended", &self.ended)
+            .finish()
+    }
+}

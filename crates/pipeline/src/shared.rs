@@ -1,0 +1,170 @@
+//! What every task of one pipeline shares: its context, the first failure, the stages' counters, and
+//! the abort handles that stop it all.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bounded_cancel::Context;
+use bounded_cancel::live::TaskCounter;
+use tokio::task::AbortHandle;
+
+use crate::{PipelineError, StageMetrics};
+
+pub(crate) type ErrorHandler<E> = Box<dyn Fn(u64, E) + Send + Sync>;
+
+pub(crate) struct Item<T> {
+    pub(crate) index: u64,
+    pub(crate) value: T,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Nothing panics while these locks are held, so a poisoned one still holds consistent data.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(crate) struct Counters {
+    pub(crate) name: String,
+    pub(crate) workers: usize,
+    pub(crate) items_in: AtomicU64,
+    pub(crate) items_out: AtomicU64,
+    pub(crate) busy: AtomicUsize,
+    pub(crate) errors: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn new(name: String, workers: usize) -> Self {
+        Counters {
+            name,
+            workers,
+            items_in: AtomicU64::new(0),
+            items_out: AtomicU64::new(0),
+            busy: AtomicUsize::new(0),
+            errors: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn add_in(&self) {
+        self.items_in.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add_out(&self) {
+        self.items_out.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+pub(crate) struct Shared<E> {
+    pub(crate) ctx: Context,
+    failure: Mutex<Option<PipelineError<E>>>,
+    on_error: Option<ErrorHandler<E>>,
+    stages: Mutex<Vec<Arc<Counters>>>,
+    tasks: TaskCounter,
+    handles: Mutex<Vec<AbortHandle>>,
+}
+
+impl<E: Send + 'static> Shared<E> {
+    pub(crate) fn new(ctx: Context, on_error: Option<ErrorHandler<E>>) -> Self {
+        Shared {
+            ctx,
+            failure: Mutex::new(None),
+            on_error,
+            stages: Mutex::new(Vec::new()),
+            tasks: TaskCounter::new("pipeline stage"),
+            handles: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn spawn<F>(&self, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let handle = tokio::spawn(self.tasks.track(fut)).abort_handle();
+        lock(&self.handles).push(handle);
+    }
+
+    pub(crate) fn add_stage(&self, name: String, workers: usize) -> Arc<Counters> {
+        let counters = Arc::new(Counters::new(name, workers));
+        lock(&self.stages).push(Arc::clone(&counters));
+        counters
+    }
+
+    /// Records the first failure and stops the pipeline; later failures are consequences, not causes.
+    pub(crate) fn fail(&self, failure: PipelineError<E>) {
+        let mut slot = lock(&self.failure);
+        if slot.is_none() {
+            *slot = Some(failure);
+        }
+        drop(slot);
+        self.ctx.cancel();
+    }
+
+    /// A stage function's error: handed to the skip handler (and the item dropped), or the end of the
+    /// pipeline. Returns whether the stage goes on.
+    pub(crate) fn error(&self, counters: &Counters, index: u64, error: E) -> bool {
+        counters.errors.fetch_add(1, Ordering::Relaxed);
+        match &self.on_error {
+            Some(handler) => {
+                handler(index, error);
+                true
+            }
+            None => {
+                self.fail(PipelineError::Failed {
+                    stage: counters.name.clone(),
+                    index,
+                    error,
+                });
+                false
+            }
+        }
+    }
+}
+
+impl<E> Shared<E> {
+    /// Stops every task of the pipeline: they are dropped at their next await, and the channels they
+    /// held close behind them.
+    pub(crate) fn abort_all(&self) {
+        for handle in lock(&self.handles).iter() {
+            handle.abort();
+        }
+    }
+
+    pub(crate) fn take_failure(&self) -> Option<PipelineError<E>> {
+        lock(&self.failure).take()
+    }
+
+    pub(crate) fn metrics(&self) -> Vec<StageMetrics> {
+        let stages = lock(&self.stages);
+        let mut upstream_out = None;
+        stages
+            .iter()
+            .map(|c| {
+                let items_in = c.items_in.load(Ordering::Relaxed);
+                let items_out = c.items_out.load(Ordering::Relaxed);
+                let queued = upstream_out.map_or(0, |out: u64| out.saturating_sub(items_in));
+                upstream_out = Some(items_out);
+                StageMetrics {
+                    name: c.name.clone(),
+                    workers: c.workers,
+                    items_in,
+                    items_out,
+                    queued,
+                    busy: c.busy.load(Ordering::Relaxed),
+                    errors: c.errors.load(Ordering::Relaxed),
+                }
+            })
+            .collect()
+    }
+}
+
+/// The one owner of a pipeline's tasks; dropping it (with the last builder or the output) cancels the
+/// pipeline's context and aborts every task.
+pub(crate) struct Owner<E> {
+    pub(crate) shared: Arc<Shared<E>>,
+}
+
+impl<E> Drop for Owner<E> {
+    fn drop(&mut self) {
+        self.shared.ctx.cancel();
+        self.shared.abort_all();
+    }
+}

@@ -1,0 +1,474 @@
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use async_channel::{Receiver, Sender};
+use bounded_cancel::Context;
+use futures_util::{Stream, StreamExt};
+
+use crate::shared::{Counters, ErrorHandler, Item, Owner, Shared};
+use crate::{Output, PipelineError, ordered, worker};
+
+/// Items each stage's output channel holds unless [`Stage::buffer`] says otherwise.
+pub const DEFAULT_BUFFER: usize = 16;
+
+type Spawner<T> = Box<dyn FnOnce(Arc<Counters>, Sender<Item<T>>) + Send>;
+
+/// The start of a pipeline: its context and its error policy. [`source`](Pipeline::source) gives the
+/// first [`Stage`].
+///
+/// The pipeline runs under a child of the context given to [`new`](Pipeline::new): cancelling that
+/// context stops every stage, and the output ends with the cause.
+///
+/// # Examples
+///
+/// ```
+/// use bounded_cancel::Context;
+/// use bounded_pipeline::Pipeline;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let lengths = Pipeline::new(&Context::new())
+///     .source(["a", "bb", "ccc"])
+///     .map_ordered(2, |_ctx, s: &str| async move { Ok::<_, String>(s.len()) })
+///     .output()
+///     .try_collect()
+///     .await
+///     .unwrap();
+/// assert_eq!(lengths, [1, 2, 3]);
+/// # }
+/// ```
+pub struct Pipeline<E> {
+    ctx: Context,
+    on_error: Option<ErrorHandler<E>>,
+}
+
+impl<E: Send + 'static> Pipeline<E> {
+    /// A pipeline under a child of `parent`, failing fast on the first error.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_cancel::Context;
+    /// # use bounded_pipeline::Pipeline;
+    /// let app = Context::new();
+    /// let pipeline: Pipeline<std::io::Error> = Pipeline::new(&app);
+    /// ```
+    pub fn new(parent: &Context) -> Self {
+        Pipeline {
+            ctx: parent.child(),
+            on_error: None,
+        }
+    }
+
+    /// Skip mode: a stage function's error goes to `handler` with the item's position in the source
+    /// (from 0), the item is dropped, and the rest flow on. Panics still stop the pipeline.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_cancel::Context;
+    /// use bounded_pipeline::Pipeline;
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let skipped = Arc::new(Mutex::new(Vec::new()));
+    /// let log = skipped.clone();
+    /// let evens = Pipeline::new(&Context::new())
+    ///     .skip_errors(move |index, err: String| log.lock().unwrap().push((index, err)))
+    ///     .source(0..6u32)
+    ///     .map_ordered(2, |_ctx, n| async move { if n % 2 == 0 { Ok(n) } else { Err(format!("{n} is odd")) } })
+    ///     .output()
+    ///     .try_collect()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(evens, [0, 2, 4]);
+    /// assert_eq!(skipped.lock().unwrap().len(), 3);
+    /// # }
+    /// ```
+    pub fn skip_errors<H>(self, handler: H) -> Self
+    where
+        H: Fn(u64, E) + Send + Sync + 'static,
+    {
+        Pipeline {
+            on_error: Some(Box::new(handler)),
+            ..self
+        }
+    }
+
+    /// The first stage: one task pulling `items`, only as fast as the stages after it take them.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime: the pipeline's tasks start here.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_cancel::Context;
+    /// # use bounded_pipeline::Pipeline;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let all = Pipeline::new(&Context::new()).source(vec![1, 2, 3]).output();
+    /// assert_eq!(all.try_collect().await.map_err(|e: bounded_pipeline::PipelineError<()>| e).unwrap(), [1, 2, 3]);
+    /// # }
+    /// ```
+    pub fn source<I>(self, items: I) -> Stage<I::Item, E>
+    where
+        I: IntoIterator,
+        I::IntoIter: Send + 'static,
+        I::Item: Send + 'static,
+    {
+        self.source_stream(futures_util::stream::iter(items))
+    }
+
+    /// The first stage, from a [`Stream`]: one task polling it, only as fast as the stages after it
+    /// take its items, and never again once the pipeline has stopped.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime: the pipeline's tasks start here.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_cancel::Context;
+    /// # use bounded_pipeline::Pipeline;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let (tx, rx) = tokio::sync::mpsc::channel(4);
+    /// tokio::spawn(async move { for n in 0..3 { tx.send(n).await.unwrap(); } });
+    /// let stream = futures_util::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|n| (n, rx)) });
+    /// let out = Pipeline::new(&Context::new()).source_stream(stream).output();
+    /// assert_eq!(out.try_collect().await.map_err(|e: bounded_pipeline::PipelineError<()>| e).unwrap(), [0, 1, 2]);
+    /// # }
+    /// ```
+    pub fn source_stream<S>(self, stream: S) -> Stage<S::Item, E>
+    where
+        S: Stream + Send + 'static,
+        S::Item: Send + 'static,
+    {
+        let shared = Arc::new(Shared::new(self.ctx, self.on_error));
+        // The pipeline's watchman: once its context ends, for whatever reason, every task stops.
+        let watch = Arc::clone(&shared);
+        shared.spawn(async move {
+            watch.ctx.cancelled().await;
+            watch.abort_all();
+        });
+        let source = Arc::clone(&shared);
+        let spawn: Spawner<S::Item> = Box::new(move |counters, tx| {
+            let task = Arc::clone(&source);
+            source.spawn(async move {
+                let mut stream = std::pin::pin!(stream);
+                let mut index = 0;
+                // The context is checked before every pull, so a stopped pipeline pulls nothing more.
+                while !task.ctx.is_cancelled() {
+                    let Some(value) = stream.next().await else {
+                        return;
+                    };
+                    counters.add_in();
+                    if tx.send(Item { index, value }).await.is_err() {
+                        return;
+                    }
+                    counters.add_out();
+                    index += 1;
+                }
+            });
+        });
+        Stage {
+            owner: Owner { shared },
+            spawn,
+            name: "source".into(),
+            workers: 1,
+            capacity: DEFAULT_BUFFER,
+        }
+    }
+}
+
+impl<E> fmt::Debug for Pipeline<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("ctx", &self.ctx)
+            .field("skip_errors", &self.on_error.is_some())
+            .finish()
+    }
+}
+
+/// The last stage of a pipeline being built, producing items of type `T`.
+///
+/// A stage's workers start when the next stage (or the [`Output`]) is attached, once the size of its
+/// output channel is known. Dropping a `Stage` stops everything built so far.
+///
+/// # Examples
+///
+/// ```
+/// # use bounded_cancel::Context;
+/// # use bounded_pipeline::Pipeline;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let out = Pipeline::new(&Context::new())
+///     .source(1..=100u64)
+///     .map(8, |_ctx, n| async move { Ok::<_, String>(n * n) })
+///     .named("square")
+///     .buffer(32)
+///     .filter_map(2, |_ctx, n| async move { Ok(if n % 2 == 0 { Some(n) } else { None }) })
+///     .output();
+/// assert_eq!(out.try_collect().await.unwrap().len(), 50);
+/// # }
+/// ```
+pub struct Stage<T, E> {
+    owner: Owner<E>,
+    spawn: Spawner<T>,
+    name: String,
+    workers: usize,
+    capacity: usize,
+}
+
+impl<T: Send + 'static, E: Send + 'static> Stage<T, E> {
+    /// Starts this stage's workers on a new channel and hands back its receiving end.
+    fn attach(self) -> (Owner<E>, Receiver<Item<T>>) {
+        let Stage {
+            owner,
+            spawn,
+            name,
+            workers,
+            capacity,
+        } = self;
+        if capacity == 0 {
+            owner.shared.fail(PipelineError::Invalid(format!(
+                "stage `{name}` was given a buffer of 0: give it room for at least 1 item"
+            )));
+        }
+        let (tx, rx) = async_channel::bounded(capacity.max(1));
+        let counters = owner.shared.add_stage(name, workers);
+        spawn(counters, tx);
+        (owner, rx)
+    }
+
+    fn checked_workers(&self, kind: &str, workers: usize) -> usize {
+        if workers == 0 {
+            self.owner.shared.fail(PipelineError::Invalid(format!(
+                "stage `{kind}` was given 0 workers: give it at least 1"
+            )));
+        }
+        workers.max(1)
+    }
+
+    /// A stage of `workers` tasks running `f` on each item as it arrives, passing results on in the
+    /// order they finish.
+    ///
+    /// `f` gets the pipeline's context (cancelled when the pipeline stops) and the item. An `Err` stops
+    /// the pipeline (or goes to the [`skip_errors`](Pipeline::skip_errors) handler). Zero workers is an
+    /// [`PipelineError::Invalid`] from the output.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_cancel::Context;
+    /// # use bounded_pipeline::Pipeline;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut sums = Pipeline::new(&Context::new())
+    ///     .source(0..10u32)
+    ///     .map(4, |_ctx, n| async move { Ok::<_, String>(n + 1) })
+    ///     .output()
+    ///     .try_collect()
+    ///     .await
+    ///     .unwrap();
+    /// sums.sort();
+    /// assert_eq!(sums, (1..=10).collect::<Vec<_>>());
+    /// # }
+    /// ```
+    pub fn map<U, F, Fut>(self, workers: usize, f: F) -> Stage<U, E>
+    where
+        U: Send + 'static,
+        F: Fn(Context, T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<U, E>> + Send + 'static,
+    {
+        self.unordered("map", workers, move |ctx, item| {
+            let fut = f(ctx, item);
+            async move { fut.await.map(Some) }
+        })
+    }
+
+    /// [`map`](Stage::map), dropping the items for which `f` returns `Ok(None)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_cancel::Context;
+    /// # use bounded_pipeline::Pipeline;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let big = Pipeline::new(&Context::new())
+    ///     .source(0..10u32)
+    ///     .filter_map(2, |_ctx, n| async move { Ok::<_, String>((n >= 8).then_some(n)) })
+    ///     .output()
+    ///     .try_collect()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(big.len(), 2);
+    /// # }
+    /// ```
+    pub fn filter_map<U, F, Fut>(self, workers: usize, f: F) -> Stage<U, E>
+    where
+        U: Send + 'static,
+        F: Fn(Context, T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Option<U>, E>> + Send + 'static,
+    {
+        self.unordered("filter_map", workers, f)
+    }
+
+    /// [`map`](Stage::map), passing results on in the order the items arrived.
+    ///
+    /// Workers still run in parallel; a reorder buffer holds finished items until the ones before them
+    /// are passed on. It is bounded: at most `2 × workers` items are taken but not yet passed on, so
+    /// one slow item stops intake rather than growing memory.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_cancel::Context;
+    /// # use bounded_pipeline::Pipeline;
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let same_order = Pipeline::new(&Context::new())
+    ///     .source(0..8u64)
+    ///     .map_ordered(4, |_ctx, n| async move {
+    ///         tokio::time::sleep(Duration::from_millis(80 - n * 10)).await; // later items finish first
+    ///         Ok::<_, String>(n)
+    ///     })
+    ///     .output()
+    ///     .try_collect()
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(same_order, (0..8).collect::<Vec<_>>());
+    /// # }
+    /// ```
+    pub fn map_ordered<U, F, Fut>(self, workers: usize, f: F) -> Stage<U, E>
+    where
+        U: Send + 'static,
+        F: Fn(Context, T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<U, E>> + Send + 'static,
+    {
+        let workers = self.checked_workers("map_ordered", workers);
+        let (owner, rx) = self.attach();
+        let shared = Arc::clone(&owner.shared);
+        let spawn: Spawner<U> = Box::new(move |counters, tx| {
+            let f = move |ctx, item| {
+                let fut = f(ctx, item);
+                async move { fut.await.map(Some) }
+            };
+            ordered::spawn(&shared, counters, workers, rx, tx, f);
+        });
+        Stage {
+            owner,
+            spawn,
+            name: "map_ordered".into(),
+            workers,
+            capacity: DEFAULT_BUFFER,
+        }
+    }
+
+    fn unordered<U, F, Fut>(self, kind: &str, workers: usize, f: F) -> Stage<U, E>
+    where
+        U: Send + 'static,
+        F: Fn(Context, T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Option<U>, E>> + Send + 'static,
+    {
+        let workers = self.checked_workers(kind, workers);
+        let (owner, rx) = self.attach();
+        let shared = Arc::clone(&owner.shared);
+        let spawn: Spawner<U> = Box::new(move |counters, tx| {
+            let f = Arc::new(f);
+            for _ in 0..workers {
+                let task = worker::run(
+                    shared.clone(),
+                    counters.clone(),
+                    rx.clone(),
+                    tx.clone(),
+                    f.clone(),
+                );
+                shared.spawn(task);
+            }
+        });
+        Stage {
+            owner,
+            spawn,
+            name: kind.into(),
+            workers,
+            capacity: DEFAULT_BUFFER,
+        }
+    }
+
+    /// Sets how many items this stage's output channel holds ([`DEFAULT_BUFFER`] unless set). A
+    /// buffer of 0 is a [`PipelineError::Invalid`] from the output.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_cancel::Context;
+    /// # use bounded_pipeline::Pipeline;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let stage = Pipeline::<String>::new(&Context::new()).source(0..10).buffer(64);
+    /// # drop(stage);
+    /// # }
+    /// ```
+    pub fn buffer(self, capacity: usize) -> Self {
+        Stage { capacity, ..self }
+    }
+
+    /// Names this stage in [`Output::metrics`] and in errors.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_cancel::Context;
+    /// # use bounded_pipeline::Pipeline;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let stage = Pipeline::<String>::new(&Context::new()).source(0..10).named("orders");
+    /// # drop(stage);
+    /// # }
+    /// ```
+    pub fn named(self, name: impl Into<String>) -> Self {
+        Stage {
+            name: name.into(),
+            ..self
+        }
+    }
+
+    /// Starts the last stage and returns the pipeline's output: a [`Stream`] of the items, ending with
+    /// the pipeline's failure if it had one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_cancel::Context;
+    /// # use bounded_pipeline::Pipeline;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let out = Pipeline::new(&Context::new()).source(0..3).output();
+    /// let (items, failure) = out.collect().await;
+    /// assert_eq!(items, [0, 1, 2]);
+    /// assert!(failure.map(|e: bounded_pipeline::PipelineError<()>| e).is_none());
+    /// # }
+    /// ```
+    pub fn output(self) -> Output<T, E> {
+        let (owner, rx) = self.attach();
+        Output::new(owner, rx)
+    }
+}
+
+impl<T, E> fmt::Debug for Stage<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Stage")
+            .field("name", &self.name)
+            .field("workers", &self.workers)
+            .field("buffer", &self.capacity)
+            .finish_non_exhaustive()
+    }
+}
