@@ -1,0 +1,18 @@
+//! The output and builders can cross threads.
+
+use bounded_pipeline::{Output, Pipeline, PipelineError, Stage, StageMetrics};
+
+fn send<T: Send>() {}
+fn sync<T: Sync>() {}
+fn unpin<T: Unpin>() {}
+
+#[test]
+fn output_and_builders_are_send() {
+    send::<Pipeline<String>>();
+    send::<Stage<u64, String>>();
+    send::<Output<u64, String>>();
+    sync::<Output<u64, String>>();
+    unpin::<Output<u64, String>>();
+    send::<PipelineError<String>>();
+    send::<StageMetrics>();
+}

@@ -1,0 +1,38 @@
+//! With a stalled consumer, the source is pulled no further than the stages' workers and buffers hold.
+
+#[path = "support/counting.rs"]
+mod counting;
+
+use std::time::Duration;
+
+use bounded_cancel::Context;
+use bounded_pipeline::Pipeline;
+use counting::Pulled;
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_consumer_bounds_what_is_pulled_from_the_source() {
+    let pulled = Pulled::default();
+    let out = Pipeline::new(&Context::new())
+        .source(pulled.source(u64::MAX))
+        .buffer(7)
+        .map(3, |_ctx, i| async move { Ok::<_, String>(i) })
+        .buffer(5)
+        .map_ordered(2, |_ctx, i| async move { Ok(i) })
+        .buffer(4)
+        .filter_map(1, |_ctx, i| async move { Ok(Some(i)) })
+        .buffer(6)
+        .output();
+    tokio::time::sleep(Duration::from_secs(10)).await; // nobody reads the output
+    // source: 1 in hand + 7 buffered; map: 3 workers + 5; map_ordered: its window of 2 × 2 + 4;
+    // filter_map: 1 worker + 6.
+    let bound = (1 + 7) + (3 + 5) + (2 * 2 + 4) + (1 + 6);
+    let count = pulled.count();
+    assert!(count <= bound, "{count} pulled, bound {bound}");
+    assert!(
+        count >= bound - 3,
+        "the buffers did fill: {count} of {bound}"
+    );
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(pulled.count(), count, "and then nothing more");
+    drop(out);
+}

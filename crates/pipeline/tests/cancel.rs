@@ -1,0 +1,57 @@
+//! Cancelling the pipeline's context ends the output with the cause.
+
+use std::time::Duration;
+
+use bounded_cancel::{Cause, Context, live};
+use bounded_pipeline::{Pipeline, PipelineError};
+use futures_util::StreamExt;
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_the_parent_ends_the_output_with_the_cause() {
+    let parent = Context::new();
+    let mut out = Pipeline::new(&parent)
+        .source(0..u64::MAX)
+        .map(2, move |ctx, i| async move {
+            if i >= 20 {
+                // Items past the 20th wait for the pipeline's context, handed to every stage function.
+                ctx.cancelled().await;
+            }
+            Ok::<_, String>(i)
+        })
+        .output();
+    for _ in 0..20 {
+        out.next().await.unwrap().unwrap();
+    }
+    parent.cancel_with(std::io::Error::other("service shutting down"));
+    let mut last = None;
+    while let Some(item) = out.next().await {
+        last = Some(item);
+    }
+    match last {
+        Some(Err(PipelineError::Cancelled(Cause::Error(e)))) => {
+            assert_eq!(e.to_string(), "service shutting down")
+        }
+        other => panic!("{other:?}"),
+    }
+    drop(out);
+    live::assert_none_alive().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_on_the_parent_ends_the_output_with_deadline_exceeded() {
+    let parent = Context::new().with_timeout(Duration::from_millis(250));
+    let result = Pipeline::new(&parent)
+        .source(0..u64::MAX)
+        .map(2, |_ctx, i| async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Ok::<_, String>(i)
+        })
+        .output()
+        .try_collect()
+        .await;
+    match result {
+        Err(PipelineError::Cancelled(cause)) => assert!(cause.is_deadline_exceeded()),
+        other => panic!("{other:?}"),
+    }
+    live::assert_none_alive().await;
+}

@@ -1,0 +1,101 @@
+//! Every item comes out exactly once, and the output ends cleanly when the source ends.
+
+use std::time::Duration;
+
+use bounded_cancel::{Context, live};
+use bounded_pipeline::{Pipeline, PipelineError};
+use futures_util::StreamExt;
+
+const N: u64 = 10_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_item_comes_out_exactly_once() {
+    let mut out = Pipeline::new(&Context::new())
+        .source(0..N)
+        .map(4, |_ctx, n| async move {
+            tokio::task::yield_now().await;
+            Ok::<_, String>(n * 3)
+        })
+        .buffer(3)
+        .map(3, |_ctx, n| async move { Ok(n + 1) })
+        .output();
+    let mut seen = vec![0u32; N as usize];
+    while let Some(item) = out.next().await {
+        let n = item.expect("no stage fails");
+        seen[((n - 1) / 3) as usize] += 1;
+    }
+    assert!(out.next().await.is_none(), "the output stays ended");
+    assert!(
+        seen.iter().all(|&times| times == 1),
+        "every item exactly once"
+    );
+    let metrics = out.metrics();
+    assert_eq!(
+        metrics
+            .iter()
+            .map(|m| (m.items_in, m.items_out))
+            .collect::<Vec<_>>(),
+        [(N, N); 3]
+    );
+    drop(out);
+    live::assert_none_alive().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filter_map_passes_on_exactly_the_items_it_keeps() {
+    let out = Pipeline::new(&Context::new())
+        .source(0..N)
+        .filter_map(3, |_ctx, n| async move {
+            Ok::<_, String>((n % 3 == 0).then_some(n))
+        })
+        .named("thirds")
+        .map_ordered(2, |_ctx, n| async move { Ok(n) })
+        .output();
+    assert_eq!(out.metrics()[1].name, "thirds");
+    let (mut items, failure) = out.collect().await;
+    assert!(failure.is_none(), "{failure:?}");
+    // `filter_map` is unordered, so compare as sets of exactly-once items.
+    items.sort();
+    assert!(
+        items == (0..N).filter(|n| n % 3 == 0).collect::<Vec<_>>(),
+        "each kept item exactly once"
+    );
+    live::assert_none_alive().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn metrics_count_in_and_out_per_stage() {
+    let out = Pipeline::new(&Context::new())
+        .source(0..100u64)
+        .filter_map(2, |_ctx, n| async move {
+            Ok::<_, String>((n < 40).then_some(n))
+        })
+        .output();
+    let metrics_before = out.metrics();
+    assert_eq!(metrics_before.len(), 2);
+    let mut out = out;
+    let mut count = 0;
+    while let Some(item) = out.next().await {
+        item.unwrap();
+        count += 1;
+    }
+    assert_eq!(count, 40);
+    let m = out.metrics();
+    assert_eq!((m[0].items_in, m[0].items_out), (100, 100));
+    assert_eq!(
+        (m[1].items_in, m[1].items_out, m[1].busy, m[1].queued),
+        (100, 40, 0, 0)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_empty_source_ends_the_output_at_once() {
+    let out = Pipeline::new(&Context::new())
+        .source(Vec::<u8>::new())
+        .map(2, |_ctx, n| async move { Ok::<_, String>(n) })
+        .output();
+    let result: Result<Vec<u8>, PipelineError<String>> = out.try_collect().await;
+    assert_eq!(result.unwrap(), Vec::<u8>::new());
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    live::assert_none_alive().await;
+}

@@ -1,0 +1,85 @@
+//! `map_ordered` keeps source order under any delays, and its reorder buffer is bounded.
+
+#[path = "support/counting.rs"]
+mod counting;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bounded_cancel::Context;
+use bounded_pipeline::Pipeline;
+use counting::Pulled;
+use proptest::prelude::*;
+
+fn paused_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn map_ordered_preserves_source_order_under_random_delays(
+        delays in proptest::collection::vec(0u64..50, 1..80),
+        workers in 1usize..=8,
+        buffer in 1usize..=8,
+    ) {
+        let n = delays.len() as u64;
+        let delays = Arc::new(delays);
+        let out = paused_runtime().block_on(async move {
+            Pipeline::new(&Context::new())
+                .source(0..n)
+                .buffer(buffer)
+                .map_ordered(workers, move |_ctx, i| {
+                    let delay = Duration::from_millis(delays[i as usize]);
+                    async move {
+                        tokio::time::sleep(delay).await;
+                        Ok::<_, String>(i)
+                    }
+                })
+                .buffer(buffer)
+                .output()
+                .try_collect()
+                .await
+        });
+        prop_assert_eq!(out.unwrap(), (0..n).collect::<Vec<_>>());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_head_stops_intake_once_the_reorder_window_is_full() {
+    const WORKERS: u64 = 4;
+    let pulled = Pulled::default();
+    let started = Arc::new(AtomicU64::new(0));
+    let s = started.clone();
+    let out = Pipeline::new(&Context::new())
+        .source(pulled.source(1_000))
+        .buffer(8)
+        .map_ordered(WORKERS as usize, move |_ctx, i| {
+            s.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if i == 0 {
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                }
+                Ok::<_, String>(i)
+            }
+        })
+        .output();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // The head is still running: at most 2 × workers items taken, the rest wait upstream.
+    assert_eq!(
+        started.load(Ordering::SeqCst),
+        2 * WORKERS,
+        "intake stopped at the window"
+    );
+    assert_eq!(out.metrics()[1].items_in, 2 * WORKERS);
+    // The source filled its buffer of 8 and holds one more in hand, and then stopped.
+    assert_eq!(pulled.count(), 2 * WORKERS + 8 + 1);
+    let items = out.try_collect().await.unwrap();
+    assert_eq!(items, (0..1_000).collect::<Vec<_>>());
+}
