@@ -13,7 +13,7 @@ use bounded_cancel::Context;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 
 use crate::shared::{Counters, Item, Shared};
-use crate::worker::{Step, call};
+use crate::worker::{Step, call, receive, send};
 
 struct Done<U> {
     seq: u64,
@@ -95,12 +95,12 @@ pub(crate) fn spawn<T, U, E, F, Fut>(
 async fn reorder<U>(done: Receiver<Done<U>>, tx: Sender<Item<U>>, counters: Arc<Counters>) {
     let mut waiting = BTreeMap::new();
     let mut next = 0;
-    while let Ok(item) = done.recv().await {
+    while let Some(item) = receive(&done).await {
         waiting.insert(item.seq, item);
         while let Some(ready) = waiting.remove(&next) {
             next += 1;
             if let Some(item) = ready.item {
-                if tx.send(item).await.is_err() {
+                if !send(&tx, item).await {
                     return;
                 }
                 counters.add_out();

@@ -168,7 +168,7 @@ impl<E: Send + 'static> Pipeline<E> {
                         return;
                     };
                     counters.add_in();
-                    if tx.send(Item { index, value }).await.is_err() {
+                    if !worker::send(&tx, Item { index, value }).await {
                         return;
                     }
                     counters.add_out();

@@ -83,12 +83,12 @@ pub(crate) async fn run<T, U, E, F, Fut>(
     F: Fn(Context, T) -> Fut,
     Fut: Future<Output = Result<Option<U>, E>>,
 {
-    while let Ok(item) = input.recv().await {
+    while let Some(item) = receive(&input).await {
         counters.add_in();
         let index = item.index;
         match call(&shared, &counters, &*f, item).await {
             Step::Pass(value) => {
-                if output.send(Item { index, value }).await.is_err() {
+                if !send(&output, Item { index, value }).await {
                     return;
                 }
                 counters.add_out();
@@ -96,5 +96,24 @@ pub(crate) async fn run<T, U, E, F, Fut>(
             Step::Drop => {}
             Step::Stop => return,
         }
+    }
+}
+
+/// The next item, without building a wait when one is already queued; `None` once the channel is closed
+/// and empty.
+pub(crate) async fn receive<T>(input: &Receiver<T>) -> Option<T> {
+    match input.try_recv() {
+        Ok(item) => Some(item),
+        Err(async_channel::TryRecvError::Empty) => input.recv().await.ok(),
+        Err(async_channel::TryRecvError::Closed) => None,
+    }
+}
+
+/// Passes an item on, waiting for room only when there is none; `false` once the receivers are gone.
+pub(crate) async fn send<T>(output: &Sender<T>, item: T) -> bool {
+    match output.try_send(item) {
+        Ok(()) => true,
+        Err(async_channel::TrySendError::Full(item)) => output.send(item).await.is_ok(),
+        Err(async_channel::TrySendError::Closed(_)) => false,
     }
 }

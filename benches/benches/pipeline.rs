@@ -1,0 +1,199 @@
+//! bounded-pipeline against the fan-out / fan-in a tokio user writes by hand.
+//!
+//! - `pipeline/one_stage/*`: 50,000 items through one stage of 8 workers with buffers of 16 on both
+//!   sides, trivial work, beside the same shape by hand with tokio `mpsc` and the input receiver behind a
+//!   `Mutex`, with `async-channel` (MPMC, no mutex), and `buffer_unordered(8)` over spawned tasks.
+//! - `pipeline/three_stages/*`: 50,000 items through three stages of 4 workers (buffers 16), beside the
+//!   same by hand with `async-channel`.
+//! - `pipeline/cpu_stage/*` (multi_thread only): 2,000 items of about 20 µs of CPU each through a stage
+//!   of 1 and of 2 workers: the stage really runs on both threads.
+
+use std::hint::black_box;
+use std::sync::Arc;
+
+use bounded_benches::runtimes;
+use bounded_cancel::Context;
+use bounded_pipeline::Pipeline;
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use futures_util::StreamExt;
+use tokio::sync::{Mutex, mpsc};
+
+const ITEMS: u64 = 50_000;
+const WORKERS: usize = 8;
+const BUFFER: usize = 16;
+
+async fn ours_one_stage() -> u64 {
+    let mut out = Pipeline::new(&Context::new())
+        .source(0..ITEMS)
+        .buffer(BUFFER)
+        .map(WORKERS, |_ctx, n| async move { Ok::<_, ()>(black_box(n)) })
+        .buffer(BUFFER)
+        .output();
+    let mut sum = 0;
+    while let Some(n) = out.next().await {
+        sum += n.unwrap();
+    }
+    sum
+}
+
+/// The fan-out / fan-in most tokio code has: workers share the input receiver behind a mutex.
+async fn mpsc_mutex_one_stage() -> u64 {
+    let (in_tx, in_rx) = mpsc::channel::<u64>(BUFFER);
+    let (out_tx, mut out_rx) = mpsc::channel::<u64>(BUFFER);
+    let in_rx = Arc::new(Mutex::new(in_rx));
+    tokio::spawn(async move {
+        for n in 0..ITEMS {
+            in_tx.send(n).await.unwrap();
+        }
+    });
+    for _ in 0..WORKERS {
+        let (in_rx, out_tx) = (in_rx.clone(), out_tx.clone());
+        tokio::spawn(async move {
+            loop {
+                let next = in_rx.lock().await.recv().await;
+                let Some(n) = next else { return };
+                if out_tx.send(black_box(n)).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    drop(out_tx);
+    let mut sum = 0;
+    while let Some(n) = out_rx.recv().await {
+        sum += n;
+    }
+    sum
+}
+
+async fn async_channel_stages(stages: usize, workers: usize) -> u64 {
+    let (tx, mut rx) = async_channel::bounded::<u64>(BUFFER);
+    tokio::spawn(async move {
+        for n in 0..ITEMS {
+            tx.send(n).await.unwrap();
+        }
+    });
+    for _ in 0..stages {
+        let (out_tx, out_rx) = async_channel::bounded::<u64>(BUFFER);
+        for _ in 0..workers {
+            let (rx, out_tx) = (rx.clone(), out_tx.clone());
+            tokio::spawn(async move {
+                while let Ok(n) = rx.recv().await {
+                    if out_tx.send(black_box(n)).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        rx = out_rx;
+    }
+    let mut sum = 0;
+    while let Ok(n) = rx.recv().await {
+        sum += n;
+    }
+    sum
+}
+
+async fn buffer_unordered_one_stage() -> u64 {
+    futures_util::stream::iter(0..ITEMS)
+        .map(|n| tokio::spawn(async move { black_box(n) }))
+        .buffer_unordered(WORKERS)
+        .fold(0, |sum, n| async move { sum + n.unwrap() })
+        .await
+}
+
+async fn ours_three_stages() -> u64 {
+    let mut out = Pipeline::new(&Context::new())
+        .source(0..ITEMS)
+        .buffer(BUFFER)
+        .map(4, |_ctx, n| async move { Ok::<_, ()>(black_box(n)) })
+        .buffer(BUFFER)
+        .map(4, |_ctx, n| async move { Ok(black_box(n)) })
+        .buffer(BUFFER)
+        .map(4, |_ctx, n| async move { Ok(black_box(n)) })
+        .buffer(BUFFER)
+        .output();
+    let mut sum = 0;
+    while let Some(n) = out.next().await {
+        sum += n.unwrap();
+    }
+    sum
+}
+
+fn expected() -> u64 {
+    ITEMS * (ITEMS - 1) / 2
+}
+
+fn bench_one_stage(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pipeline/one_stage");
+    group.throughput(Throughput::Elements(ITEMS));
+    group.sample_size(20);
+    for (flavor, rt) in runtimes() {
+        assert_eq!(rt.block_on(ours_one_stage()), expected());
+        assert_eq!(rt.block_on(mpsc_mutex_one_stage()), expected());
+        group.bench_function(BenchmarkId::new("bounded", flavor), |b| b.to_async(&rt).iter(ours_one_stage));
+        group.bench_function(BenchmarkId::new("mpsc_mutex", flavor), |b| b.to_async(&rt).iter(mpsc_mutex_one_stage));
+        group.bench_function(BenchmarkId::new("async_channel", flavor), |b| {
+            b.to_async(&rt).iter(|| async_channel_stages(1, WORKERS))
+        });
+        group.bench_function(BenchmarkId::new("buffer_unordered_spawn", flavor), |b| {
+            b.to_async(&rt).iter(buffer_unordered_one_stage)
+        });
+    }
+    group.finish();
+}
+
+fn bench_three_stages(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pipeline/three_stages");
+    group.throughput(Throughput::Elements(ITEMS));
+    group.sample_size(20);
+    for (flavor, rt) in runtimes() {
+        assert_eq!(rt.block_on(ours_three_stages()), expected());
+        group.bench_function(BenchmarkId::new("bounded", flavor), |b| b.to_async(&rt).iter(ours_three_stages));
+        group.bench_function(BenchmarkId::new("async_channel", flavor), |b| {
+            b.to_async(&rt).iter(|| async_channel_stages(3, 4))
+        });
+    }
+    group.finish();
+}
+
+const CPU_ITEMS: u64 = 2_000;
+
+/// About 20 µs of arithmetic that the optimiser cannot remove.
+fn burn(seed: u64) -> u64 {
+    let mut x = seed | 1;
+    for _ in 0..20_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+    }
+    black_box(x)
+}
+
+async fn cpu_stage(workers: usize) -> u64 {
+    Pipeline::new(&Context::new())
+        .source(0..CPU_ITEMS)
+        .map(workers, |_ctx, n| async move { Ok::<_, ()>(burn(n)) })
+        .output()
+        .try_collect()
+        .await
+        .unwrap()
+        .into_iter()
+        .fold(0, u64::wrapping_add)
+}
+
+fn bench_cpu_stage(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pipeline/cpu_stage");
+    group.throughput(Throughput::Elements(CPU_ITEMS));
+    group.sample_size(10);
+    let [(flavor, rt), _] = runtimes();
+    for workers in [1, 2] {
+        group.bench_function(BenchmarkId::new(format!("{workers}_workers"), flavor), |b| {
+            b.to_async(&rt).iter(|| cpu_stage(workers))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_one_stage, bench_three_stages, bench_cpu_stage);
+criterion_main!(benches);
