@@ -131,8 +131,12 @@ fn bench_one_stage(c: &mut Criterion) {
     for (flavor, rt) in runtimes() {
         assert_eq!(rt.block_on(ours_one_stage()), expected());
         assert_eq!(rt.block_on(mpsc_mutex_one_stage()), expected());
-        group.bench_function(BenchmarkId::new("bounded", flavor), |b| b.to_async(&rt).iter(ours_one_stage));
-        group.bench_function(BenchmarkId::new("mpsc_mutex", flavor), |b| b.to_async(&rt).iter(mpsc_mutex_one_stage));
+        group.bench_function(BenchmarkId::new("bounded", flavor), |b| {
+            b.to_async(&rt).iter(ours_one_stage)
+        });
+        group.bench_function(BenchmarkId::new("mpsc_mutex", flavor), |b| {
+            b.to_async(&rt).iter(mpsc_mutex_one_stage)
+        });
         group.bench_function(BenchmarkId::new("async_channel", flavor), |b| {
             b.to_async(&rt).iter(|| async_channel_stages(1, WORKERS))
         });
@@ -149,7 +153,9 @@ fn bench_three_stages(c: &mut Criterion) {
     group.sample_size(20);
     for (flavor, rt) in runtimes() {
         assert_eq!(rt.block_on(ours_three_stages()), expected());
-        group.bench_function(BenchmarkId::new("bounded", flavor), |b| b.to_async(&rt).iter(ours_three_stages));
+        group.bench_function(BenchmarkId::new("bounded", flavor), |b| {
+            b.to_async(&rt).iter(ours_three_stages)
+        });
         group.bench_function(BenchmarkId::new("async_channel", flavor), |b| {
             b.to_async(&rt).iter(|| async_channel_stages(3, 4))
         });
@@ -188,12 +194,18 @@ fn bench_cpu_stage(c: &mut Criterion) {
     group.sample_size(10);
     let [(flavor, rt), _] = runtimes();
     for workers in [1, 2] {
-        group.bench_function(BenchmarkId::new(format!("{workers}_workers"), flavor), |b| {
-            b.to_async(&rt).iter(|| cpu_stage(workers))
-        });
+        group.bench_function(
+            BenchmarkId::new(format!("{workers}_workers"), flavor),
+            |b| b.to_async(&rt).iter(|| cpu_stage(workers)),
+        );
     }
     group.finish();
 }
 
-criterion_group!(benches, bench_one_stage, bench_three_stages, bench_cpu_stage);
+criterion_group!(
+    benches,
+    bench_one_stage,
+    bench_three_stages,
+    bench_cpu_stage
+);
 criterion_main!(benches);

@@ -40,7 +40,10 @@ async fn fetch(id: u32) -> Result<Order, OrderError> {
 
 async fn enrich(order: Order) -> Result<Enriched, OrderError> {
     tokio::time::sleep(Duration::from_millis(20)).await;
-    Ok(Enriched { id: order.id, customer: format!("customer-{}", order.id % 17) })
+    Ok(Enriched {
+        id: order.id,
+        customer: format!("customer-{}", order.id % 17),
+    })
 }
 
 async fn store(order: Enriched) -> Result<u32, OrderError> {
@@ -60,7 +63,12 @@ pub struct Report {
 
 /// Runs `orders` orders through the pipeline, sampling the metrics every `every` (and printing them if
 /// `print`). The bottleneck is the stage whose workers were busiest on average.
-pub async fn run(ctx: &Context, orders: u32, every: Duration, print: bool) -> Result<Report, PipelineError<OrderError>> {
+pub async fn run(
+    ctx: &Context,
+    orders: u32,
+    every: Duration,
+    print: bool,
+) -> Result<Report, PipelineError<OrderError>> {
     let mut out = Pipeline::new(ctx)
         .source(1..=orders)
         .named("orders")
@@ -110,7 +118,11 @@ pub async fn run(ctx: &Context, orders: u32, every: Duration, print: bool) -> Re
         .max_by(|a, b| a.1.total_cmp(b.1))
         .map(|(stage, _)| stage.name.clone())
         .unwrap_or_default();
-    Ok(Report { stored, stages, bottleneck })
+    Ok(Report {
+        stored,
+        stages,
+        bottleneck,
+    })
 }
 
 #[tokio::main]
@@ -120,7 +132,10 @@ async fn main() {
         Ok(report) => {
             println!("== done: {} orders stored", report.stored);
             report.stages.iter().for_each(|stage| println!("{stage}"));
-            println!("bottleneck: `{}` (its workers were the busiest; give it more, or make it cheaper)", report.bottleneck);
+            println!(
+                "bottleneck: `{}` (its workers were the busiest; give it more, or make it cheaper)",
+                report.bottleneck
+            );
         }
         Err(err) => {
             eprintln!("pipeline failed: {err}");
