@@ -81,8 +81,10 @@
 //! All time is `tokio::time`: the bucket reads `tokio::time::Instant` and the driver sleeps with
 //! `tokio::time::sleep_until` (one timer, reset for each instant), so tests on a paused clock
 //! (`#[tokio::test(start_paused = true)]`) run a minute of limiting in microseconds. tokio's timer has
-//! millisecond resolution: with a burst of 1 a waiting caller is granted at most once per millisecond,
-//! so above 1,000 units a second give a burst of at least `rate / 1000`.
+//! millisecond resolution, so the driver wakes on millisecond ticks: with a bucket shorter than that
+//! (a burst below `rate / 1000`) waiters are granted at most one bucket per tick, and units that refill a
+//! full bucket while the driver waits for its tick are lost. Above 1,000 units a second, give a burst of
+//! at least `rate / 500` (two milliseconds of units).
 //!
 //! # Why not `sleep(1s / rate)` in a loop
 //!
