@@ -10,17 +10,20 @@ use bounded_cancel::Context;
 use bounded_pipeline::{Pipeline, PipelineError, StageMetrics};
 use futures_util::StreamExt;
 
+/// An order as fetched.
 #[derive(Debug)]
 pub struct Order {
     id: u32,
 }
 
+/// An order with its customer.
 #[derive(Debug)]
 pub struct Enriched {
     id: u32,
     customer: String,
 }
 
+/// A stage's failure.
 #[derive(Debug)]
 pub struct OrderError(String);
 
@@ -54,10 +57,14 @@ async fn store(order: Enriched) -> Result<u32, OrderError> {
     Ok(order.id)
 }
 
-/// What a run saw: how many orders were stored, the final counters, and the bottleneck.
+/// What a run saw.
+#[derive(Debug)]
 pub struct Report {
+    /// Orders stored.
     pub stored: usize,
+    /// Each stage's final counters.
     pub stages: Vec<StageMetrics>,
+    /// The stage whose workers were busiest on average.
     pub bottleneck: String,
 }
 
@@ -78,7 +85,7 @@ pub async fn run(
         .named("enrich")
         .filter_map(2, |_ctx, order: Enriched| async move {
             // Every tenth order is a test order: dropped here, counted in the metrics.
-            Ok((order.id % 10 != 0).then_some(order))
+            Ok((!order.id.is_multiple_of(10)).then_some(order))
         })
         .named("validate")
         .map(2, |_ctx, order| store(order))
