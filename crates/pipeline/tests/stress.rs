@@ -39,7 +39,7 @@ enum Kind {
 /// The stage function shared by every kind: fails or panics on the faulty item, yields now and then.
 async fn step(i: u64, fault: Fault, calls: Arc<AtomicU64>) -> Result<u64, String> {
     calls.fetch_add(1, Ordering::Relaxed);
-    if i % 7 == 0 {
+    if i.is_multiple_of(7) {
         tokio::task::yield_now().await;
     }
     match fault {
