@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use bounded_benches::runtimes;
 use bounded_cancel::Context;
-use bounded_pipeline::Pipeline;
+use bounded_pipeline::{Output, Pipeline};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use futures_util::StreamExt;
 use tokio::sync::{Mutex, mpsc};
@@ -22,18 +22,23 @@ const ITEMS: u64 = 50_000;
 const WORKERS: usize = 8;
 const BUFFER: usize = 16;
 
-async fn ours_one_stage() -> u64 {
-    let mut out = Pipeline::new(&Context::new())
-        .source(0..ITEMS)
-        .buffer(BUFFER)
-        .map(WORKERS, |_ctx, n| async move { Ok::<_, ()>(black_box(n)) })
-        .buffer(BUFFER)
-        .output();
+/// Reads every item off a pipeline's output, as the hand-written consumers below do.
+async fn drain(mut out: Output<u64, ()>) -> u64 {
     let mut sum = 0;
     while let Some(n) = out.next().await {
         sum += n.unwrap();
     }
     sum
+}
+
+async fn ours_one_stage() -> u64 {
+    let out = Pipeline::new(&Context::new())
+        .source(0..ITEMS)
+        .buffer(BUFFER)
+        .map(WORKERS, |_ctx, n| async move { Ok::<_, ()>(black_box(n)) })
+        .buffer(BUFFER)
+        .output();
+    drain(out).await
 }
 
 /// The fan-out / fan-in most tokio code has: workers share the input receiver behind a mutex.
@@ -103,7 +108,7 @@ async fn buffer_unordered_one_stage() -> u64 {
 }
 
 async fn ours_three_stages() -> u64 {
-    let mut out = Pipeline::new(&Context::new())
+    let out = Pipeline::new(&Context::new())
         .source(0..ITEMS)
         .buffer(BUFFER)
         .map(4, |_ctx, n| async move { Ok::<_, ()>(black_box(n)) })
@@ -113,11 +118,7 @@ async fn ours_three_stages() -> u64 {
         .map(4, |_ctx, n| async move { Ok(black_box(n)) })
         .buffer(BUFFER)
         .output();
-    let mut sum = 0;
-    while let Some(n) = out.next().await {
-        sum += n.unwrap();
-    }
-    sum
+    drain(out).await
 }
 
 fn expected() -> u64 {
