@@ -184,9 +184,11 @@ impl<T, E> Stream for Output<T, E> {
         match ready!(this.rx.as_mut().poll_next(cx)) {
             Some(item) => Poll::Ready(Some(Ok(item.value))),
             None => {
-                // Every stage has ended and closed its channel; say why if it was early.
+                // Every stage has ended and closed its channel; say why if it was early. The watch task
+                // is all that is left: stop it now rather than when the output is dropped.
                 this.ended = true;
                 let shared = &this.owner.shared;
+                shared.abort_all();
                 let failure = shared
                     .take_failure()
                     .or_else(|| shared.ctx.cause().map(PipelineError::Cancelled));
