@@ -75,6 +75,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod link;
 mod metrics;
 mod ordered;
 mod output;

@@ -4,16 +4,17 @@
 //! it takes an item, and the reorder task returns it when that item is passed on. A slow item at the
 //! head therefore stops intake after at most `2 × workers` items instead of growing memory.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 
-use async_channel::{Receiver, Sender};
+use async_channel::{Receiver, Sender, TryRecvError};
 use bounded_cancel::Context;
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 
+use crate::link::{Link, Producer};
 use crate::shared::{Counters, Item, Shared};
-use crate::worker::{Step, call, receive, send};
+use crate::worker::{Step, call};
 
 struct Done<U> {
     seq: u64,
@@ -21,19 +22,12 @@ struct Done<U> {
     _permit: OwnedSemaphorePermit,
 }
 
-/// The input and the count of items taken from it, under one lock, so a sequence number is the
-/// order of taking.
-struct Input<T> {
-    rx: Receiver<Item<T>>,
-    taken: u64,
-}
-
 pub(crate) fn spawn<T, U, E, F, Fut>(
     shared: &Arc<Shared<E>>,
     counters: Arc<Counters>,
     workers: usize,
-    rx: Receiver<Item<T>>,
-    tx: Sender<Item<U>>,
+    input: Arc<Link<Item<T>>>,
+    output: Producer<Item<U>>,
     f: F,
 ) where
     T: Send + 'static,
@@ -43,69 +37,97 @@ pub(crate) fn spawn<T, U, E, F, Fut>(
     Fut: Future<Output = Result<Option<U>, E>> + Send + 'static,
 {
     let window = Arc::new(Semaphore::new(2 * workers));
-    let input = Arc::new(Mutex::new(Input { rx, taken: 0 }));
+    // Items are numbered in the order they are taken, under this lock.
+    let taken_so_far = Arc::new(Mutex::new(0u64));
     let (done_tx, done_rx) = async_channel::bounded(2 * workers);
     let f = Arc::new(f);
     for _ in 0..workers {
-        let (shared2, counters, window, input, done_tx, f) = (
+        let (task, counters, window, taken_so_far, input, done_tx, f) = (
             shared.clone(),
             counters.clone(),
             window.clone(),
+            taken_so_far.clone(),
             input.clone(),
             done_tx.clone(),
             f.clone(),
         );
         shared.spawn(async move {
+            let mut taken = VecDeque::with_capacity(1);
             loop {
                 let Ok(permit) = window.clone().acquire_owned().await else {
                     return;
                 };
-                let (seq, item) = {
-                    let mut input = input.lock().await;
-                    let Ok(item) = input.rx.recv().await else {
+                let seq = {
+                    let mut count = taken_so_far.lock().await;
+                    if !input.take(1, &mut taken).await {
                         return;
-                    };
-                    input.taken += 1;
-                    (input.taken - 1, item)
+                    }
+                    *count += 1;
+                    *count - 1
                 };
-                counters.add_in();
+                let Some(item) = taken.pop_front() else {
+                    return;
+                };
+                counters.add_in(1);
                 let index = item.index;
-                let item = match call(&shared2, &counters, &*f, item).await {
+                let item = match call(&task, &counters, &*f, item).await {
                     Step::Pass(value) => Some(Item { index, value }),
                     Step::Drop => None,
                     Step::Stop => return,
                 };
-                if done_tx
-                    .send(Done {
+                // The item leaves the input here; the window permit goes with it to the reorder task.
+                input.done(1);
+                if !send(
+                    &done_tx,
+                    Done {
                         seq,
                         item,
                         _permit: permit,
-                    })
-                    .await
-                    .is_err()
+                    },
+                )
+                .await
                 {
                     return;
                 }
             }
         });
     }
-    shared.spawn(reorder(done_rx, tx, counters));
+    shared.spawn(reorder(done_rx, output, counters));
 }
 
-async fn reorder<U>(done: Receiver<Done<U>>, tx: Sender<Item<U>>, counters: Arc<Counters>) {
+async fn send<T>(tx: &Sender<T>, item: T) -> bool {
+    match tx.try_send(item) {
+        Ok(()) => true,
+        Err(async_channel::TrySendError::Full(item)) => tx.send(item).await.is_ok(),
+        Err(async_channel::TrySendError::Closed(_)) => false,
+    }
+}
+
+async fn reorder<U>(done: Receiver<Done<U>>, mut out: Producer<Item<U>>, counters: Arc<Counters>) {
     let mut waiting = BTreeMap::new();
     let mut next = 0;
-    while let Some(item) = receive(&done).await {
+    loop {
+        let item = match done.try_recv() {
+            Ok(item) => item,
+            Err(TryRecvError::Empty) => {
+                // Nothing more is ready: pass on what is in hand before waiting.
+                out.idle();
+                match done.recv().await {
+                    Ok(item) => item,
+                    Err(_) => return,
+                }
+            }
+            Err(TryRecvError::Closed) => return,
+        };
         waiting.insert(item.seq, item);
         while let Some(ready) = waiting.remove(&next) {
             next += 1;
             if let Some(item) = ready.item {
-                if !send(&tx, item).await {
-                    return;
-                }
-                counters.add_out();
+                out.reserve().await;
+                out.push(item);
+                counters.add_out(1);
             }
-            // The permit goes back only now, after the item has left the buffer.
+            // The window permit goes back only now, after the item has left the reorder buffer.
         }
     }
 }

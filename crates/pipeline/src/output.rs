@@ -1,12 +1,14 @@
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context as TaskContext, Poll, ready};
 
-use async_channel::Receiver;
 use bounded_cancel::Context;
 use futures_util::{Stream, StreamExt};
 
+use crate::link::{Link, MAX_BATCH};
 use crate::shared::{Item, Owner};
 use crate::{PipelineError, StageMetrics};
 
@@ -35,16 +37,30 @@ use crate::{PipelineError, StageMetrics};
 /// ```
 #[must_use = "a pipeline's output does nothing unless read, and dropping it stops the pipeline"]
 pub struct Output<T, E> {
-    // Boxed so that the output is `Unpin` and `StreamExt::next` works on it directly.
-    rx: Pin<Box<Receiver<Item<T>>>>,
+    link: Arc<Link<Item<T>>>,
+    /// Items taken from the link and not yet yielded.
+    taken: VecDeque<Item<T>>,
+    /// Items taken in the last batch, whose places go back once all of them are yielded.
+    in_hand: usize,
+    /// A wait for the link, when it was empty. Boxed so that the output stays `Unpin`; in a `Mutex`
+    /// (only ever reached through `get_mut`, so never locked) so that the output stays `Sync`.
+    waiting: Option<Mutex<Taking<T>>>,
     owner: Owner<E>,
     ended: bool,
 }
 
-impl<T, E> Output<T, E> {
-    pub(crate) fn new(owner: Owner<E>, rx: Receiver<Item<T>>) -> Self {
+// Nothing in an output is pinned in place: the wait is boxed, the items are only moved out.
+impl<T, E> Unpin for Output<T, E> {}
+
+type Taking<T> = Pin<Box<dyn Future<Output = (bool, VecDeque<Item<T>>)> + Send>>;
+
+impl<T: Send + 'static, E> Output<T, E> {
+    pub(crate) fn new(owner: Owner<E>, link: Arc<Link<Item<T>>>) -> Self {
         Output {
-            rx: Box::pin(rx),
+            link,
+            taken: VecDeque::new(),
+            in_hand: 0,
+            waiting: None,
             owner,
             ended: false,
         }
@@ -173,27 +189,54 @@ impl<T, E> Output<T, E> {
     }
 }
 
-impl<T, E> Stream for Output<T, E> {
+impl<T: Send + 'static, E> Stream for Output<T, E> {
     type Item = Result<T, PipelineError<E>>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        if this.ended {
-            return Poll::Ready(None);
-        }
-        match ready!(this.rx.as_mut().poll_next(cx)) {
-            Some(item) => Poll::Ready(Some(Ok(item.value))),
-            None => {
-                // Every stage has ended and closed its channel; say why if it was early. The watch task
-                // is all that is left: stop it now rather than when the output is dropped.
-                this.ended = true;
-                let shared = &this.owner.shared;
-                shared.abort_all();
-                let failure = shared
-                    .take_failure()
-                    .or_else(|| shared.ctx.cause().map(PipelineError::Cancelled));
-                Poll::Ready(failure.map(Err))
+        loop {
+            if this.ended {
+                return Poll::Ready(None);
             }
+            if let Some(item) = this.taken.pop_front() {
+                return Poll::Ready(Some(Ok(item.value)));
+            }
+            // The batch in hand is all yielded: its places go back before more are taken.
+            this.link.done(std::mem::take(&mut this.in_hand));
+            let took = match this.waiting.as_mut() {
+                Some(wait) => {
+                    let wait = wait.get_mut().unwrap_or_else(PoisonError::into_inner);
+                    let (took, taken) = ready!(wait.as_mut().poll(cx));
+                    this.waiting = None;
+                    this.taken = taken;
+                    took
+                }
+                None => match this.link.try_take(MAX_BATCH, &mut this.taken) {
+                    Some(took) => took,
+                    None => {
+                        let link = Arc::clone(&this.link);
+                        let mut into = std::mem::take(&mut this.taken);
+                        this.waiting = Some(Mutex::new(Box::pin(async move {
+                            let took = link.take(MAX_BATCH, &mut into).await;
+                            (took, into)
+                        })));
+                        continue;
+                    }
+                },
+            };
+            if took {
+                this.in_hand = this.taken.len();
+                continue;
+            }
+            // Every stage has ended and the last link is empty; say why if it was early. The watch
+            // task is all that is left: stop it now rather than when the output is dropped.
+            this.ended = true;
+            let shared = &this.owner.shared;
+            shared.abort_all();
+            let failure = shared
+                .take_failure()
+                .or_else(|| shared.ctx.cause().map(PipelineError::Cancelled));
+            return Poll::Ready(failure.map(Err));
         }
     }
 }
@@ -201,7 +244,7 @@ impl<T, E> Stream for Output<T, E> {
 impl<T, E> fmt::Debug for Output<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Output")
-            .field("metrics", &self.metrics())
+            .field("metrics", &self.owner.shared.metrics())
             .field("ended", &self.ended)
             .finish()
     }

@@ -44,12 +44,14 @@ impl Counters {
         }
     }
 
-    pub(crate) fn add_in(&self) {
-        self.items_in.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn add_in(&self, n: usize) {
+        self.items_in.fetch_add(n as u64, Ordering::Relaxed);
     }
 
-    pub(crate) fn add_out(&self) {
-        self.items_out.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn add_out(&self, n: usize) {
+        if n > 0 {
+            self.items_out.fetch_add(n as u64, Ordering::Relaxed);
+        }
     }
 }
 

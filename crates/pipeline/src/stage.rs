@@ -2,17 +2,18 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
-use async_channel::{Receiver, Sender};
 use bounded_cancel::Context;
-use futures_util::{Stream, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 
+use crate::link::{Link, Producer};
 use crate::shared::{Counters, ErrorHandler, Item, Owner, Shared};
 use crate::{Output, PipelineError, ordered, worker};
 
 /// Items each stage's output channel holds unless [`Stage::buffer`] says otherwise.
 pub const DEFAULT_BUFFER: usize = 16;
 
-type Spawner<T> = Box<dyn FnOnce(Arc<Counters>, Sender<Item<T>>) + Send>;
+/// Starts a stage's tasks, given its counters and the link its output goes to.
+type Spawner<T> = Box<dyn FnOnce(Arc<Counters>, &Arc<Link<Item<T>>>) + Send>;
 
 /// The start of a pipeline: its context and its error policy. [`source`](Pipeline::source) gives the
 /// first [`Stage`].
@@ -157,21 +158,29 @@ impl<E: Send + 'static> Pipeline<E> {
             watch.abort_all();
         });
         let source = Arc::clone(&shared);
-        let spawn: Spawner<S::Item> = Box::new(move |counters, tx| {
+        let spawn: Spawner<S::Item> = Box::new(move |counters, link| {
             let task = Arc::clone(&source);
+            let mut out = link.producer();
             source.spawn(async move {
                 let mut stream = std::pin::pin!(stream);
                 let mut index = 0;
-                // The context is checked before every pull, so a stopped pipeline pulls nothing more.
+                // The context is checked before every pull, so a stopped pipeline pulls nothing more;
+                // a place downstream is reserved before every pull, so the source runs no further ahead
+                // than the links after it hold.
                 while !task.ctx.is_cancelled() {
-                    let Some(value) = stream.next().await else {
-                        return;
+                    out.reserve().await;
+                    let next = match stream.next().now_or_never() {
+                        Some(next) => next,
+                        None => {
+                            // The source is quiet: pass on what is in hand before waiting for it.
+                            out.idle();
+                            stream.next().await
+                        }
                     };
-                    counters.add_in();
-                    if !worker::send(&tx, Item { index, value }).await {
-                        return;
-                    }
-                    counters.add_out();
+                    let Some(value) = next else { return };
+                    counters.add_in(1);
+                    out.push(Item { index, value });
+                    counters.add_out(1);
                     index += 1;
                 }
             });
@@ -226,8 +235,8 @@ pub struct Stage<T, E> {
 }
 
 impl<T: Send + 'static, E: Send + 'static> Stage<T, E> {
-    /// Starts this stage's workers on a new channel and hands back its receiving end.
-    fn attach(self) -> (Owner<E>, Receiver<Item<T>>) {
+    /// Starts this stage's tasks on a new link, read by `consumers` tasks, and hands the link back.
+    fn attach(self, consumers: usize) -> (Owner<E>, Arc<Link<Item<T>>>) {
         let Stage {
             owner,
             spawn,
@@ -240,10 +249,11 @@ impl<T: Send + 'static, E: Send + 'static> Stage<T, E> {
                 "stage `{name}` was given a buffer of 0: give it room for at least 1 item"
             )));
         }
-        let (tx, rx) = async_channel::bounded(capacity.max(1));
+        // The link counts what its consumers hold as well as what is queued: room for both.
+        let link = Link::new(capacity.max(1) + consumers, consumers);
         let counters = owner.shared.add_stage(name, workers);
-        spawn(counters, tx);
-        (owner, rx)
+        spawn(counters, &link);
+        (owner, link)
     }
 
     fn checked_workers(&self, kind: &str, workers: usize) -> usize {
@@ -354,14 +364,14 @@ impl<T: Send + 'static, E: Send + 'static> Stage<T, E> {
         Fut: Future<Output = Result<U, E>> + Send + 'static,
     {
         let workers = self.checked_workers("map_ordered", workers);
-        let (owner, rx) = self.attach();
+        let (owner, input) = self.attach(workers);
         let shared = Arc::clone(&owner.shared);
-        let spawn: Spawner<U> = Box::new(move |counters, tx| {
+        let spawn: Spawner<U> = Box::new(move |counters, link| {
             let f = move |ctx, item| {
                 let fut = f(ctx, item);
                 async move { fut.await.map(Some) }
             };
-            ordered::spawn(&shared, counters, workers, rx, tx, f);
+            ordered::spawn(&shared, counters, workers, input, link.producer(), f);
         });
         Stage {
             owner,
@@ -379,16 +389,17 @@ impl<T: Send + 'static, E: Send + 'static> Stage<T, E> {
         Fut: Future<Output = Result<Option<U>, E>> + Send + 'static,
     {
         let workers = self.checked_workers(kind, workers);
-        let (owner, rx) = self.attach();
+        let (owner, input) = self.attach(workers);
         let shared = Arc::clone(&owner.shared);
-        let spawn: Spawner<U> = Box::new(move |counters, tx| {
+        let spawn: Spawner<U> = Box::new(move |counters, link| {
             let f = Arc::new(f);
             for _ in 0..workers {
+                let out: Producer<Item<U>> = link.producer();
                 let task = worker::run(
                     shared.clone(),
                     counters.clone(),
-                    rx.clone(),
-                    tx.clone(),
+                    input.clone(),
+                    out,
                     f.clone(),
                 );
                 shared.spawn(task);
@@ -458,8 +469,8 @@ impl<T: Send + 'static, E: Send + 'static> Stage<T, E> {
     /// # }
     /// ```
     pub fn output(self) -> Output<T, E> {
-        let (owner, rx) = self.attach();
-        Output::new(owner, rx)
+        let (owner, link) = self.attach(1);
+        Output::new(owner, link)
     }
 }
 

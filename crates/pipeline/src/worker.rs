@@ -1,15 +1,16 @@
 //! The loop each worker of an unordered stage runs, and the call of a stage function.
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use async_channel::{Receiver, Sender};
 use bounded_cancel::Context;
 use futures_util::FutureExt;
 
 use crate::PipelineError;
+use crate::link::{Link, MAX_BATCH, Producer};
 use crate::shared::{Counters, Item, Shared};
 
 /// What a worker does with the item it just ran.
@@ -70,50 +71,70 @@ impl Drop for Busy<'_> {
     }
 }
 
-/// One worker of a `map` or `filter_map` stage. It ends when its input closes (the stage before is
-/// done), when its output closes, or when the pipeline aborts it.
+/// Takes the next share of `input` into `taken`, first passing on what `output` holds if the input has
+/// nothing ready (so that a quiet input never holds finished items back). `false` at the end.
+pub(crate) async fn next_batch<T, U>(
+    input: &Link<Item<T>>,
+    taken: &mut VecDeque<Item<T>>,
+    output: &mut Producer<U>,
+    max: usize,
+) -> bool {
+    match input.try_take(max, taken) {
+        Some(took) => took,
+        None => {
+            output.idle();
+            input.take(max, taken).await
+        }
+    }
+}
+
+/// One worker of a `map` or `filter_map` stage. It ends when its input ends (the stage before is done),
+/// or when the pipeline aborts it.
 pub(crate) async fn run<T, U, E, F, Fut>(
     shared: Arc<Shared<E>>,
     counters: Arc<Counters>,
-    input: Receiver<Item<T>>,
-    output: Sender<Item<U>>,
+    input: Arc<Link<Item<T>>>,
+    mut output: Producer<Item<U>>,
     f: Arc<F>,
 ) where
     E: Send + 'static,
     F: Fn(Context, T) -> Fut,
     Fut: Future<Output = Result<Option<U>, E>>,
 {
-    while let Some(item) = receive(&input).await {
-        counters.add_in();
-        let index = item.index;
-        match call(&shared, &counters, &*f, item).await {
-            Step::Pass(value) => {
-                if !send(&output, Item { index, value }).await {
-                    return;
+    let mut taken = VecDeque::with_capacity(MAX_BATCH);
+    while next_batch(&input, &mut taken, &mut output, MAX_BATCH).await {
+        counters.add_in(taken.len());
+        let (mut finished, mut passed) = (0, 0);
+        while let Some(item) = taken.pop_front() {
+            output.reserve().await;
+            let index = item.index;
+            let call = call(&shared, &counters, &*f, item);
+            tokio::pin!(call);
+            let step = match call.as_mut().now_or_never() {
+                Some(step) => step,
+                None => {
+                    // This item has to wait: pass on what is finished, and give the items not yet
+                    // started back to the queue, so that no item waits behind a slow one while another
+                    // worker is idle. A batch is only held while its items finish without waiting.
+                    output.flush();
+                    counters
+                        .items_in
+                        .fetch_sub(taken.len() as u64, Ordering::Relaxed);
+                    input.give_back(&mut taken);
+                    call.await
                 }
-                counters.add_out();
+            };
+            finished += 1;
+            match step {
+                Step::Pass(value) => {
+                    output.push(Item { index, value });
+                    passed += 1;
+                }
+                Step::Drop => output.unreserve(),
+                Step::Stop => return,
             }
-            Step::Drop => {}
-            Step::Stop => return,
         }
-    }
-}
-
-/// The next item, without building a wait when one is already queued; `None` once the channel is closed
-/// and empty.
-pub(crate) async fn receive<T>(input: &Receiver<T>) -> Option<T> {
-    match input.try_recv() {
-        Ok(item) => Some(item),
-        Err(async_channel::TryRecvError::Empty) => input.recv().await.ok(),
-        Err(async_channel::TryRecvError::Closed) => None,
-    }
-}
-
-/// Passes an item on, waiting for room only when there is none; `false` once the receivers are gone.
-pub(crate) async fn send<T>(output: &Sender<T>, item: T) -> bool {
-    match output.try_send(item) {
-        Ok(()) => true,
-        Err(async_channel::TrySendError::Full(item)) => output.send(item).await.is_ok(),
-        Err(async_channel::TrySendError::Closed(_)) => false,
+        counters.add_out(passed);
+        input.done(finished);
     }
 }

@@ -78,8 +78,9 @@ async fn a_slow_head_stops_intake_once_the_reorder_window_is_full() {
         "intake stopped at the window"
     );
     assert_eq!(out.metrics()[1].items_in, 2 * WORKERS);
-    // The source filled its buffer of 8 and holds one more in hand, and then stopped.
-    assert_eq!(pulled.count(), 2 * WORKERS + 8 + 1);
+    // The link into the stage holds 8 + WORKERS (queued, or in the workers' hands: only the head's is),
+    // so the source filled it and stopped.
+    assert_eq!(pulled.count(), 2 * WORKERS + (8 + WORKERS - 1));
     let items = out.try_collect().await.unwrap();
     assert_eq!(items, (0..1_000).collect::<Vec<_>>());
 }

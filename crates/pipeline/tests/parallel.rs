@@ -126,3 +126,34 @@ fn cpu_bound_workers_run_on_two_threads_at_once() {
     let threads = threads.lock().unwrap();
     assert_ne!(threads[0], threads[1]);
 }
+
+/// A worker takes several items at once only while they finish without waiting: the moment one waits,
+/// the items it has not started go back for the other workers.
+#[tokio::test(start_paused = true)]
+async fn no_item_waits_behind_a_slow_one_while_a_worker_is_free() {
+    let start = tokio::time::Instant::now();
+    let done_at = Arc::new(Mutex::new(Vec::new()));
+    let log = done_at.clone();
+    let out = Pipeline::new(&Context::new())
+        .source(0..10u64)
+        .map(2, move |_ctx, i| {
+            let log = log.clone();
+            async move {
+                let work = if i == 0 { 1_000 } else { 1 };
+                tokio::time::sleep(Duration::from_millis(work)).await;
+                log.lock().unwrap().push((i, start.elapsed()));
+                Ok::<_, String>(i)
+            }
+        })
+        .output();
+    assert_eq!(out.try_collect().await.unwrap().len(), 10);
+    let done_at = done_at.lock().unwrap().clone();
+    for (i, at) in done_at {
+        if i != 0 {
+            assert!(
+                at <= Duration::from_millis(9),
+                "item {i} finished at {at:?}, behind the slow item 0"
+            );
+        }
+    }
+}

@@ -1,0 +1,212 @@
+//! The channel between two stages.
+//!
+//! Items queue in order; its capacity counts the items queued *and* the items the next stage has taken
+//! but not yet passed on, so a stage's workers and its buffer together bound what it holds. Items
+//! move in batches: a producer fills a local batch (each item with a place reserved first) and pushes it
+//! under one lock with one wake-up; a consumer takes its fair share of the queue at once. One lock and one
+//! wake-up then serve many items, where a plain channel pays both per item.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use tokio::sync::{Notify, Semaphore, SemaphorePermit};
+
+/// The most items moved under one lock.
+pub(crate) const MAX_BATCH: usize = 16;
+
+pub(crate) struct Link<T> {
+    queue: Mutex<Queue<T>>,
+    /// Places left: the capacity less the items queued or taken and not yet `done`.
+    room: Semaphore,
+    /// Items were queued, or the last producer left.
+    ready: Notify,
+    consumers: usize,
+    /// How many places a blocked producer waits for: it then wakes once for a run of items rather than
+    /// once per item.
+    run: usize,
+}
+
+struct Queue<T> {
+    items: VecDeque<T>,
+    producers: usize,
+    closed: bool,
+}
+
+impl<T> Link<T> {
+    /// A link holding at most `capacity` items between queue and consumers' hands, read by `consumers`.
+    pub(crate) fn new(capacity: usize, consumers: usize) -> Arc<Self> {
+        Arc::new(Link {
+            queue: Mutex::new(Queue {
+                items: VecDeque::new(),
+                producers: 0,
+                closed: false,
+            }),
+            room: Semaphore::new(capacity.max(1)),
+            ready: Notify::new(),
+            consumers: consumers.max(1),
+            run: (capacity / 2).clamp(1, MAX_BATCH),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue<T>> {
+        // Nothing panics while holding this lock, so a poisoned one still holds consistent data.
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub(crate) fn producer(self: &Arc<Self>) -> Producer<T> {
+        self.lock().producers += 1;
+        Producer {
+            link: Arc::clone(self),
+            batch: Vec::new(),
+            reserved: 0,
+        }
+    }
+
+    /// Takes this consumer's share of the queue (at most `max`) into `into` without waiting: `Some(true)`
+    /// if it took some, `Some(false)` once every producer has left and the queue is empty, `None` if the
+    /// queue is empty for now. Each item taken holds its place until [`done`](Link::done).
+    pub(crate) fn try_take(&self, max: usize, into: &mut VecDeque<T>) -> Option<bool> {
+        let mut queue = self.lock();
+        let queued = queue.items.len();
+        if queued == 0 {
+            return queue.closed.then_some(false);
+        }
+        let share = queued.div_ceil(self.consumers).clamp(1, max.max(1));
+        into.extend(queue.items.drain(..share));
+        let left = !queue.items.is_empty();
+        drop(queue);
+        if left {
+            // Pass the wake-up on: another consumer may take the rest.
+            self.ready.notify_one();
+        }
+        Some(true)
+    }
+
+    /// [`try_take`](Link::try_take), waiting while the queue is empty; `false` at the end.
+    pub(crate) async fn take(&self, max: usize, into: &mut VecDeque<T>) -> bool {
+        loop {
+            if let Some(took) = self.try_take(max, into) {
+                return took;
+            }
+            let notified = self.ready.notified();
+            tokio::pin!(notified);
+            // Registered before looking again, so a push or a close after the look still wakes us.
+            notified.as_mut().enable();
+            if let Some(took) = self.try_take(max, into) {
+                return took;
+            }
+            notified.await;
+        }
+    }
+
+    /// Puts items taken but not started back at the front of the queue, in their order, for another
+    /// consumer: they keep their places.
+    pub(crate) fn give_back(&self, items: &mut VecDeque<T>) {
+        if items.is_empty() {
+            return;
+        }
+        let mut queue = self.lock();
+        while let Some(item) = items.pop_back() {
+            queue.items.push_front(item);
+        }
+        drop(queue);
+        self.ready.notify_one();
+    }
+
+    /// `n` items taken from this link have left the consumer's hands.
+    pub(crate) fn done(&self, n: usize) {
+        if n > 0 {
+            self.room.add_permits(n);
+        }
+    }
+}
+
+/// A producer's end of a link: a local batch of items with their places already reserved.
+pub(crate) struct Producer<T> {
+    link: Arc<Link<T>>,
+    batch: Vec<T>,
+    reserved: usize,
+}
+
+impl<T> Producer<T> {
+    /// Reserves a place for one more item, pushing the local batch first if it has to wait for one.
+    pub(crate) async fn reserve(&mut self) {
+        if self.reserved > self.batch.len() {
+            return;
+        }
+        if self.batch.len() >= MAX_BATCH {
+            self.flush();
+        }
+        if self
+            .link
+            .room
+            .try_acquire()
+            .map(SemaphorePermit::forget)
+            .is_ok()
+        {
+            self.reserved += 1;
+        } else {
+            let run = self.link.run as u32;
+            // The items held here may be what the consumers need to make room: pass them on first.
+            self.flush();
+            match self.link.room.acquire_many(run).await {
+                Ok(permits) => permits.forget(),
+                Err(_) => unreachable!("a link's semaphore is never closed"),
+            }
+            self.reserved += run as usize;
+        }
+    }
+
+    /// Adds an item whose place was reserved.
+    pub(crate) fn push(&mut self, item: T) {
+        debug_assert!(
+            self.reserved > self.batch.len(),
+            "a place is reserved before each push"
+        );
+        self.batch.push(item);
+    }
+
+    /// Gives back a reserved place that no item will use (the item was filtered out or failed).
+    pub(crate) fn unreserve(&mut self) {
+        if self.reserved > self.batch.len() {
+            self.reserved -= 1;
+            self.link.room.add_permits(1);
+        }
+    }
+
+    /// [`flush`](Producer::flush), and gives back the places reserved for items not yet made: for when
+    /// this producer is about to wait for its own input, which may take a while.
+    pub(crate) fn idle(&mut self) {
+        self.flush();
+        if self.reserved > 0 {
+            self.link.room.add_permits(self.reserved);
+            self.reserved = 0;
+        }
+    }
+
+    /// Queues the local batch and wakes a consumer.
+    pub(crate) fn flush(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        self.reserved -= self.batch.len();
+        self.link.lock().items.extend(self.batch.drain(..));
+        self.link.ready.notify_one();
+    }
+}
+
+impl<T> Drop for Producer<T> {
+    fn drop(&mut self) {
+        self.flush();
+        if self.reserved > 0 {
+            self.link.room.add_permits(self.reserved);
+        }
+        let mut queue = self.link.lock();
+        queue.producers -= 1;
+        if queue.producers == 0 {
+            queue.closed = true;
+            drop(queue);
+            self.link.ready.notify_waiters();
+        }
+    }
+}
