@@ -210,3 +210,81 @@ impl<T> Drop for Producer<T> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Producers and consumers on two threads, with small capacity, random batch sizes and items given
+    /// back: every item arrives once, the places in use never exceed the capacity, and the consumers end
+    /// when the producers have.
+    #[test]
+    fn stress_link_delivers_every_item_once_within_its_capacity() {
+        const PRODUCERS: u64 = 4;
+        const ITEMS: u64 = 5_000;
+        const CAPACITY: usize = 5;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let link = Link::new(CAPACITY, 3);
+            let in_use = Arc::new(AtomicUsize::new(0));
+            let mut producers = Vec::new();
+            for p in 0..PRODUCERS {
+                let (mut out, in_use) = (link.producer(), in_use.clone());
+                producers.push(tokio::spawn(async move {
+                    for i in 0..ITEMS {
+                        out.reserve().await;
+                        let now = in_use.fetch_add(1, Ordering::SeqCst) + 1;
+                        assert!(now <= CAPACITY, "{now} places in use, capacity {CAPACITY}");
+                        out.push(p * ITEMS + i);
+                        if i % 97 == 0 {
+                            out.idle();
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                }));
+            }
+            let mut consumers = Vec::new();
+            for c in 0..3usize {
+                let (link, in_use) = (link.clone(), in_use.clone());
+                consumers.push(tokio::spawn(async move {
+                    let mut seen = Vec::new();
+                    let mut taken = VecDeque::new();
+                    let mut turn = c;
+                    while link.take(1 + turn % MAX_BATCH, &mut taken).await {
+                        turn += 1;
+                        if turn % 5 == 0 && taken.len() > 1 {
+                            // Keep the first, give the rest back.
+                            let first = taken.pop_front().unwrap();
+                            link.give_back(&mut taken);
+                            taken.push_back(first);
+                        }
+                        let n = taken.len();
+                        seen.extend(taken.drain(..));
+                        in_use.fetch_sub(n, Ordering::SeqCst);
+                        link.done(n);
+                        if turn % 7 == 0 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                    seen
+                }));
+            }
+            for p in producers {
+                p.await.unwrap();
+            }
+            let mut all: Vec<u64> = Vec::new();
+            for c in consumers {
+                all.extend(c.await.unwrap());
+            }
+            all.sort_unstable();
+            assert!(
+                all == (0..PRODUCERS * ITEMS).collect::<Vec<_>>(),
+                "every item exactly once"
+            );
+        });
+    }
+}
