@@ -59,9 +59,19 @@
 //!
 //! # Backpressure
 //!
-//! Every channel is bounded, and each worker holds one item at a time, so with a stalled consumer the
-//! items pulled from the source never exceed the source's one in hand plus, for every stage, its
-//! workers and its buffer (plus `2 × workers` for a `map_ordered` stage's reorder window).
+//! Every channel is bounded, and counts the items its consumers hold as well as those queued. With a
+//! stalled consumer the items pulled from the source never exceed the source's buffer, plus for every
+//! stage its workers and its buffer, plus one for the output (and `2 × workers` for a `map_ordered`
+//! stage's reorder window).
+//!
+//! # Batches
+//!
+//! Items move between stages in batches of up to 16: a worker takes its share of the queue at once
+//! (queued ÷ workers), runs the items one after another, and passes its results on together, so that one
+//! lock and one wake-up serve many items. A batch is held only while its items finish without waiting:
+//! as soon as one has to wait, the worker passes on what it has finished and gives the items it has not
+//! started back to the queue for the other workers, so no item waits behind a slow one while a worker is
+//! free. A producer that waits for its input, or for room, first passes on what it holds.
 //!
 //! # Comparison with `buffer_unordered`
 //!
@@ -70,7 +80,7 @@
 //! those futures is polled either: their timeouts fire, and locks or semaphore permits they hold are
 //! held while nothing happens. Here every stage is made of real tasks on the runtime's threads: they
 //! keep working while the consumer is busy, up to their bounded buffers, and a CPU-heavy stage uses
-//! more than one core. The cost is a channel hop per stage (see `docs/benchmarks.md`).
+//! more than one core. The cost is a hop per stage, paid per batch (see `docs/benchmarks.md`).
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 

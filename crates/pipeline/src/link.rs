@@ -62,16 +62,22 @@ impl<T> Link<T> {
         }
     }
 
-    /// Takes this consumer's share of the queue (at most `max`) into `into` without waiting: `Some(true)`
-    /// if it took some, `Some(false)` once every producer has left and the queue is empty, `None` if the
-    /// queue is empty for now. Each item taken holds its place until [`done`](Link::done).
-    pub(crate) fn try_take(&self, max: usize, into: &mut VecDeque<T>) -> Option<bool> {
+    /// Takes up to `max` items into `into` without waiting (with `fair`, no more than this consumer's
+    /// share, queued ÷ consumers): `Some(true)` if it took some, `Some(false)` once every producer has left
+    /// and the queue is empty, `None` if the queue is empty for now. Each item taken holds its place
+    /// until [`done`](Link::done).
+    pub(crate) fn try_take(&self, max: usize, fair: bool, into: &mut VecDeque<T>) -> Option<bool> {
         let mut queue = self.lock();
         let queued = queue.items.len();
         if queued == 0 {
             return queue.closed.then_some(false);
         }
-        let share = queued.div_ceil(self.consumers).clamp(1, max.max(1));
+        let share = if fair {
+            queued.div_ceil(self.consumers)
+        } else {
+            queued
+        };
+        let share = share.clamp(1, max.max(1));
         into.extend(queue.items.drain(..share));
         let left = !queue.items.is_empty();
         drop(queue);
@@ -83,16 +89,16 @@ impl<T> Link<T> {
     }
 
     /// [`try_take`](Link::try_take), waiting while the queue is empty; `false` at the end.
-    pub(crate) async fn take(&self, max: usize, into: &mut VecDeque<T>) -> bool {
+    pub(crate) async fn take(&self, max: usize, fair: bool, into: &mut VecDeque<T>) -> bool {
         loop {
-            if let Some(took) = self.try_take(max, into) {
+            if let Some(took) = self.try_take(max, fair, into) {
                 return took;
             }
             let notified = self.ready.notified();
             tokio::pin!(notified);
             // Registered before looking again, so a push or a close after the look still wakes us.
             notified.as_mut().enable();
-            if let Some(took) = self.try_take(max, into) {
+            if let Some(took) = self.try_take(max, fair, into) {
                 return took;
             }
             notified.await;
@@ -254,7 +260,10 @@ mod tests {
                     let mut seen = Vec::new();
                     let mut taken = VecDeque::new();
                     let mut turn = c;
-                    while link.take(1 + turn % MAX_BATCH, &mut taken).await {
+                    while link
+                        .take(1 + turn % MAX_BATCH, turn % 2 == 0, &mut taken)
+                        .await
+                    {
                         turn += 1;
                         if turn % 5 == 0 && taken.len() > 1 {
                             // Keep the first, give the rest back.

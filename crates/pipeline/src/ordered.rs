@@ -59,7 +59,7 @@ pub(crate) fn spawn<T, U, E, F, Fut>(
                 };
                 let seq = {
                     let mut count = taken_so_far.lock().await;
-                    if !input.take(1, &mut taken).await {
+                    if !input.take(1, true, &mut taken).await {
                         return;
                     }
                     *count += 1;

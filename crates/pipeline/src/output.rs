@@ -211,13 +211,13 @@ impl<T: Send + 'static, E> Stream for Output<T, E> {
                     this.taken = taken;
                     took
                 }
-                None => match this.link.try_take(MAX_BATCH, &mut this.taken) {
+                None => match this.link.try_take(MAX_BATCH, false, &mut this.taken) {
                     Some(took) => took,
                     None => {
                         let link = Arc::clone(&this.link);
                         let mut into = std::mem::take(&mut this.taken);
                         this.waiting = Some(Mutex::new(Box::pin(async move {
-                            let took = link.take(MAX_BATCH, &mut into).await;
+                            let took = link.take(MAX_BATCH, false, &mut into).await;
                             (took, into)
                         })));
                         continue;

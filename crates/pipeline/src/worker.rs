@@ -5,9 +5,11 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use bounded_cancel::Context;
 use futures_util::FutureExt;
+use tokio::time::Instant;
 
 use crate::PipelineError;
 use crate::link::{Link, MAX_BATCH, Producer};
@@ -71,22 +73,29 @@ impl Drop for Busy<'_> {
     }
 }
 
-/// Takes the next share of `input` into `taken`, first passing on what `output` holds if the input has
-/// nothing ready (so that a quiet input never holds finished items back). `false` at the end.
+/// Takes the next batch of `input` into `taken` (with `fair`, only this worker's share), first passing on
+/// what `output` holds if the input has nothing ready, so that a quiet input never holds finished items
+/// back. `false` at the end.
 pub(crate) async fn next_batch<T, U>(
     input: &Link<Item<T>>,
     taken: &mut VecDeque<Item<T>>,
     output: &mut Producer<U>,
-    max: usize,
+    fair: bool,
 ) -> bool {
-    match input.try_take(max, taken) {
+    match input.try_take(MAX_BATCH, fair, taken) {
         Some(took) => took,
         None => {
             output.idle();
-            input.take(max, taken).await
+            input.take(MAX_BATCH, fair, taken).await
         }
     }
 }
+
+/// Items that take less than this each (and never wait) are cheap: a worker then takes a whole batch
+/// rather than its fair share, since splitting cheap items between workers costs more than it saves.
+/// Measured on tokio's clock, like all time here (on a paused clock every item looks cheap, which only
+/// changes how items are split, never what comes out).
+const CHEAP: Duration = Duration::from_micros(2);
 
 /// One worker of a `map` or `filter_map` stage. It ends when its input ends (the stage before is done),
 /// or when the pipeline aborts it.
@@ -102,9 +111,13 @@ pub(crate) async fn run<T, U, E, F, Fut>(
     Fut: Future<Output = Result<Option<U>, E>>,
 {
     let mut taken = VecDeque::with_capacity(MAX_BATCH);
-    while next_batch(&input, &mut taken, &mut output, MAX_BATCH).await {
+    // Until a batch has shown that the items are cheap, take only a fair share, so that CPU-heavy
+    // items spread over the workers.
+    let mut cheap = false;
+    while next_batch(&input, &mut taken, &mut output, !cheap).await {
         counters.add_in(taken.len());
-        let (mut finished, mut passed) = (0, 0);
+        let (mut finished, mut passed, mut waited) = (0u32, 0, false);
+        let started = Instant::now();
         while let Some(item) = taken.pop_front() {
             output.reserve().await;
             let index = item.index;
@@ -116,10 +129,10 @@ pub(crate) async fn run<T, U, E, F, Fut>(
                     // This item has to wait: pass on what is finished, and give the items not yet
                     // started back to the queue, so that no item waits behind a slow one while another
                     // worker is idle. A batch is only held while its items finish without waiting.
+                    waited = true;
                     output.flush();
-                    counters
-                        .items_in
-                        .fetch_sub(taken.len() as u64, Ordering::Relaxed);
+                    let returned = taken.len() as u64;
+                    counters.items_in.fetch_sub(returned, Ordering::Relaxed);
                     input.give_back(&mut taken);
                     call.await
                 }
@@ -135,6 +148,7 @@ pub(crate) async fn run<T, U, E, F, Fut>(
             }
         }
         counters.add_out(passed);
-        input.done(finished);
+        input.done(finished as usize);
+        cheap = !waited && started.elapsed() < CHEAP * finished;
     }
 }
