@@ -1,5 +1,6 @@
 use std::fmt;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use bounded_cancel::Context;
@@ -169,15 +170,32 @@ impl<E: Send + 'static> Pipeline<E> {
                 // than the links after it hold.
                 while !task.ctx.is_cancelled() {
                     out.reserve().await;
-                    let next = match stream.next().now_or_never() {
-                        Some(next) => next,
+                    // The stream is the caller's code: a panic in it is the pipeline's failure.
+                    let pulled = match AssertUnwindSafe(stream.next())
+                        .catch_unwind()
+                        .now_or_never()
+                    {
+                        Some(pulled) => pulled,
                         None => {
-                            // The source is quiet: pass on what is in hand before waiting for it.
-                            out.idle();
-                            stream.next().await
+                            // The source is quiet: pass on what is in hand (keeping the place
+                            // reserved for the next item) before waiting for it.
+                            out.flush();
+                            AssertUnwindSafe(stream.next()).catch_unwind().await
                         }
                     };
-                    let Some(value) = next else { return };
+                    let value = match pulled {
+                        Ok(Some(value)) => value,
+                        Ok(None) => return,
+                        Err(payload) => {
+                            let stage = counters.name.clone();
+                            task.fail(PipelineError::Panicked {
+                                stage,
+                                index,
+                                payload,
+                            });
+                            return;
+                        }
+                    };
                     counters.add_in(1);
                     out.push(Item { index, value });
                     counters.add_out(1);

@@ -100,3 +100,53 @@ async fn an_empty_source_ends_the_output_at_once() {
     tokio::time::sleep(Duration::from_millis(1)).await;
     live::assert_none_alive().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stream_source_that_goes_quiet_delivers_every_item() {
+    // Items trickle in every 10 ms, so the source waits on its stream between them.
+    let trickle = futures_util::stream::unfold(0u64, |n| async move {
+        if n == 50 {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        Some((n, n + 1))
+    });
+    let out = Pipeline::new(&Context::new())
+        .source_stream(trickle)
+        .map_ordered(2, |_ctx, n| async move { Ok::<_, String>(n) })
+        .output();
+    assert_eq!(
+        out.try_collect().await.unwrap(),
+        (0..50).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_source_stream_is_reported_and_stops_the_pipeline() {
+    let bad = futures_util::stream::iter(0..10u64).map(|n| {
+        assert!(n != 4, "the source broke at {n}");
+        n
+    });
+    let err = Pipeline::new(&Context::new())
+        .source_stream(bad)
+        .map(2, |_ctx, n| async move { Ok::<_, String>(n) })
+        .output()
+        .try_collect()
+        .await
+        .unwrap_err();
+    match err {
+        PipelineError::Panicked {
+            stage,
+            index,
+            payload,
+        } => {
+            assert_eq!((stage.as_str(), index), ("source", 4));
+            assert_eq!(
+                bounded_cancel::panic_message(payload.as_ref()),
+                "the source broke at 4"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    live::assert_none_alive().await;
+}
