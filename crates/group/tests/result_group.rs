@@ -1,9 +1,13 @@
 //! `ResultGroup`: values in submission order under random delays and limits; every error in all-errors mode.
 
+#[path = "support/paused.rs"]
+mod paused;
+
 #[path = "support/gauge.rs"]
 #[allow(dead_code)]
 mod gauge;
 
+use paused::paused_runtime;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,14 +15,6 @@ use bounded_group::{ResultGroup, SpawnError};
 use gauge::Gauge;
 use proptest::prelude::*;
 use tokio::time::sleep;
-
-fn paused_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap()
-}
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]

@@ -1,8 +1,12 @@
 //! `map_ordered` keeps source order under any delays, and its reorder buffer is bounded.
 
+#[path = "../../group/tests/support/paused.rs"]
+mod paused;
+
 #[path = "support/counting.rs"]
 mod counting;
 
+use paused::paused_runtime;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -11,14 +15,6 @@ use bounded_cancel::Context;
 use bounded_pipeline::Pipeline;
 use counting::Pulled;
 use proptest::prelude::*;
-
-fn paused_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap()
-}
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]

@@ -1,5 +1,9 @@
 //! The rate itself: grant instants on the paused clock, the window bound, and agreement with governor.
 
+#[path = "../../group/tests/support/paused.rs"]
+mod paused;
+
+use paused::paused_runtime;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -79,14 +83,6 @@ fn case() -> impl Strategy<Value = (u32, u32, Vec<Arrival>)> {
             proptest::collection::vec(arrival(burst), 1..80),
         )
     })
-}
-
-fn paused_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .start_paused(true)
-        .build()
-        .unwrap()
 }
 
 /// Every closed window [a, b] between two grants holds at most rate × (b − a) + burst units.
