@@ -86,6 +86,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod future;
 mod link;
 mod metrics;
 mod ordered;
@@ -95,6 +96,7 @@ mod stage;
 mod worker;
 
 pub use error::PipelineError;
+pub use future::{Collect, ForEach, TryCollect};
 pub use metrics::StageMetrics;
 pub use output::Output;
 pub use stage::{DEFAULT_BUFFER, Pipeline, Stage};

@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context as TaskContext, Poll, ready};
 
 use bounded_cancel::Context;
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 
 use crate::link::{Link, MAX_BATCH};
 use crate::shared::{Item, Owner};
-use crate::{PipelineError, StageMetrics};
+use crate::{Collect, ForEach, PipelineError, StageMetrics, TryCollect};
 
 /// The end of a pipeline: a [`Stream`] of `Ok` items that ends, if the pipeline stopped early, with
 /// one `Err` saying why.
@@ -118,13 +118,8 @@ impl<T: Send + 'static, E> Output<T, E> {
     /// assert_eq!(out.output().try_collect().await.unwrap(), [0, 1, 2]);
     /// # }
     /// ```
-    pub async fn try_collect(self) -> Result<Vec<T>, PipelineError<E>> {
-        let mut items = Vec::new();
-        let mut this = std::pin::pin!(self);
-        while let Some(item) = this.next().await {
-            items.push(item?);
-        }
-        Ok(items)
+    pub fn try_collect(self) -> TryCollect<T, E> {
+        TryCollect::new(self)
     }
 
     /// Everything that came out, and how the pipeline ended (`None`: its source ran dry).
@@ -145,16 +140,8 @@ impl<T: Send + 'static, E> Output<T, E> {
     /// assert_eq!(failure.unwrap().into_error(), Some("too big"));
     /// # }
     /// ```
-    pub async fn collect(self) -> (Vec<T>, Option<PipelineError<E>>) {
-        let mut items = Vec::new();
-        let mut this = std::pin::pin!(self);
-        while let Some(item) = this.next().await {
-            match item {
-                Ok(item) => items.push(item),
-                Err(failure) => return (items, Some(failure)),
-            }
-        }
-        (items, None)
+    pub fn collect(self) -> Collect<T, E> {
+        Collect::new(self)
     }
 
     /// Runs `f` on each item as it comes out, one at a time; the stages keep working meanwhile, up to
@@ -176,16 +163,12 @@ impl<T: Send + 'static, E> Output<T, E> {
     /// assert_eq!(total, 10);
     /// # }
     /// ```
-    pub async fn for_each<F, Fut>(self, mut f: F) -> Result<(), PipelineError<E>>
+    pub fn for_each<F, Fut>(self, f: F) -> ForEach<T, E, F, Fut>
     where
         F: FnMut(T) -> Fut,
         Fut: Future<Output = ()>,
     {
-        let mut this = std::pin::pin!(self);
-        while let Some(item) = this.next().await {
-            f(item?).await;
-        }
-        Ok(())
+        ForEach::new(self, f)
     }
 }
 

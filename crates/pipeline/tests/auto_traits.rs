@@ -1,6 +1,8 @@
 //! The output and builders can cross threads.
 
-use bounded_pipeline::{Output, Pipeline, PipelineError, Stage, StageMetrics};
+use bounded_pipeline::{
+    Collect, ForEach, Output, Pipeline, PipelineError, Stage, StageMetrics, TryCollect,
+};
 
 fn send<T: Send>() {}
 fn sync<T: Sync>() {}
@@ -15,4 +17,8 @@ fn output_and_builders_are_send() {
     unpin::<Output<u64, String>>();
     send::<PipelineError<String>>();
     send::<StageMetrics>();
+    send::<TryCollect<u64, String>>();
+    send::<Collect<u64, String>>();
+    send::<ForEach<u64, String, fn(u64) -> std::future::Ready<()>, std::future::Ready<()>>>();
+    unpin::<TryCollect<u64, String>>();
 }
