@@ -190,6 +190,16 @@ impl<T> Producer<T> {
         }
     }
 
+    /// [`flush`](Producer::flush), keeping only the one place reserved for the item being made: for when
+    /// that item has to wait, so that this producer holds no other places meanwhile.
+    pub(crate) fn flush_keeping_one(&mut self) {
+        self.flush();
+        if self.reserved > 1 {
+            self.link.room.add_permits(self.reserved - 1);
+            self.reserved = 1;
+        }
+    }
+
     /// Queues the local batch and wakes a consumer.
     pub(crate) fn flush(&mut self) {
         if self.batch.is_empty() {

@@ -130,7 +130,7 @@ pub(crate) async fn run<T, U, E, F, Fut>(
                     // started back to the queue, so that no item waits behind a slow one while another
                     // worker is idle. A batch is only held while its items finish without waiting.
                     waited = true;
-                    output.flush();
+                    output.flush_keeping_one();
                     let returned = taken.len() as u64;
                     counters.items_in.fetch_sub(returned, Ordering::Relaxed);
                     input.give_back(&mut taken);
