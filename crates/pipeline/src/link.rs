@@ -3,8 +3,9 @@
 //! Items queue in order; its capacity counts the items queued *and* the items the next stage has taken
 //! but not yet passed on, so a stage's workers and its buffer together bound what it holds. Items
 //! move in batches: a producer fills a local batch (each item with a place reserved first) and pushes it
-//! under one lock with one wake-up; a consumer takes its fair share of the queue at once. One lock and one
-//! wake-up then serve many items, where a plain channel pays both per item.
+//! under one lock with one wake-up; a consumer takes several items at once (its fair share, or a whole
+//! batch once its items prove cheap: see `worker`), and can give back those it has not started. One lock
+//! and one wake-up then serve many items, where a plain channel pays both per item.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
