@@ -11,18 +11,19 @@ use std::task::Waker;
 use crate::state::Shared;
 
 pub(crate) fn spawn(shared: &Arc<Shared>) {
-    let shared = Arc::clone(shared);
+    // The guard exists from the spawn on, so a driver dropped before its first poll still hands over.
+    let running = Running {
+        shared: Arc::clone(shared),
+        ended: false,
+    };
     tokio::spawn(bounded_cancel::live::tracked(
         "rate limiter driver",
-        run(shared),
+        run(running),
     ));
 }
 
-async fn run(shared: Arc<Shared>) {
-    let mut running = Running {
-        shared: &shared,
-        ended: false,
-    };
+async fn run(mut running: Running) {
+    let shared = Arc::clone(&running.shared);
     let sleep = tokio::time::sleep_until(shared.instant(0));
     tokio::pin!(sleep);
     let mut wakers: Vec<Waker> = Vec::new();
@@ -50,12 +51,12 @@ async fn run(shared: Arc<Shared>) {
 
 /// Hands the queue back if the driver is dropped early (its runtime shut down): the head is woken and
 /// starts a new driver on its own runtime.
-struct Running<'a> {
-    shared: &'a Shared,
+struct Running {
+    shared: Arc<Shared>,
     ended: bool,
 }
 
-impl Drop for Running<'_> {
+impl Drop for Running {
     fn drop(&mut self) {
         if self.ended {
             return;

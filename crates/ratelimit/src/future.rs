@@ -109,9 +109,17 @@ impl<'a> Waiting<'a> {
     fn abandon(&mut self) {
         self.finished = true;
         if let Some(seq) = self.seq.take() {
-            let was_head = self.limiter.shared.lock().abandon(seq);
-            if was_head {
+            let mut state = self.limiter.shared.lock();
+            if !state.abandon(seq) {
+                return;
+            }
+            if state.driver_running {
+                drop(state);
                 self.limiter.shared.driver_wake.notify_one();
+            } else if let Some(head) = state.wake_head() {
+                // No driver (its runtime shut down): the new head starts one when woken.
+                drop(state);
+                head.wake();
             }
         }
     }
