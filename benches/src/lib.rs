@@ -8,14 +8,7 @@ use tokio::runtime::{Builder, Runtime};
 ///
 /// Panics if the operating system refuses to start a runtime's threads.
 pub fn runtimes() -> [(&'static str, Runtime); 2] {
-    let multi = Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .expect("multi-thread runtime");
-    let current = Builder::new_current_thread()
-        .build()
-        .expect("current_thread runtime");
-    [("multi_thread", multi), ("current_thread", current)]
+    build(false)
 }
 
 /// [`runtimes`] with tokio's time driver enabled, for benches that sleep or wait on timers.
@@ -24,14 +17,20 @@ pub fn runtimes() -> [(&'static str, Runtime); 2] {
 ///
 /// Panics if the operating system refuses to start a runtime's threads.
 pub fn timed_runtimes() -> [(&'static str, Runtime); 2] {
-    let multi = Builder::new_multi_thread()
+    build(true)
+}
+
+fn build(time: bool) -> [(&'static str, Runtime); 2] {
+    let mut multi = Builder::new_multi_thread();
+    let mut current = Builder::new_current_thread();
+    if time {
+        multi.enable_time();
+        current.enable_time();
+    }
+    let multi = multi
         .worker_threads(2)
-        .enable_time()
         .build()
         .expect("multi-thread runtime");
-    let current = Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("current_thread runtime");
+    let current = current.build().expect("current_thread runtime");
     [("multi_thread", multi), ("current_thread", current)]
 }

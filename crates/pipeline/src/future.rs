@@ -8,48 +8,6 @@ use pin_project_lite::pin_project;
 
 use crate::{Output, PipelineError};
 
-/// Future returned by [`Output::try_collect`]: every item, or the first failure.
-#[must_use = "futures do nothing unless polled"]
-pub struct TryCollect<T, E> {
-    output: Output<T, E>,
-    items: Vec<T>,
-}
-
-// Nothing here is pinned in place: the items are only moved, and the output is `Unpin`.
-impl<T, E> Unpin for TryCollect<T, E> {}
-
-impl<T, E> TryCollect<T, E> {
-    pub(crate) fn new(output: Output<T, E>) -> Self {
-        TryCollect {
-            output,
-            items: Vec::new(),
-        }
-    }
-}
-
-impl<T: Send + 'static, E> Future for TryCollect<T, E> {
-    type Output = Result<Vec<T>, PipelineError<E>>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        let this = self.get_mut();
-        loop {
-            match ready!(Pin::new(&mut this.output).poll_next(cx)) {
-                Some(Ok(item)) => this.items.push(item),
-                Some(Err(failure)) => return Poll::Ready(Err(failure)),
-                None => return Poll::Ready(Ok(std::mem::take(&mut this.items))),
-            }
-        }
-    }
-}
-
-impl<T, E> fmt::Debug for TryCollect<T, E> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TryCollect")
-            .field("collected", &self.items.len())
-            .finish_non_exhaustive()
-    }
-}
-
 /// Future returned by [`Output::collect`]: everything that came out, and how the pipeline ended.
 #[must_use = "futures do nothing unless polled"]
 pub struct Collect<T, E> {
@@ -90,6 +48,40 @@ impl<T, E> fmt::Debug for Collect<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Collect")
             .field("collected", &self.items.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Future returned by [`Output::try_collect`]: every item, or the first failure.
+#[must_use = "futures do nothing unless polled"]
+pub struct TryCollect<T, E> {
+    collect: Collect<T, E>,
+}
+
+impl<T, E> TryCollect<T, E> {
+    pub(crate) fn new(output: Output<T, E>) -> Self {
+        TryCollect {
+            collect: Collect::new(output),
+        }
+    }
+}
+
+impl<T: Send + 'static, E> Future for TryCollect<T, E> {
+    type Output = Result<Vec<T>, PipelineError<E>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        // A failure is the last thing an output yields, so collecting stops at the first one either way.
+        match ready!(Pin::new(&mut self.get_mut().collect).poll(cx)) {
+            (items, None) => Poll::Ready(Ok(items)),
+            (_, Some(failure)) => Poll::Ready(Err(failure)),
+        }
+    }
+}
+
+impl<T, E> fmt::Debug for TryCollect<T, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TryCollect")
+            .field("collected", &self.collect.items.len())
             .finish_non_exhaustive()
     }
 }

@@ -107,6 +107,10 @@ impl<T: Send + 'static, E> Output<T, E> {
     /// The [`PipelineError`] that stopped the pipeline: the first error as the identical value (fail
     /// fast), a panic with its payload, the context's cause, or a stage built with a zero.
     ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future drops the output, which stops every stage (see [`Output`]).
+    ///
     /// # Examples
     ///
     /// ```
@@ -123,6 +127,10 @@ impl<T: Send + 'static, E> Output<T, E> {
     }
 
     /// Everything that came out, and how the pipeline ended (`None`: its source ran dry).
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future drops the output, which stops every stage (see [`Output`]).
     ///
     /// # Examples
     ///
@@ -150,6 +158,10 @@ impl<T: Send + 'static, E> Output<T, E> {
     /// # Errors
     ///
     /// As [`try_collect`](Output::try_collect); `f` has seen every item that came out before it.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping the future drops the output, which stops every stage (see [`Output`]).
     ///
     /// # Examples
     ///

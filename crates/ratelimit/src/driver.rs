@@ -8,9 +8,17 @@
 use std::sync::Arc;
 use std::task::Waker;
 
-use crate::state::Shared;
+use crate::state::{Shared, State};
 
-pub(crate) fn spawn(shared: &Arc<Shared>) {
+/// Starts a driver unless one is running; called with the state locked, so exactly one starts.
+pub(crate) fn ensure_running(shared: &Arc<Shared>, state: &mut State) {
+    if !state.driver_running {
+        state.driver_running = true;
+        spawn(shared);
+    }
+}
+
+fn spawn(shared: &Arc<Shared>) {
     // The guard exists from the spawn on, so a driver dropped before its first poll still hands over.
     let running = Running {
         shared: Arc::clone(shared),
@@ -24,13 +32,13 @@ pub(crate) fn spawn(shared: &Arc<Shared>) {
 
 async fn run(mut running: Running) {
     let shared = Arc::clone(&running.shared);
-    let sleep = tokio::time::sleep_until(shared.instant(0));
+    let sleep = tokio::time::sleep_until(shared.clock.instant(0));
     tokio::pin!(sleep);
     let mut wakers: Vec<Waker> = Vec::new();
     loop {
         let next = {
             let mut state = shared.lock();
-            let next = state.grant_ready(shared.now(), &mut wakers);
+            let next = state.grant_ready(shared.clock.now(), &mut wakers);
             if next.is_none() {
                 state.driver_running = false;
                 running.ended = true;
@@ -40,7 +48,7 @@ async fn run(mut running: Running) {
         wakers.drain(..).for_each(Waker::wake);
         let Some(next) = next else { return };
         // One timer for the driver's whole life, moved to each new instant.
-        sleep.as_mut().reset(shared.instant(next));
+        sleep.as_mut().reset(shared.clock.instant(next));
         tokio::select! {
             biased;
             () = shared.driver_wake.notified() => {}

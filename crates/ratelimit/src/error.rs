@@ -222,3 +222,52 @@ impl From<InsufficientCapacity> for AcquireError {
         AcquireError::InsufficientCapacity(err)
     }
 }
+
+/// [`Throttle::try_call`] found no unit free: the call did not run, and its function is handed back.
+///
+/// # Examples
+///
+/// ```
+/// # use bounded_ratelimit::{Limiter, Quota, Throttle};
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let client = Throttle::new((), Limiter::new(Quota::per_second(2).burst(1)).unwrap());
+/// client.try_call(|_| async {}).ok().unwrap().await;
+/// let refused = client.try_call(|_| async { "later" }).err().unwrap();
+/// assert!(refused.to_string().contains("did not run"));
+/// let call = refused.into_inner(); // retry it, queue it, or drop it
+/// # let _ = call;
+/// # }
+/// ```
+pub struct Throttled<F> {
+    pub(crate) retry: RetryAfter,
+    pub(crate) f: F,
+}
+
+impl<F> Throttled<F> {
+    /// How long until a unit would be free.
+    pub fn retry_after(&self) -> RetryAfter {
+        self.retry
+    }
+
+    /// The function, never run.
+    pub fn into_inner(self) -> F {
+        self.f
+    }
+}
+
+impl<F> fmt::Debug for Throttled<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Throttled")
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F> fmt::Display for Throttled<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}; the call did not run", self.retry)
+    }
+}
+
+impl<F> Error for Throttled<F> {}

@@ -57,12 +57,12 @@ impl<'a> Waiting<'a> {
                         burst: state.gcra.burst(),
                     }))
                 } else {
-                    let now = shared.now();
+                    let now = shared.clock.now();
                     match state.try_take(now, self.n) {
                         Ok(()) => Ok(()),
                         Err(at) => {
                             if let Some(deadline) = deadline {
-                                let deadline = shared.nanos(deadline);
+                                let deadline = shared.clock.nanos(deadline);
                                 if at >= deadline {
                                     state.rejected += 1;
                                     return self.finish(Err(Refusal::TooSoon {
@@ -74,10 +74,7 @@ impl<'a> Waiting<'a> {
                                 }
                             }
                             self.seq = Some(state.enqueue(self.n, now, cx.waker().clone()));
-                            if !state.driver_running {
-                                state.driver_running = true;
-                                driver::spawn(shared);
-                            }
+                            driver::ensure_running(shared, &mut state);
                             return Poll::Pending;
                         }
                     }
@@ -87,10 +84,8 @@ impl<'a> Waiting<'a> {
                 Some(Outcome::Granted) => Ok(()),
                 Some(Outcome::Refused(err)) => Err(Refusal::Capacity(err)),
                 None => {
-                    if !state.driver_running {
-                        state.driver_running = true;
-                        driver::spawn(shared);
-                    }
+                    // Its driver may have gone with its runtime: the head starts another.
+                    driver::ensure_running(shared, &mut state);
                     return Poll::Pending;
                 }
             },

@@ -11,6 +11,7 @@ use bounded_cancel::{Cancelled, Context};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
+use crate::clock::Clock;
 use crate::gcra::Gcra;
 use crate::{AcquireError, InsufficientCapacity, KeyedMetrics, Quota, QuotaError, RetryAfter};
 
@@ -51,7 +52,7 @@ pub struct KeyedLimiter<K> {
 }
 
 struct KeyedShared<K> {
-    origin: Instant,
+    clock: Clock,
     quota: Quota,
     gcra: Gcra,
     max_keys: usize,
@@ -100,7 +101,7 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
         };
         Ok(KeyedLimiter {
             shared: Arc::new(KeyedShared {
-                origin: Instant::now(),
+                clock: Clock::start(),
                 quota,
                 gcra,
                 max_keys,
@@ -167,7 +168,7 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
         if n == 0 {
             return Ok(Ok(()));
         }
-        let now = shared.now();
+        let now = shared.clock.now();
         let tat = state.tats.get(key).copied().unwrap_or(0);
         Ok(match shared.gcra.test(tat, now, n) {
             Ok(tat) => {
@@ -206,7 +207,7 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     pub fn acquire(&self, key: &K) -> KeyedAcquire<'_, K> {
         KeyedAcquire {
             reservation: Reservation::new(self, key),
-            sleep: tokio::time::sleep_until(self.shared.origin),
+            sleep: tokio::time::sleep_until(self.shared.clock.instant(0)),
         }
     }
 
@@ -235,7 +236,7 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     pub fn acquire_with<'a>(&'a self, ctx: &'a Context, key: &K) -> KeyedAcquireWith<'a, K> {
         KeyedAcquireWith {
             reservation: Reservation::new(self, key),
-            sleep: tokio::time::sleep_until(self.shared.origin),
+            sleep: tokio::time::sleep_until(self.shared.clock.instant(0)),
             cancelled: ctx.cancelled(),
             ctx,
         }
@@ -283,14 +284,6 @@ impl<K: Hash + Eq + Clone> KeyedShared<K> {
     fn lock(&self) -> MutexGuard<'_, KeyedState<K>> {
         // Nothing panics while holding this lock, so a poisoned one still holds consistent state.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn now(&self) -> u64 {
-        self.nanos(Instant::now())
-    }
-
-    fn nanos(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
     }
 
     /// Records a key's new state, making room first when the key is new and the map is full.
@@ -349,10 +342,10 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
     fn reserve(&mut self, deadline: Option<Instant>) -> Result<Option<Instant>, AcquireError> {
         let shared = &*self.limiter.shared;
         let mut state = shared.lock();
-        let now = shared.now();
+        let now = shared.clock.now();
         let tat = state.tats.get(&self.key).copied().unwrap_or(0);
         let at = shared.gcra.earliest(tat, 0, 1).max(now);
-        if let Some(deadline) = deadline.map(|d| shared.nanos(d))
+        if let Some(deadline) = deadline.map(|d| shared.clock.nanos(d))
             && at > now
             && at >= deadline
         {
@@ -372,7 +365,7 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
             self.finished = true;
             return Ok(None);
         }
-        let at = shared.origin + Duration::from_nanos(at);
+        let at = shared.clock.instant(at);
         self.at = Some(at);
         Ok(Some(at))
     }

@@ -95,6 +95,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
+mod clock;
 mod driver;
 mod error;
 mod future;
@@ -106,7 +107,7 @@ mod quota;
 mod state;
 mod throttle;
 
-pub use error::{AcquireError, InsufficientCapacity, QuotaError, RetryAfter};
+pub use error::{AcquireError, InsufficientCapacity, QuotaError, RetryAfter, Throttled};
 pub use future::{Acquire, AcquireN, AcquireWith};
 pub use keyed::{KeyedAcquire, KeyedAcquireWith, KeyedLimiter};
 pub use limiter::Limiter;

@@ -151,6 +151,10 @@ impl Limiter {
     /// [`AcquireError`](crate::AcquireError), as [`acquire_with`](Limiter::acquire_with), plus
     /// `InsufficientCapacity` when `n` exceeds the burst.
     ///
+    /// # Cancel safety
+    ///
+    /// As [`acquire`](Limiter::acquire); a context that ends also gives the place back.
+    ///
     /// # Examples
     ///
     /// ```
@@ -224,7 +228,7 @@ impl Limiter {
                 burst,
             });
         }
-        let now = self.shared.now();
+        let now = self.shared.clock.now();
         Ok(state.try_take(now, n).map_err(|at| {
             state.rejected += 1;
             RetryAfter {
@@ -261,7 +265,7 @@ impl Limiter {
     pub fn set_rate(&self, quota: Quota) -> Result<(), QuotaError> {
         let gcra = Gcra::new(&quota)?;
         let mut state = self.shared.lock();
-        let now = self.shared.now();
+        let now = self.shared.clock.now();
         state.tat = state.gcra.rescale(state.tat, now, &gcra);
         state.gcra = gcra;
         state.quota = quota;

@@ -5,14 +5,14 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 use std::time::Duration;
 
+use crate::clock::Clock;
 use tokio::sync::Notify;
-use tokio::time::Instant;
 
 use crate::gcra::Gcra;
 use crate::{InsufficientCapacity, Metrics, Quota};
 
 pub(crate) struct Shared {
-    origin: Instant,
+    pub(crate) clock: Clock,
     state: Mutex<State>,
     /// Wakes the driver when the head of the queue or the quota changed under it.
     pub(crate) driver_wake: Notify,
@@ -21,7 +21,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(quota: Quota, gcra: Gcra) -> Self {
         Shared {
-            origin: Instant::now(),
+            clock: Clock::start(),
             state: Mutex::new(State {
                 quota,
                 gcra,
@@ -44,19 +44,6 @@ impl Shared {
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         // Nothing panics while holding this lock, so a poisoned one still holds consistent state.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Nanoseconds since the origin, on tokio's clock.
-    pub(crate) fn now(&self) -> u64 {
-        self.nanos(Instant::now())
-    }
-
-    pub(crate) fn nanos(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
-    }
-
-    pub(crate) fn instant(&self, nanos: u64) -> Instant {
-        self.origin + Duration::from_nanos(nanos)
     }
 }
 

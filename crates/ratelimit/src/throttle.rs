@@ -6,7 +6,7 @@ use std::task::{Context as TaskContext, Poll, ready};
 use bounded_cancel::Context;
 use pin_project_lite::pin_project;
 
-use crate::{AcquireError, AcquireWith, Limiter};
+use crate::{AcquireError, AcquireWith, Limiter, Throttled};
 
 /// A client that waits for its limiter before every call: the seed's rate-limited `Client`.
 ///
@@ -90,6 +90,36 @@ impl<C> Throttle<C> {
             client: &self.client,
             f: Some(f),
             fut: None,
+        }
+    }
+
+    /// Runs `f` on the client if a unit is free now and nobody is queued; never waits. The unit is
+    /// taken and `f` has run when this returns `Ok`: await the future it made.
+    ///
+    /// # Errors
+    ///
+    /// [`Throttled`] with the time to wait, and `f` back, never run ([`Throttled::into_inner`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{Limiter, Quota, Throttle};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let client = Throttle::new(40, Limiter::new(Quota::per_second(1).burst(1)).unwrap());
+    /// let n = client.try_call(|n| async move { n + 2 }).ok().unwrap().await;
+    /// assert_eq!(n, 42);
+    /// let refused = client.try_call(|n| async move { n + 2 }).err().unwrap();
+    /// assert_eq!(refused.retry_after().wait(), std::time::Duration::from_secs(1));
+    /// # }
+    /// ```
+    pub fn try_call<'a, F, Fut>(&'a self, f: F) -> Result<Fut, Throttled<F>>
+    where
+        F: FnOnce(&'a C) -> Fut,
+    {
+        match self.limiter.try_acquire() {
+            Ok(()) => Ok(f(&self.client)),
+            Err(retry) => Err(Throttled { retry, f }),
         }
     }
 

@@ -2,7 +2,7 @@
 
 use bounded_ratelimit::{
     Acquire, AcquireError, AcquireN, AcquireWith, Call, KeyedAcquire, KeyedAcquireWith,
-    KeyedLimiter, Limiter, Metrics, Quota, Throttle,
+    KeyedLimiter, Limiter, Metrics, Quota, Throttle, Throttled,
 };
 
 fn send_sync<T: Send + Sync>() {}
@@ -15,6 +15,7 @@ fn futures_and_handles_are_send_and_sync() {
     send_sync::<KeyedLimiter<String>>();
     send_sync::<Throttle<String>>();
     send_sync::<Quota>();
+    send_sync::<Throttled<fn()>>();
     send_sync::<Metrics>();
     send_sync::<AcquireError>();
     send_sync::<Acquire<'static>>();

@@ -90,3 +90,67 @@ async fn a_refused_call_never_runs_its_closure() {
     assert!(matches!(err, AcquireError::DeadlineTooSoon { .. }), "{err}");
     assert_eq!(api.calls.lock().unwrap().len(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn try_call_runs_now_or_hands_the_call_back_unrun() {
+    let api = FakeApi::default();
+    let client = Throttle::new(
+        api.clone(),
+        Limiter::new(Quota::per_second(10).burst(1)).unwrap(),
+    );
+    let call = match client.try_call(|api| api.get(0)) {
+        Ok(call) => call,
+        Err(refused) => panic!("{refused}"),
+    };
+    let refused = match client.try_call(|api| api.get(1)) {
+        Ok(_) => panic!("the bucket was empty"),
+        Err(refused) => refused,
+    };
+    assert_eq!(refused.retry_after().wait(), Duration::from_millis(100));
+    call.await.unwrap(); // takes 30 ms
+    assert_eq!(
+        api.calls.lock().unwrap().len(),
+        1,
+        "the refused call did not run"
+    );
+    // The call handed back runs later, as it was.
+    tokio::time::sleep(Duration::from_millis(70)).await;
+    let again = refused.into_inner();
+    client.try_call(again).ok().unwrap().await.unwrap();
+    assert_eq!(api.calls.lock().unwrap().len(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_dropped_while_waiting_never_runs_and_takes_nothing() {
+    let api = FakeApi::default();
+    let client = Throttle::new(
+        api.clone(),
+        Limiter::new(Quota::per_second(10).burst(1)).unwrap(),
+    );
+    client
+        .call(&Context::new(), |api| api.get(0))
+        .await
+        .unwrap()
+        .unwrap();
+    let ctx = Context::new();
+    let waiting = client.call(&ctx, |api| api.get(1));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), waiting)
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        api.calls.lock().unwrap().len(),
+        1,
+        "the dropped call never ran"
+    );
+    // The unit it waited for is still there, at 100 ms.
+    let start = Instant::now();
+    client
+        .call(&Context::new(), |api| api.get(2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(start.elapsed(), Duration::from_millis(50));
+    bounded_cancel::live::assert_none_alive().await;
+}
