@@ -223,7 +223,7 @@ impl From<InsufficientCapacity> for AcquireError {
     }
 }
 
-/// [`Throttle::try_call`] found no unit free: the call did not run, and its function is handed back.
+/// [`Throttle::try_call`](crate::Throttle::try_call) found no unit free: the call did not run, and its function is handed back.
 ///
 /// # Examples
 ///
