@@ -27,10 +27,15 @@ use crate::{Cause, live};
 ///
 /// # Deadlines and the clock
 ///
-/// Deadlines use [`tokio::time::Instant`], so tests on a paused clock drive them. A context with a
-/// deadline of its own owns exactly one timer task, spawned when the context is made and aborted when
-/// the last clone is dropped. Its descendants and every waiter share that timer: no wait arms a timer of
-/// its own. A child whose deadline is not earlier than its parent's has no timer at all.
+/// Deadlines use [`tokio::time::Instant`], so tests on a paused clock drive them. A deadline costs no
+/// task: making and dropping a context with a deadline touches no runtime and takes no lock. The clock
+/// is read where an answer depends on it, so [`is_cancelled`](Context::is_cancelled),
+/// [`cause`](Context::cause), [`remaining`](Context::remaining) and [`cancelled`](Context::cancelled)
+/// always agree, on any runtime or none: once the deadline has passed, the context is cancelled with
+/// [`Cause::DeadlineExceeded`] (recorded the first time anyone looks, and then seen by every
+/// descendant). A [`cancelled`](Context::cancelled) wait arms one tokio timer for itself, on the runtime
+/// that polls it. Only [`token`](Context::token) starts a timer task, because a `CancellationToken` must
+/// fire at the deadline whether or not anyone asks.
 ///
 /// # Examples
 ///
@@ -60,13 +65,15 @@ struct Node {
     token: CancellationToken,
     cause: OnceLock<Cause>,
     parent: Option<Arc<Node>>,
+    /// The effective deadline: the earlier of this node's own and its parent's.
     deadline: Option<Instant>,
-    timer: Option<AbortHandle>,
+    /// Started by `token()` only, so that an interop token fires at the deadline by itself.
+    timer: OnceLock<AbortHandle>,
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
-        if let Some(timer) = &self.timer {
+        if let Some(timer) = self.timer.get() {
             timer.abort();
         }
     }
@@ -77,7 +84,33 @@ impl Node {
         self.cause().is_some()
     }
 
+    /// The recorded cause, or `DeadlineExceeded` (recorded now) if the deadline has passed.
     fn cause(&self) -> Option<&Cause> {
+        if let Some(cause) = self.recorded() {
+            return Some(cause);
+        }
+        let deadline = self.deadline?;
+        if Instant::now() < deadline {
+            return None;
+        }
+        self.expire();
+        self.recorded()
+    }
+
+    /// The highest ancestor (or this node) whose effective deadline is this node's.
+    fn deadline_owner(&self) -> &Node {
+        let mut owner = self;
+        while let Some(parent) = owner.parent.as_deref() {
+            if parent.deadline != self.deadline {
+                break;
+            }
+            owner = parent;
+        }
+        owner
+    }
+
+    /// The cause recorded on this node or an ancestor, without reading the clock.
+    fn recorded(&self) -> Option<&Cause> {
         let mut node = self;
         loop {
             if let Some(cause) = node.cause.get() {
@@ -87,9 +120,23 @@ impl Node {
         }
     }
 
+    /// Records `DeadlineExceeded` on the highest ancestor that shares this node's deadline, so that its
+    /// whole subtree (and the tokens handed out under it) ends together.
+    fn expire(&self) {
+        self.deadline_owner().record(Cause::DeadlineExceeded);
+    }
+
     fn cancel(&self, cause: Cause) -> bool {
+        // A deadline that has passed was the first cause, whether or not anyone had looked yet.
+        if self.cause().is_some() {
+            return false;
+        }
+        self.record(cause)
+    }
+
+    fn record(&self, cause: Cause) -> bool {
         // An ancestor's cause already covers this context: the first cause wins.
-        if self.is_cancelled() || self.cause.set(cause).is_err() {
+        if self.recorded().is_some() || self.cause.set(cause).is_err() {
             return false;
         }
         // The cause is stored before the token fires, so every waiter woken by the token sees it.
@@ -117,7 +164,7 @@ impl Context {
                 cause: OnceLock::new(),
                 parent: None,
                 deadline: None,
-                timer: None,
+                timer: OnceLock::new(),
             }),
         }
     }
@@ -144,9 +191,8 @@ impl Context {
 
     /// Creates a child whose deadline is `timeout` from now on tokio's clock, or the parent's if that is earlier.
     ///
-    /// # Panics
-    ///
-    /// Panics if the child needs a timer and is made outside a tokio runtime.
+    /// Durations saturate: a timeout too long to be an instant (such as [`Duration::MAX`]) means no
+    /// deadline of the child's own, as with tokio's `sleep`.
     ///
     /// # Examples
     ///
@@ -163,14 +209,13 @@ impl Context {
     /// # }
     /// ```
     pub fn with_timeout(&self, timeout: Duration) -> Self {
-        self.with_deadline(Instant::now() + timeout)
+        match crate::deadline_after(timeout) {
+            Some(deadline) => self.with_deadline(deadline),
+            None => self.child(),
+        }
     }
 
     /// Creates a child that ends at `deadline`, or at the parent's deadline if that is earlier.
-    ///
-    /// # Panics
-    ///
-    /// Panics if the child needs a timer and is made outside a tokio runtime.
     ///
     /// # Examples
     ///
@@ -188,10 +233,11 @@ impl Context {
     /// # }
     /// ```
     pub fn with_deadline(&self, deadline: Instant) -> Self {
-        match self.node.deadline {
-            Some(inherited) if inherited <= deadline => self.make_child(Some(inherited)),
-            _ => self.make_child_with_timer(deadline),
-        }
+        let deadline = match self.node.deadline {
+            Some(inherited) if inherited <= deadline => inherited,
+            _ => deadline,
+        };
+        self.make_child(Some(deadline))
     }
 
     fn make_child(&self, deadline: Option<Instant>) -> Self {
@@ -201,29 +247,9 @@ impl Context {
                 cause: OnceLock::new(),
                 parent: Some(self.node.clone()),
                 deadline,
-                timer: None,
+                timer: OnceLock::new(),
             }),
         }
-    }
-
-    fn make_child_with_timer(&self, deadline: Instant) -> Self {
-        let token = self.node.token.child_token();
-        if deadline <= Instant::now() {
-            let ctx = self.make_child(Some(deadline));
-            ctx.node.cancel(Cause::DeadlineExceeded);
-            return ctx;
-        }
-        let node = Arc::new_cyclic(|weak: &Weak<Node>| {
-            let timer = spawn_timer(weak.clone(), token.clone(), deadline);
-            Node {
-                token,
-                cause: OnceLock::new(),
-                parent: Some(self.node.clone()),
-                deadline: Some(deadline),
-                timer: Some(timer),
-            }
-        });
-        Context { node }
     }
 
     /// Cancels this context and its descendants with [`Cause::Cancelled`].
@@ -427,8 +453,37 @@ impl Context {
     /// ctx.cancel();
     /// assert!(token.is_cancelled());
     /// ```
+    ///
+    /// # Deadlines
+    ///
+    /// A token cannot read the clock, so for a context with a deadline the first call starts one timer
+    /// task (on the current runtime) that ends the context when the deadline passes; it is aborted when
+    /// the last clone of the context that owns the deadline is dropped. Called outside a runtime, no timer
+    /// can start: the token then fires at the deadline only if the context is looked at or waited on.
     pub fn token(&self) -> CancellationToken {
+        if let Some(deadline) = self.node.deadline
+            && !self.is_cancelled()
+        {
+            let mut owner = &self.node;
+            while let Some(parent) = &owner.parent {
+                if parent.deadline != Some(deadline) {
+                    break;
+                }
+                owner = parent;
+            }
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                owner
+                    .timer
+                    .get_or_init(|| spawn_timer(&runtime, owner, deadline));
+            }
+        }
         self.node.token.child_token()
+    }
+
+    /// Ends the context with `DeadlineExceeded` (unless it has ended already); a waiter's timer calls
+    /// it when the deadline has come.
+    pub(crate) fn expire(&self) {
+        self.node.expire();
     }
 
     pub(crate) fn cause_or_cancelled(&self) -> Cause {
@@ -451,17 +506,22 @@ impl fmt::Debug for Context {
     }
 }
 
-fn spawn_timer(node: Weak<Node>, token: CancellationToken, deadline: Instant) -> AbortHandle {
+fn spawn_timer(runtime: &tokio::runtime::Handle, node: &Arc<Node>, deadline: Instant) -> AbortHandle {
+    // A clone of the token does not keep the node alive; the weak reference lets the last clone of the
+    // context drop the node, whose `Drop` aborts this task.
+    let (token, node) = (node.token.clone(), Arc::downgrade(node));
     let timer = async move {
         tokio::select! {
             biased;
             _ = token.cancelled() => {}
             _ = tokio::time::sleep_until(deadline) => {
                 if let Some(node) = node.upgrade() {
-                    node.cancel(Cause::DeadlineExceeded);
+                    node.expire();
                 }
             }
         }
     };
-    tokio::spawn(live::tracked("context deadline timer", timer)).abort_handle()
+    runtime
+        .spawn(live::tracked("context deadline timer", timer))
+        .abort_handle()
 }

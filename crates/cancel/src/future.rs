@@ -4,6 +4,7 @@ use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll, ready};
 
 use pin_project_lite::pin_project;
+use tokio::time::Sleep;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use crate::{Cause, Context};
@@ -14,6 +15,10 @@ pin_project! {
     pub struct Cancelled<'a> {
         #[pin]
         wait: WaitForCancellationFuture<'a>,
+        // Armed at the first poll when the context has a deadline; the wait's own timer, so that no
+        // task has to exist for a deadline to end a wait.
+        #[pin]
+        timer: Option<Sleep>,
         ctx: &'a Context,
     }
 }
@@ -22,6 +27,7 @@ impl<'a> Cancelled<'a> {
     pub(crate) fn new(token: &'a CancellationToken, ctx: &'a Context) -> Self {
         Cancelled {
             wait: token.cancelled(),
+            timer: None,
             ctx,
         }
     }
@@ -31,9 +37,26 @@ impl Future for Cancelled<'_> {
     type Output = Cause;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Cause> {
-        let this = self.project();
+        let mut this = self.project();
+        if this.wait.as_mut().poll(cx).is_pending() {
+            if let Some(deadline) = this.ctx.deadline() {
+                if this.timer.is_none() {
+                    // The clock is read once here rather than in every poll: a passed deadline ends
+                    // the context at once, a future one arms the timer.
+                    if this.ctx.is_cancelled() {
+                        return Poll::Ready(this.ctx.cause_or_cancelled());
+                    }
+                    this.timer.set(Some(tokio::time::sleep_until(deadline)));
+                }
+                if let Some(timer) = this.timer.as_pin_mut() {
+                    ready!(timer.poll(cx));
+                    this.ctx.expire();
+                    return Poll::Ready(this.ctx.cause_or_cancelled());
+                }
+            }
+            return Poll::Pending;
+        }
         // The token only fires after a cause is stored, so the fallback is never seen in practice.
-        ready!(this.wait.poll(cx));
         Poll::Ready(this.ctx.cause_or_cancelled())
     }
 }

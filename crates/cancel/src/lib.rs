@@ -60,6 +60,24 @@ pub use panic::panic_message;
 pub use report::{ShutdownReport, TaskOutcome, TaskReport};
 pub use shutdown::{Shutdown, SignalReceived};
 
+/// The instant `timeout` from now on tokio's clock, or `None` when that instant is too far away to
+/// represent (as with [`Duration::MAX`](std::time::Duration::MAX)).
+///
+/// This is how every `bounded` crate turns a timeout into a deadline: durations saturate, and a timeout
+/// too long to be an instant means "no deadline", as it does for tokio's `sleep`.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+///
+/// assert!(bounded_cancel::deadline_after(Duration::from_secs(1)).is_some());
+/// assert!(bounded_cancel::deadline_after(Duration::MAX).is_none());
+/// ```
+pub fn deadline_after(timeout: std::time::Duration) -> Option<tokio::time::Instant> {
+    tokio::time::Instant::now().checked_add(timeout)
+}
+
 // The README's example is compiled with the doc tests so that it cannot rot.
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]

@@ -268,7 +268,8 @@ pub fn names() -> Vec<String> {
 /// # }
 /// ```
 pub async fn settle(within: Duration) -> Result<(), StillAlive> {
-    let until = Instant::now() + within;
+    // `Duration::MAX` (no instant that far) waits for as long as it takes.
+    let until = crate::deadline_after(within);
     loop {
         // A few plain yields first: most aborted tasks are dropped on the runtime's next pass.
         for _ in 0..8 {
@@ -277,7 +278,7 @@ pub async fn settle(within: Duration) -> Result<(), StillAlive> {
             }
             tokio::task::yield_now().await;
         }
-        if Instant::now() >= until {
+        if until.is_some_and(|until| Instant::now() >= until) {
             let names = names();
             return if names.is_empty() {
                 Ok(())
@@ -285,7 +286,8 @@ pub async fn settle(within: Duration) -> Result<(), StillAlive> {
                 Err(StillAlive { names, within })
             };
         }
-        tokio::time::sleep(Duration::from_millis(1).min(until - Instant::now())).await;
+        let left = until.map_or(Duration::MAX, |until| until.saturating_duration_since(Instant::now()));
+        tokio::time::sleep(Duration::from_millis(1).min(left)).await;
     }
 }
 

@@ -6,7 +6,6 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::task::{AbortHandle, JoinError, JoinHandle};
-use tokio::time::Instant;
 
 use crate::report::{ShutdownReport, TaskOutcome, TaskReport};
 use crate::{Context, live};
@@ -276,13 +275,20 @@ impl Shutdown {
 
         // Phase two: drain for `grace`, then abort what is left and collect how each ended.
         if triggered {
-            let until = Instant::now() + grace;
             let drain = async {
                 while let Some((i, out)) = running.next().await {
                     outcomes[i] = Some(out);
                 }
             };
-            if tokio::time::timeout_at(until, drain).await.is_err() {
+            // A grace too long to be an instant (`Duration::MAX`) drains without a time limit.
+            let drained = match crate::deadline_after(grace) {
+                Some(until) => tokio::time::timeout_at(until, drain).await.is_ok(),
+                None => {
+                    drain.await;
+                    true
+                }
+            };
+            if !drained {
                 self.tasks.iter().for_each(|t| t.abort.abort());
                 while let Some((i, out)) = running.next().await {
                     outcomes[i] = Some(out);

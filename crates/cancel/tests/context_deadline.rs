@@ -1,4 +1,5 @@
-//! Deadlines on the paused clock: exact firing, inheritance, and one shared timer.
+//! Deadlines on the paused clock: exact firing, inheritance, no task per deadline, and answers that
+//! agree on every runtime.
 
 use std::time::Duration;
 
@@ -77,42 +78,109 @@ async fn a_deadline_in_the_past_is_exceeded_at_once() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn one_timer_serves_every_waiter_and_descendant() {
+async fn a_deadline_costs_no_task_and_every_waiter_ends_at_it() {
+    let start = Instant::now();
     let ctx = Context::new().with_timeout(Duration::from_secs(3));
     let mut waiters = Vec::new();
     for i in 0..1_000 {
-        // Children with a later deadline share the parent's timer instead of arming their own.
         let child = if i % 2 == 0 {
             ctx.child()
         } else {
             ctx.with_timeout(Duration::from_secs(30))
         };
-        waiters.push(tokio::spawn(async move { child.cancelled().await }));
+        waiters.push(tokio::spawn(async move {
+            let cause = child.cancelled().await;
+            (cause, Instant::now())
+        }));
     }
     tokio::task::yield_now().await;
-    let timers = live::names()
-        .iter()
-        .filter(|n| *n == "context deadline timer")
-        .count();
-    assert_eq!(timers, 1);
+    assert!(live::names().is_empty(), "spawned {:?}", live::names());
     for waiter in waiters {
-        assert!(matches!(waiter.await.unwrap(), Cause::DeadlineExceeded));
+        let (cause, at) = waiter.await.unwrap();
+        assert!(matches!(cause, Cause::DeadlineExceeded));
+        assert_eq!(at - start, Duration::from_secs(3));
     }
+    assert!(matches!(ctx.cause(), Some(Cause::DeadlineExceeded)));
 }
 
 #[tokio::test(start_paused = true)]
-async fn dropping_the_last_clone_stops_its_timer() {
+async fn a_token_fires_at_the_deadline_with_no_one_looking() {
+    let ctx = Context::new().with_timeout(Duration::from_secs(3));
+    let token = ctx.child().token();
+    let again = ctx.token();
+    assert_eq!(live::names(), ["context deadline timer"], "one timer per deadline");
+    sleep(Duration::from_secs(3)).await;
+    tokio::task::yield_now().await;
+    assert!(token.is_cancelled() && again.is_cancelled());
+    live::settle(Duration::from_millis(10)).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_last_clone_stops_its_token_timer() {
     let ctx = Context::new().with_timeout(Duration::from_secs(3600));
+    let token = ctx.token();
     let clone = ctx.clone();
     drop(ctx);
     assert_eq!(live::names(), ["context deadline timer"]);
     drop(clone);
     live::settle(Duration::from_millis(10)).await.unwrap();
+    assert!(!token.is_cancelled());
 }
 
 #[tokio::test(start_paused = true)]
-async fn the_timer_ends_when_the_context_is_cancelled() {
+async fn a_timeout_too_long_for_an_instant_means_no_deadline() {
+    let parent = Context::new();
+    let ctx = parent.with_timeout(Duration::MAX);
+    assert_eq!(ctx.deadline(), None);
+    assert_eq!(ctx.remaining(), None);
+    assert!(!ctx.is_cancelled());
+    // A parent's deadline still bounds it.
+    let bounded = parent
+        .with_timeout(Duration::from_secs(1))
+        .with_timeout(Duration::MAX);
+    assert!(matches!(bounded.cancelled().await, Cause::DeadlineExceeded));
+}
+
+#[test]
+fn a_passed_deadline_ends_the_context_after_its_runtime_is_gone() {
+    let paused = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap()
+    };
+    let first = paused();
+    let ctx = first.block_on(async { Context::new().with_timeout(Duration::from_secs(1)) });
+    let waiting = first.block_on(async { ctx.child() });
+    drop(first);
+
+    paused().block_on(async {
+        sleep(Duration::from_secs(2)).await;
+        assert_eq!(ctx.remaining(), Some(Duration::ZERO));
+        assert!(ctx.is_cancelled(), "remaining() is zero, so the context has ended");
+        assert!(matches!(ctx.cause(), Some(Cause::DeadlineExceeded)));
+        let cause = tokio::time::timeout(Duration::from_secs(1), waiting.cancelled()).await;
+        assert!(matches!(cause, Ok(Cause::DeadlineExceeded)));
+    });
+}
+
+#[test]
+fn a_deadline_is_seen_without_any_runtime() {
+    let ctx = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap()
+        .block_on(async { Context::new().with_timeout(Duration::ZERO) });
+    assert!(ctx.is_cancelled());
+    assert!(matches!(ctx.child().cause(), Some(Cause::DeadlineExceeded)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_token_timer_ends_when_the_context_is_cancelled() {
     let ctx = Context::new().with_timeout(Duration::from_secs(3600));
+    let _token = ctx.token();
+    assert_eq!(live::names(), ["context deadline timer"]);
     ctx.cancel();
     live::settle(Duration::from_millis(10)).await.unwrap();
     assert!(matches!(ctx.cause(), Some(Cause::Cancelled)));

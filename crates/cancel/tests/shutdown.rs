@@ -172,3 +172,16 @@ async fn dropping_wait_midway_aborts_every_task() {
     assert!(waited.is_err());
     live::assert_none_alive().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_grace_too_long_for_an_instant_drains_without_a_limit() {
+    let mut shutdown = Shutdown::new();
+    shutdown.spawn("slow", |ctx| async move {
+        ctx.cancelled().await;
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        Ok::<_, String>(())
+    });
+    shutdown.trigger();
+    let report = shutdown.wait(Duration::MAX).await;
+    assert!(report.is_clean(), "{report}");
+}
