@@ -1,7 +1,7 @@
 use std::error::Error;
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::task::AbortHandle;
@@ -506,7 +506,11 @@ impl fmt::Debug for Context {
     }
 }
 
-fn spawn_timer(runtime: &tokio::runtime::Handle, node: &Arc<Node>, deadline: Instant) -> AbortHandle {
+fn spawn_timer(
+    runtime: &tokio::runtime::Handle,
+    node: &Arc<Node>,
+    deadline: Instant,
+) -> AbortHandle {
     // A clone of the token does not keep the node alive; the weak reference lets the last clone of the
     // context drop the node, whose `Drop` aborts this task.
     let (token, node) = (node.token.clone(), Arc::downgrade(node));

@@ -286,7 +286,9 @@ pub async fn settle(within: Duration) -> Result<(), StillAlive> {
                 Err(StillAlive { names, within })
             };
         }
-        let left = until.map_or(Duration::MAX, |until| until.saturating_duration_since(Instant::now()));
+        let left = until.map_or(Duration::MAX, |until| {
+            until.saturating_duration_since(Instant::now())
+        });
         tokio::time::sleep(Duration::from_millis(1).min(left)).await;
     }
 }

@@ -108,7 +108,11 @@ async fn a_token_fires_at_the_deadline_with_no_one_looking() {
     let ctx = Context::new().with_timeout(Duration::from_secs(3));
     let token = ctx.child().token();
     let again = ctx.token();
-    assert_eq!(live::names(), ["context deadline timer"], "one timer per deadline");
+    assert_eq!(
+        live::names(),
+        ["context deadline timer"],
+        "one timer per deadline"
+    );
     sleep(Duration::from_secs(3)).await;
     tokio::task::yield_now().await;
     assert!(token.is_cancelled() && again.is_cancelled());
@@ -158,7 +162,10 @@ fn a_passed_deadline_ends_the_context_after_its_runtime_is_gone() {
     paused().block_on(async {
         sleep(Duration::from_secs(2)).await;
         assert_eq!(ctx.remaining(), Some(Duration::ZERO));
-        assert!(ctx.is_cancelled(), "remaining() is zero, so the context has ended");
+        assert!(
+            ctx.is_cancelled(),
+            "remaining() is zero, so the context has ended"
+        );
         assert!(matches!(ctx.cause(), Some(Cause::DeadlineExceeded)));
         let cause = tokio::time::timeout(Duration::from_secs(1), waiting.cancelled()).await;
         assert!(matches!(cause, Ok(Cause::DeadlineExceeded)));

@@ -43,13 +43,16 @@ impl PoolBuilder {
         }
     }
 
-    /// How many jobs run at once (0 is refused by [`build`](PoolBuilder::build)).
+    /// How many jobs run at once (0 and more than [`MAX_WORKERS`](crate::MAX_WORKERS) are refused by
+    /// [`build`](PoolBuilder::build)).
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = Some(n);
         self
     }
 
-    /// How many accepted jobs may wait for a worker; past that, `submit` waits (0 is refused).
+    /// How many accepted jobs may wait for a worker; past that, `submit` waits (0 and more than
+    /// [`MAX_QUEUE`](crate::MAX_QUEUE) are refused). The queue's memory follows the jobs it holds, not
+    /// this bound.
     pub fn queue(mut self, capacity: usize) -> Self {
         self.queue = Some(capacity);
         self
@@ -88,11 +91,13 @@ impl PoolBuilder {
     pub fn build(self) -> Result<Pool, BuildError> {
         let workers = match self.workers {
             Some(0) => return Err(BuildError::ZeroWorkers),
+            Some(n) if n > crate::MAX_WORKERS => return Err(BuildError::TooManyWorkers),
             Some(n) => n,
             None => std::thread::available_parallelism().map_or(1, |n| n.get()),
         };
         let queue = match self.queue {
             Some(0) => return Err(BuildError::ZeroQueue),
+            Some(n) if n > crate::MAX_QUEUE => return Err(BuildError::QueueTooLong),
             Some(n) => n,
             None => workers * 2,
         };

@@ -144,6 +144,10 @@ pub enum BuildError {
     ZeroWorkers,
     /// `queue(0)`: no job could ever be handed to a worker.
     ZeroQueue,
+    /// More workers than [`MAX_WORKERS`](crate::MAX_WORKERS).
+    TooManyWorkers,
+    /// A queue longer than [`MAX_QUEUE`](crate::MAX_QUEUE).
+    QueueTooLong,
 }
 
 impl fmt::Display for BuildError {
@@ -154,6 +158,17 @@ impl fmt::Display for BuildError {
             }
             BuildError::ZeroQueue => f.write_str(
                 "a pool needs a queue of at least 1: with 0 no job could ever reach a worker",
+            ),
+            BuildError::TooManyWorkers => write!(
+                f,
+                "a pool takes at most {} workers; for more concurrency than that, run several pools",
+                crate::MAX_WORKERS
+            ),
+            BuildError::QueueTooLong => write!(
+                f,
+                "a pool's queue holds at most {} jobs; a queue's memory follows what it holds, so \
+                 a smaller bound costs nothing",
+                crate::MAX_QUEUE
             ),
         }
     }
@@ -181,10 +196,15 @@ pub enum ResizeError {
     ZeroWorkers,
     /// The pool is closed: it no longer starts workers.
     Closed,
+    /// More workers than [`MAX_WORKERS`](crate::MAX_WORKERS).
+    TooManyWorkers,
 }
 
 impl ResizeError {
     pub(crate) fn check(n: usize) -> Result<NonZeroUsize, ResizeError> {
+        if n > crate::MAX_WORKERS {
+            return Err(ResizeError::TooManyWorkers);
+        }
         NonZeroUsize::new(n).ok_or(ResizeError::ZeroWorkers)
     }
 }
@@ -196,6 +216,11 @@ impl fmt::Display for ResizeError {
                 f.write_str("cannot resize a pool to 0 workers; use close or shutdown to stop it")
             }
             ResizeError::Closed => f.write_str("cannot resize a closed pool"),
+            ResizeError::TooManyWorkers => write!(
+                f,
+                "cannot resize a pool above {} workers; for more concurrency, run several pools",
+                crate::MAX_WORKERS
+            ),
         }
     }
 }

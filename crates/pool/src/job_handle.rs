@@ -28,7 +28,9 @@ pub enum JobError<E> {
     /// The job panicked with this payload; its worker lives on.
     Panicked(Box<dyn Any + Send>),
     /// The job never ran to its end: it was still queued, or was aborted while running, when the pool was
-    /// aborted, dropped, cancelled, or ran out of grace in `shutdown_timeout`.
+    /// aborted, dropped, cancelled, or ran out of grace in `shutdown_timeout`. A job that returns an
+    /// error after the pool has cancelled its context is `Cancelled` too: the stop is the cause, and the
+    /// error (typically "context cancelled") is how the job answered it.
     Cancelled,
 }
 

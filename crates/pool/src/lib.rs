@@ -85,5 +85,5 @@ pub use error::{BuildError, ResizeError, SubmitError, TrySubmitError};
 pub use failure::JobFailure;
 pub use job_handle::{JobError, JobHandle};
 pub use metrics::Metrics;
-pub use pool::{CANCEL_WINDOW, Pool};
+pub use pool::{CANCEL_WINDOW, MAX_QUEUE, MAX_WORKERS, Pool};
 pub use report::PoolReport;

@@ -51,6 +51,18 @@ impl Metrics {
     }
 }
 
+impl Metrics {
+    /// The pool's accounting identity (see `Pool::start`), once no job is queued or running: every
+    /// accepted job ended in exactly one way. Checked in debug builds whenever a report is taken.
+    pub(crate) fn check_finished(&self) {
+        debug_assert_eq!(
+            (self.queued, self.running, self.ended()),
+            (0, 0, self.submitted),
+            "a finished pool lost count of a job: {self}"
+        );
+    }
+}
+
 impl fmt::Display for Metrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
@@ -89,6 +101,8 @@ pub(crate) enum Ended {
     Completed,
     Failed,
     Panicked,
+    /// Returned an error after the pool had cancelled its context: the error is noise of the stop.
+    Cancelled,
 }
 
 impl Counters {
@@ -116,6 +130,7 @@ impl Counters {
             Ended::Completed => &self.completed,
             Ended::Failed => &self.failed,
             Ended::Panicked => &self.panicked,
+            Ended::Cancelled => &self.cancelled,
         };
         counter.fetch_add(1, Relaxed);
         self.running.fetch_sub(1, Relaxed);

@@ -23,6 +23,14 @@ use crate::report::PoolReport;
 /// After `shutdown_timeout`'s grace, how long running jobs have to return once their context is cancelled.
 pub const CANCEL_WINDOW: Duration = Duration::from_millis(10);
 
+/// The most workers a pool runs. Each worker is a tokio task that lives as long as the pool; more than
+/// this is almost always a unit mistake, and would spend memory on tasks with nothing to do.
+pub const MAX_WORKERS: usize = 65_536;
+
+/// The longest queue a pool takes: the most permits a tokio semaphore holds. A queue allocates per job
+/// it holds, never for its bound, so a long bound costs nothing until it fills.
+pub const MAX_QUEUE: usize = Semaphore::MAX_PERMITS;
+
 /// A job with its result channel, as one boxed future: not polled until a worker takes it.
 type JobFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -69,7 +77,10 @@ pub(crate) struct Inner {
     counters: Counters,
     hook: Hook,
     target: AtomicUsize,
+    /// Workers not yet retired: what `should_retire` compares with `target`.
     alive: AtomicUsize,
+    /// Worker futures that still exist, counted down by each worker's `Alive` guard when it is dropped.
+    live: AtomicUsize,
     handles: Mutex<Vec<JoinHandle<()>>>,
     supervisor: Mutex<Option<AbortHandle>>,
     retire: Notify,
@@ -94,6 +105,19 @@ impl Pool {
         PoolBuilder::new()
     }
 
+    // Accounting. Every accepted job (`submitted`) is in exactly one place at every moment:
+    //
+    //   submitted == queued + running + completed + failed + panicked + cancelled + never_started
+    //
+    // 1. A job is counted `submitted` and `queued` together, in `enqueue`, before it can be taken.
+    // 2. It leaves `queued` exactly once: a worker takes it (`started`), or its `Reply` is dropped unrun
+    //    (`never_started`, when the queue is dropped or refused it).
+    // 3. It leaves `running` exactly once: `run_job` counts how it ended, or its `Reply` is dropped with
+    //    the worker that ran it (`cancelled`, when the worker task is aborted or its runtime drops it).
+    // 4. A worker's `Alive` guard is dropped after everything the worker owned, its job included, so
+    //    when `alive` reaches zero every job a worker held is already counted; a report is only taken
+    //    then (or once the queue has been dropped, which counts the rest synchronously).
+    // `Counters::check` asserts the identity in debug builds whenever a report is taken.
     pub(crate) fn start(
         workers: usize,
         capacity: usize,
@@ -101,7 +125,8 @@ impl Pool {
         hook: Hook,
         name: String,
     ) -> Self {
-        let (tx, rx) = async_channel::bounded(capacity);
+        // The slots bound the queue; the channel itself only grows with what it holds.
+        let (tx, rx) = async_channel::unbounded();
         let ctx = parent.child();
         let inner = Arc::new(Inner {
             jobs_ctx: ctx.child(),
@@ -114,6 +139,7 @@ impl Pool {
             hook,
             target: AtomicUsize::new(workers),
             alive: AtomicUsize::new(0),
+            live: AtomicUsize::new(0),
             handles: Mutex::default(),
             supervisor: Mutex::default(),
             retire: Notify::new(),
@@ -134,8 +160,10 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// Hands the job back, unrun, in a [`SubmitError`]: `Closed` once the pool is closed, `Cancelled` if
-    /// the pool's context has ended or ends while waiting.
+    /// Hands the job back, unrun, in a [`SubmitError`]: `Closed` once the pool takes no more jobs
+    /// (closed, shut down, aborted, or its context ended), before or while waiting. Every entry point
+    /// gives that same answer; `Cancelled` is only ever the caller's own context (see
+    /// [`submit_with`](Pool::submit_with)).
     ///
     /// # Cancel safety
     ///
@@ -173,7 +201,8 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// As `submit`, plus `SubmitError::Cancelled` with `ctx`'s cause.
+    /// As `submit`, plus `SubmitError::Cancelled` with `ctx`'s cause when the caller's context ends
+    /// first. A pool that takes no more jobs answers `Closed` even if `ctx` has ended too.
     ///
     /// # Cancel safety
     ///
@@ -220,11 +249,13 @@ impl Pool {
         E: fmt::Display + Send + 'static,
     {
         let inner = &self.inner;
-        if let Some(cause) = inner
-            .ctx
-            .cause()
-            .or_else(|| caller.and_then(Context::cause))
-        {
+        // The pool's state is read before the caller's: a finished pool says `Closed` to every caller,
+        // whichever entry point it used.
+        if inner.is_closed() {
+            inner.counters.rejected();
+            return Err(SubmitError::Closed(job));
+        }
+        if let Some(cause) = caller.and_then(Context::cause) {
             inner.counters.rejected();
             return Err(SubmitError::Cancelled { job, cause });
         }
@@ -242,11 +273,11 @@ impl Pool {
                     }
                 };
                 // The pool's own context needs no waiter here: when it ends, the abort closes the slots,
-                // which releases this wait, and the cause is read below.
+                // which releases this wait as `Closed`.
                 let waited = tokio::select! {
                     biased;
                     cause = caller_ended => Err(Some(cause)),
-                    slot = inner.slots.clone().acquire_owned() => slot.map_err(|_| inner.ctx.cause()),
+                    slot = inner.slots.clone().acquire_owned() => slot.map_err(|_| None),
                 };
                 match waited {
                     Ok(slot) => slot,
@@ -291,7 +322,7 @@ impl Pool {
         E: fmt::Display + Send + 'static,
     {
         let inner = &self.inner;
-        if inner.ctx.is_cancelled() {
+        if inner.is_closed() {
             inner.counters.rejected();
             return Err(TrySubmitError::Closed(job));
         }
@@ -358,7 +389,7 @@ impl Pool {
     pub async fn shutdown(&self) -> PoolReport {
         self.inner.close();
         self.inner.workers_exited().await;
-        self.inner.finished()
+        self.inner.finished().await
     }
 
     /// Closes the pool, drains for `grace`, then stops: queued jobs never start, running jobs see their
@@ -406,7 +437,7 @@ impl Pool {
                 inner.abort_workers().await;
             }
         }
-        inner.finished()
+        inner.finished().await
     }
 
     /// Stops at once: intake ends, queued jobs never start (their handles resolve as
@@ -584,7 +615,11 @@ impl Inner {
         handles.retain(|h| !h.is_finished());
         for _ in 0..n {
             self.alive.fetch_add(1, Ordering::AcqRel);
-            handles.push(tokio::spawn(self.tasks.track(worker(self.clone()))));
+            // Counted before the task exists, and given to it as an argument, so that even a worker
+            // dropped before its first poll counts itself out.
+            self.live.fetch_add(1, Ordering::Relaxed);
+            let alive = Alive(self.clone());
+            handles.push(tokio::spawn(self.tasks.track(worker(alive))));
         }
     }
 
@@ -631,49 +666,62 @@ impl Inner {
         self.ctx.cancel();
         self.slots.close();
         self.drop_queue();
+        // An aborted worker is counted out by its `Alive` guard when tokio drops it, after the job it
+        // was running has counted itself cancelled (invariant 4).
         for handle in lock(&self.handles).iter() {
             handle.abort();
         }
-        self.alive.store(0, Ordering::Release);
-        self.exited.notify_waiters();
     }
 
     /// Aborts the workers and waits until each is gone, so that every aborted job is counted.
     async fn abort_workers(&self) {
-        let handles = std::mem::take(&mut *lock(&self.handles));
-        for handle in &handles {
+        for handle in lock(&self.handles).iter() {
             handle.abort();
         }
-        for handle in handles {
-            let _ = handle.await;
-        }
-        self.alive.store(0, Ordering::Release);
-        self.exited.notify_waiters();
+        self.workers_exited().await;
+    }
+
+    fn is_closed(&self) -> bool {
+        self.slots.is_closed() || self.ctx.is_cancelled()
     }
 
     /// Ends a finished pool: its context ends (which also ends the supervisor) and the report is taken.
-    fn finished(&self) -> PoolReport {
+    /// Called once no worker is left; a submitter still between taking its slot and queueing its job
+    /// (a few instructions, after an abort from another thread) is waited for, so that its job is in
+    /// the report too.
+    async fn finished(&self) -> PoolReport {
         self.ctx.cancel();
-        PoolReport::new(self.counters.snapshot())
+        while self.slots.available_permits() < self.capacity {
+            tokio::task::yield_now().await;
+        }
+        let metrics = self.counters.snapshot();
+        metrics.check_finished();
+        PoolReport::new(metrics)
     }
 
     async fn workers_exited(&self) {
         loop {
             let mut exited = pin!(self.exited.notified());
             exited.as_mut().enable();
-            if self.alive.load(Ordering::Acquire) == 0 {
+            // Acquire pairs with the guard's release: every count a worker made is visible once it is
+            // seen gone.
+            if self.live.load(Ordering::Acquire) == 0 {
                 return;
             }
             exited.await;
         }
     }
+}
 
-    fn worker_exited(&self) {
-        // Saturating: an abort has already set the count to zero for the workers it stopped.
-        let _ = self
-            .alive
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1));
-        self.exited.notify_waiters();
+/// A worker's presence. Dropped last of everything the worker owns, so that the job it was running,
+/// if any, has counted itself before the worker counts as gone.
+struct Alive(Arc<Inner>);
+
+impl Drop for Alive {
+    fn drop(&mut self) {
+        // Release pairs with `workers_exited`'s acquire.
+        self.0.live.fetch_sub(1, Ordering::Release);
+        self.0.exited.notify_waiters();
     }
 }
 
@@ -699,10 +747,10 @@ impl<T, E> Drop for Reply<T, E> {
     }
 }
 
-async fn worker(inner: Arc<Inner>) {
+async fn worker(alive: Alive) {
+    let inner = &alive.0;
     loop {
         if inner.should_retire() {
-            inner.exited.notify_waiters();
             return;
         }
         // Under load a job is waiting: take it without arming anything. Only an idle worker registers
@@ -714,7 +762,6 @@ async fn worker(inner: Arc<Inner>) {
                 let mut retire = pin!(inner.retire.notified());
                 retire.as_mut().enable();
                 if inner.should_retire() {
-                    inner.exited.notify_waiters();
                     return;
                 }
                 tokio::select! {
@@ -726,7 +773,7 @@ async fn worker(inner: Arc<Inner>) {
         };
         let Ok(Queued { job, slot }) = next else {
             // Closed and empty: the pool is draining or stopped.
-            inner.worker_exited();
+            inner.alive.fetch_sub(1, Ordering::AcqRel);
             return;
         };
         inner.counters.started();
@@ -748,6 +795,11 @@ where
         .await;
     let (ended, result) = match caught {
         Ok(Ok(value)) => (Ended::Completed, Ok(value)),
+        // An error that follows the pool's stop is how the job answered its context ending: the stop is
+        // the cause, so the job counts as cancelled and its error is not reported as a failure.
+        Ok(Err(_)) if reply.inner.jobs_ctx.is_cancelled() => {
+            (Ended::Cancelled, Err(JobError::Cancelled))
+        }
         Ok(Err(err)) => (Ended::Failed, Err(JobError::Failed(err))),
         Err(payload) => (Ended::Panicked, Err(JobError::Panicked(payload))),
     };
