@@ -1,5 +1,6 @@
 use std::fmt;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll, ready};
 
@@ -94,6 +95,8 @@ pin_project! {
         f: F,
         #[pin]
         running: Option<Fut>,
+        // The index of the item `running` is for.
+        index: u64,
     }
 }
 
@@ -103,6 +106,7 @@ impl<T, E, F, Fut> ForEach<T, E, F, Fut> {
             output,
             f,
             running: None,
+            index: 0,
         }
     }
 }
@@ -119,11 +123,29 @@ where
         let mut this = self.project();
         loop {
             if let Some(running) = this.running.as_mut().as_pin_mut() {
-                ready!(running.poll(cx));
+                // The callback is the caller's code: a panic in it ends the pipeline like a stage's.
+                match std::panic::catch_unwind(AssertUnwindSafe(|| running.poll(cx))) {
+                    Ok(Poll::Pending) => return Poll::Pending,
+                    Ok(Poll::Ready(())) => {}
+                    Err(payload) => {
+                        this.running.set(None);
+                        return Poll::Ready(Err(this.output.stop_with_panic(*this.index, payload)));
+                    }
+                }
                 this.running.set(None);
+                *this.index += 1;
             }
             match ready!(Pin::new(&mut *this.output).poll_next(cx)) {
-                Some(Ok(item)) => this.running.set(Some((this.f)(item))),
+                Some(Ok(item)) => {
+                    match std::panic::catch_unwind(AssertUnwindSafe(|| (this.f)(item))) {
+                        Ok(fut) => this.running.set(Some(fut)),
+                        Err(payload) => {
+                            return Poll::Ready(Err(this
+                                .output
+                                .stop_with_panic(*this.index, payload)));
+                        }
+                    }
+                }
                 Some(Err(failure)) => return Poll::Ready(Err(failure)),
                 None => return Poll::Ready(Ok(())),
             }

@@ -99,4 +99,4 @@ pub use error::PipelineError;
 pub use future::{Collect, ForEach, TryCollect};
 pub use metrics::StageMetrics;
 pub use output::Output;
-pub use stage::{DEFAULT_BUFFER, Pipeline, Stage};
+pub use stage::{DEFAULT_BUFFER, MAX_BUFFER, MAX_WORKERS, Pipeline, Stage};

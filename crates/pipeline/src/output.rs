@@ -184,6 +184,25 @@ impl<T: Send + 'static, E> Output<T, E> {
     }
 }
 
+impl<T, E> Output<T, E> {
+    /// Ends the pipeline because the consumer's own code panicked on the `index`th item it was given.
+    pub(crate) fn stop_with_panic(
+        &mut self,
+        index: u64,
+        payload: Box<dyn std::any::Any + Send + 'static>,
+    ) -> PipelineError<E> {
+        self.ended = true;
+        let shared = &self.owner.shared;
+        shared.ctx.cancel();
+        shared.abort_all();
+        PipelineError::Panicked {
+            stage: "for_each".to_owned(),
+            index,
+            payload,
+        }
+    }
+}
+
 impl<T: Send + 'static, E> Stream for Output<T, E> {
     type Item = Result<T, PipelineError<E>>;
 

@@ -91,9 +91,17 @@ impl<E: Send + 'static> Shared<E> {
     }
 
     /// Records the first failure and stops the pipeline; later failures are consequences, not causes.
+    ///
+    /// A failure that comes after the pipeline's context has ended for another reason (a parent
+    /// cancelled, a deadline, a shutdown, the output dropped) is not recorded: the stage produced it
+    /// answering that end, whose cause the output reports. The check is made under the failure lock, and
+    /// a failure recorded here is stored before it cancels the context, so the order is never a race:
+    /// whichever of "a failure" or "an outside end" came first is what the output says.
     pub(crate) fn fail(&self, failure: PipelineError<E>) {
         let mut slot = lock(&self.failure);
-        if slot.is_none() {
+        // A pipeline built wrong says so whatever else happened.
+        let invalid = matches!(failure, PipelineError::Invalid(_));
+        if slot.is_none() && (invalid || !self.ctx.is_cancelled()) {
             *slot = Some(failure);
         }
         drop(slot);
@@ -106,8 +114,21 @@ impl<E: Send + 'static> Shared<E> {
         counters.errors.fetch_add(1, Ordering::Relaxed);
         match &self.on_error {
             Some(handler) => {
-                handler(index, error);
-                true
+                // The handler is the caller's code: a panic in it is the pipeline's failure, never a
+                // worker that dies quietly with the items it held.
+                match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    handler(index, error)
+                })) {
+                    Ok(()) => true,
+                    Err(payload) => {
+                        self.fail(PipelineError::Panicked {
+                            stage: counters.name.clone(),
+                            index,
+                            payload,
+                        });
+                        false
+                    }
+                }
             }
             None => {
                 self.fail(PipelineError::Failed {

@@ -14,6 +14,14 @@ use crate::{Output, PipelineError, ordered, worker};
 pub const DEFAULT_BUFFER: usize = 16;
 
 /// Starts a stage's tasks, given its counters and the link its output goes to.
+/// The most workers a stage runs. Each is a tokio task for the life of the pipeline; more than this is
+/// almost always a unit mistake. More is an [`Invalid`](PipelineError::Invalid) pipeline.
+pub const MAX_WORKERS: usize = 65_536;
+
+/// The largest buffer a stage takes. A buffer's memory follows the items it holds, never its bound, so
+/// a large bound costs nothing until it fills. More is an [`Invalid`](PipelineError::Invalid) pipeline.
+pub const MAX_BUFFER: usize = 1 << 60;
+
 type Spawner<T> = Box<dyn FnOnce(Arc<Counters>, &Arc<Link<Item<T>>>) + Send>;
 
 /// The start of a pipeline: its context and its error policy. [`source`](Pipeline::source) gives the
@@ -267,20 +275,36 @@ impl<T: Send + 'static, E: Send + 'static> Stage<T, E> {
                 "stage `{name}` was given a buffer of 0: give it room for at least 1 item"
             )));
         }
-        // The link counts what its consumers hold as well as what is queued: room for both.
-        let link = Link::new(capacity.max(1) + consumers, consumers);
+        if capacity > MAX_BUFFER {
+            owner.shared.fail(PipelineError::Invalid(format!(
+                "stage `{name}` was given a buffer of {capacity}: the most a buffer holds is \
+                 {MAX_BUFFER}, and its memory follows what it holds, so a smaller bound costs nothing"
+            )));
+        }
+        // The link counts what its consumers hold as well as what is queued: room for both. Both are
+        // within their maximums here, so the sum fits a semaphore.
+        let link = Link::new(capacity.clamp(1, MAX_BUFFER) + consumers, consumers);
         let counters = owner.shared.add_stage(name, workers);
         spawn(counters, &link);
         (owner, link)
     }
 
+    /// The workers a stage gets: as asked, or (for a count that is refused) 1, since the pipeline has
+    /// failed and will not run anyway.
     fn checked_workers(&self, kind: &str, workers: usize) -> usize {
         if workers == 0 {
             self.owner.shared.fail(PipelineError::Invalid(format!(
                 "stage `{kind}` was given 0 workers: give it at least 1"
             )));
+            return 1;
         }
-        workers.max(1)
+        if workers > MAX_WORKERS {
+            self.owner.shared.fail(PipelineError::Invalid(format!(
+                "stage `{kind}` was given {workers} workers: a stage runs at most {MAX_WORKERS}"
+            )));
+            return 1;
+        }
+        workers
     }
 
     /// A stage of `workers` tasks running `f` on each item as it arrives, passing results on in the

@@ -55,3 +55,55 @@ async fn a_deadline_on_the_parent_ends_the_output_with_deadline_exceeded() {
     }
     live::assert_none_alive().await;
 }
+
+#[test]
+fn an_outside_end_wins_over_errors_it_produced_on_a_multi_thread_runtime() {
+    for round in 0..300 {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut shutdown = bounded_cancel::Shutdown::new();
+            let parent = if round % 2 == 0 {
+                Context::new()
+            } else {
+                shutdown.context().clone()
+            };
+            let mut out = Pipeline::new(&parent)
+                .source(0..u64::MAX)
+                .map(4, |ctx, i| async move {
+                    if i >= 8 {
+                        // Stage functions answer their context ending with an error of their own.
+                        ctx.cancelled().await;
+                        return Err("context cancelled".to_owned());
+                    }
+                    Ok(i)
+                })
+                .map(2, |ctx, i| async move {
+                    if ctx.is_cancelled() {
+                        return Err("context cancelled".to_owned());
+                    }
+                    Ok(i)
+                })
+                .output();
+            for _ in 0..4 {
+                out.next().await.unwrap().unwrap();
+            }
+            if round % 2 == 0 {
+                parent.cancel();
+            } else {
+                shutdown.trigger();
+            }
+            let mut last = None;
+            while let Some(item) = out.next().await {
+                last = Some(item);
+            }
+            assert!(
+                matches!(last, Some(Err(PipelineError::Cancelled(Cause::Cancelled)))),
+                "round {round}: {last:?}"
+            );
+        });
+    }
+}

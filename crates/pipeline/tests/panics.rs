@@ -69,3 +69,88 @@ async fn a_panic_is_reported_even_in_skip_mode() {
         "{err:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_the_skip_handler_ends_the_pipeline_with_its_payload() {
+    let (items, failure) = Pipeline::new(&Context::new())
+        .skip_errors(|index, _err: String| {
+            if index == 3 {
+                panic!("handler gave up on {index}");
+            }
+        })
+        .source(0..50u64)
+        .map(2, |_ctx, i| async move {
+            if i % 3 == 0 {
+                Err(format!("bad {i}"))
+            } else {
+                Ok(i)
+            }
+        })
+        .named("check")
+        .output()
+        .collect()
+        .await;
+    match failure {
+        Some(PipelineError::Panicked {
+            stage,
+            index,
+            payload,
+        }) => {
+            assert_eq!((stage.as_str(), index), ("check", 3));
+            assert_eq!(panic_message(payload.as_ref()), "handler gave up on 3");
+        }
+        other => panic!(
+            "the pipeline ended with {other:?} after {} items",
+            items.len()
+        ),
+    }
+    live::assert_none_alive().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_in_the_for_each_callback_ends_the_pipeline_with_its_payload() {
+    let parent = Context::new();
+    let output = Pipeline::new(&parent)
+        .source(0..1_000u64)
+        .map(2, |_ctx, i| async move { Ok::<_, String>(i) })
+        .output();
+    let ctx = output.context().clone();
+    let err = output
+        .for_each(|i| async move {
+            tokio::task::yield_now().await;
+            assert!(i != 7, "consumer choked on {i}");
+        })
+        .await
+        .unwrap_err();
+    match err {
+        PipelineError::Panicked {
+            stage,
+            index,
+            payload,
+        } => {
+            assert_eq!((stage.as_str(), index), ("for_each", 7));
+            assert_eq!(panic_message(payload.as_ref()), "consumer choked on 7");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(ctx.is_cancelled(), "every stage was stopped");
+    live::assert_none_alive().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_building_the_for_each_future_is_caught_too() {
+    let err = Pipeline::new(&Context::new())
+        .source(0..10u64)
+        .output()
+        .for_each(|i| {
+            assert!(i != 2, "refused {i}");
+            async {}
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, PipelineError::<String>::Panicked { index: 2, .. }),
+        "{err:?}"
+    );
+    live::assert_none_alive().await;
+}
