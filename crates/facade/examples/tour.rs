@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use bounded::group::MapError;
 use bounded::pool::{JobFailure, SubmitError};
 use bounded::prelude::*;
 use bounded::ratelimit::AcquireError;
@@ -139,7 +140,7 @@ async fn main() -> std::io::Result<()> {
             });
             let total = match priced.await {
                 Ok(prices) if !request.is_cancelled() => prices.iter().sum::<u64>(),
-                Err(PriceError::RateLimited(_)) => {
+                Err(MapError::Failed(PriceError::RateLimited(_))) => {
                     st.rate_limited.fetch_add(1, Ordering::Relaxed);
                     continue;
                 }

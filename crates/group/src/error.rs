@@ -112,16 +112,16 @@ impl<F> std::error::Error for SpawnError<F> {}
 /// # }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SetLimitError {
-    running: usize,
+#[non_exhaustive]
+pub enum SetLimitError {
+    /// Tasks were running (this many): a limit changes only on an idle group.
+    Running(usize),
+    /// The limit was above [`MAX_LIMIT`](crate::MAX_LIMIT) (this one).
+    TooLarge(usize),
 }
 
 impl SetLimitError {
-    pub(crate) fn new(running: usize) -> Self {
-        SetLimitError { running }
-    }
-
-    /// How many tasks were running when the change was refused.
+    /// How many tasks were running when the change was refused (0 for a limit that is too large).
     ///
     /// # Examples
     ///
@@ -138,17 +138,26 @@ impl SetLimitError {
     /// # }
     /// ```
     pub fn running(&self) -> usize {
-        self.running
+        match self {
+            SetLimitError::Running(running) => *running,
+            SetLimitError::TooLarge(_) => 0,
+        }
     }
 }
 
 impl fmt::Display for SetLimitError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "cannot change the group's limit while {} task(s) run; await wait() first, then set the limit",
-            self.running
-        )
+        match self {
+            SetLimitError::Running(running) => write!(
+                f,
+                "cannot change the group's limit while {running} task(s) run; await wait() first, then set the limit"
+            ),
+            SetLimitError::TooLarge(limit) => write!(
+                f,
+                "a group's limit is at most {}, got {limit}; for no limit at all, use set_limit(None)",
+                crate::MAX_LIMIT
+            ),
+        }
     }
 }
 
@@ -366,3 +375,80 @@ impl fmt::Display for TaskPanicked {
 }
 
 impl std::error::Error for TaskPanicked {}
+
+/// Why [`map`](crate::map), [`map_with`](crate::map_with) or [`for_each`](crate::for_each) ended early.
+///
+/// # Examples
+///
+/// ```
+/// use bounded_group::MapError;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let err = bounded_group::map([1, 2], 0, |_ctx, n: u32| async move { Ok::<_, String>(n) })
+///     .await
+///     .unwrap_err();
+/// assert!(matches!(err, MapError::InvalidLimit(0)));
+/// assert!(err.to_string().contains("at least 1"));
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MapError<E> {
+    /// The first error a call returned, identical; the other calls saw their context cancelled.
+    Failed(E),
+    /// The limit was 0 (nothing could ever run) or above [`MAX_LIMIT`](crate::MAX_LIMIT); nothing ran.
+    InvalidLimit(usize),
+}
+
+impl<E> MapError<E> {
+    /// The error a call returned, if that is what ended the run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_group::MapError;
+    ///
+    /// assert_eq!(MapError::Failed("down").into_failed(), Some("down"));
+    /// assert_eq!(MapError::<&str>::InvalidLimit(0).into_failed(), None);
+    /// ```
+    pub fn into_failed(self) -> Option<E> {
+        match self {
+            MapError::Failed(err) => Some(err),
+            MapError::InvalidLimit(_) => None,
+        }
+    }
+
+    pub(crate) fn check(limit: usize) -> Result<usize, Self> {
+        if limit == 0 || limit > crate::MAX_LIMIT {
+            return Err(MapError::InvalidLimit(limit));
+        }
+        Ok(limit)
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for MapError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MapError::Failed(err) => err.fmt(f),
+            MapError::InvalidLimit(0) => f.write_str(
+                "a limit of 0 lets nothing run; give map or for_each a limit of at least 1",
+            ),
+            MapError::InvalidLimit(limit) => write!(
+                f,
+                "a limit of {limit} is above the most a group takes ({}); any limit above the number \
+                 of items runs them all at once",
+                crate::MAX_LIMIT
+            ),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for MapError<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            MapError::Failed(err) => Some(err),
+            MapError::InvalidLimit(_) => None,
+        }
+    }
+}

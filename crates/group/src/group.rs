@@ -15,6 +15,10 @@ use crate::future::Spawn;
 use crate::shared::{Policy, Shared};
 use crate::task::TaskFn;
 
+/// The highest limit a group takes: the most permits a tokio semaphore holds (2^61 − 1). A limit
+/// that high is no limit in practice; `set_limit(None)` says so directly.
+pub const MAX_LIMIT: usize = Semaphore::MAX_PERMITS;
+
 /// A set of tasks that share a fate: Go's `errgroup.Group` for tokio, with a limit, and panics that are never lost.
 ///
 /// - [`Group::new`] is errgroup's zero value: no limit, and a failing task does not stop its siblings.
@@ -206,8 +210,9 @@ impl<E> Group<E> {
     ///
     /// # Errors
     ///
-    /// [`SetLimitError`] if tasks are running: a limit changes only on an idle group, so that the number
-    /// of running tasks never exceeds the limit in force.
+    /// [`SetLimitError::Running`] if tasks are running: a limit changes only on an idle group, so that
+    /// the number of running tasks never exceeds the limit in force. [`SetLimitError::TooLarge`] above
+    /// [`MAX_LIMIT`]. The limit in force is unchanged either way.
     ///
     /// # Examples
     ///
@@ -225,9 +230,14 @@ impl<E> Group<E> {
     /// # }
     /// ```
     pub fn set_limit(&mut self, limit: Option<usize>) -> Result<(), SetLimitError> {
+        if let Some(n) = limit
+            && n > MAX_LIMIT
+        {
+            return Err(SetLimitError::TooLarge(n));
+        }
         let running = self.shared.active();
         if running > 0 {
-            return Err(SetLimitError::new(running));
+            return Err(SetLimitError::Running(running));
         }
         self.limit = match limit {
             None => Limit::Unlimited,

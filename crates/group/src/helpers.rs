@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bounded_cancel::Context;
 
-use crate::{Group, ResultGroup};
+use crate::{Group, MapError, ResultGroup};
 
 /// Runs `f` on every item, at most `limit` at a time, and returns the outputs in input order.
 ///
@@ -14,11 +14,12 @@ use crate::{Group, ResultGroup};
 ///
 /// # Errors
 ///
-/// The first error `f` returned.
+/// [`MapError::Failed`] with the first error `f` returned; [`MapError::InvalidLimit`], before anything
+/// runs, for a limit of 0 or above [`MAX_LIMIT`](crate::MAX_LIMIT).
 ///
 /// # Panics
 ///
-/// Panics if `limit` is 0 (nothing could ever run), and re-raises the first panic inside `f`.
+/// Re-raises the first panic inside `f`.
 ///
 /// # Examples
 ///
@@ -33,7 +34,7 @@ use crate::{Group, ResultGroup};
 /// assert_eq!(lengths, [1, 2, 3]);
 /// # }
 /// ```
-pub async fn map<I, F, Fut, U, E>(items: I, limit: usize, f: F) -> Result<Vec<U>, E>
+pub async fn map<I, F, Fut, U, E>(items: I, limit: usize, f: F) -> Result<Vec<U>, MapError<E>>
 where
     I: IntoIterator,
     I::Item: Send + 'static,
@@ -52,11 +53,11 @@ where
 ///
 /// # Errors
 ///
-/// The first error `f` returned.
+/// As [`map`].
 ///
 /// # Panics
 ///
-/// Panics if `limit` is 0, and re-raises the first panic inside `f`.
+/// Re-raises the first panic inside `f`.
 ///
 /// # Examples
 ///
@@ -79,7 +80,7 @@ pub async fn map_with<I, F, Fut, U, E>(
     items: I,
     limit: usize,
     f: F,
-) -> Result<Vec<U>, E>
+) -> Result<Vec<U>, MapError<E>>
 where
     I: IntoIterator,
     I::Item: Send + 'static,
@@ -88,10 +89,7 @@ where
     U: Send + 'static,
     E: Send + 'static,
 {
-    assert!(
-        limit > 0,
-        "bounded_group::map: limit must be at least 1, got 0"
-    );
+    let limit = MapError::check(limit)?;
     let mut group = ResultGroup::from_group(Group::fail_fast(ctx));
     group
         .set_limit(Some(limit))
@@ -104,18 +102,18 @@ where
             break;
         }
     }
-    group.wait().await
+    group.wait().await.map_err(MapError::Failed)
 }
 
 /// Runs `f` on every item, at most `limit` at a time; the first error cancels the rest and is returned.
 ///
 /// # Errors
 ///
-/// The first error `f` returned.
+/// As [`map`].
 ///
 /// # Panics
 ///
-/// Panics if `limit` is 0, and re-raises the first panic inside `f`.
+/// Re-raises the first panic inside `f`.
 ///
 /// # Examples
 ///
@@ -139,7 +137,7 @@ where
 /// assert_eq!(total.load(Ordering::Relaxed), 10);
 /// # }
 /// ```
-pub async fn for_each<I, F, Fut, E>(items: I, limit: usize, f: F) -> Result<(), E>
+pub async fn for_each<I, F, Fut, E>(items: I, limit: usize, f: F) -> Result<(), MapError<E>>
 where
     I: IntoIterator,
     I::Item: Send + 'static,
@@ -147,10 +145,7 @@ where
     Fut: Future<Output = Result<(), E>> + Send + 'static,
     E: Send + 'static,
 {
-    assert!(
-        limit > 0,
-        "bounded_group::for_each: limit must be at least 1, got 0"
-    );
+    let limit = MapError::check(limit)?;
     let mut group = Group::fail_fast(&Context::new());
     group
         .set_limit(Some(limit))
@@ -162,5 +157,5 @@ where
             break;
         }
     }
-    group.wait_first().await
+    group.wait_first().await.map_err(MapError::Failed)
 }

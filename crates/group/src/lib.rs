@@ -83,9 +83,9 @@ mod result_group;
 mod shared;
 mod task;
 
-pub use error::{Failure, Panic, SetLimitError, SpawnError, TaskPanicked};
+pub use error::{Failure, MapError, Panic, SetLimitError, SpawnError, TaskPanicked};
 pub use future::Spawn;
-pub use group::Group;
+pub use group::{Group, MAX_LIMIT};
 pub use helpers::{for_each, map, map_with};
 pub use result_group::{ResultGroup, ResultSpawn};
 pub use task::TaskFn;

@@ -174,3 +174,32 @@ async fn waiting_spawners_are_admitted_in_arrival_order() {
     group.wait().await.unwrap();
     assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3, 4]);
 }
+
+#[tokio::test]
+async fn a_limit_above_the_maximum_is_an_error_and_the_old_limit_stays() {
+    use bounded_group::{MAX_LIMIT, ResultGroup, SetLimitError};
+    let mut group = Group::<String>::new();
+    group.set_limit(Some(1)).unwrap();
+    for limit in [MAX_LIMIT + 1, usize::MAX] {
+        let err = group.set_limit(Some(limit)).unwrap_err();
+        assert_eq!(err, SetLimitError::TooLarge(limit));
+        assert!(err.to_string().contains("set_limit(None)"), "{err}");
+    }
+    let slow = |ctx: Context| async move {
+        ctx.cancelled().await;
+        Ok(())
+    };
+    assert!(group.try_spawn(slow).is_ok());
+    assert!(group.try_spawn(slow).is_err(), "the limit of 1 still holds");
+    group.context().cancel();
+    let _ = group.wait().await;
+
+    let mut results = ResultGroup::<u32, String>::new();
+    assert_eq!(
+        results.set_limit(Some(usize::MAX)),
+        Err(SetLimitError::TooLarge(usize::MAX))
+    );
+    results.set_limit(Some(MAX_LIMIT)).unwrap();
+    results.spawn(|_ctx| async { Ok(7) }).await.unwrap();
+    assert_eq!(results.wait().await.unwrap(), [7]);
+}

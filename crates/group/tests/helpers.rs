@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bounded_cancel::Context;
+use bounded_group::{MAX_LIMIT, MapError};
 use futures_util::FutureExt;
 use gauge::Gauge;
 
@@ -118,7 +119,7 @@ async fn the_first_error_stops_intake_and_is_returned() {
     })
     .await
     .unwrap_err();
-    assert_eq!(err, "item 5 failed");
+    assert_eq!(err, MapError::Failed("item 5 failed".to_owned()));
     assert!(
         started.load(Ordering::SeqCst) < 100,
         "intake must stop after the first error"
@@ -141,7 +142,37 @@ async fn map_with_stops_taking_items_when_the_callers_context_ends() {
 }
 
 #[tokio::test]
-#[should_panic(expected = "bounded_group::map: limit must be at least 1, got 0")]
-async fn map_with_a_zero_limit_is_a_clear_error() {
-    let _ = bounded_group::map(0..1u32, 0, |_ctx, i| async move { Ok::<_, String>(i) }).await;
+async fn a_zero_or_oversized_limit_is_an_error_value_and_nothing_runs() {
+    for limit in [0, MAX_LIMIT + 1, usize::MAX] {
+        let ran = Arc::new(AtomicUsize::new(0));
+        let r = ran.clone();
+        let err = bounded_group::map(0..10u32, limit, move |_ctx, i| {
+            r.fetch_add(1, Ordering::SeqCst);
+            async move { Ok::<_, String>(i) }
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(err, MapError::InvalidLimit(limit));
+        let r = ran.clone();
+        let err = bounded_group::for_each(0..10u32, limit, move |_ctx, _i| {
+            r.fetch_add(1, Ordering::SeqCst);
+            async move { Ok::<_, String>(()) }
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(err, MapError::InvalidLimit(limit));
+        assert!(!err.to_string().is_empty());
+        assert_eq!(ran.load(Ordering::SeqCst), 0);
+    }
+}
+
+#[tokio::test]
+async fn the_largest_limit_allowed_runs_everything() {
+    let out = bounded_group::map(0..100u32, MAX_LIMIT, |_ctx, i| async move {
+        tokio::task::yield_now().await;
+        Ok::<_, String>(i)
+    })
+    .await
+    .unwrap();
+    assert_eq!(out, (0..100).collect::<Vec<_>>());
 }

@@ -65,7 +65,7 @@ fn an_outside_end_wins_over_errors_it_produced_on_a_multi_thread_runtime() {
             .build()
             .unwrap();
         runtime.block_on(async {
-            let mut shutdown = bounded_cancel::Shutdown::new();
+            let shutdown = bounded_cancel::Shutdown::new();
             let parent = if round % 2 == 0 {
                 Context::new()
             } else {
