@@ -21,10 +21,14 @@ use crate::{AcquireError, InsufficientCapacity, KeyedMetrics, Quota, QuotaError,
 /// # Memory
 ///
 /// When a new key arrives and `max_keys` are remembered, keys whose bucket has refilled are
-/// forgotten first (forgetting them changes nothing). If that frees nothing, the tenth of the keys
-/// closest to a full bucket are forgotten. A forgotten key starts again with a full bucket, so under a
-/// flood of distinct keys a key can be granted more than its quota; choose `max_keys` above the number
-/// of keys active within one bucket's refill time.
+/// forgotten (forgetting them changes nothing: a key never seen starts with a full bucket too). A key
+/// that still owes time is never forgotten, since a client could otherwise get a fresh bucket by
+/// rotating keys. If every remembered key owes time, the new key is limited like any other until the
+/// soonest of them has refilled: `try_acquire` answers [`RetryAfter`] with that wait, `acquire` waits
+/// for it (in the same way it waits for its own instant), and `acquire_with` fails at once with
+/// [`AcquireError::DeadlineTooSoon`] when its deadline comes first. These refusals count as
+/// `rejected`. Choose `max_keys` above the number of keys active within one bucket's refill time, and
+/// new keys are never held back.
 ///
 /// # Fairness
 ///
@@ -61,6 +65,9 @@ struct KeyedShared<K> {
 
 struct KeyedState<K> {
     tats: HashMap<K, u64>,
+    /// When the table was last found full of keys that owe time: the soonest of their refill instants.
+    /// Until then no key can be forgotten, so a new key is refused without looking at the table.
+    full_until: u64,
     granted: u64,
     rejected: u64,
     evicted: u64,
@@ -95,6 +102,7 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
         }
         let state = KeyedState {
             tats: HashMap::new(),
+            full_until: 0,
             granted: 0,
             rejected: 0,
             evicted: 0,
@@ -169,10 +177,18 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
             return Ok(Ok(()));
         }
         let now = shared.clock.now();
-        let tat = state.tats.get(key).copied().unwrap_or(0);
+        let tat = match shared.tat(&mut state, key, now) {
+            Ok(tat) => tat,
+            Err(at) => {
+                state.rejected += 1;
+                return Ok(Err(RetryAfter {
+                    wait: Duration::from_nanos(at - now),
+                }));
+            }
+        };
         Ok(match shared.gcra.test(tat, now, n) {
             Ok(tat) => {
-                shared.store(&mut state, key, tat, now);
+                state.tats.insert(key.clone(), tat);
                 state.granted += u64::from(n);
                 Ok(())
             }
@@ -287,27 +303,29 @@ impl<K: Hash + Eq + Clone> KeyedShared<K> {
     }
 
     /// Records a key's new state, making room first when the key is new and the map is full.
-    fn store(&self, state: &mut KeyedState<K>, key: &K, tat: u64, now: u64) {
-        if let Some(slot) = state.tats.get_mut(key) {
-            *slot = tat;
-            return;
+    /// The key's theoretical arrival time (0 for a key not remembered, whose bucket is full), once
+    /// there is room to remember it; or `Err` with the instant room is sure to exist.
+    fn tat(&self, state: &mut KeyedState<K>, key: &K, now: u64) -> Result<u64, u64> {
+        if let Some(tat) = state.tats.get(key) {
+            return Ok(*tat);
         }
-        if state.tats.len() >= self.max_keys {
-            let before = state.tats.len();
-            // A key whose bucket is full again is the same as a key never seen: forgetting it is free.
-            state.tats.retain(|_, tat| *tat > now);
-            if state.tats.len() >= self.max_keys {
-                // Everyone is in debt: forget the tenth nearest to a full bucket, so this runs rarely.
-                let keep = self.max_keys - self.max_keys.div_ceil(10);
-                let mut tats: Vec<u64> = state.tats.values().copied().collect();
-                let cut = tats.len() - keep - 1;
-                let (_, threshold, _) = tats.select_nth_unstable(cut);
-                let threshold = *threshold;
-                state.tats.retain(|_, tat| *tat > threshold);
-            }
-            state.evicted += (before - state.tats.len()) as u64;
+        if state.tats.len() < self.max_keys {
+            return Ok(0);
         }
-        state.tats.insert(key.clone(), tat);
+        if now < state.full_until {
+            return Err(state.full_until);
+        }
+        // A key whose bucket is full again is the same as a key never seen: forgetting it is free.
+        let before = state.tats.len();
+        state.tats.retain(|_, tat| *tat > now);
+        state.evicted += (before - state.tats.len()) as u64;
+        if state.tats.len() < self.max_keys {
+            return Ok(0);
+        }
+        // Every key owes time: none is forgotten (a fresh bucket for a new key name would be a way
+        // around the limit). The soonest refill is when room is sure to exist.
+        state.full_until = state.tats.values().copied().min().unwrap_or(now);
+        Err(state.full_until)
     }
 }
 
@@ -325,7 +343,22 @@ struct Reservation<'a, K: Hash + Eq + Clone> {
     limiter: &'a KeyedLimiter<K>,
     key: K,
     at: Option<Instant>,
+    /// The key's theoretical arrival time right after this reservation: if it is still the key's when
+    /// the reservation is dropped, no later reservation depends on it and it can be given back.
+    tat: u64,
+    /// Waiting for room in a table full of keys that owe time, rather than for a reserved instant.
+    for_room: bool,
     finished: bool,
+}
+
+/// What a reservation got.
+enum Reserved {
+    /// The unit, now.
+    Now,
+    /// The unit, at this instant.
+    At(Instant),
+    /// Nothing yet: room for the key is sure to exist at this instant; reserve again then.
+    Room(Instant),
 }
 
 impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
@@ -334,17 +367,21 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
             limiter,
             key: key.clone(),
             at: None,
+            tat: 0,
+            for_room: false,
             finished: false,
         }
     }
 
     /// Reserves on the first call: `Ok(None)` when granted now, `Ok(Some(instant))` to sleep until.
-    fn reserve(&mut self, deadline: Option<Instant>) -> Result<Option<Instant>, AcquireError> {
+    fn reserve(&mut self, deadline: Option<Instant>) -> Result<Reserved, AcquireError> {
         let shared = &*self.limiter.shared;
         let mut state = shared.lock();
         let now = shared.clock.now();
-        let tat = state.tats.get(&self.key).copied().unwrap_or(0);
-        let at = shared.gcra.earliest(tat, 0, 1).max(now);
+        let (tat, at) = match shared.tat(&mut state, &self.key, now) {
+            Ok(tat) => (tat, shared.gcra.earliest(tat, 0, 1).max(now)),
+            Err(room) => (0, room),
+        };
         if let Some(deadline) = deadline.map(|d| shared.clock.nanos(d))
             && at > now
             && at >= deadline
@@ -356,18 +393,25 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
                 remaining: Duration::from_nanos(deadline.saturating_sub(now)),
             });
         }
+        if !state.tats.contains_key(&self.key) && state.tats.len() >= shared.max_keys {
+            // No room yet: nothing is reserved, and the wait is for room, not for a unit.
+            self.for_room = true;
+            return Ok(Reserved::Room(shared.clock.instant(at)));
+        }
+        self.for_room = false;
         let Ok(tat) = shared.gcra.test(tat, at, 1) else {
             unreachable!("the earliest instant conforms")
         };
-        shared.store(&mut state, &self.key, tat, now);
+        state.tats.insert(self.key.clone(), tat);
         state.granted += 1;
         if at == now {
             self.finished = true;
-            return Ok(None);
+            return Ok(Reserved::Now);
         }
         let at = shared.clock.instant(at);
         self.at = Some(at);
-        Ok(Some(at))
+        self.tat = tat;
+        Ok(Reserved::At(at))
     }
 
     fn cancel(&mut self) {
@@ -377,7 +421,12 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
         self.finished = true;
         let shared = &*self.limiter.shared;
         let mut state = shared.lock();
-        if let Some(tat) = state.tats.get_mut(&self.key) {
+        // Only the latest reservation of a key gives its unit back: an earlier one's time has been
+        // built on by the reservations after it, and giving it back would let two of them share an
+        // instant. Its unit is then lost, which never grants more than the quota.
+        if let Some(tat) = state.tats.get_mut(&self.key)
+            && *tat == self.tat
+        {
             *tat = shared.gcra.refund(*tat, 1);
         }
         state.granted -= 1;
@@ -410,16 +459,20 @@ impl<K: Hash + Eq + Clone> Future for KeyedAcquire<'_, K> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
         let mut this = self.project();
-        if this.reservation.at.is_none() {
-            match this.reservation.reserve(None) {
-                Ok(None) => return Poll::Ready(()),
-                Ok(Some(at)) => this.sleep.as_mut().reset(at),
-                Err(_) => unreachable!("no deadline was given"),
+        loop {
+            if this.reservation.at.is_none() {
+                match this.reservation.reserve(None) {
+                    Ok(Reserved::Now) => return Poll::Ready(()),
+                    Ok(Reserved::At(at) | Reserved::Room(at)) => this.sleep.as_mut().reset(at),
+                    Err(_) => unreachable!("no deadline was given"),
+                }
+            }
+            std::task::ready!(this.sleep.as_mut().poll(cx));
+            if !this.reservation.for_room {
+                this.reservation.finished = true;
+                return Poll::Ready(());
             }
         }
-        std::task::ready!(this.sleep.poll(cx));
-        this.reservation.finished = true;
-        Poll::Ready(())
     }
 }
 
@@ -454,20 +507,25 @@ impl<K: Hash + Eq + Clone> Future for KeyedAcquireWith<'_, K> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        if this.reservation.at.is_none() {
-            if let Some(cause) = this.ctx.cause() {
+        loop {
+            if this.reservation.at.is_none() {
+                if let Some(cause) = this.ctx.cause() {
+                    this.reservation.finished = true;
+                    return Poll::Ready(Err(AcquireError::Cancelled(cause)));
+                }
+                match this.reservation.reserve(this.ctx.deadline()) {
+                    Ok(Reserved::Now) => return Poll::Ready(Ok(())),
+                    Ok(Reserved::At(at) | Reserved::Room(at)) => this.sleep.as_mut().reset(at),
+                    Err(err) => return Poll::Ready(Err(err)),
+                }
+            }
+            if this.sleep.as_mut().poll(cx).is_pending() {
+                break;
+            }
+            if !this.reservation.for_room {
                 this.reservation.finished = true;
-                return Poll::Ready(Err(AcquireError::Cancelled(cause)));
+                return Poll::Ready(Ok(()));
             }
-            match this.reservation.reserve(this.ctx.deadline()) {
-                Ok(None) => return Poll::Ready(Ok(())),
-                Ok(Some(at)) => this.sleep.as_mut().reset(at),
-                Err(err) => return Poll::Ready(Err(err)),
-            }
-        }
-        if this.sleep.poll(cx).is_ready() {
-            this.reservation.finished = true;
-            return Poll::Ready(Ok(()));
         }
         match this.cancelled.poll(cx) {
             Poll::Ready(cause) => {

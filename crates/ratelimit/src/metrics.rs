@@ -41,12 +41,15 @@ pub struct Metrics {
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
 /// let limiter = KeyedLimiter::new(Quota::per_second(1), 2).unwrap();
-/// for key in 0..3 {
-///     limiter.try_acquire(&key).unwrap();
-/// }
+/// limiter.try_acquire(&0).unwrap();
+/// limiter.try_acquire(&1).unwrap();
+/// // Both keys owe time: a third must wait until one has refilled.
+/// assert!(limiter.try_acquire(&2).is_err());
+/// tokio::time::advance(std::time::Duration::from_secs(1)).await;
+/// limiter.try_acquire(&2).unwrap();
 /// let m = limiter.metrics();
-/// assert_eq!(m.granted, 3);
-/// assert!(m.keys <= 2 && m.evicted >= 1, "at most 2 keys remembered");
+/// assert_eq!((m.granted, m.rejected), (3, 1));
+/// assert!(m.keys <= 2 && m.evicted == 2, "refilled keys are forgotten");
 /// # }
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -58,6 +61,6 @@ pub struct KeyedMetrics {
     pub rejected: u64,
     /// Keys remembered right now (never more than `max_keys`).
     pub keys: usize,
-    /// Keys forgotten to stay within `max_keys`.
+    /// Keys forgotten to stay within `max_keys` (only keys whose bucket had refilled).
     pub evicted: u64,
 }

@@ -11,6 +11,10 @@ use tokio::sync::Notify;
 use crate::gcra::Gcra;
 use crate::{InsufficientCapacity, Metrics, Quota};
 
+/// The resolution of tokio's timer, in nanoseconds: how late a driver's wake-up can be in the normal
+/// course of things.
+const TICK: u64 = 1_000_000;
+
 pub(crate) struct Shared {
     pub(crate) clock: Clock,
     state: Mutex<State>,
@@ -58,6 +62,9 @@ struct Waiter {
     since: u64,
     waker: Option<Waker>,
     outcome: Option<Outcome>,
+    /// The limiter's `tat` right after this waiter's grant: while it is still the limiter's, no later
+    /// grant has been built on this one, so giving it back returns only time no one else was given.
+    tat: u64,
 }
 
 pub(crate) struct State {
@@ -109,6 +116,7 @@ impl State {
                 since: now,
                 waker: Some(waker),
                 outcome: None,
+                tat: 0,
             },
         );
         self.queued += 1;
@@ -139,7 +147,11 @@ impl State {
         self.abandoned += 1;
         match waiter.outcome {
             Some(Outcome::Granted) => {
-                self.tat = self.gcra.refund(self.tat, waiter.n);
+                // A grant that later grants were built on is not given back: its time lies before
+                // theirs, and returning it would let the next grant come early (over the quota).
+                if self.tat == waiter.tat {
+                    self.tat = self.gcra.refund(self.tat, waiter.n);
+                }
                 self.granted -= u64::from(waiter.n);
             }
             Some(Outcome::Refused(_)) => {}
@@ -170,15 +182,28 @@ impl State {
                     burst,
                 })
             } else {
-                match self.gcra.test(self.tat, now, waiter.n) {
-                    Ok(tat) => {
-                        self.tat = tat;
-                        self.granted += u64::from(waiter.n);
-                        self.total_wait += u128::from(now - waiter.since);
-                        Outcome::Granted
-                    }
-                    Err(at) => return Some(at),
+                // The waiter is granted as of the instant it conformed (or arrived, if later), not as
+                // of `now`: tokio's timer fires up to a tick late, and a grant counted from `now` would
+                // lose that lateness for good, capping the rate at one grant per tick. Lateness up to
+                // one tick is credited, so every rate a quota accepts is delivered; grants that fall
+                // due within one tick are delivered together at it. A driver later than a tick (a busy
+                // runtime) is not credited the rest, so a stall never turns into a burst.
+                let at = self
+                    .gcra
+                    .earliest(self.tat, 0, waiter.n)
+                    .max(waiter.since)
+                    .max(now.saturating_sub(TICK));
+                if at > now {
+                    return Some(at);
                 }
+                let Ok(tat) = self.gcra.test(self.tat, at, waiter.n) else {
+                    unreachable!("a request conforms at its earliest instant")
+                };
+                self.tat = tat;
+                waiter.tat = tat;
+                self.granted += u64::from(waiter.n);
+                self.total_wait += u128::from(now - waiter.since);
+                Outcome::Granted
             };
             waiter.outcome = Some(outcome);
             wakers.extend(waiter.waker.take());
