@@ -183,3 +183,12 @@ async fn a_deadline_reached_while_waiting_ends_the_wait_with_deadline_exceeded()
     assert_eq!(start.elapsed(), 150 * MS);
     assert_eq!(limiter.metrics().waiting, 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_timeout_of_duration_max_is_no_deadline() {
+    let limiter = empty_limiter().await;
+    let ctx = Context::new().with_timeout(Duration::MAX);
+    let start = Instant::now();
+    limiter.acquire_with(&ctx).await.unwrap();
+    assert_eq!(start.elapsed(), 100 * MS);
+}
