@@ -7,9 +7,10 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use bounded_cancel::live::TaskCounter;
+use bounded_sync::{Mutex, MutexGuard};
 use tokio::task::AbortHandle;
 
 pub(crate) type Job = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -62,8 +63,7 @@ impl Slab {
 
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, Slab> {
-        // Each update is one slot write; a poisoned lock still holds a whole slab.
-        self.running.lock().unwrap_or_else(|p| p.into_inner())
+        self.running.lock()
     }
 }
 

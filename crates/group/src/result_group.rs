@@ -1,7 +1,9 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
+
+use bounded_sync::Mutex;
 use std::task::{Context as TaskContext, Poll, ready};
 
 use bounded_cancel::Context;
@@ -48,11 +50,6 @@ pub(crate) struct Indexed<F, T> {
     results: Arc<Mutex<Vec<Option<T>>>>,
 }
 
-fn lock<T>(results: &Mutex<Vec<Option<T>>>) -> MutexGuard<'_, Vec<Option<T>>> {
-    // Slots are written one at a time; a poisoned lock still holds whole values.
-    results.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl<F, T, E, Fut> TaskFn<E> for Indexed<F, T>
 where
     F: FnOnce(Context) -> Fut + Send + 'static,
@@ -70,7 +67,7 @@ where
         } = self;
         Box::pin(async move {
             let value = task(ctx).await?;
-            lock(&results)[slot] = Some(value);
+            results.lock()[slot] = Some(value);
             Ok(())
         })
     }
@@ -167,7 +164,7 @@ impl<T, E> ResultGroup<T, E> {
     }
 
     fn indexed<F>(&self, task: F) -> Indexed<F, T> {
-        let mut results = lock(&self.results);
+        let mut results = self.results.lock();
         results.push(None);
         Indexed {
             task,
@@ -372,7 +369,7 @@ impl<T, E> ResultGroup<T, E> {
     }
 
     fn values(&self) -> Vec<T> {
-        std::mem::take(&mut *lock(&self.results))
+        std::mem::take(&mut *self.results.lock())
             .into_iter()
             .flatten()
             .collect()
@@ -389,7 +386,7 @@ impl<T, E> fmt::Debug for ResultGroup<T, E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResultGroup")
             .field("group", &self.group)
-            .field("slots", &lock(&self.results).len())
+            .field("slots", &self.results.lock().len())
             .finish()
     }
 }

@@ -3,10 +3,11 @@
 use std::any::Any;
 use std::error::Error;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use bounded_cancel::{Context, panic_message};
+use bounded_sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use bounded_sync::{Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 use crate::error::{Failure, Panic, TaskPanicked};
@@ -60,7 +61,7 @@ impl<E> Shared<E> {
 
     fn outcome(&self) -> MutexGuard<'_, Outcome<E>> {
         // Every update is a single push or assignment, so a poisoned lock still holds whole data.
-        self.outcome.lock().unwrap_or_else(|p| p.into_inner())
+        self.outcome.lock()
     }
 
     pub(crate) fn active(&self) -> usize {

@@ -8,7 +8,9 @@
 //! and one wake-up then serve many items, where a plain channel pays both per item.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
+
+use bounded_sync::{Mutex, MutexGuard};
 
 use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 
@@ -50,8 +52,7 @@ impl<T> Link<T> {
     }
 
     fn lock(&self) -> MutexGuard<'_, Queue<T>> {
-        // Nothing panics while holding this lock, so a poisoned one still holds consistent data.
-        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+        self.queue.lock()
     }
 
     pub(crate) fn producer(self: &Arc<Self>) -> Producer<T> {

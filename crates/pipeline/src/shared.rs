@@ -2,11 +2,12 @@
 //! the abort handles that stop it all.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 
 use bounded_cancel::Context;
 use bounded_cancel::live::TaskCounter;
+use bounded_sync::Mutex;
+use bounded_sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tokio::task::AbortHandle;
 
 use crate::{PipelineError, StageMetrics};
@@ -16,11 +17,6 @@ pub(crate) type ErrorHandler<E> = Box<dyn Fn(u64, E) + Send + Sync>;
 pub(crate) struct Item<T> {
     pub(crate) index: u64,
     pub(crate) value: T,
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Nothing panics while these locks are held, so a poisoned one still holds consistent data.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 pub(crate) struct Counters {
@@ -81,12 +77,12 @@ impl<E: Send + 'static> Shared<E> {
         F: Future<Output = ()> + Send + 'static,
     {
         let handle = tokio::spawn(self.tasks.track(fut)).abort_handle();
-        lock(&self.handles).push(handle);
+        self.handles.lock().push(handle);
     }
 
     pub(crate) fn add_stage(&self, name: String, workers: usize) -> Arc<Counters> {
         let counters = Arc::new(Counters::new(name, workers));
-        lock(&self.stages).push(Arc::clone(&counters));
+        self.stages.lock().push(Arc::clone(&counters));
         counters
     }
 
@@ -98,7 +94,7 @@ impl<E: Send + 'static> Shared<E> {
     /// a failure recorded here is stored before it cancels the context, so the order is never a race:
     /// whichever of "a failure" or "an outside end" came first is what the output says.
     pub(crate) fn fail(&self, failure: PipelineError<E>) {
-        let mut slot = lock(&self.failure);
+        let mut slot = self.failure.lock();
         // A pipeline built wrong says so whatever else happened.
         let invalid = matches!(failure, PipelineError::Invalid(_));
         if slot.is_none() && (invalid || !self.ctx.is_cancelled()) {
@@ -146,17 +142,17 @@ impl<E> Shared<E> {
     /// Stops every task of the pipeline: they are dropped at their next await, and the channels they
     /// held close behind them.
     pub(crate) fn abort_all(&self) {
-        for handle in lock(&self.handles).iter() {
+        for handle in self.handles.lock().iter() {
             handle.abort();
         }
     }
 
     pub(crate) fn take_failure(&self) -> Option<PipelineError<E>> {
-        lock(&self.failure).take()
+        self.failure.lock().take()
     }
 
     pub(crate) fn metrics(&self) -> Vec<StageMetrics> {
-        let stages = lock(&self.stages);
+        let stages = self.stages.lock();
         let mut upstream_out = None;
         stages
             .iter()

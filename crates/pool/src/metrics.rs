@@ -1,5 +1,5 @@
+use bounded_sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// A snapshot of a pool's counters, from [`Pool::metrics`](crate::Pool::metrics).
 ///

@@ -2,13 +2,14 @@ use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::{Pin, pin};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use async_channel::{Receiver, Sender};
 use bounded_cancel::Context;
 use bounded_cancel::live::TaskCounter;
+use bounded_sync::Mutex;
+use bounded_sync::atomic::{AtomicUsize, Ordering};
 use futures_util::FutureExt;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError, oneshot};
 use tokio::task::{AbortHandle, JoinHandle};
@@ -152,7 +153,7 @@ impl Pool {
             inner.ctx.clone(),
             format!("{name} supervisor"),
         );
-        *lock(&inner.supervisor) = Some(supervisor);
+        *inner.supervisor.lock() = Some(supervisor);
         Pool { inner }
     }
 
@@ -550,7 +551,7 @@ impl Pool {
 impl Drop for Pool {
     fn drop(&mut self) {
         self.inner.abort();
-        if let Some(supervisor) = lock(&self.inner.supervisor).take() {
+        if let Some(supervisor) = self.inner.supervisor.lock().take() {
             supervisor.abort();
         }
     }
@@ -564,11 +565,6 @@ impl fmt::Debug for Pool {
             .field("metrics", &self.metrics())
             .finish()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Each critical section is a push, a take or a swap: a poisoned lock still holds whole data.
-    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Aborts the pool when its context ends from outside (a parent cancelled, or `context().cancel()`).
@@ -611,16 +607,20 @@ impl Inner {
     }
 
     fn spawn_workers(self: &Arc<Self>, n: usize) {
-        let mut handles = lock(&self.handles);
+        // Spawned before the lock is taken: no lock is held across `tokio::spawn` (see bounded-sync).
+        let spawned: Vec<_> = (0..n)
+            .map(|_| {
+                self.alive.fetch_add(1, Ordering::AcqRel);
+                // Counted before the task exists, and given to it as an argument, so that even a
+                // worker dropped before its first poll counts itself out.
+                self.live.fetch_add(1, Ordering::Relaxed);
+                let alive = Alive(self.clone());
+                tokio::spawn(self.tasks.track(worker(alive)))
+            })
+            .collect();
+        let mut handles = self.handles.lock();
         handles.retain(|h| !h.is_finished());
-        for _ in 0..n {
-            self.alive.fetch_add(1, Ordering::AcqRel);
-            // Counted before the task exists, and given to it as an argument, so that even a worker
-            // dropped before its first poll counts itself out.
-            self.live.fetch_add(1, Ordering::Relaxed);
-            let alive = Alive(self.clone());
-            handles.push(tokio::spawn(self.tasks.track(worker(alive))));
-        }
+        handles.extend(spawned);
     }
 
     /// Claims one retirement if more workers are alive than the target.
@@ -668,14 +668,14 @@ impl Inner {
         self.drop_queue();
         // An aborted worker is counted out by its `Alive` guard when tokio drops it, after the job it
         // was running has counted itself cancelled (invariant 4).
-        for handle in lock(&self.handles).iter() {
+        for handle in self.handles.lock().iter() {
             handle.abort();
         }
     }
 
     /// Aborts the workers and waits until each is gone, so that every aborted job is counted.
     async fn abort_workers(&self) {
-        for handle in lock(&self.handles).iter() {
+        for handle in self.handles.lock().iter() {
             handle.abort();
         }
         self.workers_exited().await;

@@ -11,14 +11,14 @@ use std::task::Waker;
 use crate::state::{Shared, State};
 
 /// Starts a driver unless one is running; called with the state locked, so exactly one starts.
-pub(crate) fn ensure_running(shared: &Arc<Shared>, state: &mut State) {
-    if !state.driver_running {
-        state.driver_running = true;
-        spawn(shared);
-    }
+/// Claims the driver's place if no driver runs: `true` means the caller must [`spawn`] one, after
+/// releasing the state's lock (no lock is held across `tokio::spawn`; see bounded-sync).
+pub(crate) fn claim(state: &mut State) -> bool {
+    !std::mem::replace(&mut state.driver_running, true)
 }
 
-fn spawn(shared: &Arc<Shared>) {
+/// Starts the driver whose place the caller claimed.
+pub(crate) fn spawn(shared: &Arc<Shared>) {
     // The guard exists from the spawn on, so a driver dropped before its first poll still hands over.
     let running = Running {
         shared: Arc::clone(shared),

@@ -74,7 +74,11 @@ impl<'a> Waiting<'a> {
                                 }
                             }
                             self.seq = Some(state.enqueue(self.n, now, cx.waker().clone()));
-                            driver::ensure_running(shared, &mut state);
+                            let start = driver::claim(&mut state);
+                            drop(state);
+                            if start {
+                                driver::spawn(shared);
+                            }
                             return Poll::Pending;
                         }
                     }
@@ -85,7 +89,11 @@ impl<'a> Waiting<'a> {
                 Some(Outcome::Refused(err)) => Err(Refusal::Capacity(err)),
                 None => {
                     // Its driver may have gone with its runtime: the head starts another.
-                    driver::ensure_running(shared, &mut state);
+                    let start = driver::claim(&mut state);
+                    drop(state);
+                    if start {
+                        driver::spawn(shared);
+                    }
                     return Poll::Pending;
                 }
             },

@@ -3,11 +3,12 @@ use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
 use bounded_cancel::{Cancelled, Context};
+use bounded_sync::{Mutex, MutexGuard};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
@@ -298,8 +299,7 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
 
 impl<K: Hash + Eq + Clone> KeyedShared<K> {
     fn lock(&self) -> MutexGuard<'_, KeyedState<K>> {
-        // Nothing panics while holding this lock, so a poisoned one still holds consistent state.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock()
     }
 
     /// Records a key's new state, making room first when the key is new and the map is full.

@@ -1,9 +1,10 @@
 //! The shared state of a [`Limiter`](crate::Limiter): the GCRA's one number and the FIFO of waiters.
 
 use std::collections::BTreeMap;
-use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::task::Waker;
 use std::time::Duration;
+
+use bounded_sync::{Mutex, MutexGuard};
 
 use crate::clock::Clock;
 use tokio::sync::Notify;
@@ -46,8 +47,7 @@ impl Shared {
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
-        // Nothing panics while holding this lock, so a poisoned one still holds consistent state.
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock()
     }
 }
 

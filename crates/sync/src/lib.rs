@@ -1,0 +1,108 @@
+//! The synchronisation primitives of the `bounded` crates, in one place.
+//!
+//! Every hand-written concurrent mechanism in `bounded` (the pool's accounting, the pipeline's link,
+//! the group's task slab, the rate limiter's queue and driver hand-over, the context's cause) takes its
+//! locks and atomics from here. Built normally, these are `std`'s. Built with `--cfg bounded_loom`, they
+//! are [loom](https://docs.rs/loom)'s, so the crates' loom models explore every interleaving of the
+//! real code. (The cfg has its own name because tokio reserves `loom` for its own models.)
+//!
+//! # One rule for locks
+//!
+//! A critical section only reads and writes the data the lock guards: it never awaits, never calls
+//! user code, and never calls `tokio::spawn` or wakes a waker (either may run or schedule other work,
+//! and a spawn can wake another runtime worker that then blocks on this lock). Wakers are collected
+//! under the lock and woken after it is released; tasks are spawned after it is released.
+//!
+//! Because nothing that can panic runs under a lock, a poisoned lock still guards consistent data:
+//! [`Mutex::lock`] ignores poisoning rather than spreading one panic to every later caller.
+//!
+//! # Examples
+//!
+//! ```
+//! use bounded_sync::Mutex;
+//!
+//! let count = Mutex::new(0);
+//! *count.lock() += 1;
+//! assert_eq!(*count.lock(), 1);
+//! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+#![forbid(unsafe_code)]
+
+use std::fmt;
+
+#[cfg(not(bounded_loom))]
+pub use std::sync::{Arc, MutexGuard, atomic};
+
+#[cfg(bounded_loom)]
+pub use loom::sync::{Arc, MutexGuard, atomic};
+
+/// A mutual-exclusion lock that does not poison: see the [crate docs](crate) for the one rule on what
+/// runs under it.
+pub struct Mutex<T> {
+    #[cfg(not(bounded_loom))]
+    inner: std::sync::Mutex<T>,
+    #[cfg(bounded_loom)]
+    inner: loom::sync::Mutex<T>,
+}
+
+impl<T> Mutex<T> {
+    /// A new unlocked mutex holding `value`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = bounded_sync::Mutex::new(vec![1]);
+    /// assert_eq!(m.lock().len(), 1);
+    /// ```
+    pub fn new(value: T) -> Self {
+        Mutex {
+            #[cfg(not(bounded_loom))]
+            inner: std::sync::Mutex::new(value),
+            #[cfg(bounded_loom)]
+            inner: loom::sync::Mutex::new(value),
+        }
+    }
+
+    /// Locks the mutex, waiting for it if another thread holds it. A lock poisoned by a panic
+    /// elsewhere is taken anyway: no code that can panic runs under these locks.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let m = bounded_sync::Mutex::new(1);
+    /// *m.lock() += 1;
+    /// assert_eq!(*m.lock(), 2);
+    /// ```
+    pub fn lock(&self) -> MutexGuard<'_, T> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The value, through a unique reference: no locking needed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let mut m = bounded_sync::Mutex::new(1);
+    /// *m.get_mut() = 5;
+    /// assert_eq!(*m.lock(), 5);
+    /// ```
+    pub fn get_mut(&mut self) -> &mut T {
+        self.inner
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl<T: Default> Default for Mutex<T> {
+    fn default() -> Self {
+        Mutex::new(T::default())
+    }
+}
+
+impl<T> fmt::Debug for Mutex<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Mutex").finish_non_exhaustive()
+    }
+}
