@@ -4,6 +4,17 @@
 //! it and balances load as it does for any task. The group keeps only an abort handle per *running*
 //! task, in a slab whose slot the task frees as it ends: memory follows the tasks alive, not the tasks
 //! ever spawned. Dropping the executor aborts every task still running.
+//!
+//! # Invariants
+//!
+//! 1. No lock is held across `tokio::spawn`: a slot is reserved before the spawn and filled after it.
+//! 2. A slot is `Reserved` from `reserve` until exactly one of `fill` (the spawner stores the handle)
+//!    or `finish` (the task ended first) sees it; whichever comes second frees it. So every slot is
+//!    freed exactly once, whatever the order, and the slab holds one slot per task alive.
+//! 3. A `Running` slot holds the handle of a task that has not ended; `Drop` aborts exactly those. A
+//!    task still `Reserved` at drop cannot exist: `submit` borrows the executor until it has filled.
+//!
+//! All of it is under one lock, with no atomics of its own: the orderings are the lock's.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -26,22 +37,30 @@ struct Inner {
 
 /// Abort handles of the running tasks. A slot is reserved before its task is spawned and filled after,
 /// so that no lock is held across `tokio::spawn` (which may wake another worker).
-#[derive(Default)]
-struct Slab {
-    slots: Vec<Slot>,
+struct Slab<H = AbortHandle> {
+    slots: Vec<Slot<H>>,
     free: Vec<usize>,
 }
 
-enum Slot {
+impl<H> Default for Slab<H> {
+    fn default() -> Self {
+        Slab {
+            slots: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+}
+
+enum Slot<H> {
     Vacant,
     /// Spawned or about to be, handle not stored yet.
     Reserved,
-    Running(AbortHandle),
+    Running(H),
     /// The task ended before its handle was stored.
     Ended,
 }
 
-impl Slab {
+impl<H> Slab<H> {
     fn reserve(&mut self) -> usize {
         match self.free.pop() {
             Some(key) => {
@@ -58,6 +77,22 @@ impl Slab {
     fn release(&mut self, key: usize) {
         self.slots[key] = Slot::Vacant;
         self.free.push(key);
+    }
+
+    /// The spawner stores its task's handle (invariant 2).
+    fn fill(&mut self, key: usize, handle: H) {
+        match self.slots[key] {
+            Slot::Ended => self.release(key),
+            _ => self.slots[key] = Slot::Running(handle),
+        }
+    }
+
+    /// The task has ended (invariant 2).
+    fn finish(&mut self, key: usize) {
+        match self.slots[key] {
+            Slot::Reserved => self.slots[key] = Slot::Ended,
+            _ => self.release(key),
+        }
     }
 }
 
@@ -82,18 +117,10 @@ impl Executor {
         let inner = self.inner.clone();
         let task = self.inner.counter.track(async move {
             job.await;
-            let mut slab = inner.lock();
-            match slab.slots[key] {
-                Slot::Reserved => slab.slots[key] = Slot::Ended,
-                _ => slab.release(key),
-            }
+            inner.lock().finish(key);
         });
         let handle = tokio::spawn(task).abort_handle();
-        let mut slab = self.inner.lock();
-        match slab.slots[key] {
-            Slot::Ended => slab.release(key),
-            _ => slab.slots[key] = Slot::Running(handle),
-        }
+        self.inner.lock().fill(key, handle);
     }
 }
 
@@ -104,5 +131,43 @@ impl Drop for Executor {
                 handle.abort();
             }
         }
+    }
+}
+
+#[cfg(all(test, bounded_loom))]
+mod model {
+    use super::{Slab, Slot};
+    use bounded_sync::{Arc, Mutex};
+
+    /// Two tasks spawned from one thread end on their own threads, racing the spawner's `fill`: every
+    /// slot is freed exactly once, and a later task reuses a freed slot.
+    #[test]
+    fn every_slot_is_freed_once_whichever_of_fill_and_finish_comes_first() {
+        loom::model(|| {
+            let slab = Arc::new(Mutex::new(Slab::<u32>::default()));
+            let mut tasks = Vec::new();
+            for handle in 0..2 {
+                let key = slab.lock().reserve();
+                let ends = {
+                    let slab = slab.clone();
+                    loom::thread::spawn(move || slab.lock().finish(key))
+                };
+                slab.lock().fill(key, handle);
+                tasks.push(ends);
+            }
+            for task in tasks {
+                task.join().unwrap();
+            }
+            let mut slab = slab.lock();
+            assert!(slab.slots.iter().all(|s| matches!(s, Slot::Vacant)));
+            // Each slot is on the free list exactly once (the second task may have reused the first's).
+            let mut free = slab.free.clone();
+            free.sort_unstable();
+            free.dedup();
+            assert_eq!(free.len(), slab.free.len(), "a slot was freed twice");
+            assert_eq!(free.len(), slab.slots.len(), "a slot was never freed");
+            let again = slab.reserve();
+            assert!(again < slab.slots.len(), "a freed slot is reused");
+        });
     }
 }

@@ -56,20 +56,24 @@ impl<E> Shared<E> {
     }
 
     pub(crate) fn collect_errors(&self) {
+        // Release, with the acquire in `record_error`: a task ending on another thread sees the mode
+        // chosen before it, without taking a lock only to read a flag.
         self.collect_errors.store(true, Ordering::Release);
     }
 
     fn outcome(&self) -> MutexGuard<'_, Outcome<E>> {
-        // Every update is a single push or assignment, so a poisoned lock still holds whole data.
         self.outcome.lock()
     }
 
     pub(crate) fn active(&self) -> usize {
+        // Acquire, with the release half of `finish`'s decrement: a caller that sees a task gone also
+        // sees the outcome it recorded.
         self.active.load(Ordering::Acquire)
     }
 
     pub(crate) fn admitted(&self) {
-        self.active.fetch_add(1, Ordering::AcqRel);
+        // Relaxed: admitting a task publishes nothing; the spawn that follows does.
+        self.active.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Records how a task ended. Called exactly once per admitted task, after its slot is released.
@@ -79,6 +83,8 @@ impl<E> Shared<E> {
             Ok(Err(err)) => self.record_error(err),
             Err(payload) => self.record_panic(payload),
         }
+        // AcqRel: releases this task's recorded outcome to whoever sees the count drop, and the last
+        // task out acquires every other task's before it wakes the waiters.
         if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.idle.notify_waiters();
         }

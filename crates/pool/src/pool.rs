@@ -14,6 +14,7 @@ use futures_util::FutureExt;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError, oneshot};
 use tokio::task::{AbortHandle, JoinHandle};
 
+use crate::accounting::Live;
 use crate::builder::PoolBuilder;
 use crate::error::{ResizeError, SubmitError, TrySubmitError};
 use crate::failure::{Hook, JobFailure};
@@ -81,7 +82,7 @@ pub(crate) struct Inner {
     /// Workers not yet retired: what `should_retire` compares with `target`.
     alive: AtomicUsize,
     /// Worker futures that still exist, counted down by each worker's `Alive` guard when it is dropped.
-    live: AtomicUsize,
+    live: Live,
     handles: Mutex<Vec<JoinHandle<()>>>,
     supervisor: Mutex<Option<AbortHandle>>,
     retire: Notify,
@@ -106,19 +107,7 @@ impl Pool {
         PoolBuilder::new()
     }
 
-    // Accounting. Every accepted job (`submitted`) is in exactly one place at every moment:
-    //
-    //   submitted == queued + running + completed + failed + panicked + cancelled + never_started
-    //
-    // 1. A job is counted `submitted` and `queued` together, in `enqueue`, before it can be taken.
-    // 2. It leaves `queued` exactly once: a worker takes it (`started`), or its `Reply` is dropped unrun
-    //    (`never_started`, when the queue is dropped or refused it).
-    // 3. It leaves `running` exactly once: `run_job` counts how it ended, or its `Reply` is dropped with
-    //    the worker that ran it (`cancelled`, when the worker task is aborted or its runtime drops it).
-    // 4. A worker's `Alive` guard is dropped after everything the worker owned, its job included, so
-    //    when `alive` reaches zero every job a worker held is already counted; a report is only taken
-    //    then (or once the queue has been dropped, which counts the rest synchronously).
-    // `Counters::check` asserts the identity in debug builds whenever a report is taken.
+    // How every job is accounted for: see the invariants in `accounting.rs`.
     pub(crate) fn start(
         workers: usize,
         capacity: usize,
@@ -140,7 +129,7 @@ impl Pool {
             hook,
             target: AtomicUsize::new(workers),
             alive: AtomicUsize::new(0),
-            live: AtomicUsize::new(0),
+            live: Live::default(),
             handles: Mutex::default(),
             supervisor: Mutex::default(),
             retire: Notify::new(),
@@ -488,7 +477,7 @@ impl Pool {
         if inner.slots.is_closed() {
             return Err(ResizeError::Closed);
         }
-        let before = inner.target.swap(n, Ordering::AcqRel);
+        let before = inner.target.swap(n, Ordering::Relaxed);
         if n > before {
             inner.spawn_workers(n - before);
         } else if n < before {
@@ -510,7 +499,7 @@ impl Pool {
     /// # }
     /// ```
     pub fn workers(&self) -> usize {
-        self.inner.target.load(Ordering::Acquire)
+        self.inner.target.load(Ordering::Relaxed)
     }
 
     /// A snapshot of the pool's counters; see [`Metrics`].
@@ -610,10 +599,10 @@ impl Inner {
         // Spawned before the lock is taken: no lock is held across `tokio::spawn` (see bounded-sync).
         let spawned: Vec<_> = (0..n)
             .map(|_| {
-                self.alive.fetch_add(1, Ordering::AcqRel);
+                self.alive.fetch_add(1, Ordering::Relaxed);
                 // Counted before the task exists, and given to it as an argument, so that even a
                 // worker dropped before its first poll counts itself out.
-                self.live.fetch_add(1, Ordering::Relaxed);
+                self.live.add();
                 let alive = Alive(self.clone());
                 tokio::spawn(self.tasks.track(worker(alive)))
             })
@@ -625,14 +614,16 @@ impl Inner {
 
     /// Claims one retirement if more workers are alive than the target.
     fn should_retire(&self) -> bool {
-        let mut alive = self.alive.load(Ordering::Acquire);
+        // Relaxed throughout: `alive` and `target` publish no data, and each retirement is claimed by
+        // one atomic compare-exchange, which no ordering is needed to make exclusive.
+        let mut alive = self.alive.load(Ordering::Relaxed);
         loop {
-            if alive <= self.target.load(Ordering::Acquire) {
+            if alive <= self.target.load(Ordering::Relaxed) {
                 return false;
             }
             match self
                 .alive
-                .compare_exchange(alive, alive - 1, Ordering::AcqRel, Ordering::Acquire)
+                .compare_exchange(alive, alive - 1, Ordering::Relaxed, Ordering::Relaxed)
             {
                 Ok(_) => return true,
                 Err(now) => alive = now,
@@ -703,9 +694,8 @@ impl Inner {
         loop {
             let mut exited = pin!(self.exited.notified());
             exited.as_mut().enable();
-            // Acquire pairs with the guard's release: every count a worker made is visible once it is
-            // seen gone.
-            if self.live.load(Ordering::Acquire) == 0 {
+            // Every count a worker made is visible once it is seen gone (invariant 4).
+            if self.live.none() {
                 return;
             }
             exited.await;
@@ -719,8 +709,7 @@ struct Alive(Arc<Inner>);
 
 impl Drop for Alive {
     fn drop(&mut self) {
-        // Release pairs with `workers_exited`'s acquire.
-        self.0.live.fetch_sub(1, Ordering::Release);
+        self.0.live.gone();
         self.0.exited.notify_waiters();
     }
 }
@@ -773,7 +762,7 @@ async fn worker(alive: Alive) {
         };
         let Ok(Queued { job, slot }) = next else {
             // Closed and empty: the pool is draining or stopped.
-            inner.alive.fetch_sub(1, Ordering::AcqRel);
+            inner.alive.fetch_sub(1, Ordering::Relaxed);
             return;
         };
         inner.counters.started();

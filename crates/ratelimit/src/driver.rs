@@ -36,15 +36,8 @@ async fn run(mut running: Running) {
     tokio::pin!(sleep);
     let mut wakers: Vec<Waker> = Vec::new();
     loop {
-        let next = {
-            let mut state = shared.lock();
-            let next = state.grant_ready(shared.clock.now(), &mut wakers);
-            if next.is_none() {
-                state.driver_running = false;
-                running.ended = true;
-            }
-            next
-        };
+        let next = shared.lock().drive(shared.clock.now(), &mut wakers);
+        running.ended = next.is_none();
         wakers.drain(..).for_each(Waker::wake);
         let Some(next) = next else { return };
         // One timer for the driver's whole life, moved to each new instant.
@@ -69,11 +62,7 @@ impl Drop for Running {
         if self.ended {
             return;
         }
-        let head = {
-            let mut state = self.shared.lock();
-            state.driver_running = false;
-            state.wake_head()
-        };
+        let head = self.shared.lock().driver_gone();
         if let Some(waker) = head {
             waker.wake();
         }

@@ -8,7 +8,7 @@ use bounded_cancel::{Cancelled, Context};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
-use crate::state::Outcome;
+use crate::state::{Left, Outcome};
 use crate::{AcquireError, InsufficientCapacity, Limiter, driver};
 
 /// Why a wait ended without a grant, before the caller's context is considered.
@@ -112,17 +112,11 @@ impl<'a> Waiting<'a> {
     fn abandon(&mut self) {
         self.finished = true;
         if let Some(seq) = self.seq.take() {
-            let mut state = self.limiter.shared.lock();
-            if !state.abandon(seq) {
-                return;
-            }
-            if state.driver_running {
-                drop(state);
-                self.limiter.shared.driver_wake.notify_one();
-            } else if let Some(head) = state.wake_head() {
-                // No driver (its runtime shut down): the new head starts one when woken.
-                drop(state);
-                head.wake();
+            let left = self.limiter.shared.lock().leave(seq);
+            match left {
+                Left::Nothing => {}
+                Left::NotifyDriver => self.limiter.shared.driver_wake.notify_one(),
+                Left::Wake(head) => head.wake(),
             }
         }
     }

@@ -1,4 +1,22 @@
 //! The shared state of a [`Limiter`](crate::Limiter): the GCRA's one number and the FIFO of waiters.
+//!
+//! # Invariants
+//!
+//! Everything here is read and written under one lock (no atomics: the orderings are the lock's), and
+//! no waker is woken and no task spawned while it is held (bounded-sync's rule).
+//!
+//! 1. Waiters are granted in sequence order; `cursor` is one past the last decided waiter, and a waiter
+//!    at or past it is undecided. `try_take` grants nothing while any waiter is undecided.
+//! 2. While a waiter is undecided, exactly one of these holds: `driver_running` is set and that driver
+//!    will look at the queue again (its timer, or `driver_wake` when the head leaves); or the head has
+//!    been (or is being) woken and will claim the driver's place when it polls. A driver that finds the
+//!    queue empty gives up its place in the same critical section (`drive`).
+//! 3. A driver dropped without ending (its runtime shut down, even before its first poll) gives up its
+//!    place and wakes the head (`driver_gone`); a head that leaves while no driver runs wakes the next.
+//! 4. `tat` only grows, except by a refund, and a refund returns only time no later grant was built on:
+//!    the waiter's own `tat` must still be the limiter's.
+//! 5. A grant is counted from the instant its waiter conformed, at most one timer tick before `now`,
+//!    so every rate a quota accepts is delivered and a late driver never releases a burst.
 
 use std::collections::BTreeMap;
 use std::task::Waker;
@@ -49,6 +67,15 @@ impl Shared {
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock()
     }
+}
+
+/// What a leaving head owes the queue, done after the lock is released.
+pub(crate) enum Left {
+    Nothing,
+    /// The driver may be sleeping until the leaver's instant: it must look again.
+    NotifyDriver,
+    /// No driver runs: the new head must be woken to start one.
+    Wake(Waker),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,7 +166,7 @@ impl State {
     }
 
     /// A waiter gave up. Gives back a grant it never saw; returns whether it was at the head.
-    pub(crate) fn abandon(&mut self, seq: u64) -> bool {
+    fn abandon(&mut self, seq: u64) -> bool {
         let was_head = self.head() == Some(seq);
         let Some(waiter) = self.waiters.remove(&seq) else {
             return false;
@@ -161,6 +188,20 @@ impl State {
             }
         }
         was_head
+    }
+
+    /// A waiter leaves (its wait was dropped or its context ended): what must happen once the lock is
+    /// released so that the waiter behind it is not stranded (invariants 2 and 3).
+    pub(crate) fn leave(&mut self, seq: u64) -> Left {
+        if !self.abandon(seq) {
+            return Left::Nothing;
+        }
+        if self.driver_running {
+            Left::NotifyDriver
+        } else {
+            // No driver (its runtime shut down): the new head starts one when woken.
+            self.wake_head().map_or(Left::Nothing, Left::Wake)
+        }
     }
 
     fn head(&self) -> Option<u64> {
@@ -215,6 +256,24 @@ impl State {
     }
 
     /// Wakes the head so that it can start a new driver (the old one was dropped with its runtime).
+    /// One step of the driver: grants whoever conforms at `now` (their wakers into `wakers`, to wake
+    /// once the lock is released), and returns when the new head conforms. `None` means the queue is
+    /// empty and the driver ends: its place is given up under the same lock (invariant 2).
+    pub(crate) fn drive(&mut self, now: u64, wakers: &mut Vec<Waker>) -> Option<u64> {
+        let next = self.grant_ready(now, wakers);
+        if next.is_none() {
+            self.driver_running = false;
+        }
+        next
+    }
+
+    /// The driver was dropped before the queue emptied (its runtime shut down): its place is given up
+    /// and the head is returned, to be woken so that it starts another (invariant 3).
+    pub(crate) fn driver_gone(&mut self) -> Option<Waker> {
+        self.driver_running = false;
+        self.wake_head()
+    }
+
     pub(crate) fn wake_head(&mut self) -> Option<Waker> {
         let head = self.head()?;
         self.waiters.get_mut(&head)?.waker.clone()
@@ -228,5 +287,72 @@ impl State {
             abandoned: self.abandoned,
             total_wait: Duration::from_nanos(u64::try_from(self.total_wait).unwrap_or(u64::MAX)),
         }
+    }
+}
+
+#[cfg(all(test, bounded_loom))]
+mod model {
+    use std::sync::Arc as StdArc;
+    use std::task::{Wake, Waker};
+
+    use bounded_sync::Arc;
+    use bounded_sync::atomic::{AtomicUsize, Ordering};
+
+    use super::Shared;
+    use crate::Quota;
+    use crate::gcra::Gcra;
+
+    #[derive(Default)]
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: StdArc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The driver is dropped with its runtime while the head leaves: in every order, the waiter left
+    /// behind is woken (to start a new driver), so no waiter is stranded with no driver (invariants 2, 3).
+    #[test]
+    fn a_dead_driver_and_a_leaving_head_never_strand_the_next_waiter() {
+        loom::model(|| {
+            let quota = Quota::per_second(1).burst(1);
+            let shared = Arc::new(Shared::new(quota, Gcra::new(&quota).unwrap()));
+            let (head, next) = (StdArc::new(Count::default()), StdArc::new(Count::default()));
+            let (first, _second) = {
+                let mut state = shared.lock();
+                assert!(state.try_take(0, 1).is_ok(), "the burst is spent");
+                let first = state.enqueue(1, 0, Waker::from(head.clone()));
+                let second = state.enqueue(1, 0, Waker::from(next.clone()));
+                assert!(super::super::driver::claim(&mut state));
+                (first, second)
+            };
+            let driver_dies = {
+                let shared = shared.clone();
+                loom::thread::spawn(move || {
+                    let head = shared.lock().driver_gone();
+                    if let Some(waker) = head {
+                        waker.wake();
+                    }
+                })
+            };
+            let head_leaves = {
+                let shared = shared.clone();
+                loom::thread::spawn(move || {
+                    let left = shared.lock().leave(first);
+                    if let super::Left::Wake(waker) = left {
+                        waker.wake();
+                    }
+                })
+            };
+            driver_dies.join().unwrap();
+            head_leaves.join().unwrap();
+            let state = shared.lock();
+            assert!(!state.driver_running, "the only driver is gone");
+            assert!(
+                next.0.load(Ordering::Relaxed) >= 1,
+                "the waiter left is queued with no driver and was never woken"
+            );
+        });
     }
 }

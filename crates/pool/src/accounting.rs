@@ -1,0 +1,96 @@
+//! How a pool knows every accepted job's fate: the counters, and the count of workers still alive.
+//!
+//! # Invariants
+//!
+//! Every accepted job (`submitted`) is in exactly one place at every moment:
+//!
+//! ```text
+//! submitted == queued + running + completed + failed + panicked + cancelled + never_started
+//! ```
+//!
+//! 1. A job is counted `submitted` and `queued` together, in `enqueue`, before any worker can take it.
+//! 2. It leaves `queued` exactly once: a worker takes it (`started`), or its reply is dropped unrun
+//!    (`never_started`: the queue was dropped, or refused it after an abort).
+//! 3. It leaves `running` exactly once: `run_job` counts how it ended, or its reply is dropped with the
+//!    worker that ran it (`cancelled`: the worker task was aborted, or its runtime dropped it).
+//! 4. A worker's `Alive` guard is dropped after everything the worker owned, its job included, and
+//!    counts the worker gone with a release store that [`Live::none`] reads with acquire: once no
+//!    worker is alive, every count any worker made is visible to the reader (invariants 2 and 3 for
+//!    every job a worker held).
+//! 5. A report is taken only when no worker is alive and every queue slot is back (a submitter between
+//!    its slot and the queue holds one), so with 1–4 no job is queued or running, and the identity
+//!    reduces to `submitted == ended()`. `Metrics::check_finished` asserts it in debug builds.
+
+use bounded_sync::atomic::{AtomicUsize, Ordering};
+
+/// Worker futures that still exist: counted up before each is spawned, down by its `Alive` guard.
+#[derive(Debug, Default)]
+pub(crate) struct Live {
+    count: AtomicUsize,
+}
+
+impl Live {
+    pub(crate) fn add(&self) {
+        // Relaxed: nothing is published by starting a worker; `none` only needs the decrements.
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A worker is gone (invariant 4).
+    pub(crate) fn gone(&self) {
+        // Release: the counts this worker made happen before a reader that sees it gone.
+        self.count.fetch_sub(1, Ordering::Release);
+    }
+
+    /// No worker is alive: every count a worker made is visible (invariant 4).
+    pub(crate) fn none(&self) -> bool {
+        // Acquire: pairs with `gone`'s release.
+        self.count.load(Ordering::Acquire) == 0
+    }
+}
+
+#[cfg(all(test, bounded_loom))]
+mod model {
+    use super::Live;
+    use crate::metrics::{Counters, Ended};
+    use bounded_sync::Arc;
+
+    /// Three jobs: one completes and one is aborted while running, on two worker threads, and one is
+    /// dropped from the queue by the thread that stops the pool. Whoever sees every worker gone reads a
+    /// report in which every job is in exactly one count.
+    #[test]
+    fn a_report_taken_once_no_worker_is_alive_counts_every_job() {
+        loom::model(|| {
+            let counters = Arc::new(Counters::default());
+            let live = Arc::new(Live::default());
+            for _ in 0..3 {
+                counters.submitted();
+            }
+            let worker = |end: Option<Ended>| {
+                let (counters, live) = (counters.clone(), live.clone());
+                live.add();
+                loom::thread::spawn(move || {
+                    counters.started();
+                    match end {
+                        Some(how) => counters.ended(how),
+                        None => counters.cancelled(),
+                    }
+                    live.gone();
+                })
+            };
+            let done = worker(Some(Ended::Completed));
+            let aborted = worker(None);
+            // The stopping thread drops the queue, then waits for the workers (the pool waits on a
+            // notification; spinning here lets loom explore every point at which it looks).
+            counters.never_started();
+            while !live.none() {
+                loom::thread::yield_now();
+            }
+            let m = counters.snapshot();
+            // Stated here as well as in `check_finished`, which is a debug assertion (models run in release).
+            assert_eq!((m.queued, m.running, m.ended()), (0, 0, m.submitted), "{m}");
+            assert_eq!((m.completed, m.cancelled, m.never_started), (1, 1, 1));
+            done.join().unwrap();
+            aborted.join().unwrap();
+        });
+    }
+}
