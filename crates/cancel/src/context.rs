@@ -529,3 +529,54 @@ fn spawn_timer(
         .spawn(live::tracked("context deadline timer", timer))
         .abort_handle()
 }
+
+#[cfg(all(test, bounded_loom))]
+mod model {
+    use super::*;
+
+    /// Two threads end one context with different causes while a third reads it through a child: one
+    /// cause wins, every reader that sees the context ended sees that cause, and a child never reports
+    /// a cause its parent does not have. The cause is a `OnceLock` and the wake-up a tokio-util token,
+    /// both `std`-synchronised, so loom interleaves the operations (at the yields) rather than the
+    /// instructions inside them.
+    #[test]
+    fn the_first_cause_wins_and_every_reader_agrees() {
+        loom::model(|| {
+            let ctx = Context::new();
+            let child = ctx.child();
+            let canceller = |with_error: bool| {
+                let ctx = ctx.clone();
+                loom::thread::spawn(move || {
+                    loom::thread::yield_now();
+                    if with_error {
+                        ctx.cancel_with(std::io::Error::other("first"))
+                    } else {
+                        ctx.cancel()
+                    }
+                })
+            };
+            let a = canceller(true);
+            let b = canceller(false);
+            loom::thread::yield_now();
+            let seen = child.cause();
+            let won = [a.join().unwrap(), b.join().unwrap()];
+            assert_eq!(
+                won.iter().filter(|w| **w).count(),
+                1,
+                "exactly one cause wins"
+            );
+            let winner = ctx.cause().expect("ended");
+            let expected = if won[0] { "first" } else { "context cancelled" };
+            assert!(winner.to_string().contains(expected), "{winner}");
+            if let Some(seen) = seen {
+                assert_eq!(
+                    seen.to_string(),
+                    winner.to_string(),
+                    "a reader saw another cause"
+                );
+            }
+            assert_eq!(child.cause().unwrap().to_string(), winner.to_string());
+            assert!(child.token().is_cancelled(), "the child's token fired");
+        });
+    }
+}

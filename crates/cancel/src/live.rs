@@ -65,10 +65,7 @@ fn registry() -> MutexGuard<'static, Registry> {
         entries: Vec::new(),
         prune_at: 64,
     });
-    // The list is never left half-written, so a panic elsewhere while holding the lock does not matter.
-    REGISTRY
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    bounded_sync::lock_static(&REGISTRY)
 }
 
 fn current_runtime() -> Option<RuntimeId> {
@@ -98,14 +95,16 @@ struct Guard(Arc<Entry>);
 
 impl Guard {
     fn new(entry: Arc<Entry>) -> Self {
-        entry.alive.fetch_add(1, Ordering::AcqRel);
+        // Relaxed here and below: a count publishes no data, and a caller that needs to see a task
+        // gone (a test after joining it, or `settle` polling) is ordered by the join or the poll loop.
+        entry.alive.fetch_add(1, Ordering::Relaxed);
         Guard(entry)
     }
 }
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        self.0.alive.fetch_sub(1, Ordering::AcqRel);
+        self.0.alive.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -179,7 +178,7 @@ impl TaskCounter {
 
     /// How many tasks of this counter are alive now.
     pub fn alive(&self) -> usize {
-        self.entry.alive.load(Ordering::Acquire)
+        self.entry.alive.load(Ordering::Relaxed)
     }
 }
 
@@ -235,7 +234,7 @@ pub fn names() -> Vec<String> {
         .iter()
         .filter_map(Weak::upgrade)
         .filter(|e| e.runtime == runtime)
-        .filter_map(|e| match e.alive.load(Ordering::Acquire) {
+        .filter_map(|e| match e.alive.load(Ordering::Relaxed) {
             0 => None,
             1 => Some((e.id, e.name.to_string())),
             n => Some((e.id, format!("{} (x{n})", e.name))),

@@ -6,6 +6,25 @@
 //! under one lock with one wake-up; a consumer takes several items at once (its fair share, or a whole
 //! batch once its items prove cheap: see `worker`), and can give back those it has not started. One lock
 //! and one wake-up then serve many items, where a plain channel pays both per item.
+//!
+//! # Invariants
+//!
+//! 1. Places: `room`'s permits + places reserved by producers + items queued + items in consumers'
+//!    hands (taken, not yet `done`) == capacity. A producer reserves before it pushes, a consumer
+//!    returns places with `done`, a give-back keeps the items' places, and a dropped producer returns
+//!    the places it reserved and did not use. So nothing ever holds more than the capacity.
+//! 2. Every item pushed is taken exactly once: it moves from a producer's batch to the queue, and from
+//!    the queue to one consumer, under the queue's lock; a give-back puts it at the front, in order.
+//! 3. `closed` is set, under the lock, by the last producer to leave, after its batch is queued; a
+//!    consumer reports the end only when the queue is empty and `closed` is set, so no item is queued
+//!    after the end is seen. This needs every producer of a link to exist before any of them runs: a
+//!    producer made after the others had all left would find the link already closed (a stage makes
+//!    all of its workers' producers first, then spawns them).
+//! 4. Wake-ups: a push or give-back wakes one consumer, which passes the wake-up on if items remain;
+//!    the close wakes them all. A consumer registers for a wake-up before its last look, so none is
+//!    missed. No waker is woken under the lock.
+//!
+//! The queue is under one lock and has no atomics of its own; `room` is a tokio semaphore.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -226,6 +245,61 @@ impl<T> Drop for Producer<T> {
             drop(queue);
             self.link.ready.notify_waiters();
         }
+    }
+}
+
+#[cfg(all(test, bounded_loom))]
+mod model {
+    use super::*;
+    use futures_util::FutureExt;
+
+    /// Two producers on their own threads push one item each and leave, while a consumer takes, gives
+    /// back and returns places: every item arrives exactly once, the end is seen only after both, and
+    /// every place is back at the end (invariants 1 to 3).
+    #[test]
+    fn every_item_arrives_once_and_every_place_comes_back() {
+        loom::model(|| {
+            let link = Link::new(2, 1);
+            // Every producer exists before any runs (invariant 3).
+            let outs: Vec<_> = (0..2u32).map(|item| (item, link.producer())).collect();
+            let producers: Vec<_> = outs
+                .into_iter()
+                .map(|(item, mut out)| {
+                    loom::thread::spawn(move || {
+                        out.reserve().now_or_never().expect("room for both items");
+                        out.push(item);
+                        // Dropping flushes the batch and, for the last one, closes the link.
+                    })
+                })
+                .collect();
+            let mut seen = Vec::new();
+            let mut taken = VecDeque::new();
+            let mut gave_back = false;
+            loop {
+                match link.try_take(2, false, &mut taken) {
+                    Some(true) => {
+                        if !gave_back && taken.len() == 2 {
+                            // Keep the first, hand the second back: it keeps its place and its turn.
+                            let first = taken.pop_front().unwrap();
+                            link.give_back(&mut taken);
+                            taken.push_back(first);
+                            gave_back = true;
+                        }
+                        let n = taken.len();
+                        seen.extend(taken.drain(..));
+                        link.done(n);
+                    }
+                    Some(false) => break,
+                    None => loom::thread::yield_now(),
+                }
+            }
+            for p in producers {
+                p.join().unwrap();
+            }
+            seen.sort_unstable();
+            assert_eq!(seen, [0, 1], "every item exactly once");
+            assert_eq!(link.room.available_permits(), 2, "every place came back");
+        });
     }
 }
 

@@ -435,8 +435,10 @@ impl<T: Send + 'static, E: Send + 'static> Stage<T, E> {
         let shared = Arc::clone(&owner.shared);
         let spawn: Spawner<U> = Box::new(move |counters, link| {
             let f = Arc::new(f);
-            for _ in 0..workers {
-                let out: Producer<Item<U>> = link.producer();
+            // Every producer is made before any worker runs: a worker that ended before the next
+            // producer existed would close the link behind it (the link's invariant 3).
+            let outs: Vec<Producer<Item<U>>> = (0..workers).map(|_| link.producer()).collect();
+            for out in outs {
                 let task = worker::run(
                     shared.clone(),
                     counters.clone(),

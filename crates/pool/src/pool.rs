@@ -621,10 +621,12 @@ impl Inner {
             if alive <= self.target.load(Ordering::Relaxed) {
                 return false;
             }
-            match self
-                .alive
-                .compare_exchange(alive, alive - 1, Ordering::Relaxed, Ordering::Relaxed)
-            {
+            match self.alive.compare_exchange(
+                alive,
+                alive - 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => return true,
                 Err(now) => alive = now,
             }

@@ -95,6 +95,22 @@ impl<T> Mutex<T> {
     }
 }
 
+/// Locks a process-wide `static` mutex, ignoring poisoning as [`Mutex::lock`] does. Statics keep
+/// `std`'s mutex (loom cannot make a `static`); the rule on what runs under the lock is the same.
+///
+/// # Examples
+///
+/// ```
+/// static NAMES: std::sync::Mutex<Vec<&str>> = std::sync::Mutex::new(Vec::new());
+/// bounded_sync::lock_static(&NAMES).push("worker");
+/// assert_eq!(bounded_sync::lock_static(&NAMES).len(), 1);
+/// ```
+pub fn lock_static<T>(mutex: &'static std::sync::Mutex<T>) -> std::sync::MutexGuard<'static, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl<T: Default> Default for Mutex<T> {
     fn default() -> Self {
         Mutex::new(T::default())
