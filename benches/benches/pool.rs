@@ -1,8 +1,8 @@
-//! bounded-pool against the seed's pool written plainly in tokio, and against an `async-channel` pool.
+//! bounded-pool against the common Go pool written plainly in tokio, and against an `async-channel` pool.
 //!
 //! - `pool/w8_q16/*`, `pool/w2_q4/*`, `pool/w1_q2/*`: start a pool, submit 50,000 trivial jobs (each a boxed
-//!   closure returning a boxed future, as the seed's `Job` is), then close it and wait for the workers.
-//!   Baselines: N tasks sharing a tokio `mpsc::Receiver` behind a `tokio::sync::Mutex` (the seed's pool
+//!   closure returning a boxed future, as the Go pattern's `Job` is), then close it and wait for the workers.
+//!   Baselines: N tasks sharing a tokio `mpsc::Receiver` behind a `tokio::sync::Mutex` (the common Go pool
 //!   in Rust), and N tasks sharing an `async_channel::Receiver`.
 //! - `pool/try_submit/*`: 50,000 `try_submit` into a queue with room for all of them, beside tokio
 //!   `mpsc::Sender::try_send` of the same boxed jobs.

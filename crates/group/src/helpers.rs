@@ -1,4 +1,4 @@
-//! `map` and `for_each`: the seed's `Fanout` in one call.
+//! `map` and `for_each`: the common Go `Fanout` in one call.
 
 use std::future::Future;
 use std::sync::Arc;

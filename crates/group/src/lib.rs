@@ -10,7 +10,7 @@
 //! | `g.TryGo(f)` | [`group.try_spawn(f)`](Group::try_spawn) (hands `f` back) |
 //! | `g.Wait()` | [`group.wait().await`](Group::wait) (re-raises panics; repeatable) |
 //!
-//! The seed's `Fanout` (fetch every id under the request's context, keep the results in order, fail on the
+//! The common Go `Fanout` (fetch every id under the request's context, keep the results in order, fail on the
 //! first error) in this crate's API:
 //!
 //! ```

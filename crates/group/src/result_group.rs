@@ -13,7 +13,7 @@ use crate::{Group, Spawn, TaskFn};
 
 /// A [`Group`] whose tasks return values, handed back in submission order.
 ///
-/// This is the seed's `Fanout` without the shared `results` slice: each task's value lands in the slot
+/// This is the common Go `Fanout` without the shared `results` slice: each task's value lands in the slot
 /// of its [`spawn`](ResultGroup::spawn) call, whatever order the tasks finish in. Values of failed tasks are
 /// dropped. Everything else (limits, contexts, first error, panics) is [`Group`]'s. Unlike a `Group`, a
 /// `ResultGroup` keeps one slot per task until [`wait`](ResultGroup::wait), which consumes it.

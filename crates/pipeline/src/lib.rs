@@ -11,7 +11,7 @@
 //! | `case <-ctx.Done(): return` in every send | built in: the pipeline's context ending aborts every task |
 //! | ranging over the last channel | [`Output`]: a `Stream`, plus [`try_collect`](Output::try_collect), [`collect`](Output::collect), [`for_each`](Output::for_each) |
 //!
-//! The seed's `Pipeline` (an `in` channel of orders, 8 workers running `enrich`, an `out` channel) in
+//! The common Go `Pipeline` (an `in` channel of orders, 8 workers running `enrich`, an `out` channel) in
 //! this crate's API, stacked as the article suggests (fetch, enrich, validate, store):
 //!
 //! ```

@@ -1,7 +1,7 @@
-//! `Pool` is the seed's bounded worker `Pool` (a Go `chan Job` drained by N goroutines) for tokio, with
+//! `Pool` is the common Go bounded worker `Pool` (a Go `chan Job` drained by N goroutines) for tokio, with
 //! its flaws fixed: queued jobs are never dropped without a trace, and no error or panic is swallowed.
 //!
-//! | the seed's Go pool | bounded-pool |
+//! | the Go worker pool | bounded-pool |
 //! | --- | --- |
 //! | `NewPool(size)` + `Start(ctx)` | `Pool::builder().workers(size).queue(size * 2).context(&ctx).build()?` |
 //! | `Submit(ctx, job)` | [`pool.submit_with(&ctx, job).await?`](Pool::submit_with), returning a [`JobHandle`] |
@@ -10,7 +10,7 @@
 //! | workers return on `ctx.Done()`, dropping queued jobs | cancelling the pool's context resolves every queued job as `Cancelled` and counts it |
 //! | `Shutdown()`: close + `wg.Wait()` | [`shutdown`](Pool::shutdown), [`shutdown_timeout`](Pool::shutdown_timeout) (with a report) |
 //!
-//! The seed's pool in this crate's API:
+//! The common Go pool in this crate's API:
 //!
 //! ```
 //! use bounded_cancel::Context;

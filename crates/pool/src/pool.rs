@@ -42,7 +42,7 @@ struct Queued {
     slot: OwnedSemaphorePermit,
 }
 
-/// A long-lived pool of workers fed by a bounded queue: the seed's `Pool`, without its flaws.
+/// A long-lived pool of workers fed by a bounded queue: the common Go `Pool`, without its flaws.
 ///
 /// See the [crate docs](crate) for the lifecycle. Every method takes `&self`; share a pool with an `Arc`.
 /// Dropping the pool aborts it: queued jobs never start (their handles resolve as

@@ -12,7 +12,7 @@
 //! | `limiter.SetLimit(r)` | [`set_rate(quota)`](Limiter::set_rate): queued waiters follow it |
 //! | a `map[string]*rate.Limiter` that grows forever | [`KeyedLimiter`] with a bound on remembered keys |
 //!
-//! The seed's rate-limited `Client` (200 concurrent callers, a downstream that allows 50 requests a
+//! The common Go rate-limited `Client` (200 concurrent callers, a downstream that allows 50 requests a
 //! second) in this crate's API:
 //!
 //! ```

@@ -8,7 +8,7 @@ use pin_project_lite::pin_project;
 
 use crate::{AcquireError, AcquireWith, Limiter, Throttled};
 
-/// A client that waits for its limiter before every call: the seed's rate-limited `Client`.
+/// A client that waits for its limiter before every call: the common Go rate-limited `Client`.
 ///
 /// Clones share the limiter, so 200 tasks holding clones of one `Throttle` together stay within
 /// its quota, granted in the order they called.
