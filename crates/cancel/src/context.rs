@@ -1,3 +1,22 @@
+//! `Context`: a tree of cancellation scopes, each with a first cause and an optional deadline.
+//!
+//! # Invariants
+//!
+//! 1. A node's cause is set at most once (`OnceLock`): the first `record` wins, and a node whose
+//!    ancestor has a cause records nothing, so a descendant always reports its ancestor's cause.
+//! 2. The cause is stored before the node's token fires, so every waiter woken by the token (and every
+//!    descendant's token, a child of it) reads the cause, never "cancelled without a cause".
+//! 3. A node's deadline is the earlier of its own and its parent's, fixed when it is made.
+//! 4. Every answer that depends on time reads the clock: once the deadline has passed, the first
+//!    reader records `DeadlineExceeded` on the highest ancestor sharing that deadline (invariant 1
+//!    decides against a concurrent `cancel`), so `is_cancelled`, `cause`, `remaining` and a
+//!    `cancelled` wait agree with no timer task and on any runtime.
+//! 5. `cancel` reads the clock first: a deadline that has passed was the first cause, whether or not
+//!    anyone had looked.
+//!
+//! There are no atomics here: the orderings are those of `OnceLock` and tokio-util's token. The loom
+//! model at the end interleaves concurrent cancels and reads of the real code.
+
 use std::error::Error;
 use std::fmt;
 use std::future::Future;

@@ -99,6 +99,7 @@ impl<E> Shared<E> {
             (true, Some(to_cause)) => Some(to_cause(&err)),
             _ => None,
         };
+        // Acquire: pairs with the release in `collect_errors`.
         if first || self.collect_errors.load(Ordering::Acquire) {
             outcome.errors.push(err);
         }

@@ -247,3 +247,32 @@ async fn spawn_with_ends_the_wait_with_the_callers_cause() {
         "the caller's deadline is not the group's"
     );
 }
+
+#[test]
+fn a_parents_cause_stays_the_groups_cause_whatever_its_tasks_answer_on_a_multi_thread_runtime() {
+    for _ in 0..200 {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let parent = Context::new();
+            let group = Group::<Failure>::with_context(&parent);
+            for _ in 0..4 {
+                group
+                    .spawn(|ctx| async move {
+                        ctx.cancelled().await;
+                        Err(Failure::Cancelled)
+                    })
+                    .await
+                    .unwrap();
+            }
+            parent.cancel_with(std::io::Error::other("service draining"));
+            // No task failed before the parent ended the group: the tasks' answers are all that is left
+            // to return (errgroup's rule), and the group's cause is still the parent's.
+            assert_eq!(group.wait().await, Err(Failure::Cancelled));
+            let cause = group.context().cause().unwrap();
+            assert_eq!(cause.error().unwrap().to_string(), "service draining");
+        });
+    }
+}

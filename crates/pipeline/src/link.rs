@@ -329,6 +329,7 @@ mod tests {
                 producers.push(tokio::spawn(async move {
                     for i in 0..ITEMS {
                         out.reserve().await;
+                        // SeqCst in a test: the simplest ordering to reason about, and its cost is moot.
                         let now = in_use.fetch_add(1, Ordering::SeqCst) + 1;
                         assert!(now <= CAPACITY, "{now} places in use, capacity {CAPACITY}");
                         out.push(p * ITEMS + i);
