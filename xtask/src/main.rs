@@ -11,9 +11,10 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
-  ci                 run everything CI runs (.ci/run): fmt, clippy, tests, docs, bench build
+  ci                 run everything CI runs (.ci/run): fmt, clippy, tests, loom models, docs, bench build
   bench [PATTERN..]  run the criterion benches (all, or e.g. `cancel`); reports under target/criterion
-  stress             run the stress tests in release mode, many times over";
+  stress             run the stress tests in release mode, many times over
+  help               print this message (also -h, --help)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -21,7 +22,15 @@ fn main() -> ExitCode {
         Some("ci") => ci::run(),
         Some("bench") => bench::run(&args[1..]),
         Some("stress") => stress::run(&args[1..]),
-        _ => {
+        Some("help" | "-h" | "--help") => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Some(other) => {
+            eprintln!("xtask: unknown command `{other}`\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+        None => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
         }
