@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bounded::prelude::*;
-use service::{Config, PANICKING_ORDER, Service, Snapshot, Summary};
+use service::{Config, Service, Snapshot, Summary};
 use tokio::time::{MissedTickBehavior, interval};
 
 const USAGE: &str = "\
@@ -74,18 +74,14 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // The one panic of the run is caught by `bounded` and reported where it belongs (see the
-    // summary); print it as one line rather than with a backtrace.
-    std::panic::set_hook(Box::new(|info| {
-        let message = info
-            .payload()
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| info.payload().downcast_ref::<&str>().copied())
-            .unwrap_or("a panic");
-        eprintln!(
-            "  panic in a backend call: {message} (caught; the order's group re-raised it to the pool)"
-        );
+    // The one planned panic of the run is caught by `bounded` and reported by the pool's error hook
+    // (shown in the status and the summary); any other panic prints as usual.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = bounded::cancel::panic_message(info.payload());
+        if !message.starts_with("fraud model crashed") {
+            default_hook(info);
+        }
     }));
 
     let mut shutdown = Shutdown::new();
@@ -131,6 +127,9 @@ fn draw(s: &Snapshot, config: &Config, terminal: bool, drawn: usize) -> usize {
         "taking orders"
     };
     if !terminal {
+        for event in &s.events {
+            println!("  {event}");
+        }
         println!(
             "{:>5.1} s {phase}: taken {} admitted {} shed {} queued {} in flight {} stored {} past deadline {} failed {} pricing {:.0}/s",
             secs,
@@ -189,6 +188,10 @@ fn draw(s: &Snapshot, config: &Config, terminal: bool, drawn: usize) -> usize {
         // Back to the first line of the last drawing.
         let _ = write!(out, "\x1b[{drawn}F");
     }
+    // Events scroll above the status block, which is redrawn below them.
+    for event in &s.events {
+        let _ = writeln!(out, "\x1b[2K  {event}");
+    }
     for line in &lines {
         let _ = writeln!(out, "\x1b[2K{line}");
     }
@@ -241,9 +244,8 @@ fn print_summary(s: &Summary) {
         p.pool_queued
     );
     println!(
-        "  Group     {} out-of-stock answers cancelled their order's other calls; the panic on order {} reached the pool ({} panicked), and its worker lived on",
+        "  Group     {} out-of-stock answers cancelled their order's other calls; the fraud check's panic went up through its order's group to the pool ({} panicked), and the worker lived on",
         num(s.failed),
-        PANICKING_ORDER,
         s.panicked
     );
     println!(

@@ -104,6 +104,8 @@ pub(crate) struct Snapshot {
     pub(crate) pricing_waiting: usize,
     pub(crate) stages: Vec<StageMetrics>,
     pub(crate) draining: bool,
+    /// What the pool's error hook reported since the last snapshot.
+    pub(crate) events: Vec<String>,
 }
 
 /// How every order ended, and what each pattern did.
@@ -166,6 +168,7 @@ pub(crate) struct Service {
     pool_report: Arc<Mutex<Option<PoolReport>>>,
     started: Instant,
     draining_since: Arc<Mutex<Option<Instant>>>,
+    events: Arc<Mutex<Vec<String>>>,
 }
 
 /// The three backends an order fans out to.
@@ -253,11 +256,18 @@ async fn call(
 impl Service {
     /// Builds the service's parts; nothing runs until [`run`](Service::run).
     pub(crate) fn new(config: Config) -> Self {
+        let events: Arc<Mutex<Vec<String>>> = Arc::default();
+        let hooked = events.clone();
         let pool = Pool::builder()
             .workers(64)
             .queue(256)
             .name("orders")
-            .error_hook(|failure: JobFailure| eprintln!("  pool error hook: {failure}"))
+            .error_hook(move |failure: JobFailure| {
+                hooked
+                    .lock()
+                    .unwrap()
+                    .push(format!("pool error hook: {failure}"));
+            })
             .build()
             .expect("64 workers, queue 256");
         let pricing = Limiter::new(Quota::per_second(config.pricing_rate).burst(20))
@@ -273,6 +283,7 @@ impl Service {
             pool_report: Arc::default(),
             started: Instant::now(),
             draining_since: Arc::default(),
+            events,
         }
     }
 
@@ -295,6 +306,7 @@ impl Service {
             pricing_waiting: pricing.waiting,
             stages: self.stages.lock().unwrap().clone(),
             draining: self.draining_since.lock().unwrap().is_some(),
+            events: std::mem::take(&mut *self.events.lock().unwrap()),
         }
     }
 
