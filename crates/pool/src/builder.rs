@@ -8,7 +8,7 @@ use crate::pool::Pool;
 
 /// Configures a [`Pool`]; made by [`Pool::builder`].
 ///
-/// Defaults: one worker per available CPU, a queue twice as long as the worker count (the seed's
+/// Defaults: one worker per available CPU, a queue twice as long as the worker count (Go pools'
 /// `size*2`), a fresh root context, and an error hook that emits a `tracing` error event.
 ///
 /// # Examples
