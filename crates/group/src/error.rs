@@ -96,6 +96,111 @@ impl<F> fmt::Display for SpawnError<F> {
 
 impl<F> std::error::Error for SpawnError<F> {}
 
+/// Why [`try_spawn`](crate::Group::try_spawn) did not start a task; the closure is inside, unrun.
+///
+/// # Examples
+///
+/// ```
+/// use bounded_group::{Group, TrySpawnError};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut group = Group::<String>::new();
+/// group.set_limit(Some(1))?;
+/// let wait = |ctx: bounded_cancel::Context| async move { ctx.cancelled().await; Ok(()) };
+/// group.try_spawn(wait)?; // `?` works: the error is a std error
+/// let err = group.try_spawn(wait).unwrap_err();
+/// assert!(matches!(err, TrySpawnError::Full(_)));
+/// let _closure = err.into_inner(); // run it later
+/// # group.context().cancel();
+/// # Ok(())
+/// # }
+/// ```
+#[non_exhaustive]
+pub enum TrySpawnError<F> {
+    /// Every slot under the limit is taken; `spawn` would wait for one.
+    Full(F),
+    /// The group's limit is 0, which refuses every task.
+    LimitZero(F),
+    /// The group's context has ended (after a failure, or after `wait` for a `with_context` group).
+    Cancelled {
+        /// The task, unrun.
+        job: F,
+        /// Why the context ended.
+        cause: Cause,
+    },
+}
+
+impl<F> TrySpawnError<F> {
+    /// Returns the task that was not run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_group::Group;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut group = Group::<String>::new();
+    /// group.set_limit(Some(0)).unwrap();
+    /// let task = group.try_spawn(|_ctx| async { Ok(()) }).unwrap_err().into_inner();
+    /// group.set_limit(None).unwrap();
+    /// group.try_spawn(task).unwrap();
+    /// # }
+    /// ```
+    pub fn into_inner(self) -> F {
+        match self {
+            TrySpawnError::Full(job)
+            | TrySpawnError::LimitZero(job)
+            | TrySpawnError::Cancelled { job, .. } => job,
+        }
+    }
+
+    pub(crate) fn map<G>(self, f: impl FnOnce(F) -> G) -> TrySpawnError<G> {
+        match self {
+            TrySpawnError::Full(job) => TrySpawnError::Full(f(job)),
+            TrySpawnError::LimitZero(job) => TrySpawnError::LimitZero(f(job)),
+            TrySpawnError::Cancelled { job, cause } => {
+                TrySpawnError::Cancelled { job: f(job), cause }
+            }
+        }
+    }
+}
+
+impl<F> fmt::Debug for TrySpawnError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrySpawnError::Full(_) => f.write_str("Full(..)"),
+            TrySpawnError::LimitZero(_) => f.write_str("LimitZero(..)"),
+            TrySpawnError::Cancelled { cause, .. } => f
+                .debug_struct("Cancelled")
+                .field("cause", cause)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl<F> fmt::Display for TrySpawnError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrySpawnError::Full(_) => f.write_str(
+                "task not spawned: every slot under the group's limit is taken; \
+                 retry later or use spawn to wait for one",
+            ),
+            TrySpawnError::LimitZero(_) => f.write_str(
+                "task not spawned: the group's limit is 0, which refuses every task; \
+                 raise it with set_limit while the group is idle",
+            ),
+            TrySpawnError::Cancelled { cause, .. } => write!(
+                f,
+                "task not spawned: {cause}; the task did not run and is returned inside this error"
+            ),
+        }
+    }
+}
+
+impl<F> std::error::Error for TrySpawnError<F> {}
+
 /// [`Group::set_limit`](crate::Group::set_limit) was called while tasks were running.
 ///
 /// # Examples

@@ -9,7 +9,7 @@ use bounded_cancel::Context;
 use futures_util::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::error::{Failure, SetLimitError};
+use crate::error::{Failure, SetLimitError, TrySpawnError};
 use crate::executor::{Executor, Job};
 use crate::future::Spawn;
 use crate::shared::{Policy, Shared};
@@ -263,6 +263,26 @@ impl<E> Group<E> {
         self.shared.active()
     }
 
+    /// The limit in force: `None` for no limit, `Some(0)` when every task is refused.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_group::Group;
+    ///
+    /// let mut group = Group::<String>::new();
+    /// assert_eq!(group.limit(), None);
+    /// group.set_limit(Some(8)).unwrap();
+    /// assert_eq!(group.limit(), Some(8));
+    /// ```
+    pub fn limit(&self) -> Option<usize> {
+        match &self.limit {
+            Limit::Unlimited => None,
+            Limit::Zero => Some(0),
+            Limit::Slots(_, n) => Some(*n),
+        }
+    }
+
     /// Spawns a task once a slot is free; the task receives the group's context.
     ///
     /// Resolves when the task is admitted, not when it ends. Without a limit it resolves at once.
@@ -362,7 +382,7 @@ impl<E> Group<E> {
     /// assert!(group.try_spawn(|_ctx| async { Ok(()) }).is_err());
     /// # }
     /// ```
-    pub fn try_spawn<F, Fut>(&self, task: F) -> Result<(), F>
+    pub fn try_spawn<F, Fut>(&self, task: F) -> Result<(), TrySpawnError<F>>
     where
         E: Send + 'static,
         F: FnOnce(Context) -> Fut + Send + 'static,
@@ -371,19 +391,19 @@ impl<E> Group<E> {
         self.try_admit(task)
     }
 
-    pub(crate) fn try_admit<F: TaskFn<E>>(&self, task: F) -> Result<(), F>
+    pub(crate) fn try_admit<F: TaskFn<E>>(&self, task: F) -> Result<(), TrySpawnError<F>>
     where
         E: Send + 'static,
     {
-        if self.context().is_cancelled() {
-            return Err(task);
+        if let Some(cause) = self.context().cause() {
+            return Err(TrySpawnError::Cancelled { job: task, cause });
         }
         let permit = match &self.limit {
             Limit::Unlimited => None,
-            Limit::Zero => return Err(task),
+            Limit::Zero => return Err(TrySpawnError::LimitZero(task)),
             Limit::Slots(sem, _) => match sem.clone().try_acquire_owned() {
                 Ok(permit) => Some(permit),
-                Err(_) => return Err(task),
+                Err(_) => return Err(TrySpawnError::Full(task)),
             },
         };
         self.admit(Task::new(task, permit));

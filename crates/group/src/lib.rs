@@ -7,7 +7,7 @@
 //! | `g, gctx := errgroup.WithContext(ctx)` | [`Group::with_context(&ctx)`](Group::with_context), [`group.context()`](Group::context) |
 //! | `g.SetLimit(n)` | [`group.set_limit(Some(n))`](Group::set_limit) (refused while tasks run) |
 //! | `g.Go(f)` | [`group.spawn(f).await`](Group::spawn) (waits for a slot, cancellable) |
-//! | `g.TryGo(f)` | [`group.try_spawn(f)`](Group::try_spawn) (hands `f` back) |
+//! | `g.TryGo(f)` | [`group.try_spawn(f)`](Group::try_spawn) (hands `f` back in a [`TrySpawnError`]) |
 //! | `g.Wait()` | [`group.wait().await`](Group::wait) (re-raises panics; repeatable) |
 //!
 //! The common Go `Fanout` (fetch every id under the request's context, keep the results in order, fail on the
@@ -83,7 +83,7 @@ mod result_group;
 mod shared;
 mod task;
 
-pub use error::{Failure, MapError, Panic, SetLimitError, SpawnError, TaskPanicked};
+pub use error::{Failure, MapError, Panic, SetLimitError, SpawnError, TaskPanicked, TrySpawnError};
 pub use future::Spawn;
 pub use group::{Group, MAX_LIMIT};
 pub use helpers::{for_each, map, map_with};

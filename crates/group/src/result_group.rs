@@ -8,7 +8,7 @@ use std::task::{Context as TaskContext, Poll, ready};
 
 use bounded_cancel::Context;
 
-use crate::error::{Failure, SetLimitError, SpawnError};
+use crate::error::{Failure, SetLimitError, SpawnError, TrySpawnError};
 use crate::{Group, Spawn, TaskFn};
 
 /// A [`Group`] whose tasks return values, handed back in submission order.
@@ -163,6 +163,40 @@ impl<T, E> ResultGroup<T, E> {
         self.group.set_limit(limit)
     }
 
+    /// The limit in force: `None` for no limit, `Some(0)` when every task is refused.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_group::ResultGroup;
+    ///
+    /// let mut group = ResultGroup::<u8, String>::new();
+    /// group.set_limit(Some(4)).unwrap();
+    /// assert_eq!(group.limit(), Some(4));
+    /// ```
+    pub fn limit(&self) -> Option<usize> {
+        self.group.limit()
+    }
+
+    /// The number of tasks admitted and not yet ended (see [`Group::running`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_group::ResultGroup;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let group = ResultGroup::<u8, String>::new();
+    /// group.spawn(|ctx| async move { ctx.cancelled().await; Ok(1) }).await.unwrap();
+    /// assert_eq!(group.running(), 1);
+    /// # group.context().cancel();
+    /// # }
+    /// ```
+    pub fn running(&self) -> usize {
+        self.group.running()
+    }
+
     fn indexed<F>(&self, task: F) -> Indexed<F, T> {
         let mut results = self.results.lock();
         results.push(None);
@@ -259,7 +293,7 @@ impl<T, E> ResultGroup<T, E> {
     /// assert_eq!(group.wait().await.unwrap(), [5]);
     /// # }
     /// ```
-    pub fn try_spawn<F, Fut>(&self, task: F) -> Result<(), F>
+    pub fn try_spawn<F, Fut>(&self, task: F) -> Result<(), TrySpawnError<F>>
     where
         T: Send + 'static,
         E: Send + 'static,
@@ -268,7 +302,7 @@ impl<T, E> ResultGroup<T, E> {
     {
         self.group
             .try_admit(self.indexed(task))
-            .map_err(|indexed| indexed.task)
+            .map_err(|refused| refused.map(|indexed| indexed.task))
     }
 
     /// Waits for every task, then returns their values in submission order, or the first error.

@@ -6,7 +6,7 @@ mod gauge;
 use std::time::Duration;
 
 use bounded_cancel::Context;
-use bounded_group::{Group, SpawnError};
+use bounded_group::{Group, SpawnError, TrySpawnError};
 use gauge::Gauge;
 use tokio::sync::oneshot;
 use tokio::time::sleep;
@@ -36,7 +36,11 @@ async fn exactly_n_try_spawns_succeed_while_they_run() {
     });
     let closure = match refused {
         Ok(()) => panic!("the fourth try_spawn must be refused"),
-        Err(closure) => closure,
+        Err(refused) => {
+            assert!(matches!(refused, TrySpawnError::Full(_)), "{refused:?}");
+            assert!(refused.to_string().contains("every slot"), "{refused}");
+            refused.into_inner()
+        }
     };
     assert_eq!(group.running(), 3);
 
@@ -202,4 +206,45 @@ async fn a_limit_above_the_maximum_is_an_error_and_the_old_limit_stays() {
     results.set_limit(Some(MAX_LIMIT)).unwrap();
     results.spawn(|_ctx| async { Ok(7) }).await.unwrap();
     assert_eq!(results.wait().await.unwrap(), [7]);
+}
+
+#[tokio::test]
+async fn limit_and_running_read_back_on_both_group_types() {
+    use bounded_group::ResultGroup;
+    let mut group = Group::<String>::new();
+    assert_eq!(group.limit(), None);
+    group.set_limit(Some(0)).unwrap();
+    assert_eq!(group.limit(), Some(0));
+    assert!(matches!(
+        group.try_spawn(|_ctx| async { Ok(()) }),
+        Err(TrySpawnError::LimitZero(_))
+    ));
+    group.set_limit(Some(2)).unwrap();
+    assert_eq!(group.limit(), Some(2));
+
+    let mut results = ResultGroup::<u32, String>::new();
+    results.set_limit(Some(3)).unwrap();
+    assert_eq!(results.limit(), Some(3));
+    let (tx, rx) = oneshot::channel::<()>();
+    results
+        .spawn(move |_ctx| async move {
+            let _ = rx.await;
+            Ok(1)
+        })
+        .await
+        .unwrap();
+    assert_eq!(results.running(), 1);
+    drop(tx);
+    assert_eq!(results.wait().await.unwrap(), [1]);
+}
+
+#[tokio::test]
+async fn try_spawn_on_an_ended_group_says_why_with_the_cause() {
+    let group = Group::<std::fmt::Error>::with_context(&Context::new());
+    group.context().cancel();
+    let err = group.try_spawn(|_ctx| async { Ok(()) }).unwrap_err();
+    assert!(matches!(err, TrySpawnError::Cancelled { .. }), "{err:?}");
+    // A std error: `?` carries it into a Box<dyn Error>.
+    let boxed: Box<dyn std::error::Error> = Box::new(err);
+    assert!(boxed.to_string().contains("task not spawned"));
 }
