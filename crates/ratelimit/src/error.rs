@@ -189,6 +189,112 @@ impl AcquireError {
             _ => None,
         }
     }
+
+    /// Whether a deadline ended this wait, whichever way: refused at once because the grant would come
+    /// too late ([`DeadlineTooSoon`](AcquireError::DeadlineTooSoon)), or the deadline passed while it
+    /// waited (`Cancelled(Cause::DeadlineExceeded)`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_cancel::Cause;
+    /// use bounded_ratelimit::AcquireError;
+    /// use std::time::Duration;
+    ///
+    /// let too_soon = AcquireError::DeadlineTooSoon { wait: Duration::from_secs(1), remaining: Duration::ZERO };
+    /// assert!(too_soon.is_deadline());
+    /// assert!(AcquireError::Cancelled(Cause::DeadlineExceeded).is_deadline());
+    /// assert!(!AcquireError::Cancelled(Cause::Cancelled).is_deadline());
+    /// ```
+    pub fn is_deadline(&self) -> bool {
+        match self {
+            AcquireError::DeadlineTooSoon { .. } => true,
+            AcquireError::Cancelled(cause) => cause.is_deadline_exceeded(),
+            AcquireError::InsufficientCapacity(_) => false,
+        }
+    }
+}
+
+/// Why a `try_acquire_n` took nothing: not yet ([`RetryAfter`]) or never ([`InsufficientCapacity`]).
+///
+/// # Examples
+///
+/// ```
+/// use bounded_ratelimit::{Limiter, Quota, TryAcquireError};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let limiter = Limiter::new(Quota::per_second(10))?;
+/// limiter.try_acquire_n(8)?; // `?` works: one error type
+/// match limiter.try_acquire_n(8) {
+///     Err(TryAcquireError::RetryAfter(retry)) => assert!(retry.wait() > std::time::Duration::ZERO),
+///     other => panic!("{other:?}"),
+/// }
+/// assert!(matches!(limiter.try_acquire_n(11), Err(TryAcquireError::InsufficientCapacity(_))));
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TryAcquireError {
+    /// Not yet: the units conform after this wait (and behind anyone queued).
+    RetryAfter(RetryAfter),
+    /// Never: more units than the burst.
+    InsufficientCapacity(InsufficientCapacity),
+}
+
+impl TryAcquireError {
+    /// How long to wait before the same request could succeed; `None` if it never can.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{Limiter, Quota};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = Limiter::new(Quota::per_second(10).burst(1)).unwrap();
+    /// limiter.try_acquire_n(1).unwrap();
+    /// let wait = limiter.try_acquire_n(1).unwrap_err().retry_after();
+    /// assert_eq!(wait, Some(std::time::Duration::from_millis(100)));
+    /// assert_eq!(limiter.try_acquire_n(2).unwrap_err().retry_after(), None);
+    /// # }
+    /// ```
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            TryAcquireError::RetryAfter(retry) => Some(retry.wait()),
+            TryAcquireError::InsufficientCapacity(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for TryAcquireError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TryAcquireError::RetryAfter(err) => err.fmt(f),
+            TryAcquireError::InsufficientCapacity(err) => err.fmt(f),
+        }
+    }
+}
+
+impl Error for TryAcquireError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            TryAcquireError::RetryAfter(err) => Some(err),
+            TryAcquireError::InsufficientCapacity(err) => Some(err),
+        }
+    }
+}
+
+impl From<RetryAfter> for TryAcquireError {
+    fn from(err: RetryAfter) -> Self {
+        TryAcquireError::RetryAfter(err)
+    }
+}
+
+impl From<InsufficientCapacity> for TryAcquireError {
+    fn from(err: InsufficientCapacity) -> Self {
+        TryAcquireError::InsufficientCapacity(err)
+    }
 }
 
 impl fmt::Display for AcquireError {

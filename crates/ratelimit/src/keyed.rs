@@ -14,7 +14,10 @@ use tokio::time::{Instant, Sleep};
 
 use crate::clock::Clock;
 use crate::gcra::Gcra;
-use crate::{AcquireError, InsufficientCapacity, KeyedMetrics, Quota, QuotaError, RetryAfter};
+use crate::{
+    AcquireError, InsufficientCapacity, KeyedMetrics, Quota, QuotaError, RetryAfter,
+    TryAcquireError,
+};
 
 /// One quota applied to each key on its own (per client, per tenant, per route), remembering at most
 /// `max_keys` keys.
@@ -138,7 +141,8 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     /// ```
     pub fn try_acquire(&self, key: &K) -> Result<(), RetryAfter> {
         match self.try_acquire_n(key, 1) {
-            Ok(result) => result,
+            Ok(()) => Ok(()),
+            Err(TryAcquireError::RetryAfter(retry)) => Err(retry),
             Err(_) => unreachable!("a single unit is always within the burst"),
         }
     }
@@ -147,7 +151,9 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     ///
     /// # Errors
     ///
-    /// Outer: [`InsufficientCapacity`] when `n` exceeds the burst. Inner: [`RetryAfter`].
+    /// [`TryAcquireError::InsufficientCapacity`] when `n` exceeds the burst,
+    /// [`TryAcquireError::RetryAfter`] when the units do not conform yet (or the key table is full of
+    /// keys that owe time). Nothing is taken.
     ///
     /// # Examples
     ///
@@ -156,15 +162,11 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() {
     /// let limiter = KeyedLimiter::new(Quota::per_second(4), 100).unwrap();
-    /// assert_eq!(limiter.try_acquire_n(&"a", 4), Ok(Ok(())));
+    /// assert_eq!(limiter.try_acquire_n(&"a", 4), Ok(()));
     /// assert!(limiter.try_acquire_n(&"a", 5).is_err());
     /// # }
     /// ```
-    pub fn try_acquire_n(
-        &self,
-        key: &K,
-        n: u32,
-    ) -> Result<Result<(), RetryAfter>, InsufficientCapacity> {
+    pub fn try_acquire_n(&self, key: &K, n: u32) -> Result<(), TryAcquireError> {
         let shared = &*self.shared;
         let mut state = shared.lock();
         if n > shared.gcra.burst() {
@@ -172,22 +174,17 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
             return Err(InsufficientCapacity {
                 requested: n,
                 burst: shared.gcra.burst(),
-            });
+            }
+            .into());
         }
         if n == 0 {
-            return Ok(Ok(()));
+            return Ok(());
         }
         let now = shared.clock.now();
-        let tat = match shared.tat(&mut state, key, now) {
-            Ok(tat) => tat,
-            Err(at) => {
-                state.rejected += 1;
-                return Ok(Err(RetryAfter {
-                    wait: Duration::from_nanos(at - now),
-                }));
-            }
-        };
-        Ok(match shared.gcra.test(tat, now, n) {
+        let taken = shared
+            .tat(&mut state, key, now)
+            .and_then(|tat| shared.gcra.test(tat, now, n));
+        match taken {
             Ok(tat) => {
                 state.tats.insert(key.clone(), tat);
                 state.granted += u64::from(n);
@@ -197,9 +194,10 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
                 state.rejected += 1;
                 Err(RetryAfter {
                     wait: Duration::from_nanos(at - now),
-                })
+                }
+                .into())
             }
-        })
+        }
     }
 
     /// Waits for one unit for `key`.

@@ -107,7 +107,9 @@ mod quota;
 mod state;
 mod throttle;
 
-pub use error::{AcquireError, InsufficientCapacity, QuotaError, RetryAfter, Throttled};
+pub use error::{
+    AcquireError, InsufficientCapacity, QuotaError, RetryAfter, Throttled, TryAcquireError,
+};
 pub use future::{Acquire, AcquireN, AcquireWith};
 pub use keyed::{KeyedAcquire, KeyedAcquireWith, KeyedLimiter};
 pub use limiter::Limiter;

@@ -8,6 +8,7 @@ use crate::gcra::Gcra;
 use crate::state::Shared;
 use crate::{
     Acquire, AcquireN, AcquireWith, InsufficientCapacity, Metrics, Quota, QuotaError, RetryAfter,
+    TryAcquireError,
 };
 
 /// A rate limiter: GCRA on tokio's clock, with a FIFO queue of waiters each woken once.
@@ -189,19 +190,18 @@ impl Limiter {
     /// ```
     pub fn try_acquire(&self) -> Result<(), RetryAfter> {
         match self.try_acquire_n(1) {
-            Ok(result) => result,
+            Ok(()) => Ok(()),
+            Err(TryAcquireError::RetryAfter(retry)) => Err(retry),
             Err(_) => unreachable!("a single unit is always within the burst"),
         }
     }
 
     /// Takes `n` units together if they conform now and nobody is queued; never waits.
     ///
-    /// The outer `Err` is "never" ([`InsufficientCapacity`]), the inner one "not yet" ([`RetryAfter`]),
-    /// as in governor's `check_n`.
-    ///
     /// # Errors
     ///
-    /// As above.
+    /// [`TryAcquireError::RetryAfter`] ("not yet", with the wait) or
+    /// [`TryAcquireError::InsufficientCapacity`] ("never": `n` is above the burst). Nothing is taken.
     ///
     /// # Examples
     ///
@@ -210,14 +210,14 @@ impl Limiter {
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() {
     /// let limiter = Limiter::new(Quota::per_second(10)).unwrap();
-    /// assert_eq!(limiter.try_acquire_n(8), Ok(Ok(())));
-    /// assert!(matches!(limiter.try_acquire_n(8), Ok(Err(_))));
-    /// assert!(limiter.try_acquire_n(11).is_err());
+    /// assert_eq!(limiter.try_acquire_n(8), Ok(()));
+    /// assert!(limiter.try_acquire_n(8).unwrap_err().retry_after().is_some());
+    /// assert!(limiter.try_acquire_n(11).unwrap_err().retry_after().is_none());
     /// # }
     /// ```
-    pub fn try_acquire_n(&self, n: u32) -> Result<Result<(), RetryAfter>, InsufficientCapacity> {
+    pub fn try_acquire_n(&self, n: u32) -> Result<(), TryAcquireError> {
         if n == 0 {
-            return Ok(Ok(()));
+            return Ok(());
         }
         let mut state = self.shared.lock();
         let burst = state.gcra.burst();
@@ -226,15 +226,17 @@ impl Limiter {
             return Err(InsufficientCapacity {
                 requested: n,
                 burst,
-            });
+            }
+            .into());
         }
         let now = self.shared.clock.now();
-        Ok(state.try_take(now, n).map_err(|at| {
+        state.try_take(now, n).map_err(|at| {
             state.rejected += 1;
             RetryAfter {
                 wait: Duration::from_nanos(at - now),
             }
-        }))
+            .into()
+        })
     }
 
     /// Changes the quota at run time.

@@ -192,3 +192,33 @@ async fn a_timeout_of_duration_max_is_no_deadline() {
     limiter.acquire_with(&ctx).await.unwrap();
     assert_eq!(start.elapsed(), 100 * MS);
 }
+
+#[tokio::test(start_paused = true)]
+async fn is_deadline_tells_a_deadline_ending_whichever_error_carried_it() {
+    let limiter = empty_limiter().await;
+    // Refused at once: the grant (100 ms) is after the deadline (50 ms).
+    let soon = Context::new().with_timeout(50 * MS);
+    let refused = limiter.acquire_with(&soon).await.unwrap_err();
+    assert!(matches!(refused, AcquireError::DeadlineTooSoon { .. }));
+    assert!(refused.is_deadline());
+    // Queued behind a long line, then the deadline passes while waiting.
+    let line: Vec<_> = (0..5).map(|_| waiting_task(&limiter)).collect();
+    tokio::task::yield_now().await;
+    let ctx = Context::new();
+    let deadline = ctx.with_timeout(Duration::from_secs(10));
+    let waiting = limiter.acquire_with(&deadline);
+    let cancelled = ctx.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(20 * MS).await;
+        cancelled.cancel();
+    });
+    let err = waiting.await.unwrap_err();
+    assert!(
+        !err.is_deadline(),
+        "a plain cancel is not a deadline: {err:?}"
+    );
+    for waiter in line {
+        waiter.abort();
+    }
+    assert!(AcquireError::Cancelled(Cause::DeadlineExceeded).is_deadline());
+}

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use bounded_cancel::Context;
-use bounded_ratelimit::{AcquireError, InsufficientCapacity, Limiter, Quota, RetryAfter};
+use bounded_ratelimit::{AcquireError, InsufficientCapacity, Limiter, Quota, TryAcquireError};
 use tokio::time::Instant;
 
 #[tokio::test(start_paused = true)]
@@ -21,16 +21,23 @@ async fn acquire_n_above_the_burst_fails_at_once_with_insufficient_capacity() {
     assert_eq!(start.elapsed(), Duration::ZERO);
     assert!(err.to_string().contains("burst is 10"), "{err}");
 
-    let never: Result<Result<(), RetryAfter>, InsufficientCapacity> = limiter.try_acquire_n(11);
-    assert!(never.is_err());
+    let never = limiter.try_acquire_n(11);
+    assert!(matches!(
+        never,
+        Err(TryAcquireError::InsufficientCapacity(_))
+    ));
+    assert_eq!(never.unwrap_err().retry_after(), None);
     assert!(matches!(
         limiter.acquire_n_with(&Context::new(), 11).await,
         Err(AcquireError::InsufficientCapacity(_))
     ));
     // None of that took anything.
-    assert_eq!(limiter.try_acquire_n(10), Ok(Ok(())));
-    // "Not yet" is the inner error.
-    assert!(matches!(limiter.try_acquire_n(10), Ok(Err(_))));
+    assert_eq!(limiter.try_acquire_n(10), Ok(()));
+    // "Not yet" is the other variant, with the wait.
+    assert!(matches!(
+        limiter.try_acquire_n(10),
+        Err(TryAcquireError::RetryAfter(_))
+    ));
 }
 
 #[tokio::test(start_paused = true)]
