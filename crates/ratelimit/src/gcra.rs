@@ -18,6 +18,14 @@ pub(crate) struct Gcra {
 
 impl Gcra {
     pub(crate) fn new(quota: &Quota) -> Result<Self, QuotaError> {
+        if quota.is_unlimited() {
+            // A unit costs no time: every request conforms at once, and `tat` never passes `now`.
+            return Ok(Gcra {
+                t: 0,
+                tau: 0,
+                burst: u32::MAX,
+            });
+        }
         let (count, per, burst) = quota.parts();
         if count == 0 {
             return Err(QuotaError::ZeroRate);
@@ -50,6 +58,15 @@ impl Gcra {
         self.burst
     }
 
+    /// Units a request could take at `now`, with nobody queued: the bucket's level.
+    pub(crate) fn available(&self, tat: u64, now: u64) -> u32 {
+        if self.t == 0 || tat <= now {
+            return self.burst;
+        }
+        let used = (tat - now).div_ceil(self.t);
+        u32::try_from(u64::from(self.burst).saturating_sub(used)).unwrap_or(0)
+    }
+
     /// The earliest instant at which `n` units conform, given `ahead` units that must be granted first.
     /// `n` must not exceed the burst.
     pub(crate) fn earliest(&self, tat: u64, ahead: u64, n: u32) -> u64 {
@@ -80,6 +97,10 @@ impl Gcra {
     /// quota's units (rounded up, so a change of rate never frees more than it should), and at most a
     /// whole bucket of them: the new quota starts empty at worst, as Go's `SetLimit` does.
     pub(crate) fn rescale(&self, tat: u64, now: u64, to: &Gcra) -> u64 {
+        if self.t == 0 || to.t == 0 {
+            // From or to unlimited: no unit is in use that a limit must carry over.
+            return now;
+        }
         let debt = u128::from(tat.saturating_sub(now));
         let scaled = (debt * u128::from(to.t)).div_ceil(u128::from(self.t));
         let bucket = u128::from(to.t) * u128::from(to.burst);

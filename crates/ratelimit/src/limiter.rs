@@ -279,6 +279,57 @@ impl Limiter {
         Ok(())
     }
 
+    /// Changes only the burst, keeping the rate: `set_rate(self.quota().burst(burst))`, with the same
+    /// carrying over of the units in use.
+    ///
+    /// # Errors
+    ///
+    /// [`QuotaError::ZeroBurst`] for 0 (or a bucket too long); the quota in force is unchanged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{Limiter, Quota};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = Limiter::new(Quota::per_second(100).burst(1)).unwrap();
+    /// limiter.set_burst(20).unwrap();
+    /// assert_eq!(limiter.quota(), Quota::per_second(100).burst(20));
+    /// assert!(limiter.set_burst(0).is_err());
+    /// # }
+    /// ```
+    pub fn set_burst(&self, burst: u32) -> Result<(), QuotaError> {
+        let quota = self.quota();
+        if quota.is_unlimited() {
+            return Ok(());
+        }
+        self.set_rate(quota.burst(burst))
+    }
+
+    /// The units a caller could take now without waiting: the bucket's level, or 0 while anyone is
+    /// queued (they come first). For display and decisions such as "defer the optional work"; a
+    /// `try_acquire_n` right after may still find another caller got there first.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{Limiter, Quota};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = Limiter::new(Quota::per_second(10)).unwrap();
+    /// assert_eq!(limiter.tokens(), 10);
+    /// limiter.try_acquire_n(4).unwrap();
+    /// assert_eq!(limiter.tokens(), 6);
+    /// tokio::time::advance(Duration::from_millis(200)).await;
+    /// assert_eq!(limiter.tokens(), 8);
+    /// # }
+    /// ```
+    pub fn tokens(&self) -> u32 {
+        let state = self.shared.lock();
+        state.tokens(self.shared.clock.now())
+    }
+
     /// The quota in force.
     ///
     /// # Examples

@@ -27,6 +27,7 @@ pub struct Quota {
     count: u32,
     per: Duration,
     burst: Option<u32>,
+    unlimited: bool,
 }
 
 impl Quota {
@@ -44,6 +45,7 @@ impl Quota {
             count,
             per,
             burst: None,
+            unlimited: false,
         }
     }
 
@@ -57,6 +59,58 @@ impl Quota {
     /// ```
     pub const fn per_second(count: u32) -> Self {
         Quota::new(count, Duration::from_secs(1))
+    }
+
+    /// One unit every `interval` (x/time/rate's `Every`), with a burst of 1 unless
+    /// [`burst`](Quota::burst) says otherwise.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::Quota;
+    /// # use std::time::Duration;
+    /// let quota = Quota::every(Duration::from_millis(250));
+    /// assert_eq!((quota.interval(), quota.burst_size()), (Duration::from_millis(250), 1));
+    /// ```
+    pub const fn every(interval: Duration) -> Self {
+        Quota::new(1, interval)
+    }
+
+    /// No limit at all (x/time/rate's `Inf`): every request is granted at once. For a limiter that
+    /// must sometimes be lifted, as in `limiter.set_rate(Quota::unlimited())`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{Limiter, Quota};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = Limiter::new(Quota::unlimited()).unwrap();
+    /// for _ in 0..1_000_000 {
+    ///     limiter.try_acquire().unwrap();
+    /// }
+    /// assert_eq!(Quota::unlimited().to_string(), "unlimited");
+    /// # }
+    /// ```
+    pub const fn unlimited() -> Self {
+        Quota {
+            count: u32::MAX,
+            per: Duration::from_secs(1),
+            burst: Some(u32::MAX),
+            unlimited: true,
+        }
+    }
+
+    /// Whether this is [`Quota::unlimited`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::Quota;
+    /// assert!(Quota::unlimited().is_unlimited() && !Quota::per_second(5).is_unlimited());
+    /// ```
+    pub const fn is_unlimited(&self) -> bool {
+        self.unlimited
     }
 
     /// `count` units per minute, burst `count`.
@@ -133,6 +187,9 @@ impl From<governor::Quota> for Quota {
 
 impl fmt::Display for Quota {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.unlimited {
+            return f.write_str("unlimited");
+        }
         write!(
             f,
             "{} per {:?}, burst {}",

@@ -129,6 +129,14 @@ impl State {
     }
 
     /// When `n` units joining the back of the queue now would be granted, if nothing changes.
+    /// Units a `try_acquire_n` could take now: none while anyone is queued (they come first).
+    pub(crate) fn tokens(&self, now: u64) -> u32 {
+        if self.queued > 0 {
+            return 0;
+        }
+        self.gcra.available(self.tat, now)
+    }
+
     pub(crate) fn predict(&self, now: u64, n: u32) -> u64 {
         self.gcra.earliest(self.tat, self.queued_units, n).max(now)
     }
