@@ -97,6 +97,6 @@ mod worker;
 
 pub use error::PipelineError;
 pub use future::{Collect, ForEach, TryCollect};
-pub use metrics::StageMetrics;
+pub use metrics::{MetricsHandle, StageMetrics};
 pub use output::Output;
 pub use stage::{DEFAULT_BUFFER, MAX_BUFFER, MAX_WORKERS, Pipeline, Stage};

@@ -1,4 +1,9 @@
 use std::fmt;
+use std::sync::Arc;
+
+use bounded_sync::Mutex;
+
+use crate::shared::{Counters, snapshot};
 
 /// One stage's counters, from [`Output::metrics`](crate::Output::metrics).
 ///
@@ -57,5 +62,66 @@ impl fmt::Display for StageMetrics {
             self.busy,
             self.errors
         )
+    }
+}
+
+/// Reads a pipeline's stage metrics from anywhere, for as long as you keep it: while the output is read
+/// by another task, and after it has been collected (the counters then hold the final figures).
+///
+/// It keeps only the counters: holding it keeps no task of the pipeline alive.
+///
+/// # Examples
+///
+/// ```
+/// use bounded_cancel::Context;
+/// use bounded_pipeline::Pipeline;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let output = Pipeline::new(&Context::new())
+///     .source(0..100u32)
+///     .map(4, |_ctx, n| async move { Ok::<_, String>(n * 2) })
+///     .named("double")
+///     .output();
+/// let metrics = output.metrics_handle();
+/// let doubled = output.try_collect().await.unwrap(); // the output is gone
+/// assert_eq!(doubled.len(), 100);
+/// let after = metrics.snapshot();
+/// assert_eq!((after[1].name.as_str(), after[1].items_out), ("double", 100));
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct MetricsHandle {
+    stages: Arc<Mutex<Vec<Arc<Counters>>>>,
+}
+
+impl MetricsHandle {
+    pub(crate) fn new(stages: Arc<Mutex<Vec<Arc<Counters>>>>) -> Self {
+        MetricsHandle { stages }
+    }
+
+    /// Each stage's counters now, the source first (as [`Output::metrics`](crate::Output::metrics)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_cancel::Context;
+    /// # use bounded_pipeline::Pipeline;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let out = Pipeline::<()>::new(&Context::new()).source(0..5).named("ids").output();
+    /// assert_eq!(out.metrics_handle().snapshot()[0].name, "ids");
+    /// # }
+    /// ```
+    pub fn snapshot(&self) -> Vec<StageMetrics> {
+        snapshot(&self.stages)
+    }
+}
+
+impl fmt::Debug for MetricsHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricsHandle")
+            .field("stages", &self.snapshot())
+            .finish()
     }
 }

@@ -10,7 +10,7 @@ use futures_util::Stream;
 
 use crate::link::{Link, MAX_BATCH};
 use crate::shared::{Item, Owner};
-use crate::{Collect, ForEach, PipelineError, StageMetrics, TryCollect};
+use crate::{Collect, ForEach, MetricsHandle, PipelineError, StageMetrics, TryCollect};
 
 /// The end of a pipeline: a [`Stream`] of `Ok` items that ends, if the pipeline stopped early, with
 /// one `Err` saying why.
@@ -64,6 +64,25 @@ impl<T: Send + 'static, E> Output<T, E> {
             owner,
             ended: false,
         }
+    }
+
+    /// A handle that reads the stage metrics from anywhere, and after the output is consumed.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_cancel::Context;
+    /// # use bounded_pipeline::Pipeline;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let out = Pipeline::<()>::new(&Context::new()).source(0..5).output();
+    /// let metrics = out.metrics_handle();
+    /// out.collect().await;
+    /// assert_eq!(metrics.snapshot()[0].items_out, 5);
+    /// # }
+    /// ```
+    pub fn metrics_handle(&self) -> MetricsHandle {
+        MetricsHandle::new(self.owner.shared.stages())
     }
 
     /// Each stage's counters, the source first.

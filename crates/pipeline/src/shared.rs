@@ -55,7 +55,7 @@ pub(crate) struct Shared<E> {
     pub(crate) ctx: Context,
     failure: Mutex<Option<PipelineError<E>>>,
     on_error: Option<ErrorHandler<E>>,
-    stages: Mutex<Vec<Arc<Counters>>>,
+    stages: Arc<Mutex<Vec<Arc<Counters>>>>,
     tasks: TaskCounter,
     handles: Mutex<Vec<AbortHandle>>,
 }
@@ -66,7 +66,7 @@ impl<E: Send + 'static> Shared<E> {
             ctx,
             failure: Mutex::new(None),
             on_error,
-            stages: Mutex::new(Vec::new()),
+            stages: Arc::default(),
             tasks: TaskCounter::new("pipeline stage"),
             handles: Mutex::new(Vec::new()),
         }
@@ -152,7 +152,19 @@ impl<E> Shared<E> {
     }
 
     pub(crate) fn metrics(&self) -> Vec<StageMetrics> {
-        let stages = self.stages.lock();
+        snapshot(&self.stages)
+    }
+
+    /// The stages' counters, shared: a handle that outlives the output reads them.
+    pub(crate) fn stages(&self) -> Arc<Mutex<Vec<Arc<Counters>>>> {
+        Arc::clone(&self.stages)
+    }
+}
+
+/// Each stage's counters, the source first.
+pub(crate) fn snapshot(stages: &Mutex<Vec<Arc<Counters>>>) -> Vec<StageMetrics> {
+    {
+        let stages = stages.lock();
         let mut upstream_out = None;
         stages
             .iter()

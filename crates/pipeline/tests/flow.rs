@@ -150,3 +150,30 @@ async fn a_panicking_source_stream_is_reported_and_stops_the_pipeline() {
     }
     live::assert_none_alive().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_metrics_handle_reads_the_final_figures_after_the_output_is_collected() {
+    let output = Pipeline::new(&Context::new())
+        .source(0..1_000u32)
+        .filter_map(3, |_ctx, n| async move {
+            Ok::<_, String>((n % 4 == 0).then_some(n))
+        })
+        .named("quarter")
+        .output();
+    let metrics = output.metrics_handle();
+    let watcher = metrics.clone();
+    let kept = output.try_collect().await.unwrap();
+    assert_eq!(kept.len(), 250);
+    let stages = metrics.snapshot();
+    assert_eq!(stages.len(), 2);
+    assert_eq!(
+        (stages[0].items_out, stages[1].items_in, stages[1].items_out),
+        (1_000, 1_000, 250)
+    );
+    assert_eq!(
+        watcher.snapshot(),
+        stages,
+        "every clone reads the same counters"
+    );
+    bounded_cancel::live::assert_none_alive().await;
+}

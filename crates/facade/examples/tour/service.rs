@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use bounded::cancel::live;
 use bounded::group::MapError;
-use bounded::pipeline::StageMetrics;
+use bounded::pipeline::{MetricsHandle, StageMetrics};
 use bounded::pool::{JobFailure, PoolReport, SubmitError, TrySubmitError};
 use bounded::prelude::*;
 use bounded::ratelimit::AcquireError;
@@ -162,7 +162,8 @@ pub(crate) struct Service {
     pub(crate) tally: Arc<Tally>,
     pub(crate) pool: Arc<Pool>,
     pub(crate) pricing: Limiter,
-    stages: Arc<Mutex<Vec<StageMetrics>>>,
+    /// The pipeline's metrics, readable while the store task reads its output and after.
+    stages: Arc<Mutex<Option<MetricsHandle>>>,
     peaks: Arc<Mutex<Peaks>>,
     busy_sums: Arc<Mutex<(u64, Vec<f64>)>>,
     pool_report: Arc<Mutex<Option<PoolReport>>>,
@@ -287,6 +288,11 @@ impl Service {
         }
     }
 
+    fn stage_metrics(&self) -> Vec<StageMetrics> {
+        let handle = self.stages.lock().unwrap().clone();
+        handle.map(|h| h.snapshot()).unwrap_or_default()
+    }
+
     /// Live counts, for the display.
     pub(crate) fn snapshot(&self) -> Snapshot {
         let t = &self.tally;
@@ -304,7 +310,7 @@ impl Service {
             stored: t.stored.load(Relaxed),
             pricing_calls: pricing.granted,
             pricing_waiting: pricing.waiting,
-            stages: self.stages.lock().unwrap().clone(),
+            stages: self.stage_metrics(),
             draining: self.draining_since.lock().unwrap().is_some(),
             events: std::mem::take(&mut *self.events.lock().unwrap()),
         }
@@ -496,16 +502,11 @@ impl Service {
             })
             .named("store")
             .output();
-        let mut published = Instant::now();
+        *self.stages.lock().unwrap() = Some(out.metrics_handle());
         while let Some(stored) = out.next().await {
             stored.map_err(|e| e.to_string())?;
             tally.stored.fetch_add(1, Relaxed);
-            if published.elapsed() >= Duration::from_millis(50) {
-                *self.stages.lock().unwrap() = out.metrics();
-                published = Instant::now();
-            }
         }
-        *self.stages.lock().unwrap() = out.metrics();
         Ok(())
     }
 
@@ -517,7 +518,7 @@ impl Service {
             let tasks: usize = live::names().iter().map(|name| task_count(name)).sum();
             let pool = self.pool.metrics();
             let pricing = self.pricing.metrics();
-            let stages = self.stages.lock().unwrap().clone();
+            let stages = self.stage_metrics();
             let mut peaks = self.peaks.lock().unwrap();
             peaks.tasks_alive = peaks.tasks_alive.max(tasks);
             peaks.pool_queued = peaks.pool_queued.max(pool.queued);
@@ -557,7 +558,7 @@ impl Service {
         let lost_in_pipeline = handed.saturating_sub(stored + invalid);
         let mut peaks = self.peaks.lock().unwrap().clone();
         let (samples, sums) = self.busy_sums.lock().unwrap().clone();
-        let stages = self.stages.lock().unwrap().clone();
+        let stages = self.stage_metrics();
         peaks.stage_busy = stages
             .iter()
             .zip(sums)
