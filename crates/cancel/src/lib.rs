@@ -58,7 +58,7 @@ pub use context::Context;
 pub use future::{Cancelled, Run};
 pub use panic::panic_message;
 pub use report::{ShutdownReport, TaskOutcome, TaskReport};
-pub use shutdown::{Shutdown, SignalReceived};
+pub use shutdown::{Shutdown, SignalReceived, TaskFailed};
 
 /// The instant `timeout` from now on tokio's clock, or `None` when that instant is too far away to
 /// represent (as with [`Duration::MAX`](std::time::Duration::MAX)).

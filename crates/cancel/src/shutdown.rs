@@ -3,8 +3,10 @@ use std::future::Future;
 use std::io;
 use std::time::Duration;
 
-use futures_util::StreamExt;
+use std::panic::AssertUnwindSafe;
+
 use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use tokio::task::{AbortHandle, JoinError, JoinHandle};
 
 use crate::report::{ShutdownReport, TaskOutcome, TaskReport};
@@ -40,8 +42,11 @@ use crate::{Context, live};
 /// ```
 pub struct Shutdown {
     ctx: Context,
+    /// Ended to cut the drain short: a second signal, or `cut_short`.
+    now: Context,
     tasks: Vec<Spawned>,
     listener: Option<AbortHandle>,
+    trigger_on_failure: bool,
 }
 
 struct Spawned {
@@ -81,8 +86,10 @@ impl Shutdown {
     pub fn with_context(parent: &Context) -> Self {
         Shutdown {
             ctx: parent.child(),
+            now: Context::new(),
             tasks: Vec::new(),
             listener: None,
+            trigger_on_failure: false,
         }
     }
 
@@ -132,10 +139,29 @@ impl Shutdown {
     {
         let name = name.into();
         let fut = task(self.ctx.child());
-        let tracked = live::tracked(
-            name.clone(),
-            async move { fut.await.map_err(|e| e.to_string()) },
-        );
+        let trigger = self
+            .trigger_on_failure
+            .then(|| (self.ctx.clone(), name.clone()));
+        let tracked = live::tracked(name.clone(), async move {
+            let Some((ctx, name)) = trigger else {
+                return fut.await.map_err(|e| e.to_string());
+            };
+            // Under `trigger_on_failure`, a task that fails or panics starts the shutdown, with itself
+            // as the cause; the panic then goes on to the report as usual.
+            match AssertUnwindSafe(fut).catch_unwind().await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(err)) => {
+                    let message = err.to_string();
+                    ctx.cancel_with(TaskFailed::new(name, message.clone()));
+                    Err(message)
+                }
+                Err(payload) => {
+                    let message = crate::panic_message(&*payload).to_owned();
+                    ctx.cancel_with(TaskFailed::new(name, format!("panicked: {message}")));
+                    std::panic::resume_unwind(payload)
+                }
+            }
+        });
         let handle = tokio::spawn(tracked);
         self.tasks.push(Spawned {
             name,
@@ -162,6 +188,64 @@ impl Shutdown {
         self.ctx.cancel()
     }
 
+    /// Makes a task that fails or panics start the shutdown, for services whose tasks must all live:
+    /// the context's cause is then a [`TaskFailed`] naming the task. Applies to the tasks spawned after
+    /// it; a task that ends with `Ok` never triggers it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_cancel::{Shutdown, TaskFailed};
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let mut shutdown = Shutdown::new().trigger_on_failure();
+    /// shutdown.spawn("server", |ctx| async move { ctx.cancelled().await; Ok::<_, String>(()) });
+    /// shutdown.spawn("cache refresher", |_ctx| async { Err("redis unreachable") });
+    /// let cause = shutdown.context().cancelled().await;
+    /// let failed = cause.error().unwrap().downcast_ref::<TaskFailed>().unwrap();
+    /// assert_eq!(failed.task(), "cache refresher");
+    /// let report = shutdown.wait(Duration::from_secs(1)).await;
+    /// assert!(!report.is_clean());
+    /// # }
+    /// ```
+    #[must_use = "trigger_on_failure returns the shutdown it configures"]
+    pub fn trigger_on_failure(mut self) -> Self {
+        self.trigger_on_failure = true;
+        self
+    }
+
+    /// Cuts the drain short: `wait` aborts every task still running at once, as if its grace had run
+    /// out. A second SIGINT or SIGTERM does this when [`on_signals`](Shutdown::on_signals) listens.
+    /// Triggers the shutdown too, if nothing had.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_cancel::Shutdown;
+    /// use std::time::Duration;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let mut shutdown = Shutdown::new();
+    /// shutdown.spawn("slow drain", |ctx| async move {
+    ///     ctx.cancelled().await;
+    ///     tokio::time::sleep(Duration::from_secs(60)).await; // ignores the grace
+    ///     Ok::<_, String>(())
+    /// });
+    /// shutdown.cut_short();
+    /// let start = tokio::time::Instant::now();
+    /// let report = shutdown.wait(Duration::from_secs(30)).await;
+    /// assert_eq!(start.elapsed(), Duration::ZERO);
+    /// assert!(!report.is_clean()); // the task was aborted
+    /// # }
+    /// ```
+    pub fn cut_short(&self) {
+        self.ctx.cancel();
+        self.now.cancel();
+    }
+
     /// Returns `true` once the shutdown has been triggered (or the parent context ended).
     ///
     /// # Examples
@@ -178,7 +262,9 @@ impl Shutdown {
     /// Triggers the shutdown when the process receives SIGINT (Ctrl-C) or, on Unix, SIGTERM.
     ///
     /// The handlers are installed before this returns, so a signal sent right after is not missed. The root
-    /// context's cause is then a [`SignalReceived`] error naming the signal. Calling it again does nothing.
+    /// context's cause is then a [`SignalReceived`] error naming the signal. A second signal during the
+    /// drain cuts it short ([`cut_short`](Shutdown::cut_short)): `wait` aborts what is left at once, as
+    /// servers do on a second Ctrl-C. Calling it again does nothing.
     ///
     /// # Errors
     ///
@@ -208,13 +294,15 @@ impl Shutdown {
         if self.listener.is_some() {
             return Ok(());
         }
-        let received = signals()?;
-        let ctx = self.ctx.clone();
+        let mut received = Signals::install()?;
+        let (ctx, now) = (self.ctx.clone(), self.now.clone());
         let listener = live::tracked("shutdown signal listener", async move {
-            tokio::select! {
-                _ = ctx.cancelled() => {}
-                name = received => { ctx.cancel_with(SignalReceived { name }); }
-            }
+            // The first signal starts the drain (unless something else already has); the next one
+            // cuts it short. The listener lives until `wait` returns or the shutdown is dropped.
+            let name = received.next().await;
+            ctx.cancel_with(SignalReceived { name });
+            let name = received.next().await;
+            now.cancel_with(SignalReceived { name });
         });
         self.listener = Some(tokio::spawn(listener).abort_handle());
         Ok(())
@@ -280,13 +368,12 @@ impl Shutdown {
                     outcomes[i] = Some(out);
                 }
             };
-            // A grace too long to be an instant (`Duration::MAX`) drains without a time limit.
+            // A grace too long to be an instant (`Duration::MAX`) drains without a time limit; a second
+            // signal (or `cut_short`) ends the drain at once.
+            let drain = self.now.run(drain);
             let drained = match crate::deadline_after(grace) {
-                Some(until) => tokio::time::timeout_at(until, drain).await.is_ok(),
-                None => {
-                    drain.await;
-                    true
-                }
+                Some(until) => matches!(tokio::time::timeout_at(until, drain).await, Ok(Ok(()))),
+                None => drain.await.is_ok(),
             };
             if !drained {
                 self.tasks.iter().for_each(|t| t.abort.abort());
@@ -382,26 +469,92 @@ impl fmt::Display for SignalReceived {
 
 impl std::error::Error for SignalReceived {}
 
-/// Installs the handlers now and returns a future that names the first signal to arrive.
-#[cfg(unix)]
-fn signals() -> io::Result<impl Future<Output = &'static str> + Send> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut term = signal(SignalKind::terminate())?;
-    Ok(async move {
-        tokio::select! {
-            _ = int.recv() => "SIGINT",
-            _ = term.recv() => "SIGTERM",
+/// The cause of a shutdown started by a failing or panicking task, under
+/// [`trigger_on_failure`](Shutdown::trigger_on_failure).
+///
+/// # Examples
+///
+/// ```
+/// use bounded_cancel::TaskFailed;
+///
+/// let err = TaskFailed::new("poller", "upstream gone");
+/// assert_eq!(err.to_string(), "task `poller` failed: upstream gone");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskFailed {
+    task: String,
+    message: String,
+}
+
+impl TaskFailed {
+    /// A failure of `task` with `message` (its error's text, or "panicked: ..." for a panic).
+    pub fn new(task: impl Into<String>, message: impl Into<String>) -> Self {
+        TaskFailed {
+            task: task.into(),
+            message: message.into(),
         }
-    })
+    }
+
+    /// The name the task was spawned with.
+    pub fn task(&self) -> &str {
+        &self.task
+    }
+
+    /// What it failed with.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for TaskFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "task `{}` failed: {}", self.task, self.message)
+    }
+}
+
+impl std::error::Error for TaskFailed {}
+
+/// The signals that stop a service, installed once and received as many times as they come.
+#[cfg(unix)]
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+}
+
+#[cfg(unix)]
+impl Signals {
+    fn install() -> io::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            int: signal(SignalKind::interrupt())?,
+            term: signal(SignalKind::terminate())?,
+        })
+    }
+
+    /// The name of the next signal to arrive.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            Some(()) = self.int.recv() => "SIGINT",
+            Some(()) = self.term.recv() => "SIGTERM",
+            else => std::future::pending().await,
+        }
+    }
 }
 
 #[cfg(not(unix))]
-fn signals() -> io::Result<impl Future<Output = &'static str> + Send> {
-    Ok(async {
+struct Signals;
+
+#[cfg(not(unix))]
+impl Signals {
+    fn install() -> io::Result<Self> {
+        Ok(Signals)
+    }
+
+    /// The name of the next Ctrl-C.
+    async fn next(&mut self) -> &'static str {
         match tokio::signal::ctrl_c().await {
             Ok(()) => "SIGINT",
             Err(_) => std::future::pending().await,
         }
-    })
+    }
 }

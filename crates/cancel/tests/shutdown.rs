@@ -185,3 +185,50 @@ async fn a_grace_too_long_for_an_instant_drains_without_a_limit() {
     let report = shutdown.wait(Duration::MAX).await;
     assert!(report.is_clean(), "{report}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn under_trigger_on_failure_a_panicking_task_starts_the_shutdown_and_is_reported() {
+    use bounded_cancel::TaskFailed;
+    let mut shutdown = Shutdown::new().trigger_on_failure();
+    shutdown.spawn("server", |ctx| async move {
+        ctx.cancelled().await;
+        Ok::<_, String>(())
+    });
+    shutdown.spawn("fine", |_ctx| async { Ok::<_, String>(()) });
+    sleep(Duration::from_secs(1)).await;
+    assert!(
+        !shutdown.is_triggered(),
+        "a task that ends with Ok triggers nothing"
+    );
+    shutdown.spawn("watchdog", |_ctx| async {
+        sleep(Duration::from_secs(1)).await;
+        panic!("watchdog lost its heartbeat");
+        #[allow(unreachable_code)]
+        Ok::<_, String>(())
+    });
+    let cause = shutdown.context().cancelled().await;
+    let failed = cause.error().unwrap().downcast_ref::<TaskFailed>().unwrap();
+    assert_eq!(failed.task(), "watchdog");
+    assert!(failed.message().contains("watchdog lost its heartbeat"));
+    let report = shutdown.wait(Duration::from_secs(1)).await;
+    let outcomes: Vec<String> = report
+        .tasks()
+        .iter()
+        .map(|t| format!("{}", t.outcome()))
+        .collect();
+    assert!(outcomes[2].contains("panicked"), "{report}");
+    assert!(
+        !outcomes[0].contains("aborted"),
+        "the server drained: {report}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_the_policy_a_failing_task_starts_nothing() {
+    let mut shutdown = Shutdown::new();
+    shutdown.spawn("failing", |_ctx| async { Err("gone") });
+    sleep(Duration::from_secs(1)).await;
+    assert!(!shutdown.is_triggered());
+    let report = shutdown.wait(Duration::from_secs(1)).await;
+    assert!(!report.is_clean());
+}
