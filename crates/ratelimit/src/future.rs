@@ -17,9 +17,26 @@ enum Refusal {
     TooSoon { wait: Duration, remaining: Duration },
 }
 
+/// The limiter a wait belongs to: borrowed by the plain futures, owned by the `*_owned` ones.
+enum Held<'a> {
+    Borrowed(&'a Limiter),
+    Owned(Limiter),
+}
+
+impl std::ops::Deref for Held<'_> {
+    type Target = Limiter;
+
+    fn deref(&self) -> &Limiter {
+        match self {
+            Held::Borrowed(limiter) => limiter,
+            Held::Owned(limiter) => limiter,
+        }
+    }
+}
+
 /// A place in a limiter's queue; leaving the queue (by drop) gives back whatever it held.
 struct Waiting<'a> {
-    limiter: &'a Limiter,
+    limiter: Held<'a>,
     n: u32,
     seq: Option<u64>,
     finished: bool,
@@ -27,6 +44,10 @@ struct Waiting<'a> {
 
 impl<'a> Waiting<'a> {
     fn new(limiter: &'a Limiter, n: u32) -> Self {
+        Waiting::holding(Held::Borrowed(limiter), n)
+    }
+
+    fn holding(limiter: Held<'a>, n: u32) -> Self {
         Waiting {
             limiter,
             n,
@@ -60,19 +81,15 @@ impl<'a> Waiting<'a> {
                     let now = shared.clock.now();
                     match state.try_take(now, self.n) {
                         Ok(()) => Ok(()),
-                        Err(at) => {
-                            if let Some(deadline) = deadline {
-                                let deadline = shared.clock.nanos(deadline);
-                                if at >= deadline {
-                                    state.rejected += 1;
-                                    return self.finish(Err(Refusal::TooSoon {
-                                        wait: Duration::from_nanos(at - now),
-                                        remaining: Duration::from_nanos(
-                                            deadline.saturating_sub(now),
-                                        ),
-                                    }));
-                                }
-                            }
+                        Err(at) if deadline.is_some_and(|d| at >= shared.clock.nanos(d)) => {
+                            let deadline = deadline.map_or(0, |d| shared.clock.nanos(d));
+                            state.rejected += 1;
+                            Err(Refusal::TooSoon {
+                                wait: Duration::from_nanos(at - now),
+                                remaining: Duration::from_nanos(deadline.saturating_sub(now)),
+                            })
+                        }
+                        Err(_) => {
                             self.seq = Some(state.enqueue(self.n, now, cx.waker().clone()));
                             let start = driver::claim(&mut state);
                             drop(state);
@@ -246,6 +263,37 @@ impl Future for AcquireWith<'_> {
                 Poll::Ready(Err(AcquireError::Cancelled(cause)))
             }
             Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`Limiter::acquire_owned`] and [`Limiter::acquire_n_owned`]: it owns a clone of the
+    /// limiter (which shares its state), so it can be spawned or stored.
+    #[must_use = "futures do nothing unless polled"]
+    #[derive(Debug)]
+    pub struct AcquireOwned {
+        waiting: Waiting<'static>,
+    }
+}
+
+impl AcquireOwned {
+    pub(crate) fn new(limiter: Limiter, n: u32) -> Self {
+        AcquireOwned {
+            waiting: Waiting::holding(Held::Owned(limiter), n),
+        }
+    }
+}
+
+impl Future for AcquireOwned {
+    type Output = Result<(), InsufficientCapacity>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        match self.project().waiting.poll(cx, None) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(Refusal::Capacity(err))) => Poll::Ready(Err(err)),
+            Poll::Ready(Err(Refusal::TooSoon { .. })) => unreachable!("no deadline was given"),
         }
     }
 }

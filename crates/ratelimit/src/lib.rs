@@ -110,7 +110,7 @@ mod throttle;
 pub use error::{
     AcquireError, InsufficientCapacity, QuotaError, RetryAfter, Throttled, TryAcquireError,
 };
-pub use future::{Acquire, AcquireN, AcquireWith};
+pub use future::{Acquire, AcquireN, AcquireOwned, AcquireWith};
 pub use keyed::{KeyedAcquire, KeyedAcquireWith, KeyedLimiter};
 pub use limiter::Limiter;
 pub use metrics::{KeyedMetrics, Metrics};

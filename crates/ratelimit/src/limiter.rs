@@ -7,8 +7,8 @@ use bounded_cancel::Context;
 use crate::gcra::Gcra;
 use crate::state::Shared;
 use crate::{
-    Acquire, AcquireN, AcquireWith, InsufficientCapacity, Metrics, Quota, QuotaError, RetryAfter,
-    TryAcquireError,
+    Acquire, AcquireN, AcquireOwned, AcquireWith, InsufficientCapacity, Metrics, Quota, QuotaError,
+    RetryAfter, TryAcquireError,
 };
 
 /// A rate limiter: GCRA on tokio's clock, with a FIFO queue of waiters each woken once.
@@ -58,6 +58,61 @@ impl Limiter {
         Ok(Limiter {
             shared: Arc::new(Shared::new(quota, gcra)),
         })
+    }
+
+    /// Waits for one unit, as a future that owns a clone of the limiter (which shares its state), so it
+    /// can be spawned or stored: `tokio::spawn(limiter.acquire_owned())` needs no `Arc` or lifetime.
+    ///
+    /// # Errors
+    ///
+    /// Never, for one unit (every burst is at least 1): the output is a `Result` only so that it is
+    /// the same future as [`acquire_n_owned`](Limiter::acquire_n_owned).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`acquire`](Limiter::acquire).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{Limiter, Quota};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = Limiter::new(Quota::per_second(2).burst(1)).unwrap();
+    /// let waits: Vec<_> = (0..3).map(|_| tokio::spawn(limiter.acquire_owned())).collect();
+    /// for wait in waits {
+    ///     wait.await.unwrap().unwrap();
+    /// }
+    /// # }
+    /// ```
+    pub fn acquire_owned(&self) -> AcquireOwned {
+        AcquireOwned::new(self.clone(), 1)
+    }
+
+    /// Like [`acquire_n`](Limiter::acquire_n), as a future that owns a clone of the limiter.
+    ///
+    /// # Errors
+    ///
+    /// [`InsufficientCapacity`] at once when `n` exceeds the burst.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`acquire`](Limiter::acquire).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{Limiter, Quota};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = Limiter::new(Quota::per_second(10)).unwrap();
+    /// let wait = limiter.acquire_n_owned(5);
+    /// drop(limiter); // the wait keeps the shared state alive
+    /// wait.await.unwrap();
+    /// # }
+    /// ```
+    pub fn acquire_n_owned(&self, n: u32) -> AcquireOwned {
+        AcquireOwned::new(self.clone(), n)
     }
 
     /// Waits for one unit.

@@ -1,8 +1,8 @@
 //! The public futures and handles can cross threads.
 
 use bounded_ratelimit::{
-    Acquire, AcquireError, AcquireN, AcquireWith, Call, KeyedAcquire, KeyedAcquireWith,
-    KeyedLimiter, Limiter, Metrics, Quota, Throttle, Throttled,
+    Acquire, AcquireError, AcquireN, AcquireOwned, AcquireWith, Call, KeyedAcquire,
+    KeyedAcquireWith, KeyedLimiter, Limiter, Metrics, Quota, Throttle, Throttled,
 };
 
 fn send_sync<T: Send + Sync>() {}
@@ -21,6 +21,8 @@ fn futures_and_handles_are_send_and_sync() {
     send_sync::<Acquire<'static>>();
     send_sync::<AcquireN<'static>>();
     send_sync::<AcquireWith<'static>>();
+    send_sync::<AcquireOwned>();
+    unpin::<AcquireOwned>();
     send::<KeyedAcquire<'static, String>>();
     send::<KeyedAcquireWith<'static, String>>();
     send::<

@@ -222,3 +222,26 @@ async fn is_deadline_tells_a_deadline_ending_whichever_error_carried_it() {
     }
     assert!(AcquireError::Cancelled(Cause::DeadlineExceeded).is_deadline());
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_owned_wait_can_be_spawned_and_aborting_it_consumes_nothing() {
+    let limiter = empty_limiter().await;
+    let start = Instant::now();
+    let aborted = tokio::spawn(limiter.acquire_owned());
+    let behind = tokio::spawn(limiter.acquire_n_owned(1));
+    tokio::task::yield_now().await;
+    assert_eq!(limiter.metrics().waiting, 2);
+    tokio::time::sleep(50 * MS).await;
+    aborted.abort();
+    assert!(aborted.await.unwrap_err().is_cancelled());
+    behind.await.unwrap().unwrap();
+    assert_eq!(
+        start.elapsed(),
+        100 * MS,
+        "the wait behind got the aborted one's instant"
+    );
+    assert!(
+        limiter.acquire_n_owned(2).await.is_err(),
+        "a burst of 1 never holds 2"
+    );
+}
