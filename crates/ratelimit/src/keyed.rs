@@ -61,13 +61,13 @@ pub struct KeyedLimiter<K> {
 
 struct KeyedShared<K> {
     clock: Clock,
-    quota: Quota,
-    gcra: Gcra,
     max_keys: usize,
     state: Mutex<KeyedState<K>>,
 }
 
 struct KeyedState<K> {
+    quota: Quota,
+    gcra: Gcra,
     tats: HashMap<K, u64>,
     /// When the table was last found full of keys that owe time: the soonest of their refill instants.
     /// Until then no key can be forgotten, so a new key is refused without looking at the table.
@@ -105,6 +105,8 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
             return Err(QuotaError::ZeroKeys);
         }
         let state = KeyedState {
+            quota,
+            gcra,
             tats: HashMap::new(),
             full_until: 0,
             granted: 0,
@@ -114,8 +116,6 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
         Ok(KeyedLimiter {
             shared: Arc::new(KeyedShared {
                 clock: Clock::start(),
-                quota,
-                gcra,
                 max_keys,
                 state: Mutex::new(state),
             }),
@@ -169,11 +169,11 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     pub fn try_acquire_n(&self, key: &K, n: u32) -> Result<(), TryAcquireError> {
         let shared = &*self.shared;
         let mut state = shared.lock();
-        if n > shared.gcra.burst() {
+        if n > state.gcra.burst() {
             state.rejected += 1;
             return Err(InsufficientCapacity {
                 requested: n,
-                burst: shared.gcra.burst(),
+                burst: state.gcra.burst(),
             }
             .into());
         }
@@ -183,7 +183,7 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
         let now = shared.clock.now();
         let taken = shared
             .tat(&mut state, key, now)
-            .and_then(|tat| shared.gcra.test(tat, now, n));
+            .and_then(|tat| state.gcra.test(tat, now, n));
         match taken {
             Ok(tat) => {
                 state.tats.insert(key.clone(), tat);
@@ -221,9 +221,114 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     /// ```
     pub fn acquire(&self, key: &K) -> KeyedAcquire<'_, K> {
         KeyedAcquire {
-            reservation: Reservation::new(self, key),
+            reservation: Reservation::new(self, key, 1),
             sleep: tokio::time::sleep_until(self.shared.clock.instant(0)),
         }
+    }
+
+    /// Waits for `n` units for `key`, granted together.
+    ///
+    /// # Errors
+    ///
+    /// [`InsufficientCapacity`] at once when `n` exceeds the burst.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`acquire`](KeyedLimiter::acquire): dropping it before its instant gives the units back when
+    /// no later wait on the key was reserved after it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{KeyedLimiter, Quota};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = KeyedLimiter::new(Quota::per_second(10), 100).unwrap();
+    /// let start = tokio::time::Instant::now();
+    /// limiter.acquire_n(&"a", 10).await.unwrap();
+    /// limiter.acquire_n(&"a", 5).await.unwrap();
+    /// assert_eq!(start.elapsed(), std::time::Duration::from_millis(500));
+    /// assert!(limiter.acquire_n(&"a", 11).await.is_err());
+    /// # }
+    /// ```
+    pub fn acquire_n(&self, key: &K, n: u32) -> KeyedAcquireN<'_, K> {
+        KeyedAcquireN {
+            reservation: Reservation::new(self, key, n),
+            sleep: tokio::time::sleep_until(self.shared.clock.instant(0)),
+        }
+    }
+
+    /// Like [`acquire_with`](KeyedLimiter::acquire_with), for `n` units granted together.
+    ///
+    /// # Errors
+    ///
+    /// As `acquire_with`, plus [`AcquireError::InsufficientCapacity`] at once when `n` exceeds the burst.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`acquire`](KeyedLimiter::acquire).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_cancel::Context;
+    /// # use bounded_ratelimit::{KeyedLimiter, Quota};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = KeyedLimiter::new(Quota::per_second(4), 100).unwrap();
+    /// limiter.acquire_n_with(&Context::new(), &"a", 4).await.unwrap();
+    /// # }
+    /// ```
+    pub fn acquire_n_with<'a>(
+        &'a self,
+        ctx: &'a Context,
+        key: &K,
+        n: u32,
+    ) -> KeyedAcquireWith<'a, K> {
+        KeyedAcquireWith {
+            reservation: Reservation::new(self, key, n),
+            sleep: tokio::time::sleep_until(self.shared.clock.instant(0)),
+            cancelled: ctx.cancelled(),
+            ctx,
+        }
+    }
+
+    /// Changes the quota of every key at run time. Each key keeps the units it has in use, counted in
+    /// the new quota's units (at most a whole bucket), as [`Limiter::set_rate`](crate::Limiter::set_rate)
+    /// does; waits already reserved keep their instants.
+    ///
+    /// # Errors
+    ///
+    /// [`QuotaError`] for a quota no limiter takes; the quota in force is unchanged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{KeyedLimiter, Quota};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = KeyedLimiter::new(Quota::per_second(1), 100).unwrap();
+    /// limiter.try_acquire(&"a").unwrap();
+    /// limiter.set_rate(Quota::per_second(100)).unwrap();
+    /// assert_eq!(limiter.quota(), Quota::per_second(100));
+    /// limiter.try_acquire_n(&"a", 99).unwrap(); // the unit in use stays in use
+    /// assert!(limiter.try_acquire(&"a").is_err());
+    /// # }
+    /// ```
+    pub fn set_rate(&self, quota: Quota) -> Result<(), QuotaError> {
+        let gcra = Gcra::new(&quota)?;
+        let shared = &*self.shared;
+        let mut state = shared.lock();
+        let now = shared.clock.now();
+        let old = state.gcra;
+        for tat in state.tats.values_mut() {
+            *tat = old.rescale(*tat, now, &gcra);
+        }
+        state.gcra = gcra;
+        state.quota = quota;
+        // Keys may have room to be forgotten sooner (or later) under the new quota: look again.
+        state.full_until = 0;
+        Ok(())
     }
 
     /// Waits for one unit for `key` unless `ctx` ends first; a deadline that comes before the unit
@@ -250,7 +355,7 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     /// ```
     pub fn acquire_with<'a>(&'a self, ctx: &'a Context, key: &K) -> KeyedAcquireWith<'a, K> {
         KeyedAcquireWith {
-            reservation: Reservation::new(self, key),
+            reservation: Reservation::new(self, key, 1),
             sleep: tokio::time::sleep_until(self.shared.clock.instant(0)),
             cancelled: ctx.cancelled(),
             ctx,
@@ -267,7 +372,7 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     /// assert_eq!(limiter.quota(), Quota::per_second(3));
     /// ```
     pub fn quota(&self) -> Quota {
-        self.shared.quota
+        self.shared.lock().quota
     }
 
     /// A snapshot of the counters, including how many keys are remembered.
@@ -330,7 +435,6 @@ impl<K: Hash + Eq + Clone> KeyedShared<K> {
 impl<K> fmt::Debug for KeyedLimiter<K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedLimiter")
-            .field("quota", &self.shared.quota)
             .field("max_keys", &self.shared.max_keys)
             .finish_non_exhaustive()
     }
@@ -340,6 +444,7 @@ impl<K> fmt::Debug for KeyedLimiter<K> {
 struct Reservation<'a, K: Hash + Eq + Clone> {
     limiter: &'a KeyedLimiter<K>,
     key: K,
+    n: u32,
     at: Option<Instant>,
     /// The key's theoretical arrival time right after this reservation: if it is still the key's when
     /// the reservation is dropped, no later reservation depends on it and it can be given back.
@@ -360,10 +465,11 @@ enum Reserved {
 }
 
 impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
-    fn new(limiter: &'a KeyedLimiter<K>, key: &K) -> Self {
+    fn new(limiter: &'a KeyedLimiter<K>, key: &K, n: u32) -> Self {
         Reservation {
             limiter,
             key: key.clone(),
+            n,
             at: None,
             tat: 0,
             for_room: false,
@@ -376,8 +482,22 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
         let shared = &*self.limiter.shared;
         let mut state = shared.lock();
         let now = shared.clock.now();
+        let burst = state.gcra.burst();
+        if self.n > burst {
+            state.rejected += 1;
+            self.finished = true;
+            return Err(InsufficientCapacity {
+                requested: self.n,
+                burst,
+            }
+            .into());
+        }
+        if self.n == 0 {
+            self.finished = true;
+            return Ok(Reserved::Now);
+        }
         let (tat, at) = match shared.tat(&mut state, &self.key, now) {
-            Ok(tat) => (tat, shared.gcra.earliest(tat, 0, 1).max(now)),
+            Ok(tat) => (tat, state.gcra.earliest(tat, 0, self.n).max(now)),
             Err(room) => (0, room),
         };
         if let Some(deadline) = deadline.map(|d| shared.clock.nanos(d))
@@ -397,11 +517,11 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
             return Ok(Reserved::Room(shared.clock.instant(at)));
         }
         self.for_room = false;
-        let Ok(tat) = shared.gcra.test(tat, at, 1) else {
+        let Ok(tat) = state.gcra.test(tat, at, self.n) else {
             unreachable!("the earliest instant conforms")
         };
         state.tats.insert(self.key.clone(), tat);
-        state.granted += 1;
+        state.granted += u64::from(self.n);
         if at == now {
             self.finished = true;
             return Ok(Reserved::Now);
@@ -410,6 +530,29 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
         self.at = Some(at);
         self.tat = tat;
         Ok(Reserved::At(at))
+    }
+
+    /// Reserves (again, after waiting for room) and sleeps until the reserved instant.
+    fn poll_wait(
+        &mut self,
+        mut sleep: Pin<&mut Sleep>,
+        cx: &mut TaskContext<'_>,
+        deadline: Option<Instant>,
+    ) -> Poll<Result<(), AcquireError>> {
+        loop {
+            if self.at.is_none() {
+                match self.reserve(deadline) {
+                    Ok(Reserved::Now) => return Poll::Ready(Ok(())),
+                    Ok(Reserved::At(at) | Reserved::Room(at)) => sleep.as_mut().reset(at),
+                    Err(err) => return Poll::Ready(Err(err)),
+                }
+            }
+            std::task::ready!(sleep.as_mut().poll(cx));
+            if !self.for_room {
+                self.finished = true;
+                return Poll::Ready(Ok(()));
+            }
+        }
     }
 
     fn cancel(&mut self) {
@@ -422,12 +565,13 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
         // Only the latest reservation of a key gives its unit back: an earlier one's time has been
         // built on by the reservations after it, and giving it back would let two of them share an
         // instant. Its unit is then lost, which never grants more than the quota.
+        let refund = state.gcra.refund(self.tat, self.n);
         if let Some(tat) = state.tats.get_mut(&self.key)
             && *tat == self.tat
         {
-            *tat = shared.gcra.refund(*tat, 1);
+            *tat = refund;
         }
-        state.granted -= 1;
+        state.granted -= u64::from(self.n);
     }
 }
 
@@ -456,20 +600,11 @@ impl<K: Hash + Eq + Clone> Future for KeyedAcquire<'_, K> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
-        let mut this = self.project();
-        loop {
-            if this.reservation.at.is_none() {
-                match this.reservation.reserve(None) {
-                    Ok(Reserved::Now) => return Poll::Ready(()),
-                    Ok(Reserved::At(at) | Reserved::Room(at)) => this.sleep.as_mut().reset(at),
-                    Err(_) => unreachable!("no deadline was given"),
-                }
-            }
-            std::task::ready!(this.sleep.as_mut().poll(cx));
-            if !this.reservation.for_room {
-                this.reservation.finished = true;
-                return Poll::Ready(());
-            }
+        let this = self.project();
+        match std::task::ready!(this.reservation.poll_wait(this.sleep, cx, None)) {
+            Ok(()) => Poll::Ready(()),
+            // One unit always fits the burst, and no deadline was given.
+            Err(err) => unreachable!("a keyed wait for one unit failed: {err}"),
         }
     }
 }
@@ -504,26 +639,19 @@ impl<K: Hash + Eq + Clone> Future for KeyedAcquireWith<'_, K> {
     type Output = Result<(), AcquireError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            if this.reservation.at.is_none() {
-                if let Some(cause) = this.ctx.cause() {
-                    this.reservation.finished = true;
-                    return Poll::Ready(Err(AcquireError::Cancelled(cause)));
-                }
-                match this.reservation.reserve(this.ctx.deadline()) {
-                    Ok(Reserved::Now) => return Poll::Ready(Ok(())),
-                    Ok(Reserved::At(at) | Reserved::Room(at)) => this.sleep.as_mut().reset(at),
-                    Err(err) => return Poll::Ready(Err(err)),
-                }
-            }
-            if this.sleep.as_mut().poll(cx).is_pending() {
-                break;
-            }
-            if !this.reservation.for_room {
-                this.reservation.finished = true;
-                return Poll::Ready(Ok(()));
-            }
+        let this = self.project();
+        if this.reservation.at.is_none()
+            && let Some(cause) = this.ctx.cause()
+        {
+            // A context that has already ended reserves nothing.
+            this.reservation.finished = true;
+            return Poll::Ready(Err(AcquireError::Cancelled(cause)));
+        }
+        if let Poll::Ready(done) = this
+            .reservation
+            .poll_wait(this.sleep, cx, this.ctx.deadline())
+        {
+            return Poll::Ready(done);
         }
         match this.cancelled.poll(cx) {
             Poll::Ready(cause) => {
@@ -532,6 +660,43 @@ impl<K: Hash + Eq + Clone> Future for KeyedAcquireWith<'_, K> {
             }
             Poll::Pending => Poll::Pending,
         }
+    }
+}
+
+pin_project! {
+    /// Future returned by [`KeyedLimiter::acquire_n`].
+    #[must_use = "futures do nothing unless polled"]
+    pub struct KeyedAcquireN<'a, K>
+    where
+        K: Hash,
+        K: Eq,
+        K: Clone,
+    {
+        reservation: Reservation<'a, K>,
+        #[pin]
+        sleep: Sleep,
+    }
+}
+
+impl<K: Hash + Eq + Clone> Future for KeyedAcquireN<'_, K> {
+    type Output = Result<(), InsufficientCapacity>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match std::task::ready!(this.reservation.poll_wait(this.sleep, cx, None)) {
+            Ok(()) => Poll::Ready(Ok(())),
+            Err(AcquireError::InsufficientCapacity(err)) => Poll::Ready(Err(err)),
+            Err(err) => unreachable!("no context was given: {err}"),
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone> fmt::Debug for KeyedAcquireN<'_, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedAcquireN")
+            .field("n", &self.reservation.n)
+            .field("at", &self.reservation.at)
+            .finish_non_exhaustive()
     }
 }
 

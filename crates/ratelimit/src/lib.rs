@@ -111,7 +111,7 @@ pub use error::{
     AcquireError, InsufficientCapacity, QuotaError, RetryAfter, Throttled, TryAcquireError,
 };
 pub use future::{Acquire, AcquireN, AcquireOwned, AcquireWith};
-pub use keyed::{KeyedAcquire, KeyedAcquireWith, KeyedLimiter};
+pub use keyed::{KeyedAcquire, KeyedAcquireN, KeyedAcquireWith, KeyedLimiter};
 pub use limiter::Limiter;
 pub use metrics::{KeyedMetrics, Metrics};
 pub use quota::Quota;

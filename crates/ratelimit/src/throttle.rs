@@ -93,6 +93,46 @@ impl<C> Throttle<C> {
         }
     }
 
+    /// Like [`call`](Throttle::call), for a call that costs `n` units (a batch request, a large
+    /// upload): `f` runs once `n` units are granted together.
+    ///
+    /// # Errors
+    ///
+    /// As `call`, plus [`AcquireError::InsufficientCapacity`] at once when `n` exceeds the burst.
+    /// `f` did not run.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`call`](Throttle::call).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_cancel::Context;
+    /// # use bounded_ratelimit::{Limiter, Quota, Throttle};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let client = Throttle::new((), Limiter::new(Quota::per_second(10)).unwrap());
+    /// let batch = vec![1, 2, 3, 4];
+    /// let n = batch.len() as u32;
+    /// let sent = client.call_n(&Context::new(), n, |_| async move { batch.len() }).await.unwrap();
+    /// assert_eq!(sent, 4);
+    /// assert_eq!(client.limiter().tokens(), 6);
+    /// # }
+    /// ```
+    pub fn call_n<'a, F, Fut>(&'a self, ctx: &'a Context, n: u32, f: F) -> Call<'a, C, F, Fut>
+    where
+        F: FnOnce(&'a C) -> Fut,
+        Fut: Future,
+    {
+        Call {
+            acquire: self.limiter.acquire_n_with(ctx, n),
+            client: &self.client,
+            f: Some(f),
+            fut: None,
+        }
+    }
+
     /// Runs `f` on the client if a unit is free now and nobody is queued; never waits. The unit is
     /// taken and `f` has run when this returns `Ok`: await the future it made.
     ///

@@ -25,6 +25,7 @@ fn futures_and_handles_are_send_and_sync() {
     unpin::<AcquireOwned>();
     send::<KeyedAcquire<'static, String>>();
     send::<KeyedAcquireWith<'static, String>>();
+    send::<KeyedAcquireN<'static, String>>();
     send::<
         Call<
             'static,

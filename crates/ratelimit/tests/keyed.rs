@@ -110,3 +110,49 @@ async fn keyed_acquire_with_fails_at_once_on_a_deadline_too_soon() {
         "the cancelled wait gave its unit back"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn acquire_n_takes_units_together_in_turn_and_refuses_more_than_the_burst() {
+    let limiter = KeyedLimiter::new(Quota::per_second(10).burst(4), 100).unwrap();
+    let start = Instant::now();
+    limiter.acquire_n(&"k", 4).await.unwrap();
+    limiter.acquire_n(&"k", 2).await.unwrap();
+    assert_eq!(start.elapsed(), 200 * MS, "two units at 100 ms each");
+    assert_eq!(
+        limiter.acquire_n(&"k", 5).await.unwrap_err().burst,
+        4,
+        "never: more than the burst"
+    );
+    let ctx = Context::new().with_timeout(50 * MS);
+    assert!(matches!(
+        limiter.acquire_n_with(&ctx, &"k", 3).await,
+        Err(AcquireError::DeadlineTooSoon { .. })
+    ));
+    assert_eq!(start.elapsed(), 200 * MS, "refused at once");
+    limiter
+        .acquire_n_with(&Context::new(), &"other", 4)
+        .await
+        .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn set_rate_changes_every_key_and_keeps_the_units_in_use() {
+    let limiter = KeyedLimiter::new(Quota::per_second(1).burst(1), 100).unwrap();
+    limiter.try_acquire(&"a").unwrap();
+    limiter.try_acquire(&"b").unwrap();
+    assert!(limiter.try_acquire(&"a").is_err());
+    limiter.set_rate(Quota::per_second(10).burst(10)).unwrap();
+    assert_eq!(limiter.quota(), Quota::per_second(10).burst(10));
+    // Each key's one unit in use stays in use, now worth 100 ms.
+    limiter.try_acquire_n(&"a", 9).unwrap();
+    assert!(limiter.try_acquire(&"a").is_err());
+    let start = Instant::now();
+    limiter.acquire(&"a").await;
+    assert_eq!(start.elapsed(), 100 * MS);
+    assert!(limiter.set_rate(Quota::per_second(0)).is_err());
+    assert_eq!(
+        limiter.quota(),
+        Quota::per_second(10).burst(10),
+        "a refused quota changes nothing"
+    );
+}

@@ -154,3 +154,29 @@ async fn a_call_dropped_while_waiting_never_runs_and_takes_nothing() {
     assert_eq!(start.elapsed(), Duration::from_millis(50));
     bounded_cancel::live::assert_none_alive().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn call_n_takes_n_units_before_the_call_runs() {
+    let client = Throttle::new((), Limiter::new(Quota::per_second(10).burst(10)).unwrap());
+    let start = tokio::time::Instant::now();
+    client
+        .call_n(&Context::new(), 10, |_| async {})
+        .await
+        .unwrap();
+    let ran = std::sync::atomic::AtomicBool::new(false);
+    client
+        .call_n(&Context::new(), 5, |_| async {
+            ran.store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+        .await
+        .unwrap();
+    assert!(ran.load(std::sync::atomic::Ordering::SeqCst));
+    assert_eq!(start.elapsed(), std::time::Duration::from_millis(500));
+    let never = client
+        .call_n(&Context::new(), 11, |_| async { unreachable!() })
+        .await;
+    assert!(matches!(
+        never,
+        Err(bounded_ratelimit::AcquireError::InsufficientCapacity(_))
+    ));
+}
