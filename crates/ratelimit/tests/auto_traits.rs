@@ -1,7 +1,7 @@
 //! The public futures and handles can cross threads.
 
 use bounded_ratelimit::{
-    Acquire, AcquireError, AcquireN, AcquireOwned, AcquireWith, Call, KeyedAcquire,
+    Acquire, AcquireError, AcquireN, AcquireOwned, AcquireWith, Call, KeyedAcquire, KeyedAcquireN,
     KeyedAcquireWith, KeyedLimiter, Limiter, Metrics, Quota, Throttle, Throttled,
 };
 
