@@ -102,8 +102,8 @@ impl<'a> Waiting<'a> {
                 }
             }
             Some(seq) => match state.poll_waiter(seq, cx.waker()) {
-                Some(Outcome::Granted) => Ok(()),
-                Some(Outcome::Refused(err)) => Err(Refusal::Capacity(err)),
+                Some((Outcome::Granted, _)) => Ok(()),
+                Some((Outcome::Refused(err), _)) => Err(Refusal::Capacity(err)),
                 None => {
                     // Its driver may have gone with its runtime: the head starts another.
                     let start = driver::claim(&mut state);

@@ -104,6 +104,7 @@ mod keyed;
 mod limiter;
 mod metrics;
 mod quota;
+mod reservation;
 mod state;
 mod throttle;
 
@@ -115,4 +116,5 @@ pub use keyed::{KeyedAcquire, KeyedAcquireN, KeyedAcquireWith, KeyedLimiter};
 pub use limiter::Limiter;
 pub use metrics::{KeyedMetrics, Metrics};
 pub use quota::Quota;
+pub use reservation::{Ready, Reservation};
 pub use throttle::{Call, Throttle};

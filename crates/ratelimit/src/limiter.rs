@@ -8,7 +8,7 @@ use crate::gcra::Gcra;
 use crate::state::Shared;
 use crate::{
     Acquire, AcquireN, AcquireOwned, AcquireWith, InsufficientCapacity, Metrics, Quota, QuotaError,
-    RetryAfter, TryAcquireError,
+    Reservation, RetryAfter, TryAcquireError,
 };
 
 /// A rate limiter: GCRA on tokio's clock, with a FIFO queue of waiters each woken once.
@@ -332,6 +332,51 @@ impl Limiter {
             self.shared.driver_wake.notify_one();
         }
         Ok(())
+    }
+
+    /// Reserves one unit now, in its turn behind everyone waiting: x/time/rate's `Reserve`. See
+    /// [`Reservation`] for acting at its instant, or cancelling to give the unit back.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{Limiter, Quota};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = Limiter::new(Quota::per_second(2).burst(1)).unwrap();
+    /// limiter.acquire().await;
+    /// let reservation = limiter.reserve();
+    /// assert_eq!(reservation.delay(), Duration::from_millis(500));
+    /// # }
+    /// ```
+    pub fn reserve(&self) -> Reservation {
+        match Reservation::new(self, 1) {
+            Ok(reservation) => reservation,
+            Err(_) => unreachable!("a single unit is always within the burst"),
+        }
+    }
+
+    /// Reserves `n` units now, granted together in their turn: x/time/rate's `ReserveN`.
+    ///
+    /// # Errors
+    ///
+    /// [`InsufficientCapacity`] when `n` exceeds the burst; nothing is reserved.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{Limiter, Quota};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = Limiter::new(Quota::per_second(10)).unwrap();
+    /// assert!(limiter.reserve_n(11).is_err());
+    /// let batch = limiter.reserve_n(10).unwrap();
+    /// assert!(batch.delay().is_zero());
+    /// # }
+    /// ```
+    pub fn reserve_n(&self, n: u32) -> Result<Reservation, InsufficientCapacity> {
+        Reservation::new(self, n)
     }
 
     /// Changes only the burst, keeping the rate: `set_rate(self.quota().burst(burst))`, with the same

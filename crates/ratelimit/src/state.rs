@@ -92,6 +92,8 @@ struct Waiter {
     /// The limiter's `tat` right after this waiter's grant: while it is still the limiter's, no later
     /// grant has been built on this one, so giving it back returns only time no one else was given.
     tat: u64,
+    /// A reservation dropped without cancelling: granted in its turn, then forgotten.
+    detached: bool,
 }
 
 pub(crate) struct State {
@@ -152,6 +154,7 @@ impl State {
                 waker: Some(waker),
                 outcome: None,
                 tat: 0,
+                detached: false,
             },
         );
         self.queued += 1;
@@ -159,18 +162,61 @@ impl State {
         seq
     }
 
-    /// The waiter's outcome once decided (and then forgets it), or stores the waker to be told later.
-    pub(crate) fn poll_waiter(&mut self, seq: u64, waker: &Waker) -> Option<Outcome> {
+    /// The waiter's outcome once decided (and then forgets it), with the limiter's `tat` right after
+    /// its grant; or stores the waker to be told later.
+    pub(crate) fn poll_waiter(&mut self, seq: u64, waker: &Waker) -> Option<(Outcome, u64)> {
         let waiter = self.waiters.get_mut(&seq)?;
         if let Some(outcome) = waiter.outcome {
+            let tat = waiter.tat;
             self.waiters.remove(&seq);
-            return Some(outcome);
+            return Some((outcome, tat));
         }
         match &mut waiter.waker {
             Some(old) if old.will_wake(waker) => {}
             slot => *slot = Some(waker.clone()),
         }
         None
+    }
+
+    /// A reservation kept by dropping it: its units are granted in its turn and then forgotten, since
+    /// nobody will look.
+    pub(crate) fn detach(&mut self, seq: u64) {
+        let Some(waiter) = self.waiters.get_mut(&seq) else {
+            return;
+        };
+        if waiter.outcome.is_some() {
+            self.waiters.remove(&seq);
+        } else {
+            waiter.detached = true;
+            waiter.waker = None;
+        }
+    }
+
+    /// When the waiter's units are granted, on the limiter's time line: `now` once decided, else the
+    /// earliest instant behind the units queued ahead of it (as the queue stands now).
+    pub(crate) fn due(&self, seq: u64, now: u64) -> u64 {
+        let Some(waiter) = self.waiters.get(&seq) else {
+            return now;
+        };
+        if waiter.outcome.is_some() {
+            return now;
+        }
+        let ahead: u64 = self
+            .waiters
+            .range(self.cursor..seq)
+            .filter(|(_, w)| w.outcome.is_none())
+            .map(|(_, w)| u64::from(w.n))
+            .sum();
+        self.gcra.earliest(self.tat, ahead, waiter.n).max(now)
+    }
+
+    /// A unit count granted at once (`try_take`) is handed back: its time is returned only if no
+    /// later grant was built on it (invariant 4), and it no longer counts as granted.
+    pub(crate) fn give_back(&mut self, n: u32, tat: u64) {
+        if self.tat == tat {
+            self.tat = self.gcra.refund(tat, n);
+        }
+        self.granted -= u64::from(n);
     }
 
     /// A waiter gave up. Gives back a grant it never saw; returns whether it was at the head.
@@ -259,6 +305,9 @@ impl State {
             self.queued -= 1;
             self.queued_units -= u64::from(waiter.n);
             self.cursor = seq + 1;
+            if waiter.detached {
+                self.waiters.remove(&seq);
+            }
         }
         None
     }

@@ -22,6 +22,8 @@ fn futures_and_handles_are_send_and_sync() {
     send_sync::<AcquireN<'static>>();
     send_sync::<AcquireWith<'static>>();
     send_sync::<AcquireOwned>();
+    send_sync::<Reservation>();
+    send::<Ready<'static>>();
     unpin::<AcquireOwned>();
     send::<KeyedAcquire<'static, String>>();
     send::<KeyedAcquireWith<'static, String>>();
