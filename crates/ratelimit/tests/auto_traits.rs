@@ -2,7 +2,8 @@
 
 use bounded_ratelimit::{
     Acquire, AcquireError, AcquireN, AcquireOwned, AcquireWith, Call, KeyedAcquire, KeyedAcquireN,
-    KeyedAcquireWith, KeyedLimiter, Limiter, Metrics, Quota, Throttle, Throttled,
+    KeyedAcquireWith, KeyedLimiter, Limiter, Metrics, Quota, Ready, Reservation, Throttle,
+    Throttled,
 };
 
 fn send_sync<T: Send + Sync>() {}
