@@ -159,6 +159,75 @@ impl<E: Send + 'static> Pipeline<E> {
         S: Stream + Send + 'static,
         S::Item: Send + 'static,
     {
+        self.source_lifted(stream, Ok)
+    }
+
+    /// A fallible source: an iterator of `Result`s whose errors end the pipeline (fail fast) or go to
+    /// the skip handler with their index (skip mode), exactly as a stage's errors do.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_cancel::Context;
+    /// use bounded_pipeline::{Pipeline, PipelineError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let lines = ["1", "2", "x", "4"].map(|l| l.parse::<u32>().map_err(|e| e.to_string()));
+    /// let err = Pipeline::new(&Context::new())
+    ///     .try_source(lines)
+    ///     .output()
+    ///     .try_collect()
+    ///     .await
+    ///     .unwrap_err();
+    /// assert!(matches!(err, PipelineError::Failed { index: 2, .. }));
+    /// # }
+    /// ```
+    pub fn try_source<I, T>(self, items: I) -> Stage<T, E>
+    where
+        I: IntoIterator<Item = Result<T, E>>,
+        I::IntoIter: Send + 'static,
+        T: Send + 'static,
+    {
+        self.try_source_stream(futures_util::stream::iter(items))
+    }
+
+    /// A fallible stream source (a stream of `Result`s, such as lines read from a socket); see
+    /// [`try_source`](Pipeline::try_source).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_cancel::Context;
+    /// use bounded_pipeline::Pipeline;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let reads = futures_util::stream::iter([Ok(1), Err("disk error"), Ok(3)]);
+    /// let (kept, failure) = Pipeline::new(&Context::new())
+    ///     .skip_errors(|index, err| eprintln!("record {index} skipped: {err}"))
+    ///     .try_source_stream(reads)
+    ///     .output()
+    ///     .collect()
+    ///     .await;
+    /// assert_eq!((kept, failure.is_none()), (vec![1, 3], true));
+    /// # }
+    /// ```
+    pub fn try_source_stream<S, T>(self, stream: S) -> Stage<T, E>
+    where
+        S: Stream<Item = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.source_lifted(stream, |item| item)
+    }
+
+    /// The source task: pulls `stream`, turns each item into a value or an error with `lift`.
+    fn source_lifted<S, T>(self, stream: S, lift: fn(S::Item) -> Result<T, E>) -> Stage<T, E>
+    where
+        S: Stream + Send + 'static,
+        S::Item: Send + 'static,
+        T: Send + 'static,
+    {
         let shared = Arc::new(Shared::new(self.ctx, self.on_error));
         // The pipeline's watchman: once its context ends, for whatever reason, every task stops.
         let watch = Arc::clone(&shared);
@@ -167,7 +236,7 @@ impl<E: Send + 'static> Pipeline<E> {
             watch.abort_all();
         });
         let source = Arc::clone(&shared);
-        let spawn: Spawner<S::Item> = Box::new(move |counters, link| {
+        let spawn: Spawner<T> = Box::new(move |counters, link| {
             let task = Arc::clone(&source);
             let mut out = link.producer();
             source.spawn(async move {
@@ -205,8 +274,19 @@ impl<E: Send + 'static> Pipeline<E> {
                         }
                     };
                     counters.add_in(1);
-                    out.push(Item { index, value });
-                    counters.add_out(1);
+                    match lift(value) {
+                        Ok(value) => {
+                            out.push(Item { index, value });
+                            counters.add_out(1);
+                        }
+                        Err(error) => {
+                            // A source's error is handled as a stage's: skipped, or the end.
+                            out.unreserve();
+                            if !task.error(&counters, index, error) {
+                                return;
+                            }
+                        }
+                    }
                     index += 1;
                 }
             });

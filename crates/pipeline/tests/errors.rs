@@ -125,3 +125,58 @@ async fn skip_mode_counts_errors_per_stage() {
     let m = out.metrics();
     assert_eq!((m[1].items_in, m[1].items_out, m[1].errors), (10, 7, 3));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_fallible_source_fails_fast_with_the_identical_error_and_its_index() {
+    let items = (0..100u32).map(|i| {
+        if i == 40 {
+            Err(format!("bad record {i}"))
+        } else {
+            Ok(i)
+        }
+    });
+    let (through, failure) = Pipeline::new(&Context::new())
+        .try_source(items)
+        .map(2, |_ctx, i| async move { Ok(i * 2) })
+        .output()
+        .collect()
+        .await;
+    match failure {
+        Some(PipelineError::Failed {
+            stage,
+            index,
+            error,
+        }) => {
+            assert_eq!(
+                (stage.as_str(), index, error.as_str()),
+                ("source", 40, "bad record 40")
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        through.len() <= 40,
+        "nothing after the failing record: {}",
+        through.len()
+    );
+    bounded_cancel::live::assert_none_alive().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fallible_source_in_skip_mode_reports_each_error_and_lets_the_rest_through() {
+    let skipped = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = skipped.clone();
+    let items =
+        futures_util::stream::iter((0..50u32).map(|i| if i % 10 == 3 { Err(i) } else { Ok(i) }));
+    let mut kept = Pipeline::new(&Context::new())
+        .skip_errors(move |index, err: u32| seen.lock().unwrap().push((index, err)))
+        .try_source_stream(items)
+        .output()
+        .try_collect()
+        .await
+        .unwrap();
+    kept.sort_unstable();
+    assert_eq!(kept.len(), 45);
+    let skipped = skipped.lock().unwrap().clone();
+    assert_eq!(skipped, [(3, 3), (13, 13), (23, 23), (33, 33), (43, 43)]);
+}
