@@ -424,6 +424,74 @@ impl<T: Send + 'static, E: Send + 'static> Stage<T, E> {
         })
     }
 
+    /// Each item becomes any number of items (none, one or many): `f` returns something to iterate,
+    /// whose items go on in the order it yields them. Items it yields carry the index of the item they
+    /// came from, in errors and skip reports.
+    ///
+    /// # Backpressure
+    ///
+    /// A worker reserves a place downstream for each item it passes on, so a call that yields many
+    /// items waits for room between them, and the stage never holds more than its output link allows.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_cancel::Context;
+    /// # use bounded_pipeline::Pipeline;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut words = Pipeline::new(&Context::new())
+    ///     .source(["a b", "", "c d e"])
+    ///     .flat_map(2, |_ctx, line: &str| async move {
+    ///         Ok::<_, String>(line.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+    ///     })
+    ///     .output()
+    ///     .try_collect()
+    ///     .await
+    ///     .unwrap();
+    /// words.sort();
+    /// assert_eq!(words, ["a", "b", "c", "d", "e"]);
+    /// # }
+    /// ```
+    pub fn flat_map<I, F, Fut>(self, workers: usize, f: F) -> Stage<I::Item, E>
+    where
+        I: IntoIterator + Send + 'static,
+        I::IntoIter: Send,
+        I::Item: Send + 'static,
+        F: Fn(Context, T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<I, E>> + Send + 'static,
+    {
+        let workers = self.checked_workers("flat_map", workers);
+        let (owner, input) = self.attach(workers);
+        let shared = Arc::clone(&owner.shared);
+        let spawn: Spawner<I::Item> = Box::new(move |counters, link| {
+            let f = Arc::new(move |ctx, item| {
+                let fut = f(ctx, item);
+                async move { fut.await.map(Some) }
+            });
+            // Every producer is made before any worker runs (the link's invariant 3).
+            let outs: Vec<Producer<Item<I::Item>>> =
+                (0..workers).map(|_| link.producer()).collect();
+            for out in outs {
+                let task = worker::run_flat(
+                    shared.clone(),
+                    counters.clone(),
+                    input.clone(),
+                    out,
+                    f.clone(),
+                );
+                shared.spawn(task);
+            }
+        });
+        Stage {
+            owner,
+            spawn,
+            name: "flat_map".into(),
+            workers,
+            capacity: DEFAULT_BUFFER,
+        }
+    }
+
     /// [`map`](Stage::map), dropping the items for which `f` returns `Ok(None)`.
     ///
     /// # Examples

@@ -152,3 +152,62 @@ pub(crate) async fn run<T, U, E, F, Fut>(
         cheap = !waited && started.elapsed() < CHEAP * finished;
     }
 }
+
+/// One worker of a `flat_map` stage: one item at a time, each call's items passed on one place at a
+/// time, in the order its iterator yields them.
+pub(crate) async fn run_flat<T, I, E, F, Fut>(
+    shared: Arc<Shared<E>>,
+    counters: Arc<Counters>,
+    input: Arc<Link<Item<T>>>,
+    mut output: Producer<Item<I::Item>>,
+    f: Arc<F>,
+) where
+    E: Send + 'static,
+    I: IntoIterator,
+    F: Fn(Context, T) -> Fut,
+    Fut: Future<Output = Result<Option<I>, E>>,
+{
+    let mut taken = VecDeque::with_capacity(1);
+    loop {
+        let took = match input.try_take(1, true, &mut taken) {
+            Some(took) => took,
+            None => {
+                output.idle();
+                input.take(1, true, &mut taken).await
+            }
+        };
+        let Some(item) = taken.pop_front().filter(|_| took) else {
+            return;
+        };
+        counters.add_in(1);
+        let index = item.index;
+        let iter = match call(&shared, &counters, &*f, item).await {
+            Step::Pass(items) => items,
+            Step::Drop => {
+                input.done(1);
+                continue;
+            }
+            Step::Stop => return,
+        };
+        let mut iter = iter.into_iter();
+        loop {
+            // The iterator is the caller's code: a panic in it is the pipeline's failure.
+            let next = match std::panic::catch_unwind(AssertUnwindSafe(|| iter.next())) {
+                Ok(next) => next,
+                Err(payload) => {
+                    shared.fail(PipelineError::Panicked {
+                        stage: counters.name.clone(),
+                        index,
+                        payload,
+                    });
+                    return;
+                }
+            };
+            let Some(value) = next else { break };
+            output.reserve().await;
+            output.push(Item { index, value });
+            counters.add_out(1);
+        }
+        input.done(1);
+    }
+}

@@ -177,3 +177,75 @@ async fn a_metrics_handle_reads_the_final_figures_after_the_output_is_collected(
     );
     bounded_cancel::live::assert_none_alive().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn flat_map_passes_on_every_item_each_call_yields_exactly_once() {
+    let mut out = Pipeline::new(&Context::new())
+        .source(0..200u64)
+        .flat_map(4, |_ctx, n| async move {
+            // n yields n items: 0 yields none.
+            Ok::<_, String>((0..n).map(move |k| n * 1_000 + k))
+        })
+        .map(2, |_ctx, v| async move { Ok(v) })
+        .output()
+        .try_collect()
+        .await
+        .unwrap();
+    out.sort_unstable();
+    let mut expected: Vec<u64> = (0..200u64)
+        .flat_map(|n| (0..n).map(move |k| n * 1_000 + k))
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(out, expected);
+    live::assert_none_alive().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn flat_map_waits_for_room_between_the_items_one_call_yields() {
+    let mut out = Pipeline::new(&Context::new())
+        .source([1_000_000u64])
+        .flat_map(1, |_ctx, n| async move { Ok::<_, String>(0..n) })
+        .buffer(4)
+        .output();
+    for expected in 0..10 {
+        assert_eq!(out.next().await.unwrap().unwrap(), expected);
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let metrics = out.metrics();
+    // The stage passed on only what its output link holds, not the million items its call yields.
+    assert!(metrics[1].items_out <= 10 + 4 + 1 + 16, "{:?}", metrics[1]);
+    drop(out);
+    live::assert_none_alive().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_inside_a_flat_map_iterator_ends_the_pipeline_with_its_payload() {
+    let err = Pipeline::new(&Context::new())
+        .source(0..10u32)
+        .flat_map(2, |_ctx, n| async move {
+            Ok::<_, String>((0..3).map(move |k| {
+                assert!(!(n == 4 && k == 1), "iterator broke on {n}");
+                k
+            }))
+        })
+        .named("expand")
+        .output()
+        .try_collect()
+        .await
+        .unwrap_err();
+    match err {
+        PipelineError::Panicked {
+            stage,
+            index,
+            payload,
+        } => {
+            assert_eq!((stage.as_str(), index), ("expand", 4));
+            assert_eq!(
+                bounded_cancel::panic_message(payload.as_ref()),
+                "iterator broke on 4"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    live::assert_none_alive().await;
+}
