@@ -225,7 +225,7 @@ async fn a_panic_inside_a_flat_map_iterator_ends_the_pipeline_with_its_payload()
         .flat_map(2, |_ctx, n| async move {
             Ok::<_, String>((0..3).map(move |k| {
                 assert!(!(n == 4 && k == 1), "iterator broke on {n}");
-                k
+                n * 10 + k
             }))
         })
         .named("expand")
