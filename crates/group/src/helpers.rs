@@ -145,8 +145,49 @@ where
     Fut: Future<Output = Result<(), E>> + Send + 'static,
     E: Send + 'static,
 {
+    for_each_with(&Context::new(), items, limit, f).await
+}
+
+/// Like [`for_each`], under the caller's context: when `ctx` ends, the calls see it and no more items
+/// start (as [`map_with`]).
+///
+/// # Errors
+///
+/// As [`map`].
+///
+/// # Panics
+///
+/// Re-raises the first panic inside `f`.
+///
+/// # Examples
+///
+/// ```
+/// use bounded_cancel::Context;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let request = Context::new();
+/// request.cancel(); // the caller gave up: nothing starts
+/// bounded_group::for_each_with(&request, 0..100u32, 4, |_ctx, _n| async { Err::<(), _>("ran") })
+///     .await
+///     .unwrap();
+/// # }
+/// ```
+pub async fn for_each_with<I, F, Fut, E>(
+    ctx: &Context,
+    items: I,
+    limit: usize,
+    f: F,
+) -> Result<(), MapError<E>>
+where
+    I: IntoIterator,
+    I::Item: Send + 'static,
+    F: Fn(Context, I::Item) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: Send + 'static,
+{
     let limit = MapError::check(limit)?;
-    let mut group = Group::fail_fast(&Context::new());
+    let mut group = Group::fail_fast(ctx);
     group
         .set_limit(Some(limit))
         .expect("a new group has no running tasks");
@@ -158,4 +199,189 @@ where
         }
     }
     group.wait_first().await.map_err(MapError::Failed)
+}
+
+/// Runs `f` on every item, at most `limit` at a time, and returns each item's outcome in input order:
+/// its value or its error (conc's `ResultErrorPool`, `iter.MapErr`). Unlike [`map`], an error stops
+/// nothing: every item runs, and every error is there to report together.
+///
+/// # Errors
+///
+/// [`MapError::InvalidLimit`] for a limit of 0 or above [`MAX_LIMIT`](crate::MAX_LIMIT); the calls'
+/// own errors are values in the result, never this error.
+///
+/// # Panics
+///
+/// Re-raises the first panic inside `f`, after cancelling the other calls' context.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let outcomes = bounded_group::map_results(1..=4u32, 2, |_ctx, n| async move {
+///     if n % 2 == 0 { Ok(n * 10) } else { Err(format!("{n} is odd")) }
+/// })
+/// .await
+/// .unwrap();
+/// assert_eq!(outcomes, [Err("1 is odd".into()), Ok(20), Err("3 is odd".into()), Ok(40)]);
+/// let errors: Vec<String> = outcomes.into_iter().filter_map(Result::err).collect();
+/// assert_eq!(errors.len(), 2);
+/// # }
+/// ```
+pub async fn map_results<I, F, Fut, U, E>(
+    items: I,
+    limit: usize,
+    f: F,
+) -> Result<Vec<Result<U, E>>, MapError<E>>
+where
+    I: IntoIterator,
+    I::Item: Send + 'static,
+    F: Fn(Context, I::Item) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<U, E>> + Send + 'static,
+    U: Send + 'static,
+    E: Send + 'static,
+{
+    map_results_with(&Context::new(), items, limit, f).await
+}
+
+/// Like [`map_results`], under the caller's context: when `ctx` ends, no more items start, and the
+/// result holds the outcomes of the items that did.
+///
+/// # Errors
+///
+/// As [`map_results`].
+///
+/// # Panics
+///
+/// Re-raises the first panic inside `f`.
+///
+/// # Examples
+///
+/// ```
+/// use bounded_cancel::Context;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let ctx = Context::new();
+/// let outcomes = bounded_group::map_results_with(&ctx, ["a", "bb"], 8, |_ctx, s: &str| async move {
+///     Ok::<_, String>(s.len())
+/// })
+/// .await
+/// .unwrap();
+/// assert_eq!(outcomes, [Ok(1), Ok(2)]);
+/// # }
+/// ```
+pub async fn map_results_with<I, F, Fut, U, E>(
+    ctx: &Context,
+    items: I,
+    limit: usize,
+    f: F,
+) -> Result<Vec<Result<U, E>>, MapError<E>>
+where
+    I: IntoIterator,
+    I::Item: Send + 'static,
+    F: Fn(Context, I::Item) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<U, E>> + Send + 'static,
+    U: Send + 'static,
+    E: Send + 'static,
+{
+    let limit = MapError::check(limit)?;
+    // Each call's error is its value: the group itself never fails, so no error cancels the rest.
+    let mut group: ResultGroup<Result<U, E>, std::convert::Infallible> =
+        ResultGroup::from_group(Group::fail_fast(ctx));
+    group
+        .set_limit(Some(limit))
+        .expect("a new group has no running tasks");
+    let f = Arc::new(f);
+    for item in items {
+        let f = f.clone();
+        if group
+            .spawn(move |ctx| {
+                let call = f(ctx, item);
+                async move { Ok(call.await) }
+            })
+            .await
+            .is_err()
+        {
+            // The caller's context ended: start nothing more.
+            break;
+        }
+    }
+    match group.wait().await {
+        Ok(outcomes) => Ok(outcomes),
+        Err(never) => match never {},
+    }
+}
+
+/// Runs `f` on every item, at most `limit` at a time, concurrently *inside the caller's task*: the
+/// items and `f` may borrow (`&mut` items from `iter_mut()`, locals of the caller), because nothing is
+/// spawned (conc's `iter.ForEach`). The first error stops taking items, drops the calls still running,
+/// and is returned.
+///
+/// # The price
+///
+/// Every call is polled by the caller's task, on one thread at a time: calls that wait (I/O, timers)
+/// overlap, but CPU work in one call holds up the others and the caller. For work that must run in
+/// parallel, or outlive the caller's borrow, use [`for_each`] (which spawns).
+///
+/// # Errors
+///
+/// [`MapError::Failed`] with the first error; [`MapError::InvalidLimit`] for a limit of 0 or above
+/// [`MAX_LIMIT`](crate::MAX_LIMIT), before anything runs.
+///
+/// # Panics
+///
+/// A panic in `f` unwinds into the caller, as any panic in its own task would.
+///
+/// # Cancel safety
+///
+/// Dropping the future drops the calls in flight; items not yet started are not touched.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let mut prices = vec![100u32, 250, 75];
+/// let rate = 2; // a local, borrowed by every call
+/// bounded_group::for_each_borrowed(prices.iter_mut(), 2, |price| async move {
+///     tokio::task::yield_now().await; // a call that waits
+///     *price *= rate;
+///     Ok::<_, String>(())
+/// })
+/// .await
+/// .unwrap();
+/// assert_eq!(prices, [200, 500, 150]);
+/// # }
+/// ```
+pub async fn for_each_borrowed<I, F, Fut, E>(
+    items: I,
+    limit: usize,
+    mut f: F,
+) -> Result<(), MapError<E>>
+where
+    I: IntoIterator,
+    F: FnMut(I::Item) -> Fut,
+    Fut: Future<Output = Result<(), E>>,
+{
+    use futures_util::StreamExt;
+    use futures_util::stream::FuturesUnordered;
+
+    let limit = MapError::check(limit)?;
+    let mut items = items.into_iter();
+    let mut running = FuturesUnordered::new();
+    loop {
+        while running.len() < limit {
+            match items.next() {
+                Some(item) => running.push(f(item)),
+                None => break,
+            }
+        }
+        match running.next().await {
+            Some(Ok(())) => {}
+            Some(Err(err)) => return Err(MapError::Failed(err)),
+            None => return Ok(()),
+        }
+    }
 }

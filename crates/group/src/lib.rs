@@ -86,6 +86,8 @@ mod task;
 pub use error::{Failure, MapError, Panic, SetLimitError, SpawnError, TaskPanicked, TrySpawnError};
 pub use future::Spawn;
 pub use group::{Group, MAX_LIMIT};
-pub use helpers::{for_each, map, map_with};
+pub use helpers::{
+    for_each, for_each_borrowed, for_each_with, map, map_results, map_results_with, map_with,
+};
 pub use result_group::{ResultGroup, ResultSpawn};
 pub use task::TaskFn;

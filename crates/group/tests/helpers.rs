@@ -176,3 +176,136 @@ async fn the_largest_limit_allowed_runs_everything() {
     .unwrap();
     assert_eq!(out, (0..100).collect::<Vec<_>>());
 }
+
+#[tokio::test(start_paused = true)]
+async fn map_results_runs_every_item_and_keeps_each_outcome_in_place() {
+    let gauge = Gauge::default();
+    let g = gauge.clone();
+    let outcomes = bounded_group::map_results(0..100u32, 4, move |_ctx, i| {
+        let g = g.clone();
+        async move {
+            let _running = g.enter();
+            tokio::time::sleep(std::time::Duration::from_millis(u64::from(i % 7))).await;
+            if i % 10 == 3 {
+                Err(format!("item {i}"))
+            } else {
+                Ok(i * 2)
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(outcomes.len(), 100, "an error stopped nothing");
+    for (i, outcome) in outcomes.iter().enumerate() {
+        let i = i as u32;
+        if i % 10 == 3 {
+            assert_eq!(outcome, &Err(format!("item {i}")));
+        } else {
+            assert_eq!(outcome, &Ok(i * 2));
+        }
+    }
+    assert!(gauge.max() <= 4, "{} at once", gauge.max());
+    assert!(matches!(
+        bounded_group::map_results(0..1u32, 0, |_ctx, i| async move { Ok::<_, String>(i) }).await,
+        Err(MapError::InvalidLimit(0))
+    ));
+}
+
+#[tokio::test]
+async fn map_results_re_raises_a_panic() {
+    let caught = AssertUnwindSafe(bounded_group::map_results(
+        0..10u32,
+        2,
+        |_ctx, i| async move {
+            assert!(i != 5, "boom at {i}");
+            Ok::<_, String>(i)
+        },
+    ))
+    .catch_unwind()
+    .await
+    .unwrap_err();
+    assert_eq!(bounded_cancel::panic_message(&*caught), "boom at 5");
+}
+
+#[tokio::test]
+async fn for_each_with_stops_taking_items_when_the_callers_context_ends() {
+    let ctx = Context::new();
+    let started = Arc::new(AtomicUsize::new(0));
+    let s = started.clone();
+    let canceller = ctx.clone();
+    bounded_group::for_each_with(&ctx, 0..1_000u32, 2, move |_ctx, i| {
+        s.fetch_add(1, Ordering::SeqCst);
+        if i == 10 {
+            canceller.cancel();
+        }
+        async { Ok::<_, String>(()) }
+    })
+    .await
+    .unwrap();
+    assert!(
+        started.load(Ordering::SeqCst) < 20,
+        "intake stopped once the caller's context ended"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn for_each_borrowed_mutates_in_place_within_the_limit_without_spawning() {
+    let mut totals = vec![0u64; 50];
+    let gauge = Gauge::default();
+    let caller = std::thread::current().id();
+    bounded_group::for_each_borrowed(totals.iter_mut().enumerate(), 3, |(i, total)| {
+        let gauge = &gauge;
+        async move {
+            let _running = gauge.enter();
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            assert_eq!(
+                std::thread::current().id(),
+                caller,
+                "runs in the caller's task"
+            );
+            *total = i as u64 * 3;
+            Ok::<_, String>(())
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(totals, (0..50u64).map(|i| i * 3).collect::<Vec<_>>());
+    assert_eq!(
+        gauge.max(),
+        3,
+        "three at a time, overlapping while they wait"
+    );
+    bounded_cancel::live::assert_none_alive().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn for_each_borrowed_stops_at_the_first_error_and_drops_the_calls_in_flight() {
+    let mut seen = Vec::new();
+    let finished = AtomicUsize::new(0);
+    let err = bounded_group::for_each_borrowed(0..100u32, 4, |i| {
+        seen.push(i);
+        let finished = &finished;
+        async move {
+            tokio::time::sleep(std::time::Duration::from_millis(if i == 2 {
+                1
+            } else {
+                50
+            }))
+            .await;
+            if i == 2 {
+                return Err(format!("item {i}"));
+            }
+            finished.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(err, MapError::Failed("item 2".to_owned()));
+    assert_eq!(seen, [0, 1, 2, 3], "no item started after the first error");
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        0,
+        "the calls in flight were dropped"
+    );
+}
