@@ -79,6 +79,6 @@ pub fn deadline_after(timeout: std::time::Duration) -> Option<tokio::time::Insta
 }
 
 // The README's example is compiled with the doc tests so that it cannot rot.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "signal"))]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeExample;

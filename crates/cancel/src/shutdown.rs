@@ -1,6 +1,5 @@
 use std::fmt;
 use std::future::Future;
-use std::io;
 use std::time::Duration;
 
 use std::panic::AssertUnwindSafe;
@@ -259,6 +258,8 @@ impl Shutdown {
         self.ctx.is_cancelled()
     }
 
+    #[cfg(feature = "signal")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "signal")))]
     /// Triggers the shutdown when the process receives SIGINT (Ctrl-C) or, on Unix, SIGTERM.
     ///
     /// The handlers are installed before this returns, so a signal sent right after is not missed. The root
@@ -290,7 +291,7 @@ impl Shutdown {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn on_signals(&mut self) -> io::Result<()> {
+    pub fn on_signals(&mut self) -> std::io::Result<()> {
         if self.listener.is_some() {
             return Ok(());
         }
@@ -515,15 +516,15 @@ impl fmt::Display for TaskFailed {
 impl std::error::Error for TaskFailed {}
 
 /// The signals that stop a service, installed once and received as many times as they come.
-#[cfg(unix)]
+#[cfg(all(unix, feature = "signal"))]
 struct Signals {
     int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
 }
 
-#[cfg(unix)]
+#[cfg(all(unix, feature = "signal"))]
 impl Signals {
-    fn install() -> io::Result<Self> {
+    fn install() -> std::io::Result<Self> {
         use tokio::signal::unix::{SignalKind, signal};
         Ok(Signals {
             int: signal(SignalKind::interrupt())?,
@@ -541,12 +542,12 @@ impl Signals {
     }
 }
 
-#[cfg(not(unix))]
+#[cfg(all(not(unix), feature = "signal"))]
 struct Signals;
 
-#[cfg(not(unix))]
+#[cfg(all(not(unix), feature = "signal"))]
 impl Signals {
-    fn install() -> io::Result<Self> {
+    fn install() -> std::io::Result<Self> {
         Ok(Signals)
     }
 

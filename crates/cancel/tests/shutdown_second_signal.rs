@@ -1,6 +1,7 @@
 //! A second SIGTERM during the drain cuts it short: what is left is aborted at once.
 //!
 //! This file holds one test on purpose: the signals go to the whole process, so nothing else may run here.
+#![cfg(feature = "signal")]
 
 use std::time::Duration;
 

@@ -1,6 +1,7 @@
 //! A real SIGTERM sent to this test process triggers `on_signals`.
 //!
 //! This file holds one test on purpose: the signal goes to the whole process, so nothing else may run here.
+#![cfg(feature = "signal")]
 
 use std::time::Duration;
 
