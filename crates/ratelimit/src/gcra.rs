@@ -16,8 +16,19 @@ pub(crate) struct Gcra {
     burst: u32,
 }
 
+/// The cost of a unit under a blocked quota: about 73 years, so that no unit conforms while the block
+/// stands, and small enough that every sum below stays exact.
+const BLOCKED: u64 = u64::MAX / 8;
+
 impl Gcra {
     pub(crate) fn new(quota: &Quota) -> Result<Self, QuotaError> {
+        if quota.is_blocked() {
+            return Ok(Gcra {
+                t: BLOCKED,
+                tau: 0,
+                burst: 1,
+            });
+        }
         if quota.is_unlimited() {
             // A unit costs no time: every request conforms at once, and `tat` never passes `now`.
             return Ok(Gcra {
@@ -56,6 +67,20 @@ impl Gcra {
 
     pub(crate) fn burst(&self) -> u32 {
         self.burst
+    }
+
+    /// The `tat` of a limiter that starts under this quota: a full bucket, or an empty one if blocked.
+    pub(crate) fn initial_tat(&self) -> u64 {
+        if self.t == BLOCKED { BLOCKED } else { 0 }
+    }
+
+    /// The `tat` of a key seen for the first time (see [`initial_tat`](Gcra::initial_tat)), at `now`.
+    pub(crate) fn fresh_tat(&self, now: u64) -> u64 {
+        if self.t == BLOCKED {
+            now.saturating_add(BLOCKED)
+        } else {
+            0
+        }
     }
 
     /// Units a request could take at `now`, with nobody queued: the bucket's level.
@@ -97,8 +122,12 @@ impl Gcra {
     /// quota's units (rounded up, so a change of rate never frees more than it should), and at most a
     /// whole bucket of them: the new quota starts empty at worst, as Go's `SetLimit` does.
     pub(crate) fn rescale(&self, tat: u64, now: u64, to: &Gcra) -> u64 {
-        if self.t == 0 || to.t == 0 {
-            // From or to unlimited: no unit is in use that a limit must carry over.
+        if to.t == BLOCKED {
+            // The bucket is empty for as long as the block stands.
+            return now.saturating_add(BLOCKED);
+        }
+        if self.t == 0 || to.t == 0 || self.t == BLOCKED {
+            // From or to unlimited, or out of a block: no unit is in use that a limit must carry over.
             return now;
         }
         let debt = u128::from(tat.saturating_sub(now));

@@ -405,15 +405,14 @@ impl<K: Hash + Eq + Clone> KeyedShared<K> {
         self.state.lock()
     }
 
-    /// Records a key's new state, making room first when the key is new and the map is full.
-    /// The key's theoretical arrival time (0 for a key not remembered, whose bucket is full), once
+    /// The key's theoretical arrival time (a full bucket for a key not remembered), once
     /// there is room to remember it; or `Err` with the instant room is sure to exist.
     fn tat(&self, state: &mut KeyedState<K>, key: &K, now: u64) -> Result<u64, u64> {
         if let Some(tat) = state.tats.get(key) {
             return Ok(*tat);
         }
         if state.tats.len() < self.max_keys {
-            return Ok(0);
+            return Ok(state.gcra.fresh_tat(now));
         }
         if now < state.full_until {
             return Err(state.full_until);
@@ -423,7 +422,7 @@ impl<K: Hash + Eq + Clone> KeyedShared<K> {
         state.tats.retain(|_, tat| *tat > now);
         state.evicted += (before - state.tats.len()) as u64;
         if state.tats.len() < self.max_keys {
-            return Ok(0);
+            return Ok(state.gcra.fresh_tat(now));
         }
         // Every key owes time: none is forgotten (a fresh bucket for a new key name would be a way
         // around the limit). The soonest refill is when room is sure to exist.

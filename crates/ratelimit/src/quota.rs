@@ -28,6 +28,7 @@ pub struct Quota {
     per: Duration,
     burst: Option<u32>,
     unlimited: bool,
+    blocked: bool,
 }
 
 impl Quota {
@@ -46,6 +47,7 @@ impl Quota {
             per,
             burst: None,
             unlimited: false,
+            blocked: false,
         }
     }
 
@@ -98,7 +100,49 @@ impl Quota {
             per: Duration::from_secs(1),
             burst: Some(u32::MAX),
             unlimited: true,
+            blocked: false,
         }
+    }
+
+    /// A kill switch (x/time/rate's limit of 0): no unit is granted until the quota changes.
+    /// `try_acquire` is refused (with a wait of decades), a wait with a deadline fails at once with
+    /// `DeadlineTooSoon`, and a wait without one waits for `set_rate` to lift the block. Every unit in
+    /// use is forgotten when the block is lifted.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{Limiter, Quota};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = Limiter::new(Quota::per_second(100)).unwrap();
+    /// limiter.set_rate(Quota::blocked()).unwrap(); // the downstream is down: stop everything
+    /// assert!(limiter.try_acquire().is_err());
+    /// limiter.set_rate(Quota::per_second(100)).unwrap();
+    /// assert!(limiter.try_acquire().is_ok());
+    /// assert_eq!(Quota::blocked().to_string(), "blocked");
+    /// # }
+    /// ```
+    pub const fn blocked() -> Self {
+        Quota {
+            count: 1,
+            per: Duration::from_secs(1),
+            burst: Some(1),
+            unlimited: false,
+            blocked: true,
+        }
+    }
+
+    /// Whether this is [`Quota::blocked`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::Quota;
+    /// assert!(Quota::blocked().is_blocked() && !Quota::per_second(5).is_blocked());
+    /// ```
+    pub const fn is_blocked(&self) -> bool {
+        self.blocked
     }
 
     /// Whether this is [`Quota::unlimited`].
@@ -189,6 +233,9 @@ impl fmt::Display for Quota {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.unlimited {
             return f.write_str("unlimited");
+        }
+        if self.blocked {
+            return f.write_str("blocked");
         }
         write!(
             f,

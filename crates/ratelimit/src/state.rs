@@ -48,7 +48,7 @@ impl Shared {
             state: Mutex::new(State {
                 quota,
                 gcra,
-                tat: 0,
+                tat: gcra.initial_tat(),
                 waiters: BTreeMap::new(),
                 next_seq: 0,
                 cursor: 0,
