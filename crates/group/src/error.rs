@@ -481,6 +481,64 @@ impl fmt::Display for TaskPanicked {
 
 impl std::error::Error for TaskPanicked {}
 
+/// The cause of a group's context when one of its tasks returned an error: its message. The error
+/// itself comes back from `wait` (or `finish`).
+///
+/// # Examples
+///
+/// ```
+/// use bounded_group::{Group, TaskError};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let ctx = bounded_cancel::Context::new();
+/// let group = Group::<String>::with_context(&ctx);
+/// group.spawn(|_ctx| async { Err("no route to db".to_owned()) }).await.unwrap();
+/// let cause = group.context().cancelled().await;
+/// let failed = cause.error().unwrap().downcast_ref::<TaskError>().unwrap();
+/// assert_eq!(failed.message(), "no route to db");
+/// assert_eq!(group.wait().await, Err("no route to db".to_owned()));
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct TaskError {
+    message: Arc<str>,
+}
+
+impl TaskError {
+    pub(crate) fn new(message: String) -> Self {
+        TaskError {
+            message: message.into(),
+        }
+    }
+
+    /// The failing task's error, as text.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_group::{Group, TaskError};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let group = Group::<String>::with_context(&bounded_cancel::Context::new());
+    /// group.spawn(|_ctx| async { Err("boom".to_owned()) }).await.unwrap();
+    /// let cause = group.context().cancelled().await;
+    /// assert_eq!(cause.error().unwrap().downcast_ref::<TaskError>().unwrap().message(), "boom");
+    /// # }
+    /// ```
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a task of the group failed: {}", self.message)
+    }
+}
+
+impl std::error::Error for TaskError {}
+
 /// Why [`map`](crate::map), [`map_with`](crate::map_with) or [`for_each`](crate::for_each) ended early.
 ///
 /// # Examples

@@ -1,4 +1,3 @@
-use std::error::Error;
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -9,7 +8,7 @@ use bounded_cancel::Context;
 use futures_util::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::error::{Failure, SetLimitError, TrySpawnError};
+use crate::error::{Failure, SetLimitError, TaskError, TrySpawnError};
 use crate::executor::{Executor, Job};
 use crate::future::Spawn;
 use crate::shared::{Policy, Shared};
@@ -120,7 +119,10 @@ impl<E> Group<E> {
     /// whenever [`wait`](Group::wait) returns (errgroup's `WithContext`).
     ///
     /// The first error becomes the context's cause: [`Cause::Error`](bounded_cancel::Cause::Error) holding
-    /// a clone of it. A panic's cause is a [`TaskPanicked`](crate::TaskPanicked).
+    /// a [`TaskError`](crate::TaskError) with its message. A panic's cause is a
+    /// [`TaskPanicked`](crate::TaskPanicked). Any error type that can be displayed works: `String`,
+    /// `std::io::Error`, `anyhow::Error`, your own. (The error itself comes back from
+    /// [`wait`](Group::wait), or from [`finish`](Group::finish) for a type that is not `Clone`.)
     ///
     /// # Examples
     ///
@@ -138,11 +140,11 @@ impl<E> Group<E> {
     /// ```
     pub fn with_context(parent: &Context) -> Self
     where
-        E: Error + Clone + Send + Sync + 'static,
+        E: fmt::Display,
     {
         let policy = Policy {
             cancel_on_failure: true,
-            to_cause: Some(|err: &E| Arc::new(err.clone())),
+            to_cause: Some(|err: &E| Arc::new(TaskError::new(err.to_string()))),
         };
         Group::from_parts(parent.child(), policy, true)
     }
@@ -553,6 +555,36 @@ impl<E> Group<E> {
     }
 
     /// Like `wait`, for a group about to be dropped: moves the first error out, so `E` need not be `Clone`.
+    /// Waits for every task, consuming the group, and hands back the first error itself: the form of
+    /// [`wait`](Group::wait) for error types that are not `Clone` (`std::io::Error`, `anyhow::Error`).
+    ///
+    /// # Panics
+    ///
+    /// Re-raises the first panic of a task, with its original payload.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel-safe: the group is consumed, so dropping this future drops the group, which aborts its
+    /// tasks.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_cancel::Context;
+    /// use bounded_group::Group;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let group = Group::<std::io::Error>::with_context(&Context::new());
+    /// group.spawn(|_ctx| async { Err(std::io::Error::other("disk full")) }).await.unwrap();
+    /// let err = group.finish().await.unwrap_err();
+    /// assert_eq!(err.to_string(), "disk full");
+    /// # }
+    /// ```
+    pub async fn finish(self) -> Result<(), E> {
+        self.wait_first().await
+    }
+
     pub(crate) async fn wait_first(self) -> Result<(), E> {
         self.settle().await;
         if let Some(panic) = self.shared.take_panic() {

@@ -83,7 +83,9 @@ mod result_group;
 mod shared;
 mod task;
 
-pub use error::{Failure, MapError, Panic, SetLimitError, SpawnError, TaskPanicked, TrySpawnError};
+pub use error::{
+    Failure, MapError, Panic, SetLimitError, SpawnError, TaskError, TaskPanicked, TrySpawnError,
+};
 pub use future::Spawn;
 pub use group::{Group, MAX_LIMIT};
 pub use helpers::{

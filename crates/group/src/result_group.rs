@@ -105,7 +105,7 @@ impl<T, E> ResultGroup<T, E> {
     /// ```
     pub fn with_context(parent: &Context) -> Self
     where
-        E: std::error::Error + Clone + Send + Sync + 'static,
+        E: std::fmt::Display,
     {
         ResultGroup::from_group(Group::with_context(parent))
     }

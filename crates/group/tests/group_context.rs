@@ -34,14 +34,14 @@ async fn first_error_cancels_the_context_before_anyone_waits() {
         .await
         .unwrap();
     let cause = group.context().cancelled().await;
-    let err = cause
+    let failed = cause
         .error()
-        .and_then(|e| e.downcast_ref::<Failure>())
-        .cloned();
+        .and_then(|e| e.downcast_ref::<bounded_group::TaskError>())
+        .map(|e| e.message().to_owned());
     assert_eq!(
-        err,
-        Some(Failure::Real("disk full")),
-        "the cause is the error itself"
+        failed.as_deref(),
+        Some("Real(\"disk full\")"),
+        "the cause carries the error's message"
     );
     assert_eq!(group.wait().await, Err(Failure::Real("disk full")));
 }
@@ -275,4 +275,51 @@ fn a_parents_cause_stays_the_groups_cause_whatever_its_tasks_answer_on_a_multi_t
             assert_eq!(cause.error().unwrap().to_string(), "service draining");
         });
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_context_takes_the_errors_people_use() {
+    // String: displayable, cloneable.
+    let strings = Group::<String>::with_context(&Context::new());
+    strings
+        .spawn(|_ctx| async { Err("no route".to_owned()) })
+        .await
+        .unwrap();
+    assert_eq!(strings.wait().await, Err("no route".to_owned()));
+
+    // std::io::Error: not Clone, so `finish` hands back the error itself.
+    let io = Group::<std::io::Error>::with_context(&Context::new());
+    io.spawn(|ctx| async move {
+        ctx.cancelled().await;
+        Ok(())
+    })
+    .await
+    .unwrap();
+    io.spawn(|_ctx| async { Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no file")) })
+        .await
+        .unwrap();
+    let cause = io.context().cancelled().await;
+    assert!(cause.to_string().contains("no file"), "{cause}");
+    let err = io.finish().await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        std::io::ErrorKind::NotFound,
+        "the very error, not a copy of its text"
+    );
+
+    // anyhow::Error, and a boxed dynamic error: neither is Clone.
+    let any = Group::<anyhow::Error>::with_context(&Context::new());
+    any.spawn(|_ctx| async { Err(anyhow::anyhow!("quota exceeded")) })
+        .await
+        .unwrap();
+    assert_eq!(
+        any.finish().await.unwrap_err().to_string(),
+        "quota exceeded"
+    );
+    let boxed = Group::<Box<dyn std::error::Error + Send + Sync>>::with_context(&Context::new());
+    boxed
+        .spawn(|_ctx| async { Err("dynamic".into()) })
+        .await
+        .unwrap();
+    assert_eq!(boxed.finish().await.unwrap_err().to_string(), "dynamic");
 }
