@@ -286,31 +286,17 @@ where
     U: Send + 'static,
     E: Send + 'static,
 {
-    let limit = MapError::check(limit)?;
     // Each call's error is its value: the group itself never fails, so no error cancels the rest.
-    let mut group: ResultGroup<Result<U, E>, std::convert::Infallible> =
-        ResultGroup::from_group(Group::fail_fast(ctx));
-    group
-        .set_limit(Some(limit))
-        .expect("a new group has no running tasks");
     let f = Arc::new(f);
-    for item in items {
-        let f = f.clone();
-        if group
-            .spawn(move |ctx| {
-                let call = f(ctx, item);
-                async move { Ok(call.await) }
-            })
-            .await
-            .is_err()
-        {
-            // The caller's context ended: start nothing more.
-            break;
-        }
-    }
-    match group.wait().await {
+    let outcomes = map_with(ctx, items, limit, move |ctx, item| {
+        let call = f(ctx, item);
+        async move { Ok::<_, std::convert::Infallible>(call.await) }
+    })
+    .await;
+    match outcomes {
         Ok(outcomes) => Ok(outcomes),
-        Err(never) => match never {},
+        Err(MapError::InvalidLimit(limit)) => Err(MapError::InvalidLimit(limit)),
+        Err(MapError::Failed(never)) => match never {},
     }
 }
 

@@ -461,35 +461,13 @@ impl<T: Send + 'static, E: Send + 'static> Stage<T, E> {
         F: Fn(Context, T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<I, E>> + Send + 'static,
     {
-        let workers = self.checked_workers("flat_map", workers);
-        let (owner, input) = self.attach(workers);
-        let shared = Arc::clone(&owner.shared);
-        let spawn: Spawner<I::Item> = Box::new(move |counters, link| {
-            let f = Arc::new(move |ctx, item| {
-                let fut = f(ctx, item);
-                async move { fut.await.map(Some) }
-            });
-            // Every producer is made before any worker runs (the link's invariant 3).
-            let outs: Vec<Producer<Item<I::Item>>> =
-                (0..workers).map(|_| link.producer()).collect();
-            for out in outs {
-                let task = worker::run_flat(
-                    shared.clone(),
-                    counters.clone(),
-                    input.clone(),
-                    out,
-                    f.clone(),
-                );
-                shared.spawn(task);
-            }
+        let f = Arc::new(move |ctx, item| {
+            let fut = f(ctx, item);
+            async move { fut.await.map(Some) }
         });
-        Stage {
-            owner,
-            spawn,
-            name: "flat_map".into(),
-            workers,
-            capacity: DEFAULT_BUFFER,
-        }
+        self.stage_of_workers("flat_map", workers, move |shared, counters, input, out| {
+            worker::run_flat(shared, counters, input, out, f.clone())
+        })
     }
 
     /// [`map`](Stage::map), dropping the items for which `f` returns `Ok(None)`.
@@ -578,23 +556,30 @@ impl<T: Send + 'static, E: Send + 'static> Stage<T, E> {
         F: Fn(Context, T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Option<U>, E>> + Send + 'static,
     {
+        let f = Arc::new(f);
+        self.stage_of_workers(kind, workers, move |shared, counters, input, out| {
+            worker::run(shared, counters, input, out, f.clone())
+        })
+    }
+
+    /// A stage of `workers` tasks, each running `run` on the stage's input and its own producer.
+    fn stage_of_workers<U, W, Fut>(self, kind: &str, workers: usize, run: W) -> Stage<U, E>
+    where
+        U: Send + 'static,
+        W: Fn(Arc<Shared<E>>, Arc<Counters>, Arc<Link<Item<T>>>, Producer<Item<U>>) -> Fut
+            + Send
+            + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
         let workers = self.checked_workers(kind, workers);
         let (owner, input) = self.attach(workers);
         let shared = Arc::clone(&owner.shared);
         let spawn: Spawner<U> = Box::new(move |counters, link| {
-            let f = Arc::new(f);
             // Every producer is made before any worker runs: a worker that ended before the next
             // producer existed would close the link behind it (the link's invariant 3).
             let outs: Vec<Producer<Item<U>>> = (0..workers).map(|_| link.producer()).collect();
             for out in outs {
-                let task = worker::run(
-                    shared.clone(),
-                    counters.clone(),
-                    input.clone(),
-                    out,
-                    f.clone(),
-                );
-                shared.spawn(task);
+                shared.spawn(run(shared.clone(), counters.clone(), input.clone(), out));
             }
         });
         Stage {

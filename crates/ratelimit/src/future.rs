@@ -119,6 +119,16 @@ impl<'a> Waiting<'a> {
         self.finish(result)
     }
 
+    /// A wait for units with no deadline: granted, or refused as more than the burst.
+    fn poll_units(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), InsufficientCapacity>> {
+        match self.poll(cx, None) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            Poll::Ready(Err(Refusal::Capacity(err))) => Poll::Ready(Err(err)),
+            Poll::Ready(Err(Refusal::TooSoon { .. })) => unreachable!("no deadline was given"),
+        }
+    }
+
     fn finish(&mut self, result: Result<(), Refusal>) -> Poll<Result<(), Refusal>> {
         self.finished = true;
         self.seq = None;
@@ -205,12 +215,7 @@ impl Future for AcquireN<'_> {
     type Output = Result<(), InsufficientCapacity>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        match self.project().waiting.poll(cx, None) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
-            Poll::Ready(Err(Refusal::Capacity(err))) => Poll::Ready(Err(err)),
-            Poll::Ready(Err(Refusal::TooSoon { .. })) => unreachable!("no deadline was given"),
-        }
+        self.project().waiting.poll_units(cx)
     }
 }
 
@@ -289,12 +294,7 @@ impl Future for AcquireOwned {
     type Output = Result<(), InsufficientCapacity>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        match self.project().waiting.poll(cx, None) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
-            Poll::Ready(Err(Refusal::Capacity(err))) => Poll::Ready(Err(err)),
-            Poll::Ready(Err(Refusal::TooSoon { .. })) => unreachable!("no deadline was given"),
-        }
+        self.project().waiting.poll_units(cx)
     }
 }
 
