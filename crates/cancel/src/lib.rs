@@ -56,7 +56,7 @@ mod shutdown;
 pub use cause::Cause;
 pub use context::Context;
 pub use future::{Cancelled, Run};
-pub use panic::panic_message;
+pub use panic::{capture_panic_backtraces, panic_message, take_panic_backtrace};
 pub use report::{ShutdownReport, TaskOutcome, TaskReport};
 pub use shutdown::{Shutdown, SignalReceived, TaskFailed};
 

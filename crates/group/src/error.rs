@@ -289,16 +289,53 @@ impl std::error::Error for SetLimitError {}
 pub struct Panic {
     message: Arc<str>,
     payload: Option<Box<dyn Any + Send>>,
+    backtrace: Option<Arc<std::backtrace::Backtrace>>,
 }
 
 impl Panic {
-    pub(crate) fn new(message: Arc<str>, payload: Option<Box<dyn Any + Send>>) -> Self {
-        Panic { message, payload }
+    pub(crate) fn new(
+        message: Arc<str>,
+        payload: Option<Box<dyn Any + Send>>,
+        backtrace: Option<Arc<std::backtrace::Backtrace>>,
+    ) -> Self {
+        Panic {
+            message,
+            payload,
+            backtrace,
+        }
+    }
+
+    /// Where the panic happened: a backtrace taken when it was raised, if
+    /// [`capture_panic_backtraces`](bounded_cancel::capture_panic_backtraces) was called and backtraces
+    /// are enabled (`RUST_BACKTRACE`); `None` otherwise. Every caller that recovers the panic sees it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_group::{Failure, Group};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// bounded_cancel::capture_panic_backtraces();
+    /// let group = Group::<String>::new();
+    /// group.spawn(|_ctx| async { panic!("bad index") }).await.unwrap();
+    /// let Err(Failure::Panicked(panic)) = group.wait_and_recover().await else { unreachable!() };
+    /// if let Some(backtrace) = panic.backtrace() {
+    ///     eprintln!("{backtrace}");
+    /// }
+    /// # }
+    /// ```
+    pub fn backtrace(&self) -> Option<&std::backtrace::Backtrace> {
+        self.backtrace.as_deref()
     }
 
     /// Moves the payload out into a new `Panic`, leaving the message behind for later callers.
     pub(crate) fn take(&mut self) -> Panic {
-        Panic::new(self.message.clone(), self.payload.take())
+        Panic::new(
+            self.message.clone(),
+            self.payload.take(),
+            self.backtrace.clone(),
+        )
     }
 
     /// The panic message (`"panic payload is not a string"` for other payloads).
@@ -375,6 +412,7 @@ impl fmt::Debug for Panic {
         f.debug_struct("Panic")
             .field("message", &self.message)
             .field("has_payload", &self.payload.is_some())
+            .field("has_backtrace", &self.backtrace.is_some())
             .finish()
     }
 }

@@ -114,10 +114,13 @@ impl<E> Shared<E> {
 
     fn record_panic(&self, payload: Box<dyn Any + Send>) {
         let message: Arc<str> = Arc::from(panic_message(&*payload));
+        // Taken on the thread that caught the panic, right after the catch, and always, so that it is
+        // never left for a later panic (see `bounded_cancel::capture_panic_backtraces`).
+        let backtrace = bounded_cancel::take_panic_backtrace().map(Arc::new);
         let mut outcome = self.outcome();
         let first = outcome.panic.is_none();
         if first {
-            outcome.panic = Some(Panic::new(message.clone(), Some(payload)));
+            outcome.panic = Some(Panic::new(message.clone(), Some(payload), backtrace));
         }
         drop(outcome);
         if first && self.policy.cancel_on_failure {
