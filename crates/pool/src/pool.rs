@@ -1,3 +1,20 @@
+//! `Pool`: long-lived workers fed by a bounded queue.
+//!
+//! # Invariants
+//!
+//! The accounting of every job is stated in `accounting.rs`. Besides it:
+//!
+//! 1. Queue slots bound the queue: a submitter takes a slot (a permit of `slots`) before its job
+//!    exists, and a worker returns it when it takes the job. The channel itself is unbounded, so its
+//!    memory follows the jobs it holds.
+//! 2. After `close`, the channel closes only once every slot is back (`slot_freed`): no job that was
+//!    accepted is ever refused by the channel, and idle workers then see the end.
+//! 3. `alive` counts workers not yet retired. A worker retires only by a compare-exchange that leaves
+//!    `alive` at or above `target`, so a shrink never retires more workers than asked, and a busy worker
+//!    retires only between jobs.
+//! 4. No lock is held across `tokio::spawn` (bounded-sync's rule): workers are spawned, then their
+//!    handles stored.
+
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
