@@ -407,9 +407,17 @@ impl Context {
 
     /// Waits until this context ends and returns the cause.
     ///
+    /// For a context with a deadline, the wait arms one tokio timer for itself when first polled, and
+    /// ends with [`Cause::DeadlineExceeded`] when the deadline comes.
+    ///
     /// # Cancel safety
     ///
     /// Cancel-safe: dropping the future before it completes removes its waiter and changes nothing else.
+    ///
+    /// # Panics
+    ///
+    /// Waiting on a context with a deadline needs tokio's timer: it panics, as `tokio::time::sleep`
+    /// does, when polled in a runtime built without `enable_time`.
     ///
     /// # Examples
     ///
