@@ -48,9 +48,67 @@ impl Live {
     }
 }
 
+/// How many workers the pool should run (`target`) and how many have not yet retired (`alive`).
+///
+/// A worker retires only by a compare-exchange that leaves `alive` at or above `target`, so a shrink
+/// never retires more workers than asked, however many look at once. Relaxed throughout: these counts
+/// publish no data, and the compare-exchange alone makes each retirement exclusive.
+#[derive(Debug)]
+pub(crate) struct Headcount {
+    alive: AtomicUsize,
+    target: AtomicUsize,
+}
+
+impl Headcount {
+    pub(crate) fn new(target: usize) -> Self {
+        Headcount {
+            alive: AtomicUsize::new(0),
+            target: AtomicUsize::new(target),
+        }
+    }
+
+    /// A worker starts.
+    pub(crate) fn started(&self) {
+        self.alive.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A worker ends for a reason other than retiring (the queue closed).
+    pub(crate) fn ended(&self) {
+        self.alive.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn target(&self) -> usize {
+        self.target.load(Ordering::Relaxed)
+    }
+
+    /// Sets the target; returns the one before.
+    pub(crate) fn set_target(&self, n: usize) -> usize {
+        self.target.swap(n, Ordering::Relaxed)
+    }
+
+    /// Claims one retirement if more workers are alive than the target.
+    pub(crate) fn retire_one(&self) -> bool {
+        let mut alive = self.alive.load(Ordering::Relaxed);
+        loop {
+            if alive <= self.target.load(Ordering::Relaxed) {
+                return false;
+            }
+            match self.alive.compare_exchange(
+                alive,
+                alive - 1,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(now) => alive = now,
+            }
+        }
+    }
+}
+
 #[cfg(all(test, bounded_loom))]
 mod model {
-    use super::Live;
+    use super::{Headcount, Live};
     use crate::metrics::{Counters, Ended};
     use bounded_sync::Arc;
 
@@ -91,6 +149,31 @@ mod model {
             assert_eq!((m.completed, m.cancelled, m.never_started), (1, 1, 1));
             done.join().unwrap();
             aborted.join().unwrap();
+        });
+    }
+
+    /// Three idle workers look for a retirement at once after a shrink from 3 to 1: exactly two retire.
+    #[test]
+    fn a_shrink_retires_exactly_the_workers_asked_for() {
+        loom::model(|| {
+            let headcount = Arc::new(Headcount::new(3));
+            for _ in 0..3 {
+                headcount.started();
+            }
+            assert_eq!(headcount.set_target(1), 3);
+            let workers: Vec<_> = (0..3)
+                .map(|_| {
+                    let headcount = headcount.clone();
+                    loom::thread::spawn(move || headcount.retire_one())
+                })
+                .collect();
+            let retired = workers
+                .into_iter()
+                .map(|w| w.join().unwrap())
+                .filter(|r| *r)
+                .count();
+            assert_eq!(retired, 2);
+            assert!(!headcount.retire_one(), "one worker stays");
         });
     }
 }

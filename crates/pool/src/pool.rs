@@ -9,9 +9,8 @@
 //!    memory follows the jobs it holds.
 //! 2. After `close`, the channel closes only once every slot is back (`slot_freed`): no job that was
 //!    accepted is ever refused by the channel, and idle workers then see the end.
-//! 3. `alive` counts workers not yet retired. A worker retires only by a compare-exchange that leaves
-//!    `alive` at or above `target`, so a shrink never retires more workers than asked, and a busy worker
-//!    retires only between jobs.
+//! 3. A worker retires only through `Headcount::retire_one` (see `accounting.rs`), so a shrink never
+//!    retires more workers than asked, and a busy worker retires only between jobs.
 //! 4. No lock is held across `tokio::spawn` (bounded-sync's rule): workers are spawned, then their
 //!    handles stored.
 
@@ -26,12 +25,11 @@ use async_channel::{Receiver, Sender};
 use bounded_cancel::Context;
 use bounded_cancel::live::TaskCounter;
 use bounded_sync::Mutex;
-use bounded_sync::atomic::{AtomicUsize, Ordering};
 use futures_util::FutureExt;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError, oneshot};
 use tokio::task::{AbortHandle, JoinHandle};
 
-use crate::accounting::Live;
+use crate::accounting::{Headcount, Live};
 use crate::builder::PoolBuilder;
 use crate::error::{ResizeError, SubmitError, TrySubmitError};
 use crate::failure::{Hook, JobFailure};
@@ -95,9 +93,8 @@ pub(crate) struct Inner {
     rx: Receiver<Queued>,
     counters: Counters,
     hook: Hook,
-    target: AtomicUsize,
-    /// Workers not yet retired: what `should_retire` compares with `target`.
-    alive: AtomicUsize,
+    /// Workers wanted and workers not yet retired.
+    headcount: Headcount,
     /// Worker futures that still exist, counted down by each worker's `Alive` guard when it is dropped.
     live: Live,
     handles: Mutex<Vec<JoinHandle<()>>>,
@@ -144,8 +141,7 @@ impl Pool {
             rx,
             counters: Counters::default(),
             hook,
-            target: AtomicUsize::new(workers),
-            alive: AtomicUsize::new(0),
+            headcount: Headcount::new(workers),
             live: Live::default(),
             handles: Mutex::default(),
             supervisor: Mutex::default(),
@@ -494,7 +490,7 @@ impl Pool {
         if inner.slots.is_closed() {
             return Err(ResizeError::Closed);
         }
-        let before = inner.target.swap(n, Ordering::Relaxed);
+        let before = inner.headcount.set_target(n);
         if n > before {
             inner.spawn_workers(n - before);
         } else if n < before {
@@ -516,7 +512,7 @@ impl Pool {
     /// # }
     /// ```
     pub fn workers(&self) -> usize {
-        self.inner.target.load(Ordering::Relaxed)
+        self.inner.headcount.target()
     }
 
     /// A snapshot of the pool's counters; see [`Metrics`].
@@ -616,7 +612,7 @@ impl Inner {
         // Spawned before the lock is taken: no lock is held across `tokio::spawn` (see bounded-sync).
         let spawned: Vec<_> = (0..n)
             .map(|_| {
-                self.alive.fetch_add(1, Ordering::Relaxed);
+                self.headcount.started();
                 // Counted before the task exists, and given to it as an argument, so that even a
                 // worker dropped before its first poll counts itself out.
                 self.live.add();
@@ -629,25 +625,8 @@ impl Inner {
         handles.extend(spawned);
     }
 
-    /// Claims one retirement if more workers are alive than the target.
     fn should_retire(&self) -> bool {
-        // Relaxed throughout: `alive` and `target` publish no data, and each retirement is claimed by
-        // one atomic compare-exchange, which no ordering is needed to make exclusive.
-        let mut alive = self.alive.load(Ordering::Relaxed);
-        loop {
-            if alive <= self.target.load(Ordering::Relaxed) {
-                return false;
-            }
-            match self.alive.compare_exchange(
-                alive,
-                alive - 1,
-                Ordering::Relaxed,
-                Ordering::Relaxed,
-            ) {
-                Ok(_) => return true,
-                Err(now) => alive = now,
-            }
-        }
+        self.headcount.retire_one()
     }
 
     fn close(&self) {
@@ -781,7 +760,7 @@ async fn worker(alive: Alive) {
         };
         let Ok(Queued { job, slot }) = next else {
             // Closed and empty: the pool is draining or stopped.
-            inner.alive.fetch_sub(1, Ordering::Relaxed);
+            inner.headcount.ended();
             return;
         };
         inner.counters.started();
