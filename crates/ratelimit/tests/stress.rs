@@ -77,3 +77,53 @@ async fn stress_callers_that_give_up_never_push_the_rate_past_the_quota() {
     );
     live::assert_none_alive().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stress_reservations_kept_cancelled_and_awaited_never_pass_the_quota() {
+    let limiter = Limiter::new(Quota::per_second(RATE).burst(BURST)).unwrap();
+    let used = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut callers = tokio::task::JoinSet::new();
+    for caller in 0..32u64 {
+        let (limiter, used) = (limiter.clone(), used.clone());
+        callers.spawn(async move {
+            for turn in 0..40u64 {
+                let n = 1 + ((caller + turn) % 3) as u32;
+                let mut reservation = limiter.reserve_n(n).unwrap();
+                match (caller * 7 + turn) % 4 {
+                    // Waits for its units and uses them.
+                    0 | 1 => {
+                        reservation.ready().await.unwrap();
+                        used.fetch_add(u64::from(n), Ordering::Relaxed);
+                    }
+                    // Too late for it: gives the units back.
+                    2 => reservation.cancel(),
+                    // Kept by dropping: used in its turn.
+                    _ => {
+                        drop(reservation);
+                        used.fetch_add(u64::from(n), Ordering::Relaxed);
+                    }
+                }
+                tokio::task::yield_now().await;
+            }
+        });
+    }
+    callers.join_all().await;
+    // Kept reservations are granted in their turn by the driver.
+    while limiter.metrics().waiting > 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let used = used.load(Ordering::Relaxed);
+    let m = limiter.metrics();
+    assert_eq!(
+        m.granted, used,
+        "granted counts the units used, and no cancelled one"
+    );
+    let allowed = f64::from(RATE) * (elapsed + 0.001) + f64::from(BURST);
+    assert!(
+        used as f64 <= allowed,
+        "{used} units in {elapsed:.3} s; the quota allows {allowed:.0}"
+    );
+    live::settle(Duration::from_secs(1)).await.unwrap();
+}
