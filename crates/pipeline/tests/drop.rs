@@ -46,3 +46,20 @@ async fn dropping_a_pipeline_before_its_output_stops_what_was_started() {
     drop(stage);
     live::assert_none_alive().await;
 }
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_output_mid_flat_map_stops_every_stage() {
+    use futures_util::StreamExt;
+    let mut out = bounded_pipeline::Pipeline::new(&bounded_cancel::Context::new())
+        .source(0..u64::MAX)
+        .flat_map(3, |_ctx, n| async move {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            Ok::<_, String>(n * 100..n * 100 + 50)
+        })
+        .output();
+    for _ in 0..500 {
+        out.next().await.unwrap().unwrap();
+    }
+    drop(out);
+    bounded_cancel::live::assert_none_alive().await;
+}
