@@ -610,10 +610,10 @@ impl<E> MapError<E> {
     /// ```
     /// use bounded_group::MapError;
     ///
-    /// assert_eq!(MapError::Failed("down").into_failed(), Some("down"));
-    /// assert_eq!(MapError::<&str>::InvalidLimit(0).into_failed(), None);
+    /// assert_eq!(MapError::Failed("down").into_error(), Some("down"));
+    /// assert_eq!(MapError::<&str>::InvalidLimit(0).into_error(), None);
     /// ```
-    pub fn into_failed(self) -> Option<E> {
+    pub fn into_error(self) -> Option<E> {
         match self {
             MapError::Failed(err) => Some(err),
             MapError::InvalidLimit(_) => None,
