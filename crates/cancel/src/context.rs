@@ -116,14 +116,14 @@ impl Node {
         self.recorded()
     }
 
-    /// The highest ancestor (or this node) whose effective deadline is this node's.
-    fn deadline_owner(&self) -> &Node {
-        let mut owner = self;
-        while let Some(parent) = owner.parent.as_deref() {
-            if parent.deadline != self.deadline {
-                break;
-            }
-            owner = parent;
+    /// The highest ancestor whose effective deadline is this node's, or `None` when the deadline is
+    /// this node's own.
+    fn deadline_owner(&self) -> Option<&Arc<Node>> {
+        let mut owner = None;
+        let mut next = self.parent.as_ref();
+        while let Some(parent) = next.filter(|p| p.deadline == self.deadline) {
+            owner = Some(parent);
+            next = parent.parent.as_ref();
         }
         owner
     }
@@ -142,7 +142,10 @@ impl Node {
     /// Records `DeadlineExceeded` on the highest ancestor that shares this node's deadline, so that its
     /// whole subtree (and the tokens handed out under it) ends together.
     fn expire(&self) {
-        self.deadline_owner().record(Cause::DeadlineExceeded);
+        match self.deadline_owner() {
+            Some(owner) => owner.record(Cause::DeadlineExceeded),
+            None => self.record(Cause::DeadlineExceeded),
+        };
     }
 
     fn cancel(&self, cause: Cause) -> bool {
@@ -491,13 +494,7 @@ impl Context {
         if let Some(deadline) = self.node.deadline
             && !self.is_cancelled()
         {
-            let mut owner = &self.node;
-            while let Some(parent) = &owner.parent {
-                if parent.deadline != Some(deadline) {
-                    break;
-                }
-                owner = parent;
-            }
+            let owner = self.node.deadline_owner().unwrap_or(&self.node);
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
                 owner
                     .timer

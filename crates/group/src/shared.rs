@@ -6,8 +6,8 @@ use std::pin::pin;
 use std::sync::Arc;
 
 use bounded_cancel::{Context, panic_message};
+use bounded_sync::Mutex;
 use bounded_sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use bounded_sync::{Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 use crate::error::{Failure, Panic, TaskPanicked};
@@ -61,10 +61,6 @@ impl<E> Shared<E> {
         self.collect_errors.store(true, Ordering::Release);
     }
 
-    fn outcome(&self) -> MutexGuard<'_, Outcome<E>> {
-        self.outcome.lock()
-    }
-
     pub(crate) fn active(&self) -> usize {
         // Acquire, with the release half of `finish`'s decrement: a caller that sees a task gone also
         // sees the outcome it recorded.
@@ -91,7 +87,7 @@ impl<E> Shared<E> {
     }
 
     fn record_error(&self, err: E) {
-        let mut outcome = self.outcome();
+        let mut outcome = self.outcome.lock();
         let first = outcome.errors.is_empty();
         // The cause is made before the error is stored; the context is cancelled only after, so a task
         // that fails because it saw the context end can never be recorded ahead of the real error.
@@ -117,7 +113,7 @@ impl<E> Shared<E> {
         // Taken on the thread that caught the panic, right after the catch, and always, so that it is
         // never left for a later panic (see `bounded_cancel::capture_panic_backtraces`).
         let backtrace = bounded_cancel::take_panic_backtrace().map(Arc::new);
-        let mut outcome = self.outcome();
+        let mut outcome = self.outcome.lock();
         let first = outcome.panic.is_none();
         if first {
             outcome.panic = Some(Panic::new(message.clone(), Some(payload), backtrace));
@@ -145,9 +141,14 @@ impl<E> Shared<E> {
     where
         E: Clone,
     {
-        self.take_panic()
-            .map(Failure::Panicked)
-            .or_else(|| self.outcome().errors.first().cloned().map(Failure::Error))
+        self.take_panic().map(Failure::Panicked).or_else(|| {
+            self.outcome
+                .lock()
+                .errors
+                .first()
+                .cloned()
+                .map(Failure::Error)
+        })
     }
 
     /// Every recorded error, in the order they happened, cloned.
@@ -155,15 +156,15 @@ impl<E> Shared<E> {
     where
         E: Clone,
     {
-        self.outcome().errors.clone()
+        self.outcome.lock().errors.clone()
     }
 
     /// Moves the recorded errors out, for a consuming wait.
     pub(crate) fn take_errors(&self) -> Vec<E> {
-        std::mem::take(&mut self.outcome().errors)
+        std::mem::take(&mut self.outcome.lock().errors)
     }
 
     pub(crate) fn take_panic(&self) -> Option<Panic> {
-        self.outcome().panic.as_mut().map(Panic::take)
+        self.outcome.lock().panic.as_mut().map(Panic::take)
     }
 }

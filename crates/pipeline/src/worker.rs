@@ -73,20 +73,21 @@ impl Drop for Busy<'_> {
     }
 }
 
-/// Takes the next batch of `input` into `taken` (with `fair`, only this worker's share), first passing on
-/// what `output` holds if the input has nothing ready, so that a quiet input never holds finished items
-/// back. `false` at the end.
+/// Takes the next batch of `input` into `taken` (at most `max`; with `fair`, only this worker's share),
+/// first passing on what `output` holds if the input has nothing ready, so that a quiet input never
+/// holds finished items back. `false` at the end.
 pub(crate) async fn next_batch<T, U>(
     input: &Link<Item<T>>,
     taken: &mut VecDeque<Item<T>>,
     output: &mut Producer<U>,
+    max: usize,
     fair: bool,
 ) -> bool {
-    match input.try_take(MAX_BATCH, fair, taken) {
+    match input.try_take(max, fair, taken) {
         Some(took) => took,
         None => {
             output.idle();
-            input.take(MAX_BATCH, fair, taken).await
+            input.take(max, fair, taken).await
         }
     }
 }
@@ -114,7 +115,7 @@ pub(crate) async fn run<T, U, E, F, Fut>(
     // Until a batch has shown that the items are cheap, take only a fair share, so that CPU-heavy
     // items spread over the workers.
     let mut cheap = false;
-    while next_batch(&input, &mut taken, &mut output, !cheap).await {
+    while next_batch(&input, &mut taken, &mut output, MAX_BATCH, !cheap).await {
         counters.add_in(taken.len());
         let (mut finished, mut passed, mut waited) = (0u32, 0, false);
         let started = Instant::now();
@@ -169,13 +170,7 @@ pub(crate) async fn run_flat<T, I, E, F, Fut>(
 {
     let mut taken = VecDeque::with_capacity(1);
     loop {
-        let took = match input.try_take(1, true, &mut taken) {
-            Some(took) => took,
-            None => {
-                output.idle();
-                input.take(1, true, &mut taken).await
-            }
-        };
+        let took = next_batch(&input, &mut taken, &mut output, 1, true).await;
         let Some(item) = taken.pop_front().filter(|_| took) else {
             return;
         };

@@ -625,10 +625,6 @@ impl Inner {
         handles.extend(spawned);
     }
 
-    fn should_retire(&self) -> bool {
-        self.headcount.retire_one()
-    }
-
     fn close(&self) {
         self.slots.close();
         self.slot_freed();
@@ -737,7 +733,7 @@ impl<T, E> Drop for Reply<T, E> {
 async fn worker(alive: Alive) {
     let inner = &alive.0;
     loop {
-        if inner.should_retire() {
+        if inner.headcount.retire_one() {
             return;
         }
         // Under load a job is waiting: take it without arming anything. Only an idle worker registers
@@ -748,7 +744,7 @@ async fn worker(alive: Alive) {
             Err(async_channel::TryRecvError::Empty) => {
                 let mut retire = pin!(inner.retire.notified());
                 retire.as_mut().enable();
-                if inner.should_retire() {
+                if inner.headcount.retire_one() {
                     return;
                 }
                 tokio::select! {

@@ -8,9 +8,20 @@
 use std::sync::Arc;
 use std::task::Waker;
 
+use bounded_sync::MutexGuard;
+
 use crate::state::{Shared, State};
 
-/// Starts a driver unless one is running; called with the state locked, so exactly one starts.
+/// Makes sure a driver runs for the queue: claims its place under the state's lock, then releases the
+/// lock before spawning one if it was free (no lock is held across `tokio::spawn`; see bounded-sync).
+pub(crate) fn ensure(shared: &Arc<Shared>, mut state: MutexGuard<'_, State>) {
+    let start = claim(&mut state);
+    drop(state);
+    if start {
+        spawn(shared);
+    }
+}
+
 /// Claims the driver's place if no driver runs: `true` means the caller must [`spawn`] one, after
 /// releasing the state's lock (no lock is held across `tokio::spawn`; see bounded-sync).
 pub(crate) fn claim(state: &mut State) -> bool {

@@ -329,7 +329,8 @@ impl From<InsufficientCapacity> for AcquireError {
     }
 }
 
-/// [`Throttle::try_call`](crate::Throttle::try_call) found no unit free: the call did not run, and its function is handed back.
+/// [`Throttle::try_call`](crate::Throttle::try_call) or [`try_call_n`](crate::Throttle::try_call_n)
+/// took no unit: the call did not run, and its function is handed back.
 ///
 /// # Examples
 ///
@@ -346,17 +347,61 @@ impl From<InsufficientCapacity> for AcquireError {
 /// # }
 /// ```
 pub struct Throttled<F> {
-    pub(crate) retry: RetryAfter,
+    pub(crate) error: TryAcquireError,
     pub(crate) f: F,
 }
 
 impl<F> Throttled<F> {
-    /// How long until a unit would be free.
-    pub fn retry_after(&self) -> RetryAfter {
-        self.retry
+    /// How long until the units would be free; `None` when they never can be (more than the burst).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{Limiter, Quota, Throttle};
+    /// # use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let client = Throttle::new((), Limiter::new(Quota::per_second(2).burst(1)).unwrap());
+    /// client.try_call(|_| async {}).ok().unwrap().await;
+    /// let refused = client.try_call(|_| async {}).err().unwrap();
+    /// assert_eq!(refused.retry_after(), Some(Duration::from_millis(500)));
+    /// # }
+    /// ```
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.error.retry_after()
+    }
+
+    /// Why no unit was taken: not yet, or never.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{Limiter, Quota, Throttle, TryAcquireError};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let client = Throttle::new((), Limiter::new(Quota::per_second(2).burst(2)).unwrap());
+    /// let refused = client.try_call_n(3, |_| async {}).err().unwrap();
+    /// assert!(matches!(refused.error(), TryAcquireError::InsufficientCapacity(_)));
+    /// # }
+    /// ```
+    pub fn error(&self) -> TryAcquireError {
+        self.error
     }
 
     /// The function, never run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{Limiter, Quota, Throttle};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let client = Throttle::new(2, Limiter::new(Quota::per_second(1).burst(1)).unwrap());
+    /// client.try_call(|n| async move { *n }).ok().unwrap().await;
+    /// let call = client.try_call(|n| async move { *n * 10 }).err().unwrap().into_inner();
+    /// # let _ = call;
+    /// # }
+    /// ```
     pub fn into_inner(self) -> F {
         self.f
     }
@@ -365,14 +410,14 @@ impl<F> Throttled<F> {
 impl<F> fmt::Debug for Throttled<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Throttled")
-            .field("retry", &self.retry)
+            .field("error", &self.error)
             .finish_non_exhaustive()
     }
 }
 
 impl<F> fmt::Display for Throttled<F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}; the call did not run", self.retry)
+        write!(f, "{}; the call did not run", self.error)
     }
 }
 

@@ -71,12 +71,9 @@ impl<'a> Waiting<'a> {
             None => {
                 if self.n == 0 {
                     Ok(())
-                } else if self.n > state.gcra.burst() {
+                } else if let Err(err) = state.gcra.fits(self.n) {
                     state.rejected += 1;
-                    Err(Refusal::Capacity(InsufficientCapacity {
-                        requested: self.n,
-                        burst: state.gcra.burst(),
-                    }))
+                    Err(Refusal::Capacity(err))
                 } else {
                     let now = shared.clock.now();
                     match state.try_take(now, self.n) {
@@ -91,11 +88,7 @@ impl<'a> Waiting<'a> {
                         }
                         Err(_) => {
                             self.seq = Some(state.enqueue(self.n, now, cx.waker().clone()));
-                            let start = driver::claim(&mut state);
-                            drop(state);
-                            if start {
-                                driver::spawn(shared);
-                            }
+                            driver::ensure(shared, state);
                             return Poll::Pending;
                         }
                     }
@@ -106,11 +99,7 @@ impl<'a> Waiting<'a> {
                 Some((Outcome::Refused(err), _)) => Err(Refusal::Capacity(err)),
                 None => {
                     // Its driver may have gone with its runtime: the head starts another.
-                    let start = driver::claim(&mut state);
-                    drop(state);
-                    if start {
-                        driver::spawn(shared);
-                    }
+                    driver::ensure(shared, state);
                     return Poll::Pending;
                 }
             },

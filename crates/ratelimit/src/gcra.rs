@@ -5,7 +5,7 @@
 //! would be full again if nothing more were granted. A request for `n` units conforms at `now` when
 //! `tat + (n - 1) * t - tau <= now`, where `t` is the time one unit costs and `tau = (burst - 1) * t`.
 
-use crate::{QuotaError, quota::Quota};
+use crate::{InsufficientCapacity, QuotaError, quota::Quota};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Gcra {
@@ -67,6 +67,17 @@ impl Gcra {
 
     pub(crate) fn burst(&self) -> u32 {
         self.burst
+    }
+
+    /// Whether `n` units can ever be granted together: never when they are more than the burst.
+    pub(crate) fn fits(&self, n: u32) -> Result<(), InsufficientCapacity> {
+        if n > self.burst {
+            return Err(InsufficientCapacity {
+                requested: n,
+                burst: self.burst,
+            });
+        }
+        Ok(())
     }
 
     /// The `tat` of a limiter that starts under this quota: a full bucket, or an empty one if blocked.

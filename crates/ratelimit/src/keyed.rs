@@ -169,13 +169,9 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     pub fn try_acquire_n(&self, key: &K, n: u32) -> Result<(), TryAcquireError> {
         let shared = &*self.shared;
         let mut state = shared.lock();
-        if n > state.gcra.burst() {
+        if let Err(err) = state.gcra.fits(n) {
             state.rejected += 1;
-            return Err(InsufficientCapacity {
-                requested: n,
-                burst: state.gcra.burst(),
-            }
-            .into());
+            return Err(err.into());
         }
         if n == 0 {
             return Ok(());
@@ -476,20 +472,16 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
         }
     }
 
-    /// Reserves on the first call: `Ok(None)` when granted now, `Ok(Some(instant))` to sleep until.
+    /// Reserves the units: granted now, at an instant to sleep until, or (when the key table is full
+    /// of keys that owe time) nothing yet, with the instant room is sure to exist.
     fn reserve(&mut self, deadline: Option<Instant>) -> Result<Reserved, AcquireError> {
         let shared = &*self.limiter.shared;
         let mut state = shared.lock();
         let now = shared.clock.now();
-        let burst = state.gcra.burst();
-        if self.n > burst {
+        if let Err(err) = state.gcra.fits(self.n) {
             state.rejected += 1;
             self.finished = true;
-            return Err(InsufficientCapacity {
-                requested: self.n,
-                burst,
-            }
-            .into());
+            return Err(err.into());
         }
         if self.n == 0 {
             self.finished = true;

@@ -275,14 +275,9 @@ impl Limiter {
             return Ok(());
         }
         let mut state = self.shared.lock();
-        let burst = state.gcra.burst();
-        if n > burst {
+        if let Err(err) = state.gcra.fits(n) {
             state.rejected += 1;
-            return Err(InsufficientCapacity {
-                requested: n,
-                burst,
-            }
-            .into());
+            return Err(err.into());
         }
         let now = self.shared.clock.now();
         state.try_take(now, n).map_err(|at| {

@@ -62,13 +62,9 @@ impl Reservation {
     pub(crate) fn new(limiter: &Limiter, n: u32) -> Result<Self, InsufficientCapacity> {
         let shared = &limiter.shared;
         let mut state = shared.lock();
-        let burst = state.gcra.burst();
-        if n > burst {
+        if let Err(err) = state.gcra.fits(n) {
             state.rejected += 1;
-            return Err(InsufficientCapacity {
-                requested: n,
-                burst,
-            });
+            return Err(err);
         }
         let now = shared.clock.now();
         let held = match state.try_take(now, n) {
@@ -76,11 +72,7 @@ impl Reservation {
             Err(_) => {
                 // Nobody is woken for it: `ready` registers a waker when someone waits.
                 let seq = state.enqueue(n, now, Waker::noop().clone());
-                let start = driver::claim(&mut state);
-                drop(state);
-                if start {
-                    driver::spawn(shared);
-                }
+                driver::ensure(shared, state);
                 Held::Queued { seq }
             }
         };
@@ -220,11 +212,7 @@ impl Reservation {
             }
             None => {
                 // Its driver may have gone with its runtime: the head starts another.
-                let start = driver::claim(&mut state);
-                drop(state);
-                if start {
-                    driver::spawn(shared);
-                }
+                driver::ensure(shared, state);
                 Poll::Pending
             }
         }

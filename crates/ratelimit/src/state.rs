@@ -268,14 +268,10 @@ impl State {
     /// Decides every waiter at the head that conforms at `now`, in arrival order, collecting their
     /// wakers. Returns when the next head will conform, or `None` when no one is left waiting.
     pub(crate) fn grant_ready(&mut self, now: u64, wakers: &mut Vec<Waker>) -> Option<u64> {
-        let burst = self.gcra.burst();
         while let Some((&seq, waiter)) = self.waiters.range_mut(self.cursor..).next() {
-            let outcome = if waiter.n > burst {
+            let outcome = if let Err(err) = self.gcra.fits(waiter.n) {
                 self.rejected += 1;
-                Outcome::Refused(InsufficientCapacity {
-                    requested: waiter.n,
-                    burst,
-                })
+                Outcome::Refused(err)
             } else {
                 // The waiter is granted as of the instant it conformed (or arrived, if later), not as
                 // of `now`: tokio's timer fires up to a tick late, and a grant counted from `now` would

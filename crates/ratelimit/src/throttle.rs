@@ -150,16 +150,43 @@ impl<C> Throttle<C> {
     /// let n = client.try_call(|n| async move { n + 2 }).ok().unwrap().await;
     /// assert_eq!(n, 42);
     /// let refused = client.try_call(|n| async move { n + 2 }).err().unwrap();
-    /// assert_eq!(refused.retry_after().wait(), std::time::Duration::from_secs(1));
+    /// assert_eq!(refused.retry_after(), Some(std::time::Duration::from_secs(1)));
     /// # }
     /// ```
     pub fn try_call<'a, F, Fut>(&'a self, f: F) -> Result<Fut, Throttled<F>>
     where
         F: FnOnce(&'a C) -> Fut,
     {
-        match self.limiter.try_acquire() {
+        self.try_call_n(1, f)
+    }
+
+    /// The try twin of [`call_n`](Throttle::call_n): runs `f` if `n` units are free now and nobody is
+    /// queued; never waits.
+    ///
+    /// # Errors
+    ///
+    /// [`Throttled`] with why ([`Throttled::error`]: not yet, with the wait, or never, for more units
+    /// than the burst) and `f` back, never run.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{Limiter, Quota, Throttle};
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let client = Throttle::new((), Limiter::new(Quota::per_second(10)).unwrap());
+    /// client.try_call_n(8, |_| async {}).ok().unwrap().await;
+    /// let refused = client.try_call_n(8, |_| async {}).err().unwrap();
+    /// assert!(refused.retry_after().is_some());
+    /// # }
+    /// ```
+    pub fn try_call_n<'a, F, Fut>(&'a self, n: u32, f: F) -> Result<Fut, Throttled<F>>
+    where
+        F: FnOnce(&'a C) -> Fut,
+    {
+        match self.limiter.try_acquire_n(n) {
             Ok(()) => Ok(f(&self.client)),
-            Err(retry) => Err(Throttled { retry, f }),
+            Err(error) => Err(Throttled { error, f }),
         }
     }
 

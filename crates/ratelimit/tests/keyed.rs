@@ -156,3 +156,22 @@ async fn set_rate_changes_every_key_and_keeps_the_units_in_use() {
         "a refused quota changes nothing"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_acquire_n_gives_its_units_back() {
+    let limiter = KeyedLimiter::new(Quota::per_second(10).burst(4), 100).unwrap();
+    limiter.acquire_n(&"k", 4).await.unwrap();
+    let start = Instant::now();
+    {
+        // Reserved for 300 ms (three units at 100 ms each), dropped at 50 ms.
+        let wait = limiter.acquire_n(&"k", 3);
+        assert!(tokio::time::timeout(50 * MS, wait).await.is_err());
+    }
+    limiter.acquire_n(&"k", 1).await.unwrap();
+    assert_eq!(
+        start.elapsed(),
+        100 * MS,
+        "the dropped wait's three units were given back"
+    );
+    assert_eq!(limiter.metrics().granted, 5);
+}

@@ -95,3 +95,23 @@ async fn cancelling_the_latest_grant_gives_it_back() {
     assert_eq!(limiter.metrics().granted, 0);
     assert!(limiter.reserve_n(3).is_err(), "never more than the burst");
 }
+
+#[tokio::test(start_paused = true)]
+async fn dropping_a_ready_wait_leaves_the_reservation_as_it_was() {
+    let limiter = spent(10).await;
+    let mut reservation = limiter.reserve();
+    assert!(
+        tokio::time::timeout(50 * MS, reservation.ready())
+            .await
+            .is_err()
+    );
+    assert_eq!(
+        reservation.delay(),
+        50 * MS,
+        "still in line, at its instant"
+    );
+    let start = Instant::now();
+    reservation.ready().await.unwrap();
+    assert_eq!(start.elapsed(), 50 * MS);
+    assert_eq!(limiter.metrics().granted, 2);
+}

@@ -106,7 +106,7 @@ async fn try_call_runs_now_or_hands_the_call_back_unrun() {
         Ok(_) => panic!("the bucket was empty"),
         Err(refused) => refused,
     };
-    assert_eq!(refused.retry_after().wait(), Duration::from_millis(100));
+    assert_eq!(refused.retry_after(), Some(Duration::from_millis(100)));
     call.await.unwrap(); // takes 30 ms
     assert_eq!(
         api.calls.lock().unwrap().len(),
@@ -179,4 +179,31 @@ async fn call_n_takes_n_units_before_the_call_runs() {
         never,
         Err(bounded_ratelimit::AcquireError::InsufficientCapacity(_))
     ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn try_call_n_runs_now_or_hands_the_call_back_saying_why() {
+    use bounded_ratelimit::TryAcquireError;
+    let client = Throttle::new((), Limiter::new(Quota::per_second(10).burst(10)).unwrap());
+    client.try_call_n(6, |_| async {}).ok().unwrap().await;
+    let ran = std::sync::atomic::AtomicBool::new(false);
+    let not_yet = client
+        .try_call_n(6, |_| async {
+            ran.store(true, std::sync::atomic::Ordering::SeqCst)
+        })
+        .err()
+        .unwrap();
+    assert_eq!(not_yet.retry_after(), Some(Duration::from_millis(200)));
+    let never = client.try_call_n(11, |_| async {}).err().unwrap();
+    assert!(matches!(
+        never.error(),
+        TryAcquireError::InsufficientCapacity(_)
+    ));
+    assert_eq!(never.retry_after(), None);
+    let _call = not_yet.into_inner();
+    assert!(
+        !ran.load(std::sync::atomic::Ordering::SeqCst),
+        "a refused call never runs"
+    );
+    assert_eq!(client.limiter().tokens(), 4, "refusals take nothing");
 }
