@@ -92,6 +92,20 @@ pub struct RetryAfter {
 }
 
 impl RetryAfter {
+    /// "Not yet, retry after `wait`": for limiters built on this crate's vocabulary (the Redis-backed
+    /// fleet limiter answers with it too).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::RetryAfter;
+    /// # use std::time::Duration;
+    /// assert_eq!(RetryAfter::new(Duration::from_millis(5)).wait(), Duration::from_millis(5));
+    /// ```
+    pub const fn new(wait: Duration) -> Self {
+        RetryAfter { wait }
+    }
+
     /// How long from now until the units would conform.
     pub fn wait(&self) -> Duration {
         self.wait

@@ -185,6 +185,31 @@ impl Quota {
         }
     }
 
+    /// The units one period holds: the `count` of `Quota::new(count, per)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::Quota;
+    /// assert_eq!(Quota::per_minute(30).count(), 30);
+    /// ```
+    pub const fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// The period the count is spread over: the `per` of `Quota::new(count, per)`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::Quota;
+    /// # use std::time::Duration;
+    /// assert_eq!(Quota::per_minute(30).period(), Duration::from_secs(60));
+    /// ```
+    pub const fn period(&self) -> Duration {
+        self.per
+    }
+
     /// The most units granted at once.
     ///
     /// # Examples

@@ -1,0 +1,492 @@
+//! What a fleet limiter does with one call: ask Redis for an instant, sleep until it locally, and give
+//! the grant back if the caller leaves first. Shared by [`RedisLimiter`](crate::RedisLimiter) (one
+//! bucket) and [`RedisKeyedLimiter`](crate::RedisKeyedLimiter) (a bucket per key).
+//!
+//! # Invariants
+//!
+//! 1. A reservation the script may have made is always accounted for: the reply is read by the caller,
+//!    or, when the caller leaves (drop, context, timeout) while the call is in flight, by a background
+//!    task that gives the grant back ([`InFlight`]). A reply read by the caller is held by a [`Hold`]
+//!    until the caller returns with it; a `Hold` dropped first gives it back.
+//! 2. Background give-backs end by themselves: each waits at most twice the call timeout for Redis.
+//!    A give-back that cannot reach Redis leaves the grant taken, which under-grants and never
+//!    over-grants.
+//! 3. Under [`OnUnavailable::Refuse`] nothing is granted that Redis did not grant.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bounded_cancel::{Cause, Context, live};
+use bounded_ratelimit::{InsufficientCapacity, KeyedLimiter, Limiter, Quota, RetryAfter};
+use redis::RedisResult;
+use redis::aio::ConnectionManager;
+use tokio::sync::watch;
+
+use crate::script::{self, Cost, Grant, Reply};
+use crate::{AcquireError, ConfigError, OnUnavailable, RedisMetrics, TryAcquireError, Unavailable};
+
+/// The wait reported while a [`Quota::blocked`] stands: about 73 years, as the local limiter says.
+pub(crate) const BLOCKED_WAIT: Duration = Duration::from_nanos(u64::MAX / 8);
+
+/// Keys a keyed limiter's local fallback remembers.
+pub(crate) const LOCAL_FALLBACK_KEYS: usize = 10_000;
+
+/// The quota in force, as the scripts need it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Params {
+    pub(crate) quota: Quota,
+    mode: Mode,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Mode {
+    Unlimited,
+    Blocked,
+    Limited(Cost),
+}
+
+impl Params {
+    /// Checks a quota by the local limiter's rules, then against the script's microsecond clock.
+    pub(crate) fn new(quota: Quota) -> Result<Self, ConfigError> {
+        Limiter::new(quota)?;
+        let mode = if quota.is_unlimited() {
+            Mode::Unlimited
+        } else if quota.is_blocked() {
+            Mode::Blocked
+        } else {
+            // Rounded up: a unit never costs less in Redis than the quota says, so the fleet never
+            // exceeds it (3 a second cost 333,334 µs each).
+            let t_us = quota.interval().as_nanos().div_ceil(1_000);
+            if t_us < 2 {
+                // Faster than 500,000 units a second, the microsecond rounding would be off by more
+                // than a third.
+                return Err(bounded_ratelimit::QuotaError::TooFast { quota }.into());
+            }
+            Mode::Limited(Cost {
+                t_us: t_us as u64,
+                burst: quota.burst_size(),
+            })
+        };
+        Ok(Params { quota, mode })
+    }
+}
+
+/// What to do when Redis cannot be asked, with the local limiter built for it.
+#[derive(Debug)]
+pub(crate) enum Fallback {
+    Refuse,
+    Allow,
+    One(Limiter),
+    Keyed(KeyedLimiter<String>),
+}
+
+impl Fallback {
+    pub(crate) fn new(policy: OnUnavailable, keyed: bool) -> Result<Self, ConfigError> {
+        Ok(match policy {
+            OnUnavailable::Refuse => Fallback::Refuse,
+            OnUnavailable::Allow => Fallback::Allow,
+            OnUnavailable::Local(quota) if keyed => Fallback::Keyed(
+                KeyedLimiter::new(quota, LOCAL_FALLBACK_KEYS).map_err(ConfigError::LocalQuota)?,
+            ),
+            OnUnavailable::Local(quota) => {
+                Fallback::One(Limiter::new(quota).map_err(ConfigError::LocalQuota)?)
+            }
+        })
+    }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    granted: AtomicU64,
+    rejected: AtomicU64,
+    waiting: AtomicUsize,
+    abandoned: AtomicU64,
+    wait_micros: AtomicU64,
+    unavailable: AtomicU64,
+}
+
+/// One fleet limiter's connection, quota, policy and counters.
+#[derive(Debug)]
+pub(crate) struct Core {
+    conn: ConnectionManager,
+    timeout: Duration,
+    fallback: Fallback,
+    params: watch::Sender<Params>,
+    counters: Counters,
+}
+
+/// How a call to Redis ended, short of a reply.
+enum CallError {
+    Cancelled(Cause),
+    Unavailable(Unavailable),
+}
+
+/// Counts a caller as waiting while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Core {
+    pub(crate) fn new(
+        conn: ConnectionManager,
+        params: Params,
+        timeout: Duration,
+        fallback: Fallback,
+    ) -> Self {
+        Core {
+            conn,
+            timeout,
+            fallback,
+            params: watch::Sender::new(params),
+            counters: Counters::default(),
+        }
+    }
+
+    pub(crate) fn quota(&self) -> Quota {
+        self.params.borrow().quota
+    }
+
+    pub(crate) fn set_rate(&self, quota: Quota) -> Result<(), ConfigError> {
+        let params = Params::new(quota)?;
+        self.params.send_replace(params);
+        Ok(())
+    }
+
+    pub(crate) fn metrics(&self) -> RedisMetrics {
+        let c = &self.counters;
+        RedisMetrics {
+            granted: c.granted.load(Ordering::Relaxed),
+            rejected: c.rejected.load(Ordering::Relaxed),
+            waiting: c.waiting.load(Ordering::Relaxed),
+            abandoned: c.abandoned.load(Ordering::Relaxed),
+            total_wait: Duration::from_micros(c.wait_micros.load(Ordering::Relaxed)),
+            unavailable: c.unavailable.load(Ordering::Relaxed),
+        }
+    }
+
+    fn count(&self, counter: &AtomicU64, by: u64) {
+        counter.fetch_add(by, Ordering::Relaxed);
+    }
+
+    fn reject<E>(&self, err: E) -> Result<(), E> {
+        self.count(&self.counters.rejected, 1);
+        Err(err)
+    }
+
+    fn abandon(&self, cause: Cause) -> Result<(), AcquireError> {
+        self.count(&self.counters.abandoned, 1);
+        Err(AcquireError::Cancelled(cause))
+    }
+
+    fn grant(&self, n: u32, waited: Duration) {
+        self.count(&self.counters.granted, u64::from(n));
+        let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
+        self.count(&self.counters.wait_micros, micros);
+    }
+
+    /// Waits for `n` units of the bucket `key` unless `ctx` ends first.
+    pub(crate) async fn acquire(
+        &self,
+        key: &str,
+        n: u32,
+        ctx: &Context,
+    ) -> Result<(), AcquireError> {
+        if let Some(cause) = ctx.cause() {
+            return self.abandon(cause);
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        let _waiting = Waiting::new(&self.counters.waiting);
+        let mut params = self.params.subscribe();
+        loop {
+            let cost = match params.borrow_and_update().mode {
+                Mode::Unlimited => {
+                    self.grant(n, Duration::ZERO);
+                    return Ok(());
+                }
+                Mode::Blocked => None,
+                Mode::Limited(cost) => Some(cost),
+            };
+            let Some(cost) = cost else {
+                // Blocked: a deadline cannot be met; without one, wait for the block to be lifted.
+                if let Some(remaining) = ctx.remaining() {
+                    return self.reject(AcquireError::DeadlineTooSoon {
+                        wait: BLOCKED_WAIT,
+                        remaining,
+                    });
+                }
+                tokio::select! {
+                    _ = params.changed() => continue,
+                    cause = ctx.cancelled() => return self.abandon(cause),
+                }
+            };
+            if n > cost.burst {
+                return self.reject(AcquireError::InsufficientCapacity(InsufficientCapacity {
+                    requested: n,
+                    burst: cost.burst,
+                }));
+            }
+            return self.reserve_and_wait(key, cost, n, ctx).await;
+        }
+    }
+
+    async fn reserve_and_wait(
+        &self,
+        key: &str,
+        cost: Cost,
+        n: u32,
+        ctx: &Context,
+    ) -> Result<(), AcquireError> {
+        let remaining = ctx.remaining();
+        // The script refuses a wait longer than `max_wait`; a wait that ends at the deadline itself is
+        // too late, hence one microsecond less.
+        let max_wait = remaining.map(|r| r.saturating_sub(Duration::from_micros(1)));
+        let reply = match self.call(key, cost, n, max_wait, ctx).await {
+            Ok(reply) => reply,
+            Err(CallError::Cancelled(cause)) => return self.abandon(cause),
+            Err(CallError::Unavailable(err)) => {
+                return self.acquire_unavailable(key, n, ctx, err).await;
+            }
+        };
+        if !reply.granted {
+            return self.reject(AcquireError::DeadlineTooSoon {
+                wait: reply.wait,
+                remaining: remaining.unwrap_or(Duration::MAX),
+            });
+        }
+        let hold = Hold::new(self, key, cost, n, reply);
+        if !reply.wait.is_zero() {
+            tokio::select! {
+                () = tokio::time::sleep(reply.wait) => {}
+                // Dropping `hold` gives the grant back.
+                cause = ctx.cancelled() => return self.abandon(cause),
+            }
+        }
+        hold.keep();
+        self.grant(n, reply.wait);
+        Ok(())
+    }
+
+    /// Takes `n` units of the bucket `key` if they are free now, behind every reservation made.
+    pub(crate) async fn try_acquire(&self, key: &str, n: u32) -> Result<(), TryAcquireError> {
+        if n == 0 {
+            return Ok(());
+        }
+        let mode = self.params.borrow().mode;
+        let cost = match mode {
+            Mode::Unlimited => {
+                self.grant(n, Duration::ZERO);
+                return Ok(());
+            }
+            Mode::Blocked => {
+                return self.reject(TryAcquireError::RetryAfter(RetryAfter::new(BLOCKED_WAIT)));
+            }
+            Mode::Limited(cost) => cost,
+        };
+        if n > cost.burst {
+            return self.reject(TryAcquireError::InsufficientCapacity(
+                InsufficientCapacity {
+                    requested: n,
+                    burst: cost.burst,
+                },
+            ));
+        }
+        let never = Context::new();
+        match self.call(key, cost, n, Some(Duration::ZERO), &never).await {
+            Ok(reply) if reply.granted => {
+                self.grant(n, Duration::ZERO);
+                Ok(())
+            }
+            Ok(reply) => self.reject(TryAcquireError::RetryAfter(RetryAfter::new(reply.wait))),
+            Err(CallError::Unavailable(err)) => self.try_unavailable(key, n, err),
+            Err(CallError::Cancelled(_)) => unreachable!("a context nobody holds never ends"),
+        }
+    }
+
+    /// Runs `RESERVE` within the call timeout, unless `ctx` ends first.
+    async fn call(
+        &self,
+        key: &str,
+        cost: Cost,
+        n: u32,
+        max_wait: Option<Duration>,
+        ctx: &Context,
+    ) -> Result<Reply, CallError> {
+        let mut flight = InFlight {
+            fut: Some(Box::pin(script::reserve(
+                self.conn.clone(),
+                key.to_owned(),
+                cost,
+                n,
+                max_wait,
+            ))),
+            conn: self.conn.clone(),
+            grant: Grant {
+                key: key.to_owned(),
+                tat: 0,
+                n,
+                t_us: cost.t_us,
+            },
+            limit: self.give_back_limit(),
+        };
+        enum Ended {
+            Replied(RedisResult<Reply>),
+            TimedOut,
+            Cancelled(Cause),
+        }
+        let ended = {
+            let fut = flight.fut.as_mut().expect("armed above");
+            tokio::select! {
+                cause = ctx.cancelled() => Ended::Cancelled(cause),
+                reply = tokio::time::timeout(self.timeout, fut) => match reply {
+                    Ok(reply) => Ended::Replied(reply),
+                    Err(_) => Ended::TimedOut,
+                },
+            }
+        };
+        // A call still in flight is finished in the background, which gives back what it granted.
+        match ended {
+            Ended::Replied(reply) => {
+                flight.fut = None;
+                reply.map_err(|err| CallError::Unavailable(Unavailable::redis(err)))
+            }
+            Ended::TimedOut => Err(CallError::Unavailable(Unavailable::timed_out(self.timeout))),
+            Ended::Cancelled(cause) => Err(CallError::Cancelled(cause)),
+        }
+    }
+
+    fn give_back_limit(&self) -> Duration {
+        self.timeout.saturating_mul(2)
+    }
+
+    async fn acquire_unavailable(
+        &self,
+        key: &str,
+        n: u32,
+        ctx: &Context,
+        err: Unavailable,
+    ) -> Result<(), AcquireError> {
+        self.count(&self.counters.unavailable, 1);
+        let start = tokio::time::Instant::now();
+        let local = match &self.fallback {
+            Fallback::Refuse => return self.reject(AcquireError::Unavailable(err)),
+            Fallback::Allow => Ok(()),
+            Fallback::One(limiter) => limiter.acquire_n_with(ctx, n).await,
+            Fallback::Keyed(limiter) => limiter.acquire_n_with(ctx, &key.to_owned(), n).await,
+        };
+        match local {
+            Ok(()) => {
+                self.grant(n, start.elapsed());
+                Ok(())
+            }
+            Err(err) if err.cause().is_some() => {
+                self.count(&self.counters.abandoned, 1);
+                Err(err.into())
+            }
+            Err(err) => self.reject(err.into()),
+        }
+    }
+
+    fn try_unavailable(&self, key: &str, n: u32, err: Unavailable) -> Result<(), TryAcquireError> {
+        self.count(&self.counters.unavailable, 1);
+        let local = match &self.fallback {
+            Fallback::Refuse => return self.reject(TryAcquireError::Unavailable(err)),
+            Fallback::Allow => Ok(()),
+            Fallback::One(limiter) => limiter.try_acquire_n(n),
+            Fallback::Keyed(limiter) => limiter.try_acquire_n(&key.to_owned(), n),
+        };
+        match local {
+            Ok(()) => {
+                self.grant(n, Duration::ZERO);
+                Ok(())
+            }
+            Err(err) => self.reject(err.into()),
+        }
+    }
+}
+
+type ReserveFuture = Pin<Box<dyn Future<Output = RedisResult<Reply>> + Send>>;
+
+/// A `RESERVE` call whose reply nobody may have read yet (invariant 1).
+struct InFlight {
+    fut: Option<ReserveFuture>,
+    conn: ConnectionManager,
+    grant: Grant,
+    limit: Duration,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let Some(fut) = self.fut.take() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            // No runtime to finish it on: the grant, if any, stays taken (invariant 2).
+            return;
+        };
+        let (conn, mut grant, limit) = (self.conn.clone(), self.grant.clone(), self.limit);
+        runtime.spawn(live::tracked("fleet limiter give-back", async move {
+            if let Ok(Ok(reply)) = tokio::time::timeout(limit, fut).await
+                && reply.granted
+            {
+                grant.tat = reply.tat;
+                let _ = tokio::time::timeout(limit, script::give_back(conn, &grant)).await;
+            }
+        }));
+    }
+}
+
+/// A grant read by its caller and not yet used: dropped, it is given back (invariant 1).
+struct Hold {
+    armed: bool,
+    conn: ConnectionManager,
+    grant: Grant,
+    limit: Duration,
+}
+
+impl Hold {
+    fn new(core: &Core, key: &str, cost: Cost, n: u32, reply: Reply) -> Self {
+        Hold {
+            armed: true,
+            conn: core.conn.clone(),
+            grant: Grant {
+                key: key.to_owned(),
+                tat: reply.tat,
+                n,
+                t_us: cost.t_us,
+            },
+            limit: core.give_back_limit(),
+        }
+    }
+
+    fn keep(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (conn, grant, limit) = (self.conn.clone(), self.grant.clone(), self.limit);
+        runtime.spawn(live::tracked("fleet limiter give-back", async move {
+            let _ = tokio::time::timeout(limit, script::give_back(conn, &grant)).await;
+        }));
+    }
+}
