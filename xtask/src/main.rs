@@ -3,6 +3,7 @@
 mod bench;
 mod ci;
 mod stress;
+mod test;
 
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -11,6 +12,8 @@ const USAGE: &str = "\
 usage: cargo xtask <command>
 
 commands:
+  test [ARGS..]      every test of the workspace: installs redis-server when missing (for the fleet
+                     limiter's tests), then `cargo test --workspace ARGS`
   ci                 run everything CI runs (.ci/run): fmt, clippy, tests, loom models, docs, bench build
   bench [PATTERN..]  run the criterion benches (all, or e.g. `cancel`); reports under target/criterion
   stress             run the stress tests in release mode, many times over
@@ -19,6 +22,7 @@ commands:
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
+        Some("test") => test::run(&args[1..]),
         Some("ci") => ci::run(),
         Some("bench") => bench::run(&args[1..]),
         Some("stress") => stress::run(&args[1..]),

@@ -2,7 +2,9 @@
 //! every queue bounded, every wait cancellable, and every error and panic delivered.
 //!
 //! Each pattern is its own crate, re-exported here as a module behind a cargo feature of the same name
-//! (all on by default, or `full`). [`cancel`] is always there: every other crate builds on it.
+//! (the five patterns on by default). [`cancel`] is always there: every other crate builds on it. The
+//! fleet-wide limiter on Redis is off by default (feature `redis`, or `full` for everything), since it
+//! brings a Redis client.
 //!
 //! | module | Go | types |
 //! | --- | --- | --- |
@@ -11,6 +13,7 @@
 //! | `pool` (feature `pool`) | the bounded worker pool | `Pool`, `JobHandle`, `PoolReport` |
 //! | `pipeline` (feature `pipeline`) | fan-out / fan-in stages | `Pipeline`, `Stage`, `Output`, `StageMetrics` |
 //! | `ratelimit` (feature `ratelimit`) | `x/time/rate` | `Limiter`, `KeyedLimiter`, `Throttle`, `Quota` |
+//! | `ratelimit_redis` (feature `redis`) | `redis_rate`, redis-cell | `RedisLimiter`, `RedisKeyedLimiter`, `OnUnavailable` |
 //!
 //! The whole set in one example: a request with a deadline fans out to three rate-limited backends
 //! through a group, hands a follow-up job to a pool, and the day's receipts go through a pipeline; a
@@ -74,6 +77,9 @@ pub use bounded_pool as pool;
 #[cfg(feature = "ratelimit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "ratelimit")))]
 pub use bounded_ratelimit as ratelimit;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use bounded_ratelimit_redis as ratelimit_redis;
 
 /// The types most services use, in one import: `use bounded::prelude::*;`.
 pub mod prelude {
