@@ -51,6 +51,8 @@ impl OnUnavailable {
     /// # use bounded_ratelimit_redis::OnUnavailable;
     /// assert_eq!(OnUnavailable::share_of(Quota::per_second(3), 4), Err(QuotaError::ZeroRate));
     /// assert_eq!(OnUnavailable::share_of(Quota::per_second(3), 0), Err(QuotaError::ZeroRate));
+    /// let local = OnUnavailable::share_of(Quota::per_second(100).burst(10), 4).unwrap();
+    /// assert_eq!(local, OnUnavailable::Local(Quota::per_second(25).burst(2)));
     /// ```
     pub fn share_of(quota: Quota, replicas: u32) -> Result<Self, QuotaError> {
         if replicas == 0 {
@@ -63,9 +65,11 @@ impl OnUnavailable {
         if count == 0 {
             return Err(QuotaError::ZeroRate);
         }
+        let share = Quota::new(count, quota.period());
         let burst = (quota.burst_size() / replicas).max(1);
-        Ok(OnUnavailable::Local(
-            Quota::new(count, quota.period()).burst(burst),
-        ))
+        if burst == share.burst_size() {
+            return Ok(OnUnavailable::Local(share));
+        }
+        Ok(OnUnavailable::Local(share.burst(burst)))
     }
 }
