@@ -152,3 +152,82 @@ async fn a_frozen_redis_is_unavailable_after_the_call_timeout() {
     server.resume();
     live::settle(Duration::from_secs(2)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_in_full_flow_ride_through_a_crash_and_a_restart() {
+    let mut server = RedisServer::start();
+    let limiter = RedisLimiter::builder(
+        server.connect().await,
+        "flow",
+        Quota::per_second(100).burst(1),
+    )
+    .timeout(CALL_TIMEOUT)
+    .on_unavailable(OnUnavailable::Local(Quota::per_second(20).burst(1)))
+    .build()
+    .unwrap();
+    let run = bounded_cancel::Context::new();
+    let mut callers = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (limiter, run) = (limiter.clone(), run.clone());
+        callers.spawn(async move {
+            let mut granted = 0u32;
+            loop {
+                match limiter.acquire_with(&run).await {
+                    Ok(()) => granted += 1,
+                    Err(AcquireError::Cancelled(_)) => return granted,
+                    Err(other) => panic!("a caller saw {other}"),
+                }
+            }
+        });
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before_crash = limiter.metrics().granted;
+    server.kill();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let during = limiter.metrics().granted - before_crash;
+    server.restart();
+    // Back on the shared bucket: the policy stops being asked.
+    let start = Instant::now();
+    let mut unavailable = limiter.metrics().unavailable;
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = limiter.metrics().unavailable;
+        if now == unavailable {
+            break;
+        }
+        unavailable = now;
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "Redis was not used again within 10 s"
+        );
+    }
+    let before = limiter.metrics().granted;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after_restart = limiter.metrics().granted - before;
+    run.cancel();
+    let mut total = 0;
+    while let Some(granted) = callers.join_next().await {
+        total += granted.unwrap();
+    }
+    assert_eq!(u64::from(total), limiter.metrics().granted);
+    // 100/s for 500 ms before the crash; 20/s (the local share) for the second it was down; 100/s again.
+    assert!(
+        (35..=60).contains(&before_crash),
+        "{before_crash} granted before the crash"
+    );
+    // In the outage: the reservations the 8 callers held when Redis died (granted by Redis before it),
+    // then the local burst of 1 and 20 a second.
+    assert!(
+        during <= 8 + 1 + 20 + 2,
+        "{during} granted in the 1 s outage: more than the local 20/s"
+    );
+    assert!(
+        during >= 5,
+        "{during} granted in the 1 s outage: the fallback served nobody"
+    );
+    assert!(
+        (35..=60).contains(&after_restart),
+        "{after_restart} granted in 500 ms after the restart"
+    );
+    live::settle(Duration::from_secs(2)).await.unwrap();
+}
