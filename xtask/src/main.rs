@@ -13,7 +13,7 @@ usage: cargo xtask <command>
 
 commands:
   test [ARGS..]      every test of the workspace: installs redis-server when missing (for the fleet
-                     limiter's tests), then `cargo test --workspace ARGS`
+                     limiter's tests), then `cargo test --workspace --all-features ARGS`
   ci                 run everything CI runs (.ci/run): fmt, clippy, tests, loom models, docs, bench build
   bench [PATTERN..]  run the criterion benches (all, or e.g. `cancel`); reports under target/criterion
   stress             run the stress tests in release mode, many times over

@@ -1,13 +1,14 @@
 //! `cargo xtask test`: every test of the workspace on a fresh machine. The fleet limiter's tests start
 //! their own `redis-server`, so this installs Debian's package when none is on PATH, then runs
-//! `cargo test --workspace` with any further arguments.
+//! `cargo test --workspace --all-features` (every optional integration too) with any further arguments.
 
 use std::process::{Command, Stdio};
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     ensure_redis_server()?;
     let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["test", "--workspace"]).args(args);
+    cmd.args(["test", "--workspace", "--all-features"])
+        .args(args);
     crate::exec(cmd)
 }
 

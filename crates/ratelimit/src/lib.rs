@@ -107,6 +107,9 @@ mod quota;
 mod reservation;
 mod state;
 mod throttle;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
 
 pub use error::{
     AcquireError, InsufficientCapacity, QuotaError, RetryAfter, Throttled, TryAcquireError,

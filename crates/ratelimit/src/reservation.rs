@@ -7,7 +7,7 @@ use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
 
 use crate::state::{Left, Outcome};
-use crate::{InsufficientCapacity, Limiter, driver};
+use crate::{InsufficientCapacity, Limiter, RetryAfter, TryAcquireError, driver};
 
 /// Units reserved from a [`Limiter`]: x/time/rate's `Reservation`.
 ///
@@ -81,6 +81,32 @@ impl Reservation {
             n,
             held,
         })
+    }
+
+    /// Takes `n` units now as a granted reservation, or says how long until they would be free (behind
+    /// everyone queued): `try_acquire_n` with a handle that can give the units back.
+    pub(crate) fn try_new(limiter: &Limiter, n: u32) -> Result<Self, TryAcquireError> {
+        let shared = &limiter.shared;
+        let mut state = shared.lock();
+        if let Err(err) = state.gcra.fits(n) {
+            state.rejected += 1;
+            return Err(err.into());
+        }
+        let now = shared.clock.now();
+        match state.try_take(now, n) {
+            Ok(()) => Ok(Reservation {
+                limiter: limiter.clone(),
+                n,
+                held: Held::Granted { tat: state.tat },
+            }),
+            Err(at) => {
+                state.rejected += 1;
+                Err(RetryAfter {
+                    wait: Duration::from_nanos(at - now),
+                }
+                .into())
+            }
+        }
     }
 
     /// How long until the units are granted: zero once they are. For a reservation still in line,
@@ -187,7 +213,10 @@ impl Reservation {
         }
     }
 
-    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), InsufficientCapacity>> {
+    pub(crate) fn poll_ready(
+        &mut self,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Result<(), InsufficientCapacity>> {
         let Held::Queued { seq } = self.held else {
             return match self.held {
                 Held::Gone => Poll::Ready(Err(InsufficientCapacity {

@@ -1,0 +1,520 @@
+//! tower middleware over a [`Limiter`] and a [`KeyedLimiter`] (feature `tower`).
+//!
+//! [`RateLimitLayer`] puts a limiter in front of any tower `Service` (axum, tonic, hyper): every request
+//! takes one unit. Unlike tower's own `RateLimit`, the service is `Clone` (clones share the limiter),
+//! waiting callers are served in the order they asked with one wake-up per grant (no herd), and a
+//! unit reserved by `poll_ready` but never used, because the service or its clone was dropped before
+//! `call`, is given back. [`RateLimitLayer::shed`] answers at once instead of waiting: the response
+//! future fails with [`RateLimited`], which carries the retry-after an HTTP service turns into
+//! `429 Too Many Requests` and a `Retry-After` header.
+//!
+//! [`KeyedRateLimitLayer`] does the same per key (a tenant, a user, a client address), with the key
+//! taken from each request by a closure.
+//!
+//! # Examples
+//!
+//! ```
+//! use bounded_ratelimit::tower::RateLimitLayer;
+//! use bounded_ratelimit::{Limiter, Quota};
+//! use tower::{Service, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let limiter = Limiter::new(Quota::per_second(100).burst(10)).unwrap();
+//! let mut svc = ServiceBuilder::new()
+//!     .layer(RateLimitLayer::new(limiter))
+//!     .service_fn(|name: &'static str| async move { Ok::<_, std::convert::Infallible>(name.len()) });
+//! let len = svc.ready().await.unwrap().call("hello").await.unwrap();
+//! assert_eq!(len, 5);
+//! # }
+//! ```
+
+use std::error::Error;
+use std::fmt;
+use std::future::Future;
+use std::hash::Hash;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll, ready};
+use std::time::Duration;
+
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::reservation::Reservation;
+use crate::{KeyedLimiter, Limiter, TryAcquireError};
+
+/// The error type of the rate-limit services: the inner service's error, or [`RateLimited`].
+pub type BoxError = Box<dyn Error + Send + Sync + 'static>;
+
+/// A shedding rate limit refused a request: it was not sent to the inner service.
+///
+/// # Examples
+///
+/// ```
+/// use bounded_ratelimit::tower::RateLimited;
+/// use std::time::Duration;
+///
+/// let err = RateLimited::new(Some(Duration::from_millis(1500)));
+/// assert_eq!(err.retry_after(), Some(Duration::from_millis(1500)));
+/// assert_eq!(err.retry_after_secs(), Some(2), "rounded up for a Retry-After header");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimited {
+    retry_after: Option<Duration>,
+}
+
+impl RateLimited {
+    /// A refusal that can be retried after `retry_after` (`None`: never, the request needs more than
+    /// the burst).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::tower::RateLimited;
+    /// assert_eq!(RateLimited::new(None).retry_after(), None);
+    /// ```
+    pub fn new(retry_after: Option<Duration>) -> Self {
+        RateLimited { retry_after }
+    }
+
+    /// How long until the same request would be let through.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::tower::RateLimited;
+    /// # use std::time::Duration;
+    /// assert_eq!(RateLimited::new(Some(Duration::ZERO)).retry_after(), Some(Duration::ZERO));
+    /// ```
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// The retry-after in whole seconds, rounded up (at least 1), as an HTTP `Retry-After` header
+    /// carries it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::tower::RateLimited;
+    /// # use std::time::Duration;
+    /// assert_eq!(RateLimited::new(Some(Duration::from_millis(20))).retry_after_secs(), Some(1));
+    /// ```
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        self.retry_after.map(|wait| {
+            let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+            secs.max(1)
+        })
+    }
+}
+
+impl fmt::Display for RateLimited {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.retry_after {
+            Some(wait) => write!(
+                f,
+                "rate limited: the request was not sent; retry after {wait:?}"
+            ),
+            None => f.write_str(
+                "rate limited: the request needs more units than the burst and can never be sent",
+            ),
+        }
+    }
+}
+
+impl Error for RateLimited {}
+
+impl From<TryAcquireError> for RateLimited {
+    fn from(err: TryAcquireError) -> Self {
+        RateLimited::new(err.retry_after())
+    }
+}
+
+/// Applies a [`Limiter`] to a service: one unit per request. See the [module docs](self).
+///
+/// # Examples
+///
+/// ```
+/// use bounded_ratelimit::tower::RateLimitLayer;
+/// use bounded_ratelimit::{Limiter, Quota};
+///
+/// let limiter = Limiter::new(Quota::per_second(50)).unwrap();
+/// let waits = RateLimitLayer::new(limiter.clone()); // callers wait their turn
+/// let sheds = RateLimitLayer::shed(limiter); // callers over the rate get `RateLimited` at once
+/// # let _ = (waits, sheds);
+/// ```
+#[derive(Clone, Debug)]
+pub struct RateLimitLayer {
+    limiter: Limiter,
+    shed: bool,
+}
+
+impl RateLimitLayer {
+    /// Requests wait for their unit, in the order their services became ready.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::tower::RateLimitLayer;
+    /// # use bounded_ratelimit::{Limiter, Quota};
+    /// let layer = RateLimitLayer::new(Limiter::new(Quota::per_second(10)).unwrap());
+    /// # let _ = layer;
+    /// ```
+    pub fn new(limiter: Limiter) -> Self {
+        RateLimitLayer {
+            limiter,
+            shed: false,
+        }
+    }
+
+    /// Requests over the rate are refused at once with [`RateLimited`] (the service stays ready, as
+    /// tower's `LoadShed` does), and never reach the inner service.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::tower::RateLimitLayer;
+    /// # use bounded_ratelimit::{Limiter, Quota};
+    /// let layer = RateLimitLayer::shed(Limiter::new(Quota::per_second(10)).unwrap());
+    /// # let _ = layer;
+    /// ```
+    pub fn shed(limiter: Limiter) -> Self {
+        RateLimitLayer {
+            limiter,
+            shed: true,
+        }
+    }
+}
+
+impl<S> Layer<S> for RateLimitLayer {
+    type Service = RateLimit<S>;
+
+    fn layer(&self, inner: S) -> RateLimit<S> {
+        RateLimit {
+            inner,
+            limiter: self.limiter.clone(),
+            shed: self.shed,
+            unit: Unit::None,
+        }
+    }
+}
+
+/// What a service holds between `poll_ready` and `call`.
+enum Unit {
+    None,
+    /// Reserved, in line or granted; given back if dropped before `call`.
+    Reserved(Reservation),
+    /// Shedding: refused, to be answered by `call`.
+    Refused(RateLimited),
+}
+
+/// A service limited by a [`Limiter`], from [`RateLimitLayer`].
+///
+/// `poll_ready` reserves the request's unit (in line behind the callers already waiting) and is ready
+/// when the unit is granted and the inner service is ready; `call` uses it. A clone shares the limiter
+/// and reserves its own unit.
+pub struct RateLimit<S> {
+    inner: S,
+    limiter: Limiter,
+    shed: bool,
+    unit: Unit,
+}
+
+impl<S: Clone> Clone for RateLimit<S> {
+    fn clone(&self) -> Self {
+        RateLimit {
+            inner: self.inner.clone(),
+            limiter: self.limiter.clone(),
+            shed: self.shed,
+            unit: Unit::None,
+        }
+    }
+}
+
+impl<S> Drop for RateLimit<S> {
+    fn drop(&mut self) {
+        // A unit reserved for a call that never came goes back to the limiter.
+        if let Unit::Reserved(reservation) = std::mem::replace(&mut self.unit, Unit::None) {
+            reservation.cancel();
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for RateLimit<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimit")
+            .field("inner", &self.inner)
+            .field("limiter", &self.limiter)
+            .field("shed", &self.shed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, Req> Service<Req> for RateLimit<S>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
+        loop {
+            match &mut self.unit {
+                Unit::None if self.shed => {
+                    self.unit = match Reservation::try_new(&self.limiter, 1) {
+                        Ok(reservation) => Unit::Reserved(reservation),
+                        Err(err) => Unit::Refused(err.into()),
+                    };
+                }
+                Unit::None => {
+                    let reservation = self
+                        .limiter
+                        .reserve_n(1)
+                        .map_err(|err| Box::new(err) as BoxError)?;
+                    self.unit = Unit::Reserved(reservation);
+                }
+                // A refusal is answered by `call`: the service itself stays ready.
+                Unit::Refused(_) => return Poll::Ready(Ok(())),
+                Unit::Reserved(reservation) => {
+                    ready!(reservation.poll_ready(cx)).map_err(|err| Box::new(err) as BoxError)?;
+                    break;
+                }
+            }
+        }
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        match std::mem::replace(&mut self.unit, Unit::None) {
+            // The unit is used: dropping a granted reservation keeps it.
+            Unit::Reserved(_) => ResponseFuture {
+                state: Response::Called {
+                    fut: self.inner.call(req),
+                },
+            },
+            Unit::Refused(refused) => ResponseFuture {
+                state: Response::Refused {
+                    refused: Some(refused),
+                },
+            },
+            Unit::None => panic!("RateLimit::call without poll_ready: call `ready()` first"),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response of a [`RateLimit`] service: the inner service's, or a [`RateLimited`] refusal.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        state: Response<F>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = ResponseProj]
+    enum Response<F> {
+        Called { #[pin] fut: F },
+        Refused { refused: Option<RateLimited> },
+    }
+}
+
+impl<F, T, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            ResponseProj::Called { fut } => fut.poll(cx).map_err(Into::into),
+            ResponseProj::Refused { refused } => {
+                let refused = refused.take().expect("a refusal is answered once");
+                Poll::Ready(Err(Box::new(refused)))
+            }
+        }
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture").finish_non_exhaustive()
+    }
+}
+
+/// Applies a [`KeyedLimiter`] to a service: one unit of the request's key per request, the key taken
+/// from the request by `key`. See the [module docs](self).
+///
+/// The key is known only when the request is, so the unit is taken in the response future: waiting
+/// requests hold their place in line there, and a response future dropped while it waits gives its
+/// place (and any unit granted to it) back. The inner service is cloned into each response future,
+/// as tower's `Buffer` and axum's router do.
+///
+/// # Examples
+///
+/// ```
+/// use bounded_ratelimit::tower::KeyedRateLimitLayer;
+/// use bounded_ratelimit::{KeyedLimiter, Quota};
+/// use tower::{Service, ServiceBuilder, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// let per_user = KeyedLimiter::new(Quota::per_second(1).burst(1), 10_000).unwrap();
+/// let mut svc = ServiceBuilder::new()
+///     .layer(KeyedRateLimitLayer::shed(per_user, |user: &(&'static str, u32)| user.0))
+///     .service_fn(|(_, n): (&'static str, u32)| async move { Ok::<_, std::convert::Infallible>(n) });
+/// assert_eq!(svc.ready().await.unwrap().call(("ada", 1)).await.unwrap(), 1);
+/// assert!(svc.ready().await.unwrap().call(("ada", 2)).await.is_err(), "ada's second, at once");
+/// assert_eq!(svc.ready().await.unwrap().call(("bob", 3)).await.unwrap(), 3);
+/// # }
+/// ```
+pub struct KeyedRateLimitLayer<K: Hash + Eq + Clone, F> {
+    limiter: KeyedLimiter<K>,
+    key: Arc<F>,
+    shed: bool,
+}
+
+impl<K: Hash + Eq + Clone, F> KeyedRateLimitLayer<K, F> {
+    /// Requests wait for a unit of their key.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::tower::KeyedRateLimitLayer;
+    /// # use bounded_ratelimit::{KeyedLimiter, Quota};
+    /// let layer = KeyedRateLimitLayer::new(
+    ///     KeyedLimiter::new(Quota::per_second(5), 1_000).unwrap(),
+    ///     |req: &String| req.clone(),
+    /// );
+    /// # let _ = layer;
+    /// ```
+    pub fn new(limiter: KeyedLimiter<K>, key: F) -> Self {
+        KeyedRateLimitLayer {
+            limiter,
+            key: Arc::new(key),
+            shed: false,
+        }
+    }
+
+    /// Requests over their key's rate are refused at once with [`RateLimited`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::tower::KeyedRateLimitLayer;
+    /// # use bounded_ratelimit::{KeyedLimiter, Quota};
+    /// let layer = KeyedRateLimitLayer::shed(
+    ///     KeyedLimiter::new(Quota::per_second(5), 1_000).unwrap(),
+    ///     |req: &String| req.clone(),
+    /// );
+    /// # let _ = layer;
+    /// ```
+    pub fn shed(limiter: KeyedLimiter<K>, key: F) -> Self {
+        KeyedRateLimitLayer {
+            limiter,
+            key: Arc::new(key),
+            shed: true,
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone, F> Clone for KeyedRateLimitLayer<K, F> {
+    fn clone(&self) -> Self {
+        KeyedRateLimitLayer {
+            limiter: self.limiter.clone(),
+            key: self.key.clone(),
+            shed: self.shed,
+        }
+    }
+}
+
+impl<K: Hash + Eq + Clone + fmt::Debug, F> fmt::Debug for KeyedRateLimitLayer<K, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedRateLimitLayer")
+            .field("shed", &self.shed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S, K: Hash + Eq + Clone, F> Layer<S> for KeyedRateLimitLayer<K, F> {
+    type Service = KeyedRateLimit<S, K, F>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        KeyedRateLimit {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// A service limited per key by a [`KeyedLimiter`], from [`KeyedRateLimitLayer`].
+pub struct KeyedRateLimit<S, K: Hash + Eq + Clone, F> {
+    inner: S,
+    layer: KeyedRateLimitLayer<K, F>,
+}
+
+impl<S: Clone, K: Hash + Eq + Clone, F> Clone for KeyedRateLimit<S, K, F> {
+    fn clone(&self) -> Self {
+        KeyedRateLimit {
+            inner: self.inner.clone(),
+            layer: self.layer.clone(),
+        }
+    }
+}
+
+impl<S: fmt::Debug, K: Hash + Eq + Clone, F> fmt::Debug for KeyedRateLimit<S, K, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyedRateLimit")
+            .field("inner", &self.inner)
+            .field("shed", &self.layer.shed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The response future of a [`KeyedRateLimit`] service.
+pub type KeyedResponseFuture<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
+
+impl<S, K, F, Req> Service<Req> for KeyedRateLimit<S, K, F>
+where
+    S: Service<Req> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError>,
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    F: Fn(&Req) -> K + Send + Sync + 'static,
+    Req: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = KeyedResponseFuture<S::Response>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let key = (self.layer.key)(&req);
+        // The ready inner service serves this request; a fresh clone takes its place for the next.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        if self.layer.shed {
+            if let Err(err) = self.layer.limiter.try_acquire_n(&key, 1) {
+                return Box::pin(async move { Err(Box::new(RateLimited::from(err)) as BoxError) });
+            }
+            let fut = inner.call(req);
+            return Box::pin(async move { fut.await.map_err(Into::into) });
+        }
+        let limiter = self.layer.limiter.clone();
+        Box::pin(async move {
+            limiter.acquire(&key).await;
+            // The inner service was ready when `call` was made; a clone may need to become ready again.
+            std::future::poll_fn(|cx| inner.poll_ready(cx))
+                .await
+                .map_err(Into::into)?;
+            inner.call(req).await.map_err(Into::into)
+        })
+    }
+}
