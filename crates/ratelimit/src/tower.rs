@@ -387,7 +387,7 @@ impl<K: Hash + Eq + Clone, F> KeyedRateLimitLayer<K, F> {
     /// # use bounded_ratelimit::tower::KeyedRateLimitLayer;
     /// # use bounded_ratelimit::{KeyedLimiter, Quota};
     /// let layer = KeyedRateLimitLayer::new(
-    ///     KeyedLimiter::new(Quota::per_second(5), 1_000).unwrap(),
+    ///     KeyedLimiter::<String>::new(Quota::per_second(5), 1_000).unwrap(),
     ///     |req: &String| req.clone(),
     /// );
     /// # let _ = layer;
@@ -408,7 +408,7 @@ impl<K: Hash + Eq + Clone, F> KeyedRateLimitLayer<K, F> {
     /// # use bounded_ratelimit::tower::KeyedRateLimitLayer;
     /// # use bounded_ratelimit::{KeyedLimiter, Quota};
     /// let layer = KeyedRateLimitLayer::shed(
-    ///     KeyedLimiter::new(Quota::per_second(5), 1_000).unwrap(),
+    ///     KeyedLimiter::<String>::new(Quota::per_second(5), 1_000).unwrap(),
     ///     |req: &String| req.clone(),
     /// );
     /// # let _ = layer;
