@@ -52,6 +52,9 @@ pub mod live;
 mod panic;
 mod report;
 mod shutdown;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
 
 pub use cause::Cause;
 pub use context::Context;

@@ -1,0 +1,248 @@
+//! tower middleware that runs each request under a [`Context`] (feature `tower`).
+//!
+//! [`ContextLayer`] gives every HTTP request (`http::Request<B>`, as axum, hyper and tonic use) its own
+//! context: a child of the service's context (a [`Shutdown`](crate::Shutdown)'s, typically) with the
+//! request's own deadline. The context is put in the request's extensions, so a handler takes it
+//! (`Extension<Context>` in axum) and passes it to everything it waits on. The response future ends
+//! when the context does, with [`RequestEnded`] carrying the cause: the deadline passed, or the service
+//! began to drain. The handler's future is dropped then, so its work stops at its next await; a handler
+//! that answers as its context ends (with a partial result, say) has its answer sent, since the response
+//! wins a tie. A request that arrives after the service's context ended is answered with `RequestEnded`
+//! without calling the handler. And the
+//! context ends when the response is ready, as a Go `http.Server` request's does, so work the handler
+//! left running under it stops too.
+//!
+//! # Examples
+//!
+//! ```
+//! use bounded_cancel::tower::{ContextLayer, RequestEnded};
+//! use bounded_cancel::{Context, Shutdown};
+//! use std::time::Duration;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let shutdown = Shutdown::new();
+//! let svc = ServiceBuilder::new()
+//!     .layer(ContextLayer::new(shutdown.context()).timeout(Duration::from_millis(100)))
+//!     .service_fn(|req: http::Request<()>| async move {
+//!         let ctx = req.extensions().get::<Context>().expect("set by the layer").clone();
+//!         if req.uri().path() == "/partial" {
+//!             // A handler that watches its context can still answer when the deadline comes.
+//!             let done = ctx.run(tokio::time::sleep(Duration::from_secs(5))).await;
+//!             return Ok::<_, std::convert::Infallible>(if done.is_ok() { "all" } else { "partial" });
+//!         }
+//!         tokio::time::sleep(Duration::from_secs(5)).await; // one that does not is cut short
+//!         Ok("all")
+//!     });
+//! let err = svc.clone().oneshot(http::Request::new(())).await.unwrap_err();
+//! assert!(err.downcast_ref::<RequestEnded>().unwrap().is_deadline());
+//! let partial = http::Request::builder().uri("/partial").body(()).unwrap();
+//! assert_eq!(svc.oneshot(partial).await.unwrap(), "partial");
+//! # }
+//! ```
+
+use std::error::Error;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context as TaskContext, Poll};
+use std::time::Duration;
+
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::{Cause, Context};
+
+/// The error type of [`WithContext`]: the inner service's error, or [`RequestEnded`].
+pub type BoxError = Box<dyn Error + Send + Sync + 'static>;
+
+/// A request's context ended before its response was ready; the handler was dropped.
+///
+/// # Examples
+///
+/// ```
+/// use bounded_cancel::Cause;
+/// use bounded_cancel::tower::RequestEnded;
+///
+/// let ended = RequestEnded::new(Cause::DeadlineExceeded);
+/// assert!(ended.is_deadline());
+/// assert!(ended.to_string().contains("deadline"));
+/// ```
+#[derive(Clone, Debug)]
+pub struct RequestEnded {
+    cause: Cause,
+}
+
+impl RequestEnded {
+    /// A request ended by `cause`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_cancel::Cause;
+    /// # use bounded_cancel::tower::RequestEnded;
+    /// assert!(!RequestEnded::new(Cause::Cancelled).is_deadline());
+    /// ```
+    pub fn new(cause: Cause) -> Self {
+        RequestEnded { cause }
+    }
+
+    /// Why the context ended: its deadline, or the service's context (a shutdown, say).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_cancel::Cause;
+    /// # use bounded_cancel::tower::RequestEnded;
+    /// assert!(RequestEnded::new(Cause::Cancelled).cause().error().is_none());
+    /// ```
+    pub fn cause(&self) -> &Cause {
+        &self.cause
+    }
+
+    /// Whether the request's deadline ended it (an HTTP service answers `504 Gateway Timeout` or
+    /// `408`); otherwise the service's context did (`503 Service Unavailable` while draining).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_cancel::Cause;
+    /// # use bounded_cancel::tower::RequestEnded;
+    /// assert!(RequestEnded::new(Cause::DeadlineExceeded).is_deadline());
+    /// ```
+    pub fn is_deadline(&self) -> bool {
+        self.cause.is_deadline_exceeded()
+    }
+}
+
+impl fmt::Display for RequestEnded {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the request's context ended before its response was ready: {}",
+            self.cause
+        )
+    }
+}
+
+impl Error for RequestEnded {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        Some(&self.cause)
+    }
+}
+
+/// Runs each request under a child of a [`Context`], with an optional deadline. See the
+/// [module docs](self).
+///
+/// # Examples
+///
+/// ```
+/// use bounded_cancel::Context;
+/// use bounded_cancel::tower::ContextLayer;
+/// use std::time::Duration;
+///
+/// let service_ctx = Context::new();
+/// let layer = ContextLayer::new(&service_ctx).timeout(Duration::from_secs(2));
+/// # let _ = layer;
+/// ```
+#[derive(Clone, Debug)]
+pub struct ContextLayer {
+    parent: Context,
+    timeout: Option<Duration>,
+}
+
+impl ContextLayer {
+    /// Each request's context is a child of `parent`: it ends when `parent` does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_cancel::{tower::ContextLayer, Shutdown};
+    /// let shutdown = Shutdown::new();
+    /// let layer = ContextLayer::new(shutdown.context());
+    /// # let _ = layer;
+    /// ```
+    pub fn new(parent: &Context) -> Self {
+        ContextLayer {
+            parent: parent.clone(),
+            timeout: None,
+        }
+    }
+
+    /// Each request gets this long, from when it is called (`Duration::MAX`: no deadline). A handler
+    /// can give the work it starts less, with `ctx.with_timeout`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_cancel::{tower::ContextLayer, Context};
+    /// # use std::time::Duration;
+    /// let layer = ContextLayer::new(&Context::new()).timeout(Duration::from_millis(500));
+    /// # let _ = layer;
+    /// ```
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+impl<S> Layer<S> for ContextLayer {
+    type Service = WithContext<S>;
+
+    fn layer(&self, inner: S) -> WithContext<S> {
+        WithContext {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// A service whose requests run under their own [`Context`], from [`ContextLayer`].
+#[derive(Clone, Debug)]
+pub struct WithContext<S> {
+    inner: S,
+    layer: ContextLayer,
+}
+
+/// The response future of [`WithContext`]: the inner response, or [`RequestEnded`].
+pub type ResponseFuture<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
+
+impl<S, B> Service<http::Request<B>> for WithContext<S>
+where
+    S: Service<http::Request<B>>,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Response>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let ctx = match self.layer.timeout {
+            Some(timeout) => self.layer.parent.with_timeout(timeout),
+            None => self.layer.parent.child(),
+        };
+        if let Some(cause) = ctx.cause() {
+            // The service is draining (or its context ended): the handler is not called at all.
+            return Box::pin(async move { Err(Box::new(RequestEnded::new(cause)) as BoxError) });
+        }
+        req.extensions_mut().insert(ctx.clone());
+        let response = self.inner.call(req);
+        Box::pin(async move {
+            let result = tokio::select! {
+                biased;
+                response = response => response.map_err(Into::into),
+                cause = ctx.cancelled() => Err(Box::new(RequestEnded::new(cause)) as BoxError),
+            };
+            // As Go's `http.Server` does: the request's context ends with its response, so work the
+            // handler left running under it stops too.
+            ctx.cancel();
+            result
+        })
+    }
+}
