@@ -75,6 +75,8 @@
 mod accounting;
 mod builder;
 mod error;
+#[cfg(feature = "metrics")]
+mod export;
 mod failure;
 mod job_handle;
 mod metrics;

@@ -82,8 +82,9 @@ impl fmt::Display for Metrics {
     }
 }
 
-#[derive(Default)]
 pub(crate) struct Counters {
+    #[cfg(feature = "metrics")]
+    pub(crate) exported: crate::export::Exported,
     submitted: AtomicU64,
     queued: AtomicU64,
     running: AtomicU64,
@@ -105,27 +106,63 @@ pub(crate) enum Ended {
     Cancelled,
 }
 
+impl Default for Counters {
+    fn default() -> Self {
+        Counters::new("pool")
+    }
+}
+
+/// Runs `$call` on the exported handles when the `metrics` feature is on.
+macro_rules! export {
+    ($self:ident . $call:ident ( $($arg:expr),* )) => {
+        #[cfg(feature = "metrics")]
+        $self.exported.$call($($arg),*);
+    };
+}
+
 impl Counters {
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(crate) fn new(name: &str) -> Self {
+        Counters {
+            #[cfg(feature = "metrics")]
+            exported: crate::export::Exported::new(name),
+            submitted: AtomicU64::new(0),
+            queued: AtomicU64::new(0),
+            running: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            panicked: AtomicU64::new(0),
+            cancelled: AtomicU64::new(0),
+            never_started: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+        }
+    }
+
     pub(crate) fn submitted(&self) {
+        export!(self.submitted());
         self.queued.fetch_add(1, Relaxed);
         self.submitted.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn rejected(&self) {
+        export!(self.rejected());
         self.rejected.fetch_add(1, Relaxed);
     }
 
     pub(crate) fn started(&self) {
+        export!(self.started());
         self.running.fetch_add(1, Relaxed);
         self.queued.fetch_sub(1, Relaxed);
     }
 
     pub(crate) fn never_started(&self) {
+        export!(self.never_started());
         self.never_started.fetch_add(1, Relaxed);
         self.queued.fetch_sub(1, Relaxed);
     }
 
     pub(crate) fn ended(&self, how: Ended) {
+        export!(self.ended(how));
         let counter = match how {
             Ended::Completed => &self.completed,
             Ended::Failed => &self.failed,
@@ -137,6 +174,7 @@ impl Counters {
     }
 
     pub(crate) fn cancelled(&self) {
+        export!(self.ended(Ended::Cancelled));
         self.cancelled.fetch_add(1, Relaxed);
         self.running.fetch_sub(1, Relaxed);
     }

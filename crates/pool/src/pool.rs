@@ -139,7 +139,7 @@ impl Pool {
             capacity,
             tx,
             rx,
-            counters: Counters::default(),
+            counters: Counters::new(&name),
             hook,
             headcount: Headcount::new(workers),
             live: Live::default(),
@@ -597,6 +597,8 @@ impl Inner {
             tx: Some(tx),
             inner: self.clone(),
             started: false,
+            #[cfg(feature = "metrics")]
+            queued_at: tokio::time::Instant::now(),
         };
         self.counters.submitted();
         let job: JobFuture = Box::pin(run_job(self.jobs_ctx.clone(), job, reply));
@@ -715,6 +717,8 @@ struct Reply<T, E> {
     tx: Option<oneshot::Sender<Result<T, JobError<E>>>>,
     inner: Arc<Inner>,
     started: bool,
+    #[cfg(feature = "metrics")]
+    queued_at: tokio::time::Instant,
 }
 
 impl<T, E> Drop for Reply<T, E> {
@@ -773,9 +777,20 @@ where
     E: fmt::Display,
 {
     reply.started = true;
+    #[cfg(feature = "metrics")]
+    let started_at = {
+        reply
+            .inner
+            .counters
+            .exported
+            .waited(reply.queued_at.elapsed());
+        tokio::time::Instant::now()
+    };
     let caught = AssertUnwindSafe(async move { job(ctx).await })
         .catch_unwind()
         .await;
+    #[cfg(feature = "metrics")]
+    reply.inner.counters.exported.ran(started_at.elapsed());
     let (ended, result) = match caught {
         Ok(Ok(value)) => (Ended::Completed, Ok(value)),
         // An error that follows the pool's stop is how the job answered its context ending: the stop is
