@@ -40,6 +40,8 @@ struct Waiting<'a> {
     n: u32,
     seq: Option<u64>,
     finished: bool,
+    #[cfg(feature = "metrics")]
+    queued_at: Option<Instant>,
 }
 
 impl<'a> Waiting<'a> {
@@ -53,6 +55,8 @@ impl<'a> Waiting<'a> {
             n,
             seq: None,
             finished: false,
+            #[cfg(feature = "metrics")]
+            queued_at: None,
         }
     }
 
@@ -89,6 +93,11 @@ impl<'a> Waiting<'a> {
                         Err(_) => {
                             self.seq = Some(state.enqueue(self.n, now, cx.waker().clone()));
                             driver::ensure(shared, state);
+                            #[cfg(feature = "metrics")]
+                            {
+                                self.queued_at = Some(Instant::now());
+                                shared.export.queued();
+                            }
                             return Poll::Pending;
                         }
                     }
@@ -120,6 +129,18 @@ impl<'a> Waiting<'a> {
 
     fn finish(&mut self, result: Result<(), Refusal>) -> Poll<Result<(), Refusal>> {
         self.finished = true;
+        #[cfg(feature = "metrics")]
+        {
+            let export = &self.limiter.shared.export;
+            if let Some(queued_at) = self.queued_at.take() {
+                export.left(result.is_ok().then(|| queued_at.elapsed()));
+            }
+            match result {
+                Ok(()) if self.n > 0 => export.granted(self.n),
+                Ok(()) => {}
+                Err(_) => export.rejected(),
+            }
+        }
         self.seq = None;
         Poll::Ready(result)
     }
@@ -127,6 +148,10 @@ impl<'a> Waiting<'a> {
     /// Leaves the queue now, giving back a grant not yet seen.
     fn abandon(&mut self) {
         self.finished = true;
+        #[cfg(feature = "metrics")]
+        if self.queued_at.take().is_some() {
+            self.limiter.shared.export.left(None);
+        }
         if let Some(seq) = self.seq.take() {
             let left = self.limiter.shared.lock().leave(seq);
             match left {

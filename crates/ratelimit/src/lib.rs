@@ -98,6 +98,8 @@
 mod clock;
 mod driver;
 mod error;
+#[cfg(feature = "metrics")]
+mod export;
 mod future;
 mod gcra;
 mod keyed;

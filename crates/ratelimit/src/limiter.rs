@@ -277,16 +277,26 @@ impl Limiter {
         let mut state = self.shared.lock();
         if let Err(err) = state.gcra.fits(n) {
             state.rejected += 1;
+            drop(state);
+            #[cfg(feature = "metrics")]
+            self.shared.export.rejected();
             return Err(err.into());
         }
         let now = self.shared.clock.now();
-        state.try_take(now, n).map_err(|at| {
+        let taken = state.try_take(now, n).map_err(|at| {
             state.rejected += 1;
             RetryAfter {
                 wait: Duration::from_nanos(at - now),
             }
             .into()
-        })
+        });
+        drop(state);
+        #[cfg(feature = "metrics")]
+        match taken {
+            Ok(()) => self.shared.export.granted(n),
+            Err(_) => self.shared.export.rejected(),
+        }
+        taken
     }
 
     /// Changes the quota at run time.
@@ -423,6 +433,24 @@ impl Limiter {
     pub fn tokens(&self) -> u32 {
         let state = self.shared.lock();
         state.tokens(self.shared.clock.now())
+    }
+
+    /// Names the limiter: the `limiter` label of its metrics (cargo feature `metrics`; `"limiter"` when
+    /// unnamed). Name it where it is built, before it is used: once anything has been recorded the
+    /// label stays as it was. Without the feature the name is not kept.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{Limiter, Quota};
+    /// let pricing = Limiter::new(Quota::per_second(100)).unwrap().named("pricing");
+    /// # let _ = pricing;
+    /// ```
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub fn named(self, name: impl Into<String>) -> Self {
+        #[cfg(feature = "metrics")]
+        self.shared.export.name(&name.into());
+        self
     }
 
     /// The quota in force.

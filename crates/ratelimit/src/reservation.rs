@@ -68,11 +68,19 @@ impl Reservation {
         }
         let now = shared.clock.now();
         let held = match state.try_take(now, n) {
-            Ok(()) => Held::Granted { tat: state.tat },
+            Ok(()) => {
+                let tat = state.tat;
+                drop(state);
+                #[cfg(feature = "metrics")]
+                shared.export.granted(n);
+                Held::Granted { tat }
+            }
             Err(_) => {
                 // Nobody is woken for it: `ready` registers a waker when someone waits.
                 let seq = state.enqueue(n, now, Waker::noop().clone());
                 driver::ensure(shared, state);
+                #[cfg(feature = "metrics")]
+                shared.export.queued();
                 Held::Queued { seq }
             }
         };
@@ -85,6 +93,7 @@ impl Reservation {
 
     /// Takes `n` units now as a granted reservation, or says how long until they would be free (behind
     /// everyone queued): `try_acquire_n` with a handle that can give the units back.
+    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     pub(crate) fn try_new(limiter: &Limiter, n: u32) -> Result<Self, TryAcquireError> {
         let shared = &limiter.shared;
         let mut state = shared.lock();
@@ -93,7 +102,7 @@ impl Reservation {
             return Err(err.into());
         }
         let now = shared.clock.now();
-        match state.try_take(now, n) {
+        let taken = match state.try_take(now, n) {
             Ok(()) => Ok(Reservation {
                 limiter: limiter.clone(),
                 n,
@@ -106,7 +115,14 @@ impl Reservation {
                 }
                 .into())
             }
+        };
+        drop(state);
+        #[cfg(feature = "metrics")]
+        match &taken {
+            Ok(_) => shared.export.granted(n),
+            Err(_) => shared.export.rejected(),
         }
+        taken
     }
 
     /// How long until the units are granted: zero once they are. For a reservation still in line,
@@ -202,6 +218,8 @@ impl Reservation {
         match std::mem::replace(&mut self.held, Held::Gone) {
             Held::Granted { tat } => shared.lock().give_back(self.n, tat),
             Held::Queued { seq } => {
+                #[cfg(feature = "metrics")]
+                shared.export.left(None);
                 let left = shared.lock().leave(seq);
                 match left {
                     Left::Nothing => {}
@@ -231,11 +249,21 @@ impl Reservation {
         match state.poll_waiter(seq, cx.waker()) {
             Some((Outcome::Granted, tat)) => {
                 drop(state);
+                #[cfg(feature = "metrics")]
+                {
+                    shared.export.left(None);
+                    shared.export.granted(self.n);
+                }
                 self.held = Held::Granted { tat };
                 Poll::Ready(Ok(()))
             }
             Some((Outcome::Refused(err), _)) => {
                 drop(state);
+                #[cfg(feature = "metrics")]
+                {
+                    shared.export.left(None);
+                    shared.export.rejected();
+                }
                 self.held = Held::Gone;
                 Poll::Ready(Err(err))
             }
@@ -253,6 +281,9 @@ impl Drop for Reservation {
         // Kept: a reservation in line is granted in its turn and then forgotten.
         if let Held::Queued { seq } = self.held {
             self.limiter.shared.lock().detach(seq);
+            // Kept, but nobody waits for it any more.
+            #[cfg(feature = "metrics")]
+            self.limiter.shared.export.left(None);
         }
     }
 }

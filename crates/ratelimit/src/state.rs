@@ -39,6 +39,8 @@ pub(crate) struct Shared {
     state: Mutex<State>,
     /// Wakes the driver when the head of the queue or the quota changed under it.
     pub(crate) driver_wake: Notify,
+    #[cfg(feature = "metrics")]
+    pub(crate) export: crate::export::Export,
 }
 
 impl Shared {
@@ -61,6 +63,8 @@ impl Shared {
                 total_wait: 0,
             }),
             driver_wake: Notify::new(),
+            #[cfg(feature = "metrics")]
+            export: crate::export::Export::default(),
         }
     }
 

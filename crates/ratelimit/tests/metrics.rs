@@ -1,0 +1,108 @@
+//! A limiter's counters, gauge and histogram on the `metrics` facade, read back through metrics-util's
+//! debugging recorder after a known workload.
+#![cfg(feature = "metrics")]
+
+use std::time::Duration;
+
+use bounded_cancel::Context;
+use bounded_ratelimit::{Limiter, Quota};
+use bounded_testkit::{Readings, V};
+use metrics_util::debugging::DebuggingRecorder;
+
+#[tokio::test(start_paused = true)]
+async fn grants_refusals_waiters_and_waits_read_back() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let limiter = metrics::with_local_recorder(&recorder, || {
+        let limiter = Limiter::new(Quota::per_second(10).burst(2))
+            .unwrap()
+            .named("pricing");
+        // Handles register on first use: use it once under the recorder.
+        limiter.try_acquire().unwrap();
+        limiter
+    });
+    let pricing = [("limiter", "pricing")];
+    limiter.try_acquire().unwrap();
+    assert!(limiter.try_acquire().is_err(), "the burst of 2 is spent");
+    assert!(limiter.try_acquire_n(3).is_err(), "more than the burst");
+    // Three waiters: granted 100, 200 and 300 ms later.
+    let waiters: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(limiter.acquire_owned()))
+        .collect();
+    tokio::task::yield_now().await;
+    let m = Readings::take(&snapshotter);
+    assert_eq!(m.get("bounded_ratelimit_waiting", &pricing), V::Gauge(3.0));
+    assert_eq!(
+        m.get("bounded_ratelimit_granted_total", &pricing),
+        V::Counter(2)
+    );
+    assert_eq!(
+        m.get("bounded_ratelimit_rejected_total", &pricing),
+        V::Counter(2),
+        "not yet, and never"
+    );
+    for waiter in waiters {
+        waiter.await.unwrap().unwrap();
+    }
+    // A deadline too soon is a refusal; a wait whose context ends is neither a grant nor a refusal.
+    let soon = Context::new().with_timeout(Duration::from_millis(10));
+    assert!(limiter.acquire_with(&soon).await.is_err());
+    let gone = Context::new();
+    let leaving = tokio::spawn({
+        let (limiter, gone) = (limiter.clone(), gone.clone());
+        async move { limiter.acquire_with(&gone).await }
+    });
+    tokio::task::yield_now().await;
+    gone.cancel();
+    assert!(leaving.await.unwrap().is_err());
+
+    let m = Readings::take(&snapshotter);
+    assert_eq!(
+        m.get("bounded_ratelimit_granted_total", &pricing),
+        V::Counter(3),
+        "the waiters, since the last reading"
+    );
+    assert_eq!(
+        m.get("bounded_ratelimit_rejected_total", &pricing),
+        V::Counter(1),
+        "the deadline since the last reading"
+    );
+    assert_eq!(
+        m.get("bounded_ratelimit_waiting", &pricing),
+        V::Gauge(-3.0),
+        "a reading resets the gauge: 3 left since"
+    );
+    assert_eq!(
+        m.get("bounded_ratelimit_wait_seconds", &pricing),
+        V::Histogram(vec![0.1, 0.2, 0.3]),
+        "the cancelled wait records no wait"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_refusal_and_grant_counts_once_in_one_reading() {
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let limiter = metrics::with_local_recorder(&recorder, || {
+        Limiter::new(Quota::per_second(10).burst(2))
+            .unwrap()
+            .named("search")
+    });
+    limiter.try_acquire_n(2).unwrap();
+    assert!(limiter.try_acquire().is_err());
+    assert!(limiter.acquire_n(5).await.is_err());
+    let mut later = limiter.reserve();
+    later.ready().await.unwrap();
+    limiter.reserve().cancel();
+    let m = Readings::take(&snapshotter);
+    let search = [("limiter", "search")];
+    assert_eq!(
+        m.get("bounded_ratelimit_granted_total", &search),
+        V::Counter(3)
+    );
+    assert_eq!(
+        m.get("bounded_ratelimit_rejected_total", &search),
+        V::Counter(2)
+    );
+    assert_eq!(m.get("bounded_ratelimit_waiting", &search), V::Gauge(0.0));
+}
