@@ -86,6 +86,8 @@
 #![forbid(unsafe_code)]
 
 mod error;
+#[cfg(feature = "metrics")]
+mod export;
 mod future;
 mod link;
 mod metrics;

@@ -26,11 +26,15 @@ pub(crate) struct Counters {
     pub(crate) items_out: AtomicU64,
     pub(crate) busy: AtomicUsize,
     pub(crate) errors: AtomicU64,
+    #[cfg(feature = "metrics")]
+    pub(crate) exported: crate::export::Exported,
 }
 
 impl Counters {
     pub(crate) fn new(name: String, workers: usize) -> Self {
         Counters {
+            #[cfg(feature = "metrics")]
+            exported: crate::export::Exported::new(&name),
             name,
             workers,
             items_in: AtomicU64::new(0),
@@ -42,12 +46,32 @@ impl Counters {
 
     pub(crate) fn add_in(&self, n: usize) {
         self.items_in.fetch_add(n as u64, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        self.exported.items_in.increment(n as u64);
     }
 
     pub(crate) fn add_out(&self, n: usize) {
         if n > 0 {
             self.items_out.fetch_add(n as u64, Ordering::Relaxed);
+            #[cfg(feature = "metrics")]
+            self.exported.items_out.increment(n as u64);
         }
+    }
+
+    pub(crate) fn add_error(&self) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        self.exported.errors.increment(1);
+    }
+
+    pub(crate) fn busy(&self, by: isize) {
+        if by > 0 {
+            self.busy.fetch_add(by.unsigned_abs(), Ordering::Relaxed);
+        } else {
+            self.busy.fetch_sub(by.unsigned_abs(), Ordering::Relaxed);
+        }
+        #[cfg(feature = "metrics")]
+        self.exported.busy.increment(by as f64);
     }
 }
 
@@ -107,7 +131,7 @@ impl<E: Send + 'static> Shared<E> {
     /// A stage function's error: handed to the skip handler (and the item dropped), or the end of the
     /// pipeline. Returns whether the stage goes on.
     pub(crate) fn error(&self, counters: &Counters, index: u64, error: E) -> bool {
-        counters.errors.fetch_add(1, Ordering::Relaxed);
+        counters.add_error();
         match &self.on_error {
             Some(handler) => {
                 // The handler is the caller's code: a panic in it is the pipeline's failure, never a

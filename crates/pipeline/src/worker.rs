@@ -38,7 +38,7 @@ where
     Fut: Future<Output = Result<Option<U>, E>>,
 {
     let Item { index, value } = item;
-    counters.busy.fetch_add(1, Ordering::Relaxed);
+    counters.busy(1);
     let _busy = Busy(counters);
     let result = match std::panic::catch_unwind(AssertUnwindSafe(|| f(shared.ctx.clone(), value))) {
         Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await,
@@ -69,7 +69,7 @@ struct Busy<'a>(&'a Counters);
 
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
-        self.0.busy.fetch_sub(1, Ordering::Relaxed);
+        self.0.busy(-1);
     }
 }
 

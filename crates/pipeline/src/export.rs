@@ -1,0 +1,31 @@
+//! Each stage's counters on the `metrics` facade (feature `metrics`), labelled `stage` with the
+//! stage's name (`Stage::named`, or its kind: `source`, `map`, ...). Handles are registered when the
+//! stage starts; with no recorder installed they do nothing.
+//!
+//! | name | kind | what |
+//! | --- | --- | --- |
+//! | `bounded_pipeline_items_in_total` | counter | items the stage took from its input |
+//! | `bounded_pipeline_items_out_total` | counter | items it passed on |
+//! | `bounded_pipeline_errors_total` | counter | errors its function returned |
+//! | `bounded_pipeline_busy_workers` | gauge | calls of its function running now |
+
+use metrics::{Counter, Gauge, counter, gauge};
+
+pub(crate) struct Exported {
+    pub(crate) items_in: Counter,
+    pub(crate) items_out: Counter,
+    pub(crate) errors: Counter,
+    pub(crate) busy: Gauge,
+}
+
+impl Exported {
+    pub(crate) fn new(stage: &str) -> Self {
+        let stage = stage.to_owned();
+        Exported {
+            items_in: counter!("bounded_pipeline_items_in_total", "stage" => stage.clone()),
+            items_out: counter!("bounded_pipeline_items_out_total", "stage" => stage.clone()),
+            errors: counter!("bounded_pipeline_errors_total", "stage" => stage.clone()),
+            busy: gauge!("bounded_pipeline_busy_workers", "stage" => stage),
+        }
+    }
+}
