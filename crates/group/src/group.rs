@@ -420,7 +420,7 @@ impl<E> Group<E> {
         self.shared.admitted();
         let shared = self.shared.clone();
         let Task { job, permit } = task;
-        let mut job: Job = Box::pin(async move {
+        let job: Job = Box::pin(async move {
             let ctx = shared.ctx.clone();
             let result = AssertUnwindSafe(async move { job.start(ctx).await })
                 .catch_unwind()
@@ -432,6 +432,13 @@ impl<E> Group<E> {
         // The first poll runs here, on the spawner: a task that finishes without waiting never costs a tokio
         // task. It is polled with a no-op waker because a task still pending is spawned, and tokio polls a new
         // task at least once, registering the task's own waker before any wake-up can be missed.
+        // The span current here, where the task is handed over, is its parent wherever it runs.
+        #[cfg(feature = "tracing")]
+        let job: Job = Box::pin(tracing::Instrument::instrument(
+            job,
+            tracing::info_span!("group task"),
+        ));
+        let mut job = job;
         let mut cx = TaskContext::from_waker(Waker::noop());
         if job.as_mut().poll(&mut cx).is_pending() {
             self.executor.get_or_init(Executor::new).submit(job);

@@ -76,8 +76,20 @@ impl<E> Shared<E> {
     pub(crate) fn finish(&self, result: std::thread::Result<Result<(), E>>) {
         match result {
             Ok(Ok(())) => {}
-            Ok(Err(err)) => self.record_error(err),
-            Err(payload) => self.record_panic(payload),
+            Ok(Err(err)) => {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(target: "bounded_group", "a group task failed");
+                self.record_error(err)
+            }
+            Err(payload) => {
+                #[cfg(feature = "tracing")]
+                tracing::error!(
+                    target: "bounded_group",
+                    panic = bounded_cancel::panic_message(&*payload),
+                    "a group task panicked"
+                );
+                self.record_panic(payload)
+            }
         }
         // AcqRel: releases this task's recorded outcome to whoever sees the count drop, and the last
         // task out acquires every other task's before it wakes the waiters.

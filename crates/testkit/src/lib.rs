@@ -58,3 +58,115 @@ impl Readings {
             .unwrap_or_else(|| panic!("no metric {name} {labels:?}"))
     }
 }
+
+/// Spans and events captured by a [`Capture`] layer.
+#[derive(Clone, Debug, Default)]
+pub struct Captured {
+    inner: std::sync::Arc<std::sync::Mutex<Log>>,
+}
+
+#[derive(Debug, Default)]
+struct Log {
+    /// Each span created: its name, its fields as text, and its parent's name.
+    spans: Vec<SpanRecord>,
+    /// Each event: its level, its message and fields as text, and the names of the spans it was in.
+    events: Vec<EventRecord>,
+}
+
+/// A span as created.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpanRecord {
+    /// The span's name.
+    pub name: String,
+    /// Its fields, `name=value` separated by spaces.
+    pub fields: String,
+    /// The name of its parent span, if it had one.
+    pub parent: Option<String>,
+}
+
+/// An event as recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventRecord {
+    /// `ERROR`, `WARN`, ...
+    pub level: String,
+    /// Its fields (the message first), `name=value` separated by spaces.
+    pub fields: String,
+    /// The spans it was recorded in, innermost first.
+    pub scope: Vec<String>,
+}
+
+impl Captured {
+    /// A subscriber that records into this capture.
+    pub fn subscriber(&self) -> impl tracing::Subscriber + Send + Sync + use<> {
+        use tracing_subscriber::layer::SubscriberExt;
+        tracing_subscriber::registry().with(Capture(self.clone()))
+    }
+
+    /// The spans created so far.
+    pub fn spans(&self) -> Vec<SpanRecord> {
+        self.inner.lock().unwrap().spans.clone()
+    }
+
+    /// The events recorded so far.
+    pub fn events(&self) -> Vec<EventRecord> {
+        self.inner.lock().unwrap().events.clone()
+    }
+}
+
+/// The layer behind [`Captured::subscriber`].
+struct Capture(Captured);
+
+#[derive(Default)]
+struct Fields(String);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if !self.0.is_empty() {
+            self.0.push(' ');
+        }
+        self.0.push_str(&format!("{}={value:?}", field.name()));
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if !self.0.is_empty() {
+            self.0.push(' ');
+        }
+        self.0.push_str(&format!("{}={value}", field.name()));
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for Capture
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut fields = Fields::default();
+        attrs.record(&mut fields);
+        let span = ctx.span(id).expect("a new span is registered");
+        let parent = span.parent().map(|p| p.name().to_owned());
+        self.0.inner.lock().unwrap().spans.push(SpanRecord {
+            name: span.name().to_owned(),
+            fields: fields.0,
+            parent,
+        });
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let scope = ctx
+            .event_scope(event)
+            .map(|scope| scope.map(|span| span.name().to_owned()).collect())
+            .unwrap_or_default();
+        self.0.inner.lock().unwrap().events.push(EventRecord {
+            level: event.metadata().level().to_string(),
+            fields: fields.0,
+            scope,
+        });
+    }
+}
