@@ -102,6 +102,9 @@ pub(crate) struct Inner {
     retire: Notify,
     exited: Notify,
     tasks: TaskCounter,
+    /// The pool's name, for its spans and events.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    name: String,
 }
 
 impl Pool {
@@ -148,6 +151,7 @@ impl Pool {
             retire: Notify::new(),
             exited: Notify::new(),
             tasks: TaskCounter::new(format!("{name} worker")),
+            name: name.clone(),
         });
         inner.spawn_workers(workers);
         let supervisor = supervise(
@@ -601,6 +605,13 @@ impl Inner {
             queued_at: tokio::time::Instant::now(),
         };
         self.counters.submitted();
+        // The span current at submission is the job's parent, on whichever worker it runs.
+        #[cfg(feature = "tracing")]
+        let job: JobFuture = Box::pin(tracing::Instrument::instrument(
+            run_job(self.jobs_ctx.clone(), job, reply),
+            tracing::info_span!("pool job", pool = %self.name),
+        ));
+        #[cfg(not(feature = "tracing"))]
         let job: JobFuture = Box::pin(run_job(self.jobs_ctx.clone(), job, reply));
         // Every queued job holds a slot and the channel has as many places as there are slots, so it is
         // never full; it is closed only by an abort. A job refused then is dropped, which counts it.
@@ -725,6 +736,8 @@ impl<T, E> Drop for Reply<T, E> {
     fn drop(&mut self) {
         if let Some(tx) = self.tx.take() {
             if self.started {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(target: "bounded_pool", pool = %self.inner.name, "a pool job was aborted while running");
                 self.inner.counters.cancelled();
             } else {
                 self.inner.counters.never_started();
@@ -798,8 +811,21 @@ where
         Ok(Err(_)) if reply.inner.jobs_ctx.is_cancelled() => {
             (Ended::Cancelled, Err(JobError::Cancelled))
         }
-        Ok(Err(err)) => (Ended::Failed, Err(JobError::Failed(err))),
-        Err(payload) => (Ended::Panicked, Err(JobError::Panicked(payload))),
+        Ok(Err(err)) => {
+            #[cfg(feature = "tracing")]
+            tracing::warn!(target: "bounded_pool", pool = %reply.inner.name, error = %err, "a pool job failed");
+            (Ended::Failed, Err(JobError::Failed(err)))
+        }
+        Err(payload) => {
+            #[cfg(feature = "tracing")]
+            tracing::error!(
+                target: "bounded_pool",
+                pool = %reply.inner.name,
+                panic = bounded_cancel::panic_message(&*payload),
+                "a pool job panicked"
+            );
+            (Ended::Panicked, Err(JobError::Panicked(payload)))
+        }
     };
     // Counted before the handle can see it, so a resolved handle is always already in the metrics.
     let inner = reply.inner.clone();

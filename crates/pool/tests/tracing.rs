@@ -1,0 +1,92 @@
+//! With the `tracing` feature, a job's span is a child of the span current at submission, on whichever
+//! worker runs it, and failures, panics and aborts are events naming the pool.
+#![cfg(feature = "tracing")]
+
+use std::time::Duration;
+
+use bounded_pool::Pool;
+use bounded_testkit::Captured;
+use tracing::Instrument;
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_job_runs_in_a_child_of_the_submitters_span() {
+    let captured = Captured::default();
+    let _default = tracing::subscriber::set_default(captured.subscriber());
+    let pool = Pool::builder()
+        .name("mailer")
+        .workers(2)
+        .queue(4)
+        .build()
+        .unwrap();
+    let handle = async {
+        pool.submit(|_ctx| async {
+            tokio::task::yield_now().await;
+            tracing::info!("sending");
+            Ok::<_, String>(())
+        })
+        .await
+        .unwrap()
+    }
+    .instrument(tracing::info_span!("request"))
+    .await;
+    handle.await.unwrap();
+    let job = captured
+        .spans()
+        .into_iter()
+        .find(|s| s.name == "pool job")
+        .expect("a job span");
+    assert_eq!(job.parent.as_deref(), Some("request"));
+    assert_eq!(job.fields, "pool=mailer");
+    let sending = captured
+        .events()
+        .into_iter()
+        .find(|e| e.fields == "message=sending")
+        .unwrap();
+    assert_eq!(sending.scope, ["pool job", "request"]);
+    pool.shutdown().await;
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn failures_panics_and_aborts_are_events_naming_the_pool() {
+    let captured = Captured::default();
+    let _default = tracing::subscriber::set_default(captured.subscriber());
+    let pool = Pool::builder()
+        .name("mailer")
+        .workers(3)
+        .queue(4)
+        .build()
+        .unwrap();
+    let fails = pool
+        .submit(|_ctx| async { Err::<(), _>("smtp down".to_owned()) })
+        .await
+        .unwrap();
+    let panics = pool
+        .submit(|_ctx| async { panic!("bad address") as Result<(), String> })
+        .await
+        .unwrap();
+    let hangs = pool
+        .submit(|_ctx| async {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            Ok::<_, String>(())
+        })
+        .await
+        .unwrap();
+    assert!(fails.await.is_err() && panics.await.is_err());
+    pool.abort();
+    assert!(hangs.await.is_err());
+    pool.shutdown().await;
+    let events = captured.events();
+    let find = |text: &str| {
+        events
+            .iter()
+            .find(|e| e.fields.contains(text))
+            .unwrap_or_else(|| panic!("no event with {text}: {events:?}"))
+    };
+    let failed = find("a pool job failed");
+    assert_eq!(failed.level, "WARN");
+    assert!(failed.fields.contains("pool=mailer") && failed.fields.contains("error=smtp down"));
+    let panicked = find("a pool job panicked");
+    assert_eq!(panicked.level, "ERROR");
+    assert!(panicked.fields.contains("panic=bad address"));
+    assert_eq!(find("aborted while running").level, "WARN");
+}
