@@ -18,18 +18,15 @@ async fn a_job_runs_in_a_child_of_the_submitters_span() {
         .queue(4)
         .build()
         .unwrap();
-    let handle = async {
-        pool.submit(|_ctx| async {
+    let submitted = pool
+        .submit(|_ctx| async {
             tokio::task::yield_now().await;
             tracing::info!("sending");
             Ok::<_, String>(())
         })
-        .await
-        .unwrap()
-    }
-    .instrument(tracing::info_span!("request"))
-    .await;
-    handle.await.unwrap();
+        .instrument(tracing::info_span!("request"))
+        .await;
+    submitted.unwrap().await.unwrap();
     let job = captured
         .spans()
         .into_iter()
