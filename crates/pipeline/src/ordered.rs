@@ -51,7 +51,8 @@ pub(crate) fn spawn<T, U, E, F, Fut>(
             done_tx.clone(),
             f.clone(),
         );
-        shared.spawn(async move {
+        let stage = counters.name.clone();
+        shared.spawn_stage(&stage, async move {
             let mut taken = VecDeque::with_capacity(1);
             loop {
                 let Ok(permit) = window.clone().acquire_owned().await else {
@@ -92,7 +93,8 @@ pub(crate) fn spawn<T, U, E, F, Fut>(
             }
         });
     }
-    shared.spawn(reorder(done_rx, output, counters));
+    let stage = counters.name.clone();
+    shared.spawn_stage(&stage, reorder(done_rx, output, counters));
 }
 
 async fn send<T>(tx: &Sender<T>, item: T) -> bool {

@@ -82,6 +82,9 @@ pub(crate) struct Shared<E> {
     stages: Arc<Mutex<Vec<Arc<Counters>>>>,
     tasks: TaskCounter,
     handles: Mutex<Vec<AbortHandle>>,
+    /// The span current where the pipeline was built: the parent of every stage worker's span.
+    #[cfg(feature = "tracing")]
+    span: tracing::Span,
 }
 
 impl<E: Send + 'static> Shared<E> {
@@ -93,6 +96,8 @@ impl<E: Send + 'static> Shared<E> {
             stages: Arc::default(),
             tasks: TaskCounter::new("pipeline stage"),
             handles: Mutex::new(Vec::new()),
+            #[cfg(feature = "tracing")]
+            span: tracing::Span::current(),
         }
     }
 
@@ -102,6 +107,21 @@ impl<E: Send + 'static> Shared<E> {
     {
         let handle = tokio::spawn(self.tasks.track(fut)).abort_handle();
         self.handles.lock().push(handle);
+    }
+
+    /// Spawns one of a stage's tasks, in a `pipeline stage` span (with the `tracing` feature) whose
+    /// parent is the span current where the pipeline was built.
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    pub(crate) fn spawn_stage<F>(&self, stage: &str, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        #[cfg(feature = "tracing")]
+        let fut = tracing::Instrument::instrument(
+            fut,
+            tracing::info_span!(parent: &self.span, "pipeline stage", stage = %stage),
+        );
+        self.spawn(fut);
     }
 
     pub(crate) fn add_stage(&self, name: String, workers: usize) -> Arc<Counters> {
@@ -121,10 +141,22 @@ impl<E: Send + 'static> Shared<E> {
         let mut slot = self.failure.lock();
         // A pipeline built wrong says so whatever else happened.
         let invalid = matches!(failure, PipelineError::Invalid(_));
-        if slot.is_none() && (invalid || !self.ctx.is_cancelled()) {
+        let recorded = slot.is_none() && (invalid || !self.ctx.is_cancelled());
+        #[cfg(feature = "tracing")]
+        let event = recorded.then(|| describe(&failure));
+        if recorded {
             *slot = Some(failure);
         }
         drop(slot);
+        #[cfg(feature = "tracing")]
+        if let Some((stage, what)) = event {
+            tracing::error!(
+                target: "bounded_pipeline",
+                parent: &self.span,
+                stage,
+                "the pipeline failed: {what}"
+            );
+        }
         self.ctx.cancel();
     }
 
@@ -221,5 +253,29 @@ impl<E> Drop for Owner<E> {
     fn drop(&mut self) {
         self.shared.ctx.cancel();
         self.shared.abort_all();
+    }
+}
+
+/// What an `error` event says of a pipeline's failure: the stage, and what happened there (the error
+/// value itself is the caller's type, which need not be printable).
+#[cfg(feature = "tracing")]
+fn describe<E>(failure: &PipelineError<E>) -> (String, String) {
+    match failure {
+        PipelineError::Failed { stage, index, .. } => {
+            (stage.clone(), format!("item {index} failed"))
+        }
+        PipelineError::Panicked {
+            stage,
+            index,
+            payload,
+        } => (
+            stage.clone(),
+            format!(
+                "item {index} panicked: {}",
+                bounded_cancel::panic_message(&**payload)
+            ),
+        ),
+        PipelineError::Invalid(why) => (String::new(), why.clone()),
+        PipelineError::Cancelled(cause) => (String::new(), cause.to_string()),
     }
 }

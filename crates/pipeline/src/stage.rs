@@ -239,7 +239,8 @@ impl<E: Send + 'static> Pipeline<E> {
         let spawn: Spawner<T> = Box::new(move |counters, link| {
             let task = Arc::clone(&source);
             let mut out = link.producer();
-            source.spawn(async move {
+            let stage = counters.name.clone();
+            source.spawn_stage(&stage, async move {
                 let mut stream = std::pin::pin!(stream);
                 let mut index = 0;
                 // The context is checked before every pull, so a stopped pipeline pulls nothing more;
@@ -579,7 +580,10 @@ impl<T: Send + 'static, E: Send + 'static> Stage<T, E> {
             // producer existed would close the link behind it (the link's invariant 3).
             let outs: Vec<Producer<Item<U>>> = (0..workers).map(|_| link.producer()).collect();
             for out in outs {
-                shared.spawn(run(shared.clone(), counters.clone(), input.clone(), out));
+                shared.spawn_stage(
+                    &counters.name,
+                    run(shared.clone(), counters.clone(), input.clone(), out),
+                );
             }
         });
         Stage {
