@@ -161,6 +161,12 @@ impl Shutdown {
                 }
             }
         });
+        // The span current at `spawn` is the task's parent, wherever it runs.
+        #[cfg(feature = "tracing")]
+        let tracked = tracing::Instrument::instrument(
+            tracked,
+            tracing::info_span!("shutdown task", task = %name),
+        );
         let handle = tokio::spawn(tracked);
         self.tasks.push(Spawned {
             name,
@@ -389,7 +395,25 @@ impl Shutdown {
             .tasks
             .drain(..)
             .zip(outcomes)
-            .map(|(t, out)| TaskReport::new(t.name, out.unwrap_or(TaskOutcome::Aborted)))
+            .map(|(t, out)| {
+                let out = out.unwrap_or(TaskOutcome::Aborted);
+                #[cfg(feature = "tracing")]
+                match &out {
+                    TaskOutcome::Completed => {}
+                    TaskOutcome::Failed(error) => {
+                        tracing::warn!(target: "bounded_cancel", task = %t.name, %error, "a shutdown task failed")
+                    }
+                    TaskOutcome::Panicked(panic) => {
+                        tracing::error!(target: "bounded_cancel", task = %t.name, %panic, "a shutdown task panicked")
+                    }
+                    TaskOutcome::Aborted => tracing::warn!(
+                        target: "bounded_cancel",
+                        task = %t.name,
+                        "a shutdown task was aborted: it outlived the grace period"
+                    ),
+                }
+                TaskReport::new(t.name, out)
+            })
             .collect();
         ShutdownReport::new(tasks)
     }
