@@ -42,6 +42,9 @@ struct Waiting<'a> {
     finished: bool,
     #[cfg(feature = "metrics")]
     queued_at: Option<Instant>,
+    /// Open from joining the queue until leaving it, in the caller's span: a trace shows the wait.
+    #[cfg(feature = "tracing")]
+    span: Option<tracing::Span>,
 }
 
 impl<'a> Waiting<'a> {
@@ -57,6 +60,8 @@ impl<'a> Waiting<'a> {
             finished: false,
             #[cfg(feature = "metrics")]
             queued_at: None,
+            #[cfg(feature = "tracing")]
+            span: None,
         }
     }
 
@@ -98,6 +103,11 @@ impl<'a> Waiting<'a> {
                                 self.queued_at = Some(Instant::now());
                                 shared.export.queued();
                             }
+                            #[cfg(feature = "tracing")]
+                            {
+                                self.span =
+                                    Some(tracing::info_span!("rate limit wait", units = self.n));
+                            }
                             return Poll::Pending;
                         }
                     }
@@ -129,6 +139,13 @@ impl<'a> Waiting<'a> {
 
     fn finish(&mut self, result: Result<(), Refusal>) -> Poll<Result<(), Refusal>> {
         self.finished = true;
+        #[cfg(feature = "tracing")]
+        if let Some(span) = self.span.take() {
+            match &result {
+                Ok(()) => tracing::trace!(parent: &span, "granted"),
+                Err(_) => tracing::debug!(parent: &span, "refused"),
+            }
+        }
         #[cfg(feature = "metrics")]
         {
             let export = &self.limiter.shared.export;
@@ -148,6 +165,10 @@ impl<'a> Waiting<'a> {
     /// Leaves the queue now, giving back a grant not yet seen.
     fn abandon(&mut self) {
         self.finished = true;
+        #[cfg(feature = "tracing")]
+        if let Some(span) = self.span.take() {
+            tracing::debug!(parent: &span, "left the queue without a grant");
+        }
         #[cfg(feature = "metrics")]
         if self.queued_at.take().is_some() {
             self.limiter.shared.export.left(None);

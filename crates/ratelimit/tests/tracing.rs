@@ -1,0 +1,31 @@
+//! With the `tracing` feature, a wait that queues is a `rate limit wait` span under the caller's span,
+//! open until the wait leaves the queue.
+#![cfg(feature = "tracing")]
+
+use bounded_ratelimit::{Limiter, Quota};
+use bounded_testkit::Captured;
+use tracing::Instrument;
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_queued_wait_is_a_span_under_the_callers() {
+    let captured = Captured::default();
+    let _default = tracing::subscriber::set_default(captured.subscriber());
+    let limiter = Limiter::new(Quota::per_second(10).burst(1)).unwrap();
+    limiter
+        .acquire()
+        .instrument(tracing::info_span!("first call"))
+        .await;
+    limiter
+        .acquire_n(1)
+        .instrument(tracing::info_span!("second call"))
+        .await
+        .unwrap();
+    let waits: Vec<_> = captured
+        .spans()
+        .into_iter()
+        .filter(|s| s.name == "rate limit wait")
+        .collect();
+    assert_eq!(waits.len(), 1, "only the wait that queued: {waits:?}");
+    assert_eq!(waits[0].parent.as_deref(), Some("second call"));
+    assert_eq!(waits[0].fields, "units=1");
+}
