@@ -42,6 +42,13 @@
 //! | deadline | no (a `sleep` per waiter) | one timer per deadline, shared by all descendants and waiters |
 //! | `is_cancelled` | takes the tree's mutex | lock-free: one atomic load per level |
 //! | race a future | `run_until_cancelled` | [`run`](Context::run), returning the cause |
+//!
+//! # Cargo features
+//!
+//! - `signal` (default): `Shutdown::on_signals`.
+//! - `tower`: `tower::ContextLayer`, a context per HTTP request with its own deadline.
+//! - `tracing`: each [`Shutdown::spawn`] task runs in a `shutdown task` span whose parent is the span
+//!   current at `spawn`; tasks that fail, panic or are aborted are events.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 

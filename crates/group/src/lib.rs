@@ -71,6 +71,11 @@
 //!   the step before a task's first wait runs on the spawner (see [`Group`]).
 //!
 //! Use a `JoinSet` when each task's result is wanted as it completes, or tasks must be aborted one by one.
+//!
+//! # Cargo features
+//!
+//! - `tracing`: each task runs in a `group task` span whose parent is the span current at `spawn`,
+//!   wherever the task runs; failures and panics are events.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 

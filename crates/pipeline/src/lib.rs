@@ -82,6 +82,13 @@
 //! held while nothing happens. Here every stage is made of real tasks on the runtime's threads: they
 //! keep working while the consumer is busy, up to their bounded buffers, and a CPU-heavy stage uses
 //! more than one core. The cost is a hop per stage, paid per batch (see `docs/benchmarks.md`).
+//!
+//! # Cargo features
+//!
+//! - `metrics`: each stage's `bounded_pipeline_items_in_total`, `bounded_pipeline_items_out_total`,
+//!   `bounded_pipeline_errors_total` and `bounded_pipeline_busy_workers`, labelled `stage`.
+//! - `tracing`: every stage worker runs in a `pipeline stage` span whose parent is the span current
+//!   where the pipeline was built; a failure is an `error` event naming its stage.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 

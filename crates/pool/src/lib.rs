@@ -69,6 +69,15 @@
 //! results and panics per job, a drain with a deadline and a report, resizing, and metrics. Its workers
 //! share an MPMC queue (`async-channel`) instead of a lock around a single-consumer one; see
 //! `docs/benchmarks.md` for the measured cost.
+//!
+//! # Cargo features
+//!
+//! - `metrics`: the pool's counters, gauges and histograms on the `metrics` facade, labelled `pool`
+//!   with the builder's `name`: `bounded_pool_submitted_total`, `bounded_pool_rejected_total`,
+//!   `bounded_pool_jobs_total{outcome}`, `bounded_pool_queue_depth`, `bounded_pool_busy_workers`,
+//!   `bounded_pool_queue_wait_seconds`, `bounded_pool_run_seconds`.
+//! - `tracing`: each job runs in a `pool job` span whose parent is the span current at submission, on
+//!   whichever worker runs it; failures, panics and aborts are events.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 

@@ -92,6 +92,14 @@
 //! seen downstream. Two loops double it, a sleep that overshoots (timers, a busy runtime) is never
 //! made up, and a slow call followed by the sleep wastes the slack instead of using the burst. A
 //! shared bucket measures what was actually granted, against the clock, for every caller at once.
+//!
+//! # Cargo features
+//!
+//! - `tower`: `tower::RateLimitLayer` and `tower::KeyedRateLimitLayer`, fair tower middleware.
+//! - `metrics`: `bounded_ratelimit_granted_total`, `bounded_ratelimit_rejected_total`,
+//!   `bounded_ratelimit_waiting` and `bounded_ratelimit_wait_seconds`, labelled `limiter` with
+//!   [`Limiter::named`].
+//! - `tracing`: a wait that queues is a `rate limit wait` span under the caller's span.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 

@@ -59,7 +59,7 @@ impl Readings {
     }
 }
 
-/// Spans and events captured by a [`Capture`] layer.
+/// Spans and events captured by the layer of [`Captured::subscriber`].
 #[derive(Clone, Debug, Default)]
 pub struct Captured {
     inner: std::sync::Arc<std::sync::Mutex<Log>>,
