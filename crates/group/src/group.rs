@@ -168,6 +168,25 @@ impl<E> Group<E> {
         }
     }
 
+    /// Names the group: the `group` label of its `bounded_group_tasks_alive` gauge (cargo feature
+    /// `metrics`; `"group"` when unnamed). Name it where it is made, before it spawns: once the gauge is
+    /// registered its label stays. Without the feature the name is not kept.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_group::Group;
+    ///
+    /// let fetches = Group::<String>::new().named("fetch");
+    /// # drop(fetches);
+    /// ```
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub fn named(self, name: impl Into<String>) -> Self {
+        #[cfg(feature = "metrics")]
+        self.shared.name(&name.into());
+        self
+    }
+
     /// Keeps every error, not only the first, for [`wait_all`](Group::wait_all).
     ///
     /// Errors of tasks that ended before this call are not kept beyond the first. The context is still cancelled by the first error when the group was made

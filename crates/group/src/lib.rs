@@ -76,6 +76,7 @@
 //!
 //! - `tracing`: each task runs in a `group task` span whose parent is the span current at `spawn`,
 //!   wherever the task runs; failures and panics are events.
+//! - `metrics`: the gauge `bounded_group_tasks_alive`, labelled `group` with [`Group::named`].
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 

@@ -131,6 +131,20 @@ impl<T, E> ResultGroup<T, E> {
         ResultGroup::from_group(self.group.collect_errors())
     }
 
+    /// Names the group's gauge; see [`Group::named`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_group::ResultGroup;
+    ///
+    /// let lookups = ResultGroup::<u8, String>::new().named("lookup");
+    /// # drop(lookups);
+    /// ```
+    pub fn named(self, name: impl Into<String>) -> Self {
+        ResultGroup::from_group(self.group.named(name))
+    }
+
     /// The group's context; see [`Group::context`].
     ///
     /// # Examples

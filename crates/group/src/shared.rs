@@ -31,6 +31,9 @@ pub(crate) struct Shared<E> {
     active: AtomicUsize,
     idle: Notify,
     outcome: Mutex<Outcome<E>>,
+    /// `bounded_group_tasks_alive{group}`, registered when the group is named or first spawns.
+    #[cfg(feature = "metrics")]
+    alive: std::sync::OnceLock<metrics::Gauge>,
 }
 
 struct Outcome<E> {
@@ -52,7 +55,20 @@ impl<E> Shared<E> {
                 errors: Vec::new(),
                 panic: None,
             }),
+            #[cfg(feature = "metrics")]
+            alive: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Names the group's gauge; only before it was registered.
+    #[cfg(feature = "metrics")]
+    pub(crate) fn name(&self, name: &str) {
+        let _ = self.alive.set(alive_gauge(name));
+    }
+
+    #[cfg(feature = "metrics")]
+    fn alive(&self) -> &metrics::Gauge {
+        self.alive.get_or_init(|| alive_gauge("group"))
     }
 
     pub(crate) fn collect_errors(&self) {
@@ -70,6 +86,8 @@ impl<E> Shared<E> {
     pub(crate) fn admitted(&self) {
         // Relaxed: admitting a task publishes nothing; the spawn that follows does.
         self.active.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        self.alive().increment(1.0);
     }
 
     /// Records how a task ended. Called exactly once per admitted task, after its slot is released.
@@ -91,6 +109,8 @@ impl<E> Shared<E> {
                 self.record_panic(payload)
             }
         }
+        #[cfg(feature = "metrics")]
+        self.alive().decrement(1.0);
         // AcqRel: releases this task's recorded outcome to whoever sees the count drop, and the last
         // task out acquires every other task's before it wakes the waiters.
         if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -179,4 +199,10 @@ impl<E> Shared<E> {
     pub(crate) fn take_panic(&self) -> Option<Panic> {
         self.outcome.lock().panic.as_mut().map(Panic::take)
     }
+}
+
+/// The gauge of tasks alive in the group named `group` (cargo feature `metrics`).
+#[cfg(feature = "metrics")]
+fn alive_gauge(group: &str) -> metrics::Gauge {
+    metrics::gauge!("bounded_group_tasks_alive", "group" => group.to_owned())
 }
