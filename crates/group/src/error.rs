@@ -290,6 +290,7 @@ pub struct Panic {
     message: Arc<str>,
     payload: Option<Box<dyn Any + Send>>,
     backtrace: Option<Arc<std::backtrace::Backtrace>>,
+    task: Option<Arc<str>>,
 }
 
 impl Panic {
@@ -297,12 +298,35 @@ impl Panic {
         message: Arc<str>,
         payload: Option<Box<dyn Any + Send>>,
         backtrace: Option<Arc<std::backtrace::Backtrace>>,
+        task: Option<Arc<str>>,
     ) -> Self {
         Panic {
             message,
             payload,
             backtrace,
+            task,
         }
+    }
+
+    /// The name of the task that panicked, when it was spawned with
+    /// [`spawn_named`](crate::Group::spawn_named); `None` for an unnamed task.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_group::{Failure, Group};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let group = Group::<String>::new();
+    /// group.spawn_named("billing export", |_ctx| async { panic!("no account") }).await.unwrap();
+    /// let Err(Failure::Panicked(panic)) = group.wait_and_recover().await else { unreachable!() };
+    /// assert_eq!(panic.task(), Some("billing export"));
+    /// assert_eq!(panic.to_string(), "task `billing export` panicked: no account");
+    /// # }
+    /// ```
+    pub fn task(&self) -> Option<&str> {
+        self.task.as_deref()
     }
 
     /// Where the panic happened: a backtrace taken when it was raised, if
@@ -335,6 +359,7 @@ impl Panic {
             self.message.clone(),
             self.payload.take(),
             self.backtrace.clone(),
+            self.task.clone(),
         )
     }
 
@@ -411,6 +436,7 @@ impl fmt::Debug for Panic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Panic")
             .field("message", &self.message)
+            .field("task", &self.task)
             .field("has_payload", &self.payload.is_some())
             .field("has_backtrace", &self.backtrace.is_some())
             .finish()
@@ -419,7 +445,10 @@ impl fmt::Debug for Panic {
 
 impl fmt::Display for Panic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "a task panicked: {}", self.message)
+        match &self.task {
+            Some(task) => write!(f, "task `{task}` panicked: {}", self.message),
+            None => write!(f, "a task panicked: {}", self.message),
+        }
     }
 }
 

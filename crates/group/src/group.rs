@@ -12,7 +12,7 @@ use crate::error::{Failure, SetLimitError, TaskError, TrySpawnError};
 use crate::executor::{Executor, Job};
 use crate::future::Spawn;
 use crate::shared::{Policy, Shared};
-use crate::task::TaskFn;
+use crate::task::{Named, TaskFn};
 
 /// The highest limit a group takes: the most permits a tokio semaphore holds (2^61 − 1). A limit
 /// that high is no limit in practice; `set_limit(None)` says so directly.
@@ -347,6 +347,46 @@ impl<E> Group<E> {
     {
         Spawn::new(self, None, task)
     }
+    /// [`spawn`](Group::spawn) with a name for the task: a panic it raises carries the name
+    /// ([`Panic::task`](crate::Panic::task)), and so does its span with the `tracing` feature.
+    ///
+    /// # Errors
+    ///
+    /// As [`spawn`](Group::spawn).
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`spawn`](Group::spawn).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_group::{Failure, Group};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let group = Group::<String>::new();
+    /// for shard in 0..3 {
+    ///     group
+    ///         .spawn_named(format!("shard {shard}"), move |_ctx| async move {
+    ///             assert!(shard != 2, "shard {shard} is corrupt");
+    ///             Ok(())
+    ///         })
+    ///         .await
+    ///         .unwrap();
+    /// }
+    /// let Err(Failure::Panicked(panic)) = group.wait_and_recover().await else { unreachable!() };
+    /// assert_eq!(panic.task(), Some("shard 2"));
+    /// # }
+    /// ```
+    pub fn spawn_named<F, Fut>(&self, name: impl Into<String>, task: F) -> Spawn<'_, E, Named<F>>
+    where
+        E: Send + 'static,
+        F: FnOnce(Context) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+    {
+        Spawn::new(self, None, Named::new(Arc::from(name.into()), task))
+    }
 
     /// Like [`spawn`](Group::spawn), but the wait for a slot also ends when `ctx` (the caller's) ends.
     ///
@@ -439,6 +479,12 @@ impl<E> Group<E> {
         self.shared.admitted();
         let shared = self.shared.clone();
         let Task { job, permit } = task;
+        let name = job.name();
+        #[cfg(feature = "tracing")]
+        let span = match &name {
+            Some(name) => tracing::info_span!("group task", task = %name),
+            None => tracing::info_span!("group task"),
+        };
         let job: Job = Box::pin(async move {
             let ctx = shared.ctx.clone();
             let result = AssertUnwindSafe(async move { job.start(ctx).await })
@@ -446,17 +492,14 @@ impl<E> Group<E> {
                 .await;
             // The slot is free before the task counts as ended, so `wait` never returns with a slot held.
             drop(permit);
-            shared.finish(result);
+            shared.finish(result, name);
         });
         // The first poll runs here, on the spawner: a task that finishes without waiting never costs a tokio
         // task. It is polled with a no-op waker because a task still pending is spawned, and tokio polls a new
         // task at least once, registering the task's own waker before any wake-up can be missed.
         // The span current here, where the task is handed over, is its parent wherever it runs.
         #[cfg(feature = "tracing")]
-        let job: Job = Box::pin(tracing::Instrument::instrument(
-            job,
-            tracing::info_span!("group task"),
-        ));
+        let job: Job = Box::pin(tracing::Instrument::instrument(job, span));
         let mut job = job;
         let mut cx = TaskContext::from_waker(Waker::noop());
         if job.as_mut().poll(&mut cx).is_pending() {

@@ -98,4 +98,4 @@ pub use helpers::{
     for_each, for_each_borrowed, for_each_with, map, map_results, map_results_with, map_with,
 };
 pub use result_group::{ResultGroup, ResultSpawn};
-pub use task::TaskFn;
+pub use task::{Named, TaskFn};

@@ -91,22 +91,27 @@ impl<E> Shared<E> {
     }
 
     /// Records how a task ended. Called exactly once per admitted task, after its slot is released.
-    pub(crate) fn finish(&self, result: std::thread::Result<Result<(), E>>) {
+    pub(crate) fn finish(
+        &self,
+        result: std::thread::Result<Result<(), E>>,
+        name: Option<Arc<str>>,
+    ) {
         match result {
             Ok(Ok(())) => {}
             Ok(Err(err)) => {
                 #[cfg(feature = "tracing")]
-                tracing::warn!(target: "bounded_group", "a group task failed");
+                tracing::warn!(target: "bounded_group", task = name.as_deref(), "a group task failed");
                 self.record_error(err)
             }
             Err(payload) => {
                 #[cfg(feature = "tracing")]
                 tracing::error!(
                     target: "bounded_group",
+                    task = name.as_deref(),
                     panic = bounded_cancel::panic_message(&*payload),
                     "a group task panicked"
                 );
-                self.record_panic(payload)
+                self.record_panic(payload, name)
             }
         }
         #[cfg(feature = "metrics")]
@@ -140,7 +145,7 @@ impl<E> Shared<E> {
         }
     }
 
-    fn record_panic(&self, payload: Box<dyn Any + Send>) {
+    fn record_panic(&self, payload: Box<dyn Any + Send>, task: Option<Arc<str>>) {
         let message: Arc<str> = Arc::from(panic_message(&*payload));
         // Taken on the thread that caught the panic, right after the catch, and always, so that it is
         // never left for a later panic (see `bounded_cancel::capture_panic_backtraces`).
@@ -148,7 +153,7 @@ impl<E> Shared<E> {
         let mut outcome = self.outcome.lock();
         let first = outcome.panic.is_none();
         if first {
-            outcome.panic = Some(Panic::new(message.clone(), Some(payload), backtrace));
+            outcome.panic = Some(Panic::new(message.clone(), Some(payload), backtrace, task));
         }
         drop(outcome);
         if first && self.policy.cancel_on_failure {

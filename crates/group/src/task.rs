@@ -1,4 +1,6 @@
+use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 
 use bounded_cancel::Context;
 
@@ -22,6 +24,11 @@ pub trait TaskFn<E>: Send + 'static {
 
     /// Starts the task with the group's context.
     fn start(self, ctx: Context) -> Self::Future;
+
+    /// The task's name, for a panic it raises (and its span): [`Named`] tasks have one.
+    fn name(&self) -> Option<Arc<str>> {
+        None
+    }
 }
 
 impl<E, F, Fut> TaskFn<E> for F
@@ -33,5 +40,52 @@ where
 
     fn start(self, ctx: Context) -> Fut {
         self(ctx)
+    }
+}
+
+/// A task with a name, from [`Group::spawn_named`](crate::Group::spawn_named): a panic it raises says
+/// which task it was ([`Panic::task`](crate::Panic::task)), as conc's `Recovered` does.
+///
+/// # Examples
+///
+/// ```
+/// use bounded_group::{Failure, Group};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let group = Group::<String>::new();
+/// group.spawn_named("resize thumbnails", |_ctx| async { panic!("out of memory") }).await.unwrap();
+/// let Err(Failure::Panicked(panic)) = group.wait_and_recover().await else { unreachable!() };
+/// assert_eq!(panic.task(), Some("resize thumbnails"));
+/// # }
+/// ```
+pub struct Named<F> {
+    name: Arc<str>,
+    task: F,
+}
+
+impl<F> Named<F> {
+    pub(crate) fn new(name: Arc<str>, task: F) -> Self {
+        Named { name, task }
+    }
+}
+
+impl<F> fmt::Debug for Named<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Named")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<E, F: TaskFn<E>> TaskFn<E> for Named<F> {
+    type Future = F::Future;
+
+    fn start(self, ctx: Context) -> F::Future {
+        self.task.start(ctx)
+    }
+
+    fn name(&self) -> Option<Arc<str>> {
+        Some(self.name.clone())
     }
 }

@@ -75,3 +75,27 @@ async fn failures_and_panics_are_events_in_the_tasks_span() {
     assert!(panicked.fields.contains("panic=bad order"), "{panicked:?}");
     assert_eq!(panicked.scope, ["group task"]);
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_named_tasks_span_and_events_carry_its_name() {
+    let captured = Captured::default();
+    let _default = tracing::subscriber::set_default(captured.subscriber());
+    let group = Group::<String>::new();
+    group
+        .spawn_named("thumbnails", |_ctx| async { panic!("oom") })
+        .await
+        .unwrap();
+    let _ = group.wait_and_recover().await;
+    let span = captured
+        .spans()
+        .into_iter()
+        .find(|s| s.name == "group task")
+        .unwrap();
+    assert_eq!(span.fields, "task=thumbnails");
+    let panicked = captured
+        .events()
+        .into_iter()
+        .find(|e| e.level == "ERROR")
+        .unwrap();
+    assert!(panicked.fields.contains("task=thumbnails"), "{panicked:?}");
+}
