@@ -266,7 +266,11 @@ impl Shutdown {
 
     #[cfg(feature = "signal")]
     #[cfg_attr(docsrs, doc(cfg(feature = "signal")))]
-    /// Triggers the shutdown when the process receives SIGINT (Ctrl-C) or, on Unix, SIGTERM.
+    /// Triggers the shutdown when the process is told to stop: SIGINT (Ctrl-C) or SIGTERM on Unix,
+    /// Ctrl-C or Ctrl-Break on Windows, Ctrl-C on other platforms that have signals.
+    ///
+    /// The Windows handlers are written against tokio's `signal::windows` API and are not built by this
+    /// workspace's CI, which runs on Linux only.
     ///
     /// The handlers are installed before this returns, so a signal sent right after is not missed. The root
     /// context's cause is then a [`SignalReceived`] error naming the signal. A second signal during the
@@ -566,10 +570,36 @@ impl Signals {
     }
 }
 
-#[cfg(all(not(unix), feature = "signal"))]
+/// On Windows: Ctrl-C and Ctrl-Break, the console's two interrupts.
+#[cfg(all(windows, feature = "signal"))]
+struct Signals {
+    c: tokio::signal::windows::CtrlC,
+    brk: tokio::signal::windows::CtrlBreak,
+}
+
+#[cfg(all(windows, feature = "signal"))]
+impl Signals {
+    fn install() -> std::io::Result<Self> {
+        Ok(Signals {
+            c: tokio::signal::windows::ctrl_c()?,
+            brk: tokio::signal::windows::ctrl_break()?,
+        })
+    }
+
+    /// The name of the next interrupt to arrive.
+    async fn next(&mut self) -> &'static str {
+        tokio::select! {
+            Some(()) = self.c.recv() => "Ctrl-C",
+            Some(()) = self.brk.recv() => "Ctrl-Break",
+            else => std::future::pending().await,
+        }
+    }
+}
+
+#[cfg(all(not(unix), not(windows), feature = "signal"))]
 struct Signals;
 
-#[cfg(all(not(unix), feature = "signal"))]
+#[cfg(all(not(unix), not(windows), feature = "signal"))]
 impl Signals {
     fn install() -> std::io::Result<Self> {
         Ok(Signals)
