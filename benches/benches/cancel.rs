@@ -2,6 +2,8 @@
 //!
 //! - `cancel/fanout_10k/*`: cancel one scope with 10,000 tasks parked on it, and join them all.
 //!   Only the cancel and the joins are timed; spawning and parking the waiters is set-up.
+//! - `cancel/with_timeout/*`: a request's context with a deadline, made and dropped, per request; beside a
+//!   child token with a spawned timer task.
 //! - `cancel/is_cancelled/*`: the check a loop makes on every turn, on a live root and a live child.
 
 use std::hint::black_box;
@@ -9,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bounded_benches::runtimes;
+use bounded_benches::{runtimes, timed_runtimes};
 use bounded_cancel::Context;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tokio_util::sync::CancellationToken;
@@ -109,5 +111,48 @@ fn bench_is_cancelled(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_fanout, bench_is_cancelled);
+/// A request's context with a deadline, made and dropped a thousand times: what a service pays per
+/// request for `with_timeout`. The hand-written tokio baseline is the usual one: a child token and a
+/// spawned task that cancels it when the timeout passes, aborted when the request ends.
+fn bench_with_timeout(c: &mut Criterion) {
+    const REQUESTS: u64 = 1_000;
+    let mut group = c.benchmark_group("cancel/with_timeout");
+    group.throughput(Throughput::Elements(REQUESTS));
+    for (flavor, rt) in timed_runtimes() {
+        let root = Context::new();
+        group.bench_function(BenchmarkId::new("bounded_context", flavor), |b| {
+            b.to_async(&rt).iter(|| async {
+                for _ in 0..REQUESTS {
+                    let request = root.with_timeout(Duration::from_secs(1));
+                    assert!(!black_box(&request).is_cancelled());
+                }
+            })
+        });
+        let root_token = CancellationToken::new();
+        group.bench_function(BenchmarkId::new("token_and_timer_task", flavor), |b| {
+            b.to_async(&rt).iter(|| async {
+                for _ in 0..REQUESTS {
+                    let request = root_token.child_token();
+                    let timer = tokio::spawn({
+                        let request = request.clone();
+                        async move {
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            request.cancel();
+                        }
+                    });
+                    assert!(!black_box(&request).is_cancelled());
+                    timer.abort();
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_fanout,
+    bench_is_cancelled,
+    bench_with_timeout
+);
 criterion_main!(benches);

@@ -5,6 +5,7 @@
 //! - `group/limit_8_yield/*`: as `limit_8`, but every task yields once, so none finishes on its first
 //!   poll: this is the path of tasks that wait (on I/O, a timer), which bounded-group hands to its drivers.
 //! - `group/unlimited/*`: no limit. Baselines are `JoinSet::spawn` + `join_next` and `TaskTracker::spawn` + `wait`.
+//! - `group/unlimited_yield/*`: as `unlimited`, with tasks that yield once.
 
 use std::sync::Arc;
 
@@ -55,31 +56,45 @@ async fn joinset_semaphore(limit: usize, yields: bool) {
     }
 }
 
-async fn tracker_semaphore(limit: usize) {
+async fn tracker_semaphore(limit: usize, yields: bool) {
     let sem = Arc::new(Semaphore::new(limit));
     let tracker = TaskTracker::new();
     for _ in 0..TASKS {
         let permit = sem.clone().acquire_owned().await.expect("open");
-        tracker.spawn(async move { drop(permit) });
+        tracker.spawn(async move {
+            if yields {
+                tokio::task::yield_now().await;
+            }
+            drop(permit)
+        });
     }
     tracker.close();
     tracker.wait().await;
 }
 
-async fn joinset() {
+async fn joinset(yields: bool) {
     let mut set = JoinSet::new();
     for _ in 0..TASKS {
-        set.spawn(async { Ok::<(), ()>(()) });
+        set.spawn(async move {
+            if yields {
+                tokio::task::yield_now().await;
+            }
+            Ok::<(), ()>(())
+        });
     }
     while let Some(done) = set.join_next().await {
         done.expect("no panic").expect("no error");
     }
 }
 
-async fn tracker() {
+async fn tracker(yields: bool) {
     let tracker = TaskTracker::new();
     for _ in 0..TASKS {
-        tracker.spawn(async {});
+        tracker.spawn(async move {
+            if yields {
+                tokio::task::yield_now().await;
+            }
+        });
     }
     tracker.close();
     tracker.wait().await;
@@ -97,7 +112,7 @@ fn bench_limit_8(c: &mut Criterion) {
             b.to_async(&rt).iter(|| joinset_semaphore(8, false))
         });
         group.bench_function(BenchmarkId::new("tasktracker_semaphore", flavor), |b| {
-            b.to_async(&rt).iter(|| tracker_semaphore(8))
+            b.to_async(&rt).iter(|| tracker_semaphore(8, false))
         });
     }
     group.finish();
@@ -114,26 +129,31 @@ fn bench_limit_8_yield(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("joinset_semaphore", flavor), |b| {
             b.to_async(&rt).iter(|| joinset_semaphore(8, true))
         });
+        group.bench_function(BenchmarkId::new("tasktracker_semaphore", flavor), |b| {
+            b.to_async(&rt).iter(|| tracker_semaphore(8, true))
+        });
     }
     group.finish();
 }
 
 fn bench_unlimited(c: &mut Criterion) {
-    let mut group = c.benchmark_group("group/unlimited");
-    group.throughput(Throughput::Elements(TASKS as u64));
-    group.sample_size(10);
-    for (flavor, rt) in runtimes() {
-        group.bench_function(BenchmarkId::new("bounded_group", flavor), |b| {
-            b.to_async(&rt).iter(|| bounded_group(None, false))
-        });
-        group.bench_function(BenchmarkId::new("joinset", flavor), |b| {
-            b.to_async(&rt).iter(joinset)
-        });
-        group.bench_function(BenchmarkId::new("tasktracker", flavor), |b| {
-            b.to_async(&rt).iter(tracker)
-        });
+    for (name, yields) in [("group/unlimited", false), ("group/unlimited_yield", true)] {
+        let mut group = c.benchmark_group(name);
+        group.throughput(Throughput::Elements(TASKS as u64));
+        group.sample_size(10);
+        for (flavor, rt) in runtimes() {
+            group.bench_function(BenchmarkId::new("bounded_group", flavor), |b| {
+                b.to_async(&rt).iter(|| bounded_group(None, yields))
+            });
+            group.bench_function(BenchmarkId::new("joinset", flavor), |b| {
+                b.to_async(&rt).iter(|| joinset(yields))
+            });
+            group.bench_function(BenchmarkId::new("tasktracker", flavor), |b| {
+                b.to_async(&rt).iter(|| tracker(yields))
+            });
+        }
+        group.finish();
     }
-    group.finish();
 }
 
 criterion_group!(benches, bench_limit_8, bench_limit_8_yield, bench_unlimited);

@@ -4,6 +4,8 @@
 //!   closure returning a boxed future, as the Go pattern's `Job` is), then close it and wait for the workers.
 //!   Baselines: N tasks sharing a tokio `mpsc::Receiver` behind a `tokio::sync::Mutex` (the common Go pool
 //!   in Rust), and N tasks sharing an `async_channel::Receiver`.
+//! - `pool/w8_q16_yield/*`: the same with jobs that await once (`yield_now`), as jobs waiting on I/O do,
+//!   beside the `async-channel` pool.
 //! - `pool/try_submit/*`: 50,000 `try_submit` into a queue with room for all of them, beside tokio
 //!   `mpsc::Sender::try_send` of the same boxed jobs.
 
@@ -26,7 +28,21 @@ fn job() -> Job {
     Box::new(|_ctx| Box::pin(async { Ok(()) }))
 }
 
+/// A job that awaits once, as a job waiting on I/O does.
+fn yielding_job() -> Job {
+    Box::new(|_ctx| {
+        Box::pin(async {
+            tokio::task::yield_now().await;
+            Ok(())
+        })
+    })
+}
+
 async fn bounded_pool(workers: usize, queue: usize) {
+    bounded_pool_of(workers, queue, job).await
+}
+
+async fn bounded_pool_of(workers: usize, queue: usize, job: fn() -> Job) {
     let pool = Pool::builder()
         .workers(workers)
         .queue(queue)
@@ -66,6 +82,10 @@ async fn mpsc_mutex(workers: usize, queue: usize) {
 }
 
 async fn async_channel_pool(workers: usize, queue: usize) {
+    async_channel_pool_of(workers, queue, job).await
+}
+
+async fn async_channel_pool_of(workers: usize, queue: usize, job: fn() -> Job) {
     let (tx, rx) = async_channel::bounded::<Job>(queue);
     let ctx = Context::new();
     let handles: Vec<_> = (0..workers)
@@ -107,6 +127,23 @@ fn bench_per_job(c: &mut Criterion) {
     }
 }
 
+fn bench_yielding_jobs(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pool/w8_q16_yield");
+    group.throughput(Throughput::Elements(JOBS as u64));
+    group.sample_size(10);
+    for (flavor, rt) in runtimes() {
+        group.bench_function(BenchmarkId::new("bounded_pool", flavor), |b| {
+            b.to_async(&rt)
+                .iter(|| bounded_pool_of(8, 16, yielding_job))
+        });
+        group.bench_function(BenchmarkId::new("async_channel", flavor), |b| {
+            b.to_async(&rt)
+                .iter(|| async_channel_pool_of(8, 16, yielding_job))
+        });
+    }
+    group.finish();
+}
+
 fn bench_try_submit(c: &mut Criterion) {
     let mut group = c.benchmark_group("pool/try_submit");
     group.throughput(Throughput::Elements(JOBS as u64));
@@ -141,5 +178,10 @@ fn bench_try_submit(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_per_job, bench_try_submit);
+criterion_group!(
+    benches,
+    bench_per_job,
+    bench_yielding_jobs,
+    bench_try_submit
+);
 criterion_main!(benches);

@@ -1,14 +1,386 @@
-//! `cargo xtask bench [PATTERN..]`: criterion benches, one target per pattern.
+//! `cargo xtask bench [PATTERN..] [--quick] [--go]`: the criterion benches, one target per pattern, then a
+//! summary of one run: `target/bench/summary.json` and `target/bench/summary.md`, each case's cost per
+//! item beside the best hand-written tokio construction in the same group and, with `--go`, beside the
+//! same case written in Go (`benches/go/bench.go`), with the bar each must meet.
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
 use std::process::Command;
 
-pub(crate) fn run(patterns: &[String]) -> Result<(), String> {
+/// The patterns whose benches feed the summary.
+const PATTERNS: [&str; 5] = ["cancel", "group", "pool", "pipeline", "ratelimit"];
+const RUNTIMES: [&str; 2] = ["multi_thread", "current_thread"];
+
+/// One row of the bar: a criterion group, our function, the best hand-written baseline in the same
+/// group and the ratio ours / baseline must stay under, and the ratio ours / Go must stay under.
+struct Case {
+    group: &'static str,
+    ours: &'static str,
+    baseline: &'static str,
+    baseline_target: Option<f64>,
+    go_target: Option<f64>,
+}
+
+const CASES: [Case; 11] = [
+    case(
+        "group/limit_8",
+        "bounded_group",
+        "tasktracker_semaphore",
+        Some(0.75),
+        Some(0.75),
+    ),
+    case(
+        "group/limit_8_yield",
+        "bounded_group",
+        "tasktracker_semaphore",
+        Some(0.75),
+        Some(0.75),
+    ),
+    case(
+        "group/unlimited",
+        "bounded_group",
+        "tasktracker",
+        Some(0.75),
+        Some(0.75),
+    ),
+    case(
+        "group/unlimited_yield",
+        "bounded_group",
+        "tasktracker",
+        Some(0.75),
+        Some(0.75),
+    ),
+    case(
+        "pool/w8_q16",
+        "bounded_pool",
+        "async_channel",
+        Some(1.0),
+        Some(0.75),
+    ),
+    case(
+        "pool/w8_q16_yield",
+        "bounded_pool",
+        "async_channel",
+        Some(1.0),
+        Some(0.75),
+    ),
+    case(
+        "pipeline/one_stage",
+        "bounded",
+        "async_channel",
+        None,
+        Some(0.75),
+    ),
+    case(
+        "pipeline/three_stages",
+        "bounded",
+        "async_channel",
+        None,
+        Some(0.75),
+    ),
+    case(
+        "cancel/fanout_10k",
+        "bounded_context",
+        "tokio_util_token",
+        Some(1.0),
+        Some(1.0),
+    ),
+    case(
+        "cancel/with_timeout",
+        "bounded_context",
+        "token_and_timer_task",
+        None,
+        Some(1.0),
+    ),
+    case(
+        "ratelimit/try_acquire_unlimited",
+        "bounded",
+        "governor_check",
+        Some(1.2),
+        None,
+    ),
+];
+
+const fn case(
+    group: &'static str,
+    ours: &'static str,
+    baseline: &'static str,
+    baseline_target: Option<f64>,
+    go_target: Option<f64>,
+) -> Case {
+    Case {
+        group,
+        ours,
+        baseline,
+        baseline_target,
+        go_target,
+    }
+}
+
+pub(crate) fn run(args: &[String]) -> Result<(), String> {
+    let quick = args.iter().any(|a| a == "--quick");
+    let go = args.iter().any(|a| a == "--go");
+    let patterns: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
     let mut cmd = Command::new(env!("CARGO"));
     cmd.args(["bench", "--package", "bounded-benches"]);
-    for pattern in patterns {
+    for pattern in &patterns {
         cmd.args(["--bench", pattern]);
     }
+    if patterns.is_empty() {
+        for pattern in PATTERNS {
+            cmd.args(["--bench", pattern]);
+        }
+    }
+    if quick {
+        cmd.args([
+            "--",
+            "--warm-up-time",
+            "1",
+            "--measurement-time",
+            "2",
+            "--sample-size",
+            "10",
+        ]);
+    }
+    let started = std::time::SystemTime::now();
     crate::exec(cmd)?;
-    eprintln!("xtask: reports are in target/criterion/");
+    let out = crate::root().join("target").join("bench");
+    std::fs::create_dir_all(&out).map_err(|e| format!("create {}: {e}", out.display()))?;
+    let go_figures = if go {
+        run_go(&out, quick)?
+    } else {
+        BTreeMap::new()
+    };
+    // Only this run's results: criterion keeps every earlier one beside them.
+    let ours = read_criterion(&crate::root().join("target").join("criterion"), started)?;
+    let rows = summarize(&ours, &go_figures);
+    std::fs::write(out.join("summary.json"), to_json(&rows)).map_err(|e| e.to_string())?;
+    std::fs::write(out.join("summary.md"), to_markdown(&rows, go)).map_err(|e| e.to_string())?;
+    eprintln!(
+        "xtask: criterion reports in target/criterion/; summary in target/bench/summary.md and summary.json"
+    );
+    print!("{}", to_markdown(&rows, go));
     Ok(())
+}
+
+/// Builds and runs the Go cases; an empty map, with a word on how to install Go, when there is no Go.
+fn run_go(out: &Path, quick: bool) -> Result<BTreeMap<String, f64>, String> {
+    let has_go = Command::new("go")
+        .arg("version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_go {
+        eprintln!(
+            "xtask: no Go toolchain, so the Go column is empty. On Debian: `sudo apt-get install golang-go \
+             golang-golang-x-sync-dev golang-golang-x-time-dev` (built in GOPATH mode, no module proxy)"
+        );
+        return Ok(BTreeMap::new());
+    }
+    let binary = out.join("go-bench");
+    // GOPATH mode: golang.org/x/sync and x/time come from Debian's packages under /usr/share/gocode.
+    let gopath = std::env::var("GOPATH")
+        .map(|p| format!("{p}:/usr/share/gocode"))
+        .unwrap_or_else(|_| "/usr/share/gocode".to_owned());
+    let mut build = Command::new("go");
+    build
+        .args(["build", "-o"])
+        .arg(&binary)
+        .arg("benches/go/bench.go")
+        .env("GO111MODULE", "off")
+        .env("GOPATH", gopath)
+        .env("GOCACHE", out.join("gocache"));
+    crate::exec(build)?;
+    let mut run = Command::new(&binary);
+    if quick {
+        run.arg("--quick");
+    }
+    // Two threads, as the Rust multi-thread runtime has two workers.
+    let output = run
+        .env("GOMAXPROCS", "2")
+        .output()
+        .map_err(|e| format!("run the Go benches: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "the Go benches failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let mut figures = BTreeMap::new();
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        if let Some((case, ns)) = line.split_once('\t')
+            && let Ok(ns) = ns.trim().parse::<f64>()
+        {
+            figures.insert(case.to_owned(), ns);
+        }
+    }
+    Ok(figures)
+}
+
+/// Nanoseconds per item of every benchmark criterion has results for, by full id
+/// (`group/function/runtime`): the median time per iteration over the group's elements per iteration.
+fn read_criterion(
+    dir: &Path,
+    since: std::time::SystemTime,
+) -> Result<BTreeMap<String, f64>, String> {
+    let mut figures = BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.ends_with("new/benchmark.json") {
+                let fresh = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|modified| modified >= since);
+                if !fresh {
+                    continue;
+                }
+                if let Some((id, ns)) = read_one(&path) {
+                    figures.insert(id, ns);
+                }
+            }
+        }
+    }
+    Ok(figures)
+}
+
+fn read_one(benchmark: &Path) -> Option<(String, f64)> {
+    let meta = std::fs::read_to_string(benchmark).ok()?;
+    let estimates = std::fs::read_to_string(benchmark.with_file_name("estimates.json")).ok()?;
+    let id = string_field(&meta, "full_id")?;
+    let elements = number_after(&meta, "\"Elements\":").unwrap_or(1.0);
+    let median = &estimates[estimates.find("\"median\"")?..];
+    let ns = number_after(median, "\"point_estimate\":")?;
+    Some((id, ns / elements))
+}
+
+fn string_field(json: &str, field: &str) -> Option<String> {
+    let start = json.find(&format!("\"{field}\":\""))? + field.len() + 4;
+    let end = json[start..].find('"')?;
+    Some(json[start..start + end].to_owned())
+}
+
+fn number_after(json: &str, key: &str) -> Option<f64> {
+    let start = json.find(key)? + key.len();
+    let rest = &json[start..];
+    let end = rest
+        .find(|c: char| !(c.is_ascii_digit() || matches!(c, '.' | 'e' | 'E' | '-' | '+')))
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// One line of the summary: ours against one baseline (hand-written tokio, or Go) on one runtime.
+struct Row {
+    case: String,
+    runtime: String,
+    ours_ns: f64,
+    baseline: String,
+    baseline_ns: f64,
+    target: Option<f64>,
+}
+
+impl Row {
+    fn ratio(&self) -> f64 {
+        self.ours_ns / self.baseline_ns
+    }
+
+    fn met(&self) -> Option<bool> {
+        self.target.map(|t| self.ratio() <= t)
+    }
+}
+
+fn summarize(ours: &BTreeMap<String, f64>, go: &BTreeMap<String, f64>) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for case in &CASES {
+        for runtime in RUNTIMES {
+            let Some(&ours_ns) = ours.get(&format!("{}/{}/{runtime}", case.group, case.ours))
+            else {
+                continue;
+            };
+            if let Some(&baseline_ns) =
+                ours.get(&format!("{}/{}/{runtime}", case.group, case.baseline))
+            {
+                rows.push(Row {
+                    case: case.group.to_owned(),
+                    runtime: runtime.to_owned(),
+                    ours_ns,
+                    baseline: case.baseline.to_owned(),
+                    baseline_ns,
+                    target: case.baseline_target,
+                });
+            }
+            if let Some(&go_ns) = go.get(case.group) {
+                rows.push(Row {
+                    case: case.group.to_owned(),
+                    runtime: runtime.to_owned(),
+                    ours_ns,
+                    baseline: "go".to_owned(),
+                    baseline_ns: go_ns,
+                    target: case.go_target,
+                });
+            }
+        }
+    }
+    rows
+}
+
+fn to_json(rows: &[Row]) -> String {
+    let mut json = String::from("[\n");
+    for (i, row) in rows.iter().enumerate() {
+        let target = row.target.map_or("null".to_owned(), |t| t.to_string());
+        let met = row.met().map_or("null".to_owned(), |m| m.to_string());
+        let _ = write!(
+            json,
+            "  {{\"case\": \"{}\", \"runtime\": \"{}\", \"ours_ns\": {:.1}, \"baseline\": \"{}\", \
+             \"baseline_ns\": {:.1}, \"ratio\": {:.3}, \"target\": {target}, \"met\": {met}}}",
+            row.case,
+            row.runtime,
+            row.ours_ns,
+            row.baseline,
+            row.baseline_ns,
+            row.ratio()
+        );
+        json.push_str(if i + 1 < rows.len() { ",\n" } else { "\n" });
+    }
+    json.push_str("]\n");
+    json
+}
+
+fn to_markdown(rows: &[Row], go: bool) -> String {
+    let mut md = String::from(
+        "| case | runtime | bounded ns/item | baseline | baseline ns/item | ratio | target | met |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+    );
+    for row in rows {
+        let target = row.target.map_or("–".to_owned(), |t| format!("≤ {t:.2}×"));
+        let met = match row.met() {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "–",
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.1} | {} | {:.1} | {:.2}× | {target} | {met} |",
+            row.case,
+            row.runtime,
+            row.ours_ns,
+            row.baseline,
+            row.baseline_ns,
+            row.ratio()
+        );
+    }
+    if !go {
+        md.push_str("\n(No Go column: run with `--go` on a machine with a Go toolchain.)\n");
+    }
+    md
 }
