@@ -1,6 +1,6 @@
-//! Where a group's tasks run once their first poll (made on the spawner) has left them waiting.
+//! Where a group's tasks run.
 //!
-//! Each such task becomes a tokio task, so the runtime's scheduler keeps it on the worker that spawned
+//! Each task is a tokio task, so the runtime's scheduler keeps it on the worker that spawned
 //! it and balances load as it does for any task. The group keeps only an abort handle per *running*
 //! task, in a slab whose slot the task frees as it ends: memory follows the tasks alive, not the tasks
 //! ever spawned. Dropping the executor aborts every task still running.

@@ -2,7 +2,6 @@ use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, OnceLock};
-use std::task::{Context as TaskContext, Waker};
 
 use bounded_cancel::Context;
 use futures_util::FutureExt;
@@ -33,12 +32,11 @@ pub const MAX_LIMIT: usize = Semaphore::MAX_PERMITS;
 ///
 /// # How tasks run
 ///
-/// A task is first polled inside `spawn` (or `try_spawn`) itself, on the caller's task: a task that
-/// finishes without waiting ends right there, at a fraction of the cost of a tokio task. A task that has to
-/// wait becomes a tokio task from that point, and runs concurrently (in parallel, on a multi-thread runtime)
-/// like any other. So the first step of a task, up to its first real wait, runs on the spawner: a task
-/// that computes for long before it first awaits holds up the spawner meanwhile. Put such work in
-/// `tokio::task::spawn_blocking`, as you would in any async code.
+/// Each task is a tokio task, as with `tokio::spawn`, `JoinSet::spawn` and Go's `g.Go`: `spawn` returns
+/// before any of the task's code runs, and none of it runs on the caller. So work a task does before its
+/// first await never holds up the spawner, the caller's tracing span and task-locals do not leak into
+/// the task (with the `tracing` feature, the task gets a span of its own whose parent is the caller's),
+/// and a task that spawns tasks that spawn tasks never nests on the caller's stack.
 ///
 /// # Examples
 ///
@@ -494,17 +492,11 @@ impl<E> Group<E> {
             drop(permit);
             shared.finish(result, name);
         });
-        // The first poll runs here, on the spawner: a task that finishes without waiting never costs a tokio
-        // task. It is polled with a no-op waker because a task still pending is spawned, and tokio polls a new
-        // task at least once, registering the task's own waker before any wake-up can be missed.
         // The span current here, where the task is handed over, is its parent wherever it runs.
         #[cfg(feature = "tracing")]
         let job: Job = Box::pin(tracing::Instrument::instrument(job, span));
-        let mut job = job;
-        let mut cx = TaskContext::from_waker(Waker::noop());
-        if job.as_mut().poll(&mut cx).is_pending() {
-            self.executor.get_or_init(Executor::new).submit(job);
-        }
+        // Nothing of the task runs here, on the caller: it is a tokio task from its first step.
+        self.executor.get_or_init(Executor::new).submit(job);
     }
 
     /// Waits for every task to end, then returns the first error, or re-raises the first panic.

@@ -66,9 +66,8 @@
 //!   [`wait_and_recover`](Group::wait_and_recover)); a `JoinSet` hands back `JoinError`s you may forget to check.
 //! - **Flat memory.** A `Group` keeps nothing per finished task; a `JoinSet` keeps every result until you
 //!   `join_next` it.
-//! - **Cheaper per task.** A task's first step runs inside `spawn`, and only a task that has to wait
-//!   becomes a tokio task; see `docs/benchmarks.md` for the measured ratios against `JoinSet`. The price:
-//!   the step before a task's first wait runs on the spawner (see [`Group`]).
+//! - **Tasks run as tokio tasks do.** `spawn` returns before any of the task's code runs, as
+//!   `JoinSet::spawn` does (see [`Group`]); the group keeps an abort handle only while a task runs.
 //!
 //! Use a `JoinSet` when each task's result is wanted as it completes, or tasks must be aborted one by one.
 //!

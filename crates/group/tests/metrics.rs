@@ -22,7 +22,8 @@ async fn the_gauge_counts_the_tasks_alive_and_returns_to_zero() {
             .await
             .unwrap();
     }
-    group.spawn(|_ctx| async { Ok(()) }).await.unwrap(); // ends at once, on the spawner
+    group.spawn(|_ctx| async { Ok(()) }).await.unwrap(); // ends at its first poll
+    tokio::task::yield_now().await;
     let m = Readings::take(&snapshotter);
     assert_eq!(
         m.get("bounded_group_tasks_alive", &[("group", "fetch")]),
