@@ -61,8 +61,8 @@ async fn the_spawners_task_locals_do_not_leak_into_the_task() {
 fn descend(
     group: Arc<Group<String>>,
     depth: u32,
-) -> impl std::future::Future<Output = Result<(), String>> + Send {
-    async move {
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>> {
+    Box::pin(async move {
         if depth > 0 {
             let next = group.clone();
             group
@@ -71,7 +71,7 @@ fn descend(
                 .map_err(|e| e.to_string())?;
         }
         Ok(())
-    }
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
