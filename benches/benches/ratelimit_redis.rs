@@ -11,14 +11,13 @@
 //!
 //! Without `redis-server` on PATH the bench says so and measures nothing.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use bounded_ratelimit::Quota;
 use bounded_ratelimit_redis::RedisLimiter;
+use bounded_testkit::redis_server::RedisServer;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use redis::Script;
 use redis::aio::ConnectionManager;
@@ -45,43 +44,6 @@ return 0
 ",
     )
 });
-
-struct Server {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Server {
-    fn start() -> Option<(Server, String)> {
-        let dir = std::env::temp_dir().join(format!("bounded-bench-redis-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).ok()?;
-        let socket = dir.join("redis.sock");
-        let child = Command::new("redis-server")
-            .args(["--port", "0", "--unixsocket"])
-            .arg(&socket)
-            .args(["--save", "", "--appendonly", "no", "--dir"])
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .ok()?;
-        let server = Server { child, dir };
-        for _ in 0..1000 {
-            if socket.exists() {
-                return Some((server, format!("redis+unix://{}", socket.display())));
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        None
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// One hand-written check; `Ok(None)` when allowed, else the wait it was told.
 async fn check(conn: &mut ConnectionManager, key: &str, t_us: u64, burst: u32) -> Option<Duration> {
@@ -225,13 +187,14 @@ fn bench_contended(c: &mut Criterion, rt: &Runtime, url: &str) {
 }
 
 fn benches(c: &mut Criterion) {
-    let Some((_server, url)) = Server::start() else {
-        eprintln!(
-            "ratelimit_redis: redis-server is not on PATH, so nothing was measured; install it \
-             (Debian: `sudo apt-get install redis-server`) and run again"
-        );
-        return;
+    let server = match RedisServer::try_start() {
+        Ok(server) => server,
+        Err(err) => {
+            eprintln!("ratelimit_redis: nothing was measured: {err}");
+            return;
+        }
     };
+    let url = server.url();
     let rt = runtime();
     bench_round_trip(c, &rt, &url);
     bench_contended(c, &rt, &url);

@@ -12,7 +12,6 @@
 //! gets a share in proportion to its callers: grants are made in the order the calls reach Redis.
 //! Ctrl-C ends the run early.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -21,6 +20,7 @@ use bounded::cancel::{Context, Shutdown};
 use bounded::group::Group;
 use bounded::ratelimit::Quota;
 use bounded_ratelimit_redis::RedisLimiter;
+use bounded_testkit::redis_server::RedisServer;
 
 const USAGE: &str = "\
 usage: cargo run -p bounded --example fleet -- [--replicas N] [--rate PER_SECOND] [--burst N] [--for SECONDS] [--redis URL]
@@ -72,49 +72,6 @@ fn parse() -> Result<Args, String> {
     Ok(args)
 }
 
-/// A redis-server on a private socket, stopped when dropped.
-struct PrivateRedis {
-    child: Child,
-    dir: std::path::PathBuf,
-}
-
-impl PrivateRedis {
-    fn start() -> Result<(Self, String), String> {
-        let dir = std::env::temp_dir().join(format!("bounded-fleet-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-        let socket = dir.join("redis.sock");
-        let child = Command::new("redis-server")
-            .args(["--port", "0", "--unixsocket"])
-            .arg(&socket)
-            .args(["--save", "", "--appendonly", "no", "--dir"])
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .map_err(|e| {
-                format!(
-                    "could not start redis-server ({e}); install it (Debian: `sudo apt-get install redis-server`) \
-                     or pass --redis URL"
-                )
-            })?;
-        for _ in 0..1000 {
-            if socket.exists() {
-                let url = format!("redis+unix://{}", socket.display());
-                return Ok((PrivateRedis { child, dir }, url));
-            }
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        Err("redis-server did not open its socket within 5 s".into())
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = match parse() {
@@ -128,10 +85,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             std::process::exit(2);
         }
     };
+    // Without --redis, a private redis-server on a Unix socket, stopped on the way out.
     let (_server, url) = match &args.redis {
         Some(url) => (None, url.clone()),
         None => {
-            let (server, url) = PrivateRedis::start()?;
+            let server = RedisServer::try_start()?;
+            let url = server.url();
             (Some(server), url)
         }
     };

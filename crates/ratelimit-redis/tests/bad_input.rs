@@ -1,7 +1,5 @@
 //! Bad input gets a clear error, as the local limiter gives it, never a panic or a call to Redis.
 
-mod support;
-
 use std::time::Duration;
 
 use bounded_cancel::{Cause, Context};
@@ -9,7 +7,7 @@ use bounded_ratelimit::{InsufficientCapacity, Quota, QuotaError};
 use bounded_ratelimit_redis::{
     AcquireError, ConfigError, OnUnavailable, RedisKeyedLimiter, RedisLimiter, TryAcquireError,
 };
-use support::{RedisServer, get};
+use bounded_testkit::redis_server::{RedisServer, get};
 
 #[tokio::test]
 async fn quotas_keys_and_timeouts_that_cannot_work_are_refused_when_built() {

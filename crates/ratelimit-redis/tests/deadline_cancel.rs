@@ -1,14 +1,12 @@
 //! A deadline that cannot be met is refused by the script and takes nothing; a wait that leaves gives
 //! its reservation back only when no later reservation depends on it.
 
-mod support;
-
 use std::time::Duration;
 
 use bounded_cancel::{Cause, Context, live};
 use bounded_ratelimit::Quota;
 use bounded_ratelimit_redis::{AcquireError, RedisLimiter};
-use support::{RedisServer, get};
+use bounded_testkit::redis_server::{RedisServer, get};
 use tokio::time::Instant;
 
 async fn limiter(server: &RedisServer, key: &str, quota: Quota) -> RedisLimiter {

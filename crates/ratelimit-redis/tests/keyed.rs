@@ -1,12 +1,10 @@
 //! A bucket per key, shared by every replica, each expiring by itself once full again.
 
-mod support;
-
 use std::time::Duration;
 
 use bounded_ratelimit::Quota;
 use bounded_ratelimit_redis::{OnUnavailable, RedisKeyedLimiter, TryAcquireError};
-use support::{RedisServer, get, pttl};
+use bounded_testkit::redis_server::{RedisServer, get, pttl};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_key_has_its_own_bucket_shared_by_every_replica() {

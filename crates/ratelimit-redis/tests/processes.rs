@@ -4,15 +4,13 @@
 //! The parent test runs this same test binary four times, each running only `fleet_replica`, which is
 //! ignored when the suite runs and fails if started without a parent.
 
-mod support;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bounded_cancel::Context;
 use bounded_ratelimit::Quota;
 use bounded_ratelimit_redis::RedisLimiter;
-use support::RedisServer;
+use bounded_testkit::redis_server::RedisServer;
 
 const RATE: u32 = 50;
 const BURST: u32 = 5;

@@ -3,14 +3,12 @@
 //!
 //! These tests run on real time, because the bucket lives on Redis's clock.
 
-mod support;
-
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bounded_ratelimit::Quota;
 use bounded_ratelimit_redis::RedisLimiter;
-use support::RedisServer;
+use bounded_testkit::redis_server::RedisServer;
 use tokio::time::Instant;
 
 /// Grants seen by the callers can bunch by the time a woken task takes to run; this much is allowed.

@@ -1,14 +1,12 @@
 //! Redis killed in the middle of a run and started again, under each `OnUnavailable` policy: while it
 //! is down the policy decides, and once it is back the shared bucket does.
 
-mod support;
-
 use std::time::Duration;
 
 use bounded_cancel::live;
 use bounded_ratelimit::Quota;
 use bounded_ratelimit_redis::{AcquireError, OnUnavailable, RedisLimiter, TryAcquireError};
-use support::RedisServer;
+use bounded_testkit::redis_server::RedisServer;
 use tokio::time::Instant;
 
 const CALL_TIMEOUT: Duration = Duration::from_millis(300);

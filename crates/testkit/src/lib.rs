@@ -1,4 +1,6 @@
-//! Helpers for the workspace's own tests.
+//! Helpers for the workspace's own tests, benches and examples.
+
+pub mod redis_server;
 
 use metrics_util::CompositeKey;
 use metrics_util::debugging::{DebugValue, Snapshotter};
