@@ -76,14 +76,8 @@ fn runtime() -> Runtime {
         .expect("a runtime")
 }
 
-fn bench_round_trip(c: &mut Criterion, rt: &Runtime, url: &str) {
-    let conn = rt.block_on(async {
-        redis::Client::open(url)
-            .unwrap()
-            .get_connection_manager()
-            .await
-            .unwrap()
-    });
+fn bench_round_trip(c: &mut Criterion, rt: &Runtime, server: &RedisServer) {
+    let conn = rt.block_on(server.connect());
     let never = Quota::per_second(500_000).burst(1_000_000);
     let limiter = RedisLimiter::new(conn.clone(), "bench-round-trip", never).unwrap();
     let mut group = c.benchmark_group("ratelimit_redis/grant_round_trip");
@@ -151,14 +145,8 @@ async fn contended_hand(conn: &ConnectionManager, t_us: u64, calls: &Arc<AtomicU
     }
 }
 
-fn bench_contended(c: &mut Criterion, rt: &Runtime, url: &str) {
-    let conn = rt.block_on(async {
-        redis::Client::open(url)
-            .unwrap()
-            .get_connection_manager()
-            .await
-            .unwrap()
-    });
+fn bench_contended(c: &mut Criterion, rt: &Runtime, server: &RedisServer) {
+    let conn = rt.block_on(server.connect());
     let quota = Quota::per_second(2_000).burst(1);
     let t_us = 500;
     let limiter = RedisLimiter::new(conn.clone(), "bench-contended", quota).unwrap();
@@ -194,10 +182,9 @@ fn benches(c: &mut Criterion) {
             return;
         }
     };
-    let url = server.url();
     let rt = runtime();
-    bench_round_trip(c, &rt, &url);
-    bench_contended(c, &rt, &url);
+    bench_round_trip(c, &rt, &server);
+    bench_contended(c, &rt, &server);
 }
 
 criterion_group!(ratelimit_redis, benches);
