@@ -158,7 +158,11 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     };
     // Only this run's results: criterion keeps every earlier one beside them.
     let ours = read_criterion(&crate::root().join("target").join("criterion"), started)?;
-    let rows = summarize(&ours, &go_figures);
+    let mut rows = summarize(&ours, &go_figures);
+    let wants = |p: &str| patterns.is_empty() || patterns.contains(&p);
+    if cfg!(target_os = "linux") && (wants("group") || wants("pool")) {
+        rows.extend(bursts()?);
+    }
     std::fs::write(out.join("summary.json"), to_json(&rows)).map_err(|e| e.to_string())?;
     std::fs::write(out.join("summary.md"), to_markdown(&rows, go)).map_err(|e| e.to_string())?;
     eprintln!(
@@ -221,6 +225,56 @@ fn run_go(out: &Path, quick: bool) -> Result<BTreeMap<String, f64>, String> {
     Ok(figures)
 }
 
+/// The peak memory of a one-million burst through a limited group and a pool, each in a process of its
+/// own (`benches/src/bin/burst_rss.rs`), beside a `JoinSet` reaped only at the end and the bar of 16 MiB.
+fn bursts() -> Result<Vec<Row>, String> {
+    let mut build = Command::new(env!("CARGO"));
+    build.args([
+        "build",
+        "--release",
+        "--package",
+        "bounded-benches",
+        "--bin",
+        "burst_rss",
+    ]);
+    crate::exec(build)?;
+    let binary = crate::root()
+        .join("target")
+        .join("release")
+        .join("burst_rss");
+    let measure = |case: &str| -> Result<f64, String> {
+        let out = Command::new(&binary)
+            .args(["--case", case])
+            .output()
+            .map_err(|e| format!("run burst_rss: {e}"))?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split('\t')
+            .nth(1)
+            .and_then(|mib| mib.trim().parse().ok())
+            .ok_or_else(|| format!("burst_rss --case {case} printed {text:?}"))
+    };
+    let joinset = measure("joinset")?;
+    let mut rows = Vec::new();
+    for case in ["group", "pool"] {
+        let mib = measure(case)?;
+        for (baseline, baseline_mib, target) in [
+            ("joinset_unreaped", joinset, None),
+            ("bar_16_mib", 16.0, Some(1.0)),
+        ] {
+            rows.push(Row {
+                case: format!("{case}/burst_1m_rss"),
+                runtime: "multi_thread".to_owned(),
+                unit: "MiB",
+                ours_ns: mib,
+                baseline: baseline.to_owned(),
+                baseline_ns: baseline_mib,
+                target,
+            });
+        }
+    }
+    Ok(rows)
+}
+
 /// Nanoseconds per item of every benchmark criterion has results for, by full id
 /// (`group/function/runtime`): the median time per iteration over the group's elements per iteration.
 fn read_criterion(
@@ -279,10 +333,13 @@ fn number_after(json: &str, key: &str) -> Option<f64> {
     rest[..end].parse().ok()
 }
 
-/// One line of the summary: ours against one baseline (hand-written tokio, or Go) on one runtime.
+/// One line of the summary: ours against one baseline (hand-written tokio, Go, or a bar) on one runtime.
+/// `ours_ns` and `baseline_ns` are in `unit`: nanoseconds per item, or MiB for a burst's peak memory.
 struct Row {
     case: String,
     runtime: String,
+    /// `ns/item` for the criterion cases, `MiB` for the burst's peak memory.
+    unit: &'static str,
     ours_ns: f64,
     baseline: String,
     baseline_ns: f64,
@@ -313,6 +370,7 @@ fn summarize(ours: &BTreeMap<String, f64>, go: &BTreeMap<String, f64>) -> Vec<Ro
                 rows.push(Row {
                     case: case.group.to_owned(),
                     runtime: runtime.to_owned(),
+                    unit: "ns/item",
                     ours_ns,
                     baseline: case.baseline.to_owned(),
                     baseline_ns,
@@ -323,6 +381,7 @@ fn summarize(ours: &BTreeMap<String, f64>, go: &BTreeMap<String, f64>) -> Vec<Ro
                 rows.push(Row {
                     case: case.group.to_owned(),
                     runtime: runtime.to_owned(),
+                    unit: "ns/item",
                     ours_ns,
                     baseline: "go".to_owned(),
                     baseline_ns: go_ns,
@@ -341,10 +400,11 @@ fn to_json(rows: &[Row]) -> String {
         let met = row.met().map_or("null".to_owned(), |m| m.to_string());
         let _ = write!(
             json,
-            "  {{\"case\": \"{}\", \"runtime\": \"{}\", \"ours_ns\": {:.1}, \"baseline\": \"{}\", \
+            "  {{\"case\": \"{}\", \"runtime\": \"{}\", \"unit\": \"{}\", \"ours_ns\": {:.1}, \"baseline\": \"{}\", \
              \"baseline_ns\": {:.1}, \"ratio\": {:.3}, \"target\": {target}, \"met\": {met}}}",
             row.case,
             row.runtime,
+            row.unit,
             row.ours_ns,
             row.baseline,
             row.baseline_ns,
@@ -358,8 +418,8 @@ fn to_json(rows: &[Row]) -> String {
 
 fn to_markdown(rows: &[Row], go: bool) -> String {
     let mut md = String::from(
-        "| case | runtime | bounded ns/item | baseline | baseline ns/item | ratio | target | met |\n\
-         | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+        "| case | runtime | unit | bounded | baseline | baseline's | ratio | target | met |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for row in rows {
         let target = row.target.map_or("–".to_owned(), |t| format!("≤ {t:.2}×"));
@@ -370,9 +430,10 @@ fn to_markdown(rows: &[Row], go: bool) -> String {
         };
         let _ = writeln!(
             md,
-            "| {} | {} | {:.1} | {} | {:.1} | {:.2}× | {target} | {met} |",
+            "| {} | {} | {} | {:.1} | {} | {:.1} | {:.2}× | {target} | {met} |",
             row.case,
             row.runtime,
+            row.unit,
             row.ours_ns,
             row.baseline,
             row.baseline_ns,
