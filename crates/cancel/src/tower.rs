@@ -10,7 +10,8 @@
 //! wins a tie. A request that arrives after the service's context ended is answered with `RequestEnded`
 //! without calling the handler. And the
 //! context ends when the response is ready, as a Go `http.Server` request's does, so work the handler
-//! left running under it stops too.
+//! left running under it stops too. "Ready" is the response's head: a streaming body is sent after it,
+//! so a body that must keep working should not wait on the request's context.
 //!
 //! # Examples
 //!
