@@ -450,6 +450,40 @@ impl<E> Group<E> {
         self.try_admit(task)
     }
 
+    /// [`try_spawn`](Group::try_spawn) with a name for the task, as [`spawn_named`](Group::spawn_named).
+    ///
+    /// # Errors
+    ///
+    /// As [`try_spawn`](Group::try_spawn): the closure comes back unrun.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_group::Group;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let mut group = Group::<String>::new();
+    /// group.set_limit(Some(1)).unwrap();
+    /// group.try_spawn_named("first", |ctx| async move { ctx.cancelled().await; Ok(()) }).unwrap();
+    /// let refused = group.try_spawn_named("second", |_ctx| async { Ok(()) }).unwrap_err();
+    /// let _closure = refused.into_inner(); // the closure, not a wrapper
+    /// # }
+    /// ```
+    pub fn try_spawn_named<F, Fut>(
+        &self,
+        name: impl Into<String>,
+        task: F,
+    ) -> Result<(), TrySpawnError<F>>
+    where
+        E: Send + 'static,
+        F: FnOnce(Context) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+    {
+        self.try_admit(Named::new(Arc::from(name.into()), task))
+            .map_err(|refused| refused.map(Named::into_task))
+    }
+
     pub(crate) fn try_admit<F: TaskFn<E>>(&self, task: F) -> Result<(), TrySpawnError<F>>
     where
         E: Send + 'static,

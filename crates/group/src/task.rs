@@ -68,6 +68,10 @@ impl<F> Named<F> {
     pub(crate) fn new(name: Arc<str>, task: F) -> Self {
         Named { name, task }
     }
+
+    pub(crate) fn into_task(self) -> F {
+        self.task
+    }
 }
 
 impl<F> fmt::Debug for Named<F> {

@@ -53,3 +53,49 @@ async fn a_named_task_that_succeeds_or_fails_behaves_like_any_other() {
         .unwrap();
     assert_eq!(group.wait().await, Err("no quota".to_owned()));
 }
+
+#[tokio::test]
+async fn try_spawn_named_names_the_task_or_hands_the_closure_back() {
+    let mut group = Group::<String>::new();
+    group.set_limit(Some(1)).unwrap();
+    group
+        .try_spawn_named("only slot", |_ctx| async { panic!("bad row") })
+        .unwrap();
+    let refused = group
+        .try_spawn_named("no room", |_ctx| async { Ok(()) })
+        .unwrap_err();
+    assert!(matches!(refused, bounded_group::TrySpawnError::Full(_)));
+    let Err(Failure::Panicked(panic)) = group.wait_and_recover().await else {
+        unreachable!()
+    };
+    assert_eq!(panic.task(), Some("only slot"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_spawn_named_dropped_while_waiting_for_a_slot_runs_nothing() {
+    let mut group = Group::<String>::new();
+    group.set_limit(Some(1)).unwrap();
+    group
+        .spawn(|_ctx| async {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let ran = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = ran.clone();
+    let waiting = group.spawn_named("late", move |_ctx| async move {
+        flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    });
+    assert!(
+        futures_util::FutureExt::now_or_never(waiting).is_none(),
+        "no slot yet"
+    );
+    group.wait().await.unwrap();
+    assert!(
+        !ran.load(std::sync::atomic::Ordering::SeqCst),
+        "the dropped spawn ran nothing"
+    );
+    bounded_cancel::live::assert_none_alive().await;
+}

@@ -605,14 +605,14 @@ impl Inner {
             queued_at: tokio::time::Instant::now(),
         };
         self.counters.submitted();
+        let job = run_job(self.jobs_ctx.clone(), job, reply);
         // The span current at submission is the job's parent, on whichever worker it runs.
         #[cfg(feature = "tracing")]
-        let job: JobFuture = Box::pin(tracing::Instrument::instrument(
-            run_job(self.jobs_ctx.clone(), job, reply),
+        let job = tracing::Instrument::instrument(
+            job,
             tracing::info_span!("pool job", pool = %self.name),
-        ));
-        #[cfg(not(feature = "tracing"))]
-        let job: JobFuture = Box::pin(run_job(self.jobs_ctx.clone(), job, reply));
+        );
+        let job: JobFuture = Box::pin(job);
         // Every queued job holds a slot and the channel has as many places as there are slots, so it is
         // never full; it is closed only by an abort. A job refused then is dropped, which counts it.
         if let Err(refused) = self.tx.try_send(Queued { job, slot }) {

@@ -197,14 +197,15 @@ impl Core {
         self.count(&self.counters.wait_micros, micros);
     }
 
-    /// Waits for `n` units of the bucket `key` unless `ctx` ends first.
+    /// Waits for `n` units of the bucket `key` unless `ctx` ends first (`None`: a wait with no context,
+    /// which needs none made for it).
     pub(crate) async fn acquire(
         &self,
         key: &str,
         n: u32,
-        ctx: &Context,
+        ctx: Option<&Context>,
     ) -> Result<(), AcquireError> {
-        if let Some(cause) = ctx.cause() {
+        if let Some(cause) = ctx.and_then(Context::cause) {
             return self.abandon(cause);
         }
         if n == 0 {
@@ -223,7 +224,7 @@ impl Core {
             };
             let Some(cost) = cost else {
                 // Blocked: a deadline cannot be met; without one, wait for the block to be lifted.
-                if let Some(remaining) = ctx.remaining() {
+                if let Some(remaining) = ctx.and_then(Context::remaining) {
                     return self.reject(AcquireError::DeadlineTooSoon {
                         wait: BLOCKED_WAIT,
                         remaining,
@@ -231,7 +232,7 @@ impl Core {
                 }
                 tokio::select! {
                     _ = params.changed() => continue,
-                    cause = ctx.cancelled() => return self.abandon(cause),
+                    cause = ended(ctx) => return self.abandon(cause),
                 }
             };
             if n > cost.burst {
@@ -249,9 +250,9 @@ impl Core {
         key: &str,
         cost: Cost,
         n: u32,
-        ctx: &Context,
+        ctx: Option<&Context>,
     ) -> Result<(), AcquireError> {
-        let remaining = ctx.remaining();
+        let remaining = ctx.and_then(Context::remaining);
         // The script refuses a wait longer than `max_wait`; a wait that ends at the deadline itself is
         // too late, hence one microsecond less.
         let max_wait = remaining.map(|r| r.saturating_sub(Duration::from_micros(1)));
@@ -273,7 +274,7 @@ impl Core {
             tokio::select! {
                 () = tokio::time::sleep(reply.wait) => {}
                 // Dropping `hold` gives the grant back.
-                cause = ctx.cancelled() => return self.abandon(cause),
+                cause = ended(ctx) => return self.abandon(cause),
             }
         }
         hold.keep();
@@ -305,15 +306,16 @@ impl Core {
                 },
             ));
         }
-        let never = Context::new();
-        match self.call(key, cost, n, Some(Duration::ZERO), &never).await {
+        match self.call(key, cost, n, Some(Duration::ZERO), None).await {
             Ok(reply) if reply.granted => {
                 self.grant(n, Duration::ZERO);
                 Ok(())
             }
             Ok(reply) => self.reject(TryAcquireError::RetryAfter(RetryAfter::new(reply.wait))),
             Err(CallError::Unavailable(err)) => self.try_unavailable(key, n, err),
-            Err(CallError::Cancelled(_)) => unreachable!("a context nobody holds never ends"),
+            Err(CallError::Cancelled(_)) => {
+                unreachable!("a call without a context is never cancelled")
+            }
         }
     }
 
@@ -324,7 +326,7 @@ impl Core {
         cost: Cost,
         n: u32,
         max_wait: Option<Duration>,
-        ctx: &Context,
+        ctx: Option<&Context>,
     ) -> Result<Reply, CallError> {
         let mut flight = InFlight {
             fut: Some(Box::pin(script::reserve(
@@ -351,7 +353,7 @@ impl Core {
         let ended = {
             let fut = flight.fut.as_mut().expect("armed above");
             tokio::select! {
-                cause = ctx.cancelled() => Ended::Cancelled(cause),
+                cause = ended(ctx) => Ended::Cancelled(cause),
                 reply = tokio::time::timeout(self.timeout, fut) => match reply {
                     Ok(reply) => Ended::Replied(reply),
                     Err(_) => Ended::TimedOut,
@@ -377,7 +379,7 @@ impl Core {
         &self,
         key: &str,
         n: u32,
-        ctx: &Context,
+        ctx: Option<&Context>,
         err: Unavailable,
     ) -> Result<(), AcquireError> {
         self.count(&self.counters.unavailable, 1);
@@ -385,8 +387,17 @@ impl Core {
         let local = match &self.fallback {
             Fallback::Refuse => return self.reject(AcquireError::Unavailable(err)),
             Fallback::Allow => Ok(()),
-            Fallback::One(limiter) => limiter.acquire_n_with(ctx, n).await,
-            Fallback::Keyed(limiter) => limiter.acquire_n_with(ctx, &key.to_owned(), n).await,
+            Fallback::One(limiter) => match ctx {
+                Some(ctx) => limiter.acquire_n_with(ctx, n).await,
+                None => limiter.acquire_n(n).await.map_err(Into::into),
+            },
+            Fallback::Keyed(limiter) => {
+                let key = key.to_owned();
+                match ctx {
+                    Some(ctx) => limiter.acquire_n_with(ctx, &key, n).await,
+                    None => limiter.acquire_n(&key, n).await.map_err(Into::into),
+                }
+            }
         };
         match local {
             Ok(()) => {
@@ -416,6 +427,14 @@ impl Core {
             }
             Err(err) => self.reject(err.into()),
         }
+    }
+}
+
+/// Ends when `ctx` does; never without one.
+async fn ended(ctx: Option<&Context>) -> Cause {
+    match ctx {
+        Some(ctx) => ctx.cancelled().await,
+        None => std::future::pending().await,
     }
 }
 

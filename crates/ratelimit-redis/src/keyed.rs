@@ -148,7 +148,7 @@ impl RedisKeyedLimiter {
     /// ```
     pub fn acquire_n<'a>(&'a self, key: &str, n: u32) -> Acquire<'a> {
         let bucket = self.bucket(key);
-        Acquire::new(async move { self.core.acquire(&bucket, n, &Context::new()).await })
+        Acquire::new(async move { self.core.acquire(&bucket, n, None).await })
     }
 
     /// Waits for one unit of `key`'s bucket unless `ctx` ends first.
@@ -195,7 +195,7 @@ impl RedisKeyedLimiter {
     /// ```
     pub fn acquire_n_with<'a>(&'a self, ctx: &'a Context, key: &str, n: u32) -> Acquire<'a> {
         let bucket = self.bucket(key);
-        Acquire::new(async move { self.core.acquire(&bucket, n, ctx).await })
+        Acquire::new(async move { self.core.acquire(&bucket, n, Some(ctx)).await })
     }
 
     /// Takes one unit of `key`'s bucket if it is free now.

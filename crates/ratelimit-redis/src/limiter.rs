@@ -134,7 +134,7 @@ impl RedisLimiter {
     /// # }
     /// ```
     pub fn acquire_n(&self, n: u32) -> Acquire<'_> {
-        Acquire::new(async move { self.core.acquire(&self.key, n, &Context::new()).await })
+        Acquire::new(self.core.acquire(&self.key, n, None))
     }
 
     /// Waits for one unit unless `ctx` ends first. A grant that would come at or after `ctx`'s deadline
@@ -190,7 +190,7 @@ impl RedisLimiter {
     /// # }
     /// ```
     pub fn acquire_n_with<'a>(&'a self, ctx: &'a Context, n: u32) -> Acquire<'a> {
-        Acquire::new(self.core.acquire(&self.key, n, ctx))
+        Acquire::new(self.core.acquire(&self.key, n, Some(ctx)))
     }
 
     /// Takes one unit if it is free now, behind every reservation already made; one round trip, no

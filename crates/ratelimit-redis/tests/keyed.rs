@@ -73,3 +73,42 @@ async fn a_keyed_fallback_limits_each_key_apart() {
         .expect("another key has its own local bucket");
     assert_eq!(limiter.metrics().unavailable, 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_keyed_wait_dropped_mid_wait_gives_its_instant_back() {
+    let server = RedisServer::start();
+    let mut conn = server.connect().await;
+    let limiter = RedisKeyedLimiter::new(
+        server.connect().await,
+        "user",
+        Quota::per_second(5).burst(1),
+    )
+    .unwrap();
+    limiter.acquire("ada").await.unwrap();
+    let first = get(&mut conn, "user:ada").await.unwrap();
+    let waiting = tokio::spawn({
+        let limiter = limiter.clone();
+        async move { limiter.acquire("ada").await }
+    });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_ne!(
+        get(&mut conn, "user:ada").await.unwrap(),
+        first,
+        "the wait reserved its instant"
+    );
+    waiting.abort();
+    let _ = waiting.await;
+    bounded_cancel::live::settle(Duration::from_secs(2))
+        .await
+        .expect("the give-back task ends");
+    assert_eq!(
+        get(&mut conn, "user:ada").await.unwrap(),
+        first,
+        "given back"
+    );
+    assert_eq!(
+        limiter.metrics().granted,
+        1,
+        "the dropped wait was granted nothing"
+    );
+}

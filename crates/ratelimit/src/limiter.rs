@@ -274,26 +274,32 @@ impl Limiter {
         if n == 0 {
             return Ok(());
         }
+        self.take_now(n).map(drop)
+    }
+
+    /// Takes `n` units now if they conform and nobody is queued, counting the grant or the refusal:
+    /// `Ok` with the limiter's `tat` right after the grant (what a [`Reservation`] gives back against).
+    pub(crate) fn take_now(&self, n: u32) -> Result<u64, TryAcquireError> {
         let mut state = self.shared.lock();
-        if let Err(err) = state.gcra.fits(n) {
-            state.rejected += 1;
-            drop(state);
-            #[cfg(feature = "metrics")]
-            self.shared.export.rejected();
-            return Err(err.into());
-        }
-        let now = self.shared.clock.now();
-        let taken = state.try_take(now, n).map_err(|at| {
-            state.rejected += 1;
-            RetryAfter {
-                wait: Duration::from_nanos(at - now),
+        let taken = match state.gcra.fits(n) {
+            Err(err) => Err(err.into()),
+            Ok(()) => {
+                let now = self.shared.clock.now();
+                state.try_take(now, n).map(|()| state.tat).map_err(|at| {
+                    RetryAfter {
+                        wait: Duration::from_nanos(at - now),
+                    }
+                    .into()
+                })
             }
-            .into()
-        });
+        };
+        if taken.is_err() {
+            state.rejected += 1;
+        }
         drop(state);
         #[cfg(feature = "metrics")]
         match taken {
-            Ok(()) => self.shared.export.granted(n),
+            Ok(_) => self.shared.export.granted(n),
             Err(_) => self.shared.export.rejected(),
         }
         taken

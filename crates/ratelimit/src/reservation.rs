@@ -7,7 +7,7 @@ use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
 
 use crate::state::{Left, Outcome};
-use crate::{InsufficientCapacity, Limiter, RetryAfter, TryAcquireError, driver};
+use crate::{InsufficientCapacity, Limiter, TryAcquireError, driver};
 
 /// Units reserved from a [`Limiter`]: x/time/rate's `Reservation`.
 ///
@@ -95,34 +95,12 @@ impl Reservation {
     /// everyone queued): `try_acquire_n` with a handle that can give the units back.
     #[cfg_attr(not(feature = "tower"), allow(dead_code))]
     pub(crate) fn try_new(limiter: &Limiter, n: u32) -> Result<Self, TryAcquireError> {
-        let shared = &limiter.shared;
-        let mut state = shared.lock();
-        if let Err(err) = state.gcra.fits(n) {
-            state.rejected += 1;
-            return Err(err.into());
-        }
-        let now = shared.clock.now();
-        let taken = match state.try_take(now, n) {
-            Ok(()) => Ok(Reservation {
-                limiter: limiter.clone(),
-                n,
-                held: Held::Granted { tat: state.tat },
-            }),
-            Err(at) => {
-                state.rejected += 1;
-                Err(RetryAfter {
-                    wait: Duration::from_nanos(at - now),
-                }
-                .into())
-            }
-        };
-        drop(state);
-        #[cfg(feature = "metrics")]
-        match &taken {
-            Ok(_) => shared.export.granted(n),
-            Err(_) => shared.export.rejected(),
-        }
-        taken
+        let tat = limiter.take_now(n)?;
+        Ok(Reservation {
+            limiter: limiter.clone(),
+            n,
+            held: Held::Granted { tat },
+        })
     }
 
     /// How long until the units are granted: zero once they are. For a reservation still in line,
