@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use bounded_benches::runtimes;
+use bounded_benches::{on_worker, runtimes};
 use bounded_group::Group;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tokio::sync::Semaphore;
@@ -106,13 +106,16 @@ fn bench_limit_8(c: &mut Criterion) {
     group.sample_size(10);
     for (flavor, rt) in runtimes() {
         group.bench_function(BenchmarkId::new("bounded_group", flavor), |b| {
-            b.to_async(&rt).iter(|| bounded_group(Some(8), false))
+            b.to_async(&rt)
+                .iter(|| on_worker(bounded_group(Some(8), false)))
         });
         group.bench_function(BenchmarkId::new("joinset_semaphore", flavor), |b| {
-            b.to_async(&rt).iter(|| joinset_semaphore(8, false))
+            b.to_async(&rt)
+                .iter(|| on_worker(joinset_semaphore(8, false)))
         });
         group.bench_function(BenchmarkId::new("tasktracker_semaphore", flavor), |b| {
-            b.to_async(&rt).iter(|| tracker_semaphore(8, false))
+            b.to_async(&rt)
+                .iter(|| on_worker(tracker_semaphore(8, false)))
         });
     }
     group.finish();
@@ -124,13 +127,16 @@ fn bench_limit_8_yield(c: &mut Criterion) {
     group.sample_size(10);
     for (flavor, rt) in runtimes() {
         group.bench_function(BenchmarkId::new("bounded_group", flavor), |b| {
-            b.to_async(&rt).iter(|| bounded_group(Some(8), true))
+            b.to_async(&rt)
+                .iter(|| on_worker(bounded_group(Some(8), true)))
         });
         group.bench_function(BenchmarkId::new("joinset_semaphore", flavor), |b| {
-            b.to_async(&rt).iter(|| joinset_semaphore(8, true))
+            b.to_async(&rt)
+                .iter(|| on_worker(joinset_semaphore(8, true)))
         });
         group.bench_function(BenchmarkId::new("tasktracker_semaphore", flavor), |b| {
-            b.to_async(&rt).iter(|| tracker_semaphore(8, true))
+            b.to_async(&rt)
+                .iter(|| on_worker(tracker_semaphore(8, true)))
         });
     }
     group.finish();
@@ -143,13 +149,14 @@ fn bench_unlimited(c: &mut Criterion) {
         group.sample_size(10);
         for (flavor, rt) in runtimes() {
             group.bench_function(BenchmarkId::new("bounded_group", flavor), |b| {
-                b.to_async(&rt).iter(|| bounded_group(None, yields))
+                b.to_async(&rt)
+                    .iter(|| on_worker(bounded_group(None, yields)))
             });
             group.bench_function(BenchmarkId::new("joinset", flavor), |b| {
-                b.to_async(&rt).iter(|| joinset(yields))
+                b.to_async(&rt).iter(|| on_worker(joinset(yields)))
             });
             group.bench_function(BenchmarkId::new("tasktracker", flavor), |b| {
-                b.to_async(&rt).iter(|| tracker(yields))
+                b.to_async(&rt).iter(|| on_worker(tracker(yields)))
             });
         }
         group.finish();

@@ -34,3 +34,24 @@ fn build(time: bool) -> [(&'static str, Runtime); 2] {
     let current = current.build().expect("current_thread runtime");
     [("multi_thread", multi), ("current_thread", current)]
 }
+
+/// Runs one iteration's work as a task on the runtime, and waits for it.
+///
+/// Criterion's `to_async` drives a future from the bench thread with `block_on`, which on the
+/// multi-thread runtime is not one of its workers: every wake-up of that future would cross to a
+/// thread outside the runtime. A service spawns, submits and sends from its tasks, as Go does from
+/// its goroutines, so every case, ours and each baseline alike, runs its driver on a worker.
+///
+/// # Panics
+///
+/// Panics if the work panics.
+pub async fn on_worker<F>(work: F) -> F::Output
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    match tokio::spawn(work).await {
+        Ok(out) => out,
+        Err(err) => std::panic::resume_unwind(err.into_panic()),
+    }
+}

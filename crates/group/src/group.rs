@@ -32,11 +32,18 @@ pub const MAX_LIMIT: usize = Semaphore::MAX_PERMITS;
 ///
 /// # How tasks run
 ///
-/// Each task is a tokio task, as with `tokio::spawn`, `JoinSet::spawn` and Go's `g.Go`: `spawn` returns
+/// Each task runs on a tokio task, as with `tokio::spawn`, `JoinSet::spawn` and Go's `g.Go`: `spawn` returns
 /// before any of the task's code runs, and none of it runs on the caller. So work a task does before its
 /// first await never holds up the spawner, the caller's tracing span and task-locals do not leak into
 /// the task (with the `tracing` feature, the task gets a span of its own whose parent is the caller's),
 /// and a task that spawns tasks that spawn tasks never nests on the caller's stack.
+///
+/// Without a limit, each task is a tokio task of its own. With a limit, tasks run on at most `limit`
+/// *runners*, tokio tasks that each run one group task at a time and then take the next, so a busy
+/// limited group pays a hand-off per task instead of a spawn; a task never waits behind a busy runner
+/// while a slot is free. Idle runners park (at most 64) and end once [`wait`](Group::wait) finds the
+/// group idle or the group is dropped. Inside a task of a limited group, `tokio::task::id()` names its
+/// runner.
 ///
 /// # Examples
 ///
@@ -530,7 +537,11 @@ impl<E> Group<E> {
         #[cfg(feature = "tracing")]
         let job: Job = Box::pin(tracing::Instrument::instrument(job, span));
         // Nothing of the task runs here, on the caller: it is a tokio task from its first step.
-        self.executor.get_or_init(Executor::new).submit(job);
+        let limit = match &self.limit {
+            Limit::Slots(_, n) => Some(*n),
+            _ => None,
+        };
+        self.executor.get_or_init(Executor::new).submit(job, limit);
     }
 
     /// Waits for every task to end, then returns the first error, or re-raises the first panic.
@@ -644,6 +655,9 @@ impl<E> Group<E> {
     /// Waits for every task to end, then ends a `with_context` group's context.
     pub(crate) async fn settle(&self) {
         self.shared.idle().await;
+        if let Some(executor) = self.executor.get() {
+            executor.drain();
+        }
         if self.cancel_on_wait {
             self.shared.ctx.cancel();
         }

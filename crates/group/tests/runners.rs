@@ -1,0 +1,173 @@
+//! A limited group runs its tasks on at most `limit` runner tasks that take one task after another,
+//! instead of a tokio task per group task. These tests hold it to what a task of its own promises:
+//! nothing runs on the spawner, nothing leaks between tasks, no task waits behind another that could
+//! run, and nothing of the group is left once it was waited for or dropped.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bounded_cancel::live;
+use bounded_group::Group;
+use tokio::sync::oneshot;
+
+tokio::task_local! {
+    static REQUEST: u32;
+}
+
+fn limited(limit: usize) -> Group<String> {
+    let mut group = Group::new();
+    group.set_limit(Some(limit)).unwrap();
+    group
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limited_group_runs_its_tasks_on_at_most_limit_tokio_tasks() {
+    let group = limited(4);
+    let ids = Arc::new(Mutex::new(HashSet::new()));
+    for _ in 0..2_000 {
+        let ids = ids.clone();
+        group
+            .spawn(move |_ctx| async move {
+                ids.lock().unwrap().insert(tokio::task::id());
+                tokio::task::yield_now().await;
+                Ok(())
+            })
+            .await
+            .unwrap();
+    }
+    group.wait().await.unwrap();
+    let used = ids.lock().unwrap().len();
+    assert!(
+        (1..=4).contains(&used),
+        "2,000 tasks ran on {used} tokio tasks"
+    );
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_limited_groups_task_runs_none_of_its_code_on_the_spawner_nor_sees_its_task_locals() {
+    let group = limited(2);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    REQUEST
+        .scope(7, async {
+            for _ in 0..3 {
+                let seen = seen.clone();
+                group
+                    .spawn(move |_ctx| {
+                        seen.lock().unwrap().push(REQUEST.try_with(|r| *r).ok());
+                        async { Ok(()) }
+                    })
+                    .await
+                    .unwrap();
+            }
+            // Two admitted at once, the third once a runner freed a slot: none ran here.
+            assert!(seen.lock().unwrap().len() < 3, "a task ran on the spawner");
+        })
+        .await;
+    group.wait().await.unwrap();
+    assert_eq!(*seen.lock().unwrap(), [None, None, None]);
+}
+
+/// With a limit of 2, a task that waits for a later sibling must see that sibling run: the runner
+/// of the first task is busy, so the second needs a runner of its own.
+#[tokio::test(flavor = "current_thread")]
+async fn a_task_waiting_for_a_later_sibling_never_blocks_it() {
+    let group = limited(2);
+    for _ in 0..100 {
+        let (tx, rx) = oneshot::channel::<()>();
+        group
+            .spawn(move |_ctx| async move { rx.await.map_err(|e| e.to_string()) })
+            .await
+            .unwrap();
+        group
+            .spawn(move |_ctx| async move {
+                tx.send(()).unwrap();
+                Ok(())
+            })
+            .await
+            .unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(10), group.wait())
+        .await
+        .expect("every task ran")
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_of_a_limited_group_is_alive_after_wait_or_drop() {
+    let group = limited(8);
+    for _ in 0..500 {
+        group
+            .spawn(|_ctx| async {
+                tokio::task::yield_now().await;
+                Ok(())
+            })
+            .await
+            .unwrap();
+    }
+    group.wait().await.unwrap();
+    // The group still exists, but was waited for: its runners end.
+    live::settle(Duration::from_secs(5)).await.unwrap();
+
+    // Spawned again after the wait, and dropped with runners parked and tasks running.
+    let (tx, rx) = oneshot::channel::<()>();
+    group
+        .spawn(move |_ctx| async move {
+            let _ = rx.await;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    for _ in 0..20 {
+        group.spawn(|_ctx| async { Ok(()) }).await.unwrap();
+    }
+    tokio::task::yield_now().await;
+    drop(group);
+    live::settle(Duration::from_secs(5)).await.unwrap();
+    assert!(tx.is_closed(), "the running task was aborted by the drop");
+}
+
+/// Many runs on the multi-thread runtime: tasks spawn siblings from inside the group and yield at
+/// random points; each runs exactly once, and never more than the limit at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stress_every_task_runs_once_within_the_limit() {
+    for round in 0..200u64 {
+        let limit = 1 + (round % 5) as usize;
+        let group = Arc::new(limited(limit));
+        let running = Arc::new(AtomicUsize::new(0));
+        let ran = Arc::new(Mutex::new(Vec::new()));
+        for i in 0..60u64 {
+            let (group2, running, ran) = (group.clone(), running.clone(), ran.clone());
+            group
+                .spawn(move |_ctx| async move {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    assert!(now <= limit, "{now} running, limit {limit}");
+                    if (i + round) % 3 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                    ran.lock().unwrap().push(i);
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    if i % 7 == 0 {
+                        // A child from inside the group, if a slot is free now.
+                        let ran = ran.clone();
+                        let _ = group2.try_spawn(move |_ctx| async move {
+                            ran.lock().unwrap().push(1_000 + i);
+                            Ok(())
+                        });
+                    }
+                    Ok(())
+                })
+                .await
+                .unwrap();
+        }
+        group.wait().await.unwrap();
+        let mut ran = ran.lock().unwrap().clone();
+        ran.sort_unstable();
+        let parents: Vec<u64> = ran.iter().copied().filter(|&i| i < 1_000).collect();
+        assert_eq!(parents, (0..60).collect::<Vec<_>>(), "round {round}");
+        let children = ran.len() - parents.len();
+        assert!(children <= 9, "round {round}: a child ran twice");
+    }
+    live::settle(Duration::from_secs(5)).await.unwrap();
+}
