@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use bounded_benches::{runtimes, timed_runtimes};
+use bounded_benches::{on_worker, runtimes, timed_runtimes};
 use bounded_cancel::Context;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tokio_util::sync::CancellationToken;
@@ -52,37 +52,42 @@ fn bench_fanout(c: &mut Criterion) {
     group.sample_size(20);
     for (flavor, rt) in runtimes() {
         group.bench_function(BenchmarkId::new("bounded_context", flavor), |b| {
-            b.to_async(&rt).iter_custom(|iters| async move {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let ctx = Context::new();
-                    let waiters = ctx.clone();
-                    total += fanout(
-                        move || {
-                            let ctx = waiters.clone();
-                            async move {
-                                ctx.cancelled().await;
-                            }
-                        },
-                        || {
-                            ctx.cancel();
-                        },
-                    )
-                    .await;
-                }
-                total
+            b.to_async(&rt).iter_custom(|iters| {
+                on_worker(async move {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let ctx = Context::new();
+                        let waiters = ctx.clone();
+                        total += fanout(
+                            move || {
+                                let ctx = waiters.clone();
+                                async move {
+                                    ctx.cancelled().await;
+                                }
+                            },
+                            || {
+                                ctx.cancel();
+                            },
+                        )
+                        .await;
+                    }
+                    total
+                })
             })
         });
         group.bench_function(BenchmarkId::new("tokio_util_token", flavor), |b| {
-            b.to_async(&rt).iter_custom(|iters| async move {
-                let mut total = Duration::ZERO;
-                for _ in 0..iters {
-                    let token = CancellationToken::new();
-                    let waiters = token.clone();
-                    total +=
-                        fanout(move || waiters.clone().cancelled_owned(), || token.cancel()).await;
-                }
-                total
+            b.to_async(&rt).iter_custom(|iters| {
+                on_worker(async move {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let token = CancellationToken::new();
+                        let waiters = token.clone();
+                        total +=
+                            fanout(move || waiters.clone().cancelled_owned(), || token.cancel())
+                                .await;
+                    }
+                    total
+                })
             })
         });
     }

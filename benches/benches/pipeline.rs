@@ -11,7 +11,7 @@
 use std::hint::black_box;
 use std::sync::Arc;
 
-use bounded_benches::runtimes;
+use bounded_benches::{on_worker, runtimes};
 use bounded_cancel::Context;
 use bounded_pipeline::{Output, Pipeline};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -133,16 +133,18 @@ fn bench_one_stage(c: &mut Criterion) {
         assert_eq!(rt.block_on(ours_one_stage()), expected());
         assert_eq!(rt.block_on(mpsc_mutex_one_stage()), expected());
         group.bench_function(BenchmarkId::new("bounded", flavor), |b| {
-            b.to_async(&rt).iter(ours_one_stage)
+            b.to_async(&rt).iter(|| on_worker(ours_one_stage()))
         });
         group.bench_function(BenchmarkId::new("mpsc_mutex", flavor), |b| {
-            b.to_async(&rt).iter(mpsc_mutex_one_stage)
+            b.to_async(&rt).iter(|| on_worker(mpsc_mutex_one_stage()))
         });
         group.bench_function(BenchmarkId::new("async_channel", flavor), |b| {
-            b.to_async(&rt).iter(|| async_channel_stages(1, WORKERS))
+            b.to_async(&rt)
+                .iter(|| on_worker(async_channel_stages(1, WORKERS)))
         });
         group.bench_function(BenchmarkId::new("buffer_unordered_spawn", flavor), |b| {
-            b.to_async(&rt).iter(buffer_unordered_one_stage)
+            b.to_async(&rt)
+                .iter(|| on_worker(buffer_unordered_one_stage()))
         });
     }
     group.finish();
@@ -155,10 +157,11 @@ fn bench_three_stages(c: &mut Criterion) {
     for (flavor, rt) in runtimes() {
         assert_eq!(rt.block_on(ours_three_stages()), expected());
         group.bench_function(BenchmarkId::new("bounded", flavor), |b| {
-            b.to_async(&rt).iter(ours_three_stages)
+            b.to_async(&rt).iter(|| on_worker(ours_three_stages()))
         });
         group.bench_function(BenchmarkId::new("async_channel", flavor), |b| {
-            b.to_async(&rt).iter(|| async_channel_stages(3, 4))
+            b.to_async(&rt)
+                .iter(|| on_worker(async_channel_stages(3, 4)))
         });
     }
     group.finish();
@@ -197,7 +200,7 @@ fn bench_cpu_stage(c: &mut Criterion) {
     for workers in [1, 2] {
         group.bench_function(
             BenchmarkId::new(format!("{workers}_workers"), flavor),
-            |b| b.to_async(&rt).iter(|| cpu_stage(workers)),
+            |b| b.to_async(&rt).iter(|| on_worker(cpu_stage(workers))),
         );
     }
     group.finish();

@@ -13,7 +13,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use bounded_benches::runtimes;
+use bounded_benches::{on_worker, runtimes};
 use bounded_cancel::Context;
 use bounded_pool::Pool;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -114,13 +114,16 @@ fn bench_per_job(c: &mut Criterion) {
         group.sample_size(10);
         for (flavor, rt) in runtimes() {
             group.bench_function(BenchmarkId::new("bounded_pool", flavor), |b| {
-                b.to_async(&rt).iter(|| bounded_pool(workers, queue))
+                b.to_async(&rt)
+                    .iter(|| on_worker(bounded_pool(workers, queue)))
             });
             group.bench_function(BenchmarkId::new("mpsc_mutex", flavor), |b| {
-                b.to_async(&rt).iter(|| mpsc_mutex(workers, queue))
+                b.to_async(&rt)
+                    .iter(|| on_worker(mpsc_mutex(workers, queue)))
             });
             group.bench_function(BenchmarkId::new("async_channel", flavor), |b| {
-                b.to_async(&rt).iter(|| async_channel_pool(workers, queue))
+                b.to_async(&rt)
+                    .iter(|| on_worker(async_channel_pool(workers, queue)))
             });
         }
         group.finish();
@@ -134,11 +137,11 @@ fn bench_yielding_jobs(c: &mut Criterion) {
     for (flavor, rt) in runtimes() {
         group.bench_function(BenchmarkId::new("bounded_pool", flavor), |b| {
             b.to_async(&rt)
-                .iter(|| bounded_pool_of(8, 16, yielding_job))
+                .iter(|| on_worker(bounded_pool_of(8, 16, yielding_job)))
         });
         group.bench_function(BenchmarkId::new("async_channel", flavor), |b| {
             b.to_async(&rt)
-                .iter(|| async_channel_pool_of(8, 16, yielding_job))
+                .iter(|| on_worker(async_channel_pool_of(8, 16, yielding_job)))
         });
     }
     group.finish();

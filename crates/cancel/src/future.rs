@@ -16,9 +16,9 @@ pin_project! {
         #[pin]
         wait: WaitForCancellationFuture<'a>,
         // Armed at the first poll when the context has a deadline; the wait's own timer, so that no
-        // task has to exist for a deadline to end a wait.
-        #[pin]
-        timer: Option<Sleep>,
+        // task has to exist for a deadline to end a wait. Boxed: a wait without a deadline (most of
+        // them) stays small, which every task that holds one pays for.
+        timer: Option<Pin<Box<Sleep>>>,
         ctx: &'a Context,
     }
 }
@@ -46,10 +46,10 @@ impl Future for Cancelled<'_> {
                     if this.ctx.is_cancelled() {
                         return Poll::Ready(this.ctx.cause_or_cancelled());
                     }
-                    this.timer.set(Some(tokio::time::sleep_until(deadline)));
+                    *this.timer = Some(Box::pin(tokio::time::sleep_until(deadline)));
                 }
-                if let Some(timer) = this.timer.as_pin_mut() {
-                    ready!(timer.poll(cx));
+                if let Some(timer) = this.timer {
+                    ready!(timer.as_mut().poll(cx));
                     this.ctx.expire();
                     return Poll::Ready(this.ctx.cause_or_cancelled());
                 }

@@ -8,7 +8,11 @@
 //! submitted == queued + running + completed + failed + panicked + cancelled + never_started
 //! ```
 //!
-//! 1. A job is counted `submitted` and `queued` together, in `enqueue`, before any worker can take it.
+//! `queued` and `running` are not counters of their own: they are `submitted - started -
+//! never_started` and `started - (completed + failed + panicked + cancelled)` (see `metrics.rs`), so
+//! the identity holds once each job makes the moves below.
+//!
+//! 1. A job is counted `submitted` (so, queued) in `enqueue`, before any worker can take it.
 //! 2. It leaves `queued` exactly once: a worker takes it (`started`), or its reply is dropped unrun
 //!    (`never_started`: the queue was dropped, or refused it after an abort).
 //! 3. It leaves `running` exactly once: `run_job` counts how it ended, or its reply is dropped with the

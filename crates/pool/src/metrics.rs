@@ -1,4 +1,4 @@
-use bounded_sync::atomic::{AtomicU64, Ordering::Relaxed};
+use bounded_sync::atomic::{AtomicU64, Ordering};
 use std::fmt;
 
 /// A snapshot of a pool's counters, from [`Pool::metrics`](crate::Pool::metrics).
@@ -85,15 +85,31 @@ impl fmt::Display for Metrics {
 pub(crate) struct Counters {
     #[cfg(feature = "metrics")]
     pub(crate) exported: crate::export::Exported,
-    submitted: AtomicU64,
-    queued: AtomicU64,
-    running: AtomicU64,
+    // Moved by submitters.
+    submitted: Padded,
+    rejected: Padded,
+    // Moved by workers. `queued` and `running` are not counted: they are what `submitted` and
+    // `started` hold beyond the counts of jobs that left (see `snapshot`), so a job costs three
+    // counter moves, on lines that submitters and workers do not share.
+    started: Padded,
     completed: AtomicU64,
     failed: AtomicU64,
     panicked: AtomicU64,
     cancelled: AtomicU64,
     never_started: AtomicU64,
-    rejected: AtomicU64,
+}
+
+/// A counter on a cache line of its own, so that a submitter's and a worker's moves do not contend.
+#[derive(Default)]
+#[repr(align(128))]
+struct Padded(AtomicU64);
+
+impl std::ops::Deref for Padded {
+    type Target = AtomicU64;
+
+    fn deref(&self) -> &AtomicU64 {
+        &self.0
+    }
 }
 
 /// How a job that ran ended.
@@ -126,39 +142,39 @@ impl Counters {
         Counters {
             #[cfg(feature = "metrics")]
             exported: crate::export::Exported::new(name),
-            submitted: AtomicU64::new(0),
-            queued: AtomicU64::new(0),
-            running: AtomicU64::new(0),
+            submitted: Padded::default(),
+            rejected: Padded::default(),
+            started: Padded::default(),
             completed: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             panicked: AtomicU64::new(0),
             cancelled: AtomicU64::new(0),
             never_started: AtomicU64::new(0),
-            rejected: AtomicU64::new(0),
         }
     }
 
+    // Every move is a release and every read in `snapshot` an acquire, read in the reverse order of a
+    // job's moves (ended, then started, then submitted): a snapshot that sees a job end also sees it
+    // start and be submitted, so the derived counts never go below zero.
+
     pub(crate) fn submitted(&self) {
         export!(self.submitted());
-        self.queued.fetch_add(1, Relaxed);
-        self.submitted.fetch_add(1, Relaxed);
+        self.submitted.fetch_add(1, Ordering::Release);
     }
 
     pub(crate) fn rejected(&self) {
         export!(self.rejected());
-        self.rejected.fetch_add(1, Relaxed);
+        self.rejected.fetch_add(1, Ordering::Release);
     }
 
     pub(crate) fn started(&self) {
         export!(self.started());
-        self.running.fetch_add(1, Relaxed);
-        self.queued.fetch_sub(1, Relaxed);
+        self.started.fetch_add(1, Ordering::Release);
     }
 
     pub(crate) fn never_started(&self) {
         export!(self.never_started());
-        self.never_started.fetch_add(1, Relaxed);
-        self.queued.fetch_sub(1, Relaxed);
+        self.never_started.fetch_add(1, Ordering::Release);
     }
 
     pub(crate) fn ended(&self, how: Ended) {
@@ -169,27 +185,34 @@ impl Counters {
             Ended::Panicked => &self.panicked,
             Ended::Cancelled => &self.cancelled,
         };
-        counter.fetch_add(1, Relaxed);
-        self.running.fetch_sub(1, Relaxed);
+        counter.fetch_add(1, Ordering::Release);
     }
 
     pub(crate) fn cancelled(&self) {
         export!(self.ended(Ended::Cancelled));
-        self.cancelled.fetch_add(1, Relaxed);
-        self.running.fetch_sub(1, Relaxed);
+        self.cancelled.fetch_add(1, Ordering::Release);
     }
 
     pub(crate) fn snapshot(&self) -> Metrics {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Acquire);
+        let completed = load(&self.completed);
+        let failed = load(&self.failed);
+        let panicked = load(&self.panicked);
+        let cancelled = load(&self.cancelled);
+        let never_started = load(&self.never_started);
+        let started = load(&self.started);
+        let submitted = load(&self.submitted);
+        let ran = completed + failed + panicked + cancelled;
         Metrics {
-            submitted: self.submitted.load(Relaxed),
-            queued: self.queued.load(Relaxed),
-            running: self.running.load(Relaxed),
-            completed: self.completed.load(Relaxed),
-            failed: self.failed.load(Relaxed),
-            panicked: self.panicked.load(Relaxed),
-            cancelled: self.cancelled.load(Relaxed),
-            never_started: self.never_started.load(Relaxed),
-            rejected: self.rejected.load(Relaxed),
+            submitted,
+            queued: submitted.saturating_sub(started + never_started),
+            running: started.saturating_sub(ran),
+            completed,
+            failed,
+            panicked,
+            cancelled,
+            never_started,
+            rejected: load(&self.rejected),
         }
     }
 }
