@@ -6,6 +6,7 @@
 //!   poll: this is the path of tasks that wait (on I/O, a timer), which bounded-group hands to its drivers.
 //! - `group/unlimited/*`: no limit. Baselines are `JoinSet::spawn` + `join_next` and `TaskTracker::spawn` + `wait`.
 //! - `group/unlimited_yield/*`: as `unlimited`, with tasks that yield once.
+//! - `*/bare_spawn/*`: the floor, a bare `tokio::spawn` per task (no limit) and a countdown.
 
 use std::sync::Arc;
 
@@ -72,6 +73,25 @@ async fn tracker_semaphore(limit: usize, yields: bool) {
     tracker.wait().await;
 }
 
+/// The floor: a bare `tokio::spawn` per task, its handle dropped, the last task to end waking the
+/// spawner. No limit, no error, no panic caught, no abort on drop: what any group pays at least.
+async fn bare_spawn(yields: bool) {
+    let left = Arc::new(std::sync::atomic::AtomicUsize::new(TASKS));
+    let done = Arc::new(tokio::sync::Notify::new());
+    for _ in 0..TASKS {
+        let (left, done) = (left.clone(), done.clone());
+        drop(tokio::spawn(async move {
+            if yields {
+                tokio::task::yield_now().await;
+            }
+            if left.fetch_sub(1, std::sync::atomic::Ordering::AcqRel) == 1 {
+                done.notify_one();
+            }
+        }));
+    }
+    done.notified().await;
+}
+
 async fn joinset(yields: bool) {
     let mut set = JoinSet::new();
     for _ in 0..TASKS {
@@ -117,6 +137,9 @@ fn bench_limit_8(c: &mut Criterion) {
             b.to_async(&rt)
                 .iter(|| on_worker(tracker_semaphore(8, false)))
         });
+        group.bench_function(BenchmarkId::new("bare_spawn", flavor), |b| {
+            b.to_async(&rt).iter(|| on_worker(bare_spawn(false)))
+        });
     }
     group.finish();
 }
@@ -138,6 +161,9 @@ fn bench_limit_8_yield(c: &mut Criterion) {
             b.to_async(&rt)
                 .iter(|| on_worker(tracker_semaphore(8, true)))
         });
+        group.bench_function(BenchmarkId::new("bare_spawn", flavor), |b| {
+            b.to_async(&rt).iter(|| on_worker(bare_spawn(true)))
+        });
     }
     group.finish();
 }
@@ -157,6 +183,9 @@ fn bench_unlimited(c: &mut Criterion) {
             });
             group.bench_function(BenchmarkId::new("tasktracker", flavor), |b| {
                 b.to_async(&rt).iter(|| on_worker(tracker(yields)))
+            });
+            group.bench_function(BenchmarkId::new("bare_spawn", flavor), |b| {
+                b.to_async(&rt).iter(|| on_worker(bare_spawn(yields)))
             });
         }
         group.finish();

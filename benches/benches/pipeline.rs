@@ -3,6 +3,7 @@
 //! - `pipeline/one_stage/*`: 50,000 items through one stage of 8 workers with buffers of 16 on both
 //!   sides, trivial work, beside the same shape by hand with tokio `mpsc` and the input receiver behind a
 //!   `Mutex`, with `async-channel` (MPMC, no mutex), and `buffer_unordered(8)` over spawned tasks.
+//!   `bare_hop` is the floor: each item through one bounded channel to one task.
 //! - `pipeline/three_stages/*`: 50,000 items through three stages of 4 workers (buffers 16), beside the
 //!   same by hand with `async-channel`.
 //! - `pipeline/cpu_stage/*` (multi_thread only): 2,000 items of about 20 µs of CPU each through a stage
@@ -99,6 +100,23 @@ async fn async_channel_stages(stages: usize, workers: usize) -> u64 {
     sum
 }
 
+/// The floor: each item crosses one bounded channel to one task that sums it.
+async fn bare_hop() -> u64 {
+    let (tx, rx) = async_channel::bounded::<u64>(BUFFER);
+    let consumer = tokio::spawn(async move {
+        let mut sum = 0;
+        while let Ok(n) = rx.recv().await {
+            sum += black_box(n);
+        }
+        sum
+    });
+    for n in 0..ITEMS {
+        tx.send(n).await.expect("open");
+    }
+    drop(tx);
+    consumer.await.expect("consumer")
+}
+
 async fn buffer_unordered_one_stage() -> u64 {
     futures_util::stream::iter(0..ITEMS)
         .map(|n| tokio::spawn(async move { black_box(n) }))
@@ -145,6 +163,9 @@ fn bench_one_stage(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("buffer_unordered_spawn", flavor), |b| {
             b.to_async(&rt)
                 .iter(|| on_worker(buffer_unordered_one_stage()))
+        });
+        group.bench_function(BenchmarkId::new("bare_hop", flavor), |b| {
+            b.to_async(&rt).iter(|| on_worker(bare_hop()))
         });
     }
     group.finish();

@@ -6,6 +6,8 @@
 //!   in Rust), and N tasks sharing an `async_channel::Receiver`.
 //! - `pool/w8_q16_yield/*`: the same with jobs that await once (`yield_now`), as jobs waiting on I/O do,
 //!   beside the `async-channel` pool.
+//! - `*/bare_hop/*` in `w8_q16` and `w8_q16_yield`: the floor, each job through one bounded channel to
+//!   one task that runs it.
 //! - `pool/try_submit/*`: 50,000 `try_submit` into a queue with room for all of them, beside tokio
 //!   `mpsc::Sender::try_send` of the same boxed jobs.
 
@@ -81,6 +83,23 @@ async fn mpsc_mutex(workers: usize, queue: usize) {
     }
 }
 
+/// The floor: each job crosses one bounded channel to one task that runs it. No result, no slot, no
+/// catch of a panic, one consumer: the hand-off any pool pays at least.
+async fn bare_hop(queue: usize, job: fn() -> Job) {
+    let (tx, rx) = async_channel::bounded::<Job>(queue);
+    let ctx = Context::new();
+    let consumer = tokio::spawn(async move {
+        while let Ok(job) = rx.recv().await {
+            let _ = job(ctx.clone()).await;
+        }
+    });
+    for _ in 0..JOBS {
+        tx.send(job()).await.expect("open");
+    }
+    drop(tx);
+    consumer.await.expect("consumer");
+}
+
 async fn async_channel_pool(workers: usize, queue: usize) {
     async_channel_pool_of(workers, queue, job).await
 }
@@ -125,6 +144,9 @@ fn bench_per_job(c: &mut Criterion) {
                 b.to_async(&rt)
                     .iter(|| on_worker(async_channel_pool(workers, queue)))
             });
+            group.bench_function(BenchmarkId::new("bare_hop", flavor), |b| {
+                b.to_async(&rt).iter(|| on_worker(bare_hop(queue, job)))
+            });
         }
         group.finish();
     }
@@ -142,6 +164,10 @@ fn bench_yielding_jobs(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("async_channel", flavor), |b| {
             b.to_async(&rt)
                 .iter(|| on_worker(async_channel_pool_of(8, 16, yielding_job)))
+        });
+        group.bench_function(BenchmarkId::new("bare_hop", flavor), |b| {
+            b.to_async(&rt)
+                .iter(|| on_worker(bare_hop(16, yielding_job)))
         });
     }
     group.finish();

@@ -10,7 +10,9 @@
 //! 2. After `close`, the channel closes only once every slot is back (`slot_freed`): no job that was
 //!    accepted is ever refused by the channel, and idle workers then see the end.
 //! 3. A worker retires only through `Headcount::retire_one` (see `accounting.rs`), so a shrink never
-//!    retires more workers than asked, and a busy worker retires only between jobs.
+//!    retires more workers than asked, and a busy worker retires only between jobs. A shrink sets
+//!    the target, then queues one `Retire` notice per worker to retire, so that idle workers wake and
+//!    look; a notice that finds nobody left to retire is skipped.
 //! 4. No lock is held across `tokio::spawn` (bounded-sync's rule): workers are spawned, then their
 //!    handles stored.
 
@@ -57,6 +59,13 @@ struct Queued {
     slot: OwnedSemaphorePermit,
 }
 
+/// What workers take from the channel: a job, or a notice that the pool shrank, which wakes an idle
+/// worker to check whether it should retire (a busy one checks between jobs anyway).
+enum Msg {
+    Job(Queued),
+    Retire,
+}
+
 /// A long-lived pool of workers fed by a bounded queue: the common Go `Pool`, without its flaws.
 ///
 /// See the [crate docs](crate) for the lifecycle. Every method takes `&self`; share a pool with an `Arc`.
@@ -89,8 +98,8 @@ pub(crate) struct Inner {
     /// Queue slots. A submitter takes one before its job exists in the queue; a worker frees it on dequeue.
     slots: Arc<Semaphore>,
     capacity: usize,
-    tx: Sender<Queued>,
-    rx: Receiver<Queued>,
+    tx: Sender<Msg>,
+    rx: Receiver<Msg>,
     counters: Counters,
     hook: Hook,
     /// Workers wanted and workers not yet retired.
@@ -99,7 +108,6 @@ pub(crate) struct Inner {
     live: Live,
     handles: Mutex<Vec<JoinHandle<()>>>,
     supervisor: Mutex<Option<AbortHandle>>,
-    retire: Notify,
     exited: Notify,
     tasks: TaskCounter,
     /// The pool's name, for its spans and events.
@@ -148,7 +156,6 @@ impl Pool {
             live: Live::default(),
             handles: Mutex::default(),
             supervisor: Mutex::default(),
-            retire: Notify::new(),
             exited: Notify::new(),
             tasks: TaskCounter::new(format!("{name} worker")),
             name: name.clone(),
@@ -498,7 +505,10 @@ impl Pool {
         if n > before {
             inner.spawn_workers(n - before);
         } else if n < before {
-            inner.retire.notify_waiters();
+            for _ in n..before {
+                // Unbounded, so never full; closed only by an abort, when no worker needs telling.
+                let _ = inner.tx.try_send(Msg::Retire);
+            }
         }
         Ok(())
     }
@@ -615,7 +625,7 @@ impl Inner {
         let job: JobFuture = Box::pin(job);
         // Every queued job holds a slot and the channel has as many places as there are slots, so it is
         // never full; it is closed only by an abort. A job refused then is dropped, which counts it.
-        if let Err(refused) = self.tx.try_send(Queued { job, slot }) {
+        if let Err(refused) = self.tx.try_send(Msg::Job(Queued { job, slot })) {
             drop(refused.into_inner());
         }
         JobHandle::new(rx)
@@ -753,28 +763,21 @@ async fn worker(alive: Alive) {
         if inner.headcount.retire_one() {
             return;
         }
-        // Under load a job is waiting: take it without arming anything. Only an idle worker registers
-        // for a retirement notice, before its last look at the queue, so no shrink is missed.
+        // A shrink sets the target before it sends its notices, and a notice stays queued until a
+        // worker takes it, so a worker idle in `recv` is always woken to look again.
         let next = match inner.rx.try_recv() {
-            Ok(queued) => Ok(queued),
+            Ok(msg) => Ok(msg),
             Err(async_channel::TryRecvError::Closed) => Err(()),
-            Err(async_channel::TryRecvError::Empty) => {
-                let mut retire = pin!(inner.retire.notified());
-                retire.as_mut().enable();
-                if inner.headcount.retire_one() {
-                    return;
-                }
-                tokio::select! {
-                    biased;
-                    _ = retire => continue,
-                    next = inner.rx.recv() => next.map_err(|_| ()),
-                }
-            }
+            Err(async_channel::TryRecvError::Empty) => inner.rx.recv().await.map_err(|_| ()),
         };
-        let Ok(Queued { job, slot }) = next else {
-            // Closed and empty: the pool is draining or stopped.
-            inner.headcount.ended();
-            return;
+        let Queued { job, slot } = match next {
+            Ok(Msg::Job(queued)) => queued,
+            Ok(Msg::Retire) => continue,
+            Err(()) => {
+                // Closed and empty: the pool is draining or stopped.
+                inner.headcount.ended();
+                return;
+            }
         };
         inner.counters.started();
         drop(slot);
