@@ -21,15 +21,21 @@
 //!    or `finish` (the task ended first) sees it; whichever comes second frees it. So every slot is
 //!    freed exactly once, whatever the order, and the slab holds one slot per tokio task alive.
 //! 3. A `Running` slot holds the handle of a task that has not ended; `Drop` aborts exactly those. A
-//!    task still `Reserved` at drop cannot exist: `submit` borrows the executor until it has filled.
+//!    task spawned by `submit` cannot be `Reserved` at drop (`submit` borrows the executor until it has
+//!    filled), but a runner started by another runner can: so `Drop` also sets `closed`, under the
+//!    lock, and a runner that looks after that ends, and wakes the parked ones, which end too.
 //! 4. Runners: `pending` counts tasks queued or on a runner; `runners` counts runners that have not
 //!    decided to end; a runner is *parked* exactly when its key is in `idle` (and its waker stored).
 //!    A runner parks or ends only after it found the queue empty, under the lock.
-//! 5. Every queued task is taken: a push wakes a parked runner, or starts one while fewer than `limit`
-//!    exist, or else finds at least `limit` runners, none of them parked. In that last case, a limited
-//!    group's slots (a task holds one from admission to its end, and there are `limit`) leave at most
+//! 5. Every queued task is taken. `searching` counts runners woken or started that have not looked at
+//!    the queue yet. Whenever a task is queued (a push) or left queued behind one just taken, and no
+//!    runner is searching, one is made to: a parked runner is woken, or one is started while fewer
+//!    than `limit` exist. Otherwise at least `limit` runners exist, none parked: a limited group's
+//!    slots (a task holds one from admission to its end, and there are `limit`) leave at most
 //!    `limit - queued` tasks running, so at least `queued` runners are between tasks and look at the
-//!    queue before they park or end.
+//!    queue before they park or end. A searching runner that takes a task passes the search on if
+//!    tasks remain, so a run of pushes wakes one runner, not one per task, and the runners still
+//!    fan out over every queued task.
 //! 6. Once `wait` has found the group idle (`draining`, until the next push), the runner that finds
 //!    `pending` at 0 ends and wakes every parked runner, which then ends too: a group that was waited
 //!    for and has nothing to do holds no runner.
@@ -56,13 +62,15 @@ pub(crate) const MAX_PARKED: usize = 64;
 
 pub(crate) struct Executor {
     core: Arc<Core<Job, AbortHandle>>,
-    counter: TaskCounter,
 }
 
 /// What the executor and its tokio tasks share. `J` is a task, `H` an abort handle (both stand-ins in
 /// the loom model).
 struct Core<J, H> {
     state: Mutex<State<J, H>>,
+    /// Starts a runner whose slot is reserved (a tokio task; a thread in the loom model).
+    start: Starter<J, H>,
+    counter: TaskCounter,
 }
 
 struct State<J, H> {
@@ -131,6 +139,8 @@ impl<H> Slab<H> {
     }
 }
 
+type Starter<J, H> = Box<dyn Fn(&Arc<Core<J, H>>, usize, usize) + Send + Sync>;
+
 /// A limited group's queue and runners (invariants 4 to 6).
 struct Runs<J> {
     queue: VecDeque<J>,
@@ -142,6 +152,10 @@ struct Runs<J> {
     wakers: Vec<Option<Waker>>,
     /// `wait` found the group idle; cleared by the next push (invariant 6).
     draining: bool,
+    /// Runners woken or started that have not looked at the queue yet (invariant 5).
+    searching: usize,
+    /// The executor was dropped: every runner ends, none starts (invariant 3).
+    closed: bool,
 }
 
 impl<J> Default for Runs<J> {
@@ -153,22 +167,25 @@ impl<J> Default for Runs<J> {
             idle: Vec::new(),
             wakers: Vec::new(),
             draining: false,
+            searching: 0,
+            closed: false,
         }
     }
 }
 
-/// What `submit` does after queueing, once the lock is released.
+/// Who is made to search the queue, once the lock is released (invariant 5).
 enum Push {
     Wake(Waker),
     /// Start a runner with this slab key.
     Start(usize),
-    /// A runner between tasks will take it (invariant 5).
+    /// A runner searching or between tasks will take it.
     Nothing,
 }
 
 /// What a runner does next.
 enum Next<J> {
-    Run(J),
+    /// Run this task, after making another runner search if tasks remain.
+    Run(J, Push),
     Park,
     /// End, waking these parked runners so that they end too (invariant 6).
     End(Vec<Waker>),
@@ -180,16 +197,25 @@ impl<J, H> State<J, H> {
         runs.queue.push_back(job);
         runs.pending += 1;
         runs.draining = false;
+        self.search(limit)
+    }
+
+    /// Makes one runner search the queue unless one already is (invariant 5).
+    fn search(&mut self, limit: usize) -> Push {
+        let runs = &mut self.runs;
+        if runs.searching > 0 || runs.closed {
+            return Push::Nothing;
+        }
         if let Some(key) = runs.idle.pop() {
-            let waker = runs.wakers[key]
-                .take()
-                .expect("a parked runner has a waker");
-            return Push::Wake(waker);
+            runs.searching += 1;
+            let waker = runs.wakers[key].take();
+            return Push::Wake(waker.expect("a parked runner has a waker"));
         }
         if runs.runners >= limit {
             return Push::Nothing;
         }
         runs.runners += 1;
+        runs.searching += 1;
         let key = self.slab.reserve();
         if runs.wakers.len() <= key {
             runs.wakers.resize_with(key + 1, || None);
@@ -197,14 +223,14 @@ impl<J, H> State<J, H> {
         Push::Start(key)
     }
 
-    /// A runner looks for work: `finished` if it just ended a task, `parked` its own state.
-    fn next(&mut self, key: usize, finished: bool, parked: &mut bool, waker: &Waker) -> Next<J> {
+    /// A runner looks for work (`finished` if it just ended a task).
+    fn next(&mut self, runner: &mut Looking, finished: bool, waker: &Waker) -> Next<J> {
         let runs = &mut self.runs;
         if finished {
             runs.pending -= 1;
         }
-        if *parked {
-            match &mut runs.wakers[key] {
+        if runner.parked {
+            match &mut runs.wakers[runner.key] {
                 // Still parked: nobody woke it, this poll is spurious.
                 Some(stored) => {
                     if !stored.will_wake(waker) {
@@ -212,11 +238,28 @@ impl<J, H> State<J, H> {
                     }
                     return Next::Park;
                 }
-                None => *parked = false,
+                // Woken, and counted as searching by whoever woke it.
+                None => {
+                    runner.parked = false;
+                    runner.searching = true;
+                }
             }
         }
+        if runner.searching {
+            runner.searching = false;
+            runs.searching -= 1;
+        }
+        if runs.closed {
+            runs.runners -= 1;
+            return Next::End(Vec::new());
+        }
         if let Some(job) = runs.queue.pop_front() {
-            return Next::Run(job);
+            let pass_on = if runs.queue.is_empty() {
+                Push::Nothing
+            } else {
+                self.search(runner.limit)
+            };
+            return Next::Run(job, pass_on);
         }
         if runs.pending == 0 && runs.draining {
             runs.runners -= 1;
@@ -226,9 +269,9 @@ impl<J, H> State<J, H> {
             runs.runners -= 1;
             return Next::End(Vec::new());
         }
-        runs.wakers[key] = Some(waker.clone());
-        runs.idle.push(key);
-        *parked = true;
+        runs.wakers[runner.key] = Some(waker.clone());
+        runs.idle.push(runner.key);
+        runner.parked = true;
         Next::Park
     }
 
@@ -244,22 +287,28 @@ impl<J, H> State<J, H> {
     }
 
     /// A runner is dropped before it ended by itself (aborted, or its runtime shut down).
-    fn runner_dropped(&mut self, key: usize, parked: bool, had_job: bool) {
+    fn runner_dropped(&mut self, runner: &Looking, had_job: bool) {
         let runs = &mut self.runs;
         runs.runners -= 1;
         if had_job {
             runs.pending -= 1;
         }
-        if parked {
-            runs.idle.retain(|&k| k != key);
-            runs.wakers[key] = None;
+        let woken = runner.parked && runs.wakers[runner.key].is_none();
+        if runner.searching || woken {
+            runs.searching -= 1;
+        }
+        if runner.parked && !woken {
+            runs.idle.retain(|&k| k != runner.key);
+            runs.wakers[runner.key] = None;
         }
     }
 }
 
 impl<J> Runs<J> {
+    /// Wakes every parked runner; each counts as searching until it looks.
     fn unpark_all(&mut self) -> Vec<Waker> {
         let wakers = &mut self.wakers;
+        self.searching += self.idle.len();
         (self.idle.drain(..))
             .map(|key| wakers[key].take().expect("a parked runner has a waker"))
             .collect()
@@ -267,12 +316,23 @@ impl<J> Runs<J> {
 }
 
 impl<J, H> Core<J, H> {
-    fn new() -> Self {
+    fn new(start: Starter<J, H>) -> Self {
         Core {
             state: Mutex::new(State {
                 slab: Slab::default(),
                 runs: Runs::default(),
             }),
+            start,
+            counter: TaskCounter::new("group task"),
+        }
+    }
+
+    /// Carries out a `Push` outside the lock, for a group limited to `limit`.
+    fn make_search(core: &Arc<Self>, push: Push, limit: usize) {
+        match push {
+            Push::Wake(waker) => waker.wake(),
+            Push::Start(key) => (core.start)(core, key, limit),
+            Push::Nothing => {}
         }
     }
 
@@ -284,19 +344,32 @@ impl<J, H> Core<J, H> {
 /// A runner: runs a limited group's tasks one at a time until the group has none (invariants 4 to 6).
 struct Runner<J, H> {
     core: Arc<Core<J, H>>,
-    key: usize,
+    looking: Looking,
     job: Option<J>,
-    parked: bool,
     ended: bool,
 }
 
+/// A runner's own part of the hand-off state.
+struct Looking {
+    key: usize,
+    /// The group's limit when the runner started (it changes only while the group is idle).
+    limit: usize,
+    parked: bool,
+    /// Counted in `searching`: started or woken, and has not looked yet. A runner starts searching.
+    searching: bool,
+}
+
 impl<J, H> Runner<J, H> {
-    fn new(core: Arc<Core<J, H>>, key: usize) -> Self {
+    fn new(core: Arc<Core<J, H>>, key: usize, limit: usize) -> Self {
         Runner {
             core,
-            key,
+            looking: Looking {
+                key,
+                limit,
+                parked: false,
+                searching: true,
+            },
             job: None,
-            parked: false,
             ended: false,
         }
     }
@@ -320,9 +393,12 @@ impl<J: Future<Output = ()> + Unpin, H> Future for Runner<J, H> {
             let next = this
                 .core
                 .lock()
-                .next(this.key, finished, &mut this.parked, cx.waker());
+                .next(&mut this.looking, finished, cx.waker());
             match next {
-                Next::Run(job) => this.job = Some(job),
+                Next::Run(job, pass_on) => {
+                    Core::make_search(&this.core, pass_on, this.looking.limit);
+                    this.job = Some(job);
+                }
                 Next::Park => return Poll::Pending,
                 Next::End(parked) => {
                     this.ended = true;
@@ -343,17 +419,16 @@ impl<J, H> Drop for Runner<J, H> {
         drop(job);
         let mut state = self.core.lock();
         if !self.ended {
-            state.runner_dropped(self.key, self.parked, had_job);
+            state.runner_dropped(&self.looking, had_job);
         }
-        state.slab.finish(self.key);
+        state.slab.finish(self.looking.key);
     }
 }
 
 impl Executor {
     pub(crate) fn new() -> Self {
         Executor {
-            core: Arc::new(Core::new()),
-            counter: TaskCounter::new("group task"),
+            core: Arc::new(Core::new(Box::new(start_runner))),
         }
     }
 
@@ -363,15 +438,7 @@ impl Executor {
             None => self.spawn(job),
             Some(limit) => {
                 let push = self.core.lock().push(job, limit);
-                match push {
-                    Push::Wake(waker) => waker.wake(),
-                    Push::Start(key) => {
-                        let runner = Runner::new(self.core.clone(), key);
-                        let handle = tokio::spawn(self.counter.track(runner)).abort_handle();
-                        self.core.lock().slab.fill(key, handle);
-                    }
-                    Push::Nothing => {}
-                }
+                Core::make_search(&self.core, push, limit);
             }
         }
     }
@@ -385,13 +452,20 @@ impl Executor {
     fn spawn(&self, job: Job) {
         let key = self.core.lock().slab.reserve();
         let core = self.core.clone();
-        let task = self.counter.track(async move {
+        let task = self.core.counter.track(async move {
             job.await;
             core.lock().slab.finish(key);
         });
         let handle = tokio::spawn(task).abort_handle();
         self.core.lock().slab.fill(key, handle);
     }
+}
+
+/// Starts a runner as a tokio task, then stores its abort handle in the slot reserved for it.
+fn start_runner(core: &Arc<Core<Job, AbortHandle>>, key: usize, limit: usize) {
+    let runner = Runner::new(core.clone(), key, limit);
+    let handle = tokio::spawn(core.counter.track(runner)).abort_handle();
+    core.lock().slab.fill(key, handle);
 }
 
 impl Drop for Executor {
@@ -404,7 +478,10 @@ impl Drop for Executor {
             })
             .collect();
         let queued = std::mem::take(&mut state.runs.queue);
+        state.runs.closed = true;
+        let parked = state.runs.unpark_all();
         drop(state);
+        parked.into_iter().for_each(Waker::wake);
         // Outside the lock: an abort schedules the task, and a task's drop runs user code (invariant 1).
         alive.iter().for_each(AbortHandle::abort);
         drop(queued);
@@ -413,14 +490,56 @@ impl Drop for Executor {
 
 #[cfg(all(test, bounded_loom))]
 mod model {
-    use super::{Core, Next, Push, Runner, Slab, Slot};
-    use bounded_sync::atomic::{AtomicUsize, Ordering};
+    use super::{Core, Looking, Next, Runner, Slab, Slot};
+    use bounded_sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use bounded_sync::{Arc, Mutex};
     use std::future::Future;
     use std::pin::Pin;
-    use std::task::{Context, Poll};
+    use std::task::{Context, Poll, Waker};
 
     type TestJob = Pin<Box<dyn Future<Output = ()> + Send>>;
+    type TestCore = Core<TestJob, ()>;
+
+    type Threads = Arc<Mutex<Vec<loom::thread::JoinHandle<()>>>>;
+
+    /// A core whose runners each start on a thread of their own (the model's `tokio::spawn`).
+    fn core() -> (Arc<TestCore>, Threads) {
+        let threads = Threads::default();
+        let started = threads.clone();
+        let start = move |core: &Arc<TestCore>, key: usize, limit: usize| {
+            core.lock().slab.fill(key, ());
+            let runner = Runner::new(core.clone(), key, limit);
+            let thread = loom::thread::spawn(move || loom::future::block_on(runner));
+            started.lock().push(thread);
+        };
+        (Arc::new(Core::new(Box::new(start))), threads)
+    }
+
+    fn submit(core: &Arc<TestCore>, job: TestJob, limit: usize) {
+        let push = core.lock().push(job, limit);
+        Core::make_search(core, push, limit);
+    }
+
+    /// Drains as `wait` does (at once: the runners end when the last task does), then joins every
+    /// runner thread, and checks that nothing is left.
+    fn drain_and_settle(core: &Arc<TestCore>, threads: &Threads) {
+        let parked = core.lock().drain();
+        parked.into_iter().for_each(Waker::wake);
+        loop {
+            let thread = threads.lock().pop();
+            match thread {
+                Some(thread) => thread.join().unwrap(),
+                None => break,
+            }
+        }
+        let state = core.lock();
+        assert_eq!(state.runs.runners, 0, "every runner ended");
+        assert!(state.runs.queue.is_empty() && state.runs.idle.is_empty());
+        assert_eq!(
+            state.runs.searching, 0,
+            "a runner still counted as searching"
+        );
+    }
 
     /// A task that counts its run, after being pending once when `yields`.
     fn job(ran: Arc<AtomicUsize>, yields: bool) -> TestJob {
@@ -436,40 +555,50 @@ mod model {
         }))
     }
 
-    /// A limited group's runners, each on its own thread: two tasks pushed (one pending once) under a
-    /// limit of two run exactly once each; once the group drains, every runner ends, and nothing is
-    /// left queued, parked or in the slab (invariants 4 to 6).
+    /// Two tasks (one pending once) under a limit of two, each runner on its own thread: each task
+    /// runs exactly once, and once the group drains every runner ends with nothing left queued,
+    /// parked or searching (invariants 4 to 6).
     #[test]
     fn every_task_runs_once_and_every_runner_ends_after_the_drain() {
         loom::model(|| {
-            let core = Arc::new(Core::<TestJob, ()>::new());
+            let (core, threads) = core();
             let ran = Arc::new(AtomicUsize::new(0));
-            let mut runners = Vec::new();
-            for yields in [true, false] {
-                let push = core.lock().push(job(ran.clone(), yields), 2);
-                match push {
-                    Push::Wake(waker) => waker.wake(),
-                    Push::Start(key) => {
-                        let runner = Runner::new(core.clone(), key);
-                        runners.push(loom::thread::spawn(move || loom::future::block_on(runner)));
-                        core.lock().slab.fill(key, ());
-                    }
-                    Push::Nothing => {}
-                }
-            }
-            while core.lock().runs.pending > 0 {
-                loom::thread::yield_now();
-            }
-            let parked = core.lock().drain();
-            parked.into_iter().for_each(std::task::Waker::wake);
-            for runner in runners {
-                runner.join().unwrap();
-            }
+            submit(&core, job(ran.clone(), true), 2);
+            submit(&core, job(ran.clone(), false), 2);
+            drain_and_settle(&core, &threads);
             assert_eq!(ran.load(Ordering::Relaxed), 2, "each task ran once");
-            let state = core.lock();
-            assert_eq!(state.runs.runners, 0, "every runner ended");
-            assert!(state.runs.queue.is_empty() && state.runs.idle.is_empty());
-            assert!(state.slab.slots.iter().all(|s| matches!(s, Slot::Vacant)));
+        });
+    }
+
+    /// Under a limit of two, the first task waits until the second has run: the second must get a
+    /// runner of its own even when it was pushed while the first runner was searching (the search is
+    /// passed on, invariant 5). Loom reports a deadlock if it does not.
+    #[test]
+    fn a_task_waiting_for_a_later_sibling_sees_it_run() {
+        loom::model(|| {
+            let (core, threads) = core();
+            let done = Arc::new(AtomicBool::new(false));
+            let waiting: Arc<Mutex<Option<Waker>>> = Arc::new(Mutex::new(None));
+            let first: TestJob = {
+                let (done, waiting) = (done.clone(), waiting.clone());
+                Box::pin(std::future::poll_fn(move |cx: &mut Context<'_>| {
+                    *waiting.lock() = Some(cx.waker().clone());
+                    if done.load(Ordering::Acquire) {
+                        Poll::Ready(())
+                    } else {
+                        Poll::Pending
+                    }
+                }))
+            };
+            let second: TestJob = Box::pin(async move {
+                done.store(true, Ordering::Release);
+                if let Some(waker) = waiting.lock().take() {
+                    waker.wake();
+                }
+            });
+            submit(&core, first, 2);
+            submit(&core, second, 2);
+            drain_and_settle(&core, &threads);
         });
     }
 
@@ -477,23 +606,22 @@ mod model {
     #[test]
     fn a_spurious_poll_of_a_parked_runner_stays_parked() {
         loom::model(|| {
-            let core = Core::<TestJob, ()>::new();
+            let (core, _threads) = core();
             let mut state = core.lock();
             let key = state.slab.reserve();
             state.runs.wakers.resize_with(key + 1, || None);
             state.runs.runners = 1;
             state.runs.pending = 1; // a task on another runner keeps this one from ending
             let waker = futures_util::task::noop_waker();
-            let mut parked = false;
-            assert!(matches!(
-                state.next(key, false, &mut parked, &waker),
-                Next::Park
-            ));
-            assert!(parked);
-            assert!(matches!(
-                state.next(key, false, &mut parked, &waker),
-                Next::Park
-            ));
+            let mut runner = Looking {
+                key,
+                limit: 2,
+                parked: false,
+                searching: false,
+            };
+            assert!(matches!(state.next(&mut runner, false, &waker), Next::Park));
+            assert!(runner.parked);
+            assert!(matches!(state.next(&mut runner, false, &waker), Next::Park));
             assert_eq!(state.runs.idle, [key], "parked once, not twice");
         });
     }
