@@ -67,7 +67,8 @@
 //! The usual hand-rolled pool shares one tokio `mpsc::Receiver` behind a `Mutex` among N spawned tasks.
 //! A `Pool` adds what that code usually lacks: a submit that hands the job back when the caller gives up,
 //! results and panics per job, a drain with a deadline and a report, resizing, and metrics. Its workers
-//! share an MPMC queue (`async-channel`) instead of a lock around a single-consumer one; see
+//! take jobs from one queue whose lock is held for a push or a pop, never across an await, and a run of
+//! submissions wakes one idle worker, which wakes another only while jobs remain; see
 //! `docs/benchmarks.md` for the measured cost.
 //!
 //! # Cargo features
@@ -90,6 +91,7 @@ mod failure;
 mod job_handle;
 mod metrics;
 mod pool;
+mod queue;
 mod report;
 
 pub use builder::PoolBuilder;

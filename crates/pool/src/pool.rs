@@ -4,15 +4,15 @@
 //!
 //! The accounting of every job is stated in `accounting.rs`. Besides it:
 //!
-//! 1. Queue slots bound the queue: a submitter takes a slot (a permit of `slots`) before its job
-//!    exists, and a worker returns it when it takes the job. The channel itself is unbounded, so its
-//!    memory follows the jobs it holds.
-//! 2. After `close`, the channel closes only once every slot is back (`slot_freed`): no job that was
-//!    accepted is ever refused by the channel, and idle workers then see the end.
+//! 1. Queue slots bound the queue: a submitter takes a slot (a permit of `slots`, forgotten) before
+//!    its job exists, and gives it back (`add_permits`) when a worker takes the job, when the queue
+//!    refuses it after an abort, or when an abort drains it. The queue itself (`queue.rs`) has no
+//!    bound, so its memory follows the jobs it holds.
+//! 2. After `close`, the queue closes only once every slot is back (`slot_freed`): no job that was
+//!    accepted is ever refused by the queue, and idle workers then see the end.
 //! 3. A worker retires only through `Headcount::retire_one` (see `accounting.rs`), so a shrink never
 //!    retires more workers than asked, and a busy worker retires only between jobs. A shrink sets
-//!    the target, then queues one `Retire` notice per worker to retire, so that idle workers wake and
-//!    look; a notice that finds nobody left to retire is skipped.
+//!    the target, then wakes the parked workers, which ask under the queue's lock before parking.
 //! 4. No lock is held across `tokio::spawn` (bounded-sync's rule): workers are spawned, then their
 //!    handles stored.
 
@@ -23,12 +23,11 @@ use std::pin::{Pin, pin};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use async_channel::{Receiver, Sender};
 use bounded_cancel::Context;
 use bounded_cancel::live::TaskCounter;
 use bounded_sync::Mutex;
 use futures_util::FutureExt;
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, TryAcquireError, oneshot};
+use tokio::sync::{Notify, Semaphore, TryAcquireError, oneshot};
 use tokio::task::{AbortHandle, JoinHandle};
 
 use crate::accounting::{Headcount, Live};
@@ -37,6 +36,7 @@ use crate::error::{ResizeError, SubmitError, TrySubmitError};
 use crate::failure::{Hook, JobFailure};
 use crate::job_handle::{JobError, JobHandle};
 use crate::metrics::{Counters, Ended, Metrics};
+use crate::queue::{JobQueue, Seat, Took};
 use crate::report::PoolReport;
 
 /// After `shutdown_timeout`'s grace, how long running jobs have to return once their context is cancelled.
@@ -52,19 +52,6 @@ pub const MAX_QUEUE: usize = Semaphore::MAX_PERMITS;
 
 /// A job with its result channel, as one boxed future: not polled until a worker takes it.
 type JobFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// A queued job, and the queue slot it holds until a worker takes it.
-struct Queued {
-    job: JobFuture,
-    slot: OwnedSemaphorePermit,
-}
-
-/// What workers take from the channel: a job, or a notice that the pool shrank, which wakes an idle
-/// worker to check whether it should retire (a busy one checks between jobs anyway).
-enum Msg {
-    Job(Queued),
-    Retire,
-}
 
 /// A long-lived pool of workers fed by a bounded queue: the common Go `Pool`, without its flaws.
 ///
@@ -98,8 +85,8 @@ pub(crate) struct Inner {
     /// Queue slots. A submitter takes one before its job exists in the queue; a worker frees it on dequeue.
     slots: Arc<Semaphore>,
     capacity: usize,
-    tx: Sender<Msg>,
-    rx: Receiver<Msg>,
+    /// Accepted jobs, each holding a slot until a worker takes it (invariant 1).
+    queue: JobQueue<JobFuture>,
     counters: Counters,
     hook: Hook,
     /// Workers wanted and workers not yet retired.
@@ -140,16 +127,13 @@ impl Pool {
         hook: Hook,
         name: String,
     ) -> Self {
-        // The slots bound the queue; the channel itself only grows with what it holds.
-        let (tx, rx) = async_channel::unbounded();
         let ctx = parent.child();
         let inner = Arc::new(Inner {
             jobs_ctx: ctx.child(),
             ctx,
             slots: Arc::new(Semaphore::new(capacity)),
             capacity,
-            tx,
-            rx,
+            queue: JobQueue::new(),
             counters: Counters::new(&name),
             hook,
             headcount: Headcount::new(workers),
@@ -273,8 +257,8 @@ impl Pool {
             inner.counters.rejected();
             return Err(SubmitError::Cancelled { job, cause });
         }
-        let slot = match inner.slots.clone().try_acquire_owned() {
-            Ok(slot) => slot,
+        match inner.slots.try_acquire() {
+            Ok(slot) => slot.forget(),
             Err(TryAcquireError::Closed) => {
                 inner.counters.rejected();
                 return Err(SubmitError::Closed(job));
@@ -291,10 +275,10 @@ impl Pool {
                 let waited = tokio::select! {
                     biased;
                     cause = caller_ended => Err(Some(cause)),
-                    slot = inner.slots.clone().acquire_owned() => slot.map_err(|_| None),
+                    slot = inner.slots.acquire() => slot.map_err(|_| None),
                 };
                 match waited {
-                    Ok(slot) => slot,
+                    Ok(slot) => slot.forget(),
                     Err(cause) => {
                         inner.counters.rejected();
                         return Err(match cause {
@@ -305,7 +289,7 @@ impl Pool {
                 }
             }
         };
-        Ok(inner.enqueue(slot, job))
+        Ok(inner.enqueue(job))
     }
 
     /// Submits a job if the queue has room now; never waits.
@@ -340,8 +324,11 @@ impl Pool {
             inner.counters.rejected();
             return Err(TrySubmitError::Closed(job));
         }
-        match inner.slots.clone().try_acquire_owned() {
-            Ok(slot) => Ok(inner.enqueue(slot, job)),
+        match inner.slots.try_acquire() {
+            Ok(slot) => {
+                slot.forget();
+                Ok(inner.enqueue(job))
+            }
             Err(TryAcquireError::NoPermits) => {
                 inner.counters.rejected();
                 Err(TrySubmitError::Full(job))
@@ -505,10 +492,7 @@ impl Pool {
         if n > before {
             inner.spawn_workers(n - before);
         } else if n < before {
-            for _ in n..before {
-                // Unbounded, so never full; closed only by an abort, when no worker needs telling.
-                let _ = inner.tx.try_send(Msg::Retire);
-            }
+            inner.queue.wake_all();
         }
         Ok(())
     }
@@ -595,11 +579,8 @@ fn supervise(inner: Weak<Inner>, ctx: Context, name: String) -> AbortHandle {
 }
 
 impl Inner {
-    fn enqueue<J, Fut, T, E>(
-        self: &Arc<Self>,
-        slot: OwnedSemaphorePermit,
-        job: J,
-    ) -> JobHandle<T, E>
+    /// Queues a job whose slot was taken (and forgotten) by the caller.
+    fn enqueue<J, Fut, T, E>(self: &Arc<Self>, job: J) -> JobHandle<T, E>
     where
         J: FnOnce(Context) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
@@ -623,10 +604,11 @@ impl Inner {
             tracing::info_span!("pool job", pool = %self.name),
         );
         let job: JobFuture = Box::pin(job);
-        // Every queued job holds a slot and the channel has as many places as there are slots, so it is
-        // never full; it is closed only by an abort. A job refused then is dropped, which counts it.
-        if let Err(refused) = self.tx.try_send(Msg::Job(Queued { job, slot })) {
-            drop(refused.into_inner());
+        // The queue is closed only by an abort (invariant 2). A job refused then is dropped, which
+        // counts it, and its slot goes back so that the pool's end sees every slot home.
+        if let Err(refused) = self.queue.push(job) {
+            drop(refused);
+            self.slots.add_permits(1);
         }
         JobHandle::new(rx)
     }
@@ -657,16 +639,16 @@ impl Inner {
     /// idle workers end and no accepted job is ever refused.
     fn slot_freed(&self) {
         if self.slots.is_closed() && self.slots.available_permits() == self.capacity {
-            self.tx.close();
+            self.queue.close();
         }
     }
 
     /// Drops every queued job: each counts as never started and its handle resolves as cancelled.
     fn drop_queue(&self) {
-        self.tx.close();
-        while let Ok(queued) = self.rx.try_recv() {
-            drop(queued);
-        }
+        let queued = self.queue.drain();
+        let slots = queued.len();
+        drop(queued);
+        self.slots.add_permits(slots);
     }
 
     fn abort(&self) {
@@ -759,30 +741,36 @@ impl<T, E> Drop for Reply<T, E> {
 
 async fn worker(alive: Alive) {
     let inner = &alive.0;
+    // Dropped before `alive`, whether the worker ends or is aborted: it leaves the queue first.
+    let mut seat = Sitting(&inner.queue, inner.queue.seat());
     loop {
-        if inner.headcount.retire_one() {
-            return;
-        }
-        // A shrink sets the target before it sends its notices, and a notice stays queued until a
-        // worker takes it, so a worker idle in `recv` is always woken to look again.
-        let next = match inner.rx.try_recv() {
-            Ok(msg) => Ok(msg),
-            Err(async_channel::TryRecvError::Closed) => Err(()),
-            Err(async_channel::TryRecvError::Empty) => inner.rx.recv().await.map_err(|_| ()),
-        };
-        let Queued { job, slot } = match next {
-            Ok(Msg::Job(queued)) => queued,
-            Ok(Msg::Retire) => continue,
-            Err(()) => {
+        // The retirement check runs under the queue's lock, before the worker parks (invariant 3).
+        let took = std::future::poll_fn(|cx| {
+            (inner.queue).poll_take(&mut seat.1, cx, || inner.headcount.retire_one())
+        })
+        .await;
+        let job = match took {
+            Took::Job(job) => job,
+            Took::Stop => return,
+            Took::Closed => {
                 // Closed and empty: the pool is draining or stopped.
                 inner.headcount.ended();
                 return;
             }
         };
         inner.counters.started();
-        drop(slot);
+        inner.slots.add_permits(1);
         inner.slot_freed();
         job.await;
+    }
+}
+
+/// A worker's seat at the queue, given up when the worker ends or is dropped.
+struct Sitting<'a>(&'a JobQueue<JobFuture>, Seat);
+
+impl Drop for Sitting<'_> {
+    fn drop(&mut self) {
+        self.0.leave(&self.1);
     }
 }
 
