@@ -1,6 +1,8 @@
 //! Where a group's tasks run.
 //!
-//! A group without a limit makes each task a tokio task. A limited group runs its tasks on *runners*:
+//! A group without a limit makes each task a tokio task of its own, which ends early when the group is
+//! dropped: it listens for the group's abort whenever it is pending (no registry of tasks, and no lock
+//! at all for a task that finishes without waiting). A limited group runs its tasks on *runners*:
 //! at most `limit` long-lived tokio tasks, each running one group task at a time, taken from a queue of
 //! admitted tasks. A task's code never runs on the spawner either way, and the runtime balances runners
 //! as it does any task. A runner that finishes a task takes the next one without a new tokio task, so a
@@ -8,9 +10,9 @@
 //! parks (it costs no CPU, and a few hundred bytes), up to [`MAX_PARKED`] of them; it ends when more are
 //! parked, when `wait` finds the group idle, or when the group is dropped.
 //!
-//! The group keeps an abort handle per tokio task it started (task or runner), in a slab whose slot is
-//! freed when that task ends: memory follows what is alive, not what was ever spawned. Dropping the
-//! executor aborts every tokio task still alive and drops the tasks still queued.
+//! The group keeps an abort handle per runner, in a slab whose slot is freed when the runner ends.
+//! Dropping the executor aborts every runner, drops the tasks still queued, and tells the tasks of
+//! their own to end (invariant 7).
 //!
 //! # Invariants
 //!
@@ -19,10 +21,10 @@
 //!    first.
 //! 2. A slot is `Reserved` from `reserve` until exactly one of `fill` (the spawner stores the handle)
 //!    or `finish` (the task ended first) sees it; whichever comes second frees it. So every slot is
-//!    freed exactly once, whatever the order, and the slab holds one slot per tokio task alive.
-//! 3. A `Running` slot holds the handle of a task that has not ended; `Drop` aborts exactly those. A
-//!    task spawned by `submit` cannot be `Reserved` at drop (`submit` borrows the executor until it has
-//!    filled), but a runner started by another runner can: so `Drop` also sets `closed`, under the
+//!    freed exactly once, whatever the order, and the slab holds one slot per runner alive.
+//! 3. A `Running` slot holds the handle of a runner that has not ended; `Drop` aborts exactly those.
+//!    A runner started by `submit` cannot be `Reserved` at drop (`submit` borrows the executor until
+//!    it has filled), but a runner started by another runner can: so `Drop` also sets `closed`, under the
 //!    lock, and a runner that looks after that ends, and wakes the parked ones, which end too.
 //! 4. Runners: `pending` counts tasks queued or on a runner; `runners` counts runners that have not
 //!    decided to end; a runner is *parked* exactly when its key is in `idle` (and its waker stored).
@@ -39,8 +41,14 @@
 //! 6. Once `wait` has found the group idle (`draining`, until the next push), the runner that finds
 //!    `pending` at 0 ends and wakes every parked runner, which then ends too: a group that was waited
 //!    for and has nothing to do holds no runner.
+//! 7. A task of its own reads `aborting` at every poll, before the task's own future, and at its first
+//!    `Pending` makes a `Notified` on `aborted`, reads `aborting` again, and registers. `Drop` sets
+//!    `aborting` and then calls `notify_waiters`. So a task polled after the drop ends at once, without
+//!    another step, and one registered before it is woken (a `Notified` made before `notify_waiters`
+//!    completes even if polled after) and then ends: as with tokio's abort, at an await point. A
+//!    tokio task's waker is the same for its whole life, so one registration is enough.
 //!
-//! All of it is under one lock, with no atomics of its own: the orderings are the lock's.
+//! All of it but invariant 7's flag is under one lock: the orderings are the lock's.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -48,7 +56,10 @@ use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll, Waker};
 
 use bounded_cancel::live::TaskCounter;
+use bounded_sync::atomic::{AtomicBool, Ordering};
 use bounded_sync::{Arc, Mutex, MutexGuard};
+use pin_project_lite::pin_project;
+use tokio::sync::{Notify, futures::OwnedNotified};
 use tokio::task::AbortHandle;
 
 pub(crate) type Job = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -68,6 +79,9 @@ pub(crate) struct Executor {
 /// the loom model).
 struct Core<J, H> {
     state: Mutex<State<J, H>>,
+    /// The executor was dropped: tasks of their own end (invariant 7).
+    aborting: AtomicBool,
+    aborted: std::sync::Arc<Notify>,
     /// Starts a runner whose slot is reserved (a tokio task; a thread in the loom model).
     start: Starter<J, H>,
     counter: TaskCounter,
@@ -322,6 +336,8 @@ impl<J, H> Core<J, H> {
                 slab: Slab::default(),
                 runs: Runs::default(),
             }),
+            aborting: AtomicBool::new(false),
+            aborted: std::sync::Arc::new(Notify::new()),
             start,
             counter: TaskCounter::new("group task"),
         }
@@ -433,11 +449,15 @@ impl Executor {
     }
 
     /// Runs `job` as a tokio task of its own, or, with a limit, on one of at most `limit` runners.
-    pub(crate) fn submit(&self, job: Job, limit: Option<usize>) {
+    pub(crate) fn submit<F>(&self, job: F, limit: Option<usize>)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
         match limit {
+            // Spawned as it is: the task's own allocation holds it, with no box of its own.
             None => self.spawn(job),
             Some(limit) => {
-                let push = self.core.lock().push(job, limit);
+                let push = self.core.lock().push(Box::pin(job), limit);
                 Core::make_search(&self.core, push, limit);
             }
         }
@@ -449,15 +469,60 @@ impl Executor {
         parked.into_iter().for_each(Waker::wake);
     }
 
-    fn spawn(&self, job: Job) {
-        let key = self.core.lock().slab.reserve();
-        let core = self.core.clone();
-        let task = self.core.counter.track(async move {
-            job.await;
-            core.lock().slab.finish(key);
-        });
-        let handle = tokio::spawn(task).abort_handle();
-        self.core.lock().slab.fill(key, handle);
+    fn spawn<F>(&self, job: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let task = OwnTask {
+            job,
+            core: self.core.clone(),
+            aborted: None,
+        };
+        drop(tokio::spawn(self.core.counter.track(task)));
+    }
+}
+
+pin_project! {
+    /// A task of its own: runs `job` unless the group is dropped first (invariant 7).
+    struct OwnTask<F> {
+        #[pin]
+        job: F,
+        core: Arc<Core<Job, AbortHandle>>,
+        // Made and registered at the task's first `Pending`; a task that never waits never locks.
+        #[pin]
+        aborted: Option<OwnedNotified>,
+    }
+}
+
+impl<F: Future<Output = ()>> Future for OwnTask<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        let mut this = self.project();
+        // Acquire: pairs with the release in `Drop`. A task that starts, or is woken, after the drop
+        // ends here without polling the job again.
+        if this.core.aborting.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        if this.job.poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        if this.aborted.is_none() {
+            // Made before `aborting` is read again, so a drop from here on is heard (invariant 7).
+            let notified = this.core.aborted.clone().notified_owned();
+            this.aborted.set(Some(notified));
+            if this.core.aborting.load(Ordering::Acquire) {
+                return Poll::Ready(());
+            }
+            // Registers the task's waker, which a tokio task keeps for its whole life; a ready
+            // `Notified` means the drop came in between.
+            if let Some(aborted) = this.aborted.as_pin_mut()
+                && aborted.poll(cx).is_ready()
+            {
+                return Poll::Ready(());
+            }
+        }
+        Poll::Pending
     }
 }
 
@@ -470,6 +535,9 @@ fn start_runner(core: &Arc<Core<Job, AbortHandle>>, key: usize, limit: usize) {
 
 impl Drop for Executor {
     fn drop(&mut self) {
+        // Release: a task that reads `aborting` set sees everything before the drop (invariant 7).
+        self.core.aborting.store(true, Ordering::Release);
+        self.core.aborted.notify_waiters();
         let mut state = self.core.lock();
         let alive: Vec<AbortHandle> = (state.slab.slots.iter())
             .filter_map(|slot| match slot {

@@ -8,7 +8,7 @@ use futures_util::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::{Failure, SetLimitError, TaskError, TrySpawnError};
-use crate::executor::{Executor, Job};
+use crate::executor::Executor;
 use crate::future::Spawn;
 use crate::shared::{Policy, Shared};
 use crate::task::{Named, TaskFn};
@@ -524,7 +524,7 @@ impl<E> Group<E> {
             Some(name) => tracing::info_span!("group task", task = %name),
             None => tracing::info_span!("group task"),
         };
-        let job: Job = Box::pin(async move {
+        let job = async move {
             let ctx = shared.ctx.clone();
             let result = AssertUnwindSafe(async move { job.start(ctx).await })
                 .catch_unwind()
@@ -532,10 +532,10 @@ impl<E> Group<E> {
             // The slot is free before the task counts as ended, so `wait` never returns with a slot held.
             drop(permit);
             shared.finish(result, name);
-        });
+        };
         // The span current here, where the task is handed over, is its parent wherever it runs.
         #[cfg(feature = "tracing")]
-        let job: Job = Box::pin(tracing::Instrument::instrument(job, span));
+        let job = tracing::Instrument::instrument(job, span);
         // Nothing of the task runs here, on the caller: it is a tokio task from its first step.
         let limit = match &self.limit {
             Limit::Slots(_, n) => Some(*n),

@@ -68,3 +68,55 @@ async fn a_group_that_never_spawned_starts_no_task() {
     group.wait().await.unwrap();
     assert!(live::names().is_empty());
 }
+
+/// Tasks spawned and not yet started when the group is dropped never run a step, and are gone.
+#[tokio::test(flavor = "current_thread")]
+async fn tasks_not_yet_started_when_the_group_drops_never_run() {
+    let group = Group::<String>::new();
+    let ran = Arc::new(AtomicBool::new(false));
+    let dropped = Arc::new(AtomicBool::new(false));
+    for _ in 0..100 {
+        let (ran, guard) = (ran.clone(), SetOnDrop(dropped.clone()));
+        group
+            .spawn(move |_ctx| async move {
+                let _guard = guard;
+                ran.store(true, Ordering::SeqCst);
+                Ok(())
+            })
+            .await
+            .unwrap();
+    }
+    drop(group);
+    live::assert_none_alive().await;
+    assert!(!ran.load(Ordering::SeqCst), "a task ran after the drop");
+    assert!(dropped.load(Ordering::SeqCst), "the tasks were dropped");
+}
+
+/// On the multi-thread runtime, a group dropped at any point of its tasks' lives (not started,
+/// running, waiting) leaves nothing alive, many times over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stress_a_dropped_groups_tasks_all_end() {
+    for round in 0..200u32 {
+        let mut group = Group::<String>::new();
+        if round % 2 == 1 {
+            group.set_limit(Some(1 + round as usize % 4)).unwrap();
+        }
+        for i in 0..20u32 {
+            let spawned = group.try_spawn(move |_ctx| async move {
+                if (i + round) % 3 == 0 {
+                    std::future::pending::<()>().await;
+                }
+                tokio::task::yield_now().await;
+                Ok(())
+            });
+            if spawned.is_err() {
+                break; // the limited group is full: drop it now
+            }
+        }
+        if round % 5 == 0 {
+            tokio::task::yield_now().await;
+        }
+        drop(group);
+    }
+    live::settle(Duration::from_secs(10)).await.unwrap();
+}
