@@ -2,6 +2,7 @@
 //!
 //! - `pool/w8_q16/*`, `pool/w2_q4/*`, `pool/w1_q2/*`: start a pool, submit 50,000 trivial jobs (each a boxed
 //!   closure returning a boxed future, as the Go pattern's `Job` is), then close it and wait for the workers.
+//!   `bounded_pool_detached` submits with `submit_detached` instead (no handle, no result channel).
 //!   Baselines: N tasks sharing a tokio `mpsc::Receiver` behind a `tokio::sync::Mutex` (the common Go pool
 //!   in Rust), and N tasks sharing an `async_channel::Receiver`.
 //! - `pool/w8_q16_yield/*`: the same with jobs that await once (`yield_now`), as jobs waiting on I/O do,
@@ -53,6 +54,21 @@ async fn bounded_pool_of(workers: usize, queue: usize, job: fn() -> Job) {
     for _ in 0..JOBS {
         let job = job();
         pool.submit(job).await.expect("open").detach();
+    }
+    let report = pool.shutdown().await;
+    assert_eq!(report.completed, JOBS as u64);
+}
+
+/// As `bounded_pool_of`, with `submit_detached`: no handle, so no result channel.
+async fn bounded_pool_detached_of(workers: usize, queue: usize, job: fn() -> Job) {
+    let pool = Pool::builder()
+        .workers(workers)
+        .queue(queue)
+        .build()
+        .expect("valid");
+    for _ in 0..JOBS {
+        let job = job();
+        pool.submit_detached(job).await.expect("open");
     }
     let report = pool.shutdown().await;
     assert_eq!(report.completed, JOBS as u64);
@@ -136,6 +152,10 @@ fn bench_per_job(c: &mut Criterion) {
                 b.to_async(&rt)
                     .iter(|| on_worker(bounded_pool(workers, queue)))
             });
+            group.bench_function(BenchmarkId::new("bounded_pool_detached", flavor), |b| {
+                b.to_async(&rt)
+                    .iter(|| on_worker(bounded_pool_detached_of(workers, queue, job)))
+            });
             group.bench_function(BenchmarkId::new("mpsc_mutex", flavor), |b| {
                 b.to_async(&rt)
                     .iter(|| on_worker(mpsc_mutex(workers, queue)))
@@ -160,6 +180,10 @@ fn bench_yielding_jobs(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("bounded_pool", flavor), |b| {
             b.to_async(&rt)
                 .iter(|| on_worker(bounded_pool_of(8, 16, yielding_job)))
+        });
+        group.bench_function(BenchmarkId::new("bounded_pool_detached", flavor), |b| {
+            b.to_async(&rt)
+                .iter(|| on_worker(bounded_pool_detached_of(8, 16, yielding_job)))
         });
         group.bench_function(BenchmarkId::new("async_channel", flavor), |b| {
             b.to_async(&rt)

@@ -34,7 +34,7 @@ const FLOORS: [(&str, &str); 7] = [
     ("pipeline/one_stage", "bare_hop"),
 ];
 
-const CASES: [Case; 11] = [
+const CASES: [Case; 13] = [
     case(
         "group/limit_8",
         "bounded_group",
@@ -78,6 +78,20 @@ const CASES: [Case; 11] = [
         Some(0.75),
     ),
     case(
+        "pool/w8_q16",
+        "bounded_pool_detached",
+        "async_channel",
+        Some(1.0),
+        Some(0.75),
+    ),
+    case(
+        "pool/w8_q16_yield",
+        "bounded_pool_detached",
+        "async_channel",
+        Some(1.0),
+        Some(0.75),
+    ),
+    case(
         "pipeline/one_stage",
         "bounded",
         "async_channel",
@@ -113,6 +127,16 @@ const CASES: [Case; 11] = [
         None,
     ),
 ];
+
+impl Case {
+    /// The group, and the function measured when it is not the group's usual one.
+    fn label(&self) -> String {
+        match self.ours.strip_prefix("bounded_pool_") {
+            Some(variant) => format!("{} ({variant})", self.group),
+            None => self.group.to_owned(),
+        }
+    }
+}
 
 const fn case(
     group: &'static str,
@@ -380,7 +404,7 @@ fn summarize(ours: &BTreeMap<String, f64>, go: &BTreeMap<String, f64>) -> Vec<Ro
                 ours.get(&format!("{}/{}/{runtime}", case.group, case.baseline))
             {
                 rows.push(Row {
-                    case: case.group.to_owned(),
+                    case: case.label(),
                     runtime: runtime.to_owned(),
                     unit: "ns/item",
                     ours_ns,
@@ -394,7 +418,7 @@ fn summarize(ours: &BTreeMap<String, f64>, go: &BTreeMap<String, f64>) -> Vec<Ro
                 && let Some(&floor_ns) = ours.get(&format!("{}/{floor}/{runtime}", case.group))
             {
                 rows.push(Row {
-                    case: case.group.to_owned(),
+                    case: case.label(),
                     runtime: runtime.to_owned(),
                     unit: "ns/item",
                     ours_ns,
@@ -405,7 +429,7 @@ fn summarize(ours: &BTreeMap<String, f64>, go: &BTreeMap<String, f64>) -> Vec<Ro
             }
             if let Some(&go_ns) = go.get(case.group) {
                 rows.push(Row {
-                    case: case.group.to_owned(),
+                    case: case.label(),
                     runtime: runtime.to_owned(),
                     unit: "ns/item",
                     ours_ns,

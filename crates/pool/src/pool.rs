@@ -246,6 +246,55 @@ impl Pool {
         T: Send + 'static,
         E: fmt::Display + Send + 'static,
     {
+        let job = self.take_slot(caller, job).await?;
+        Ok(self.inner.enqueue(job))
+    }
+
+    /// Submits a job whose result nobody will await, waiting for room in the queue: [`submit`]
+    /// followed by [`JobHandle::detach`], without the handle. The job makes no result channel, so
+    /// it costs less; its error or panic goes to the pool's error hook (see
+    /// [`PoolBuilder::error_hook`](crate::PoolBuilder::error_hook)), and it counts in the metrics and
+    /// the report as every job does.
+    ///
+    /// [`submit`]: Pool::submit
+    ///
+    /// # Errors
+    ///
+    /// As [`submit`]: the job is handed back, unrun, in a [`SubmitError`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as [`submit`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_pool::Pool;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = Pool::builder().workers(2).queue(8).build().unwrap();
+    /// for n in 0..10 {
+    ///     pool.submit_detached(move |_ctx| async move { Ok::<_, String>(n * 2) }).await.unwrap();
+    /// }
+    /// assert_eq!(pool.shutdown().await.completed, 10);
+    /// # }
+    /// ```
+    pub async fn submit_detached<J, Fut, T, E>(&self, job: J) -> Result<(), SubmitError<J>>
+    where
+        J: FnOnce(Context) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: fmt::Display + Send + 'static,
+    {
+        let job = self.take_slot(None, job).await?;
+        self.inner.queue_job(job, None);
+        Ok(())
+    }
+
+    /// Takes a place in the queue for `job` (a forgotten slot), waiting for room, and hands the job
+    /// back to be queued.
+    async fn take_slot<J>(&self, caller: Option<&Context>, job: J) -> Result<J, SubmitError<J>> {
         let inner = &self.inner;
         // The pool's state is read before the caller's: a finished pool says `Closed` to every caller,
         // whichever entry point it used.
@@ -289,7 +338,7 @@ impl Pool {
                 }
             }
         };
-        Ok(inner.enqueue(job))
+        Ok(job)
     }
 
     /// Submits a job if the queue has room now; never waits.
@@ -319,6 +368,43 @@ impl Pool {
         T: Send + 'static,
         E: fmt::Display + Send + 'static,
     {
+        let job = self.try_take_slot(job)?;
+        Ok(self.inner.enqueue(job))
+    }
+
+    /// [`try_submit`](Pool::try_submit) without a handle: see [`submit_detached`](Pool::submit_detached).
+    ///
+    /// # Errors
+    ///
+    /// As `try_submit`: `Full` or `Closed`, with the job, unrun.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_pool::{Pool, TrySubmitError};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = Pool::builder().workers(1).queue(1).build().unwrap();
+    /// let wait = |ctx: bounded_cancel::Context| async move { ctx.cancelled().await; Ok::<_, String>(()) };
+    /// pool.try_submit_detached(wait).unwrap(); // queued (no worker has run yet)
+    /// assert!(matches!(pool.try_submit_detached(wait), Err(TrySubmitError::Full(_))));
+    /// # }
+    /// ```
+    pub fn try_submit_detached<J, Fut, T, E>(&self, job: J) -> Result<(), TrySubmitError<J>>
+    where
+        J: FnOnce(Context) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: fmt::Display + Send + 'static,
+    {
+        let job = self.try_take_slot(job)?;
+        self.inner.queue_job(job, None);
+        Ok(())
+    }
+
+    /// Takes a place in the queue for `job` if there is room now.
+    fn try_take_slot<J>(&self, job: J) -> Result<J, TrySubmitError<J>> {
         let inner = &self.inner;
         if inner.is_closed() {
             inner.counters.rejected();
@@ -327,7 +413,7 @@ impl Pool {
         match inner.slots.try_acquire() {
             Ok(slot) => {
                 slot.forget();
-                Ok(inner.enqueue(job))
+                Ok(job)
             }
             Err(TryAcquireError::NoPermits) => {
                 inner.counters.rejected();
@@ -588,10 +674,23 @@ impl Inner {
         E: fmt::Display + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
+        self.queue_job(job, Some(tx));
+        JobHandle::new(rx)
+    }
+
+    /// Queues a job whose slot was taken; `tx` is where its result goes, if anyone will await it.
+    fn queue_job<J, Fut, T, E>(self: &Arc<Self>, job: J, tx: Option<ResultTx<T, E>>)
+    where
+        J: FnOnce(Context) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: fmt::Display + Send + 'static,
+    {
         let reply = Reply {
-            tx: Some(tx),
+            tx,
             inner: self.clone(),
             started: false,
+            settled: false,
             #[cfg(feature = "metrics")]
             queued_at: tokio::time::Instant::now(),
         };
@@ -610,7 +709,6 @@ impl Inner {
             drop(refused);
             self.slots.add_permits(1);
         }
-        JobHandle::new(rx)
     }
 
     fn spawn_workers(self: &Arc<Self>, n: usize) {
@@ -717,24 +815,30 @@ impl Drop for Alive {
 /// running), it counts the job first and only then lets the handle see `Cancelled`, so a resolved handle
 /// is always already in the metrics.
 struct Reply<T, E> {
-    tx: Option<oneshot::Sender<Result<T, JobError<E>>>>,
+    /// `None` for a detached job: its result is dropped, its failure goes to the hook.
+    tx: Option<ResultTx<T, E>>,
     inner: Arc<Inner>,
     started: bool,
+    /// The job's end was counted (by `run_job`).
+    settled: bool,
     #[cfg(feature = "metrics")]
     queued_at: tokio::time::Instant,
 }
 
+type ResultTx<T, E> = oneshot::Sender<Result<T, JobError<E>>>;
+
 impl<T, E> Drop for Reply<T, E> {
     fn drop(&mut self) {
-        if let Some(tx) = self.tx.take() {
-            if self.started {
-                #[cfg(feature = "tracing")]
-                tracing::warn!(target: "bounded_pool", pool = %self.inner.name, "a pool job was aborted while running");
-                self.inner.counters.cancelled();
-            } else {
-                self.inner.counters.never_started();
-            }
-            drop(tx);
+        // Counted here, before `tx` is dropped with the other fields after this body.
+        if self.settled {
+            return;
+        }
+        if self.started {
+            #[cfg(feature = "tracing")]
+            tracing::warn!(target: "bounded_pool", pool = %self.inner.name, "a pool job was aborted while running");
+            self.inner.counters.cancelled();
+        } else {
+            self.inner.counters.never_started();
         }
     }
 }
@@ -819,19 +923,26 @@ where
         }
     };
     // Counted before the handle can see it, so a resolved handle is always already in the metrics.
-    let inner = reply.inner.clone();
-    inner.counters.ended(ended);
-    let tx = reply.tx.take().expect("a reply is sent once");
-    if let Err(Err(unclaimed)) = tx.send(result) {
-        let failure = match unclaimed {
-            JobError::Failed(err) => JobFailure::Failed(err.to_string()),
-            JobError::Panicked(payload) => {
-                JobFailure::Panicked(bounded_cancel::panic_message(&*payload).to_owned())
-            }
-            JobError::Cancelled => return,
-        };
-        // A panicking hook must not take the worker down with it.
-        let hook = inner.hook.clone();
-        let _ = std::panic::catch_unwind(AssertUnwindSafe(move || hook(failure)));
-    }
+    reply.inner.counters.ended(ended);
+    reply.settled = true;
+    let unclaimed = match reply.tx.take() {
+        Some(tx) => match tx.send(result) {
+            Err(Err(unclaimed)) => unclaimed,
+            _ => return,
+        },
+        None => match result {
+            Err(unclaimed) => unclaimed,
+            Ok(_) => return,
+        },
+    };
+    let failure = match unclaimed {
+        JobError::Failed(err) => JobFailure::Failed(err.to_string()),
+        JobError::Panicked(payload) => {
+            JobFailure::Panicked(bounded_cancel::panic_message(&*payload).to_owned())
+        }
+        JobError::Cancelled => return,
+    };
+    // A panicking hook must not take the worker down with it.
+    let hook = &reply.inner.hook;
+    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| hook(failure)));
 }
