@@ -6,6 +6,7 @@
 //! | `NewPool(size)` + `Start(ctx)` | `Pool::builder().workers(size).queue(size * 2).context(&ctx).build()?` |
 //! | `Submit(ctx, job)` | [`pool.submit_with(&ctx, job).await?`](Pool::submit_with), returning a [`JobHandle`] |
 //! | (none) | [`pool.try_submit(job)`](Pool::try_submit): `Full(job)` / `Closed(job)`, never waits |
+//! | `Submit` and forget | [`pool.submit_detached(job).await?`](Pool::submit_detached): no handle and no result channel; failures reach the error hook |
 //! | `_ = job(ctx)`: errors swallowed | the handle gets `Ok`, `Failed`, `Panicked`, `Cancelled`; unawaited failures reach the error hook |
 //! | workers return on `ctx.Done()`, dropping queued jobs | cancelling the pool's context resolves every queued job as `Cancelled` and counts it |
 //! | `Shutdown()`: close + `wg.Wait()` | [`shutdown`](Pool::shutdown), [`shutdown_timeout`](Pool::shutdown_timeout) (with a report) |
