@@ -47,6 +47,11 @@
 //!    another step, and one registered before it is woken (a `Notified` made before `notify_waiters`
 //!    completes even if polled after) and then ends: as with tokio's abort, at an await point. A
 //!    tokio task's waker is the same for its whole life, so one registration is enough.
+//! 8. While a spawn waits for a slot, a watcher task waits for the group's context to end and then
+//!    closes the slots' semaphore, which releases every waiting spawn as cancelled. It is started by
+//!    the first spawn that has to wait (no group that never waits pays for it), stopped when `wait`
+//!    finds the group idle, when the limit changes, and when the group is dropped, so a group that was
+//!    waited for holds no task; the next spawn that waits starts it again.
 //!
 //! All of it but invariant 7's flag is under one lock: the orderings are the lock's.
 
@@ -55,11 +60,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll, Waker};
 
+use bounded_cancel::Context;
 use bounded_cancel::live::TaskCounter;
 use bounded_sync::atomic::{AtomicBool, Ordering};
 use bounded_sync::{Arc, Mutex, MutexGuard};
 use pin_project_lite::pin_project;
-use tokio::sync::{Notify, futures::OwnedNotified};
+use tokio::sync::{Notify, Semaphore, futures::OwnedNotified};
 use tokio::task::AbortHandle;
 
 pub(crate) type Job = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -170,6 +176,9 @@ struct Runs<J> {
     searching: usize,
     /// The executor was dropped: every runner ends, none starts (invariant 3).
     closed: bool,
+    /// The task that closes the group's slots when its context ends, so that a spawn waiting for a
+    /// slot needs no waiter of its own on the context (invariant 8).
+    watcher: Option<AbortHandle>,
 }
 
 impl<J> Default for Runs<J> {
@@ -183,6 +192,7 @@ impl<J> Default for Runs<J> {
             draining: false,
             searching: 0,
             closed: false,
+            watcher: None,
         }
     }
 }
@@ -463,10 +473,48 @@ impl Executor {
         }
     }
 
-    /// The group has no task left (its `wait` saw it): let the runners end (invariant 6).
+    /// The group has no task left (its `wait` saw it): let the runners end (invariant 6), and stop
+    /// the slot watcher (invariant 8).
     pub(crate) fn drain(&self) {
-        let parked = self.core.lock().drain();
+        let mut state = self.core.lock();
+        let parked = state.drain();
+        let watcher = state.runs.watcher.take();
+        drop(state);
         parked.into_iter().for_each(Waker::wake);
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
+    }
+
+    /// Makes sure a watcher closes `slots` when `ctx` ends (invariant 8).
+    pub(crate) fn watch_slots(&self, slots: &std::sync::Arc<Semaphore>, ctx: &Context) {
+        if self.core.lock().runs.watcher.is_some() {
+            return;
+        }
+        let (slots, ctx) = (slots.clone(), ctx.clone());
+        let watch = self.core.counter.track(async move {
+            ctx.cancelled().await;
+            slots.close();
+        });
+        // Spawned outside the lock, then stored; a second spawner racing here starts a second
+        // watcher, which is harmless (both close the same slots) and is stopped with the first.
+        let handle = tokio::spawn(watch).abort_handle();
+        let mut state = self.core.lock();
+        match &state.runs.watcher {
+            Some(_) => {
+                drop(state);
+                handle.abort();
+            }
+            None => state.runs.watcher = Some(handle),
+        }
+    }
+
+    /// Stops the slot watcher, when the slots are replaced (invariant 8).
+    pub(crate) fn unwatch_slots(&self) {
+        let watcher = self.core.lock().runs.watcher.take();
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
     }
 
     fn spawn<F>(&self, job: F)
@@ -546,12 +594,16 @@ impl Drop for Executor {
             })
             .collect();
         let queued = std::mem::take(&mut state.runs.queue);
+        let watcher = state.runs.watcher.take();
         state.runs.closed = true;
         let parked = state.runs.unpark_all();
         drop(state);
         parked.into_iter().for_each(Waker::wake);
         // Outside the lock: an abort schedules the task, and a task's drop runs user code (invariant 1).
         alive.iter().for_each(AbortHandle::abort);
+        if let Some(watcher) = watcher {
+            watcher.abort();
+        }
         drop(queued);
     }
 }

@@ -65,7 +65,12 @@ where
         let group = this.group;
         let permit = match (&group.limit, &mut this.wait) {
             (_, Some(wait)) => match wait.as_mut().poll(cx) {
-                Poll::Ready(Ok(permit)) => Some(permit),
+                // A slot freed by a task whose failure then ended the context: the context wins, as
+                // it did for every spawn that looked after it ended.
+                Poll::Ready(Ok(permit)) => match ended(group.context(), this.caller) {
+                    Some(cause) => return Poll::Ready(Err(SpawnError::Cancelled { job, cause })),
+                    None => Some(permit),
+                },
                 Poll::Ready(Err(cause)) => {
                     return Poll::Ready(Err(SpawnError::Cancelled { job, cause }));
                 }
@@ -83,6 +88,7 @@ where
                     Limit::Slots(sem, _) => match sem.clone().try_acquire_owned() {
                         Ok(permit) => Some(permit),
                         Err(_) => {
+                            group.watch_slots(sem);
                             this.wait = Some(Box::pin(wait_for_slot(
                                 sem.clone(),
                                 group.context(),
@@ -106,23 +112,23 @@ fn ended(group: &Context, caller: Option<&Context>) -> Option<Cause> {
     group.cause().or_else(|| caller.and_then(Context::cause))
 }
 
+/// Waits for a slot. The group's context ending closes the slots (the executor's watcher), which
+/// ends this wait with the group's cause; only a caller's own context needs a waiter here.
 async fn wait_for_slot(
     sem: Arc<Semaphore>,
     group: &Context,
     caller: Option<&Context>,
 ) -> Result<OwnedSemaphorePermit, Cause> {
-    let caller_ended = async {
-        match caller {
-            Some(ctx) => ctx.cancelled().await,
-            None => std::future::pending().await,
-        }
+    let acquired = match caller {
+        None => sem.acquire_owned().await,
+        Some(ctx) => tokio::select! {
+            biased;
+            cause = ctx.cancelled() => return Err(cause),
+            permit = sem.acquire_owned() => permit,
+        },
     };
-    tokio::select! {
-        biased;
-        cause = group.cancelled() => Err(cause),
-        cause = caller_ended => Err(cause),
-        permit = sem.acquire_owned() => Ok(permit.expect("a group never closes its semaphore")),
-    }
+    // The slots close only when the group's context has ended.
+    acquired.map_err(|_| group.cause().unwrap_or(Cause::Cancelled))
 }
 
 impl<E, F> fmt::Debug for Spawn<'_, E, F> {

@@ -3,9 +3,9 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, OnceLock};
 
-use bounded_cancel::Context;
+use bounded_cancel::{Cause, Context};
 use futures_util::FutureExt;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use crate::error::{Failure, SetLimitError, TaskError, TrySpawnError};
 use crate::executor::Executor;
@@ -265,6 +265,10 @@ impl<E> Group<E> {
         if running > 0 {
             return Err(SetLimitError::Running(running));
         }
+        if let Some(executor) = self.executor.get() {
+            // The watcher closes the old slots; the next wait starts one for the new ones.
+            executor.unwatch_slots();
+        }
         self.limit = match limit {
             None => Limit::Unlimited,
             Some(0) => Limit::Zero,
@@ -503,7 +507,12 @@ impl<E> Group<E> {
             Limit::Zero => return Err(TrySpawnError::LimitZero(task)),
             Limit::Slots(sem, _) => match sem.clone().try_acquire_owned() {
                 Ok(permit) => Some(permit),
-                Err(_) => return Err(TrySpawnError::Full(task)),
+                Err(TryAcquireError::NoPermits) => return Err(TrySpawnError::Full(task)),
+                // Closed by the watcher: the context ended after the check above.
+                Err(TryAcquireError::Closed) => {
+                    let cause = self.context().cause().unwrap_or(Cause::Cancelled);
+                    return Err(TrySpawnError::Cancelled { job: task, cause });
+                }
             },
         };
         self.admit(Task::new(task, permit));
@@ -703,6 +712,11 @@ impl<E> Group<E> {
             Some(err) => Err(err),
             None => Ok(()),
         }
+    }
+
+    /// A spawn is about to wait for a slot: the slots must close when the group's context ends.
+    pub(crate) fn watch_slots(&self, slots: &Arc<Semaphore>) {
+        (self.executor.get_or_init(Executor::new)).watch_slots(slots, self.context());
     }
 
     pub(crate) fn shared(&self) -> &Shared<E> {

@@ -323,3 +323,79 @@ async fn with_context_takes_the_errors_people_use() {
         .unwrap();
     assert_eq!(boxed.finish().await.unwrap_err().to_string(), "dynamic");
 }
+
+/// A spawn waiting for a slot ends with the parent's cause when the parent is cancelled, though no
+/// task of the group failed.
+#[tokio::test(start_paused = true)]
+async fn a_waiting_spawn_ends_with_the_parents_cause() {
+    let parent = Context::new();
+    let mut group = Group::<Failure>::with_context(&parent);
+    group.set_limit(Some(1)).unwrap();
+    group
+        .spawn(|_ctx| async {
+            sleep(Duration::from_secs(3600)).await;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let canceller = {
+        let parent = parent.clone();
+        tokio::spawn(async move {
+            sleep(Duration::from_secs(1)).await;
+            parent.cancel_with(Failure::Real("shutting down"));
+        })
+    };
+    let start = Instant::now();
+    let err = group.spawn(|_ctx| async { Ok(()) }).await.unwrap_err();
+    assert_eq!(Instant::now() - start, Duration::from_secs(1));
+    let SpawnError::Cancelled { cause, .. } = err else {
+        panic!("expected Cancelled, got {err:?}")
+    };
+    let failure = cause.error().and_then(|e| e.downcast_ref::<Failure>());
+    assert_eq!(failure, Some(&Failure::Real("shutting down")), "{cause:?}");
+    canceller.await.unwrap();
+}
+
+/// The slots a spawn waits on are the group's current ones: after `set_limit` replaced them, a waiting
+/// spawn is still released when the context ends.
+#[tokio::test(start_paused = true)]
+async fn a_spawn_waiting_on_new_slots_after_set_limit_is_released_by_the_context() {
+    let parent = Context::new();
+    let mut group = Group::<Failure>::with_context(&parent);
+    group.set_limit(Some(1)).unwrap();
+    group
+        .spawn(|_ctx| async {
+            sleep(Duration::from_secs(1)).await;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    // Waits for the first slot (and so watches the first slots), then gets it.
+    group.spawn(|_ctx| async { Ok(()) }).await.unwrap();
+    while group.running() > 0 {
+        tokio::task::yield_now().await;
+    }
+    group.set_limit(Some(1)).unwrap(); // new slots, without a `wait` in between
+    group
+        .spawn(|_ctx| async {
+            sleep(Duration::from_secs(3600)).await;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let canceller = {
+        let parent = parent.clone();
+        tokio::spawn(async move {
+            sleep(Duration::from_secs(1)).await;
+            parent.cancel();
+        })
+    };
+    let waited = tokio::time::timeout(
+        Duration::from_secs(60),
+        group.spawn(|_ctx| async { Ok(()) }),
+    )
+    .await
+    .expect("the context's end releases the wait");
+    assert!(matches!(waited, Err(SpawnError::Cancelled { .. })));
+    canceller.await.unwrap();
+}
