@@ -43,7 +43,9 @@ pub const MAX_LIMIT: usize = Semaphore::MAX_PERMITS;
 /// limited group pays a hand-off per task instead of a spawn; a task never waits behind a busy runner
 /// while a slot is free. Idle runners park (at most 64) and end once [`wait`](Group::wait) finds the
 /// group idle or the group is dropped. Inside a task of a limited group, `tokio::task::id()` names its
-/// runner.
+/// runner. A spawn waiting for a slot is released with the context's cause when the group's context
+/// ends, through one watcher task per group that the first waiting spawn starts and that ends with the
+/// runners.
 ///
 /// # Examples
 ///
