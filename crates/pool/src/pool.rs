@@ -4,12 +4,11 @@
 //!
 //! The accounting of every job is stated in `accounting.rs`. Besides it:
 //!
-//! 1. Queue slots bound the queue: a submitter takes a slot (a permit of `slots`, forgotten) before
-//!    its job exists, and gives it back (`add_permits`) when a worker takes the job, when the queue
-//!    refuses it after an abort, or when an abort drains it. The queue itself (`queue.rs`) has no
-//!    bound, so its memory follows the jobs it holds.
-//! 2. After `close`, the queue closes only once every slot is back (`slot_freed`): no job that was
-//!    accepted is ever refused by the queue, and idle workers then see the end.
+//! 1. The queue's slots bound it (`queue.rs`): a submitter reserves a slot before its job exists,
+//!    and the slot is free again when a worker takes the job, when the queue refuses it after an
+//!    abort, or when an abort drains it. Its memory follows the jobs it holds, not its bound.
+//! 2. After `close`, the queue closes only once every slot is free: no job that was accepted is ever
+//!    refused by the queue, and idle workers then see the end.
 //! 3. A worker retires only through `Headcount::retire_one` (see `accounting.rs`), so a shrink never
 //!    retires more workers than asked, and a busy worker retires only between jobs. A shrink sets
 //!    the target, then wakes the parked workers, which ask under the queue's lock before parking.
@@ -27,7 +26,7 @@ use bounded_cancel::Context;
 use bounded_cancel::live::TaskCounter;
 use bounded_sync::Mutex;
 use futures_util::FutureExt;
-use tokio::sync::{Notify, Semaphore, TryAcquireError, oneshot};
+use tokio::sync::{Notify, oneshot};
 use tokio::task::{AbortHandle, JoinHandle};
 
 use crate::accounting::{Headcount, Live};
@@ -36,7 +35,7 @@ use crate::error::{ResizeError, SubmitError, TrySubmitError};
 use crate::failure::{Hook, JobFailure};
 use crate::job_handle::{JobError, JobHandle};
 use crate::metrics::{Counters, Ended, Metrics};
-use crate::queue::{JobQueue, Seat, Took};
+use crate::queue::{JobQueue, Refused, Seat, Took};
 use crate::report::PoolReport;
 
 /// After `shutdown_timeout`'s grace, how long running jobs have to return once their context is cancelled.
@@ -46,9 +45,9 @@ pub const CANCEL_WINDOW: Duration = Duration::from_millis(10);
 /// this is almost always a unit mistake, and would spend memory on tasks with nothing to do.
 pub const MAX_WORKERS: usize = 65_536;
 
-/// The longest queue a pool takes: the most permits a tokio semaphore holds. A queue allocates per job
-/// it holds, never for its bound, so a long bound costs nothing until it fills.
-pub const MAX_QUEUE: usize = Semaphore::MAX_PERMITS;
+/// The longest queue a pool takes (`usize::MAX >> 3`, far above any real bound). A queue allocates
+/// per job it holds, never for its bound, so a long bound costs nothing until it fills.
+pub const MAX_QUEUE: usize = usize::MAX >> 3;
 
 /// A job with its result channel, as one boxed future: not polled until a worker takes it.
 type JobFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
@@ -82,8 +81,6 @@ pub(crate) struct Inner {
     ctx: Context,
     /// What jobs receive: a child of `ctx`, also cancelled alone when a shutdown's grace runs out.
     jobs_ctx: Context,
-    /// Queue slots. A submitter takes one before its job exists in the queue; a worker frees it on dequeue.
-    slots: Arc<Semaphore>,
     capacity: usize,
     /// Accepted jobs, each holding a slot until a worker takes it (invariant 1).
     queue: JobQueue<JobFuture>,
@@ -131,9 +128,8 @@ impl Pool {
         let inner = Arc::new(Inner {
             jobs_ctx: ctx.child(),
             ctx,
-            slots: Arc::new(Semaphore::new(capacity)),
             capacity,
-            queue: JobQueue::new(),
+            queue: JobQueue::new(capacity),
             counters: Counters::new(&name),
             hook,
             headcount: Headcount::new(workers),
@@ -292,7 +288,7 @@ impl Pool {
         Ok(())
     }
 
-    /// Takes a place in the queue for `job` (a forgotten slot), waiting for room, and hands the job
+    /// Reserves a slot in the queue for `job`, waiting for room, and hands the job
     /// back to be queued.
     async fn take_slot<J>(&self, caller: Option<&Context>, job: J) -> Result<J, SubmitError<J>> {
         let inner = &self.inner;
@@ -304,30 +300,33 @@ impl Pool {
         }
         if let Some(cause) = caller.and_then(Context::cause) {
             inner.counters.rejected();
+            if inner.queue.is_refusing() {
+                return Err(SubmitError::Closed(job));
+            }
             return Err(SubmitError::Cancelled { job, cause });
         }
-        match inner.slots.try_acquire() {
-            Ok(slot) => slot.forget(),
-            Err(TryAcquireError::Closed) => {
+        match inner.queue.try_reserve() {
+            Ok(()) => {}
+            Err(Refused::Closed) => {
                 inner.counters.rejected();
                 return Err(SubmitError::Closed(job));
             }
-            Err(TryAcquireError::NoPermits) => {
+            Err(Refused::Full) => {
                 let caller_ended = async {
                     match caller {
                         Some(ctx) => ctx.cancelled().await,
                         None => std::future::pending().await,
                     }
                 };
-                // The pool's own context needs no waiter here: when it ends, the abort closes the slots,
-                // which releases this wait as `Closed`.
+                // The pool's own context needs no waiter here: when it ends, the abort refuses
+                // every submitter in line, which releases this wait as `Closed`.
                 let waited = tokio::select! {
                     biased;
                     cause = caller_ended => Err(Some(cause)),
-                    slot = inner.slots.acquire() => slot.map_err(|_| None),
+                    slot = inner.queue.reserve() => slot.map_err(|_| None),
                 };
                 match waited {
-                    Ok(slot) => slot.forget(),
+                    Ok(()) => {}
                     Err(cause) => {
                         inner.counters.rejected();
                         return Err(match cause {
@@ -410,16 +409,13 @@ impl Pool {
             inner.counters.rejected();
             return Err(TrySubmitError::Closed(job));
         }
-        match inner.slots.try_acquire() {
-            Ok(slot) => {
-                slot.forget();
-                Ok(job)
-            }
-            Err(TryAcquireError::NoPermits) => {
+        match inner.queue.try_reserve() {
+            Ok(()) => Ok(job),
+            Err(Refused::Full) => {
                 inner.counters.rejected();
                 Err(TrySubmitError::Full(job))
             }
-            Err(TryAcquireError::Closed) => {
+            Err(Refused::Closed) => {
                 inner.counters.rejected();
                 Err(TrySubmitError::Closed(job))
             }
@@ -571,7 +567,7 @@ impl Pool {
     pub fn resize(&self, workers: usize) -> Result<(), ResizeError> {
         let n = ResizeError::check(workers)?.get();
         let inner = &self.inner;
-        if inner.slots.is_closed() {
+        if inner.queue.is_refusing() {
             return Err(ResizeError::Closed);
         }
         let before = inner.headcount.set_target(n);
@@ -665,7 +661,7 @@ fn supervise(inner: Weak<Inner>, ctx: Context, name: String) -> AbortHandle {
 }
 
 impl Inner {
-    /// Queues a job whose slot was taken (and forgotten) by the caller.
+    /// Queues a job whose slot the caller reserved.
     fn enqueue<J, Fut, T, E>(self: &Arc<Self>, job: J) -> JobHandle<T, E>
     where
         J: FnOnce(Context) -> Fut + Send + 'static,
@@ -703,11 +699,10 @@ impl Inner {
             tracing::info_span!("pool job", pool = %self.name),
         );
         let job: JobFuture = Box::pin(job);
-        // The queue is closed only by an abort (invariant 2). A job refused then is dropped, which
-        // counts it, and its slot goes back so that the pool's end sees every slot home.
+        // The queue is closed only by an abort while a slot is reserved (invariant 2). A job refused
+        // then is dropped, which counts it; the queue has freed its slot.
         if let Err(refused) = self.queue.push(job) {
             drop(refused);
-            self.slots.add_permits(1);
         }
     }
 
@@ -728,31 +723,20 @@ impl Inner {
         handles.extend(spawned);
     }
 
-    fn close(&self) {
-        self.slots.close();
-        self.slot_freed();
-    }
-
-    /// After close, the channel closes once no job is queued and no submitter holds a slot, so that
+    /// After close, the queue closes once no job is queued and no submitter holds a slot, so that
     /// idle workers end and no accepted job is ever refused.
-    fn slot_freed(&self) {
-        if self.slots.is_closed() && self.slots.available_permits() == self.capacity {
-            self.queue.close();
-        }
+    fn close(&self) {
+        self.queue.refuse();
     }
 
     /// Drops every queued job: each counts as never started and its handle resolves as cancelled.
     fn drop_queue(&self) {
-        let queued = self.queue.drain();
-        let slots = queued.len();
-        drop(queued);
-        self.slots.add_permits(slots);
+        drop(self.queue.drain());
     }
 
     fn abort(&self) {
-        // The context ends first: a submitter released by the closed slots reads it as its cause.
+        // The context ends first: a submitter refused by the queue reads it as its cause.
         self.ctx.cancel();
-        self.slots.close();
         self.drop_queue();
         // An aborted worker is counted out by its `Alive` guard when tokio drops it, after the job it
         // was running has counted itself cancelled (invariant 4).
@@ -769,8 +753,10 @@ impl Inner {
         self.workers_exited().await;
     }
 
+    /// The pool's context ended (it was aborted or finished). A closed pool whose context lives is
+    /// told by the queue, which refuses under its lock.
     fn is_closed(&self) -> bool {
-        self.slots.is_closed() || self.ctx.is_cancelled()
+        self.ctx.is_cancelled()
     }
 
     /// Ends a finished pool: its context ends (which also ends the supervisor) and the report is taken.
@@ -779,7 +765,7 @@ impl Inner {
     /// the report too.
     async fn finished(&self) -> PoolReport {
         self.ctx.cancel();
-        while self.slots.available_permits() < self.capacity {
+        while !self.queue.slots_home() {
             tokio::task::yield_now().await;
         }
         let metrics = self.counters.snapshot();
@@ -863,8 +849,6 @@ async fn worker(alive: Alive) {
             }
         };
         inner.counters.started();
-        inner.slots.add_permits(1);
-        inner.slot_freed();
         job.await;
     }
 }

@@ -1,8 +1,9 @@
-//! The pool's queue: accepted jobs in order, and the workers parked waiting for one.
+//! The pool's queue: its slots, the jobs accepted into them in order, the submitters waiting for a
+//! slot and the workers parked waiting for a job, under one lock.
 //!
-//! Its bound is not here: a submitter takes a place in the pool's `slots` before it pushes, and a
-//! worker gives the place back when it takes the job, so the queue only ever holds what was
-//! accepted, and its memory follows what it holds, not its bound.
+//! A submitter reserves a slot before its job exists, then pushes the job; a worker frees the slot
+//! as it takes the job. The bound is on slots, not storage: the deque holds only what was accepted,
+//! so its memory follows what it holds, not its capacity.
 //!
 //! # Invariants
 //!
@@ -10,16 +11,26 @@
 //! while it is held (bounded-sync's rule).
 //!
 //! 1. Every item pushed is taken exactly once, by one worker, in order, or handed back by `drain`.
-//! 2. A worker is *parked* exactly when its key is in `idle` (its waker stored). It parks only after
+//! 2. `taken` counts the slots held: reserved by a submitter that has not pushed yet, or holding a
+//!    queued item. It never exceeds `capacity`. A slot freed while a submitter waits goes straight to
+//!    the first in line (`Granted`, `taken` unchanged), so waiting submitters are served in order and a
+//!    `try_reserve` never overtakes them.
+//! 3. A worker is *parked* exactly when its key is in `idle` (its waker stored). It parks only after
 //!    finding the queue empty, under the lock, and after its `stop` check (so a shrink that sets its
 //!    target and then wakes the parked workers under this lock is never missed).
-//! 3. `searching` counts workers woken (or new) that have not looked at the queue yet. A push, or a
+//! 4. `searching` counts workers woken (or new) that have not looked at the queue yet. A push, or a
 //!    take that leaves items behind, wakes a parked worker only when none is searching. So a queued
 //!    item always has a worker coming: a searching one, or, with none parked, every worker is busy or
 //!    between jobs and looks before it parks. A run of pushes wakes one worker, which passes the
 //!    search on as it takes a job, rather than one worker per push.
-//! 4. After `close`, no push is accepted, and a worker that finds the queue empty ends; `close` and
-//!    `wake_all` wake every parked worker, each counted as searching until it looks.
+//! 5. After `refuse`, no slot is reserved and every waiting submitter is refused; once `taken` is
+//!    then 0 (every reserved slot pushed and taken, or given back), the queue closes: no push is
+//!    accepted, and a worker that finds it empty ends. So a job whose slot was reserved before the
+//!    refusal is never refused by the queue. `drain` refuses and closes at once. Closing wakes every
+//!    parked worker, each counted as searching until it looks.
+//! 6. A submitter's wait dropped while in line is marked `Left` and skipped (its key freed) when the
+//!    line reaches it; dropped after its grant, it frees the slot again (which may grant the next in
+//!    line).
 
 use std::collections::VecDeque;
 use std::task::{Context, Poll, Waker};
@@ -39,6 +50,25 @@ struct State<T> {
     free_keys: Vec<usize>,
     searching: usize,
     closed: bool,
+    capacity: usize,
+    /// Slots reserved or holding an item (invariant 2).
+    taken: usize,
+    /// No slot is reserved any more (invariant 5).
+    refusing: bool,
+    /// Keys of waiting submitters, first in line first.
+    line: VecDeque<usize>,
+    /// A waiting submitter's state, by its key.
+    submitters: Vec<Submitter>,
+    free_submitters: Vec<usize>,
+}
+
+enum Submitter {
+    Free,
+    Waiting(Waker),
+    /// Its wait was dropped while in line; its key is freed when the line reaches it.
+    Left,
+    Granted,
+    Refused,
 }
 
 /// A worker's place at the queue.
@@ -59,8 +89,33 @@ pub(crate) enum Took<T> {
     Stop,
 }
 
+/// Why no slot was reserved.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// Every slot is taken (only from `try_reserve`).
+    Full,
+    /// The queue refuses new jobs: the pool was closed or aborted.
+    Closed,
+}
+
+/// Wakers collected under the lock, woken after it is released.
+#[derive(Default)]
+struct Wakes {
+    worker: Option<Waker>,
+    submitter: Option<Waker>,
+    all: Vec<Waker>,
+}
+
+impl Wakes {
+    fn wake(self) {
+        self.worker.into_iter().for_each(Waker::wake);
+        self.submitter.into_iter().for_each(Waker::wake);
+        self.all.into_iter().for_each(Waker::wake);
+    }
+}
+
 impl<T> State<T> {
-    /// Wakes one parked worker unless one is searching (invariant 3).
+    /// Wakes one parked worker unless one is searching (invariant 4).
     fn search(&mut self) -> Option<Waker> {
         if self.searching > 0 {
             return None;
@@ -70,18 +125,57 @@ impl<T> State<T> {
         self.wakers[key].take()
     }
 
-    /// Wakes every parked worker, each counted as searching (invariant 4).
-    fn unpark_all(&mut self) -> Vec<Waker> {
+    /// Wakes every parked worker, each counted as searching (invariant 5).
+    fn unpark_all(&mut self, wakes: &mut Wakes) {
         self.searching += self.idle.len();
         let wakers = &mut self.wakers;
-        (self.idle.drain(..))
-            .filter_map(|key| wakers[key].take())
-            .collect()
+        wakes
+            .all
+            .extend((self.idle.drain(..)).filter_map(|key| wakers[key].take()));
+    }
+
+    /// A slot is free: it goes to the first submitter in line, or back (invariant 2), and the
+    /// queue closes if it was the last one out after a refusal (invariant 5).
+    fn free_slot(&mut self, wakes: &mut Wakes) {
+        while let Some(key) = self.line.pop_front() {
+            match std::mem::replace(&mut self.submitters[key], Submitter::Granted) {
+                Submitter::Waiting(waker) => {
+                    wakes.submitter = Some(waker);
+                    return;
+                }
+                _ => self.free_submitter(key),
+            }
+        }
+        self.taken -= 1;
+        self.close_if_home(wakes);
+    }
+
+    fn close_if_home(&mut self, wakes: &mut Wakes) {
+        if self.refusing && self.taken == 0 && !self.closed {
+            self.closed = true;
+            self.unpark_all(wakes);
+        }
+    }
+
+    /// Refuses every submitter in line (invariant 5).
+    fn refuse_line(&mut self, wakes: &mut Wakes) {
+        while let Some(key) = self.line.pop_front() {
+            match std::mem::replace(&mut self.submitters[key], Submitter::Refused) {
+                Submitter::Waiting(waker) => wakes.all.push(waker),
+                _ => self.free_submitter(key),
+            }
+        }
+    }
+
+    fn free_submitter(&mut self, key: usize) {
+        self.submitters[key] = Submitter::Free;
+        self.free_submitters.push(key);
     }
 }
 
 impl<T> JobQueue<T> {
-    pub(crate) fn new() -> Self {
+    /// A queue of `capacity` slots (at least one: the builder refuses 0).
+    pub(crate) fn new(capacity: usize) -> Self {
         JobQueue {
             state: Mutex::new(State {
                 items: VecDeque::new(),
@@ -90,12 +184,49 @@ impl<T> JobQueue<T> {
                 free_keys: Vec::new(),
                 searching: 0,
                 closed: false,
+                capacity,
+                taken: 0,
+                refusing: false,
+                line: VecDeque::new(),
+                submitters: Vec::new(),
+                free_submitters: Vec::new(),
             }),
         }
     }
 
     fn lock(&self) -> MutexGuard<'_, State<T>> {
         self.state.lock()
+    }
+
+    /// Reserves a slot now, if one is free and nobody is waiting for one.
+    pub(crate) fn try_reserve(&self) -> Result<(), Refused> {
+        let mut state = self.lock();
+        if state.refusing {
+            return Err(Refused::Closed);
+        }
+        if state.taken < state.capacity && state.line.is_empty() {
+            state.taken += 1;
+            return Ok(());
+        }
+        Err(Refused::Full)
+    }
+
+    /// Reserves a slot, waiting in line for one. Cancel-safe (invariant 6).
+    pub(crate) fn reserve(&self) -> Reserve<'_, T> {
+        Reserve {
+            queue: self,
+            key: None,
+        }
+    }
+
+    /// Whether the queue refuses new jobs.
+    pub(crate) fn is_refusing(&self) -> bool {
+        self.lock().refusing
+    }
+
+    /// Every slot is free: no job is queued and no submitter holds a reservation.
+    pub(crate) fn slots_home(&self) -> bool {
+        self.lock().taken == 0
     }
 
     /// A place for a new worker, counted as searching until its first look.
@@ -130,10 +261,12 @@ impl<T> JobQueue<T> {
         state.free_keys.push(seat.key);
     }
 
-    /// Queues an item, or hands it back once the queue is closed.
+    /// Queues an item into the slot its caller reserved, or, once the queue is closed (by `drain`),
+    /// hands it back and frees the slot.
     pub(crate) fn push(&self, item: T) -> Result<(), T> {
         let mut state = self.lock();
         if state.closed {
+            state.taken -= 1;
             return Err(item);
         }
         state.items.push_back(item);
@@ -145,8 +278,8 @@ impl<T> JobQueue<T> {
         Ok(())
     }
 
-    /// Takes the next item, parking the worker while there is none. `stop` is asked first, under the
-    /// lock (invariant 2).
+    /// Takes the next item, freeing its slot, and parks the worker while there is none. `stop` is
+    /// asked first, under the lock (invariant 3).
     pub(crate) fn poll_take(
         &self,
         seat: &mut Seat,
@@ -178,15 +311,13 @@ impl<T> JobQueue<T> {
             return Poll::Ready(Took::Stop);
         }
         if let Some(item) = state.items.pop_front() {
-            let pass_on = if state.items.is_empty() {
-                None
-            } else {
-                state.search()
-            };
-            drop(state);
-            if let Some(waker) = pass_on {
-                waker.wake();
+            let mut wakes = Wakes::default();
+            if !state.items.is_empty() {
+                wakes.worker = state.search();
             }
+            state.free_slot(&mut wakes);
+            drop(state);
+            wakes.wake();
             return Poll::Ready(Took::Job(item));
         }
         if state.closed {
@@ -200,34 +331,123 @@ impl<T> JobQueue<T> {
 
     /// Wakes every parked worker to look again (after a shrink, to check whether to retire).
     pub(crate) fn wake_all(&self) {
-        let wakers = self.lock().unpark_all();
-        wakers.into_iter().for_each(Waker::wake);
+        let mut wakes = Wakes::default();
+        self.lock().unpark_all(&mut wakes);
+        wakes.wake();
     }
 
-    /// Refuses later pushes; workers end once the queue is empty.
-    pub(crate) fn close(&self) {
+    /// Refuses new jobs; the queue closes, and workers end, once every slot is free (invariant 5).
+    pub(crate) fn refuse(&self) {
+        let mut wakes = Wakes::default();
         let mut state = self.lock();
-        state.closed = true;
-        let wakers = state.unpark_all();
+        state.refusing = true;
+        state.refuse_line(&mut wakes);
+        state.close_if_home(&mut wakes);
         drop(state);
-        wakers.into_iter().for_each(Waker::wake);
+        wakes.wake();
     }
 
-    /// [`close`](JobQueue::close), and takes every item still queued (the caller drops them).
+    /// Refuses and closes at once, and takes every item still queued (the caller drops them).
     pub(crate) fn drain(&self) -> VecDeque<T> {
+        let mut wakes = Wakes::default();
         let mut state = self.lock();
-        state.closed = true;
+        state.refusing = true;
+        state.refuse_line(&mut wakes);
         let items = std::mem::take(&mut state.items);
-        let wakers = state.unpark_all();
+        state.taken -= items.len();
+        if !state.closed {
+            state.closed = true;
+            state.unpark_all(&mut wakes);
+        }
         drop(state);
-        wakers.into_iter().for_each(Waker::wake);
+        wakes.wake();
         items
+    }
+}
+
+/// Future of [`JobQueue::reserve`]: a slot, or `Refused::Closed`.
+pub(crate) struct Reserve<'a, T> {
+    queue: &'a JobQueue<T>,
+    /// Its key among the submitters, once it has waited.
+    key: Option<usize>,
+}
+
+impl<T> std::future::Future for Reserve<'_, T> {
+    type Output = Result<(), Refused>;
+
+    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.queue.lock();
+        let Some(key) = self.key else {
+            if state.refusing {
+                return Poll::Ready(Err(Refused::Closed));
+            }
+            if state.taken < state.capacity && state.line.is_empty() {
+                state.taken += 1;
+                return Poll::Ready(Ok(()));
+            }
+            let key = match state.free_submitters.pop() {
+                Some(key) => key,
+                None => {
+                    state.submitters.push(Submitter::Free);
+                    state.submitters.len() - 1
+                }
+            };
+            state.submitters[key] = Submitter::Waiting(cx.waker().clone());
+            state.line.push_back(key);
+            drop(state);
+            self.key = Some(key);
+            return Poll::Pending;
+        };
+        let outcome = match &mut state.submitters[key] {
+            Submitter::Waiting(stored) => {
+                if !stored.will_wake(cx.waker()) {
+                    *stored = cx.waker().clone();
+                }
+                return Poll::Pending;
+            }
+            Submitter::Granted => Ok(()),
+            Submitter::Refused => Err(Refused::Closed),
+            Submitter::Free | Submitter::Left => {
+                unreachable!("a waiting submitter's key is freed only after it is answered")
+            }
+        };
+        state.free_submitter(key);
+        drop(state);
+        self.key = None;
+        Poll::Ready(outcome)
+    }
+}
+
+impl<T> Drop for Reserve<'_, T> {
+    fn drop(&mut self) {
+        let Some(key) = self.key.take() else { return };
+        let mut wakes = Wakes::default();
+        let mut state = self.queue.lock();
+        let left = match std::mem::replace(&mut state.submitters[key], Submitter::Left) {
+            // Still in line: it stays there, marked, so that no other wait reuses its key before
+            // the line reaches it (leaving is O(1) however long the line).
+            Submitter::Waiting(waker) => Some(waker),
+            // Granted but never seen: the slot goes to the next in line, or back (invariant 6).
+            Submitter::Granted => {
+                state.free_submitter(key);
+                state.free_slot(&mut wakes);
+                None
+            }
+            _ => {
+                state.free_submitter(key);
+                None
+            }
+        };
+        drop(state);
+        // Dropped outside the lock, as every waker here.
+        drop(left);
+        wakes.wake();
     }
 }
 
 #[cfg(all(test, bounded_loom))]
 mod model {
-    use super::{JobQueue, Seat, Took};
+    use super::{JobQueue, Refused, Seat, Took};
     use bounded_sync::Arc;
     use bounded_sync::atomic::{AtomicBool, Ordering};
     use std::future::poll_fn;
@@ -249,12 +469,12 @@ mod model {
         seen
     }
 
-    /// Two workers, two pushes, then a close: every item is taken exactly once, both workers end,
-    /// and nothing is left parked or searching (invariants 1 to 4).
+    /// Two workers, two pushes, then a refusal: every item is taken exactly once, both workers end
+    /// once the slots are free, and nothing is left parked or searching (invariants 1 to 5).
     #[test]
     fn every_item_is_taken_once_and_every_worker_ends_at_the_close() {
         loom::model(|| {
-            let queue = Arc::new(JobQueue::new());
+            let queue = Arc::new(JobQueue::new(2));
             let stop = Arc::new(AtomicBool::new(false));
             let workers: Vec<_> = (0..2)
                 .map(|_| {
@@ -262,10 +482,16 @@ mod model {
                     loom::thread::spawn(move || worker(queue, stop))
                 })
                 .collect();
-            queue.push(1).unwrap();
-            queue.push(2).unwrap();
-            queue.close();
-            assert_eq!(queue.push(3), Err(3), "a closed queue refuses");
+            for item in [1, 2] {
+                queue.try_reserve().unwrap();
+                queue.push(item).unwrap();
+            }
+            queue.refuse();
+            assert_eq!(
+                queue.try_reserve(),
+                Err(Refused::Closed),
+                "a closed queue refuses"
+            );
             let mut seen: Vec<u32> = workers
                 .into_iter()
                 .flat_map(|w| w.join().unwrap())
@@ -277,12 +503,12 @@ mod model {
         });
     }
 
-    /// With no close to wake it, a parked worker is woken by the pushes themselves: it takes both
+    /// With no refusal to wake it, a parked worker is woken by the pushes themselves: it takes both
     /// items whichever way its parking and the pushes interleave (invariant 3).
     #[test]
     fn a_push_wakes_a_parked_worker() {
         loom::model(|| {
-            let queue = Arc::new(JobQueue::new());
+            let queue = Arc::new(JobQueue::new(2));
             let w = {
                 let queue = queue.clone();
                 loom::thread::spawn(move || {
@@ -300,8 +526,10 @@ mod model {
                     queue.leave(&seat);
                 })
             };
-            queue.push(1).unwrap();
-            queue.push(2).unwrap();
+            for item in [1, 2] {
+                queue.try_reserve().unwrap();
+                queue.push(item).unwrap();
+            }
             w.join().unwrap();
             let state = queue.lock();
             assert!(state.items.is_empty());
@@ -314,7 +542,7 @@ mod model {
     #[test]
     fn a_stop_announced_with_wake_all_is_never_missed() {
         loom::model(|| {
-            let queue = Arc::new(JobQueue::new());
+            let queue = Arc::new(JobQueue::new(2));
             let stop = Arc::new(AtomicBool::new(false));
             let w = {
                 let (queue, stop) = (queue.clone(), stop.clone());
@@ -325,6 +553,61 @@ mod model {
             assert!(w.join().unwrap().is_empty());
             let state = queue.lock();
             assert_eq!((state.searching, state.idle.len()), (0, 0));
+        });
+    }
+
+    /// A submitter that finds the one slot taken waits in line and is given the slot when a worker
+    /// takes the job in it; after the refusal the queue closes only once that second job is taken
+    /// too, so the worker sees both (invariants 2 and 5).
+    #[test]
+    fn a_waiting_submitter_gets_the_slot_a_worker_frees() {
+        loom::model(|| {
+            let queue = Arc::new(JobQueue::new(1));
+            let stop = Arc::new(AtomicBool::new(false));
+            let w = {
+                let (queue, stop) = (queue.clone(), stop.clone());
+                loom::thread::spawn(move || worker(queue, stop))
+            };
+            queue.try_reserve().unwrap();
+            queue.push(1).unwrap();
+            loom::future::block_on(queue.reserve()).unwrap();
+            queue.push(2).unwrap();
+            queue.refuse();
+            assert_eq!(w.join().unwrap(), [1, 2]);
+            let state = queue.lock();
+            assert_eq!((state.taken, state.closed), (0, true));
+        });
+    }
+
+    /// A refusal racing a submitter in line and a worker freeing the slot: the submitter either gets
+    /// the slot (and its job is taken) or is refused, never both and never neither; the queue ends
+    /// closed with every slot free.
+    #[test]
+    fn a_refusal_answers_every_submitter_in_line() {
+        loom::model(|| {
+            let queue = Arc::new(JobQueue::new(1));
+            let stop = Arc::new(AtomicBool::new(false));
+            queue.try_reserve().unwrap();
+            queue.push(1).unwrap();
+            let submitter = {
+                let queue = queue.clone();
+                loom::thread::spawn(move || match loom::future::block_on(queue.reserve()) {
+                    Ok(()) => queue.push(2).is_ok(),
+                    Err(Refused::Closed) => false,
+                    Err(Refused::Full) => unreachable!("a wait is never told full"),
+                })
+            };
+            let w = {
+                let (queue, stop) = (queue.clone(), stop.clone());
+                loom::thread::spawn(move || worker(queue, stop))
+            };
+            queue.refuse();
+            let pushed = submitter.join().unwrap();
+            let seen = w.join().unwrap();
+            assert_eq!(seen, if pushed { vec![1, 2] } else { vec![1] });
+            let state = queue.lock();
+            assert_eq!((state.taken, state.closed), (0, true));
+            assert!(state.line.is_empty());
         });
     }
 }

@@ -136,3 +136,114 @@ async fn waiting_submitters_are_released_by_close() {
     assert!(matches!(waiter.await.unwrap(), Err(SubmitError::Closed(_))));
     pool.abort();
 }
+
+/// Submitters waiting for room get it in the order they came, and a `try_submit` made while they
+/// wait never takes a slot ahead of them.
+#[tokio::test]
+async fn waiting_submitters_get_room_in_order_and_try_submit_never_overtakes_them() {
+    let pool = Arc::new(Pool::builder().workers(1).queue(1).build().unwrap());
+    let gate = Context::new();
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let blocked = gate.clone();
+    pool.submit(move |_ctx| async move {
+        blocked.cancelled().await;
+        Ok::<_, String>(())
+    })
+    .await
+    .unwrap()
+    .detach();
+    tokio::task::yield_now().await;
+    pool.submit(|_ctx| async { Ok::<_, String>(()) })
+        .await
+        .unwrap()
+        .detach();
+    let mut waiters = Vec::new();
+    for id in 0..5u32 {
+        let (pool, order) = (pool.clone(), order.clone());
+        waiters.push(tokio::spawn(async move {
+            pool.submit(move |_ctx| async move {
+                order.lock().unwrap().push(id);
+                Ok::<_, String>(())
+            })
+            .await
+            .unwrap()
+            .detach();
+        }));
+        // Each is in line before the next comes.
+        tokio::task::yield_now().await;
+    }
+    assert!(matches!(
+        pool.try_submit(|_ctx| async { Ok::<_, String>(()) }),
+        Err(TrySubmitError::Full(_))
+    ));
+    gate.cancel();
+    for waiter in waiters {
+        waiter.await.unwrap();
+    }
+    let report = pool.shutdown().await;
+    assert_eq!(*order.lock().unwrap(), [0, 1, 2, 3, 4]);
+    assert_eq!((report.submitted, report.completed), (7, 7));
+}
+
+/// A wait that was given a slot and dropped before it saw it hands the slot to the next in line, and
+/// waits dropped while in line are skipped: the one live submitter behind them still gets in.
+#[tokio::test]
+async fn a_slot_given_to_a_dropped_wait_goes_to_the_next_in_line() {
+    let pool = Arc::new(Pool::builder().workers(1).queue(1).build().unwrap());
+    let gate = Context::new();
+    let blocked = gate.clone();
+    pool.submit(move |_ctx| async move {
+        blocked.cancelled().await;
+        Ok::<_, String>(())
+    })
+    .await
+    .unwrap()
+    .detach();
+    tokio::task::yield_now().await;
+    pool.submit(|_ctx| async { Ok::<_, String>(()) })
+        .await
+        .unwrap()
+        .detach();
+
+    let ran = Arc::new(AtomicBool::new(false));
+    let dropped_ran = Arc::new(AtomicBool::new(false));
+    let waker = futures_util::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    // First in line: polled once, so it waits; it will be given the first free slot.
+    let mut first = Box::pin(pool.submit(flag_job(&dropped_ran)));
+    assert!(first.as_mut().poll(&mut cx).is_pending());
+    // A crowd that leaves the line before any slot frees.
+    let mut crowd: Vec<_> = (0..100)
+        .map(|_| Box::pin(pool.submit(flag_job(&dropped_ran))))
+        .collect();
+    for wait in &mut crowd {
+        assert!(wait.as_mut().poll(&mut cx).is_pending());
+    }
+    drop(crowd);
+    let behind = tokio::spawn({
+        let (pool, ran) = (pool.clone(), ran.clone());
+        async move {
+            let job = flag_job(&ran);
+            pool.submit(job).await.map(|h| h.detach()).is_ok()
+        }
+    });
+    tokio::task::yield_now().await;
+    // The blocker ends and the queued job starts, which frees its slot for `first`; `first` is
+    // dropped without seeing it.
+    gate.cancel();
+    while pool.metrics().completed < 2 {
+        tokio::task::yield_now().await;
+    }
+    assert!(!behind.is_finished(), "the slot went to the first in line");
+    drop(first);
+    let behind = tokio::time::timeout(Duration::from_secs(10), behind).await;
+    assert!(behind.expect("the slot was passed on").unwrap());
+    let report = pool.shutdown().await;
+    assert!(ran.load(Ordering::SeqCst));
+    assert!(
+        !dropped_ran.load(Ordering::SeqCst),
+        "a dropped submit never runs"
+    );
+    assert_eq!((report.submitted, report.completed), (3, 3));
+    live::assert_none_alive().await;
+}
