@@ -399,3 +399,84 @@ async fn a_spawn_waiting_on_new_slots_after_set_limit_is_released_by_the_context
     assert!(matches!(waited, Err(SpawnError::Cancelled { .. })));
     canceller.await.unwrap();
 }
+
+/// Spawners racing for three slots on a multi-thread runtime while one task fails partway: every
+/// spawner waiting when the context ends is released (none hangs), no spawner has a task admitted
+/// after one of its spawns was refused, every admitted task runs, never more than three run at once,
+/// and the first error wins.
+#[test]
+fn spawners_waiting_when_a_failure_ends_the_context_are_all_released_on_a_multi_thread_runtime() {
+    use std::sync::atomic::AtomicUsize;
+    for seed in 0..30usize {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut group = Group::<Failure>::with_context(&Context::new());
+            group.set_limit(Some(3)).unwrap();
+            let group = Arc::new(group);
+            let (running, peak, ran) = (
+                Arc::new(AtomicUsize::new(0)),
+                Arc::new(AtomicUsize::new(0)),
+                Arc::new(AtomicUsize::new(0)),
+            );
+            // A task of the first spawner fails; with three slots it runs within a few spawns of
+            // being admitted, so that spawner meets the end before its last spawn.
+            let fail_at = 20 + seed * 5;
+            let spawners: Vec<_> = (0..4)
+                .map(|s| {
+                    let (group, running, peak, ran) =
+                        (group.clone(), running.clone(), peak.clone(), ran.clone());
+                    tokio::spawn(async move {
+                        let (mut admitted, mut refused) = (0usize, false);
+                        for i in 0..1_000 {
+                            let failing = s == 0 && i == fail_at;
+                            let (running, peak, ran) = (running.clone(), peak.clone(), ran.clone());
+                            let task = move |_ctx: Context| async move {
+                                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                                peak.fetch_max(now, Ordering::SeqCst);
+                                ran.fetch_add(1, Ordering::SeqCst);
+                                tokio::task::yield_now().await;
+                                running.fetch_sub(1, Ordering::SeqCst);
+                                if failing {
+                                    return Err(Failure::Real("task failed"));
+                                }
+                                Ok(())
+                            };
+                            match group.spawn(task).await {
+                                Ok(()) => {
+                                    assert!(!refused, "admitted after the end refused one");
+                                    admitted += 1;
+                                }
+                                Err(SpawnError::Cancelled { .. }) => refused = true,
+                                Err(other) => panic!("unexpected {other:?}"),
+                            }
+                        }
+                        (admitted, refused)
+                    })
+                })
+                .collect();
+            let mut admitted = 0;
+            for (s, spawner) in spawners.into_iter().enumerate() {
+                let (n, refused) = tokio::time::timeout(Duration::from_secs(30), spawner)
+                    .await
+                    .expect("a waiting spawn is released when the context ends")
+                    .unwrap();
+                assert!(
+                    s != 0 || refused,
+                    "the failing task's spawner meets the end"
+                );
+                admitted += n;
+            }
+            assert_eq!(group.wait().await, Err(Failure::Real("task failed")));
+            assert_eq!(
+                ran.load(Ordering::SeqCst),
+                admitted,
+                "every admitted task ran"
+            );
+            assert!(peak.load(Ordering::SeqCst) <= 3, "the limit held");
+        });
+    }
+}
