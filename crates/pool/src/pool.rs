@@ -14,11 +14,16 @@
 //!    the target, then wakes the parked workers, which ask under the queue's lock before parking.
 //! 4. No lock is held across `tokio::spawn` (bounded-sync's rule): workers are spawned, then their
 //!    handles stored.
+//! 5. A worker dropped without returning, and without the pool having aborted it, was dropped by its
+//!    runtime's shutdown: the pool aborts itself, so that queued jobs count as never started and
+//!    every submitter, waiting or later, is told `Closed` instead of waiting for a worker that no
+//!    longer exists.
 
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -56,7 +61,9 @@ type JobFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
 ///
 /// See the [crate docs](crate) for the lifecycle. Every method takes `&self`; share a pool with an `Arc`.
 /// Dropping the pool aborts it: queued jobs never start (their handles resolve as
-/// [`JobError::Cancelled`]) and running jobs are aborted.
+/// [`JobError::Cancelled`]) and running jobs are aborted. So does the shutdown of the runtime the pool
+/// was built on, which takes its workers: submitters are then told [`SubmitError::Closed`] rather than
+/// left waiting.
 ///
 /// # Examples
 ///
@@ -93,6 +100,9 @@ pub(crate) struct Inner {
     handles: Mutex<Vec<JoinHandle<()>>>,
     supervisor: Mutex<Option<AbortHandle>>,
     exited: Notify,
+    /// Set before the pool aborts its own workers, so that a worker dropped without it was dropped
+    /// by its runtime (invariant 5).
+    stopping: AtomicBool,
     tasks: TaskCounter,
     /// The pool's name, for its spans and events.
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
@@ -137,6 +147,7 @@ impl Pool {
             handles: Mutex::default(),
             supervisor: Mutex::default(),
             exited: Notify::new(),
+            stopping: AtomicBool::new(false),
             tasks: TaskCounter::new(format!("{name} worker")),
             name: name.clone(),
         });
@@ -714,7 +725,10 @@ impl Inner {
                 // Counted before the task exists, and given to it as an argument, so that even a
                 // worker dropped before its first poll counts itself out.
                 self.live.add();
-                let alive = Alive(self.clone());
+                let alive = Alive {
+                    inner: self.clone(),
+                    ended: false,
+                };
                 tokio::spawn(self.tasks.track(worker(alive)))
             })
             .collect();
@@ -735,6 +749,9 @@ impl Inner {
     }
 
     fn abort(&self) {
+        // Before any worker is aborted: a worker dropped by this abort is not taken for one dropped
+        // by its runtime (invariant 5).
+        self.stopping.store(true, Ordering::Release);
         // The context ends first: a submitter refused by the queue reads it as its cause.
         self.ctx.cancel();
         self.drop_queue();
@@ -747,6 +764,7 @@ impl Inner {
 
     /// Aborts the workers and waits until each is gone, so that every aborted job is counted.
     async fn abort_workers(&self) {
+        self.stopping.store(true, Ordering::Release);
         for handle in self.handles.lock().iter() {
             handle.abort();
         }
@@ -788,12 +806,21 @@ impl Inner {
 
 /// A worker's presence. Dropped last of everything the worker owns, so that the job it was running,
 /// if any, has counted itself before the worker counts as gone.
-struct Alive(Arc<Inner>);
+struct Alive {
+    inner: Arc<Inner>,
+    /// The worker returned (it retired, or the queue closed), rather than being dropped.
+    ended: bool,
+}
 
 impl Drop for Alive {
     fn drop(&mut self) {
-        self.0.live.gone();
-        self.0.exited.notify_waiters();
+        // Dropped without returning and without the pool asking: its runtime is shutting down and
+        // takes every worker with it. No job can run any more, so the pool is aborted (invariant 5).
+        if !self.ended && !self.inner.stopping.load(Ordering::Acquire) {
+            self.inner.abort();
+        }
+        self.inner.live.gone();
+        self.inner.exited.notify_waiters();
     }
 }
 
@@ -829,8 +856,9 @@ impl<T, E> Drop for Reply<T, E> {
     }
 }
 
-async fn worker(alive: Alive) {
-    let inner = &alive.0;
+async fn worker(mut alive: Alive) {
+    // A clone, so that `alive` can be marked as it returns while the seat still borrows the pool.
+    let inner = &alive.inner.clone();
     // Dropped before `alive`, whether the worker ends or is aborted: it leaves the queue first.
     let mut seat = Sitting(&inner.queue, inner.queue.seat());
     loop {
@@ -841,10 +869,14 @@ async fn worker(alive: Alive) {
         .await;
         let job = match took {
             Took::Job(job) => job,
-            Took::Stop => return,
+            Took::Stop => {
+                alive.ended = true;
+                return;
+            }
             Took::Closed => {
                 // Closed and empty: the pool is draining or stopped.
                 inner.headcount.ended();
+                alive.ended = true;
                 return;
             }
         };

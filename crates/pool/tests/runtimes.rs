@@ -1,0 +1,88 @@
+//! A pool whose runtime shuts down: its workers are gone with it, so the pool aborts itself and says
+//! so, instead of leaving submitters waiting for workers that no longer exist.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bounded_cancel::Context;
+use bounded_pool::{JobError, Pool, SubmitError, TrySubmitError};
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Built on one runtime, used from another after the first shut down: a submitter already waiting
+/// for room and every later submit are told `Closed`, the queued job resolves as cancelled without
+/// running, and `shutdown` returns a report that counts every job.
+#[test]
+fn a_pool_whose_runtime_shut_down_refuses_instead_of_hanging() {
+    let first = runtime();
+    let second = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let pool =
+        Arc::new(first.block_on(async { Pool::builder().workers(1).queue(1).build().unwrap() }));
+    let queued_ran = Arc::new(AtomicBool::new(false));
+    // The handle is awaited later, on the second runtime.
+    #[allow(clippy::async_yields_async)]
+    let queued = first.block_on(async {
+        pool.submit(|ctx: Context| async move {
+            ctx.cancelled().await;
+            Ok::<_, String>(())
+        })
+        .await
+        .unwrap()
+        .detach();
+        tokio::task::yield_now().await;
+        let ran = queued_ran.clone();
+        pool.submit(move |_ctx| async move {
+            ran.store(true, Ordering::SeqCst);
+            Ok::<_, String>(())
+        })
+        .await
+        .unwrap()
+    });
+    // A submitter from the second runtime, waiting for room when the first one shuts down.
+    let waiting = second.spawn({
+        let pool = pool.clone();
+        async move {
+            pool.submit(|_ctx| async { Ok::<_, String>(()) })
+                .await
+                .map(|h| h.detach())
+        }
+    });
+    // Lets it run until it waits in line (the queue's one slot holds the second job).
+    second.block_on(async { tokio::time::sleep(Duration::from_millis(20)).await });
+    assert!(!waiting.is_finished());
+    drop(first);
+
+    second.block_on(async {
+        let waited = tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("a waiting submitter is released")
+            .unwrap();
+        assert!(matches!(waited, Err(SubmitError::Closed(_))));
+        assert!(matches!(
+            pool.submit(|_ctx| async { Ok::<_, String>(()) }).await,
+            Err(SubmitError::Closed(_))
+        ));
+        assert!(matches!(
+            pool.try_submit(|_ctx| async { Ok::<_, String>(()) }),
+            Err(TrySubmitError::Closed(_))
+        ));
+        assert!(matches!(queued.await, Err(JobError::<String>::Cancelled)));
+        assert!(pool.context().is_cancelled());
+        let report = tokio::time::timeout(Duration::from_secs(10), pool.shutdown())
+            .await
+            .expect("shutdown returns");
+        assert_eq!(report.submitted, 2);
+        assert_eq!((report.cancelled, report.never_started), (1, 1));
+    });
+    assert!(!queued_ran.load(Ordering::SeqCst));
+}
