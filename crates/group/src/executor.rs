@@ -206,6 +206,13 @@ enum Push {
     Nothing,
 }
 
+/// What a dropped runner leaves to do, once the lock is released.
+enum Orphans<J> {
+    None,
+    Wake(Waker),
+    Drop(VecDeque<J>),
+}
+
 /// What a runner does next.
 enum Next<J> {
     /// Run this task, after making another runner search if tasks remain.
@@ -310,8 +317,35 @@ impl<J, H> State<J, H> {
         }
     }
 
-    /// A runner is dropped before it ended by itself (aborted, or its runtime shut down).
-    fn runner_dropped(&mut self, runner: &Looking, had_job: bool) {
+    /// A runner is dropped before it ended by itself (aborted, or its runtime shut down). Tasks still
+    /// queued keep a runner coming (invariant 5): a parked one is woken, or, when this was the last
+    /// runner and the group was not dropped, they are handed back to be dropped, since no runner is
+    /// left to take them (their runtime is shutting down; each reports itself lost).
+    fn runner_dropped(&mut self, runner: &Looking, had_job: bool) -> Orphans<J> {
+        self.leave(runner, had_job);
+        let runs = &mut self.runs;
+        if runs.closed || runs.queue.is_empty() {
+            return Orphans::None;
+        }
+        if runs.runners == 0 {
+            let queue = std::mem::take(&mut runs.queue);
+            runs.pending -= queue.len();
+            return Orphans::Drop(queue);
+        }
+        if runs.searching == 0
+            && let Some(key) = runs.idle.pop()
+        {
+            runs.searching += 1;
+            return Orphans::Wake(
+                runs.wakers[key]
+                    .take()
+                    .expect("a parked runner has a waker"),
+            );
+        }
+        Orphans::None
+    }
+
+    fn leave(&mut self, runner: &Looking, had_job: bool) {
         let runs = &mut self.runs;
         runs.runners -= 1;
         if had_job {
@@ -444,10 +478,18 @@ impl<J, H> Drop for Runner<J, H> {
         let had_job = job.is_some();
         drop(job);
         let mut state = self.core.lock();
-        if !self.ended {
-            state.runner_dropped(&self.looking, had_job);
-        }
+        let orphans = match self.ended {
+            false => state.runner_dropped(&self.looking, had_job),
+            true => Orphans::None,
+        };
         state.slab.finish(self.looking.key);
+        drop(state);
+        // Outside the lock (invariant 1).
+        match orphans {
+            Orphans::None => {}
+            Orphans::Wake(waker) => waker.wake(),
+            Orphans::Drop(queue) => drop(queue),
+        }
     }
 }
 

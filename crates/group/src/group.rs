@@ -28,7 +28,9 @@ pub const MAX_LIMIT: usize = Semaphore::MAX_PERMITS;
 ///   first panic with its original payload. It can be called again, and from several tasks at once.
 ///
 /// A `Group` keeps nothing per task once the task ends, so a million tasks take no more memory than eight.
-/// Dropping a group cancels its context and aborts every task still running.
+/// Dropping a group cancels its context and aborts every task still running. A task dropped by the
+/// shutdown of its runtime before it finished counts as a panic ("task dropped before it finished: the
+/// runtime it ran on shut down"), so that [`wait`](Group::wait) on another runtime returns.
 ///
 /// # How tasks run
 ///
@@ -527,7 +529,6 @@ impl<E> Group<E> {
         F: TaskFn<E>,
     {
         self.shared.admitted();
-        let shared = self.shared.clone();
         let Task { job, permit } = task;
         let name = job.name();
         #[cfg(feature = "tracing")]
@@ -535,14 +536,18 @@ impl<E> Group<E> {
             Some(name) => tracing::info_span!("group task", task = %name),
             None => tracing::info_span!("group task"),
         };
+        let end = TaskEnd {
+            shared: self.shared.clone(),
+            name,
+            permit,
+            done: false,
+        };
         let job = async move {
-            let ctx = shared.ctx.clone();
+            let ctx = end.shared.ctx.clone();
             let result = AssertUnwindSafe(async move { job.start(ctx).await })
                 .catch_unwind()
                 .await;
-            // The slot is free before the task counts as ended, so `wait` never returns with a slot held.
-            drop(permit);
-            shared.finish(result, name);
+            end.finish(result);
         };
         // The span current here, where the task is handed over, is its parent wherever it runs.
         #[cfg(feature = "tracing")]
@@ -734,8 +739,38 @@ impl<E> Default for Group<E> {
 
 impl<E> Drop for Group<E> {
     fn drop(&mut self) {
+        // The tasks the executor's drop aborts are not lost: they were dropped with the group.
+        self.shared.group_dropped();
         // Tasks see their context end; the executor's drop then aborts them.
         self.shared.ctx.cancel();
+    }
+}
+
+/// A task's end, reported exactly once: by the task as it returns, or by this guard's drop if the
+/// task's future is dropped first, so that `wait` never waits for a task that no longer exists.
+struct TaskEnd<E> {
+    shared: Arc<Shared<E>>,
+    name: Option<Arc<str>>,
+    permit: Option<OwnedSemaphorePermit>,
+    done: bool,
+}
+
+impl<E> TaskEnd<E> {
+    fn finish(mut self, result: std::thread::Result<Result<(), E>>) {
+        self.done = true;
+        // The slot is free before the task counts as ended, so `wait` never returns with a slot held.
+        drop(self.permit.take());
+        self.shared.finish(result, self.name.take());
+    }
+}
+
+impl<E> Drop for TaskEnd<E> {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        drop(self.permit.take());
+        self.shared.lost(self.name.take());
     }
 }
 

@@ -12,6 +12,9 @@ use tokio::sync::Notify;
 
 use crate::error::{Failure, Panic, TaskPanicked};
 
+/// The message of a task whose future was dropped before it finished by its runtime's shutdown.
+pub(crate) const LOST: &str = "task dropped before it finished: the runtime it ran on shut down";
+
 /// Turns the first error into the cause of the group's context.
 pub(crate) type ToCause<E> = fn(&E) -> Arc<dyn Error + Send + Sync>;
 
@@ -29,6 +32,8 @@ pub(crate) struct Shared<E> {
     /// Keep every error, not only the first.
     collect_errors: AtomicBool,
     active: AtomicUsize,
+    /// The group is being dropped: a task dropped from now on was aborted by it, not lost.
+    dropping: AtomicBool,
     idle: Notify,
     outcome: Mutex<Outcome<E>>,
     /// `bounded_group_tasks_alive{group}`, registered when the group is named or first spawns.
@@ -50,6 +55,7 @@ impl<E> Shared<E> {
             policy,
             collect_errors: AtomicBool::new(false),
             active: AtomicUsize::new(0),
+            dropping: AtomicBool::new(false),
             idle: Notify::new(),
             outcome: Mutex::new(Outcome {
                 errors: Vec::new(),
@@ -114,6 +120,28 @@ impl<E> Shared<E> {
                 self.record_panic(payload, name)
             }
         }
+        self.ended();
+    }
+
+    /// A task's future was dropped before it finished, and not by the group's drop: the runtime it
+    /// ran on shut down. It counts as a panic with [`LOST`] as its message, so that `wait` returns (and
+    /// says so) instead of waiting for a task that no longer exists.
+    pub(crate) fn lost(&self, name: Option<Arc<str>>) {
+        // Acquire: pairs with the release in `group_dropped`.
+        if !self.dropping.load(Ordering::Acquire) {
+            #[cfg(feature = "tracing")]
+            tracing::error!(target: "bounded_group", task = name.as_deref(), "{LOST}");
+            self.record_panic_of(Arc::from(LOST), Box::new(LOST), None, name);
+        }
+        self.ended();
+    }
+
+    /// The group is being dropped: the tasks it aborts are not reported as lost.
+    pub(crate) fn group_dropped(&self) {
+        self.dropping.store(true, Ordering::Release);
+    }
+
+    fn ended(&self) {
         #[cfg(feature = "metrics")]
         self.alive().decrement(1.0);
         // AcqRel: releases this task's recorded outcome to whoever sees the count drop, and the last
@@ -150,6 +178,16 @@ impl<E> Shared<E> {
         // Taken on the thread that caught the panic, right after the catch, and always, so that it is
         // never left for a later panic (see `bounded_cancel::capture_panic_backtraces`).
         let backtrace = bounded_cancel::take_panic_backtrace().map(Arc::new);
+        self.record_panic_of(message, payload, backtrace, task);
+    }
+
+    fn record_panic_of(
+        &self,
+        message: Arc<str>,
+        payload: Box<dyn Any + Send>,
+        backtrace: Option<Arc<std::backtrace::Backtrace>>,
+        task: Option<Arc<str>>,
+    ) {
         let mut outcome = self.outcome.lock();
         let first = outcome.panic.is_none();
         if first {
