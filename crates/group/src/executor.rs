@@ -50,8 +50,10 @@
 //! 8. While a spawn waits for a slot, a watcher task waits for the group's context to end and then
 //!    closes the slots' semaphore, which releases every waiting spawn as cancelled. It is started by
 //!    the first spawn that has to wait (no group that never waits pays for it), stopped when `wait`
-//!    finds the group idle, when the limit changes, and when the group is dropped, so a group that was
-//!    waited for holds no task; the next spawn that waits starts it again.
+//!    finds the group idle with no spawn waiting (a spawn can wait while the group is idle: another
+//!    holds the slot it took but has not admitted its task yet), when the limit changes, and when the
+//!    group is dropped, so a group that was waited for holds no task; the next spawn that waits
+//!    starts it again.
 //!
 //! All of it but invariant 7's flag is under one lock: the orderings are the lock's.
 
@@ -62,7 +64,7 @@ use std::task::{Context as TaskContext, Poll, Waker};
 
 use bounded_cancel::Context;
 use bounded_cancel::live::TaskCounter;
-use bounded_sync::atomic::{AtomicBool, Ordering};
+use bounded_sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use bounded_sync::{Arc, Mutex, MutexGuard};
 use pin_project_lite::pin_project;
 use tokio::sync::{Notify, Semaphore, futures::OwnedNotified};
@@ -88,6 +90,9 @@ struct Core<J, H> {
     /// The executor was dropped: tasks of their own end (invariant 7).
     aborting: AtomicBool,
     aborted: std::sync::Arc<Notify>,
+    /// Spawns waiting for a slot: while any waits, `drain` leaves the slot watcher running
+    /// (invariant 8).
+    waiting_spawns: AtomicUsize,
     /// Starts a runner whose slot is reserved (a tokio task; a thread in the loom model).
     start: Starter<J, H>,
     counter: TaskCounter,
@@ -382,6 +387,7 @@ impl<J, H> Core<J, H> {
             }),
             aborting: AtomicBool::new(false),
             aborted: std::sync::Arc::new(Notify::new()),
+            waiting_spawns: AtomicUsize::new(0),
             start,
             counter: TaskCounter::new("group task"),
         }
@@ -520,7 +526,12 @@ impl Executor {
     pub(crate) fn drain(&self) {
         let mut state = self.core.lock();
         let parked = state.drain();
-        let watcher = state.runs.watcher.take();
+        // SeqCst, with the lock: a spawn that starts waiting either is counted here, or takes the
+        // lock after this and starts a new watcher (invariant 8).
+        let watcher = match self.core.waiting_spawns.load(Ordering::SeqCst) {
+            0 => state.runs.watcher.take(),
+            _ => None,
+        };
         drop(state);
         parked.into_iter().for_each(Waker::wake);
         if let Some(watcher) = watcher {
@@ -528,10 +539,18 @@ impl Executor {
         }
     }
 
-    /// Makes sure a watcher closes `slots` when `ctx` ends (invariant 8).
-    pub(crate) fn watch_slots(&self, slots: &std::sync::Arc<Semaphore>, ctx: &Context) {
+    /// Makes sure a watcher closes `slots` when `ctx` ends (invariant 8), for as long as the
+    /// returned guard, held by the waiting spawn, lives.
+    pub(crate) fn watch_slots(
+        &self,
+        slots: &std::sync::Arc<Semaphore>,
+        ctx: &Context,
+    ) -> WaitingSpawn {
+        // Counted before the lock is taken: see `drain`.
+        self.core.waiting_spawns.fetch_add(1, Ordering::SeqCst);
+        let waiting = WaitingSpawn(self.core.clone());
         if self.core.lock().runs.watcher.is_some() {
-            return;
+            return waiting;
         }
         let (slots, ctx) = (slots.clone(), ctx.clone());
         let watch = self.core.counter.track(async move {
@@ -549,6 +568,7 @@ impl Executor {
             }
             None => state.runs.watcher = Some(handle),
         }
+        waiting
     }
 
     /// Stops the slot watcher, when the slots are replaced (invariant 8).
@@ -569,6 +589,15 @@ impl Executor {
             aborted: None,
         };
         drop(tokio::spawn(self.core.counter.track(task)));
+    }
+}
+
+/// A spawn waiting for a slot, counted while it waits (invariant 8).
+pub(crate) struct WaitingSpawn(Arc<Core<Job, AbortHandle>>);
+
+impl Drop for WaitingSpawn {
+    fn drop(&mut self) {
+        self.0.waiting_spawns.fetch_sub(1, Ordering::SeqCst);
     }
 }
 

@@ -8,6 +8,7 @@ use bounded_cancel::{Cause, Context};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::SpawnError;
+use crate::executor::WaitingSpawn;
 use crate::group::{Limit, Task};
 use crate::{Group, TaskFn};
 
@@ -88,11 +89,12 @@ where
                     Limit::Slots(sem, _) => match sem.clone().try_acquire_owned() {
                         Ok(permit) => Some(permit),
                         Err(_) => {
-                            group.watch_slots(sem);
+                            let waiting = group.watch_slots(sem);
                             this.wait = Some(Box::pin(wait_for_slot(
                                 sem.clone(),
                                 group.context(),
                                 this.caller,
+                                waiting,
                             )));
                             this.job = Some(job);
                             // Poll the new wait at once so that it registers for a wake-up.
@@ -112,12 +114,14 @@ fn ended(group: &Context, caller: Option<&Context>) -> Option<Cause> {
     group.cause().or_else(|| caller.and_then(Context::cause))
 }
 
-/// Waits for a slot. The group's context ending closes the slots (the executor's watcher), which
-/// ends this wait with the group's cause; only a caller's own context needs a waiter here.
+/// Waits for a slot. The group's context ending closes the slots (the executor's watcher, kept
+/// running while `_waiting` lives), which ends this wait with the group's cause; only a caller's own
+/// context needs a waiter here.
 async fn wait_for_slot(
     sem: Arc<Semaphore>,
     group: &Context,
     caller: Option<&Context>,
+    _waiting: WaitingSpawn,
 ) -> Result<OwnedSemaphorePermit, Cause> {
     let acquired = match caller {
         None => sem.acquire_owned().await,

@@ -8,7 +8,7 @@ use futures_util::FutureExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
 use crate::error::{Failure, SetLimitError, TaskError, TrySpawnError};
-use crate::executor::Executor;
+use crate::executor::{Executor, WaitingSpawn};
 use crate::future::Spawn;
 use crate::shared::{Policy, Shared};
 use crate::task::{Named, TaskFn};
@@ -722,8 +722,8 @@ impl<E> Group<E> {
     }
 
     /// A spawn is about to wait for a slot: the slots must close when the group's context ends.
-    pub(crate) fn watch_slots(&self, slots: &Arc<Semaphore>) {
-        (self.executor.get_or_init(Executor::new)).watch_slots(slots, self.context());
+    pub(crate) fn watch_slots(&self, slots: &Arc<Semaphore>) -> WaitingSpawn {
+        (self.executor.get_or_init(Executor::new)).watch_slots(slots, self.context())
     }
 
     pub(crate) fn shared(&self) -> &Shared<E> {

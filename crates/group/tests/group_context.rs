@@ -480,3 +480,40 @@ fn spawners_waiting_when_a_failure_ends_the_context_are_all_released_on_a_multi_
         });
     }
 }
+
+/// The task that closes the slots for waiting spawns is gone once `wait` finds the group idle (the
+/// group still alive, its context still live), and once the group is dropped after a spawn waited.
+#[tokio::test(start_paused = true)]
+async fn the_slot_watcher_is_gone_after_wait_and_after_drop() {
+    let mut group = Group::<Failure>::new();
+    group.set_limit(Some(1)).unwrap();
+    group
+        .spawn(|_ctx| async {
+            sleep(Duration::from_secs(1)).await;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    // Waits for the slot, which starts the watcher.
+    group.spawn(|_ctx| async { Ok(()) }).await.unwrap();
+    group.wait().await.unwrap();
+    assert!(!group.context().is_cancelled());
+    bounded_cancel::live::assert_none_alive().await;
+
+    let mut group = Group::<Failure>::new();
+    group.set_limit(Some(1)).unwrap();
+    group
+        .spawn(|_ctx| async {
+            sleep(Duration::from_secs(3600)).await;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let waker = futures_util::task::noop_waker();
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut waiting = Box::pin(group.spawn(|_ctx| async { Ok(()) }));
+    assert!(waiting.as_mut().poll(&mut cx).is_pending());
+    drop(waiting);
+    drop(group);
+    bounded_cancel::live::assert_none_alive().await;
+}
