@@ -167,6 +167,18 @@ impl<T> State<T> {
         }
     }
 
+    /// A free slot, if there is one and nobody is in line for it (invariant 2).
+    fn try_reserve(&mut self) -> Result<(), Refused> {
+        if self.refusing {
+            return Err(Refused::Closed);
+        }
+        if self.taken < self.capacity && self.line.is_empty() {
+            self.taken += 1;
+            return Ok(());
+        }
+        Err(Refused::Full)
+    }
+
     fn free_submitter(&mut self, key: usize) {
         self.submitters[key] = Submitter::Free;
         self.free_submitters.push(key);
@@ -200,15 +212,7 @@ impl<T> JobQueue<T> {
 
     /// Reserves a slot now, if one is free and nobody is waiting for one.
     pub(crate) fn try_reserve(&self) -> Result<(), Refused> {
-        let mut state = self.lock();
-        if state.refusing {
-            return Err(Refused::Closed);
-        }
-        if state.taken < state.capacity && state.line.is_empty() {
-            state.taken += 1;
-            return Ok(());
-        }
-        Err(Refused::Full)
+        self.lock().try_reserve()
     }
 
     /// Reserves a slot, waiting in line for one. Cancel-safe (invariant 6).
@@ -378,12 +382,9 @@ impl<T> std::future::Future for Reserve<'_, T> {
     fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.queue.lock();
         let Some(key) = self.key else {
-            if state.refusing {
-                return Poll::Ready(Err(Refused::Closed));
-            }
-            if state.taken < state.capacity && state.line.is_empty() {
-                state.taken += 1;
-                return Poll::Ready(Ok(()));
+            match state.try_reserve() {
+                Err(Refused::Full) => {}
+                done => return Poll::Ready(done),
             }
             let key = match state.free_submitters.pop() {
                 Some(key) => key,

@@ -137,13 +137,10 @@ async fn waiting_submitters_are_released_by_close() {
     pool.abort();
 }
 
-/// Submitters waiting for room get it in the order they came, and a `try_submit` made while they
-/// wait never takes a slot ahead of them.
-#[tokio::test]
-async fn waiting_submitters_get_room_in_order_and_try_submit_never_overtakes_them() {
-    let pool = Arc::new(Pool::builder().workers(1).queue(1).build().unwrap());
+/// Fills a pool of one worker and a queue of one: the worker runs a job that waits for the returned
+/// context to end, and one job is queued behind it.
+async fn fill(pool: &Pool) -> Context {
     let gate = Context::new();
-    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
     let blocked = gate.clone();
     pool.submit(move |_ctx| async move {
         blocked.cancelled().await;
@@ -157,6 +154,16 @@ async fn waiting_submitters_get_room_in_order_and_try_submit_never_overtakes_the
         .await
         .unwrap()
         .detach();
+    gate
+}
+
+/// Submitters waiting for room get it in the order they came, and a `try_submit` made while they
+/// wait never takes a slot ahead of them.
+#[tokio::test]
+async fn waiting_submitters_get_room_in_order_and_try_submit_never_overtakes_them() {
+    let pool = Arc::new(Pool::builder().workers(1).queue(1).build().unwrap());
+    let gate = fill(&pool).await;
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut waiters = Vec::new();
     for id in 0..5u32 {
         let (pool, order) = (pool.clone(), order.clone());
@@ -190,20 +197,7 @@ async fn waiting_submitters_get_room_in_order_and_try_submit_never_overtakes_the
 #[tokio::test]
 async fn a_slot_given_to_a_dropped_wait_goes_to_the_next_in_line() {
     let pool = Arc::new(Pool::builder().workers(1).queue(1).build().unwrap());
-    let gate = Context::new();
-    let blocked = gate.clone();
-    pool.submit(move |_ctx| async move {
-        blocked.cancelled().await;
-        Ok::<_, String>(())
-    })
-    .await
-    .unwrap()
-    .detach();
-    tokio::task::yield_now().await;
-    pool.submit(|_ctx| async { Ok::<_, String>(()) })
-        .await
-        .unwrap()
-        .detach();
+    let gate = fill(&pool).await;
 
     let ran = Arc::new(AtomicBool::new(false));
     let dropped_ran = Arc::new(AtomicBool::new(false));
