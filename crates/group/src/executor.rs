@@ -545,10 +545,10 @@ impl Executor {
         &self,
         slots: &std::sync::Arc<Semaphore>,
         ctx: &Context,
-    ) -> WaitingSpawn {
+    ) -> WaitingSpawn<'_> {
         // Counted before the lock is taken: see `drain`.
         self.core.waiting_spawns.fetch_add(1, Ordering::SeqCst);
-        let waiting = WaitingSpawn(self.core.clone());
+        let waiting = WaitingSpawn(&self.core);
         if self.core.lock().runs.watcher.is_some() {
             return waiting;
         }
@@ -593,9 +593,9 @@ impl Executor {
 }
 
 /// A spawn waiting for a slot, counted while it waits (invariant 8).
-pub(crate) struct WaitingSpawn(Arc<Core<Job, AbortHandle>>);
+pub(crate) struct WaitingSpawn<'a>(&'a Core<Job, AbortHandle>);
 
-impl Drop for WaitingSpawn {
+impl Drop for WaitingSpawn<'_> {
     fn drop(&mut self) {
         self.0.waiting_spawns.fetch_sub(1, Ordering::SeqCst);
     }

@@ -121,7 +121,7 @@ async fn wait_for_slot(
     sem: Arc<Semaphore>,
     group: &Context,
     caller: Option<&Context>,
-    _waiting: WaitingSpawn,
+    _waiting: WaitingSpawn<'_>,
 ) -> Result<OwnedSemaphorePermit, Cause> {
     let acquired = match caller {
         None => sem.acquire_owned().await,

@@ -722,7 +722,7 @@ impl<E> Group<E> {
     }
 
     /// A spawn is about to wait for a slot: the slots must close when the group's context ends.
-    pub(crate) fn watch_slots(&self, slots: &Arc<Semaphore>) -> WaitingSpawn {
+    pub(crate) fn watch_slots(&self, slots: &Arc<Semaphore>) -> WaitingSpawn<'_> {
         (self.executor.get_or_init(Executor::new)).watch_slots(slots, self.context())
     }
 
