@@ -68,9 +68,16 @@
 //! The usual hand-rolled pool shares one tokio `mpsc::Receiver` behind a `Mutex` among N spawned tasks.
 //! A `Pool` adds what that code usually lacks: a submit that hands the job back when the caller gives up,
 //! results and panics per job, a drain with a deadline and a report, resizing, and metrics. Its workers
-//! take jobs from one queue whose lock is held for a push or a pop, never across an await, and a run of
-//! submissions wakes one idle worker, which wakes another only while jobs remain; see
-//! `docs/benchmarks.md` for the measured cost.
+//! take jobs from one queue whose lock is held for a push or a pop, never across an await. A run of
+//! submissions wakes one idle worker; it wakes another for the jobs left behind it when its job first
+//! waits, so jobs that finish at once run back to back on one worker with no hand-over between
+//! threads, and jobs that wait spread over every worker. See `docs/benchmarks.md` for the measured
+//! cost.
+//!
+//! A job is polled on its worker like any tokio task: one that runs long without awaiting holds its
+//! worker and its runtime thread, and the jobs queued behind it wait for that worker unless a new
+//! submission wakes another. Put blocking or CPU-heavy work in
+//! [`tokio::task::spawn_blocking`] inside the job.
 //!
 //! # Cargo features
 //!

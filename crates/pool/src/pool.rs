@@ -867,8 +867,8 @@ async fn worker(mut alive: Alive) {
             (inner.queue).poll_take(&mut seat.1, cx, || inner.headcount.retire_one())
         })
         .await;
-        let job = match took {
-            Took::Job(job) => job,
+        let (job, more) = match took {
+            Took::Job(job, more) => (job, more),
             Took::Stop => {
                 alive.ended = true;
                 return;
@@ -881,7 +881,38 @@ async fn worker(mut alive: Alive) {
             }
         };
         inner.counters.started();
-        job.await;
+        let mut running = Running {
+            job,
+            owed: more.then_some(&inner.queue),
+            waited: false,
+        };
+        (&mut running).await;
+        seat.1.eager = running.waited;
+    }
+}
+
+/// A job on its worker. If the worker owes the jobs queued behind it a worker, the first time the
+/// job waits it wakes one for them (queue invariant 4); a job that finishes at once lets its worker
+/// come straight back for the next.
+struct Running<'a> {
+    job: JobFuture,
+    owed: Option<&'a JobQueue<JobFuture>>,
+    /// The job returned `Pending` at least once.
+    waited: bool,
+}
+
+impl Future for Running<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        let polled = self.job.as_mut().poll(cx);
+        if polled.is_pending() {
+            self.waited = true;
+            if let Some(queue) = self.owed.take() {
+                queue.pass_on();
+            }
+        }
+        polled
     }
 }
 

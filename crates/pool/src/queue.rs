@@ -18,11 +18,17 @@
 //! 3. A worker is *parked* exactly when its key is in `idle` (its waker stored). It parks only after
 //!    finding the queue empty, under the lock, and after its `stop` check (so a shrink that sets its
 //!    target and then wakes the parked workers under this lock is never missed).
-//! 4. `searching` counts workers woken (or new) that have not looked at the queue yet. A push, or a
-//!    take that leaves items behind, wakes a parked worker only when none is searching. So a queued
-//!    item always has a worker coming: a searching one, or, with none parked, every worker is busy or
-//!    between jobs and looks before it parks. A run of pushes wakes one worker, which passes the
-//!    search on as it takes a job, rather than one worker per push.
+//! 4. `searching` counts workers woken (or new) that have not looked at the queue yet. A push wakes a
+//!    parked worker only when none is searching. A worker that takes an item and leaves others behind
+//!    owes them a worker. If its previous job waited (the next one likely will too), it wakes a
+//!    parked worker as it takes the item, unless one is searching. Otherwise it is told it owes one
+//!    (`Took::Job(_, true)`): it comes back for the next item as soon as its job finishes, and if its
+//!    job waits first (its first poll is `Pending`) it calls [`JobQueue::pass_on`] before it waits,
+//!    which does the same wake then. So a queued item always has a worker coming: a searching one, a
+//!    worker whose job has not waited yet, or, with none parked, every worker is busy or between jobs
+//!    and looks before it parks. A run of pushes wakes one worker, and a run of jobs that finish at
+//!    their first poll wakes no other: the worker runs them one after another, with no hand-over
+//!    between threads.
 //! 5. After `refuse`, no slot is reserved and every waiting submitter is refused; once `taken` is
 //!    then 0 (every reserved slot pushed and taken, or given back), the queue closes: no push is
 //!    accepted, and a worker that finds it empty ends. So a job whose slot was reserved before the
@@ -78,11 +84,15 @@ pub(crate) struct Seat {
     parked: bool,
     /// Counted in `searching`. A new worker starts searching: it looks at its first poll.
     searching: bool,
+    /// Its last job waited: it passes the search on as it takes the next one (invariant 4).
+    pub(crate) eager: bool,
 }
 
 /// What a worker gets from [`JobQueue::poll_take`].
 pub(crate) enum Took<T> {
-    Job(T),
+    /// An item, and whether the worker owes the items left behind it a [`JobQueue::pass_on`] if its
+    /// job waits (invariant 4).
+    Job(T, bool),
     /// Closed and empty: the pool is draining or stopped.
     Closed,
     /// The worker's `stop` check said so (it retires).
@@ -248,6 +258,7 @@ impl<T> JobQueue<T> {
             key,
             parked: false,
             searching: true,
+            eager: false,
         }
     }
 
@@ -315,14 +326,16 @@ impl<T> JobQueue<T> {
             return Poll::Ready(Took::Stop);
         }
         if let Some(item) = state.items.pop_front() {
+            let mut more = !state.items.is_empty();
             let mut wakes = Wakes::default();
-            if !state.items.is_empty() {
+            if more && seat.eager {
                 wakes.worker = state.search();
+                more = false;
             }
             state.free_slot(&mut wakes);
             drop(state);
             wakes.wake();
-            return Poll::Ready(Took::Job(item));
+            return Poll::Ready(Took::Job(item, more));
         }
         if state.closed {
             return Poll::Ready(Took::Closed);
@@ -331,6 +344,20 @@ impl<T> JobQueue<T> {
         state.idle.push(seat.key);
         seat.parked = true;
         Poll::Pending
+    }
+
+    /// The caller took an item that others were left behind and its job now waits: wakes a parked
+    /// worker for them, unless one is searching or none is left (invariant 4).
+    pub(crate) fn pass_on(&self) {
+        let mut state = self.lock();
+        let waker = match state.items.is_empty() {
+            true => None,
+            false => state.search(),
+        };
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
     /// Wakes every parked worker to look again (after a shrink, to check whether to retire).
@@ -446,6 +473,77 @@ impl<T> Drop for Reserve<'_, T> {
     }
 }
 
+#[cfg(all(test, not(bounded_loom)))]
+mod tests {
+    use super::{JobQueue, Seat, Took};
+    use std::task::{Context, Waker};
+
+    /// A queue of 4 with two workers parked on it, then three items pushed: the first push woke one
+    /// worker (`b`, the last to park), the others woke nobody.
+    fn two_parked_then_three_pushed() -> (JobQueue<u32>, Seat, Seat) {
+        let queue = JobQueue::new(4);
+        let cx = &mut Context::from_waker(Waker::noop());
+        let (mut a, mut b) = (queue.seat(), queue.seat());
+        for seat in [&mut a, &mut b] {
+            assert!(queue.poll_take(seat, cx, || false).is_pending());
+        }
+        for item in [1, 2, 3] {
+            queue.try_reserve().unwrap();
+            queue.push(item).unwrap();
+        }
+        {
+            let state = queue.lock();
+            assert_eq!(
+                (state.searching, state.idle.as_slice()),
+                (1, [a.key].as_slice())
+            );
+        }
+        (queue, a, b)
+    }
+
+    fn take(queue: &JobQueue<u32>, seat: &mut Seat) -> (u32, bool) {
+        let cx = &mut Context::from_waker(Waker::noop());
+        match queue.poll_take(seat, cx, || false) {
+            std::task::Poll::Ready(Took::Job(item, owed)) => (item, owed),
+            _ => panic!("an item is queued"),
+        }
+    }
+
+    #[test]
+    fn a_worker_whose_last_job_finished_at_once_wakes_nobody_until_its_job_waits() {
+        let (queue, a, mut b) = two_parked_then_three_pushed();
+        assert_eq!(take(&queue, &mut b), (1, true));
+        // Items are left, but `a` stays parked while `b`'s job has not waited.
+        assert_eq!(queue.lock().idle, [a.key]);
+        assert_eq!(queue.lock().searching, 0);
+        // Its job waits: it passes the search on, to `a`.
+        queue.pass_on();
+        let state = queue.lock();
+        assert_eq!((state.searching, state.idle.len()), (1, 0));
+        assert!(state.wakers[a.key].is_none(), "a was woken");
+    }
+
+    #[test]
+    fn a_worker_whose_last_job_waited_wakes_another_as_it_takes_one() {
+        let (queue, a, mut b) = two_parked_then_three_pushed();
+        b.eager = true;
+        assert_eq!(take(&queue, &mut b), (1, false));
+        let state = queue.lock();
+        assert_eq!((state.searching, state.idle.len()), (1, 0));
+        assert!(state.wakers[a.key].is_none(), "a was woken");
+    }
+
+    #[test]
+    fn nothing_is_passed_on_when_no_item_is_left() {
+        let (queue, a, mut b) = two_parked_then_three_pushed();
+        assert_eq!(take(&queue, &mut b), (1, true));
+        assert_eq!(take(&queue, &mut b), (2, true));
+        assert_eq!(take(&queue, &mut b), (3, false));
+        queue.pass_on();
+        assert_eq!(queue.lock().idle, [a.key]);
+    }
+}
+
 #[cfg(all(test, bounded_loom))]
 mod model {
     use super::{JobQueue, Refused, Seat, Took};
@@ -462,7 +560,7 @@ mod model {
                 queue.poll_take(&mut seat, cx, || stop.load(Ordering::Acquire))
             }));
             match took {
-                Took::Job(item) => seen.push(item),
+                Took::Job(item, _) => seen.push(item),
                 Took::Closed | Took::Stop => break,
             }
         }
@@ -520,7 +618,7 @@ mod model {
                             queue.poll_take(&mut seat, cx, || taken == 2)
                         }));
                         match took {
-                            Took::Job(_) => taken += 1,
+                            Took::Job(..) => taken += 1,
                             Took::Closed | Took::Stop => break,
                         }
                     }
@@ -535,6 +633,57 @@ mod model {
             let state = queue.lock();
             assert!(state.items.is_empty());
             assert_eq!((state.searching, state.idle.len()), (0, 0));
+        });
+    }
+
+    /// Two items pushed while two workers park: the worker that takes the first item waits until the
+    /// second is taken by the other. When the second was queued behind the first, the push of the
+    /// second woke nobody (a worker was searching), so the first must pass the search on before it
+    /// waits; without the pass-on, the model deadlocks (invariant 4).
+    #[test]
+    fn a_job_that_waits_passes_the_search_on() {
+        // Eager workers (their last job waited) pass the search on as they take an item.
+        for eager in [false, true] {
+            a_job_that_waits_passes_the_search_on_when(eager);
+        }
+    }
+
+    fn a_job_that_waits_passes_the_search_on_when(eager: bool) {
+        loom::model(move || {
+            let queue = Arc::new(JobQueue::new(2));
+            let second_taken = Arc::new(loom::sync::Notify::new());
+            let workers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (queue, second_taken) = (queue.clone(), second_taken.clone());
+                    loom::thread::spawn(move || {
+                        let mut seat = queue.seat();
+                        seat.eager = eager;
+                        let took = loom::future::block_on(poll_fn(|cx| {
+                            queue.poll_take(&mut seat, cx, || false)
+                        }));
+                        match took {
+                            // The first job waits for the second to be taken by another worker.
+                            Took::Job(1, more) => {
+                                if more {
+                                    queue.pass_on();
+                                }
+                                second_taken.wait();
+                            }
+                            Took::Job(_, _) => second_taken.notify(),
+                            Took::Closed | Took::Stop => unreachable!("never closed here"),
+                        }
+                        queue.leave(&seat);
+                    })
+                })
+                .collect();
+            for item in [1, 2] {
+                queue.try_reserve().unwrap();
+                queue.push(item).unwrap();
+            }
+            workers.into_iter().for_each(|w| w.join().unwrap());
+            let state = queue.lock();
+            assert!(state.items.is_empty());
+            assert_eq!((state.searching, state.idle.len(), state.taken), (0, 0, 0));
         });
     }
 
