@@ -35,9 +35,13 @@
 //!    than `limit` exist. Otherwise at least `limit` runners exist, none parked: a limited group's
 //!    slots (a task holds one from admission to its end, and there are `limit`) leave at most
 //!    `limit - queued` tasks running, so at least `queued` runners are between tasks and look at the
-//!    queue before they park or end. A searching runner that takes a task passes the search on if
-//!    tasks remain, so a run of pushes wakes one runner, not one per task, and the runners still
-//!    fan out over every queued task.
+//!    queue before they park or end. A runner that takes a task and leaves others queued owes them a
+//!    search: if its last task waited (the next likely will too) it makes one as it takes the task;
+//!    otherwise it makes one when the task first returns `Pending`, before it waits, and a task that
+//!    finishes at its first poll lets the runner come straight back for the next. So a run of
+//!    pushes wakes one runner, not one per task, tasks that finish at once run back to back on it
+//!    with no hand-over between threads, and the runners still fan out over every queued task that
+//!    waits.
 //! 6. Once `wait` has found the group idle (`draining`, until the next push), the runner that finds
 //!    `pending` at 0 ends and wakes every parked runner, which then ends too: a group that was waited
 //!    for and has nothing to do holds no runner.
@@ -220,8 +224,9 @@ enum Orphans<J> {
 
 /// What a runner does next.
 enum Next<J> {
-    /// Run this task, after making another runner search if tasks remain.
-    Run(J, Push),
+    /// Run this task, after making another runner search (if tasks remain and its last task
+    /// waited); `true` when it owes the tasks left queued a search at its task's first `Pending`.
+    Run(J, Push, bool),
     Park,
     /// End, waking these parked runners so that they end too (invariant 6).
     End(Vec<Waker>),
@@ -290,12 +295,11 @@ impl<J, H> State<J, H> {
             return Next::End(Vec::new());
         }
         if let Some(job) = runs.queue.pop_front() {
-            let pass_on = if runs.queue.is_empty() {
-                Push::Nothing
-            } else {
-                self.search(runner.limit)
-            };
-            return Next::Run(job, pass_on);
+            let left = !runs.queue.is_empty();
+            if left && runner.eager {
+                return Next::Run(job, self.search(runner.limit), false);
+            }
+            return Next::Run(job, Push::Nothing, left);
         }
         if runs.pending == 0 && runs.draining {
             runs.runners -= 1;
@@ -309,6 +313,15 @@ impl<J, H> State<J, H> {
         runs.idle.push(runner.key);
         runner.parked = true;
         Next::Park
+    }
+
+    /// A runner's task first waited with tasks left queued behind it: one runner is made to search
+    /// for them, unless none is left (invariant 5).
+    fn pass_on(&mut self, limit: usize) -> Push {
+        match self.runs.queue.is_empty() {
+            true => Push::Nothing,
+            false => self.search(limit),
+        }
     }
 
     /// `wait` found the group idle: runners end once no task is pending (invariant 6).
@@ -412,6 +425,10 @@ struct Runner<J, H> {
     core: Arc<Core<J, H>>,
     looking: Looking,
     job: Option<J>,
+    /// It owes the tasks queued behind its task a search when the task first waits (invariant 5).
+    owed: bool,
+    /// Its task returned `Pending` at least once.
+    waited: bool,
     ended: bool,
 }
 
@@ -423,6 +440,8 @@ struct Looking {
     parked: bool,
     /// Counted in `searching`: started or woken, and has not looked yet. A runner starts searching.
     searching: bool,
+    /// Its last task waited: it makes a search as it takes the next one (invariant 5).
+    eager: bool,
 }
 
 impl<J, H> Runner<J, H> {
@@ -434,8 +453,11 @@ impl<J, H> Runner<J, H> {
                 limit,
                 parked: false,
                 searching: true,
+                eager: false,
             },
             job: None,
+            owed: false,
+            waited: false,
             ended: false,
         }
     }
@@ -450,10 +472,18 @@ impl<J: Future<Output = ()> + Unpin, H> Future for Runner<J, H> {
             let mut finished = false;
             if let Some(job) = &mut this.job {
                 if Pin::new(job).poll(cx).is_pending() {
+                    this.waited = true;
+                    if this.owed {
+                        this.owed = false;
+                        let limit = this.looking.limit;
+                        let push = this.core.lock().pass_on(limit);
+                        Core::make_search(&this.core, push, limit);
+                    }
                     return Poll::Pending;
                 }
                 // Dropped here, outside the lock (invariant 1).
                 this.job = None;
+                this.looking.eager = std::mem::take(&mut this.waited);
                 finished = true;
             }
             let next = this
@@ -461,9 +491,10 @@ impl<J: Future<Output = ()> + Unpin, H> Future for Runner<J, H> {
                 .lock()
                 .next(&mut this.looking, finished, cx.waker());
             match next {
-                Next::Run(job, pass_on) => {
+                Next::Run(job, pass_on, owed) => {
                     Core::make_search(&this.core, pass_on, this.looking.limit);
                     this.job = Some(job);
+                    this.owed = owed;
                 }
                 Next::Park => return Poll::Pending,
                 Next::End(parked) => {
@@ -809,6 +840,7 @@ mod model {
                 limit: 2,
                 parked: false,
                 searching: false,
+                eager: false,
             };
             assert!(matches!(state.next(&mut runner, false, &waker), Next::Park));
             assert!(runner.parked);

@@ -94,6 +94,40 @@ async fn a_task_waiting_for_a_later_sibling_never_blocks_it() {
         .unwrap();
 }
 
+/// Rounds of `limit` tasks that can only end together (a barrier of `limit`): each round needs every
+/// runner. From the second round on, the runners are parked after tasks that waited, and take the
+/// next with the search handed on as they take it rather than when the task waits.
+#[tokio::test(start_paused = true)]
+async fn tasks_that_wait_for_each_other_all_run_at_once_round_after_round() {
+    let group = limited(4);
+    let ended = Arc::new(AtomicUsize::new(0));
+    for round in 1..=3 {
+        let barrier = Arc::new(tokio::sync::Barrier::new(4));
+        for _ in 0..4 {
+            let (barrier, ended) = (barrier.clone(), ended.clone());
+            group
+                .spawn(move |_ctx| async move {
+                    barrier.wait().await;
+                    ended.fetch_add(1, Ordering::SeqCst);
+                    Ok(())
+                })
+                .await
+                .unwrap();
+        }
+        // Polled on the paused clock, so a deadlock (a task queued while a runner stays parked)
+        // fires the timeout at once instead of hanging; `wait` is left for the end, since it lets
+        // the runners end.
+        tokio::time::timeout(Duration::from_secs(60), async {
+            while ended.load(Ordering::SeqCst) < 4 * round {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("round {round}: the tasks never all ran at once"));
+    }
+    group.wait().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_of_a_limited_group_is_alive_after_wait_or_drop() {
     let group = limited(8);
