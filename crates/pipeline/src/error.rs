@@ -50,6 +50,13 @@ pub enum PipelineError<E> {
     Cancelled(Cause),
     /// A stage was built with 0 workers or a buffer of 0; nothing ran. The text says which and what to do.
     Invalid(String),
+    /// A task of the pipeline was dropped before it finished without the pipeline stopping it: the
+    /// tokio runtime it ran on shut down. Items in flight were lost with it; the other stages were
+    /// stopped.
+    Lost {
+        /// The stage whose task was lost (empty for the pipeline's own watch task).
+        stage: String,
+    },
 }
 
 impl<E> PipelineError<E> {
@@ -95,6 +102,7 @@ impl<E: fmt::Debug> fmt::Debug for PipelineError<E> {
                 .finish(),
             PipelineError::Cancelled(cause) => f.debug_tuple("Cancelled").field(cause).finish(),
             PipelineError::Invalid(problem) => f.debug_tuple("Invalid").field(problem).finish(),
+            PipelineError::Lost { stage } => f.debug_struct("Lost").field("stage", stage).finish(),
         }
     }
 }
@@ -125,6 +133,18 @@ impl<E: fmt::Display> fmt::Display for PipelineError<E> {
                 write!(f, "pipeline stopped before its source ended: {cause}")
             }
             PipelineError::Invalid(problem) => write!(f, "pipeline not started: {problem}"),
+            PipelineError::Lost { stage } => {
+                match stage.as_str() {
+                    "" => write!(f, "the pipeline's watch task")?,
+                    stage => write!(f, "a task of pipeline stage `{stage}`")?,
+                }
+                write!(
+                    f,
+                    " was dropped before it finished: the tokio runtime it ran on shut down; the \
+                     items in flight are lost and every stage was stopped (run the pipeline on a \
+                     runtime that outlives it)"
+                )
+            }
         }
     }
 }
@@ -134,7 +154,9 @@ impl<E: Error + 'static> Error for PipelineError<E> {
         match self {
             PipelineError::Failed { error, .. } => Some(error),
             PipelineError::Cancelled(cause) => Some(cause),
-            PipelineError::Panicked { .. } | PipelineError::Invalid(_) => None,
+            PipelineError::Panicked { .. }
+            | PipelineError::Invalid(_)
+            | PipelineError::Lost { .. } => None,
         }
     }
 }

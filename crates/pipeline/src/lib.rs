@@ -55,7 +55,8 @@
 //! every stage's tasks; the source is never pulled again. The output then yields what was already
 //! through, then one `Err` ([`PipelineError`]) saying why, then ends. A panic is returned as a value,
 //! [`PipelineError::Panicked`] with its payload: re-raise it with `std::panic::resume_unwind` if that
-//! is what you want.
+//! is what you want. If the tokio runtime the stages run on shuts down mid-stream, the output (read
+//! from another runtime) ends with [`PipelineError::Lost`], never as if the source had run out.
 //!
 //! # Backpressure
 //!

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bounded_cancel::Context;
 use bounded_cancel::live::TaskCounter;
 use bounded_sync::Mutex;
-use bounded_sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use bounded_sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use tokio::task::AbortHandle;
 
 use crate::{PipelineError, StageMetrics};
@@ -82,6 +82,9 @@ pub(crate) struct Shared<E> {
     stages: Arc<Mutex<Vec<Arc<Counters>>>>,
     tasks: TaskCounter,
     handles: Mutex<Vec<AbortHandle>>,
+    /// Set before the pipeline aborts its tasks: a task dropped unfinished after this was stopped by
+    /// the pipeline; one dropped before it was lost to its runtime's shutdown.
+    stopping: AtomicBool,
     /// The span current where the pipeline was built: the parent of every stage worker's span.
     #[cfg(feature = "tracing")]
     span: tracing::Span,
@@ -96,23 +99,34 @@ impl<E: Send + 'static> Shared<E> {
             stages: Arc::default(),
             tasks: TaskCounter::new("pipeline stage"),
             handles: Mutex::new(Vec::new()),
+            stopping: AtomicBool::new(false),
             #[cfg(feature = "tracing")]
             span: tracing::Span::current(),
         }
     }
 
-    pub(crate) fn spawn<F>(&self, fut: F)
+    /// Spawns one of the pipeline's tasks, for `stage` (empty for the watch task). A task dropped
+    /// before it finished, unless the pipeline stopped it, fails the pipeline as
+    /// [`PipelineError::Lost`]: its runtime shut down.
+    pub(crate) fn spawn<F>(self: &Arc<Self>, stage: &str, fut: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
+        let fut = Watched {
+            lost: Lost {
+                shared: Arc::clone(self),
+                stage: stage.to_owned(),
+                finished: false,
+            },
+            fut,
+        };
         let handle = tokio::spawn(self.tasks.track(fut)).abort_handle();
         self.handles.lock().push(handle);
     }
 
     /// Spawns one of a stage's tasks, in a `pipeline stage` span (with the `tracing` feature) whose
     /// parent is the span current where the pipeline was built.
-    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
-    pub(crate) fn spawn_stage<F>(&self, stage: &str, fut: F)
+    pub(crate) fn spawn_stage<F>(self: &Arc<Self>, stage: &str, fut: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
@@ -121,7 +135,7 @@ impl<E: Send + 'static> Shared<E> {
             fut,
             tracing::info_span!(parent: &self.span, "pipeline stage", stage = %stage),
         );
-        self.spawn(fut);
+        self.spawn(stage, fut);
     }
 
     pub(crate) fn add_stage(&self, name: String, workers: usize) -> Arc<Counters> {
@@ -198,9 +212,34 @@ impl<E> Shared<E> {
     /// Stops every task of the pipeline: they are dropped at their next await, and the channels they
     /// held close behind them.
     pub(crate) fn abort_all(&self) {
+        // Release: a task dropped by this abort reads it, and does not count itself lost.
+        self.stopping.store(true, Ordering::Release);
         for handle in self.handles.lock().iter() {
             handle.abort();
         }
+    }
+
+    /// A task was lost to its runtime's shutdown: recorded as the failure unless the pipeline already
+    /// ended (as [`Shared::fail`] does), and the pipeline stops.
+    fn lost(&self, stage: &str) {
+        let mut slot = self.failure.lock();
+        let recorded = slot.is_none() && !self.ctx.is_cancelled();
+        if recorded {
+            *slot = Some(PipelineError::Lost {
+                stage: stage.to_owned(),
+            });
+        }
+        drop(slot);
+        #[cfg(feature = "tracing")]
+        if recorded {
+            tracing::error!(
+                target: "bounded_pipeline",
+                parent: &self.span,
+                stage,
+                "the pipeline failed: a task was dropped before it finished (its runtime shut down)"
+            );
+        }
+        self.ctx.cancel();
     }
 
     pub(crate) fn take_failure(&self) -> Option<PipelineError<E>> {
@@ -214,6 +253,49 @@ impl<E> Shared<E> {
     /// The stages' counters, shared: a handle that outlives the output reads them.
     pub(crate) fn stages(&self) -> Arc<Mutex<Vec<Arc<Counters>>>> {
         Arc::clone(&self.stages)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A task of the pipeline, with what reports it lost if it is dropped unfinished.
+    struct Watched<E, F> {
+        // Dropped before `fut`: the failure is recorded before the links the task holds close, so
+        // the output, seeing them closed, finds it.
+        lost: Lost<E>,
+        #[pin]
+        fut: F,
+    }
+}
+
+impl<E, F: Future<Output = ()>> Future for Watched<E, F> {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        let this = self.project();
+        let polled = this.fut.poll(cx);
+        if polled.is_ready() {
+            this.lost.finished = true;
+        }
+        polled
+    }
+}
+
+struct Lost<E> {
+    shared: Arc<Shared<E>>,
+    stage: String,
+    finished: bool,
+}
+
+impl<E> Drop for Lost<E> {
+    fn drop(&mut self) {
+        // Acquire: pairs with `abort_all`. Dropped unfinished without the pipeline stopping it, the
+        // task went with its runtime's shutdown.
+        if !self.finished && !self.shared.stopping.load(Ordering::Acquire) {
+            self.shared.lost(&self.stage);
+        }
     }
 }
 
@@ -277,5 +359,6 @@ fn describe<E>(failure: &PipelineError<E>) -> (String, String) {
         ),
         PipelineError::Invalid(why) => (String::new(), why.clone()),
         PipelineError::Cancelled(cause) => (String::new(), cause.to_string()),
+        PipelineError::Lost { stage } => (stage.clone(), "a task was lost".to_owned()),
     }
 }
