@@ -473,12 +473,7 @@ impl<J: Future<Output = ()> + Unpin, H> Future for Runner<J, H> {
             if let Some(job) = &mut this.job {
                 if Pin::new(job).poll(cx).is_pending() {
                     this.waited = true;
-                    if this.owed {
-                        this.owed = false;
-                        let limit = this.looking.limit;
-                        let push = this.core.lock().pass_on(limit);
-                        Core::make_search(&this.core, push, limit);
-                    }
+                    this.pass_on_if_owed();
                     return Poll::Pending;
                 }
                 // Dropped here, outside the lock (invariant 1).
@@ -504,8 +499,23 @@ impl<J: Future<Output = ()> + Unpin, H> Future for Runner<J, H> {
                 }
             }
         }
+        // Out of budget, maybe with a task taken and not yet polled: the runner yields as a task
+        // that waits does, so it hands on the search it owes first.
+        this.pass_on_if_owed();
         cx.waker().wake_by_ref();
         Poll::Pending
+    }
+}
+
+impl<J, H> Runner<J, H> {
+    /// Makes another runner search for the tasks queued behind this one's task, if it owes that
+    /// (invariant 5).
+    fn pass_on_if_owed(&mut self) {
+        if std::mem::take(&mut self.owed) {
+            let limit = self.looking.limit;
+            let push = self.core.lock().pass_on(limit);
+            Core::make_search(&self.core, push, limit);
+        }
     }
 }
 
