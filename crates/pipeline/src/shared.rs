@@ -219,29 +219,6 @@ impl<E> Shared<E> {
         }
     }
 
-    /// A task was lost to its runtime's shutdown: recorded as the failure unless the pipeline already
-    /// ended (as [`Shared::fail`] does), and the pipeline stops.
-    fn lost(&self, stage: &str) {
-        let mut slot = self.failure.lock();
-        let recorded = slot.is_none() && !self.ctx.is_cancelled();
-        if recorded {
-            *slot = Some(PipelineError::Lost {
-                stage: stage.to_owned(),
-            });
-        }
-        drop(slot);
-        #[cfg(feature = "tracing")]
-        if recorded {
-            tracing::error!(
-                target: "bounded_pipeline",
-                parent: &self.span,
-                stage,
-                "the pipeline failed: a task was dropped before it finished (its runtime shut down)"
-            );
-        }
-        self.ctx.cancel();
-    }
-
     pub(crate) fn take_failure(&self) -> Option<PipelineError<E>> {
         self.failure.lock().take()
     }
@@ -258,7 +235,11 @@ impl<E> Shared<E> {
 
 pin_project_lite::pin_project! {
     /// A task of the pipeline, with what reports it lost if it is dropped unfinished.
-    struct Watched<E, F> {
+    struct Watched<E, F>
+    where
+        E: Send,
+        E: 'static,
+    {
         // Dropped before `fut`: the failure is recorded before the links the task holds close, so
         // the output, seeing them closed, finds it.
         lost: Lost<E>,
@@ -267,7 +248,7 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<E, F: Future<Output = ()>> Future for Watched<E, F> {
+impl<E: Send + 'static, F: Future<Output = ()>> Future for Watched<E, F> {
     type Output = ();
 
     fn poll(
@@ -283,18 +264,22 @@ impl<E, F: Future<Output = ()>> Future for Watched<E, F> {
     }
 }
 
-struct Lost<E> {
+struct Lost<E: Send + 'static> {
     shared: Arc<Shared<E>>,
     stage: String,
     finished: bool,
 }
 
-impl<E> Drop for Lost<E> {
+impl<E: Send + 'static> Drop for Lost<E> {
     fn drop(&mut self) {
         // Acquire: pairs with `abort_all`. Dropped unfinished without the pipeline stopping it, the
         // task went with its runtime's shutdown.
         if !self.finished && !self.shared.stopping.load(Ordering::Acquire) {
-            self.shared.lost(&self.stage);
+            // Recorded as every failure is: only if it is the first and the pipeline had not
+            // already ended.
+            self.shared.fail(PipelineError::Lost {
+                stage: std::mem::take(&mut self.stage),
+            });
         }
     }
 }
@@ -359,6 +344,9 @@ fn describe<E>(failure: &PipelineError<E>) -> (String, String) {
         ),
         PipelineError::Invalid(why) => (String::new(), why.clone()),
         PipelineError::Cancelled(cause) => (String::new(), cause.to_string()),
-        PipelineError::Lost { stage } => (stage.clone(), "a task was lost".to_owned()),
+        PipelineError::Lost { stage } => (
+            stage.clone(),
+            "a task was dropped before it finished (its runtime shut down)".to_owned(),
+        ),
     }
 }
