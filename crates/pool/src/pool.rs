@@ -867,8 +867,8 @@ async fn worker(mut alive: Alive) {
             (inner.queue).poll_take(&mut seat.1, cx, || inner.headcount.retire_one())
         })
         .await;
-        let (job, more) = match took {
-            Took::Job(job, more) => (job, more),
+        let (job, owed) = match took {
+            Took::Job(job, owed) => (job, owed),
             Took::Stop => {
                 alive.ended = true;
                 return;
@@ -883,7 +883,7 @@ async fn worker(mut alive: Alive) {
         inner.counters.started();
         let mut running = Running {
             job,
-            owed: more.then_some(&inner.queue),
+            owed: owed.then_some(&inner.queue),
             waited: false,
         };
         (&mut running).await;
