@@ -41,6 +41,7 @@
 use std::collections::VecDeque;
 use std::task::{Context, Poll, Waker};
 
+use bounded_sync::line::{Answer, Leave, Line};
 use bounded_sync::{Mutex, MutexGuard};
 
 pub(crate) struct JobQueue<T> {
@@ -61,20 +62,8 @@ struct State<T> {
     taken: usize,
     /// No slot is reserved any more (invariant 5).
     refusing: bool,
-    /// Keys of waiting submitters, first in line first.
-    line: VecDeque<usize>,
-    /// A waiting submitter's state, by its key.
-    submitters: Vec<Submitter>,
-    free_submitters: Vec<usize>,
-}
-
-enum Submitter {
-    Free,
-    Waiting(Waker),
-    /// Its wait was dropped while in line; its key is freed when the line reaches it.
-    Left,
-    Granted,
-    Refused,
+    /// Submitters waiting for a slot (invariants 2 and 6).
+    line: Line,
 }
 
 /// A worker's place at the queue.
@@ -147,14 +136,9 @@ impl<T> State<T> {
     /// A slot is free: it goes to the first submitter in line, or back (invariant 2), and the
     /// queue closes if it was the last one out after a refusal (invariant 5).
     fn free_slot(&mut self, wakes: &mut Wakes) {
-        while let Some(key) = self.line.pop_front() {
-            match std::mem::replace(&mut self.submitters[key], Submitter::Granted) {
-                Submitter::Waiting(waker) => {
-                    wakes.submitter = Some(waker);
-                    return;
-                }
-                _ => self.free_submitter(key),
-            }
+        if let Some(waker) = self.line.grant_first() {
+            wakes.submitter = Some(waker);
+            return;
         }
         self.taken -= 1;
         self.close_if_home(wakes);
@@ -169,12 +153,7 @@ impl<T> State<T> {
 
     /// Refuses every submitter in line (invariant 5).
     fn refuse_line(&mut self, wakes: &mut Wakes) {
-        while let Some(key) = self.line.pop_front() {
-            match std::mem::replace(&mut self.submitters[key], Submitter::Refused) {
-                Submitter::Waiting(waker) => wakes.all.push(waker),
-                _ => self.free_submitter(key),
-            }
-        }
+        self.line.refuse_all(&mut wakes.all);
     }
 
     /// A free slot, if there is one and nobody is in line for it (invariant 2).
@@ -187,11 +166,6 @@ impl<T> State<T> {
             return Ok(());
         }
         Err(Refused::Full)
-    }
-
-    fn free_submitter(&mut self, key: usize) {
-        self.submitters[key] = Submitter::Free;
-        self.free_submitters.push(key);
     }
 }
 
@@ -209,9 +183,7 @@ impl<T> JobQueue<T> {
                 capacity,
                 taken: 0,
                 refusing: false,
-                line: VecDeque::new(),
-                submitters: Vec::new(),
-                free_submitters: Vec::new(),
+                line: Line::new(),
             }),
         }
     }
@@ -413,36 +385,18 @@ impl<T> std::future::Future for Reserve<'_, T> {
                 Err(Refused::Full) => {}
                 done => return Poll::Ready(done),
             }
-            let key = match state.free_submitters.pop() {
-                Some(key) => key,
-                None => {
-                    state.submitters.push(Submitter::Free);
-                    state.submitters.len() - 1
-                }
-            };
-            state.submitters[key] = Submitter::Waiting(cx.waker().clone());
-            state.line.push_back(key);
+            let key = state.line.join(cx.waker());
             drop(state);
             self.key = Some(key);
             return Poll::Pending;
         };
-        let outcome = match &mut state.submitters[key] {
-            Submitter::Waiting(stored) => {
-                if !stored.will_wake(cx.waker()) {
-                    *stored = cx.waker().clone();
-                }
-                return Poll::Pending;
-            }
-            Submitter::Granted => Ok(()),
-            Submitter::Refused => Err(Refused::Closed),
-            Submitter::Free | Submitter::Left => {
-                unreachable!("a waiting submitter's key is freed only after it is answered")
-            }
-        };
-        state.free_submitter(key);
+        let answer = std::task::ready!(state.line.poll(key, cx.waker()));
         drop(state);
         self.key = None;
-        Poll::Ready(outcome)
+        Poll::Ready(match answer {
+            Answer::Granted => Ok(()),
+            Answer::Refused => Err(Refused::Closed),
+        })
     }
 }
 
@@ -451,21 +405,11 @@ impl<T> Drop for Reserve<'_, T> {
         let Some(key) = self.key.take() else { return };
         let mut wakes = Wakes::default();
         let mut state = self.queue.lock();
-        let left = match std::mem::replace(&mut state.submitters[key], Submitter::Left) {
-            // Still in line: it stays there, marked, so that no other wait reuses its key before
-            // the line reaches it (leaving is O(1) however long the line).
-            Submitter::Waiting(waker) => Some(waker),
-            // Granted but never seen: the slot goes to the next in line, or back (invariant 6).
-            Submitter::Granted => {
-                state.free_submitter(key);
-                state.free_slot(&mut wakes);
-                None
-            }
-            _ => {
-                state.free_submitter(key);
-                None
-            }
-        };
+        let left = state.line.leave(key);
+        // Granted but never seen: the slot goes to the next in line, or back (invariant 6).
+        if let Leave::Granted = left {
+            state.free_slot(&mut wakes);
+        }
         drop(state);
         // Dropped outside the lock, as every waker here.
         drop(left);

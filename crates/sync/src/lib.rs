@@ -6,6 +6,9 @@
 //! are [loom](https://docs.rs/loom)'s, so the crates' loom models explore every interleaving of the
 //! real code. (The cfg has its own name because tokio reserves `loom` for its own models.)
 //!
+//! Beside them, [`line::Line`] is the one first-come, first-served line of tasks waiting for a slot
+//! (a pool's queue, a limited group), kept under its owner's lock.
+//!
 //! # One rule for locks
 //!
 //! A critical section only reads and writes the data the lock guards: it never awaits, never calls
@@ -29,6 +32,8 @@
 #![forbid(unsafe_code)]
 
 use std::fmt;
+
+pub mod line;
 
 #[cfg(not(bounded_loom))]
 pub use std::sync::{Arc, MutexGuard, atomic};
