@@ -2,7 +2,8 @@
 //!
 //! Items queue in order; its capacity counts the items queued *and* the items the next stage has taken
 //! but not yet passed on, so a stage's workers and its buffer together bound what it holds. Items
-//! move in batches: a producer fills a local batch (each item with a place reserved first) and pushes it
+//! move in batches: a producer fills a local batch (each item with a place reserved first, a run of
+//! places at a time while the link has room, so that one atomic serves a run of items) and pushes it
 //! under one lock with one wake-up; a consumer takes several items at once (its fair share, or a whole
 //! batch once its items prove cheap: see `worker`), and can give back those it has not started. One lock
 //! and one wake-up then serve many items, where a plain channel pays both per item.
@@ -157,6 +158,9 @@ pub(crate) struct Producer<T> {
 
 impl<T> Producer<T> {
     /// Reserves a place for one more item, pushing the local batch first if it has to wait for one.
+    /// While the link has room it reserves a run of places at once; a producer about to wait for
+    /// anything but room gives back those it will not use now ([`idle`](Producer::idle),
+    /// [`flush_keeping_one`](Producer::flush_keeping_one)).
     pub(crate) async fn reserve(&mut self) {
         if self.reserved > self.batch.len() {
             return;
@@ -164,7 +168,15 @@ impl<T> Producer<T> {
         if self.batch.len() >= MAX_BATCH {
             self.flush();
         }
-        if self
+        let run = self.link.run;
+        if run > 1
+            && (self.link.room)
+                .try_acquire_many(run as u32)
+                .map(SemaphorePermit::forget)
+                .is_ok()
+        {
+            self.reserved += run;
+        } else if self
             .link
             .room
             .try_acquire()
@@ -256,10 +268,16 @@ mod model {
     /// Two producers on their own threads push one item each and leave, while a consumer takes, gives
     /// back and returns places: every item arrives exactly once, the end is seen only after both, and
     /// every place is back at the end (invariants 1 to 3).
+    /// With a capacity of 2 each producer reserves one place at a time; with 4, a run of two.
     #[test]
     fn every_item_arrives_once_and_every_place_comes_back() {
-        loom::model(|| {
-            let link = Link::new(2, 1);
+        every_item_arrives_once_and_every_place_comes_back_with(2);
+        every_item_arrives_once_and_every_place_comes_back_with(4);
+    }
+
+    fn every_item_arrives_once_and_every_place_comes_back_with(capacity: usize) {
+        loom::model(move || {
+            let link = Link::new(capacity, 1);
             // Every producer exists before any runs (invariant 3).
             let outs: Vec<_> = (0..2u32).map(|item| (item, link.producer())).collect();
             let producers: Vec<_> = outs
@@ -298,7 +316,11 @@ mod model {
             }
             seen.sort_unstable();
             assert_eq!(seen, [0, 1], "every item exactly once");
-            assert_eq!(link.room.available_permits(), 2, "every place came back");
+            assert_eq!(
+                link.room.available_permits(),
+                capacity,
+                "every place came back"
+            );
         });
     }
 }

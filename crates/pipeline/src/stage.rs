@@ -255,9 +255,9 @@ impl<E: Send + 'static> Pipeline<E> {
                     {
                         Some(pulled) => pulled,
                         None => {
-                            // The source is quiet: pass on what is in hand (keeping the place
-                            // reserved for the next item) before waiting for it.
-                            out.flush();
+                            // The source is quiet: pass on what is in hand (keeping only the
+                            // place reserved for the next item) before waiting for it.
+                            out.flush_keeping_one();
                             AssertUnwindSafe(stream.next()).catch_unwind().await
                         }
                     };

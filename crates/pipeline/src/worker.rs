@@ -115,10 +115,24 @@ pub(crate) async fn run<T, U, E, F, Fut>(
     // Until a batch has shown that the items are cheap, take only a fair share, so that CPU-heavy
     // items spread over the workers.
     let mut cheap = false;
-    while next_batch(&input, &mut taken, &mut output, MAX_BATCH, !cheap).await {
+    // When the last batch ended, if the next one is taken without waiting: one clock read serves as
+    // the end of one batch and the start of the next.
+    let mut ended: Option<Instant> = None;
+    loop {
+        let started = match (input.try_take(MAX_BATCH, !cheap, &mut taken), ended.take()) {
+            (Some(false), _) => break,
+            (Some(true), Some(at)) => at,
+            (Some(true), None) => Instant::now(),
+            (None, _) => {
+                output.idle();
+                if !input.take(MAX_BATCH, !cheap, &mut taken).await {
+                    break;
+                }
+                Instant::now()
+            }
+        };
         counters.add_in(taken.len());
         let (mut finished, mut passed, mut waited) = (0u32, 0, false);
-        let started = Instant::now();
         while let Some(item) = taken.pop_front() {
             output.reserve().await;
             let index = item.index;
@@ -150,7 +164,9 @@ pub(crate) async fn run<T, U, E, F, Fut>(
         }
         counters.add_out(passed);
         input.done(finished as usize);
-        cheap = !waited && started.elapsed() < CHEAP * finished;
+        let now = Instant::now();
+        cheap = !waited && now.saturating_duration_since(started) < CHEAP * finished;
+        ended = Some(now);
     }
 }
 
