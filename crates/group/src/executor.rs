@@ -71,7 +71,7 @@ use bounded_cancel::live::TaskCounter;
 use bounded_sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use bounded_sync::{Arc, Mutex, MutexGuard};
 use pin_project_lite::pin_project;
-use tokio::sync::{Notify, Semaphore, futures::OwnedNotified};
+use tokio::sync::{Notify, futures::OwnedNotified};
 use tokio::task::AbortHandle;
 
 pub(crate) type Job = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -580,12 +580,12 @@ impl Executor {
         }
     }
 
-    /// Makes sure a watcher closes `slots` when `ctx` ends (invariant 8), for as long as the
-    /// returned guard, held by the waiting spawn, lives.
+    /// Makes sure a watcher calls `close` (which closes the slots) when `ctx` ends (invariant 8), for
+    /// as long as the returned guard, held by the waiting spawn, lives.
     pub(crate) fn watch_slots(
         &self,
-        slots: &std::sync::Arc<Semaphore>,
         ctx: &Context,
+        close: impl FnOnce() + Send + 'static,
     ) -> WaitingSpawn<'_> {
         // Counted before the lock is taken: see `drain`.
         self.core.waiting_spawns.fetch_add(1, Ordering::SeqCst);
@@ -593,10 +593,10 @@ impl Executor {
         if self.core.lock().runs.watcher.is_some() {
             return waiting;
         }
-        let (slots, ctx) = (slots.clone(), ctx.clone());
+        let ctx = ctx.clone();
         let watch = self.core.counter.track(async move {
             ctx.cancelled().await;
-            slots.close();
+            close();
         });
         // Spawned outside the lock, then stored; a second spawner racing here starts a second
         // watcher, which is harmless (both close the same slots) and is stopped with the first.

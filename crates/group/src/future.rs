@@ -1,18 +1,17 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll};
 
 use bounded_cancel::{Cause, Context};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::error::SpawnError;
 use crate::executor::WaitingSpawn;
 use crate::group::{Limit, Task};
 use crate::{Group, TaskFn};
 
-type SlotWait<'a> = Pin<Box<dyn Future<Output = Result<OwnedSemaphorePermit, Cause>> + Send + 'a>>;
+type SlotWait<'a> = Pin<Box<dyn Future<Output = Result<(), Cause>> + Send + 'a>>;
 
 /// Future returned by [`Group::spawn`] and [`Group::spawn_with`]: resolves once the task is admitted.
 ///
@@ -64,13 +63,16 @@ where
         let this = &mut *self;
         let job = this.job.take().expect("Spawn polled after completion");
         let group = this.group;
-        let permit = match (&group.limit, &mut this.wait) {
+        let slot = match (&group.limit, &mut this.wait) {
             (_, Some(wait)) => match wait.as_mut().poll(cx) {
                 // A slot freed by a task whose failure then ended the context: the context wins, as
-                // it did for every spawn that looked after it ended.
-                Poll::Ready(Ok(permit)) => match ended(group.context(), this.caller) {
-                    Some(cause) => return Poll::Ready(Err(SpawnError::Cancelled { job, cause })),
-                    None => Some(permit),
+                // it did for every spawn that looked after it ended, and the slot goes back.
+                Poll::Ready(Ok(())) => match ended(group.context(), this.caller) {
+                    Some(cause) => {
+                        group.shared().slots.add_permits(1);
+                        return Poll::Ready(Err(SpawnError::Cancelled { job, cause }));
+                    }
+                    None => true,
                 },
                 Poll::Ready(Err(cause)) => {
                     return Poll::Ready(Err(SpawnError::Cancelled { job, cause }));
@@ -85,13 +87,17 @@ where
                 if let Some(cause) = ended(group.context(), this.caller) {
                     return Poll::Ready(Err(SpawnError::Cancelled { job, cause }));
                 }
+                let slots = &group.shared().slots;
                 match limit {
-                    Limit::Slots(sem, _) => match sem.clone().try_acquire_owned() {
-                        Ok(permit) => Some(permit),
+                    Limit::Slots(_) => match slots.try_acquire() {
+                        Ok(permit) => {
+                            permit.forget();
+                            true
+                        }
                         Err(_) => {
-                            let waiting = group.watch_slots(sem);
+                            let waiting = group.watch_slots();
                             this.wait = Some(Box::pin(wait_for_slot(
-                                sem.clone(),
+                                slots,
                                 group.context(),
                                 this.caller,
                                 waiting,
@@ -101,11 +107,11 @@ where
                             return Pin::new(this).poll(cx);
                         }
                     },
-                    _ => None,
+                    _ => false,
                 }
             }
         };
-        group.admit(Task::new(job, permit));
+        group.admit(Task::new(job, slot));
         Poll::Ready(Ok(()))
     }
 }
@@ -118,21 +124,24 @@ fn ended(group: &Context, caller: Option<&Context>) -> Option<Cause> {
 /// running while `_waiting` lives), which ends this wait with the group's cause; only a caller's own
 /// context needs a waiter here.
 async fn wait_for_slot(
-    sem: Arc<Semaphore>,
+    slots: &Semaphore,
     group: &Context,
     caller: Option<&Context>,
     _waiting: WaitingSpawn<'_>,
-) -> Result<OwnedSemaphorePermit, Cause> {
+) -> Result<(), Cause> {
     let acquired = match caller {
-        None => sem.acquire_owned().await,
+        None => slots.acquire().await,
         Some(ctx) => tokio::select! {
             biased;
             cause = ctx.cancelled() => return Err(cause),
-            permit = sem.acquire_owned() => permit,
+            permit = slots.acquire() => permit,
         },
     };
-    // The slots close only when the group's context has ended.
-    acquired.map_err(|_| group.cause().unwrap_or(Cause::Cancelled))
+    // The permit is the task's slot from here; the task gives it back as it ends.
+    acquired.map(|permit| permit.forget()).map_err(|_| {
+        // The slots close only when the group's context has ended.
+        group.cause().unwrap_or(Cause::Cancelled)
+    })
 }
 
 impl<E, F> fmt::Debug for Spawn<'_, E, F> {

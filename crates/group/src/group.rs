@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 
 use bounded_cancel::{Cause, Context};
 use futures_util::FutureExt;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use tokio::sync::{Semaphore, TryAcquireError};
 
 use crate::error::{Failure, SetLimitError, TaskError, TrySpawnError};
 use crate::executor::{Executor, WaitingSpawn};
@@ -85,18 +85,19 @@ pub struct Group<E> {
 pub(crate) enum Limit {
     Unlimited,
     Zero,
-    Slots(Arc<Semaphore>, usize),
+    /// At most this many at once: the permits of the shared state's `slots`.
+    Slots(usize),
 }
 
-/// One admitted task: the user's closure and the slot it holds until it ends.
+/// One admitted task: the user's closure, and whether it holds a slot until it ends.
 pub(crate) struct Task<F> {
     job: F,
-    permit: Option<OwnedSemaphorePermit>,
+    slot: bool,
 }
 
 impl<F> Task<F> {
-    pub(crate) fn new(job: F, permit: Option<OwnedSemaphorePermit>) -> Self {
-        Task { job, permit }
+    pub(crate) fn new(job: F, slot: bool) -> Self {
+        Task { job, slot }
     }
 }
 
@@ -270,14 +271,23 @@ impl<E> Group<E> {
             return Err(SetLimitError::Running(running));
         }
         if let Some(executor) = self.executor.get() {
-            // The watcher closes the old slots; the next wait starts one for the new ones.
+            // The next spawn that waits starts a watcher for the new limit.
             executor.unwatch_slots();
         }
         self.limit = match limit {
             None => Limit::Unlimited,
             Some(0) => Limit::Zero,
-            Some(n) => Limit::Slots(Arc::new(Semaphore::new(n)), n),
+            Some(n) => Limit::Slots(n),
         };
+        // No task runs and no spawn waits (the group is borrowed mutably), so every slot is free:
+        // the free slots become the new limit.
+        let slots = &self.shared.slots;
+        let (have, want) = (slots.available_permits(), limit.unwrap_or(0));
+        if want > have {
+            slots.add_permits(want - have);
+        } else {
+            slots.forget_permits(have - want);
+        }
         Ok(())
     }
 
@@ -313,7 +323,7 @@ impl<E> Group<E> {
         match &self.limit {
             Limit::Unlimited => None,
             Limit::Zero => Some(0),
-            Limit::Slots(_, n) => Some(*n),
+            Limit::Slots(n) => Some(*n),
         }
     }
 
@@ -506,11 +516,14 @@ impl<E> Group<E> {
         if let Some(cause) = self.context().cause() {
             return Err(TrySpawnError::Cancelled { job: task, cause });
         }
-        let permit = match &self.limit {
-            Limit::Unlimited => None,
+        let slot = match &self.limit {
+            Limit::Unlimited => false,
             Limit::Zero => return Err(TrySpawnError::LimitZero(task)),
-            Limit::Slots(sem, _) => match sem.clone().try_acquire_owned() {
-                Ok(permit) => Some(permit),
+            Limit::Slots(_) => match self.shared.slots.try_acquire() {
+                Ok(permit) => {
+                    permit.forget();
+                    true
+                }
                 Err(TryAcquireError::NoPermits) => return Err(TrySpawnError::Full(task)),
                 // Closed by the watcher: the context ended after the check above.
                 Err(TryAcquireError::Closed) => {
@@ -519,7 +532,7 @@ impl<E> Group<E> {
                 }
             },
         };
-        self.admit(Task::new(task, permit));
+        self.admit(Task::new(task, slot));
         Ok(())
     }
 
@@ -529,7 +542,7 @@ impl<E> Group<E> {
         F: TaskFn<E>,
     {
         self.shared.admitted();
-        let Task { job, permit } = task;
+        let Task { job, slot } = task;
         let name = job.name();
         #[cfg(feature = "tracing")]
         let span = match &name {
@@ -539,7 +552,7 @@ impl<E> Group<E> {
         let end = TaskEnd {
             shared: self.shared.clone(),
             name,
-            permit,
+            slot,
             done: false,
         };
         let job = async move {
@@ -554,7 +567,7 @@ impl<E> Group<E> {
         let job = tracing::Instrument::instrument(job, span);
         // Nothing of the task runs here, on the caller: it is a tokio task from its first step.
         let limit = match &self.limit {
-            Limit::Slots(_, n) => Some(*n),
+            Limit::Slots(n) => Some(*n),
             _ => None,
         };
         self.executor.get_or_init(Executor::new).submit(job, limit);
@@ -722,8 +735,13 @@ impl<E> Group<E> {
     }
 
     /// A spawn is about to wait for a slot: the slots must close when the group's context ends.
-    pub(crate) fn watch_slots(&self, slots: &Arc<Semaphore>) -> WaitingSpawn<'_> {
-        (self.executor.get_or_init(Executor::new)).watch_slots(slots, self.context())
+    pub(crate) fn watch_slots(&self) -> WaitingSpawn<'_>
+    where
+        E: Send + 'static,
+    {
+        let shared = self.shared.clone();
+        (self.executor.get_or_init(Executor::new))
+            .watch_slots(self.context(), move || shared.slots.close())
     }
 
     pub(crate) fn shared(&self) -> &Shared<E> {
@@ -751,7 +769,8 @@ impl<E> Drop for Group<E> {
 struct TaskEnd<E> {
     shared: Arc<Shared<E>>,
     name: Option<Arc<str>>,
-    permit: Option<OwnedSemaphorePermit>,
+    /// It holds a slot, given back as it ends.
+    slot: bool,
     done: bool,
 }
 
@@ -759,8 +778,16 @@ impl<E> TaskEnd<E> {
     fn finish(mut self, result: std::thread::Result<Result<(), E>>) {
         self.done = true;
         // The slot is free before the task counts as ended, so `wait` never returns with a slot held.
-        drop(self.permit.take());
+        self.give_back_slot();
         self.shared.finish(result, self.name.take());
+    }
+}
+
+impl<E> TaskEnd<E> {
+    fn give_back_slot(&mut self) {
+        if std::mem::take(&mut self.slot) {
+            self.shared.slots.add_permits(1);
+        }
     }
 }
 
@@ -769,7 +796,7 @@ impl<E> Drop for TaskEnd<E> {
         if self.done {
             return;
         }
-        drop(self.permit.take());
+        self.give_back_slot();
         self.shared.lost(self.name.take());
     }
 }
@@ -779,7 +806,7 @@ impl<E> fmt::Debug for Group<E> {
         let limit = match &self.limit {
             Limit::Unlimited => None,
             Limit::Zero => Some(0),
-            Limit::Slots(_, n) => Some(*n),
+            Limit::Slots(n) => Some(*n),
         };
         f.debug_struct("Group")
             .field("running", &self.shared.active())

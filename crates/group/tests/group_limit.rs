@@ -76,6 +76,17 @@ async fn set_limit_on_an_idle_group_takes_effect() {
         assert!(group.try_spawn(long).is_ok());
     }
     group.wait().await.unwrap();
+
+    // Down and up again, through no limit and a limit of 0: each limit is exactly what it says.
+    for limit in [3, 1, 0, 2, 5, 4] {
+        group.set_limit(Some(limit)).unwrap();
+        for _ in 0..limit {
+            assert!(group.try_spawn(long).is_ok(), "limit {limit}");
+        }
+        assert!(group.try_spawn(long).is_err(), "limit {limit}: one too many");
+        assert_eq!(group.running(), limit);
+        group.wait().await.unwrap();
+    }
 }
 
 #[tokio::test]
