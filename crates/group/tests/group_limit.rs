@@ -83,7 +83,10 @@ async fn set_limit_on_an_idle_group_takes_effect() {
         for _ in 0..limit {
             assert!(group.try_spawn(long).is_ok(), "limit {limit}");
         }
-        assert!(group.try_spawn(long).is_err(), "limit {limit}: one too many");
+        assert!(
+            group.try_spawn(long).is_err(),
+            "limit {limit}: one too many"
+        );
         assert_eq!(group.running(), limit);
         group.wait().await.unwrap();
     }
