@@ -4,8 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll, ready};
 
-use pin_project_lite::pin_project;
-use tokio::sync::oneshot;
+use sync_wrapper::SyncWrapper;
 
 /// How a job ended without a value.
 ///
@@ -75,21 +74,21 @@ impl<E: fmt::Display> fmt::Display for JobError<E> {
 
 impl<E: fmt::Debug + fmt::Display> std::error::Error for JobError<E> {}
 
-pin_project! {
-    /// The result of a submitted job: a future of `Result<T, JobError<E>>`.
-    ///
-    /// Dropping the handle does not cancel the job: it runs to its end, and if it fails or panics, the
-    /// failure goes to the pool's error hook instead ([`detach`](JobHandle::detach) says so explicitly).
-    #[must_use = "dropping a handle detaches the job; call detach() to say so"]
-    pub struct JobHandle<T, E> {
-        #[pin]
-        rx: oneshot::Receiver<Result<T, JobError<E>>>,
-    }
+/// The result of a submitted job: a future of `Result<T, JobError<E>>`.
+///
+/// Dropping the handle does not cancel the job: it runs to its end, and if it fails or panics, the
+/// failure goes to the pool's error hook instead ([`detach`](JobHandle::detach) says so explicitly).
+#[must_use = "dropping a handle detaches the job; call detach() to say so"]
+pub struct JobHandle<T, E> {
+    // Only ever reached through `&mut`, so the handle is `Sync` whatever the receiver is.
+    rx: SyncWrapper<oneshot::AsyncReceiver<Result<T, JobError<E>>>>,
 }
 
 impl<T, E> JobHandle<T, E> {
-    pub(crate) fn new(rx: oneshot::Receiver<Result<T, JobError<E>>>) -> Self {
-        JobHandle { rx }
+    pub(crate) fn new(rx: oneshot::AsyncReceiver<Result<T, JobError<E>>>) -> Self {
+        JobHandle {
+            rx: SyncWrapper::new(rx),
+        }
     }
 
     /// Lets the job run on without anyone awaiting it: its errors and panics go to the pool's error hook.
@@ -113,8 +112,9 @@ impl<T, E> Future for JobHandle<T, E> {
     type Output = Result<T, JobError<E>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let rx = Pin::new(self.get_mut().rx.get_mut());
         // A job dropped before it could report (still queued, or aborted) drops its sender.
-        Poll::Ready(ready!(self.project().rx.poll(cx)).unwrap_or(Err(JobError::Cancelled)))
+        Poll::Ready(ready!(rx.poll(cx)).unwrap_or(Err(JobError::Cancelled)))
     }
 }
 

@@ -31,7 +31,7 @@ use bounded_cancel::Context;
 use bounded_cancel::live::TaskCounter;
 use bounded_sync::Mutex;
 use futures_util::FutureExt;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinHandle};
 
 use crate::accounting::{Headcount, Live};
@@ -680,7 +680,7 @@ impl Inner {
         T: Send + 'static,
         E: fmt::Display + Send + 'static,
     {
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = oneshot::async_channel();
         self.queue_job(job, Some(tx));
         JobHandle::new(rx)
     }
@@ -973,7 +973,7 @@ where
     reply.inner.counters.ended(ended);
     reply.settled = true;
     let unclaimed = match reply.tx.take() {
-        Some(tx) => match tx.send(result) {
+        Some(tx) => match tx.send(result).map_err(oneshot::SendError::into_inner) {
             Err(Err(unclaimed)) => unclaimed,
             _ => return,
         },

@@ -1,4 +1,4 @@
-//! The pool, its handles and its errors are `Send` (and the pool `Sync`), so they cross tasks freely.
+//! The pool, its handles and its errors are `Send` (the pool and its handles `Sync` too), so they cross tasks freely.
 
 use bounded_pool::{JobError, JobHandle, Metrics, Pool, PoolReport, SubmitError, TrySubmitError};
 
@@ -9,7 +9,7 @@ fn unpin<T: Unpin>() {}
 #[test]
 fn public_types_have_the_expected_auto_traits() {
     send_sync::<Pool>();
-    send::<JobHandle<u8, String>>();
+    send_sync::<JobHandle<u8, String>>();
     unpin::<JobHandle<u8, String>>();
     send::<JobError<String>>();
     send_sync::<SubmitError<fn()>>();
