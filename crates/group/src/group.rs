@@ -781,9 +781,7 @@ impl<E> TaskEnd<E> {
         self.give_back_slot();
         self.shared.finish(result, self.name.take());
     }
-}
 
-impl<E> TaskEnd<E> {
     fn give_back_slot(&mut self) {
         if std::mem::take(&mut self.slot) {
             self.shared.slots.add_permits(1);

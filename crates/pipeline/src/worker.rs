@@ -75,21 +75,22 @@ impl Drop for Busy<'_> {
 
 /// Takes the next batch of `input` into `taken` (at most `max`; with `fair`, only this worker's share),
 /// first passing on what `output` holds if the input has nothing ready, so that a quiet input never
-/// holds finished items back. `false` at the end.
+/// holds finished items back. `None` at the end; otherwise whether it had to wait for the batch.
 pub(crate) async fn next_batch<T, U>(
     input: &Link<Item<T>>,
     taken: &mut VecDeque<Item<T>>,
     output: &mut Producer<U>,
     max: usize,
     fair: bool,
-) -> bool {
-    match input.try_take(max, fair, taken) {
-        Some(took) => took,
+) -> Option<bool> {
+    let waited = match input.try_take(max, fair, taken) {
+        Some(took) => return took.then_some(false),
         None => {
             output.idle();
             input.take(max, fair, taken).await
         }
-    }
+    };
+    waited.then_some(true)
 }
 
 /// Items that take less than this each (and never wait) are cheap: a worker then takes a whole batch
@@ -118,18 +119,10 @@ pub(crate) async fn run<T, U, E, F, Fut>(
     // When the last batch ended, if the next one is taken without waiting: one clock read serves as
     // the end of one batch and the start of the next.
     let mut ended: Option<Instant> = None;
-    loop {
-        let started = match (input.try_take(MAX_BATCH, !cheap, &mut taken), ended.take()) {
-            (Some(false), _) => break,
-            (Some(true), Some(at)) => at,
-            (Some(true), None) => Instant::now(),
-            (None, _) => {
-                output.idle();
-                if !input.take(MAX_BATCH, !cheap, &mut taken).await {
-                    break;
-                }
-                Instant::now()
-            }
+    while let Some(waited) = next_batch(&input, &mut taken, &mut output, MAX_BATCH, !cheap).await {
+        let started = match (waited, ended.take()) {
+            (false, Some(at)) => at,
+            _ => Instant::now(),
         };
         counters.add_in(taken.len());
         let (mut finished, mut passed, mut waited) = (0u32, 0, false);
@@ -187,7 +180,7 @@ pub(crate) async fn run_flat<T, I, E, F, Fut>(
     let mut taken = VecDeque::with_capacity(1);
     loop {
         let took = next_batch(&input, &mut taken, &mut output, 1, true).await;
-        let Some(item) = taken.pop_front().filter(|_| took) else {
+        let Some(item) = taken.pop_front().filter(|_| took.is_some()) else {
             return;
         };
         counters.add_in(1);
