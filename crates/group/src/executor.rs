@@ -1,18 +1,16 @@
 //! Where a group's tasks run.
 //!
-//! A group without a limit makes each task a tokio task of its own, which ends early when the group is
-//! dropped: it listens for the group's abort whenever it is pending (no registry of tasks, and no lock
-//! at all for a task that finishes without waiting). A limited group runs its tasks on *runners*:
-//! at most `limit` long-lived tokio tasks, each running one group task at a time, taken from a queue of
-//! admitted tasks. A task's code never runs on the spawner either way, and the runtime balances runners
-//! as it does any task. A runner that finishes a task takes the next one without a new tokio task, so a
-//! busy limited group pays one queue hand-off per task instead of a spawn. A runner with nothing to do
-//! parks (it costs no CPU, and a few hundred bytes), up to [`MAX_PARKED`] of them; it ends when more are
-//! parked, when `wait` finds the group idle, or when the group is dropped.
+//! A group runs its tasks on *runners*: long-lived tokio tasks, each running one group task at a
+//! time, taken from a queue of admitted tasks; at most `limit` of them with a limit, as many as there
+//! are tasks waiting at once without one. A task's code never runs on the spawner, and the runtime
+//! balances runners as it does any task. A runner that finishes a task takes the next one without a
+//! new tokio task, so a busy group pays one queue hand-off per task instead of a spawn. A runner with
+//! nothing to do parks (it costs no CPU, and a few hundred bytes), up to [`MAX_PARKED`] of them; it
+//! ends when more are parked, when `wait` finds the group idle, or when the group is dropped.
 //!
 //! The group keeps an abort handle per runner, in a slab whose slot is freed when the runner ends.
-//! Dropping the executor aborts every runner, drops the tasks still queued, and tells the tasks of
-//! their own to end (invariant 7).
+//! Dropping the executor aborts every runner (a task is dropped at its next await, as with tokio's
+//! abort) and drops the tasks still queued.
 //!
 //! # Invariants
 //!
@@ -32,34 +30,38 @@
 //! 5. Every queued task is taken. `searching` counts runners woken or started that have not looked at
 //!    the queue yet. Whenever a task is queued (a push) or left queued behind one just taken, and no
 //!    runner is searching, one is made to: a parked runner is woken, or one is started while fewer
-//!    than `limit` exist. Otherwise at least `limit` runners exist, none parked: a limited group's
-//!    slots (a task holds one from admission to its end, and there are `limit`) leave at most
-//!    `limit - queued` tasks running, so at least `queued` runners are between tasks and look at the
-//!    queue before they park or end. A runner that takes a task and leaves others queued owes them a
-//!    search: if its last task waited (the next likely will too) it makes one as it takes the task;
-//!    otherwise it makes one when the task first returns `Pending`, before it waits, and a task that
-//!    finishes at its first poll lets the runner come straight back for the next. So a run of
-//!    pushes wakes one runner, not one per task, tasks that finish at once run back to back on it
-//!    with no hand-over between threads, and the runners still fan out over every queued task that
-//!    waits.
+//!    than `limit` exist (always, without a limit). Otherwise at least `limit` runners exist, none
+//!    parked: a limited group's slots (a task holds one from admission to its end, and there are
+//!    `limit`) leave at most `limit - queued` tasks running, so at least `queued` runners are between
+//!    tasks and look at the queue before they park or end. A runner that takes a task and leaves
+//!    others queued owes them a search: it makes one as it takes the task if its last task waited (the
+//!    next likely will too) or under invariant 8; otherwise it makes one when the task first returns
+//!    `Pending`, before it waits, and a task that finishes at its first poll lets the runner come
+//!    straight back for the next. So a run of pushes wakes one runner, not one per task, tasks that
+//!    finish at once run back to back on it with no hand-over between threads, and the runners still
+//!    fan out over every queued task that waits.
 //! 6. Once `wait` has found the group idle (`draining`, until the next push), the runner that finds
 //!    `pending` at 0 ends and wakes every parked runner, which then ends too: a group that was waited
 //!    for and has nothing to do holds no runner.
-//! 7. A task of its own reads `aborting` at every poll, before the task's own future, and at its first
-//!    `Pending` makes a `Notified` on `aborted`, reads `aborting` again, and registers. `Drop` sets
-//!    `aborting` and then calls `notify_waiters`. So a task polled after the drop ends at once, without
-//!    another step, and one registered before it is woken (a `Notified` made before `notify_waiters`
-//!    completes even if polled after) and then ends: as with tokio's abort, at an await point. A
-//!    tokio task's waker is the same for its whole life, so one registration is enough.
-//! 8. While a spawn waits for a slot, a watcher task waits for the group's context to end and then
+//! 7. While a spawn waits for a slot, a watcher task waits for the group's context to end and then
 //!    closes the slots' semaphore, which releases every waiting spawn as cancelled. It is started by
 //!    the first spawn that has to wait (no group that never waits pays for it), stopped when `wait`
 //!    finds the group idle with no spawn waiting (a spawn can wait while the group is idle: another
 //!    holds the slot it took but has not admitted its task yet), when the limit changes, and when the
 //!    group is dropped, so a group that was waited for holds no task; the next spawn that waits
 //!    starts it again.
+//! 8. A task that never returns `Pending` (it burns CPU) holds its runner's thread until it ends. So
+//!    on a multi-thread runtime, a runner just woken or started (searching) that takes a task and
+//!    leaves others queued makes a search at once while fewer runners of the group are being polled
+//!    (`polled`) than the runtime has worker threads: the tasks behind it get a runner while a thread
+//!    is free to run it. A runner that made a search as it took a task yields once before it polls
+//!    the task: the runner it woke or started sits in this thread's next-task slot, which no other
+//!    thread takes from, and the yield puts this runner in the thread's queue instead, where the idle
+//!    thread, which tokio then wakes, takes it. A runner coming straight back from a task that
+//!    finished at once does not make that search: while it keeps coming back, the tasks behind it
+//!    run, and a push while it runs makes a search of its own.
 //!
-//! All of it but invariant 7's flag is under one lock: the orderings are the lock's.
+//! All of it but the count of runners being polled is under one lock: the orderings are the lock's.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -68,10 +70,9 @@ use std::task::{Context as TaskContext, Poll, Waker};
 
 use bounded_cancel::Context;
 use bounded_cancel::live::TaskCounter;
-use bounded_sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use bounded_sync::atomic::{AtomicUsize, Ordering};
+use bounded_sync::busy::Busy;
 use bounded_sync::{Arc, Mutex, MutexGuard};
-use pin_project_lite::pin_project;
-use tokio::sync::{Notify, futures::OwnedNotified};
 use tokio::task::AbortHandle;
 
 pub(crate) type Job = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -91,12 +92,12 @@ pub(crate) struct Executor {
 /// the loom model).
 struct Core<J, H> {
     state: Mutex<State<J, H>>,
-    /// The executor was dropped: tasks of their own end (invariant 7).
-    aborting: AtomicBool,
-    aborted: std::sync::Arc<Notify>,
     /// Spawns waiting for a slot: while any waits, `drain` leaves the slot watcher running
-    /// (invariant 8).
+    /// (invariant 7).
     waiting_spawns: AtomicUsize,
+    /// Runners being polled right now, on a multi-thread runtime: the worker threads this group keeps
+    /// busy (invariant 8).
+    polled: Busy,
     /// Starts a runner whose slot is reserved (a tokio task; a thread in the loom model).
     start: Starter<J, H>,
     counter: TaskCounter,
@@ -186,7 +187,7 @@ struct Runs<J> {
     /// The executor was dropped: every runner ends, none starts (invariant 3).
     closed: bool,
     /// The task that closes the group's slots when its context ends, so that a spawn waiting for a
-    /// slot needs no waiter of its own on the context (invariant 8).
+    /// slot needs no waiter of its own on the context (invariant 7).
     watcher: Option<AbortHandle>,
 }
 
@@ -265,7 +266,13 @@ impl<J, H> State<J, H> {
     }
 
     /// A runner looks for work (`finished` if it just ended a task).
-    fn next(&mut self, runner: &mut Looking, finished: bool, waker: &Waker) -> Next<J> {
+    fn next(
+        &mut self,
+        runner: &mut Looking,
+        finished: bool,
+        waker: &Waker,
+        polled: &Busy,
+    ) -> Next<J> {
         let runs = &mut self.runs;
         if finished {
             runs.pending -= 1;
@@ -286,8 +293,8 @@ impl<J, H> State<J, H> {
                 }
             }
         }
-        if runner.searching {
-            runner.searching = false;
+        let was_searching = std::mem::take(&mut runner.searching);
+        if was_searching {
             runs.searching -= 1;
         }
         if runs.closed {
@@ -296,7 +303,11 @@ impl<J, H> State<J, H> {
         }
         if let Some(job) = runs.queue.pop_front() {
             let left = !runs.queue.is_empty();
-            if left && runner.eager {
+            // A runner just woken or started that leaves tasks queued makes another search while
+            // a worker thread is left that this group does not keep busy: a task that never waits
+            // holds its runner's thread, and the tasks behind it must not wait for it (invariant 8).
+            let spare_thread = was_searching && runner.threads > 1 && polled.now() < runner.threads;
+            if left && (runner.eager || spare_thread) {
                 return Next::Run(job, self.search(runner.limit), false);
             }
             return Next::Run(job, Push::Nothing, left);
@@ -398,9 +409,8 @@ impl<J, H> Core<J, H> {
                 slab: Slab::default(),
                 runs: Runs::default(),
             }),
-            aborting: AtomicBool::new(false),
-            aborted: std::sync::Arc::new(Notify::new()),
             waiting_spawns: AtomicUsize::new(0),
+            polled: Busy::default(),
             start,
             counter: TaskCounter::new("group task"),
         }
@@ -423,6 +433,11 @@ impl<J, H> Core<J, H> {
 /// A runner: runs a limited group's tasks one at a time until the group has none (invariants 4 to 6).
 struct Runner<J, H> {
     core: Arc<Core<J, H>>,
+    own: RunnerState<J>,
+}
+
+/// What a runner holds besides the core.
+struct RunnerState<J> {
     looking: Looking,
     job: Option<J>,
     /// It owes the tasks queued behind its task a search when the task first waits (invariant 5).
@@ -442,23 +457,28 @@ struct Looking {
     searching: bool,
     /// Its last task waited: it makes a search as it takes the next one (invariant 5).
     eager: bool,
+    /// The worker threads of the runtime it runs on (invariant 8).
+    threads: usize,
 }
 
 impl<J, H> Runner<J, H> {
-    fn new(core: Arc<Core<J, H>>, key: usize, limit: usize) -> Self {
+    fn new(core: Arc<Core<J, H>>, key: usize, limit: usize, threads: usize) -> Self {
         Runner {
             core,
-            looking: Looking {
-                key,
-                limit,
-                parked: false,
-                searching: true,
-                eager: false,
+            own: RunnerState {
+                looking: Looking {
+                    key,
+                    limit,
+                    parked: false,
+                    searching: true,
+                    eager: false,
+                    threads,
+                },
+                job: None,
+                owed: false,
+                waited: false,
+                ended: false,
             },
-            job: None,
-            owed: false,
-            waited: false,
-            ended: false,
         }
     }
 }
@@ -467,33 +487,52 @@ impl<J: Future<Output = ()> + Unpin, H> Future for Runner<J, H> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
-        let this = self.get_mut();
+        let Runner { core, own } = self.get_mut();
+        if own.looking.threads == 1 {
+            return own.run(core, cx);
+        }
+        // Counted while it is polled, on a runtime with threads to spare (invariant 8).
+        let _polled = core.polled.enter();
+        own.run(core, cx)
+    }
+}
+
+impl<J: Future<Output = ()> + Unpin> RunnerState<J> {
+    /// Runs tasks until one waits, the queue is empty, or the budget is spent.
+    fn run<H>(&mut self, core: &Arc<Core<J, H>>, cx: &mut TaskContext<'_>) -> Poll<()> {
         for _ in 0..RUN_BUDGET {
             let mut finished = false;
-            if let Some(job) = &mut this.job {
+            if let Some(job) = &mut self.job {
                 if Pin::new(job).poll(cx).is_pending() {
-                    this.waited = true;
-                    this.pass_on_if_owed();
+                    self.waited = true;
+                    self.pass_on_if_owed(core);
                     return Poll::Pending;
                 }
                 // Dropped here, outside the lock (invariant 1).
-                this.job = None;
-                this.looking.eager = std::mem::take(&mut this.waited);
+                self.job = None;
+                self.looking.eager = std::mem::take(&mut self.waited);
                 finished = true;
             }
-            let next = this
-                .core
+            let next = core
                 .lock()
-                .next(&mut this.looking, finished, cx.waker());
+                .next(&mut self.looking, finished, cx.waker(), &core.polled);
             match next {
                 Next::Run(job, pass_on, owed) => {
-                    Core::make_search(&this.core, pass_on, this.looking.limit);
-                    this.job = Some(job);
-                    this.owed = owed;
+                    let handed_on = !matches!(pass_on, Push::Nothing);
+                    Core::make_search(core, pass_on, self.looking.limit);
+                    self.job = Some(job);
+                    self.owed = owed;
+                    if handed_on && self.looking.threads > 1 {
+                        // The runner just woken or started sits in this thread's next-task slot,
+                        // which no other thread takes from: yielding puts this runner in the
+                        // thread's queue instead, where an idle thread takes it (invariant 8).
+                        cx.waker().wake_by_ref();
+                        return Poll::Pending;
+                    }
                 }
                 Next::Park => return Poll::Pending,
                 Next::End(parked) => {
-                    this.ended = true;
+                    self.ended = true;
                     parked.into_iter().for_each(Waker::wake);
                     return Poll::Ready(());
                 }
@@ -501,35 +540,36 @@ impl<J: Future<Output = ()> + Unpin, H> Future for Runner<J, H> {
         }
         // Out of budget, maybe with a task taken and not yet polled: the runner yields as a task
         // that waits does, so it hands on the search it owes first.
-        this.pass_on_if_owed();
+        self.pass_on_if_owed(core);
         cx.waker().wake_by_ref();
         Poll::Pending
     }
 }
 
-impl<J, H> Runner<J, H> {
+impl<J> RunnerState<J> {
     /// Makes another runner search for the tasks queued behind this one's task, if it owes that
     /// (invariant 5).
-    fn pass_on_if_owed(&mut self) {
+    fn pass_on_if_owed<H>(&mut self, core: &Arc<Core<J, H>>) {
         if std::mem::take(&mut self.owed) {
             let limit = self.looking.limit;
-            let push = self.core.lock().pass_on(limit);
-            Core::make_search(&self.core, push, limit);
+            let push = core.lock().pass_on(limit);
+            Core::make_search(core, push, limit);
         }
     }
 }
 
 impl<J, H> Drop for Runner<J, H> {
     fn drop(&mut self) {
-        let job = self.job.take();
+        let own = &mut self.own;
+        let job = own.job.take();
         let had_job = job.is_some();
         drop(job);
         let mut state = self.core.lock();
-        let orphans = match self.ended {
-            false => state.runner_dropped(&self.looking, had_job),
+        let orphans = match own.ended {
+            false => state.runner_dropped(&own.looking, had_job),
             true => Orphans::None,
         };
-        state.slab.finish(self.looking.key);
+        state.slab.finish(own.looking.key);
         drop(state);
         // Outside the lock (invariant 1).
         match orphans {
@@ -547,28 +587,24 @@ impl Executor {
         }
     }
 
-    /// Runs `job` as a tokio task of its own, or, with a limit, on one of at most `limit` runners.
+    /// Runs `job` on a runner: one of at most `limit` with a limit, with no cap on their number
+    /// without one.
     pub(crate) fn submit<F>(&self, job: F, limit: Option<usize>)
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        match limit {
-            // Spawned as it is: the task's own allocation holds it, with no box of its own.
-            None => self.spawn(job),
-            Some(limit) => {
-                let push = self.core.lock().push(Box::pin(job), limit);
-                Core::make_search(&self.core, push, limit);
-            }
-        }
+        let limit = limit.unwrap_or(usize::MAX);
+        let push = self.core.lock().push(Box::pin(job), limit);
+        Core::make_search(&self.core, push, limit);
     }
 
     /// The group has no task left (its `wait` saw it): let the runners end (invariant 6), and stop
-    /// the slot watcher (invariant 8).
+    /// the slot watcher (invariant 7).
     pub(crate) fn drain(&self) {
         let mut state = self.core.lock();
         let parked = state.drain();
         // SeqCst, with the lock: a spawn that starts waiting either is counted here, or takes the
-        // lock after this and starts a new watcher (invariant 8).
+        // lock after this and starts a new watcher (invariant 7).
         let watcher = match self.core.waiting_spawns.load(Ordering::SeqCst) {
             0 => state.runs.watcher.take(),
             _ => None,
@@ -580,7 +616,7 @@ impl Executor {
         }
     }
 
-    /// Makes sure a watcher calls `close` (which closes the slots) when `ctx` ends (invariant 8), for
+    /// Makes sure a watcher calls `close` (which closes the slots) when `ctx` ends (invariant 7), for
     /// as long as the returned guard, held by the waiting spawn, lives.
     pub(crate) fn watch_slots(
         &self,
@@ -612,28 +648,16 @@ impl Executor {
         waiting
     }
 
-    /// Stops the slot watcher, when the slots are replaced (invariant 8).
+    /// Stops the slot watcher, when the slots are replaced (invariant 7).
     pub(crate) fn unwatch_slots(&self) {
         let watcher = self.core.lock().runs.watcher.take();
         if let Some(watcher) = watcher {
             watcher.abort();
         }
     }
-
-    fn spawn<F>(&self, job: F)
-    where
-        F: Future<Output = ()> + Send + 'static,
-    {
-        let task = OwnTask {
-            job,
-            core: self.core.clone(),
-            aborted: None,
-        };
-        drop(tokio::spawn(self.core.counter.track(task)));
-    }
 }
 
-/// A spawn waiting for a slot, counted while it waits (invariant 8).
+/// A spawn waiting for a slot, counted while it waits (invariant 7).
 pub(crate) struct WaitingSpawn<'a>(&'a Core<Job, AbortHandle>);
 
 impl Drop for WaitingSpawn<'_> {
@@ -642,62 +666,16 @@ impl Drop for WaitingSpawn<'_> {
     }
 }
 
-pin_project! {
-    /// A task of its own: runs `job` unless the group is dropped first (invariant 7).
-    struct OwnTask<F> {
-        #[pin]
-        job: F,
-        core: Arc<Core<Job, AbortHandle>>,
-        // Made and registered at the task's first `Pending`; a task that never waits never locks.
-        #[pin]
-        aborted: Option<OwnedNotified>,
-    }
-}
-
-impl<F: Future<Output = ()>> Future for OwnTask<F> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
-        let mut this = self.project();
-        // Acquire: pairs with the release in `Drop`. A task that starts, or is woken, after the drop
-        // ends here without polling the job again.
-        if this.core.aborting.load(Ordering::Acquire) {
-            return Poll::Ready(());
-        }
-        if this.job.poll(cx).is_ready() {
-            return Poll::Ready(());
-        }
-        if this.aborted.is_none() {
-            // Made before `aborting` is read again, so a drop from here on is heard (invariant 7).
-            let notified = this.core.aborted.clone().notified_owned();
-            this.aborted.set(Some(notified));
-            if this.core.aborting.load(Ordering::Acquire) {
-                return Poll::Ready(());
-            }
-            // Registers the task's waker, which a tokio task keeps for its whole life; a ready
-            // `Notified` means the drop came in between.
-            if let Some(aborted) = this.aborted.as_pin_mut()
-                && aborted.poll(cx).is_ready()
-            {
-                return Poll::Ready(());
-            }
-        }
-        Poll::Pending
-    }
-}
-
 /// Starts a runner as a tokio task, then stores its abort handle in the slot reserved for it.
 fn start_runner(core: &Arc<Core<Job, AbortHandle>>, key: usize, limit: usize) {
-    let runner = Runner::new(core.clone(), key, limit);
+    let threads = tokio::runtime::Handle::current().metrics().num_workers();
+    let runner = Runner::new(core.clone(), key, limit, threads);
     let handle = tokio::spawn(core.counter.track(runner)).abort_handle();
     core.lock().slab.fill(key, handle);
 }
 
 impl Drop for Executor {
     fn drop(&mut self) {
-        // Release: a task that reads `aborting` set sees everything before the drop (invariant 7).
-        self.core.aborting.store(true, Ordering::Release);
-        self.core.aborted.notify_waiters();
         let mut state = self.core.lock();
         let alive: Vec<AbortHandle> = (state.slab.slots.iter())
             .filter_map(|slot| match slot {
@@ -722,7 +700,7 @@ impl Drop for Executor {
 
 #[cfg(all(test, bounded_loom))]
 mod model {
-    use super::{Core, Looking, Next, Runner, Slab, Slot};
+    use super::{Busy, Core, Looking, Next, Runner, Slab, Slot};
     use bounded_sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use bounded_sync::{Arc, Mutex};
     use std::future::Future;
@@ -740,7 +718,7 @@ mod model {
         let started = threads.clone();
         let start = move |core: &Arc<TestCore>, key: usize, limit: usize| {
             core.lock().slab.fill(key, ());
-            let runner = Runner::new(core.clone(), key, limit);
+            let runner = Runner::new(core.clone(), key, limit, 2);
             let thread = loom::thread::spawn(move || loom::future::block_on(runner));
             started.lock().push(thread);
         };
@@ -851,10 +829,18 @@ mod model {
                 parked: false,
                 searching: false,
                 eager: false,
+                threads: 2,
             };
-            assert!(matches!(state.next(&mut runner, false, &waker), Next::Park));
+            let polled = Busy::default();
+            assert!(matches!(
+                state.next(&mut runner, false, &waker, &polled),
+                Next::Park
+            ));
             assert!(runner.parked);
-            assert!(matches!(state.next(&mut runner, false, &waker), Next::Park));
+            assert!(matches!(
+                state.next(&mut runner, false, &waker, &polled),
+                Next::Park
+            ));
             assert_eq!(state.runs.idle, [key], "parked once, not twice");
         });
     }

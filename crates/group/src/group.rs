@@ -40,14 +40,14 @@ pub const MAX_LIMIT: usize = Semaphore::MAX_PERMITS;
 /// the task (with the `tracing` feature, the task gets a span of its own whose parent is the caller's),
 /// and a task that spawns tasks that spawn tasks never nests on the caller's stack.
 ///
-/// Without a limit, each task is a tokio task of its own. With a limit, tasks run on at most `limit`
-/// *runners*, tokio tasks that each run one group task at a time and then take the next, so a busy
-/// limited group pays a hand-off per task instead of a spawn; a task never waits behind a busy runner
-/// while a slot is free. Idle runners park (at most 64) and end once [`wait`](Group::wait) finds the
-/// group idle or the group is dropped. Inside a task of a limited group, `tokio::task::id()` names its
-/// runner. A spawn waiting for a slot is released with the context's cause when the group's context
-/// ends, through one watcher task per group that the first waiting spawn starts and that ends with the
-/// runners.
+/// Tasks run on *runners*, tokio tasks that each run one group task at a time and then take the next,
+/// so a busy group pays a queue hand-off per task instead of a spawn: at most `limit` runners with a
+/// limit, as many as tasks wait at once without one. A task never waits behind a busy runner while a
+/// slot is free, and on a multi-thread runtime tasks that compute without awaiting still spread over
+/// the worker threads. Idle runners park (at most 64) and end once [`wait`](Group::wait) finds the
+/// group idle or the group is dropped. Inside a task, `tokio::task::id()` names its runner. A spawn
+/// waiting for a slot is released with the context's cause when the group's context ends, through one
+/// watcher task per group that the first waiting spawn starts and that ends with the runners.
 ///
 /// # Examples
 ///

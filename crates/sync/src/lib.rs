@@ -7,7 +7,8 @@
 //! real code. (The cfg has its own name because tokio reserves `loom` for its own models.)
 //!
 //! Beside them, [`line::Line`] is the one first-come, first-served line of tasks waiting for a slot
-//! (a pool's queue, a limited group), kept under its owner's lock.
+//! (a pool's queue, a limited group), kept under its owner's lock, and [`busy::Busy`] counts the
+//! workers being polled, which is how many threads they keep busy.
 //!
 //! # One rule for locks
 //!
@@ -33,6 +34,7 @@
 
 use std::fmt;
 
+pub mod busy;
 pub mod line;
 
 #[cfg(not(bounded_loom))]
