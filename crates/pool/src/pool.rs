@@ -30,6 +30,7 @@ use std::time::Duration;
 use bounded_cancel::Context;
 use bounded_cancel::live::TaskCounter;
 use bounded_sync::Mutex;
+use bounded_sync::busy::Busy;
 use futures_util::FutureExt;
 use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinHandle};
@@ -104,6 +105,8 @@ pub(crate) struct Inner {
     /// by its runtime (invariant 5).
     stopping: AtomicBool,
     tasks: TaskCounter,
+    /// Workers being polled right now: the threads the pool keeps busy (queue invariant 7).
+    busy: Busy,
     /// The pool's name, for its spans and events.
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     name: String,
@@ -148,6 +151,7 @@ impl Pool {
             supervisor: Mutex::default(),
             exited: Notify::new(),
             stopping: AtomicBool::new(false),
+            busy: Busy::default(),
             tasks: TaskCounter::new(format!("{name} worker")),
             name: name.clone(),
         });
@@ -719,6 +723,7 @@ impl Inner {
 
     fn spawn_workers(self: &Arc<Self>, n: usize) {
         // Spawned before the lock is taken: no lock is held across `tokio::spawn` (see bounded-sync).
+        let threads = tokio::runtime::Handle::current().metrics().num_workers();
         let spawned: Vec<_> = (0..n)
             .map(|_| {
                 self.headcount.started();
@@ -729,7 +734,11 @@ impl Inner {
                     inner: self.clone(),
                     ended: false,
                 };
-                tokio::spawn(self.tasks.track(worker(alive)))
+                let worker = Box::pin(worker(alive, threads));
+                tokio::spawn(self.tasks.track(CountPolls {
+                    worker,
+                    inner: self.clone(),
+                }))
             })
             .collect();
         let mut handles = self.handles.lock();
@@ -856,7 +865,24 @@ impl<T, E> Drop for Reply<T, E> {
     }
 }
 
-async fn worker(mut alive: Alive) {
+/// A worker, counted in the pool's `busy` while it is polled (queue invariant 7).
+struct CountPolls<F> {
+    worker: Pin<Box<F>>,
+    inner: Arc<Inner>,
+}
+
+impl<F: Future<Output = ()>> Future for CountPolls<F> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        let this = &mut *self;
+        let _polled = this.inner.busy.enter();
+        this.worker.as_mut().poll(cx)
+    }
+}
+
+/// `threads`: the worker threads of the runtime the worker runs on.
+async fn worker(mut alive: Alive, threads: usize) {
     // A clone, so that `alive` can be marked as it returns while the seat still borrows the pool.
     let inner = &alive.inner.clone();
     // Dropped before `alive`, whether the worker ends or is aborted: it leaves the queue first.
@@ -864,7 +890,12 @@ async fn worker(mut alive: Alive) {
     loop {
         // The retirement check runs under the queue's lock, before the worker parks (invariant 3).
         let took = std::future::poll_fn(|cx| {
-            (inner.queue).poll_take(&mut seat.1, cx, || inner.headcount.retire_one())
+            (inner.queue).poll_take(
+                &mut seat.1,
+                cx,
+                || inner.headcount.retire_one(),
+                || threads > 1 && inner.busy.now() < threads,
+            )
         })
         .await;
         let (job, owed) = match took {
@@ -880,6 +911,12 @@ async fn worker(mut alive: Alive) {
                 return;
             }
         };
+        if std::mem::take(&mut seat.1.handed_on) && threads > 1 {
+            // The worker it woke sits in this thread's next-task slot, which no other thread takes
+            // from: stepping aside puts this worker in the thread's queue instead, where an idle
+            // thread takes it (queue invariant 7).
+            step_aside().await;
+        }
         inner.counters.started();
         let mut running = Running {
             job,
@@ -889,6 +926,20 @@ async fn worker(mut alive: Alive) {
         (&mut running).await;
         seat.1.eager = running.waited;
     }
+}
+
+/// Yields once by waking itself, which puts the task at the back of its thread's queue and lets tokio
+/// wake an idle thread to take it. (`tokio::task::yield_now` hands its wake-up to the runtime, which
+/// makes it only once the thread has run out of other work: the task would stay where it is.)
+fn step_aside() -> impl Future<Output = ()> {
+    let mut stepped = false;
+    std::future::poll_fn(move |cx| {
+        if std::mem::replace(&mut stepped, true) {
+            return std::task::Poll::Ready(());
+        }
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
 }
 
 /// A job on its worker. If the worker owes the jobs queued behind it a worker, the first time the

@@ -20,11 +20,11 @@
 //!    target and then wakes the parked workers under this lock is never missed).
 //! 4. `searching` counts workers woken (or new) that have not looked at the queue yet. A push wakes a
 //!    parked worker only when none is searching. A worker that takes an item and leaves others behind
-//!    owes them a worker. If its previous job waited (the next one likely will too), it wakes a
-//!    parked worker as it takes the item, unless one is searching. Otherwise it is told it owes one
-//!    (`Took::Job(_, true)`): it comes back for the next item as soon as its job finishes, and if its
-//!    job waits first (its first poll is `Pending`) it calls [`JobQueue::pass_on`] before it waits,
-//!    which does the same wake then. So a queued item always has a worker coming: a searching one, a
+//!    owes them a worker. If its previous job waited (the next one likely will too), or under
+//!    invariant 7, it wakes a parked worker as it takes the item, unless one is searching. Otherwise
+//!    it is told it owes one (`Took::Job(_, true)`): it comes back for the next item as soon as its
+//!    job finishes, and if its job waits first (its first poll is `Pending`) it calls
+//!    [`JobQueue::pass_on`] before it waits, which does the same wake then. So a queued item always has a worker coming: a searching one, a
 //!    worker whose job has not waited yet, or, with none parked, every worker is busy or between jobs
 //!    and looks before it parks. A run of pushes wakes one worker, and a run of jobs that finish at
 //!    their first poll wakes no other: the worker runs them one after another, with no hand-over
@@ -37,6 +37,14 @@
 //! 6. A submitter's wait dropped while in line is marked `Left` and skipped (its key freed) when the
 //!    line reaches it; dropped after its grant, it frees the slot again (which may grant the next in
 //!    line).
+//! 7. A job that never returns `Pending` (it burns CPU) holds its worker's thread until it ends. So a
+//!    worker just woken (searching) that takes an item and leaves others behind also wakes a parked
+//!    worker at once when `spare_thread` says a thread is free: on a multi-thread runtime, when fewer
+//!    of the pool's workers are being polled than the runtime has threads. It then steps aside once
+//!    before it runs its job (`handed_on`), so that the idle thread takes it while the worker it woke
+//!    runs here. A worker coming straight back from a job that finished at once does not ask: while
+//!    it keeps coming back the items behind it run, and a push while it runs wakes a worker of its
+//!    own.
 
 use std::collections::VecDeque;
 use std::task::{Context, Poll, Waker};
@@ -75,6 +83,9 @@ pub(crate) struct Seat {
     searching: bool,
     /// Its last job waited: it passes the search on as it takes the next one (invariant 4).
     pub(crate) eager: bool,
+    /// It woke a worker as it took its job: on a multi-thread runtime it steps aside once before it
+    /// runs the job (invariant 7).
+    pub(crate) handed_on: bool,
 }
 
 /// What a worker gets from [`JobQueue::poll_take`].
@@ -231,6 +242,7 @@ impl<T> JobQueue<T> {
             parked: false,
             searching: true,
             eager: false,
+            handed_on: false,
         }
     }
 
@@ -266,12 +278,14 @@ impl<T> JobQueue<T> {
     }
 
     /// Takes the next item, freeing its slot, and parks the worker while there is none. `stop` is
-    /// asked first, under the lock (invariant 3).
+    /// asked first, under the lock (invariant 3). `spare_thread` is asked when a worker just woken
+    /// leaves items behind the one it takes: whether a thread is free to run them (invariant 7).
     pub(crate) fn poll_take(
         &self,
         seat: &mut Seat,
         cx: &mut Context<'_>,
         stop: impl FnOnce() -> bool,
+        spare_thread: impl FnOnce() -> bool,
     ) -> Poll<Took<T>> {
         let mut state = self.lock();
         if seat.parked {
@@ -290,8 +304,8 @@ impl<T> JobQueue<T> {
                 }
             }
         }
-        if seat.searching {
-            seat.searching = false;
+        let was_searching = std::mem::take(&mut seat.searching);
+        if was_searching {
             state.searching -= 1;
         }
         if stop() {
@@ -300,8 +314,9 @@ impl<T> JobQueue<T> {
         if let Some(item) = state.items.pop_front() {
             let mut more = !state.items.is_empty();
             let mut wakes = Wakes::default();
-            if more && seat.eager {
+            if more && (seat.eager || (was_searching && spare_thread())) {
                 wakes.worker = state.search();
+                seat.handed_on = wakes.worker.is_some();
                 more = false;
             }
             state.free_slot(&mut wakes);
@@ -420,7 +435,7 @@ impl<T> Drop for Reserve<'_, T> {
 #[cfg(all(test, not(bounded_loom)))]
 mod tests {
     use super::{JobQueue, Seat, Took};
-    use std::task::{Context, Waker};
+    use std::task::{Context, Poll, Waker};
 
     /// A queue of 4 with two workers parked on it, then three items pushed: the first push woke one
     /// worker (`b`, the last to park), the others woke nobody.
@@ -429,7 +444,7 @@ mod tests {
         let cx = &mut Context::from_waker(Waker::noop());
         let (mut a, mut b) = (queue.seat(), queue.seat());
         for seat in [&mut a, &mut b] {
-            assert!(queue.poll_take(seat, cx, || false).is_pending());
+            assert!(queue.poll_take(seat, cx, || false, || false).is_pending());
         }
         for item in [1, 2, 3] {
             queue.try_reserve().unwrap();
@@ -447,7 +462,7 @@ mod tests {
 
     fn take(queue: &JobQueue<u32>, seat: &mut Seat) -> (u32, bool) {
         let cx = &mut Context::from_waker(Waker::noop());
-        match queue.poll_take(seat, cx, || false) {
+        match queue.poll_take(seat, cx, || false, || false) {
             std::task::Poll::Ready(Took::Job(item, owed)) => (item, owed),
             _ => panic!("an item is queued"),
         }
@@ -478,6 +493,26 @@ mod tests {
     }
 
     #[test]
+    fn a_woken_worker_wakes_another_as_it_takes_one_while_a_thread_is_spare() {
+        for spare in [true, false] {
+            let (queue, a, mut b) = two_parked_then_three_pushed();
+            let cx = &mut Context::from_waker(Waker::noop());
+            let Poll::Ready(Took::Job(1, owed)) = queue.poll_take(&mut b, cx, || false, || spare)
+            else {
+                panic!("an item is queued");
+            };
+            let state = queue.lock();
+            assert_eq!(owed, !spare, "owes a search only when none was made");
+            assert_eq!(b.handed_on, spare);
+            assert_eq!(state.wakers[a.key].is_none(), spare, "a woken only then");
+            drop(state);
+            // Back for the next item, no longer just woken: it asks nothing and wakes nobody.
+            let took = queue.poll_take(&mut b, cx, || false, || panic!("not asked"));
+            assert!(matches!(took, Poll::Ready(Took::Job(2, true))));
+        }
+    }
+
+    #[test]
     fn nothing_is_passed_on_when_no_item_is_left() {
         let (queue, a, mut b) = two_parked_then_three_pushed();
         assert_eq!(take(&queue, &mut b), (1, true));
@@ -501,7 +536,7 @@ mod model {
         let mut seen = Vec::new();
         loop {
             let took = loom::future::block_on(poll_fn(|cx| {
-                queue.poll_take(&mut seat, cx, || stop.load(Ordering::Acquire))
+                queue.poll_take(&mut seat, cx, || stop.load(Ordering::Acquire), || false)
             }));
             match took {
                 Took::Job(item, _) => seen.push(item),
@@ -559,7 +594,7 @@ mod model {
                     let mut taken = 0;
                     loop {
                         let took = loom::future::block_on(poll_fn(|cx| {
-                            queue.poll_take(&mut seat, cx, || taken == 2)
+                            queue.poll_take(&mut seat, cx, || taken == 2, || false)
                         }));
                         match took {
                             Took::Job(..) => taken += 1,
@@ -603,7 +638,7 @@ mod model {
                         let mut seat = queue.seat();
                         seat.eager = eager;
                         let took = loom::future::block_on(poll_fn(|cx| {
-                            queue.poll_take(&mut seat, cx, || false)
+                            queue.poll_take(&mut seat, cx, || false, || false)
                         }));
                         match took {
                             // The first job waits for the second to be taken by another worker.
@@ -613,6 +648,43 @@ mod model {
                                 }
                                 second_taken.wait();
                             }
+                            Took::Job(_, _) => second_taken.notify(),
+                            Took::Closed | Took::Stop => unreachable!("never closed here"),
+                        }
+                        queue.leave(&seat);
+                    })
+                })
+                .collect();
+            for item in [1, 2] {
+                queue.try_reserve().unwrap();
+                queue.push(item).unwrap();
+            }
+            workers.into_iter().for_each(|w| w.join().unwrap());
+            let state = queue.lock();
+            assert!(state.items.is_empty());
+            assert_eq!((state.searching, state.idle.len(), state.taken), (0, 0, 0));
+        });
+    }
+
+    /// As above, but the first job never waits (it burns CPU until the second is taken), so it never
+    /// passes the search on: a worker just woken that takes it, leaving the second queued while a
+    /// thread is spare, must wake the other worker as it takes it. Without that, the model
+    /// deadlocks (invariant 7).
+    #[test]
+    fn a_job_that_never_waits_has_the_items_behind_it_taken_while_a_thread_is_spare() {
+        loom::model(|| {
+            let queue = Arc::new(JobQueue::new(2));
+            let second_taken = Arc::new(loom::sync::Notify::new());
+            let workers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (queue, second_taken) = (queue.clone(), second_taken.clone());
+                    loom::thread::spawn(move || {
+                        let mut seat = queue.seat();
+                        let took = loom::future::block_on(poll_fn(|cx| {
+                            queue.poll_take(&mut seat, cx, || false, || true)
+                        }));
+                        match took {
+                            Took::Job(1, _) => second_taken.wait(),
                             Took::Job(_, _) => second_taken.notify(),
                             Took::Closed | Took::Stop => unreachable!("never closed here"),
                         }

@@ -3,6 +3,7 @@
 //! wake no other worker is checked on the queue itself, in `src/queue.rs`.)
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bounded_pool::Pool;
@@ -79,5 +80,57 @@ fn queued_jobs_that_wait_all_run_at_once_on_a_multi_thread_runtime() {
             .await
             .unwrap();
         });
+    }
+}
+
+/// Spins until `started` reaches `want`, for at most half a second; `true` if it did. A job that
+/// never awaits.
+fn spin_until_all_started(started: &AtomicUsize, want: usize) -> bool {
+    started.fetch_add(1, Ordering::SeqCst);
+    let deadline = std::time::Instant::now() + Duration::from_millis(500);
+    while started.load(Ordering::SeqCst) < want {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::hint::spin_loop();
+    }
+    true
+}
+
+/// Jobs that burn CPU without awaiting run on both worker threads at once: a worker busy with one
+/// never holds back the jobs queued behind it. Tokio itself now and then leaves a task in the queue
+/// of a thread that is busy (two bare `tokio::spawn`s of such jobs missed each other in 2 rounds of
+/// 200 on a 2-core machine), so a few rounds may miss; a worker that kept the second job behind the
+/// first misses every round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_bound_jobs_run_on_both_worker_threads_at_once() {
+    for workers in [2, 8] {
+        let mut together = 0;
+        for _ in 0..20 {
+            let pool = Pool::builder().workers(workers).queue(4).build().unwrap();
+            // Every worker parked, as in a pool that has been idle: the first push wakes one.
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let started = Arc::new(AtomicUsize::new(0));
+            let mut handles = Vec::new();
+            for _ in 0..2 {
+                let started = started.clone();
+                let handle = pool
+                    .try_submit(move |_ctx| async move {
+                        Ok::<_, String>(spin_until_all_started(&started, 2))
+                    })
+                    .unwrap_or_else(|_| panic!("room for both jobs"));
+                handles.push(handle);
+            }
+            let mut met = 0;
+            for handle in handles {
+                met += usize::from(handle.await.unwrap());
+            }
+            together += usize::from(met == 2);
+            pool.shutdown().await;
+        }
+        assert!(
+            together >= 15,
+            "{workers} workers: two CPU-bound jobs ran at once in only {together} rounds of 20"
+        );
     }
 }
