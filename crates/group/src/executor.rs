@@ -51,15 +51,19 @@
 //!    group is dropped, so a group that was waited for holds no task; the next spawn that waits
 //!    starts it again.
 //! 8. A task that never returns `Pending` (it burns CPU) holds its runner's thread until it ends. So
-//!    on a multi-thread runtime, a runner just woken or started (searching) that takes a task and
-//!    leaves others queued makes a search at once while fewer runners of the group are being polled
-//!    (`polled`) than the runtime has worker threads: the tasks behind it get a runner while a thread
-//!    is free to run it. A runner that made a search as it took a task yields once before it polls
-//!    the task: the runner it woke or started sits in this thread's next-task slot, which no other
-//!    thread takes from, and the yield puts this runner in the thread's queue instead, where the idle
-//!    thread, which tokio then wakes, takes it. A runner coming straight back from a task that
-//!    finished at once does not make that search: while it keeps coming back, the tasks behind it
-//!    run, and a push while it runs makes a search of its own.
+//!    on a multi-thread runtime a runner that takes a task and leaves others queued also makes a
+//!    search at once when fewer of the group's runners are being polled (`polled`) than the runtime
+//!    has worker threads, and the task may compute: the runner's last task held its thread for
+//!    [`LONG_POLL`](bounded_sync::busy::LONG_POLL) or more at its first poll, or the runner was just
+//!    woken or started with no quick task before (`Busy::hand_on_now`). Then it yields once before it
+//!    polls the task: the runner it woke or started sits in this thread's next-task slot, which no
+//!    other thread takes from, and the yield puts this runner in the thread's queue instead, where
+//!    the idle thread, which tokio then wakes, takes it. A runner whose last task finished quickly at
+//!    its first poll makes no such search (the next likely will too, and a hand-over between threads
+//!    per task costs more than running them back to back), so a run of quick tasks stays on one
+//!    thread, and a task that computes after them holds back the tasks behind it only until it ends.
+//!    First polls are timed only on a multi-thread runtime, after a task that did not wait, with one
+//!    clock read per task while tasks follow each other in one poll of the runner.
 //!
 //! All of it but the count of runners being polled is under one lock: the orderings are the lock's.
 
@@ -71,7 +75,7 @@ use std::task::{Context as TaskContext, Poll, Waker};
 use bounded_cancel::Context;
 use bounded_cancel::live::TaskCounter;
 use bounded_sync::atomic::{AtomicUsize, Ordering};
-use bounded_sync::busy::Busy;
+use bounded_sync::busy::{Busy, LastJob, PollClock};
 use bounded_sync::{Arc, Mutex, MutexGuard};
 use tokio::task::AbortHandle;
 
@@ -226,8 +230,10 @@ enum Orphans<J> {
 /// What a runner does next.
 enum Next<J> {
     /// Run this task, after making another runner search (if tasks remain and its last task
-    /// waited); `true` when it owes the tasks left queued a search at its task's first `Pending`.
-    Run(J, Push, bool),
+    /// waited, or under invariant 8); then `true` when it owes the tasks left queued a search at its
+    /// task's first `Pending`, and `true` when it steps aside once before it polls the task
+    /// (invariant 8).
+    Run(J, Push, bool, bool),
     Park,
     /// End, waking these parked runners so that they end too (invariant 6).
     End(Vec<Waker>),
@@ -303,14 +309,17 @@ impl<J, H> State<J, H> {
         }
         if let Some(job) = runs.queue.pop_front() {
             let left = !runs.queue.is_empty();
-            // A runner just woken or started that leaves tasks queued makes another search while
-            // a worker thread is left that this group does not keep busy: a task that never waits
-            // holds its runner's thread, and the tasks behind it must not wait for it (invariant 8).
-            let spare_thread = was_searching && runner.threads > 1 && polled.now() < runner.threads;
-            if left && (runner.eager || spare_thread) {
-                return Next::Run(job, self.search(runner.limit), false);
+            if left && runner.eager {
+                return Next::Run(job, self.search(runner.limit), false, false);
             }
-            return Next::Run(job, Push::Nothing, left);
+            // A task that never waits holds its runner's thread, and the tasks behind it must not
+            // wait for it while a thread is free (invariant 8).
+            if left && polled.hand_on_now(runner.threads, runner.last, was_searching) {
+                let push = self.search(runner.limit);
+                let step_aside = !matches!(push, Push::Nothing);
+                return Next::Run(job, push, false, step_aside);
+            }
+            return Next::Run(job, Push::Nothing, left, false);
         }
         if runs.pending == 0 && runs.draining {
             runs.runners -= 1;
@@ -445,6 +454,8 @@ struct RunnerState<J> {
     /// Its task returned `Pending` at least once.
     waited: bool,
     ended: bool,
+    /// Times its tasks' first polls (invariant 8).
+    clock: PollClock,
 }
 
 /// A runner's own part of the hand-off state.
@@ -459,6 +470,8 @@ struct Looking {
     eager: bool,
     /// The worker threads of the runtime it runs on (invariant 8).
     threads: usize,
+    /// What its last task showed at its first poll (invariant 8).
+    last: LastJob,
 }
 
 impl<J, H> Runner<J, H> {
@@ -473,11 +486,13 @@ impl<J, H> Runner<J, H> {
                     searching: true,
                     eager: false,
                     threads,
+                    last: LastJob::Unknown,
                 },
                 job: None,
                 owed: false,
                 waited: false,
                 ended: false,
+                clock: PollClock::default(),
             },
         }
     }
@@ -500,10 +515,24 @@ impl<J: Future<Output = ()> + Unpin, H> Future for Runner<J, H> {
 impl<J: Future<Output = ()> + Unpin> RunnerState<J> {
     /// Runs tasks until one waits, the queue is empty, or the budget is spent.
     fn run<H>(&mut self, core: &Arc<Core<J, H>>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        // Polled again: it waited since its last task, whose end no longer marks the next start.
+        self.clock.waited();
         for _ in 0..RUN_BUDGET {
             let mut finished = false;
             if let Some(job) = &mut self.job {
-                if Pin::new(job).poll(cx).is_pending() {
+                // A first poll is timed with threads to hand on to, unless the last task waited:
+                // then the runner hands the tasks behind this one on as it takes the next anyway.
+                let first = !self.waited;
+                let timed = first && self.looking.threads > 1 && !self.looking.eager;
+                let start = timed.then(|| self.clock.start());
+                let pending = Pin::new(job).poll(cx).is_pending();
+                if first {
+                    self.looking.last = match start {
+                        Some(start) => self.clock.end(start, !pending),
+                        None => LastJob::Unknown,
+                    };
+                }
+                if pending {
                     self.waited = true;
                     self.pass_on_if_owed(core);
                     return Poll::Pending;
@@ -517,12 +546,11 @@ impl<J: Future<Output = ()> + Unpin> RunnerState<J> {
                 .lock()
                 .next(&mut self.looking, finished, cx.waker(), &core.polled);
             match next {
-                Next::Run(job, pass_on, owed) => {
-                    let handed_on = !matches!(pass_on, Push::Nothing);
+                Next::Run(job, pass_on, owed, step_aside) => {
                     Core::make_search(core, pass_on, self.looking.limit);
                     self.job = Some(job);
                     self.owed = owed;
-                    if handed_on && self.looking.threads > 1 {
+                    if step_aside {
                         // The runner just woken or started sits in this thread's next-task slot,
                         // which no other thread takes from: yielding puts this runner in the
                         // thread's queue instead, where an idle thread takes it (invariant 8).
@@ -700,7 +728,7 @@ impl Drop for Executor {
 
 #[cfg(all(test, bounded_loom))]
 mod model {
-    use super::{Busy, Core, Looking, Next, Runner, Slab, Slot};
+    use super::{Busy, Core, LastJob, Looking, Next, Runner, Slab, Slot};
     use bounded_sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use bounded_sync::{Arc, Mutex};
     use std::future::Future;
@@ -830,6 +858,7 @@ mod model {
                 searching: false,
                 eager: false,
                 threads: 2,
+                last: LastJob::Unknown,
             };
             let polled = Busy::default();
             assert!(matches!(

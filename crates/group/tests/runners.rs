@@ -309,3 +309,49 @@ async fn cpu_bound_tasks_run_on_both_worker_threads_at_once() {
         );
     }
 }
+
+/// Burns the thread for `for_how_long`, as a task that computes without awaiting does.
+fn burn(for_how_long: Duration) {
+    let start = std::time::Instant::now();
+    while start.elapsed() < for_how_long {
+        std::hint::spin_loop();
+    }
+}
+
+/// Runners that have run a long stream of tasks finishing at once run the next ones back to back on
+/// their thread; when those start computing, the ones queued behind them still spread to the other
+/// thread (after the first, which shows it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_bound_tasks_after_quick_ones_still_spread() {
+    for limit in [Some(32), None] {
+        let mut group = Group::<String>::new();
+        group.set_limit(limit).unwrap();
+        for _ in 0..2_000 {
+            group.spawn(|_ctx| async { Ok(()) }).await.unwrap();
+        }
+        // Every runner parked again, each after quick tasks.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        // Spawned at once (each finds a slot free, so no spawn waits and no runner runs until the
+        // caller awaits `wait`).
+        for _ in 0..16 {
+            let (running, most) = (running.clone(), most.clone());
+            group
+                .spawn(move |_ctx| async move {
+                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(now, Ordering::SeqCst);
+                    burn(Duration::from_millis(2));
+                    running.fetch_sub(1, Ordering::SeqCst);
+                    Ok(())
+                })
+                .await
+                .unwrap();
+        }
+        group.wait().await.unwrap();
+        assert_eq!(
+            most.load(Ordering::SeqCst),
+            2,
+            "limit {limit:?}: 16 tasks of 2 ms each never ran on both threads at once"
+        );
+    }
+}

@@ -30,7 +30,7 @@ use std::time::Duration;
 use bounded_cancel::Context;
 use bounded_cancel::live::TaskCounter;
 use bounded_sync::Mutex;
-use bounded_sync::busy::Busy;
+use bounded_sync::busy::{Busy, LastJob, PollClock};
 use futures_util::FutureExt;
 use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinHandle};
@@ -887,15 +887,21 @@ async fn worker(mut alive: Alive, threads: usize) {
     let inner = &alive.inner.clone();
     // Dropped before `alive`, whether the worker ends or is aborted: it leaves the queue first.
     let mut seat = Sitting(&inner.queue, inner.queue.seat());
+    let mut last = LastJob::Unknown;
+    let mut clock = PollClock::default();
     loop {
         // The retirement check runs under the queue's lock, before the worker parks (invariant 3).
         let took = std::future::poll_fn(|cx| {
-            (inner.queue).poll_take(
+            let took = (inner.queue).poll_take(
                 &mut seat.1,
                 cx,
                 || inner.headcount.retire_one(),
-                || threads > 1 && inner.busy.now() < threads,
-            )
+                |searching| inner.busy.hand_on_now(threads, last, searching),
+            );
+            if took.is_pending() {
+                clock.waited();
+            }
+            took
         })
         .await;
         let (job, owed) = match took {
@@ -916,15 +922,25 @@ async fn worker(mut alive: Alive, threads: usize) {
             // from: stepping aside puts this worker in the thread's queue instead, where an idle
             // thread takes it (queue invariant 7).
             step_aside().await;
+            clock.waited();
         }
         inner.counters.started();
         let mut running = Running {
             job,
             owed: owed.then_some(&inner.queue),
             waited: false,
+            // Timed only with threads to hand on to, and after a job that did not wait: after one
+            // that did, the worker hands the jobs behind this one on as it takes the next anyway
+            // (queue invariant 4).
+            clock: (threads > 1 && !seat.1.eager).then_some(&mut clock),
+            first_poll: LastJob::Unknown,
         };
         (&mut running).await;
         seat.1.eager = running.waited;
+        last = running.first_poll;
+        if running.waited {
+            clock.waited();
+        }
     }
 }
 
@@ -950,13 +966,28 @@ struct Running<'a> {
     owed: Option<&'a JobQueue<JobFuture>>,
     /// The job returned `Pending` at least once.
     waited: bool,
+    /// Times the first poll, if it is to be timed.
+    clock: Option<&'a mut PollClock>,
+    /// What the job's first poll showed (queue invariant 7).
+    first_poll: LastJob,
 }
 
 impl Future for Running<'_> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        let polled = self.job.as_mut().poll(cx);
+        let polled = match self.waited {
+            true => self.job.as_mut().poll(cx),
+            false => match self.clock.take() {
+                None => self.job.as_mut().poll(cx),
+                Some(clock) => {
+                    let start = clock.start();
+                    let polled = self.job.as_mut().poll(cx);
+                    self.first_poll = clock.end(start, polled.is_ready());
+                    polled
+                }
+            },
+        };
         if polled.is_pending() {
             self.waited = true;
             if let Some(queue) = self.owed.take() {

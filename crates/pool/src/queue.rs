@@ -38,13 +38,14 @@
 //!    line reaches it; dropped after its grant, it frees the slot again (which may grant the next in
 //!    line).
 //! 7. A job that never returns `Pending` (it burns CPU) holds its worker's thread until it ends. So a
-//!    worker just woken (searching) that takes an item and leaves others behind also wakes a parked
-//!    worker at once when `spare_thread` says a thread is free: on a multi-thread runtime, when fewer
-//!    of the pool's workers are being polled than the runtime has threads. It then steps aside once
-//!    before it runs its job (`handed_on`), so that the idle thread takes it while the worker it woke
-//!    runs here. A worker coming straight back from a job that finished at once does not ask: while
-//!    it keeps coming back the items behind it run, and a push while it runs wakes a worker of its
-//!    own.
+//!    worker that takes an item and leaves others behind also wakes a parked worker at once when
+//!    `hand_on_now` says so: on a multi-thread runtime, while fewer of the pool's workers are being
+//!    polled than the runtime has threads, and when the job may compute (the worker's last job held
+//!    its thread for `LONG_POLL` or more at its first poll, or the worker was just woken with no
+//!    quick job before it). It then steps aside once before it runs its job (`handed_on`), so that
+//!    the idle thread takes it while the worker it woke runs here. After a quick job it does not ask:
+//!    a run of quick jobs stays on one thread, and a job that computes after them holds back the
+//!    items behind it only until it ends.
 
 use std::collections::VecDeque;
 use std::task::{Context, Poll, Waker};
@@ -278,14 +279,15 @@ impl<T> JobQueue<T> {
     }
 
     /// Takes the next item, freeing its slot, and parks the worker while there is none. `stop` is
-    /// asked first, under the lock (invariant 3). `spare_thread` is asked when a worker just woken
-    /// leaves items behind the one it takes: whether a thread is free to run them (invariant 7).
+    /// asked first, under the lock (invariant 3). `hand_on_now` is asked when a worker leaves items
+    /// behind the one it takes, with whether it was just woken: whether to wake another worker for
+    /// them at once (invariant 7).
     pub(crate) fn poll_take(
         &self,
         seat: &mut Seat,
         cx: &mut Context<'_>,
         stop: impl FnOnce() -> bool,
-        spare_thread: impl FnOnce() -> bool,
+        hand_on_now: impl FnOnce(bool) -> bool,
     ) -> Poll<Took<T>> {
         let mut state = self.lock();
         if seat.parked {
@@ -314,7 +316,10 @@ impl<T> JobQueue<T> {
         if let Some(item) = state.items.pop_front() {
             let mut more = !state.items.is_empty();
             let mut wakes = Wakes::default();
-            if more && (seat.eager || (was_searching && spare_thread())) {
+            if more && seat.eager {
+                wakes.worker = state.search();
+                more = false;
+            } else if more && hand_on_now(was_searching) {
                 wakes.worker = state.search();
                 seat.handed_on = wakes.worker.is_some();
                 more = false;
@@ -444,7 +449,7 @@ mod tests {
         let cx = &mut Context::from_waker(Waker::noop());
         let (mut a, mut b) = (queue.seat(), queue.seat());
         for seat in [&mut a, &mut b] {
-            assert!(queue.poll_take(seat, cx, || false, || false).is_pending());
+            assert!(queue.poll_take(seat, cx, || false, |_| false).is_pending());
         }
         for item in [1, 2, 3] {
             queue.try_reserve().unwrap();
@@ -462,7 +467,7 @@ mod tests {
 
     fn take(queue: &JobQueue<u32>, seat: &mut Seat) -> (u32, bool) {
         let cx = &mut Context::from_waker(Waker::noop());
-        match queue.poll_take(seat, cx, || false, || false) {
+        match queue.poll_take(seat, cx, || false, |_| false) {
             std::task::Poll::Ready(Took::Job(item, owed)) => (item, owed),
             _ => panic!("an item is queued"),
         }
@@ -497,7 +502,8 @@ mod tests {
         for spare in [true, false] {
             let (queue, a, mut b) = two_parked_then_three_pushed();
             let cx = &mut Context::from_waker(Waker::noop());
-            let Poll::Ready(Took::Job(1, owed)) = queue.poll_take(&mut b, cx, || false, || spare)
+            let Poll::Ready(Took::Job(1, owed)) =
+                queue.poll_take(&mut b, cx, || false, |searching| searching && spare)
             else {
                 panic!("an item is queued");
             };
@@ -506,8 +512,16 @@ mod tests {
             assert_eq!(b.handed_on, spare);
             assert_eq!(state.wakers[a.key].is_none(), spare, "a woken only then");
             drop(state);
-            // Back for the next item, no longer just woken: it asks nothing and wakes nobody.
-            let took = queue.poll_take(&mut b, cx, || false, || panic!("not asked"));
+            // Back for the next item, no longer just woken, after a quick job: it wakes nobody.
+            let took = queue.poll_take(
+                &mut b,
+                cx,
+                || false,
+                |searching| {
+                    assert!(!searching, "no longer just woken");
+                    false
+                },
+            );
             assert!(matches!(took, Poll::Ready(Took::Job(2, true))));
         }
     }
@@ -536,7 +550,7 @@ mod model {
         let mut seen = Vec::new();
         loop {
             let took = loom::future::block_on(poll_fn(|cx| {
-                queue.poll_take(&mut seat, cx, || stop.load(Ordering::Acquire), || false)
+                queue.poll_take(&mut seat, cx, || stop.load(Ordering::Acquire), |_| false)
             }));
             match took {
                 Took::Job(item, _) => seen.push(item),
@@ -594,7 +608,7 @@ mod model {
                     let mut taken = 0;
                     loop {
                         let took = loom::future::block_on(poll_fn(|cx| {
-                            queue.poll_take(&mut seat, cx, || taken == 2, || false)
+                            queue.poll_take(&mut seat, cx, || taken == 2, |_| false)
                         }));
                         match took {
                             Took::Job(..) => taken += 1,
@@ -638,7 +652,7 @@ mod model {
                         let mut seat = queue.seat();
                         seat.eager = eager;
                         let took = loom::future::block_on(poll_fn(|cx| {
-                            queue.poll_take(&mut seat, cx, || false, || false)
+                            queue.poll_take(&mut seat, cx, || false, |_| false)
                         }));
                         match took {
                             // The first job waits for the second to be taken by another worker.
@@ -681,7 +695,7 @@ mod model {
                     loom::thread::spawn(move || {
                         let mut seat = queue.seat();
                         let took = loom::future::block_on(poll_fn(|cx| {
-                            queue.poll_take(&mut seat, cx, || false, || true)
+                            queue.poll_take(&mut seat, cx, || false, |searching| searching)
                         }));
                         match took {
                             Took::Job(1, _) => second_taken.wait(),

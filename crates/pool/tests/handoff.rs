@@ -134,3 +134,56 @@ async fn cpu_bound_jobs_run_on_both_worker_threads_at_once() {
         );
     }
 }
+
+/// Burns the thread for `for_how_long`, as a job that computes without awaiting does.
+fn burn(for_how_long: Duration) {
+    let start = std::time::Instant::now();
+    while start.elapsed() < for_how_long {
+        std::hint::spin_loop();
+    }
+}
+
+/// A worker that has run a long stream of jobs finishing at once runs the next ones back to back on
+/// its thread; when those start computing, the ones queued behind them still spread to the other
+/// thread (after the first, which shows it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_bound_jobs_after_quick_ones_still_spread() {
+    let pool = Pool::builder().workers(4).queue(32).build().unwrap();
+    for _ in 0..2_000 {
+        pool.submit_detached(|_ctx| async { Ok::<_, String>(()) })
+            .await
+            .unwrap();
+    }
+    // Every worker parked again, each after quick jobs.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let jobs: Vec<_> = (0..16)
+        .map(|_| {
+            let (running, most) = (running.clone(), most.clone());
+            move |_ctx| async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                burn(Duration::from_millis(2));
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok::<_, String>(())
+            }
+        })
+        .collect();
+    // Queued at once (no worker runs until the caller awaits), so no submission wakes a worker of
+    // its own for them.
+    let handles: Vec<_> = (jobs.into_iter())
+        .map(|job| {
+            pool.try_submit(job)
+                .unwrap_or_else(|_| panic!("room for 16"))
+        })
+        .collect();
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    assert_eq!(
+        most.load(Ordering::SeqCst),
+        2,
+        "16 jobs of 2 ms each never ran on both threads at once"
+    );
+    pool.shutdown().await;
+}

@@ -1,12 +1,66 @@
-//! How many tasks of one kind are being polled right now.
+//! How many tasks of one kind are being polled right now, and how long a job's first poll held its
+//! thread.
 //!
-//! On a multi-thread runtime this is how many worker threads a pool's workers or a group's runners
-//! keep busy. A worker that takes a job and leaves others queued reads it to decide whether another
-//! thread is free to run them: if one is, it hands them on at once instead of when its job first
-//! waits, so that a job that never waits (one that burns CPU) does not hold back the jobs behind it
-//! while a thread sits idle.
+//! On a multi-thread runtime, [`Busy`] is how many worker threads a pool's workers or a group's
+//! runners keep busy. A worker that takes a job and leaves others queued asks
+//! [`Busy::hand_on_now`] whether to wake another worker for them at once, instead of when its job
+//! first waits: yes when a thread is free and the job may compute without awaiting, so that such a
+//! job (one that burns CPU) does not hold back the jobs behind it while a thread sits idle; no when
+//! its last job finished at once and quickly, since then the next likely will too, and waking another
+//! thread for jobs that each take a few hundred nanoseconds costs more than running them one after
+//! another.
+
+use std::time::{Duration, Instant};
 
 use crate::atomic::{AtomicUsize, Ordering};
+
+/// A first poll that holds its thread at least this long counts as computing ([`LastJob::Long`]):
+/// long enough that handing the jobs behind it to another thread costs little beside it.
+pub const LONG_POLL: Duration = Duration::from_micros(10);
+
+/// What a worker's last job showed at its first poll, which is what the worker expects of the next.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LastJob {
+    /// No job yet, or not timed (one thread: nothing to hand on to).
+    #[default]
+    Unknown,
+    /// Its first poll took less than [`LONG_POLL`].
+    Quick,
+    /// Its first poll held the thread for [`LONG_POLL`] or more.
+    Long,
+}
+
+/// Times the first polls of a worker's jobs. While jobs follow each other without the worker
+/// waiting, the end of one is the start of the next, so the clock is read once per job.
+#[derive(Debug, Default)]
+pub struct PollClock {
+    /// When the last timed poll ended, if the job ended with it and the worker has not waited since.
+    last_end: Option<Instant>,
+}
+
+impl PollClock {
+    /// The worker waited (it parked or yielded): the next start is read afresh.
+    pub fn waited(&mut self) {
+        self.last_end = None;
+    }
+
+    /// A first poll begins.
+    pub fn start(&mut self) -> Instant {
+        self.last_end.take().unwrap_or_else(Instant::now)
+    }
+
+    /// The first poll that began at `start` ended, with its job (`finished`) or not.
+    pub fn end(&mut self, start: Instant, finished: bool) -> LastJob {
+        let now = Instant::now();
+        if finished {
+            self.last_end = Some(now);
+        }
+        match now.duration_since(start) >= LONG_POLL {
+            true => LastJob::Long,
+            false => LastJob::Quick,
+        }
+    }
+}
 
 /// A count of the polls in progress. Each poll holds a [`Polled`] guard for as long as it runs.
 ///
@@ -44,6 +98,19 @@ impl Busy {
     pub fn now(&self) -> usize {
         self.polled.load(Ordering::SeqCst)
     }
+
+    /// Whether a worker of a runtime with `threads` threads, holding a guard, that takes a job and
+    /// leaves others queued wakes another worker for them at once. Only while a thread is free (fewer
+    /// polls in progress than threads), and only when the job may compute: its last job's first poll
+    /// was long, or the worker was just woken (`searching`) with no quick job just before.
+    pub fn hand_on_now(&self, threads: usize, last: LastJob, searching: bool) -> bool {
+        let may_compute = match last {
+            LastJob::Long => true,
+            LastJob::Unknown => searching,
+            LastJob::Quick => false,
+        };
+        threads > 1 && may_compute && self.now() < threads
+    }
 }
 
 impl Drop for Polled<'_> {
@@ -54,7 +121,7 @@ impl Drop for Polled<'_> {
 
 #[cfg(all(test, not(bounded_loom)))]
 mod tests {
-    use super::Busy;
+    use super::{Busy, LONG_POLL, LastJob, PollClock};
 
     #[test]
     fn counts_each_poll_while_its_guard_lives() {
@@ -66,6 +133,37 @@ mod tests {
         assert_eq!(busy.now(), 1);
         drop(second);
         assert_eq!(busy.now(), 0);
+    }
+
+    #[test]
+    fn hands_on_only_with_a_thread_free_and_a_job_that_may_compute() {
+        let busy = Busy::default();
+        let _me = busy.enter();
+        // A thread is free (one poll of two threads).
+        assert!(busy.hand_on_now(2, LastJob::Long, false));
+        assert!(busy.hand_on_now(2, LastJob::Unknown, true));
+        assert!(!busy.hand_on_now(2, LastJob::Unknown, false));
+        assert!(!busy.hand_on_now(2, LastJob::Quick, true));
+        // One thread, or every thread busy: never.
+        assert!(!busy.hand_on_now(1, LastJob::Long, true));
+        let _other = busy.enter();
+        assert!(!busy.hand_on_now(2, LastJob::Long, true));
+    }
+
+    #[test]
+    fn a_first_poll_that_holds_its_thread_counts_as_long() {
+        let mut clock = PollClock::default();
+        let start = clock.start();
+        std::thread::sleep(LONG_POLL * 2);
+        assert_eq!(clock.end(start, true), LastJob::Long);
+        // The next job starts where the last one ended: a sleep in between, with no wait reported,
+        // counts against it.
+        let next = clock.start();
+        std::thread::sleep(LONG_POLL * 2);
+        assert_eq!(clock.end(next, false), LastJob::Long);
+        // A job that did not end with its poll, or a wait, leaves the next start to a fresh read.
+        clock.waited();
+        assert!(clock.start() > next);
     }
 
     #[test]
