@@ -8,7 +8,7 @@ async fn a_caught_panic_names_its_task_and_an_unnamed_one_says_none() {
     group.spawn(|_ctx| async { Ok(()) }).await.unwrap();
     group
         .spawn_named("reindex shard 7", |_ctx| async {
-            tokio::task::yield_now().await; // panics on its own tokio task, not on the spawner
+            tokio::task::yield_now().await; // panics on a runner, not on the spawner
             panic!("index out of range")
         })
         .await

@@ -1,7 +1,8 @@
 //! A group runs its tasks on runner tasks that take one task after another (at most `limit` of
-//! them with a limit), instead of a tokio task per group task. These tests hold it to what a task of its own promises:
-//! nothing runs on the spawner, nothing leaks between tasks, no task waits behind another that could
-//! run, and nothing of the group is left once it was waited for or dropped.
+//! them with a limit), instead of a tokio task per group task. These tests hold it to what a task
+//! of its own promises: nothing runs on the spawner, nothing leaks between tasks, no task waits
+//! behind another that could run, tasks that compute spread over the threads, and nothing of the
+//! group is left once it was waited for or dropped.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};

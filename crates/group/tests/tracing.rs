@@ -15,7 +15,7 @@ async fn a_task_runs_in_a_child_of_the_spawners_span_after_its_first_await_too()
         group
             .spawn(|_ctx| async {
                 tracing::info!("before");
-                tokio::task::yield_now().await; // from here on the task runs on its own tokio task
+                tokio::task::yield_now().await; // from here on the task runs on a runner
                 tracing::info!("after");
                 Ok(())
             })
