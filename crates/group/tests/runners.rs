@@ -13,6 +13,15 @@ use bounded_cancel::live;
 use bounded_group::Group;
 use tokio::sync::oneshot;
 
+#[path = "support/cpu.rs"]
+mod cpu;
+#[path = "support/gauge.rs"]
+#[allow(dead_code)]
+mod gauge;
+
+use cpu::{burn, spin_until_all_started};
+use gauge::Gauge;
+
 tokio::task_local! {
     static REQUEST: u32;
 }
@@ -261,20 +270,6 @@ async fn stress_every_task_runs_once_within_the_limit() {
     live::settle(Duration::from_secs(5)).await.unwrap();
 }
 
-/// Spins until `started` reaches `want`, for at most half a second; `true` if it did. A task that
-/// never awaits.
-fn spin_until_all_started(started: &AtomicUsize, want: usize) -> bool {
-    started.fetch_add(1, Ordering::SeqCst);
-    let deadline = std::time::Instant::now() + Duration::from_millis(500);
-    while started.load(Ordering::SeqCst) < want {
-        if std::time::Instant::now() > deadline {
-            return false;
-        }
-        std::hint::spin_loop();
-    }
-    true
-}
-
 /// Tasks that burn CPU without awaiting run on both worker threads at once, as tokio tasks of their
 /// own do: a runner busy with one never holds back the tasks queued behind it, with a limit or
 /// without. Tokio itself now and then leaves a task in the queue of a thread that is busy (two bare
@@ -311,14 +306,6 @@ async fn cpu_bound_tasks_run_on_both_worker_threads_at_once() {
     }
 }
 
-/// Burns the thread for `for_how_long`, as a task that computes without awaiting does.
-fn burn(for_how_long: Duration) {
-    let start = std::time::Instant::now();
-    while start.elapsed() < for_how_long {
-        std::hint::spin_loop();
-    }
-}
-
 /// Runners that have run a long stream of tasks finishing at once run the next ones back to back on
 /// their thread; when those start computing, the ones queued behind them still spread to the other
 /// thread (after the first, which shows it).
@@ -332,17 +319,15 @@ async fn cpu_bound_tasks_after_quick_ones_still_spread() {
         }
         // Every runner parked again, each after quick tasks.
         tokio::time::sleep(Duration::from_millis(10)).await;
-        let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+        let gauge = Gauge::default();
         // Spawned at once (each finds a slot free, so no spawn waits and no runner runs until the
         // caller awaits `wait`).
         for _ in 0..16 {
-            let (running, most) = (running.clone(), most.clone());
+            let gauge = gauge.clone();
             group
                 .spawn(move |_ctx| async move {
-                    let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                    most.fetch_max(now, Ordering::SeqCst);
+                    let _running = gauge.enter();
                     burn(Duration::from_millis(2));
-                    running.fetch_sub(1, Ordering::SeqCst);
                     Ok(())
                 })
                 .await
@@ -350,7 +335,7 @@ async fn cpu_bound_tasks_after_quick_ones_still_spread() {
         }
         group.wait().await.unwrap();
         assert_eq!(
-            most.load(Ordering::SeqCst),
+            gauge.max(),
             2,
             "limit {limit:?}: 16 tasks of 2 ms each never ran on both threads at once"
         );

@@ -642,6 +642,22 @@ mod model {
     }
 
     fn a_job_that_waits_passes_the_search_on_when(eager: bool) {
+        the_second_item_is_taken_while_the_first_job_runs(eager, true);
+    }
+
+    /// As above, but the first job never waits (it burns CPU until the second is taken), so it never
+    /// passes the search on: a worker just woken that takes it, leaving the second queued while a
+    /// thread is spare, must wake the other worker as it takes it. Without that, the model
+    /// deadlocks (invariant 7).
+    #[test]
+    fn a_job_that_never_waits_has_the_items_behind_it_taken_while_a_thread_is_spare() {
+        the_second_item_is_taken_while_the_first_job_runs(false, false);
+    }
+
+    /// Two workers, two items pushed while they park; the first job ends only once the second is
+    /// taken. A job that `waits` passes the search on if it owes one (invariant 4); one that does not
+    /// relies on a thread being spare, which it always is here (invariant 7).
+    fn the_second_item_is_taken_while_the_first_job_runs(eager: bool, waits: bool) {
         loom::model(move || {
             let queue = Arc::new(JobQueue::new(2));
             let second_taken = Arc::new(loom::sync::Notify::new());
@@ -652,53 +668,20 @@ mod model {
                         let mut seat = queue.seat();
                         seat.eager = eager;
                         let took = loom::future::block_on(poll_fn(|cx| {
-                            queue.poll_take(&mut seat, cx, || false, |_| false)
+                            queue.poll_take(
+                                &mut seat,
+                                cx,
+                                || false,
+                                |searching| !waits && searching,
+                            )
                         }));
                         match took {
-                            // The first job waits for the second to be taken by another worker.
-                            Took::Job(1, more) => {
-                                if more {
+                            Took::Job(1, owed) => {
+                                if waits && owed {
                                     queue.pass_on();
                                 }
                                 second_taken.wait();
                             }
-                            Took::Job(_, _) => second_taken.notify(),
-                            Took::Closed | Took::Stop => unreachable!("never closed here"),
-                        }
-                        queue.leave(&seat);
-                    })
-                })
-                .collect();
-            for item in [1, 2] {
-                queue.try_reserve().unwrap();
-                queue.push(item).unwrap();
-            }
-            workers.into_iter().for_each(|w| w.join().unwrap());
-            let state = queue.lock();
-            assert!(state.items.is_empty());
-            assert_eq!((state.searching, state.idle.len(), state.taken), (0, 0, 0));
-        });
-    }
-
-    /// As above, but the first job never waits (it burns CPU until the second is taken), so it never
-    /// passes the search on: a worker just woken that takes it, leaving the second queued while a
-    /// thread is spare, must wake the other worker as it takes it. Without that, the model
-    /// deadlocks (invariant 7).
-    #[test]
-    fn a_job_that_never_waits_has_the_items_behind_it_taken_while_a_thread_is_spare() {
-        loom::model(|| {
-            let queue = Arc::new(JobQueue::new(2));
-            let second_taken = Arc::new(loom::sync::Notify::new());
-            let workers: Vec<_> = (0..2)
-                .map(|_| {
-                    let (queue, second_taken) = (queue.clone(), second_taken.clone());
-                    loom::thread::spawn(move || {
-                        let mut seat = queue.seat();
-                        let took = loom::future::block_on(poll_fn(|cx| {
-                            queue.poll_take(&mut seat, cx, || false, |searching| searching)
-                        }));
-                        match took {
-                            Took::Job(1, _) => second_taken.wait(),
                             Took::Job(_, _) => second_taken.notify(),
                             Took::Closed | Took::Stop => unreachable!("never closed here"),
                         }

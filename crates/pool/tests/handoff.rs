@@ -3,11 +3,21 @@
 //! wake no other worker is checked on the queue itself, in `src/queue.rs`.)
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
 use bounded_pool::Pool;
 use tokio::sync::Barrier;
+
+#[path = "../../group/tests/support/cpu.rs"]
+#[allow(dead_code)]
+mod cpu;
+#[path = "../../group/tests/support/gauge.rs"]
+#[allow(dead_code)]
+mod gauge;
+
+use cpu::{burn, spin_until_all_started};
+use gauge::Gauge;
 
 /// Lets every worker of a new pool reach the queue and park on it (current_thread).
 async fn let_workers_park() {
@@ -83,20 +93,6 @@ fn queued_jobs_that_wait_all_run_at_once_on_a_multi_thread_runtime() {
     }
 }
 
-/// Spins until `started` reaches `want`, for at most half a second; `true` if it did. A job that
-/// never awaits.
-fn spin_until_all_started(started: &AtomicUsize, want: usize) -> bool {
-    started.fetch_add(1, Ordering::SeqCst);
-    let deadline = std::time::Instant::now() + Duration::from_millis(500);
-    while started.load(Ordering::SeqCst) < want {
-        if std::time::Instant::now() > deadline {
-            return false;
-        }
-        std::hint::spin_loop();
-    }
-    true
-}
-
 /// Jobs that burn CPU without awaiting run on both worker threads at once: a worker busy with one
 /// never holds back the jobs queued behind it. Tokio itself now and then leaves a task in the queue
 /// of a thread that is busy (two bare `tokio::spawn`s of such jobs missed each other in 2 rounds of
@@ -135,14 +131,6 @@ async fn cpu_bound_jobs_run_on_both_worker_threads_at_once() {
     }
 }
 
-/// Burns the thread for `for_how_long`, as a job that computes without awaiting does.
-fn burn(for_how_long: Duration) {
-    let start = std::time::Instant::now();
-    while start.elapsed() < for_how_long {
-        std::hint::spin_loop();
-    }
-}
-
 /// A worker that has run a long stream of jobs finishing at once runs the next ones back to back on
 /// its thread; when those start computing, the ones queued behind them still spread to the other
 /// thread (after the first, which shows it).
@@ -156,15 +144,13 @@ async fn cpu_bound_jobs_after_quick_ones_still_spread() {
     }
     // Every worker parked again, each after quick jobs.
     tokio::time::sleep(Duration::from_millis(10)).await;
-    let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let gauge = Gauge::default();
     let jobs: Vec<_> = (0..16)
         .map(|_| {
-            let (running, most) = (running.clone(), most.clone());
+            let gauge = gauge.clone();
             move |_ctx| async move {
-                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
-                most.fetch_max(now, Ordering::SeqCst);
+                let _running = gauge.enter();
                 burn(Duration::from_millis(2));
-                running.fetch_sub(1, Ordering::SeqCst);
                 Ok::<_, String>(())
             }
         })
@@ -181,7 +167,7 @@ async fn cpu_bound_jobs_after_quick_ones_still_spread() {
         handle.await.unwrap();
     }
     assert_eq!(
-        most.load(Ordering::SeqCst),
+        gauge.max(),
         2,
         "16 jobs of 2 ms each never ran on both threads at once"
     );
