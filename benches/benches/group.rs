@@ -6,11 +6,16 @@
 //!   poll: this is the path of tasks that wait (on I/O, a timer), which bounded-group hands to its drivers.
 //! - `group/unlimited/*`: no limit. Baselines are `JoinSet::spawn` + `join_next` and `TaskTracker::spawn` + `wait`.
 //! - `group/unlimited_yield/*`: as `unlimited`, with tasks that yield once.
+//! - `group/cpu_limit_8/*` (multi_thread only): 2,000 tasks of about 50 µs of CPU each, at most 8 at
+//!   once; `one_task` does the same work on one task, one after another: a group that spreads its
+//!   tasks over both threads takes about half its time.
 //! - `*/bare_spawn/*`: the floor, a bare `tokio::spawn` per task (no limit) and a countdown.
 
 use std::sync::Arc;
 
-use bounded_benches::{on_worker, runtimes};
+use std::hint::black_box;
+
+use bounded_benches::{burn, on_worker, runtimes};
 use bounded_group::Group;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use tokio::sync::Semaphore;
@@ -120,6 +125,63 @@ async fn tracker(yields: bool) {
     tracker.wait().await;
 }
 
+const CPU_TASKS: usize = 2_000;
+
+/// `CPU_TASKS` tasks of about 50 µs of CPU each, at most 8 at once.
+async fn bounded_group_cpu() {
+    let mut group = Group::<()>::new();
+    group.set_limit(Some(8)).expect("idle group");
+    for _ in 0..CPU_TASKS {
+        group
+            .spawn(|_ctx| async {
+                black_box(burn(7));
+                Ok(())
+            })
+            .await
+            .expect("admitted");
+    }
+    group.wait().await.expect("no task fails");
+}
+
+async fn tracker_semaphore_cpu() {
+    let sem = Arc::new(Semaphore::new(8));
+    let tracker = TaskTracker::new();
+    for _ in 0..CPU_TASKS {
+        let permit = sem.clone().acquire_owned().await.expect("open");
+        tracker.spawn(async move {
+            black_box(burn(7));
+            drop(permit)
+        });
+    }
+    tracker.close();
+    tracker.wait().await;
+}
+
+/// The same work on the caller's task, one after another: what a group that kept its tasks on one
+/// thread would cost.
+async fn one_task_cpu() {
+    for _ in 0..CPU_TASKS {
+        black_box(burn(7));
+    }
+}
+
+fn bench_cpu(c: &mut Criterion) {
+    let mut group = c.benchmark_group("group/cpu_limit_8");
+    group.throughput(Throughput::Elements(CPU_TASKS as u64));
+    group.sample_size(10);
+    let [(flavor, rt), _] = runtimes();
+    group.bench_function(BenchmarkId::new("bounded_group", flavor), |b| {
+        b.to_async(&rt).iter(|| on_worker(bounded_group_cpu()))
+    });
+    group.bench_function(BenchmarkId::new("tasktracker_semaphore", flavor), |b| {
+        b.to_async(&rt).iter(|| on_worker(tracker_semaphore_cpu()))
+    });
+    group.bench_function(BenchmarkId::new("one_task", flavor), |b| {
+        b.to_async(&rt).iter(|| on_worker(one_task_cpu()))
+    });
+    group.finish();
+}
+
 fn bench_limit_8(c: &mut Criterion) {
     let mut group = c.benchmark_group("group/limit_8");
     group.throughput(Throughput::Elements(TASKS as u64));
@@ -192,5 +254,11 @@ fn bench_unlimited(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_limit_8, bench_limit_8_yield, bench_unlimited);
+criterion_group!(
+    benches,
+    bench_limit_8,
+    bench_limit_8_yield,
+    bench_unlimited,
+    bench_cpu
+);
 criterion_main!(benches);

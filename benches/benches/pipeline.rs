@@ -6,13 +6,13 @@
 //!   `bare_hop` is the floor: each item through one bounded channel to one task.
 //! - `pipeline/three_stages/*`: 50,000 items through three stages of 4 workers (buffers 16), beside the
 //!   same by hand with `async-channel`.
-//! - `pipeline/cpu_stage/*` (multi_thread only): 2,000 items of about 20 µs of CPU each through a stage
+//! - `pipeline/cpu_stage/*` (multi_thread only): 2,000 items of about 50 µs of CPU each through a stage
 //!   of 1 and of 2 workers: the stage really runs on both threads.
 
 use std::hint::black_box;
 use std::sync::Arc;
 
-use bounded_benches::{on_worker, runtimes};
+use bounded_benches::{burn, on_worker, runtimes};
 use bounded_cancel::Context;
 use bounded_pipeline::{Output, Pipeline};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -189,17 +189,6 @@ fn bench_three_stages(c: &mut Criterion) {
 }
 
 const CPU_ITEMS: u64 = 2_000;
-
-/// About 20 µs of arithmetic that the optimiser cannot remove.
-fn burn(seed: u64) -> u64 {
-    let mut x = seed | 1;
-    for _ in 0..20_000 {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-    }
-    black_box(x)
-}
 
 async fn cpu_stage(workers: usize) -> u64 {
     Pipeline::new(&Context::new())

@@ -9,6 +9,9 @@
 //!   beside the `async-channel` pool.
 //! - `*/bare_hop/*` in `w8_q16` and `w8_q16_yield`: the floor, each job through one bounded channel to
 //!   one task that runs it.
+//! - `pool/cpu_w8_q16/*` (multi_thread only): 2,000 jobs of about 50 µs of CPU each, submitted
+//!   detached, beside the `async-channel` pool; `bare_hop` runs them all on one task, one after
+//!   another: a pool that spreads them over both threads takes about half its time.
 //! - `pool/try_submit/*`: 50,000 `try_submit` into a queue with room for all of them, beside tokio
 //!   `mpsc::Sender::try_send` of the same boxed jobs.
 
@@ -16,7 +19,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use bounded_benches::{on_worker, runtimes};
+use bounded_benches::{burn, on_worker, runtimes};
 use bounded_cancel::Context;
 use bounded_pool::Pool;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
@@ -29,6 +32,16 @@ type Job =
 
 fn job() -> Job {
     Box::new(|_ctx| Box::pin(async { Ok(()) }))
+}
+
+/// A job that computes for about 50 µs without awaiting.
+fn cpu_job() -> Job {
+    Box::new(|_ctx| {
+        Box::pin(async {
+            std::hint::black_box(burn(7));
+            Ok(())
+        })
+    })
 }
 
 /// A job that awaits once, as a job waiting on I/O does.
@@ -61,17 +74,21 @@ async fn bounded_pool_of(workers: usize, queue: usize, job: fn() -> Job) {
 
 /// As `bounded_pool_of`, with `submit_detached`: no handle, so no result channel.
 async fn bounded_pool_detached_of(workers: usize, queue: usize, job: fn() -> Job) {
+    bounded_pool_detached_n(workers, queue, JOBS, job).await
+}
+
+async fn bounded_pool_detached_n(workers: usize, queue: usize, jobs: usize, job: fn() -> Job) {
     let pool = Pool::builder()
         .workers(workers)
         .queue(queue)
         .build()
         .expect("valid");
-    for _ in 0..JOBS {
+    for _ in 0..jobs {
         let job = job();
         pool.submit_detached(job).await.expect("open");
     }
     let report = pool.shutdown().await;
-    assert_eq!(report.completed, JOBS as u64);
+    assert_eq!(report.completed, jobs as u64);
 }
 
 async fn mpsc_mutex(workers: usize, queue: usize) {
@@ -102,6 +119,10 @@ async fn mpsc_mutex(workers: usize, queue: usize) {
 /// The floor: each job crosses one bounded channel to one task that runs it. No result, no slot, no
 /// catch of a panic, one consumer: the hand-off any pool pays at least.
 async fn bare_hop(queue: usize, job: fn() -> Job) {
+    bare_hop_n(queue, JOBS, job).await
+}
+
+async fn bare_hop_n(queue: usize, jobs: usize, job: fn() -> Job) {
     let (tx, rx) = async_channel::bounded::<Job>(queue);
     let ctx = Context::new();
     let consumer = tokio::spawn(async move {
@@ -109,7 +130,7 @@ async fn bare_hop(queue: usize, job: fn() -> Job) {
             let _ = job(ctx.clone()).await;
         }
     });
-    for _ in 0..JOBS {
+    for _ in 0..jobs {
         tx.send(job()).await.expect("open");
     }
     drop(tx);
@@ -121,6 +142,10 @@ async fn async_channel_pool(workers: usize, queue: usize) {
 }
 
 async fn async_channel_pool_of(workers: usize, queue: usize, job: fn() -> Job) {
+    async_channel_pool_n(workers, queue, JOBS, job).await
+}
+
+async fn async_channel_pool_n(workers: usize, queue: usize, jobs: usize, job: fn() -> Job) {
     let (tx, rx) = async_channel::bounded::<Job>(queue);
     let ctx = Context::new();
     let handles: Vec<_> = (0..workers)
@@ -133,7 +158,7 @@ async fn async_channel_pool_of(workers: usize, queue: usize, job: fn() -> Job) {
             })
         })
         .collect();
-    for _ in 0..JOBS {
+    for _ in 0..jobs {
         tx.send(job()).await.expect("open");
     }
     drop(tx);
@@ -197,6 +222,28 @@ fn bench_yielding_jobs(c: &mut Criterion) {
     group.finish();
 }
 
+const CPU_JOBS: usize = 2_000;
+
+fn bench_cpu_jobs(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pool/cpu_w8_q16");
+    group.throughput(Throughput::Elements(CPU_JOBS as u64));
+    group.sample_size(10);
+    let [(flavor, rt), _] = runtimes();
+    group.bench_function(BenchmarkId::new("bounded_pool_detached", flavor), |b| {
+        b.to_async(&rt)
+            .iter(|| on_worker(bounded_pool_detached_n(8, 16, CPU_JOBS, cpu_job)))
+    });
+    group.bench_function(BenchmarkId::new("async_channel", flavor), |b| {
+        b.to_async(&rt)
+            .iter(|| on_worker(async_channel_pool_n(8, 16, CPU_JOBS, cpu_job)))
+    });
+    group.bench_function(BenchmarkId::new("bare_hop", flavor), |b| {
+        b.to_async(&rt)
+            .iter(|| on_worker(bare_hop_n(16, CPU_JOBS, cpu_job)))
+    });
+    group.finish();
+}
+
 fn bench_try_submit(c: &mut Criterion) {
     let mut group = c.benchmark_group("pool/try_submit");
     group.throughput(Throughput::Elements(JOBS as u64));
@@ -235,6 +282,7 @@ criterion_group!(
     benches,
     bench_per_job,
     bench_yielding_jobs,
+    bench_cpu_jobs,
     bench_try_submit
 );
 criterion_main!(benches);

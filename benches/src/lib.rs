@@ -1,5 +1,7 @@
 //! Helpers shared by the criterion benches in `benches/`.
 
+use std::hint::black_box;
+
 use tokio::runtime::{Builder, Runtime};
 
 /// The two runtimes every case runs on: multi-thread with 2 workers, and current_thread, with their names.
@@ -54,4 +56,16 @@ where
         Ok(out) => out,
         Err(err) => std::panic::resume_unwind(err.into_panic()),
     }
+}
+
+/// About 20 µs of arithmetic that the optimiser cannot remove: the work of an item, job or task that
+/// computes without awaiting.
+pub fn burn(seed: u64) -> u64 {
+    let mut x = seed | 1;
+    for _ in 0..20_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+    }
+    black_box(x)
 }
