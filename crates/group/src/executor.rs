@@ -439,7 +439,7 @@ impl<J, H> Core<J, H> {
     }
 }
 
-/// A runner: runs a limited group's tasks one at a time until the group has none (invariants 4 to 6).
+/// A runner: runs a group's tasks one at a time until the group has none (invariants 4 to 6).
 struct Runner<J, H> {
     core: Arc<Core<J, H>>,
     own: RunnerState<J>,

@@ -272,9 +272,9 @@ async fn stress_every_task_runs_once_within_the_limit() {
 
 /// Tasks that burn CPU without awaiting run on both worker threads at once, as tokio tasks of their
 /// own do: a runner busy with one never holds back the tasks queued behind it, with a limit or
-/// without. Tokio itself now and then leaves a task in the queue of a thread that is busy (two bare
-/// `tokio::spawn`s of these tasks missed each other in 2 rounds of 200 on a 2-core machine), so a
-/// few rounds may miss; a runner that kept the second task behind the first misses every round.
+/// without. Tokio itself does not promise this (now and then it leaves a task in the queue of a
+/// thread that is busy), so a few rounds may miss; a runner that kept the second task behind the
+/// first misses every round.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cpu_bound_tasks_run_on_both_worker_threads_at_once() {
     for limit in [Some(2), Some(8), None] {

@@ -917,7 +917,7 @@ async fn worker(mut alive: Alive, threads: usize) {
                 return;
             }
         };
-        if std::mem::take(&mut seat.1.handed_on) && threads > 1 {
+        if std::mem::take(&mut seat.1.handed_on) {
             // The worker it woke sits in this thread's next-task slot, which no other thread takes
             // from: stepping aside puts this worker in the thread's queue instead, where an idle
             // thread takes it (queue invariant 7).

@@ -94,10 +94,9 @@ fn queued_jobs_that_wait_all_run_at_once_on_a_multi_thread_runtime() {
 }
 
 /// Jobs that burn CPU without awaiting run on both worker threads at once: a worker busy with one
-/// never holds back the jobs queued behind it. Tokio itself now and then leaves a task in the queue
-/// of a thread that is busy (two bare `tokio::spawn`s of such jobs missed each other in 2 rounds of
-/// 200 on a 2-core machine), so a few rounds may miss; a worker that kept the second job behind the
-/// first misses every round.
+/// never holds back the jobs queued behind it. Tokio itself does not promise this (now and then it
+/// leaves a task in the queue of a thread that is busy), so a few rounds may miss; a worker that kept
+/// the second job behind the first misses every round.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cpu_bound_jobs_run_on_both_worker_threads_at_once() {
     for workers in [2, 8] {

@@ -21,7 +21,7 @@ pub const LONG_POLL: Duration = Duration::from_micros(10);
 /// What a worker's last job showed at its first poll, which is what the worker expects of the next.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum LastJob {
-    /// No job yet, or not timed (one thread: nothing to hand on to).
+    /// No job yet, or its first poll was not timed (one thread, or the job before it waited).
     #[default]
     Unknown,
     /// Its first poll took less than [`LONG_POLL`].
