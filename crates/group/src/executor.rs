@@ -44,7 +44,7 @@
 //!    `pending` at 0 ends and wakes every parked runner, which then ends too: a group that was waited
 //!    for and has nothing to do holds no runner.
 //! 7. While a spawn waits for a slot, a watcher task waits for the group's context to end and then
-//!    closes the slots' semaphore, which releases every waiting spawn as cancelled. It is started by
+//!    closes the slots, which releases every waiting spawn as cancelled. It is started by
 //!    the first spawn that has to wait (no group that never waits pays for it), stopped when `wait`
 //!    finds the group idle with no spawn waiting (a spawn can wait while the group is idle: another
 //!    holds the slot it took but has not admitted its task yet), when the limit changes, and when the

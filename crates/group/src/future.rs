@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
 use bounded_cancel::{Cause, Context};
-use tokio::sync::Semaphore;
+use bounded_sync::slots::Slots;
 
 use crate::error::SpawnError;
 use crate::executor::WaitingSpawn;
@@ -69,7 +69,7 @@ where
                 // it did for every spawn that looked after it ended, and the slot goes back.
                 Poll::Ready(Ok(())) => match ended(group.context(), this.caller) {
                     Some(cause) => {
-                        group.shared().slots.add_permits(1);
+                        group.shared().slots.give_back();
                         return Poll::Ready(Err(SpawnError::Cancelled { job, cause }));
                     }
                     None => true,
@@ -89,11 +89,8 @@ where
                 }
                 let slots = &group.shared().slots;
                 match limit {
-                    Limit::Slots(_) => match slots.try_acquire() {
-                        Ok(permit) => {
-                            permit.forget();
-                            true
-                        }
+                    Limit::Slots(_) => match slots.try_take() {
+                        Ok(()) => true,
                         Err(_) => {
                             let waiting = group.watch_slots();
                             this.wait = Some(Box::pin(wait_for_slot(
@@ -124,21 +121,21 @@ fn ended(group: &Context, caller: Option<&Context>) -> Option<Cause> {
 /// running while `_waiting` lives), which ends this wait with the group's cause; only a caller's own
 /// context needs a waiter here.
 async fn wait_for_slot(
-    slots: &Semaphore,
+    slots: &Slots,
     group: &Context,
     caller: Option<&Context>,
     _waiting: WaitingSpawn<'_>,
 ) -> Result<(), Cause> {
     let acquired = match caller {
-        None => slots.acquire().await,
+        None => slots.take().await,
         Some(ctx) => tokio::select! {
             biased;
             cause = ctx.cancelled() => return Err(cause),
-            permit = slots.acquire() => permit,
+            slot = slots.take() => slot,
         },
     };
-    // The permit is the task's slot from here; the task gives it back as it ends.
-    acquired.map(|permit| permit.forget()).map_err(|_| {
+    // The slot is the task's from here; the task gives it back as it ends.
+    acquired.map_err(|_| {
         // The slots close only when the group's context has ended.
         group.cause().unwrap_or(Cause::Cancelled)
     })

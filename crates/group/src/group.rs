@@ -4,8 +4,8 @@ use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, OnceLock};
 
 use bounded_cancel::{Cause, Context};
+use bounded_sync::slots::Refused;
 use futures_util::FutureExt;
-use tokio::sync::{Semaphore, TryAcquireError};
 
 use crate::error::{Failure, SetLimitError, TaskError, TrySpawnError};
 use crate::executor::{Executor, WaitingSpawn};
@@ -13,9 +13,9 @@ use crate::future::Spawn;
 use crate::shared::{Policy, Shared};
 use crate::task::{Named, TaskFn};
 
-/// The highest limit a group takes: the most permits a tokio semaphore holds (2^61 − 1). A limit
-/// that high is no limit in practice; `set_limit(None)` says so directly.
-pub const MAX_LIMIT: usize = Semaphore::MAX_PERMITS;
+/// The highest limit a group takes: 2^61 − 1. A limit that high is no limit in practice;
+/// `set_limit(None)` says so directly.
+pub const MAX_LIMIT: usize = bounded_sync::slots::MAX_SLOTS;
 
 /// A set of tasks that share a fate: Go's `errgroup.Group` for tokio, with a limit, and panics that are never lost.
 ///
@@ -85,7 +85,7 @@ pub struct Group<E> {
 pub(crate) enum Limit {
     Unlimited,
     Zero,
-    /// At most this many at once: the permits of the shared state's `slots`.
+    /// At most this many at once: the slots of the shared state.
     Slots(usize),
 }
 
@@ -281,13 +281,7 @@ impl<E> Group<E> {
         };
         // No task runs and no spawn waits (the group is borrowed mutably), so every slot is free:
         // the free slots become the new limit.
-        let slots = &self.shared.slots;
-        let (have, want) = (slots.available_permits(), limit.unwrap_or(0));
-        if want > have {
-            slots.add_permits(want - have);
-        } else {
-            slots.forget_permits(have - want);
-        }
+        self.shared.slots.reset(limit.unwrap_or(0));
         Ok(())
     }
 
@@ -519,14 +513,11 @@ impl<E> Group<E> {
         let slot = match &self.limit {
             Limit::Unlimited => false,
             Limit::Zero => return Err(TrySpawnError::LimitZero(task)),
-            Limit::Slots(_) => match self.shared.slots.try_acquire() {
-                Ok(permit) => {
-                    permit.forget();
-                    true
-                }
-                Err(TryAcquireError::NoPermits) => return Err(TrySpawnError::Full(task)),
+            Limit::Slots(_) => match self.shared.slots.try_take() {
+                Ok(()) => true,
+                Err(Refused::Full) => return Err(TrySpawnError::Full(task)),
                 // Closed by the watcher: the context ended after the check above.
-                Err(TryAcquireError::Closed) => {
+                Err(Refused::Closed) => {
                     let cause = self.context().cause().unwrap_or(Cause::Cancelled);
                     return Err(TrySpawnError::Cancelled { job: task, cause });
                 }
@@ -784,7 +775,7 @@ impl<E> TaskEnd<E> {
 
     fn give_back_slot(&mut self) {
         if std::mem::take(&mut self.slot) {
-            self.shared.slots.add_permits(1);
+            self.shared.slots.give_back();
         }
     }
 }

@@ -8,7 +8,8 @@ use std::sync::Arc;
 use bounded_cancel::{Context, panic_message};
 use bounded_sync::Mutex;
 use bounded_sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use tokio::sync::{Notify, Semaphore};
+use bounded_sync::slots::Slots;
+use tokio::sync::Notify;
 
 use crate::error::{Failure, Panic, TaskPanicked};
 
@@ -35,10 +36,9 @@ pub(crate) struct Shared<E> {
     /// The group is being dropped: a task dropped from now on was aborted by it, not lost.
     dropping: AtomicBool,
     idle: Notify,
-    /// A limited group's free slots: a task holds one (a forgotten permit) from its admission until
-    /// it ends. Here, beside the rest of what tasks share, so that a task needs no handle of its own
+    /// A limited group's free slots: a task holds one from its admission until it ends. Here, beside the rest of what tasks share, so that a task needs no handle of its own
     /// to give its slot back. Closed when the group's context ends (see the executor's watcher).
-    pub(crate) slots: Semaphore,
+    pub(crate) slots: Slots,
     outcome: Mutex<Outcome<E>>,
     /// `bounded_group_tasks_alive{group}`, registered when the group is named or first spawns.
     #[cfg(feature = "metrics")]
@@ -61,7 +61,7 @@ impl<E> Shared<E> {
             active: AtomicUsize::new(0),
             dropping: AtomicBool::new(false),
             idle: Notify::new(),
-            slots: Semaphore::new(0),
+            slots: Slots::new(0),
             outcome: Mutex::new(Outcome {
                 errors: Vec::new(),
                 panic: None,

@@ -36,6 +36,7 @@ use std::fmt;
 
 pub mod busy;
 pub mod line;
+pub mod slots;
 
 #[cfg(not(bounded_loom))]
 pub use std::sync::{Arc, MutexGuard, atomic};
