@@ -49,7 +49,10 @@
 //!    finds the group idle with no spawn waiting (a spawn can wait while the group is idle: another
 //!    holds the slot it took but has not admitted its task yet), when the limit changes, and when the
 //!    group is dropped, so a group that was waited for holds no task; the next spawn that waits
-//!    starts it again.
+//!    starts it again. A spawn that starts to wait counts itself, then reads `watched` (set while a
+//!    watcher is stored) without the lock; `drain` clears `watched` before it reads that count, so a
+//!    spawn it did not count reads `watched` cleared and takes the lock, where it finds the watcher
+//!    or starts one.
 //! 8. A task that never returns `Pending` (it burns CPU) holds its runner's thread until it ends. So
 //!    on a multi-thread runtime a runner that takes a task and leaves others queued also makes a
 //!    search at once when fewer of the group's runners are being polled (`polled`) than the runtime
@@ -74,7 +77,7 @@ use std::task::{Context as TaskContext, Poll, Waker};
 
 use bounded_cancel::Context;
 use bounded_cancel::live::TaskCounter;
-use bounded_sync::atomic::{AtomicUsize, Ordering};
+use bounded_sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use bounded_sync::busy::{Busy, LastJob, PollClock};
 use bounded_sync::{Arc, Mutex, MutexGuard};
 use tokio::task::AbortHandle;
@@ -99,6 +102,9 @@ struct Core<J, H> {
     /// Spawns waiting for a slot: while any waits, `drain` leaves the slot watcher running
     /// (invariant 7).
     waiting_spawns: AtomicUsize,
+    /// A slot watcher is stored (`runs.watcher`): set and cleared under the lock, read without it by
+    /// a spawn that starts to wait (invariant 7).
+    watched: AtomicBool,
     /// Runners being polled right now, on a multi-thread runtime: the worker threads this group keeps
     /// busy (invariant 8).
     polled: Busy,
@@ -419,6 +425,7 @@ impl<J, H> Core<J, H> {
                 runs: Runs::default(),
             }),
             waiting_spawns: AtomicUsize::new(0),
+            watched: AtomicBool::new(false),
             polled: Busy::default(),
             start,
             counter: TaskCounter::new("group task"),
@@ -631,12 +638,17 @@ impl Executor {
     pub(crate) fn drain(&self) {
         let mut state = self.core.lock();
         let parked = state.drain();
-        // SeqCst, with the lock: a spawn that starts waiting either is counted here, or takes the
-        // lock after this and starts a new watcher (invariant 7).
+        // SeqCst, `watched` cleared before the count is read: a spawn that starts waiting counts
+        // itself and then reads `watched`, so either it is counted here, or it reads `watched`
+        // cleared and takes the lock after this, where it starts a new watcher (invariant 7).
+        self.core.watched.store(false, Ordering::SeqCst);
         let watcher = match self.core.waiting_spawns.load(Ordering::SeqCst) {
             0 => state.runs.watcher.take(),
             _ => None,
         };
+        if state.runs.watcher.is_some() {
+            self.core.watched.store(true, Ordering::SeqCst);
+        }
         drop(state);
         parked.into_iter().for_each(Waker::wake);
         if let Some(watcher) = watcher {
@@ -651,10 +663,10 @@ impl Executor {
         ctx: &Context,
         close: impl FnOnce() + Send + 'static,
     ) -> WaitingSpawn<'_> {
-        // Counted before the lock is taken: see `drain`.
+        // Counted before `watched` is read: see `drain`.
         self.core.waiting_spawns.fetch_add(1, Ordering::SeqCst);
         let waiting = WaitingSpawn(&self.core);
-        if self.core.lock().runs.watcher.is_some() {
+        if self.core.watched.load(Ordering::SeqCst) || self.core.lock().runs.watcher.is_some() {
             return waiting;
         }
         let ctx = ctx.clone();
@@ -671,14 +683,20 @@ impl Executor {
                 drop(state);
                 handle.abort();
             }
-            None => state.runs.watcher = Some(handle),
+            None => {
+                state.runs.watcher = Some(handle);
+                self.core.watched.store(true, Ordering::SeqCst);
+            }
         }
         waiting
     }
 
     /// Stops the slot watcher, when the slots are replaced (invariant 7).
     pub(crate) fn unwatch_slots(&self) {
-        let watcher = self.core.lock().runs.watcher.take();
+        let mut state = self.core.lock();
+        let watcher = state.runs.watcher.take();
+        self.core.watched.store(false, Ordering::SeqCst);
+        drop(state);
         if let Some(watcher) = watcher {
             watcher.abort();
         }

@@ -3,15 +3,13 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
-use bounded_cancel::{Cause, Context};
-use bounded_sync::slots::Slots;
+use bounded_cancel::{Cancelled, Cause, Context};
+use bounded_sync::slots::Take;
 
 use crate::error::SpawnError;
 use crate::executor::WaitingSpawn;
 use crate::group::{Limit, Task};
 use crate::{Group, TaskFn};
-
-type SlotWait<'a> = Pin<Box<dyn Future<Output = Result<(), Cause>> + Send + 'a>>;
 
 /// Future returned by [`Group::spawn`] and [`Group::spawn_with`]: resolves once the task is admitted.
 ///
@@ -36,6 +34,31 @@ pub struct Spawn<'a, E, F> {
     caller: Option<&'a Context>,
     job: Option<F>,
     wait: Option<SlotWait<'a>>,
+}
+
+/// A spawn's wait for a slot. The group's context ending closes the slots (the executor's watcher,
+/// kept running while `_watched` lives), which ends the wait with the group's cause; only a caller's
+/// own context needs a waiter here (boxed: it is pinned, and only `spawn_with` has one).
+struct SlotWait<'a> {
+    caller_ended: Option<Pin<Box<Cancelled<'a>>>>,
+    take: Take<'a>,
+    _watched: WaitingSpawn<'a>,
+}
+
+impl SlotWait<'_> {
+    /// The slot, or the cause that ended the wait: the caller's context first, as it was asked.
+    fn poll(&mut self, group: &Context, cx: &mut TaskContext<'_>) -> Poll<Result<(), Cause>> {
+        if let Some(ended) = &mut self.caller_ended {
+            if let Poll::Ready(cause) = ended.as_mut().poll(cx) {
+                return Poll::Ready(Err(cause));
+            }
+        }
+        // The slot is the task's from here; the task gives it back as it ends. The slots close
+        // only when the group's context has ended.
+        Pin::new(&mut self.take)
+            .poll(cx)
+            .map_err(|_| group.cause().unwrap_or(Cause::Cancelled))
+    }
 }
 
 // The closure is moved in and out, never pinned, so `Spawn` can be moved freely whatever `F` is.
@@ -64,7 +87,7 @@ where
         let job = this.job.take().expect("Spawn polled after completion");
         let group = this.group;
         let slot = match (&group.limit, &mut this.wait) {
-            (_, Some(wait)) => match wait.as_mut().poll(cx) {
+            (_, Some(wait)) => match wait.poll(group.context(), cx) {
                 // A slot freed by a task whose failure then ended the context: the context wins, as
                 // it did for every spawn that looked after it ended, and the slot goes back.
                 Poll::Ready(Ok(())) => match ended(group.context(), this.caller) {
@@ -92,13 +115,11 @@ where
                     Limit::Slots(_) => match slots.try_take() {
                         Ok(()) => true,
                         Err(_) => {
-                            let waiting = group.watch_slots();
-                            this.wait = Some(Box::pin(wait_for_slot(
-                                slots,
-                                group.context(),
-                                this.caller,
-                                waiting,
-                            )));
+                            this.wait = Some(SlotWait {
+                                caller_ended: this.caller.map(|ctx| Box::pin(ctx.cancelled())),
+                                take: slots.take(),
+                                _watched: group.watch_slots(),
+                            });
                             this.job = Some(job);
                             // Poll the new wait at once so that it registers for a wake-up.
                             return Pin::new(this).poll(cx);
@@ -115,30 +136,6 @@ where
 
 fn ended(group: &Context, caller: Option<&Context>) -> Option<Cause> {
     group.cause().or_else(|| caller.and_then(Context::cause))
-}
-
-/// Waits for a slot. The group's context ending closes the slots (the executor's watcher, kept
-/// running while `_waiting` lives), which ends this wait with the group's cause; only a caller's own
-/// context needs a waiter here.
-async fn wait_for_slot(
-    slots: &Slots,
-    group: &Context,
-    caller: Option<&Context>,
-    _waiting: WaitingSpawn<'_>,
-) -> Result<(), Cause> {
-    let acquired = match caller {
-        None => slots.take().await,
-        Some(ctx) => tokio::select! {
-            biased;
-            cause = ctx.cancelled() => return Err(cause),
-            slot = slots.take() => slot,
-        },
-    };
-    // The slot is the task's from here; the task gives it back as it ends.
-    acquired.map_err(|_| {
-        // The slots close only when the group's context has ended.
-        group.cause().unwrap_or(Cause::Cancelled)
-    })
 }
 
 impl<E, F> fmt::Debug for Spawn<'_, E, F> {

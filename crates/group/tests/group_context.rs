@@ -517,3 +517,43 @@ async fn the_slot_watcher_is_gone_after_wait_and_after_drop() {
     drop(group);
     bounded_cancel::live::assert_none_alive().await;
 }
+
+/// After `wait` found the group idle and stopped the slot watcher, the next spawn that waits starts
+/// a new one: the group's context ending still releases it, as cancelled, with nothing run.
+#[tokio::test(start_paused = true)]
+async fn a_spawn_that_waits_after_a_wait_is_still_released_when_the_context_ends() {
+    let mut group = Group::<Failure>::new();
+    group.set_limit(Some(1)).unwrap();
+    for _round in 0..3 {
+        group
+            .spawn(|_ctx| async {
+                sleep(Duration::from_secs(1)).await;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        // Waits for the slot, which starts a watcher; `wait` then stops it.
+        group.spawn(|_ctx| async { Ok(()) }).await.unwrap();
+        group.wait().await.unwrap();
+    }
+    group.spawn(|_ctx| std::future::pending()).await.unwrap();
+    let ran = Arc::new(AtomicBool::new(false));
+    let waiting = group.spawn({
+        let ran = ran.clone();
+        move |_ctx| async move {
+            ran.store(true, Ordering::SeqCst);
+            Ok(())
+        }
+    });
+    let cancel = async {
+        sleep(Duration::from_secs(5)).await;
+        group.context().cancel();
+    };
+    let (spawned, ()) = tokio::time::timeout(Duration::from_secs(60), async {
+        tokio::join!(waiting, cancel)
+    })
+    .await
+    .expect("the waiting spawn is released when the context ends");
+    assert!(matches!(spawned, Err(SpawnError::Cancelled { .. })));
+    assert!(!ran.load(Ordering::SeqCst));
+}
