@@ -48,10 +48,10 @@ struct SlotWait<'a> {
 impl SlotWait<'_> {
     /// The slot, or the cause that ended the wait: the caller's context first, as it was asked.
     fn poll(&mut self, group: &Context, cx: &mut TaskContext<'_>) -> Poll<Result<(), Cause>> {
-        if let Some(ended) = &mut self.caller_ended {
-            if let Poll::Ready(cause) = ended.as_mut().poll(cx) {
-                return Poll::Ready(Err(cause));
-            }
+        if let Some(ended) = &mut self.caller_ended
+            && let Poll::Ready(cause) = ended.as_mut().poll(cx)
+        {
+            return Poll::Ready(Err(cause));
         }
         // The slot is the task's from here; the task gives it back as it ends. The slots close
         // only when the group's context has ended.
