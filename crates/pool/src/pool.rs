@@ -738,6 +738,7 @@ impl Inner {
                 tokio::spawn(self.tasks.track(CountPolls {
                     worker,
                     inner: self.clone(),
+                    threads,
                 }))
             })
             .collect();
@@ -865,10 +866,13 @@ impl<T, E> Drop for Reply<T, E> {
     }
 }
 
-/// A worker, counted in the pool's `busy` while it is polled (queue invariant 7).
+/// A worker, counted in the pool's `busy` while it is polled on a runtime with threads to spare
+/// (queue invariant 7).
 struct CountPolls<F> {
     worker: Pin<Box<F>>,
     inner: Arc<Inner>,
+    /// The worker threads of its runtime: with one, nothing is handed on and nothing is counted.
+    threads: usize,
 }
 
 impl<F: Future<Output = ()>> Future for CountPolls<F> {
@@ -876,6 +880,9 @@ impl<F: Future<Output = ()>> Future for CountPolls<F> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
         let this = &mut *self;
+        if this.threads == 1 {
+            return this.worker.as_mut().poll(cx);
+        }
         let _polled = this.inner.busy.enter();
         this.worker.as_mut().poll(cx)
     }
