@@ -12,11 +12,14 @@
 //! never_started` and `started - (completed + failed + panicked + cancelled)` (see `metrics.rs`), so
 //! the identity holds once each job makes the moves below.
 //!
-//! 1. A job is counted `submitted` (so, queued) in `enqueue`, before any worker can take it.
-//! 2. It leaves `queued` exactly once: a worker takes it (`started`), or its reply is dropped unrun
-//!    (`never_started`: the queue was dropped, or refused it after an abort).
-//! 3. It leaves `running` exactly once: `run_job` counts how it ended, or its reply is dropped with the
-//!    worker that ran it (`cancelled`: the worker task was aborted, or its runtime dropped it).
+//! 1. A job is counted `submitted` (so, queued) in `queue_job`, before any worker can take it.
+//! 2. It leaves `queued` exactly once: a worker starts it (`started`), or it is dropped unrun
+//!    (`never_started`: counted by whoever drops it, before the drop: the queue's drain, a push
+//!    the queue refused after an abort, or the worker that took it and was dropped before it
+//!    started it, through its `Held` guard).
+//! 3. It leaves `running` exactly once: the job counts how it ended as it ends (`poll_job`), or the
+//!    `Held` guard of the worker that ran it, dropped with that worker, counts it `cancelled` (the
+//!    worker task was aborted, or its runtime dropped it).
 //! 4. A worker's `Alive` guard is dropped after everything the worker owned, its job included, and
 //!    counts the worker gone with a release store that [`Live::none`] reads with acquire: once no
 //!    worker is alive, every count any worker made is visible to the reader (invariants 2 and 3 for

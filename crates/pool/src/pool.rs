@@ -55,8 +55,8 @@ pub const MAX_WORKERS: usize = 65_536;
 /// per job it holds, never for its bound, so a long bound costs nothing until it fills.
 pub const MAX_QUEUE: usize = usize::MAX >> 3;
 
-/// A job with its result channel, as one boxed future: not polled until a worker takes it.
-type JobFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// A job with its result channel, boxed: not polled until a worker takes it.
+type JobFuture = Pin<Box<dyn PoolJob>>;
 
 /// A long-lived pool of workers fed by a bounded queue: the common Go `Pool`, without its flaws.
 ///
@@ -697,26 +697,24 @@ impl Inner {
         T: Send + 'static,
         E: fmt::Display + Send + 'static,
     {
-        let reply = Reply {
-            tx,
-            inner: self.clone(),
-            started: false,
-            settled: false,
-            #[cfg(feature = "metrics")]
-            queued_at: tokio::time::Instant::now(),
-        };
-        self.counters.submitted();
-        let job = run_job(self.jobs_ctx.clone(), job, reply);
+        let ctx = self.jobs_ctx.clone();
+        let run = AssertUnwindSafe(async move { job(ctx).await }).catch_unwind();
         // The span current at submission is the job's parent, on whichever worker it runs.
         #[cfg(feature = "tracing")]
-        let job = tracing::Instrument::instrument(
-            job,
+        let run = tracing::Instrument::instrument(
+            run,
             tracing::info_span!("pool job", pool = %self.name),
         );
-        let job: JobFuture = Box::pin(job);
+        let job: JobFuture = Box::pin(JobTask {
+            run,
+            tx,
+            timing: Timing::queued(),
+        });
+        self.counters.submitted();
         // The queue is closed only by an abort while a slot is reserved (invariant 2). A job refused
-        // then is dropped, which counts it; the queue has freed its slot.
+        // then never starts: counted first, then dropped, so that its handle resolves after the count.
         if let Err(refused) = self.queue.push(job) {
+            self.counters.never_started();
             drop(refused);
         }
     }
@@ -755,7 +753,12 @@ impl Inner {
 
     /// Drops every queued job: each counts as never started and its handle resolves as cancelled.
     fn drop_queue(&self) {
-        drop(self.queue.drain());
+        let drained = self.queue.drain();
+        // Counted before they are dropped: a resolved handle is always already in the metrics.
+        for _ in 0..drained.len() {
+            self.counters.never_started();
+        }
+        drop(drained);
     }
 
     fn abort(&self) {
@@ -834,35 +837,166 @@ impl Drop for Alive {
     }
 }
 
-/// Where a job's result goes. Dropped unsent (the job was dropped from the queue, or aborted while
-/// running), it counts the job first and only then lets the handle see `Cancelled`, so a resolved handle
-/// is always already in the metrics.
-struct Reply<T, E> {
-    /// `None` for a detached job: its result is dropped, its failure goes to the hook.
-    tx: Option<ResultTx<T, E>>,
-    inner: Arc<Inner>,
+/// A job on its worker, from the moment the worker takes it. Dropped before the job ended (its
+/// worker was aborted, or dropped by its runtime), it counts the job first, as never started or as
+/// cancelled, and only then drops it, which lets its handle see `Cancelled`: so a resolved handle is
+/// always already in the metrics (accounting invariants 2 and 3).
+struct Held<'a> {
+    job: JobFuture,
+    inner: &'a Inner,
     started: bool,
-    /// The job's end was counted (by `run_job`).
-    settled: bool,
-    #[cfg(feature = "metrics")]
-    queued_at: tokio::time::Instant,
+    ended: bool,
+}
+
+impl Held<'_> {
+    /// The job is about to be polled for the first time.
+    fn start(&mut self) {
+        self.started = true;
+        self.inner.counters.started();
+    }
+
+    fn poll(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        let polled = self.job.as_mut().poll_job(cx, self.inner);
+        self.ended = polled.is_ready();
+        polled
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        // Counted here, before `job` is dropped with the other fields after this body.
+        match (self.started, self.ended) {
+            (_, true) => {}
+            (true, false) => {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(target: "bounded_pool", pool = %self.inner.name, "a pool job was aborted while running");
+                self.inner.counters.cancelled();
+            }
+            (false, false) => self.inner.counters.never_started(),
+        }
+    }
 }
 
 type ResultTx<T, E> = oneshot::Sender<Result<T, JobError<E>>>;
 
-impl<T, E> Drop for Reply<T, E> {
-    fn drop(&mut self) {
-        // Counted here, before `tx` is dropped with the other fields after this body.
-        if self.settled {
-            return;
+/// A queued job, polled by the worker that took it with the pool's state, so that a job holds no
+/// handle on the pool of its own.
+trait PoolJob: Send {
+    /// Runs the job; once it ends, counts how, then hands its result to its handle, or its failure
+    /// to the error hook. Not polled again after `Ready`.
+    fn poll_job(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        inner: &Inner,
+    ) -> std::task::Poll<()>;
+}
+
+pin_project_lite::pin_project! {
+    /// A job as queued: the call of the user's closure and its future, under `catch_unwind`, and
+    /// where its result goes (`None` for a detached job: its result is dropped, its failure goes to
+    /// the hook).
+    struct JobTask<F, T, E> {
+        #[pin]
+        run: F,
+        tx: Option<ResultTx<T, E>>,
+        timing: Timing,
+    }
+}
+
+/// When a job was queued and when it started, for the exported wait and run times.
+#[cfg(feature = "metrics")]
+struct Timing {
+    queued_at: tokio::time::Instant,
+    started_at: Option<tokio::time::Instant>,
+}
+
+#[cfg(not(feature = "metrics"))]
+struct Timing;
+
+impl Timing {
+    fn queued() -> Self {
+        #[cfg(feature = "metrics")]
+        return Timing {
+            queued_at: tokio::time::Instant::now(),
+            started_at: None,
+        };
+        #[cfg(not(feature = "metrics"))]
+        Timing
+    }
+}
+
+impl<F, T, E> PoolJob for JobTask<F, T, E>
+where
+    F: Future<Output = std::thread::Result<Result<T, E>>> + Send,
+    T: Send,
+    E: fmt::Display + Send,
+{
+    fn poll_job(
+        self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        inner: &Inner,
+    ) -> std::task::Poll<()> {
+        let this = self.project();
+        #[cfg(feature = "metrics")]
+        if this.timing.started_at.is_none() {
+            inner
+                .counters
+                .exported
+                .waited(this.timing.queued_at.elapsed());
+            this.timing.started_at = Some(tokio::time::Instant::now());
         }
-        if self.started {
-            #[cfg(feature = "tracing")]
-            tracing::warn!(target: "bounded_pool", pool = %self.inner.name, "a pool job was aborted while running");
-            self.inner.counters.cancelled();
-        } else {
-            self.inner.counters.never_started();
+        let caught = std::task::ready!(this.run.poll(cx));
+        #[cfg(feature = "metrics")]
+        if let Some(started_at) = this.timing.started_at {
+            inner.counters.exported.ran(started_at.elapsed());
         }
+        let (ended, result) = match caught {
+            Ok(Ok(value)) => (Ended::Completed, Ok(value)),
+            // An error that follows the pool's stop is how the job answered its context ending: the
+            // stop is the cause, so the job counts as cancelled and its error is not reported as a
+            // failure.
+            Ok(Err(_)) if inner.jobs_ctx.is_cancelled() => {
+                (Ended::Cancelled, Err(JobError::Cancelled))
+            }
+            Ok(Err(err)) => {
+                #[cfg(feature = "tracing")]
+                tracing::warn!(target: "bounded_pool", pool = %inner.name, error = %err, "a pool job failed");
+                (Ended::Failed, Err(JobError::Failed(err)))
+            }
+            Err(payload) => {
+                #[cfg(feature = "tracing")]
+                tracing::error!(
+                    target: "bounded_pool",
+                    pool = %inner.name,
+                    panic = bounded_cancel::panic_message(&*payload),
+                    "a pool job panicked"
+                );
+                (Ended::Panicked, Err(JobError::Panicked(payload)))
+            }
+        };
+        // Counted before the handle can see it, so a resolved handle is always already in the metrics.
+        inner.counters.ended(ended);
+        let unclaimed = match this.tx.take() {
+            Some(tx) => match tx.send(result).map_err(oneshot::SendError::into_inner) {
+                Err(Err(unclaimed)) => unclaimed,
+                _ => return std::task::Poll::Ready(()),
+            },
+            None => match result {
+                Err(unclaimed) => unclaimed,
+                Ok(_) => return std::task::Poll::Ready(()),
+            },
+        };
+        let failure = match unclaimed {
+            JobError::Failed(err) => JobFailure::Failed(err.to_string()),
+            JobError::Panicked(payload) => {
+                JobFailure::Panicked(bounded_cancel::panic_message(&*payload).to_owned())
+            }
+            JobError::Cancelled => return std::task::Poll::Ready(()),
+        };
+        // A panicking hook must not take the worker down with it.
+        let hook = &inner.hook;
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| hook(failure)));
+        std::task::Poll::Ready(())
     }
 }
 
@@ -912,7 +1046,15 @@ async fn worker(mut alive: Alive, threads: usize) {
         })
         .await;
         let (job, owed) = match took {
-            Took::Job(job, owed) => (job, owed),
+            Took::Job(job, owed) => (
+                Held {
+                    job,
+                    inner,
+                    started: false,
+                    ended: false,
+                },
+                owed,
+            ),
             Took::Stop => {
                 alive.ended = true;
                 return;
@@ -931,7 +1073,8 @@ async fn worker(mut alive: Alive, threads: usize) {
             step_aside().await;
             clock.waited();
         }
-        inner.counters.started();
+        let mut job = job;
+        job.start();
         let mut running = Running {
             job,
             owed: owed.then_some(&inner.queue),
@@ -943,9 +1086,12 @@ async fn worker(mut alive: Alive, threads: usize) {
             first_poll: LastJob::Unknown,
         };
         (&mut running).await;
-        seat.1.eager = running.waited;
-        last = running.first_poll;
-        if running.waited {
+        let (waited, first_poll) = (running.waited, running.first_poll);
+        // The job ended: dropping it now frees what it held before the worker looks for the next.
+        drop(running);
+        seat.1.eager = waited;
+        last = first_poll;
+        if waited {
             clock.waited();
         }
     }
@@ -969,7 +1115,7 @@ fn step_aside() -> impl Future<Output = ()> {
 /// job waits it wakes one for them (queue invariant 4); a job that finishes at once lets its worker
 /// come straight back for the next.
 struct Running<'a> {
-    job: JobFuture,
+    job: Held<'a>,
     owed: Option<&'a JobQueue<JobFuture>>,
     /// The job returned `Pending` at least once.
     waited: bool,
@@ -983,14 +1129,15 @@ impl Future for Running<'_> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        let polled = match self.waited {
-            true => self.job.as_mut().poll(cx),
-            false => match self.clock.take() {
-                None => self.job.as_mut().poll(cx),
+        let this = &mut *self;
+        let polled = match this.waited {
+            true => this.job.poll(cx),
+            false => match this.clock.take() {
+                None => this.job.poll(cx),
                 Some(clock) => {
                     let start = clock.start();
-                    let polled = self.job.as_mut().poll(cx);
-                    self.first_poll = clock.end(start, polled.is_ready());
+                    let polled = this.job.poll(cx);
+                    this.first_poll = clock.end(start, polled.is_ready());
                     polled
                 }
             },
@@ -1012,73 +1159,4 @@ impl Drop for Sitting<'_> {
     fn drop(&mut self) {
         self.0.leave(&self.1);
     }
-}
-
-async fn run_job<J, Fut, T, E>(ctx: Context, job: J, mut reply: Reply<T, E>)
-where
-    J: FnOnce(Context) -> Fut,
-    Fut: Future<Output = Result<T, E>>,
-    E: fmt::Display,
-{
-    reply.started = true;
-    #[cfg(feature = "metrics")]
-    let started_at = {
-        reply
-            .inner
-            .counters
-            .exported
-            .waited(reply.queued_at.elapsed());
-        tokio::time::Instant::now()
-    };
-    let caught = AssertUnwindSafe(async move { job(ctx).await })
-        .catch_unwind()
-        .await;
-    #[cfg(feature = "metrics")]
-    reply.inner.counters.exported.ran(started_at.elapsed());
-    let (ended, result) = match caught {
-        Ok(Ok(value)) => (Ended::Completed, Ok(value)),
-        // An error that follows the pool's stop is how the job answered its context ending: the stop is
-        // the cause, so the job counts as cancelled and its error is not reported as a failure.
-        Ok(Err(_)) if reply.inner.jobs_ctx.is_cancelled() => {
-            (Ended::Cancelled, Err(JobError::Cancelled))
-        }
-        Ok(Err(err)) => {
-            #[cfg(feature = "tracing")]
-            tracing::warn!(target: "bounded_pool", pool = %reply.inner.name, error = %err, "a pool job failed");
-            (Ended::Failed, Err(JobError::Failed(err)))
-        }
-        Err(payload) => {
-            #[cfg(feature = "tracing")]
-            tracing::error!(
-                target: "bounded_pool",
-                pool = %reply.inner.name,
-                panic = bounded_cancel::panic_message(&*payload),
-                "a pool job panicked"
-            );
-            (Ended::Panicked, Err(JobError::Panicked(payload)))
-        }
-    };
-    // Counted before the handle can see it, so a resolved handle is always already in the metrics.
-    reply.inner.counters.ended(ended);
-    reply.settled = true;
-    let unclaimed = match reply.tx.take() {
-        Some(tx) => match tx.send(result).map_err(oneshot::SendError::into_inner) {
-            Err(Err(unclaimed)) => unclaimed,
-            _ => return,
-        },
-        None => match result {
-            Err(unclaimed) => unclaimed,
-            Ok(_) => return,
-        },
-    };
-    let failure = match unclaimed {
-        JobError::Failed(err) => JobFailure::Failed(err.to_string()),
-        JobError::Panicked(payload) => {
-            JobFailure::Panicked(bounded_cancel::panic_message(&*payload).to_owned())
-        }
-        JobError::Cancelled => return,
-    };
-    // A panicking hook must not take the worker down with it.
-    let hook = &reply.inner.hook;
-    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| hook(failure)));
 }
