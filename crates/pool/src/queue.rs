@@ -442,7 +442,7 @@ impl<T> Drop for Reserve<'_, T> {
 
 #[cfg(all(test, not(bounded_loom)))]
 mod tests {
-    use super::{JobQueue, Seat, Took};
+    use super::{JobQueue, Refused, Seat, Took};
     use std::task::{Context, Poll, Waker};
 
     /// A queue of 4 with two workers parked on it, then three items pushed: the first push woke one
@@ -527,6 +527,45 @@ mod tests {
             );
             assert!(matches!(took, Poll::Ready(Took::Job(2, true))));
         }
+    }
+
+    #[test]
+    fn a_push_after_a_drain_is_handed_back_and_its_slot_freed() {
+        let queue = JobQueue::new(2);
+        queue.try_reserve().unwrap();
+        queue.push(1).unwrap();
+        // A submitter between its slot and its push when the drain comes.
+        queue.try_reserve().unwrap();
+        assert_eq!(queue.drain(), [1]);
+        assert_eq!(queue.push(2), Err(2));
+        let state = queue.lock();
+        assert!(state.items.is_empty() && state.closed);
+        assert_eq!(state.taken, 0, "every slot is free again");
+        drop(state);
+        assert_eq!(queue.try_reserve(), Err(Refused::Closed));
+    }
+
+    #[test]
+    fn a_refused_queue_closes_only_once_every_reserved_slot_is_pushed_and_taken() {
+        let queue = JobQueue::new(2);
+        let cx = &mut Context::from_waker(Waker::noop());
+        let mut seat = queue.seat();
+        queue.try_reserve().unwrap();
+        queue.refuse();
+        assert_eq!(queue.try_reserve(), Err(Refused::Closed));
+        assert!(!queue.lock().closed, "a slot is still reserved");
+        queue
+            .push(7)
+            .expect("a slot reserved before the refusal is honoured");
+        assert!(matches!(
+            queue.poll_take(&mut seat, cx, || false, |_| false),
+            Poll::Ready(Took::Job(7, false))
+        ));
+        assert!(queue.lock().closed);
+        assert!(matches!(
+            queue.poll_take(&mut seat, cx, || false, |_| false),
+            Poll::Ready(Took::Closed)
+        ));
     }
 
     #[test]
@@ -741,6 +780,36 @@ mod model {
             queue.refuse();
             assert_eq!(w.join().unwrap(), [1, 2]);
             let state = queue.lock();
+            assert_eq!((state.taken, state.closed), (0, true));
+        });
+    }
+
+    /// A drain (an abort) racing a push and a worker: every item ends in exactly one place (taken
+    /// by the worker, taken by the drain, or handed back to its pusher), and every slot comes back
+    /// (invariants 1 and 5).
+    #[test]
+    fn a_drain_racing_a_push_leaves_every_item_in_exactly_one_place() {
+        loom::model(|| {
+            let queue = Arc::new(JobQueue::new(2));
+            let stop = Arc::new(AtomicBool::new(false));
+            queue.try_reserve().unwrap();
+            queue.push(1).unwrap();
+            queue.try_reserve().unwrap();
+            let pusher = {
+                let queue = queue.clone();
+                loom::thread::spawn(move || queue.push(2).err())
+            };
+            let w = {
+                let (queue, stop) = (queue.clone(), stop.clone());
+                loom::thread::spawn(move || worker(queue, stop))
+            };
+            let mut everywhere: Vec<u32> = queue.drain().into();
+            everywhere.extend(pusher.join().unwrap());
+            everywhere.extend(w.join().unwrap());
+            everywhere.sort_unstable();
+            assert_eq!(everywhere, [1, 2]);
+            let state = queue.lock();
+            assert!(state.items.is_empty());
             assert_eq!((state.taken, state.closed), (0, true));
         });
     }
