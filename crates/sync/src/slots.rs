@@ -430,6 +430,85 @@ mod tests {
         assert_eq!(slots.try_take(), Err(Refused::Closed));
     }
 
+    /// Runs `fut` to its end on this thread, parking between polls; panics if it is not woken to
+    /// its end within ten seconds (a lost wake-up).
+    fn block_on<F: Future>(fut: F) -> F::Output {
+        struct Unpark(std::thread::Thread);
+        impl Wake for Unpark {
+            fn wake(self: Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        let mut fut = pin!(fut);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if let Poll::Ready(out) = fut.as_mut().poll(&mut Context::from_waker(&waker)) {
+                return out;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            assert!(!left.is_zero(), "a waiter in line was never woken");
+            std::thread::park_timeout(left);
+        }
+    }
+
+    /// Four threads take two slots 20,000 times between them, by `try_take`, by waiting in line, and
+    /// by waiting and giving up after one poll: never more than two holders, and both slots free at
+    /// the end, however the threads interleave.
+    #[test]
+    fn stress_never_more_holders_than_slots_and_every_slot_comes_back() {
+        const SLOTS: usize = 2;
+        let slots = Arc::new(Slots::new(SLOTS));
+        let holders = Arc::new(AtomicUsize::new(0));
+        let waited = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let (slots, holders, waited) = (slots.clone(), holders.clone(), waited.clone());
+                std::thread::spawn(move || {
+                    let (_, w) = waker();
+                    for i in 0..5_000usize {
+                        let held = match (i + t) % 3 {
+                            0 => slots.try_take().is_ok(),
+                            1 => {
+                                let mut take = pin!(slots.take());
+                                match take.as_mut().poll(&mut Context::from_waker(&w)) {
+                                    Poll::Ready(took) => took.is_ok(),
+                                    Poll::Pending => {
+                                        waited.fetch_add(1, Ordering::Relaxed);
+                                        block_on(take).is_ok()
+                                    }
+                                }
+                            }
+                            _ => {
+                                let mut take = Box::pin(slots.take());
+                                let polled = take.as_mut().poll(&mut Context::from_waker(&w));
+                                drop(take);
+                                polled.is_ready()
+                            }
+                        };
+                        if held {
+                            let now = holders.fetch_add(1, Ordering::SeqCst) + 1;
+                            assert!(now <= SLOTS, "{now} holders of {SLOTS} slots");
+                            std::thread::yield_now();
+                            holders.fetch_sub(1, Ordering::SeqCst);
+                            slots.give_back();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(slots.free(), SLOTS);
+        assert_eq!(slots.try_take(), Ok(()), "nobody is left in line");
+        assert!(
+            waited.load(Ordering::Relaxed) >= 100,
+            "the threads waited in line only {} times",
+            waited.load(Ordering::Relaxed)
+        );
+    }
+
     #[test]
     #[should_panic(expected = "at most")]
     fn more_than_the_most_slots_is_refused_clearly() {
