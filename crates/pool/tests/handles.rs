@@ -184,3 +184,61 @@ async fn a_panicking_hook_does_not_kill_the_worker() {
     assert_eq!(after.await.unwrap(), 5);
     pool.shutdown().await;
 }
+
+/// On a multi-thread runtime, handles awaited on other tasks while an abort drops the queued jobs
+/// and the running one: each handle resolves `Cancelled` only once its job is in the metrics, as
+/// never started or cancelled, however the wake-ups race the abort.
+#[test]
+fn a_handle_cancelled_by_an_abort_resolves_only_once_its_job_is_counted() {
+    for _round in 0..200 {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let pool = Arc::new(Pool::builder().workers(1).queue(8).build().unwrap());
+            let started = Arc::new(tokio::sync::Notify::new());
+            let running = pool
+                .submit({
+                    let started = started.clone();
+                    move |_ctx| async move {
+                        started.notify_one();
+                        std::future::pending::<Result<(), String>>().await
+                    }
+                })
+                .await
+                .unwrap();
+            started.notified().await;
+            let mut handles = vec![running];
+            for _ in 0..8 {
+                handles.push(
+                    pool.submit(|_ctx| async { Ok::<(), String>(()) })
+                        .await
+                        .unwrap(),
+                );
+            }
+            let collectors: Vec<_> = handles
+                .into_iter()
+                .map(|handle| {
+                    let pool = pool.clone();
+                    tokio::spawn(async move {
+                        assert!(matches!(handle.await, Err(JobError::Cancelled)));
+                        let m = pool.metrics();
+                        assert!(
+                            m.never_started + m.cancelled >= 1,
+                            "a handle resolved before its job was counted: {m}"
+                        );
+                    })
+                })
+                .collect();
+            tokio::task::yield_now().await;
+            pool.abort();
+            for collector in collectors {
+                collector.await.unwrap();
+            }
+            let report = pool.shutdown().await;
+            assert_eq!((report.cancelled, report.never_started), (1, 8), "{report}");
+        });
+    }
+}
