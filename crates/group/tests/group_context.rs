@@ -481,12 +481,9 @@ fn spawners_waiting_when_a_failure_ends_the_context_are_all_released_on_a_multi_
     }
 }
 
-/// The task that closes the slots for waiting spawns is gone once `wait` finds the group idle (the
-/// group still alive, its context still live), and once the group is dropped after a spawn waited.
-#[tokio::test(start_paused = true)]
-async fn the_slot_watcher_is_gone_after_wait_and_after_drop() {
-    let mut group = Group::<Failure>::new();
-    group.set_limit(Some(1)).unwrap();
+/// On a group limited to 1: a task that sleeps a second, a spawn that waits for its slot (which
+/// starts the slot watcher), then `wait` (which stops it).
+async fn wait_for_a_slot_then_for_the_group(group: &Group<Failure>) {
     group
         .spawn(|_ctx| async {
             sleep(Duration::from_secs(1)).await;
@@ -494,9 +491,17 @@ async fn the_slot_watcher_is_gone_after_wait_and_after_drop() {
         })
         .await
         .unwrap();
-    // Waits for the slot, which starts the watcher.
     group.spawn(|_ctx| async { Ok(()) }).await.unwrap();
     group.wait().await.unwrap();
+}
+
+/// The task that closes the slots for waiting spawns is gone once `wait` finds the group idle (the
+/// group still alive, its context still live), and once the group is dropped after a spawn waited.
+#[tokio::test(start_paused = true)]
+async fn the_slot_watcher_is_gone_after_wait_and_after_drop() {
+    let mut group = Group::<Failure>::new();
+    group.set_limit(Some(1)).unwrap();
+    wait_for_a_slot_then_for_the_group(&group).await;
     assert!(!group.context().is_cancelled());
     bounded_cancel::live::assert_none_alive().await;
 
@@ -525,16 +530,7 @@ async fn a_spawn_that_waits_after_a_wait_is_still_released_when_the_context_ends
     let mut group = Group::<Failure>::new();
     group.set_limit(Some(1)).unwrap();
     for _round in 0..3 {
-        group
-            .spawn(|_ctx| async {
-                sleep(Duration::from_secs(1)).await;
-                Ok(())
-            })
-            .await
-            .unwrap();
-        // Waits for the slot, which starts a watcher; `wait` then stops it.
-        group.spawn(|_ctx| async { Ok(()) }).await.unwrap();
-        group.wait().await.unwrap();
+        wait_for_a_slot_then_for_the_group(&group).await;
     }
     group.spawn(|_ctx| std::future::pending()).await.unwrap();
     let ran = Arc::new(AtomicBool::new(false));

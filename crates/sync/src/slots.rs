@@ -268,9 +268,9 @@ impl Drop for Take<'_> {
 
 #[cfg(all(test, not(bounded_loom)))]
 mod tests {
-    use super::{Refused, Slots};
+    use super::{Refused, Slots, Take};
     use std::future::Future;
-    use std::pin::pin;
+    use std::pin::{Pin, pin};
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::task::{Context, Poll, Wake, Waker};
@@ -290,6 +290,11 @@ mod tests {
         (wakes.clone(), Waker::from(wakes))
     }
 
+    /// Polls a wait for a slot once with `waker`.
+    fn poll(take: Pin<&mut Take<'_>>, waker: &Waker) -> Poll<Result<(), Refused>> {
+        take.poll(&mut Context::from_waker(waker))
+    }
+
     #[test]
     fn a_freed_slot_goes_to_the_first_in_line_not_to_a_newcomer() {
         let slots = Slots::new(1);
@@ -298,18 +303,8 @@ mod tests {
         let (_, second_waker) = waker();
         let mut first = pin!(slots.take());
         let mut second = pin!(slots.take());
-        assert!(
-            first
-                .as_mut()
-                .poll(&mut Context::from_waker(&first_waker))
-                .is_pending()
-        );
-        assert!(
-            second
-                .as_mut()
-                .poll(&mut Context::from_waker(&second_waker))
-                .is_pending()
-        );
+        assert!(poll(first.as_mut(), &first_waker).is_pending());
+        assert!(poll(second.as_mut(), &second_waker).is_pending());
         slots.give_back();
         assert_eq!(
             first_wakes.0.load(Ordering::SeqCst),
@@ -321,18 +316,11 @@ mod tests {
             Err(Refused::Full),
             "a newcomer does not overtake"
         );
-        let polled = first.as_mut().poll(&mut Context::from_waker(&first_waker));
+        let polled = poll(first.as_mut(), &first_waker);
         assert_eq!(polled, Poll::Ready(Ok(())));
-        assert!(
-            second
-                .as_mut()
-                .poll(&mut Context::from_waker(&second_waker))
-                .is_pending()
-        );
+        assert!(poll(second.as_mut(), &second_waker).is_pending());
         slots.give_back();
-        let polled = second
-            .as_mut()
-            .poll(&mut Context::from_waker(&second_waker));
+        let polled = poll(second.as_mut(), &second_waker);
         assert_eq!(polled, Poll::Ready(Ok(())));
         slots.give_back();
         assert_eq!(
@@ -350,23 +338,11 @@ mod tests {
         let (_, w) = waker();
         let mut granted = Box::pin(slots.take());
         let mut next = pin!(slots.take());
-        assert!(
-            granted
-                .as_mut()
-                .poll(&mut Context::from_waker(&w))
-                .is_pending()
-        );
-        assert!(
-            next.as_mut()
-                .poll(&mut Context::from_waker(&w))
-                .is_pending()
-        );
+        assert!(poll(granted.as_mut(), &w).is_pending());
+        assert!(poll(next.as_mut(), &w).is_pending());
         slots.give_back();
         drop(granted);
-        assert_eq!(
-            next.as_mut().poll(&mut Context::from_waker(&w)),
-            Poll::Ready(Ok(()))
-        );
+        assert_eq!(poll(next.as_mut(), &w), Poll::Ready(Ok(())));
         slots.give_back();
         assert_eq!(slots.free(), 1);
     }
@@ -377,11 +353,7 @@ mod tests {
         slots.try_take().unwrap();
         let (_, w) = waker();
         let mut left = Box::pin(slots.take());
-        assert!(
-            left.as_mut()
-                .poll(&mut Context::from_waker(&w))
-                .is_pending()
-        );
+        assert!(poll(left.as_mut(), &w).is_pending());
         drop(left);
         assert_eq!(slots.try_take(), Err(Refused::Full), "still held");
         slots.give_back();
@@ -398,19 +370,14 @@ mod tests {
         let slots = Slots::new(0);
         let (wakes, w) = waker();
         let mut waiting = pin!(slots.take());
-        assert!(
-            waiting
-                .as_mut()
-                .poll(&mut Context::from_waker(&w))
-                .is_pending()
-        );
+        assert!(poll(waiting.as_mut(), &w).is_pending());
         slots.close();
         assert_eq!(wakes.0.load(Ordering::SeqCst), 1);
-        let polled = waiting.as_mut().poll(&mut Context::from_waker(&w));
+        let polled = poll(waiting.as_mut(), &w);
         assert_eq!(polled, Poll::Ready(Err(Refused::Closed)));
         assert_eq!(slots.try_take(), Err(Refused::Closed));
         let mut late = pin!(slots.take());
-        let polled = late.as_mut().poll(&mut Context::from_waker(&w));
+        let polled = poll(late.as_mut(), &w);
         assert_eq!(polled, Poll::Ready(Err(Refused::Closed)));
     }
 
@@ -471,7 +438,7 @@ mod tests {
                             0 => slots.try_take().is_ok(),
                             1 => {
                                 let mut take = pin!(slots.take());
-                                match take.as_mut().poll(&mut Context::from_waker(&w)) {
+                                match poll(take.as_mut(), &w) {
                                     Poll::Ready(took) => took.is_ok(),
                                     Poll::Pending => {
                                         waited.fetch_add(1, Ordering::Relaxed);
@@ -481,7 +448,7 @@ mod tests {
                             }
                             _ => {
                                 let mut take = Box::pin(slots.take());
-                                let polled = take.as_mut().poll(&mut Context::from_waker(&w));
+                                let polled = poll(take.as_mut(), &w);
                                 drop(take);
                                 polled.is_ready()
                             }
