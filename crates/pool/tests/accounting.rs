@@ -2,6 +2,10 @@
 //! shutdown_timeout, close, a cancelled context and drop; and every entry point gives the same answer
 //! to a pool that takes no more jobs.
 
+#[path = "support/two_threads.rs"]
+mod two_threads;
+use two_threads::two_thread_runtime;
+
 use std::time::Duration;
 
 use bounded_cancel::{Context, live};
@@ -91,11 +95,7 @@ async fn shutdown_timeout_then_shutdown_reports_the_same() {
 #[test]
 fn every_order_of_stopping_accounts_for_every_job_on_a_multi_thread_runtime() {
     for round in 0..200 {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_time()
-            .build()
-            .unwrap();
+        let runtime = two_thread_runtime();
         runtime.block_on(async {
             let pool = std::sync::Arc::new(Pool::builder().workers(2).queue(4).build().unwrap());
             let mut submitted = 0;
@@ -247,11 +247,7 @@ fn answers_its_context() -> Job {
 #[test]
 fn the_stop_wins_over_errors_the_stop_produced_on_a_multi_thread_runtime() {
     for round in 0..200 {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_time()
-            .build()
-            .unwrap();
+        let runtime = two_thread_runtime();
         runtime.block_on(async {
             let hooked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
             let app = Context::new();

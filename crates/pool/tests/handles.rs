@@ -1,6 +1,10 @@
 //! Job handles: value, `Failed`, `Panicked`, `Cancelled`; dropping a handle does not cancel its job;
 //! panics never kill a worker; unawaited failures reach the error hook once each.
 
+#[path = "support/two_threads.rs"]
+mod two_threads;
+use two_threads::two_thread_runtime;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -191,11 +195,7 @@ async fn a_panicking_hook_does_not_kill_the_worker() {
 #[test]
 fn a_handle_cancelled_by_an_abort_resolves_only_once_its_job_is_counted() {
     for _round in 0..200 {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_time()
-            .build()
-            .unwrap();
+        let runtime = two_thread_runtime();
         runtime.block_on(async {
             let pool = Arc::new(Pool::builder().workers(1).queue(8).build().unwrap());
             let started = Arc::new(tokio::sync::Notify::new());

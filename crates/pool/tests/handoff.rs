@@ -2,6 +2,10 @@
 //! before it waits, so jobs that wait on each other all run at once. (That jobs which finish at once
 //! wake no other worker is checked on the queue itself, in `src/queue.rs`.)
 
+#[path = "support/two_threads.rs"]
+mod two_threads;
+use two_threads::two_thread_runtime;
+
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
@@ -64,11 +68,7 @@ async fn queued_jobs_that_wait_all_run_at_once() {
 #[test]
 fn queued_jobs_that_wait_all_run_at_once_on_a_multi_thread_runtime() {
     for round in 0..30 {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_time()
-            .build()
-            .unwrap();
+        let runtime = two_thread_runtime();
         runtime.block_on(async {
             tokio::spawn(async move {
                 let pool = Pool::builder().workers(8).queue(8).build().unwrap();
