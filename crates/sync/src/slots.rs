@@ -114,11 +114,12 @@ impl Slots {
     }
 
     /// Takes a slot, waiting in line for one. Dropping the future gives up its place, or gives
-    /// back the slot it was granted but never saw.
+    /// back the slot it was granted but never saw. Polling it again after it resolved panics.
     pub fn take(&self) -> Take<'_> {
         Take {
             slots: self,
             key: None,
+            done: false,
         }
     }
 
@@ -214,12 +215,23 @@ pub struct Take<'a> {
     slots: &'a Slots,
     /// Its place in line, once it has joined.
     key: Option<usize>,
+    /// It resolved: polled again, it would take another slot.
+    done: bool,
 }
 
 impl Future for Take<'_> {
     type Output = Result<(), Refused>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let taken = self.as_mut().poll_take(cx);
+        self.done = taken.is_ready();
+        taken
+    }
+}
+
+impl Take<'_> {
+    fn poll_take(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Refused>> {
+        assert!(!self.done, "a slot's `Take` polled after it resolved");
         let slots = self.slots;
         let Some(key) = self.key else {
             match slots.try_take() {
@@ -474,6 +486,16 @@ mod tests {
             "the threads waited in line only {} times",
             waited.load(Ordering::Relaxed)
         );
+    }
+
+    #[test]
+    #[should_panic(expected = "polled after it resolved")]
+    fn a_take_polled_again_after_it_resolved_panics_rather_than_take_a_second_slot() {
+        let slots = Slots::new(2);
+        let (_, w) = waker();
+        let mut take = pin!(slots.take());
+        assert_eq!(poll(take.as_mut(), &w), Poll::Ready(Ok(())));
+        let _ = poll(take.as_mut(), &w);
     }
 
     #[test]
