@@ -87,24 +87,28 @@ where
         let job = this.job.take().expect("Spawn polled after completion");
         let group = this.group;
         let slot = match (&group.limit, &mut this.wait) {
-            (_, Some(wait)) => match wait.poll(group.context(), cx) {
-                // A slot freed by a task whose failure then ended the context: the context wins, as
-                // it did for every spawn that looked after it ended, and the slot goes back.
-                Poll::Ready(Ok(())) => match ended(group.context(), this.caller) {
-                    Some(cause) => {
-                        group.shared().slots.give_back();
-                        return Poll::Ready(Err(SpawnError::Cancelled { job, cause }));
-                    }
-                    None => true,
-                },
-                Poll::Ready(Err(cause)) => {
-                    return Poll::Ready(Err(SpawnError::Cancelled { job, cause }));
-                }
-                Poll::Pending => {
+            (_, Some(wait)) => {
+                let Poll::Ready(waited) = wait.poll(group.context(), cx) else {
                     this.job = Some(job);
                     return Poll::Pending;
+                };
+                // The wait is over: it stops counting among the waiting spawns now, not when the
+                // spawn is dropped.
+                this.wait = None;
+                match waited {
+                    // A slot freed by a task whose failure then ended the context: the context
+                    // wins, as it did for every spawn that looked after it ended, and the slot
+                    // goes back.
+                    Ok(()) => match ended(group.context(), this.caller) {
+                        Some(cause) => {
+                            group.shared().slots.give_back();
+                            return Poll::Ready(Err(SpawnError::Cancelled { job, cause }));
+                        }
+                        None => true,
+                    },
+                    Err(cause) => return Poll::Ready(Err(SpawnError::Cancelled { job, cause })),
                 }
-            },
+            }
             (Limit::Zero, None) => return Poll::Ready(Err(SpawnError::LimitZero(job))),
             (limit, None) => {
                 if let Some(cause) = ended(group.context(), this.caller) {

@@ -36,8 +36,9 @@ pub(crate) struct Shared<E> {
     /// The group is being dropped: a task dropped from now on was aborted by it, not lost.
     dropping: AtomicBool,
     idle: Notify,
-    /// A limited group's free slots: a task holds one from its admission until it ends. Here, beside the rest of what tasks share, so that a task needs no handle of its own
-    /// to give its slot back. Closed when the group's context ends (see the executor's watcher).
+    /// A limited group's free slots: a task holds one from its admission until it ends. Here,
+    /// beside the rest of what tasks share, so that a task needs no handle of its own to give its
+    /// slot back. Closed when the group's context ends (see the executor's watcher).
     pub(crate) slots: Slots,
     outcome: Mutex<Outcome<E>>,
     /// `bounded_group_tasks_alive{group}`, registered when the group is named or first spawns.

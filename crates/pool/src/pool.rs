@@ -1045,7 +1045,7 @@ async fn worker(mut alive: Alive, threads: usize) {
             took
         })
         .await;
-        let (job, owed) = match took {
+        let (mut job, owed) = match took {
             Took::Job(job, owed) => (
                 Held {
                     job,
@@ -1073,7 +1073,6 @@ async fn worker(mut alive: Alive, threads: usize) {
             step_aside().await;
             clock.waited();
         }
-        let mut job = job;
         job.start();
         let mut running = Running {
             job,

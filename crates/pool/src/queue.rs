@@ -24,9 +24,9 @@
 //!    invariant 7, it wakes a parked worker as it takes the item, unless one is searching. Otherwise
 //!    it is told it owes one (`Took::Job(_, true)`): it comes back for the next item as soon as its
 //!    job finishes, and if its job waits first (its first poll is `Pending`) it calls
-//!    [`JobQueue::pass_on`] before it waits, which does the same wake then. So a queued item always has a worker coming: a searching one, a
-//!    worker whose job has not waited yet, or, with none parked, every worker is busy or between jobs
-//!    and looks before it parks. A run of pushes wakes one worker, and a run of jobs that finish at
+//!    [`JobQueue::pass_on`] before it waits, which does the same wake then. So a queued item always
+//!    has a worker coming: a searching one, a worker whose job has not waited yet, or, with none
+//!    parked, every worker is busy or between jobs and looks before it parks. A run of pushes wakes one worker, and a run of jobs that finish at
 //!    their first poll wakes no other: the worker runs them one after another, with no hand-over
 //!    between threads.
 //! 5. After `refuse`, no slot is reserved and every waiting submitter is refused; once `taken` is
