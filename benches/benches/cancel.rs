@@ -1,7 +1,9 @@
 //! bounded-cancel against tokio-util's `CancellationToken`, the type it wraps.
 //!
 //! - `cancel/fanout_10k/*`: cancel one scope with 10,000 tasks parked on it, and join them all.
-//!   Only the cancel and the joins are timed; spawning and parking the waiters is set-up.
+//!   Only the cancel and the joins are timed; spawning and parking the waiters is set-up. `bare_wake` is
+//!   the floor: each waiter parked on a oneshot channel of its own, all sent to at once, so each is
+//!   woken once with nothing shared.
 //! - `cancel/with_timeout/*`: a request's context with a deadline, made and dropped, per request; beside a
 //!   child token with a spawned timer task.
 //! - `cancel/is_cancelled/*`: the check a loop makes on every turn, on a live root and a live child.
@@ -85,6 +87,33 @@ fn bench_fanout(c: &mut Criterion) {
                         total +=
                             fanout(move || waiters.clone().cancelled_owned(), || token.cancel())
                                 .await;
+                    }
+                    total
+                })
+            })
+        });
+        group.bench_function(BenchmarkId::new("bare_wake", flavor), |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                on_worker(async move {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let senders = Arc::new(std::sync::Mutex::new(Vec::with_capacity(WAITERS)));
+                        let fire = senders.clone();
+                        total += fanout(
+                            move || {
+                                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+                                senders.lock().unwrap().push(tx);
+                                async move {
+                                    let _ = rx.await;
+                                }
+                            },
+                            move || {
+                                for tx in fire.lock().unwrap().drain(..) {
+                                    let _ = tx.send(());
+                                }
+                            },
+                        )
+                        .await;
                     }
                     total
                 })

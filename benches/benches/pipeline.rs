@@ -5,7 +5,8 @@
 //!   `Mutex`, with `async-channel` (MPMC, no mutex), and `buffer_unordered(8)` over spawned tasks.
 //!   `bare_hop` is the floor: each item through one bounded channel to one task.
 //! - `pipeline/three_stages/*`: 50,000 items through three stages of 4 workers (buffers 16), beside the
-//!   same by hand with `async-channel`.
+//!   same by hand with `async-channel`. `bare_hop` is the floor: each item through a chain of three
+//!   bounded channels, one task at each end of each.
 //! - `pipeline/cpu_stage/*` (multi_thread only): 2,000 items of about 50 µs of CPU each through a stage
 //!   of 1 and of 2 workers: the stage really runs on both threads.
 
@@ -117,6 +118,35 @@ async fn bare_hop() -> u64 {
     consumer.await.expect("consumer")
 }
 
+/// The floor of three stages: each item crosses three bounded channels in a chain, one task at each
+/// end of each (the sender, two relays, the consumer that sums).
+async fn bare_hops_3() -> u64 {
+    let (tx, mut rx) = async_channel::bounded::<u64>(BUFFER);
+    for _ in 0..2 {
+        let (next_tx, next_rx) = async_channel::bounded::<u64>(BUFFER);
+        tokio::spawn(async move {
+            while let Ok(n) = rx.recv().await {
+                if next_tx.send(black_box(n)).await.is_err() {
+                    return;
+                }
+            }
+        });
+        rx = next_rx;
+    }
+    let consumer = tokio::spawn(async move {
+        let mut sum = 0;
+        while let Ok(n) = rx.recv().await {
+            sum += black_box(n);
+        }
+        sum
+    });
+    for n in 0..ITEMS {
+        tx.send(n).await.expect("open");
+    }
+    drop(tx);
+    consumer.await.expect("consumer")
+}
+
 async fn buffer_unordered_one_stage() -> u64 {
     futures_util::stream::iter(0..ITEMS)
         .map(|n| tokio::spawn(async move { black_box(n) }))
@@ -177,12 +207,16 @@ fn bench_three_stages(c: &mut Criterion) {
     group.sample_size(20);
     for (flavor, rt) in runtimes() {
         assert_eq!(rt.block_on(ours_three_stages()), expected());
+        assert_eq!(rt.block_on(bare_hops_3()), expected());
         group.bench_function(BenchmarkId::new("bounded", flavor), |b| {
             b.to_async(&rt).iter(|| on_worker(ours_three_stages()))
         });
         group.bench_function(BenchmarkId::new("async_channel", flavor), |b| {
             b.to_async(&rt)
                 .iter(|| on_worker(async_channel_stages(3, 4)))
+        });
+        group.bench_function(BenchmarkId::new("bare_hop", flavor), |b| {
+            b.to_async(&rt).iter(|| on_worker(bare_hops_3()))
         });
     }
     group.finish();

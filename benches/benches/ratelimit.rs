@@ -2,7 +2,8 @@
 //!
 //! - `ratelimit/try_acquire_unlimited/*`: 1,000 `try_acquire` under a quota that never limits, beside
 //!   governor's `check()` on its default clock (quanta) and on a clock that reads tokio's `Instant`, which
-//!   separates the cost of the clock from the cost of the limiter.
+//!   separates the cost of the clock from the cost of the limiter. `tokio_clock_read` is the floor: one
+//!   read of tokio's clock per call, which a limiter that follows tokio's (pausable) clock pays at least.
 //! - `ratelimit/acquire_uncontended/*`: 1,000 `acquire().await` that never wait, beside governor's
 //!   `until_ready().await`.
 //! - `ratelimit/waiters_200/*`: 200 tasks each taking 10 units at 20,000/s with a burst of 100 (5 ms of
@@ -67,6 +68,13 @@ fn bench_try_acquire(c: &mut Criterion) {
             b.to_async(&rt).iter(|| async {
                 for _ in 0..CALLS {
                     black_box(governor.check()).unwrap();
+                }
+            })
+        });
+        group.bench_function(BenchmarkId::new("tokio_clock_read", flavor), |b| {
+            b.to_async(&rt).iter(|| async {
+                for _ in 0..CALLS {
+                    black_box(tokio::time::Instant::now());
                 }
             })
         });

@@ -24,7 +24,7 @@ struct Case {
 
 /// The floor of a case, measured in the same criterion group: the least a construction of its kind
 /// costs (a bare spawn, a bare channel hop), shown beside rows that fall short of their bar.
-const FLOORS: [(&str, &str); 7] = [
+const FLOORS: [(&str, &str); 10] = [
     ("group/limit_8", "bare_spawn"),
     ("group/limit_8_yield", "bare_spawn"),
     ("group/unlimited", "bare_spawn"),
@@ -32,6 +32,9 @@ const FLOORS: [(&str, &str); 7] = [
     ("pool/w8_q16", "bare_hop"),
     ("pool/w8_q16_yield", "bare_hop"),
     ("pipeline/one_stage", "bare_hop"),
+    ("pipeline/three_stages", "bare_hop"),
+    ("cancel/fanout_10k", "bare_wake"),
+    ("ratelimit/try_acquire_unlimited", "tokio_clock_read"),
 ];
 
 const CASES: [Case; 13] = [
