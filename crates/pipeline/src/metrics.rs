@@ -43,7 +43,9 @@ pub struct StageMetrics {
     pub items_out: u64,
     /// Items waiting in the stage's input channel.
     pub queued: u64,
-    /// Workers running the stage function right now.
+    /// Workers running the stage function right now. A worker going through a run of items that each
+    /// finish at once counts from the run's first call to its last (not between each two), and never
+    /// while it waits for room downstream.
     pub busy: usize,
     /// Errors returned by the stage function (each one skipped, or the one that stopped the pipeline).
     pub errors: u64,

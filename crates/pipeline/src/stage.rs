@@ -247,7 +247,9 @@ impl<E: Send + 'static> Pipeline<E> {
                 // a place downstream is reserved before every pull, so the source runs no further ahead
                 // than the links after it hold.
                 while !task.ctx.is_cancelled() {
-                    out.reserve().await;
+                    if !out.has_place() {
+                        out.reserve().await;
+                    }
                     // The stream is the caller's code: a panic in it is the pipeline's failure.
                     let pulled = match AssertUnwindSafe(stream.next())
                         .catch_unwind()

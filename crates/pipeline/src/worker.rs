@@ -24,8 +24,25 @@ pub(crate) enum Step<U> {
     Stop,
 }
 
+/// [`call`], counted in `busy` while it runs.
+pub(crate) async fn counted_call<T, U, E, F, Fut>(
+    shared: &Shared<E>,
+    counters: &Counters,
+    f: &F,
+    item: Item<T>,
+) -> Step<U>
+where
+    E: Send + 'static,
+    F: Fn(Context, T) -> Fut,
+    Fut: Future<Output = Result<Option<U>, E>>,
+{
+    let mut busy = Busy::new(counters);
+    busy.set(true);
+    call(shared, counters, f, item).await
+}
+
 /// Runs the stage function on one item: panics and errors become the pipeline's failure or go to the
-/// skip handler, and `busy` counts the call.
+/// skip handler. The caller counts it in `busy`.
 pub(crate) async fn call<T, U, E, F, Fut>(
     shared: &Shared<E>,
     counters: &Counters,
@@ -38,8 +55,6 @@ where
     Fut: Future<Output = Result<Option<U>, E>>,
 {
     let Item { index, value } = item;
-    counters.busy(1);
-    let _busy = Busy(counters);
     let result = match std::panic::catch_unwind(AssertUnwindSafe(|| f(shared.ctx.clone(), value))) {
         Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await,
         Err(payload) => Err(payload),
@@ -65,11 +80,32 @@ where
     }
 }
 
-struct Busy<'a>(&'a Counters);
+/// A worker's place in its stage's `busy` count: counted while set, and no longer once dropped (also
+/// when the worker is aborted or a call panics).
+pub(crate) struct Busy<'a> {
+    counters: &'a Counters,
+    on: bool,
+}
+
+impl<'a> Busy<'a> {
+    pub(crate) fn new(counters: &'a Counters) -> Self {
+        Busy {
+            counters,
+            on: false,
+        }
+    }
+
+    pub(crate) fn set(&mut self, on: bool) {
+        if on != self.on {
+            self.on = on;
+            self.counters.busy(if on { 1 } else { -1 });
+        }
+    }
+}
 
 impl Drop for Busy<'_> {
     fn drop(&mut self) {
-        self.0.busy(-1);
+        self.set(false);
     }
 }
 
@@ -119,6 +155,9 @@ pub(crate) async fn run<T, U, E, F, Fut>(
     // When the last batch ended, if the next one is taken without waiting: one clock read serves as
     // the end of one batch and the start of the next.
     let mut ended: Option<Instant> = None;
+    // Counted from the first call of a batch to its end, except while the worker waits for room:
+    // two counts per batch rather than two per item.
+    let mut busy = Busy::new(&counters);
     while let Some(waited) = next_batch(&input, &mut taken, &mut output, MAX_BATCH, !cheap).await {
         let started = match (waited, ended.take()) {
             (false, Some(at)) => at,
@@ -127,7 +166,11 @@ pub(crate) async fn run<T, U, E, F, Fut>(
         counters.add_in(taken.len());
         let (mut finished, mut passed, mut waited) = (0u32, 0, false);
         while let Some(item) = taken.pop_front() {
-            output.reserve().await;
+            if !output.has_place() {
+                busy.set(false);
+                output.reserve().await;
+            }
+            busy.set(true);
             let index = item.index;
             let call = call(&shared, &counters, &*f, item);
             tokio::pin!(call);
@@ -155,6 +198,7 @@ pub(crate) async fn run<T, U, E, F, Fut>(
                 Step::Stop => return,
             }
         }
+        busy.set(false);
         counters.add_out(passed);
         input.done(finished as usize);
         let now = Instant::now();
@@ -185,7 +229,7 @@ pub(crate) async fn run_flat<T, I, E, F, Fut>(
         };
         counters.add_in(1);
         let index = item.index;
-        let iter = match call(&shared, &counters, &*f, item).await {
+        let iter = match counted_call(&shared, &counters, &*f, item).await {
             Step::Pass(items) => items,
             Step::Drop => {
                 input.done(1);

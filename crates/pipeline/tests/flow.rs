@@ -90,6 +90,21 @@ async fn metrics_count_in_and_out_per_stage() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_worker_blocked_on_room_downstream_is_not_busy() {
+    // Nobody reads the output: both workers fill the buffer after them and wait for room.
+    let out = Pipeline::new(&Context::new())
+        .source(0..100u64)
+        .map(2, |_ctx, n| async move { Ok::<_, String>(n) })
+        .buffer(1)
+        .output();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let m = out.metrics();
+    assert!(m[1].items_in > 0, "the workers took items: {m:?}");
+    assert!(m[1].items_in < 100, "the workers are blocked: {m:?}");
+    assert_eq!(m[1].busy, 0, "a worker waiting for room is not busy: {m:?}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_empty_source_ends_the_output_at_once() {
     let out = Pipeline::new(&Context::new())
         .source(Vec::<u8>::new())
