@@ -99,11 +99,13 @@ impl Drop for Node {
 }
 
 impl Node {
+    #[inline]
     fn is_cancelled(&self) -> bool {
         self.cause().is_some()
     }
 
     /// The recorded cause, or `DeadlineExceeded` (recorded now) if the deadline has passed.
+    #[inline]
     fn cause(&self) -> Option<&Cause> {
         if let Some(cause) = self.recorded() {
             return Some(cause);
@@ -129,6 +131,7 @@ impl Node {
     }
 
     /// The cause recorded on this node or an ancestor, without reading the clock.
+    #[inline]
     fn recorded(&self) -> Option<&Cause> {
         let mut node = self;
         loop {

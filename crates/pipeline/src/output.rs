@@ -8,7 +8,7 @@ use std::task::{Context as TaskContext, Poll, ready};
 use bounded_cancel::Context;
 use futures_util::Stream;
 
-use crate::link::{Link, MAX_BATCH};
+use crate::link::Link;
 use crate::shared::{Item, Owner};
 use crate::{Collect, ForEach, MetricsHandle, PipelineError, StageMetrics, TryCollect};
 
@@ -244,13 +244,15 @@ impl<T: Send + 'static, E> Stream for Output<T, E> {
                     this.taken = taken;
                     took
                 }
-                None => match this.link.try_take(MAX_BATCH, false, &mut this.taken) {
+                // The output is the link's only consumer: it takes all that is queued, which moves
+                // by one swap of buffers when its batch is empty (as it is here).
+                None => match this.link.try_take(usize::MAX, false, &mut this.taken) {
                     Some(took) => took,
                     None => {
                         let link = Arc::clone(&this.link);
                         let mut into = std::mem::take(&mut this.taken);
                         this.waiting = Some(Mutex::new(Box::pin(async move {
-                            let took = link.take(MAX_BATCH, false, &mut into).await;
+                            let took = link.take(usize::MAX, false, &mut into).await;
                             (took, into)
                         })));
                         continue;

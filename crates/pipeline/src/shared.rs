@@ -45,9 +45,11 @@ impl Counters {
     }
 
     pub(crate) fn add_in(&self, n: usize) {
-        self.items_in.fetch_add(n as u64, Ordering::Relaxed);
-        #[cfg(feature = "metrics")]
-        self.exported.items_in.increment(n as u64);
+        if n > 0 {
+            self.items_in.fetch_add(n as u64, Ordering::Relaxed);
+            #[cfg(feature = "metrics")]
+            self.exported.items_in.increment(n as u64);
+        }
     }
 
     pub(crate) fn add_out(&self, n: usize) {

@@ -243,11 +243,15 @@ impl<E: Send + 'static> Pipeline<E> {
             source.spawn_stage(&stage, async move {
                 let mut stream = std::pin::pin!(stream);
                 let mut index = 0;
+                // Told once per run of items (before each reservation of places), when the source
+                // goes quiet and at the end, not twice per item.
+                let mut tally = Tally::new(&counters);
                 // The context is checked before every pull, so a stopped pipeline pulls nothing more;
                 // a place downstream is reserved before every pull, so the source runs no further ahead
                 // than the links after it hold.
                 while !task.ctx.is_cancelled() {
                     if !out.has_place() {
+                        tally.tell();
                         out.reserve().await;
                     }
                     // The stream is the caller's code: a panic in it is the pipeline's failure.
@@ -259,13 +263,14 @@ impl<E: Send + 'static> Pipeline<E> {
                         None => {
                             // The source is quiet: pass on what is in hand (keeping only the
                             // place reserved for the next item) before waiting for it.
+                            tally.tell();
                             out.flush_keeping_one();
                             AssertUnwindSafe(stream.next()).catch_unwind().await
                         }
                     };
                     let value = match pulled {
                         Ok(Some(value)) => value,
-                        Ok(None) => return,
+                        Ok(None) => break,
                         Err(payload) => {
                             let stage = counters.name.clone();
                             task.fail(PipelineError::Panicked {
@@ -273,25 +278,28 @@ impl<E: Send + 'static> Pipeline<E> {
                                 index,
                                 payload,
                             });
-                            return;
+                            break;
                         }
                     };
-                    counters.add_in(1);
+                    tally.pulled += 1;
                     match lift(value) {
                         Ok(value) => {
                             out.push(Item { index, value });
-                            counters.add_out(1);
+                            tally.passed += 1;
                         }
                         Err(error) => {
                             // A source's error is handled as a stage's: skipped, or the end.
                             out.unreserve();
                             if !task.error(&counters, index, error) {
-                                return;
+                                break;
                             }
                         }
                     }
                     index += 1;
                 }
+                // Told before the output can see the end (the link closes when `out` is dropped);
+                // a source aborted mid-run tells as its tally is dropped.
+                tally.tell();
             });
         });
         Stage {
@@ -664,5 +672,33 @@ impl<T, E> fmt::Debug for Stage<T, E> {
             .field("workers", &self.workers)
             .field("buffer", &self.capacity)
             .finish_non_exhaustive()
+    }
+}
+
+/// A source's items pulled and passed on since its stage's counters were last told.
+struct Tally<'a> {
+    counters: &'a Counters,
+    pulled: usize,
+    passed: usize,
+}
+
+impl<'a> Tally<'a> {
+    fn new(counters: &'a Counters) -> Self {
+        Tally {
+            counters,
+            pulled: 0,
+            passed: 0,
+        }
+    }
+
+    fn tell(&mut self) {
+        self.counters.add_in(std::mem::take(&mut self.pulled));
+        self.counters.add_out(std::mem::take(&mut self.passed));
+    }
+}
+
+impl Drop for Tally<'_> {
+    fn drop(&mut self) {
+        self.tell();
     }
 }

@@ -105,6 +105,27 @@ async fn a_worker_blocked_on_room_downstream_is_not_busy() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_source_waiting_for_room_has_told_every_item_it_pulled() {
+    // The one worker holds its item forever: the source fills the link (a buffer of 4 and the one item
+    // in the worker's hands) and waits for room.
+    let out = Pipeline::new(&Context::new())
+        .source(0..100u64)
+        .buffer(4)
+        .map(1, |_ctx, n| async move {
+            std::future::pending::<()>().await;
+            Ok::<_, String>(n)
+        })
+        .output();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let m = out.metrics();
+    assert_eq!(
+        (m[0].items_in, m[0].items_out, m[1].items_in),
+        (5, 5, 1),
+        "{m:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_empty_source_ends_the_output_at_once() {
     let out = Pipeline::new(&Context::new())
         .source(Vec::<u8>::new())
