@@ -37,7 +37,9 @@ pub struct StageMetrics {
     pub name: String,
     /// Worker tasks in the stage.
     pub workers: usize,
-    /// Items the stage has taken from its input.
+    /// Items the stage has taken from its input (for the source, items pulled: told once per run of
+    /// items, before it reserves places downstream, waits or ends, so they trail by at most a run while
+    /// it pulls).
     pub items_in: u64,
     /// Items the stage has passed on.
     pub items_out: u64,
