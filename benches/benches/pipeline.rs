@@ -101,28 +101,11 @@ async fn async_channel_stages(stages: usize, workers: usize) -> u64 {
     sum
 }
 
-/// The floor: each item crosses one bounded channel to one task that sums it.
-async fn bare_hop() -> u64 {
-    let (tx, rx) = async_channel::bounded::<u64>(BUFFER);
-    let consumer = tokio::spawn(async move {
-        let mut sum = 0;
-        while let Ok(n) = rx.recv().await {
-            sum += black_box(n);
-        }
-        sum
-    });
-    for n in 0..ITEMS {
-        tx.send(n).await.expect("open");
-    }
-    drop(tx);
-    consumer.await.expect("consumer")
-}
-
-/// The floor of three stages: each item crosses three bounded channels in a chain, one task at each
-/// end of each (the sender, two relays, the consumer that sums).
-async fn bare_hops_3() -> u64 {
+/// The floor: each item crosses `relays + 1` bounded channels in a chain, one task at each end of each
+/// (the sender, the relays, the consumer that sums). One channel for one stage, three for three.
+async fn bare_hops(relays: usize) -> u64 {
     let (tx, mut rx) = async_channel::bounded::<u64>(BUFFER);
-    for _ in 0..2 {
+    for _ in 0..relays {
         let (next_tx, next_rx) = async_channel::bounded::<u64>(BUFFER);
         tokio::spawn(async move {
             while let Ok(n) = rx.recv().await {
@@ -195,7 +178,7 @@ fn bench_one_stage(c: &mut Criterion) {
                 .iter(|| on_worker(buffer_unordered_one_stage()))
         });
         group.bench_function(BenchmarkId::new("bare_hop", flavor), |b| {
-            b.to_async(&rt).iter(|| on_worker(bare_hop()))
+            b.to_async(&rt).iter(|| on_worker(bare_hops(0)))
         });
     }
     group.finish();
@@ -207,7 +190,7 @@ fn bench_three_stages(c: &mut Criterion) {
     group.sample_size(20);
     for (flavor, rt) in runtimes() {
         assert_eq!(rt.block_on(ours_three_stages()), expected());
-        assert_eq!(rt.block_on(bare_hops_3()), expected());
+        assert_eq!(rt.block_on(bare_hops(2)), expected());
         group.bench_function(BenchmarkId::new("bounded", flavor), |b| {
             b.to_async(&rt).iter(|| on_worker(ours_three_stages()))
         });
@@ -216,7 +199,7 @@ fn bench_three_stages(c: &mut Criterion) {
                 .iter(|| on_worker(async_channel_stages(3, 4)))
         });
         group.bench_function(BenchmarkId::new("bare_hop", flavor), |b| {
-            b.to_async(&rt).iter(|| on_worker(bare_hops_3()))
+            b.to_async(&rt).iter(|| on_worker(bare_hops(2)))
         });
     }
     group.finish();
