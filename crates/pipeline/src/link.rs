@@ -36,7 +36,8 @@ use bounded_sync::{Mutex, MutexGuard};
 
 use tokio::sync::{Notify, Semaphore, SemaphorePermit};
 
-/// The most items moved under one lock.
+/// The most items a producer batches, a run of places holds, or a worker takes at once. (The output,
+/// a link's only consumer, takes all that is queued: into its empty batch that is one swap.)
 pub(crate) const MAX_BATCH: usize = 16;
 
 pub(crate) struct Link<T> {
