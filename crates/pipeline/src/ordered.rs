@@ -14,7 +14,7 @@ use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
 
 use crate::link::{Link, Producer};
 use crate::shared::{Counters, Item, Shared};
-use crate::worker::{Step, counted_call};
+use crate::worker::{Step, call};
 
 struct Done<U> {
     seq: u64,
@@ -71,7 +71,7 @@ pub(crate) fn spawn<T, U, E, F, Fut>(
                 };
                 counters.add_in(1);
                 let index = item.index;
-                let item = match counted_call(&task, &counters, &*f, item).await {
+                let item = match call(&task, &counters, &*f, item, true).await {
                     Step::Pass(value) => Some(Item { index, value }),
                     Step::Drop => None,
                     Step::Stop => return,

@@ -24,12 +24,15 @@ pub(crate) enum Step<U> {
     Stop,
 }
 
-/// [`call`], counted in `busy` while it runs.
-pub(crate) async fn counted_call<T, U, E, F, Fut>(
+/// Runs the stage function on one item: panics and errors become the pipeline's failure or go to the
+/// skip handler. With `counted`, the call counts in `busy` while it runs; without, the caller counts
+/// it (a worker counts a whole run of calls at once).
+pub(crate) async fn call<T, U, E, F, Fut>(
     shared: &Shared<E>,
     counters: &Counters,
     f: &F,
     item: Item<T>,
+    counted: bool,
 ) -> Step<U>
 where
     E: Send + 'static,
@@ -37,23 +40,7 @@ where
     Fut: Future<Output = Result<Option<U>, E>>,
 {
     let mut busy = Busy::new(counters);
-    busy.set(true);
-    call(shared, counters, f, item).await
-}
-
-/// Runs the stage function on one item: panics and errors become the pipeline's failure or go to the
-/// skip handler. The caller counts it in `busy`.
-pub(crate) async fn call<T, U, E, F, Fut>(
-    shared: &Shared<E>,
-    counters: &Counters,
-    f: &F,
-    item: Item<T>,
-) -> Step<U>
-where
-    E: Send + 'static,
-    F: Fn(Context, T) -> Fut,
-    Fut: Future<Output = Result<Option<U>, E>>,
-{
+    busy.set(counted);
     let Item { index, value } = item;
     let result = match std::panic::catch_unwind(AssertUnwindSafe(|| f(shared.ctx.clone(), value))) {
         Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await,
@@ -172,7 +159,7 @@ pub(crate) async fn run<T, U, E, F, Fut>(
             }
             busy.set(true);
             let index = item.index;
-            let call = call(&shared, &counters, &*f, item);
+            let call = call(&shared, &counters, &*f, item, false);
             tokio::pin!(call);
             let step = match call.as_mut().now_or_never() {
                 Some(step) => step,
@@ -229,7 +216,7 @@ pub(crate) async fn run_flat<T, I, E, F, Fut>(
         };
         counters.add_in(1);
         let index = item.index;
-        let iter = match counted_call(&shared, &counters, &*f, item).await {
+        let iter = match call(&shared, &counters, &*f, item, true).await {
             Step::Pass(items) => items,
             Step::Drop => {
                 input.done(1);
