@@ -1,9 +1,9 @@
 //! bounded-cancel against tokio-util's `CancellationToken`, the type it wraps.
 //!
 //! - `cancel/fanout_10k/*`: cancel one scope with 10,000 tasks parked on it, and join them all.
-//!   Only the cancel and the joins are timed; spawning and parking the waiters is set-up. `bare_wake` is
-//!   the floor: each waiter parked on a oneshot channel of its own, all sent to at once, so each is
-//!   woken once with nothing shared.
+//!   Only the cancel and the joins are timed; spawning and parking the waiters is set-up.
+//!   `bare_wake` is the floor: each waiter parked on a oneshot channel of its own, all sent to at
+//!   once, so each is woken once with nothing shared.
 //! - `cancel/with_timeout/*`: a request's context with a deadline, made and dropped, per request; beside a
 //!   child token with a spawned timer task.
 //! - `cancel/is_cancelled/*`: the check a loop makes on every turn, on a live root and a live child.

@@ -101,8 +101,8 @@ async fn async_channel_stages(stages: usize, workers: usize) -> u64 {
     sum
 }
 
-/// The floor: each item crosses `relays + 1` bounded channels in a chain, one task at each end of each
-/// (the sender, the relays, the consumer that sums). One channel for one stage, three for three.
+/// The floor: each item crosses `relays + 1` bounded channels in a chain, one task at each end of
+/// each (the sender, the relays, the consumer that sums). One channel for one stage, three for three.
 async fn bare_hops(relays: usize) -> u64 {
     let (tx, mut rx) = async_channel::bounded::<u64>(BUFFER);
     for _ in 0..relays {

@@ -2,8 +2,9 @@
 //!
 //! - `ratelimit/try_acquire_unlimited/*`: 1,000 `try_acquire` under a quota that never limits, beside
 //!   governor's `check()` on its default clock (quanta) and on a clock that reads tokio's `Instant`, which
-//!   separates the cost of the clock from the cost of the limiter. `tokio_clock_read` is the floor: one
-//!   read of tokio's clock per call, which a limiter that follows tokio's (pausable) clock pays at least.
+//!   separates the cost of the clock from the cost of the limiter. `tokio_clock_read` is the floor:
+//!   one read of tokio's clock per call, which a limiter that follows tokio's (pausable) clock pays
+//!   at least.
 //! - `ratelimit/acquire_uncontended/*`: 1,000 `acquire().await` that never wait, beside governor's
 //!   `until_ready().await`.
 //! - `ratelimit/waiters_200/*`: 200 tasks each taking 10 units at 20,000/s with a burst of 100 (5 ms of

@@ -7,7 +7,7 @@
 //! | `bounded_pipeline_items_in_total` | counter | items the stage took from its input |
 //! | `bounded_pipeline_items_out_total` | counter | items it passed on |
 //! | `bounded_pipeline_errors_total` | counter | errors its function returned |
-//! | `bounded_pipeline_busy_workers` | gauge | workers running its function now (see `StageMetrics::busy`) |
+//! | `bounded_pipeline_busy_workers` | gauge | workers running its function now (`StageMetrics::busy`) |
 
 use metrics::{Counter, Gauge, counter, gauge};
 

@@ -5,10 +5,10 @@
 //! move in batches: a producer fills a local batch (each item with a place reserved first, a run of
 //! places at a time while the link has room, so that one atomic serves a run of items) and pushes it
 //! under one lock with one wake-up; a consumer takes several items at once (its fair share, or a whole
-//! batch once its items prove cheap: see `worker`; the output, the last link's only consumer, takes all
-//! that is queued), and can give back those it has not started. Taking all of the queue into an empty
-//! batch, or flushing a batch into an empty queue, swaps the two buffers: no item is copied. One lock
-//! and one wake-up then serve many items, where a plain channel pays both per item.
+//! batch once its items prove cheap: see `worker`; the output, the last link's only consumer, takes
+//! all that is queued), and can give back those it has not started. Taking all of the queue into an
+//! empty batch, or flushing a batch into an empty queue, swaps the two buffers: no item is copied.
+//! One lock and one wake-up then serve many items, where a plain channel pays both per item.
 //!
 //! # Invariants
 //!

@@ -26,9 +26,9 @@
 //!    job finishes, and if its job waits first (its first poll is `Pending`) it calls
 //!    [`JobQueue::pass_on`] before it waits, which does the same wake then. So a queued item always
 //!    has a worker coming: a searching one, a worker whose job has not waited yet, or, with none
-//!    parked, every worker is busy or between jobs and looks before it parks. A run of pushes wakes one worker, and a run of jobs that finish at
-//!    their first poll wakes no other: the worker runs them one after another, with no hand-over
-//!    between threads.
+//!    parked, every worker is busy or between jobs and looks before it parks. A run of pushes wakes
+//!    one worker, and a run of jobs that finish at their first poll wakes no other: the worker runs
+//!    them one after another, with no hand-over between threads.
 //! 5. After `refuse`, no slot is reserved and every waiting submitter is refused; once `taken` is
 //!    then 0 (every reserved slot pushed and taken, or given back), the queue closes: no push is
 //!    accepted, and a worker that finds it empty ends. So a job whose slot was reserved before the
