@@ -1,85 +1,66 @@
-//! The channel between two stages.
+//! The channel between two stages: `bounded-sync`'s [`Queue`], shared with the pool, used the way a
+//! stage needs it.
 //!
-//! Items queue in order; its capacity counts the items queued *and* the items the next stage has taken
-//! but not yet passed on, so a stage's workers and its buffer together bound what it holds. Items
-//! move in batches: a producer fills a local batch (each item with a place reserved first, a run of
-//! places at a time while the link has room, so that one atomic serves a run of items) and pushes it
-//! under one lock with one wake-up; a consumer takes several items at once (its fair share, or a whole
-//! batch once its items prove cheap: see `worker`; the output, the last link's only consumer, takes
-//! all that is queued), and can give back those it has not started. Taking all of the queue into an
-//! empty batch, or flushing a batch into an empty queue, swaps the two buffers: no item is copied.
-//! One lock and one wake-up then serve many items, where a plain channel pays both per item.
+//! Items queue in order; the link's capacity counts the items queued *and* the items the next stage
+//! has taken but not yet passed on, so a stage's workers and its buffer together bound what it holds.
+//! Items move in batches: a producer fills a local batch (each item with a place reserved first, as
+//! many places at a time as the link has free, up to a run, so that one lock serves a run of items)
+//! and pushes it under one lock with one wake-up; a consumer takes several items at once (its fair
+//! share, or a whole batch once its items prove cheap: see `worker`; the output, the last link's only
+//! consumer, takes all that is queued), and can give back those it has not started. Taking all of the
+//! queue into an empty batch, or pushing a batch into an empty queue, swaps the two buffers: no item
+//! is copied. One lock and one wake-up then serve many items, where a plain channel pays both per
+//! item.
 //!
 //! # Invariants
 //!
-//! 1. Places: `room`'s permits + places reserved by producers + items queued + items in consumers'
-//!    hands (taken, not yet `done`) == capacity. A producer reserves before it pushes, a consumer
-//!    returns places with `done`, a give-back keeps the items' places, and a dropped producer returns
-//!    the places it reserved and did not use. So nothing ever holds more than the capacity.
-//! 2. Every item pushed is taken exactly once: it moves from a producer's batch to the queue, and from
-//!    the queue to one consumer, under the queue's lock; a give-back puts it at the front, in order.
-//! 3. `closed` is set, under the lock, by the last producer to leave, after its batch is queued; a
-//!    consumer reports the end only when the queue is empty and `closed` is set, so no item is queued
-//!    after the end is seen. This needs every producer of a link to exist before any of them runs: a
-//!    producer made after the others had all left would find the link already closed (a stage makes
-//!    all of its workers' producers first, then spawns them).
-//! 4. Wake-ups: a push or give-back wakes one consumer, which passes the wake-up on if items remain;
-//!    the close wakes them all. A consumer registers for a wake-up before its last look, so none is
-//!    missed. No waker is woken under the lock.
+//! The queue's own invariants hold (every item is taken once, in order; the places held never exceed
+//! the capacity; producers waiting for a place are served in order; a consumer is never left parked
+//! while an item waits). Beside them:
 //!
-//! The queue is under one lock and has no atomics of its own; `room` is a tokio semaphore.
+//! 1. Places: free places + places reserved by producers + items queued + items in consumers' hands
+//!    (taken, not yet `done`) == capacity. A producer reserves before it pushes, a consumer returns
+//!    places with `done`, a give-back keeps the items' places, and a dropped producer returns the
+//!    places it reserved and did not use.
+//! 2. The last producer to leave closes the queue after its batch is queued; a consumer reports the
+//!    end only when the queue is empty and closed, so no item is queued after the end is seen. This
+//!    needs every producer of a link to exist before any of them runs: a producer made after the
+//!    others had all left would find the link already closed (a stage makes all of its workers'
+//!    producers first, then spawns them).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use bounded_sync::{Mutex, MutexGuard};
-
-use tokio::sync::{Notify, Semaphore, SemaphorePermit};
+use bounded_sync::atomic::{AtomicUsize, Ordering};
+use bounded_sync::queue::{Queue, Seat};
 
 /// The most items a producer batches, a run of places holds, or a worker takes at once. (The output,
 /// a link's only consumer, takes all that is queued: into its empty batch that is one swap.)
 pub(crate) const MAX_BATCH: usize = 16;
 
 pub(crate) struct Link<T> {
-    queue: Mutex<Queue<T>>,
-    /// Places left: the capacity less the items queued or taken and not yet `done`.
-    room: Semaphore,
-    /// Items were queued, or the last producer left.
-    ready: Notify,
+    queue: Queue<T>,
+    producers: AtomicUsize,
     consumers: usize,
-    /// How many places a blocked producer waits for: it then wakes once for a run of items rather than
-    /// once per item.
+    /// How many places a producer reserves at once while they are free: it then takes the lock once
+    /// for a run of items rather than once per item.
     run: usize,
-}
-
-struct Queue<T> {
-    items: VecDeque<T>,
-    producers: usize,
-    closed: bool,
 }
 
 impl<T> Link<T> {
     /// A link holding at most `capacity` items between queue and consumers' hands, read by `consumers`.
     pub(crate) fn new(capacity: usize, consumers: usize) -> Arc<Self> {
         Arc::new(Link {
-            queue: Mutex::new(Queue {
-                items: VecDeque::new(),
-                producers: 0,
-                closed: false,
-            }),
-            room: Semaphore::new(capacity.max(1)),
-            ready: Notify::new(),
+            queue: Queue::new(capacity.max(1)),
+            producers: AtomicUsize::new(0),
             consumers: consumers.max(1),
             run: (capacity / 2).clamp(1, MAX_BATCH),
         })
     }
 
-    fn lock(&self) -> MutexGuard<'_, Queue<T>> {
-        self.queue.lock()
-    }
-
     pub(crate) fn producer(self: &Arc<Self>) -> Producer<T> {
-        self.lock().producers += 1;
+        self.producers.fetch_add(1, Ordering::Relaxed);
         Producer {
             link: Arc::clone(self),
             batch: Vec::new(),
@@ -87,75 +68,76 @@ impl<T> Link<T> {
         }
     }
 
-    /// Takes up to `max` items into `into` without waiting (with `fair`, no more than this consumer's
-    /// share, queued ÷ consumers): `Some(true)` if it took some, `Some(false)` once every producer has left
-    /// and the queue is empty, `None` if the queue is empty for now. Each item taken holds its place
-    /// until [`done`](Link::done).
-    pub(crate) fn try_take(&self, max: usize, fair: bool, into: &mut VecDeque<T>) -> Option<bool> {
-        let mut queue = self.lock();
-        let queued = queue.items.len();
-        if queued == 0 {
-            return queue.closed.then_some(false);
+    /// One consumer's end of the link; the link was made for `consumers` of them.
+    pub(crate) fn consumer(self: &Arc<Self>) -> Consumer<T> {
+        Consumer {
+            // Not counted as searching until it looks: a consumer may wait for something else
+            // first (a `map_ordered` worker waits for its turn), and while it is counted, no parked
+            // consumer would be woken.
+            seat: self.queue.idle_seat(),
+            link: Arc::clone(self),
         }
-        let share = if fair {
-            queued.div_ceil(self.consumers)
-        } else {
-            queued
-        };
-        let share = share.clamp(1, max.max(1));
-        if share == queued && into.is_empty() {
-            // All of it, into an empty batch: the two buffers change places, no item is copied.
-            std::mem::swap(into, &mut queue.items);
-        } else {
-            into.reserve(share);
-            // One item at a time: `extend` over a `Drain` of a `VecDeque` is several times slower.
-            into.extend(std::iter::from_fn(|| queue.items.pop_front()).take(share));
-        }
-        let left = !queue.items.is_empty();
-        drop(queue);
-        if left {
-            // Pass the wake-up on: another consumer may take the rest.
-            self.ready.notify_one();
-        }
-        Some(true)
+    }
+}
+
+/// A consumer's end of a link: its seat at the queue, given up when it is dropped.
+pub(crate) struct Consumer<T> {
+    link: Arc<Link<T>>,
+    seat: Seat,
+}
+
+impl<T> Consumer<T> {
+    fn share_among(&self, fair: bool) -> usize {
+        if fair { self.link.consumers } else { 1 }
     }
 
-    /// [`try_take`](Link::try_take), waiting while the queue is empty; `false` at the end.
-    pub(crate) async fn take(&self, max: usize, fair: bool, into: &mut VecDeque<T>) -> bool {
-        loop {
-            if let Some(took) = self.try_take(max, fair, into) {
-                return took;
-            }
-            let notified = self.ready.notified();
-            tokio::pin!(notified);
-            // Registered before looking again, so a push or a close after the look still wakes us.
-            notified.as_mut().enable();
-            if let Some(took) = self.try_take(max, fair, into) {
-                return took;
-            }
-            notified.await;
-        }
+    /// Takes up to `max` items into `into` without waiting (with `fair`, no more than this consumer's
+    /// share, queued ÷ consumers): `Some(true)` if it took some, `Some(false)` once every producer has
+    /// left and the queue is empty, `None` if the queue is empty for now. Each item taken holds its
+    /// place until [`done`](Consumer::done).
+    pub(crate) fn try_take(
+        &mut self,
+        max: usize,
+        fair: bool,
+        into: &mut VecDeque<T>,
+    ) -> Option<bool> {
+        let share_among = self.share_among(fair);
+        (self.link.queue).try_take_many(&mut self.seat, max, share_among, into)
+    }
+
+    /// [`take`](Consumer::take) as a poll: `Pending` while the queue is empty, with `cx` woken when
+    /// items are queued or the last producer leaves.
+    pub(crate) fn poll_take(
+        &mut self,
+        cx: &mut Context<'_>,
+        max: usize,
+        fair: bool,
+        into: &mut VecDeque<T>,
+    ) -> Poll<bool> {
+        let share_among = self.share_among(fair);
+        (self.link.queue).poll_take_many(&mut self.seat, cx, max, share_among, into)
+    }
+
+    /// [`try_take`](Consumer::try_take), waiting while the queue is empty; `false` at the end.
+    pub(crate) async fn take(&mut self, max: usize, fair: bool, into: &mut VecDeque<T>) -> bool {
+        std::future::poll_fn(|cx| self.poll_take(cx, max, fair, into)).await
     }
 
     /// Puts items taken but not started back at the front of the queue, in their order, for another
     /// consumer: they keep their places.
     pub(crate) fn give_back(&self, items: &mut VecDeque<T>) {
-        if items.is_empty() {
-            return;
-        }
-        let mut queue = self.lock();
-        while let Some(item) = items.pop_back() {
-            queue.items.push_front(item);
-        }
-        drop(queue);
-        self.ready.notify_one();
+        self.link.queue.give_back(items);
     }
 
     /// `n` items taken from this link have left the consumer's hands.
     pub(crate) fn done(&self, n: usize) {
-        if n > 0 {
-            self.room.add_permits(n);
-        }
+        self.link.queue.release(n);
+    }
+}
+
+impl<T> Drop for Consumer<T> {
+    fn drop(&mut self) {
+        self.link.queue.leave(&self.seat);
     }
 }
 
@@ -174,9 +156,9 @@ impl<T> Producer<T> {
     }
 
     /// Reserves a place for one more item, pushing the local batch first if it has to wait for one.
-    /// While the link has room it reserves a run of places at once; a producer about to wait for
-    /// anything but room gives back those it will not use now ([`idle`](Producer::idle),
-    /// [`flush_keeping_one`](Producer::flush_keeping_one)).
+    /// While the link has room it reserves a run of places at once (as many as are free, up to the
+    /// run); a producer about to wait for anything but room gives back those it will not use now
+    /// ([`idle`](Producer::idle), [`flush_keeping_one`](Producer::flush_keeping_one)).
     pub(crate) async fn reserve(&mut self) {
         if self.reserved > self.batch.len() {
             return;
@@ -184,31 +166,20 @@ impl<T> Producer<T> {
         if self.batch.len() >= MAX_BATCH {
             self.flush();
         }
-        let run = self.link.run;
-        if run > 1
-            && (self.link.room)
-                .try_acquire_many(run as u32)
-                .map(SemaphorePermit::forget)
-                .is_ok()
-        {
-            self.reserved += run;
-        } else if self
-            .link
-            .room
-            .try_acquire()
-            .map(SemaphorePermit::forget)
-            .is_ok()
-        {
-            self.reserved += 1;
-        } else {
-            let run = self.link.run as u32;
-            // The items held here may be what the consumers need to make room: pass them on first.
-            self.flush();
-            match self.link.room.acquire_many(run).await {
-                Ok(permits) => permits.forget(),
-                Err(_) => unreachable!("a link's semaphore is never closed"),
-            }
-            self.reserved += run as usize;
+        let link = Arc::clone(&self.link);
+        if let Ok(n) = link.queue.try_reserve_many(link.run) {
+            self.reserved += n;
+            return;
+        }
+        // The items held here may be what the consumers need to make room: pass them on first.
+        self.flush();
+        if link.queue.reserve().await.is_err() {
+            unreachable!("a link closes only once its last producer is gone");
+        }
+        self.reserved += 1;
+        // Served in line: the places freed with this one are likely free still.
+        if link.run > 1 {
+            self.reserved += link.queue.try_reserve_many(link.run - 1).unwrap_or(0);
         }
     }
 
@@ -225,7 +196,7 @@ impl<T> Producer<T> {
     pub(crate) fn unreserve(&mut self) {
         if self.reserved > self.batch.len() {
             self.reserved -= 1;
-            self.link.room.add_permits(1);
+            self.link.queue.release(1);
         }
     }
 
@@ -233,10 +204,7 @@ impl<T> Producer<T> {
     /// this producer is about to wait for its own input, which may take a while.
     pub(crate) fn idle(&mut self) {
         self.flush();
-        if self.reserved > 0 {
-            self.link.room.add_permits(self.reserved);
-            self.reserved = 0;
-        }
+        self.link.queue.release(std::mem::take(&mut self.reserved));
     }
 
     /// [`flush`](Producer::flush), keeping only the one place reserved for the item being made: for when
@@ -244,7 +212,7 @@ impl<T> Producer<T> {
     pub(crate) fn flush_keeping_one(&mut self) {
         self.flush();
         if self.reserved > 1 {
-            self.link.room.add_permits(self.reserved - 1);
+            self.link.queue.release(self.reserved - 1);
             self.reserved = 1;
         }
     }
@@ -255,32 +223,17 @@ impl<T> Producer<T> {
             return;
         }
         self.reserved -= self.batch.len();
-        let mut queue = self.link.lock();
-        if queue.items.is_empty() {
-            // The batch becomes the queue, and the queue's empty buffer the next batch: no item is
-            // copied, nothing is allocated or freed under the lock.
-            let empty = Vec::from(std::mem::take(&mut queue.items));
-            queue.items = VecDeque::from(std::mem::replace(&mut self.batch, empty));
-        } else {
-            queue.items.extend(self.batch.drain(..));
-        }
-        drop(queue);
-        self.link.ready.notify_one();
+        let queued = self.link.queue.push_many(&mut self.batch);
+        debug_assert!(queued, "a link closes only once its last producer is gone");
     }
 }
 
 impl<T> Drop for Producer<T> {
     fn drop(&mut self) {
-        self.flush();
-        if self.reserved > 0 {
-            self.link.room.add_permits(self.reserved);
-        }
-        let mut queue = self.link.lock();
-        queue.producers -= 1;
-        if queue.producers == 0 {
-            queue.closed = true;
-            drop(queue);
-            self.link.ready.notify_waiters();
+        self.idle();
+        // The last one out, its batch queued, closes the link (invariant 2).
+        if self.link.producers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.link.queue.close();
         }
     }
 }
@@ -315,22 +268,23 @@ mod model {
                     })
                 })
                 .collect();
+            let mut input = link.consumer();
             let mut seen = Vec::new();
             let mut taken = VecDeque::new();
             let mut gave_back = false;
             loop {
-                match link.try_take(2, false, &mut taken) {
+                match input.try_take(2, false, &mut taken) {
                     Some(true) => {
                         if !gave_back && taken.len() == 2 {
                             // Keep the first, hand the second back: it keeps its place and its turn.
                             let first = taken.pop_front().unwrap();
-                            link.give_back(&mut taken);
+                            input.give_back(&mut taken);
                             taken.push_back(first);
                             gave_back = true;
                         }
                         let n = taken.len();
                         seen.extend(taken.drain(..));
-                        link.done(n);
+                        input.done(n);
                     }
                     Some(false) => break,
                     None => loom::thread::yield_now(),
@@ -341,11 +295,7 @@ mod model {
             }
             seen.sort_unstable();
             assert_eq!(seen, [0, 1], "every item exactly once");
-            assert_eq!(
-                link.room.available_permits(),
-                capacity,
-                "every place came back"
-            );
+            assert!(link.queue.slots_home(), "every place came back");
         });
     }
 }
@@ -389,12 +339,12 @@ mod tests {
             }
             let mut consumers = Vec::new();
             for c in 0..3usize {
-                let (link, in_use) = (link.clone(), in_use.clone());
+                let (mut input, in_use) = (link.consumer(), in_use.clone());
                 consumers.push(tokio::spawn(async move {
                     let mut seen = Vec::new();
                     let mut taken = VecDeque::new();
                     let mut turn = c;
-                    while link
+                    while input
                         .take(1 + turn % MAX_BATCH, turn % 2 == 0, &mut taken)
                         .await
                     {
@@ -402,13 +352,13 @@ mod tests {
                         if turn % 5 == 0 && taken.len() > 1 {
                             // Keep the first, give the rest back.
                             let first = taken.pop_front().unwrap();
-                            link.give_back(&mut taken);
+                            input.give_back(&mut taken);
                             taken.push_back(first);
                         }
                         let n = taken.len();
                         seen.extend(taken.drain(..));
                         in_use.fetch_sub(n, Ordering::SeqCst);
-                        link.done(n);
+                        input.done(n);
                         if turn % 7 == 0 {
                             tokio::task::yield_now().await;
                         }

@@ -53,6 +53,7 @@ pub(crate) fn spawn<T, U, E, F, Fut>(
         );
         let stage = counters.name.clone();
         shared.spawn_stage(&stage, async move {
+            let mut input = input.consumer();
             let mut taken = VecDeque::with_capacity(1);
             loop {
                 let Ok(permit) = window.clone().acquire_owned().await else {

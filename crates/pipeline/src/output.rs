@@ -2,13 +2,13 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, ready};
 
 use bounded_cancel::Context;
 use futures_util::Stream;
 
-use crate::link::Link;
+use crate::link::{Consumer, Link};
 use crate::shared::{Item, Owner};
 use crate::{Collect, ForEach, MetricsHandle, PipelineError, StageMetrics, TryCollect};
 
@@ -37,30 +37,24 @@ use crate::{Collect, ForEach, MetricsHandle, PipelineError, StageMetrics, TryCol
 /// ```
 #[must_use = "a pipeline's output does nothing unless read, and dropping it stops the pipeline"]
 pub struct Output<T, E> {
-    link: Arc<Link<Item<T>>>,
+    input: Consumer<Item<T>>,
     /// Items taken from the link and not yet yielded.
     taken: VecDeque<Item<T>>,
     /// Items taken in the last batch, whose places go back once all of them are yielded.
     in_hand: usize,
-    /// A wait for the link, when it was empty. Boxed so that the output stays `Unpin`; in a `Mutex`
-    /// (only ever reached through `get_mut`, so never locked) so that the output stays `Sync`.
-    waiting: Option<Mutex<Taking<T>>>,
     owner: Owner<E>,
     ended: bool,
 }
 
-// Nothing in an output is pinned in place: the wait is boxed, the items are only moved out.
+// Nothing in an output is pinned in place: the items are only moved out.
 impl<T, E> Unpin for Output<T, E> {}
-
-type Taking<T> = Pin<Box<dyn Future<Output = (bool, VecDeque<Item<T>>)> + Send>>;
 
 impl<T: Send + 'static, E> Output<T, E> {
     pub(crate) fn new(owner: Owner<E>, link: Arc<Link<Item<T>>>) -> Self {
         Output {
-            link,
+            input: link.consumer(),
             taken: VecDeque::new(),
             in_hand: 0,
-            waiting: None,
             owner,
             ended: false,
         }
@@ -235,30 +229,10 @@ impl<T: Send + 'static, E> Stream for Output<T, E> {
                 return Poll::Ready(Some(Ok(item.value)));
             }
             // The batch in hand is all yielded: its places go back before more are taken.
-            this.link.done(std::mem::take(&mut this.in_hand));
-            let took = match this.waiting.as_mut() {
-                Some(wait) => {
-                    let wait = wait.get_mut().unwrap_or_else(PoisonError::into_inner);
-                    let (took, taken) = ready!(wait.as_mut().poll(cx));
-                    this.waiting = None;
-                    this.taken = taken;
-                    took
-                }
-                // The output is the link's only consumer: it takes all that is queued, which moves
-                // by one swap of buffers when its batch is empty (as it is here).
-                None => match this.link.try_take(usize::MAX, false, &mut this.taken) {
-                    Some(took) => took,
-                    None => {
-                        let link = Arc::clone(&this.link);
-                        let mut into = std::mem::take(&mut this.taken);
-                        this.waiting = Some(Mutex::new(Box::pin(async move {
-                            let took = link.take(usize::MAX, false, &mut into).await;
-                            (took, into)
-                        })));
-                        continue;
-                    }
-                },
-            };
+            this.input.done(std::mem::take(&mut this.in_hand));
+            // The output is the link's only consumer: it takes all that is queued, which moves by
+            // one swap of buffers when its batch is empty (as it is here).
+            let took = ready!(this.input.poll_take(cx, usize::MAX, false, &mut this.taken));
             if took {
                 this.in_hand = this.taken.len();
                 continue;

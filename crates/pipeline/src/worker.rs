@@ -12,7 +12,7 @@ use futures_util::FutureExt;
 use tokio::time::Instant;
 
 use crate::PipelineError;
-use crate::link::{Link, MAX_BATCH, Producer};
+use crate::link::{Consumer, Link, MAX_BATCH, Producer};
 use crate::shared::{Counters, Item, Shared};
 
 /// What a worker does with the item it just ran.
@@ -100,7 +100,7 @@ impl Drop for Busy<'_> {
 /// first passing on what `output` holds if the input has nothing ready, so that a quiet input never
 /// holds finished items back. `None` at the end; otherwise whether it had to wait for the batch.
 pub(crate) async fn next_batch<T, U>(
-    input: &Link<Item<T>>,
+    input: &mut Consumer<Item<T>>,
     taken: &mut VecDeque<Item<T>>,
     output: &mut Producer<U>,
     max: usize,
@@ -135,6 +135,7 @@ pub(crate) async fn run<T, U, E, F, Fut>(
     F: Fn(Context, T) -> Fut,
     Fut: Future<Output = Result<Option<U>, E>>,
 {
+    let mut input = input.consumer();
     let mut taken = VecDeque::with_capacity(MAX_BATCH);
     // Until a batch has shown that the items are cheap, take only a fair share, so that CPU-heavy
     // items spread over the workers.
@@ -145,7 +146,9 @@ pub(crate) async fn run<T, U, E, F, Fut>(
     // Counted from the first call of a batch to its end, except while the worker waits for room:
     // two counts per batch rather than two per item.
     let mut busy = Busy::new(&counters);
-    while let Some(waited) = next_batch(&input, &mut taken, &mut output, MAX_BATCH, !cheap).await {
+    while let Some(waited) =
+        next_batch(&mut input, &mut taken, &mut output, MAX_BATCH, !cheap).await
+    {
         let started = match (waited, ended.take()) {
             (false, Some(at)) => at,
             _ => Instant::now(),
@@ -208,9 +211,10 @@ pub(crate) async fn run_flat<T, I, E, F, Fut>(
     F: Fn(Context, T) -> Fut,
     Fut: Future<Output = Result<Option<I>, E>>,
 {
+    let mut input = input.consumer();
     let mut taken = VecDeque::with_capacity(1);
     loop {
-        let took = next_batch(&input, &mut taken, &mut output, 1, true).await;
+        let took = next_batch(&mut input, &mut taken, &mut output, 1, true).await;
         let Some(item) = taken.pop_front().filter(|_| took.is_some()) else {
             return;
         };

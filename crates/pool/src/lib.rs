@@ -99,7 +99,6 @@ mod failure;
 mod job_handle;
 mod metrics;
 mod pool;
-mod queue;
 mod report;
 
 pub use builder::PoolBuilder;

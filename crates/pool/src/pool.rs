@@ -4,7 +4,7 @@
 //!
 //! The accounting of every job is stated in `accounting.rs`. Besides it:
 //!
-//! 1. The queue's slots bound it (`queue.rs`): a submitter reserves a slot before its job exists,
+//! 1. The queue's slots bound it (`bounded_sync::queue`): a submitter reserves a slot before its job exists,
 //!    and the slot is free again when a worker takes the job, when the queue refuses it after an
 //!    abort, or when an abort drains it. Its memory follows the jobs it holds, not its bound.
 //! 2. After `close`, the queue closes only once every slot is free: no job that was accepted is ever
@@ -41,8 +41,8 @@ use crate::error::{ResizeError, SubmitError, TrySubmitError};
 use crate::failure::{Hook, JobFailure};
 use crate::job_handle::{JobError, JobHandle};
 use crate::metrics::{Counters, Ended, Metrics};
-use crate::queue::{JobQueue, Refused, Seat, Took};
 use crate::report::PoolReport;
+use bounded_sync::queue::{Queue, Refused, Seat, Took};
 
 /// After `shutdown_timeout`'s grace, how long running jobs have to return once their context is cancelled.
 pub const CANCEL_WINDOW: Duration = Duration::from_millis(10);
@@ -91,7 +91,7 @@ pub(crate) struct Inner {
     jobs_ctx: Context,
     capacity: usize,
     /// Accepted jobs, each holding a slot until a worker takes it (invariant 1).
-    queue: JobQueue<JobFuture>,
+    queue: Queue<JobFuture>,
     counters: Counters,
     hook: Hook,
     /// Workers wanted and workers not yet retired.
@@ -142,7 +142,7 @@ impl Pool {
             jobs_ctx: ctx.child(),
             ctx,
             capacity,
-            queue: JobQueue::new(capacity),
+            queue: Queue::new(capacity),
             counters: Counters::new(&name),
             hook,
             headcount: Headcount::new(workers),
@@ -1115,7 +1115,7 @@ fn step_aside() -> impl Future<Output = ()> {
 /// come straight back for the next.
 struct Running<'a> {
     job: Held<'a>,
-    owed: Option<&'a JobQueue<JobFuture>>,
+    owed: Option<&'a Queue<JobFuture>>,
     /// The job returned `Pending` at least once.
     waited: bool,
     /// Times the first poll, if it is to be timed.
@@ -1152,7 +1152,7 @@ impl Future for Running<'_> {
 }
 
 /// A worker's seat at the queue, given up when the worker ends or is dropped.
-struct Sitting<'a>(&'a JobQueue<JobFuture>, Seat);
+struct Sitting<'a>(&'a Queue<JobFuture>, Seat);
 
 impl Drop for Sitting<'_> {
     fn drop(&mut self) {

@@ -6,8 +6,10 @@
 //! are [loom](https://docs.rs/loom)'s, so the crates' loom models explore every interleaving of the
 //! real code. (The cfg has its own name because tokio reserves `loom` for its own models.)
 //!
-//! Beside them, [`line::Line`] is the one first-come, first-served line of tasks waiting for a slot
-//! (a pool's queue, a limited group), kept under its owner's lock, and [`busy::Busy`] counts the
+//! Beside them, [`queue::Queue`] is the one bounded queue under the pool and the pipeline's stages
+//! (places reserved before an item exists, items moved in batches, producers waiting in line, consumers
+//! parked); [`line::Line`] is the one first-come, first-served line of tasks waiting for a slot (that
+//! queue's producers, a limited group), kept under its owner's lock; and [`busy::Busy`] counts the
 //! workers being polled, which is how many threads they keep busy.
 //!
 //! # One rule for locks
@@ -36,6 +38,7 @@ use std::fmt;
 
 pub mod busy;
 pub mod line;
+pub mod queue;
 pub mod slots;
 
 #[cfg(not(bounded_loom))]

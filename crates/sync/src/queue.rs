@@ -1,41 +1,58 @@
-//! The pool's queue: its slots, the jobs accepted into them in order, the submitters waiting for a
-//! slot and the workers parked waiting for a job, under one lock.
+//! The one bounded queue under `bounded`'s pool and pipeline stages: its places, the items queued in
+//! order, the producers waiting in line for a place and the consumers parked waiting for an item,
+//! under one lock.
 //!
-//! A submitter reserves a slot before its job exists, then pushes the job; a worker frees the slot
-//! as it takes the job. The bound is on slots, not storage: the deque holds only what was accepted,
-//! so its memory follows what it holds, not its capacity.
+//! A producer reserves a place before its item exists, then pushes the item into it; the bound is on
+//! places, not storage: the deque holds only what was pushed, so its memory follows what it holds,
+//! not its capacity. Consumers free places in one of two ways:
+//!
+//! - a pool's worker takes one item at a time with [`Queue::poll_take`], which frees its place at
+//!   once (the pool's workers bound what is running);
+//! - a pipeline stage's worker takes a batch with [`Queue::poll_take_many`] or
+//!   [`Queue::try_take_many`] and frees the places with [`Queue::release`] once the items have left
+//!   its hands, so that the queue's capacity bounds what is queued and what is being worked on. It can
+//!   [`give_back`](Queue::give_back) items it has not started; they keep their places.
+//!
+//! Batches move whole: pushing a batch into an empty queue ([`Queue::push_many`]), or taking all of
+//! the queue into an empty batch, swaps the two buffers, so one lock and one wake-up serve many items
+//! and no item is copied.
 //!
 //! # Invariants
 //!
 //! Everything is under one lock, with no atomics of its own; no waker is woken and no item dropped
-//! while it is held (bounded-sync's rule).
+//! while it is held (the crate's one rule for locks).
 //!
-//! 1. Every item pushed is taken exactly once, by one worker, in order, or handed back by `drain`.
-//! 2. `taken` counts the slots held: reserved by a submitter that has not pushed yet, or holding a
-//!    queued item. It never exceeds `capacity`. A slot freed while a submitter waits goes straight to
-//!    the first in line (`Granted`, `taken` unchanged), so waiting submitters are served in order and a
-//!    `try_reserve` never overtakes them.
-//! 3. A worker is *parked* exactly when its key is in `idle` (its waker stored). It parks only after
-//!    finding the queue empty, under the lock, and after its `stop` check (so a shrink that sets its
-//!    target and then wakes the parked workers under this lock is never missed).
-//! 4. `searching` counts workers woken (or new) that have not looked at the queue yet. A push wakes a
-//!    parked worker only when none is searching. A worker that takes an item and leaves others behind
-//!    owes them a worker. If its previous job waited (the next one likely will too), or under
-//!    invariant 7, it wakes a parked worker as it takes the item, unless one is searching. Otherwise
+//! 1. Every item pushed is taken exactly once, by one consumer, in order (a give-back puts items back
+//!    at the front in their order), or handed back by `drain`.
+//! 2. `taken` counts the places held: reserved by a producer that has not pushed yet, holding a
+//!    queued item, or, for items taken by `poll_take_many` or `try_take_many`, in a consumer's hands
+//!    until `release`. It never exceeds `capacity`. A place freed while a producer waits goes straight
+//!    to the first in line (`Granted`, `taken` unchanged), so waiting producers are served in order
+//!    and a `try_reserve` never overtakes them.
+//! 3. A consumer is *parked* exactly when its key is in `idle` (its waker stored). It parks only
+//!    after finding the queue empty, under the lock, and after its `stop` check (so a shrink that sets
+//!    its target and then wakes the parked workers under this lock is never missed).
+//! 4. `searching` counts consumers woken (or new) that have not looked at the queue yet. A push wakes
+//!    a parked consumer only when none is searching. A consumer that takes from the queue and leaves
+//!    items behind owes them a consumer. `poll_take_many` and `try_take_many` always pay at once: they
+//!    wake a parked consumer unless one is searching; so does a give-back. A pool's worker pays at
+//!    once if its previous job waited (the next one likely will too), or under invariant 7. Otherwise
 //!    it is told it owes one (`Took::Job(_, true)`): it comes back for the next item as soon as its
 //!    job finishes, and if its job waits first (its first poll is `Pending`) it calls
-//!    [`JobQueue::pass_on`] before it waits, which does the same wake then. So a queued item always
-//!    has a worker coming: a searching one, a worker whose job has not waited yet, or, with none
-//!    parked, every worker is busy or between jobs and looks before it parks. A run of pushes wakes
-//!    one worker, and a run of jobs that finish at their first poll wakes no other: the worker runs
-//!    them one after another, with no hand-over between threads.
-//! 5. After `refuse`, no slot is reserved and every waiting submitter is refused; once `taken` is
-//!    then 0 (every reserved slot pushed and taken, or given back), the queue closes: no push is
-//!    accepted, and a worker that finds it empty ends. So a job whose slot was reserved before the
-//!    refusal is never refused by the queue. `drain` refuses and closes at once. Closing wakes every
-//!    parked worker, each counted as searching until it looks.
-//! 6. A submitter's wait dropped while in line is marked `Left` and skipped (its key freed) when the
-//!    line reaches it; dropped after its grant, it frees the slot again (which may grant the next in
+//!    [`Queue::pass_on`] before it waits, which does the same wake then. So a queued item always has a
+//!    consumer coming: a searching one, a worker whose job has not waited yet, or, with none parked,
+//!    every consumer is busy or between items and looks before it parks. A run of pushes wakes one
+//!    consumer, and a run of jobs that finish at their first poll wakes no other: the worker runs them
+//!    one after another, with no hand-over between threads.
+//! 5. After `refuse`, no place is reserved and every waiting producer is refused; once `taken` is
+//!    then 0 (every reserved place pushed and taken, or given back), the queue closes: no push is
+//!    accepted, and a consumer that finds it empty sees the end. So an item whose place was reserved
+//!    before the refusal is never refused by the queue. `drain` refuses and closes at once; `close`
+//!    closes at once and leaves what is queued to the consumers (a pipeline's link, once its last
+//!    producer has pushed its last batch). Closing wakes every parked consumer, each counted as
+//!    searching until it looks.
+//! 6. A producer's wait dropped while in line is marked `Left` and skipped (its key freed) when the
+//!    line reaches it; dropped after its grant, it frees the place again (which may grant the next in
 //!    line).
 //! 7. A job that never returns `Pending` (it burns CPU) holds its worker's thread until it ends. So a
 //!    worker that takes an item and leaves others behind also wakes a parked worker at once when
@@ -46,55 +63,94 @@
 //!    the idle thread takes it while the worker it woke runs here. After a quick job it does not ask:
 //!    a run of quick jobs stays on one thread, and a job that computes after them holds back the
 //!    items behind it only until it ends.
+//!
+//! # Examples
+//!
+//! A producer reserves a place and pushes; a consumer takes the item and, done with it, frees its
+//! place:
+//!
+//! ```
+//! use bounded_sync::queue::Queue;
+//! use std::collections::VecDeque;
+//!
+//! let queue = Queue::new(2);
+//! let mut seat = queue.seat();
+//! assert_eq!(queue.try_reserve_many(4), Ok(2)); // as many as are free, up to 4
+//! queue.push_many(&mut vec!["a", "b"]);
+//! let mut hands = VecDeque::new();
+//! assert_eq!(queue.try_take_many(&mut seat, 16, 1, &mut hands), Some(true));
+//! assert_eq!(hands, ["a", "b"]);
+//! assert!(queue.try_reserve().is_err(), "both places are in the consumer's hands");
+//! queue.release(hands.drain(..).count());
+//! assert!(queue.slots_home());
+//! queue.leave(&seat);
+//! ```
 
 use std::collections::VecDeque;
 use std::task::{Context, Poll, Waker};
 
-use bounded_sync::line::{Answer, Leave, Line};
-use bounded_sync::{Mutex, MutexGuard};
+use crate::line::{Answer, Leave, Line};
+use crate::{Mutex, MutexGuard};
 
-/// On a cache line of its own (two, with the adjacent-line prefetch): the lock every submitter and
-/// worker takes shares it with no counter that they move.
+/// A bounded queue of places, items, waiting producers and parked consumers: see the
+/// [module docs](self).
+///
+/// On a cache line of its own (two, with the adjacent-line prefetch): the lock every producer and
+/// consumer takes shares it with no counter that they move.
 #[repr(align(128))]
-pub(crate) struct JobQueue<T> {
+pub struct Queue<T> {
     state: Mutex<State<T>>,
+}
+
+impl<T> std::fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.lock();
+        f.debug_struct("Queue")
+            .field("capacity", &state.capacity)
+            .field("taken", &state.taken)
+            .field("queued", &state.items.len())
+            .field("closed", &state.closed)
+            .finish()
+    }
 }
 
 struct State<T> {
     items: VecDeque<T>,
-    /// Keys of parked workers.
+    /// Keys of parked consumers.
     idle: Vec<usize>,
-    /// A parked worker's waker, by its key.
+    /// A parked consumer's waker, by its key.
     wakers: Vec<Option<Waker>>,
     free_keys: Vec<usize>,
     searching: usize,
     closed: bool,
     capacity: usize,
-    /// Slots reserved or holding an item (invariant 2).
+    /// Places reserved, holding an item, or in a consumer's hands (invariant 2).
     taken: usize,
-    /// No slot is reserved any more (invariant 5).
+    /// No place is reserved any more (invariant 5).
     refusing: bool,
-    /// Submitters waiting for a slot (invariants 2 and 6).
+    /// Producers waiting for a place (invariants 2 and 6).
     line: Line,
 }
 
-/// A worker's place at the queue.
+/// A consumer's place at the queue, from [`Queue::seat`]; it must be handed to [`Queue::leave`]
+/// when the consumer ends or is dropped.
 #[derive(Debug)]
-pub(crate) struct Seat {
+pub struct Seat {
     key: usize,
     parked: bool,
-    /// Counted in `searching`. A new worker starts searching: it looks at its first poll.
+    /// Counted in `searching`. A new consumer starts searching: it looks at its first poll.
     searching: bool,
     /// Its last job waited: it passes the search on as it takes the next one (invariant 4).
-    pub(crate) eager: bool,
+    pub eager: bool,
     /// It woke a worker as it took its job: on a multi-thread runtime it steps aside once before it
     /// runs the job (invariant 7).
-    pub(crate) handed_on: bool,
+    pub handed_on: bool,
 }
 
-/// What a worker gets from [`JobQueue::poll_take`].
-pub(crate) enum Took<T> {
-    /// An item, and whether the worker owes the items left behind it a [`JobQueue::pass_on`] if its
+/// What a worker gets from [`Queue::poll_take`].
+#[derive(Debug)]
+pub enum Took<T> {
+    /// An item, and whether the worker owes the items left behind it a [`Queue::pass_on`] if its
     /// job waits (invariant 4).
     Job(T, bool),
     /// Closed and empty: the pool is draining or stopped.
@@ -103,12 +159,12 @@ pub(crate) enum Took<T> {
     Stop,
 }
 
-/// Why no slot was reserved.
+/// Why no place was reserved.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Refused {
-    /// Every slot is taken (only from `try_reserve`).
+pub enum Refused {
+    /// Every place is taken (only from the `try_` forms).
     Full,
-    /// The queue refuses new jobs: the pool was closed or aborted.
+    /// The queue refuses new items: it was refused, drained or closed.
     Closed,
 }
 
@@ -129,7 +185,7 @@ impl Wakes {
 }
 
 impl<T> State<T> {
-    /// Wakes one parked worker unless one is searching (invariant 4).
+    /// Wakes one parked consumer unless one is searching (invariant 4).
     fn search(&mut self) -> Option<Waker> {
         if self.searching > 0 {
             return None;
@@ -139,7 +195,7 @@ impl<T> State<T> {
         self.wakers[key].take()
     }
 
-    /// Wakes every parked worker, each counted as searching (invariant 5).
+    /// Wakes every parked consumer, each counted as searching (invariant 5).
     fn unpark_all(&mut self, wakes: &mut Wakes) {
         self.searching += self.idle.len();
         let wakers = &mut self.wakers;
@@ -148,46 +204,125 @@ impl<T> State<T> {
             .extend((self.idle.drain(..)).filter_map(|key| wakers[key].take()));
     }
 
-    /// A slot is free: it goes to the first submitter in line, or back (invariant 2), and the
-    /// queue closes if it was the last one out after a refusal (invariant 5).
-    fn free_slot(&mut self, wakes: &mut Wakes) {
-        if let Some(waker) = self.line.grant_first() {
-            wakes.submitter = Some(waker);
-            return;
+    /// `n` places are free: each goes to the first producer in line, or back (invariant 2), and the
+    /// queue closes if they were the last out after a refusal (invariant 5).
+    fn free_slots(&mut self, mut n: usize, wakes: &mut Wakes) {
+        while n > 0 {
+            let Some(waker) = self.line.grant_first() else {
+                break;
+            };
+            match wakes.submitter {
+                None => wakes.submitter = Some(waker),
+                Some(_) => wakes.all.push(waker),
+            }
+            n -= 1;
         }
-        self.taken -= 1;
-        self.close_if_home(wakes);
+        if n > 0 {
+            self.taken -= n;
+            self.close_if_home(wakes);
+        }
     }
 
     fn close_if_home(&mut self, wakes: &mut Wakes) {
-        if self.refusing && self.taken == 0 && !self.closed {
+        if self.refusing && self.taken == 0 {
+            self.close(wakes);
+        }
+    }
+
+    fn close(&mut self, wakes: &mut Wakes) {
+        if !self.closed {
             self.closed = true;
             self.unpark_all(wakes);
         }
     }
 
-    /// Refuses every submitter in line (invariant 5).
+    /// Refuses every producer in line (invariant 5).
     fn refuse_line(&mut self, wakes: &mut Wakes) {
         self.line.refuse_all(&mut wakes.all);
     }
 
-    /// A free slot, if there is one and nobody is in line for it (invariant 2).
-    fn try_reserve(&mut self) -> Result<(), Refused> {
+    /// Up to `most` free places, if there is one and nobody is in line for it (invariant 2).
+    fn try_reserve(&mut self, most: usize) -> Result<usize, Refused> {
         if self.refusing {
             return Err(Refused::Closed);
         }
-        if self.taken < self.capacity && self.line.is_empty() {
-            self.taken += 1;
-            return Ok(());
+        let free = self.capacity - self.taken;
+        if free > 0 && self.line.is_empty() {
+            let n = free.min(most);
+            self.taken += n;
+            return Ok(n);
         }
         Err(Refused::Full)
     }
+
+    /// Where a consumer stands as it polls: `None` if it is still parked (nobody woke it, the poll is
+    /// spurious), having stored `cx`'s waker; otherwise whether it was searching, now that it looks.
+    fn arrive(&mut self, seat: &mut Seat, waker: Option<&Waker>) -> Option<bool> {
+        if seat.parked {
+            match (&mut self.wakers[seat.key], waker) {
+                (Some(stored), Some(waker)) => {
+                    if !stored.will_wake(waker) {
+                        *stored = waker.clone();
+                    }
+                    return None;
+                }
+                // Still parked, but looking without waiting: it leaves the idle list.
+                (stored @ Some(_), None) => {
+                    *stored = None;
+                    self.idle.retain(|&key| key != seat.key);
+                }
+                // Woken, and counted as searching by whoever woke it.
+                (None, _) => seat.searching = true,
+            }
+            seat.parked = false;
+        }
+        let was_searching = std::mem::take(&mut seat.searching);
+        if was_searching {
+            self.searching -= 1;
+        }
+        Some(was_searching)
+    }
+
+    fn park(&mut self, seat: &mut Seat, waker: &Waker) {
+        self.wakers[seat.key] = Some(waker.clone());
+        self.idle.push(seat.key);
+        seat.parked = true;
+    }
+
+    /// Takes up to `max` items into `into`, at most the share of one of `share_among` consumers,
+    /// keeping their places (invariant 2): `Some(waker)` of a consumer to pass the rest on to
+    /// (invariant 4) if it took any, `None` if the queue is empty.
+    fn take_many(
+        &mut self,
+        max: usize,
+        share_among: usize,
+        into: &mut VecDeque<T>,
+    ) -> Option<Option<Waker>> {
+        let queued = self.items.len();
+        if queued == 0 {
+            return None;
+        }
+        let share = queued.div_ceil(share_among.max(1)).clamp(1, max.max(1));
+        if share == queued && into.is_empty() {
+            // All of it, into an empty batch: the two buffers change places, no item is copied.
+            std::mem::swap(into, &mut self.items);
+        } else {
+            into.reserve(share);
+            // One item at a time: `extend` over a `Drain` of a `VecDeque` is several times slower.
+            into.extend(std::iter::from_fn(|| self.items.pop_front()).take(share));
+        }
+        Some(match self.items.is_empty() {
+            true => None,
+            false => self.search(),
+        })
+    }
 }
 
-impl<T> JobQueue<T> {
-    /// A queue of `capacity` slots (at least one: the builder refuses 0).
-    pub(crate) fn new(capacity: usize) -> Self {
-        JobQueue {
+impl<T> Queue<T> {
+    /// A queue of `capacity` places (at least one: 0 is taken as 1; the pool and the pipeline refuse
+    /// 0 before they get here).
+    pub fn new(capacity: usize) -> Self {
+        Queue {
             state: Mutex::new(State {
                 items: VecDeque::new(),
                 idle: Vec::new(),
@@ -195,7 +330,7 @@ impl<T> JobQueue<T> {
                 free_keys: Vec::new(),
                 searching: 0,
                 closed: false,
-                capacity,
+                capacity: capacity.max(1),
                 taken: 0,
                 refusing: false,
                 line: Line::new(),
@@ -207,33 +342,62 @@ impl<T> JobQueue<T> {
         self.state.lock()
     }
 
-    /// Reserves a slot now, if one is free and nobody is waiting for one.
-    pub(crate) fn try_reserve(&self) -> Result<(), Refused> {
-        self.lock().try_reserve()
+    /// Reserves a place now, if one is free and nobody is waiting for one.
+    pub fn try_reserve(&self) -> Result<(), Refused> {
+        self.lock().try_reserve(1).map(drop)
     }
 
-    /// Reserves a slot, waiting in line for one. Cancel-safe (invariant 6).
-    pub(crate) fn reserve(&self) -> Reserve<'_, T> {
+    /// Reserves as many places as are free now, up to `most` (at least one), if nobody is waiting
+    /// for one: how many it reserved.
+    pub fn try_reserve_many(&self, most: usize) -> Result<usize, Refused> {
+        self.lock().try_reserve(most.max(1))
+    }
+
+    /// Reserves a place, waiting in line for one. Cancel-safe (invariant 6).
+    pub fn reserve(&self) -> Reserve<'_, T> {
         Reserve {
             queue: self,
             key: None,
         }
     }
 
-    /// Whether the queue refuses new jobs.
-    pub(crate) fn is_refusing(&self) -> bool {
+    /// Frees `n` places: reserved and not used, or holding items a consumer took with
+    /// [`poll_take_many`](Queue::poll_take_many) and is done with. Each goes to the first producer
+    /// in line, if any.
+    pub fn release(&self, n: usize) {
+        if n == 0 {
+            return;
+        }
+        let mut wakes = Wakes::default();
+        self.lock().free_slots(n, &mut wakes);
+        wakes.wake();
+    }
+
+    /// Whether the queue refuses new items.
+    pub fn is_refusing(&self) -> bool {
         self.lock().refusing
     }
 
-    /// Every slot is free: no job is queued and no submitter holds a reservation.
-    pub(crate) fn slots_home(&self) -> bool {
+    /// Every place is free: nothing is queued, reserved or in a consumer's hands.
+    pub fn slots_home(&self) -> bool {
         self.lock().taken == 0
     }
 
-    /// A place for a new worker, counted as searching until its first look.
-    pub(crate) fn seat(&self) -> Seat {
+    /// A place for a new consumer, counted as searching until its first look: for a consumer that
+    /// looks as soon as it runs (a pool's worker), so that a push meanwhile wakes no other.
+    pub fn seat(&self) -> Seat {
+        self.new_seat(true)
+    }
+
+    /// A place for a new consumer that may not look for a while (it waits for something else
+    /// first): not counted as searching, so that a push meanwhile wakes a parked consumer.
+    pub fn idle_seat(&self) -> Seat {
+        self.new_seat(false)
+    }
+
+    fn new_seat(&self, searching: bool) -> Seat {
         let mut state = self.lock();
-        state.searching += 1;
+        state.searching += usize::from(searching);
         let key = match state.free_keys.pop() {
             Some(key) => key,
             None => {
@@ -244,14 +408,14 @@ impl<T> JobQueue<T> {
         Seat {
             key,
             parked: false,
-            searching: true,
+            searching,
             eager: false,
             handed_on: false,
         }
     }
 
-    /// A worker is gone, whether it ended or was dropped while parked or searching.
-    pub(crate) fn leave(&self, seat: &Seat) {
+    /// A consumer is gone, whether it ended or was dropped while parked or searching.
+    pub fn leave(&self, seat: &Seat) {
         let mut state = self.lock();
         let woken = seat.parked && state.wakers[seat.key].is_none();
         if seat.searching || woken {
@@ -264,9 +428,9 @@ impl<T> JobQueue<T> {
         state.free_keys.push(seat.key);
     }
 
-    /// Queues an item into the slot its caller reserved, or, once the queue is closed (by `drain`),
-    /// hands it back and frees the slot.
-    pub(crate) fn push(&self, item: T) -> Result<(), T> {
+    /// Queues an item into the place its caller reserved, or, once the queue is closed (by `drain`),
+    /// hands it back and frees the place.
+    pub fn push(&self, item: T) -> Result<(), T> {
         let mut state = self.lock();
         if state.closed {
             state.taken -= 1;
@@ -281,11 +445,40 @@ impl<T> JobQueue<T> {
         Ok(())
     }
 
-    /// Takes the next item, freeing its slot, and parks the worker while there is none. `stop` is
+    /// Queues every item of `batch`, each into a place its caller reserved, and wakes a consumer.
+    /// `batch` is left empty (into an empty queue it swaps buffers with the queue: it then holds the
+    /// queue's old buffer). Once the queue is closed it queues nothing, frees the places and leaves
+    /// the items in `batch`: `false`.
+    pub fn push_many(&self, batch: &mut Vec<T>) -> bool {
+        if batch.is_empty() {
+            return true;
+        }
+        let mut state = self.lock();
+        if state.closed {
+            state.taken -= batch.len();
+            return false;
+        }
+        if state.items.is_empty() {
+            // The batch becomes the queue, and the queue's empty buffer the next batch: no item is
+            // copied, nothing is allocated or freed under the lock.
+            let empty = Vec::from(std::mem::take(&mut state.items));
+            state.items = VecDeque::from(std::mem::replace(batch, empty));
+        } else {
+            state.items.extend(batch.drain(..));
+        }
+        let waker = state.search();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        true
+    }
+
+    /// Takes the next item, freeing its place, and parks the worker while there is none. `stop` is
     /// asked first, under the lock (invariant 3). `hand_on_now` is asked when a worker leaves items
     /// behind the one it takes, with whether it was just woken: whether to wake another worker for
     /// them at once (invariant 7).
-    pub(crate) fn poll_take(
+    pub fn poll_take(
         &self,
         seat: &mut Seat,
         cx: &mut Context<'_>,
@@ -293,26 +486,9 @@ impl<T> JobQueue<T> {
         hand_on_now: impl FnOnce(bool) -> bool,
     ) -> Poll<Took<T>> {
         let mut state = self.lock();
-        if seat.parked {
-            match &mut state.wakers[seat.key] {
-                // Still parked: nobody woke it, this poll is spurious.
-                Some(stored) => {
-                    if !stored.will_wake(cx.waker()) {
-                        *stored = cx.waker().clone();
-                    }
-                    return Poll::Pending;
-                }
-                // Woken, and counted as searching by whoever woke it.
-                None => {
-                    seat.parked = false;
-                    seat.searching = true;
-                }
-            }
-        }
-        let was_searching = std::mem::take(&mut seat.searching);
-        if was_searching {
-            state.searching -= 1;
-        }
+        let Some(was_searching) = state.arrive(seat, Some(cx.waker())) else {
+            return Poll::Pending;
+        };
         if stop() {
             return Poll::Ready(Took::Stop);
         }
@@ -327,7 +503,7 @@ impl<T> JobQueue<T> {
                 seat.handed_on = wakes.worker.is_some();
                 more = false;
             }
-            state.free_slot(&mut wakes);
+            state.free_slots(1, &mut wakes);
             drop(state);
             wakes.wake();
             return Poll::Ready(Took::Job(item, more));
@@ -335,15 +511,82 @@ impl<T> JobQueue<T> {
         if state.closed {
             return Poll::Ready(Took::Closed);
         }
-        state.wakers[seat.key] = Some(cx.waker().clone());
-        state.idle.push(seat.key);
-        seat.parked = true;
+        state.park(seat, cx.waker());
         Poll::Pending
+    }
+
+    /// Takes up to `max` items into `into` (no more than the share of one of `share_among`
+    /// consumers: queued ÷ `share_among`, rounded up; 1 for as many as `max` allows), keeping their
+    /// places until [`release`](Queue::release), and parks the consumer while there is none:
+    /// `true` if it took some, `false` once the queue is closed and empty. If it leaves items
+    /// behind, it wakes another consumer for them (invariant 4).
+    pub fn poll_take_many(
+        &self,
+        seat: &mut Seat,
+        cx: &mut Context<'_>,
+        max: usize,
+        share_among: usize,
+        into: &mut VecDeque<T>,
+    ) -> Poll<bool> {
+        let mut state = self.lock();
+        if state.arrive(seat, Some(cx.waker())).is_none() {
+            return Poll::Pending;
+        }
+        match state.take_many(max, share_among, into) {
+            Some(pass_on) => {
+                drop(state);
+                pass_on.into_iter().for_each(Waker::wake);
+                Poll::Ready(true)
+            }
+            None if state.closed => Poll::Ready(false),
+            None => {
+                state.park(seat, cx.waker());
+                Poll::Pending
+            }
+        }
+    }
+
+    /// [`poll_take_many`](Queue::poll_take_many) without waiting: `None` if the queue is empty for
+    /// now (the consumer is then not parked).
+    pub fn try_take_many(
+        &self,
+        seat: &mut Seat,
+        max: usize,
+        share_among: usize,
+        into: &mut VecDeque<T>,
+    ) -> Option<bool> {
+        let mut state = self.lock();
+        state.arrive(seat, None);
+        match state.take_many(max, share_among, into) {
+            Some(pass_on) => {
+                drop(state);
+                pass_on.into_iter().for_each(Waker::wake);
+                Some(true)
+            }
+            None => state.closed.then_some(false),
+        }
+    }
+
+    /// Puts items taken with [`poll_take_many`](Queue::poll_take_many) and not started back at the
+    /// front of the queue, in their order, for another consumer: they keep their places.
+    pub fn give_back(&self, items: &mut VecDeque<T>) {
+        if items.is_empty() {
+            return;
+        }
+        let mut state = self.lock();
+        while let Some(item) = items.pop_back() {
+            state.items.push_front(item);
+        }
+        let waker = state.search();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
     }
 
     /// The caller took an item that others were left behind and its job now waits: wakes a parked
     /// worker for them, unless one is searching or none is left (invariant 4).
-    pub(crate) fn pass_on(&self) {
+    pub fn pass_on(&self) {
         let mut state = self.lock();
         let waker = match state.items.is_empty() {
             true => None,
@@ -355,15 +598,16 @@ impl<T> JobQueue<T> {
         }
     }
 
-    /// Wakes every parked worker to look again (after a shrink, to check whether to retire).
-    pub(crate) fn wake_all(&self) {
+    /// Wakes every parked consumer to look again (after a shrink, to check whether to retire).
+    pub fn wake_all(&self) {
         let mut wakes = Wakes::default();
         self.lock().unpark_all(&mut wakes);
         wakes.wake();
     }
 
-    /// Refuses new jobs; the queue closes, and workers end, once every slot is free (invariant 5).
-    pub(crate) fn refuse(&self) {
+    /// Refuses new items; the queue closes, and consumers see the end, once every place is free
+    /// (invariant 5).
+    pub fn refuse(&self) {
         let mut wakes = Wakes::default();
         let mut state = self.lock();
         state.refusing = true;
@@ -373,28 +617,39 @@ impl<T> JobQueue<T> {
         wakes.wake();
     }
 
+    /// Refuses and closes at once, leaving what is queued to the consumers, which see the end once
+    /// it is taken (invariant 5). For when every producer has pushed all it will: places still
+    /// reserved are freed as they are released; a push after this is handed back.
+    pub fn close(&self) {
+        let mut wakes = Wakes::default();
+        let mut state = self.lock();
+        state.refusing = true;
+        state.refuse_line(&mut wakes);
+        state.close(&mut wakes);
+        drop(state);
+        wakes.wake();
+    }
+
     /// Refuses and closes at once, and takes every item still queued (the caller drops them).
-    pub(crate) fn drain(&self) -> VecDeque<T> {
+    pub fn drain(&self) -> VecDeque<T> {
         let mut wakes = Wakes::default();
         let mut state = self.lock();
         state.refusing = true;
         state.refuse_line(&mut wakes);
         let items = std::mem::take(&mut state.items);
         state.taken -= items.len();
-        if !state.closed {
-            state.closed = true;
-            state.unpark_all(&mut wakes);
-        }
+        state.close(&mut wakes);
         drop(state);
         wakes.wake();
         items
     }
 }
 
-/// Future of [`JobQueue::reserve`]: a slot, or `Refused::Closed`.
-pub(crate) struct Reserve<'a, T> {
-    queue: &'a JobQueue<T>,
-    /// Its key among the submitters, once it has waited.
+/// Future of [`Queue::reserve`]: a place, or `Refused::Closed`.
+#[derive(Debug)]
+pub struct Reserve<'a, T> {
+    queue: &'a Queue<T>,
+    /// Its key in line, once it has waited.
     key: Option<usize>,
 }
 
@@ -404,9 +659,9 @@ impl<T> std::future::Future for Reserve<'_, T> {
     fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.queue.lock();
         let Some(key) = self.key else {
-            match state.try_reserve() {
+            match state.try_reserve(1) {
                 Err(Refused::Full) => {}
-                done => return Poll::Ready(done),
+                done => return Poll::Ready(done.map(drop)),
             }
             let key = state.line.join(cx.waker());
             drop(state);
@@ -429,9 +684,9 @@ impl<T> Drop for Reserve<'_, T> {
         let mut wakes = Wakes::default();
         let mut state = self.queue.lock();
         let left = state.line.leave(key);
-        // Granted but never seen: the slot goes to the next in line, or back (invariant 6).
+        // Granted but never seen: the place goes to the next in line, or back (invariant 6).
         if let Leave::Granted = left {
-            state.free_slot(&mut wakes);
+            state.free_slots(1, &mut wakes);
         }
         drop(state);
         // Dropped outside the lock, as every waker here.
@@ -442,13 +697,14 @@ impl<T> Drop for Reserve<'_, T> {
 
 #[cfg(all(test, not(bounded_loom)))]
 mod tests {
-    use super::{JobQueue, Refused, Seat, Took};
+    use super::{Queue, Refused, Seat, Took};
+    use std::future::Future;
     use std::task::{Context, Poll, Waker};
 
     /// A queue of 4 with two workers parked on it, then three items pushed: the first push woke one
     /// worker (`b`, the last to park), the others woke nobody.
-    fn two_parked_then_three_pushed() -> (JobQueue<u32>, Seat, Seat) {
-        let queue = JobQueue::new(4);
+    fn two_parked_then_three_pushed() -> (Queue<u32>, Seat, Seat) {
+        let queue = Queue::new(4);
         let cx = &mut Context::from_waker(Waker::noop());
         let (mut a, mut b) = (queue.seat(), queue.seat());
         for seat in [&mut a, &mut b] {
@@ -468,7 +724,7 @@ mod tests {
         (queue, a, b)
     }
 
-    fn take(queue: &JobQueue<u32>, seat: &mut Seat) -> (u32, bool) {
+    fn take(queue: &Queue<u32>, seat: &mut Seat) -> (u32, bool) {
         let cx = &mut Context::from_waker(Waker::noop());
         match queue.poll_take(seat, cx, || false, |_| false) {
             std::task::Poll::Ready(Took::Job(item, owed)) => (item, owed),
@@ -531,7 +787,7 @@ mod tests {
 
     #[test]
     fn a_push_after_a_drain_is_handed_back_and_its_slot_freed() {
-        let queue = JobQueue::new(2);
+        let queue = Queue::new(2);
         queue.try_reserve().unwrap();
         queue.push(1).unwrap();
         // A submitter between its slot and its push when the drain comes.
@@ -547,7 +803,7 @@ mod tests {
 
     #[test]
     fn a_refused_queue_closes_only_once_every_reserved_slot_is_pushed_and_taken() {
-        let queue = JobQueue::new(2);
+        let queue = Queue::new(2);
         let cx = &mut Context::from_waker(Waker::noop());
         let mut seat = queue.seat();
         queue.try_reserve().unwrap();
@@ -569,6 +825,88 @@ mod tests {
     }
 
     #[test]
+    fn a_consumer_that_has_not_looked_yet_keeps_a_parked_one_from_being_woken_only_if_announced() {
+        for announced in [true, false] {
+            let queue = Queue::new(2);
+            let cx = &mut Context::from_waker(Waker::noop());
+            let mut parked = queue.idle_seat();
+            let mut hands = std::collections::VecDeque::new();
+            assert!(
+                queue
+                    .poll_take_many(&mut parked, cx, 2, 1, &mut hands)
+                    .is_pending()
+            );
+            // A consumer busy with something else before its first look.
+            let later = if announced {
+                queue.seat()
+            } else {
+                queue.idle_seat()
+            };
+            queue.try_reserve().unwrap();
+            assert!(queue.push_many(&mut vec![1]));
+            let woken = queue.lock().wakers[parked.key].is_none();
+            assert_eq!(woken, !announced, "the push wakes the parked consumer");
+            queue.leave(&later);
+            queue.leave(&parked);
+        }
+    }
+
+    #[test]
+    fn batches_move_whole_keep_their_order_and_hold_their_places_until_released() {
+        let queue = Queue::new(6);
+        let mut seat = queue.idle_seat();
+        assert_eq!(queue.try_reserve_many(4), Ok(4));
+        let mut batch = vec![1, 2, 3, 4];
+        assert!(queue.push_many(&mut batch));
+        assert!(batch.is_empty());
+        let mut hands = std::collections::VecDeque::new();
+        // The share of one of three consumers: 4 queued, so 2.
+        assert_eq!(
+            queue.try_take_many(&mut seat, 16, 3, &mut hands),
+            Some(true)
+        );
+        assert_eq!(hands, [1, 2]);
+        // Give the second back: it goes before the rest, in order.
+        let mut back = hands.split_off(1);
+        queue.give_back(&mut back);
+        assert_eq!(queue.try_reserve_many(16), Ok(2), "places held: 4 of 6");
+        assert_eq!(
+            queue.try_take_many(&mut seat, 16, 1, &mut hands),
+            Some(true)
+        );
+        assert_eq!(hands, [1, 2, 3, 4]);
+        assert!(!queue.slots_home());
+        queue.release(6);
+        assert!(
+            queue.slots_home(),
+            "the two reserved and the four taken are free again"
+        );
+        queue.close();
+        assert_eq!(
+            queue.try_take_many(&mut seat, 16, 1, &mut hands),
+            Some(false)
+        );
+        assert_eq!(queue.try_reserve_many(1), Err(Refused::Closed));
+        queue.leave(&seat);
+    }
+
+    #[test]
+    fn a_release_of_several_places_serves_the_producers_in_line_in_order_then_frees_the_rest() {
+        let queue: Queue<u32> = Queue::new(3);
+        assert_eq!(queue.try_reserve_many(3), Ok(3));
+        let cx = &mut Context::from_waker(Waker::noop());
+        let mut first = Box::pin(queue.reserve());
+        let mut second = Box::pin(queue.reserve());
+        assert!(first.as_mut().poll(cx).is_pending());
+        assert!(second.as_mut().poll(cx).is_pending());
+        assert_eq!(queue.try_reserve_many(1), Err(Refused::Full));
+        queue.release(3);
+        assert_eq!(first.as_mut().poll(cx), Poll::Ready(Ok(())));
+        assert_eq!(second.as_mut().poll(cx), Poll::Ready(Ok(())));
+        assert_eq!(queue.try_reserve_many(5), Ok(1), "the third place is free");
+    }
+
+    #[test]
     fn nothing_is_passed_on_when_no_item_is_left() {
         let (queue, a, mut b) = two_parked_then_three_pushed();
         assert_eq!(take(&queue, &mut b), (1, true));
@@ -581,13 +919,13 @@ mod tests {
 
 #[cfg(all(test, bounded_loom))]
 mod model {
-    use super::{JobQueue, Refused, Seat, Took};
-    use bounded_sync::Arc;
-    use bounded_sync::atomic::{AtomicBool, Ordering};
+    use super::{Queue, Refused, Seat, Took};
+    use crate::Arc;
+    use crate::atomic::{AtomicBool, Ordering};
     use std::future::poll_fn;
 
     /// A worker loop: takes items until the queue closes or `stop` says so, then leaves.
-    fn worker(queue: Arc<JobQueue<u32>>, stop: Arc<AtomicBool>) -> Vec<u32> {
+    fn worker(queue: Arc<Queue<u32>>, stop: Arc<AtomicBool>) -> Vec<u32> {
         let mut seat: Seat = queue.seat();
         let mut seen = Vec::new();
         loop {
@@ -603,12 +941,60 @@ mod model {
         seen
     }
 
+    /// A batch consumer's loop: takes up to two items at a time (its share of two consumers), each
+    /// held until it is recorded, then frees their places; ends at the close.
+    fn batch_consumer(queue: Arc<Queue<u32>>) -> Vec<u32> {
+        let mut seat = queue.idle_seat();
+        let mut hands = std::collections::VecDeque::new();
+        let mut seen = Vec::new();
+        while loom::future::block_on(poll_fn(|cx| {
+            queue.poll_take_many(&mut seat, cx, 2, 2, &mut hands)
+        })) {
+            let n = hands.len();
+            seen.extend(hands.drain(..));
+            queue.release(n);
+        }
+        queue.leave(&seat);
+        seen
+    }
+
+    /// A producer pushes a batch of two into a queue of two, waits in line for a place for a third
+    /// (freed only once a consumer is done with an item), pushes it and closes; two consumers park
+    /// and take in batches. Every item arrives once, both consumers see the end, every place comes
+    /// back, and nothing is left parked or searching: a push, a release and the close each wake a
+    /// parked consumer however they interleave with its parking (invariants 1 to 5).
+    #[test]
+    fn batches_arrive_once_and_parked_consumers_see_every_item_and_the_end() {
+        loom::model(|| {
+            let queue = Arc::new(Queue::new(2));
+            let consumers: Vec<_> = (0..2)
+                .map(|_| {
+                    let queue = queue.clone();
+                    loom::thread::spawn(move || batch_consumer(queue))
+                })
+                .collect();
+            assert_eq!(queue.try_reserve_many(3), Ok(2), "two places are free");
+            assert!(queue.push_many(&mut vec![0, 1]));
+            loom::future::block_on(queue.reserve()).expect("a place comes free");
+            assert!(queue.push_many(&mut vec![2]));
+            queue.close();
+            let mut seen: Vec<u32> = consumers
+                .into_iter()
+                .flat_map(|c| c.join().unwrap())
+                .collect();
+            seen.sort_unstable();
+            assert_eq!(seen, [0, 1, 2]);
+            let state = queue.lock();
+            assert_eq!((state.taken, state.searching, state.idle.len()), (0, 0, 0));
+        });
+    }
+
     /// Two workers, two pushes, then a refusal: every item is taken exactly once, both workers end
     /// once the slots are free, and nothing is left parked or searching (invariants 1 to 5).
     #[test]
     fn every_item_is_taken_once_and_every_worker_ends_at_the_close() {
         loom::model(|| {
-            let queue = Arc::new(JobQueue::new(2));
+            let queue = Arc::new(Queue::new(2));
             let stop = Arc::new(AtomicBool::new(false));
             let workers: Vec<_> = (0..2)
                 .map(|_| {
@@ -642,7 +1028,7 @@ mod model {
     #[test]
     fn a_push_wakes_a_parked_worker() {
         loom::model(|| {
-            let queue = Arc::new(JobQueue::new(2));
+            let queue = Arc::new(Queue::new(2));
             let w = {
                 let queue = queue.clone();
                 loom::thread::spawn(move || {
@@ -701,7 +1087,7 @@ mod model {
     /// relies on a thread being spare, which it always is here (invariant 7).
     fn the_second_item_is_taken_while_the_first_job_runs(eager: bool, waits: bool) {
         loom::model(move || {
-            let queue = Arc::new(JobQueue::new(2));
+            let queue = Arc::new(Queue::new(2));
             let second_taken = Arc::new(loom::sync::Notify::new());
             let workers: Vec<_> = (0..2)
                 .map(|_| {
@@ -747,7 +1133,7 @@ mod model {
     #[test]
     fn a_stop_announced_with_wake_all_is_never_missed() {
         loom::model(|| {
-            let queue = Arc::new(JobQueue::new(2));
+            let queue = Arc::new(Queue::new(2));
             let stop = Arc::new(AtomicBool::new(false));
             let w = {
                 let (queue, stop) = (queue.clone(), stop.clone());
@@ -767,7 +1153,7 @@ mod model {
     #[test]
     fn a_waiting_submitter_gets_the_slot_a_worker_frees() {
         loom::model(|| {
-            let queue = Arc::new(JobQueue::new(1));
+            let queue = Arc::new(Queue::new(1));
             let stop = Arc::new(AtomicBool::new(false));
             let w = {
                 let (queue, stop) = (queue.clone(), stop.clone());
@@ -790,7 +1176,7 @@ mod model {
     #[test]
     fn a_drain_racing_a_push_leaves_every_item_in_exactly_one_place() {
         loom::model(|| {
-            let queue = Arc::new(JobQueue::new(2));
+            let queue = Arc::new(Queue::new(2));
             let stop = Arc::new(AtomicBool::new(false));
             queue.try_reserve().unwrap();
             queue.push(1).unwrap();
@@ -820,7 +1206,7 @@ mod model {
     #[test]
     fn a_refusal_answers_every_submitter_in_line() {
         loom::model(|| {
-            let queue = Arc::new(JobQueue::new(1));
+            let queue = Arc::new(Queue::new(1));
             let stop = Arc::new(AtomicBool::new(false));
             queue.try_reserve().unwrap();
             queue.push(1).unwrap();
