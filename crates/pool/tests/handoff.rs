@@ -1,6 +1,6 @@
 //! How queued jobs reach workers: a job that waits hands the jobs queued behind it to another worker
 //! before it waits, so jobs that wait on each other all run at once. (That jobs which finish at once
-//! wake no other worker is checked on the queue itself, in `src/queue.rs`.)
+//! wake no other worker is checked on the queue itself, in `crates/sync/src/queue.rs`.)
 
 #[path = "support/two_threads.rs"]
 mod two_threads;
