@@ -80,3 +80,23 @@ async fn a_slow_head_stops_intake_once_the_reorder_window_is_full() {
     let items = out.try_collect().await.unwrap();
     assert_eq!(items, (0..1_000).collect::<Vec<_>>());
 }
+
+/// Items that arrive one at a time, each after the stage's input ran dry: the `map_ordered` worker
+/// whose turn it is to take waits on the empty input while the other two wait for their turn behind
+/// it, so they have not looked at the input yet. Each arrival must still wake the one waiting on it.
+#[tokio::test(start_paused = true)]
+async fn a_worker_waiting_on_an_empty_input_is_woken_while_the_others_wait_their_turn() {
+    use futures_util::StreamExt;
+    let trickle = futures_util::stream::iter(0..20u64).then(|i| async move {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        i
+    });
+    let out = Pipeline::new(&Context::new())
+        .source_stream(trickle)
+        .map_ordered(3, |_ctx, i| async move { Ok::<_, String>(i) })
+        .output()
+        .try_collect();
+    let out = tokio::time::timeout(Duration::from_secs(60), out).await;
+    let out = out.expect("every item came out: no worker was left waiting");
+    assert_eq!(out.unwrap(), (0..20).collect::<Vec<_>>());
+}
