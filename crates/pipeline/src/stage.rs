@@ -373,7 +373,7 @@ impl<T: Send + 'static, E: Send + 'static> Stage<T, E> {
             )));
         }
         // The link counts what its consumers hold as well as what is queued: room for both. Both are
-        // within their maximums here, so the sum fits a semaphore.
+        // within their maximums here, so the sum cannot overflow.
         let link = Link::new(capacity.clamp(1, MAX_BUFFER) + consumers, consumers);
         let counters = owner.shared.add_stage(name, workers);
         spawn(counters, &link);
