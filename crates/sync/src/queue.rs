@@ -17,6 +17,12 @@
 //! the queue into an empty batch, swaps the two buffers, so one lock and one wake-up serve many items
 //! and no item is copied.
 //!
+//! A reservation is a count, not a guard: whoever reserves frees what it does not fill on every path
+//! ([`Queue::release`]), so that a producer holding a run of places carries one number rather than a
+//! guard per place. The pool pushes in the same step as its reservation succeeds; a pipeline's producer
+//! frees the places it still holds when it is dropped. A wait for a place ([`Queue::reserve`]) is
+//! itself cancel-safe: dropped in line it leaves, dropped after its grant it frees the place again.
+//!
 //! # Invariants
 //!
 //! Everything is under one lock, with no atomics of its own; no waker is woken and no item dropped
