@@ -173,8 +173,10 @@ impl<T> Producer<T> {
         }
         // The items held here may be what the consumers need to make room: pass them on first.
         self.flush();
-        if link.queue.reserve().await.is_err() {
-            unreachable!("a link closes only once its last producer is gone");
+        match link.queue.reserve().await {
+            // Carried in `reserved`, with the run's other places.
+            Ok(place) => place.forget(),
+            Err(_) => unreachable!("a link closes only once its last producer is gone"),
         }
         self.reserved += 1;
         // Served in line: the places freed with this one are likely free still.

@@ -42,7 +42,7 @@ use crate::failure::{Hook, JobFailure};
 use crate::job_handle::{JobError, JobHandle};
 use crate::metrics::{Counters, Ended, Metrics};
 use crate::report::PoolReport;
-use bounded_sync::queue::{Queue, Refused, Seat, Took};
+use bounded_sync::queue::{Place, Queue, Refused, Seat, Took};
 
 /// After `shutdown_timeout`'s grace, how long running jobs have to return once their context is cancelled.
 pub const CANCEL_WINDOW: Duration = Duration::from_millis(10);
@@ -257,8 +257,8 @@ impl Pool {
         T: Send + 'static,
         E: fmt::Display + Send + 'static,
     {
-        let job = self.take_slot(caller, job).await?;
-        Ok(self.inner.enqueue(job))
+        let (place, job) = self.take_slot(caller, job).await?;
+        Ok(self.inner.enqueue(place, job))
     }
 
     /// Submits a job whose result nobody will await, waiting for room in the queue: [`submit`]
@@ -298,14 +298,18 @@ impl Pool {
         T: Send + 'static,
         E: fmt::Display + Send + 'static,
     {
-        let job = self.take_slot(None, job).await?;
-        self.inner.queue_job(job, None);
+        let (place, job) = self.take_slot(None, job).await?;
+        self.inner.queue_job(place, job, None);
         Ok(())
     }
 
-    /// Reserves a slot in the queue for `job`, waiting for room, and hands the job
-    /// back to be queued.
-    async fn take_slot<J>(&self, caller: Option<&Context>, job: J) -> Result<J, SubmitError<J>> {
+    /// Reserves a slot in the queue for `job`, waiting for room, and hands the job back with its
+    /// place to be queued in (dropped unfilled, on a panic before the push, the place is free again).
+    async fn take_slot<J>(
+        &self,
+        caller: Option<&Context>,
+        job: J,
+    ) -> Result<(Place<'_, JobFuture>, J), SubmitError<J>> {
         let inner = &self.inner;
         // The pool's state is read before the caller's: a finished pool says `Closed` to every caller,
         // whichever entry point it used.
@@ -320,8 +324,8 @@ impl Pool {
             }
             return Err(SubmitError::Cancelled { job, cause });
         }
-        match inner.queue.try_reserve() {
-            Ok(()) => {}
+        let place = match inner.queue.try_reserve() {
+            Ok(place) => place,
             Err(Refused::Closed) => {
                 inner.counters.rejected();
                 return Err(SubmitError::Closed(job));
@@ -341,7 +345,7 @@ impl Pool {
                     slot = inner.queue.reserve() => slot.map_err(|_| None),
                 };
                 match waited {
-                    Ok(()) => {}
+                    Ok(place) => place,
                     Err(cause) => {
                         inner.counters.rejected();
                         return Err(match cause {
@@ -352,7 +356,7 @@ impl Pool {
                 }
             }
         };
-        Ok(job)
+        Ok((place, job))
     }
 
     /// Submits a job if the queue has room now; never waits.
@@ -382,8 +386,8 @@ impl Pool {
         T: Send + 'static,
         E: fmt::Display + Send + 'static,
     {
-        let job = self.try_take_slot(job)?;
-        Ok(self.inner.enqueue(job))
+        let (place, job) = self.try_take_slot(job)?;
+        Ok(self.inner.enqueue(place, job))
     }
 
     /// [`try_submit`](Pool::try_submit) without a handle: see [`submit_detached`](Pool::submit_detached).
@@ -412,20 +416,20 @@ impl Pool {
         T: Send + 'static,
         E: fmt::Display + Send + 'static,
     {
-        let job = self.try_take_slot(job)?;
-        self.inner.queue_job(job, None);
+        let (place, job) = self.try_take_slot(job)?;
+        self.inner.queue_job(place, job, None);
         Ok(())
     }
 
     /// Takes a place in the queue for `job` if there is room now.
-    fn try_take_slot<J>(&self, job: J) -> Result<J, TrySubmitError<J>> {
+    fn try_take_slot<J>(&self, job: J) -> Result<(Place<'_, JobFuture>, J), TrySubmitError<J>> {
         let inner = &self.inner;
         if inner.is_closed() {
             inner.counters.rejected();
             return Err(TrySubmitError::Closed(job));
         }
         match inner.queue.try_reserve() {
-            Ok(()) => Ok(job),
+            Ok(place) => Ok((place, job)),
             Err(Refused::Full) => {
                 inner.counters.rejected();
                 Err(TrySubmitError::Full(job))
@@ -677,7 +681,11 @@ fn supervise(inner: Weak<Inner>, ctx: Context, name: String) -> AbortHandle {
 
 impl Inner {
     /// Queues a job whose slot the caller reserved.
-    fn enqueue<J, Fut, T, E>(self: &Arc<Self>, job: J) -> JobHandle<T, E>
+    fn enqueue<J, Fut, T, E>(
+        self: &Arc<Self>,
+        place: Place<'_, JobFuture>,
+        job: J,
+    ) -> JobHandle<T, E>
     where
         J: FnOnce(Context) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
@@ -685,13 +693,19 @@ impl Inner {
         E: fmt::Display + Send + 'static,
     {
         let (tx, rx) = oneshot::async_channel();
-        self.queue_job(job, Some(tx));
+        self.queue_job(place, job, Some(tx));
         JobHandle::new(rx)
     }
 
-    /// Queues a job whose slot was taken; `tx` is where its result goes, if anyone will await it.
-    fn queue_job<J, Fut, T, E>(self: &Arc<Self>, job: J, tx: Option<ResultTx<T, E>>)
-    where
+    /// Queues a job in the place taken for it; `tx` is where its result goes, if anyone will await
+    /// it. The place is held until the push, so that a panic before it (in a tracing subscriber that
+    /// makes the job's span) frees it again.
+    fn queue_job<J, Fut, T, E>(
+        self: &Arc<Self>,
+        place: Place<'_, JobFuture>,
+        job: J,
+        tx: Option<ResultTx<T, E>>,
+    ) where
         J: FnOnce(Context) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
         T: Send + 'static,
@@ -713,7 +727,7 @@ impl Inner {
         self.counters.submitted();
         // The queue is closed only by an abort while a slot is reserved (invariant 2). A job refused
         // then never starts: counted first, then dropped, so that its handle resolves after the count.
-        if let Err(refused) = self.queue.push(job) {
+        if let Err(refused) = place.push(job) {
             self.counters.never_started();
             drop(refused);
         }

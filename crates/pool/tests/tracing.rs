@@ -87,3 +87,62 @@ async fn failures_panics_and_aborts_are_events_naming_the_pool() {
     assert!(panicked.fields.contains("panic=bad address"));
     assert_eq!(find("aborted while running").level, "WARN");
 }
+
+/// A subscriber that panics as a job's span is made: user code the pool calls between reserving a
+/// job's slot and queueing the job.
+struct PanicsOnJobSpan;
+
+impl tracing::Subscriber for PanicsOnJobSpan {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn new_span(&self, span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        assert_ne!(span.metadata().name(), "pool job", "the subscriber fails");
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, _: &tracing::Event<'_>) {}
+
+    fn enter(&self, _: &tracing::span::Id) {}
+
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// The panic reaches the submitter, and the slot the job had taken is free again: the next job takes
+/// it, and the shutdown ends with that job done (a slot kept would leave the queue full forever, and
+/// the shutdown waiting for it).
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn a_panic_between_a_jobs_slot_and_its_queueing_gives_the_slot_back() {
+    use futures_util::FutureExt;
+    use std::panic::AssertUnwindSafe;
+    let pool = Pool::builder().workers(1).queue(1).build().unwrap();
+    for detached in [false, true] {
+        let job = |_ctx| async { Ok::<_, String>(()) };
+        let submitted = {
+            let _default = tracing::subscriber::set_default(PanicsOnJobSpan);
+            match detached {
+                false => AssertUnwindSafe(async { drop(pool.submit(job).await) })
+                    .catch_unwind()
+                    .await
+                    .is_err(),
+                true => std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    drop(pool.try_submit_detached(job))
+                }))
+                .is_err(),
+            }
+        };
+        assert!(submitted, "the subscriber's panic reaches the submitter");
+        pool.try_submit_detached(|_ctx| async { Ok::<_, String>(()) })
+            .expect("the slot is free again");
+        tokio::task::yield_now().await;
+    }
+    let report = tokio::time::timeout(Duration::from_secs(5), pool.shutdown())
+        .await
+        .expect("the shutdown ends");
+    assert_eq!(report.completed, 2);
+}

@@ -17,11 +17,11 @@
 //! the queue into an empty batch, swaps the two buffers, so one lock and one wake-up serve many items
 //! and no item is copied.
 //!
-//! A reservation is a count, not a guard: whoever reserves frees what it does not fill on every path
-//! ([`Queue::release`]), so that a producer holding a run of places carries one number rather than a
-//! guard per place. The pool pushes in the same step as its reservation succeeds; a pipeline's producer
-//! frees the places it still holds when it is dropped. A wait for a place ([`Queue::reserve`]) is
-//! itself cancel-safe: dropped in line it leaves, dropped after its grant it frees the place again.
+//! A place reserved one at a time is a [`Place`]: pushing into it fills it, dropping it unfilled
+//! frees it, so no path between the reservation and the push (a panic, a cancelled future) can lose
+//! a place. A producer that holds a run of places ([`Queue::try_reserve_many`], or a [`Place`] kept
+//! with [`Place::forget`]) carries them as a count instead, and frees what it does not fill with
+//! [`Queue::release`]: one number rather than a guard per place.
 //!
 //! # Invariants
 //!
@@ -349,12 +349,14 @@ impl<T> Queue<T> {
     }
 
     /// Reserves a place now, if one is free and nobody is waiting for one.
-    pub fn try_reserve(&self) -> Result<(), Refused> {
-        self.lock().try_reserve(1).map(drop)
+    pub fn try_reserve(&self) -> Result<Place<'_, T>, Refused> {
+        self.lock().try_reserve(1)?;
+        Ok(Place { queue: self })
     }
 
     /// Reserves as many places as are free now, up to `most` (at least one), if nobody is waiting
-    /// for one: how many it reserved.
+    /// for one: how many it reserved, which the caller fills with [`push_many`](Queue::push_many) or
+    /// frees with [`release`](Queue::release).
     pub fn try_reserve_many(&self, most: usize) -> Result<usize, Refused> {
         self.lock().try_reserve(most.max(1))
     }
@@ -434,8 +436,9 @@ impl<T> Queue<T> {
         state.free_keys.push(seat.key);
     }
 
-    /// Queues an item into the place its caller reserved, or, once the queue is closed (by `drain`),
-    /// hands it back and frees the place.
+    /// Queues an item into a place its caller holds as a count ([`Place::forget`]), or, once the
+    /// queue is closed (by `drain`), hands it back and frees the place. [`Place::push`] is the same
+    /// for a place held as a guard.
     pub fn push(&self, item: T) -> Result<(), T> {
         let mut state = self.lock();
         if state.closed {
@@ -451,7 +454,8 @@ impl<T> Queue<T> {
         Ok(())
     }
 
-    /// Queues every item of `batch`, each into a place its caller reserved, and wakes a consumer.
+    /// Queues every item of `batch`, each into a place its caller holds as a count, and wakes a
+    /// consumer.
     /// `batch` is left empty (into an empty queue it swaps buffers with the queue: it then holds the
     /// queue's old buffer). Once the queue is closed it queues nothing, frees the places and leaves
     /// the items in `batch`: `false`.
@@ -651,6 +655,36 @@ impl<T> Queue<T> {
     }
 }
 
+/// A place reserved in a [`Queue`], from [`Queue::try_reserve`] or [`Queue::reserve`]: filled by
+/// [`push`](Place::push), freed again when dropped unfilled.
+#[derive(Debug)]
+#[must_use = "a place is freed again as soon as it is dropped"]
+pub struct Place<'a, T> {
+    queue: &'a Queue<T>,
+}
+
+impl<T> Place<'_, T> {
+    /// Queues `item` in this place and wakes a consumer; once the queue is closed (by `drain`), hands
+    /// it back and frees the place.
+    pub fn push(self, item: T) -> Result<(), T> {
+        let queue = self.queue;
+        std::mem::forget(self);
+        queue.push(item)
+    }
+
+    /// Keeps the place as a count the caller carries: it then fills it with
+    /// [`Queue::push`] or [`Queue::push_many`], or frees it with [`Queue::release`].
+    pub fn forget(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl<T> Drop for Place<'_, T> {
+    fn drop(&mut self) {
+        self.queue.release(1);
+    }
+}
+
 /// Future of [`Queue::reserve`]: a place, or `Refused::Closed`.
 #[derive(Debug)]
 pub struct Reserve<'a, T> {
@@ -659,15 +693,16 @@ pub struct Reserve<'a, T> {
     key: Option<usize>,
 }
 
-impl<T> std::future::Future for Reserve<'_, T> {
-    type Output = Result<(), Refused>;
+impl<'a, T> std::future::Future for Reserve<'a, T> {
+    type Output = Result<Place<'a, T>, Refused>;
 
     fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut state = self.queue.lock();
         let Some(key) = self.key else {
             match state.try_reserve(1) {
                 Err(Refused::Full) => {}
-                done => return Poll::Ready(done.map(drop)),
+                Err(refused) => return Poll::Ready(Err(refused)),
+                Ok(_) => return Poll::Ready(Ok(Place { queue: self.queue })),
             }
             let key = state.line.join(cx.waker());
             drop(state);
@@ -678,7 +713,7 @@ impl<T> std::future::Future for Reserve<'_, T> {
         drop(state);
         self.key = None;
         Poll::Ready(match answer {
-            Answer::Granted => Ok(()),
+            Answer::Granted => Ok(Place { queue: self.queue }),
             Answer::Refused => Err(Refused::Closed),
         })
     }
@@ -717,8 +752,7 @@ mod tests {
             assert!(queue.poll_take(seat, cx, || false, |_| false).is_pending());
         }
         for item in [1, 2, 3] {
-            queue.try_reserve().unwrap();
-            queue.push(item).unwrap();
+            queue.try_reserve().unwrap().push(item).unwrap();
         }
         {
             let state = queue.lock();
@@ -794,17 +828,16 @@ mod tests {
     #[test]
     fn a_push_after_a_drain_is_handed_back_and_its_slot_freed() {
         let queue = Queue::new(2);
-        queue.try_reserve().unwrap();
-        queue.push(1).unwrap();
+        queue.try_reserve().unwrap().push(1).unwrap();
         // A submitter between its slot and its push when the drain comes.
-        queue.try_reserve().unwrap();
+        let place = queue.try_reserve().unwrap();
         assert_eq!(queue.drain(), [1]);
-        assert_eq!(queue.push(2), Err(2));
+        assert_eq!(place.push(2), Err(2));
         let state = queue.lock();
         assert!(state.items.is_empty() && state.closed);
         assert_eq!(state.taken, 0, "every slot is free again");
         drop(state);
-        assert_eq!(queue.try_reserve(), Err(Refused::Closed));
+        assert!(matches!(queue.try_reserve(), Err(Refused::Closed)));
     }
 
     #[test]
@@ -812,11 +845,11 @@ mod tests {
         let queue = Queue::new(2);
         let cx = &mut Context::from_waker(Waker::noop());
         let mut seat = queue.seat();
-        queue.try_reserve().unwrap();
+        let place = queue.try_reserve().unwrap();
         queue.refuse();
-        assert_eq!(queue.try_reserve(), Err(Refused::Closed));
+        assert!(matches!(queue.try_reserve(), Err(Refused::Closed)));
         assert!(!queue.lock().closed, "a slot is still reserved");
-        queue
+        place
             .push(7)
             .expect("a slot reserved before the refusal is honoured");
         assert!(matches!(
@@ -848,7 +881,7 @@ mod tests {
             } else {
                 queue.idle_seat()
             };
-            queue.try_reserve().unwrap();
+            queue.try_reserve().unwrap().forget();
             assert!(queue.push_many(&mut vec![1]));
             let woken = queue.lock().wakers[parked.key].is_none();
             assert_eq!(woken, !announced, "the push wakes the parked consumer");
@@ -907,9 +940,30 @@ mod tests {
         assert!(second.as_mut().poll(cx).is_pending());
         assert_eq!(queue.try_reserve_many(1), Err(Refused::Full));
         queue.release(3);
-        assert_eq!(first.as_mut().poll(cx), Poll::Ready(Ok(())));
-        assert_eq!(second.as_mut().poll(cx), Poll::Ready(Ok(())));
+        let Poll::Ready(Ok(first)) = first.as_mut().poll(cx) else {
+            panic!("the first in line is served first");
+        };
+        let Poll::Ready(Ok(second)) = second.as_mut().poll(cx) else {
+            panic!("the second in line is served too");
+        };
         assert_eq!(queue.try_reserve_many(5), Ok(1), "the third place is free");
+        first.forget();
+        second.forget();
+    }
+
+    #[test]
+    fn a_place_dropped_unfilled_is_free_again_and_the_last_one_out_closes_a_refused_queue() {
+        let queue: Queue<u32> = Queue::new(1);
+        let place = queue.try_reserve().unwrap();
+        assert!(matches!(queue.try_reserve(), Err(Refused::Full)));
+        drop(place);
+        let place = queue
+            .try_reserve()
+            .expect("the dropped place is free again");
+        queue.refuse();
+        assert!(!queue.lock().closed, "a place is still held");
+        drop(place);
+        assert!(queue.lock().closed && queue.slots_home());
     }
 
     #[test]
@@ -981,7 +1035,9 @@ mod model {
                 .collect();
             assert_eq!(queue.try_reserve_many(3), Ok(2), "two places are free");
             assert!(queue.push_many(&mut vec![0, 1]));
-            loom::future::block_on(queue.reserve()).expect("a place comes free");
+            loom::future::block_on(queue.reserve())
+                .expect("a place comes free")
+                .forget();
             assert!(queue.push_many(&mut vec![2]));
             queue.close();
             let mut seen: Vec<u32> = consumers
@@ -1009,13 +1065,11 @@ mod model {
                 })
                 .collect();
             for item in [1, 2] {
-                queue.try_reserve().unwrap();
-                queue.push(item).unwrap();
+                queue.try_reserve().unwrap().push(item).unwrap();
             }
             queue.refuse();
-            assert_eq!(
-                queue.try_reserve(),
-                Err(Refused::Closed),
+            assert!(
+                matches!(queue.try_reserve(), Err(Refused::Closed)),
                 "a closed queue refuses"
             );
             let mut seen: Vec<u32> = workers
@@ -1053,8 +1107,7 @@ mod model {
                 })
             };
             for item in [1, 2] {
-                queue.try_reserve().unwrap();
-                queue.push(item).unwrap();
+                queue.try_reserve().unwrap().push(item).unwrap();
             }
             w.join().unwrap();
             let state = queue.lock();
@@ -1124,8 +1177,7 @@ mod model {
                 })
                 .collect();
             for item in [1, 2] {
-                queue.try_reserve().unwrap();
-                queue.push(item).unwrap();
+                queue.try_reserve().unwrap().push(item).unwrap();
             }
             workers.into_iter().for_each(|w| w.join().unwrap());
             let state = queue.lock();
@@ -1165,10 +1217,9 @@ mod model {
                 let (queue, stop) = (queue.clone(), stop.clone());
                 loom::thread::spawn(move || worker(queue, stop))
             };
-            queue.try_reserve().unwrap();
-            queue.push(1).unwrap();
-            loom::future::block_on(queue.reserve()).unwrap();
-            queue.push(2).unwrap();
+            queue.try_reserve().unwrap().push(1).unwrap();
+            let place = loom::future::block_on(queue.reserve()).unwrap();
+            place.push(2).unwrap();
             queue.refuse();
             assert_eq!(w.join().unwrap(), [1, 2]);
             let state = queue.lock();
@@ -1184,9 +1235,9 @@ mod model {
         loom::model(|| {
             let queue = Arc::new(Queue::new(2));
             let stop = Arc::new(AtomicBool::new(false));
-            queue.try_reserve().unwrap();
-            queue.push(1).unwrap();
-            queue.try_reserve().unwrap();
+            queue.try_reserve().unwrap().push(1).unwrap();
+            // Held as a count, so that the pusher's thread can fill it.
+            queue.try_reserve().unwrap().forget();
             let pusher = {
                 let queue = queue.clone();
                 loom::thread::spawn(move || queue.push(2).err())
@@ -1214,12 +1265,11 @@ mod model {
         loom::model(|| {
             let queue = Arc::new(Queue::new(1));
             let stop = Arc::new(AtomicBool::new(false));
-            queue.try_reserve().unwrap();
-            queue.push(1).unwrap();
+            queue.try_reserve().unwrap().push(1).unwrap();
             let submitter = {
                 let queue = queue.clone();
                 loom::thread::spawn(move || match loom::future::block_on(queue.reserve()) {
-                    Ok(()) => queue.push(2).is_ok(),
+                    Ok(place) => place.push(2).is_ok(),
                     Err(Refused::Closed) => false,
                     Err(Refused::Full) => unreachable!("a wait is never told full"),
                 })
