@@ -618,40 +618,37 @@ impl<T> Queue<T> {
     /// Refuses new items; the queue closes, and consumers see the end, once every place is free
     /// (invariant 5).
     pub fn refuse(&self) {
-        let mut wakes = Wakes::default();
-        let mut state = self.lock();
-        state.refusing = true;
-        state.refuse_line(&mut wakes);
-        state.close_if_home(&mut wakes);
-        drop(state);
-        wakes.wake();
+        self.refuse_then(State::close_if_home);
     }
 
     /// Refuses and closes at once, leaving what is queued to the consumers, which see the end once
     /// it is taken (invariant 5). For when every producer has pushed all it will: places still
     /// reserved are freed as they are released; a push after this is handed back.
     pub fn close(&self) {
-        let mut wakes = Wakes::default();
-        let mut state = self.lock();
-        state.refusing = true;
-        state.refuse_line(&mut wakes);
-        state.close(&mut wakes);
-        drop(state);
-        wakes.wake();
+        self.refuse_then(State::close);
     }
 
     /// Refuses and closes at once, and takes every item still queued (the caller drops them).
     pub fn drain(&self) -> VecDeque<T> {
+        self.refuse_then(|state, wakes| {
+            let items = std::mem::take(&mut state.items);
+            state.taken -= items.len();
+            state.close(wakes);
+            items
+        })
+    }
+
+    /// Refuses new items and every producer in line, then runs `then` under the same lock; wakes
+    /// whoever it all woke once the lock is released.
+    fn refuse_then<R>(&self, then: impl FnOnce(&mut State<T>, &mut Wakes) -> R) -> R {
         let mut wakes = Wakes::default();
         let mut state = self.lock();
         state.refusing = true;
         state.refuse_line(&mut wakes);
-        let items = std::mem::take(&mut state.items);
-        state.taken -= items.len();
-        state.close(&mut wakes);
+        let out = then(&mut state, &mut wakes);
         drop(state);
         wakes.wake();
-        items
+        out
     }
 }
 
