@@ -166,22 +166,22 @@ impl<T> Producer<T> {
         if self.batch.len() >= MAX_BATCH {
             self.flush();
         }
-        let link = Arc::clone(&self.link);
-        if let Ok(n) = link.queue.try_reserve_many(link.run) {
+        let run = self.link.run;
+        if let Ok(n) = self.link.queue.try_reserve_many(run) {
             self.reserved += n;
             return;
         }
         // The items held here may be what the consumers need to make room: pass them on first.
         self.flush();
-        match link.queue.reserve().await {
+        match self.link.queue.reserve().await {
             // Carried in `reserved`, with the run's other places.
             Ok(place) => place.forget(),
             Err(_) => unreachable!("a link closes only once its last producer is gone"),
         }
         self.reserved += 1;
         // Served in line: the places freed with this one are likely free still.
-        if link.run > 1 {
-            self.reserved += link.queue.try_reserve_many(link.run - 1).unwrap_or(0);
+        if run > 1 {
+            self.reserved += self.link.queue.try_reserve_many(run - 1).unwrap_or(0);
         }
     }
 

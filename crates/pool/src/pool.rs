@@ -4,9 +4,10 @@
 //!
 //! The accounting of every job is stated in `accounting.rs`. Besides it:
 //!
-//! 1. The queue's slots bound it (`bounded_sync::queue`): a submitter reserves a slot before its job exists,
-//!    and the slot is free again when a worker takes the job, when the queue refuses it after an
-//!    abort, or when an abort drains it. Its memory follows the jobs it holds, not its bound.
+//! 1. The queue's slots bound it (`bounded_sync::queue`): a submitter reserves a slot before its job
+//!    exists, and the slot is free again when a worker takes the job, when the queue refuses it after
+//!    an abort, when an abort drains it, or when the submitter panics before the job is queued. Its
+//!    memory follows the jobs it holds, not its bound.
 //! 2. After `close`, the queue closes only once every slot is free: no job that was accepted is ever
 //!    refused by the queue, and idle workers then see the end.
 //! 3. A worker retires only through `Headcount::retire_one` (see `accounting.rs`), so a shrink never

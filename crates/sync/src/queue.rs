@@ -361,7 +361,12 @@ impl<T> Queue<T> {
         self.lock().try_reserve(most.max(1))
     }
 
-    /// Reserves a place, waiting in line for one. Cancel-safe (invariant 6).
+    /// Reserves a place, waiting in line for one; [`try_reserve`](Queue::try_reserve) never waits.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe (invariant 6): dropped while in line it leaves the line, and dropped after a place
+    /// was granted to it but before it saw the grant, it frees the place again.
     pub fn reserve(&self) -> Reserve<'_, T> {
         Reserve {
             queue: self,
