@@ -39,7 +39,12 @@
 //!    `Pending`, before it waits, and a task that finishes at its first poll lets the runner come
 //!    straight back for the next. So a run of pushes wakes one runner, not one per task, tasks that
 //!    finish at once run back to back on it with no hand-over between threads, and the runners still
-//!    fan out over every queued task that waits.
+//!    fan out over every queued task that waits. On a current_thread runtime, a runner that finds the
+//!    queue empty while a spawn waits for a slot (likely the one its task just gave back) looks once
+//!    more before it parks: it stays counted as searching and wakes itself, which queues it behind
+//!    that spawn, so the task the spawn queues is taken without a park and a wake-up. It does so
+//!    once between tasks, so it never spins. (On a multi-thread runtime the spawn sits in the
+//!    thread's next-task slot and the runner would queue where the other thread takes it: it parks.)
 //! 6. Once `wait` has found the group idle (`draining`, until the next push), the runner that finds
 //!    `pending` at 0 ends and wakes every parked runner, which then ends too: a group that was waited
 //!    for and has nothing to do holds no runner.
@@ -241,6 +246,9 @@ enum Next<J> {
     /// (invariant 8).
     Run(J, Push, bool, bool),
     Park,
+    /// Look once more before parking: a spawn waits for a slot that likely just freed, and its task
+    /// is about to be queued. The runner stays counted as searching, so that push wakes nobody.
+    Linger,
     /// End, waking these parked runners so that they end too (invariant 6).
     End(Vec<Waker>),
 }
@@ -284,6 +292,7 @@ impl<J, H> State<J, H> {
         finished: bool,
         waker: &Waker,
         polled: &Busy,
+        spawn_waiting: bool,
     ) -> Next<J> {
         let runs = &mut self.runs;
         if finished {
@@ -314,6 +323,7 @@ impl<J, H> State<J, H> {
             return Next::End(Vec::new());
         }
         if let Some(job) = runs.queue.pop_front() {
+            runner.lingered = false;
             let left = !runs.queue.is_empty();
             if left && runner.eager {
                 return Next::Run(job, self.search(runner.limit), false, false);
@@ -330,6 +340,12 @@ impl<J, H> State<J, H> {
         if runs.pending == 0 && runs.draining {
             runs.runners -= 1;
             return Next::End(runs.unpark_all());
+        }
+        if spawn_waiting && !runner.lingered {
+            runner.lingered = true;
+            runner.searching = true;
+            runs.searching += 1;
+            return Next::Linger;
         }
         if runs.idle.len() >= MAX_PARKED {
             runs.runners -= 1;
@@ -475,6 +491,8 @@ struct Looking {
     searching: bool,
     /// Its last task waited: it makes a search as it takes the next one (invariant 5).
     eager: bool,
+    /// It looked once more instead of parking, and has taken no task since.
+    lingered: bool,
     /// The worker threads of the runtime it runs on (invariant 8).
     threads: usize,
     /// What its last task showed at its first poll (invariant 8).
@@ -492,6 +510,7 @@ impl<J, H> Runner<J, H> {
                     parked: false,
                     searching: true,
                     eager: false,
+                    lingered: false,
                     threads,
                     last: LastJob::Unknown,
                 },
@@ -549,9 +568,15 @@ impl<J: Future<Output = ()> + Unpin> RunnerState<J> {
                 self.looking.eager = std::mem::take(&mut self.waited);
                 finished = true;
             }
-            let next = core
-                .lock()
-                .next(&mut self.looking, finished, cx.waker(), &core.polled);
+            let spawn_waiting =
+                self.looking.threads == 1 && core.waiting_spawns.load(Ordering::Relaxed) > 0;
+            let next = core.lock().next(
+                &mut self.looking,
+                finished,
+                cx.waker(),
+                &core.polled,
+                spawn_waiting,
+            );
             match next {
                 Next::Run(job, pass_on, owed, step_aside) => {
                     Core::make_search(core, pass_on, self.looking.limit);
@@ -566,6 +591,10 @@ impl<J: Future<Output = ()> + Unpin> RunnerState<J> {
                     }
                 }
                 Next::Park => return Poll::Pending,
+                Next::Linger => {
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
                 Next::End(parked) => {
                     self.ended = true;
                     parked.into_iter().for_each(Waker::wake);
@@ -875,17 +904,18 @@ mod model {
                 parked: false,
                 searching: false,
                 eager: false,
+                lingered: false,
                 threads: 2,
                 last: LastJob::Unknown,
             };
             let polled = Busy::default();
             assert!(matches!(
-                state.next(&mut runner, false, &waker, &polled),
+                state.next(&mut runner, false, &waker, &polled, false),
                 Next::Park
             ));
             assert!(runner.parked);
             assert!(matches!(
-                state.next(&mut runner, false, &waker, &polled),
+                state.next(&mut runner, false, &waker, &polled, false),
                 Next::Park
             ));
             assert_eq!(state.runs.idle, [key], "parked once, not twice");

@@ -346,3 +346,45 @@ async fn cpu_bound_tasks_after_quick_ones_still_spread() {
         );
     }
 }
+
+/// On current_thread, a runner that finds nothing queued while a spawn waits for a slot looks once
+/// more before it parks, expecting that spawn's task. It must look only once: here the spawn is
+/// handed the slot but its caller does not poll it for a while, and the runtime must still go idle
+/// (a runner looking again and again would keep it busy, and the paused clock would never move).
+#[test]
+fn a_runner_looks_again_for_a_waiting_spawns_task_only_once() {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let group = limited(1);
+            let (release, gate) = oneshot::channel::<()>();
+            group
+                .spawn(move |_ctx| async move {
+                    let _ = gate.await;
+                    Ok(())
+                })
+                .await
+                .unwrap();
+            let waiting = group.spawn(|_ctx| async { Ok(()) });
+            tokio::pin!(waiting);
+            let first_poll = std::future::poll_fn(|cx| {
+                std::task::Poll::Ready(waiting.as_mut().poll(cx).is_pending())
+            });
+            assert!(first_poll.await, "the only slot is held: the spawn waits");
+            // The first task ends; its slot goes to the waiting spawn, left unpolled meanwhile.
+            release.send(()).unwrap();
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            waiting.await.unwrap();
+            group.wait().await.unwrap();
+        });
+        done_tx.send(()).unwrap();
+    });
+    done_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the runtime never went idle: a runner kept looking for the spawn's task");
+}
