@@ -123,6 +123,11 @@ impl<T> Consumer<T> {
         std::future::poll_fn(|cx| self.poll_take(cx, max, fair, into)).await
     }
 
+    /// Whether its last take woke another consumer for the items it left (and forgets it).
+    pub(crate) fn handed_on(&mut self) -> bool {
+        std::mem::take(&mut self.seat.handed_on)
+    }
+
     /// Puts items taken but not started back at the front of the queue, in their order, for another
     /// consumer: they keep their places.
     pub(crate) fn give_back(&self, items: &mut VecDeque<T>) {

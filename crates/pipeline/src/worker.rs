@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bounded_cancel::Context;
+use bounded_sync::busy::step_aside;
 use futures_util::FutureExt;
 use tokio::time::Instant;
 
@@ -146,9 +147,18 @@ pub(crate) async fn run<T, U, E, F, Fut>(
     // Counted from the first call of a batch to its end, except while the worker waits for room:
     // two counts per batch rather than two per item.
     let mut busy = Busy::new(&counters);
+    let threads = tokio::runtime::Handle::current().metrics().num_workers();
+    let mut last_waited = false;
     while let Some(waited) =
         next_batch(&mut input, &mut taken, &mut output, MAX_BATCH, !cheap).await
     {
+        // It left items behind and woke another worker for them, which sits in this thread's
+        // next-task slot: if these items may compute (the last batch neither proved them cheap nor
+        // waited), it steps aside so that the idle thread takes one of the two, instead of the woken
+        // worker waiting out this whole batch.
+        if input.handed_on() && threads > 1 && !cheap && !last_waited {
+            step_aside().await;
+        }
         let started = match (waited, ended.take()) {
             (false, Some(at)) => at,
             _ => Instant::now(),
@@ -193,6 +203,7 @@ pub(crate) async fn run<T, U, E, F, Fut>(
         input.done(finished as usize);
         let now = Instant::now();
         cheap = !waited && now.saturating_duration_since(started) < CHEAP * finished;
+        last_waited = waited;
         ended = Some(now);
     }
 }

@@ -31,7 +31,7 @@ use std::time::Duration;
 use bounded_cancel::Context;
 use bounded_cancel::live::TaskCounter;
 use bounded_sync::Mutex;
-use bounded_sync::busy::{Busy, LastJob, PollClock};
+use bounded_sync::busy::{Busy, LastJob, PollClock, step_aside};
 use futures_util::FutureExt;
 use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinHandle};
@@ -1109,20 +1109,6 @@ async fn worker(mut alive: Alive, threads: usize) {
             clock.waited();
         }
     }
-}
-
-/// Yields once by waking itself, which puts the task at the back of its thread's queue and lets tokio
-/// wake an idle thread to take it. (`tokio::task::yield_now` hands its wake-up to the runtime, which
-/// makes it only once the thread has run out of other work: the task would stay where it is.)
-fn step_aside() -> impl Future<Output = ()> {
-    let mut stepped = false;
-    std::future::poll_fn(move |cx| {
-        if std::mem::replace(&mut stepped, true) {
-            return std::task::Poll::Ready(());
-        }
-        cx.waker().wake_by_ref();
-        std::task::Poll::Pending
-    })
 }
 
 /// A job on its worker. If the worker owes the jobs queued behind it a worker, the first time the

@@ -117,6 +117,23 @@ impl Busy {
     }
 }
 
+/// Yields once by waking itself, which puts the task at the back of its thread's queue, where an idle
+/// thread (which tokio then wakes) can take it. A worker that has just woken another for the jobs
+/// behind its own steps aside before it runs a job that may compute: the one it woke sits in this
+/// thread's next-task slot, which no other thread takes from, and would otherwise wait there until the
+/// job ends. (`tokio::task::yield_now` hands its wake-up to the runtime, which makes it only once the
+/// thread has run out of other work: the task would stay where it is.)
+pub fn step_aside() -> impl Future<Output = ()> {
+    let mut stepped = false;
+    std::future::poll_fn(move |cx| {
+        if std::mem::replace(&mut stepped, true) {
+            return std::task::Poll::Ready(());
+        }
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+}
+
 impl Drop for Polled<'_> {
     fn drop(&mut self) {
         self.0.polled.fetch_sub(1, Ordering::SeqCst);

@@ -68,7 +68,8 @@
 //!    quick job before it). It then steps aside once before it runs its job (`handed_on`), so that
 //!    the idle thread takes it while the worker it woke runs here. After a quick job it does not ask:
 //!    a run of quick jobs stays on one thread, and a job that computes after them holds back the
-//!    items behind it only until it ends.
+//!    items behind it only until it ends. A batch take that wakes a consumer for the items it left
+//!    sets `handed_on` too: a pipeline's worker whose items may compute steps aside on it.
 //!
 //! # Examples
 //!
@@ -148,8 +149,9 @@ pub struct Seat {
     searching: bool,
     /// Its last job waited: it passes the search on as it takes the next one (invariant 4).
     pub eager: bool,
-    /// It woke a worker as it took its job: on a multi-thread runtime it steps aside once before it
-    /// runs the job (invariant 7).
+    /// It woke another consumer as it took its job or batch: on a multi-thread runtime it steps
+    /// aside once before it runs a job that may compute (invariant 7). Set by each take; the
+    /// consumer clears it.
     pub handed_on: bool,
 }
 
@@ -550,6 +552,7 @@ impl<T> Queue<T> {
         match state.take_many(max, share_among, into) {
             Some(pass_on) => {
                 drop(state);
+                seat.handed_on = pass_on.is_some();
                 pass_on.into_iter().for_each(Waker::wake);
                 Poll::Ready(true)
             }
@@ -575,6 +578,7 @@ impl<T> Queue<T> {
         match state.take_many(max, share_among, into) {
             Some(pass_on) => {
                 drop(state);
+                seat.handed_on = pass_on.is_some();
                 pass_on.into_iter().for_each(Waker::wake);
                 Some(true)
             }
