@@ -4,10 +4,12 @@
 //!
 //! The accounting of every job is stated in `accounting.rs`. Besides it:
 //!
-//! 1. The queue's slots bound it (`bounded_sync::queue`): a submitter reserves a slot before its job
-//!    exists, and the slot is free again when a worker takes the job, when the queue refuses it after
-//!    an abort, when an abort drains it, or when the submitter panics before the job is queued. Its
-//!    memory follows the jobs it holds, not its bound.
+//! 1. The queue's slots bound it (`bounded_sync::queue`): a submitter's job is boxed only once its
+//!    slot is certain (under the queue's lock when one is free at once, one lock for both; else once
+//!    a slot is granted in line), and the slot is free again when a worker takes the job, when the
+//!    queue refuses it after an abort, when an abort drains it, or when the submitter panics before
+//!    the job is queued. No user code runs while a slot is held unfilled (the job's span is made
+//!    before). Its memory follows the jobs it holds, not its bound.
 //! 2. After `close`, the queue closes only once every slot is free: no job that was accepted is ever
 //!    refused by the queue, and idle workers then see the end.
 //! 3. A worker retires only through `Headcount::retire_one` (see `accounting.rs`), so a shrink never
@@ -258,8 +260,9 @@ impl Pool {
         T: Send + 'static,
         E: fmt::Display + Send + 'static,
     {
-        let (place, job) = self.take_slot(caller, job).await?;
-        Ok(self.inner.enqueue(place, job))
+        let (tx, rx) = oneshot::async_channel();
+        (self.queue_job(caller, self.inner.submission(job, Some(tx)))).await?;
+        Ok(JobHandle::new(rx))
     }
 
     /// Submits a job whose result nobody will await, waiting for room in the queue: [`submit`]
@@ -299,65 +302,74 @@ impl Pool {
         T: Send + 'static,
         E: fmt::Display + Send + 'static,
     {
-        let (place, job) = self.take_slot(None, job).await?;
-        self.inner.queue_job(place, job, None);
-        Ok(())
+        (self.queue_job(None, self.inner.submission(job, None))).await
     }
 
-    /// Reserves a slot in the queue for `job`, waiting for room, and hands the job back with its
-    /// place to be queued in (dropped unfilled, on a panic before the push, the place is free again).
-    async fn take_slot<J>(
+    /// Queues a job, waiting for room: into a free place at once if there is one (reserved and
+    /// filled under one lock of the queue), else into the first place granted to it in line.
+    async fn queue_job<J, Fut, T, E>(
         &self,
         caller: Option<&Context>,
-        job: J,
-    ) -> Result<(Place<'_, JobFuture>, J), SubmitError<J>> {
+        submission: Submission<J, T, E>,
+    ) -> Result<(), SubmitError<J>>
+    where
+        J: FnOnce(Context) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: fmt::Display + Send + 'static,
+    {
         let inner = &self.inner;
         // The pool's state is read before the caller's: a finished pool says `Closed` to every caller,
         // whichever entry point it used.
         if inner.is_closed() {
             inner.counters.rejected();
-            return Err(SubmitError::Closed(job));
+            return Err(SubmitError::Closed(submission.job));
         }
         if let Some(cause) = caller.and_then(Context::cause) {
             inner.counters.rejected();
             if inner.queue.is_refusing() {
-                return Err(SubmitError::Closed(job));
+                return Err(SubmitError::Closed(submission.job));
             }
-            return Err(SubmitError::Cancelled { job, cause });
+            return Err(SubmitError::Cancelled {
+                job: submission.job,
+                cause,
+            });
         }
-        let place = match inner.queue.try_reserve() {
-            Ok(place) => place,
-            Err(Refused::Closed) => {
+        let submission = match inner.queue.try_push_with(submission, |s| inner.job(s)) {
+            Ok(()) => return Ok(()),
+            Err((Refused::Closed, submission)) => {
                 inner.counters.rejected();
-                return Err(SubmitError::Closed(job));
+                return Err(SubmitError::Closed(submission.job));
             }
-            Err(Refused::Full) => {
-                let caller_ended = async {
-                    match caller {
-                        Some(ctx) => ctx.cancelled().await,
-                        None => std::future::pending().await,
-                    }
-                };
-                // The pool's own context needs no waiter here: when it ends, the abort refuses
-                // every submitter in line, which releases this wait as `Closed`.
-                let waited = tokio::select! {
-                    biased;
-                    cause = caller_ended => Err(Some(cause)),
-                    slot = inner.queue.reserve() => slot.map_err(|_| None),
-                };
-                match waited {
-                    Ok(place) => place,
-                    Err(cause) => {
-                        inner.counters.rejected();
-                        return Err(match cause {
-                            Some(cause) => SubmitError::Cancelled { job, cause },
-                            None => SubmitError::Closed(job),
-                        });
-                    }
-                }
+            Err((Refused::Full, submission)) => submission,
+        };
+        let caller_ended = async {
+            match caller {
+                Some(ctx) => ctx.cancelled().await,
+                None => std::future::pending().await,
             }
         };
-        Ok((place, job))
+        // The pool's own context needs no waiter here: when it ends, the abort refuses every
+        // submitter in line, which releases this wait as `Closed`.
+        let waited = tokio::select! {
+            biased;
+            cause = caller_ended => Err(Some(cause)),
+            slot = inner.queue.reserve() => slot.map_err(|_| None),
+        };
+        match waited {
+            Ok(place) => {
+                inner.fill(place, submission);
+                Ok(())
+            }
+            Err(cause) => {
+                inner.counters.rejected();
+                let job = submission.job;
+                Err(match cause {
+                    Some(cause) => SubmitError::Cancelled { job, cause },
+                    None => SubmitError::Closed(job),
+                })
+            }
+        }
     }
 
     /// Submits a job if the queue has room now; never waits.
@@ -387,8 +399,9 @@ impl Pool {
         T: Send + 'static,
         E: fmt::Display + Send + 'static,
     {
-        let (place, job) = self.try_take_slot(job)?;
-        Ok(self.inner.enqueue(place, job))
+        let (tx, rx) = oneshot::async_channel();
+        self.try_queue_job(self.inner.submission(job, Some(tx)))?;
+        Ok(JobHandle::new(rx))
     }
 
     /// [`try_submit`](Pool::try_submit) without a handle: see [`submit_detached`](Pool::submit_detached).
@@ -417,27 +430,34 @@ impl Pool {
         T: Send + 'static,
         E: fmt::Display + Send + 'static,
     {
-        let (place, job) = self.try_take_slot(job)?;
-        self.inner.queue_job(place, job, None);
-        Ok(())
+        self.try_queue_job(self.inner.submission(job, None))
     }
 
-    /// Takes a place in the queue for `job` if there is room now.
-    fn try_take_slot<J>(&self, job: J) -> Result<(Place<'_, JobFuture>, J), TrySubmitError<J>> {
+    /// Queues a job into a free place, if there is one and nobody waits in line for one.
+    fn try_queue_job<J, Fut, T, E>(
+        &self,
+        submission: Submission<J, T, E>,
+    ) -> Result<(), TrySubmitError<J>>
+    where
+        J: FnOnce(Context) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: fmt::Display + Send + 'static,
+    {
         let inner = &self.inner;
         if inner.is_closed() {
             inner.counters.rejected();
-            return Err(TrySubmitError::Closed(job));
+            return Err(TrySubmitError::Closed(submission.job));
         }
-        match inner.queue.try_reserve() {
-            Ok(place) => Ok((place, job)),
-            Err(Refused::Full) => {
+        match inner.queue.try_push_with(submission, |s| inner.job(s)) {
+            Ok(()) => Ok(()),
+            Err((Refused::Full, submission)) => {
                 inner.counters.rejected();
-                Err(TrySubmitError::Full(job))
+                Err(TrySubmitError::Full(submission.job))
             }
-            Err(Refused::Closed) => {
+            Err((Refused::Closed, submission)) => {
                 inner.counters.rejected();
-                Err(TrySubmitError::Closed(job))
+                Err(TrySubmitError::Closed(submission.job))
             }
         }
     }
@@ -681,51 +701,50 @@ fn supervise(inner: Weak<Inner>, ctx: Context, name: String) -> AbortHandle {
 }
 
 impl Inner {
-    /// Queues a job whose slot the caller reserved.
-    fn enqueue<J, Fut, T, E>(
-        self: &Arc<Self>,
-        place: Place<'_, JobFuture>,
-        job: J,
-    ) -> JobHandle<T, E>
+    /// A job on its way into the queue. Its span (with the `tracing` feature) is made here, on the
+    /// submitter and before any lock: the span current at submission is the job's parent, on
+    /// whichever worker it runs, and opens when the job is submitted.
+    fn submission<J, T, E>(&self, job: J, tx: Option<ResultTx<T, E>>) -> Submission<J, T, E> {
+        Submission {
+            job,
+            tx,
+            #[cfg(feature = "tracing")]
+            span: tracing::info_span!("pool job", pool = %self.name),
+        }
+    }
+
+    /// The job as queued, counted as submitted (before any worker can take it, so a job that ended is
+    /// always already counted). Called under the queue's lock when a place is free at once: it runs
+    /// no user code and wakes nothing.
+    fn job<J, Fut, T, E>(&self, submission: Submission<J, T, E>) -> JobFuture
     where
         J: FnOnce(Context) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
         T: Send + 'static,
         E: fmt::Display + Send + 'static,
     {
-        let (tx, rx) = oneshot::async_channel();
-        self.queue_job(place, job, Some(tx));
-        JobHandle::new(rx)
+        self.counters.submitted();
+        let Submission { job, tx, .. } = submission;
+        let ctx = self.jobs_ctx.clone();
+        let run = AssertUnwindSafe(async move { job(ctx).await }).catch_unwind();
+        #[cfg(feature = "tracing")]
+        let run = tracing::Instrument::instrument(run, submission.span);
+        Box::pin(JobTask {
+            run,
+            tx,
+            timing: Timing::queued(),
+        })
     }
 
-    /// Queues a job in the place taken for it; `tx` is where its result goes, if anyone will await
-    /// it. The place is held until the push, so that a panic before it (in a tracing subscriber that
-    /// makes the job's span) frees it again.
-    fn queue_job<J, Fut, T, E>(
-        self: &Arc<Self>,
-        place: Place<'_, JobFuture>,
-        job: J,
-        tx: Option<ResultTx<T, E>>,
-    ) where
+    /// Queues a job in the place granted to it in line.
+    fn fill<J, Fut, T, E>(&self, place: Place<'_, JobFuture>, submission: Submission<J, T, E>)
+    where
         J: FnOnce(Context) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
         T: Send + 'static,
         E: fmt::Display + Send + 'static,
     {
-        let ctx = self.jobs_ctx.clone();
-        let run = AssertUnwindSafe(async move { job(ctx).await }).catch_unwind();
-        // The span current at submission is the job's parent, on whichever worker it runs.
-        #[cfg(feature = "tracing")]
-        let run = tracing::Instrument::instrument(
-            run,
-            tracing::info_span!("pool job", pool = %self.name),
-        );
-        let job: JobFuture = Box::pin(JobTask {
-            run,
-            tx,
-            timing: Timing::queued(),
-        });
-        self.counters.submitted();
+        let job = self.job(submission);
         // The queue is closed only by an abort while a slot is reserved (invariant 2). A job refused
         // then never starts: counted first, then dropped, so that its handle resolves after the count.
         if let Err(refused) = place.push(job) {
@@ -893,6 +912,15 @@ impl Drop for Held<'_> {
 }
 
 type ResultTx<T, E> = oneshot::Sender<Result<T, JobError<E>>>;
+
+/// A job on its way into the queue: the user's closure, where its result goes (`None` for a detached
+/// job), and its span. Handed back whole when the job is refused, so the closure goes back to the caller.
+struct Submission<J, T, E> {
+    job: J,
+    tx: Option<ResultTx<T, E>>,
+    #[cfg(feature = "tracing")]
+    span: tracing::Span,
+}
 
 /// A queued job, polled by the worker that took it with the pool's state, so that a job holds no
 /// handle on the pool of its own.
