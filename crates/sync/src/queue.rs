@@ -386,12 +386,7 @@ impl<T> Queue<T> {
         }
         let item = make(arg);
         state.taken += 1;
-        state.items.push_back(item);
-        let waker = state.search();
-        drop(state);
-        if let Some(waker) = waker {
-            waker.wake();
-        }
+        Self::queue(state, item);
         Ok(())
     }
 
@@ -491,13 +486,19 @@ impl<T> Queue<T> {
             state.taken -= 1;
             return Err(item);
         }
+        Self::queue(state, item);
+        Ok(())
+    }
+
+    /// Queues `item` in a place already counted, then, with the lock released, wakes the consumer
+    /// made to search for it (invariant 4).
+    fn queue(mut state: MutexGuard<'_, State<T>>, item: T) {
         state.items.push_back(item);
         let waker = state.search();
         drop(state);
         if let Some(waker) = waker {
             waker.wake();
         }
-        Ok(())
     }
 
     /// Queues every item of `batch`, each into a place its caller holds as a count, and wakes a
