@@ -123,7 +123,13 @@ impl<E: Send + 'static> Shared<E> {
             fut,
         };
         let handle = tokio::spawn(self.tasks.track(fut)).abort_handle();
-        self.handles.lock().push(handle);
+        let mut handles = self.handles.lock();
+        // A task spawned while `abort_all` runs: either it finds the handle in the list, or this
+        // sees `stopping`, which it sets before it takes the list's lock.
+        if self.stopping.load(Ordering::Acquire) {
+            handle.abort();
+        }
+        handles.push(handle);
     }
 
     /// Spawns one of a stage's tasks, in a `pipeline stage` span (with the `tracing` feature) whose

@@ -111,6 +111,8 @@ async fn stress_random_pipelines_deliver_exactly_once_or_their_first_failure() {
             stage =
                 add_stage(stage, *kind, workers, fault, &calls).buffer(1 + rng.below(8) as usize);
         }
+        let context =
+            format!("seed {seed}, round {round}: n {n}, stages {kinds:?}, fault {fault:?}");
         let mut out = stage.output();
         let mut items = Vec::new();
         let mut end = None;
@@ -122,7 +124,9 @@ async fn stress_random_pipelines_deliver_exactly_once_or_their_first_failure() {
                 }
                 _ => {}
             }
-            match out.next().await {
+            // A lost wake-up fails here with the round, instead of hanging the test run.
+            let next = tokio::time::timeout(std::time::Duration::from_secs(30), out.next()).await;
+            match next.unwrap_or_else(|_| panic!("{context}: nothing came out for 30 s")) {
                 Some(Ok(i)) => items.push(i),
                 Some(Err(e)) => end = Some(e),
                 None => break,
@@ -132,8 +136,6 @@ async fn stress_random_pipelines_deliver_exactly_once_or_their_first_failure() {
         let expected: Vec<u64> = (0..n)
             .filter(|i| !kinds.contains(&Kind::Filter) || i % 3 != 0)
             .collect();
-        let context =
-            format!("seed {seed}, round {round}: n {n}, stages {kinds:?}, fault {fault:?}");
         match fault {
             Fault::None => {
                 assert!(end.is_none(), "{context}: {end:?}");
