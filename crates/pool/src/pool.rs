@@ -5,11 +5,11 @@
 //! The accounting of every job is stated in `accounting.rs`. Besides it:
 //!
 //! 1. The queue's slots bound it (`bounded_sync::queue`): a submitter's job is boxed only once its
-//!    slot is certain (under the queue's lock when one is free at once, one lock for both; else once
-//!    a slot is granted in line), and the slot is free again when a worker takes the job, when the
-//!    queue refuses it after an abort, when an abort drains it, or when the submitter panics before
-//!    the job is queued. No user code runs while a slot is held unfilled (the job's span is made
-//!    before). Its memory follows the jobs it holds, not its bound.
+//!    slot is certain (without the `tracing` feature, under the queue's lock when one is free at
+//!    once, one lock for both; else once a slot is reserved or granted in line, as a guard), and the
+//!    slot is free again when a worker takes the job, when the queue refuses it after an abort, when
+//!    an abort drains it, or when the submitter panics before the job is queued (a tracing
+//!    subscriber making the job's span). Its memory follows the jobs it holds, not its bound.
 //! 2. After `close`, the queue closes only once every slot is free: no job that was accepted is ever
 //!    refused by the queue, and idle workers then see the end.
 //! 3. A worker retires only through `Headcount::retire_one` (see `accounting.rs`), so a shrink never
@@ -261,7 +261,7 @@ impl Pool {
         E: fmt::Display + Send + 'static,
     {
         let (tx, rx) = oneshot::async_channel();
-        (self.queue_job(caller, self.inner.submission(job, Some(tx)))).await?;
+        (self.queue_job(caller, Submission { job, tx: Some(tx) })).await?;
         Ok(JobHandle::new(rx))
     }
 
@@ -302,7 +302,7 @@ impl Pool {
         T: Send + 'static,
         E: fmt::Display + Send + 'static,
     {
-        (self.queue_job(None, self.inner.submission(job, None))).await
+        (self.queue_job(None, Submission { job, tx: None })).await
     }
 
     /// Queues a job, waiting for room: into a free place at once if there is one (reserved and
@@ -335,7 +335,7 @@ impl Pool {
                 cause,
             });
         }
-        let submission = match inner.queue.try_push_with(submission, |s| inner.job(s)) {
+        let submission = match inner.try_place(submission) {
             Ok(()) => return Ok(()),
             Err((Refused::Closed, submission)) => {
                 inner.counters.rejected();
@@ -400,7 +400,7 @@ impl Pool {
         E: fmt::Display + Send + 'static,
     {
         let (tx, rx) = oneshot::async_channel();
-        self.try_queue_job(self.inner.submission(job, Some(tx)))?;
+        self.try_queue_job(Submission { job, tx: Some(tx) })?;
         Ok(JobHandle::new(rx))
     }
 
@@ -430,7 +430,7 @@ impl Pool {
         T: Send + 'static,
         E: fmt::Display + Send + 'static,
     {
-        self.try_queue_job(self.inner.submission(job, None))
+        self.try_queue_job(Submission { job, tx: None })
     }
 
     /// Queues a job into a free place, if there is one and nobody waits in line for one.
@@ -449,7 +449,7 @@ impl Pool {
             inner.counters.rejected();
             return Err(TrySubmitError::Closed(submission.job));
         }
-        match inner.queue.try_push_with(submission, |s| inner.job(s)) {
+        match inner.try_place(submission) {
             Ok(()) => Ok(()),
             Err((Refused::Full, submission)) => {
                 inner.counters.rejected();
@@ -701,21 +701,38 @@ fn supervise(inner: Weak<Inner>, ctx: Context, name: String) -> AbortHandle {
 }
 
 impl Inner {
-    /// A job on its way into the queue. Its span (with the `tracing` feature) is made here, on the
-    /// submitter and before any lock: the span current at submission is the job's parent, on
-    /// whichever worker it runs, and opens when the job is submitted.
-    fn submission<J, T, E>(&self, job: J, tx: Option<ResultTx<T, E>>) -> Submission<J, T, E> {
-        Submission {
-            job,
-            tx,
-            #[cfg(feature = "tracing")]
-            span: tracing::info_span!("pool job", pool = %self.name),
+    /// Queues a job in a free place, if there is one and nobody waits in line. Without the `tracing`
+    /// feature the place is reserved and the job boxed and queued under one lock of the queue. With
+    /// it, the job's span is made by the user's subscriber, which must not run under the queue's
+    /// lock: the place is reserved first (a guard, free again if the subscriber panics), then filled,
+    /// so a refused job makes no span.
+    fn try_place<J, Fut, T, E>(
+        &self,
+        submission: Submission<J, T, E>,
+    ) -> Result<(), (Refused, Submission<J, T, E>)>
+    where
+        J: FnOnce(Context) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: fmt::Display + Send + 'static,
+    {
+        #[cfg(not(feature = "tracing"))]
+        return self.queue.try_push_with(submission, |s| self.job(s));
+        #[cfg(feature = "tracing")]
+        match self.queue.try_reserve() {
+            Ok(place) => {
+                self.fill(place, submission);
+                Ok(())
+            }
+            Err(refused) => Err((refused, submission)),
         }
     }
 
     /// The job as queued, counted as submitted (before any worker can take it, so a job that ended is
-    /// always already counted). Called under the queue's lock when a place is free at once: it runs
-    /// no user code and wakes nothing.
+    /// always already counted). Without the `tracing` feature it runs under the queue's lock when a
+    /// place is free at once, and runs no user code and wakes nothing; with it, it makes the job's
+    /// span (the span current at submission is the job's parent, on whichever worker it runs) and
+    /// runs only with a place reserved and no lock held.
     fn job<J, Fut, T, E>(&self, submission: Submission<J, T, E>) -> JobFuture
     where
         J: FnOnce(Context) -> Fut + Send + 'static,
@@ -724,11 +741,14 @@ impl Inner {
         E: fmt::Display + Send + 'static,
     {
         self.counters.submitted();
-        let Submission { job, tx, .. } = submission;
+        let Submission { job, tx } = submission;
         let ctx = self.jobs_ctx.clone();
         let run = AssertUnwindSafe(async move { job(ctx).await }).catch_unwind();
         #[cfg(feature = "tracing")]
-        let run = tracing::Instrument::instrument(run, submission.span);
+        let run = tracing::Instrument::instrument(
+            run,
+            tracing::info_span!("pool job", pool = %self.name),
+        );
         Box::pin(JobTask {
             run,
             tx,
@@ -913,13 +933,11 @@ impl Drop for Held<'_> {
 
 type ResultTx<T, E> = oneshot::Sender<Result<T, JobError<E>>>;
 
-/// A job on its way into the queue: the user's closure, where its result goes (`None` for a detached
-/// job), and its span. Handed back whole when the job is refused, so the closure goes back to the caller.
+/// A job on its way into the queue: the user's closure and where its result goes (`None` for a
+/// detached job). Handed back whole when the job is refused, so the closure goes back to the caller.
 struct Submission<J, T, E> {
     job: J,
     tx: Option<ResultTx<T, E>>,
-    #[cfg(feature = "tracing")]
-    span: tracing::Span,
 }
 
 /// A queued job, polled by the worker that took it with the pool's state, so that a job holds no

@@ -88,7 +88,8 @@ async fn failures_panics_and_aborts_are_events_naming_the_pool() {
     assert_eq!(find("aborted while running").level, "WARN");
 }
 
-/// A subscriber that panics as a job's span is made: user code the pool calls as a job is submitted.
+/// A subscriber that panics as a job's span is made: user code the pool calls between reserving a
+/// job's slot and queueing the job.
 struct PanicsOnJobSpan;
 
 impl tracing::Subscriber for PanicsOnJobSpan {
@@ -112,12 +113,11 @@ impl tracing::Subscriber for PanicsOnJobSpan {
     fn exit(&self, _: &tracing::span::Id) {}
 }
 
-/// The panic reaches the submitter, and the job takes no slot: the next job takes it, and the
-/// shutdown ends with that job done (a slot kept would leave the queue full forever, and the shutdown
-/// waiting for it). The span is made before the job looks for a place, and should that ever change,
-/// the place reserved is a guard that frees itself unfilled.
+/// The panic reaches the submitter, and the slot the job had taken is free again: the next job takes
+/// it, and the shutdown ends with that job done (a slot kept would leave the queue full forever, and
+/// the shutdown waiting for it).
 #[tokio::test(flavor = "current_thread", start_paused = true)]
-async fn a_panic_in_the_subscriber_as_a_jobs_span_is_made_takes_no_slot() {
+async fn a_panic_between_a_jobs_slot_and_its_queueing_gives_the_slot_back() {
     use futures_util::FutureExt;
     use std::panic::AssertUnwindSafe;
     let pool = Pool::builder().workers(1).queue(1).build().unwrap();
