@@ -740,7 +740,6 @@ impl Inner {
         T: Send + 'static,
         E: fmt::Display + Send + 'static,
     {
-        self.counters.submitted();
         let Submission { job, tx } = submission;
         let ctx = self.jobs_ctx.clone();
         let run = AssertUnwindSafe(async move { job(ctx).await }).catch_unwind();
@@ -749,6 +748,8 @@ impl Inner {
             run,
             tracing::info_span!("pool job", pool = %self.name),
         );
+        // Counted once the job exists: a subscriber that panics making its span leaves no job.
+        self.counters.submitted();
         Box::pin(JobTask {
             run,
             tx,
