@@ -2,9 +2,11 @@
 //!
 //! - `ratelimit/try_acquire_unlimited/*`: 1,000 `try_acquire` under a quota that never limits, beside
 //!   governor's `check()` on its default clock (quanta) and on a clock that reads tokio's `Instant`, which
-//!   separates the cost of the clock from the cost of the limiter. `tokio_clock_read` is the floor:
-//!   one read of tokio's clock per call, which a limiter that follows tokio's (pausable) clock pays
-//!   at least.
+//!   separates the cost of the clock from the cost of the limiter. The limiter is built outside the
+//!   runtime and first used inside it, as a service that builds its limiters before its runtime does, so
+//!   it reads the CPU's counter. `counter_read` is the floor: one read of that counter per call, as
+//!   `bounded` makes it; `tokio_clock_read` is one read of tokio's clock, what a limiter on a paused
+//!   clock pays.
 //! - `ratelimit/acquire_uncontended/*`: 1,000 `acquire().await` that never wait, beside governor's
 //!   `until_ready().await`.
 //! - `ratelimit/waiters_200/*`: 200 tasks each taking 10 units at 20,000/s with a burst of 100 (5 ms of
@@ -69,6 +71,15 @@ fn bench_try_acquire(c: &mut Criterion) {
             b.to_async(&rt).iter(|| async {
                 for _ in 0..CALLS {
                     black_box(governor.check()).unwrap();
+                }
+            })
+        });
+        let counter = quanta::Clock::new();
+        let origin = counter.raw();
+        group.bench_function(BenchmarkId::new("counter_read", flavor), |b| {
+            b.to_async(&rt).iter(|| async {
+                for _ in 0..CALLS {
+                    black_box(counter.delta_as_nanos(origin, counter.raw()));
                 }
             })
         });

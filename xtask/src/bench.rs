@@ -34,7 +34,7 @@ const FLOORS: [(&str, &str); 10] = [
     ("pipeline/one_stage", "bare_hop"),
     ("pipeline/three_stages", "bare_hop"),
     ("cancel/fanout_10k", "bare_wake"),
-    ("ratelimit/try_acquire_unlimited", "tokio_clock_read"),
+    ("ratelimit/try_acquire_unlimited", "counter_read"),
 ];
 
 const CASES: [Case; 13] = [

@@ -1,33 +1,214 @@
-//! A limiter's time line: nanoseconds since its creation, read from tokio's clock.
+//! A limiter's time line: nanoseconds since its creation.
+//!
+//! Two sources, chosen once, at the limiter's first read of the time (its first `try_acquire`,
+//! `acquire` or `reserve`), and kept:
+//!
+//! - **The CPU's counter** (the TSC through `quanta`, a few nanoseconds a read), when that first
+//!   read happens inside a tokio runtime whose clock runs: the decision `try_acquire` makes on every
+//!   call costs no system call.
+//! - **tokio's clock** otherwise: when it is paused there (`start_paused`, `pause()`), so that
+//!   `advance` and auto-advance drive the limiter exactly as they drive tokio's timers, and outside
+//!   any runtime, where nothing tells which clock the limiter will be used on.
+//!
+//! Waits always sleep on tokio's timer. With the counter as source, a time-line instant becomes a
+//! tokio instant by its distance from now on both clocks, read together, so the two clocks' rates
+//! never drift apart by more than the counter's calibration error over one wait.
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 pub(crate) struct Clock {
+    /// The time line's 0 on tokio's clock.
     origin: Instant,
+    /// The source, chosen at the first read: the counter, or tokio's clock (`None`).
+    counter: OnceLock<Option<Counter>>,
+}
+
+#[derive(Debug)]
+struct Counter {
+    clock: quanta::Clock,
+    /// The counter's reading when it became the source...
+    raw: u64,
+    /// ... and the time line's nanoseconds then.
+    base: u64,
 }
 
 impl Clock {
     pub(crate) fn start() -> Self {
         Clock {
             origin: Instant::now(),
+            counter: if cfg!(bounded_loom) {
+                OnceLock::from(None)
+            } else {
+                OnceLock::new()
+            },
         }
     }
 
+    #[inline]
+    fn counter(&self) -> Option<&Counter> {
+        self.counter
+            .get_or_init(|| {
+                tokio_clock_runs().then(|| {
+                    // quanta calibrates the counter once per process, but each new `quanta::Clock`
+                    // asks the CPU about it again: every limiter shares one.
+                    static COUNTER: OnceLock<quanta::Clock> = OnceLock::new();
+                    let clock = COUNTER.get_or_init(quanta::Clock::new).clone();
+                    Counter {
+                        raw: clock.raw(),
+                        base: self.since_origin(Instant::now()),
+                        clock,
+                    }
+                })
+            })
+            .as_ref()
+    }
+
     /// Nanoseconds since the origin, now.
+    #[inline]
     pub(crate) fn now(&self) -> u64 {
-        self.nanos(Instant::now())
+        match self.counter() {
+            Some(counter) => counter.base.saturating_add(
+                counter
+                    .clock
+                    .delta_as_nanos(counter.raw, counter.clock.raw()),
+            ),
+            None => self.since_origin(Instant::now()),
+        }
     }
 
-    /// Nanoseconds since the origin at `at` (0 before it).
+    /// Nanoseconds since the origin at `at` on tokio's clock (0 before the origin).
     pub(crate) fn nanos(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
+        if self.counter().is_none() {
+            return self.since_origin(at);
+        }
+        let (now, tokio_now) = (self.now(), Instant::now());
+        match at.checked_duration_since(tokio_now) {
+            Some(ahead) => now.saturating_add(saturating_nanos(ahead)),
+            None => now.saturating_sub(saturating_nanos(tokio_now - at)),
+        }
     }
 
-    /// The instant `nanos` after the origin.
+    /// The instant on tokio's clock `nanos` after the origin.
     pub(crate) fn instant(&self, nanos: u64) -> Instant {
-        self.origin + Duration::from_nanos(nanos)
+        if self.counter().is_none() {
+            return self.origin + Duration::from_nanos(nanos);
+        }
+        let (now, tokio_now) = (self.now(), Instant::now());
+        if nanos >= now {
+            tokio_now + Duration::from_nanos(nanos - now)
+        } else {
+            let behind = Duration::from_nanos(now - nanos);
+            tokio_now.checked_sub(behind).unwrap_or(self.origin)
+        }
+    }
+
+    fn since_origin(&self, at: Instant) -> u64 {
+        saturating_nanos(at.saturating_duration_since(self.origin))
+    }
+}
+
+fn saturating_nanos(duration: Duration) -> u64 {
+    u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Whether this code runs inside a tokio runtime whose clock is not paused. A paused clock moves only
+/// when its runtime idles or a test advances it, never while this function spins; a running one is
+/// the system's monotonic clock, which moves at least a microsecond while this function waits for one.
+fn tokio_clock_runs() -> bool {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return false;
+    }
+    let tokio_start = Instant::now();
+    let real_start = std::time::Instant::now();
+    while real_start.elapsed() < Duration::from_micros(1) {
+        std::hint::spin_loop();
+    }
+    Instant::now() != tokio_start
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::Clock;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn on_a_paused_runtime_the_time_line_is_tokios() {
+        let clock = Clock::start();
+        assert_eq!(clock.now(), 0);
+        assert!(clock.counter().is_none());
+        tokio::time::advance(Duration::from_secs(3)).await;
+        assert_eq!(clock.now(), 3_000_000_000);
+        assert_eq!(clock.instant(5), clock.origin + Duration::from_nanos(5));
+        assert_eq!(
+            clock.nanos(clock.origin + Duration::from_secs(1)),
+            1_000_000_000
+        );
+    }
+
+    #[test]
+    fn first_read_outside_a_runtime_keeps_to_tokios_clock() {
+        let clock = Clock::start();
+        let _ = clock.now();
+        runtime().block_on(async { assert!(clock.counter().is_none()) });
+    }
+
+    #[test]
+    fn built_outside_a_runtime_and_first_read_inside_a_running_one_the_counter_is_the_source() {
+        if cfg!(bounded_loom) {
+            return;
+        }
+        let clock = Clock::start();
+        std::thread::sleep(Duration::from_millis(20));
+        runtime().block_on(async {
+            let now = clock.now();
+            assert!(clock.counter().is_some());
+            // The time line goes on from where tokio's clock had it: 20 ms in, not 0.
+            assert!(
+                (20_000_000..1_000_000_000).contains(&now),
+                "{now} ns after 20 ms"
+            );
+        });
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn on_a_running_runtime_the_counter_measures_time_and_converts_both_ways() {
+        if cfg!(bounded_loom) {
+            return;
+        }
+        let clock = Clock::start();
+        let before = clock.now();
+        assert!(clock.counter().is_some());
+        std::thread::sleep(Duration::from_millis(20));
+        let after = clock.now();
+        assert!(
+            (15_000_000..1_000_000_000).contains(&(after - before)),
+            "20 ms of sleep measured as {} ns",
+            after - before
+        );
+        // An instant a second ahead on the time line is a second ahead on tokio's clock, and back.
+        let ahead = clock.now() + 1_000_000_000;
+        let at = clock.instant(ahead);
+        let there = at - tokio::time::Instant::now();
+        assert!(
+            there > Duration::from_millis(900) && there <= Duration::from_secs(1),
+            "{there:?}"
+        );
+        let back = clock.nanos(at);
+        assert!(back.abs_diff(ahead) < 50_000_000, "{back} vs {ahead}");
+        // Instants before the origin map to its start, and one far behind now to tokio's origin: no panic.
+        assert_eq!(clock.nanos(clock.origin - Duration::from_secs(1)), 0);
+        assert!(clock.instant(0) <= tokio::time::Instant::now());
     }
 }

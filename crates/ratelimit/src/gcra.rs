@@ -1,5 +1,5 @@
 //! The arithmetic of the generic cell rate algorithm (GCRA), the same decisions governor makes,
-//! on nanoseconds since a limiter's origin on tokio's clock.
+//! on nanoseconds since a limiter's origin (see `clock`).
 //!
 //! The state is one number, the theoretical arrival time (`tat`): the instant at which the bucket
 //! would be full again if nothing more were granted. A request for `n` units conforms at `now` when

@@ -78,12 +78,26 @@
 //!
 //! # Clock
 //!
-//! All time is `tokio::time`: the bucket reads `tokio::time::Instant` and the driver sleeps with
-//! `tokio::time::sleep_until` (one timer, reset for each instant), so tests on a paused clock
-//! (`#[tokio::test(start_paused = true)]`) run a minute of limiting in microseconds. tokio's timer has
-//! millisecond resolution, so the driver wakes on millisecond ticks: with a bucket shorter than that
-//! (a burst below `rate / 1000`) waiters are granted at most one bucket per tick, and units that refill a
-//! full bucket while the driver waits for its tick are lost. Above 1,000 units a second, give a burst of
+//! The driver sleeps with `tokio::time::sleep_until` (one timer, reset for each instant), and the
+//! bucket reads one of two clocks, chosen at the limiter's first read of the time and kept:
+//!
+//! - inside a runtime whose clock runs, the CPU's counter (the TSC, through `quanta`, the clock
+//!   governor reads): a few nanoseconds a read, several times less than the system's monotonic clock
+//!   behind `tokio::time::Instant`, so `try_acquire` costs about what governor's `check` does. Instants that leave the limiter
+//!   (a reservation's, a wait's end) are converted to tokio's clock by their distance from now.
+//! - on a paused clock (`#[tokio::test(start_paused = true)]`, `tokio::time::pause()`) and outside
+//!   any runtime, `tokio::time::Instant`, so tests on a paused clock run a minute of limiting in
+//!   microseconds and `advance` moves the bucket exactly as it moves timers.
+//!
+//! The choice is made once, so a limiter first used on a paused runtime keeps tokio's clock, and one
+//! first used on a running runtime keeps the counter even if a test pauses a runtime later: in tests,
+//! make the first call on the paused runtime. Choosing costs one microsecond of spinning (a paused
+//! clock does not move while it spins) and, for the first limiter in the process, `quanta`'s
+//! one-time calibration of the counter (quanta caps it at 200 ms; it usually ends far sooner).
+//!
+//! tokio's timer has millisecond resolution, so the driver wakes on millisecond ticks: with a bucket
+//! shorter than that (a burst below `rate / 1000`) waiters are granted at most one bucket per tick, and
+//! units that refill a full bucket while the driver waits for its tick are lost. Above 1,000 units a second, give a burst of
 //! at least `rate / 500` (two milliseconds of units).
 //!
 //! # Why not `sleep(1s / rate)` in a loop

@@ -11,7 +11,7 @@ use crate::{
     Reservation, RetryAfter, TryAcquireError,
 };
 
-/// A rate limiter: GCRA on tokio's clock, with a FIFO queue of waiters each woken once.
+/// A rate limiter: GCRA on a clock tokio's paused time drives, with a FIFO queue of waiters each woken once.
 ///
 /// Clones share one quota, one bucket and one queue. See the [crate docs](crate) for fairness,
 /// cancel safety and the clock.

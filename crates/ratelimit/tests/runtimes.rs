@@ -82,3 +82,37 @@ fn the_waiter_behind_a_departed_head_starts_a_new_driver() {
         "the waiter behind the head was never woken"
     );
 }
+
+/// Built inside a runtime whose clock runs, a limiter reads the CPU's counter instead of tokio's clock
+/// and still sleeps on tokio's timer: waits, deadlines and `retry_after` keep to real time. (Real time,
+/// about 150 ms.)
+#[test]
+fn a_limiter_on_a_running_clock_paces_waiters_in_real_time() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let limiter = Limiter::new(Quota::per_second(200).burst(1)).unwrap();
+        let start = std::time::Instant::now();
+        limiter.acquire().await;
+        let wait = limiter.try_acquire().unwrap_err().wait();
+        assert!(
+            wait > Duration::from_millis(3) && wait <= Duration::from_millis(5),
+            "the next unit is 5 ms away, not {wait:?}"
+        );
+        // A deadline shorter than the next unit's wait gives up without a grant.
+        let ctx = bounded_cancel::Context::new().with_timeout(Duration::from_millis(1));
+        assert!(limiter.acquire_with(&ctx).await.is_err());
+        for _ in 0..30 {
+            limiter.acquire().await;
+        }
+        let elapsed = start.elapsed();
+        // 31 units at 5 ms each after the first: 150 ms, plus at most a timer tick per wait.
+        assert!(
+            elapsed >= Duration::from_millis(145) && elapsed < Duration::from_millis(600),
+            "31 units at 200 a second took {elapsed:?}"
+        );
+    });
+}
