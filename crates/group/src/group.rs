@@ -323,7 +323,10 @@ impl<E> Group<E> {
 
     /// Spawns a task once a slot is free; the task receives the group's context.
     ///
-    /// Resolves when the task is admitted, not when it ends. Without a limit it resolves at once.
+    /// Resolves when the task is admitted, not when it ends. Without a limit it never waits for a
+    /// slot, and spends the caller's tokio budget instead, as a send on a tokio channel does: a loop
+    /// that only spawns yields to the runtime every so often (inside `tokio::task::unconstrained`,
+    /// never), so that the tasks start while it runs instead of piling up behind it.
     ///
     /// # Errors
     ///

@@ -231,6 +231,57 @@ async fn an_unlimited_group_runs_every_waiting_task_at_once() {
     live::settle(Duration::from_secs(5)).await.unwrap();
 }
 
+/// Without a limit a spawn never waits, so it spends the spawner's tokio budget instead: a loop
+/// that only spawns yields every so often, and on one thread the tasks start while it still spawns
+/// rather than piling up, all 10,000 unstarted, until it awaits something else.
+#[tokio::test(flavor = "current_thread")]
+async fn an_unlimited_spawn_loop_yields_so_that_tasks_start_along_the_way() {
+    let group = Group::<String>::new();
+    let started = Arc::new(AtomicUsize::new(0));
+    let mut most_unstarted = 0;
+    for spawned in 1..=10_000 {
+        let starts = started.clone();
+        group
+            .spawn(move |_ctx| async move {
+                starts.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            })
+            .await
+            .unwrap();
+        most_unstarted = most_unstarted.max(spawned - started.load(Ordering::Relaxed));
+    }
+    assert!(
+        most_unstarted <= 1_000,
+        "{most_unstarted} tasks were waiting to start behind the spawn loop"
+    );
+    group.wait().await.unwrap();
+    assert_eq!(started.load(Ordering::Relaxed), 10_000);
+}
+
+/// Inside `tokio::task::unconstrained`, which lifts the budget, a spawn loop runs through: the
+/// yields come from tokio's budget, nowhere else.
+#[tokio::test(flavor = "current_thread")]
+async fn an_unconstrained_spawn_loop_does_not_yield() {
+    let group = Group::<String>::new();
+    let started = Arc::new(AtomicUsize::new(0));
+    tokio::task::unconstrained(async {
+        for _ in 0..1_000 {
+            let started = started.clone();
+            group
+                .spawn(move |_ctx| async move {
+                    started.fetch_add(1, Ordering::Relaxed);
+                    Ok(())
+                })
+                .await
+                .unwrap();
+        }
+    })
+    .await;
+    assert_eq!(started.load(Ordering::Relaxed), 0);
+    group.wait().await.unwrap();
+    assert_eq!(started.load(Ordering::Relaxed), 1_000);
+}
+
 /// Many runs on the multi-thread runtime: tasks spawn siblings from inside the group and yield at
 /// random points; each runs exactly once, and never more than the limit at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
