@@ -52,8 +52,8 @@
 //!
 //! Use a [`Limiter`] when a downstream allows so many calls per unit of time, whatever their
 //! concurrency. To bound how many run *at once*, use a semaphore, a `bounded_group::Group` limit or a
-//! `bounded_pool::Pool`; the two combine. Use governor directly for a synchronous check in a hot path
-//! that never waits.
+//! `bounded_pool::Pool`; the two combine. Use governor directly for a check that never waits and needs
+//! no counts, no queue and no paused clock in tests (`try_acquire` costs about the same).
 //!
 //! # Comparison with governor and tower
 //!
