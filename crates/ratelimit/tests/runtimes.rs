@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use bounded_ratelimit::{Limiter, Quota};
+use bounded_ratelimit::{AcquireError, KeyedLimiter, Limiter, Quota};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -83,29 +83,24 @@ fn the_waiter_behind_a_departed_head_starts_a_new_driver() {
     );
 }
 
-/// Built inside a runtime whose clock runs, a limiter reads the CPU's counter instead of tokio's clock
-/// and still sleeps on tokio's timer: waits, deadlines and `retry_after` keep to real time. (Real time,
-/// about 150 ms.)
-#[test]
-fn a_limiter_on_a_running_clock_paces_waiters_in_real_time() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+fn running_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_time()
         .build()
-        .unwrap();
-    rt.block_on(async {
+        .unwrap()
+}
+
+/// Built inside a runtime whose clock runs, a limiter reads the CPU's counter instead of tokio's clock
+/// and still sleeps on tokio's timer: waits, deadlines, reservations and `retry_after` keep to real
+/// time. (Real time, about 250 ms. The checks of a single wait use a unit every 100 ms, so that a
+/// thread held up for a few milliseconds on a loaded machine cannot change what they see.)
+#[test]
+fn a_limiter_on_a_running_clock_paces_waiters_in_real_time() {
+    running_runtime().block_on(async {
         let limiter = Limiter::new(Quota::per_second(200).burst(1)).unwrap();
         let start = std::time::Instant::now();
-        limiter.acquire().await;
-        let wait = limiter.try_acquire().unwrap_err().wait();
-        assert!(
-            wait > Duration::from_millis(3) && wait <= Duration::from_millis(5),
-            "the next unit is 5 ms away, not {wait:?}"
-        );
-        // A deadline shorter than the next unit's wait gives up without a grant.
-        let ctx = bounded_cancel::Context::new().with_timeout(Duration::from_millis(1));
-        assert!(limiter.acquire_with(&ctx).await.is_err());
-        for _ in 0..30 {
+        for _ in 0..31 {
             limiter.acquire().await;
         }
         let elapsed = start.elapsed();
@@ -114,5 +109,68 @@ fn a_limiter_on_a_running_clock_paces_waiters_in_real_time() {
             elapsed >= Duration::from_millis(145) && elapsed < Duration::from_millis(600),
             "31 units at 200 a second took {elapsed:?}"
         );
+
+        let slow = Limiter::new(Quota::per_second(10).burst(1)).unwrap();
+        assert_eq!(slow.try_acquire(), Ok(()));
+        let wait = slow.try_acquire().unwrap_err().wait();
+        assert!(
+            wait > Duration::from_millis(90) && wait <= Duration::from_millis(100),
+            "the next unit is 100 ms away, not {wait:?}"
+        );
+        // A deadline shorter than the wait is refused up front, with the wait it would have had.
+        let ctx = bounded_cancel::Context::new().with_timeout(Duration::from_millis(1));
+        match slow.acquire_with(&ctx).await {
+            Err(AcquireError::DeadlineTooSoon { wait, .. }) => assert!(
+                wait > Duration::from_millis(90) && wait <= Duration::from_millis(100),
+                "{wait:?}"
+            ),
+            other => panic!("expected DeadlineTooSoon, got {other:?}"),
+        }
+        // A reservation's delay and its wait keep to the same real time.
+        let mut reservation = slow.reserve();
+        let delay = reservation.delay();
+        assert!(
+            delay > Duration::from_millis(50) && delay <= Duration::from_millis(100),
+            "{delay:?}"
+        );
+        let reserved = std::time::Instant::now();
+        reservation.ready().await.unwrap();
+        let waited = reserved.elapsed();
+        assert!(
+            waited >= delay - Duration::from_millis(1)
+                && waited < delay + Duration::from_millis(300),
+            "a reservation {delay:?} away was ready after {waited:?}"
+        );
+    });
+}
+
+/// The same for a keyed limiter: each key's units come at the quota's pace in real time, and a
+/// deadline shorter than the wait is refused up front.
+#[test]
+fn a_keyed_limiter_on_a_running_clock_paces_each_key_in_real_time() {
+    running_runtime().block_on(async {
+        let limiter = KeyedLimiter::new(Quota::per_second(200).burst(1), 16).unwrap();
+        let start = std::time::Instant::now();
+        for _ in 0..11 {
+            limiter.acquire(&1).await;
+        }
+        let elapsed = start.elapsed();
+        assert!(
+            elapsed >= Duration::from_millis(45) && elapsed < Duration::from_millis(400),
+            "11 units of one key at 200 a second took {elapsed:?}"
+        );
+        // Another key has its own bucket: its first unit is there at once.
+        assert_eq!(limiter.try_acquire(&2), Ok(()));
+
+        let slow = KeyedLimiter::new(Quota::per_second(10).burst(1), 16).unwrap();
+        assert_eq!(slow.try_acquire(&1), Ok(()));
+        let ctx = bounded_cancel::Context::new().with_timeout(Duration::from_millis(1));
+        match slow.acquire_with(&ctx, &1).await {
+            Err(AcquireError::DeadlineTooSoon { wait, .. }) => assert!(
+                wait > Duration::from_millis(90) && wait <= Duration::from_millis(100),
+                "{wait:?}"
+            ),
+            other => panic!("expected DeadlineTooSoon, got {other:?}"),
+        }
     });
 }
