@@ -258,6 +258,38 @@ async fn an_unlimited_spawn_loop_yields_so_that_tasks_start_along_the_way() {
     assert_eq!(started.load(Ordering::Relaxed), 10_000);
 }
 
+/// A spawn that yields because the budget ran out has taken nothing: dropped then, its task never
+/// runs, and the group waits only for the tasks it admitted.
+#[tokio::test(flavor = "current_thread")]
+async fn a_spawn_dropped_while_it_yields_for_the_budget_runs_nothing() {
+    let group = Group::<String>::new();
+    let started = Arc::new(AtomicUsize::new(0));
+    let spawn = |started: Arc<AtomicUsize>| {
+        move |_ctx| async move {
+            started.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+    };
+    let mut admitted = 0;
+    loop {
+        let mut next = std::pin::pin!(group.spawn(spawn(started.clone())));
+        let polled =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(next.as_mut().poll(cx))).await;
+        match polled {
+            std::task::Poll::Ready(admission) => {
+                admission.unwrap();
+                admitted += 1;
+            }
+            // Out of budget: this spawn is dropped here, unadmitted.
+            std::task::Poll::Pending => break,
+        }
+        assert!(admitted <= 1_000, "the budget never ran out");
+    }
+    assert!(admitted > 0);
+    group.wait().await.unwrap();
+    assert_eq!(started.load(Ordering::Relaxed), admitted);
+}
+
 /// Inside `tokio::task::unconstrained`, which lifts the budget, a spawn loop runs through: the
 /// yields come from tokio's budget, nowhere else.
 #[tokio::test(flavor = "current_thread")]
