@@ -796,6 +796,11 @@ impl Inner {
             })
             .collect();
         let mut handles = self.handles.lock();
+        // An abort on another thread sets `stopping` before it takes this lock to abort the handles
+        // it finds: workers it cannot have found are aborted here, so none outlives an abort.
+        if self.stopping.load(Ordering::Acquire) {
+            spawned.iter().for_each(JoinHandle::abort);
+        }
         handles.retain(|h| !h.is_finished());
         handles.extend(spawned);
     }
