@@ -29,7 +29,7 @@ pub(crate) struct Clock {
 
 #[derive(Debug)]
 struct Counter {
-    clock: quanta::Clock,
+    clock: &'static quanta::Clock,
     /// The counter's reading when it became the source...
     raw: u64,
     /// ... and the time line's nanoseconds then.
@@ -53,10 +53,9 @@ impl Clock {
         self.counter
             .get_or_init(|| {
                 tokio_clock_runs().then(|| {
-                    // quanta calibrates the counter once per process, but each new `quanta::Clock`
-                    // asks the CPU about it again: every limiter shares one.
-                    static COUNTER: OnceLock<quanta::Clock> = OnceLock::new();
-                    let clock = COUNTER.get_or_init(quanta::Clock::new).clone();
+                    // One counter for the process, shared with the pool's and the group's timings:
+                    // calibrated here if they have not done it yet.
+                    let clock = bounded_sync::clock::counter();
                     Counter {
                         raw: clock.raw(),
                         base: self.since_origin(Instant::now()),

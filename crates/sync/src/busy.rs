@@ -31,11 +31,54 @@ pub enum LastJob {
 }
 
 /// Times the first polls of a worker's jobs. While jobs follow each other without the worker
-/// waiting, the end of one is the start of the next, so the clock is read once per job.
+/// waiting, the end of one is the start of the next, so the clock is read once per job. The clock is
+/// the CPU's counter once it is calibrated ([`crate::clock::counter_if_ready`], which never makes a
+/// runtime thread wait for that), `std::time::Instant` until then; a poll is timed from start to end
+/// on one of the two.
 #[derive(Debug, Default)]
 pub struct PollClock {
     /// When the last timed poll ended, if the job ended with it and the worker has not waited since.
-    last_end: Option<Instant>,
+    last_end: Option<Stamp>,
+}
+
+/// When a first poll began: a reading of the counter, or of the system clock.
+#[derive(Clone, Copy, Debug)]
+pub struct Stamp(Reading);
+
+#[derive(Clone, Copy, Debug)]
+enum Reading {
+    Counter(&'static quanta::Clock, u64),
+    System(Instant),
+}
+
+impl Stamp {
+    fn now() -> Self {
+        match crate::clock::counter_if_ready() {
+            Some(counter) => Stamp(Reading::Counter(counter, counter.raw())),
+            None => Stamp(Reading::System(Instant::now())),
+        }
+    }
+
+    /// Now, on the same clock as `self`, and whether `at_least` has passed since `self`.
+    fn later(self, at_least: Duration) -> (Self, bool) {
+        match self.0 {
+            Reading::Counter(counter, start) => {
+                let now = counter.raw();
+                let nanos = u128::from(counter.delta_as_nanos(start, now));
+                (
+                    Stamp(Reading::Counter(counter, now)),
+                    nanos >= at_least.as_nanos(),
+                )
+            }
+            Reading::System(start) => {
+                let now = Instant::now();
+                (
+                    Stamp(Reading::System(now)),
+                    now.duration_since(start) >= at_least,
+                )
+            }
+        }
+    }
 }
 
 impl PollClock {
@@ -45,17 +88,17 @@ impl PollClock {
     }
 
     /// A first poll begins.
-    pub fn start(&mut self) -> Instant {
-        self.last_end.take().unwrap_or_else(Instant::now)
+    pub fn start(&mut self) -> Stamp {
+        self.last_end.take().unwrap_or_else(Stamp::now)
     }
 
     /// The first poll that began at `start` ended, with its job (`finished`) or not.
-    pub fn end(&mut self, start: Instant, finished: bool) -> LastJob {
-        let now = Instant::now();
+    pub fn end(&mut self, start: Stamp, finished: bool) -> LastJob {
+        let (now, long) = start.later(LONG_POLL);
         if finished {
             self.last_end = Some(now);
         }
-        match now.duration_since(start) >= LONG_POLL {
+        match long {
             true => LastJob::Long,
             false => LastJob::Quick,
         }
@@ -142,7 +185,7 @@ impl Drop for Polled<'_> {
 
 #[cfg(all(test, not(bounded_loom)))]
 mod tests {
-    use super::{Busy, LONG_POLL, LastJob, PollClock};
+    use super::{Busy, LONG_POLL, LastJob, PollClock, Reading, Stamp};
 
     #[test]
     fn counts_each_poll_while_its_guard_lives() {
@@ -182,9 +225,37 @@ mod tests {
         let next = clock.start();
         std::thread::sleep(LONG_POLL * 2);
         assert_eq!(clock.end(next, false), LastJob::Long);
-        // A job that did not end with its poll, or a wait, leaves the next start to a fresh read.
+        // A job that did not end with its poll, or a wait, leaves the next start to a fresh read:
+        // the sleep before it does not count.
+        let last = clock.start();
+        assert_eq!(clock.end(last, true), LastJob::Quick);
+        std::thread::sleep(LONG_POLL * 2);
         clock.waited();
-        assert!(clock.start() > next);
+        let fresh = clock.start();
+        assert_eq!(clock.end(fresh, true), LastJob::Quick);
+    }
+
+    #[test]
+    fn once_the_counter_is_calibrated_polls_are_timed_on_it() {
+        while crate::clock::counter_if_ready().is_none() {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let mut clock = PollClock::default();
+        let start = clock.start();
+        assert!(matches!(start.0, Reading::Counter(..)), "{start:?}");
+        assert_eq!(clock.end(start, true), LastJob::Quick);
+        let next = clock.start();
+        std::thread::sleep(LONG_POLL * 2);
+        assert_eq!(clock.end(next, true), LastJob::Long);
+    }
+
+    #[test]
+    fn a_poll_started_on_the_system_clock_ends_on_it() {
+        let start = Stamp(Reading::System(std::time::Instant::now()));
+        std::thread::sleep(LONG_POLL * 2);
+        let (end, long) = start.later(LONG_POLL);
+        assert!(long);
+        assert!(matches!(end.0, Reading::System(_)));
     }
 
     #[test]

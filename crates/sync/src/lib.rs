@@ -37,6 +37,7 @@
 use std::fmt;
 
 pub mod busy;
+pub mod clock;
 pub mod line;
 pub mod queue;
 pub mod slots;
