@@ -93,7 +93,9 @@
 //! first used on a running runtime keeps the counter even if a test pauses a runtime later: in tests,
 //! make the first call on the paused runtime. Choosing costs one microsecond of spinning (a paused
 //! clock does not move while it spins) and, for the first limiter in the process, `quanta`'s
-//! one-time calibration of the counter (quanta caps it at 200 ms; it usually ends far sooner).
+//! one-time calibration of the counter (quanta caps it at 200 ms; it usually ends far sooner),
+//! unless a pool or group of the process has had it calibrated already (they share one counter,
+//! `bounded_sync::clock`).
 //!
 //! tokio's timer has millisecond resolution, so the driver wakes on millisecond ticks: with a bucket
 //! shorter than that (a burst below `rate / 1000`) waiters are granted at most one bucket per tick, and
