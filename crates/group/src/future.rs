@@ -84,13 +84,13 @@ where
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
-        // Without a limit, a spawn never waits, so it spends the caller's tokio budget as a send on
-        // a tokio channel does: a loop of spawns yields every so often, so that the group's runners
-        // (and everything else on the thread) run and tasks do not pile up unstarted behind the loop.
-        // A limit yields by itself, when the slots are taken.
-        let coop = match this.group.limit {
-            Limit::Unlimited => Some(std::task::ready!(tokio::task::coop::poll_proceed(cx))),
-            _ => None,
+        // A spawn that finds a slot (or needs none) does not wait, so it spends the caller's tokio
+        // budget as a send on a tokio channel does: a loop of spawns yields every so often, so that
+        // the group's runners (and everything else on the thread) run and tasks do not pile up
+        // unstarted behind the loop. A spawn woken from its wait for a slot has waited already.
+        let coop = match this.wait {
+            None => Some(std::task::ready!(tokio::task::coop::poll_proceed(cx))),
+            Some(_) => None,
         };
         let job = this.job.take().expect("Spawn polled after completion");
         let group = this.group;

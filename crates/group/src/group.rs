@@ -323,8 +323,8 @@ impl<E> Group<E> {
 
     /// Spawns a task once a slot is free; the task receives the group's context.
     ///
-    /// Resolves when the task is admitted, not when it ends. Without a limit it never waits for a
-    /// slot, and spends the caller's tokio budget instead, as a send on a tokio channel does: a loop
+    /// Resolves when the task is admitted, not when it ends. A spawn that finds a free slot (or, without
+    /// a limit, needs none) spends the caller's tokio budget, as a send on a tokio channel does: a loop
     /// that only spawns yields to the runtime every so often (inside `tokio::task::unconstrained`,
     /// never), so that the tasks start while it runs instead of piling up behind it.
     ///

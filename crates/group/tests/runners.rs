@@ -258,6 +258,32 @@ async fn an_unlimited_spawn_loop_yields_so_that_tasks_start_along_the_way() {
     assert_eq!(started.load(Ordering::Relaxed), 10_000);
 }
 
+/// Under a limit, a spawn that finds a free slot spends the budget too: a high limit does not let a
+/// spawn loop pile up its tasks unstarted either.
+#[tokio::test(flavor = "current_thread")]
+async fn a_spawn_loop_under_a_high_limit_yields_too() {
+    let group = limited(100_000);
+    let started = Arc::new(AtomicUsize::new(0));
+    let mut most_unstarted = 0;
+    for spawned in 1..=10_000 {
+        let starts = started.clone();
+        group
+            .spawn(move |_ctx| async move {
+                starts.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            })
+            .await
+            .unwrap();
+        most_unstarted = most_unstarted.max(spawned - started.load(Ordering::Relaxed));
+    }
+    assert!(
+        most_unstarted <= 1_000,
+        "{most_unstarted} tasks were waiting to start behind the spawn loop"
+    );
+    group.wait().await.unwrap();
+    assert_eq!(started.load(Ordering::Relaxed), 10_000);
+}
+
 /// A spawn that yields because the budget ran out has taken nothing: dropped then, its task never
 /// runs, and the group waits only for the tasks it admitted.
 #[tokio::test(flavor = "current_thread")]
