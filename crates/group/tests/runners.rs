@@ -231,57 +231,53 @@ async fn an_unlimited_group_runs_every_waiting_task_at_once() {
     live::settle(Duration::from_secs(5)).await.unwrap();
 }
 
+/// A task that counts itself in `started` as it runs, and finishes at once.
+fn counted(
+    started: &Arc<AtomicUsize>,
+) -> impl FnOnce(bounded_cancel::Context) -> std::future::Ready<Result<(), String>> + Send + 'static
+{
+    let started = started.clone();
+    move |_ctx| {
+        started.fetch_add(1, Ordering::Relaxed);
+        std::future::ready(Ok(()))
+    }
+}
+
+/// Spawns 10,000 counted tasks in a loop that awaits nothing but the spawns, and returns the most
+/// of them that were ever waiting to start behind it; then checks that every one ran.
+async fn most_unstarted_behind_a_spawn_loop(group: Group<String>) -> usize {
+    let started = Arc::new(AtomicUsize::new(0));
+    let mut most_unstarted = 0;
+    for spawned in 1..=10_000 {
+        group.spawn(counted(&started)).await.unwrap();
+        most_unstarted = most_unstarted.max(spawned - started.load(Ordering::Relaxed));
+    }
+    group.wait().await.unwrap();
+    assert_eq!(started.load(Ordering::Relaxed), 10_000);
+    most_unstarted
+}
+
 /// Without a limit a spawn never waits, so it spends the spawner's tokio budget instead: a loop
 /// that only spawns yields every so often, and on one thread the tasks start while it still spawns
 /// rather than piling up, all 10,000 unstarted, until it awaits something else.
 #[tokio::test(flavor = "current_thread")]
 async fn an_unlimited_spawn_loop_yields_so_that_tasks_start_along_the_way() {
-    let group = Group::<String>::new();
-    let started = Arc::new(AtomicUsize::new(0));
-    let mut most_unstarted = 0;
-    for spawned in 1..=10_000 {
-        let starts = started.clone();
-        group
-            .spawn(move |_ctx| async move {
-                starts.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            })
-            .await
-            .unwrap();
-        most_unstarted = most_unstarted.max(spawned - started.load(Ordering::Relaxed));
-    }
+    let most_unstarted = most_unstarted_behind_a_spawn_loop(Group::new()).await;
     assert!(
         most_unstarted <= 1_000,
         "{most_unstarted} tasks were waiting to start behind the spawn loop"
     );
-    group.wait().await.unwrap();
-    assert_eq!(started.load(Ordering::Relaxed), 10_000);
 }
 
 /// Under a limit, a spawn that finds a free slot spends the budget too: a high limit does not let a
 /// spawn loop pile up its tasks unstarted either.
 #[tokio::test(flavor = "current_thread")]
 async fn a_spawn_loop_under_a_high_limit_yields_too() {
-    let group = limited(100_000);
-    let started = Arc::new(AtomicUsize::new(0));
-    let mut most_unstarted = 0;
-    for spawned in 1..=10_000 {
-        let starts = started.clone();
-        group
-            .spawn(move |_ctx| async move {
-                starts.fetch_add(1, Ordering::Relaxed);
-                Ok(())
-            })
-            .await
-            .unwrap();
-        most_unstarted = most_unstarted.max(spawned - started.load(Ordering::Relaxed));
-    }
+    let most_unstarted = most_unstarted_behind_a_spawn_loop(limited(100_000)).await;
     assert!(
         most_unstarted <= 1_000,
         "{most_unstarted} tasks were waiting to start behind the spawn loop"
     );
-    group.wait().await.unwrap();
-    assert_eq!(started.load(Ordering::Relaxed), 10_000);
 }
 
 /// A spawn that yields because the budget ran out has taken nothing: dropped then, its task never
@@ -290,15 +286,9 @@ async fn a_spawn_loop_under_a_high_limit_yields_too() {
 async fn a_spawn_dropped_while_it_yields_for_the_budget_runs_nothing() {
     let group = Group::<String>::new();
     let started = Arc::new(AtomicUsize::new(0));
-    let spawn = |started: Arc<AtomicUsize>| {
-        move |_ctx| async move {
-            started.fetch_add(1, Ordering::Relaxed);
-            Ok(())
-        }
-    };
     let mut admitted = 0;
     loop {
-        let mut next = std::pin::pin!(group.spawn(spawn(started.clone())));
+        let mut next = std::pin::pin!(group.spawn(counted(&started)));
         let polled =
             std::future::poll_fn(|cx| std::task::Poll::Ready(next.as_mut().poll(cx))).await;
         match polled {
@@ -324,14 +314,7 @@ async fn an_unconstrained_spawn_loop_does_not_yield() {
     let started = Arc::new(AtomicUsize::new(0));
     tokio::task::unconstrained(async {
         for _ in 0..1_000 {
-            let started = started.clone();
-            group
-                .spawn(move |_ctx| async move {
-                    started.fetch_add(1, Ordering::Relaxed);
-                    Ok(())
-                })
-                .await
-                .unwrap();
+            group.spawn(counted(&started)).await.unwrap();
         }
     })
     .await;

@@ -5,7 +5,7 @@
 //!
 //! - **The CPU's counter** (the TSC through `quanta`, a few nanoseconds a read), when that first
 //!   read happens inside a tokio runtime whose clock runs: the decision `try_acquire` makes on every
-//!   call costs no system call.
+//!   call reads the counter, not the system clock.
 //! - **tokio's clock** otherwise: when it is paused there (`start_paused`, `pause()`), so that
 //!   `advance` and auto-advance drive the limiter exactly as they drive tokio's timers, and outside
 //!   any runtime, where nothing tells which clock the limiter will be used on.

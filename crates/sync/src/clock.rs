@@ -7,7 +7,9 @@
 //!
 //! - [`counter_if_ready`] never waits: the first call starts the calibration on a thread of its own,
 //!   and it answers `None` until that is done, so that no runtime thread ever spins for it. For
-//!   timings that can fall back on `std::time::Instant` meanwhile.
+//!   timings that can fall back on `std::time::Instant` meanwhile. That thread is the only one this
+//!   module starts, once per process; it ends as soon as the counter is calibrated, holds nothing
+//!   else, and nothing waits for it or stops it.
 //! - [`counter`] calibrates on the caller's thread if no one has yet (or waits for the calibration
 //!   under way). For a time line that must keep one source from its first reading on.
 //!
