@@ -100,6 +100,7 @@ mod job_handle;
 mod metrics;
 mod pool;
 mod report;
+mod submit;
 
 pub use builder::PoolBuilder;
 pub use error::{BuildError, ResizeError, SubmitError, TrySubmitError};

@@ -47,6 +47,8 @@ use crate::metrics::{Counters, Ended, Metrics};
 use crate::report::PoolReport;
 use bounded_sync::queue::{Place, Queue, Refused, Seat, Took};
 
+use crate::submit::{Detached, Submit, WithHandle};
+
 /// After `shutdown_timeout`'s grace, how long running jobs have to return once their context is cancelled.
 pub const CANCEL_WINDOW: Duration = Duration::from_millis(10);
 
@@ -59,7 +61,7 @@ pub const MAX_WORKERS: usize = 65_536;
 pub const MAX_QUEUE: usize = usize::MAX >> 3;
 
 /// A job with its result channel, boxed: not polled until a worker takes it.
-type JobFuture = Pin<Box<dyn PoolJob>>;
+pub(crate) type JobFuture = Pin<Box<dyn PoolJob>>;
 
 /// A long-lived pool of workers fed by a bounded queue: the common Go `Pool`, without its flaws.
 ///
@@ -94,7 +96,7 @@ pub(crate) struct Inner {
     jobs_ctx: Context,
     capacity: usize,
     /// Accepted jobs, each holding a slot until a worker takes it (invariant 1).
-    queue: Queue<JobFuture>,
+    pub(crate) queue: Queue<JobFuture>,
     counters: Counters,
     hook: Hook,
     /// Workers wanted and workers not yet retired.
@@ -198,14 +200,17 @@ impl Pool {
     /// assert_eq!(handle.await.unwrap(), "done");
     /// # }
     /// ```
-    pub async fn submit<J, Fut, T, E>(&self, job: J) -> Result<JobHandle<T, E>, SubmitError<J>>
+    pub fn submit<J, Fut, T, E>(
+        &self,
+        job: J,
+    ) -> impl Future<Output = Result<JobHandle<T, E>, SubmitError<J>>> + '_
     where
         J: FnOnce(Context) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
         T: Send + 'static,
         E: fmt::Display + Send + 'static,
     {
-        self.submit_inner(None, job).await
+        Submit::<_, _, _, WithHandle>::new(&self.inner, None, job)
     }
 
     /// Like [`submit`](Pool::submit), but the wait for room also ends when the caller's `ctx` ends
@@ -235,34 +240,18 @@ impl Pool {
     /// assert!(matches!(err, SubmitError::Cancelled { .. }));
     /// # }
     /// ```
-    pub async fn submit_with<J, Fut, T, E>(
-        &self,
-        ctx: &Context,
+    pub fn submit_with<'a, J, Fut, T, E>(
+        &'a self,
+        ctx: &'a Context,
         job: J,
-    ) -> Result<JobHandle<T, E>, SubmitError<J>>
+    ) -> impl Future<Output = Result<JobHandle<T, E>, SubmitError<J>>> + 'a
     where
         J: FnOnce(Context) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
         T: Send + 'static,
         E: fmt::Display + Send + 'static,
     {
-        self.submit_inner(Some(ctx), job).await
-    }
-
-    async fn submit_inner<J, Fut, T, E>(
-        &self,
-        caller: Option<&Context>,
-        job: J,
-    ) -> Result<JobHandle<T, E>, SubmitError<J>>
-    where
-        J: FnOnce(Context) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<T, E>> + Send + 'static,
-        T: Send + 'static,
-        E: fmt::Display + Send + 'static,
-    {
-        let (tx, rx) = oneshot::async_channel();
-        (self.queue_job(caller, Submission { job, tx: Some(tx) })).await?;
-        Ok(JobHandle::new(rx))
+        Submit::<_, _, _, WithHandle>::new(&self.inner, Some(ctx), job)
     }
 
     /// Submits a job whose result nobody will await, waiting for room in the queue: [`submit`]
@@ -295,81 +284,17 @@ impl Pool {
     /// assert_eq!(pool.shutdown().await.completed, 10);
     /// # }
     /// ```
-    pub async fn submit_detached<J, Fut, T, E>(&self, job: J) -> Result<(), SubmitError<J>>
-    where
-        J: FnOnce(Context) -> Fut + Send + 'static,
-        Fut: Future<Output = Result<T, E>> + Send + 'static,
-        T: Send + 'static,
-        E: fmt::Display + Send + 'static,
-    {
-        (self.queue_job(None, Submission { job, tx: None })).await
-    }
-
-    /// Queues a job, waiting for room: into a free place at once if there is one (reserved and
-    /// filled under one lock of the queue), else into the first place granted to it in line.
-    async fn queue_job<J, Fut, T, E>(
+    pub fn submit_detached<J, Fut, T, E>(
         &self,
-        caller: Option<&Context>,
-        submission: Submission<J, T, E>,
-    ) -> Result<(), SubmitError<J>>
+        job: J,
+    ) -> impl Future<Output = Result<(), SubmitError<J>>> + '_
     where
         J: FnOnce(Context) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
         T: Send + 'static,
         E: fmt::Display + Send + 'static,
     {
-        let inner = &self.inner;
-        // The pool's state is read before the caller's: a finished pool says `Closed` to every caller,
-        // whichever entry point it used.
-        if inner.is_closed() {
-            inner.counters.rejected();
-            return Err(SubmitError::Closed(submission.job));
-        }
-        if let Some(cause) = caller.and_then(Context::cause) {
-            inner.counters.rejected();
-            if inner.queue.is_refusing() {
-                return Err(SubmitError::Closed(submission.job));
-            }
-            return Err(SubmitError::Cancelled {
-                job: submission.job,
-                cause,
-            });
-        }
-        let submission = match inner.try_place(submission) {
-            Ok(()) => return Ok(()),
-            Err((Refused::Closed, submission)) => {
-                inner.counters.rejected();
-                return Err(SubmitError::Closed(submission.job));
-            }
-            Err((Refused::Full, submission)) => submission,
-        };
-        let caller_ended = async {
-            match caller {
-                Some(ctx) => ctx.cancelled().await,
-                None => std::future::pending().await,
-            }
-        };
-        // The pool's own context needs no waiter here: when it ends, the abort refuses every
-        // submitter in line, which releases this wait as `Closed`.
-        let waited = tokio::select! {
-            biased;
-            cause = caller_ended => Err(Some(cause)),
-            slot = inner.queue.reserve() => slot.map_err(|_| None),
-        };
-        match waited {
-            Ok(place) => {
-                inner.fill(place, submission);
-                Ok(())
-            }
-            Err(cause) => {
-                inner.counters.rejected();
-                let job = submission.job;
-                Err(match cause {
-                    Some(cause) => SubmitError::Cancelled { job, cause },
-                    None => SubmitError::Closed(job),
-                })
-            }
-        }
+        Submit::<_, _, _, Detached>::new(&self.inner, None, job)
     }
 
     /// Submits a job if the queue has room now; never waits.
@@ -446,18 +371,15 @@ impl Pool {
     {
         let inner = &self.inner;
         if inner.is_closed() {
-            inner.counters.rejected();
-            return Err(TrySubmitError::Closed(submission.job));
+            return Err(inner.refused(TrySubmitError::Closed(submission.job)));
         }
         match inner.try_place(submission) {
             Ok(()) => Ok(()),
             Err((Refused::Full, submission)) => {
-                inner.counters.rejected();
-                Err(TrySubmitError::Full(submission.job))
+                Err(inner.refused(TrySubmitError::Full(submission.job)))
             }
             Err((Refused::Closed, submission)) => {
-                inner.counters.rejected();
-                Err(TrySubmitError::Closed(submission.job))
+                Err(inner.refused(TrySubmitError::Closed(submission.job)))
             }
         }
     }
@@ -706,7 +628,7 @@ impl Inner {
     /// it, the job's span is made by the user's subscriber, which must not run under the queue's
     /// lock: the place is reserved first (a guard, free again if the subscriber panics), then filled,
     /// so a refused job makes no span.
-    fn try_place<J, Fut, T, E>(
+    pub(crate) fn try_place<J, Fut, T, E>(
         &self,
         submission: Submission<J, T, E>,
     ) -> Result<(), (Refused, Submission<J, T, E>)>
@@ -758,8 +680,11 @@ impl Inner {
     }
 
     /// Queues a job in the place granted to it in line.
-    fn fill<J, Fut, T, E>(&self, place: Place<'_, JobFuture>, submission: Submission<J, T, E>)
-    where
+    pub(crate) fn fill<J, Fut, T, E>(
+        &self,
+        place: Place<'_, JobFuture>,
+        submission: Submission<J, T, E>,
+    ) where
         J: FnOnce(Context) -> Fut + Send + 'static,
         Fut: Future<Output = Result<T, E>> + Send + 'static,
         T: Send + 'static,
@@ -846,7 +771,13 @@ impl Inner {
 
     /// The pool's context ended (it was aborted or finished). A closed pool whose context lives is
     /// told by the queue, which refuses under its lock.
-    fn is_closed(&self) -> bool {
+    /// Counts a submission refused, and hands back what tells its caller so.
+    pub(crate) fn refused<R>(&self, refusal: R) -> R {
+        self.counters.rejected();
+        refusal
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
         self.ctx.is_cancelled()
     }
 
@@ -937,18 +868,18 @@ impl Drop for Held<'_> {
     }
 }
 
-type ResultTx<T, E> = oneshot::Sender<Result<T, JobError<E>>>;
+pub(crate) type ResultTx<T, E> = oneshot::Sender<Result<T, JobError<E>>>;
 
 /// A job on its way into the queue: the user's closure and where its result goes (`None` for a
 /// detached job). Handed back whole when the job is refused, so the closure goes back to the caller.
-struct Submission<J, T, E> {
-    job: J,
-    tx: Option<ResultTx<T, E>>,
+pub(crate) struct Submission<J, T, E> {
+    pub(crate) job: J,
+    pub(crate) tx: Option<ResultTx<T, E>>,
 }
 
 /// A queued job, polled by the worker that took it with the pool's state, so that a job holds no
 /// handle on the pool of its own.
-trait PoolJob: Send {
+pub(crate) trait PoolJob: Send {
     /// Runs the job; once it ends, counts how, then hands its result to its handle, or its failure
     /// to the error hook. Not polled again after `Ready`.
     fn poll_job(

@@ -241,3 +241,69 @@ async fn a_slot_given_to_a_dropped_wait_goes_to_the_next_in_line() {
     assert_eq!((report.submitted, report.completed), (3, 3));
     live::assert_none_alive().await;
 }
+
+/// A caller whose context ends while a place is being granted to it gets its cause, with its job
+/// back unrun, and the place goes to the next in line rather than being kept by the finished
+/// submission.
+#[tokio::test]
+async fn a_caller_that_ends_as_its_place_is_granted_gets_its_cause_and_the_place_goes_on() {
+    let pool = Arc::new(Pool::builder().workers(1).queue(1).build().unwrap());
+    let gate = fill(&pool).await;
+    let (ran, behind_ran) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let cx = &mut std::task::Context::from_waker(std::task::Waker::noop());
+    let request = Context::new();
+    let mut first = Box::pin(pool.submit_with(&request, flag_job(&ran)));
+    assert!(first.as_mut().poll(cx).is_pending());
+    let behind = tokio::spawn({
+        let (pool, ran) = (pool.clone(), behind_ran.clone());
+        async move {
+            pool.submit(flag_job(&ran))
+                .await
+                .map(|h| h.detach())
+                .is_ok()
+        }
+    });
+    tokio::task::yield_now().await;
+    // The queued job starts, which grants its place to `first`; the caller ends before `first`
+    // looks again.
+    gate.cancel();
+    while pool.metrics().completed < 2 {
+        tokio::task::yield_now().await;
+    }
+    request.cancel();
+    let std::task::Poll::Ready(Err(SubmitError::Cancelled { job, cause })) =
+        first.as_mut().poll(cx)
+    else {
+        panic!("the caller's cause is looked at first");
+    };
+    assert!(matches!(cause, Cause::Cancelled));
+    // Resolved, the submission holds no place although it is not dropped yet.
+    let behind = tokio::time::timeout(Duration::from_secs(10), behind).await;
+    assert!(behind.expect("the place was passed on").unwrap());
+    drop(first);
+    assert_eq!(pool.metrics().rejected, 1);
+    let report = pool.shutdown().await;
+    assert!(behind_ran.load(Ordering::SeqCst));
+    assert!(!ran.load(Ordering::SeqCst), "a refused job never runs");
+    job(Context::new()).await.unwrap();
+    assert!(ran.load(Ordering::SeqCst), "the job comes back intact");
+    assert_eq!((report.submitted, report.completed), (3, 3));
+}
+
+/// A submission carries its job and a few words: the wait in line and the caller's cancellation
+/// take room only once it has to wait, so the future a task holds across `submit(..).await` stays
+/// small.
+#[tokio::test]
+async fn a_submission_is_its_job_and_a_few_words() {
+    let pool = Pool::builder().workers(1).queue(1).build().unwrap();
+    let job = |_ctx: Context| async { Ok::<_, String>(()) };
+    let request = Context::new();
+    let words = std::mem::size_of::<usize>();
+    assert!(std::mem::size_of_val(&pool.submit_detached(job)) <= 8 * words);
+    assert!(std::mem::size_of_val(&pool.submit(job)) <= 10 * words);
+    assert!(std::mem::size_of_val(&pool.submit_with(&request, job)) <= 10 * words);
+    pool.abort();
+}
