@@ -17,3 +17,18 @@ fn public_types_have_the_expected_auto_traits() {
     send_sync::<Metrics>();
     send_sync::<PoolReport>();
 }
+
+/// A submission can be awaited inside a spawned task, and `select!`ed on by reference without
+/// pinning it first, whatever the job: the future moves the job in and out, never pins it.
+#[tokio::test]
+async fn submissions_are_send_and_unpin() {
+    fn send_unpin<F: std::future::Future + Send + Unpin>(_: &F) {}
+    let pool = Pool::builder().workers(1).queue(1).build().unwrap();
+    let ctx = bounded_cancel::Context::new();
+    // The job's future, an async block, is not `Unpin`; the submission is, since it never polls it.
+    let job = |_ctx| async { Ok::<_, String>(1) };
+    send_unpin(&pool.submit(job));
+    send_unpin(&pool.submit_with(&ctx, job));
+    send_unpin(&pool.submit_detached(job));
+    pool.abort();
+}
