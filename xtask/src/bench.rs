@@ -187,6 +187,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         ]);
     }
     let started = std::time::SystemTime::now();
+    let described = describe(args, go);
     let before = round_trip_ns();
     crate::exec(cmd)?;
     let out = crate::root().join("target").join("bench");
@@ -204,6 +205,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         rows.extend(bursts()?);
     }
     let machine = Machine {
+        described,
         round_trip_ns: (before, round_trip_ns()),
     };
     let md = to_markdown(&rows, go, &machine);
@@ -216,10 +218,89 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// What the machine was like around a run, for reading its multi_thread figures.
+/// What the run was and what the machine was like around it, for reading its figures later.
 struct Machine {
+    /// The command, when it started, the code it measured and the machine: see [`describe`].
+    described: String,
     /// [`round_trip_ns`] just before the benches and just after them.
     round_trip_ns: (f64, f64),
+}
+
+/// One paragraph naming the run: the command, its start in UTC, the commit (and whether the work tree
+/// had changes), the processor, how many threads the machine offers, the kernel, and Go's version.
+/// Whatever cannot be found out is left out rather than guessed.
+fn describe(args: &[String], go: bool) -> String {
+    let run = |program: &str, args: &[&str]| {
+        Command::new(program)
+            .args(args)
+            .current_dir(crate::root())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .filter(|out| !out.is_empty())
+    };
+    let command = std::iter::once("cargo xtask bench")
+        .chain(args.iter().map(String::as_str))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut parts = vec![format!("`{command}`")];
+    parts.extend(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|since| utc(since.as_secs())),
+    );
+    if let Some(commit) = run("git", &["rev-parse", "--short", "HEAD"]) {
+        let changed = run("git", &["status", "--porcelain", "--untracked-files=no"]).is_some();
+        parts.push(match changed {
+            true => format!("the code at `{commit}` with uncommitted changes"),
+            false => format!("the code at `{commit}`"),
+        });
+    }
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|line| line.strip_prefix("model name"))
+                .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
+        });
+    let threads = std::thread::available_parallelism().map_or(0, usize::from);
+    parts.push(match cpu {
+        Some(cpu) => format!("{threads} threads of {cpu}"),
+        None => format!("{threads} threads"),
+    });
+    parts.extend(run("uname", &["-sr"]));
+    if go {
+        parts.extend(run("go", &["version"]));
+    }
+    format!("{}.", parts.join(", "))
+}
+
+/// A time in seconds since 1970 in UTC, to the minute (`2026-12-02 21:12 UTC`).
+fn utc(secs: u64) -> String {
+    let (days, rest) = (secs / 86_400, secs % 86_400);
+    // Days since 1970-01-01 to a date of the (proleptic) Gregorian calendar, counted in 400-year
+    // eras that start on 1 March, so that a leap day is the last day of its year.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1_460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year}-{month:02}-{day:02} {:02}:{:02} UTC",
+        rest / 3_600,
+        rest % 3_600 / 60
+    )
 }
 
 /// How long two threads take to hand one cache line to each other and back, in nanoseconds: the
@@ -518,7 +599,8 @@ fn to_json(rows: &[Row]) -> String {
 }
 
 fn to_markdown(rows: &[Row], go: bool, machine: &Machine) -> String {
-    let mut md = String::from(
+    let mut md = format!("{}\n\n", machine.described);
+    md.push_str(
         "| case | runtime | unit | bounded | baseline | baseline's | ratio | target | met |\n\
          | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
@@ -552,4 +634,18 @@ fn to_markdown(rows: &[Row], go: bool, machine: &Machine) -> String {
          every hand-over between the threads of a multi_thread runtime pays it."
     );
     md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc;
+
+    #[test]
+    fn utc_dates_across_leap_days_and_centuries() {
+        assert_eq!(utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00 UTC");
+        assert_eq!(utc(1_764_710_000), "2025-12-02 21:13 UTC");
+        assert_eq!(utc(1_798_761_600), "2027-01-01 00:00 UTC");
+        assert_eq!(utc(4_107_542_399), "2100-02-28 23:59 UTC");
+    }
 }
