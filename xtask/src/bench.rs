@@ -206,7 +206,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     }
     let machine = Machine {
         described,
-        round_trip_ns: (before, round_trip_ns()),
+        round_trip_ns: before.zip(round_trip_ns()),
     };
     let md = to_markdown(&rows, go, &machine);
     std::fs::write(out.join("summary.json"), to_json(&rows)).map_err(|e| e.to_string())?;
@@ -222,8 +222,8 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
 struct Machine {
     /// The command, when it started, the code it measured and the machine: see [`describe`].
     described: String,
-    /// [`round_trip_ns`] just before the benches and just after them.
-    round_trip_ns: (f64, f64),
+    /// [`round_trip_ns`] just before the benches and just after them, with two threads to run on.
+    round_trip_ns: Option<(f64, f64)>,
 }
 
 /// One paragraph naming the run: the command, its start in UTC, the commit (and whether the work tree
@@ -266,9 +266,13 @@ fn describe(args: &[String], go: bool) -> String {
                 .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
         });
     let threads = std::thread::available_parallelism().map_or(0, usize::from);
+    let threads = match threads {
+        1 => "1 thread".to_owned(),
+        n => format!("{n} threads"),
+    };
     parts.push(match cpu {
-        Some(cpu) => format!("{threads} threads of {cpu}"),
-        None => format!("{threads} threads"),
+        Some(cpu) => format!("{threads} of {cpu}"),
+        None => threads,
     });
     parts.extend(run("uname", &["-sr"]));
     if go {
@@ -307,8 +311,12 @@ fn utc(secs: u64) -> String {
 /// median of seven rounds of 100,000 round trips. On a shared virtual machine the two cores are not
 /// always equally near each other, so this can move from one minute to the next (`docs/benchmarks.md`
 /// says by how much on the machine its figures come from), and every hand-over between the threads of
-/// a multi_thread runtime pays it.
-fn round_trip_ns() -> f64 {
+/// a multi_thread runtime pays it. `None` with one thread to run on, where the two spinning threads
+/// would take turns by the scheduler's time slice instead.
+fn round_trip_ns() -> Option<f64> {
+    if std::thread::available_parallelism().map_or(1, usize::from) < 2 {
+        return None;
+    }
     use std::sync::Arc;
     use std::sync::atomic::{AtomicU64, Ordering};
     const TRIPS: u64 = 100_000;
@@ -337,7 +345,7 @@ fn round_trip_ns() -> f64 {
         })
         .collect();
     rounds.sort_by(f64::total_cmp);
-    rounds[rounds.len() / 2]
+    Some(rounds[rounds.len() / 2])
 }
 
 /// Builds and runs the Go cases; an empty map, with a word on how to install Go, when there is no Go.
@@ -626,13 +634,14 @@ fn to_markdown(rows: &[Row], go: bool, machine: &Machine) -> String {
     if !go {
         md.push_str("\n(No Go column: run with `--go` on a machine with a Go toolchain.)\n");
     }
-    let (before, after) = machine.round_trip_ns;
-    let _ = writeln!(
-        md,
-        "\nTwo threads handing one cache line to each other and back took {before:.0} ns a round trip \
-         before the benches and {after:.0} ns after them (the median of seven rounds of 100,000): \
-         every hand-over between the threads of a multi_thread runtime pays it."
-    );
+    if let Some((before, after)) = machine.round_trip_ns {
+        let _ = writeln!(
+            md,
+            "\nTwo threads handing one cache line to each other and back took {before:.0} ns a round \
+             trip before the benches and {after:.0} ns after them (the median of seven rounds of \
+             100,000): every hand-over between the threads of a multi_thread runtime pays it."
+        );
+    }
     md
 }
 

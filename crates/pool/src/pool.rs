@@ -769,14 +769,14 @@ impl Inner {
         self.workers_exited().await;
     }
 
-    /// The pool's context ended (it was aborted or finished). A closed pool whose context lives is
-    /// told by the queue, which refuses under its lock.
     /// Counts a submission refused, and hands back what tells its caller so.
     pub(crate) fn refused<R>(&self, refusal: R) -> R {
         self.counters.rejected();
         refusal
     }
 
+    /// The pool's context ended (it was aborted or finished). A closed pool whose context lives is
+    /// told by the queue, which refuses under its lock.
     pub(crate) fn is_closed(&self) -> bool {
         self.ctx.is_cancelled()
     }

@@ -54,18 +54,17 @@ impl<T, E> Reply<T, E> for Detached {
 pub(crate) struct Submit<'a, J, T, E, R: Reply<T, E>> {
     inner: &'a Inner,
     caller: Option<&'a Context>,
-    job: Option<J>,
-    state: State<'a, T, E, R>,
+    state: State<'a, J, T, E, R>,
 }
 
-enum State<'a, T, E, R: Reply<T, E>> {
+enum State<'a, J, T, E, R: Reply<T, E>> {
     /// Not polled yet.
-    Start,
+    Start(J),
     /// No place was free: in line for one, with the result channel already made.
     Waiting {
         reserve: Reserve<'a, JobFuture>,
         caller_ended: Option<Pin<Box<Cancelled<'a>>>>,
-        tx: Option<ResultTx<T, E>>,
+        submission: Submission<J, T, E>,
         handle: R::Handle,
     },
     /// Resolved; the place in line, if any, is given up.
@@ -77,13 +76,12 @@ impl<'a, J, T, E, R: Reply<T, E>> Submit<'a, J, T, E, R> {
         Submit {
             inner,
             caller,
-            job: Some(job),
-            state: State::Start,
+            state: State::Start(job),
         }
     }
 }
 
-// Nothing in it is pinned: the caller's wait is boxed.
+// Nothing in it is pinned: the job is moved in and out, and the caller's wait is boxed.
 impl<J, T, E, R: Reply<T, E>> Unpin for Submit<'_, J, T, E, R> {}
 
 impl<J, Fut, T, E, R> Future for Submit<'_, J, T, E, R>
@@ -99,19 +97,16 @@ where
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         let inner = this.inner;
-        if let State::Start = this.state {
-            let job = this
-                .job
-                .take()
-                .expect("a submission polled after it resolved");
+        if let State::Start(_) = this.state {
+            let State::Start(job) = std::mem::replace(&mut this.state, State::Done) else {
+                unreachable!("matched above");
+            };
             // The pool's state is read before the caller's: a finished pool says `Closed` to every
             // caller, whichever entry point it used.
             if inner.is_closed() {
-                this.state = State::Done;
                 return Poll::Ready(Err(inner.refused(SubmitError::Closed(job))));
             }
             if let Some(cause) = this.caller.and_then(Context::cause) {
-                this.state = State::Done;
                 let refused = match inner.queue.is_refusing() {
                     true => SubmitError::Closed(job),
                     false => SubmitError::Cancelled { job, cause },
@@ -120,20 +115,15 @@ where
             }
             let (tx, handle) = R::make();
             match inner.try_place(Submission { job, tx }) {
-                Ok(()) => {
-                    this.state = State::Done;
-                    return Poll::Ready(Ok(handle));
-                }
+                Ok(()) => return Poll::Ready(Ok(handle)),
                 Err((Refused::Closed, submission)) => {
-                    this.state = State::Done;
                     return Poll::Ready(Err(inner.refused(SubmitError::Closed(submission.job))));
                 }
                 Err((Refused::Full, submission)) => {
-                    this.job = Some(submission.job);
                     this.state = State::Waiting {
                         reserve: inner.queue.reserve(),
                         caller_ended: None,
-                        tx: submission.tx,
+                        submission,
                         handle,
                     };
                 }
@@ -149,26 +139,40 @@ where
         };
         // The caller's context is looked at first. The pool's own context needs no waiter here: when
         // it ends, the abort refuses every submitter in line, which ends this wait as `Closed`.
-        if let Some(caller) = this.caller {
-            let ended = caller_ended.get_or_insert_with(|| Box::pin(caller.cancelled()));
-            if let Poll::Ready(cause) = ended.as_mut().poll(cx) {
-                let job = this.job.take().expect("a waiting submission holds its job");
-                this.state = State::Done;
-                return Poll::Ready(Err(inner.refused(SubmitError::Cancelled { job, cause })));
+        let caller_ended = match this.caller {
+            Some(caller) => {
+                let ended = caller_ended.get_or_insert_with(|| Box::pin(caller.cancelled()));
+                match ended.as_mut().poll(cx) {
+                    Poll::Ready(cause) => Some(cause),
+                    Poll::Pending => None,
+                }
             }
-        }
-        let waited = std::task::ready!(Pin::new(reserve).poll(cx));
-        let job = this.job.take().expect("a waiting submission holds its job");
-        let State::Waiting { tx, handle, .. } = std::mem::replace(&mut this.state, State::Done)
+            None => None,
+        };
+        let waited = match caller_ended {
+            Some(cause) => Err(Some(cause)),
+            None => std::task::ready!(Pin::new(reserve).poll(cx)).map_err(|_| None),
+        };
+        // Done either way: the place in line, granted or not, is given up now (with the reserve),
+        // not when the future is dropped.
+        let State::Waiting {
+            submission, handle, ..
+        } = std::mem::replace(&mut this.state, State::Done)
         else {
             unreachable!("matched above");
         };
         Poll::Ready(match waited {
             Ok(place) => {
-                inner.fill(place, Submission { job, tx });
+                inner.fill(place, submission);
                 Ok(handle)
             }
-            Err(_) => Err(inner.refused(SubmitError::Closed(job))),
+            Err(cause) => {
+                let job = submission.job;
+                Err(inner.refused(match cause {
+                    Some(cause) => SubmitError::Cancelled { job, cause },
+                    None => SubmitError::Closed(job),
+                }))
+            }
         })
     }
 }

@@ -302,8 +302,8 @@ async fn a_submission_is_its_job_and_a_few_words() {
     let job = |_ctx: Context| async { Ok::<_, String>(()) };
     let request = Context::new();
     let words = std::mem::size_of::<usize>();
-    assert!(std::mem::size_of_val(&pool.submit_detached(job)) <= 8 * words);
-    assert!(std::mem::size_of_val(&pool.submit(job)) <= 10 * words);
-    assert!(std::mem::size_of_val(&pool.submit_with(&request, job)) <= 10 * words);
+    assert!(std::mem::size_of_val(&pool.submit_detached(job)) <= 7 * words);
+    assert!(std::mem::size_of_val(&pool.submit(job)) <= 8 * words);
+    assert!(std::mem::size_of_val(&pool.submit_with(&request, job)) <= 8 * words);
     pool.abort();
 }
