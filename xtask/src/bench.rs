@@ -1,7 +1,8 @@
-//! `cargo xtask bench [PATTERN..] [--quick] [--go]`: the criterion benches, one target per pattern, then a
-//! summary of one run: `target/bench/summary.json` and `target/bench/summary.md`, each case's cost per
-//! item beside the best hand-written tokio construction in the same group and, with `--go`, beside the
-//! same case written in Go (`benches/go/bench.go`), with the bar each must meet.
+//! `cargo xtask bench [PATTERN..] [--quick] [--go] [--docs]`: the criterion benches, one target per
+//! pattern, then a summary of one run: `target/bench/summary.json` and `target/bench/summary.md`, each
+//! case's cost per item beside the best hand-written tokio construction in the same group and, with
+//! `--go`, beside the same case written in Go (`benches/go/bench.go`), with the bar each must meet.
+//! With `--docs`, the summary also replaces the latest run in `docs/benchmarks.md`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,6 +12,14 @@ use std::process::Command;
 /// The patterns whose benches feed the summary.
 const PATTERNS: [&str; 5] = ["cancel", "group", "pool", "pipeline", "ratelimit"];
 const RUNTIMES: [&str; 2] = ["multi_thread", "current_thread"];
+/// The options `bench` takes besides pattern names.
+const OPTIONS: [&str; 3] = ["--quick", "--go", "--docs"];
+
+/// The lines of `docs/benchmarks.md` between which `--docs` writes the summary, replacing what was
+/// there; everything outside them is left as written.
+const DOCS_BEGIN: &str =
+    "<!-- The summary of the latest run, written by `cargo xtask bench --docs`: -->";
+const DOCS_END: &str = "<!-- End of the summary. -->";
 
 /// One row of the bar: a criterion group, our function, the best hand-written baseline in the same
 /// group and the ratio ours / baseline must stay under, and the ratio ours / Go must stay under.
@@ -160,11 +169,39 @@ const fn case(
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let quick = args.iter().any(|a| a == "--quick");
     let go = args.iter().any(|a| a == "--go");
+    let docs = args.iter().any(|a| a == "--docs");
+    if let Some(unknown) = args
+        .iter()
+        .find(|a| a.starts_with('-') && !OPTIONS.contains(&a.as_str()))
+    {
+        return Err(format!(
+            "unknown option `{unknown}` for bench; it takes pattern names and {}",
+            OPTIONS.join(", ")
+        ));
+    }
     let patterns: Vec<&str> = args
         .iter()
         .map(String::as_str)
         .filter(|a| !a.starts_with("--"))
         .collect();
+    if docs && !patterns.is_empty() {
+        return Err(
+            "--docs replaces the whole table in docs/benchmarks.md, so it runs every pattern: \
+             leave out the pattern names"
+                .to_owned(),
+        );
+    }
+    let docs_path = crate::root().join("docs").join("benchmarks.md");
+    // Checked before the benches run, so that a run of many minutes does not end on a doc it cannot
+    // write to.
+    let doc = match docs {
+        true => Some(
+            std::fs::read_to_string(&docs_path)
+                .map_err(|e| format!("read {}: {e}", docs_path.display()))
+                .and_then(|doc| splice(&doc, "").map(|_| doc))?,
+        ),
+        false => None,
+    };
     let mut cmd = Command::new(env!("CARGO"));
     cmd.args(["bench", "--package", "bounded-benches"]);
     for pattern in &patterns {
@@ -214,6 +251,11 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     eprintln!(
         "xtask: criterion reports in target/criterion/; summary in target/bench/summary.md and summary.json"
     );
+    if let Some(doc) = doc {
+        std::fs::write(&docs_path, splice(&doc, &md)?)
+            .map_err(|e| format!("write {}: {e}", docs_path.display()))?;
+        eprintln!("xtask: the summary replaced the latest run in docs/benchmarks.md");
+    }
     print!("{md}");
     Ok(())
 }
@@ -608,6 +650,13 @@ fn to_json(rows: &[Row]) -> String {
 
 fn to_markdown(rows: &[Row], go: bool, machine: &Machine) -> String {
     let mut md = format!("{}\n\n", machine.described);
+    let barred = rows.iter().filter(|row| row.target.is_some()).count();
+    let met = rows.iter().filter(|row| row.met() == Some(true)).count();
+    let _ = writeln!(
+        md,
+        "{met} of the {barred} rows with a bar meet it; {} fall short.\n",
+        barred - met
+    );
     md.push_str(
         "| case | runtime | unit | bounded | baseline | baseline's | ratio | target | met |\n\
          | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
@@ -645,9 +694,53 @@ fn to_markdown(rows: &[Row], go: bool, machine: &Machine) -> String {
     md
 }
 
+/// `doc` with what lies between the lines [`DOCS_BEGIN`] and [`DOCS_END`] replaced by `generated`.
+fn splice(doc: &str, generated: &str) -> Result<String, String> {
+    let missing = || {
+        format!(
+            "docs/benchmarks.md has no place for the summary: it needs the line `{DOCS_BEGIN}`, \
+             then later the line `{DOCS_END}`"
+        )
+    };
+    let begin = doc.find(DOCS_BEGIN).ok_or_else(missing)? + DOCS_BEGIN.len();
+    let end = begin + doc[begin..].find(DOCS_END).ok_or_else(missing)?;
+    Ok(format!(
+        "{}\n\n{}\n{}",
+        &doc[..begin],
+        generated.trim(),
+        &doc[end..]
+    ))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::utc;
+    use super::{DOCS_BEGIN, DOCS_END, splice, utc};
+
+    #[test]
+    fn the_summary_replaces_only_what_lies_between_the_markers() {
+        let doc =
+            format!("# Title\n\nBefore.\n\n{DOCS_BEGIN}\n\nold table\n\n{DOCS_END}\n\nAfter.\n");
+        let once = splice(&doc, "new table\n").unwrap();
+        assert_eq!(
+            once,
+            format!("# Title\n\nBefore.\n\n{DOCS_BEGIN}\n\nnew table\n{DOCS_END}\n\nAfter.\n")
+        );
+        // Written again with the same summary, the doc does not change.
+        assert_eq!(splice(&once, "new table\n").unwrap(), once);
+        assert!(!splice(&once, "newer").unwrap().contains("new table"));
+    }
+
+    #[test]
+    fn a_doc_without_both_markers_in_order_is_refused() {
+        for doc in [
+            "no markers".to_owned(),
+            format!("{DOCS_BEGIN}\nonly the first"),
+            format!("{DOCS_END}\nthe second first\n{DOCS_BEGIN}\n"),
+        ] {
+            let err = splice(&doc, "table").unwrap_err();
+            assert!(err.contains("no place for the summary"), "{err}");
+        }
+    }
 
     #[test]
     fn utc_dates_across_leap_days_and_centuries() {

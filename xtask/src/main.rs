@@ -15,11 +15,12 @@ commands:
   test [ARGS..]      every test of the workspace: installs redis-server when missing (for the fleet
                      limiter's tests), then `cargo test --workspace --all-features ARGS`
   ci                 run everything CI runs (.ci/run): fmt, clippy, tests, loom models, docs, bench build
-  bench [PATTERN..] [--quick] [--go]
+  bench [PATTERN..] [--quick] [--go] [--docs]
                      run the criterion benches (cancel, group, pool, pipeline, ratelimit; or those
                      named) and write target/bench/summary.md and summary.json: each case beside the
                      best hand-written tokio baseline and, with --go, beside the same case in Go, with
-                     its bar; --quick takes fewer samples
+                     its bar; --quick takes fewer samples; --docs (with every pattern) also puts the
+                     summary in docs/benchmarks.md in place of the latest run
   stress             run the stress tests in release mode, many times over
   help               print this message (also -h, --help)";
 
