@@ -213,8 +213,10 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         }
     }
     if quick {
+        // Only the bar's cases, so that the whole set takes minutes: see `bar_filter`.
         cmd.args([
             "--",
+            &bar_filter(),
             "--warm-up-time",
             "1",
             "--measurement-time",
@@ -266,6 +268,18 @@ struct Machine {
     described: String,
     /// [`round_trip_ns`] just before the benches and just after them, with two threads to run on.
     round_trip_ns: Option<(f64, f64)>,
+}
+
+/// A criterion filter (a regular expression over `group/function/input`) that runs every function of
+/// the bar's criterion groups and nothing else: `--quick` runs these, the rest only without it.
+fn bar_filter() -> String {
+    let mut groups: Vec<&str> = Vec::new();
+    for case in &CASES {
+        if !groups.contains(&case.group) {
+            groups.push(case.group);
+        }
+    }
+    format!("^({})/", groups.join("|"))
 }
 
 /// One paragraph naming the run: the command, its start in UTC, the commit (and whether the work tree
@@ -714,7 +728,7 @@ fn splice(doc: &str, generated: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{DOCS_BEGIN, DOCS_END, splice, utc};
+    use super::{DOCS_BEGIN, DOCS_END, bar_filter, splice, utc};
 
     #[test]
     fn the_summary_replaces_only_what_lies_between_the_markers() {
@@ -740,6 +754,16 @@ mod tests {
             let err = splice(&doc, "table").unwrap_err();
             assert!(err.contains("no place for the summary"), "{err}");
         }
+    }
+
+    #[test]
+    fn the_quick_filter_names_each_group_of_the_bar_once_and_whole() {
+        assert_eq!(
+            bar_filter(),
+            "^(group/limit_8|group/limit_8_yield|group/unlimited|group/unlimited_yield|pool/w8_q16|\
+             pool/w8_q16_yield|pipeline/one_stage|pipeline/three_stages|cancel/fanout_10k|\
+             cancel/with_timeout|ratelimit/try_acquire_unlimited)/"
+        );
     }
 
     #[test]

@@ -19,8 +19,9 @@ commands:
                      run the criterion benches (cancel, group, pool, pipeline, ratelimit; or those
                      named) and write target/bench/summary.md and summary.json: each case beside the
                      best hand-written tokio baseline and, with --go, beside the same case in Go, with
-                     its bar; --quick takes fewer samples; --docs (with every pattern) also puts the
-                     summary in docs/benchmarks.md in place of the latest run
+                     its bar; --quick runs only the bar's criterion groups, with fewer samples;
+                     --docs (with every pattern) also puts the summary in docs/benchmarks.md in
+                     place of the latest run
   stress             run the stress tests in release mode, many times over
   help               print this message (also -h, --help)";
 

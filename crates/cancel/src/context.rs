@@ -110,7 +110,13 @@ impl Node {
         if let Some(cause) = self.recorded() {
             return Some(cause);
         }
-        let deadline = self.deadline?;
+        self.deadline.and_then(|deadline| self.cause_at(deadline))
+    }
+
+    /// [`cause`](Node::cause) for a live context with a deadline: kept out of line, so that the
+    /// check every spawn and submission makes on a context without one stays a few instructions.
+    #[inline(never)]
+    fn cause_at(&self, deadline: Instant) -> Option<&Cause> {
         if Instant::now() < deadline {
             return None;
         }
