@@ -1,10 +1,12 @@
 //! Where a group's tasks run.
 //!
-//! A group runs its tasks on *runners*: long-lived tokio tasks, each running one group task at a
-//! time, taken from a queue of admitted tasks; at most `limit` of them with a limit, as many as there
-//! are tasks waiting at once without one. A task's code never runs on the spawner, and the runtime
-//! balances runners as it does any task. A runner that finishes a task takes the next one without a
-//! new tokio task, so a busy group pays one queue hand-off per task instead of a spawn. A runner with
+//! A group runs its tasks on *runners*: long-lived tokio tasks that take tasks from a queue of
+//! admitted tasks; at most `limit` of them with a limit, as many as there are tasks waiting at once
+//! without one. On a runtime with several worker threads a runner runs one group task at a time, and
+//! the runtime balances runners as it does any task; on a runtime with one, a runner holds up to 64
+//! tasks while they wait, each woken through a waker of its own (invariant 9). A task's code never
+//! runs on the spawner. A runner that finishes a task takes the next one without a new tokio task,
+//! so a busy group pays one queue hand-off per task instead of a spawn. A runner with
 //! nothing to do parks (it costs no CPU, and a few hundred bytes), up to [`MAX_PARKED`] of them; it
 //! ends when more are parked, when `wait` finds the group idle, or when the group is dropped.
 //!
@@ -73,6 +75,23 @@
 //!    First polls are timed only on a multi-thread runtime, after a task that did not wait, with one
 //!    clock read per task while tasks follow each other in one poll of the runner.
 //!
+//! 9. On a runtime with one worker thread (current_thread, or a multi-thread runtime with one worker),
+//!    where no two tasks run at the same time anyway, a runner does not wait for its task: it puts
+//!    each task it takes in a place of its own ([`Places`], up to [`PLACES`]) and polls it there
+//!    through that place's waker, and a task that returns `Pending` stays in its place while the
+//!    runner takes the next. At each poll the runner first polls the tasks whose places were woken,
+//!    then takes queued tasks, up to [`RUN_BUDGET`] polls in all. So a task that waits costs no poll
+//!    of its runner of its own: a limited group whose spawner waits for slots runs a round of `limit`
+//!    waiting tasks in two polls of one runner, where a runner per task took two polls per task. The
+//!    tasks in places stay counted in `pending` until they end; the runner takes those that ended
+//!    off as it next looks, under the lock. It parks whenever the queue is empty, whether or not it
+//!    holds tasks (so that a push wakes it), and its tasks' places wake it too; a parked runner polled
+//!    that way polls the tasks woken and stays parked, or ends if that was the group's last task
+//!    after `wait` found it idle (invariant 6). With every place taken it neither parks nor takes a
+//!    task, and hands the search for the tasks queued on as a runner whose task waits does
+//!    (invariant 5). It lingers only just after tasks of its own ended, never ends while it holds a
+//!    task, and drops the tasks it holds with itself, outside the lock.
+//!
 //! All of it but the count of runners being polled is under one lock: the orderings are the lock's.
 
 use std::collections::VecDeque;
@@ -84,6 +103,7 @@ use bounded_cancel::Context;
 use bounded_cancel::live::TaskCounter;
 use bounded_sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use bounded_sync::busy::{Busy, LastJob, PollClock};
+use bounded_sync::places::{PLACES, Places};
 use bounded_sync::{Arc, Mutex, MutexGuard};
 use tokio::task::AbortHandle;
 
@@ -253,6 +273,19 @@ enum Next<J> {
     End(Vec<Waker>),
 }
 
+/// What a runner on a runtime with one worker thread does next (invariant 9).
+enum NextHere<J> {
+    /// Take this task into a place of its own and poll it.
+    Run(J),
+    /// Every place is taken: wait for the tasks, after making this search for the tasks queued.
+    Full(Push),
+    Park,
+    /// As [`Next::Linger`].
+    Linger,
+    /// As [`Next::End`]; the runner holds no task.
+    End(Vec<Waker>),
+}
+
 impl<J, H> State<J, H> {
     fn push(&mut self, job: J, limit: usize) -> Push {
         let runs = &mut self.runs;
@@ -357,6 +390,80 @@ impl<J, H> State<J, H> {
         Next::Park
     }
 
+    /// A runner on a runtime with one worker thread looks for work (invariant 9): `finished` of its
+    /// tasks ended since it last looked, `held` still wait in its places, and it takes a task only
+    /// `with_room`.
+    fn next_here(
+        &mut self,
+        runner: &mut Looking,
+        finished: usize,
+        held: usize,
+        with_room: bool,
+        waker: &Waker,
+        spawn_waiting: bool,
+    ) -> NextHere<J> {
+        let runs = &mut self.runs;
+        runs.pending -= finished;
+        if runner.parked {
+            match &mut runs.wakers[runner.key] {
+                // Not woken by a push: polled for its own tasks, or spuriously. It stays parked,
+                // unless that was the group's last task after `wait` found it idle (invariant 6).
+                Some(stored) => {
+                    if runs.pending == 0 && runs.draining {
+                        runs.wakers[runner.key] = None;
+                        runs.idle.retain(|&key| key != runner.key);
+                        runner.parked = false;
+                        runs.runners -= 1;
+                        return NextHere::End(runs.unpark_all());
+                    }
+                    if !stored.will_wake(waker) {
+                        *stored = waker.clone();
+                    }
+                    return NextHere::Park;
+                }
+                None => {
+                    runner.parked = false;
+                    runner.searching = true;
+                }
+            }
+        }
+        if std::mem::take(&mut runner.searching) {
+            runs.searching -= 1;
+        }
+        if runs.closed {
+            runs.runners -= 1;
+            return NextHere::End(Vec::new());
+        }
+        if !with_room {
+            // Every place is taken: it waits for its tasks, as a runner whose task waits does, and
+            // passes on the search for the tasks queued (invariant 5).
+            let push = self.pass_on(runner.limit);
+            return NextHere::Full(push);
+        }
+        if let Some(job) = runs.queue.pop_front() {
+            runner.lingered = false;
+            return NextHere::Run(job);
+        }
+        if runs.pending == 0 && runs.draining {
+            runs.runners -= 1;
+            return NextHere::End(runs.unpark_all());
+        }
+        if spawn_waiting && finished > 0 && !runner.lingered {
+            runner.lingered = true;
+            runner.searching = true;
+            runs.searching += 1;
+            return NextHere::Linger;
+        }
+        if held == 0 && runs.idle.len() >= MAX_PARKED {
+            runs.runners -= 1;
+            return NextHere::End(Vec::new());
+        }
+        runs.wakers[runner.key] = Some(waker.clone());
+        runs.idle.push(runner.key);
+        runner.parked = true;
+        NextHere::Park
+    }
+
     /// A runner's task first waited with tasks left queued behind it: one runner is made to search
     /// for them, unless none is left (invariant 5).
     fn pass_on(&mut self, limit: usize) -> Push {
@@ -381,8 +488,8 @@ impl<J, H> State<J, H> {
     /// queued keep a runner coming (invariant 5): a parked one is woken, or, when this was the last
     /// runner and the group was not dropped, they are handed back to be dropped, since no runner is
     /// left to take them (their runtime is shutting down; each reports itself lost).
-    fn runner_dropped(&mut self, runner: &Looking, had_job: bool) -> Orphans<J> {
-        self.leave(runner, had_job);
+    fn runner_dropped(&mut self, runner: &Looking, had_jobs: usize) -> Orphans<J> {
+        self.leave(runner, had_jobs);
         let runs = &mut self.runs;
         if runs.closed || runs.queue.is_empty() {
             return Orphans::None;
@@ -405,12 +512,11 @@ impl<J, H> State<J, H> {
         Orphans::None
     }
 
-    fn leave(&mut self, runner: &Looking, had_job: bool) {
+    /// `had_jobs`: the tasks that end with the runner, still counted in `pending`.
+    fn leave(&mut self, runner: &Looking, had_jobs: usize) {
         let runs = &mut self.runs;
         runs.runners -= 1;
-        if had_job {
-            runs.pending -= 1;
-        }
+        runs.pending -= had_jobs;
         let woken = runner.parked && runs.wakers[runner.key].is_none();
         if runner.searching || woken {
             runs.searching -= 1;
@@ -462,7 +568,8 @@ impl<J, H> Core<J, H> {
     }
 }
 
-/// A runner: runs a group's tasks one at a time until the group has none (invariants 4 to 6).
+/// A runner: runs a group's tasks one at a time (with one worker thread, as many as wait at once, up
+/// to 64) until the group has none (invariants 4 to 6 and 9).
 struct Runner<J, H> {
     core: Arc<Core<J, H>>,
     own: RunnerState<J>,
@@ -479,6 +586,70 @@ struct RunnerState<J> {
     ended: bool,
     /// Times its tasks' first polls (invariant 8).
     clock: PollClock,
+    /// With one worker thread, the tasks it holds while they wait (invariant 9); made at its first
+    /// poll there.
+    here: Option<Here<J>>,
+}
+
+/// A runner's tasks on a runtime with one worker thread (invariant 9): each in a place of its own,
+/// woken through that place's waker.
+struct Here<J> {
+    places: Places,
+    tasks: Vec<Option<J>>,
+    free: Vec<usize>,
+    /// Tasks in `tasks`.
+    held: usize,
+    /// Tasks that ended and are not yet taken off `pending`.
+    unreported: usize,
+}
+
+impl<J: Future<Output = ()> + Unpin> Here<J> {
+    fn new() -> Self {
+        Here {
+            places: Places::new(),
+            tasks: Vec::new(),
+            free: Vec::new(),
+            held: 0,
+            unreported: 0,
+        }
+    }
+
+    fn has_room(&self) -> bool {
+        !self.free.is_empty() || self.tasks.len() < PLACES
+    }
+
+    /// Puts a task in a free place, and polls it there.
+    fn start(&mut self, job: J) {
+        let place = match self.free.pop() {
+            Some(place) => place,
+            None => {
+                self.tasks.push(None);
+                self.tasks.len() - 1
+            }
+        };
+        self.tasks[place] = Some(job);
+        self.held += 1;
+        self.poll(place);
+    }
+
+    /// Polls the task in `place`, if any, through the place's waker; frees the place if it ended.
+    fn poll(&mut self, place: usize) {
+        let Some(job) = &mut self.tasks[place] else {
+            // Woken by a waker an earlier task of the place kept.
+            return;
+        };
+        let waker = self.places.waker(place);
+        if Pin::new(job)
+            .poll(&mut TaskContext::from_waker(waker))
+            .is_ready()
+        {
+            // Dropped here, outside the lock (invariant 1).
+            self.tasks[place] = None;
+            self.free.push(place);
+            self.held -= 1;
+            self.unreported += 1;
+        }
+    }
 }
 
 /// A runner's own part of the hand-off state.
@@ -519,6 +690,7 @@ impl<J, H> Runner<J, H> {
                 waited: false,
                 ended: false,
                 clock: PollClock::default(),
+                here: None,
             },
         }
     }
@@ -530,7 +702,7 @@ impl<J: Future<Output = ()> + Unpin, H> Future for Runner<J, H> {
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
         let Runner { core, own } = self.get_mut();
         if own.looking.threads == 1 {
-            return own.run(core, cx);
+            return own.run_here(core, cx);
         }
         // Counted while it is polled, on a runtime with threads to spare (invariant 8).
         let _polled = core.polled.enter();
@@ -610,6 +782,66 @@ impl<J: Future<Output = ()> + Unpin> RunnerState<J> {
     }
 }
 
+impl<J: Future<Output = ()> + Unpin> RunnerState<J> {
+    /// Runs tasks on a runtime with one worker thread (invariant 9): first the tasks of its places
+    /// that were woken, then the tasks queued meanwhile, each polled as it is taken, until the queue
+    /// is empty or it has polled [`RUN_BUDGET`] tasks in this poll.
+    fn run_here<H>(&mut self, core: &Arc<Core<J, H>>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        let here = self.here.get_or_insert_with(Here::new);
+        let mut budget = RUN_BUDGET;
+        let mut woken = here.places.take(cx.waker());
+        while woken != 0 {
+            if budget == 0 {
+                here.places.put_back(woken);
+                break;
+            }
+            budget -= 1;
+            let place = woken.trailing_zeros() as usize;
+            woken &= woken - 1;
+            here.poll(place);
+        }
+        loop {
+            if budget == 0 {
+                // Out of budget: it yields, as a task that waits does, and looks again at its next
+                // poll; the tasks that ended meanwhile are reported now.
+                let finished = std::mem::take(&mut here.unreported);
+                core.lock().runs.pending -= finished;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            let spawn_waiting = core.waiting_spawns.load(Ordering::Relaxed) > 0;
+            let next = core.lock().next_here(
+                &mut self.looking,
+                std::mem::take(&mut here.unreported),
+                here.held,
+                here.has_room(),
+                cx.waker(),
+                spawn_waiting,
+            );
+            match next {
+                NextHere::Run(job) => {
+                    budget -= 1;
+                    here.start(job);
+                }
+                NextHere::Full(push) => {
+                    Core::make_search(core, push, self.looking.limit);
+                    return Poll::Pending;
+                }
+                NextHere::Park => return Poll::Pending,
+                NextHere::Linger => {
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                NextHere::End(parked) => {
+                    self.ended = true;
+                    parked.into_iter().for_each(Waker::wake);
+                    return Poll::Ready(());
+                }
+            }
+        }
+    }
+}
+
 impl<J> RunnerState<J> {
     /// Makes another runner search for the tasks queued behind this one's task, if it owes that
     /// (invariant 5).
@@ -626,11 +858,15 @@ impl<J, H> Drop for Runner<J, H> {
     fn drop(&mut self) {
         let own = &mut self.own;
         let job = own.job.take();
-        let had_job = job.is_some();
+        let here = own.here.take();
+        let held = here.as_ref().map_or(0, |here| here.held + here.unreported);
+        let had_jobs = usize::from(job.is_some()) + held;
+        // Dropped outside the lock (invariant 1).
         drop(job);
+        drop(here);
         let mut state = self.core.lock();
         let orphans = match own.ended {
-            false => state.runner_dropped(&own.looking, had_job),
+            false => state.runner_dropped(&own.looking, had_jobs),
             true => Orphans::None,
         };
         state.slab.finish(own.looking.key);

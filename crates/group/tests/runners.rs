@@ -480,3 +480,181 @@ fn a_runner_looks_again_for_a_waiting_spawns_task_only_once() {
         .recv_timeout(Duration::from_secs(60))
         .expect("the runtime never went idle: a runner kept looking for the spawn's task");
 }
+
+/// On one worker thread, a runner holds every task it takes while the task waits, and polls each
+/// again only when it is woken: rounds of tasks that can only end together (a barrier) all wait on
+/// one tokio task, where a runner per task would have needed as many as the barrier.
+#[tokio::test(flavor = "current_thread")]
+async fn on_one_thread_tasks_that_wait_share_one_runner() {
+    for (limit, tasks) in [(Some(8), 8), (None, 64)] {
+        let mut group = Group::<String>::new();
+        group.set_limit(limit).unwrap();
+        let ids = Arc::new(Mutex::new(HashSet::new()));
+        for _round in 0..3 {
+            let barrier = Arc::new(tokio::sync::Barrier::new(tasks));
+            for _ in 0..tasks {
+                let (barrier, ids) = (barrier.clone(), ids.clone());
+                group
+                    .spawn(move |_ctx| async move {
+                        ids.lock().unwrap().insert(tokio::task::id());
+                        barrier.wait().await;
+                        ids.lock().unwrap().insert(tokio::task::id());
+                        Ok(())
+                    })
+                    .await
+                    .unwrap();
+            }
+        }
+        tokio::time::timeout(Duration::from_secs(10), group.wait())
+            .await
+            .expect("every round ran")
+            .unwrap();
+        let used = ids.lock().unwrap().len();
+        assert_eq!(
+            used, 1,
+            "limit {limit:?}: {tasks} waiting tasks ran on {used} tokio tasks"
+        );
+    }
+}
+
+/// A runner holds at most 64 waiting tasks: on one worker thread, 300 tasks that can only end
+/// together still all run at once, the ones past each runner's 64 handed to another runner.
+#[tokio::test(flavor = "current_thread")]
+async fn on_one_thread_more_waiting_tasks_than_a_runner_holds_all_run_at_once() {
+    let group = Group::<String>::new();
+    let barrier = Arc::new(tokio::sync::Barrier::new(300));
+    let ids = Arc::new(Mutex::new(HashSet::new()));
+    for _ in 0..300 {
+        let (barrier, ids) = (barrier.clone(), ids.clone());
+        group
+            .spawn(move |_ctx| async move {
+                ids.lock().unwrap().insert(tokio::task::id());
+                barrier.wait().await;
+                Ok(())
+            })
+            .await
+            .unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(10), group.wait())
+        .await
+        .expect("the 300 tasks never all ran at once")
+        .unwrap();
+    let used = ids.lock().unwrap().len();
+    assert!(
+        (5..=10).contains(&used),
+        "300 waiting tasks ran on {used} runners (64 tasks each at most)"
+    );
+    live::settle(Duration::from_secs(5)).await.unwrap();
+}
+
+/// On one worker thread, tasks woken from another OS thread, in any order, all run: each task's
+/// wake reaches its runner, whether the runner is being polled, parked, or holding other tasks.
+#[test]
+fn on_one_thread_tasks_woken_from_another_thread_all_run() {
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        for round in 0..20 {
+            rt.block_on(async {
+                let mut group = Group::<String>::new();
+                group.set_limit((round % 2 == 0).then_some(16)).unwrap();
+                // The other thread holds back a few senders and sends the oldest it holds as each
+                // new one comes, so that wakes come while tasks start, out of the order they started.
+                let (to_thread, senders) = std::sync::mpsc::channel::<oneshot::Sender<()>>();
+                let sender = std::thread::spawn(move || {
+                    let mut held = Vec::new();
+                    for tx in senders {
+                        held.push(tx);
+                        if held.len() > 4 {
+                            held.swap_remove(0).send(()).unwrap();
+                        }
+                    }
+                    for tx in held.into_iter().rev() {
+                        tx.send(()).unwrap();
+                    }
+                });
+                for _ in 0..100 {
+                    let (tx, rx) = oneshot::channel::<()>();
+                    to_thread.send(tx).unwrap();
+                    group
+                        .spawn(move |_ctx| async move { rx.await.map_err(|e| e.to_string()) })
+                        .await
+                        .unwrap();
+                }
+                drop(to_thread);
+                group.wait().await.unwrap();
+                sender.join().unwrap();
+            });
+        }
+        done_tx.send(()).unwrap();
+    });
+    done_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("a task woken from another thread never ran");
+}
+
+/// A task's waker outlives the task: waking it after the task ended, and after another task took
+/// its place, polls at most an empty place or a task that was not woken, which carries on waiting.
+#[tokio::test(flavor = "current_thread")]
+async fn on_one_thread_a_waker_kept_by_an_ended_task_wakes_nothing_amiss() {
+    let group = limited(1);
+    let kept: Arc<Mutex<Option<std::task::Waker>>> = Arc::default();
+    let keep = kept.clone();
+    group
+        .spawn(move |_ctx| async move {
+            std::future::poll_fn(|cx| {
+                *keep.lock().unwrap() = Some(cx.waker().clone());
+                std::task::Poll::Ready(())
+            })
+            .await;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    // The task ends; its place is empty.
+    while group.running() > 0 {
+        tokio::task::yield_now().await;
+    }
+    let stale = kept
+        .lock()
+        .unwrap()
+        .take()
+        .expect("the task kept its waker");
+    stale.wake_by_ref();
+    tokio::task::yield_now().await;
+    // The next task takes the same place and waits to be told.
+    let (tx, rx) = oneshot::channel::<()>();
+    let done = Arc::new(AtomicUsize::new(0));
+    let ended = done.clone();
+    group
+        .spawn(move |_ctx| async move {
+            rx.await.map_err(|e| e.to_string())?;
+            ended.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        stale.wake_by_ref();
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        done.load(Ordering::SeqCst),
+        0,
+        "woken by a stale waker, it still waits"
+    );
+    assert_eq!(group.running(), 1);
+    tx.send(()).unwrap();
+    group.wait().await.unwrap();
+    assert_eq!(done.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn nothing_of_a_group_is_alive_after_wait_or_drop_on_one_thread() {
+    for limit in [Some(8), None] {
+        nothing_is_alive_after_wait_or_drop(limit).await;
+    }
+}

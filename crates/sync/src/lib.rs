@@ -9,8 +9,9 @@
 //! Beside them, [`queue::Queue`] is the one bounded queue under the pool and the pipeline's stages
 //! (places reserved before an item exists, items moved in batches, producers waiting in line, consumers
 //! parked); [`line::Line`] is the one first-come, first-served line of tasks waiting for a slot (that
-//! queue's producers, a limited group), kept under its owner's lock; and [`busy::Busy`] counts the
-//! workers being polled, which is how many threads they keep busy.
+//! queue's producers, a limited group), kept under its owner's lock; [`busy::Busy`] counts the
+//! workers being polled, which is how many threads they keep busy; and [`places::Places`] gives up to
+//! 64 futures polled by one owner a waker each, so that the owner polls only those that were woken.
 //!
 //! # One rule for locks
 //!
@@ -39,6 +40,7 @@ use std::fmt;
 pub mod busy;
 pub mod clock;
 pub mod line;
+pub mod places;
 pub mod queue;
 pub mod slots;
 
