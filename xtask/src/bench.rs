@@ -194,14 +194,11 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     let docs_path = crate::root().join("docs").join("benchmarks.md");
     // Checked before the benches run, so that a run of many minutes does not end on a doc it cannot
     // write to.
-    let doc = match docs {
-        true => Some(
-            std::fs::read_to_string(&docs_path)
-                .map_err(|e| format!("read {}: {e}", docs_path.display()))
-                .and_then(|doc| splice(&doc, "").map(|_| doc))?,
-        ),
-        false => None,
-    };
+    if docs {
+        std::fs::read_to_string(&docs_path)
+            .map_err(|e| format!("read {}: {e}", docs_path.display()))
+            .and_then(|doc| splice(&doc, ""))?;
+    }
     let mut cmd = Command::new(env!("CARGO"));
     cmd.args(["bench", "--package", "bounded-benches"]);
     for pattern in &patterns {
@@ -253,7 +250,10 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     eprintln!(
         "xtask: criterion reports in target/criterion/; summary in target/bench/summary.md and summary.json"
     );
-    if let Some(doc) = doc {
+    if docs {
+        // Read again: the page may have been edited while the benches ran.
+        let doc = std::fs::read_to_string(&docs_path)
+            .map_err(|e| format!("read {}: {e}", docs_path.display()))?;
         std::fs::write(&docs_path, splice(&doc, &md)?)
             .map_err(|e| format!("write {}: {e}", docs_path.display()))?;
         eprintln!("xtask: the summary replaced the latest run in docs/benchmarks.md");
