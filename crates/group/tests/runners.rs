@@ -327,12 +327,30 @@ async fn an_unconstrained_spawn_loop_does_not_yield() {
 /// random points; each runs exactly once, and never more than the limit at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stress_every_task_runs_once_within_the_limit() {
-    for round in 0..200u64 {
-        let limit = 1 + (round % 5) as usize;
+    stress_rounds().await;
+}
+
+/// The same on one worker thread, where a runner keeps the tasks that wait in places of its own;
+/// under small limits and one of 100.
+#[tokio::test(flavor = "current_thread")]
+async fn stress_every_task_runs_once_within_the_limit_on_one_thread() {
+    stress_rounds().await;
+}
+
+/// And on a multi-thread runtime with one worker, which runs the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn stress_every_task_runs_once_within_the_limit_on_one_worker() {
+    stress_rounds().await;
+}
+
+async fn stress_rounds() {
+    const TASKS: u64 = 80;
+    for round in 0..240u64 {
+        let limit = [1, 2, 3, 4, 5, 100][(round % 6) as usize];
         let group = Arc::new(limited(limit));
         let running = Arc::new(AtomicUsize::new(0));
         let ran = Arc::new(Mutex::new(Vec::new()));
-        for i in 0..60u64 {
+        for i in 0..TASKS {
             let (group2, running, ran) = (group.clone(), running.clone(), ran.clone());
             group
                 .spawn(move |_ctx| async move {
@@ -360,9 +378,9 @@ async fn stress_every_task_runs_once_within_the_limit() {
         let mut ran = ran.lock().unwrap().clone();
         ran.sort_unstable();
         let parents: Vec<u64> = ran.iter().copied().filter(|&i| i < 1_000).collect();
-        assert_eq!(parents, (0..60).collect::<Vec<_>>(), "round {round}");
+        assert_eq!(parents, (0..TASKS).collect::<Vec<_>>(), "round {round}");
         let children = ran.len() - parents.len();
-        assert!(children <= 9, "round {round}: a child ran twice");
+        assert!(children <= 12, "round {round}: a child ran twice");
     }
     live::settle(Duration::from_secs(5)).await.unwrap();
 }
