@@ -273,6 +273,13 @@ enum Next<J> {
     End(Vec<Waker>),
 }
 
+/// Where a runner stands when it looks at the queue (see `State::arrive`).
+enum Arrived {
+    Parked,
+    Closed,
+    Looking { was_searching: bool },
+}
+
 /// What a runner on a runtime with one worker thread does next (invariant 9).
 enum NextHere<J> {
     /// Take this task into a place of its own and poll it.
@@ -327,34 +334,12 @@ impl<J, H> State<J, H> {
         polled: &Busy,
         spawn_waiting: bool,
     ) -> Next<J> {
+        let was_searching = match self.arrive(runner, usize::from(finished), waker) {
+            Arrived::Parked => return Next::Park,
+            Arrived::Closed => return Next::End(Vec::new()),
+            Arrived::Looking { was_searching } => was_searching,
+        };
         let runs = &mut self.runs;
-        if finished {
-            runs.pending -= 1;
-        }
-        if runner.parked {
-            match &mut runs.wakers[runner.key] {
-                // Still parked: nobody woke it, this poll is spurious.
-                Some(stored) => {
-                    if !stored.will_wake(waker) {
-                        *stored = waker.clone();
-                    }
-                    return Next::Park;
-                }
-                // Woken, and counted as searching by whoever woke it.
-                None => {
-                    runner.parked = false;
-                    runner.searching = true;
-                }
-            }
-        }
-        let was_searching = std::mem::take(&mut runner.searching);
-        if was_searching {
-            runs.searching -= 1;
-        }
-        if runs.closed {
-            runs.runners -= 1;
-            return Next::End(Vec::new());
-        }
         if let Some(job) = runs.queue.pop_front() {
             runner.lingered = false;
             let left = !runs.queue.is_empty();
@@ -384,10 +369,49 @@ impl<J, H> State<J, H> {
             runs.runners -= 1;
             return Next::End(Vec::new());
         }
+        self.park(runner, waker);
+        Next::Park
+    }
+
+    /// What every look at the queue starts with: `finished` tasks of the runner's come off
+    /// `pending`; a parked runner that nobody woke stays parked (the poll is spurious, or, with one
+    /// worker thread, for its own tasks); a woken one stops counting as searching; and a runner of a
+    /// dropped executor ends.
+    fn arrive(&mut self, runner: &mut Looking, finished: usize, waker: &Waker) -> Arrived {
+        let runs = &mut self.runs;
+        runs.pending -= finished;
+        if runner.parked {
+            match &mut runs.wakers[runner.key] {
+                Some(stored) => {
+                    if !stored.will_wake(waker) {
+                        *stored = waker.clone();
+                    }
+                    return Arrived::Parked;
+                }
+                // Woken, and counted as searching by whoever woke it.
+                None => {
+                    runner.parked = false;
+                    runner.searching = true;
+                }
+            }
+        }
+        let was_searching = std::mem::take(&mut runner.searching);
+        if was_searching {
+            runs.searching -= 1;
+        }
+        if runs.closed {
+            runs.runners -= 1;
+            return Arrived::Closed;
+        }
+        Arrived::Looking { was_searching }
+    }
+
+    /// Parks the runner: its key in `idle`, its waker stored for whoever wakes it (invariant 4).
+    fn park(&mut self, runner: &mut Looking, waker: &Waker) {
+        let runs = &mut self.runs;
         runs.wakers[runner.key] = Some(waker.clone());
         runs.idle.push(runner.key);
         runner.parked = true;
-        Next::Park
     }
 
     /// A runner on a runtime with one worker thread looks for work (invariant 9): `finished` of its
@@ -402,38 +426,24 @@ impl<J, H> State<J, H> {
         waker: &Waker,
         spawn_waiting: bool,
     ) -> NextHere<J> {
-        let runs = &mut self.runs;
-        runs.pending -= finished;
-        if runner.parked {
-            match &mut runs.wakers[runner.key] {
-                // Not woken by a push: polled for its own tasks, or spuriously. It stays parked,
-                // unless that was the group's last task after `wait` found it idle (invariant 6).
-                Some(stored) => {
-                    if runs.pending == 0 && runs.draining {
-                        runs.wakers[runner.key] = None;
-                        runs.idle.retain(|&key| key != runner.key);
-                        runner.parked = false;
-                        runs.runners -= 1;
-                        return NextHere::End(runs.unpark_all());
-                    }
-                    if !stored.will_wake(waker) {
-                        *stored = waker.clone();
-                    }
-                    return NextHere::Park;
-                }
-                None => {
+        match self.arrive(runner, finished, waker) {
+            // Not woken by a push: it stays parked, unless its own task was the group's last after
+            // `wait` found it idle (invariant 6).
+            Arrived::Parked => {
+                let runs = &mut self.runs;
+                if runs.pending == 0 && runs.draining {
+                    runs.wakers[runner.key] = None;
+                    runs.idle.retain(|&key| key != runner.key);
                     runner.parked = false;
-                    runner.searching = true;
+                    runs.runners -= 1;
+                    return NextHere::End(runs.unpark_all());
                 }
+                return NextHere::Park;
             }
+            Arrived::Closed => return NextHere::End(Vec::new()),
+            Arrived::Looking { .. } => {}
         }
-        if std::mem::take(&mut runner.searching) {
-            runs.searching -= 1;
-        }
-        if runs.closed {
-            runs.runners -= 1;
-            return NextHere::End(Vec::new());
-        }
+        let runs = &mut self.runs;
         if !with_room {
             // Every place is taken: it waits for its tasks, as a runner whose task waits does, and
             // passes on the search for the tasks queued (invariant 5).
@@ -458,9 +468,7 @@ impl<J, H> State<J, H> {
             runs.runners -= 1;
             return NextHere::End(Vec::new());
         }
-        runs.wakers[runner.key] = Some(waker.clone());
-        runs.idle.push(runner.key);
-        runner.parked = true;
+        self.park(runner, waker);
         NextHere::Park
     }
 
@@ -597,10 +605,15 @@ struct Here<J> {
     places: Places,
     tasks: Vec<Option<J>>,
     free: Vec<usize>,
-    /// Tasks in `tasks`.
-    held: usize,
     /// Tasks that ended and are not yet taken off `pending`.
     unreported: usize,
+}
+
+impl<J> Here<J> {
+    /// The tasks in its places.
+    fn held(&self) -> usize {
+        self.tasks.len() - self.free.len()
+    }
 }
 
 impl<J: Future<Output = ()> + Unpin> Here<J> {
@@ -609,7 +622,6 @@ impl<J: Future<Output = ()> + Unpin> Here<J> {
             places: Places::new(),
             tasks: Vec::new(),
             free: Vec::new(),
-            held: 0,
             unreported: 0,
         }
     }
@@ -628,7 +640,6 @@ impl<J: Future<Output = ()> + Unpin> Here<J> {
             }
         };
         self.tasks[place] = Some(job);
-        self.held += 1;
         self.poll(place);
     }
 
@@ -646,7 +657,6 @@ impl<J: Future<Output = ()> + Unpin> Here<J> {
             // Dropped here, outside the lock (invariant 1).
             self.tasks[place] = None;
             self.free.push(place);
-            self.held -= 1;
             self.unreported += 1;
         }
     }
@@ -813,7 +823,7 @@ impl<J: Future<Output = ()> + Unpin> RunnerState<J> {
             let next = core.lock().next_here(
                 &mut self.looking,
                 std::mem::take(&mut here.unreported),
-                here.held,
+                here.held(),
                 here.has_room(),
                 cx.waker(),
                 spawn_waiting,
@@ -859,7 +869,9 @@ impl<J, H> Drop for Runner<J, H> {
         let own = &mut self.own;
         let job = own.job.take();
         let here = own.here.take();
-        let held = here.as_ref().map_or(0, |here| here.held + here.unreported);
+        let held = here
+            .as_ref()
+            .map_or(0, |here| here.held() + here.unreported);
         let had_jobs = usize::from(job.is_some()) + held;
         // Dropped outside the lock (invariant 1).
         drop(job);

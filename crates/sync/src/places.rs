@@ -39,12 +39,8 @@ pub const PLACES: usize = 64;
 /// assert_eq!(places.take(owner), 0);
 /// ```
 pub struct Places {
-    woken: std::sync::Arc<Woken>,
+    state: std::sync::Arc<Mutex<State>>,
     wakers: Vec<Waker>,
-}
-
-struct Woken {
-    state: Mutex<State>,
 }
 
 struct State {
@@ -55,7 +51,7 @@ struct State {
 /// A place's waker.
 struct Place {
     bit: u64,
-    woken: std::sync::Arc<Woken>,
+    state: std::sync::Arc<Mutex<State>>,
 }
 
 impl Wake for Place {
@@ -65,7 +61,7 @@ impl Wake for Place {
 
     fn wake_by_ref(self: &std::sync::Arc<Self>) {
         let owner = {
-            let mut state = self.woken.state.lock();
+            let mut state = self.state.lock();
             state.woken |= self.bit;
             state.owner.take()
         };
@@ -79,12 +75,10 @@ impl Places {
     /// No place woken, and no owner until the first [`take`](Places::take).
     pub fn new() -> Self {
         Places {
-            woken: std::sync::Arc::new(Woken {
-                state: Mutex::new(State {
-                    woken: 0,
-                    owner: None,
-                }),
-            }),
+            state: std::sync::Arc::new(Mutex::new(State {
+                woken: 0,
+                owner: None,
+            })),
             wakers: Vec::new(),
         }
     }
@@ -99,7 +93,7 @@ impl Places {
         while self.wakers.len() <= place {
             let place = Place {
                 bit: 1 << self.wakers.len(),
-                woken: self.woken.clone(),
+                state: self.state.clone(),
             };
             self.wakers.push(Waker::from(std::sync::Arc::new(place)));
         }
@@ -109,7 +103,7 @@ impl Places {
     /// The places woken since the last `take`, one bit each (place `i` is `1 << i`); the next wake
     /// of any place wakes `owner`.
     pub fn take(&self, owner: &Waker) -> u64 {
-        let mut state = self.woken.state.lock();
+        let mut state = self.state.lock();
         match &state.owner {
             Some(stored) if stored.will_wake(owner) => {}
             _ => state.owner = Some(owner.clone()),
@@ -119,7 +113,7 @@ impl Places {
 
     /// Marks `places` woken again, for places taken and not yet polled; wakes no one.
     pub fn put_back(&self, places: u64) {
-        self.woken.state.lock().woken |= places;
+        self.state.lock().woken |= places;
     }
 }
 
