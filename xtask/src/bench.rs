@@ -192,12 +192,14 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         );
     }
     let docs_path = crate::root().join("docs").join("benchmarks.md");
+    let read_doc = || {
+        std::fs::read_to_string(&docs_path)
+            .map_err(|e| format!("read {}: {e}", docs_path.display()))
+    };
     // Checked before the benches run, so that a run of many minutes does not end on a doc it cannot
     // write to.
     if docs {
-        std::fs::read_to_string(&docs_path)
-            .map_err(|e| format!("read {}: {e}", docs_path.display()))
-            .and_then(|doc| splice(&doc, ""))?;
+        splice(&read_doc()?, "")?;
     }
     let mut cmd = Command::new(env!("CARGO"));
     cmd.args(["bench", "--package", "bounded-benches"]);
@@ -252,9 +254,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     );
     if docs {
         // Read again: the page may have been edited while the benches ran.
-        let doc = std::fs::read_to_string(&docs_path)
-            .map_err(|e| format!("read {}: {e}", docs_path.display()))?;
-        std::fs::write(&docs_path, splice(&doc, &md)?)
+        std::fs::write(&docs_path, splice(&read_doc()?, &md)?)
             .map_err(|e| format!("write {}: {e}", docs_path.display()))?;
         eprintln!("xtask: the summary replaced the latest run in docs/benchmarks.md");
     }
