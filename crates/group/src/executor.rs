@@ -1,14 +1,15 @@
 //! Where a group's tasks run.
 //!
 //! A group runs its tasks on *runners*: long-lived tokio tasks that take tasks from a queue of
-//! admitted tasks; at most `limit` of them with a limit, as many as there are tasks waiting at once
-//! without one. On a runtime with several worker threads a runner runs one group task at a time, and
-//! the runtime balances runners as it does any task; on a runtime with one, a runner holds up to 64
-//! tasks while they wait, each woken through a waker of its own (invariant 9). A task's code never
-//! runs on the spawner. A runner that finishes a task takes the next one without a new tokio task,
-//! so a busy group pays one queue hand-off per task instead of a spawn. A runner with
-//! nothing to do parks (it costs no CPU, and a few hundred bytes), up to [`MAX_PARKED`] of them; it
-//! ends when more are parked, when `wait` finds the group idle, or when the group is dropped.
+//! admitted tasks; at most `limit` of them with a limit, as many as needed without one. A runner
+//! holds up to 64 tasks while they wait, each woken through a waker of its own (invariant 9), and
+//! takes the next task instead of waiting for one; on a runtime with several worker threads, a
+//! runner whose poll holds its thread while another thread is free hands the tasks behind it to
+//! another runner (invariant 8), so tasks that compute spread over the threads as tokio tasks do.
+//! A task's code never runs on the spawner. A busy group pays one queue hand-off per task instead
+//! of a spawn, and a task that waits costs no poll of its runner of its own. A runner with nothing
+//! to do parks (it costs no CPU, and a few hundred bytes), up to [`MAX_PARKED`] of them; it ends
+//! when more are parked, when `wait` finds the group idle, or when the group is dropped.
 //!
 //! The group keeps an abort handle per runner, in a slab whose slot is freed when the runner ends.
 //! Dropping the executor aborts every runner (a task is dropped at its next await, as with tokio's
@@ -30,23 +31,19 @@
 //!    decided to end; a runner is *parked* exactly when its key is in `idle` (and its waker stored).
 //!    A runner parks or ends only after it found the queue empty, under the lock.
 //! 5. Every queued task is taken. `searching` counts runners woken or started that have not looked at
-//!    the queue yet. Whenever a task is queued (a push) or left queued behind one just taken, and no
-//!    runner is searching, one is made to: a parked runner is woken, or one is started while fewer
-//!    than `limit` exist (always, without a limit). Otherwise at least `limit` runners exist, none
-//!    parked: a limited group's slots (a task holds one from admission to its end, and there are
-//!    `limit`) leave at most `limit - queued` tasks running, so at least `queued` runners are between
-//!    tasks and look at the queue before they park or end. A runner that takes a task and leaves
-//!    others queued owes them a search: it makes one as it takes the task if its last task waited (the
-//!    next likely will too) or under invariant 8; otherwise it makes one when the task first returns
-//!    `Pending`, before it waits, and a task that finishes at its first poll lets the runner come
-//!    straight back for the next. So a run of pushes wakes one runner, not one per task, tasks that
-//!    finish at once run back to back on it with no hand-over between threads, and the runners still
-//!    fan out over every queued task that waits. On a current_thread runtime, a runner that finds the
-//!    queue empty while a spawn waits for a slot (likely the one its task just gave back) looks once
-//!    more before it parks: it stays counted as searching and wakes itself, which queues it behind
-//!    that spawn, so the task the spawn queues is taken without a park and a wake-up. It does so
-//!    once between tasks, so it never spins. (On a multi-thread runtime the spawn sits in the
-//!    thread's next-task slot and the runner would queue where the other thread takes it: it parks.)
+//!    the queue yet. Whenever a task is queued (a push) and no runner is searching, one is made to:
+//!    a parked runner is woken, or one is started while fewer than `limit` exist (always, without a
+//!    limit). Otherwise a runner is searching, or `limit` runners exist and none is parked: each is
+//!    then in a poll, or woke itself, and looks at the queue before it parks or ends, or holds a task
+//!    in each of its 64 places and has made another search (invariant 9). A runner polls each task
+//!    it takes once and comes back to the queue, so a run of pushes wakes one runner, not one per
+//!    task, and tasks run back to back on it with no hand-over between threads. On a runtime with
+//!    one worker thread, a runner that finds the queue empty while a spawn waits for a slot (likely
+//!    the one a task of its own just gave back) looks once more before it parks: it stays counted as
+//!    searching and wakes itself, which queues it behind that spawn, so the task the spawn queues is
+//!    taken without a park and a wake-up. It does so once between tasks, so it never spins. (On a
+//!    multi-thread runtime the spawn sits in the thread's next-task slot and the runner would queue
+//!    where the other thread takes it: it parks.)
 //! 6. Once `wait` has found the group idle (`draining`, until the next push), the runner that finds
 //!    `pending` at 0 ends and wakes every parked runner, which then ends too: a group that was waited
 //!    for and has nothing to do holds no runner.
@@ -61,36 +58,38 @@
 //!    spawn it did not count reads `watched` cleared and takes the lock, where it finds the watcher
 //!    or starts one.
 //! 8. A task that never returns `Pending` (it burns CPU) holds its runner's thread until it ends. So
-//!    on a multi-thread runtime a runner that takes a task and leaves others queued also makes a
-//!    search at once when fewer of the group's runners are being polled (`polled`) than the runtime
-//!    has worker threads, and the task may compute: the runner's last task held its thread for
-//!    [`LONG_POLL`](bounded_sync::busy::LONG_POLL) or more at its first poll, or the runner was just
-//!    woken or started with no quick task before (`Busy::hand_on_now`). Then it yields once before it
-//!    polls the task: the runner it woke or started sits in this thread's next-task slot, which no
-//!    other thread takes from, and the yield puts this runner in the thread's queue instead, where
-//!    the idle thread, which tokio then wakes, takes it. A runner whose last task finished quickly at
-//!    its first poll makes no such search (the next likely will too, and a hand-over between threads
-//!    per task costs more than running them back to back), so a run of quick tasks stays on one
-//!    thread, and a task that computes after them holds back the tasks behind it only until it ends.
-//!    First polls are timed only on a multi-thread runtime, after a task that did not wait, with one
-//!    clock read per task while tasks follow each other in one poll of the runner.
-//!
-//! 9. On a runtime with one worker thread (current_thread, or a multi-thread runtime with one worker),
-//!    where no two tasks run at the same time anyway, a runner does not wait for its task: it puts
-//!    each task it takes in a place of its own ([`Places`], up to [`PLACES`]) and polls it there
-//!    through that place's waker, and a task that returns `Pending` stays in its place while the
-//!    runner takes the next. At each poll the runner first polls the tasks whose places were woken,
-//!    then takes queued tasks, up to [`RUN_BUDGET`] polls in all. So a task that waits costs no poll
-//!    of its runner of its own: a limited group whose spawner waits for slots runs a round of `limit`
-//!    waiting tasks in two polls of one runner, where a runner per task took two polls per task. The
-//!    tasks in places stay counted in `pending` until they end; the runner takes those that ended
-//!    off as it next looks, under the lock. It parks whenever the queue is empty, whether or not it
-//!    holds tasks (so that a push wakes it), and its tasks' places wake it too; a parked runner polled
-//!    that way polls the tasks woken and stays parked, or ends if that was the group's last task
-//!    after `wait` found it idle (invariant 6). With every place taken it neither parks nor takes a
-//!    task, and hands the search for the tasks queued on as a runner whose task waits does
-//!    (invariant 5). It lingers only just after tasks of its own ended, never ends while it holds a
-//!    task, and drops the tasks it holds with itself, outside the lock.
+//!    on a multi-thread runtime a runner times each of its polls from its start, with one clock read
+//!    per task polled, and counts itself in `polled` while it runs. When a runner takes a task and
+//!    leaves others queued, it makes a search at once if fewer of the group's runners are being
+//!    polled than the runtime has worker threads and the task may compute: the runner's latest poll
+//!    held its thread for [`LONG_POLL`](bounded_sync::busy::LONG_POLL) or more, or the runner was
+//!    just woken or started with no short poll before (`Busy::hand_on_now`). Then it yields before it
+//!    polls the task (the task waits in its place, marked woken): the runner it woke or started sits
+//!    in this thread's next-task slot, which no other thread takes from, and the yield puts this
+//!    runner in the thread's queue instead, where the idle thread, which tokio then wakes, takes it.
+//!    Likewise, when a poll has held the thread that long and tasks it holds were woken and are not
+//!    yet polled, it gives those back to the front of the queue, makes a search for them and yields:
+//!    a task that computes after it waited holds back the tasks woken with it only until it returns.
+//!    A runner whose polls are short makes no such search (the next task likely is short too, and a
+//!    hand-over between threads per task costs more than running them back to back), so quick tasks
+//!    and tasks that wait stay on one thread, and a task that computes after them holds back the
+//!    tasks behind it only until it returns `Pending` or ends.
+//! 9. A runner does not wait for its task: it puts each task it takes in a place of its own
+//!    ([`Places`], up to [`PLACES`]) and polls it there through that place's waker, and a task that
+//!    returns `Pending` stays in its place while the runner takes the next. At each poll the runner
+//!    first polls the tasks whose places were woken, then takes queued tasks, up to [`RUN_BUDGET`]
+//!    polls in all. So a task that waits costs no poll of its runner of its own: a limited group
+//!    whose spawner waits for slots runs a round of `limit` waiting tasks in two polls of one runner,
+//!    where a runner per task took two polls per task. The tasks in places stay counted in `pending`
+//!    until they end; the runner takes those that ended off as it next looks, under the lock. It
+//!    parks whenever the queue is empty, whether or not it holds tasks (so that a push wakes it), and
+//!    its tasks' places wake it too; a parked runner polled that way polls the tasks woken and stays
+//!    parked, or ends if that was the group's last task after `wait` found it idle (invariant 6).
+//!    With every place taken it neither parks nor takes a task, and makes a search for the tasks
+//!    queued (invariant 5). It lingers only just after tasks of its own ended, never ends while it
+//!    holds a task, and drops the tasks it holds with itself, outside the lock. A task given back
+//!    (invariant 8) is polled by the runner that takes it next through a place of that runner; a
+//!    waker it kept from its old place now and then wakes that place for nothing.
 //!
 //! All of it but the count of runners being polled is under one lock: the orderings are the lock's.
 
@@ -102,7 +101,7 @@ use std::task::{Context as TaskContext, Poll, Waker};
 use bounded_cancel::Context;
 use bounded_cancel::live::TaskCounter;
 use bounded_sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use bounded_sync::busy::{Busy, LastJob, PollClock};
+use bounded_sync::busy::{Busy, LastJob, Stamp};
 use bounded_sync::places::{PLACES, Places};
 use bounded_sync::{Arc, Mutex, MutexGuard};
 use tokio::task::AbortHandle;
@@ -258,21 +257,6 @@ enum Orphans<J> {
     Drop(VecDeque<J>),
 }
 
-/// What a runner does next.
-enum Next<J> {
-    /// Run this task, after making another runner search (if tasks remain and its last task
-    /// waited, or under invariant 8); then `true` when it owes the tasks left queued a search at its
-    /// task's first `Pending`, and `true` when it steps aside once before it polls the task
-    /// (invariant 8).
-    Run(J, Push, bool, bool),
-    Park,
-    /// Look once more before parking: a spawn waits for a slot that likely just freed, and its task
-    /// is about to be queued. The runner stays counted as searching, so that push wakes nobody.
-    Linger,
-    /// End, waking these parked runners so that they end too (invariant 6).
-    End(Vec<Waker>),
-}
-
 /// Where a runner stands when it looks at the queue (see `State::arrive`).
 enum Arrived {
     Parked,
@@ -280,16 +264,19 @@ enum Arrived {
     Looking { was_searching: bool },
 }
 
-/// What a runner on a runtime with one worker thread does next (invariant 9).
-enum NextHere<J> {
-    /// Take this task into a place of its own and poll it.
-    Run(J),
+/// What a runner does next.
+enum Next<J> {
+    /// Take this task into a place of its own, after making this search; `true` when it steps
+    /// aside once before it polls the task (invariant 8).
+    Run(J, Push, bool),
     /// Every place is taken: wait for the tasks, after making this search for the tasks queued.
     Full(Push),
     Park,
-    /// As [`Next::Linger`].
+    /// Look once more before parking: a spawn waits for a slot that likely just freed, and its task
+    /// is about to be queued. The runner stays counted as searching, so that push wakes nobody.
     Linger,
-    /// As [`Next::End`]; the runner holds no task.
+    /// End, waking these parked runners so that they end too (invariant 6); the runner holds no
+    /// task.
     End(Vec<Waker>),
 }
 
@@ -323,54 +310,6 @@ impl<J, H> State<J, H> {
             runs.wakers.resize_with(key + 1, || None);
         }
         Push::Start(key)
-    }
-
-    /// A runner looks for work (`finished` if it just ended a task).
-    fn next(
-        &mut self,
-        runner: &mut Looking,
-        finished: bool,
-        waker: &Waker,
-        polled: &Busy,
-        spawn_waiting: bool,
-    ) -> Next<J> {
-        let was_searching = match self.arrive(runner, usize::from(finished), waker) {
-            Arrived::Parked => return Next::Park,
-            Arrived::Closed => return Next::End(Vec::new()),
-            Arrived::Looking { was_searching } => was_searching,
-        };
-        let runs = &mut self.runs;
-        if let Some(job) = runs.queue.pop_front() {
-            runner.lingered = false;
-            let left = !runs.queue.is_empty();
-            if left && runner.eager {
-                return Next::Run(job, self.search(runner.limit), false, false);
-            }
-            // A task that never waits holds its runner's thread, and the tasks behind it must not
-            // wait for it while a thread is free (invariant 8).
-            if left && polled.hand_on_now(runner.threads, runner.last, was_searching) {
-                let push = self.search(runner.limit);
-                let step_aside = !matches!(push, Push::Nothing);
-                return Next::Run(job, push, false, step_aside);
-            }
-            return Next::Run(job, Push::Nothing, left, false);
-        }
-        if runs.pending == 0 && runs.draining {
-            runs.runners -= 1;
-            return Next::End(runs.unpark_all());
-        }
-        if spawn_waiting && !runner.lingered {
-            runner.lingered = true;
-            runner.searching = true;
-            runs.searching += 1;
-            return Next::Linger;
-        }
-        if runs.idle.len() >= MAX_PARKED {
-            runs.runners -= 1;
-            return Next::End(Vec::new());
-        }
-        self.park(runner, waker);
-        Next::Park
     }
 
     /// What every look at the queue starts with: `finished` tasks of the runner's come off
@@ -414,19 +353,22 @@ impl<J, H> State<J, H> {
         runner.parked = true;
     }
 
-    /// A runner on a runtime with one worker thread looks for work (invariant 9): `finished` of its
-    /// tasks ended since it last looked, `held` still wait in its places, and it takes a task only
-    /// `with_room`.
-    fn next_here(
+    /// A runner looks for work: `finished` of its tasks ended since it last looked, `held` still
+    /// wait in its places, and it takes a task only `with_room`.
+    fn next(
         &mut self,
         runner: &mut Looking,
-        finished: usize,
-        held: usize,
-        with_room: bool,
+        tasks: Holding,
         waker: &Waker,
+        polled: &Busy,
         spawn_waiting: bool,
-    ) -> NextHere<J> {
-        match self.arrive(runner, finished, waker) {
+    ) -> Next<J> {
+        let Holding {
+            finished,
+            held,
+            with_room,
+        } = tasks;
+        let was_searching = match self.arrive(runner, finished, waker) {
             // Not woken by a push: it stays parked, unless its own task was the group's last after
             // `wait` found it idle (invariant 6).
             Arrived::Parked => {
@@ -436,49 +378,63 @@ impl<J, H> State<J, H> {
                     runs.idle.retain(|&key| key != runner.key);
                     runner.parked = false;
                     runs.runners -= 1;
-                    return NextHere::End(runs.unpark_all());
+                    return Next::End(runs.unpark_all());
                 }
-                return NextHere::Park;
+                return Next::Park;
             }
-            Arrived::Closed => return NextHere::End(Vec::new()),
-            Arrived::Looking { .. } => {}
-        }
+            Arrived::Closed => return Next::End(Vec::new()),
+            Arrived::Looking { was_searching } => was_searching,
+        };
         let runs = &mut self.runs;
         if !with_room {
-            // Every place is taken: it waits for its tasks, as a runner whose task waits does, and
-            // passes on the search for the tasks queued (invariant 5).
-            let push = self.pass_on(runner.limit);
-            return NextHere::Full(push);
+            // Every place is taken: it waits for its tasks and makes another runner search for the
+            // tasks queued (invariant 5).
+            let push = match runs.queue.is_empty() {
+                true => Push::Nothing,
+                false => self.search(runner.limit),
+            };
+            return Next::Full(push);
         }
         if let Some(job) = runs.queue.pop_front() {
             runner.lingered = false;
-            return NextHere::Run(job);
+            let left = !runs.queue.is_empty();
+            // A task that computes holds its runner's thread, and the tasks behind it must not wait
+            // for it while a thread is free (invariant 8).
+            if left && polled.hand_on_now(runner.threads, runner.last, was_searching) {
+                let push = self.search(runner.limit);
+                let step_aside = !matches!(push, Push::Nothing);
+                return Next::Run(job, push, step_aside);
+            }
+            return Next::Run(job, Push::Nothing, false);
         }
         if runs.pending == 0 && runs.draining {
             runs.runners -= 1;
-            return NextHere::End(runs.unpark_all());
+            return Next::End(runs.unpark_all());
         }
         if spawn_waiting && finished > 0 && !runner.lingered {
             runner.lingered = true;
             runner.searching = true;
             runs.searching += 1;
-            return NextHere::Linger;
+            return Next::Linger;
         }
         if held == 0 && runs.idle.len() >= MAX_PARKED {
             runs.runners -= 1;
-            return NextHere::End(Vec::new());
+            return Next::End(Vec::new());
         }
         self.park(runner, waker);
-        NextHere::Park
+        Next::Park
     }
 
-    /// A runner's task first waited with tasks left queued behind it: one runner is made to search
-    /// for them, unless none is left (invariant 5).
-    fn pass_on(&mut self, limit: usize) -> Push {
-        match self.runs.queue.is_empty() {
-            true => Push::Nothing,
-            false => self.search(limit),
+    /// A runner whose poll held its thread gives the tasks it holds that were woken meanwhile back
+    /// to the front of the queue, and reports `finished` tasks of its own, so that a free thread runs
+    /// them (invariant 8). A runner is made to search for them unless one already does.
+    fn give_back(&mut self, jobs: Vec<J>, finished: usize, limit: usize) -> Push {
+        let runs = &mut self.runs;
+        runs.pending -= finished;
+        for job in jobs.into_iter().rev() {
+            runs.queue.push_front(job);
         }
+        self.search(limit)
     }
 
     /// `wait` found the group idle: runners end once no task is pending (invariant 6).
@@ -576,8 +532,8 @@ impl<J, H> Core<J, H> {
     }
 }
 
-/// A runner: runs a group's tasks one at a time (with one worker thread, as many as wait at once, up
-/// to 64) until the group has none (invariants 4 to 6 and 9).
+/// A runner: runs a group's tasks, holding up to [`PLACES`] of them while they wait, until the group
+/// has none (invariants 4 to 6, 8 and 9).
 struct Runner<J, H> {
     core: Arc<Core<J, H>>,
     own: RunnerState<J>,
@@ -586,22 +542,13 @@ struct Runner<J, H> {
 /// What a runner holds besides the core.
 struct RunnerState<J> {
     looking: Looking,
-    job: Option<J>,
-    /// It owes the tasks queued behind its task a search when the task first waits (invariant 5).
-    owed: bool,
-    /// Its task returned `Pending` at least once.
-    waited: bool,
     ended: bool,
-    /// Times its tasks' first polls (invariant 8).
-    clock: PollClock,
-    /// With one worker thread, the tasks it holds while they wait (invariant 9); made at its first
-    /// poll there.
-    here: Option<Here<J>>,
+    /// The tasks it holds while they wait (invariant 9); made at its first poll.
+    hold: Option<Hold<J>>,
 }
 
-/// A runner's tasks on a runtime with one worker thread (invariant 9): each in a place of its own,
-/// woken through that place's waker.
-struct Here<J> {
+/// A runner's tasks (invariant 9): each in a place of its own, woken through that place's waker.
+struct Hold<J> {
     places: Places,
     tasks: Vec<Option<J>>,
     free: Vec<usize>,
@@ -609,29 +556,37 @@ struct Here<J> {
     unreported: usize,
 }
 
-impl<J> Here<J> {
+/// What a runner tells the queue about the tasks it holds, as it looks.
+struct Holding {
+    /// Ended since it last looked.
+    finished: usize,
+    /// Still waiting in its places.
+    held: usize,
+    /// A place is free.
+    with_room: bool,
+}
+
+impl<J> Hold<J> {
     /// The tasks in its places.
     fn held(&self) -> usize {
         self.tasks.len() - self.free.len()
-    }
-}
-
-impl<J: Future<Output = ()> + Unpin> Here<J> {
-    fn new() -> Self {
-        Here {
-            places: Places::new(),
-            tasks: Vec::new(),
-            free: Vec::new(),
-            unreported: 0,
-        }
     }
 
     fn has_room(&self) -> bool {
         !self.free.is_empty() || self.tasks.len() < PLACES
     }
 
-    /// Puts a task in a free place, and polls it there.
-    fn start(&mut self, job: J) {
+    /// What it reports as it looks; the tasks that ended are reported once.
+    fn report(&mut self) -> Holding {
+        Holding {
+            finished: std::mem::take(&mut self.unreported),
+            held: self.held(),
+            with_room: self.has_room(),
+        }
+    }
+
+    /// Puts a task in a free place (there is one), and returns the place.
+    fn put(&mut self, job: J) -> usize {
         let place = match self.free.pop() {
             Some(place) => place,
             None => {
@@ -640,6 +595,37 @@ impl<J: Future<Output = ()> + Unpin> Here<J> {
             }
         };
         self.tasks[place] = Some(job);
+        place
+    }
+
+    /// Takes the tasks out of these places, in order, and frees the places.
+    fn take_out(&mut self, mut places: u64) -> Vec<J> {
+        let mut jobs = Vec::new();
+        while places != 0 {
+            let place = places.trailing_zeros() as usize;
+            places &= places - 1;
+            if let Some(job) = self.tasks[place].take() {
+                self.free.push(place);
+                jobs.push(job);
+            }
+        }
+        jobs
+    }
+}
+
+impl<J: Future<Output = ()> + Unpin> Hold<J> {
+    fn new() -> Self {
+        Hold {
+            places: Places::new(),
+            tasks: Vec::new(),
+            free: Vec::new(),
+            unreported: 0,
+        }
+    }
+
+    /// Puts a task in a free place, and polls it there.
+    fn start(&mut self, job: J) {
+        let place = self.put(job);
         self.poll(place);
     }
 
@@ -670,13 +656,12 @@ struct Looking {
     parked: bool,
     /// Counted in `searching`: started or woken, and has not looked yet. A runner starts searching.
     searching: bool,
-    /// Its last task waited: it makes a search as it takes the next one (invariant 5).
-    eager: bool,
     /// It looked once more instead of parking, and has taken no task since.
     lingered: bool,
     /// The worker threads of the runtime it runs on (invariant 8).
     threads: usize,
-    /// What its last task showed at its first poll (invariant 8).
+    /// Whether its latest poll has held its thread long, on a runtime with threads to spare
+    /// (invariant 8).
     last: LastJob,
 }
 
@@ -690,17 +675,12 @@ impl<J, H> Runner<J, H> {
                     limit,
                     parked: false,
                     searching: true,
-                    eager: false,
                     lingered: false,
                     threads,
                     last: LastJob::Unknown,
                 },
-                job: None,
-                owed: false,
-                waited: false,
                 ended: false,
-                clock: PollClock::default(),
-                here: None,
+                hold: None,
             },
         }
     }
@@ -712,7 +692,7 @@ impl<J: Future<Output = ()> + Unpin, H> Future for Runner<J, H> {
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
         let Runner { core, own } = self.get_mut();
         if own.looking.threads == 1 {
-            return own.run_here(core, cx);
+            return own.run(core, cx);
         }
         // Counted while it is polled, on a runtime with threads to spare (invariant 8).
         let _polled = core.polled.enter();
@@ -721,56 +701,80 @@ impl<J: Future<Output = ()> + Unpin, H> Future for Runner<J, H> {
 }
 
 impl<J: Future<Output = ()> + Unpin> RunnerState<J> {
-    /// Runs tasks until one waits, the queue is empty, or the budget is spent.
+    /// Runs tasks (invariant 9): first the tasks of its places that were woken, then the tasks
+    /// queued meanwhile, each polled as it is taken, until the queue is empty or it has polled
+    /// [`RUN_BUDGET`] tasks in this poll. With threads to spare, a poll that holds its thread long
+    /// hands the rest on (invariant 8).
     fn run<H>(&mut self, core: &Arc<Core<J, H>>, cx: &mut TaskContext<'_>) -> Poll<()> {
-        // Polled again: it waited since its last task, whose end no longer marks the next start.
-        self.clock.waited();
-        for _ in 0..RUN_BUDGET {
-            let mut finished = false;
-            if let Some(job) = &mut self.job {
-                // A first poll is timed with threads to hand on to, unless the last task waited:
-                // then the runner hands the tasks behind this one on as it takes the next anyway.
-                let first = !self.waited;
-                let timed = first && self.looking.threads > 1 && !self.looking.eager;
-                let start = timed.then(|| self.clock.start());
-                let pending = Pin::new(job).poll(cx).is_pending();
-                if first {
-                    self.looking.last = match start {
-                        Some(start) => self.clock.end(start, !pending),
-                        None => LastJob::Unknown,
-                    };
-                }
-                if pending {
-                    self.waited = true;
-                    self.pass_on_if_owed(core);
-                    return Poll::Pending;
-                }
-                // Dropped here, outside the lock (invariant 1).
-                self.job = None;
-                self.looking.eager = std::mem::take(&mut self.waited);
-                finished = true;
+        let hold = self.hold.get_or_insert_with(Hold::new);
+        let looking = &mut self.looking;
+        let limit = looking.limit;
+        let start = (looking.threads > 1).then(Stamp::now);
+        let mut budget = RUN_BUDGET;
+        let mut woken = hold.places.take(cx.waker());
+        while woken != 0 {
+            if budget == 0 {
+                hold.places.put_back(woken);
+                break;
             }
+            budget -= 1;
+            let place = woken.trailing_zeros() as usize;
+            woken &= woken - 1;
+            hold.poll(place);
+            let Some(start) = start else { continue };
+            looking.last = start.since();
+            if woken != 0 && looking.last == LastJob::Long && core.polled.now() < looking.threads {
+                // Its thread is taken and another is free: the tasks woken meanwhile go back to
+                // the queue, for a runner there, and this one steps aside (invariant 8).
+                let jobs = hold.take_out(woken);
+                let finished = std::mem::take(&mut hold.unreported);
+                let push = core.lock().give_back(jobs, finished, limit);
+                Core::make_search(core, push, limit);
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+        }
+        loop {
+            if budget == 0 {
+                // Out of budget: it yields, as a task that waits does, and looks again at its next
+                // poll; the tasks that ended meanwhile are reported now.
+                let finished = std::mem::take(&mut hold.unreported);
+                core.lock().runs.pending -= finished;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            // With one worker thread only (invariant 5).
             let spawn_waiting =
-                self.looking.threads == 1 && core.waiting_spawns.load(Ordering::Relaxed) > 0;
+                looking.threads == 1 && core.waiting_spawns.load(Ordering::Relaxed) > 0;
             let next = core.lock().next(
-                &mut self.looking,
-                finished,
+                looking,
+                hold.report(),
                 cx.waker(),
                 &core.polled,
                 spawn_waiting,
             );
             match next {
-                Next::Run(job, pass_on, owed, step_aside) => {
-                    Core::make_search(core, pass_on, self.looking.limit);
-                    self.job = Some(job);
-                    self.owed = owed;
+                Next::Run(job, push, step_aside) => {
+                    budget -= 1;
+                    Core::make_search(core, push, limit);
                     if step_aside {
                         // The runner just woken or started sits in this thread's next-task slot,
                         // which no other thread takes from: yielding puts this runner in the
-                        // thread's queue instead, where an idle thread takes it (invariant 8).
+                        // thread's queue instead, where an idle thread takes it (invariant 8). The
+                        // task is polled when it is back.
+                        let place = hold.put(job);
+                        hold.places.put_back(1 << place);
                         cx.waker().wake_by_ref();
                         return Poll::Pending;
                     }
+                    hold.start(job);
+                    if let Some(start) = start {
+                        looking.last = start.since();
+                    }
+                }
+                Next::Full(push) => {
+                    Core::make_search(core, push, limit);
+                    return Poll::Pending;
                 }
                 Next::Park => return Poll::Pending,
                 Next::Linger => {
@@ -784,98 +788,18 @@ impl<J: Future<Output = ()> + Unpin> RunnerState<J> {
                 }
             }
         }
-        // Out of budget, maybe with a task taken and not yet polled: the runner yields as a task
-        // that waits does, so it hands on the search it owes first.
-        self.pass_on_if_owed(core);
-        cx.waker().wake_by_ref();
-        Poll::Pending
-    }
-}
-
-impl<J: Future<Output = ()> + Unpin> RunnerState<J> {
-    /// Runs tasks on a runtime with one worker thread (invariant 9): first the tasks of its places
-    /// that were woken, then the tasks queued meanwhile, each polled as it is taken, until the queue
-    /// is empty or it has polled [`RUN_BUDGET`] tasks in this poll.
-    fn run_here<H>(&mut self, core: &Arc<Core<J, H>>, cx: &mut TaskContext<'_>) -> Poll<()> {
-        let here = self.here.get_or_insert_with(Here::new);
-        let mut budget = RUN_BUDGET;
-        let mut woken = here.places.take(cx.waker());
-        while woken != 0 {
-            if budget == 0 {
-                here.places.put_back(woken);
-                break;
-            }
-            budget -= 1;
-            let place = woken.trailing_zeros() as usize;
-            woken &= woken - 1;
-            here.poll(place);
-        }
-        loop {
-            if budget == 0 {
-                // Out of budget: it yields, as a task that waits does, and looks again at its next
-                // poll; the tasks that ended meanwhile are reported now.
-                let finished = std::mem::take(&mut here.unreported);
-                core.lock().runs.pending -= finished;
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            let spawn_waiting = core.waiting_spawns.load(Ordering::Relaxed) > 0;
-            let next = core.lock().next_here(
-                &mut self.looking,
-                std::mem::take(&mut here.unreported),
-                here.held(),
-                here.has_room(),
-                cx.waker(),
-                spawn_waiting,
-            );
-            match next {
-                NextHere::Run(job) => {
-                    budget -= 1;
-                    here.start(job);
-                }
-                NextHere::Full(push) => {
-                    Core::make_search(core, push, self.looking.limit);
-                    return Poll::Pending;
-                }
-                NextHere::Park => return Poll::Pending,
-                NextHere::Linger => {
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
-                NextHere::End(parked) => {
-                    self.ended = true;
-                    parked.into_iter().for_each(Waker::wake);
-                    return Poll::Ready(());
-                }
-            }
-        }
-    }
-}
-
-impl<J> RunnerState<J> {
-    /// Makes another runner search for the tasks queued behind this one's task, if it owes that
-    /// (invariant 5).
-    fn pass_on_if_owed<H>(&mut self, core: &Arc<Core<J, H>>) {
-        if std::mem::take(&mut self.owed) {
-            let limit = self.looking.limit;
-            let push = core.lock().pass_on(limit);
-            Core::make_search(core, push, limit);
-        }
     }
 }
 
 impl<J, H> Drop for Runner<J, H> {
     fn drop(&mut self) {
         let own = &mut self.own;
-        let job = own.job.take();
-        let here = own.here.take();
-        let held = here
+        let hold = own.hold.take();
+        let had_jobs = hold
             .as_ref()
-            .map_or(0, |here| here.held() + here.unreported);
-        let had_jobs = usize::from(job.is_some()) + held;
+            .map_or(0, |hold| hold.held() + hold.unreported);
         // Dropped outside the lock (invariant 1).
-        drop(job);
-        drop(here);
+        drop(hold);
         let mut state = self.core.lock();
         let orphans = match own.ended {
             false => state.runner_dropped(&own.looking, had_jobs),
@@ -1023,7 +947,7 @@ impl Drop for Executor {
 
 #[cfg(all(test, bounded_loom))]
 mod model {
-    use super::{Busy, Core, LastJob, Looking, Next, Runner, Slab, Slot};
+    use super::{Busy, Core, Holding, LastJob, Looking, Next, Runner, Slab, Slot};
     use bounded_sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use bounded_sync::{Arc, Mutex};
     use std::future::Future;
@@ -1135,6 +1059,15 @@ mod model {
         });
     }
 
+    /// A runner that holds no task and has room for one.
+    fn nothing_held() -> Holding {
+        Holding {
+            finished: 0,
+            held: 0,
+            with_room: true,
+        }
+    }
+
     /// `next` never hands a parked runner work before it was woken: a spurious poll stays parked.
     #[test]
     fn a_spurious_poll_of_a_parked_runner_stays_parked() {
@@ -1151,19 +1084,18 @@ mod model {
                 limit: 2,
                 parked: false,
                 searching: false,
-                eager: false,
                 lingered: false,
                 threads: 2,
                 last: LastJob::Unknown,
             };
             let polled = Busy::default();
             assert!(matches!(
-                state.next(&mut runner, false, &waker, &polled, false),
+                state.next(&mut runner, nothing_held(), &waker, &polled, false),
                 Next::Park
             ));
             assert!(runner.parked);
             assert!(matches!(
-                state.next(&mut runner, false, &waker, &polled, false),
+                state.next(&mut runner, nothing_held(), &waker, &polled, false),
                 Next::Park
             ));
             assert_eq!(state.runs.idle, [key], "parked once, not twice");

@@ -40,13 +40,11 @@ pub const MAX_LIMIT: usize = bounded_sync::slots::MAX_SLOTS;
 /// the task (with the `tracing` feature, the task gets a span of its own whose parent is the caller's),
 /// and a task that spawns tasks that spawn tasks never nests on the caller's stack.
 ///
-/// Tasks run on *runners*, tokio tasks that each run one group task at a time and then take the next
-/// (on a runtime with one worker thread, a runner holds up to 64 tasks while they wait, each woken on
-/// its own), so a busy group pays a queue hand-off per task instead of a spawn: at most `limit`
-/// runners with a limit, as many as needed for the tasks waiting at once without one. A task never
-/// waits behind a busy runner while a
-/// slot is free, and on a multi-thread runtime tasks that compute without awaiting still spread over
-/// the worker threads. Idle runners park (at most 64) and end once [`wait`](Group::wait) finds the
+/// Tasks run on *runners*, tokio tasks that take one task after another and hold up to 64 of them
+/// while they wait, each woken on its own, so a busy group pays a queue hand-off per task instead of a
+/// spawn: at most `limit` runners with a limit, as many as needed without one. A task never waits
+/// behind a busy runner while a slot is free, and on a multi-thread runtime tasks that compute without
+/// awaiting still spread over the worker threads. Idle runners park (at most 64) and end once [`wait`](Group::wait) finds the
 /// group idle or the group is dropped. Inside a task, `tokio::task::id()` names its runner. A spawn
 /// waiting for a slot is released with the context's cause when the group's context ends, through one
 /// watcher task per group that the first waiting spawn starts and that ends with the runners.

@@ -330,8 +330,8 @@ async fn stress_every_task_runs_once_within_the_limit() {
     stress_rounds().await;
 }
 
-/// The same on one worker thread, where a runner keeps the tasks that wait in places of its own;
-/// under small limits and one of 100.
+/// The same on one worker thread, where a runner looks once more for a waiting spawn's task before
+/// it parks; under small limits and one of 100.
 #[tokio::test(flavor = "current_thread")]
 async fn stress_every_task_runs_once_within_the_limit_on_one_thread() {
     stress_rounds().await;
@@ -453,6 +453,50 @@ async fn cpu_bound_tasks_after_quick_ones_still_spread() {
             gauge.max(),
             2,
             "limit {limit:?}: 16 tasks of 2 ms each never ran on both threads at once"
+        );
+    }
+}
+
+/// A runner holds the tasks it took while they wait. When they are woken together and each then
+/// computes, the first to hold the thread long makes the runner give the others back, so that they
+/// run on the other thread as tokio tasks of their own would, instead of one after another on the
+/// runner's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_tasks_one_runner_holds_that_then_compute_spread_over_both_threads() {
+    for limit in [Some(8), None] {
+        let mut group = Group::<String>::new();
+        group.set_limit(limit).unwrap();
+        let gauge = Gauge::default();
+        let (go, gate) = tokio::sync::watch::channel(false);
+        let (waiting, mut waits) = tokio::sync::mpsc::unbounded_channel();
+        let mut runners = HashSet::new();
+        for _ in 0..8 {
+            let (gauge, mut gate, waiting) = (gauge.clone(), gate.clone(), waiting.clone());
+            group
+                .spawn(move |_ctx| async move {
+                    waiting.send(tokio::task::id()).unwrap();
+                    gate.wait_for(|&go| go).await.unwrap();
+                    let _running = gauge.enter();
+                    burn(Duration::from_millis(2));
+                    Ok(())
+                })
+                .await
+                .unwrap();
+            runners.insert(waits.recv().await.unwrap());
+            // Its runner parks again before the next task is spawned, and takes that one too.
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(
+            runners.len(),
+            1,
+            "limit {limit:?}: the eight waiting tasks are held by one runner"
+        );
+        go.send(true).unwrap();
+        group.wait().await.unwrap();
+        assert_eq!(
+            gauge.max(),
+            2,
+            "limit {limit:?}: eight tasks of 2 ms each, woken together, never ran on both threads at once"
         );
     }
 }

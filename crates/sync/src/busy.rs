@@ -52,10 +52,19 @@ enum Reading {
 }
 
 impl Stamp {
-    fn now() -> Self {
+    /// Now: the CPU's counter once it is calibrated, the system clock until then.
+    pub fn now() -> Self {
         match crate::clock::counter_if_ready() {
             Some(counter) => Stamp(Reading::Counter(counter, counter.raw())),
             None => Stamp(Reading::System(Instant::now())),
+        }
+    }
+
+    /// What the time since `self` shows: [`LastJob::Long`] once [`LONG_POLL`] has passed.
+    pub fn since(self) -> LastJob {
+        match self.later(LONG_POLL).1 {
+            true => LastJob::Long,
+            false => LastJob::Quick,
         }
     }
 
