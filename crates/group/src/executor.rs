@@ -400,7 +400,10 @@ impl<J, H> State<J, H> {
             let left = !runs.queue.is_empty();
             // A task that computes holds its runner's thread, and the tasks behind it must not wait
             // for it while a thread is free (invariant 8).
-            if left && polled.hand_on_now(runner.threads, runner.last, was_searching) {
+            if left
+                && runner.threads > 1
+                && polled.hand_on_now(runner.threads, runner.last, was_searching)
+            {
                 let push = self.search(runner.limit);
                 let step_aside = !matches!(push, Push::Nothing);
                 return Next::Run(job, push, step_aside);
@@ -519,6 +522,7 @@ impl<J, H> Core<J, H> {
     }
 
     /// Carries out a `Push` outside the lock, for a group limited to `limit`.
+    #[inline]
     fn make_search(core: &Arc<Self>, push: Push, limit: usize) {
         match push {
             Push::Wake(waker) => waker.wake(),
