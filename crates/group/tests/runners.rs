@@ -385,6 +385,61 @@ async fn stress_rounds() {
     live::settle(Duration::from_secs(5)).await.unwrap();
 }
 
+/// Many runs on the multi-thread runtime of tasks that compute for 0 to 18 µs between their waits,
+/// which makes runners hand queued tasks on and give the tasks they hold back to the queue, and that
+/// each wait for the one spawned before it, so that most wakes come from another runner: each task
+/// runs exactly once, never more than the limit at once, and nothing is left alive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stress_tasks_that_compute_between_waits_run_once_within_the_limit() {
+    const TASKS: usize = 48;
+    for round in 0..60usize {
+        let limit = [Some(2), Some(8), None][round % 3];
+        let mut group = Group::<String>::new();
+        group.set_limit(limit).unwrap();
+        let gauge = Gauge::default();
+        let ran = Arc::new(Mutex::new(Vec::new()));
+        let mut previous: Option<oneshot::Receiver<()>> = None;
+        for i in 0..TASKS {
+            let (done, next) = oneshot::channel::<()>();
+            let wait_for = previous.replace(next);
+            let (gauge, ran) = (gauge.clone(), ran.clone());
+            group
+                .spawn(move |_ctx| async move {
+                    let _running = gauge.enter();
+                    let micros = |step: usize| ((i * 7 + step * 13 + round) % 4) as u64 * 6;
+                    burn(Duration::from_micros(micros(0)));
+                    tokio::task::yield_now().await;
+                    burn(Duration::from_micros(micros(1)));
+                    if let Some(wait_for) = wait_for {
+                        // The task before it ended (or was dropped with its sender).
+                        let _ = wait_for.await;
+                    }
+                    burn(Duration::from_micros(micros(2)));
+                    ran.lock().unwrap().push(i);
+                    let _ = done.send(());
+                    Ok(())
+                })
+                .await
+                .unwrap();
+        }
+        tokio::time::timeout(Duration::from_secs(20), group.wait())
+            .await
+            .unwrap_or_else(|_| panic!("round {round}: a task never ran"))
+            .unwrap();
+        let mut ran = ran.lock().unwrap().clone();
+        ran.sort_unstable();
+        assert_eq!(ran, (0..TASKS).collect::<Vec<_>>(), "round {round}");
+        if let Some(limit) = limit {
+            assert!(
+                gauge.max() <= limit,
+                "round {round}: {} tasks ran at once under a limit of {limit}",
+                gauge.max()
+            );
+        }
+    }
+    live::settle(Duration::from_secs(5)).await.unwrap();
+}
+
 /// Tasks that burn CPU without awaiting run on both worker threads at once, as tokio tasks of their
 /// own do: a runner busy with one never holds back the tasks queued behind it, with a limit or
 /// without. Tokio itself does not promise this (now and then it leaves a task in the queue of a
