@@ -1031,6 +1031,23 @@ mod model {
         });
     }
 
+    /// Three tasks, each pending once, under a limit of two: in the model every poll holds its thread
+    /// long, so a runner that takes a task with others queued hands them on (and steps aside), and one
+    /// that polled a task while others it holds were woken gives those back (invariant 8). Each task
+    /// still runs exactly once, and every runner ends after the drain.
+    #[test]
+    fn tasks_handed_on_or_given_back_each_run_once() {
+        loom::model(|| {
+            let (core, threads) = core();
+            let ran = Arc::new(AtomicUsize::new(0));
+            for _ in 0..3 {
+                submit(&core, job(ran.clone(), true), 2);
+            }
+            drain_and_settle(&core, &threads);
+            assert_eq!(ran.load(Ordering::Relaxed), 3, "each task ran once");
+        });
+    }
+
     /// Under a limit of two, the first task waits until the second has run: the second must get a
     /// runner of its own even when it was pushed while the first runner was searching (the search is
     /// passed on, invariant 5). Loom reports a deadlock if it does not.
