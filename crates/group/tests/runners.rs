@@ -664,16 +664,42 @@ async fn on_one_thread_more_waiting_tasks_than_a_runner_holds_all_run_at_once() 
     live::settle(Duration::from_secs(5)).await.unwrap();
 }
 
-/// On one worker thread, tasks woken from another OS thread, in any order, all run: each task's
-/// wake reaches its runner, whether the runner is being polled, parked, or holding other tasks.
+/// Tasks woken from another OS thread, in any order, all run: each task's wake reaches its runner,
+/// whether the runner is being polled, parked, or holding other tasks; on current_thread, and on
+/// multi-thread runtimes of one and two workers.
 #[test]
-fn on_one_thread_tasks_woken_from_another_thread_all_run() {
+fn tasks_woken_from_another_thread_all_run() {
+    let runtimes: [fn() -> tokio::runtime::Runtime; 3] = [
+        || {
+            tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap()
+        },
+        || {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .build()
+                .unwrap()
+        },
+        || {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .build()
+                .unwrap()
+        },
+    ];
+    for (flavour, runtime) in runtimes.into_iter().enumerate() {
+        tasks_woken_from_another_thread_all_run_on(flavour, runtime);
+    }
+}
+
+fn tasks_woken_from_another_thread_all_run_on(
+    flavour: usize,
+    runtime: fn() -> tokio::runtime::Runtime,
+) {
     let (done_tx, done_rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
+        let rt = runtime();
         for round in 0..20 {
             rt.block_on(async {
                 let mut group = Group::<String>::new();
@@ -710,7 +736,9 @@ fn on_one_thread_tasks_woken_from_another_thread_all_run() {
     });
     done_rx
         .recv_timeout(Duration::from_secs(60))
-        .expect("a task woken from another thread never ran");
+        .unwrap_or_else(|_| {
+            panic!("runtime {flavour}: a task woken from another thread never ran")
+        });
 }
 
 /// A task's waker outlives the task: waking it after the task ended, and after another task took
