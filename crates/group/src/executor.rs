@@ -313,9 +313,8 @@ impl<J, H> State<J, H> {
     }
 
     /// What every look at the queue starts with: `finished` tasks of the runner's come off
-    /// `pending`; a parked runner that nobody woke stays parked (the poll is spurious, or, with one
-    /// worker thread, for its own tasks); a woken one stops counting as searching; and a runner of a
-    /// dropped executor ends.
+    /// `pending`; a parked runner that nobody woke stays parked (the poll is spurious, or for its own
+    /// tasks); a woken one stops counting as searching; and a runner of a dropped executor ends.
     fn arrive(&mut self, runner: &mut Looking, finished: usize, waker: &Waker) -> Arrived {
         let runs = &mut self.runs;
         runs.pending -= finished;
@@ -400,10 +399,7 @@ impl<J, H> State<J, H> {
             let left = !runs.queue.is_empty();
             // A task that computes holds its runner's thread, and the tasks behind it must not wait
             // for it while a thread is free (invariant 8).
-            if left
-                && runner.threads > 1
-                && polled.hand_on_now(runner.threads, runner.last, was_searching)
-            {
+            if left && polled.hand_on_now(runner.threads, runner.last, was_searching) {
                 let push = self.search(runner.limit);
                 let step_aside = !matches!(push, Push::Nothing);
                 return Next::Run(job, push, step_aside);

@@ -608,19 +608,7 @@ async fn on_one_thread_tasks_that_wait_share_one_runner() {
         group.set_limit(limit).unwrap();
         let ids = Arc::new(Mutex::new(HashSet::new()));
         for _round in 0..3 {
-            let barrier = Arc::new(tokio::sync::Barrier::new(tasks));
-            for _ in 0..tasks {
-                let (barrier, ids) = (barrier.clone(), ids.clone());
-                group
-                    .spawn(move |_ctx| async move {
-                        ids.lock().unwrap().insert(tokio::task::id());
-                        barrier.wait().await;
-                        ids.lock().unwrap().insert(tokio::task::id());
-                        Ok(())
-                    })
-                    .await
-                    .unwrap();
-            }
+            spawn_on_a_barrier(&group, tasks, &ids).await;
         }
         tokio::time::timeout(Duration::from_secs(10), group.wait())
             .await
@@ -634,24 +622,35 @@ async fn on_one_thread_tasks_that_wait_share_one_runner() {
     }
 }
 
-/// A runner holds at most 64 waiting tasks: on one worker thread, 300 tasks that can only end
-/// together still all run at once, the ones past each runner's 64 handed to another runner.
-#[tokio::test(flavor = "current_thread")]
-async fn on_one_thread_more_waiting_tasks_than_a_runner_holds_all_run_at_once() {
-    let group = Group::<String>::new();
-    let barrier = Arc::new(tokio::sync::Barrier::new(300));
-    let ids = Arc::new(Mutex::new(HashSet::new()));
-    for _ in 0..300 {
+/// Spawns `tasks` tasks that can only end together, on one barrier; each records in `ids` the tokio
+/// task it runs on, before and after it waits.
+async fn spawn_on_a_barrier(
+    group: &Group<String>,
+    tasks: usize,
+    ids: &Arc<Mutex<HashSet<tokio::task::Id>>>,
+) {
+    let barrier = Arc::new(tokio::sync::Barrier::new(tasks));
+    for _ in 0..tasks {
         let (barrier, ids) = (barrier.clone(), ids.clone());
         group
             .spawn(move |_ctx| async move {
                 ids.lock().unwrap().insert(tokio::task::id());
                 barrier.wait().await;
+                ids.lock().unwrap().insert(tokio::task::id());
                 Ok(())
             })
             .await
             .unwrap();
     }
+}
+
+/// A runner holds at most 64 waiting tasks: on one worker thread, 300 tasks that can only end
+/// together still all run at once, the ones past each runner's 64 handed to another runner.
+#[tokio::test(flavor = "current_thread")]
+async fn on_one_thread_more_waiting_tasks_than_a_runner_holds_all_run_at_once() {
+    let group = Group::<String>::new();
+    let ids = Arc::new(Mutex::new(HashSet::new()));
+    spawn_on_a_barrier(&group, 300, &ids).await;
     tokio::time::timeout(Duration::from_secs(10), group.wait())
         .await
         .expect("the 300 tasks never all ran at once")

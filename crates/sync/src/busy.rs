@@ -156,6 +156,7 @@ impl Busy {
     }
 
     /// The polls in progress, including the caller's own if it holds a guard.
+    #[inline]
     pub fn now(&self) -> usize {
         self.polled.load(Ordering::SeqCst)
     }
@@ -164,6 +165,7 @@ impl Busy {
     /// leaves others queued wakes another worker for them at once. Only while a thread is free (fewer
     /// polls in progress than threads), and only when the job may compute: its last job's first poll
     /// was long, or the worker was just woken (`searching`) with no quick job just before.
+    #[inline]
     pub fn hand_on_now(&self, threads: usize, last: LastJob, searching: bool) -> bool {
         let may_compute = match last {
             LastJob::Long => true,
