@@ -8,13 +8,11 @@
 use std::sync::Arc;
 use std::task::Waker;
 
-use bounded_sync::MutexGuard;
-
-use crate::state::{Shared, State};
+use crate::state::{Locked, Shared, State};
 
 /// Makes sure a driver runs for the queue: claims its place under the state's lock, then releases the
 /// lock before spawning one if it was free (no lock is held across `tokio::spawn`; see bounded-sync).
-pub(crate) fn ensure(shared: &Arc<Shared>, mut state: MutexGuard<'_, State>) {
+pub(crate) fn ensure(shared: &Arc<Shared>, mut state: Locked<'_>) {
     let start = claim(&mut state);
     drop(state);
     if start {

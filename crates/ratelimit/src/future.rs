@@ -8,7 +8,7 @@ use bounded_cancel::{Cancelled, Context};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
-use crate::state::{Left, Outcome};
+use crate::state::{Left, Outcome, Taken};
 use crate::{AcquireError, InsufficientCapacity, Limiter, driver};
 
 /// Why a wait ended without a grant, before the caller's context is considered.
@@ -75,6 +75,37 @@ impl<'a> Waiting<'a> {
             "a rate limit wait was polled after it completed"
         );
         let shared = &self.limiter.shared;
+        if self.seq.is_none() && self.n > 0 {
+            // Decided without the lock when the lock-free way is open; only a wait takes the lock.
+            let deadline = deadline.map(|d| shared.clock.nanos(d));
+            let refused = match shared.take_fast(self.n, || shared.clock.now()) {
+                Taken::Granted(_) => {
+                    shared.granted(self.n);
+                    return self.finish(Ok(()));
+                }
+                Taken::Capacity(err) => Refusal::Capacity(err),
+                Taken::NotBefore { at, now } if deadline.is_some_and(|d| at >= d) => {
+                    Refusal::TooSoon {
+                        wait: Duration::from_nanos(at - now),
+                        remaining: Duration::from_nanos(deadline.unwrap_or(0).saturating_sub(now)),
+                    }
+                }
+                Taken::NotBefore { .. } | Taken::Closed => return self.poll_locked(cx, deadline),
+            };
+            shared.rejected();
+            return self.finish(Err(refused));
+        }
+        self.poll_locked(cx, deadline.map(|d| shared.clock.nanos(d)))
+    }
+
+    /// `poll` under the lock: a first poll the lock-free way could not decide, and every later one.
+    /// `deadline` is on the limiter's time line.
+    fn poll_locked(
+        &mut self,
+        cx: &mut TaskContext<'_>,
+        deadline: Option<u64>,
+    ) -> Poll<Result<(), Refusal>> {
+        let shared = &self.limiter.shared;
         let mut state = shared.lock();
         let result = match self.seq {
             None => {
@@ -87,12 +118,13 @@ impl<'a> Waiting<'a> {
                     let now = shared.clock.now();
                     match state.try_take(now, self.n) {
                         Ok(()) => Ok(()),
-                        Err(at) if deadline.is_some_and(|d| at >= shared.clock.nanos(d)) => {
-                            let deadline = deadline.map_or(0, |d| shared.clock.nanos(d));
+                        Err(at) if deadline.is_some_and(|d| at >= d) => {
                             state.rejected += 1;
                             Err(Refusal::TooSoon {
                                 wait: Duration::from_nanos(at - now),
-                                remaining: Duration::from_nanos(deadline.saturating_sub(now)),
+                                remaining: Duration::from_nanos(
+                                    deadline.unwrap_or(0).saturating_sub(now),
+                                ),
                             })
                         }
                         Err(_) => {

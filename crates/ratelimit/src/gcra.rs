@@ -5,6 +5,8 @@
 //! would be full again if nothing more were granted. A request for `n` units conforms at `now` when
 //! `tat + (n - 1) * t - tau <= now`, where `t` is the time one unit costs and `tau = (burst - 1) * t`.
 
+use bounded_sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
 use crate::{InsufficientCapacity, QuotaError, quota::Quota};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -146,6 +148,41 @@ impl Gcra {
         let bucket = u128::from(to.t) * u128::from(to.burst);
         // The bucket fits in u64 (checked in `new`), so the minimum does too.
         now.saturating_add(scaled.min(bucket) as u64)
+    }
+}
+
+/// A [`Gcra`] that takes without the limiter's lock read: written only while that way is closed
+/// (see `state`, invariant 6), read after the word that opened it.
+pub(crate) struct SharedGcra {
+    t: AtomicU64,
+    tau: AtomicU64,
+    burst: AtomicU32,
+}
+
+impl SharedGcra {
+    pub(crate) fn new(gcra: Gcra) -> Self {
+        SharedGcra {
+            t: AtomicU64::new(gcra.t),
+            tau: AtomicU64::new(gcra.tau),
+            burst: AtomicU32::new(gcra.burst),
+        }
+    }
+
+    /// Acquire loads: a reader that sees a value stored after a close of the lock-free way also sees
+    /// that close, so its compare-and-swap on the closed word fails.
+    #[inline]
+    pub(crate) fn load(&self) -> Gcra {
+        Gcra {
+            t: self.t.load(Ordering::Acquire),
+            tau: self.tau.load(Ordering::Acquire),
+            burst: self.burst.load(Ordering::Acquire),
+        }
+    }
+
+    pub(crate) fn store(&self, gcra: Gcra) {
+        self.t.store(gcra.t, Ordering::Release);
+        self.tau.store(gcra.tau, Ordering::Release);
+        self.burst.store(gcra.burst, Ordering::Release);
     }
 }
 

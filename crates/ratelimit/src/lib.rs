@@ -53,7 +53,7 @@
 //! Use a [`Limiter`] when a downstream allows so many calls per unit of time, whatever their
 //! concurrency. To bound how many run *at once*, use a semaphore, a `bounded_group::Group` limit or a
 //! `bounded_pool::Pool`; the two combine. Use governor directly for a check that never waits and needs
-//! no counts, no queue and no paused clock in tests (`try_acquire` costs about the same).
+//! no counts, no queue and no paused clock in tests (`try_acquire` costs the same).
 //!
 //! # Comparison with governor and tower
 //!
@@ -70,6 +70,20 @@
 //! jumps the queue: while anyone waits it returns [`RetryAfter`] behind them. The driver ends when
 //! the queue empties and is tracked by `bounded_cancel::live`.
 //!
+//! # Without the lock
+//!
+//! While nobody is queued, [`Limiter::try_acquire`] and the first poll of an `acquire` or a
+//! `reserve` decide without the limiter's lock: one read of the clock and one compare-and-swap of
+//! the GCRA's one number, as governor's `check` does. Anything else (a wait, a rate change, a
+//! reservation given back) takes the lock, which closes that way until it is released, so a grant
+//! without the lock never passes a queued waiter and never uses a quota that [`Limiter::set_rate`]
+//! has replaced: once `set_rate` returns, every caller is held to the new quota. (After a change
+//! that leaves the bucket fuller than it was at its emptiest under the old quota, calls take the
+//! lock until grants empty it past that point: the price of that promise.) Grants and refusals decided
+//! without the lock are counted in [`Limiter::metrics`] like the others, each thread in counters of
+//! its own (4 KiB per limiter, allocated at its first such grant; past 32 threads counting at once,
+//! the others share one atomic counter), so that counting adds no second atomic instruction.
+//!
 //! # Cancel safety
 //!
 //! Every wait can be dropped at any point: a waiter leaves the queue, a unit granted to it but not yet
@@ -83,10 +97,9 @@
 //!
 //! - inside a runtime whose clock runs, the CPU's counter (the TSC, through `quanta`, the clock
 //!   governor reads): a few nanoseconds a read, several times less than the system's monotonic clock
-//!   behind `tokio::time::Instant`, so `try_acquire` costs within a few nanoseconds of governor's
-//!   `check` (which counts nothing, and takes one atomic operation where this takes a lock). Instants
-//!   that leave the limiter (a reservation's, a wait's end) are converted to tokio's clock by their
-//!   distance from now.
+//!   behind `tokio::time::Instant`, so `try_acquire` costs what governor's `check` costs (see
+//!   [Without the lock](#without-the-lock)). Instants that leave the limiter (a reservation's, a
+//!   wait's end) are converted to tokio's clock by their distance from now.
 //! - on a paused clock (`#[tokio::test(start_paused = true)]`, `tokio::time::pause()`) and outside
 //!   any runtime, `tokio::time::Instant`, so tests on a paused clock run a minute of limiting in
 //!   microseconds and `advance` moves the bucket exactly as it moves timers.

@@ -5,7 +5,7 @@ use std::time::Duration;
 use bounded_cancel::Context;
 
 use crate::gcra::Gcra;
-use crate::state::Shared;
+use crate::state::{Shared, Taken};
 use crate::{
     Acquire, AcquireN, AcquireOwned, AcquireWith, InsufficientCapacity, Metrics, Quota, QuotaError,
     Reservation, RetryAfter, TryAcquireError,
@@ -243,6 +243,7 @@ impl Limiter {
     /// assert_eq!(limiter.try_acquire().unwrap_err().wait(), std::time::Duration::from_millis(500));
     /// # }
     /// ```
+    #[inline]
     pub fn try_acquire(&self) -> Result<(), RetryAfter> {
         match self.try_acquire_n(1) {
             Ok(()) => Ok(()),
@@ -270,6 +271,7 @@ impl Limiter {
     /// assert!(limiter.try_acquire_n(11).unwrap_err().retry_after().is_none());
     /// # }
     /// ```
+    #[inline]
     pub fn try_acquire_n(&self, n: u32) -> Result<(), TryAcquireError> {
         if n == 0 {
             return Ok(());
@@ -279,7 +281,38 @@ impl Limiter {
 
     /// Takes `n` units now if they conform and nobody is queued, counting the grant or the refusal:
     /// `Ok` with the limiter's `tat` right after the grant (what a [`Reservation`] gives back against).
+    #[inline]
     pub(crate) fn take_now(&self, n: u32) -> Result<u64, TryAcquireError> {
+        let shared = &*self.shared;
+        let taken = match shared.take_fast(n, || shared.clock.now()) {
+            Taken::Granted(tat) => {
+                shared.granted(n);
+                Ok(tat)
+            }
+            Taken::NotBefore { at, now } => {
+                shared.rejected();
+                Err(RetryAfter {
+                    wait: Duration::from_nanos(at - now),
+                }
+                .into())
+            }
+            Taken::Capacity(err) => {
+                shared.rejected();
+                Err(err.into())
+            }
+            Taken::Closed => self.take_locked(n),
+        };
+        #[cfg(feature = "metrics")]
+        match taken {
+            Ok(_) => shared.export.granted(n),
+            Err(_) => shared.export.rejected(),
+        }
+        taken
+    }
+
+    /// `take_now` under the lock, while the lock-free way is closed; counts what it decides.
+    #[inline(never)]
+    fn take_locked(&self, n: u32) -> Result<u64, TryAcquireError> {
         let mut state = self.shared.lock();
         let taken = match state.gcra.fits(n) {
             Err(err) => Err(err.into()),
@@ -295,12 +328,6 @@ impl Limiter {
         };
         if taken.is_err() {
             state.rejected += 1;
-        }
-        drop(state);
-        #[cfg(feature = "metrics")]
-        match taken {
-            Ok(_) => self.shared.export.granted(n),
-            Err(_) => self.shared.export.rejected(),
         }
         taken
     }
@@ -368,7 +395,8 @@ impl Limiter {
         }
     }
 
-    /// Reserves `n` units now, granted together in their turn: x/time/rate's `ReserveN`.
+    /// Reserves `n` units now, granted together in their turn: x/time/rate's `ReserveN`. A
+    /// reservation of 0 units is granted at once and takes nothing.
     ///
     /// # Errors
     ///
@@ -437,8 +465,7 @@ impl Limiter {
     /// # }
     /// ```
     pub fn tokens(&self) -> u32 {
-        let state = self.shared.lock();
-        state.tokens(self.shared.clock.now())
+        self.shared.tokens()
     }
 
     /// Names the limiter: the `limiter` label of its metrics (cargo feature `metrics`; `"limiter"` when
@@ -469,7 +496,7 @@ impl Limiter {
     /// assert_eq!(limiter.quota(), Quota::per_minute(60));
     /// ```
     pub fn quota(&self) -> Quota {
-        self.shared.lock().quota
+        self.shared.quota()
     }
 
     /// A snapshot of the counters.
@@ -488,16 +515,15 @@ impl Limiter {
     /// # }
     /// ```
     pub fn metrics(&self) -> Metrics {
-        self.shared.lock().metrics()
+        self.shared.metrics()
     }
 }
 
 impl fmt::Debug for Limiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let state = self.shared.lock();
         f.debug_struct("Limiter")
-            .field("quota", &state.quota)
-            .field("metrics", &state.metrics())
+            .field("quota", &self.shared.quota())
+            .field("metrics", &self.shared.metrics())
             .finish()
     }
 }

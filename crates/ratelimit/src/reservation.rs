@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
 
-use crate::state::{Left, Outcome};
+use crate::state::{Left, Outcome, Taken};
 use crate::{InsufficientCapacity, Limiter, TryAcquireError, driver};
 
 /// Units reserved from a [`Limiter`]: x/time/rate's `Reservation`.
@@ -61,6 +61,34 @@ enum Held {
 impl Reservation {
     pub(crate) fn new(limiter: &Limiter, n: u32) -> Result<Self, InsufficientCapacity> {
         let shared = &limiter.shared;
+        if n == 0 {
+            // Nothing to take: granted at once, and giving it back returns nothing.
+            return Ok(Reservation {
+                limiter: limiter.clone(),
+                n,
+                held: Held::Granted { tat: 0 },
+            });
+        }
+        let held = match shared.take_fast(n, || shared.clock.now()) {
+            Taken::Granted(tat) => {
+                shared.granted(n);
+                Some(Held::Granted { tat })
+            }
+            Taken::Capacity(err) => {
+                shared.rejected();
+                return Err(err);
+            }
+            Taken::NotBefore { .. } | Taken::Closed => None,
+        };
+        if let Some(held) = held {
+            #[cfg(feature = "metrics")]
+            shared.export.granted(n);
+            return Ok(Reservation {
+                limiter: limiter.clone(),
+                n,
+                held,
+            });
+        }
         let mut state = shared.lock();
         if let Err(err) = state.gcra.fits(n) {
             state.rejected += 1;
@@ -217,7 +245,7 @@ impl Reservation {
             return match self.held {
                 Held::Gone => Poll::Ready(Err(InsufficientCapacity {
                     requested: self.n,
-                    burst: self.limiter.shared.lock().gcra.burst(),
+                    burst: self.limiter.shared.burst(),
                 })),
                 _ => Poll::Ready(Ok(())),
             };

@@ -2,8 +2,9 @@
 //!
 //! # Invariants
 //!
-//! Everything here is read and written under one lock (no atomics: the orderings are the lock's), and
-//! no waker is woken and no task spawned while it is held (bounded-sync's rule).
+//! Everything here is read and written under one lock, except the way in for a grant or refusal
+//! decided at once (`Fast`, invariant 6), and no waker is woken and no task spawned while the lock
+//! is held (bounded-sync's rule).
 //!
 //! 1. Waiters are granted in sequence order; `cursor` is one past the last decided waiter, and a waiter
 //!    at or past it is undecided. `try_take` grants nothing while any waiter is undecided.
@@ -17,18 +18,36 @@
 //!    the waiter's own `tat` must still be the limiter's.
 //! 5. A grant is counted from the instant its waiter conformed, at most one timer tick before `now`,
 //!    so every rate a quota accepts is delivered and a late driver never releases a burst.
+//! 6. The lock-free way (`Fast`) is governor's: one compare-and-swap of `tat`. Its word holds `tat`
+//!    while the way is open and `CLOSED` otherwise, and only a holder of the lock opens or closes it:
+//!    [`Shared::lock`] closes it (taking the word's `tat` into `State::tat`, so that everything under
+//!    the lock sees every grant made without it), and the guard's drop opens it again when nobody is
+//!    queued (so invariant 1 holds for grants without the lock too). The quota's arithmetic the way
+//!    reads (`SharedGcra`) is written only while it is closed. A taker that read the word, then the
+//!    arithmetic, may hold arithmetic newer than its word; its swap must then fail, and does: a
+//!    reopening under changed arithmetic publishes a `tat` above every value the word ever held
+//!    (`published`), and while open the word only grows, so no word it read comes back. Under
+//!    unchanged arithmetic a word may come back (after a refund), and a swap from it grants what the
+//!    same arithmetic grants at the taker's reading of the clock, as governor's does.
 
 use std::collections::BTreeMap;
+use std::ops::{Deref, DerefMut};
 use std::task::Waker;
 use std::time::Duration;
 
+use bounded_sync::atomic::{AtomicU64, Ordering};
+use bounded_sync::tally::Tally;
 use bounded_sync::{Mutex, MutexGuard};
 
 use crate::clock::Clock;
 use tokio::sync::Notify;
 
-use crate::gcra::Gcra;
+use crate::gcra::{Gcra, SharedGcra};
 use crate::{InsufficientCapacity, Metrics, Quota};
+
+/// `Fast::word` while the lock-free way is closed (invariant 6). No `tat` reaches it: every sum in
+/// `gcra` stays far below.
+const CLOSED: u64 = u64::MAX;
 
 /// The resolution of tokio's timer, in nanoseconds: how late a driver's wake-up can be in the normal
 /// course of things.
@@ -36,6 +55,8 @@ const TICK: u64 = 1_000_000;
 
 pub(crate) struct Shared {
     pub(crate) clock: Clock,
+    /// Grants and refusals decided without the lock (invariant 6).
+    fast: Fast,
     state: Mutex<State>,
     /// Wakes the driver when the head of the queue or the quota changed under it.
     pub(crate) driver_wake: Notify,
@@ -47,10 +68,17 @@ impl Shared {
     pub(crate) fn new(quota: Quota, gcra: Gcra) -> Self {
         Shared {
             clock: Clock::start(),
+            fast: Fast {
+                word: AtomicU64::new(gcra.initial_tat()),
+                gcra: SharedGcra::new(gcra),
+                counts: Tally::default(),
+            },
             state: Mutex::new(State {
                 quota,
                 gcra,
                 tat: gcra.initial_tat(),
+                published: gcra.initial_tat(),
+                open_gcra: gcra,
                 waiters: BTreeMap::new(),
                 next_seq: 0,
                 cursor: 0,
@@ -68,8 +96,163 @@ impl Shared {
         }
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+    /// The state, with the lock-free way closed until the guard is dropped (invariant 6).
+    pub(crate) fn lock(&self) -> Locked<'_> {
+        let mut state = self.state.lock();
+        // Only a holder of the lock closes the word, so it cannot close between these two.
+        if self.fast.word.load(Ordering::Relaxed) != CLOSED {
+            let tat = self.fast.word.swap(CLOSED, Ordering::Acquire);
+            state.published = state.published.max(tat);
+            state.tat = tat;
+        }
+        Locked {
+            state,
+            fast: &self.fast,
+        }
+    }
+
+    /// The state without closing the lock-free way: for what does not read `tat`.
+    fn peek(&self) -> MutexGuard<'_, State> {
         self.state.lock()
+    }
+
+    /// Takes `n` units now, or says when they would conform, without the lock, when the way is open
+    /// (invariant 6); `now` reads the time line, only then. Counts nothing: a grant or refusal
+    /// that stands is counted by [`granted`](Shared::granted) or [`rejected`](Shared::rejected).
+    #[inline]
+    pub(crate) fn take_fast(&self, n: u32, now: impl FnOnce() -> u64) -> Taken {
+        let mut tat = self.fast.word.load(Ordering::Acquire);
+        if tat == CLOSED {
+            return Taken::Closed;
+        }
+        let now = now();
+        loop {
+            let gcra = self.fast.gcra.load();
+            if let Err(err) = gcra.fits(n) {
+                return Taken::Capacity(err);
+            }
+            let next = match gcra.test(tat, now, n) {
+                Ok(next) if next != CLOSED => next,
+                Ok(_) => return Taken::Closed,
+                Err(at) => return Taken::NotBefore { at, now },
+            };
+            match (self.fast.word).compare_exchange_weak(
+                tat,
+                next,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Taken::Granted(next),
+                Err(CLOSED) => return Taken::Closed,
+                Err(current) => tat = current,
+            }
+        }
+    }
+
+    /// Counts `n` units granted by [`take_fast`](Shared::take_fast).
+    #[inline]
+    pub(crate) fn granted(&self, n: u32) {
+        self.fast.counts.add(GRANTED, u64::from(n));
+    }
+
+    /// Counts a refusal decided by [`take_fast`](Shared::take_fast).
+    pub(crate) fn rejected(&self) {
+        self.fast.counts.add(REJECTED, 1);
+    }
+
+    /// Units a `try_acquire_n` could take now (none while anyone is queued), without closing the way.
+    pub(crate) fn tokens(&self) -> u32 {
+        let state = self.peek();
+        // Under the lock the word neither opens nor closes; while open, nobody is queued.
+        let tat = self.fast.word.load(Ordering::Acquire);
+        let now = self.clock.now();
+        if tat == CLOSED {
+            state.tokens(now)
+        } else {
+            state.gcra.available(tat, now)
+        }
+    }
+
+    pub(crate) fn quota(&self) -> Quota {
+        self.peek().quota
+    }
+
+    pub(crate) fn burst(&self) -> u32 {
+        self.peek().gcra.burst()
+    }
+
+    pub(crate) fn metrics(&self) -> Metrics {
+        let mut metrics = self.peek().metrics();
+        metrics.granted = (metrics.granted).wrapping_add(self.fast.counts.sum(GRANTED));
+        metrics.rejected += self.fast.counts.sum(REJECTED);
+        metrics
+    }
+}
+
+/// The lock-free way in (invariant 6).
+struct Fast {
+    /// `tat` while the way is open, `CLOSED` while it is not.
+    word: AtomicU64,
+    /// The quota's arithmetic, as of the last opening.
+    gcra: SharedGcra,
+    /// Units granted through the way (`GRANTED`) and refusals decided on it (`REJECTED`);
+    /// `State::granted` and `State::rejected` count the others. A tally, so that counting a grant
+    /// adds no second locked instruction to the swap.
+    counts: Tally<2>,
+}
+
+const GRANTED: usize = 0;
+const REJECTED: usize = 1;
+
+/// What [`Shared::take_fast`] found.
+#[derive(Debug)]
+pub(crate) enum Taken {
+    /// Granted: the limiter's `tat` right after (what a reservation gives back against).
+    Granted(u64),
+    /// The units conform at `at` and not before; `now` is when that was decided.
+    NotBefore { at: u64, now: u64 },
+    /// More units than the burst: never granted.
+    Capacity(InsufficientCapacity),
+    /// The way is closed: take the lock.
+    Closed,
+}
+
+/// The locked state, with the lock-free way closed until it is dropped (invariant 6).
+pub(crate) struct Locked<'a> {
+    state: MutexGuard<'a, State>,
+    fast: &'a Fast,
+}
+
+impl Deref for Locked<'_> {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.state
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        let state = &mut *self.state;
+        let arithmetic_kept = state.gcra == state.open_gcra;
+        if state.queued > 0
+            || state.tat == CLOSED
+            || !(arithmetic_kept || state.tat > state.published)
+        {
+            return;
+        }
+        if !arithmetic_kept {
+            self.fast.gcra.store(state.gcra);
+            state.open_gcra = state.gcra;
+        }
+        state.published = state.published.max(state.tat);
+        self.fast.word.store(state.tat, Ordering::Release);
     }
 }
 
@@ -103,8 +286,13 @@ struct Waiter {
 pub(crate) struct State {
     pub(crate) quota: Quota,
     pub(crate) gcra: Gcra,
-    /// The theoretical arrival time, in nanoseconds since the origin.
+    /// The theoretical arrival time, in nanoseconds since the origin; while the lock-free way is
+    /// open, its word holds the current one (invariant 6).
     pub(crate) tat: u64,
+    /// The highest `tat` the lock-free way's word has held.
+    published: u64,
+    /// The arithmetic the lock-free way's readers may hold: the quota's when the way last opened.
+    open_gcra: Gcra,
     /// Waiters by arrival; those at or after `cursor` are undecided, those before it wait to be told.
     waiters: BTreeMap<u64, Waiter>,
     next_seq: u64,
@@ -112,6 +300,8 @@ pub(crate) struct State {
     queued: usize,
     queued_units: u64,
     pub(crate) driver_running: bool,
+    /// Units granted under the lock, less those given back (wrapping: units granted without the lock
+    /// and given back under it come off here; their sum with `Fast::granted` is the true count).
     pub(crate) granted: u64,
     pub(crate) rejected: u64,
     abandoned: u64,
@@ -127,7 +317,7 @@ impl State {
         match self.gcra.test(self.tat, now, n) {
             Ok(tat) => {
                 self.tat = tat;
-                self.granted += u64::from(n);
+                self.granted = self.granted.wrapping_add(u64::from(n));
                 Ok(())
             }
             Err(at) => Err(at),
@@ -220,7 +410,7 @@ impl State {
         if self.tat == tat {
             self.tat = self.gcra.refund(tat, n);
         }
-        self.granted -= u64::from(n);
+        self.granted = self.granted.wrapping_sub(u64::from(n));
     }
 
     /// A waiter gave up. Gives back a grant it never saw; returns whether it was at the head.
@@ -237,7 +427,7 @@ impl State {
                 if self.tat == waiter.tat {
                     self.tat = self.gcra.refund(self.tat, waiter.n);
                 }
-                self.granted -= u64::from(waiter.n);
+                self.granted = self.granted.wrapping_sub(u64::from(waiter.n));
             }
             Some(Outcome::Refused(_)) => {}
             None => {
@@ -296,7 +486,7 @@ impl State {
                 };
                 self.tat = tat;
                 waiter.tat = tat;
-                self.granted += u64::from(waiter.n);
+                self.granted = self.granted.wrapping_add(u64::from(waiter.n));
                 self.total_wait += u128::from(now - waiter.since);
                 Outcome::Granted
             };
@@ -366,6 +556,118 @@ mod model {
         fn wake(self: StdArc<Self>) {
             self.0.fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// `n` units taken without the lock, or with it when the way is closed, at instant 0: the
+    /// limiter's `tat` right after the grant.
+    fn take(shared: &Shared, n: u32) -> Option<u64> {
+        match shared.take_fast(n, || 0) {
+            super::Taken::Granted(tat) => {
+                shared.granted(n);
+                Some(tat)
+            }
+            super::Taken::Closed => {
+                let mut state = shared.lock();
+                state.gcra.fits(n).ok()?;
+                state.try_take(0, n).ok().map(|()| state.tat)
+            }
+            super::Taken::NotBefore { .. } | super::Taken::Capacity(_) => None,
+        }
+    }
+
+    /// Two takers, one with the lock-free way open and one that may find it closed, race a holder
+    /// of the lock: every grant is in the `tat` the lock holders see, and in the count (invariant 6).
+    #[test]
+    fn a_grant_without_the_lock_is_never_lost_to_a_holder_of_it() {
+        loom::model(|| {
+            let quota = Quota::per_second(1).burst(3);
+            let shared = Arc::new(Shared::new(quota, Gcra::new(&quota).unwrap()));
+            let takers: Vec<_> = (0..2)
+                .map(|_| {
+                    let shared = shared.clone();
+                    loom::thread::spawn(move || take(&shared, 1).is_some())
+                })
+                .collect();
+            // A holder of the lock that reads `tat` and changes nothing: it closes the way and opens
+            // it again.
+            let seen = shared.lock().tat;
+            let granted = takers
+                .into_iter()
+                .map(|t| u64::from(t.join().unwrap()))
+                .sum::<u64>();
+            assert_eq!(granted, 2, "a full bucket of 3 grants both");
+            assert!(
+                seen.is_multiple_of(1_000_000_000),
+                "a holder of the lock saw a `tat` of {seen}"
+            );
+            let tat = shared.lock().tat;
+            assert_eq!(
+                tat,
+                granted * 1_000_000_000,
+                "a grant is missing from `tat`"
+            );
+            assert_eq!(shared.metrics().granted, granted);
+        });
+    }
+
+    /// A taker of two units without the lock races a rate change to a burst of 1, with the bucket
+    /// full before and after (the word it read comes back): either the taker's grant came first
+    /// and the change saw it, or the taker is refused. Two units granted on the old arithmetic
+    /// after the change would be an over-grant (invariant 6).
+    #[test]
+    fn a_rate_change_is_never_granted_against_on_the_old_arithmetic() {
+        loom::model(|| {
+            let quota = Quota::per_second(1).burst(2);
+            let shared = Arc::new(Shared::new(quota, Gcra::new(&quota).unwrap()));
+            let taker = {
+                let shared = shared.clone();
+                loom::thread::spawn(move || take(&shared, 2))
+            };
+            let seen = {
+                let smaller = Gcra::new(&Quota::per_second(1).burst(1)).unwrap();
+                let mut state = shared.lock();
+                let seen = state.tat;
+                // As `Limiter::set_rate` at instant 0.
+                state.tat = state.gcra.rescale(state.tat, 0, &smaller);
+                state.gcra = smaller;
+                seen
+            };
+            if let Some(tat) = taker.join().unwrap() {
+                assert_eq!(
+                    seen, tat,
+                    "granted after a change that did not see the grant"
+                );
+            }
+            assert!(
+                take(&shared, 2).is_none(),
+                "two units never fit a burst of 1"
+            );
+        });
+    }
+
+    /// A taker without the lock races a waiter joining the queue: either its grant came first and
+    /// the queue's holder saw it, or it is refused; never a grant past a queued waiter (invariants
+    /// 1 and 6).
+    #[test]
+    fn no_grant_without_the_lock_passes_a_queued_waiter() {
+        loom::model(|| {
+            let quota = Quota::per_second(1).burst(2);
+            let shared = Arc::new(Shared::new(quota, Gcra::new(&quota).unwrap()));
+            let taker = {
+                let shared = shared.clone();
+                loom::thread::spawn(move || take(&shared, 1))
+            };
+            let seen = {
+                let mut state = shared.lock();
+                let seen = state.tat;
+                state.enqueue(1, 0, std::task::Waker::noop().clone());
+                seen
+            };
+            if let Some(tat) = taker.join().unwrap() {
+                assert_eq!(seen, tat, "granted past a waiter queued before it");
+            }
+            assert!(take(&shared, 1).is_none(), "a waiter is queued");
+        });
     }
 
     /// The driver is dropped with its runtime while the head leaves: in every order, the waiter left

@@ -115,3 +115,26 @@ async fn dropping_a_ready_wait_leaves_the_reservation_as_it_was() {
     assert_eq!(start.elapsed(), 50 * MS);
     assert_eq!(limiter.metrics().granted, 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_reservation_of_zero_units_is_granted_at_once_and_takes_nothing() {
+    // Behind a waiter, on a spent bucket: still nothing to wait for.
+    let limiter = spent(10).await;
+    let waiter = {
+        let limiter = limiter.clone();
+        tokio::spawn(async move { limiter.acquire().await })
+    };
+    tokio::task::yield_now().await;
+    let mut nothing = limiter.reserve_n(0).expect("0 units fit any burst");
+    assert_eq!(nothing.delay(), Duration::ZERO);
+    nothing.ready().await.unwrap();
+    nothing.cancel();
+    let start = Instant::now();
+    waiter.await.unwrap();
+    assert_eq!(
+        start.elapsed(),
+        100 * MS,
+        "the waiter's turn is where it was"
+    );
+    assert_eq!(limiter.metrics().granted, 2);
+}

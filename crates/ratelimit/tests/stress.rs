@@ -1,5 +1,7 @@
 //! Many callers on a multi-thread runtime acquiring, dropping waits, cancelling and trying at once:
-//! the counts stay consistent, the rate is never exceeded, and the driver ends.
+//! the counts stay consistent, the rate is never exceeded, and the driver ends. Grants and refusals
+//! decided without the limiter's lock are counted once each, and a rate change holds for them from
+//! the moment it returns.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -126,4 +128,92 @@ async fn stress_reservations_kept_cancelled_and_awaited_never_pass_the_quota() {
         "{used} units in {elapsed:.3} s; the quota allows {allowed:.0}"
     );
     live::settle(Duration::from_secs(1)).await.unwrap();
+}
+
+/// Callers that only try, on a quota they keep at its limit: most calls are decided without the
+/// lock, on both threads at once, with the swap contended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stress_grants_and_refusals_decided_without_the_lock_are_each_counted_once() {
+    const FAST_RATE: u32 = 1_000_000;
+    const FAST_BURST: u32 = 100;
+    for round in 0..5 {
+        let limiter = Limiter::new(Quota::per_second(FAST_RATE).burst(FAST_BURST)).unwrap();
+        let start = Instant::now();
+        let mut callers = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let limiter = limiter.clone();
+            callers.spawn(async move {
+                let (mut granted, mut refused) = (0u64, 0u64);
+                for call in 0..50_000u32 {
+                    match limiter.try_acquire_n(1 + call % 2) {
+                        Ok(()) => granted += u64::from(1 + call % 2),
+                        Err(_) => refused += 1,
+                    }
+                    if call.is_multiple_of(1_000) {
+                        tokio::task::yield_now().await;
+                    }
+                }
+                (granted, refused)
+            });
+        }
+        let (granted, refused) = callers
+            .join_all()
+            .await
+            .into_iter()
+            .fold((0, 0), |(g, r), (g1, r1)| (g + g1, r + r1));
+        let elapsed = start.elapsed().as_secs_f64();
+        let m = limiter.metrics();
+        assert_eq!(
+            (m.granted, m.rejected),
+            (granted, refused),
+            "round {round}: the counts are not what the callers saw"
+        );
+        assert!(refused > 0, "round {round}: the quota was never reached");
+        let allowed = f64::from(FAST_RATE) * elapsed * 1.01 + f64::from(FAST_BURST);
+        assert!(
+            granted as f64 <= allowed,
+            "round {round}: {granted} units in {elapsed:.4} s; the quota allows {allowed:.0}"
+        );
+    }
+}
+
+/// Callers take as fast as they can while the rate drops to 10 a second with a burst of 1: from
+/// the moment `set_rate` returns, the units in use carry over (the new bucket is empty for 100 ms),
+/// so nothing more is granted but grants already decided on the old quota and not yet counted, at
+/// most one per caller (and one unit, if the callers had not yet emptied the old bucket).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stress_a_rate_change_holds_for_callers_taking_without_the_lock() {
+    const CALLERS: u64 = 4;
+    for round in 0..20 {
+        let limiter = Limiter::new(Quota::per_second(1_000_000).burst(1_000)).unwrap();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut callers = tokio::task::JoinSet::new();
+        for _ in 0..CALLERS {
+            let (limiter, stop) = (limiter.clone(), stop.clone());
+            callers.spawn(async move {
+                let mut calls = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = limiter.try_acquire();
+                    calls += 1;
+                    if calls.is_multiple_of(500) {
+                        tokio::task::yield_now().await;
+                    }
+                }
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        limiter
+            .set_rate(Quota::per_second(10).burst(1))
+            .expect("a valid quota");
+        let before = limiter.metrics().granted;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        stop.store(true, Ordering::Relaxed);
+        callers.join_all().await;
+        let after = limiter.metrics().granted;
+        assert!(
+            after - before <= CALLERS + 1,
+            "round {round}: {} units granted after the rate dropped to 10 a second with an empty bucket",
+            after - before
+        );
+    }
 }

@@ -10,8 +10,9 @@
 //! (places reserved before an item exists, items moved in batches, producers waiting in line, consumers
 //! parked); [`line::Line`] is the one first-come, first-served line of tasks waiting for a slot (that
 //! queue's producers, a limited group), kept under its owner's lock; [`busy::Busy`] counts the
-//! workers being polled, which is how many threads they keep busy; and [`places::Places`] gives up to
-//! 64 futures polled by one owner a waker each, so that the owner polls only those that were woken.
+//! workers being polled, which is how many threads they keep busy; [`places::Places`] gives up to
+//! 64 futures polled by one owner a waker each, so that the owner polls only those that were woken;
+//! and [`tally::Tally`] keeps counters that many threads add to without a locked instruction.
 //!
 //! # One rule for locks
 //!
@@ -43,6 +44,7 @@ pub mod line;
 pub mod places;
 pub mod queue;
 pub mod slots;
+pub mod tally;
 
 #[cfg(not(bounded_loom))]
 pub use std::sync::{Arc, MutexGuard, atomic};
