@@ -9,16 +9,20 @@
 //! # Invariants
 //!
 //! 1. A slot has at most one writer at a time. A thread writes only the slot of the claim it holds
-//!    (a thread-local, taken on the thread's first add from a process-wide pool of `SLOTS` claims);
-//!    a claim goes back to the pool only from the thread-local's destructor, after which that
-//!    thread's adds go to the shared counter, and it is taken again under the pool's lock, so the
-//!    next holder's first load sees the last holder's last store. Every count lands once: in a
+//!    (a thread-local cell, set on the thread's first add from a process-wide pool of `SLOTS`
+//!    claims). A claim goes back to the pool only from the destructor of a second thread-local,
+//!    registered before the claim is taken, which first marks the cell as holding none (that
+//!    thread's later adds go to the shared counter); it is taken again under the pool's lock, so
+//!    the next holder's first load sees the last holder's last store. Every count lands once: in a
 //!    slot, or in the shared counter by `fetch_add`.
 //! 2. A thread with no claim (more than `SLOTS` threads count at once, or it is exiting) adds to
 //!    the shared counter with `fetch_add`: slower, never lost.
-//! 3. [`Tally::sum`] adds up relaxed loads of every slot and the shared counter: a count made on
-//!    another thread is in it once that thread's add happens before the sum (a join, a lock, a
-//!    channel); adds racing with the sum may or may not be.
+//! 3. [`Tally::sum`] adds up loads of every slot and the shared counter: a count made on another
+//!    thread is in it once that thread's add happens before the sum (a join, a lock, a channel);
+//!    adds racing with the sum may or may not be. Every add is a release and every load an
+//!    acquire, so a sum that counts an add also sees everything the adding thread did before it,
+//!    its earlier adds to other counters included: sums taken in the reverse order of the adds of
+//!    one piece of work (ended, then started, then submitted) never count it ended but not started.
 //!
 //! The slots are allocated on the first add through a claim: `SLOTS` cache lines per tally.
 //!
@@ -53,7 +57,7 @@ pub const SLOTS: usize = 32;
 /// assert_eq!((tally.sum(0), tally.sum(1)), (4000, 20));
 /// ```
 pub struct Tally<const K: usize> {
-    slots: OnceLock<Box<[Slot<K>]>>,
+    slots: OnceLock<Box<[Slot<K>; SLOTS]>>,
     shared: [AtomicU64; K],
 }
 
@@ -79,17 +83,32 @@ impl<const K: usize> Tally<K> {
     /// If `k >= K`.
     #[inline]
     pub fn add(&self, k: usize, n: u64) {
+        if let (Some(slot), Some(slots)) = (claimed(), self.slots.get()) {
+            let count = &slots[slot].0[k];
+            // The only writer of this slot (invariant 1): no locked instruction needed.
+            count.store(
+                count.load(Ordering::Relaxed).wrapping_add(n),
+                Ordering::Release,
+            );
+        } else {
+            self.add_first(k, n);
+        }
+    }
+
+    /// `add` without a claim, or before this tally's slots exist.
+    #[cold]
+    #[inline(never)]
+    fn add_first(&self, k: usize, n: u64) {
         match claimed() {
             Some(slot) => {
                 let count = &self.slots()[slot].0[k];
-                // The only writer of this slot (invariant 1): no locked instruction needed.
                 count.store(
                     count.load(Ordering::Relaxed).wrapping_add(n),
-                    Ordering::Relaxed,
+                    Ordering::Release,
                 );
             }
             None => {
-                self.shared[k].fetch_add(n, Ordering::Relaxed);
+                self.shared[k].fetch_add(n, Ordering::Release);
             }
         }
     }
@@ -101,19 +120,19 @@ impl<const K: usize> Tally<K> {
     ///
     /// If `k >= K`.
     pub fn sum(&self, k: usize) -> u64 {
-        let shared = self.shared[k].load(Ordering::Relaxed);
+        let shared = self.shared[k].load(Ordering::Acquire);
         self.slots.get().map_or(shared, |slots| {
             slots.iter().fold(shared, |sum, slot| {
-                sum.wrapping_add(slot.0[k].load(Ordering::Relaxed))
+                sum.wrapping_add(slot.0[k].load(Ordering::Acquire))
             })
         })
     }
 
-    fn slots(&self) -> &[Slot<K>] {
+    fn slots(&self) -> &[Slot<K>; SLOTS] {
         self.slots.get_or_init(|| {
-            (0..SLOTS)
-                .map(|_| Slot(std::array::from_fn(|_| AtomicU64::new(0))))
-                .collect()
+            Box::new(std::array::from_fn(|_| {
+                Slot(std::array::from_fn(|_| AtomicU64::new(0)))
+            }))
         })
     }
 }
@@ -138,45 +157,70 @@ struct Pool {
     next: usize,
 }
 
-/// A thread's claim on a slot of every tally, given back when the thread exits.
+/// `SLOT` before the thread's first add.
 #[cfg(not(bounded_loom))]
-struct Claim(Option<usize>);
+const UNCLAIMED: usize = usize::MAX;
+/// `SLOT` with no claim: the pool was empty, or the thread's locals are being destroyed.
+#[cfg(not(bounded_loom))]
+const NONE: usize = usize::MAX - 1;
 
 #[cfg(not(bounded_loom))]
-impl Claim {
-    fn take() -> Self {
-        let mut pool = crate::lock_static(&POOL);
-        let slot = pool.free.pop().or_else(|| {
-            (pool.next < SLOTS).then(|| {
-                pool.next += 1;
-                pool.next - 1
-            })
-        });
-        Claim(slot)
-    }
+std::thread_local! {
+    /// The thread's claim: a cell with a constant start and no destructor, so that reading it is
+    /// one load with no check of whether it is alive (it lives until the thread is gone).
+    static SLOT: std::cell::Cell<usize> = const { std::cell::Cell::new(UNCLAIMED) };
+    /// Gives the claim back when the thread's locals are destroyed.
+    static GIVE_BACK: GiveBack = const { GiveBack };
 }
 
 #[cfg(not(bounded_loom))]
-impl Drop for Claim {
+struct GiveBack;
+
+#[cfg(not(bounded_loom))]
+impl Drop for GiveBack {
     fn drop(&mut self) {
-        if let Some(slot) = self.0 {
+        let slot = SLOT.replace(NONE);
+        if slot < SLOTS {
             crate::lock_static(&POOL).free.push(slot);
         }
     }
 }
 
-#[cfg(not(bounded_loom))]
-std::thread_local! {
-    static CLAIM: Claim = Claim::take();
-}
-
-/// This thread's slot: `None` without a claim, or while the thread's locals are being destroyed.
+/// This thread's slot, claimed on its first call: `None` without one.
 #[inline]
 fn claimed() -> Option<usize> {
     #[cfg(not(bounded_loom))]
-    return CLAIM.try_with(|claim| claim.0).ok().flatten();
-    #[cfg(bounded_loom)]
+    {
+        let slot = SLOT.get();
+        if slot < SLOTS {
+            return Some(slot);
+        }
+        if slot == UNCLAIMED {
+            return claim();
+        }
+    }
     None
+}
+
+/// Takes a claim from the pool for this thread, if it has one and the thread is not exiting.
+#[cfg(not(bounded_loom))]
+#[cold]
+fn claim() -> Option<usize> {
+    // Registers the give-back first: a thread whose locals are already being destroyed cannot,
+    // and must not take a claim it would never give back.
+    if GIVE_BACK.try_with(|_| ()).is_err() {
+        SLOT.set(NONE);
+        return None;
+    }
+    let mut pool = crate::lock_static(&POOL);
+    let slot = pool.free.pop().or_else(|| {
+        (pool.next < SLOTS).then(|| {
+            pool.next += 1;
+            pool.next - 1
+        })
+    });
+    SLOT.set(slot.unwrap_or(NONE));
+    slot
 }
 
 #[cfg(all(test, not(bounded_loom)))]
