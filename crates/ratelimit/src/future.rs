@@ -8,7 +8,7 @@ use bounded_cancel::{Cancelled, Context};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 
-use crate::state::{Left, Outcome, Taken};
+use crate::state::{Left, Outcome, Shared, Taken};
 use crate::{AcquireError, InsufficientCapacity, Limiter, driver};
 
 /// Why a wait ended without a grant, before the caller's context is considered.
@@ -32,6 +32,16 @@ impl std::ops::Deref for Held<'_> {
             Held::Owned(limiter) => limiter,
         }
     }
+}
+
+/// The refusal of units that conform at `at` (decided at `now`, both on the limiter's time line)
+/// when that is at or after the caller's deadline: waiting could only end in the deadline's error.
+fn too_soon(shared: &Shared, at: u64, now: u64, deadline: Option<Instant>) -> Option<Refusal> {
+    let deadline = shared.clock.nanos(deadline?);
+    (at >= deadline).then(|| Refusal::TooSoon {
+        wait: Duration::from_nanos(at - now),
+        remaining: Duration::from_nanos(deadline.saturating_sub(now)),
+    })
 }
 
 /// A place in a limiter's queue; leaving the queue (by drop) gives back whatever it held.
@@ -77,33 +87,29 @@ impl<'a> Waiting<'a> {
         let shared = &self.limiter.shared;
         if self.seq.is_none() && self.n > 0 {
             // Decided without the lock when the lock-free way is open; only a wait takes the lock.
-            let deadline = deadline.map(|d| shared.clock.nanos(d));
             let refused = match shared.take_fast(self.n, || shared.clock.now()) {
                 Taken::Granted(_) => {
                     shared.granted(self.n);
                     return self.finish(Ok(()));
                 }
                 Taken::Capacity(err) => Refusal::Capacity(err),
-                Taken::NotBefore { at, now } if deadline.is_some_and(|d| at >= d) => {
-                    Refusal::TooSoon {
-                        wait: Duration::from_nanos(at - now),
-                        remaining: Duration::from_nanos(deadline.unwrap_or(0).saturating_sub(now)),
-                    }
-                }
-                Taken::NotBefore { .. } | Taken::Closed => return self.poll_locked(cx, deadline),
+                Taken::NotBefore { at, now } => match too_soon(shared, at, now, deadline) {
+                    Some(refusal) => refusal,
+                    None => return self.poll_locked(cx, deadline),
+                },
+                Taken::Closed => return self.poll_locked(cx, deadline),
             };
             shared.rejected();
             return self.finish(Err(refused));
         }
-        self.poll_locked(cx, deadline.map(|d| shared.clock.nanos(d)))
+        self.poll_locked(cx, deadline)
     }
 
     /// `poll` under the lock: a first poll the lock-free way could not decide, and every later one.
-    /// `deadline` is on the limiter's time line.
     fn poll_locked(
         &mut self,
         cx: &mut TaskContext<'_>,
-        deadline: Option<u64>,
+        deadline: Option<Instant>,
     ) -> Poll<Result<(), Refusal>> {
         let shared = &self.limiter.shared;
         let mut state = shared.lock();
@@ -118,30 +124,29 @@ impl<'a> Waiting<'a> {
                     let now = shared.clock.now();
                     match state.try_take(now, self.n) {
                         Ok(()) => Ok(()),
-                        Err(at) if deadline.is_some_and(|d| at >= d) => {
-                            state.rejected += 1;
-                            Err(Refusal::TooSoon {
-                                wait: Duration::from_nanos(at - now),
-                                remaining: Duration::from_nanos(
-                                    deadline.unwrap_or(0).saturating_sub(now),
-                                ),
-                            })
-                        }
-                        Err(_) => {
-                            self.seq = Some(state.enqueue(self.n, now, cx.waker().clone()));
-                            driver::ensure(shared, state);
-                            #[cfg(feature = "metrics")]
-                            {
-                                self.queued_at = Some(Instant::now());
-                                shared.export.queued();
+                        Err(at) => match too_soon(shared, at, now, deadline) {
+                            Some(refusal) => {
+                                state.rejected += 1;
+                                Err(refusal)
                             }
-                            #[cfg(feature = "tracing")]
-                            {
-                                self.span =
-                                    Some(tracing::info_span!("rate limit wait", units = self.n));
+                            None => {
+                                self.seq = Some(state.enqueue(self.n, now, cx.waker().clone()));
+                                driver::ensure(shared, state);
+                                #[cfg(feature = "metrics")]
+                                {
+                                    self.queued_at = Some(Instant::now());
+                                    shared.export.queued();
+                                }
+                                #[cfg(feature = "tracing")]
+                                {
+                                    self.span = Some(tracing::info_span!(
+                                        "rate limit wait",
+                                        units = self.n
+                                    ));
+                                }
+                                return Poll::Pending;
                             }
-                            return Poll::Pending;
-                        }
+                        },
                     }
                 }
             }
