@@ -217,3 +217,42 @@ async fn stress_a_rate_change_holds_for_callers_taking_without_the_lock() {
         );
     }
 }
+
+/// Eight OS threads outside any runtime, more than the runtime tests use, each trying as fast as it
+/// can: the swap contended by all of them, every count once, the rate kept.
+#[test]
+fn stress_threads_outside_a_runtime_try_at_once_within_the_quota() {
+    const THREAD_RATE: u32 = 200_000;
+    const THREAD_BURST: u32 = 50;
+    let limiter = Limiter::new(Quota::per_second(THREAD_RATE).burst(THREAD_BURST)).unwrap();
+    let start = std::time::Instant::now();
+    let (granted, refused) = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                scope.spawn(|| {
+                    let (mut granted, mut refused) = (0u64, 0u64);
+                    for _ in 0..20_000 {
+                        match limiter.try_acquire() {
+                            Ok(()) => granted += 1,
+                            Err(_) => refused += 1,
+                        }
+                    }
+                    (granted, refused)
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().unwrap())
+            .fold((0, 0), |(g, r), (g1, r1)| (g + g1, r + r1))
+    });
+    let elapsed = start.elapsed().as_secs_f64();
+    let m = limiter.metrics();
+    assert_eq!((m.granted, m.rejected), (granted, refused));
+    assert_eq!(granted + refused, 8 * 20_000);
+    let allowed = f64::from(THREAD_RATE) * elapsed * 1.01 + f64::from(THREAD_BURST);
+    assert!(
+        granted as f64 <= allowed,
+        "{granted} units in {elapsed:.4} s; the quota allows {allowed:.0}"
+    );
+}
