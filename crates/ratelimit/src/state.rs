@@ -610,6 +610,31 @@ mod model {
         });
     }
 
+    /// Races a taker of `n` units without the lock (a full bucket of 2 at 1 a second, at instant 0)
+    /// against a holder of the lock that changes the state with `change`: if the taker was granted,
+    /// its grant came first and the holder saw it. Returns the limiter, for checks after.
+    fn race_a_taker(n: u32, change: impl FnOnce(&mut super::State)) -> Arc<Shared> {
+        let quota = Quota::per_second(1).burst(2);
+        let shared = Arc::new(Shared::new(quota, Gcra::new(&quota).unwrap()));
+        let taker = {
+            let shared = shared.clone();
+            loom::thread::spawn(move || take(&shared, n))
+        };
+        let seen = {
+            let mut state = shared.lock();
+            let seen = state.tat;
+            change(&mut state);
+            seen
+        };
+        if let Some(tat) = taker.join().unwrap() {
+            assert_eq!(
+                seen, tat,
+                "granted without the lock after a change that did not see the grant"
+            );
+        }
+        shared
+    }
+
     /// A taker of two units without the lock races a rate change to a burst of 1, with the bucket
     /// full before and after (the word it read comes back): either the taker's grant came first
     /// and the change saw it, or the taker is refused. Two units granted on the old arithmetic
@@ -617,27 +642,12 @@ mod model {
     #[test]
     fn a_rate_change_is_never_granted_against_on_the_old_arithmetic() {
         loom::model(|| {
-            let quota = Quota::per_second(1).burst(2);
-            let shared = Arc::new(Shared::new(quota, Gcra::new(&quota).unwrap()));
-            let taker = {
-                let shared = shared.clone();
-                loom::thread::spawn(move || take(&shared, 2))
-            };
-            let seen = {
-                let smaller = Gcra::new(&Quota::per_second(1).burst(1)).unwrap();
-                let mut state = shared.lock();
-                let seen = state.tat;
+            let shared = race_a_taker(2, |state| {
                 // As `Limiter::set_rate` at instant 0.
+                let smaller = Gcra::new(&Quota::per_second(1).burst(1)).unwrap();
                 state.tat = state.gcra.rescale(state.tat, 0, &smaller);
                 state.gcra = smaller;
-                seen
-            };
-            if let Some(tat) = taker.join().unwrap() {
-                assert_eq!(
-                    seen, tat,
-                    "granted after a change that did not see the grant"
-                );
-            }
+            });
             assert!(
                 take(&shared, 2).is_none(),
                 "two units never fit a burst of 1"
@@ -651,21 +661,9 @@ mod model {
     #[test]
     fn no_grant_without_the_lock_passes_a_queued_waiter() {
         loom::model(|| {
-            let quota = Quota::per_second(1).burst(2);
-            let shared = Arc::new(Shared::new(quota, Gcra::new(&quota).unwrap()));
-            let taker = {
-                let shared = shared.clone();
-                loom::thread::spawn(move || take(&shared, 1))
-            };
-            let seen = {
-                let mut state = shared.lock();
-                let seen = state.tat;
+            let shared = race_a_taker(1, |state| {
                 state.enqueue(1, 0, std::task::Waker::noop().clone());
-                seen
-            };
-            if let Some(tat) = taker.join().unwrap() {
-                assert_eq!(seen, tat, "granted past a waiter queued before it");
-            }
+            });
             assert!(take(&shared, 1).is_none(), "a waiter is queued");
         });
     }

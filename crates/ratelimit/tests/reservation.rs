@@ -15,14 +15,20 @@ async fn spent(rate: u32) -> Limiter {
     limiter
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_reservation_takes_its_turn_behind_the_waiters_and_says_when() {
-    let limiter = spent(10).await;
+/// A task waiting in the limiter's queue for one unit, queued by the time this returns.
+async fn queued_waiter(limiter: &Limiter) -> tokio::task::JoinHandle<()> {
     let waiter = {
         let limiter = limiter.clone();
         tokio::spawn(async move { limiter.acquire().await })
     };
     tokio::task::yield_now().await;
+    waiter
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_reservation_takes_its_turn_behind_the_waiters_and_says_when() {
+    let limiter = spent(10).await;
+    let waiter = queued_waiter(&limiter).await;
     let mut reservation = limiter.reserve();
     assert_eq!(reservation.delay(), 200 * MS, "behind the waiter's 100 ms");
     let start = Instant::now();
@@ -120,11 +126,7 @@ async fn dropping_a_ready_wait_leaves_the_reservation_as_it_was() {
 async fn a_reservation_of_zero_units_is_granted_at_once_and_takes_nothing() {
     // Behind a waiter, on a spent bucket: still nothing to wait for.
     let limiter = spent(10).await;
-    let waiter = {
-        let limiter = limiter.clone();
-        tokio::spawn(async move { limiter.acquire().await })
-    };
-    tokio::task::yield_now().await;
+    let waiter = queued_waiter(&limiter).await;
     let mut nothing = limiter.reserve_n(0).expect("0 units fit any burst");
     assert_eq!(nothing.delay(), Duration::ZERO);
     nothing.ready().await.unwrap();
