@@ -4,7 +4,7 @@
 //! A shared `AtomicU64::fetch_add` is one locked read-modify-write per count. Beside another locked
 //! instruction on the same path (the rate limiter's compare-and-swap of its `tat`), it costs about
 //! as much again as all the rest of the path. A tally instead gives each thread a slot of its own,
-//! on a cache line of its own, that only that thread writes: an add is a load and a store.
+//! on cache lines of its own, that only that thread writes: an add is a load and a store.
 //!
 //! # Invariants
 //!
@@ -24,7 +24,8 @@
 //!    its earlier adds to other counters included: sums taken in the reverse order of the adds of
 //!    one piece of work (ended, then started, then submitted) never count it ended but not started.
 //!
-//! The slots are allocated on the first add through a claim: `SLOTS` cache lines per tally.
+//! The slots are allocated on the first add through a claim: `SLOTS` slots of 128 bytes (4 KiB for
+//! up to 16 counters) per tally.
 //!
 //! Built with `--cfg bounded_loom`, every add goes to the shared counter (loom models no
 //! thread-locals here), so models see the counts exact by construction.
