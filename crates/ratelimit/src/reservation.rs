@@ -3,10 +3,11 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
 
-use crate::state::{Left, Outcome, Taken};
+use crate::state::{Left, Outcome, Shared, Taken};
 use crate::{InsufficientCapacity, Limiter, TryAcquireError, driver};
 
 /// Units reserved from a [`Limiter`]: x/time/rate's `Reservation`.
@@ -61,41 +62,39 @@ enum Held {
 impl Reservation {
     pub(crate) fn new(limiter: &Limiter, n: u32) -> Result<Self, InsufficientCapacity> {
         let shared = &limiter.shared;
-        if n == 0 {
+        let held = match n {
             // Nothing to take: granted at once, and giving it back returns nothing.
-            return Ok(Reservation {
-                limiter: limiter.clone(),
-                n,
-                held: Held::Granted { tat: 0 },
-            });
-        }
-        let held = match shared.take_fast(n, || shared.clock.now()) {
-            Taken::Granted(tat) => {
-                shared.granted(n);
-                Some(Held::Granted { tat })
-            }
-            Taken::Capacity(err) => {
-                shared.rejected();
-                return Err(err);
-            }
-            Taken::NotBefore { .. } | Taken::Closed => None,
+            0 => Held::Granted { tat: 0 },
+            _ => match shared.take_fast(n, || shared.clock.now()) {
+                Taken::Granted(tat) => {
+                    shared.granted(n);
+                    #[cfg(feature = "metrics")]
+                    shared.export.granted(n);
+                    Held::Granted { tat }
+                }
+                Taken::Capacity(err) => {
+                    shared.rejected();
+                    return Err(err);
+                }
+                Taken::NotBefore { .. } | Taken::Closed => Self::reserve_locked(shared, n)?,
+            },
         };
-        if let Some(held) = held {
-            #[cfg(feature = "metrics")]
-            shared.export.granted(n);
-            return Ok(Reservation {
-                limiter: limiter.clone(),
-                n,
-                held,
-            });
-        }
+        Ok(Reservation {
+            limiter: limiter.clone(),
+            n,
+            held,
+        })
+    }
+
+    /// `new` under the lock: granted now, or queued in its turn.
+    fn reserve_locked(shared: &Arc<Shared>, n: u32) -> Result<Held, InsufficientCapacity> {
         let mut state = shared.lock();
         if let Err(err) = state.gcra.fits(n) {
             state.rejected += 1;
             return Err(err);
         }
         let now = shared.clock.now();
-        let held = match state.try_take(now, n) {
+        Ok(match state.try_take(now, n) {
             Ok(()) => {
                 let tat = state.tat;
                 drop(state);
@@ -111,11 +110,6 @@ impl Reservation {
                 shared.export.queued();
                 Held::Queued { seq }
             }
-        };
-        Ok(Reservation {
-            limiter: limiter.clone(),
-            n,
-            held,
         })
     }
 

@@ -30,6 +30,16 @@ pub enum LastJob {
     Long,
 }
 
+impl LastJob {
+    /// What a timed poll showed: `Long` when [`LONG_POLL`] had passed.
+    fn after(long: bool) -> Self {
+        match long {
+            true => LastJob::Long,
+            false => LastJob::Quick,
+        }
+    }
+}
+
 /// Times the first polls of a worker's jobs. While jobs follow each other without the worker
 /// waiting, the end of one is the start of the next, so the clock is read once per job. The clock is
 /// the CPU's counter once it is calibrated ([`crate::clock::counter_if_ready`], which never makes a
@@ -67,10 +77,7 @@ impl Stamp {
         #[cfg(bounded_loom)]
         return LastJob::Long;
         #[cfg(not(bounded_loom))]
-        match self.later(LONG_POLL).1 {
-            true => LastJob::Long,
-            false => LastJob::Quick,
-        }
+        LastJob::after(self.later(LONG_POLL).1)
     }
 
     /// Now, on the same clock as `self`, and whether `at_least` has passed since `self`.
@@ -112,10 +119,7 @@ impl PollClock {
         if finished {
             self.last_end = Some(now);
         }
-        match long {
-            true => LastJob::Long,
-            false => LastJob::Quick,
-        }
+        LastJob::after(long)
     }
 }
 
