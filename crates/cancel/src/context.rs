@@ -13,6 +13,11 @@
 //!    `cancelled` wait agree with no timer task and on any runtime.
 //! 5. `cancel` reads the clock first: a deadline that has passed was the first cause, whether or not
 //!    anyone had looked.
+//! 6. An alias (`Context::alias`) is a node that stands for its parent: it holds the parent's token
+//!    itself (not a child of it) and the parent's deadline, never records a cause of its own, and
+//!    forwards every cancel to the node it stands for. So every answer read through it is the
+//!    parent's, one level further down the walk of invariant 1, and it owns no timer (the deadline's
+//!    owner is above it).
 //!
 //! There are no atomics here: the orderings are those of `OnceLock` and tokio-util's token. The loom
 //! model at the end interleaves concurrent cancels and reads of the real code.
@@ -32,7 +37,9 @@ use crate::{Cause, live};
 
 /// A cancellation scope with a cause and an optional deadline: Go's `context.Context` for tokio.
 ///
-/// A `Context` is cheap to clone (one reference count) and every clone is the same context.
+/// A `Context` is cheap to clone (one reference count) and every clone is the same context. Code
+/// that clones one context on many threads at once, for every item it handles, can give each thread
+/// an [`alias`](Context::alias) of it to clone instead.
 /// Contexts form a tree: cancelling one cancels all of its descendants, never its ancestors.
 ///
 /// - [`cancel`](Context::cancel) and [`cancel_with`](Context::cancel_with) end the context. The first
@@ -88,6 +95,8 @@ struct Node {
     deadline: Option<Instant>,
     /// Started by `token()` only, so that an interop token fires at the deadline by itself.
     timer: OnceLock<AbortHandle>,
+    /// This node stands for its parent (invariant 6).
+    alias: bool,
 }
 
 impl Drop for Node {
@@ -158,11 +167,20 @@ impl Node {
     }
 
     fn cancel(&self, cause: Cause) -> bool {
+        let node = self.stands_for();
         // A deadline that has passed was the first cause, whether or not anyone had looked yet.
-        if self.cause().is_some() {
+        if node.cause().is_some() {
             return false;
         }
-        self.record(cause)
+        node.record(cause)
+    }
+
+    /// The node this one stands for: itself, or for an alias the node it aliases (invariant 6).
+    fn stands_for(&self) -> &Node {
+        match (&self.parent, self.alias) {
+            (Some(parent), true) => parent.stands_for(),
+            _ => self,
+        }
     }
 
     fn record(&self, cause: Cause) -> bool {
@@ -196,6 +214,7 @@ impl Context {
                 parent: None,
                 deadline: None,
                 timer: OnceLock::new(),
+                alias: false,
             }),
         }
     }
@@ -279,6 +298,47 @@ impl Context {
                 parent: Some(self.node.clone()),
                 deadline,
                 timer: OnceLock::new(),
+                alias: false,
+            }),
+        }
+    }
+
+    /// Returns another handle on this same context, whose clones are counted apart from this one's.
+    ///
+    /// The alias is this context in everything it does: cancelling it cancels this context (and so
+    /// every descendant of it), it ends when this context ends, with the same cause, and it has the
+    /// same deadline and the same token. What differs is only where its clones are counted. Every
+    /// clone of a context adds to and takes from one reference count; threads that clone the same
+    /// context at once, for every job or item they run, take that count's cache line from one another
+    /// on each clone and each drop. A long-lived worker that hands each of its jobs a clone can clone
+    /// an alias of its own instead, made once when the worker starts. `bounded`'s pipeline stages do
+    /// so.
+    ///
+    /// An alias costs one allocation, and every check made through it (such as
+    /// [`is_cancelled`](Context::is_cancelled)) reads one atomic more than the same check made
+    /// through this context.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_cancel::Context;
+    ///
+    /// let ctx = Context::new();
+    /// let alias = ctx.alias();
+    /// let for_a_job = alias.clone(); // counted on the alias, not on `ctx`
+    /// assert!(for_a_job.cancel());
+    /// assert!(ctx.is_cancelled(), "cancelling an alias cancels the context itself");
+    /// assert!(!alias.cancel(), "it had already ended");
+    /// ```
+    pub fn alias(&self) -> Self {
+        Context {
+            node: Arc::new(Node {
+                token: self.node.token.clone(),
+                cause: OnceLock::new(),
+                parent: Some(self.node.clone()),
+                deadline: self.node.deadline,
+                timer: OnceLock::new(),
+                alias: true,
             }),
         }
     }
@@ -567,18 +627,19 @@ fn spawn_timer(
 mod model {
     use super::*;
 
-    /// Two threads end one context with different causes while a third reads it through a child: one
-    /// cause wins, every reader that sees the context ended sees that cause, and a child never reports
-    /// a cause its parent does not have. The cause is a `OnceLock` and the wake-up a tokio-util token,
-    /// both `std`-synchronised, so loom interleaves the operations (at the yields) rather than the
-    /// instructions inside them.
+    /// Two threads end one context with different causes (one through an alias of it) while a third
+    /// reads it through a child: one cause wins, every reader that sees the context ended sees that
+    /// cause, and a child never reports a cause its parent does not have. The cause is a `OnceLock`
+    /// and the wake-up a tokio-util token, both `std`-synchronised, so loom interleaves the operations
+    /// (at the yields) rather than the instructions inside them.
     #[test]
     fn the_first_cause_wins_and_every_reader_agrees() {
         loom::model(|| {
             let ctx = Context::new();
             let child = ctx.child();
+            // One canceller ends the context through an alias of it (invariant 6).
             let canceller = |with_error: bool| {
-                let ctx = ctx.clone();
+                let ctx = if with_error { ctx.alias() } else { ctx.clone() };
                 loom::thread::spawn(move || {
                     loom::thread::yield_now();
                     if with_error {

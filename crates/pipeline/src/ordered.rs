@@ -54,6 +54,7 @@ pub(crate) fn spawn<T, U, E, F, Fut>(
         let stage = counters.name.clone();
         shared.spawn_stage(&stage, async move {
             let mut input = input.consumer();
+            let ctx = task.ctx.alias();
             let mut taken = VecDeque::with_capacity(1);
             loop {
                 let Ok(permit) = window.clone().acquire_owned().await else {
@@ -72,7 +73,7 @@ pub(crate) fn spawn<T, U, E, F, Fut>(
                 };
                 counters.add_in(1);
                 let index = item.index;
-                let item = match call(&task, &counters, &*f, item, true).await {
+                let item = match call(&task, &ctx, &counters, &*f, item, true).await {
                     Step::Pass(value) => Some(Item { index, value }),
                     Step::Drop => None,
                     Step::Stop => return,

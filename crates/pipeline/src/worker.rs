@@ -25,11 +25,13 @@ pub(crate) enum Step<U> {
     Stop,
 }
 
-/// Runs the stage function on one item: panics and errors become the pipeline's failure or go to the
-/// skip handler. With `counted`, the call counts in `busy` while it runs; without, the caller counts
-/// it (a worker counts a whole run of calls at once).
+/// Runs the stage function on one item, handing it a clone of `ctx`, the worker's alias of the
+/// pipeline's context: panics and errors become the pipeline's failure or go to the skip handler.
+/// With `counted`, the call counts in `busy` while it runs; without, the caller counts it (a worker
+/// counts a whole run of calls at once).
 pub(crate) async fn call<T, U, E, F, Fut>(
     shared: &Shared<E>,
+    ctx: &Context,
     counters: &Counters,
     f: &F,
     item: Item<T>,
@@ -43,7 +45,7 @@ where
     let mut busy = Busy::new(counters);
     busy.set(counted);
     let Item { index, value } = item;
-    let result = match std::panic::catch_unwind(AssertUnwindSafe(|| f(shared.ctx.clone(), value))) {
+    let result = match std::panic::catch_unwind(AssertUnwindSafe(|| f(ctx.clone(), value))) {
         Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await,
         Err(payload) => Err(payload),
     };
@@ -137,6 +139,9 @@ pub(crate) async fn run<T, U, E, F, Fut>(
     Fut: Future<Output = Result<Option<U>, E>>,
 {
     let mut input = input.consumer();
+    // Cloned for every item: an alias of its own keeps the workers of every stage, on every thread,
+    // from moving one reference count between them.
+    let ctx = shared.ctx.alias();
     let mut taken = VecDeque::with_capacity(MAX_BATCH);
     // Until a batch has shown that the items are cheap, take only a fair share, so that CPU-heavy
     // items spread over the workers.
@@ -172,7 +177,7 @@ pub(crate) async fn run<T, U, E, F, Fut>(
             }
             busy.set(true);
             let index = item.index;
-            let call = call(&shared, &counters, &*f, item, false);
+            let call = call(&shared, &ctx, &counters, &*f, item, false);
             tokio::pin!(call);
             let step = match call.as_mut().now_or_never() {
                 Some(step) => step,
@@ -223,6 +228,7 @@ pub(crate) async fn run_flat<T, I, E, F, Fut>(
     Fut: Future<Output = Result<Option<I>, E>>,
 {
     let mut input = input.consumer();
+    let ctx = shared.ctx.alias();
     let mut taken = VecDeque::with_capacity(1);
     loop {
         let took = next_batch(&mut input, &mut taken, &mut output, 1, true).await;
@@ -231,7 +237,7 @@ pub(crate) async fn run_flat<T, I, E, F, Fut>(
         };
         counters.add_in(1);
         let index = item.index;
-        let iter = match call(&shared, &counters, &*f, item, true).await {
+        let iter = match call(&shared, &ctx, &counters, &*f, item, true).await {
             Step::Pass(items) => items,
             Step::Drop => {
                 input.done(1);

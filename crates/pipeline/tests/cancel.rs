@@ -107,3 +107,44 @@ fn an_outside_end_wins_over_errors_it_produced_on_a_multi_thread_runtime() {
         });
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_stage_function_that_cancels_its_context_ends_the_whole_pipeline() {
+    let parent = Context::new();
+    let run = Pipeline::new(&parent)
+        .source(0..u64::MAX)
+        .map(4, |ctx, i| async move {
+            match i {
+                // Every worker of the stage clones its context from an alias of its own: a cancel
+                // through one of them must reach the others and the stages after.
+                40 => {
+                    ctx.cancel_with(std::io::Error::other("quota spent"));
+                }
+                41.. => {
+                    ctx.cancelled().await;
+                }
+                _ => {}
+            }
+            Ok::<_, String>(i)
+        })
+        .map(2, |ctx, i| async move {
+            if i >= 41 {
+                ctx.cancelled().await;
+            }
+            Ok(i)
+        })
+        .output()
+        .try_collect();
+    let result = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("every worker saw the cancel");
+    match result {
+        Err(PipelineError::Cancelled(Cause::Error(e))) => assert_eq!(e.to_string(), "quota spent"),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        !parent.is_cancelled(),
+        "the pipeline's context is a child of the parent"
+    );
+    live::assert_none_alive().await;
+}
