@@ -34,7 +34,6 @@ use bounded_cancel::Context;
 use bounded_cancel::live::TaskCounter;
 use bounded_sync::Mutex;
 use bounded_sync::busy::{Busy, LastJob, PollClock, step_aside};
-use futures_util::FutureExt;
 use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinHandle};
 
@@ -663,19 +662,17 @@ impl Inner {
         E: fmt::Display + Send + 'static,
     {
         let Submission { job, tx } = submission;
-        let ctx = self.jobs_ctx.clone();
-        let run = AssertUnwindSafe(async move { job(ctx).await }).catch_unwind();
         #[cfg(feature = "tracing")]
-        let run = tracing::Instrument::instrument(
-            run,
-            tracing::info_span!("pool job", pool = %self.name),
-        );
+        let span = JobSpan(tracing::info_span!("pool job", pool = %self.name));
+        #[cfg(not(feature = "tracing"))]
+        let span = JobSpan;
         // Counted once the job exists: a subscriber that panics making its span leaves no job.
         self.counters.submitted();
         Box::pin(JobTask {
-            run,
+            run: Run::Call { job: Some(job) },
             tx,
             timing: Timing::queued(),
+            span,
         })
     }
 
@@ -835,6 +832,8 @@ impl Drop for Alive {
 struct Held<'a> {
     job: JobFuture,
     inner: &'a Inner,
+    /// The worker's alias of the jobs' context, cloned for each job it runs.
+    ctx: &'a Context,
     started: bool,
     ended: bool,
 }
@@ -847,7 +846,7 @@ impl Held<'_> {
     }
 
     fn poll(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        let polled = self.job.as_mut().poll_job(cx, self.inner);
+        let polled = self.job.as_mut().poll_job(cx, self.inner, self.ctx);
         self.ended = polled.is_ready();
         polled
     }
@@ -877,27 +876,102 @@ pub(crate) struct Submission<J, T, E> {
     pub(crate) tx: Option<ResultTx<T, E>>,
 }
 
-/// A queued job, polled by the worker that took it with the pool's state, so that a job holds no
-/// handle on the pool of its own.
+/// A queued job, polled by the worker that took it with the pool's state and the context to hand
+/// it, so that a job holds no handle on the pool of its own.
 pub(crate) trait PoolJob: Send {
-    /// Runs the job; once it ends, counts how, then hands its result to its handle, or its failure
-    /// to the error hook. Not polled again after `Ready`.
+    /// Runs the job (its first poll calls the user's closure with a clone of `ctx`); once it ends,
+    /// counts how, then hands its result to its handle, or its failure to the error hook. Not polled
+    /// again after `Ready`.
     fn poll_job(
         self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
         inner: &Inner,
+        ctx: &Context,
     ) -> std::task::Poll<()>;
 }
 
 pin_project_lite::pin_project! {
-    /// A job as queued: the call of the user's closure and its future, under `catch_unwind`, and
-    /// where its result goes (`None` for a detached job: its result is dropped, its failure goes to
-    /// the hook).
-    struct JobTask<F, T, E> {
+    /// A job as queued: the user's closure, then its future, and where its result goes (`None` for a
+    /// detached job: its result is dropped, its failure goes to the hook).
+    struct JobTask<J, Fut, T, E> {
         #[pin]
-        run: F,
+        run: Run<J, Fut>,
         tx: Option<ResultTx<T, E>>,
         timing: Timing,
+        span: JobSpan,
+    }
+
+    impl<J, Fut, T, E> PinnedDrop for JobTask<J, Fut, T, E> {
+        // The job's code is dropped in its span, as it ran in it.
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            let _entered = this.span.enter();
+            this.run.set(Run::Call { job: None });
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A job's code: the closure until its first poll calls it, then the future it returned.
+    #[project = RunProj]
+    enum Run<J, Fut> {
+        Call { job: Option<J> },
+        Poll { #[pin] fut: Fut },
+    }
+}
+
+impl<J, Fut> Run<J, Fut>
+where
+    J: FnOnce(Context) -> Fut,
+    Fut: Future,
+{
+    /// Calls the closure (on the first poll) and polls its future, each under `catch_unwind`: a
+    /// panic in either is the job's result.
+    fn poll_caught(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        ctx: &Context,
+    ) -> std::task::Poll<std::thread::Result<Fut::Output>> {
+        loop {
+            match self.as_mut().project() {
+                RunProj::Call { job } => {
+                    let Some(job) = job.take() else {
+                        unreachable!("a job is not polled again once its closure panicked")
+                    };
+                    match std::panic::catch_unwind(AssertUnwindSafe(|| job(ctx.clone()))) {
+                        Ok(fut) => self.set(Run::Poll { fut }),
+                        Err(payload) => return std::task::Poll::Ready(Err(payload)),
+                    }
+                }
+                RunProj::Poll { fut } => {
+                    return match std::panic::catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+                        Ok(std::task::Poll::Pending) => std::task::Poll::Pending,
+                        Ok(std::task::Poll::Ready(output)) => std::task::Poll::Ready(Ok(output)),
+                        Err(payload) => std::task::Poll::Ready(Err(payload)),
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// The job's span, entered for each of its polls (the span current at submission is its parent).
+#[cfg(feature = "tracing")]
+struct JobSpan(tracing::Span);
+
+#[cfg(not(feature = "tracing"))]
+struct JobSpan;
+
+impl JobSpan {
+    #[cfg(feature = "tracing")]
+    fn enter(&self) -> tracing::span::Entered<'_> {
+        self.0.enter()
+    }
+
+    /// Without the feature there is no span: nothing to enter, nothing to leave.
+    #[cfg(not(feature = "tracing"))]
+    fn enter(&self) -> &Self {
+        self
     }
 }
 
@@ -923,9 +997,10 @@ impl Timing {
     }
 }
 
-impl<F, T, E> PoolJob for JobTask<F, T, E>
+impl<J, Fut, T, E> PoolJob for JobTask<J, Fut, T, E>
 where
-    F: Future<Output = std::thread::Result<Result<T, E>>> + Send,
+    J: FnOnce(Context) -> Fut + Send,
+    Fut: Future<Output = Result<T, E>> + Send,
     T: Send,
     E: fmt::Display + Send,
 {
@@ -933,6 +1008,7 @@ where
         self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
         inner: &Inner,
+        ctx: &Context,
     ) -> std::task::Poll<()> {
         let this = self.project();
         #[cfg(feature = "metrics")]
@@ -943,7 +1019,10 @@ where
                 .waited(this.timing.queued_at.elapsed());
             this.timing.started_at = Some(tokio::time::Instant::now());
         }
-        let caught = std::task::ready!(this.run.poll(cx));
+        let caught = {
+            let _entered = this.span.enter();
+            std::task::ready!(this.run.poll_caught(cx, ctx))
+        };
         #[cfg(feature = "metrics")]
         if let Some(started_at) = this.timing.started_at {
             inner.counters.exported.ran(started_at.elapsed());
@@ -1026,6 +1105,9 @@ async fn worker(mut alive: Alive, threads: usize) {
     let inner = &alive.inner.clone();
     // Dropped before `alive`, whether the worker ends or is aborted: it leaves the queue first.
     let mut seat = Sitting(&inner.queue, inner.queue.seat());
+    // Each job gets a clone of this: an alias of its own keeps the workers, on every thread, from
+    // moving one reference count between them.
+    let ctx = inner.jobs_ctx.alias();
     let mut last = LastJob::Unknown;
     let mut clock = PollClock::default();
     loop {
@@ -1048,6 +1130,7 @@ async fn worker(mut alive: Alive, threads: usize) {
                 Held {
                     job,
                     inner,
+                    ctx: &ctx,
                     started: false,
                     ended: false,
                 },

@@ -307,3 +307,46 @@ async fn a_submission_is_its_job_and_a_few_words() {
     assert!(std::mem::size_of_val(&pool.submit_with(&request, job)) <= 8 * words);
     pool.abort();
 }
+
+/// Every job is handed the same context, whichever worker runs it: a job that cancels it ends it for
+/// the jobs running on the other workers too, and for the jobs after it, but not the pool.
+#[tokio::test(start_paused = true)]
+async fn a_job_that_cancels_its_context_ends_it_for_every_job_but_not_the_pool() {
+    let pool = Pool::builder().workers(3).queue(4).build().unwrap();
+    let waiting: Vec<_> = (0..2)
+        .map(|_| {
+            pool.try_submit(|ctx: Context| async move { Ok::<_, String>(ctx.cancelled().await) })
+        })
+        .collect::<Result<_, _>>()
+        .unwrap();
+    sleep(Duration::from_millis(1)).await;
+    let canceller = pool
+        .try_submit(|ctx: Context| async move {
+            ctx.cancel_with(std::io::Error::other("shedding load"));
+            Ok::<_, String>(())
+        })
+        .unwrap();
+    canceller.await.unwrap();
+    for job in waiting {
+        let cause = tokio::time::timeout(Duration::from_secs(60), job)
+            .await
+            .expect("the cancel reached a job on another worker")
+            .unwrap();
+        assert_eq!(
+            cause.to_string(),
+            "context cancelled by error: shedding load"
+        );
+    }
+    let later = pool.submit(|ctx: Context| async move { Ok::<_, String>(ctx.is_cancelled()) });
+    assert!(
+        later.await.unwrap().await.unwrap(),
+        "a later job gets the ended context"
+    );
+    assert!(
+        !pool.context().is_cancelled(),
+        "the pool itself is not cancelled"
+    );
+    let report = pool.shutdown().await;
+    assert_eq!(report.completed, 4);
+    live::assert_none_alive().await;
+}

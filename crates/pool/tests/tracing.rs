@@ -43,6 +43,45 @@ async fn a_job_runs_in_a_child_of_the_submitters_span() {
     pool.shutdown().await;
 }
 
+/// Emits `dropped` when dropped.
+struct Noisy;
+
+impl Drop for Noisy {
+    fn drop(&mut self) {
+        tracing::info!("dropped");
+    }
+}
+
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn the_closure_its_future_and_the_drop_of_an_aborted_job_all_run_in_its_span() {
+    let captured = Captured::default();
+    let _default = tracing::subscriber::set_default(captured.subscriber());
+    let pool = Pool::builder().name("mailer").workers(1).build().unwrap();
+    pool.submit_detached(|_ctx| {
+        tracing::info!("building");
+        let noisy = Noisy;
+        async move {
+            tracing::info!("waiting");
+            let _noisy = noisy;
+            std::future::pending::<Result<(), String>>().await
+        }
+    })
+    .instrument(tracing::info_span!("request"))
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    pool.abort();
+    pool.shutdown().await;
+    for message in ["building", "waiting", "dropped"] {
+        let event = captured
+            .events()
+            .into_iter()
+            .find(|e| e.fields == format!("message={message}"))
+            .unwrap_or_else(|| panic!("no event {message}"));
+        assert_eq!(event.scope, ["pool job", "request"], "{message}");
+    }
+}
+
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn failures_panics_and_aborts_are_events_naming_the_pool() {
     let captured = Captured::default();
