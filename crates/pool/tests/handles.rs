@@ -242,3 +242,25 @@ fn a_handle_cancelled_by_an_abort_resolves_only_once_its_job_is_counted() {
         });
     }
 }
+
+/// A closure that panics before it returns its future is a panicked job like any other: its worker
+/// calls it, under the same catch as the future's polls.
+#[tokio::test(start_paused = true)]
+async fn a_closure_that_panics_before_returning_its_future_is_a_panicked_job() {
+    let pool = Pool::builder().workers(1).queue(2).build().unwrap();
+    let panicked = pool
+        .submit(|_ctx| -> std::future::Ready<Result<u32, String>> { panic!("no future for you") })
+        .await
+        .unwrap();
+    let after = pool
+        .submit(|_ctx| async { Ok::<u32, String>(7) })
+        .await
+        .unwrap();
+    match panicked.await {
+        Err(e @ JobError::Panicked(_)) => assert_eq!(e.panic_message(), Some("no future for you")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(after.await.unwrap(), 7, "the worker lived on");
+    let report = pool.shutdown().await;
+    assert_eq!((report.panicked, report.completed), (1, 1));
+}
