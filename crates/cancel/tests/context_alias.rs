@@ -89,8 +89,20 @@ async fn an_alias_keeps_the_deadline_and_passing_it_ends_the_context() {
     let alias = ctx.alias();
     assert_eq!(alias.deadline(), ctx.deadline());
     assert_eq!(alias.remaining(), Some(Duration::from_secs(2)));
-    sleep(Duration::from_secs(2)).await;
-    // The alias is the first to look: the context records the cause, not a copy of its own.
+    let waiter = tokio::spawn({
+        let alias = ctx.alias();
+        async move { (alias.cancelled().await, tokio::time::Instant::now()) }
+    });
+    let start = tokio::time::Instant::now();
+    sleep(Duration::from_secs(1)).await;
+    assert!(!waiter.is_finished(), "not a tick before the deadline");
+    let (cause, at) = waiter.await.unwrap();
+    assert!(matches!(cause, Cause::DeadlineExceeded));
+    assert_eq!(
+        at - start,
+        Duration::from_secs(2),
+        "a wait through an alias ends at the deadline"
+    );
     assert!(matches!(alias.cause(), Some(Cause::DeadlineExceeded)));
     assert!(matches!(ctx.cause(), Some(Cause::DeadlineExceeded)));
     // A cancel through the alias after the deadline changes nothing.
@@ -147,4 +159,17 @@ fn aliases_on_many_threads_agree_on_one_cause() {
         let cause = ctx.cause().unwrap().to_string();
         assert!(seen.iter().all(|(_, c)| *c == cause), "{seen:?}");
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_first_look_through_an_alias_past_the_deadline_ends_the_context_itself() {
+    let ctx = Context::new().with_timeout(Duration::from_secs(2));
+    let child = ctx.child();
+    let alias = ctx.alias();
+    sleep(Duration::from_secs(2)).await;
+    // Nobody has looked yet; the alias looks first, and the cause lands on the context it stands for.
+    assert!(alias.is_cancelled());
+    assert!(ctx.token().is_cancelled(), "the context's own token fired");
+    assert!(child.token().is_cancelled());
+    assert!(matches!(ctx.cause(), Some(Cause::DeadlineExceeded)));
 }
