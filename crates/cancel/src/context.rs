@@ -311,8 +311,8 @@ impl Context {
     /// clone of a context adds to and takes from one reference count; threads that clone the same
     /// context at once, for every job or item they run, take that count's cache line from one another
     /// on each clone and each drop. A long-lived worker that hands each of its jobs a clone can clone
-    /// an alias of its own instead, made once when the worker starts. `bounded`'s pipeline stages do
-    /// so.
+    /// an alias of its own instead, made once when the worker starts. `bounded`'s pool workers and
+    /// pipeline stage workers do so.
     ///
     /// An alias costs one allocation, and every check made through it (such as
     /// [`is_cancelled`](Context::is_cancelled)) reads one atomic more than the same check made
