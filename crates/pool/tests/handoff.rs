@@ -132,9 +132,26 @@ async fn cpu_bound_jobs_run_on_both_worker_threads_at_once() {
 
 /// A worker that has run a long stream of jobs finishing at once runs the next ones back to back on
 /// its thread; when those start computing, the ones queued behind them still spread to the other
-/// thread (after the first, which shows it).
+/// thread (after the first, which shows it). Up to three rounds: another process busy on the same
+/// cores can keep the second thread from being scheduled for a whole round; without the hand-on,
+/// no round ever spreads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cpu_bound_jobs_after_quick_ones_still_spread() {
+    let mut most = Vec::new();
+    for _ in 0..3 {
+        let spread = quick_then_cpu_bound().await;
+        most.push(spread);
+        if spread == 2 {
+            return;
+        }
+    }
+    panic!(
+        "16 jobs of 2 ms each never ran on both threads at once (most at once, by round: {most:?})"
+    );
+}
+
+/// 2,000 quick jobs, then 16 jobs of 2 ms each queued at once: how many ran at once, at most.
+async fn quick_then_cpu_bound() -> usize {
     let pool = Pool::builder().workers(4).queue(32).build().unwrap();
     for _ in 0..2_000 {
         pool.submit_detached(|_ctx| async { Ok::<_, String>(()) })
@@ -165,10 +182,6 @@ async fn cpu_bound_jobs_after_quick_ones_still_spread() {
     for handle in handles {
         handle.await.unwrap();
     }
-    assert_eq!(
-        gauge.max(),
-        2,
-        "16 jobs of 2 ms each never ran on both threads at once"
-    );
     pool.shutdown().await;
+    gauge.max()
 }
