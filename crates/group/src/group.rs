@@ -45,9 +45,10 @@ pub const MAX_LIMIT: usize = bounded_sync::slots::MAX_SLOTS;
 /// spawn: at most `limit` runners with a limit, as many as needed without one. A task never waits
 /// behind a busy runner while a slot is free, and on a multi-thread runtime tasks that compute without
 /// awaiting still spread over the worker threads. Idle runners park (at most 64) and end once
-/// [`wait`](Group::wait) finds the group idle or the group is dropped. Inside a task, `tokio::task::id()` names its runner. A spawn
-/// waiting for a slot is released with the context's cause when the group's context ends, through one
-/// watcher task per group that the first waiting spawn starts and that ends with the runners.
+/// [`wait`](Group::wait) finds the group idle or the group is dropped. Inside a task,
+/// `tokio::task::id()` names its runner. A spawn waiting for a slot is released with the context's
+/// cause when the group's context ends, through one watcher task per group that the first waiting
+/// spawn starts and that ends with the runners.
 ///
 /// # Examples
 ///
