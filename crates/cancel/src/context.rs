@@ -4,8 +4,8 @@
 //!
 //! 1. A node's cause is set at most once (`OnceLock`): the first `record` wins, and a node whose
 //!    ancestor has a cause records nothing, so a descendant always reports its ancestor's cause.
-//! 2. The cause is stored before the node's token fires, so every waiter woken by the token (and every
-//!    descendant's token, a child of it) reads the cause, never "cancelled without a cause".
+//! 2. The cause is stored before the node's waiters are woken and its token fires, so every waiter
+//!    woken (and every token that fired) reads the cause, never "cancelled without a cause".
 //! 3. A node's deadline is the earlier of its own and its parent's, fixed when it is made.
 //! 4. Every answer that depends on time reads the clock: once the deadline has passed, the first
 //!    reader records `DeadlineExceeded` on the highest ancestor sharing that deadline (invariant 1
@@ -13,21 +13,42 @@
 //!    `cancelled` wait agree with no timer task and on any runtime.
 //! 5. `cancel` reads the clock first: a deadline that has passed was the first cause, whether or not
 //!    anyone had looked.
-//! 6. An alias (`Context::alias`) is a node that stands for its parent: it holds the parent's token
-//!    itself (not a child of it) and the parent's deadline, never records a cause of its own, and
-//!    forwards every cancel to the node it stands for. So every answer read through it is the
-//!    parent's, one level further down the walk of invariant 1, and it owns no timer (the deadline's
-//!    owner is above it).
+//! 6. An alias (`Context::alias`) is a node that stands for its parent: it hands out the parent's
+//!    token and has the parent's deadline, never records a cause of its own, and forwards every cancel
+//!    to the node it stands for. So every answer read through it is the parent's, one level further
+//!    down the walk of invariant 1, and it owns no timer (the deadline's owner is above it). It is a
+//!    child in the tree of invariant 7 like any other, so its waiters and children are woken with the
+//!    node it stands for.
+//! 7. Every node is in its parent's `children` (a slab of weak references, under the parent's lock)
+//!    from its making to its drop. The node that records a cause then wakes its subtree: it wakes its
+//!    own waiters (a `Notify`) and cancels its token if one was made, then does the same for each
+//!    live child that has no cause of its own (one that has woke its subtree when it recorded), and
+//!    so on down, with a stack rather than recursion, holding one node's lock at a time and no lock
+//!    while it wakes anyone or drops a node. A node made after the walk passed its parent reads the
+//!    cause instead: its parent's lock orders its making after the cause was stored.
+//! 8. A waiter registers with its node's `Notify` first and reads the cause after; the walk stores the
+//!    cause first and wakes the node's waiters after. So either the waiter reads the cause or the walk
+//!    wakes it, and a woken waiter takes no lock: it reads the cause and ends.
+//! 9. A node's token is made at most once, by the first `token`, under the node's lock, as a child of
+//!    its parent's token (made first if need be), so that it fires with its ancestors' tokens even after
+//!    its node is gone. The walk reads it under the same lock; every `token` reads the cause after
+//!    making or reading the token and cancels it if the node has ended. So a token is cancelled by the
+//!    walk, by its parent's token or by its maker, whichever comes last.
 //!
-//! There are no atomics here: the orderings are those of `OnceLock` and tokio-util's token. The loom
-//! model at the end interleaves concurrent cancels and reads of the real code.
+//! The only atomics here are `OnceLock`s, tokio's `Notify` and the key of invariant 7, read and
+//! written under the parent's lock. The loom models at the end interleave concurrent cancels, reads
+//! and tokens of the real code.
 
 use std::error::Error;
 use std::fmt;
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
+use bounded_sync::Mutex;
+use slab::Slab;
+use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -54,7 +75,8 @@ use crate::{Cause, live};
 /// # Deadlines and the clock
 ///
 /// Deadlines use [`tokio::time::Instant`], so tests on a paused clock drive them. A deadline costs no
-/// task: making and dropping a context with a deadline touches no runtime and takes no lock. The clock
+/// task: making and dropping a context with a deadline touches no runtime and takes no lock but its
+/// parent's, to enter it in and take it out of the parent's children. The clock
 /// is read where an answer depends on it, so [`is_cancelled`](Context::is_cancelled),
 /// [`cause`](Context::cause), [`remaining`](Context::remaining) and [`cancelled`](Context::cancelled)
 /// always agree, on any runtime or none: once the deadline has passed, the context is cancelled with
@@ -88,7 +110,6 @@ pub struct Context {
 }
 
 struct Node {
-    token: CancellationToken,
     cause: OnceLock<Cause>,
     parent: Option<Arc<Node>>,
     /// The effective deadline: the earlier of this node's own and its parent's.
@@ -97,12 +118,28 @@ struct Node {
     timer: OnceLock<AbortHandle>,
     /// This node stands for its parent (invariant 6).
     alias: bool,
+    /// The `cancelled` waits on this node, woken when it ends (invariant 8).
+    waiters: Notify,
+    /// The live children, woken with this node (invariant 7).
+    children: Mutex<Slab<Weak<Node>>>,
+    /// This node's key in its parent's `children`, written and read under the parent's lock.
+    key: AtomicUsize,
+    /// Made by the first `token()` (invariant 9).
+    token: OnceLock<CancellationToken>,
 }
 
 impl Drop for Node {
     fn drop(&mut self) {
         if let Some(timer) = self.timer.get() {
             timer.abort();
+        }
+        if let Some(parent) = &self.parent {
+            let removed = parent
+                .children
+                .lock()
+                .try_remove(self.key.load(Ordering::Relaxed));
+            // A weak reference to this node, dropped outside the lock.
+            drop(removed);
         }
     }
 }
@@ -188,9 +225,96 @@ impl Node {
         if self.recorded().is_some() || self.cause.set(cause).is_err() {
             return false;
         }
-        // The cause is stored before the token fires, so every waiter woken by the token sees it.
-        self.token.cancel();
+        // The cause is stored before anyone is woken, so every waiter woken sees it (invariant 2).
+        self.wake_subtree();
         true
+    }
+
+    /// Wakes the waiters and fires the tokens of this node and of every descendant that has not
+    /// ended on its own (invariant 7).
+    fn wake_subtree(&self) {
+        let mut stack = Vec::new();
+        self.wake(&mut stack);
+        while let Some(node) = stack.pop() {
+            if node.cause.get().is_none() {
+                node.wake(&mut stack);
+            }
+        }
+    }
+
+    /// Wakes this node's waiters, cancels its token if it has one, and pushes its live children.
+    fn wake(&self, stack: &mut Vec<Arc<Node>>) {
+        let token = {
+            let children = self.children.lock();
+            stack.extend(children.iter().filter_map(|(_, child)| child.upgrade()));
+            self.token.get().cloned()
+        };
+        self.waiters.notify_waiters();
+        if let Some(token) = token {
+            token.cancel();
+        }
+    }
+
+    /// A new node under `parent`, in its parent's `children` (invariant 7).
+    fn child_of(parent: &Arc<Node>, deadline: Option<Instant>, alias: bool) -> Arc<Node> {
+        let node = Arc::new(Node {
+            cause: OnceLock::new(),
+            parent: Some(parent.clone()),
+            deadline,
+            timer: OnceLock::new(),
+            alias,
+            waiters: Notify::new(),
+            children: Mutex::new(Slab::new()),
+            key: AtomicUsize::new(0),
+            token: OnceLock::new(),
+        });
+        let mut children = parent.children.lock();
+        node.key
+            .store(children.insert(Arc::downgrade(&node)), Ordering::Relaxed);
+        drop(children);
+        node
+    }
+
+    /// This node's token, made by the first call (invariant 9); an alias's is its parent's.
+    fn token(&self) -> CancellationToken {
+        let node = self.stands_for();
+        if let Some(token) = node.token.get() {
+            let token = token.clone();
+            node.fire_if_ended(&token);
+            return token;
+        }
+        // The ancestors that have no token yet, made from the top down, each a child of the one
+        // above it, so that a token fires with its ancestors' even after its own node is gone.
+        let mut missing = vec![node];
+        let mut above = None;
+        let mut next = node.parent.as_deref();
+        while let Some(parent) = next.map(Node::stands_for) {
+            if let Some(token) = parent.token.get() {
+                above = Some(token.clone());
+                break;
+            }
+            missing.push(parent);
+            next = parent.parent.as_deref();
+        }
+        for node in missing.into_iter().rev() {
+            let made = above
+                .as_ref()
+                .map_or_else(CancellationToken::new, CancellationToken::child_token);
+            let token = {
+                let _walk = node.children.lock();
+                node.token.get_or_init(|| made).clone()
+            };
+            node.fire_if_ended(&token);
+            above = Some(token);
+        }
+        above.expect("made above")
+    }
+
+    /// Cancels `token` if this node has ended: a token made after the walk passed (invariant 9).
+    fn fire_if_ended(&self, token: &CancellationToken) {
+        if self.cause().is_some() {
+            token.cancel();
+        }
     }
 }
 
@@ -209,12 +333,15 @@ impl Context {
     pub fn new() -> Self {
         Context {
             node: Arc::new(Node {
-                token: CancellationToken::new(),
                 cause: OnceLock::new(),
                 parent: None,
                 deadline: None,
                 timer: OnceLock::new(),
                 alias: false,
+                waiters: Notify::new(),
+                children: Mutex::new(Slab::new()),
+                key: AtomicUsize::new(0),
+                token: OnceLock::new(),
             }),
         }
     }
@@ -292,14 +419,7 @@ impl Context {
 
     fn make_child(&self, deadline: Option<Instant>) -> Self {
         Context {
-            node: Arc::new(Node {
-                token: self.node.token.child_token(),
-                cause: OnceLock::new(),
-                parent: Some(self.node.clone()),
-                deadline,
-                timer: OnceLock::new(),
-                alias: false,
-            }),
+            node: Node::child_of(&self.node, deadline, false),
         }
     }
 
@@ -332,14 +452,7 @@ impl Context {
     /// ```
     pub fn alias(&self) -> Self {
         Context {
-            node: Arc::new(Node {
-                token: self.node.token.clone(),
-                cause: OnceLock::new(),
-                parent: Some(self.node.clone()),
-                deadline: self.node.deadline,
-                timer: OnceLock::new(),
-                alias: true,
-            }),
+            node: Node::child_of(&self.node, self.node.deadline, true),
         }
     }
 
@@ -508,7 +621,7 @@ impl Context {
     /// # }
     /// ```
     pub fn cancelled(&self) -> Cancelled<'_> {
-        Cancelled::new(&self.node.token, self)
+        Cancelled::new(&self.node.waiters, self)
     }
 
     /// Runs `fut` until it completes or this context ends, whichever is first.
@@ -570,13 +683,18 @@ impl Context {
                     .get_or_init(|| spawn_timer(&runtime, owner, deadline));
             }
         }
-        self.node.token.child_token()
+        self.node.token().child_token()
     }
 
     /// Ends the context with `DeadlineExceeded` (unless it has ended already); a waiter's timer calls
     /// it when the deadline has come.
     pub(crate) fn expire(&self) {
         self.node.expire();
+    }
+
+    /// The cause recorded on this context or an ancestor, without reading the clock.
+    pub(crate) fn recorded_cause(&self) -> Option<Cause> {
+        self.node.recorded().cloned()
     }
 
     pub(crate) fn cause_or_cancelled(&self) -> Cause {
@@ -606,7 +724,7 @@ fn spawn_timer(
 ) -> AbortHandle {
     // A clone of the token does not keep the node alive; the weak reference lets the last clone of the
     // context drop the node, whose `Drop` aborts this task.
-    let (token, node) = (node.token.clone(), Arc::downgrade(node));
+    let (token, node) = (node.token(), Arc::downgrade(node));
     let timer = async move {
         tokio::select! {
             biased;
@@ -623,9 +741,52 @@ fn spawn_timer(
         .abort_handle()
 }
 
+#[cfg(all(test, not(bounded_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_parent_keeps_no_place_for_children_that_are_gone() {
+        let root = Context::new();
+        let kept = root.child();
+        for _ in 0..1_000 {
+            let child = root.with_timeout(Duration::from_secs(60));
+            let _alias = child.alias();
+            let _grandchild = child.child();
+            let _token = child.token();
+        }
+        {
+            let children = root.node.children.lock();
+            assert_eq!(children.len(), 1, "only the child still alive");
+            assert!(children.capacity() <= 4, "places are reused, not added");
+        }
+        drop(kept);
+        assert!(root.node.children.lock().is_empty());
+    }
+}
+
 #[cfg(all(test, bounded_loom))]
 mod model {
     use super::*;
+
+    /// A token taken from a child while another thread ends the parent fires, whichever comes
+    /// first (invariant 9): the walk fires it, or its maker reads the end and fires it.
+    #[test]
+    fn a_token_made_while_its_parent_ends_fires() {
+        loom::model(|| {
+            let root = Context::new();
+            let child = root.child();
+            let canceller = {
+                let root = root.clone();
+                loom::thread::spawn(move || root.cancel())
+            };
+            let token = child.token();
+            let grandchild = child.child();
+            assert!(canceller.join().unwrap());
+            assert!(token.is_cancelled(), "the child's token fired");
+            assert!(grandchild.token().is_cancelled());
+        });
+    }
 
     /// Two threads end one context with different causes (one through an alias of it) while a third
     /// reads it through a child: one cause wins, every reader that sees the context ended sees that

@@ -4,8 +4,8 @@ use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll, ready};
 
 use pin_project_lite::pin_project;
+use tokio::sync::{Notify, futures::Notified};
 use tokio::time::Sleep;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use crate::{Cause, Context};
 
@@ -13,8 +13,9 @@ pin_project! {
     /// Future returned by [`Context::cancelled`]: resolves to the [`Cause`] once the context ends.
     #[must_use = "futures do nothing unless polled"]
     pub struct Cancelled<'a> {
+        // Registered with the context's waiters at the first poll (invariant 8 of `context`).
         #[pin]
-        wait: WaitForCancellationFuture<'a>,
+        woken: Notified<'a>,
         // Armed at the first poll when the context has a deadline; the wait's own timer, so that no
         // task has to exist for a deadline to end a wait. Boxed: a wait without a deadline (most of
         // them) stays small, which every task that holds one pays for.
@@ -24,9 +25,9 @@ pin_project! {
 }
 
 impl<'a> Cancelled<'a> {
-    pub(crate) fn new(token: &'a CancellationToken, ctx: &'a Context) -> Self {
+    pub(crate) fn new(waiters: &'a Notify, ctx: &'a Context) -> Self {
         Cancelled {
-            wait: token.cancelled(),
+            woken: waiters.notified(),
             timer: None,
             ctx,
         }
@@ -38,7 +39,11 @@ impl Future for Cancelled<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Cause> {
         let mut this = self.project();
-        if this.wait.as_mut().poll(cx).is_pending() {
+        if this.woken.as_mut().poll(cx).is_pending() {
+            // Registered: an end from now on wakes this wait; one before it is read here.
+            if let Some(cause) = this.ctx.recorded_cause() {
+                return Poll::Ready(cause);
+            }
             if let Some(deadline) = this.ctx.deadline() {
                 if this.timer.is_none() {
                     // The clock is read once here rather than in every poll: a passed deadline ends
@@ -56,7 +61,7 @@ impl Future for Cancelled<'_> {
             }
             return Poll::Pending;
         }
-        // The token only fires after a cause is stored, so the fallback is never seen in practice.
+        // Waiters are only woken after a cause is stored, so the fallback is never seen in practice.
         Poll::Ready(this.ctx.cause_or_cancelled())
     }
 }

@@ -34,13 +34,14 @@
 //!
 //! # Comparison to `CancellationToken`
 //!
-//! `Context` wraps a `CancellationToken` tree and adds what Go's context has and the token lacks:
+//! `Context` is a tree like the token's, with what Go's context has and the token lacks:
 //!
 //! | | `CancellationToken` | `Context` |
 //! | --- | --- | --- |
 //! | why it ended | no | [`Cause`]; first cause wins; descendants see it |
-//! | deadline | no (a `sleep` per waiter) | one timer per deadline, shared by all descendants and waiters |
+//! | deadline | no (a `sleep` per waiter) | read from tokio's clock where an answer depends on it; no task, a timer per wait only while it waits |
 //! | `is_cancelled` | takes the tree's mutex | lock-free: one atomic load per level |
+//! | a wait woken by the end | takes the tree's mutex | takes no lock |
 //! | race a future | `run_until_cancelled` | [`run`](Context::run), returning the cause |
 //!
 //! # Cargo features
