@@ -130,16 +130,15 @@ struct Node {
 
 impl Drop for Node {
     fn drop(&mut self) {
-        if let Some(timer) = self.timer.get() {
-            timer.abort();
-        }
-        if let Some(parent) = &self.parent {
-            let removed = parent
-                .children
-                .lock()
-                .try_remove(self.key.load(Ordering::Relaxed));
-            // A weak reference to this node, dropped outside the lock.
-            drop(removed);
+        self.detach();
+        // The ancestors this node held the last reference to are dropped one after another rather
+        // than each inside the drop of the one below, so that a long chain cannot overflow the stack.
+        let mut next = self.parent.take();
+        while let Some(parent) = next {
+            next = Arc::into_inner(parent).and_then(|mut node| {
+                node.detach();
+                node.parent.take()
+            });
         }
     }
 }
@@ -228,6 +227,21 @@ impl Node {
         // The cause is stored before anyone is woken, so every waiter woken sees it (invariant 2).
         self.wake_subtree();
         true
+    }
+
+    /// Stops this node's timer and takes it out of its parent's children, as it is dropped.
+    fn detach(&mut self) {
+        if let Some(timer) = self.timer.take() {
+            timer.abort();
+        }
+        if let Some(parent) = &self.parent {
+            let removed = parent
+                .children
+                .lock()
+                .try_remove(self.key.load(Ordering::Relaxed));
+            // A weak reference to this node, dropped outside the lock.
+            drop(removed);
+        }
     }
 
     /// Wakes the waiters and fires the tokens of this node and of every descendant that has not

@@ -58,6 +58,36 @@ fn an_end_wakes_a_wait_at_every_level_of_a_deep_tree() {
 }
 
 #[test]
+fn a_chain_of_many_contexts_ends_and_drops_on_a_small_stack() {
+    // 100,000 nested contexts, on a thread with 256 KiB of stack: both the end's walk down the chain
+    // and the drop up it go one level after another, not nested.
+    let ran = std::thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(|| {
+            let root = Context::new();
+            let mut leaf = root.clone();
+            for _ in 0..100_000 {
+                leaf = leaf.child();
+            }
+            let (counter, waker) = counting();
+            let mut wait = Box::pin(leaf.cancelled());
+            assert!(
+                wait.as_mut()
+                    .poll(&mut TaskContext::from_waker(&waker))
+                    .is_pending()
+            );
+            root.cancel();
+            assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+            drop(wait);
+            drop(root);
+            drop(leaf);
+        })
+        .unwrap()
+        .join();
+    assert!(ran.is_ok());
+}
+
+#[test]
 fn a_child_that_ended_first_is_not_woken_again_by_its_parent() {
     let parent = Context::new();
     let child = parent.child();
