@@ -448,9 +448,10 @@ impl Context {
     /// an alias of its own instead, made once when the worker starts. `bounded`'s pool workers and
     /// pipeline stage workers do so.
     ///
-    /// An alias costs one allocation, and every check made through it (such as
-    /// [`is_cancelled`](Context::is_cancelled)) reads one atomic more than the same check made
-    /// through this context.
+    /// An alias costs one allocation and, like a child, a turn of this context's lock when it is made
+    /// and when it is dropped (it is one of this context's children, woken with it). Every check made
+    /// through it (such as [`is_cancelled`](Context::is_cancelled)) reads one atomic more than the
+    /// same check made through this context.
     ///
     /// # Examples
     ///
@@ -776,6 +777,45 @@ mod tests {
         }
         drop(kept);
         assert!(root.node.children.lock().is_empty());
+    }
+
+    #[test]
+    fn children_made_and_dropped_while_the_context_ends_leave_no_place_behind() {
+        use std::future::Future;
+        use std::task::{Context as TaskContext, Waker};
+
+        for _ in 0..100 {
+            let root = Context::new();
+            let start = Arc::new(std::sync::Barrier::new(3));
+            let makers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (root, start) = (root.clone(), start.clone());
+                    std::thread::spawn(move || {
+                        start.wait();
+                        let mut cx = TaskContext::from_waker(Waker::noop());
+                        for i in 0..200 {
+                            let child = if i % 2 == 0 {
+                                root.child()
+                            } else {
+                                root.alias()
+                            };
+                            let grandchild = child.child();
+                            let mut wait = Box::pin(grandchild.cancelled());
+                            let _ = wait.as_mut().poll(&mut cx);
+                            if i % 3 == 0 {
+                                let _ = grandchild.token();
+                            }
+                        }
+                    })
+                })
+                .collect();
+            start.wait();
+            root.cancel();
+            for maker in makers {
+                maker.join().unwrap();
+            }
+            assert!(root.node.children.lock().is_empty());
+        }
     }
 }
 
