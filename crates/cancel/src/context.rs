@@ -28,7 +28,9 @@
 //!    cause instead: its parent's lock orders its making after the cause was stored.
 //! 8. A waiter registers with its node's `Notify` first and reads the cause after; the walk stores the
 //!    cause first and wakes the node's waiters after. So either the waiter reads the cause or the walk
-//!    wakes it, and a woken waiter takes no lock: it reads the cause and ends.
+//!    wakes it, and a woken waiter takes no lock: it reads the cause and ends. Polled again by the
+//!    task it registered (the waker wakes the same task), a waiter only reads the cause: its
+//!    registration still stands, so an end after that read still wakes it.
 //! 9. A node's token is made at most once, by the first `token`, under the node's lock, as a child of
 //!    its parent's token (made first if need be), so that it fires with its ancestors' tokens even after
 //!    its node is gone. The walk reads it under the same lock; every `token` reads the cause after
@@ -643,6 +645,10 @@ impl Context {
     ///
     /// Returns the future's output, or the cause if the context ended first. A context that has already
     /// ended never polls `fut`. The future is dropped with the returned [`Run`].
+    ///
+    /// The first poll registers the wait with this context (one turn of a lock); every later poll by
+    /// the same task reads the cause with atomic loads and takes no lock, however many tasks race
+    /// futures against this one context.
     ///
     /// # Cancel safety
     ///

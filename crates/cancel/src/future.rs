@@ -1,7 +1,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context as TaskContext, Poll, ready};
+use std::task::{Context as TaskContext, Poll, Waker, ready};
 
 use pin_project_lite::pin_project;
 use tokio::sync::{Notify, futures::Notified};
@@ -16,6 +16,11 @@ pin_project! {
         // Registered with the context's waiters at the first poll (invariant 8 of `context`).
         #[pin]
         woken: Notified<'a>,
+        // Which waker `woken` was registered with (see `WakerId`). A later poll with a waker that
+        // wakes the same task (as every poll of a `Run` racing a busy future is) reads the cause
+        // instead of polling `woken` again, which would take the waiters' lock to look at the
+        // waker it holds.
+        registered: Option<WakerId>,
         // Armed at the first poll when the context has a deadline; the wait's own timer, so that no
         // task has to exist for a deadline to end a wait. Boxed: a wait without a deadline (most of
         // them) stays small, which every task that holds one pays for.
@@ -28,6 +33,7 @@ impl<'a> Cancelled<'a> {
     pub(crate) fn new(waiters: &'a Notify, ctx: &'a Context) -> Self {
         Cancelled {
             woken: waiters.notified(),
+            registered: None,
             timer: None,
             ctx,
         }
@@ -39,30 +45,56 @@ impl Future for Cancelled<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Cause> {
         let mut this = self.project();
-        if this.woken.as_mut().poll(cx).is_pending() {
+        let same_task = *this.registered == Some(WakerId::of(cx.waker()));
+        if same_task {
+            if let Some(cause) = this.ctx.recorded_cause() {
+                // Taken once the end has woken `woken` (no lock then), so that its drop takes none.
+                let _ = this.woken.as_mut().poll(cx);
+                return Poll::Ready(cause);
+            }
+        } else if this.woken.as_mut().poll(cx).is_ready() {
+            // Waiters are only woken after a cause is stored, so the fallback is never seen in
+            // practice.
+            return Poll::Ready(this.ctx.cause_or_cancelled());
+        } else {
             // Registered: an end from now on wakes this wait; one before it is read here.
             if let Some(cause) = this.ctx.recorded_cause() {
                 return Poll::Ready(cause);
             }
-            if let Some(deadline) = this.ctx.deadline() {
-                if this.timer.is_none() {
-                    // The clock is read once here rather than in every poll: a passed deadline ends
-                    // the context at once, a future one arms the timer.
-                    if this.ctx.is_cancelled() {
-                        return Poll::Ready(this.ctx.cause_or_cancelled());
-                    }
-                    *this.timer = Some(Box::pin(tokio::time::sleep_until(deadline)));
-                }
-                if let Some(timer) = this.timer {
-                    ready!(timer.as_mut().poll(cx));
-                    this.ctx.expire();
+            *this.registered = Some(WakerId::of(cx.waker()));
+        }
+        if let Some(deadline) = this.ctx.deadline() {
+            if this.timer.is_none() {
+                // The clock is read once here rather than in every poll: a passed deadline ends
+                // the context at once, a future one arms the timer.
+                if this.ctx.is_cancelled() {
                     return Poll::Ready(this.ctx.cause_or_cancelled());
                 }
+                *this.timer = Some(Box::pin(tokio::time::sleep_until(deadline)));
             }
-            return Poll::Pending;
+            if let Some(timer) = this.timer {
+                ready!(timer.as_mut().poll(cx));
+                this.ctx.expire();
+                return Poll::Ready(this.ctx.cause_or_cancelled());
+            }
         }
-        // Waiters are only woken after a cause is stored, so the fallback is never seen in practice.
-        Poll::Ready(this.ctx.cause_or_cancelled())
+        Poll::Pending
+    }
+}
+
+/// A waker's data and vtable addresses: equal for two wakers exactly when `Waker::will_wake` says
+/// they wake the same task. Kept instead of a clone of the waker, which would cost a reference count
+/// on the task; the addresses cannot be reused by another task while `woken` waits, since it holds a
+/// clone of that waker until the end wakes it, and after the end the cause is read first.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct WakerId(usize, usize);
+
+impl WakerId {
+    fn of(waker: &Waker) -> Self {
+        WakerId(
+            waker.data() as usize,
+            std::ptr::from_ref(waker.vtable()) as usize,
+        )
     }
 }
 

@@ -135,3 +135,86 @@ async fn cancel_wakes_every_waiter_across_threads() {
     }
     assert_eq!(woken.load(Ordering::SeqCst), 500);
 }
+
+#[test]
+fn a_wait_polled_again_by_another_task_wakes_that_task() {
+    let ctx = Context::new();
+    let first = Arc::new(CountingWaker(AtomicUsize::new(0)));
+    let second = Arc::new(CountingWaker(AtomicUsize::new(0)));
+    let (first_waker, second_waker) = (Waker::from(first.clone()), Waker::from(second.clone()));
+    let mut wait = pin!(ctx.cancelled());
+    for _ in 0..3 {
+        assert!(
+            wait.as_mut()
+                .poll(&mut TaskContext::from_waker(&first_waker))
+                .is_pending()
+        );
+    }
+    // Moved to another task (as a `select!` loop handing the wait on does): the end wakes that one.
+    assert!(
+        wait.as_mut()
+            .poll(&mut TaskContext::from_waker(&second_waker))
+            .is_pending()
+    );
+    ctx.cancel();
+    assert_eq!(
+        first.0.load(Ordering::SeqCst),
+        0,
+        "the old task is not woken"
+    );
+    assert_eq!(second.0.load(Ordering::SeqCst), 1);
+    assert!(matches!(
+        wait.poll(&mut TaskContext::from_waker(&second_waker)),
+        Poll::Ready(Cause::Cancelled)
+    ));
+}
+
+#[test]
+fn a_wait_polled_many_times_by_its_task_is_woken_once_by_the_end() {
+    let ctx = Context::new();
+    let counter = Arc::new(CountingWaker(AtomicUsize::new(0)));
+    let waker = Waker::from(counter.clone());
+    let mut cx = TaskContext::from_waker(&waker);
+    let mut run = pin!(ctx.run(std::future::pending::<()>()));
+    for _ in 0..100 {
+        assert!(run.as_mut().poll(&mut cx).is_pending());
+    }
+    ctx.cancel_with(std::fmt::Error);
+    assert_eq!(counter.0.load(Ordering::SeqCst), 1);
+    assert!(matches!(
+        run.poll(&mut cx),
+        Poll::Ready(Err(Cause::Error(_)))
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn busy_runs_on_one_context_all_end_when_it_ends_from_another_thread() {
+    // Each task's future wakes itself on every poll, so its `run` is polled over and over by the
+    // same task while another thread ends the context.
+    for round in 0..100 {
+        let ctx = Context::new();
+        let tasks: Vec<_> = (0..16)
+            .map(|_| {
+                let ctx = ctx.clone();
+                tokio::spawn(async move {
+                    ctx.run(async {
+                        loop {
+                            tokio::task::yield_now().await;
+                        }
+                    })
+                    .await
+                })
+            })
+            .collect();
+        let canceller = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_micros(200));
+            ctx.cancel();
+        });
+        for task in tasks {
+            let ended = tokio::time::timeout(Duration::from_secs(5), task).await;
+            let ended = ended.unwrap_or_else(|_| panic!("round {round}: a run never ended"));
+            assert!(matches!(ended.unwrap(), Err(Cause::Cancelled)));
+        }
+        canceller.join().unwrap();
+    }
+}
