@@ -20,7 +20,7 @@ pin_project! {
         // wakes the same task (as every poll of a `Run` racing a busy future is) reads the cause
         // instead of polling `woken` again, which would take the waiters' lock to look at the
         // waker it holds.
-        registered: Option<WakerId>,
+        registered: WakerId,
         // Armed at the first poll when the context has a deadline; the wait's own timer, so that no
         // task has to exist for a deadline to end a wait. Boxed: a wait without a deadline (most of
         // them) stays small, which every task that holds one pays for.
@@ -33,7 +33,7 @@ impl<'a> Cancelled<'a> {
     pub(crate) fn new(waiters: &'a Notify, ctx: &'a Context) -> Self {
         Cancelled {
             woken: waiters.notified(),
-            registered: None,
+            registered: WakerId::NONE,
             timer: None,
             ctx,
         }
@@ -43,9 +43,10 @@ impl<'a> Cancelled<'a> {
 impl Future for Cancelled<'_> {
     type Output = Cause;
 
+    #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Cause> {
         let mut this = self.project();
-        let same_task = *this.registered == Some(WakerId::of(cx.waker()));
+        let same_task = *this.registered == WakerId::of(cx.waker());
         if same_task {
             if let Some(cause) = this.ctx.recorded_cause() {
                 // Taken once the end has woken `woken` (no lock then), so that its drop takes none.
@@ -61,7 +62,7 @@ impl Future for Cancelled<'_> {
             if let Some(cause) = this.ctx.recorded_cause() {
                 return Poll::Ready(cause);
             }
-            *this.registered = Some(WakerId::of(cx.waker()));
+            *this.registered = WakerId::of(cx.waker());
         }
         if let Some(deadline) = this.ctx.deadline() {
             if this.timer.is_none() {
@@ -90,6 +91,10 @@ impl Future for Cancelled<'_> {
 struct WakerId(usize, usize);
 
 impl WakerId {
+    /// No waker yet: a vtable is never at address 0, so no waker's id is this.
+    const NONE: WakerId = WakerId(0, 0);
+
+    #[inline]
     fn of(waker: &Waker) -> Self {
         WakerId(
             waker.data() as usize,
