@@ -1,4 +1,4 @@
-//! bounded-cancel against tokio-util's `CancellationToken`, the type it wraps.
+//! bounded-cancel against tokio-util's `CancellationToken`, the type a `Context` stands in for.
 //!
 //! - `cancel/fanout_10k/*`: cancel one scope with 10,000 tasks parked on it, and join them all.
 //!   Only the cancel and the joins are timed; spawning and parking the waiters is set-up.
