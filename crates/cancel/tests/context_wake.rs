@@ -244,3 +244,53 @@ async fn tasks_that_start_waiting_as_the_context_ends_all_wake() {
         }
     }
 }
+
+#[test]
+fn waits_on_two_runtimes_end_together_from_a_third_thread() {
+    let ctx = Context::new();
+    let start = Arc::new(std::sync::Barrier::new(3));
+    let runtimes: Vec<_> = (0..2)
+        .map(|i| {
+            let (ctx, start) = (ctx.clone(), start.clone());
+            std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async move {
+                    // One runtime waits on the context, the other on a child and an alias of it.
+                    let waits: Vec<_> = match i {
+                        0 => (0..50).map(|_| owned_wait(ctx.clone())).collect(),
+                        _ => (0..50)
+                            .map(|n| owned_wait(if n % 2 == 0 { ctx.child() } else { ctx.alias() }))
+                            .collect(),
+                    };
+                    let tasks: Vec<_> = waits.into_iter().map(tokio::spawn).collect();
+                    tokio::task::yield_now().await;
+                    start.wait();
+                    let mut causes = Vec::new();
+                    for task in tasks {
+                        let cause = tokio::time::timeout(Duration::from_secs(5), task)
+                            .await
+                            .expect("a wait on this runtime never ended")
+                            .unwrap();
+                        causes.push(cause.to_string());
+                    }
+                    causes
+                })
+            })
+        })
+        .collect();
+    start.wait();
+    ctx.cancel_with(std::io::Error::other("stop"));
+    for runtime in runtimes {
+        let causes = runtime.join().unwrap();
+        assert_eq!(causes.len(), 50);
+        assert!(
+            causes
+                .iter()
+                .all(|c| c == "context cancelled by error: stop"),
+            "{causes:?}"
+        );
+    }
+}
