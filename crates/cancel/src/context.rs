@@ -829,6 +829,29 @@ mod tests {
 mod model {
     use super::*;
 
+    /// One thread ends the root while another makes a child under it, takes the child's token, and
+    /// drops the child (so the walk may find it, upgrade it and drop it last, or find it gone): the
+    /// token fires, and the root keeps no place for the child.
+    #[test]
+    fn a_child_made_and_dropped_while_the_root_ends_leaves_a_fired_token_and_no_place() {
+        loom::model(|| {
+            let root = Context::new();
+            let maker = {
+                let root = root.clone();
+                loom::thread::spawn(move || {
+                    let child = root.child();
+                    let token = child.token();
+                    drop(child);
+                    token
+                })
+            };
+            root.cancel();
+            let token = maker.join().unwrap();
+            assert!(token.is_cancelled(), "the token fired");
+            assert!(root.node.children.lock().is_empty());
+        });
+    }
+
     /// A token taken from a child while another thread ends the parent fires, whichever comes
     /// first (invariant 9): the walk fires it, or its maker reads the end and fires it.
     #[test]
