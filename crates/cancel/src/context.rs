@@ -852,6 +852,33 @@ mod model {
         });
     }
 
+    /// Two threads take the first tokens of the same child at once (one of the two makes it, under
+    /// the child's lock) while the root ends: both tokens fire.
+    #[test]
+    fn tokens_first_taken_on_two_threads_while_the_root_ends_both_fire() {
+        loom::model(|| {
+            let root = Context::new();
+            let child = root.child();
+            let takers: Vec<_> = (0..2)
+                .map(|_| {
+                    let child = child.clone();
+                    loom::thread::spawn(move || child.token())
+                })
+                .collect();
+            root.cancel();
+            for taker in takers {
+                assert!(taker.join().unwrap().is_cancelled());
+            }
+            assert!(
+                child
+                    .node
+                    .token
+                    .get()
+                    .is_some_and(CancellationToken::is_cancelled)
+            );
+        });
+    }
+
     /// A token taken from a child while another thread ends the parent fires, whichever comes
     /// first (invariant 9): the walk fires it, or its maker reads the end and fires it.
     #[test]
