@@ -22,7 +22,7 @@
 //! 7. Every node is in its parent's `children` (a slab of weak references, under the parent's lock)
 //!    from its making to its drop. The node that records a cause then wakes its subtree: it wakes its
 //!    own waiters (a `Notify`) and cancels its token if one was made, then does the same for each
-//!    live child that has no cause of its own (one that has woke its subtree when it recorded), and
+//!    live child that has no cause of its own (one that has woken its subtree when it recorded), and
 //!    so on down, with a stack rather than recursion, holding one node's lock at a time and no lock
 //!    while it wakes anyone or drops a node. A node made after the walk passed its parent reads the
 //!    cause instead: its parent's lock orders its making after the cause was stored.
@@ -271,11 +271,10 @@ impl Node {
         }
     }
 
-    /// A new node under `parent`, in its parent's `children` (invariant 7).
-    fn child_of(parent: &Arc<Node>, deadline: Option<Instant>, alias: bool) -> Arc<Node> {
-        let node = Arc::new(Node {
+    fn new(parent: Option<Arc<Node>>, deadline: Option<Instant>, alias: bool) -> Node {
+        Node {
             cause: OnceLock::new(),
-            parent: Some(parent.clone()),
+            parent,
             deadline,
             timer: OnceLock::new(),
             alias,
@@ -283,7 +282,12 @@ impl Node {
             children: Mutex::new(Slab::new()),
             key: AtomicUsize::new(0),
             token: OnceLock::new(),
-        });
+        }
+    }
+
+    /// A new node under `parent`, in its parent's `children` (invariant 7).
+    fn child_of(parent: &Arc<Node>, deadline: Option<Instant>, alias: bool) -> Arc<Node> {
+        let node = Arc::new(Node::new(Some(parent.clone()), deadline, alias));
         let mut children = parent.children.lock();
         node.key
             .store(children.insert(Arc::downgrade(&node)), Ordering::Relaxed);
@@ -348,17 +352,7 @@ impl Context {
     /// ```
     pub fn new() -> Self {
         Context {
-            node: Arc::new(Node {
-                cause: OnceLock::new(),
-                parent: None,
-                deadline: None,
-                timer: OnceLock::new(),
-                alias: false,
-                waiters: Notify::new(),
-                children: Mutex::new(Slab::new()),
-                key: AtomicUsize::new(0),
-                token: OnceLock::new(),
-            }),
+            node: Arc::new(Node::new(None, None, false)),
         }
     }
 
