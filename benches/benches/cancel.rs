@@ -7,6 +7,9 @@
 //! - `cancel/with_timeout/*`: a request's context with a deadline, made and dropped, per request; beside a
 //!   child token with a spawned timer task.
 //! - `cancel/is_cancelled/*`: the check a loop makes on every turn, on a live root and a live child.
+//! - `cancel/run_shared/*`: 64 tasks each race a future that yields 500 times against one shared
+//!   context (`Context::run`), beside the same with tokio-util's `run_until_cancelled` on one shared
+//!   token; `bare` polls the futures with no race, the floor. Per poll.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -183,10 +186,83 @@ fn bench_with_timeout(c: &mut Criterion) {
     group.finish();
 }
 
+/// Many tasks racing busy futures against one context: what every poll of a `run` costs.
+fn bench_run_shared(c: &mut Criterion) {
+    const TASKS: usize = 64;
+    const POLLS: usize = 500;
+    async fn yields() {
+        for _ in 0..POLLS {
+            tokio::task::yield_now().await;
+        }
+    }
+    /// Spawns `TASKS` tasks of `task()` and times them to the last.
+    async fn timed<F, Fut>(task: F) -> Duration
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let start = Instant::now();
+        let tasks: Vec<_> = (0..TASKS).map(|_| tokio::spawn(task())).collect();
+        for task in tasks {
+            task.await.expect("task");
+        }
+        start.elapsed()
+    }
+    let mut group = c.benchmark_group("cancel/run_shared");
+    group.throughput(Throughput::Elements((TASKS * POLLS) as u64));
+    for (flavor, rt) in runtimes() {
+        group.bench_function(BenchmarkId::new("bounded_context", flavor), |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                on_worker(async move {
+                    let ctx = Context::new();
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        total += timed(|| {
+                            let ctx = ctx.clone();
+                            async move { ctx.run(yields()).await.expect("live") }
+                        })
+                        .await;
+                    }
+                    total
+                })
+            })
+        });
+        group.bench_function(BenchmarkId::new("tokio_util_token", flavor), |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                on_worker(async move {
+                    let token = CancellationToken::new();
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        total += timed(|| {
+                            let token = token.clone();
+                            async move { token.run_until_cancelled(yields()).await.expect("live") }
+                        })
+                        .await;
+                    }
+                    total
+                })
+            })
+        });
+        group.bench_function(BenchmarkId::new("bare", flavor), |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                on_worker(async move {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        total += timed(yields).await;
+                    }
+                    total
+                })
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group!(
     benches,
     bench_fanout,
     bench_is_cancelled,
-    bench_with_timeout
+    bench_with_timeout,
+    bench_run_shared
 );
 criterion_main!(benches);
