@@ -10,7 +10,11 @@
 //!
 //! `queued` and `running` are not counters of their own: they are `submitted - started -
 //! never_started` and `started - (completed + failed + panicked + cancelled)` (see `metrics.rs`), so
-//! the identity holds once each job makes the moves below.
+//! the identity holds once each job makes the moves below. Submitters move `submitted` (and an
+//! abort's drain or a refused push moves `never_started`) on counters shared by all; every move a
+//! worker makes goes to its own tally, which only that worker writes, and which is added to the sums
+//! of workers gone, under the lock that snapshots read the tallies under, when its `Alive` guard is
+//! dropped.
 //!
 //! 1. A job is counted `submitted` (so, queued) in `queue_job`, before any worker can take it.
 //! 2. It leaves `queued` exactly once: a worker starts it (`started`), or it is dropped unrun
@@ -20,10 +24,10 @@
 //! 3. It leaves `running` exactly once: the job counts how it ended as it ends (`poll_job`), or the
 //!    `Held` guard of the worker that ran it, dropped with that worker, counts it `cancelled` (the
 //!    worker task was aborted, or its runtime dropped it).
-//! 4. A worker's `Alive` guard is dropped after everything the worker owned, its job included, and
-//!    counts the worker gone with a release store that [`Live::none`] reads with acquire: once no
-//!    worker is alive, every count any worker made is visible to the reader (invariants 2 and 3 for
-//!    every job a worker held).
+//! 4. A worker's `Alive` guard is dropped after everything the worker owned, its job included: it
+//!    hands its tally to the sums of workers gone, then counts the worker gone with a release store
+//!    that [`Live::none`] reads with acquire: once no worker is alive, every count any worker made is
+//!    in those sums and visible to the reader (invariants 2 and 3 for every job a worker held).
 //! 5. A report is taken only when no worker is alive and every queue slot is back (a submitter between
 //!    its slot and the queue holds one), so with 1–4 no job is queued or running, and the identity
 //!    reduces to `submitted == ended()`. `Metrics::check_finished` asserts it in debug builds.
@@ -119,9 +123,10 @@ mod model {
     use crate::metrics::{Counters, Ended};
     use bounded_sync::Arc;
 
-    /// Three jobs: one completes and one is aborted while running, on two worker threads, and one is
-    /// dropped from the queue by the thread that stops the pool. Whoever sees every worker gone reads a
-    /// report in which every job is in exactly one count.
+    /// Three jobs: one completes and one is aborted while running, on two worker threads, each with
+    /// its own tally, and one is dropped from the queue by the thread that stops the pool. Whoever
+    /// sees every worker gone reads a report in which every job is in exactly one count, and a
+    /// snapshot taken while the workers run never shows a job ended that had not started.
     #[test]
     fn a_report_taken_once_no_worker_is_alive_counts_every_job() {
         loom::model(|| {
@@ -130,23 +135,24 @@ mod model {
             for _ in 0..3 {
                 counters.submitted();
             }
-            let worker = |end: Option<Ended>| {
+            let worker = |how: Ended| {
                 let (counters, live) = (counters.clone(), live.clone());
                 live.add();
+                let tally = counters.enroll();
                 loom::thread::spawn(move || {
-                    counters.started();
-                    match end {
-                        Some(how) => counters.ended(how),
-                        None => counters.cancelled(),
-                    }
+                    counters.started(&tally);
+                    counters.ended(&tally, how);
+                    counters.leave(tally);
                     live.gone();
                 })
             };
-            let done = worker(Some(Ended::Completed));
-            let aborted = worker(None);
+            let done = worker(Ended::Completed);
+            let aborted = worker(Ended::Cancelled);
             // The stopping thread drops the queue, then waits for the workers (the pool waits on a
             // notification; spinning here lets loom explore every point at which it looks).
             counters.never_started();
+            let m = counters.snapshot();
+            assert!(m.queued + m.running + m.ended() == m.submitted, "{m}");
             while !live.none() {
                 loom::thread::yield_now();
             }

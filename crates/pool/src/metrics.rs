@@ -1,4 +1,6 @@
 use bounded_sync::atomic::{AtomicU64, Ordering};
+use bounded_sync::{Arc, Mutex};
+use slab::Slab;
 use std::fmt;
 
 /// A snapshot of a pool's counters, from [`Pool::metrics`](crate::Pool::metrics).
@@ -88,15 +90,10 @@ pub(crate) struct Counters {
     // Moved by submitters.
     submitted: Padded,
     rejected: Padded,
-    // Moved by workers. `queued` and `running` are not counted: they are what `submitted` and
-    // `started` hold beyond the counts of jobs that left (see `snapshot`), so a job costs three
-    // counter moves, on lines that submitters and workers do not share.
-    started: Padded,
-    completed: AtomicU64,
-    failed: AtomicU64,
-    panicked: AtomicU64,
-    cancelled: AtomicU64,
+    /// Jobs dropped unrun by whoever drops them other than a worker: an abort's drain, a push refused.
     never_started: AtomicU64,
+    /// Every worker's own counts, and what the workers gone left.
+    book: Mutex<Book>,
 }
 
 /// A counter on a cache line of its own, so that a submitter's and a worker's moves do not contend.
@@ -109,6 +106,88 @@ impl std::ops::Deref for Padded {
 
     fn deref(&self) -> &AtomicU64 {
         &self.0
+    }
+}
+
+/// The counts of one worker's jobs, moved only by that worker: each move is a load and a store,
+/// not a read-modify-write, and no other thread writes the line. (A read-modify-write costs as
+/// much as a few dozen plain instructions, and a line that the workers on two threads all move
+/// crosses between them at every job.) `queued` and `running` are not counted: they are what
+/// `submitted` and `started` hold beyond the counts of jobs that left (see `snapshot`).
+#[derive(Default)]
+#[repr(align(128))]
+pub(crate) struct Tally {
+    started: AtomicU64,
+    completed: AtomicU64,
+    failed: AtomicU64,
+    panicked: AtomicU64,
+    cancelled: AtomicU64,
+    never_started: AtomicU64,
+}
+
+impl Tally {
+    /// Counts one more. Only the tally's worker calls it, so nothing moves the counter in between.
+    fn bump(counter: &AtomicU64) {
+        counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Release);
+    }
+
+    /// Reads the ended counts before `started`: the worker moves `started` first, so what is read
+    /// never shows a job ended that did not start.
+    fn read(&self) -> Sums {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Acquire);
+        let mut sums = Sums {
+            completed: load(&self.completed),
+            failed: load(&self.failed),
+            panicked: load(&self.panicked),
+            cancelled: load(&self.cancelled),
+            never_started: load(&self.never_started),
+            started: 0,
+        };
+        sums.started = load(&self.started);
+        sums
+    }
+}
+
+/// A worker's place in the book: its tally, kept there until the worker is gone.
+pub(crate) struct Enrolled {
+    key: usize,
+    tally: Arc<Tally>,
+}
+
+impl std::ops::Deref for Enrolled {
+    type Target = Tally;
+
+    fn deref(&self) -> &Tally {
+        &self.tally
+    }
+}
+
+#[derive(Default)]
+struct Book {
+    /// The tallies of the workers that still exist.
+    live: Slab<Arc<Tally>>,
+    /// The sums of the tallies of workers gone.
+    gone: Sums,
+}
+
+#[derive(Default, Clone, Copy)]
+struct Sums {
+    started: u64,
+    completed: u64,
+    failed: u64,
+    panicked: u64,
+    cancelled: u64,
+    never_started: u64,
+}
+
+impl std::ops::AddAssign for Sums {
+    fn add_assign(&mut self, other: Sums) {
+        self.started += other.started;
+        self.completed += other.completed;
+        self.failed += other.failed;
+        self.panicked += other.panicked;
+        self.cancelled += other.cancelled;
+        self.never_started += other.never_started;
     }
 }
 
@@ -144,13 +223,24 @@ impl Counters {
             exported: crate::export::Exported::new(name),
             submitted: Padded::default(),
             rejected: Padded::default(),
-            started: Padded::default(),
-            completed: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            panicked: AtomicU64::new(0),
-            cancelled: AtomicU64::new(0),
             never_started: AtomicU64::new(0),
+            book: Mutex::default(),
         }
+    }
+
+    /// A tally for a new worker, read by every snapshot until [`leave`](Counters::leave).
+    pub(crate) fn enroll(&self) -> Enrolled {
+        let tally = Arc::new(Tally::default());
+        let key = self.book.lock().live.insert(tally.clone());
+        Enrolled { key, tally }
+    }
+
+    /// The worker is gone: its counts move to the sums of workers gone, under the same lock as every
+    /// snapshot's reading, so that a snapshot counts them once.
+    pub(crate) fn leave(&self, enrolled: Enrolled) {
+        let mut book = self.book.lock();
+        let tally = book.live.remove(enrolled.key);
+        book.gone += tally.read();
     }
 
     // Every move is a release and every read in `snapshot` an acquire, read in the reverse order of a
@@ -167,40 +257,53 @@ impl Counters {
         self.rejected.fetch_add(1, Ordering::Release);
     }
 
-    pub(crate) fn started(&self) {
+    pub(crate) fn started(&self, tally: &Tally) {
         export!(self.started());
-        self.started.fetch_add(1, Ordering::Release);
+        Tally::bump(&tally.started);
     }
 
+    /// A job dropped unrun by an abort's drain or a refused push.
     pub(crate) fn never_started(&self) {
         export!(self.never_started());
         self.never_started.fetch_add(1, Ordering::Release);
     }
 
-    pub(crate) fn ended(&self, how: Ended) {
-        export!(self.ended(how));
-        let counter = match how {
-            Ended::Completed => &self.completed,
-            Ended::Failed => &self.failed,
-            Ended::Panicked => &self.panicked,
-            Ended::Cancelled => &self.cancelled,
-        };
-        counter.fetch_add(1, Ordering::Release);
+    /// A job a worker took and dropped unrun (the worker was aborted before it started it).
+    pub(crate) fn never_started_by(&self, tally: &Tally) {
+        export!(self.never_started());
+        Tally::bump(&tally.never_started);
     }
 
-    pub(crate) fn cancelled(&self) {
-        export!(self.ended(Ended::Cancelled));
-        self.cancelled.fetch_add(1, Ordering::Release);
+    pub(crate) fn ended(&self, tally: &Tally, how: Ended) {
+        export!(self.ended(how));
+        let counter = match how {
+            Ended::Completed => &tally.completed,
+            Ended::Failed => &tally.failed,
+            Ended::Panicked => &tally.panicked,
+            Ended::Cancelled => &tally.cancelled,
+        };
+        Tally::bump(counter);
     }
 
     pub(crate) fn snapshot(&self) -> Metrics {
+        let mut sums = {
+            let book = self.book.lock();
+            let mut sums = book.gone;
+            for (_, tally) in book.live.iter() {
+                sums += tally.read();
+            }
+            sums
+        };
         let load = |counter: &AtomicU64| counter.load(Ordering::Acquire);
-        let completed = load(&self.completed);
-        let failed = load(&self.failed);
-        let panicked = load(&self.panicked);
-        let cancelled = load(&self.cancelled);
-        let never_started = load(&self.never_started);
-        let started = load(&self.started);
+        sums.never_started += load(&self.never_started);
+        let Sums {
+            started,
+            completed,
+            failed,
+            panicked,
+            cancelled,
+            never_started,
+        } = sums;
         let submitted = load(&self.submitted);
         let ran = completed + failed + panicked + cancelled;
         Metrics {

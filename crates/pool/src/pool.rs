@@ -42,7 +42,7 @@ use crate::builder::PoolBuilder;
 use crate::error::{ResizeError, SubmitError, TrySubmitError};
 use crate::failure::{Hook, JobFailure};
 use crate::job_handle::{JobError, JobHandle};
-use crate::metrics::{Counters, Ended, Metrics};
+use crate::metrics::{Counters, Ended, Enrolled, Metrics, Tally};
 use crate::report::PoolReport;
 use bounded_sync::queue::{Place, Queue, Refused, Seat, Took};
 
@@ -707,6 +707,7 @@ impl Inner {
                 self.live.add();
                 let alive = Alive {
                     inner: self.clone(),
+                    tally: Some(self.counters.enroll()),
                     ended: false,
                 };
                 let worker = Box::pin(worker(alive, threads));
@@ -809,6 +810,8 @@ impl Inner {
 /// if any, has counted itself before the worker counts as gone.
 struct Alive {
     inner: Arc<Inner>,
+    /// The counts of the jobs this worker takes, handed to the book when it is gone.
+    tally: Option<Enrolled>,
     /// The worker returned (it retired, or the queue closed), rather than being dropped.
     ended: bool,
 }
@@ -819,6 +822,9 @@ impl Drop for Alive {
         // takes every worker with it. No job can run any more, so the pool is aborted (invariant 5).
         if !self.ended && !self.inner.stopping.load(Ordering::Acquire) {
             self.inner.abort();
+        }
+        if let Some(tally) = self.tally.take() {
+            self.inner.counters.leave(tally);
         }
         self.inner.live.gone();
         self.inner.exited.notify_waiters();
@@ -832,6 +838,8 @@ impl Drop for Alive {
 struct Held<'a> {
     job: JobFuture,
     inner: &'a Inner,
+    /// The counts of the worker that took it.
+    tally: &'a Tally,
     /// The worker's alias of the jobs' context, cloned for each job it runs.
     ctx: &'a Context,
     started: bool,
@@ -842,11 +850,14 @@ impl Held<'_> {
     /// The job is about to be polled for the first time.
     fn start(&mut self) {
         self.started = true;
-        self.inner.counters.started();
+        self.inner.counters.started(self.tally);
     }
 
     fn poll(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        let polled = self.job.as_mut().poll_job(cx, self.inner, self.ctx);
+        let polled = self
+            .job
+            .as_mut()
+            .poll_job(cx, self.inner, self.tally, self.ctx);
         self.ended = polled.is_ready();
         polled
     }
@@ -860,9 +871,9 @@ impl Drop for Held<'_> {
             (true, false) => {
                 #[cfg(feature = "tracing")]
                 tracing::warn!(target: "bounded_pool", pool = %self.inner.name, "a pool job was aborted while running");
-                self.inner.counters.cancelled();
+                self.inner.counters.ended(self.tally, Ended::Cancelled);
             }
-            (false, false) => self.inner.counters.never_started(),
+            (false, false) => self.inner.counters.never_started_by(self.tally),
         }
     }
 }
@@ -886,6 +897,7 @@ pub(crate) trait PoolJob: Send {
         self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
         inner: &Inner,
+        tally: &Tally,
         ctx: &Context,
     ) -> std::task::Poll<()>;
 }
@@ -1008,6 +1020,7 @@ where
         self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
         inner: &Inner,
+        tally: &Tally,
         ctx: &Context,
     ) -> std::task::Poll<()> {
         let this = self.project();
@@ -1052,7 +1065,7 @@ where
             }
         };
         // Counted before the handle can see it, so a resolved handle is always already in the metrics.
-        inner.counters.ended(ended);
+        inner.counters.ended(tally, ended);
         let unclaimed = match this.tx.take() {
             Some(tx) => match tx.send(result).map_err(oneshot::SendError::into_inner) {
                 Err(Err(unclaimed)) => unclaimed,
@@ -1103,6 +1116,10 @@ impl<F: Future<Output = ()>> Future for CountPolls<F> {
 async fn worker(mut alive: Alive, threads: usize) {
     // A clone, so that `alive` can be marked as it returns while the seat still borrows the pool.
     let inner = &alive.inner.clone();
+    let tally: &Tally = alive
+        .tally
+        .as_deref()
+        .expect("a worker is enrolled until it is gone");
     // Dropped before `alive`, whether the worker ends or is aborted: it leaves the queue first.
     let mut seat = Sitting(&inner.queue, inner.queue.seat());
     // Each job gets a clone of this: an alias of its own keeps the workers, on every thread, from
@@ -1130,6 +1147,7 @@ async fn worker(mut alive: Alive, threads: usize) {
                 Held {
                     job,
                     inner,
+                    tally,
                     ctx: &ctx,
                     started: false,
                     ended: false,
