@@ -21,7 +21,22 @@
 //!    runtime's shutdown: the pool aborts itself, so that queued jobs count as never started and
 //!    every submitter, waiting or later, is told `Closed` instead of waiting for a worker that no
 //!    longer exists.
+//! 6. On a runtime with one thread, a worker whose last job finished at its first poll takes what is
+//!    queued, up to `MAX_RUN` jobs, in one lock (`release_and_try_take_many`), and runs them one after
+//!    another: a *run*. On one thread nothing else runs while they do, so a run changes who runs a
+//!    job, never when. The jobs keep their places until the worker comes back to the queue, whose
+//!    lock frees them with the next take; the first job of the run that waits (returns `Pending`)
+//!    frees the places of the jobs started and gives the rest back to the front of the queue, in
+//!    their order, which wakes a worker for them, before it waits. So the queue never holds more than
+//!    its bound, and no job waits behind one that waits. A job of a run that finds the queue full
+//!    when it submits to its own pool frees the run's places first (the thread-local `RUN` tells it
+//!    which), so it finds the room it would find outside a run. Before each job the run looks at
+//!    `stopping`: after an abort from inside the run, the jobs in hand never start. A worker that
+//!    ends or is dropped with jobs in hand counts them never started, drops them, and frees every
+//!    place it holds (`Hands`). A worker does not park while it holds places: it frees them first.
 
+use std::cell::Cell;
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -111,6 +126,8 @@ pub(crate) struct Inner {
     tasks: TaskCounter,
     /// Workers being polled right now: the threads the pool keeps busy (queue invariant 7).
     busy: Busy,
+    /// Some worker was spawned on a runtime with one thread, where workers take runs (invariant 6).
+    runs: AtomicBool,
     /// The pool's name, for its spans and events.
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     name: String,
@@ -156,6 +173,7 @@ impl Pool {
             exited: Notify::new(),
             stopping: AtomicBool::new(false),
             busy: Busy::default(),
+            runs: AtomicBool::new(false),
             tasks: TaskCounter::new(format!("{name} worker")),
             name: name.clone(),
         });
@@ -637,6 +655,26 @@ impl Inner {
         T: Send + 'static,
         E: fmt::Display + Send + 'static,
     {
+        let mut submission = submission;
+        loop {
+            // Once more at most: a run's places are freed once.
+            match self.place_now(submission) {
+                Err((Refused::Full, refused)) if self.release_run() => submission = refused,
+                placed => return placed,
+            }
+        }
+    }
+
+    fn place_now<J, Fut, T, E>(
+        &self,
+        submission: Submission<J, T, E>,
+    ) -> Result<(), (Refused, Submission<J, T, E>)>
+    where
+        J: FnOnce(Context) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: fmt::Display + Send + 'static,
+    {
         #[cfg(not(feature = "tracing"))]
         return self.queue.try_push_with(submission, |s| self.job(s));
         #[cfg(feature = "tracing")]
@@ -647,6 +685,23 @@ impl Inner {
             }
             Err(refused) => Err((refused, submission)),
         }
+    }
+
+    /// Called by a job of a run on a full queue: frees the places that the run holds, if it is this
+    /// pool's, so that a job submitting to its own pool finds the places of the jobs run before it,
+    /// and its own, free, as it would have outside a run (invariant 6). `true` if it freed any.
+    fn release_run(&self) -> bool {
+        // Read on a full queue by every submitter: on multi-thread runtimes it stops here.
+        if !self.runs.load(Ordering::Relaxed) {
+            return false;
+        }
+        let (pool, done) = RUN.get();
+        if done == 0 || pool != std::ptr::from_ref(self).addr() {
+            return false;
+        }
+        RUN.set((pool, 0));
+        self.queue.release(done);
+        true
     }
 
     /// The job as queued, counted as submitted (before any worker can take it, so a job that ended is
@@ -699,6 +754,9 @@ impl Inner {
     fn spawn_workers(self: &Arc<Self>, n: usize) {
         // Spawned before the lock is taken: no lock is held across `tokio::spawn` (see bounded-sync).
         let threads = tokio::runtime::Handle::current().metrics().num_workers();
+        if threads == 1 {
+            self.runs.store(true, Ordering::Relaxed);
+        }
         let spawned: Vec<_> = (0..n)
             .map(|_| {
                 self.headcount.started();
@@ -1112,6 +1170,9 @@ impl<F: Future<Output = ()>> Future for CountPolls<F> {
     }
 }
 
+/// The most jobs a worker takes from the queue in one go (invariant 6).
+const MAX_RUN: usize = 16;
+
 /// `threads`: the worker threads of the runtime the worker runs on.
 async fn worker(mut alive: Alive, threads: usize) {
     // A clone, so that `alive` can be marked as it returns while the seat still borrows the pool.
@@ -1127,7 +1188,49 @@ async fn worker(mut alive: Alive, threads: usize) {
     let ctx = inner.jobs_ctx.alias();
     let mut last = LastJob::Unknown;
     let mut clock = PollClock::default();
+    // Dropped before `seat` and `alive`, and after any job running: what it still holds is counted
+    // and its places freed (invariant 6).
+    let mut hands = Hands {
+        inner,
+        tally,
+        jobs: VecDeque::with_capacity(MAX_RUN),
+        done: 0,
+    };
+    // On a runtime with one thread, the last job finished at its first poll: the next ones are taken
+    // in a run (invariant 6).
+    let mut quick = false;
     loop {
+        if quick {
+            // The retirement check, as a worker's take makes it; a worker that does not park needs
+            // no lock for it (invariant 3).
+            if inner.headcount.retire_one() {
+                alive.ended = true;
+                return;
+            }
+            let done = std::mem::take(&mut hands.done);
+            match (inner.queue).release_and_try_take_many(
+                done,
+                &mut seat.1,
+                MAX_RUN,
+                1,
+                &mut hands.jobs,
+            ) {
+                Some(true) => {
+                    // Whatever it left behind, it woke a worker for (queue invariant 4).
+                    seat.1.handed_on = false;
+                    quick = hands.run(&ctx).await;
+                    seat.1.eager = !quick;
+                    continue;
+                }
+                Some(false) => {
+                    inner.headcount.ended();
+                    alive.ended = true;
+                    return;
+                }
+                // Nothing queued: the worker waits for the next job below.
+                None => {}
+            }
+        }
         // The retirement check runs under the queue's lock, before the worker parks (invariant 3).
         let took = std::future::poll_fn(|cx| {
             let took = (inner.queue).poll_take(
@@ -1189,9 +1292,115 @@ async fn worker(mut alive: Alive, threads: usize) {
         drop(running);
         seat.1.eager = waited;
         last = first_poll;
+        quick = !waited && threads == 1;
         if waited {
             clock.waited();
         }
+    }
+}
+
+/// Jobs a worker took in one go and has not started, and the places of those it started since
+/// (invariant 6). Dropped with its worker, it counts the jobs it still holds as never started, then
+/// drops them and frees every place it holds.
+struct Hands<'a> {
+    inner: &'a Inner,
+    tally: &'a Tally,
+    jobs: VecDeque<JobFuture>,
+    /// Places of jobs started from this run, freed with the next take, or when a job waits.
+    done: usize,
+}
+
+impl<'a> Hands<'a> {
+    /// Runs the jobs in hand one after another while each finishes at its first poll: `true` if
+    /// all did. The first that waits ends the run: the jobs behind it go back to the front of the
+    /// queue, where another worker, woken for them, takes them while it waits.
+    async fn run(&mut self, ctx: &'a Context) -> bool {
+        let inner = self.inner;
+        let tally = self.tally;
+        loop {
+            // A job of the run may have aborted the pool (or dropped it): the jobs still in hand
+            // never start, as the queue's would not (the worker's drop counts them).
+            if inner.stopping.load(Ordering::Acquire) {
+                return false;
+            }
+            let Some(job) = self.jobs.pop_front() else {
+                return true;
+            };
+            self.done += 1;
+            let mut job = Held {
+                job,
+                inner,
+                tally,
+                ctx,
+                started: false,
+                ended: false,
+            };
+            job.start();
+            let mut running = InRun {
+                job,
+                hands: self,
+                waited: false,
+            };
+            (&mut running).await;
+            if running.waited {
+                return false;
+            }
+        }
+    }
+
+    /// Frees the places of the jobs started, and gives the jobs not started back to the queue (they
+    /// keep theirs), which wakes a worker for them.
+    fn give_back(&mut self) {
+        let queue = &self.inner.queue;
+        queue.release(std::mem::take(&mut self.done));
+        queue.give_back(&mut self.jobs);
+    }
+}
+
+impl Drop for Hands<'_> {
+    fn drop(&mut self) {
+        // Counted before they are dropped: a resolved handle is always already in the metrics.
+        for _ in 0..self.jobs.len() {
+            self.inner.counters.never_started_by(self.tally);
+        }
+        let held = self.done + self.jobs.len();
+        self.jobs.clear();
+        self.inner.queue.release(held);
+    }
+}
+
+thread_local! {
+    /// The run of jobs whose job this thread is polling, if any: the address of its pool's `Inner`
+    /// and the places the run holds for the jobs it started (invariant 6); `(0, 0)` otherwise.
+    static RUN: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+}
+
+/// A job of a run on its worker (invariant 6). The first time it waits, the run ends: the places
+/// of the jobs started are freed and the jobs in hand behind it go back to the queue.
+struct InRun<'a, 'h> {
+    job: Held<'a>,
+    hands: &'h mut Hands<'a>,
+    /// The job returned `Pending` at least once.
+    waited: bool,
+}
+
+impl Future for InRun<'_, '_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        let this = &mut *self;
+        if this.waited {
+            return this.job.poll(cx);
+        }
+        // While it runs, the job's own pool can find the places the run holds (invariant 6).
+        RUN.set((std::ptr::from_ref(this.hands.inner).addr(), this.hands.done));
+        let polled = this.job.poll(cx);
+        this.hands.done = RUN.replace((0, 0)).1;
+        if polled.is_pending() {
+            this.waited = true;
+            this.hands.give_back();
+        }
+        polled
     }
 }
 

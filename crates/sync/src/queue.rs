@@ -7,7 +7,9 @@
 //! not its capacity. Consumers free places in one of two ways:
 //!
 //! - a pool's worker takes one item at a time with [`Queue::poll_take`], which frees its place at
-//!   once (the pool's workers bound what is running);
+//!   once (the pool's workers bound what is running); on a runtime with one thread, a worker whose
+//!   jobs finish at once takes a run of them with [`Queue::release_and_try_take_many`], whose places
+//!   it frees with the next take;
 //! - a pipeline stage's worker takes a batch with [`Queue::poll_take_many`] or
 //!   [`Queue::try_take_many`] and frees the places with [`Queue::release`] once the items have left
 //!   its hands, so that the queue's capacity bounds what is queued and what is being worked on. It can
@@ -214,6 +216,7 @@ impl<T> State<T> {
 
     /// `n` places are free: each goes to the first producer in line, or back (invariant 2), and the
     /// queue closes if they were the last out after a refusal (invariant 5).
+    #[inline(always)]
     fn free_slots(&mut self, mut n: usize, wakes: &mut Wakes) {
         while n > 0 {
             let Some(waker) = self.line.grant_first() else {
@@ -613,17 +616,37 @@ impl<T> Queue<T> {
         share_among: usize,
         into: &mut VecDeque<T>,
     ) -> Option<bool> {
+        self.release_and_try_take_many(0, seat, max, share_among, into)
+    }
+
+    /// Frees `done` places, as [`release`](Queue::release) does, then does what
+    /// [`try_take_many`](Queue::try_take_many) does, under one lock: a consumer that runs its items one
+    /// after another comes back for the next ones with one lock instead of two.
+    pub fn release_and_try_take_many(
+        &self,
+        done: usize,
+        seat: &mut Seat,
+        max: usize,
+        share_among: usize,
+        into: &mut VecDeque<T>,
+    ) -> Option<bool> {
+        let mut wakes = Wakes::default();
         let mut state = self.lock();
+        state.free_slots(done, &mut wakes);
         state.arrive(seat, None);
-        match state.take_many(max, share_among, into) {
+        let took = state.take_many(max, share_among, into);
+        let closed = state.closed;
+        drop(state);
+        let answer = match took {
             Some(pass_on) => {
-                drop(state);
                 seat.handed_on = pass_on.is_some();
-                pass_on.into_iter().for_each(Waker::wake);
+                wakes.worker = pass_on;
                 Some(true)
             }
-            None => state.closed.then_some(false),
-        }
+            None => closed.then_some(false),
+        };
+        wakes.wake();
+        answer
     }
 
     /// Puts items taken with [`poll_take_many`](Queue::poll_take_many) and not started back at the
@@ -976,6 +999,49 @@ mod tests {
     }
 
     #[test]
+    fn a_consumer_frees_the_places_of_its_last_run_and_takes_the_next_under_one_lock() {
+        let queue: Queue<u32> = Queue::new(3);
+        let mut seat = queue.idle_seat();
+        let mut hands = std::collections::VecDeque::new();
+        assert_eq!(queue.try_reserve_many(3), Ok(3));
+        assert!(queue.push_many(&mut vec![1, 2, 3]));
+        assert_eq!(
+            queue.release_and_try_take_many(0, &mut seat, 16, 1, &mut hands),
+            Some(true)
+        );
+        assert_eq!(hands.drain(..).collect::<Vec<_>>(), [1, 2, 3]);
+        // A producer waits in line: the run's places are all held.
+        let cx = &mut Context::from_waker(Waker::noop());
+        let mut waiting = Box::pin(queue.reserve());
+        assert!(waiting.as_mut().poll(cx).is_pending());
+        // The consumer comes back with the run done: the first place goes to the producer in line,
+        // the others are free, and the queue is empty.
+        assert_eq!(
+            queue.release_and_try_take_many(3, &mut seat, 16, 1, &mut hands),
+            None
+        );
+        let Poll::Ready(Ok(place)) = waiting.as_mut().poll(cx) else {
+            panic!("the producer in line was granted a place");
+        };
+        place.push(4).unwrap();
+        assert_eq!(queue.try_reserve_many(16), Ok(2));
+        queue.release(2);
+        assert_eq!(
+            queue.release_and_try_take_many(0, &mut seat, 16, 1, &mut hands),
+            Some(true)
+        );
+        assert_eq!(hands.drain(..).collect::<Vec<_>>(), [4]);
+        // Refused, with every place freed by the consumer's last visit, the queue closes.
+        queue.refuse();
+        assert_eq!(
+            queue.release_and_try_take_many(1, &mut seat, 16, 1, &mut hands),
+            Some(false)
+        );
+        assert!(queue.slots_home());
+        queue.leave(&seat);
+    }
+
+    #[test]
     fn a_release_of_several_places_serves_the_producers_in_line_in_order_then_frees_the_rest() {
         let queue: Queue<u32> = Queue::new(3);
         assert_eq!(queue.try_reserve_many(3), Ok(3));
@@ -1118,6 +1184,63 @@ mod model {
                 .into_iter()
                 .flat_map(|c| c.join().unwrap())
                 .collect();
+            seen.sort_unstable();
+            assert_eq!(seen, [0, 1, 2]);
+            let state = queue.lock();
+            assert_eq!((state.taken, state.searching, state.idle.len()), (0, 0, 0));
+        });
+    }
+
+    /// A pool worker on a runtime of one thread: it takes runs with `release_and_try_take_many`,
+    /// holding their places until it comes back, and parks with `poll_take` when nothing is queued.
+    fn run_worker(queue: Arc<Queue<u32>>) -> Vec<u32> {
+        let mut seat = queue.seat();
+        let mut hands = std::collections::VecDeque::new();
+        let mut seen = Vec::new();
+        let mut done = 0;
+        loop {
+            match queue.release_and_try_take_many(done, &mut seat, 16, 1, &mut hands) {
+                Some(true) => {
+                    done = hands.len();
+                    seen.extend(hands.drain(..));
+                    continue;
+                }
+                Some(false) => break,
+                None => done = 0,
+            }
+            let took = loom::future::block_on(poll_fn(|cx| {
+                queue.poll_take(&mut seat, cx, || false, |_| false)
+            }));
+            match took {
+                Took::Job(item, _) => seen.push(item),
+                Took::Closed | Took::Stop => break,
+            }
+        }
+        queue.leave(&seat);
+        seen
+    }
+
+    /// A producer fills a queue of two, waits in line for a place for a third, pushes it and
+    /// refuses more, while a worker takes runs and holds their places until it comes back: the
+    /// producer is granted a place by the worker's next take (or its park), every item arrives once,
+    /// the worker sees the end, and every place comes back (invariants 1 to 5).
+    #[test]
+    fn a_run_frees_its_places_when_its_worker_comes_back() {
+        loom::model(|| {
+            let queue = Arc::new(Queue::new(2));
+            let worker = {
+                let queue = queue.clone();
+                loom::thread::spawn(move || run_worker(queue))
+            };
+            for item in [0, 1] {
+                queue.try_reserve().unwrap().push(item).unwrap();
+            }
+            loom::future::block_on(queue.reserve())
+                .expect("a place comes free")
+                .push(2)
+                .unwrap();
+            queue.refuse();
+            let mut seen = worker.join().unwrap();
             seen.sort_unstable();
             assert_eq!(seen, [0, 1, 2]);
             let state = queue.lock();

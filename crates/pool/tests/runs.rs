@@ -1,0 +1,183 @@
+//! Runs of jobs on a current_thread runtime: a worker whose last job finished at its first poll
+//! takes the jobs queued behind it in one go and runs them one after another. Nothing a user can see
+//! changes with it: jobs start in the order they were queued, a job that waits does not hold back
+//! the jobs taken with it, a job submitting to its own pool finds the room it would find outside a
+//! run, the queue never holds more than its bound, and an abort from inside a run starts no more jobs.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bounded_pool::{Pool, TrySubmitError};
+use tokio::sync::oneshot;
+
+/// Lets every worker of a new pool reach the queue and park on it.
+async fn let_workers_park() {
+    for _ in 0..8 {
+        tokio::task::yield_now().await;
+    }
+}
+
+/// Waits (on the paused clock, so a hang fails at once) until `done` jobs have completed.
+async fn until_completed(pool: &Pool, done: u64) {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while pool.metrics().completed < done {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("stuck: {}", pool.metrics()));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_that_waits_in_a_run_does_not_hold_back_the_jobs_taken_with_it() {
+    let pool = Pool::builder().workers(2).queue(16).build().unwrap();
+    let_workers_park().await;
+    let started = Arc::new(Mutex::new(Vec::new()));
+    let (release, released) = oneshot::channel::<()>();
+    let mut released = Some(released);
+    // Job 0 finishes at once, so its worker takes jobs 1 to 9 as a run; job 1 waits until the
+    // jobs after it have all run, which only another worker can do.
+    for n in 0..10 {
+        let started = started.clone();
+        let wait = if n == 1 { released.take() } else { None };
+        pool.try_submit_detached(move |_ctx| async move {
+            started.lock().unwrap().push(n);
+            if let Some(wait) = wait {
+                wait.await.map_err(|_| "never released")?;
+            }
+            Ok::<_, &str>(())
+        })
+        .expect("room for every job");
+    }
+    until_completed(&pool, 9).await;
+    assert_eq!(pool.metrics().running, 1, "job 1 still waits");
+    release.send(()).unwrap();
+    let report = pool.shutdown().await;
+    assert_eq!(report.completed, 10);
+    assert_eq!(*started.lock().unwrap(), (0..10).collect::<Vec<_>>());
+}
+
+#[tokio::test(start_paused = true)]
+async fn jobs_start_in_the_order_they_were_queued_whichever_of_them_wait() {
+    let pool = Pool::builder().workers(3).queue(64).build().unwrap();
+    let_workers_park().await;
+    let started = Arc::new(Mutex::new(Vec::new()));
+    let submit_all = async {
+        for job in 0..1000u64 {
+            let started = started.clone();
+            pool.submit_detached(move |_ctx| async move {
+                started.lock().unwrap().push(job);
+                // Every seventh job waits a little; the rest finish at their first poll.
+                if job % 7 == 3 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Ok::<_, String>(())
+            })
+            .await
+            .expect("open");
+        }
+    };
+    // On the paused clock, a job left in a worker's hands behind one that waits fires this at once.
+    tokio::time::timeout(Duration::from_secs(60), submit_all)
+        .await
+        .expect("every job was queued");
+    until_completed(&pool, 1000).await;
+    let report = pool.shutdown().await;
+    assert_eq!(report.completed, 1000);
+    assert_eq!(*started.lock().unwrap(), (0..1000).collect::<Vec<_>>());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_of_a_run_finds_its_own_place_free_when_it_submits_to_its_pool() {
+    let pool = Arc::new(Pool::builder().workers(1).queue(2).build().unwrap());
+    let_workers_park().await;
+    let (tx, rx) = oneshot::channel();
+    let mut tx = Some(tx);
+    // Job 0 finishes at once; the worker then takes job 1 alone as a run, while the place freed
+    // by job 0 is already granted to the submitter of job 2, waiting in line. With job 1 running,
+    // one job is queued (job 2, once placed) in a queue of 2: there is room for one more.
+    pool.try_submit_detached(|_ctx| async { Ok::<_, String>(()) })
+        .unwrap();
+    let inner = pool.clone();
+    pool.try_submit_detached(move |_ctx| {
+        let tx = tx.take().unwrap();
+        let follow_up = inner.try_submit_detached(|_ctx| async { Ok::<_, String>(()) });
+        let _ = tx.send(follow_up.map_err(|err| matches!(err, TrySubmitError::Full(_))));
+        async { Ok::<_, String>(()) }
+    })
+    .unwrap();
+    pool.submit_detached(|_ctx| async { Ok::<_, String>(()) })
+        .await
+        .unwrap();
+    assert_eq!(
+        rx.await.unwrap(),
+        Ok(()),
+        "the follow-up was refused as full"
+    );
+    let report = pool.shutdown().await;
+    assert_eq!(report.completed, 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_queue_never_holds_more_than_its_bound_while_jobs_of_a_run_submit() {
+    let pool = Arc::new(Pool::builder().workers(2).queue(4).build().unwrap());
+    let_workers_park().await;
+    let most_queued = Arc::new(Mutex::new(0));
+    for n in 0..200u64 {
+        let (inner, most) = (pool.clone(), most_queued.clone());
+        pool.submit_detached(move |_ctx| async move {
+            // Each job tries to queue a follow-up, and looks at what is queued after it.
+            if n % 2 == 0 {
+                let _ = inner.try_submit_detached(|_ctx| async { Ok::<_, String>(()) });
+            }
+            let queued = inner.metrics().queued;
+            let mut most = most.lock().unwrap();
+            *most = (*most).max(queued);
+            Ok::<_, String>(())
+        })
+        .await
+        .expect("open");
+    }
+    let report = pool.shutdown().await;
+    assert!(
+        report.completed > 200,
+        "some follow-ups were queued: {report:?}"
+    );
+    assert!(*most_queued.lock().unwrap() <= 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_pool_aborted_by_a_job_of_a_run_starts_none_of_the_jobs_taken_with_it() {
+    let pool = Arc::new(Pool::builder().workers(1).queue(8).build().unwrap());
+    let_workers_park().await;
+    let started = Arc::new(Mutex::new(Vec::new()));
+    let mut handles = Vec::new();
+    // Job 0 finishes at once; its worker takes jobs 1 to 7 as a run, and job 2 aborts the pool.
+    for n in 0..8 {
+        let (inner, started) = (pool.clone(), started.clone());
+        handles.push(
+            pool.try_submit(move |_ctx| {
+                started.lock().unwrap().push(n);
+                if n == 2 {
+                    inner.abort();
+                }
+                async { Ok::<_, String>(()) }
+            })
+            .expect("room for every job"),
+        );
+    }
+    let mut cancelled = 0;
+    for handle in handles {
+        if handle.await.is_err() {
+            cancelled += 1;
+        }
+    }
+    assert_eq!(*started.lock().unwrap(), [0, 1, 2]);
+    assert_eq!(cancelled, 5);
+    let m = pool.metrics();
+    assert_eq!(
+        (m.completed, m.never_started, m.queued, m.running),
+        (3, 5, 0, 0),
+        "{m}"
+    );
+}
