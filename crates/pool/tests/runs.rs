@@ -4,6 +4,7 @@
 //! the jobs taken with it, a job submitting to its own pool finds the room it would find outside a
 //! run, the queue never holds more than its bound, and an abort from inside a run starts no more jobs.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -180,4 +181,115 @@ async fn a_pool_aborted_by_a_job_of_a_run_starts_none_of_the_jobs_taken_with_it(
         (3, 5, 0, 0),
         "{m}"
     );
+}
+
+/// A pool on a current_thread runtime of its own thread, fed by submitters on a multi-thread runtime
+/// while its jobs (quick ones, ones that wait, ones that queue a follow-up) run in runs: each job runs
+/// exactly once, every handle resolves with its job's result, the queue never holds more than its
+/// bound, and the report adds up.
+#[test]
+fn submitters_on_other_threads_feed_a_pool_whose_jobs_run_in_runs() {
+    const SUBMITTERS: u64 = 4;
+    const EACH: u64 = 5_000;
+    const QUEUE: usize = 8;
+    let (pool_tx, pool_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = oneshot::channel::<()>();
+    let home = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let pool = Arc::new(Pool::builder().workers(4).queue(QUEUE).build().unwrap());
+            pool_tx.send(pool.clone()).unwrap();
+            stop_rx.await.unwrap();
+            pool.shutdown().await
+        })
+    });
+    let pool: Arc<Pool> = pool_rx.recv().unwrap();
+    let ran = Arc::new(Mutex::new(vec![0u8; (SUBMITTERS * EACH * 2) as usize]));
+    // Jobs whose submission returned, and jobs started (follow-ups included in both). Read in that
+    // order, their difference never counts a job as queued that had started, where the pool's
+    // metrics, read while jobs run, may count one that started between two of their reads.
+    let (accepted, started) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let most_queued = Arc::new(AtomicU64::new(0));
+    let feeders = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let follow_ups = feeders.block_on(async {
+        let submitters: Vec<_> = (0..SUBMITTERS)
+            .map(|s| {
+                let (pool, ran, most) = (pool.clone(), ran.clone(), most_queued.clone());
+                let (accepted, started) = (accepted.clone(), started.clone());
+                tokio::spawn(async move {
+                    let mut handles = Vec::new();
+                    for n in 0..EACH {
+                        let id = s * EACH + n;
+                        let (inner, ran) = (pool.clone(), ran.clone());
+                        let (job_accepted, job_started) = (accepted.clone(), started.clone());
+                        let job = move |_ctx| async move {
+                            let (accepted, started) = (job_accepted, job_started);
+                            started.fetch_add(1, Ordering::SeqCst);
+                            ran.lock().unwrap()[id as usize] += 1;
+                            match id % 5 {
+                                0 => tokio::task::yield_now().await,
+                                1 => {
+                                    // A follow-up, queued if there is room, with an id of its own.
+                                    let (ran, counted) = (ran.clone(), started.clone());
+                                    let follow = SUBMITTERS * EACH + id;
+                                    let queued =
+                                        inner.try_submit_detached(move |_ctx| async move {
+                                            counted.fetch_add(1, Ordering::SeqCst);
+                                            ran.lock().unwrap()[follow as usize] += 1;
+                                            Ok::<_, u64>(follow)
+                                        });
+                                    if queued.is_ok() {
+                                        accepted.fetch_add(1, Ordering::SeqCst);
+                                    }
+                                    return Ok((id, queued.is_ok()));
+                                }
+                                _ => {}
+                            }
+                            Ok::<_, u64>((id, false))
+                        };
+                        handles.push(pool.submit(job).await.expect("open"));
+                        accepted.fetch_add(1, Ordering::SeqCst);
+                        let accepted = accepted.load(Ordering::SeqCst);
+                        let queued = accepted.saturating_sub(started.load(Ordering::SeqCst));
+                        most.fetch_max(queued, Ordering::SeqCst);
+                    }
+                    let mut follow_ups = 0;
+                    for (n, handle) in handles.into_iter().enumerate() {
+                        let (id, followed) = handle.await.expect("every job succeeds");
+                        assert_eq!(id, s * EACH + n as u64);
+                        follow_ups += u64::from(followed);
+                    }
+                    follow_ups
+                })
+            })
+            .collect();
+        let mut follow_ups = 0;
+        for submitter in submitters {
+            follow_ups += submitter.await.unwrap();
+        }
+        follow_ups
+    });
+    stop_tx.send(()).unwrap();
+    let report = home.join().unwrap();
+    assert_eq!(report.completed, SUBMITTERS * EACH + follow_ups);
+    assert_eq!(report.submitted, report.completed);
+    let ran = ran.lock().unwrap();
+    let (jobs, follows) = ran.split_at((SUBMITTERS * EACH) as usize);
+    assert!(jobs.iter().all(|&n| n == 1), "every job ran exactly once");
+    assert_eq!(
+        follows.iter().filter(|&&n| n == 1).count() as u64,
+        follow_ups
+    );
+    assert!(follows.iter().all(|&n| n <= 1));
+    // The job a worker has taken (its place free again) and not yet begun to poll counts as queued
+    // here: on one thread, one at most.
+    let most = most_queued.load(Ordering::SeqCst);
+    assert!(most <= QUEUE as u64 + 1, "{most} jobs queued at once");
 }
