@@ -1375,6 +1375,16 @@ thread_local! {
     static RUN: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
 }
 
+/// Takes back from `RUN` the places the run still holds when a job's poll ends, however it ends (a
+/// tracing subscriber's panic unwinds through it), so that the worker never frees a place twice.
+struct RunPlaces<'a>(&'a mut usize);
+
+impl Drop for RunPlaces<'_> {
+    fn drop(&mut self) {
+        *self.0 = RUN.replace((0, 0)).1;
+    }
+}
+
 /// A job of a run on its worker (invariant 6). The first time it waits, the run ends: the places
 /// of the jobs started are freed and the jobs in hand behind it go back to the queue.
 struct InRun<'a, 'h> {
@@ -1394,8 +1404,9 @@ impl Future for InRun<'_, '_> {
         }
         // While it runs, the job's own pool can find the places the run holds (invariant 6).
         RUN.set((std::ptr::from_ref(this.hands.inner).addr(), this.hands.done));
+        let places = RunPlaces(&mut this.hands.done);
         let polled = this.job.poll(cx);
-        this.hands.done = RUN.replace((0, 0)).1;
+        drop(places);
         if polled.is_pending() {
             this.waited = true;
             this.hands.give_back();

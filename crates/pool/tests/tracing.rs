@@ -185,3 +185,65 @@ async fn a_panic_between_a_jobs_slot_and_its_queueing_gives_the_slot_back() {
         .expect("the shutdown ends");
     assert_eq!(report.completed, 2);
 }
+
+/// A subscriber that panics the third time a job's span is entered.
+struct PanicsOnThirdEnter(std::sync::atomic::AtomicUsize);
+
+impl tracing::Subscriber for PanicsOnThirdEnter {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+
+    fn event(&self, _: &tracing::Event<'_>) {}
+
+    fn enter(&self, _: &tracing::span::Id) {
+        let entered = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        assert_ne!(entered, 3, "the subscriber fails");
+    }
+
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// On one thread, the first job finishes at once and its worker takes the next seven as a run; the
+/// subscriber's panic as the run's first job is entered (the first job's span was entered for its
+/// poll and for its drop) takes the worker down with the jobs in its hands. The pool, left without that worker, aborts itself: every job is counted once, the places
+/// the run held come back (a shutdown waits for them), and every handle resolves.
+// On the real clock: a shutdown that waits for a place never freed would spin without letting a
+// paused clock reach the timeout.
+#[tokio::test(flavor = "current_thread")]
+async fn a_subscriber_that_panics_in_a_run_leaves_every_job_counted_and_every_place_back() {
+    let _default = tracing::subscriber::set_default(PanicsOnThirdEnter(Default::default()));
+    let pool = Pool::builder().workers(1).queue(8).build().unwrap();
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            pool.try_submit(|_ctx| async { Ok::<_, String>(()) })
+                .expect("room for every job")
+        })
+        .collect();
+    let mut ok = 0;
+    for handle in handles {
+        ok += u64::from(handle.await.is_ok());
+    }
+    let report = tokio::time::timeout(Duration::from_secs(5), pool.shutdown())
+        .await
+        .expect("the shutdown ends: every place came back");
+    assert_eq!(ok, 1);
+    assert_eq!(
+        (
+            report.submitted,
+            report.completed,
+            report.cancelled,
+            report.never_started
+        ),
+        (8, 1, 1, 6),
+        "{report:?}"
+    );
+}
