@@ -34,6 +34,13 @@
 //!    `stopping`: after an abort from inside the run, the jobs in hand never start. A worker that
 //!    ends or is dropped with jobs in hand counts them never started, drops them, and frees every
 //!    place it holds (`Hands`). A worker does not park while it holds places: it frees them first.
+//! 7. After `TAKES_BEFORE_YIELD` takes (a job, or a run) in a row without waiting (its take parked,
+//!    its job waited, or it stepped aside), a worker yields to its runtime before its next take,
+//!    freeing the places of its last run first: 128, as many receives as tokio's coop budget lets a
+//!    task make from its channels in one poll. So a worker whose queue never empties (jobs that
+//!    queue their successors, or submitters on another thread) does not keep its thread from the
+//!    runtime's other tasks. Counted in the worker rather than on tokio's budget, which would cost
+//!    two reads of a thread-local per take.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -1173,6 +1180,10 @@ impl<F: Future<Output = ()>> Future for CountPolls<F> {
 /// The most jobs a worker takes from the queue in one go (invariant 6).
 const MAX_RUN: usize = 16;
 
+/// Takes a worker makes without waiting before it yields to its runtime (invariant 7): as many as
+/// tokio's coop budget lets a task receive from its channels in one poll.
+const TAKES_BEFORE_YIELD: u32 = 128;
+
 /// `threads`: the worker threads of the runtime the worker runs on.
 async fn worker(mut alive: Alive, threads: usize) {
     // A clone, so that `alive` can be marked as it returns while the seat still borrows the pool.
@@ -1199,7 +1210,18 @@ async fn worker(mut alive: Alive, threads: usize) {
     // On a runtime with one thread, the last job finished at its first poll: the next ones are taken
     // in a run (invariant 6).
     let mut quick = false;
+    // Takes since the worker last waited or yielded (invariant 7).
+    let mut takes = 0;
     loop {
+        // A worker whose queue never empties still hands its thread back to the runtime now and
+        // then (invariant 7), freeing the places it holds first.
+        if takes == TAKES_BEFORE_YIELD {
+            inner.queue.release(std::mem::take(&mut hands.done));
+            clock.waited();
+            takes = 0;
+            tokio::task::yield_now().await;
+        }
+        takes += 1;
         if quick {
             // The retirement check, as a worker's take makes it; a worker that does not park needs
             // no lock for it (invariant 3).
@@ -1220,6 +1242,9 @@ async fn worker(mut alive: Alive, threads: usize) {
                     seat.1.handed_on = false;
                     quick = hands.run(&ctx).await;
                     seat.1.eager = !quick;
+                    if !quick {
+                        takes = 0;
+                    }
                     continue;
                 }
                 Some(false) => {
@@ -1241,6 +1266,7 @@ async fn worker(mut alive: Alive, threads: usize) {
             );
             if took.is_pending() {
                 clock.waited();
+                takes = 0;
             }
             took
         })
@@ -1274,6 +1300,7 @@ async fn worker(mut alive: Alive, threads: usize) {
             // thread takes it (queue invariant 7).
             step_aside().await;
             clock.waited();
+            takes = 0;
         }
         job.start();
         let mut running = Running {
@@ -1295,6 +1322,7 @@ async fn worker(mut alive: Alive, threads: usize) {
         quick = !waited && threads == 1;
         if waited {
             clock.waited();
+            takes = 0;
         }
     }
 }

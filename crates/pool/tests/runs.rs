@@ -293,3 +293,61 @@ fn submitters_on_other_threads_feed_a_pool_whose_jobs_run_in_runs() {
     let most = most_queued.load(Ordering::SeqCst);
     assert!(most <= QUEUE as u64 + 1, "{most} jobs queued at once");
 }
+
+/// Jobs that each queue the next keep the queue from ever emptying, so the workers only ever take
+/// runs, and a worker hands its thread back only when its coop budget is spent (a unit a take, up
+/// to 16 jobs a run): the other workers, woken by the pushes, get their turns, and a shrink still
+/// retires the workers it asks for, at their next take. Jobs run inside their worker's task, so the
+/// task ids the jobs see are the workers that run them.
+#[tokio::test(start_paused = true)]
+async fn a_shrink_retires_workers_that_only_take_runs() {
+    const CHAINS: u64 = 8;
+    const JOBS: u64 = 40_000;
+    let pool = Arc::new(Pool::builder().workers(4).queue(16).build().unwrap());
+    let_workers_park().await;
+    let ran = Arc::new(AtomicU64::new(0));
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    fn chain(pool: Arc<Pool>, ran: Arc<AtomicU64>, seen: Arc<Mutex<Vec<(u64, tokio::task::Id)>>>) {
+        let next = pool.clone();
+        pool.try_submit_detached(move |_ctx| async move {
+            let n = ran.fetch_add(1, Ordering::SeqCst);
+            seen.lock().unwrap().push((n, tokio::task::id()));
+            if n < JOBS {
+                chain(next, ran, seen);
+            }
+            Ok::<_, String>(())
+        })
+        .expect("a job's own place is free for its successor");
+    }
+    for _ in 0..CHAINS {
+        chain(pool.clone(), ran.clone(), seen.clone());
+    }
+    while ran.load(Ordering::SeqCst) < JOBS / 2 {
+        tokio::task::yield_now().await;
+    }
+    let at_shrink = ran.load(Ordering::SeqCst);
+    assert!(
+        at_shrink < JOBS,
+        "the runtime's other tasks run while the chains do"
+    );
+    pool.resize(1).unwrap();
+    until_completed(&pool, JOBS + CHAINS).await;
+    let report = pool.shutdown().await;
+    assert_eq!(report.completed, JOBS + CHAINS);
+    let seen = seen.lock().unwrap();
+    let before: std::collections::HashSet<_> = seen
+        .iter()
+        .filter(|(n, _)| *n < JOBS / 2)
+        .map(|(_, id)| *id)
+        .collect();
+    let after: std::collections::HashSet<_> = seen
+        .iter()
+        .filter(|(n, _)| *n >= JOBS * 3 / 4)
+        .map(|(_, id)| *id)
+        .collect();
+    assert!(
+        before.len() > 1,
+        "the chains spread over the workers at first"
+    );
+    assert_eq!(after.len(), 1, "one worker is left after the shrink");
+}
