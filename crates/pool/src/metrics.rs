@@ -114,6 +114,11 @@ impl std::ops::Deref for Padded {
 /// much as a few dozen plain instructions, and a line that the workers on two threads all move
 /// crosses between them at every job.) `queued` and `running` are not counted: they are what
 /// `submitted` and `started` hold beyond the counts of jobs that left (see `snapshot`).
+///
+/// Not `bounded_sync::tally::Tally`, whose slots are per thread: finding the thread's slot costs
+/// each add a thread-local read and a check of the slots, about 90 instructions per job more than a
+/// worker writing through the reference it holds, and 2–5 % on quick jobs on current_thread (see
+/// *Tried and not kept* in `docs/benchmarks.md`).
 #[derive(Default)]
 #[repr(align(128))]
 pub(crate) struct Tally {
