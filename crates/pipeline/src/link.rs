@@ -142,7 +142,9 @@ impl<T> Consumer<T> {
     /// Puts items taken but not started back at the front of the queue, in their order, for another
     /// consumer: they keep their places.
     pub(crate) fn give_back(&self, items: &mut VecDeque<T>) {
-        self.link.queue.give_back(items);
+        // A link is never drained, so the items always go back.
+        let queued = self.link.queue.give_back(items);
+        debug_assert!(queued, "a link is never drained");
     }
 
     /// `n` items taken from this link have left the consumer's hands.

@@ -52,9 +52,9 @@ impl PoolBuilder {
 
     /// How many accepted jobs may wait for a worker; past that, `submit` waits (0 and more than
     /// [`MAX_QUEUE`](crate::MAX_QUEUE) are refused). The queue's memory follows the jobs it holds, not
-    /// this bound. On a runtime with one thread, the places of jobs a worker takes as a run are freed
-    /// when it comes back to the queue (see the crate docs), so the queue never holds more than this,
-    /// and for the length of a run can take a few jobs fewer.
+    /// this bound. The places of jobs a worker takes as a run are freed when it comes back to the
+    /// queue (see the crate docs), so the queue never holds more than this, and for the length of a
+    /// run can take a few jobs fewer.
     pub fn queue(mut self, capacity: usize) -> Self {
         self.queue = Some(capacity);
         self

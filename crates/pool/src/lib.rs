@@ -71,12 +71,13 @@
 //! take jobs from one queue whose lock is held for a push or a pop, never across an await. A run of
 //! submissions wakes one idle worker; it wakes another for the jobs left behind it when its job first
 //! waits, so jobs that finish at once run back to back on one worker with no hand-over between
-//! threads, and jobs that wait spread over every worker. On a runtime with one thread, a worker whose
-//! jobs finish at once takes up to 16 queued jobs in one lock and runs them one after another (a
-//! *run*): nothing else could run on that thread meanwhile, so no job starts later for it. The first
-//! job of a run that waits gives the rest back to the queue, in order, for another worker; the run's
-//! places are freed when the worker comes back to the queue, and a job of the run that submits to its
-//! own pool finds them free. See `docs/benchmarks.md` for the measured cost.
+//! threads, and jobs that wait spread over every worker. A worker whose jobs finish at once (on a
+//! multi-thread runtime, also within 10 µs) takes up to 16 queued jobs in one lock and runs them one
+//! after another (a *run*): on one thread nothing else could run meanwhile, so no job starts later for
+//! it. The first job of a run that waits gives the rest back to the queue, in order, for another
+//! worker; on a multi-thread runtime so does the first that holds its thread for 10 µs or more, as it
+//! ends. The run's places are freed when the worker comes back to the queue, and a job of the run
+//! that submits to its own pool finds them free. See `docs/benchmarks.md` for the measured cost.
 //!
 //! A job is polled on its worker like any tokio task: one that runs long without awaiting holds its
 //! worker and its runtime thread, and the jobs queued behind it wait for that worker unless a new

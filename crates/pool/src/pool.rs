@@ -21,19 +21,27 @@
 //!    runtime's shutdown: the pool aborts itself, so that queued jobs count as never started and
 //!    every submitter, waiting or later, is told `Closed` instead of waiting for a worker that no
 //!    longer exists.
-//! 6. On a runtime with one thread, a worker whose last job finished at its first poll takes what is
-//!    queued, up to `MAX_RUN` jobs, in one lock (`release_and_try_take_many`), and runs them one after
-//!    another: a *run*. On one thread nothing else runs while they do, so a run changes who runs a
-//!    job, never when. The jobs keep their places until the worker comes back to the queue, whose
-//!    lock frees them with the next take; the first job of the run that waits (returns `Pending`)
-//!    frees the places of the jobs started and gives the rest back to the front of the queue, in
-//!    their order, which wakes a worker for them, before it waits. So the queue never holds more than
-//!    its bound, and no job waits behind one that waits. A job of a run that finds the queue full
-//!    when it submits to its own pool frees the run's places first (the thread-local `RUN` tells it
-//!    which), so it finds the room it would find outside a run. Before each job the run looks at
-//!    `stopping`: after an abort from inside the run, the jobs in hand never start. A worker that
-//!    ends or is dropped with jobs in hand counts them never started, drops them, and frees every
-//!    place it holds (`Hands`). A worker does not park while it holds places: it frees them first.
+//! 6. A worker whose last job finished at its first poll (on a runtime with threads to spare, also
+//!    within `LONG_POLL`, on the clock that times first polls there) takes what is queued, up to
+//!    `MAX_RUN` jobs, in one lock (`release_and_try_take_many`), and runs them one after another: a
+//!    *run*. On one thread nothing else runs while they do, so a run changes who runs a job, never
+//!    when; with threads to spare a run holds its jobs only while each finishes at once and
+//!    quickly, as a worker that took them one at a time would, and only the jobs behind one that
+//!    turns out to compute wait for it, as queue invariant 7 already lets queued jobs wait. The jobs
+//!    keep their places until the worker comes back to the queue, whose lock frees them with the
+//!    next take; the first job of the run that waits (returns `Pending`) frees the places of the
+//!    jobs started and gives the rest back to the front of the queue, in their order, which wakes a
+//!    worker for them, before it waits. With threads to spare, the first job of the run whose first
+//!    poll held its thread for `LONG_POLL` or more does the same as it ends, and its worker steps
+//!    aside once, so that the idle thread takes the worker woken for them (or this one). So the
+//!    queue never holds more than its bound, and no job waits behind one that waits. A give-back
+//!    after an abort drained the queue queues nothing: the jobs stay in hand and count as never
+//!    started. A job of a run that finds the queue full when it submits to its own pool frees the
+//!    run's places first (the thread-local `RUN` tells it which), so it finds the room it would find
+//!    outside a run. Before each job the run looks at `stopping`: after an abort from inside the
+//!    run, the jobs in hand never start. A worker that ends or is dropped with jobs in hand counts
+//!    them never started, drops them, and frees every place it holds (`Hands`). A worker does not
+//!    park while it holds places: it frees them first.
 //! 7. After `TAKES_BEFORE_YIELD` takes (a job, or a run) in a row without waiting (its take parked,
 //!    its job waited, or it stepped aside), a worker yields to its runtime before its next take,
 //!    freeing the places of its last run first: 128, as many receives as tokio's coop budget lets a
@@ -133,8 +141,6 @@ pub(crate) struct Inner {
     tasks: TaskCounter,
     /// Workers being polled right now: the threads the pool keeps busy (queue invariant 7).
     busy: Busy,
-    /// Some worker was spawned on a runtime with one thread, where workers take runs (invariant 6).
-    runs: AtomicBool,
     /// The pool's name, for its spans and events.
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     name: String,
@@ -180,7 +186,6 @@ impl Pool {
             exited: Notify::new(),
             stopping: AtomicBool::new(false),
             busy: Busy::default(),
-            runs: AtomicBool::new(false),
             tasks: TaskCounter::new(format!("{name} worker")),
             name: name.clone(),
         });
@@ -698,10 +703,6 @@ impl Inner {
     /// pool's, so that a job submitting to its own pool finds the places of the jobs run before it,
     /// and its own, free, as it would have outside a run (invariant 6). `true` if it freed any.
     fn release_run(&self) -> bool {
-        // Read on a full queue by every submitter: on multi-thread runtimes it stops here.
-        if !self.runs.load(Ordering::Relaxed) {
-            return false;
-        }
         let (pool, done) = RUN.get();
         if done == 0 || pool != std::ptr::from_ref(self).addr() {
             return false;
@@ -761,9 +762,6 @@ impl Inner {
     fn spawn_workers(self: &Arc<Self>, n: usize) {
         // Spawned before the lock is taken: no lock is held across `tokio::spawn` (see bounded-sync).
         let threads = tokio::runtime::Handle::current().metrics().num_workers();
-        if threads == 1 {
-            self.runs.store(true, Ordering::Relaxed);
-        }
         let spawned: Vec<_> = (0..n)
             .map(|_| {
                 self.headcount.started();
@@ -1207,8 +1205,8 @@ async fn worker(mut alive: Alive, threads: usize) {
         jobs: VecDeque::with_capacity(MAX_RUN),
         done: 0,
     };
-    // On a runtime with one thread, the last job finished at its first poll: the next ones are taken
-    // in a run (invariant 6).
+    // The last job finished at its first poll (on a runtime with threads to spare, within
+    // `LONG_POLL`): the next ones are taken in a run (invariant 6).
     let mut quick = false;
     // Takes since the worker last waited or yielded (invariant 7).
     let mut takes = 0;
@@ -1240,9 +1238,23 @@ async fn worker(mut alive: Alive, threads: usize) {
                 Some(true) => {
                     // Whatever it left behind, it woke a worker for (queue invariant 4).
                     seat.1.handed_on = false;
-                    quick = hands.run(&ctx).await;
-                    seat.1.eager = !quick;
-                    if !quick {
+                    let timed = (threads > 1).then_some(&mut clock);
+                    let ended = hands.run(&ctx, timed).await;
+                    quick = ended == RunEnd::Quick;
+                    seat.1.eager = ended == RunEnd::Waited;
+                    last = match ended {
+                        RunEnd::Quick => LastJob::Quick,
+                        RunEnd::Waited => LastJob::Unknown,
+                        RunEnd::Long => {
+                            // The worker woken for the jobs given back sits in this thread's
+                            // next-task slot, which no other thread takes from: stepping aside lets
+                            // the idle thread take one of the two (queue invariant 7).
+                            step_aside().await;
+                            LastJob::Long
+                        }
+                    };
+                    if ended != RunEnd::Quick {
+                        clock.waited();
                         takes = 0;
                     }
                     continue;
@@ -1319,12 +1331,24 @@ async fn worker(mut alive: Alive, threads: usize) {
         drop(running);
         seat.1.eager = waited;
         last = first_poll;
-        quick = !waited && threads == 1;
+        quick = !waited && (threads == 1 || first_poll == LastJob::Quick);
         if waited {
             clock.waited();
             takes = 0;
         }
     }
+}
+
+/// How a run of jobs ended (invariant 6).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RunEnd {
+    /// Every job finished at its first poll (within `LONG_POLL` where timed): the next take is a run.
+    Quick,
+    /// A job waited, or the pool stopped.
+    Waited,
+    /// A job finished at its first poll but held its thread `LONG_POLL` or more: the jobs behind it
+    /// went back to the queue.
+    Long,
 }
 
 /// Jobs a worker took in one go and has not started, and the places of those it started since
@@ -1339,22 +1363,26 @@ struct Hands<'a> {
 }
 
 impl<'a> Hands<'a> {
-    /// Runs the jobs in hand one after another while each finishes at its first poll: `true` if
-    /// all did. The first that waits ends the run: the jobs behind it go back to the front of the
-    /// queue, where another worker, woken for them, takes them while it waits.
-    async fn run(&mut self, ctx: &'a Context) -> bool {
+    /// Runs the jobs in hand one after another while each finishes at its first poll, and, with a
+    /// `clock` (a runtime with threads to spare), within `LONG_POLL`. The first job that waits ends
+    /// the run before it waits, the first that holds its thread longer ends it as it finishes: the
+    /// jobs behind it go back to the front of the queue, where another worker, woken for them, takes
+    /// them.
+    async fn run(&mut self, ctx: &'a Context, mut clock: Option<&mut PollClock>) -> RunEnd {
         let inner = self.inner;
         let tally = self.tally;
         loop {
             // A job of the run may have aborted the pool (or dropped it): the jobs still in hand
             // never start, as the queue's would not (the worker's drop counts them).
             if inner.stopping.load(Ordering::Acquire) {
-                return false;
+                return RunEnd::Waited;
             }
             let Some(job) = self.jobs.pop_front() else {
-                return true;
+                return RunEnd::Quick;
             };
             self.done += 1;
+            // A job that finishes at its first poll is timed from its start to its end.
+            let start = clock.as_deref_mut().map(PollClock::start);
             let mut job = Held {
                 job,
                 inner,
@@ -1371,29 +1399,45 @@ impl<'a> Hands<'a> {
             };
             (&mut running).await;
             if running.waited {
-                return false;
+                return RunEnd::Waited;
+            }
+            drop(running);
+            if let (Some(clock), Some(start)) = (clock.as_deref_mut(), start)
+                && clock.end(start, true) == LastJob::Long
+            {
+                self.give_back();
+                return RunEnd::Long;
             }
         }
     }
 
     /// Frees the places of the jobs started, and gives the jobs not started back to the queue (they
-    /// keep theirs), which wakes a worker for them.
+    /// keep theirs), which wakes a worker for them. After an abort drained the queue they stay in
+    /// hand and are dropped here, never started.
     fn give_back(&mut self) {
         let queue = &self.inner.queue;
         queue.release(std::mem::take(&mut self.done));
-        queue.give_back(&mut self.jobs);
+        if !queue.give_back(&mut self.jobs) {
+            self.forfeit();
+        }
     }
-}
 
-impl Drop for Hands<'_> {
-    fn drop(&mut self) {
+    /// Counts the jobs in hand as never started, drops them, and frees every place the worker holds.
+    fn forfeit(&mut self) {
         // Counted before they are dropped: a resolved handle is always already in the metrics.
         for _ in 0..self.jobs.len() {
             self.inner.counters.never_started_by(self.tally);
         }
         let held = self.done + self.jobs.len();
+        self.done = 0;
         self.jobs.clear();
         self.inner.queue.release(held);
+    }
+}
+
+impl Drop for Hands<'_> {
+    fn drop(&mut self) {
+        self.forfeit();
     }
 }
 

@@ -2,8 +2,11 @@
 //! before it waits, so jobs that wait on each other all run at once. (That jobs which finish at once
 //! wake no other worker is checked on the queue itself, in `crates/sync/src/queue.rs`.)
 
+#[path = "support/after_quick_jobs.rs"]
+mod after_quick_jobs;
 #[path = "support/two_threads.rs"]
 mod two_threads;
+use after_quick_jobs::pool_after_quick_jobs;
 use two_threads::two_thread_runtime;
 
 use std::sync::Arc;
@@ -137,29 +140,34 @@ async fn cpu_bound_jobs_run_on_both_worker_threads_at_once() {
 /// no round ever spreads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cpu_bound_jobs_after_quick_ones_still_spread() {
+    if let Err(most) = two_at_once_in_three_rounds(quick_then_cpu_bound).await {
+        panic!(
+            "16 jobs of 2 ms each never ran on both threads at once (most at once, by round: {most:?})"
+        );
+    }
+}
+
+/// Runs `round` up to three times, until two of its jobs ran at once; the most at once of each
+/// round if none did.
+async fn two_at_once_in_three_rounds<F, Fut>(round: F) -> Result<(), Vec<usize>>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = usize>,
+{
     let mut most = Vec::new();
     for _ in 0..3 {
-        let spread = quick_then_cpu_bound().await;
+        let spread = round().await;
         most.push(spread);
         if spread == 2 {
-            return;
+            return Ok(());
         }
     }
-    panic!(
-        "16 jobs of 2 ms each never ran on both threads at once (most at once, by round: {most:?})"
-    );
+    Err(most)
 }
 
 /// 2,000 quick jobs, then 16 jobs of 2 ms each queued at once: how many ran at once, at most.
 async fn quick_then_cpu_bound() -> usize {
-    let pool = Pool::builder().workers(4).queue(32).build().unwrap();
-    for _ in 0..2_000 {
-        pool.submit_detached(|_ctx| async { Ok::<_, String>(()) })
-            .await
-            .unwrap();
-    }
-    // Every worker parked again, each after quick jobs.
-    tokio::time::sleep(Duration::from_millis(10)).await;
+    let pool = pool_after_quick_jobs(4, 32).await;
     let gauge = Gauge::default();
     let jobs: Vec<_> = (0..16)
         .map(|_| {
@@ -179,6 +187,46 @@ async fn quick_then_cpu_bound() -> usize {
                 .unwrap_or_else(|_| panic!("room for 16"))
         })
         .collect();
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    pool.shutdown().await;
+    gauge.max()
+}
+
+/// On a multi-thread runtime too, a worker whose jobs finish at once, quickly, takes the jobs queued
+/// behind them as a run; a job of the run that holds its thread ends the run as it finishes, and the
+/// jobs taken with it go back to the queue, where a worker on the other thread takes them. Without
+/// that, the 12 jobs of 2 ms taken in one run behind quick ones all run on one worker, one after
+/// another. Up to three rounds, as above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cpu_bound_jobs_taken_in_a_run_still_spread() {
+    if let Err(most) = two_at_once_in_three_rounds(cpu_bound_behind_quick_ones).await {
+        panic!(
+            "12 jobs of 2 ms taken in a run never ran two at once (most at once, by round: {most:?})"
+        );
+    }
+}
+
+/// 2,000 quick jobs, then 4 quick jobs and 12 jobs of 2 ms each queued at once: the worker woken for
+/// them runs a quick one or two on their own, then takes all that is left as one run (at most 16).
+/// How many of the 12 ran at once, at most.
+async fn cpu_bound_behind_quick_ones() -> usize {
+    let pool = pool_after_quick_jobs(4, 32).await;
+    let gauge = Gauge::default();
+    // Queued at once: the woken worker waits in this thread's next-task slot until the caller awaits.
+    let mut handles = Vec::new();
+    for n in 0..16 {
+        let gauge = gauge.clone();
+        let job = pool.try_submit(move |_ctx| async move {
+            if n >= 4 {
+                let _running = gauge.enter();
+                burn(Duration::from_millis(2));
+            }
+            Ok::<_, String>(())
+        });
+        handles.push(job.unwrap_or_else(|_| panic!("room for 16")));
+    }
     for handle in handles {
         handle.await.unwrap();
     }

@@ -7,9 +7,9 @@
 //! not its capacity. Consumers free places in one of two ways:
 //!
 //! - a pool's worker takes one item at a time with [`Queue::poll_take`], which frees its place at
-//!   once (the pool's workers bound what is running); on a runtime with one thread, a worker whose
-//!   jobs finish at once takes a run of them with [`Queue::release_and_try_take_many`], whose places
-//!   it frees with the next take;
+//!   once (the pool's workers bound what is running); a worker whose jobs finish at once (on a
+//!   multi-thread runtime, also quickly) takes a run of them with
+//!   [`Queue::release_and_try_take_many`], whose places it frees with the next take;
 //! - a pipeline stage's worker takes a batch with [`Queue::poll_take_many`] or
 //!   [`Queue::try_take_many`] and frees the places with [`Queue::release`] once the items have left
 //!   its hands, so that the queue's capacity bounds what is queued and what is being worked on. It can
@@ -55,7 +55,9 @@
 //! 5. After `refuse`, no place is reserved and every waiting producer is refused; once `taken` is
 //!    then 0 (every reserved place pushed and taken, or given back), the queue closes: no push is
 //!    accepted, and a consumer that finds it empty sees the end. So an item whose place was reserved
-//!    before the refusal is never refused by the queue. `drain` refuses and closes at once; `close`
+//!    before the refusal is never refused by the queue. `drain` refuses and closes at once, and nothing
+//!    is queued after it: a push is handed back with its place freed, a give-back stays with the
+//!    consumer, places held; `close`
 //!    closes at once and leaves what is queued to the consumers (a pipeline's link, once its last
 //!    producer has pushed its last batch). Closing wakes every parked consumer, each counted as
 //!    searching until it looks.
@@ -137,6 +139,8 @@ struct State<T> {
     taken: usize,
     /// No place is reserved any more (invariant 5).
     refusing: bool,
+    /// `drain` took what was queued: nothing is queued again (invariant 5).
+    drained: bool,
     /// Producers waiting for a place (invariants 2 and 6).
     line: Line,
 }
@@ -349,6 +353,7 @@ impl<T> Queue<T> {
                 capacity: capacity.max(1),
                 taken: 0,
                 refusing: false,
+                drained: false,
                 line: Line::new(),
             }),
         }
@@ -650,12 +655,17 @@ impl<T> Queue<T> {
     }
 
     /// Puts items taken with [`poll_take_many`](Queue::poll_take_many) and not started back at the
-    /// front of the queue, in their order, for another consumer: they keep their places.
-    pub fn give_back(&self, items: &mut VecDeque<T>) {
+    /// front of the queue, in their order, for another consumer: they keep their places. After a
+    /// [`drain`](Queue::drain) it queues nothing (no consumer would take them): `false`, and the items
+    /// stay in `items`, their places still held, for the caller to drop and [`release`](Queue::release).
+    pub fn give_back(&self, items: &mut VecDeque<T>) -> bool {
         if items.is_empty() {
-            return;
+            return true;
         }
         let mut state = self.lock();
+        if state.drained {
+            return false;
+        }
         while let Some(item) = items.pop_back() {
             state.items.push_front(item);
         }
@@ -664,6 +674,7 @@ impl<T> Queue<T> {
         if let Some(waker) = waker {
             waker.wake();
         }
+        true
     }
 
     /// The caller took an item that others were left behind and its job now waits: wakes a parked
@@ -703,6 +714,7 @@ impl<T> Queue<T> {
     /// Refuses and closes at once, and takes every item still queued (the caller drops them).
     pub fn drain(&self) -> VecDeque<T> {
         self.refuse_then(|state, wakes| {
+            state.drained = true;
             let items = std::mem::take(&mut state.items);
             state.taken -= items.len();
             state.close(wakes);
@@ -976,7 +988,7 @@ mod tests {
         assert_eq!(hands, [1, 2]);
         // Give the second back: it goes before the rest, in order.
         let mut back = hands.split_off(1);
-        queue.give_back(&mut back);
+        assert!(queue.give_back(&mut back));
         assert_eq!(queue.try_reserve_many(16), Ok(2), "places held: 4 of 6");
         assert_eq!(
             queue.try_take_many(&mut seat, 16, 1, &mut hands),
@@ -995,6 +1007,32 @@ mod tests {
             Some(false)
         );
         assert_eq!(queue.try_reserve_many(1), Err(Refused::Closed));
+        queue.leave(&seat);
+    }
+
+    #[test]
+    fn items_given_back_after_a_drain_stay_with_their_consumer_and_keep_their_places() {
+        let queue = Queue::new(4);
+        let mut seat = queue.idle_seat();
+        assert_eq!(queue.try_reserve_many(4), Ok(4));
+        assert!(queue.push_many(&mut vec![1, 2, 3, 4]));
+        let mut hands = std::collections::VecDeque::new();
+        assert_eq!(queue.try_take_many(&mut seat, 3, 1, &mut hands), Some(true));
+        assert_eq!(queue.drain(), [4]);
+        // A consumer that took items before the drain cannot queue them again: nobody would take
+        // them, and their places would never come home.
+        assert!(!queue.give_back(&mut hands));
+        assert_eq!(hands, [1, 2, 3]);
+        assert!(
+            !queue.slots_home(),
+            "the three in hand still hold their places"
+        );
+        assert_eq!(
+            queue.try_take_many(&mut seat, 16, 1, &mut hands),
+            Some(false)
+        );
+        queue.release(hands.drain(..).count());
+        assert!(queue.slots_home());
         queue.leave(&seat);
     }
 
@@ -1245,6 +1283,42 @@ mod model {
             assert_eq!(seen, [0, 1, 2]);
             let state = queue.lock();
             assert_eq!((state.taken, state.searching, state.idle.len()), (0, 0, 0));
+        });
+    }
+
+    /// A worker gives back two items it took while another thread drains the queue (a pool's abort):
+    /// whichever comes first, no item is left queued for nobody, each item is either drained or
+    /// still in the worker's hands, and once the worker frees what it holds every place is home
+    /// (invariant 5).
+    #[test]
+    fn a_give_back_racing_a_drain_leaves_nothing_queued() {
+        loom::model(|| {
+            let queue = Arc::new(Queue::new(3));
+            assert_eq!(queue.try_reserve_many(3), Ok(3));
+            assert!(queue.push_many(&mut vec![0, 1, 2]));
+            let mut seat = queue.idle_seat();
+            let mut hands = std::collections::VecDeque::new();
+            assert_eq!(queue.try_take_many(&mut seat, 2, 1, &mut hands), Some(true));
+            let drainer = {
+                let queue = queue.clone();
+                loom::thread::spawn(move || queue.drain().into_iter().collect::<Vec<_>>())
+            };
+            let queued = queue.give_back(&mut hands);
+            let mut every = drainer.join().unwrap();
+            if queued {
+                assert!(hands.is_empty());
+            } else {
+                assert_eq!(hands, [0, 1], "refused items stay in hand, in order");
+                queue.release(hands.len());
+                every.extend(hands.drain(..));
+            }
+            assert!(queue.drain().is_empty(), "nothing queued after the drain");
+            every.sort_unstable();
+            assert_eq!(every, [0, 1, 2], "each item drained or in hand, once");
+            let state = queue.lock();
+            assert_eq!((state.taken, state.items.len()), (0, 0));
+            drop(state);
+            queue.leave(&seat);
         });
     }
 
