@@ -57,10 +57,9 @@
 //!    accepted, and a consumer that finds it empty sees the end. So an item whose place was reserved
 //!    before the refusal is never refused by the queue. `drain` refuses and closes at once, and nothing
 //!    is queued after it: a push is handed back with its place freed, a give-back stays with the
-//!    consumer, places held; `close`
-//!    closes at once and leaves what is queued to the consumers (a pipeline's link, once its last
-//!    producer has pushed its last batch). Closing wakes every parked consumer, each counted as
-//!    searching until it looks.
+//!    consumer, places held; `close` closes at once and leaves what is queued to the consumers (a
+//!    pipeline's link, once its last producer has pushed its last batch). Closing wakes every parked
+//!    consumer, each counted as searching until it looks.
 //! 6. A producer's wait dropped while in line is marked `Left` and skipped (its key freed) when the
 //!    line reaches it; dropped after its grant, it frees the place again (which may grant the next in
 //!    line).
