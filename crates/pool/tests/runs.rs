@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bounded_pool::{Pool, TrySubmitError};
+use bounded_pool::{JobError, Pool, TrySubmitError};
 
 #[path = "support/after_quick_jobs.rs"]
 mod after_quick_jobs;
@@ -251,6 +251,70 @@ async fn abort_from_the_third_job_of_a_run(then_wait: bool) -> (Arc<Pool>, Vec<u
     }
     let started = started.lock().unwrap().clone();
     (pool, started, cancelled)
+}
+
+/// A job of a run that panics fails alone: the jobs taken with it still start, in their order, each
+/// handle resolves with its own job's result, and the report counts each job once.
+#[tokio::test(start_paused = true)]
+async fn a_job_of_a_run_that_panics_fails_alone() {
+    let pool = Pool::builder()
+        .workers(1)
+        .queue(8)
+        .error_hook(|_| {})
+        .build()
+        .unwrap();
+    let_workers_park().await;
+    panics_in_a_run(&pool).await;
+    let report = pool.shutdown().await;
+    assert_eq!((report.completed, report.panicked), (6, 2), "{report}");
+}
+
+/// The same on a multi-thread runtime, after a stream of quick jobs, so that its worker times its
+/// jobs' first polls and takes runs there too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_of_a_run_that_panics_fails_alone_on_a_multi_thread_runtime() {
+    for _ in 0..20 {
+        let pool = pool_after_quick_jobs(1, 8).await;
+        panics_in_a_run(&pool).await;
+        let report = pool.shutdown().await;
+        assert_eq!(
+            (report.completed, report.panicked),
+            (QUICK_JOBS + 6, 2),
+            "{report}"
+        );
+    }
+}
+
+/// Queues eight jobs at once: job 2 panics in its closure and job 5 in its future, the others return
+/// their number. Checks the order they started in and what each handle says.
+async fn panics_in_a_run(pool: &Pool) {
+    let started = Arc::new(Mutex::new(Vec::new()));
+    let mut handles = Vec::new();
+    for n in 0..8u64 {
+        let started = started.clone();
+        handles.push(
+            pool.try_submit(move |_ctx| {
+                started.lock().unwrap().push(n);
+                assert_ne!(n, 2, "job 2 panics in its closure");
+                async move {
+                    assert_ne!(n, 5, "job 5 panics in its future");
+                    Ok::<_, String>(n)
+                }
+            })
+            .expect("room for every job"),
+        );
+    }
+    let mut results = Vec::new();
+    for handle in handles {
+        results.push(match handle.await {
+            Ok(n) => Some(n),
+            Err(JobError::Panicked(_)) => None,
+            Err(other) => panic!("unexpected {other}"),
+        });
+    }
+    let expected: Vec<_> = (0..8).map(|n| (n != 2 && n != 5).then_some(n)).collect();
+    assert_eq!(results, expected);
+    assert_eq!(*started.lock().unwrap(), (0..8).collect::<Vec<_>>());
 }
 
 /// A pool on a current_thread runtime of its own thread, fed by submitters on a multi-thread runtime
