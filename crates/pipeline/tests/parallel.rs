@@ -140,7 +140,8 @@ fn cpu_bound_items_keep_both_threads_busy_all_along() {
         .unwrap();
     // Best of five rounds, as other tests (and other processes) may share the machine's cores for a
     // moment: a stage that leaves a thread idle falls short in every round (without its step aside,
-    // at best 124 to 156 of 200 in six runs of three rounds; with it, 168 once under load).
+    // at best 124 to 156 of 200 in six runs of three rounds; with it, 163 to 168 in runs where other
+    // processes kept both cores busy throughout).
     let mut best = 0;
     for _ in 0..5 {
         let gauge = Gauge::default();
