@@ -1,19 +1,25 @@
 //! bounded-pool against the common Go pool written plainly in tokio, and against an `async-channel` pool.
 //!
-//! - `pool/w8_q16/*`, `pool/w2_q4/*`, `pool/w1_q2/*`: start a pool, submit 50,000 trivial jobs (each a boxed
-//!   closure returning a boxed future, as the Go pattern's `Job` is), then close it and wait for the workers.
-//!   `bounded_pool_detached` submits with `submit_detached` instead (no handle, no result channel).
-//!   Baselines: N tasks sharing a tokio `mpsc::Receiver` behind a `tokio::sync::Mutex` (the common Go pool
-//!   in Rust), and N tasks sharing an `async_channel::Receiver`.
+//! Each pool gets its jobs the way its users write them. A hand-written pool sends one type through
+//! its channel, so its jobs are boxed closures returning boxed futures, as the Go pattern's `Job` is
+//! (two allocations a job). `Pool::submit` takes the closure itself, and keeps it and the future it
+//! returns in one allocation of its own; its jobs here are `async fn` items with the same body.
+//! `bounded_pool_boxed_detached` submits the baselines' boxed jobs instead: the price of the box for a
+//! user who has one already.
+//!
+//! - `pool/w8_q16/*`, `pool/w2_q4/*`, `pool/w1_q2/*`: start a pool, submit 50,000 trivial jobs, then
+//!   close it and wait for the workers. `bounded_pool_detached` submits with `submit_detached` instead
+//!   (no handle, no result channel). Baselines: N tasks sharing a tokio `mpsc::Receiver` behind a
+//!   `tokio::sync::Mutex` (the common Go pool in Rust), and N tasks sharing an `async_channel::Receiver`.
 //! - `pool/w8_q16_yield/*`: the same with jobs that await once (`yield_now`), as jobs waiting on I/O do,
 //!   beside the `async-channel` pool.
-//! - `*/bare_hop/*` in `w8_q16` and `w8_q16_yield`: the floor, each job through one bounded channel to
-//!   one task that runs it.
+//! - `*/bare_hop/*` in `w8_q16` and `w8_q16_yield`: the floor, each boxed job through one bounded
+//!   channel to one task that runs it.
 //! - `pool/cpu_w8_q16/*` (multi_thread only): 2,000 jobs of about 50 µs of CPU each, submitted
 //!   detached, beside the `async-channel` pool; `bare_hop` runs them all on one task, one after
 //!   another: a pool that spreads them over both threads takes about half its time.
 //! - `pool/try_submit/*`: 50,000 `try_submit` into a queue with room for all of them, beside tokio
-//!   `mpsc::Sender::try_send` of the same boxed jobs.
+//!   `mpsc::Sender::try_send` of the boxed jobs.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -31,61 +37,83 @@ type Job =
     Box<dyn FnOnce(Context) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send>;
 
 fn job() -> Job {
-    Box::new(|_ctx| Box::pin(async { Ok(()) }))
+    Box::new(|ctx| Box::pin(quick(ctx)))
 }
 
 /// A job that computes for about 50 µs without awaiting.
 fn cpu_job() -> Job {
-    Box::new(|_ctx| {
-        Box::pin(async {
-            std::hint::black_box(burn(7));
-            Ok(())
-        })
-    })
+    Box::new(|ctx| Box::pin(computing(ctx)))
 }
 
 /// A job that awaits once, as a job waiting on I/O does.
 fn yielding_job() -> Job {
-    Box::new(|_ctx| {
-        Box::pin(async {
-            tokio::task::yield_now().await;
-            Ok(())
-        })
-    })
+    Box::new(|ctx| Box::pin(yielding(ctx)))
+}
+
+/// The body of [`job`] as a user of `Pool` writes it: no box.
+async fn quick(_ctx: Context) -> Result<(), String> {
+    Ok(())
+}
+
+/// The body of [`yielding_job`] as a user of `Pool` writes it.
+async fn yielding(_ctx: Context) -> Result<(), String> {
+    tokio::task::yield_now().await;
+    Ok(())
+}
+
+/// The body of [`cpu_job`] as a user of `Pool` writes it.
+async fn computing(_ctx: Context) -> Result<(), String> {
+    std::hint::black_box(burn(7));
+    Ok(())
 }
 
 async fn bounded_pool(workers: usize, queue: usize) {
-    bounded_pool_of(workers, queue, job).await
+    bounded_pool_of(workers, queue, || quick).await
 }
 
-async fn bounded_pool_of(workers: usize, queue: usize, job: fn() -> Job) {
+/// Submits `JOBS` jobs made by `make` with `submit` and detaches each handle.
+async fn bounded_pool_of<J, Fut>(workers: usize, queue: usize, make: impl Fn() -> J)
+where
+    J: FnOnce(Context) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
     let pool = Pool::builder()
         .workers(workers)
         .queue(queue)
         .build()
         .expect("valid");
     for _ in 0..JOBS {
-        let job = job();
-        pool.submit(job).await.expect("open").detach();
+        pool.submit(make()).await.expect("open").detach();
     }
     let report = pool.shutdown().await;
     assert_eq!(report.completed, JOBS as u64);
 }
 
 /// As `bounded_pool_of`, with `submit_detached`: no handle, so no result channel.
-async fn bounded_pool_detached_of(workers: usize, queue: usize, job: fn() -> Job) {
-    bounded_pool_detached_n(workers, queue, JOBS, job).await
+async fn bounded_pool_detached_of<J, Fut>(workers: usize, queue: usize, make: impl Fn() -> J)
+where
+    J: FnOnce(Context) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    bounded_pool_detached_n(workers, queue, JOBS, make).await
 }
 
-async fn bounded_pool_detached_n(workers: usize, queue: usize, jobs: usize, job: fn() -> Job) {
+async fn bounded_pool_detached_n<J, Fut>(
+    workers: usize,
+    queue: usize,
+    jobs: usize,
+    make: impl Fn() -> J,
+) where
+    J: FnOnce(Context) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
     let pool = Pool::builder()
         .workers(workers)
         .queue(queue)
         .build()
         .expect("valid");
     for _ in 0..jobs {
-        let job = job();
-        pool.submit_detached(job).await.expect("open");
+        pool.submit_detached(make()).await.expect("open");
     }
     let report = pool.shutdown().await;
     assert_eq!(report.completed, jobs as u64);
@@ -179,8 +207,17 @@ fn bench_per_job(c: &mut Criterion) {
             });
             group.bench_function(BenchmarkId::new("bounded_pool_detached", flavor), |b| {
                 b.to_async(&rt)
-                    .iter(|| on_worker(bounded_pool_detached_of(workers, queue, job)))
+                    .iter(|| on_worker(bounded_pool_detached_of(workers, queue, || quick)))
             });
+            if workers == 8 {
+                group.bench_function(
+                    BenchmarkId::new("bounded_pool_boxed_detached", flavor),
+                    |b| {
+                        b.to_async(&rt)
+                            .iter(|| on_worker(bounded_pool_detached_of(workers, queue, job)))
+                    },
+                );
+            }
             group.bench_function(BenchmarkId::new("mpsc_mutex", flavor), |b| {
                 b.to_async(&rt)
                     .iter(|| on_worker(mpsc_mutex(workers, queue)))
@@ -204,12 +241,19 @@ fn bench_yielding_jobs(c: &mut Criterion) {
     for (flavor, rt) in runtimes() {
         group.bench_function(BenchmarkId::new("bounded_pool", flavor), |b| {
             b.to_async(&rt)
-                .iter(|| on_worker(bounded_pool_of(8, 16, yielding_job)))
+                .iter(|| on_worker(bounded_pool_of(8, 16, || yielding)))
         });
         group.bench_function(BenchmarkId::new("bounded_pool_detached", flavor), |b| {
             b.to_async(&rt)
-                .iter(|| on_worker(bounded_pool_detached_of(8, 16, yielding_job)))
+                .iter(|| on_worker(bounded_pool_detached_of(8, 16, || yielding)))
         });
+        group.bench_function(
+            BenchmarkId::new("bounded_pool_boxed_detached", flavor),
+            |b| {
+                b.to_async(&rt)
+                    .iter(|| on_worker(bounded_pool_detached_of(8, 16, yielding_job)))
+            },
+        );
         group.bench_function(BenchmarkId::new("async_channel", flavor), |b| {
             b.to_async(&rt)
                 .iter(|| on_worker(async_channel_pool_of(8, 16, yielding_job)))
@@ -231,7 +275,7 @@ fn bench_cpu_jobs(c: &mut Criterion) {
     let [(flavor, rt), _] = runtimes();
     group.bench_function(BenchmarkId::new("bounded_pool_detached", flavor), |b| {
         b.to_async(&rt)
-            .iter(|| on_worker(bounded_pool_detached_n(8, 16, CPU_JOBS, cpu_job)))
+            .iter(|| on_worker(bounded_pool_detached_n(8, 16, CPU_JOBS, || computing)))
     });
     group.bench_function(BenchmarkId::new("async_channel", flavor), |b| {
         b.to_async(&rt)
@@ -257,8 +301,7 @@ fn bench_try_submit(c: &mut Criterion) {
                     .build()
                     .expect("valid");
                 for _ in 0..JOBS {
-                    let job = job();
-                    pool.try_submit(job).expect("room").detach();
+                    pool.try_submit(quick).expect("room").detach();
                 }
                 pool.abort();
             })
