@@ -5,6 +5,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::Duration;
 
 use bounded_cancel::Context;
@@ -99,20 +100,56 @@ impl Drop for Busy<'_> {
     }
 }
 
+/// How many times a worker on a multi-thread runtime that finds its input empty yields and looks
+/// again before it only waits. Tokio runs a task that yields again only once its thread has nothing
+/// else to run (after trying to take tasks from the other threads), so these yields cost the thread's
+/// other tasks nothing, and a thread whose workers look again this way stays awake to take the next
+/// batch, or a task of the other thread, where it would otherwise sleep and be woken through the
+/// operating system for the next batch. The worker is parked on the link meanwhile, as a waiting
+/// worker is: a batch queued from the other thread while it waits behind its own thread's work wakes
+/// it there. Bounded, so that an idle pipeline waits after a few trips around its threads'
+/// schedulers.
+pub(crate) const LOOKS_BEFORE_PARKING: usize = 4;
+
+/// [`LOOKS_BEFORE_PARKING`] on a runtime of several threads; none on a runtime of one, where no other
+/// thread could bring the next batch while the worker looks.
+fn looks_before_parking() -> usize {
+    match tokio::runtime::Handle::current().metrics().num_workers() {
+        1 => 0,
+        _ => LOOKS_BEFORE_PARKING,
+    }
+}
+
 /// Takes the next batch of `input` into `taken` (at most `max`; with `fair`, only this worker's share),
 /// first passing on what `output` holds if the input has nothing ready, so that a quiet input never
-/// holds finished items back. `None` at the end; otherwise whether it had to wait for the batch.
+/// holds finished items back. On an empty input it looks again `looks` times, yielding before each
+/// (see [`LOOKS_BEFORE_PARKING`]), before it parks. `None` at the end; otherwise whether it had to
+/// wait for the batch.
 pub(crate) async fn next_batch<T, U>(
     input: &mut Consumer<Item<T>>,
     taken: &mut VecDeque<Item<T>>,
     output: &mut Producer<U>,
     max: usize,
     fair: bool,
+    looks: usize,
 ) -> Option<bool> {
     let waited = match input.try_take(max, fair, taken) {
         Some(took) => return took.then_some(false),
         None => {
             output.idle();
+            for _ in 0..looks {
+                // Parked meanwhile, as any waiting worker is: a batch queued while this worker
+                // waits behind its thread's other tasks wakes it where the batch was queued.
+                let parked =
+                    std::future::poll_fn(|cx| Poll::Ready(input.poll_take(cx, max, fair, taken)));
+                if let Poll::Ready(took) = parked.await {
+                    return took.then_some(true);
+                }
+                tokio::task::yield_now().await;
+                if let Some(took) = input.try_take(max, fair, taken) {
+                    return took.then_some(true);
+                }
+            }
             input.take(max, fair, taken).await
         }
     };
@@ -153,9 +190,17 @@ pub(crate) async fn run<T, U, E, F, Fut>(
     // two counts per batch rather than two per item.
     let mut busy = Busy::new(&counters);
     let threads = tokio::runtime::Handle::current().metrics().num_workers();
+    let looks = looks_before_parking();
     let mut last_waited = false;
-    while let Some(waited) =
-        next_batch(&mut input, &mut taken, &mut output, MAX_BATCH, !cheap).await
+    while let Some(waited) = next_batch(
+        &mut input,
+        &mut taken,
+        &mut output,
+        MAX_BATCH,
+        !cheap,
+        looks,
+    )
+    .await
     {
         // It left items behind and woke another worker for them, which sits in this thread's
         // next-task slot: if these items may compute (the last batch neither proved them cheap nor
@@ -229,9 +274,10 @@ pub(crate) async fn run_flat<T, I, E, F, Fut>(
 {
     let mut input = input.consumer();
     let ctx = shared.ctx.alias();
+    let looks = looks_before_parking();
     let mut taken = VecDeque::with_capacity(1);
     loop {
-        let took = next_batch(&mut input, &mut taken, &mut output, 1, true).await;
+        let took = next_batch(&mut input, &mut taken, &mut output, 1, true, looks).await;
         let Some(item) = taken.pop_front().filter(|_| took.is_some()) else {
             return;
         };
@@ -265,5 +311,83 @@ pub(crate) async fn run_flat<T, I, E, F, Fut>(
             counters.add_out(1);
         }
         input.done(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// On a multi-thread runtime a worker whose input is empty looks again a bounded number of times,
+    /// then parks: polled once, then once after each of its yields, and no more until an item comes,
+    /// which it takes when woken.
+    #[test]
+    fn a_worker_looks_again_a_few_times_then_parks_until_an_item_comes() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
+        let input = Link::<Item<u32>>::new(16, 1);
+        let mut feed = input.producer();
+        let mut consumer = input.consumer();
+        let polls = Arc::new(AtomicUsize::new(0));
+        let worker = {
+            let polls = polls.clone();
+            rt.spawn(async move {
+                let mut output = Link::<u32>::new(16, 1).producer();
+                let mut taken = VecDeque::new();
+                let looks = looks_before_parking();
+                let took = {
+                    let next = next_batch(
+                        &mut consumer,
+                        &mut taken,
+                        &mut output,
+                        MAX_BATCH,
+                        true,
+                        looks,
+                    );
+                    tokio::pin!(next);
+                    std::future::poll_fn(|cx| {
+                        polls.fetch_add(1, Ordering::SeqCst);
+                        next.as_mut().poll(cx)
+                    })
+                    .await
+                };
+                (looks, took, taken.pop_front().map(|item| item.value))
+            })
+        };
+        // Long enough for the looks (microseconds) many times over; an unbounded look would keep
+        // counting.
+        std::thread::sleep(Duration::from_millis(100));
+        let before = polls.load(Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(100));
+        assert_eq!(polls.load(Ordering::SeqCst), before, "the worker parked");
+        assert_eq!(before, LOOKS_BEFORE_PARKING + 1);
+        rt.block_on(async {
+            feed.reserve().await;
+            feed.push(Item { index: 0, value: 7 });
+            feed.flush();
+        });
+        let (looks, took, item) = rt.block_on(worker).unwrap();
+        assert_eq!(looks, LOOKS_BEFORE_PARKING);
+        assert_eq!((took, item), (Some(true), Some(7)));
+        assert_eq!(polls.load(Ordering::SeqCst), LOOKS_BEFORE_PARKING + 2);
+    }
+
+    /// On a runtime of one thread nothing else could bring an item while the worker looked: it parks
+    /// at once.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_worker_on_a_current_thread_runtime_parks_at_once() {
+        assert_eq!(looks_before_parking(), 0);
+        let input = Link::<Item<u32>>::new(16, 1);
+        let _feed = input.producer();
+        let mut consumer = input.consumer();
+        let mut output = Link::<u32>::new(16, 1).producer();
+        let mut taken = VecDeque::new();
+        let next = next_batch(&mut consumer, &mut taken, &mut output, MAX_BATCH, true, 0);
+        tokio::pin!(next);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(matches!(next.as_mut().poll(&mut cx), Poll::Pending));
     }
 }
