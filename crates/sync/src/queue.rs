@@ -1160,6 +1160,7 @@ mod model {
     use crate::Arc;
     use crate::atomic::{AtomicBool, Ordering};
     use std::future::poll_fn;
+    use std::task::Poll;
 
     /// A worker loop: takes items until the queue closes or `stop` says so, then leaves.
     fn worker(queue: Arc<Queue<u32>>, stop: Arc<AtomicBool>) -> Vec<u32> {
@@ -1221,6 +1222,68 @@ mod model {
                 .into_iter()
                 .flat_map(|c| c.join().unwrap())
                 .collect();
+            seen.sort_unstable();
+            assert_eq!(seen, [0, 1, 2]);
+            let state = queue.lock();
+            assert_eq!((state.taken, state.searching, state.idle.len()), (0, 0, 0));
+        });
+    }
+
+    /// A batch consumer that, finding the queue empty, parks, then looks again without waiting, and
+    /// only then waits, as a pipeline stage's worker does on a multi-thread runtime before it waits
+    /// for good (its yield between the two is a turn of its scheduler, which loom need not model).
+    fn looking_consumer(queue: Arc<Queue<u32>>) -> Vec<u32> {
+        let mut seat = queue.idle_seat();
+        let mut hands = std::collections::VecDeque::new();
+        let mut seen = Vec::new();
+        loop {
+            let mut took = queue.try_take_many(&mut seat, 2, 1, &mut hands);
+            if took.is_none() {
+                let parked = loom::future::block_on(poll_fn(|cx| {
+                    Poll::Ready(queue.poll_take_many(&mut seat, cx, 2, 1, &mut hands))
+                }));
+                took = match parked {
+                    Poll::Ready(took) => Some(took),
+                    Poll::Pending => queue.try_take_many(&mut seat, 2, 1, &mut hands),
+                };
+            }
+            let took = took.unwrap_or_else(|| {
+                loom::future::block_on(poll_fn(|cx| {
+                    queue.poll_take_many(&mut seat, cx, 2, 1, &mut hands)
+                }))
+            });
+            if !took {
+                break;
+            }
+            let n = hands.len();
+            seen.extend(hands.drain(..));
+            queue.release(n);
+        }
+        queue.leave(&seat);
+        seen
+    }
+
+    /// A producer pushes two batches into a queue of two (the second waits for places) and closes,
+    /// while a consumer parks, looks again without waiting and then waits, each time it finds the
+    /// queue empty: every item arrives once, the consumer sees the end, and nothing is left parked
+    /// or searching, however the pushes fall between its park, its look and its wait (invariants 1
+    /// to 5).
+    #[test]
+    fn a_consumer_that_parks_then_looks_again_misses_nothing() {
+        loom::model(|| {
+            let queue = Arc::new(Queue::new(2));
+            let consumer = {
+                let queue = queue.clone();
+                loom::thread::spawn(move || looking_consumer(queue))
+            };
+            assert_eq!(queue.try_reserve_many(2), Ok(2));
+            assert!(queue.push_many(&mut vec![0, 1]));
+            loom::future::block_on(queue.reserve())
+                .expect("a place comes free")
+                .forget();
+            assert!(queue.push_many(&mut vec![2]));
+            queue.close();
+            let mut seen = consumer.join().unwrap();
             seen.sort_unstable();
             assert_eq!(seen, [0, 1, 2]);
             let state = queue.lock();
