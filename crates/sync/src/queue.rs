@@ -1196,6 +1196,27 @@ mod model {
         seen
     }
 
+    /// Into a queue of two: a batch of two, then, once a place comes free, a batch of one; then the
+    /// close.
+    fn push_three_in_two_batches_and_close(queue: &Queue<u32>) {
+        assert_eq!(queue.try_reserve_many(3), Ok(2), "two places are free");
+        assert!(queue.push_many(&mut vec![0, 1]));
+        loom::future::block_on(queue.reserve())
+            .expect("a place comes free")
+            .forget();
+        assert!(queue.push_many(&mut vec![2]));
+        queue.close();
+    }
+
+    /// The three items arrived once each, every place is home, and no consumer is left parked or
+    /// searching.
+    fn assert_each_item_once_and_nothing_left(queue: &Queue<u32>, mut seen: Vec<u32>) {
+        seen.sort_unstable();
+        assert_eq!(seen, [0, 1, 2]);
+        let state = queue.lock();
+        assert_eq!((state.taken, state.searching, state.idle.len()), (0, 0, 0));
+    }
+
     /// A producer pushes a batch of two into a queue of two, waits in line for a place for a third
     /// (freed only once a consumer is done with an item), pushes it and closes; two consumers park
     /// and take in batches. Every item arrives once, both consumers see the end, every place comes
@@ -1211,21 +1232,12 @@ mod model {
                     loom::thread::spawn(move || batch_consumer(queue))
                 })
                 .collect();
-            assert_eq!(queue.try_reserve_many(3), Ok(2), "two places are free");
-            assert!(queue.push_many(&mut vec![0, 1]));
-            loom::future::block_on(queue.reserve())
-                .expect("a place comes free")
-                .forget();
-            assert!(queue.push_many(&mut vec![2]));
-            queue.close();
-            let mut seen: Vec<u32> = consumers
+            push_three_in_two_batches_and_close(&queue);
+            let seen = consumers
                 .into_iter()
                 .flat_map(|c| c.join().unwrap())
                 .collect();
-            seen.sort_unstable();
-            assert_eq!(seen, [0, 1, 2]);
-            let state = queue.lock();
-            assert_eq!((state.taken, state.searching, state.idle.len()), (0, 0, 0));
+            assert_each_item_once_and_nothing_left(&queue, seen);
         });
     }
 
@@ -1263,7 +1275,7 @@ mod model {
         seen
     }
 
-    /// A producer pushes two batches into a queue of two (the second waits for places) and closes,
+    /// A producer pushes two batches into a queue of two (the second waits for a place) and closes,
     /// while a consumer parks, looks again without waiting and then waits, each time it finds the
     /// queue empty: every item arrives once, the consumer sees the end, and nothing is left parked
     /// or searching, however the pushes fall between its park, its look and its wait (invariants 1
@@ -1276,18 +1288,8 @@ mod model {
                 let queue = queue.clone();
                 loom::thread::spawn(move || looking_consumer(queue))
             };
-            assert_eq!(queue.try_reserve_many(2), Ok(2));
-            assert!(queue.push_many(&mut vec![0, 1]));
-            loom::future::block_on(queue.reserve())
-                .expect("a place comes free")
-                .forget();
-            assert!(queue.push_many(&mut vec![2]));
-            queue.close();
-            let mut seen = consumer.join().unwrap();
-            seen.sort_unstable();
-            assert_eq!(seen, [0, 1, 2]);
-            let state = queue.lock();
-            assert_eq!((state.taken, state.searching, state.idle.len()), (0, 0, 0));
+            push_three_in_two_batches_and_close(&queue);
+            assert_each_item_once_and_nothing_left(&queue, consumer.join().unwrap());
         });
     }
 
