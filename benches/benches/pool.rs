@@ -2,10 +2,10 @@
 //!
 //! Each pool gets its jobs the way its users write them. A hand-written pool sends one type through
 //! its channel, so its jobs are boxed closures returning boxed futures, as the Go pattern's `Job` is
-//! (two allocations a job). `Pool::submit` takes the closure itself, and keeps it and the future it
-//! returns in one allocation of its own; its jobs here are `async fn` items with the same body.
-//! `bounded_pool_boxed_detached` submits the baselines' boxed jobs instead: the price of the box for a
-//! user who has one already.
+//! (one allocation a job here, the future's: a closure that captures nothing is boxed without one).
+//! `Pool::submit` takes the closure itself, and keeps it and the future it returns in one allocation
+//! of its own; its jobs here are `async fn` items with the same body. `bounded_pool_boxed_detached`
+//! submits the baselines' boxed jobs instead: the price of the box for a user who has one already.
 //!
 //! - `pool/w8_q16/*`, `pool/w2_q4/*`, `pool/w1_q2/*`: start a pool, submit 50,000 trivial jobs, then
 //!   close it and wait for the workers. `bounded_pool_detached` submits with `submit_detached` instead
