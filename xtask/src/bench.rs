@@ -21,9 +21,9 @@ const DOCS_BEGIN: &str =
     "<!-- The summary of the latest run, written by `cargo xtask bench --docs`: -->";
 const DOCS_END: &str = "<!-- End of the summary. -->";
 
-/// One case of the summary: a criterion group, our function, the best hand-written baseline in the same
-/// group and the ratio ours / baseline must stay under, and the ratio ours / Go must stay under (a case
-/// with neither bar is shown beside the others for what it tells, and counts in no tally).
+/// One case of the summary: a criterion group, our function, the best hand-written baseline in the
+/// same group and the ratio ours / baseline must stay under, and the ratio ours / Go must stay under
+/// (a case with neither bar is shown beside the others for what it tells, and counts in no tally).
 struct Case {
     group: &'static str,
     ours: &'static str,

@@ -319,6 +319,41 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
 
+    /// A worker's wait for its next batch from an empty link, as the runtime it runs on sets its
+    /// looks, counting how often it is polled: it ends with what `next_batch` answered and the value
+    /// of the item it took.
+    async fn counted_wait(
+        mut consumer: Consumer<Item<u32>>,
+        polls: Arc<AtomicUsize>,
+    ) -> (Option<bool>, Option<u32>) {
+        let mut output = Link::<u32>::new(16, 1).producer();
+        let mut taken = VecDeque::new();
+        let looks = looks_before_parking();
+        let took = {
+            let next = next_batch(
+                &mut consumer,
+                &mut taken,
+                &mut output,
+                MAX_BATCH,
+                true,
+                looks,
+            );
+            tokio::pin!(next);
+            std::future::poll_fn(|cx| {
+                polls.fetch_add(1, Ordering::SeqCst);
+                next.as_mut().poll(cx)
+            })
+            .await
+        };
+        (took, taken.pop_front().map(|item| item.value))
+    }
+
+    async fn feed_one(feed: &mut Producer<Item<u32>>) {
+        feed.reserve().await;
+        feed.push(Item { index: 0, value: 7 });
+        feed.flush();
+    }
+
     /// On a multi-thread runtime a worker whose input is empty looks again a bounded number of times,
     /// then parks: polled once, then once after each of its yields, and no more until an item comes,
     /// which it takes when woken.
@@ -328,66 +363,48 @@ mod tests {
             .worker_threads(2)
             .build()
             .unwrap();
+        assert_eq!(
+            rt.block_on(async { looks_before_parking() }),
+            LOOKS_BEFORE_PARKING
+        );
         let input = Link::<Item<u32>>::new(16, 1);
         let mut feed = input.producer();
-        let mut consumer = input.consumer();
         let polls = Arc::new(AtomicUsize::new(0));
-        let worker = {
-            let polls = polls.clone();
-            rt.spawn(async move {
-                let mut output = Link::<u32>::new(16, 1).producer();
-                let mut taken = VecDeque::new();
-                let looks = looks_before_parking();
-                let took = {
-                    let next = next_batch(
-                        &mut consumer,
-                        &mut taken,
-                        &mut output,
-                        MAX_BATCH,
-                        true,
-                        looks,
-                    );
-                    tokio::pin!(next);
-                    std::future::poll_fn(|cx| {
-                        polls.fetch_add(1, Ordering::SeqCst);
-                        next.as_mut().poll(cx)
-                    })
-                    .await
-                };
-                (looks, took, taken.pop_front().map(|item| item.value))
-            })
-        };
-        // Long enough for the looks (microseconds) many times over; an unbounded look would keep
-        // counting.
+        let worker = rt.spawn(counted_wait(input.consumer(), polls.clone()));
+        // The looks take microseconds; on a busy machine, give them up to ten seconds.
+        let give_up = std::time::Instant::now() + Duration::from_secs(10);
+        while polls.load(Ordering::SeqCst) < LOOKS_BEFORE_PARKING + 1
+            && std::time::Instant::now() < give_up
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // An unbounded look would keep counting.
         std::thread::sleep(Duration::from_millis(100));
-        let before = polls.load(Ordering::SeqCst);
-        std::thread::sleep(Duration::from_millis(100));
-        assert_eq!(polls.load(Ordering::SeqCst), before, "the worker parked");
-        assert_eq!(before, LOOKS_BEFORE_PARKING + 1);
-        rt.block_on(async {
-            feed.reserve().await;
-            feed.push(Item { index: 0, value: 7 });
-            feed.flush();
-        });
-        let (looks, took, item) = rt.block_on(worker).unwrap();
-        assert_eq!(looks, LOOKS_BEFORE_PARKING);
-        assert_eq!((took, item), (Some(true), Some(7)));
+        assert_eq!(
+            polls.load(Ordering::SeqCst),
+            LOOKS_BEFORE_PARKING + 1,
+            "polled once, then once after each look, then parked"
+        );
+        rt.block_on(feed_one(&mut feed));
+        assert_eq!(rt.block_on(worker).unwrap(), (Some(true), Some(7)));
         assert_eq!(polls.load(Ordering::SeqCst), LOOKS_BEFORE_PARKING + 2);
     }
 
     /// On a runtime of one thread nothing else could bring an item while the worker looked: it parks
-    /// at once.
+    /// at once, and its thread's other task yielding does not poll it again.
     #[tokio::test(flavor = "current_thread")]
     async fn a_worker_on_a_current_thread_runtime_parks_at_once() {
         assert_eq!(looks_before_parking(), 0);
         let input = Link::<Item<u32>>::new(16, 1);
-        let _feed = input.producer();
-        let mut consumer = input.consumer();
-        let mut output = Link::<u32>::new(16, 1).producer();
-        let mut taken = VecDeque::new();
-        let next = next_batch(&mut consumer, &mut taken, &mut output, MAX_BATCH, true, 0);
-        tokio::pin!(next);
-        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-        assert!(matches!(next.as_mut().poll(&mut cx), Poll::Pending));
+        let mut feed = input.producer();
+        let polls = Arc::new(AtomicUsize::new(0));
+        let worker = tokio::spawn(counted_wait(input.consumer(), polls.clone()));
+        for _ in 0..2 * LOOKS_BEFORE_PARKING {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(polls.load(Ordering::SeqCst), 1, "polled once, then parked");
+        feed_one(&mut feed).await;
+        assert_eq!(worker.await.unwrap(), (Some(true), Some(7)));
+        assert_eq!(polls.load(Ordering::SeqCst), 2);
     }
 }
