@@ -1283,18 +1283,8 @@ async fn worker(mut alive: Alive, threads: usize) {
             took
         })
         .await;
-        let (mut job, owed) = match took {
-            Took::Job(job, owed) => (
-                Held {
-                    job,
-                    inner,
-                    tally,
-                    ctx: &ctx,
-                    started: false,
-                    ended: false,
-                },
-                owed,
-            ),
+        let (job, owed) = match took {
+            Took::Job(job, owed) => (job, owed),
             Took::Stop => {
                 alive.ended = true;
                 return;
@@ -1306,6 +1296,21 @@ async fn worker(mut alive: Alive, threads: usize) {
                 return;
             }
         };
+        // Made where it runs, not moved there: the job is polled from the place it was taken into.
+        let mut running = Running {
+            job: Held {
+                job,
+                inner,
+                tally,
+                ctx: &ctx,
+                started: false,
+                ended: false,
+            },
+            owed: owed.then_some(&inner.queue),
+            waited: false,
+            clock: None,
+            first_poll: LastJob::Unknown,
+        };
         if std::mem::take(&mut seat.1.handed_on) {
             // The worker it woke sits in this thread's next-task slot, which no other thread takes
             // from: stepping aside puts this worker in the thread's queue instead, where an idle
@@ -1314,17 +1319,11 @@ async fn worker(mut alive: Alive, threads: usize) {
             clock.waited();
             takes = 0;
         }
-        job.start();
-        let mut running = Running {
-            job,
-            owed: owed.then_some(&inner.queue),
-            waited: false,
-            // Timed only with threads to hand on to, and after a job that did not wait: after one
-            // that did, the worker hands the jobs behind this one on as it takes the next anyway
-            // (queue invariant 4).
-            clock: (threads > 1 && !seat.1.eager).then_some(&mut clock),
-            first_poll: LastJob::Unknown,
-        };
+        running.job.start();
+        // Timed only with threads to hand on to, and after a job that did not wait: after one that
+        // did, the worker hands the jobs behind this one on as it takes the next anyway (queue
+        // invariant 4).
+        running.clock = (threads > 1 && !seat.1.eager).then_some(&mut clock);
         (&mut running).await;
         let (waited, first_poll) = (running.waited, running.first_poll);
         // The job ended: dropping it now frees what it held before the worker looks for the next.

@@ -58,8 +58,9 @@ pub(crate) struct Submit<'a, J, T, E, R: Reply<T, E>> {
 }
 
 enum State<'a, J, T, E, R: Reply<T, E>> {
-    /// Not polled yet.
-    Start(J),
+    /// Not polled yet. The first poll takes the job out in place, reading it alone rather than the
+    /// whole state its caller has just written (`None` only once taken).
+    Start(Option<J>),
     /// No place was free: in line for one, with the result channel already made.
     Waiting {
         reserve: Reserve<'a, JobFuture>,
@@ -76,7 +77,7 @@ impl<'a, J, T, E, R: Reply<T, E>> Submit<'a, J, T, E, R> {
         Submit {
             inner,
             caller,
-            state: State::Start(job),
+            state: State::Start(Some(job)),
         }
     }
 }
@@ -97,10 +98,11 @@ where
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         let inner = this.inner;
-        if let State::Start(_) = this.state {
-            let State::Start(job) = std::mem::replace(&mut this.state, State::Done) else {
-                unreachable!("matched above");
+        if let State::Start(job) = &mut this.state {
+            let Some(job) = job.take() else {
+                unreachable!("a submission takes its job once");
             };
+            this.state = State::Done;
             // The pool's state is read before the caller's: a finished pool says `Closed` to every
             // caller, whichever entry point it used.
             if inner.is_closed() {
