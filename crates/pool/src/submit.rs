@@ -95,6 +95,9 @@ where
 {
     type Output = Result<R::Handle, SubmitError<J>>;
 
+    // Inlined into the caller's future, so that its answer (the handle, or the job handed back) stays
+    // in registers rather than being stored by this function and read back at once by the caller.
+    #[inline]
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         let inner = this.inner;
