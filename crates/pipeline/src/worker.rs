@@ -50,6 +50,17 @@ where
         Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await,
         Err(payload) => Err(payload),
     };
+    step_of(shared, counters, index, result)
+}
+
+/// What a call's outcome means for the worker: its value passes on, or it is dropped, or the pipeline
+/// fails (a panic, or an error with no skip handler).
+fn step_of<U, E: Send + 'static>(
+    shared: &Shared<E>,
+    counters: &Counters,
+    index: u64,
+    result: std::thread::Result<Result<Option<U>, E>>,
+) -> Step<U> {
     match result {
         Ok(Ok(Some(value))) => Step::Pass(value),
         Ok(Ok(None)) => Step::Drop,
@@ -221,23 +232,38 @@ pub(crate) async fn run<T, U, E, F, Fut>(
                 output.reserve().await;
             }
             busy.set(true);
-            let index = item.index;
-            let call = call(&shared, &ctx, &counters, &*f, item, false);
-            tokio::pin!(call);
-            let step = match call.as_mut().now_or_never() {
-                Some(step) => step,
-                None => {
-                    // This item has to wait: pass on what is finished, and give the items not yet
-                    // started back to the queue, so that no item waits behind a slow one while another
-                    // worker is idle. A batch is only held while its items finish without waiting.
-                    waited = true;
-                    output.flush_keeping_one();
-                    let returned = taken.len() as u64;
-                    counters.items_in.fetch_sub(returned, Ordering::Relaxed);
-                    input.give_back(&mut taken);
-                    call.await
+            let Item { index, value } = item;
+            // Called and polled here rather than through `call`, so that the item and the call's
+            // future are not first stored in a future of their own and read straight back.
+            let result = match std::panic::catch_unwind(AssertUnwindSafe(|| f(ctx.clone(), value)))
+            {
+                Ok(fut) => {
+                    let mut fut = std::pin::pin!(fut);
+                    let polled = std::future::poll_fn(|cx| {
+                        let poll = AssertUnwindSafe(|| fut.as_mut().poll(cx));
+                        Poll::Ready(std::panic::catch_unwind(poll))
+                    })
+                    .await;
+                    match polled {
+                        Ok(Poll::Ready(output)) => Ok(output),
+                        Err(payload) => Err(payload),
+                        Ok(Poll::Pending) => {
+                            // This item has to wait: pass on what is finished, and give the items
+                            // not yet started back to the queue, so that no item waits behind a
+                            // slow one while another worker is idle. A batch is only held while its
+                            // items finish without waiting.
+                            waited = true;
+                            output.flush_keeping_one();
+                            let returned = taken.len() as u64;
+                            counters.items_in.fetch_sub(returned, Ordering::Relaxed);
+                            input.give_back(&mut taken);
+                            AssertUnwindSafe(fut).catch_unwind().await
+                        }
+                    }
                 }
+                Err(payload) => Err(payload),
             };
+            let step = step_of(&shared, &counters, index, result);
             finished += 1;
             match step {
                 Step::Pass(value) => {
