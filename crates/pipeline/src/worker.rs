@@ -245,7 +245,7 @@ pub(crate) async fn run<T, U, E, F, Fut>(
                     })
                     .await;
                     match polled {
-                        Ok(Poll::Ready(output)) => Ok(output),
+                        Ok(Poll::Ready(returned)) => Ok(returned),
                         Err(payload) => Err(payload),
                         Ok(Poll::Pending) => {
                             // This item has to wait: pass on what is finished, and give the items
