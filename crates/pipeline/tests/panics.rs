@@ -51,6 +51,40 @@ async fn a_panic_before_the_future_is_built_is_caught_too() {
     live::assert_none_alive().await;
 }
 
+/// A future that waits before it panics is polled again after its worker has given the rest of its
+/// batch back: that later poll is caught the same way as the first.
+#[tokio::test(start_paused = true)]
+async fn a_panic_after_the_future_waited_is_caught_too() {
+    let result = Pipeline::new(&Context::new())
+        .source(0..100u64)
+        .map(2, |_ctx, i| async move {
+            if i == 7 {
+                tokio::task::yield_now().await;
+                panic!("item {i} panicked after waiting");
+            }
+            Ok::<_, String>(i)
+        })
+        .named("wait_then_panic")
+        .output()
+        .try_collect()
+        .await;
+    match result {
+        Err(PipelineError::Panicked {
+            stage,
+            index,
+            payload,
+        }) => {
+            assert_eq!((stage.as_str(), index), ("wait_then_panic", 7));
+            assert_eq!(
+                panic_message(payload.as_ref()),
+                "item 7 panicked after waiting"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    live::assert_none_alive().await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_panic_is_reported_even_in_skip_mode() {
     let err = Pipeline::new(&Context::new())
