@@ -899,7 +899,8 @@ impl Drop for Alive {
 /// cancelled, and only then drops it, which lets its handle see `Cancelled`: so a resolved handle is
 /// always already in the metrics (accounting invariants 2 and 3).
 struct Held<'a> {
-    job: JobFuture,
+    /// `None` only until the worker's take puts the job there.
+    job: Option<JobFuture>,
     inner: &'a Inner,
     /// The counts of the worker that took it.
     tally: &'a Tally,
@@ -917,10 +918,10 @@ impl Held<'_> {
     }
 
     fn poll(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        let polled = self
-            .job
-            .as_mut()
-            .poll_job(cx, self.inner, self.tally, self.ctx);
+        let Some(job) = self.job.as_mut() else {
+            unreachable!("a job is taken before it is polled")
+        };
+        let polled = job.as_mut().poll_job(cx, self.inner, self.tally, self.ctx);
         self.ended = polled.is_ready();
         polled
     }
@@ -928,6 +929,10 @@ impl Held<'_> {
 
 impl Drop for Held<'_> {
     fn drop(&mut self) {
+        if self.job.is_none() {
+            // No job was taken: nothing to count.
+            return;
+        }
         // Counted here, before `job` is dropped with the other fields after this body.
         match (self.started, self.ended) {
             (_, true) => {}
@@ -1268,11 +1273,28 @@ async fn worker(mut alive: Alive, threads: usize) {
                 None => {}
             }
         }
+        // Made before the take, which puts the job straight into it: the job is polled from the
+        // place it was taken into, never moved.
+        let mut running = Running {
+            job: Held {
+                job: None,
+                inner,
+                tally,
+                ctx: &ctx,
+                started: false,
+                ended: false,
+            },
+            owed: None,
+            waited: false,
+            clock: None,
+            first_poll: LastJob::Unknown,
+        };
         // The retirement check runs under the queue's lock, before the worker parks (invariant 3).
         let took = std::future::poll_fn(|cx| {
             let took = (inner.queue).poll_take(
                 &mut seat.1,
                 cx,
+                &mut running.job.job,
                 || inner.headcount.retire_one(),
                 |searching| inner.busy.hand_on_now(threads, last, searching),
             );
@@ -1283,8 +1305,8 @@ async fn worker(mut alive: Alive, threads: usize) {
             took
         })
         .await;
-        let (job, owed) = match took {
-            Took::Job(job, owed) => (job, owed),
+        match took {
+            Took::Job(owed) => running.owed = owed.then_some(&inner.queue),
             Took::Stop => {
                 alive.ended = true;
                 return;
@@ -1295,22 +1317,7 @@ async fn worker(mut alive: Alive, threads: usize) {
                 alive.ended = true;
                 return;
             }
-        };
-        // Made where it runs, not moved there: the job is polled from the place it was taken into.
-        let mut running = Running {
-            job: Held {
-                job,
-                inner,
-                tally,
-                ctx: &ctx,
-                started: false,
-                ended: false,
-            },
-            owed: owed.then_some(&inner.queue),
-            waited: false,
-            clock: None,
-            first_poll: LastJob::Unknown,
-        };
+        }
         if std::mem::take(&mut seat.1.handed_on) {
             // The worker it woke sits in this thread's next-task slot, which no other thread takes
             // from: stepping aside puts this worker in the thread's queue instead, where an idle
@@ -1383,7 +1390,7 @@ impl<'a> Hands<'a> {
             // A job that finishes at its first poll is timed from its start to its end.
             let start = clock.as_deref_mut().map(PollClock::start);
             let mut job = Held {
-                job,
+                job: Some(job),
                 inner,
                 tally,
                 ctx,

@@ -45,7 +45,7 @@
 //!    items behind owes them a consumer. `poll_take_many` and `try_take_many` always pay at once: they
 //!    wake a parked consumer unless one is searching; so does a give-back. A pool's worker pays at
 //!    once if its previous job waited (the next one likely will too), or under invariant 7. Otherwise
-//!    it is told it owes one (`Took::Job(_, true)`): it comes back for the next item as soon as its
+//!    it is told it owes one (`Took::Job(true)`): it comes back for the next item as soon as its
 //!    job finishes, and if its job waits first (its first poll is `Pending`) it calls
 //!    [`Queue::pass_on`] before it waits, which does the same wake then. So a queued item always has a
 //!    consumer coming: a searching one, a worker whose job has not waited yet, or, with none parked,
@@ -160,12 +160,12 @@ pub struct Seat {
     pub handed_on: bool,
 }
 
-/// What a worker gets from [`Queue::poll_take`].
-#[derive(Debug)]
-pub enum Took<T> {
-    /// An item, and whether the worker owes the items left behind it a [`Queue::pass_on`] if its
-    /// job waits (invariant 4).
-    Job(T, bool),
+/// What a worker's [`Queue::poll_take`] came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Took {
+    /// An item, put where the worker asked, and whether the worker owes the items left behind it
+    /// a [`Queue::pass_on`] if its job waits (invariant 4).
+    Job(bool),
     /// Closed and empty: the pool is draining or stopped.
     Closed,
     /// The worker's `stop` check said so (it retires).
@@ -190,10 +190,19 @@ struct Wakes {
 }
 
 impl Wakes {
-    fn wake(self) {
-        self.worker.into_iter().for_each(Waker::wake);
-        self.submitter.into_iter().for_each(Waker::wake);
-        self.all.into_iter().for_each(Waker::wake);
+    // Inlined and by reference: a call that took the wakers by value would copy them through
+    // memory moments after they were stored, which the core cannot forward from its store buffer.
+    #[inline]
+    fn wake(&mut self) {
+        if let Some(waker) = self.worker.take() {
+            waker.wake();
+        }
+        if let Some(waker) = self.submitter.take() {
+            waker.wake();
+        }
+        if !self.all.is_empty() {
+            self.all.drain(..).for_each(Waker::wake);
+        }
     }
 }
 
@@ -538,17 +547,24 @@ impl<T> Queue<T> {
         true
     }
 
-    /// Takes the next item, freeing its place, and parks the worker while there is none. `stop` is
-    /// asked first, under the lock (invariant 3). `hand_on_now` is asked when a worker leaves items
-    /// behind the one it takes, with whether it was just woken: whether to wake another worker for
-    /// them at once (invariant 7).
+    /// Takes the next item into `into` (which is empty), freeing its place, and parks the worker
+    /// while there is none. `stop` is asked first, under the lock (invariant 3). `hand_on_now` is
+    /// asked when a worker leaves items behind the one it takes, with whether it was just woken:
+    /// whether to wake another worker for them at once (invariant 7).
+    ///
+    /// The item goes into the worker's own place rather than back with the answer: a worker that
+    /// runs it from there never copies it through memory it has only just written, which the core
+    /// cannot forward from its store buffer and stalls on.
+    #[inline]
     pub fn poll_take(
         &self,
         seat: &mut Seat,
         cx: &mut Context<'_>,
+        into: &mut Option<T>,
         stop: impl FnOnce() -> bool,
         hand_on_now: impl FnOnce(bool) -> bool,
-    ) -> Poll<Took<T>> {
+    ) -> Poll<Took> {
+        debug_assert!(into.is_none(), "a worker takes an item into an empty place");
         let mut state = self.lock();
         let Some(was_searching) = state.arrive(seat, Some(cx.waker())) else {
             return Poll::Pending;
@@ -567,10 +583,11 @@ impl<T> Queue<T> {
                 seat.handed_on = wakes.worker.is_some();
                 more = false;
             }
+            *into = Some(item);
             state.free_slots(1, &mut wakes);
             drop(state);
             wakes.wake();
-            return Poll::Ready(Took::Job(item, more));
+            return Poll::Ready(Took::Job(more));
         }
         if state.closed {
             return Poll::Ready(Took::Closed);
@@ -829,7 +846,11 @@ mod tests {
         let cx = &mut Context::from_waker(Waker::noop());
         let (mut a, mut b) = (queue.seat(), queue.seat());
         for seat in [&mut a, &mut b] {
-            assert!(queue.poll_take(seat, cx, || false, |_| false).is_pending());
+            assert!(
+                queue
+                    .poll_take(seat, cx, &mut None, || false, |_| false)
+                    .is_pending()
+            );
         }
         for item in [1, 2, 3] {
             queue.try_reserve().unwrap().push(item).unwrap();
@@ -846,8 +867,9 @@ mod tests {
 
     fn take(queue: &Queue<u32>, seat: &mut Seat) -> (u32, bool) {
         let cx = &mut Context::from_waker(Waker::noop());
-        match queue.poll_take(seat, cx, || false, |_| false) {
-            std::task::Poll::Ready(Took::Job(item, owed)) => (item, owed),
+        let mut item = None;
+        match queue.poll_take(seat, cx, &mut item, || false, |_| false) {
+            Poll::Ready(Took::Job(owed)) => (item.expect("taken into the place"), owed),
             _ => panic!("an item is queued"),
         }
     }
@@ -881,11 +903,17 @@ mod tests {
         for spare in [true, false] {
             let (queue, a, mut b) = two_parked_then_three_pushed();
             let cx = &mut Context::from_waker(Waker::noop());
-            let Poll::Ready(Took::Job(1, owed)) =
-                queue.poll_take(&mut b, cx, || false, |searching| searching && spare)
-            else {
+            let mut item = None;
+            let Poll::Ready(Took::Job(owed)) = queue.poll_take(
+                &mut b,
+                cx,
+                &mut item,
+                || false,
+                |searching| searching && spare,
+            ) else {
                 panic!("an item is queued");
             };
+            assert_eq!(item.take(), Some(1));
             let state = queue.lock();
             assert_eq!(owed, !spare, "owes a search only when none was made");
             assert_eq!(b.handed_on, spare);
@@ -895,13 +923,14 @@ mod tests {
             let took = queue.poll_take(
                 &mut b,
                 cx,
+                &mut item,
                 || false,
                 |searching| {
                     assert!(!searching, "no longer just woken");
                     false
                 },
             );
-            assert!(matches!(took, Poll::Ready(Took::Job(2, true))));
+            assert_eq!((took, item), (Poll::Ready(Took::Job(true)), Some(2)));
         }
     }
 
@@ -932,15 +961,17 @@ mod tests {
         place
             .push(7)
             .expect("a slot reserved before the refusal is honoured");
-        assert!(matches!(
-            queue.poll_take(&mut seat, cx, || false, |_| false),
-            Poll::Ready(Took::Job(7, false))
-        ));
+        let mut item = None;
+        assert_eq!(
+            queue.poll_take(&mut seat, cx, &mut item, || false, |_| false),
+            Poll::Ready(Took::Job(false))
+        );
+        assert_eq!(item.take(), Some(7));
         assert!(queue.lock().closed);
-        assert!(matches!(
-            queue.poll_take(&mut seat, cx, || false, |_| false),
+        assert_eq!(
+            queue.poll_take(&mut seat, cx, &mut item, || false, |_| false),
             Poll::Ready(Took::Closed)
-        ));
+        );
     }
 
     #[test]
@@ -1167,11 +1198,13 @@ mod model {
         let mut seat: Seat = queue.seat();
         let mut seen = Vec::new();
         loop {
+            let mut item = None;
             let took = loom::future::block_on(poll_fn(|cx| {
-                queue.poll_take(&mut seat, cx, || stop.load(Ordering::Acquire), |_| false)
+                let stop = || stop.load(Ordering::Acquire);
+                queue.poll_take(&mut seat, cx, &mut item, stop, |_| false)
             }));
             match took {
-                Took::Job(item, _) => seen.push(item),
+                Took::Job(_) => seen.extend(item),
                 Took::Closed | Took::Stop => break,
             }
         }
@@ -1310,11 +1343,12 @@ mod model {
                 Some(false) => break,
                 None => done = 0,
             }
+            let mut item = None;
             let took = loom::future::block_on(poll_fn(|cx| {
-                queue.poll_take(&mut seat, cx, || false, |_| false)
+                queue.poll_take(&mut seat, cx, &mut item, || false, |_| false)
             }));
             match took {
-                Took::Job(item, _) => seen.push(item),
+                Took::Job(_) => seen.extend(item),
                 Took::Closed | Took::Stop => break,
             }
         }
@@ -1431,7 +1465,7 @@ mod model {
                     let mut taken = 0;
                     loop {
                         let took = loom::future::block_on(poll_fn(|cx| {
-                            queue.poll_take(&mut seat, cx, || taken == 2, |_| false)
+                            queue.poll_take(&mut seat, cx, &mut None, || taken == 2, |_| false)
                         }));
                         match took {
                             Took::Job(..) => taken += 1,
@@ -1489,23 +1523,25 @@ mod model {
                     loom::thread::spawn(move || {
                         let mut seat = queue.seat();
                         seat.eager = eager;
+                        let mut item = None;
                         let took = loom::future::block_on(poll_fn(|cx| {
                             queue.poll_take(
                                 &mut seat,
                                 cx,
+                                &mut item,
                                 || false,
                                 |searching| !waits && searching,
                             )
                         }));
-                        match took {
-                            Took::Job(1, owed) => {
+                        match (took, item) {
+                            (Took::Job(owed), Some(1)) => {
                                 if waits && owed {
                                     queue.pass_on();
                                 }
                                 second_taken.wait();
                             }
-                            Took::Job(_, _) => second_taken.notify(),
-                            Took::Closed | Took::Stop => unreachable!("never closed here"),
+                            (Took::Job(_), _) => second_taken.notify(),
+                            (Took::Closed | Took::Stop, _) => unreachable!("never closed here"),
                         }
                         queue.leave(&seat);
                     })
