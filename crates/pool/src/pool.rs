@@ -731,12 +731,20 @@ impl Inner {
         let span = JobSpan;
         // Counted once the job exists: a subscriber that panics making its span leaves no job.
         self.counters.submitted();
-        Box::pin(JobTask {
-            run: Run::Call { job: Some(job) },
-            tx,
-            timing: Timing::queued(),
-            span,
-        })
+        // Allocated first, then written: `Box::pin(JobTask { .. })` builds the job on the stack and
+        // copies it into the allocation, reading back in 16-byte loads what it stored moments
+        // before in smaller pieces, which the core cannot forward from its store buffer.
+        let place = Box::<JobTask<J, Fut, T, E>>::new_uninit();
+        let job = Box::write(
+            place,
+            JobTask {
+                run: Run::Call { job: Some(job) },
+                tx,
+                timing: Timing::queued(),
+                span,
+            },
+        );
+        Box::into_pin(job)
     }
 
     /// Queues a job in the place granted to it in line.
@@ -1108,20 +1116,29 @@ where
         if let Some(started_at) = this.timing.started_at {
             inner.counters.exported.ran(started_at.elapsed());
         }
-        let (ended, result) = match caught {
-            Ok(Ok(value)) => (Ended::Completed, Ok(value)),
+        let ended = match &caught {
+            Ok(Ok(_)) => Ended::Completed,
             // An error that follows the pool's stop is how the job answered its context ending: the
             // stop is the cause, so the job counts as cancelled and its error is not reported as a
             // failure.
-            Ok(Err(_)) if inner.jobs_ctx.is_cancelled() => {
-                (Ended::Cancelled, Err(JobError::Cancelled))
-            }
-            Ok(Err(err)) => {
+            Ok(Err(_)) if inner.jobs_ctx.is_cancelled() => Ended::Cancelled,
+            Ok(Err(_)) => Ended::Failed,
+            Err(_) => Ended::Panicked,
+        };
+        // Counted before the handle can see it, so a resolved handle is always already in the
+        // metrics; and before the result is made, which is then sent at once: made earlier, it
+        // would be copied into the channel from memory written in pieces moments before, which the
+        // core cannot forward from its store buffer.
+        inner.counters.ended(tally, ended);
+        let result = match (caught, ended) {
+            (Ok(Ok(value)), _) => Ok(value),
+            (Ok(Err(_)), Ended::Cancelled) => Err(JobError::Cancelled),
+            (Ok(Err(err)), _) => {
                 #[cfg(feature = "tracing")]
                 tracing::warn!(target: "bounded_pool", pool = %inner.name, error = %err, "a pool job failed");
-                (Ended::Failed, Err(JobError::Failed(err)))
+                Err(JobError::Failed(err))
             }
-            Err(payload) => {
+            (Err(payload), _) => {
                 #[cfg(feature = "tracing")]
                 tracing::error!(
                     target: "bounded_pool",
@@ -1129,11 +1146,9 @@ where
                     panic = bounded_cancel::panic_message(&*payload),
                     "a pool job panicked"
                 );
-                (Ended::Panicked, Err(JobError::Panicked(payload)))
+                Err(JobError::Panicked(payload))
             }
         };
-        // Counted before the handle can see it, so a resolved handle is always already in the metrics.
-        inner.counters.ended(tally, ended);
         let unclaimed = match this.tx.take() {
             Some(tx) => match tx.send(result).map_err(oneshot::SendError::into_inner) {
                 Err(Err(unclaimed)) => unclaimed,
