@@ -233,37 +233,44 @@ pub(crate) async fn run<T, U, E, F, Fut>(
             }
             busy.set(true);
             let Item { index, value } = item;
-            // Called and polled here rather than through `call`, so that the item and the call's
-            // future are not first stored in a future of their own and read straight back.
-            let result = match std::panic::catch_unwind(AssertUnwindSafe(|| f(ctx.clone(), value)))
-            {
-                Ok(fut) => {
-                    let mut fut = std::pin::pin!(fut);
-                    let polled = std::future::poll_fn(|cx| {
-                        let poll = AssertUnwindSafe(|| fut.as_mut().poll(cx));
-                        Poll::Ready(std::panic::catch_unwind(poll))
-                    })
-                    .await;
-                    match polled {
-                        Ok(Poll::Ready(returned)) => Ok(returned),
-                        Err(payload) => Err(payload),
-                        Ok(Poll::Pending) => {
-                            // This item has to wait: pass on what is finished, and give the items
-                            // not yet started back to the queue, so that no item waits behind a
-                            // slow one while another worker is idle. A batch is only held while its
-                            // items finish without waiting.
-                            waited = true;
-                            output.flush_keeping_one();
-                            let returned = taken.len() as u64;
-                            counters.items_in.fetch_sub(returned, Ordering::Relaxed);
-                            input.give_back(&mut taken);
-                            AssertUnwindSafe(fut).catch_unwind().await
-                        }
+            // Called and polled here rather than through `call`, and the future made where it stays
+            // and polled there: moved, or its first poll's output handed back, it would be copied
+            // through memory written in pieces moments before, which the core cannot forward from
+            // its store buffer. A panic in the call or the poll is the item's outcome.
+            let mut value = Some(value);
+            let mut fut = std::pin::pin!(None::<Fut>);
+            let first = std::future::poll_fn(|cx| {
+                let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    let value = value.take().expect("an item's function is called once");
+                    fut.set(Some(f(ctx.clone(), value)));
+                    (fut.as_mut().as_pin_mut()).expect("made just now").poll(cx)
+                }));
+                Poll::Ready(match polled {
+                    Ok(Poll::Pending) => None,
+                    Ok(Poll::Ready(returned)) => {
+                        Some(step_of(&shared, &counters, index, Ok(returned)))
                     }
+                    Err(payload) => Some(step_of(&shared, &counters, index, Err(payload))),
+                })
+            })
+            .await;
+            let step = match first {
+                Some(step) => step,
+                None => {
+                    // This item has to wait: pass on what is finished, and give the items not yet
+                    // started back to the queue, so that no item waits behind a slow one while
+                    // another worker is idle. A batch is only held while its items finish without
+                    // waiting.
+                    waited = true;
+                    output.flush_keeping_one();
+                    let returned = taken.len() as u64;
+                    counters.items_in.fetch_sub(returned, Ordering::Relaxed);
+                    input.give_back(&mut taken);
+                    let fut = fut.as_mut().as_pin_mut().expect("made at the first poll");
+                    let result = AssertUnwindSafe(fut).catch_unwind().await;
+                    step_of(&shared, &counters, index, result)
                 }
-                Err(payload) => Err(payload),
             };
-            let step = step_of(&shared, &counters, index, result);
             finished += 1;
             match step {
                 Step::Pass(value) => {
