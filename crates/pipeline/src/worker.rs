@@ -44,11 +44,66 @@ where
 {
     let mut busy = Busy::new(counters);
     busy.set(counted);
-    let Item { index, value } = item;
-    let result = match std::panic::catch_unwind(AssertUnwindSafe(|| f(ctx.clone(), value))) {
-        Ok(fut) => AssertUnwindSafe(fut).catch_unwind().await,
-        Err(payload) => Err(payload),
+    let index = item.index;
+    let mut item = Some(item);
+    let mut fut = std::pin::pin!(None::<Fut>);
+    let first = std::future::poll_fn(|cx| {
+        let started = start(cx, shared, counters, ctx, f, &mut item, fut.as_mut());
+        Poll::Ready(started)
+    })
+    .await;
+    match first {
+        Some(step) => step,
+        None => finish(shared, counters, index, fut).await,
+    }
+}
+
+/// Calls `f` on the item and polls the future it returns once, in `fut`, where it stays: the item's
+/// step if that settled it, `None` if the future waits ([`finish`] awaits the rest). A panic in the
+/// call or the poll settles it too. Neither the future nor the poll's output is moved: copied, they
+/// would be read back from memory written in pieces moments before, which the core cannot forward
+/// from its store buffer.
+fn start<T, U, E, F, Fut>(
+    cx: &mut std::task::Context<'_>,
+    shared: &Shared<E>,
+    counters: &Counters,
+    ctx: &Context,
+    f: &F,
+    item: &mut Option<Item<T>>,
+    mut fut: std::pin::Pin<&mut Option<Fut>>,
+) -> Option<Step<U>>
+where
+    E: Send + 'static,
+    F: Fn(Context, T) -> Fut,
+    Fut: Future<Output = Result<Option<U>, E>>,
+{
+    let Some(Item { index, value }) = item.take() else {
+        unreachable!("an item's function is called once")
     };
+    let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        fut.set(Some(f(ctx.clone(), value)));
+        (fut.as_mut().as_pin_mut()).expect("made just now").poll(cx)
+    }));
+    match polled {
+        Ok(Poll::Pending) => None,
+        Ok(Poll::Ready(returned)) => Some(step_of(shared, counters, index, Ok(returned))),
+        Err(payload) => Some(step_of(shared, counters, index, Err(payload))),
+    }
+}
+
+/// Awaits the rest of an item's future that waited at its first poll ([`start`]).
+async fn finish<U, E, Fut>(
+    shared: &Shared<E>,
+    counters: &Counters,
+    index: u64,
+    mut fut: std::pin::Pin<&mut Option<Fut>>,
+) -> Step<U>
+where
+    E: Send + 'static,
+    Fut: Future<Output = Result<Option<U>, E>>,
+{
+    let fut = fut.as_mut().as_pin_mut().expect("made at the first poll");
+    let result = AssertUnwindSafe(fut).catch_unwind().await;
     step_of(shared, counters, index, result)
 }
 
@@ -232,26 +287,14 @@ pub(crate) async fn run<T, U, E, F, Fut>(
                 output.reserve().await;
             }
             busy.set(true);
-            let Item { index, value } = item;
-            // Called and polled here rather than through `call`, and the future made where it stays
-            // and polled there: moved, or its first poll's output handed back, it would be copied
-            // through memory written in pieces moments before, which the core cannot forward from
-            // its store buffer. A panic in the call or the poll is the item's outcome.
-            let mut value = Some(value);
+            let index = item.index;
+            // Called and polled here rather than through `call`, so that the item and the call's
+            // future are not first stored in a future of their own and read straight back.
+            let mut item = Some(item);
             let mut fut = std::pin::pin!(None::<Fut>);
             let first = std::future::poll_fn(|cx| {
-                let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                    let value = value.take().expect("an item's function is called once");
-                    fut.set(Some(f(ctx.clone(), value)));
-                    (fut.as_mut().as_pin_mut()).expect("made just now").poll(cx)
-                }));
-                Poll::Ready(match polled {
-                    Ok(Poll::Pending) => None,
-                    Ok(Poll::Ready(returned)) => {
-                        Some(step_of(&shared, &counters, index, Ok(returned)))
-                    }
-                    Err(payload) => Some(step_of(&shared, &counters, index, Err(payload))),
-                })
+                let started = start(cx, &shared, &counters, &ctx, &*f, &mut item, fut.as_mut());
+                Poll::Ready(started)
             })
             .await;
             let step = match first {
@@ -266,9 +309,7 @@ pub(crate) async fn run<T, U, E, F, Fut>(
                     let returned = taken.len() as u64;
                     counters.items_in.fetch_sub(returned, Ordering::Relaxed);
                     input.give_back(&mut taken);
-                    let fut = fut.as_mut().as_pin_mut().expect("made at the first poll");
-                    let result = AssertUnwindSafe(fut).catch_unwind().await;
-                    step_of(&shared, &counters, index, result)
+                    finish(&shared, &counters, index, fut).await
                 }
             };
             finished += 1;
