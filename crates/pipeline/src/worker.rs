@@ -9,8 +9,9 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bounded_cancel::Context;
-use bounded_sync::busy::{Stamp, step_aside};
+use bounded_sync::busy::step_aside;
 use futures_util::FutureExt;
+use tokio::time::Instant;
 
 use crate::PipelineError;
 use crate::link::{Consumer, Link, MAX_BATCH, Producer};
@@ -223,9 +224,10 @@ pub(crate) async fn next_batch<T, U>(
 
 /// Items that take less than this each (and never wait) are cheap: a worker then takes a whole batch
 /// rather than its fair share, since splitting cheap items between workers costs more than it saves.
-/// Measured in real time on the CPU's counter ([`Stamp`]), a few nanoseconds a read where the system
-/// clock takes several times that, once per batch: tokio's clock, paused in a test, would make
-/// every item look cheap. Either way it only changes how items are split, never what comes out.
+/// Measured on tokio's clock, like all time here, so that a paused clock drives this choice in tests
+/// as it drives every other (on a paused clock every item looks cheap, which only changes how items
+/// are split, never what comes out). The CPU's counter would cost less per read, but it runs on
+/// whatever tokio's clock does.
 const CHEAP: Duration = Duration::from_micros(2);
 
 /// One worker of a `map` or `filter_map` stage. It ends when its input ends (the stage before is done),
@@ -251,7 +253,7 @@ pub(crate) async fn run<T, U, E, F, Fut>(
     let mut cheap = false;
     // When the last batch ended, if the next one is taken without waiting: one clock read serves as
     // the end of one batch and the start of the next.
-    let mut ended: Option<Stamp> = None;
+    let mut ended: Option<Instant> = None;
     // Counted from the first call of a batch to its end, except while the worker waits for room:
     // two counts per batch rather than two per item.
     let mut busy = Busy::new(&counters);
@@ -277,7 +279,7 @@ pub(crate) async fn run<T, U, E, F, Fut>(
         }
         let started = match (waited, ended.take()) {
             (false, Some(at)) => at,
-            _ => Stamp::now(),
+            _ => Instant::now(),
         };
         counters.add_in(taken.len());
         let (mut finished, mut passed, mut waited) = (0u32, 0, false);
@@ -325,8 +327,8 @@ pub(crate) async fn run<T, U, E, F, Fut>(
         busy.set(false);
         counters.add_out(passed);
         input.done(finished as usize);
-        let (now, spent) = started.elapsed();
-        cheap = !waited && spent < CHEAP * finished;
+        let now = Instant::now();
+        cheap = !waited && now.saturating_duration_since(started) < CHEAP * finished;
         last_waited = waited;
         ended = Some(now);
     }
