@@ -2,7 +2,7 @@
 //! the abort handles that stop it all.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bounded_cancel::Context;
 use bounded_cancel::live::TaskCounter;
@@ -87,6 +87,9 @@ pub(crate) struct Shared<E> {
     /// Set before the pipeline aborts its tasks: a task dropped unfinished after this was stopped by
     /// the pipeline; one dropped before it was lost to its runtime's shutdown.
     stopping: AtomicBool,
+    /// Whether tokio's clock ran when a worker first asked, on a `current_thread` runtime (see
+    /// [`Shared::batches_on_counter`]).
+    clock_runs: OnceLock<bool>,
     /// The span current where the pipeline was built: the parent of every stage worker's span.
     #[cfg(feature = "tracing")]
     span: tracing::Span,
@@ -102,9 +105,23 @@ impl<E: Send + 'static> Shared<E> {
             tasks: TaskCounter::new("pipeline stage"),
             handles: Mutex::new(Vec::new()),
             stopping: AtomicBool::new(false),
+            clock_runs: OnceLock::new(),
             #[cfg(feature = "tracing")]
             span: tracing::Span::current(),
         }
+    }
+
+    /// Whether workers on a runtime of `threads` threads time their batches on the CPU's counter,
+    /// a few nanoseconds a read where the system clock behind tokio's takes several times that, or
+    /// on tokio's clock, so that a paused clock drives their choice in tests as it drives every
+    /// other. A multi-thread runtime's clock always runs (tokio pauses only `current_thread` ones);
+    /// on one thread, the first worker to ask looks once for the whole pipeline (a microsecond's
+    /// spin, [`tokio_clock_runs`](bounded_sync::clock::tokio_clock_runs)).
+    pub(crate) fn batches_on_counter(&self, threads: usize) -> bool {
+        threads > 1
+            || *self
+                .clock_runs
+                .get_or_init(bounded_sync::clock::tokio_clock_runs)
     }
 
     /// Spawns one of the pipeline's tasks, for `stage` (empty for the watch task). A task dropped
@@ -356,5 +373,33 @@ fn describe<E>(failure: &PipelineError<E>) -> (String, String) {
             stage.clone(),
             "a task was dropped before it finished (its runtime shut down)".to_owned(),
         ),
+    }
+}
+
+#[cfg(all(test, not(bounded_loom)))]
+mod clock_tests {
+    use bounded_cancel::Context;
+    use tokio::runtime::Builder;
+
+    use super::Shared;
+
+    #[test]
+    fn batches_are_timed_on_the_counter_only_where_tokio_clock_runs() {
+        let paused = Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let running = Builder::new_current_thread().enable_time().build().unwrap();
+        let on_paused = Shared::<()>::new(Context::new(), None);
+        assert!(!paused.block_on(async { on_paused.batches_on_counter(1) }));
+        // Decided once for the pipeline: its workers all time their batches alike.
+        assert!(!running.block_on(async { on_paused.batches_on_counter(1) }));
+        let on_running = Shared::<()>::new(Context::new(), None);
+        assert!(running.block_on(async { on_running.batches_on_counter(1) }));
+        // A multi-thread runtime's clock cannot be paused: no need to look.
+        let fresh = Shared::<()>::new(Context::new(), None);
+        assert!(fresh.batches_on_counter(2));
+        assert!(fresh.clock_runs.get().is_none());
     }
 }

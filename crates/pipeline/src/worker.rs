@@ -9,7 +9,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use bounded_cancel::Context;
-use bounded_sync::busy::step_aside;
+use bounded_sync::busy::{Stamp, step_aside};
 use futures_util::FutureExt;
 use tokio::time::Instant;
 
@@ -224,11 +224,41 @@ pub(crate) async fn next_batch<T, U>(
 
 /// Items that take less than this each (and never wait) are cheap: a worker then takes a whole batch
 /// rather than its fair share, since splitting cheap items between workers costs more than it saves.
-/// Measured on tokio's clock, like all time here, so that a paused clock drives this choice in tests
-/// as it drives every other (on a paused clock every item looks cheap, which only changes how items
-/// are split, never what comes out). The CPU's counter would cost less per read, but it runs on
-/// whatever tokio's clock does.
+/// Measured on the CPU's counter where tokio's clock runs, and on tokio's clock where it may be
+/// paused, so that a paused clock drives this choice in tests as it drives every other (there every
+/// item looks cheap, which only changes how items are split, never what comes out): see
+/// [`Shared::batches_on_counter`].
 const CHEAP: Duration = Duration::from_micros(2);
+
+/// When a batch began, on the clock its worker times batches on.
+#[derive(Clone, Copy)]
+enum Mark {
+    Counter(Stamp),
+    Tokio(Instant),
+}
+
+impl Mark {
+    fn now(on_counter: bool) -> Self {
+        match on_counter {
+            true => Mark::Counter(Stamp::now()),
+            false => Mark::Tokio(Instant::now()),
+        }
+    }
+
+    /// Now, on the same clock, and the time since `self`.
+    fn elapsed(self) -> (Self, Duration) {
+        match self {
+            Mark::Counter(stamp) => {
+                let (now, spent) = stamp.elapsed();
+                (Mark::Counter(now), spent)
+            }
+            Mark::Tokio(at) => {
+                let now = Instant::now();
+                (Mark::Tokio(now), now.saturating_duration_since(at))
+            }
+        }
+    }
+}
 
 /// One worker of a `map` or `filter_map` stage. It ends when its input ends (the stage before is done),
 /// or when the pipeline aborts it.
@@ -253,11 +283,12 @@ pub(crate) async fn run<T, U, E, F, Fut>(
     let mut cheap = false;
     // When the last batch ended, if the next one is taken without waiting: one clock read serves as
     // the end of one batch and the start of the next.
-    let mut ended: Option<Instant> = None;
+    let mut ended: Option<Mark> = None;
     // Counted from the first call of a batch to its end, except while the worker waits for room:
     // two counts per batch rather than two per item.
     let mut busy = Busy::new(&counters);
     let threads = tokio::runtime::Handle::current().metrics().num_workers();
+    let on_counter = shared.batches_on_counter(threads);
     let looks = looks_before_parking();
     let mut last_waited = false;
     while let Some(waited) = next_batch(
@@ -279,7 +310,7 @@ pub(crate) async fn run<T, U, E, F, Fut>(
         }
         let started = match (waited, ended.take()) {
             (false, Some(at)) => at,
-            _ => Instant::now(),
+            _ => Mark::now(on_counter),
         };
         counters.add_in(taken.len());
         let (mut finished, mut passed, mut waited) = (0u32, 0, false);
@@ -327,8 +358,8 @@ pub(crate) async fn run<T, U, E, F, Fut>(
         busy.set(false);
         counters.add_out(passed);
         input.done(finished as usize);
-        let now = Instant::now();
-        cheap = !waited && now.saturating_duration_since(started) < CHEAP * finished;
+        let (now, spent) = started.elapsed();
+        cheap = !waited && spent < CHEAP * finished;
         last_waited = waited;
         ended = Some(now);
     }

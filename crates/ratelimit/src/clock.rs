@@ -52,7 +52,7 @@ impl Clock {
     fn counter(&self) -> Option<&Counter> {
         self.counter
             .get_or_init(|| {
-                tokio_clock_runs().then(|| {
+                bounded_sync::clock::tokio_clock_runs().then(|| {
                     // One counter for the process, shared with the pool's and the group's timings:
                     // calibrated here if they have not done it yet.
                     let clock = bounded_sync::clock::counter();
@@ -112,21 +112,6 @@ impl Clock {
 
 fn saturating_nanos(duration: Duration) -> u64 {
     u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX)
-}
-
-/// Whether this code runs inside a tokio runtime whose clock is not paused. A paused clock moves only
-/// when its runtime idles or a test advances it, never while this function spins; a running one is
-/// the system's monotonic clock, which moves at least a microsecond while this function waits for one.
-fn tokio_clock_runs() -> bool {
-    if tokio::runtime::Handle::try_current().is_err() {
-        return false;
-    }
-    let tokio_start = Instant::now();
-    let real_start = std::time::Instant::now();
-    while real_start.elapsed() < Duration::from_micros(1) {
-        std::hint::spin_loop();
-    }
-    Instant::now() != tokio_start
 }
 
 #[cfg(test)]

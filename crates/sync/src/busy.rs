@@ -80,25 +80,28 @@ impl Stamp {
         LastJob::after(self.later(LONG_POLL).1)
     }
 
-    /// Now, on the same clock as `self`, and whether `at_least` has passed since `self`.
-    fn later(self, at_least: Duration) -> (Self, bool) {
+    /// Now, on the same clock as `self`, and the time since `self`.
+    pub fn elapsed(self) -> (Self, Duration) {
         match self.0 {
             Reading::Counter(counter, start) => {
                 let now = counter.raw();
-                let nanos = u128::from(counter.delta_as_nanos(start, now));
+                let nanos = counter.delta_as_nanos(start, now);
                 (
                     Stamp(Reading::Counter(counter, now)),
-                    nanos >= at_least.as_nanos(),
+                    Duration::from_nanos(nanos),
                 )
             }
             Reading::System(start) => {
                 let now = Instant::now();
-                (
-                    Stamp(Reading::System(now)),
-                    now.duration_since(start) >= at_least,
-                )
+                (Stamp(Reading::System(now)), now.duration_since(start))
             }
         }
+    }
+
+    /// Now, on the same clock as `self`, and whether `at_least` has passed since `self`.
+    fn later(self, at_least: Duration) -> (Self, bool) {
+        let (now, spent) = self.elapsed();
+        (now, spent >= at_least)
     }
 }
 
@@ -276,6 +279,29 @@ mod tests {
         let (end, long) = start.later(LONG_POLL);
         assert!(long);
         assert!(matches!(end.0, Reading::System(_)));
+    }
+
+    #[test]
+    fn elapsed_measures_on_the_clock_it_started_on_and_restarts_there() {
+        while crate::clock::counter_if_ready().is_none() {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let gap = std::time::Duration::from_millis(20);
+        for start in [
+            Stamp::now(),
+            Stamp(Reading::System(std::time::Instant::now())),
+        ] {
+            std::thread::sleep(gap);
+            let (now, spent) = start.elapsed();
+            // Within the counter's calibration of the sleep, which is never shorter than asked.
+            assert!(spent >= gap * 99 / 100, "{spent:?} of a sleep of {gap:?}");
+            assert_eq!(
+                std::mem::discriminant(&now.0),
+                std::mem::discriminant(&start.0)
+            );
+            // The time since the new reading starts afresh.
+            assert!(now.elapsed().1 < spent);
+        }
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! Built with `--cfg bounded_loom`, there is no counter: [`counter_if_ready`] always answers `None`.
 
 use std::sync::{Once, OnceLock};
+use std::time::Duration;
 
 static COUNTER: OnceLock<quanta::Clock> = OnceLock::new();
 
@@ -53,4 +54,46 @@ pub fn counter_if_ready() -> Option<&'static quanta::Clock> {
             .spawn(counter);
     });
     None
+}
+
+/// Whether this code runs inside a tokio runtime whose clock is not paused: where the counter may
+/// time what tokio's clock would, without taking the choice away from a test that pauses it. A
+/// paused clock moves only when its runtime idles or a test advances it, never while this function
+/// spins; a running one is the system's monotonic clock, which moves while this function waits for
+/// a microsecond to pass. Only a `current_thread` runtime can be paused, so the answer holds for the
+/// runtime until a test pauses it later.
+pub fn tokio_clock_runs() -> bool {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return false;
+    }
+    let tokio_start = tokio::time::Instant::now();
+    let real_start = std::time::Instant::now();
+    while real_start.elapsed() < Duration::from_micros(1) {
+        std::hint::spin_loop();
+    }
+    tokio::time::Instant::now() != tokio_start
+}
+
+#[cfg(all(test, not(bounded_loom)))]
+mod tests {
+    use tokio::runtime::Builder;
+
+    #[test]
+    fn tokio_clock_runs_only_inside_a_runtime_whose_clock_is_not_paused() {
+        assert!(!super::tokio_clock_runs(), "outside any runtime");
+        let running = Builder::new_current_thread().enable_time().build().unwrap();
+        assert!(running.block_on(async { super::tokio_clock_runs() }));
+        let multi = Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+            .unwrap();
+        assert!(multi.block_on(async { super::tokio_clock_runs() }));
+        let paused = Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        assert!(!paused.block_on(async { super::tokio_clock_runs() }));
+    }
 }
