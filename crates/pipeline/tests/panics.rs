@@ -3,6 +3,26 @@
 use bounded_cancel::{Context, live, panic_message};
 use bounded_pipeline::{Pipeline, PipelineError};
 
+/// `result` is the pipeline's failure for a panic in `stage` at item `index`, with `message`.
+fn assert_panicked<T: std::fmt::Debug>(
+    result: Result<T, PipelineError<String>>,
+    stage: &str,
+    index: u64,
+    message: &str,
+) {
+    match result {
+        Err(PipelineError::Panicked {
+            stage: got_stage,
+            index: got_index,
+            payload,
+        }) => {
+            assert_eq!((got_stage.as_str(), got_index), (stage, index));
+            assert_eq!(panic_message(payload.as_ref()), message);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_panic_in_a_stage_is_returned_with_its_payload_and_stops_everything() {
     let result = Pipeline::new(&Context::new())
@@ -18,17 +38,7 @@ async fn a_panic_in_a_stage_is_returned_with_its_payload_and_stops_everything() 
         .output()
         .try_collect()
         .await;
-    match result {
-        Err(PipelineError::Panicked {
-            stage,
-            index,
-            payload,
-        }) => {
-            assert_eq!((stage.as_str(), index), ("parse", 5));
-            assert_eq!(panic_message(payload.as_ref()), "bad item 5");
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_panicked(result, "parse", 5, "bad item 5");
     live::assert_none_alive().await;
 }
 
@@ -68,20 +78,12 @@ async fn a_panic_after_the_future_waited_is_caught_too() {
         .output()
         .try_collect()
         .await;
-    match result {
-        Err(PipelineError::Panicked {
-            stage,
-            index,
-            payload,
-        }) => {
-            assert_eq!((stage.as_str(), index), ("wait_then_panic", 7));
-            assert_eq!(
-                panic_message(payload.as_ref()),
-                "item 7 panicked after waiting"
-            );
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_panicked(
+        result,
+        "wait_then_panic",
+        7,
+        "item 7 panicked after waiting",
+    );
     live::assert_none_alive().await;
 }
 
