@@ -21,24 +21,30 @@
 //!    node it stands for.
 //! 7. Every node is in its parent's `children` (a slab of weak references, under the parent's lock)
 //!    from its making to its drop. The node that records a cause then wakes its subtree: it wakes its
-//!    own waiters (a `Notify`) and cancels its token if one was made, then does the same for each
+//!    own waiters (invariant 8) and cancels its token if one was made, then does the same for each
 //!    live child that has no cause of its own (one that has woken its subtree when it recorded), and
 //!    so on down, with a stack rather than recursion, holding one node's lock at a time and no lock
 //!    while it wakes anyone or drops a node. A node made after the walk passed its parent reads the
 //!    cause instead: its parent's lock orders its making after the cause was stored.
-//! 8. A waiter registers with its node's `Notify` first and reads the cause after; the walk stores the
-//!    cause first and wakes the node's waiters after. So either the waiter reads the cause or the walk
-//!    wakes it, and a woken waiter takes no lock: it reads the cause and ends. Polled again by the
-//!    task it registered (the waker wakes the same task), a waiter only reads the cause: its
-//!    registration still stands, so an end after that read still wakes it.
+//! 8. A waiter registers its waker in its node's `waiters`, under that lock, unless the end has
+//!    already taken them (`ended`); the walk stores the cause first, then takes every waker and
+//!    marks the node ended under the same lock, and wakes them after. So a waiter is either
+//!    registered before the walk takes the wakers, and woken, or finds the node ended, and reads
+//!    the cause. Once a cause is recorded, a walk is under way that reaches the waiter's node (it is
+//!    alive, and in its parent's children), so a waiter that reads a cause lets its registration
+//!    go without the lock: the walk takes it. A waiter dropped before it saw a cause removes its
+//!    waker under the lock unless the node has ended; nothing registers after the end, so its key
+//!    is still its own. Polled again by the task it registered (the waker wakes the same task), a
+//!    waiter only reads the cause: its registration still stands, so an end after that read still
+//!    wakes it.
 //! 9. A node's token is made at most once, by the first `token`, under the node's lock, as a child of
 //!    its parent's token (made first if need be), so that it fires with its ancestors' tokens even after
 //!    its node is gone. The walk reads it under the same lock; every `token` reads the cause after
 //!    making or reading the token and cancels it if the node has ended. So a token is cancelled by the
 //!    walk, by its parent's token or by its maker, whichever comes last.
 //!
-//! The only atomics here are `OnceLock`s, tokio's `Notify` and the key of invariant 7, read and
-//! written under the parent's lock. The loom models at the end interleave concurrent cancels, reads
+//! The only atomics here are `OnceLock`s and the key of invariant 7, read and written under the
+//! parent's lock. The loom models at the end interleave concurrent cancels, reads
 //! and tokens of the real code.
 
 use std::error::Error;
@@ -46,11 +52,11 @@ use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
+use std::task::Waker;
 use std::time::Duration;
 
 use bounded_sync::Mutex;
 use slab::Slab;
-use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -121,13 +127,21 @@ struct Node {
     /// This node stands for its parent (invariant 6).
     alias: bool,
     /// The `cancelled` waits on this node, woken when it ends (invariant 8).
-    waiters: Notify,
+    waiters: Mutex<Waiters>,
     /// The live children, woken with this node (invariant 7).
     children: Mutex<Slab<Weak<Node>>>,
     /// This node's key in its parent's `children`, written and read under the parent's lock.
     key: AtomicUsize,
     /// Made by the first `token()` (invariant 9).
     token: OnceLock<CancellationToken>,
+}
+
+/// The wakers of the `cancelled` waits on one node, until its end takes them (invariant 8).
+#[derive(Default)]
+struct Waiters {
+    wakers: Slab<Waker>,
+    /// The end has taken the wakers: no wait registers any more.
+    ended: bool,
 }
 
 impl Drop for Node {
@@ -265,7 +279,14 @@ impl Node {
             stack.extend(children.iter().filter_map(|(_, child)| child.upgrade()));
             self.token.get().cloned()
         };
-        self.waiters.notify_waiters();
+        let wakers = {
+            let mut waiters = self.waiters.lock();
+            waiters.ended = true;
+            std::mem::take(&mut waiters.wakers)
+        };
+        for (_, waker) in wakers {
+            waker.wake();
+        }
         if let Some(token) = token {
             token.cancel();
         }
@@ -278,7 +299,7 @@ impl Node {
             deadline,
             timer: OnceLock::new(),
             alias,
-            waiters: Notify::new(),
+            waiters: Mutex::default(),
             children: Mutex::new(Slab::new()),
             key: AtomicUsize::new(0),
             token: OnceLock::new(),
@@ -632,7 +653,7 @@ impl Context {
     /// # }
     /// ```
     pub fn cancelled(&self) -> Cancelled<'_> {
-        Cancelled::new(&self.node.waiters, self)
+        Cancelled::new(self)
     }
 
     /// Runs `fut` until it completes or this context ends, whichever is first.
@@ -707,6 +728,36 @@ impl Context {
         self.node.expire();
     }
 
+    /// Registers a wait's `waker`, to be woken when this context ends (invariant 8): its key, or
+    /// `None` if the end has woken this context's waits already (its cause is then recorded).
+    pub(crate) fn register(&self, waker: &Waker) -> Option<usize> {
+        let mut waiters = self.node.waiters.lock();
+        (!waiters.ended).then(|| waiters.wakers.insert(waker.clone()))
+    }
+
+    /// Puts `waker` in place of the one registered under `key`: `false` if the end has taken it.
+    pub(crate) fn reregister(&self, key: usize, waker: &Waker) -> bool {
+        let mut waiters = self.node.waiters.lock();
+        if waiters.ended {
+            return false;
+        }
+        let old = std::mem::replace(&mut waiters.wakers[key], waker.clone());
+        drop(waiters);
+        drop(old);
+        true
+    }
+
+    /// Takes back the waker registered under `key`, for a wait dropped before it saw the end.
+    pub(crate) fn deregister(&self, key: usize) {
+        let mut waiters = self.node.waiters.lock();
+        let waker = match waiters.ended {
+            false => waiters.wakers.try_remove(key),
+            true => None,
+        };
+        drop(waiters);
+        drop(waker);
+    }
+
     /// The cause recorded on this context or an ancestor, without reading the clock.
     pub(crate) fn recorded_cause(&self) -> Option<Cause> {
         self.node.recorded().cloned()
@@ -756,6 +807,24 @@ fn spawn_timer(
         .abort_handle()
 }
 
+/// A task's waker that counts its wakes; its `Arc`'s count tells how many clones are held.
+#[cfg(test)]
+struct Counting(AtomicUsize);
+
+#[cfg(test)]
+impl std::task::Wake for Counting {
+    fn wake(self: Arc<Self>) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+fn counting() -> (Arc<Counting>, Waker) {
+    let count = Arc::new(Counting(AtomicUsize::new(0)));
+    let waker = Waker::from(count.clone());
+    (count, waker)
+}
+
 #[cfg(all(test, not(bounded_loom)))]
 mod tests {
     use super::*;
@@ -777,6 +846,80 @@ mod tests {
         }
         drop(kept);
         assert!(root.node.children.lock().is_empty());
+    }
+
+    /// Waits dropped in any order give their places back, a place given back and taken again belongs
+    /// to the new wait, and the end wakes exactly the waits still there and keeps no waker: a key a
+    /// dropped wait removes is never another wait's.
+    #[test]
+    fn waits_dropped_in_any_order_leave_exactly_the_live_ones_to_wake() {
+        use std::future::Future;
+        use std::pin::pin;
+        use std::task::Context as TaskContext;
+
+        let ctx = Context::new();
+        let (a, wake_a) = counting();
+        let (b, wake_b) = counting();
+        let (c, wake_c) = counting();
+        let poll = |wait: std::pin::Pin<&mut Cancelled<'_>>, waker: &Waker| {
+            wait.poll(&mut TaskContext::from_waker(waker))
+        };
+        let mut first = Box::pin(ctx.cancelled());
+        let mut second = Box::pin(ctx.cancelled());
+        assert!(poll(first.as_mut(), &wake_a).is_pending());
+        assert!(poll(second.as_mut(), &wake_b).is_pending());
+        assert_eq!(ctx.node.waiters.lock().wakers.len(), 2);
+        drop(first);
+        // The third wait takes the first one's place.
+        let mut third = pin!(ctx.cancelled());
+        assert!(poll(third.as_mut(), &wake_c).is_pending());
+        drop(second);
+        assert_eq!(ctx.node.waiters.lock().wakers.len(), 1, "only the third");
+        assert_eq!((Arc::strong_count(&a), Arc::strong_count(&b)), (2, 2));
+        ctx.cancel();
+        let wakes = |w: &Arc<Counting>| w.0.load(Ordering::SeqCst);
+        assert_eq!((wakes(&a), wakes(&b), wakes(&c)), (0, 0, 1));
+        assert!(matches!(
+            poll(third.as_mut(), &wake_c),
+            std::task::Poll::Ready(Cause::Cancelled)
+        ));
+        let waiters = ctx.node.waiters.lock();
+        assert!(waiters.ended && waiters.wakers.is_empty());
+        drop(waiters);
+        assert_eq!(
+            Arc::strong_count(&c),
+            2,
+            "the end kept no clone of the waker"
+        );
+        // After the end, a new wait ends at its first poll and registers nothing.
+        let mut late = pin!(ctx.cancelled());
+        assert!(poll(late.as_mut(), &wake_a).is_ready());
+        assert!(ctx.node.waiters.lock().wakers.is_empty());
+    }
+
+    /// A wait polled again by another task hands its place to that task's waker, and the first
+    /// task's waker is let go at once.
+    #[test]
+    fn a_wait_polled_by_another_task_keeps_one_place_and_one_waker() {
+        use std::future::Future;
+        use std::task::Context as TaskContext;
+
+        let ctx = Context::new();
+        let (first, wake_first) = counting();
+        let (second, wake_second) = counting();
+        let mut wait = Box::pin(ctx.cancelled());
+        let cx = |waker| TaskContext::from_waker(waker);
+        assert!(wait.as_mut().poll(&mut cx(&wake_first)).is_pending());
+        assert!(wait.as_mut().poll(&mut cx(&wake_second)).is_pending());
+        assert_eq!(ctx.node.waiters.lock().wakers.len(), 1);
+        assert_eq!(Arc::strong_count(&first), 2, "the first waker was let go");
+        drop(wait);
+        assert!(ctx.node.waiters.lock().wakers.is_empty());
+        assert_eq!(
+            Arc::strong_count(&second),
+            2,
+            "and the second, with the wait"
+        );
     }
 
     #[test]
@@ -822,6 +965,46 @@ mod tests {
 #[cfg(all(test, bounded_loom))]
 mod model {
     use super::*;
+
+    /// A wait polled on one thread while another ends its context, beside a second wait that is
+    /// dropped meanwhile: the first is ready at its first poll or woken once and then ready, and the
+    /// context keeps no waker of either (invariant 8). The cause is a `OnceLock`, read without loom,
+    /// so loom interleaves the waiters' lock and the yields.
+    #[test]
+    fn a_wait_begun_or_dropped_while_the_context_ends_is_woken_or_gone() {
+        use std::future::Future;
+        use std::task::Context as TaskContext;
+
+        loom::model(|| {
+            let root = Context::new();
+            let waiter = {
+                let ctx = root.clone();
+                loom::thread::spawn(move || {
+                    let (kept, wake_kept) = counting();
+                    let (_, wake_dropped) = counting();
+                    let mut wait = Box::pin(ctx.cancelled());
+                    let mut other = Box::pin(ctx.cancelled());
+                    let _ = other
+                        .as_mut()
+                        .poll(&mut TaskContext::from_waker(&wake_dropped));
+                    let mut cx = TaskContext::from_waker(&wake_kept);
+                    if wait.as_mut().poll(&mut cx).is_pending() {
+                        drop(other);
+                        while kept.0.load(Ordering::SeqCst) == 0 {
+                            loom::thread::yield_now();
+                        }
+                        assert!(wait.as_mut().poll(&mut cx).is_ready(), "woken, then ready");
+                    }
+                    assert!(kept.0.load(Ordering::SeqCst) <= 1, "woken once at most");
+                })
+            };
+            loom::thread::yield_now();
+            root.cancel();
+            waiter.join().unwrap();
+            let waiters = root.node.waiters.lock();
+            assert!(waiters.ended && waiters.wakers.is_empty(), "no waker kept");
+        });
+    }
 
     /// One thread ends the root while another makes a child under it, takes the child's token, and
     /// drops the child (so the walk may find it, upgrade it and drop it last, or find it gone): the

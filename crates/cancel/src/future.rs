@@ -4,39 +4,42 @@ use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll, Waker, ready};
 
 use pin_project_lite::pin_project;
-use tokio::sync::{Notify, futures::Notified};
 use tokio::time::Sleep;
 
 use crate::{Cause, Context};
 
-pin_project! {
-    /// Future returned by [`Context::cancelled`]: resolves to the [`Cause`] once the context ends.
-    #[must_use = "futures do nothing unless polled"]
-    pub struct Cancelled<'a> {
-        // Registered with the context's waiters at the first poll (invariant 8 of `context`).
-        #[pin]
-        woken: Notified<'a>,
-        // Which waker `woken` was registered with (see `WakerId`). A later poll with a waker that
-        // wakes the same task (as every poll of a `Run` racing a busy future is) reads the cause
-        // instead of polling `woken` again, which would take the waiters' lock to look at the
-        // waker it holds.
-        registered: WakerId,
-        // Armed at the first poll when the context has a deadline; the wait's own timer, so that no
-        // task has to exist for a deadline to end a wait. Boxed: a wait without a deadline (most of
-        // them) stays small, which every task that holds one pays for.
-        timer: Option<Pin<Box<Sleep>>>,
-        ctx: &'a Context,
-    }
+/// Future returned by [`Context::cancelled`]: resolves to the [`Cause`] once the context ends.
+#[must_use = "futures do nothing unless polled"]
+pub struct Cancelled<'a> {
+    // The key of its waker in the context's waiters, registered at the first poll (invariant 8 of
+    // `context`), until it sees the end or is dropped.
+    key: Option<usize>,
+    // Which waker it registered (see `WakerId`). A later poll with a waker that wakes the same task
+    // (as every poll of a `Run` racing a busy future is) reads the cause instead of taking the
+    // waiters' lock to look at the waker it holds.
+    registered: WakerId,
+    // Armed at the first poll when the context has a deadline; the wait's own timer, so that no
+    // task has to exist for a deadline to end a wait. Boxed: a wait without a deadline (most of
+    // them) stays small, which every task that holds one pays for.
+    timer: Option<Pin<Box<Sleep>>>,
+    ctx: &'a Context,
 }
 
 impl<'a> Cancelled<'a> {
-    pub(crate) fn new(waiters: &'a Notify, ctx: &'a Context) -> Self {
+    pub(crate) fn new(ctx: &'a Context) -> Self {
         Cancelled {
-            woken: waiters.notified(),
+            key: None,
             registered: WakerId::NONE,
             timer: None,
             ctx,
         }
+    }
+
+    /// The end, seen: the walk that recorded it takes this wait's waker (invariant 8), so the drop
+    /// has nothing to take back.
+    fn ended(&mut self, cause: Cause) -> Poll<Cause> {
+        self.key = None;
+        Poll::Ready(cause)
     }
 }
 
@@ -45,48 +48,61 @@ impl Future for Cancelled<'_> {
 
     #[inline]
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Cause> {
-        let mut this = self.project();
-        let same_task = *this.registered == WakerId::of(cx.waker());
-        if same_task {
+        let this = self.get_mut();
+        if this.registered == WakerId::of(cx.waker()) {
             if let Some(cause) = this.ctx.recorded_cause() {
-                // Taken once the end has woken `woken` (no lock then), so that its drop takes none.
-                let _ = this.woken.as_mut().poll(cx);
-                return Poll::Ready(cause);
+                return this.ended(cause);
             }
-        } else if this.woken.as_mut().poll(cx).is_ready() {
-            // Waiters are only woken after a cause is stored, so the fallback is never seen in
-            // practice.
-            return Poll::Ready(this.ctx.cause_or_cancelled());
         } else {
+            let registered = match this.key {
+                None => this
+                    .ctx
+                    .register(cx.waker())
+                    .map(|key| this.key = Some(key)),
+                Some(key) => this.ctx.reregister(key, cx.waker()).then_some(()),
+            };
+            if registered.is_none() {
+                // The end has woken this context's waits: its cause is recorded.
+                return this.ended(this.ctx.cause_or_cancelled());
+            }
             // Registered: an end from now on wakes this wait; one before it is read here.
             if let Some(cause) = this.ctx.recorded_cause() {
-                return Poll::Ready(cause);
+                return this.ended(cause);
             }
-            *this.registered = WakerId::of(cx.waker());
+            this.registered = WakerId::of(cx.waker());
         }
         if let Some(deadline) = this.ctx.deadline() {
             if this.timer.is_none() {
                 // The clock is read once here rather than in every poll: a passed deadline ends
                 // the context at once, a future one arms the timer.
                 if this.ctx.is_cancelled() {
-                    return Poll::Ready(this.ctx.cause_or_cancelled());
+                    return this.ended(this.ctx.cause_or_cancelled());
                 }
-                *this.timer = Some(Box::pin(tokio::time::sleep_until(deadline)));
+                this.timer = Some(Box::pin(tokio::time::sleep_until(deadline)));
             }
-            if let Some(timer) = this.timer {
+            if let Some(timer) = &mut this.timer {
                 ready!(timer.as_mut().poll(cx));
                 this.ctx.expire();
-                return Poll::Ready(this.ctx.cause_or_cancelled());
+                return this.ended(this.ctx.cause_or_cancelled());
             }
         }
         Poll::Pending
     }
 }
 
+impl Drop for Cancelled<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            self.ctx.deregister(key);
+        }
+    }
+}
+
 /// A waker's data and vtable addresses: equal for two wakers exactly when `Waker::will_wake` says
 /// they wake the same task. Kept instead of a clone of the waker, which would cost a reference count
-/// on the task; the addresses cannot be reused by another task while `woken` waits, since it holds a
-/// clone of that waker until the end wakes it, and after the end the cause is read first.
+/// on the task; the addresses cannot be reused by another task while the wait is registered, since
+/// the context's waiters hold a clone of that waker until the end wakes it, and after the end the
+/// cause is read first.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct WakerId(usize, usize);
 
