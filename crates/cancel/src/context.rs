@@ -138,7 +138,7 @@ struct Node {
 
 /// The wakers of the `cancelled` waits on one node, until its end takes them (invariant 8). A place
 /// given back is reused by the next wait, so the slab holds as many places as waits were registered
-/// at once (a waker each, 24 bytes), until the end frees it.
+/// at once (a waker each, 16 bytes), until the end frees it.
 #[derive(Default)]
 struct Waiters {
     wakers: Slab<Waker>,
