@@ -12,7 +12,7 @@
 //! | ranging over the last channel | [`Output`]: a `Stream`, plus [`try_collect`](Output::try_collect), [`collect`](Output::collect), [`for_each`](Output::for_each) |
 //!
 //! The common Go `Pipeline` (an `in` channel of orders, 8 workers running `enrich`, an `out` channel) in
-//! this crate's API, stacked as the article suggests (fetch, enrich, validate, store):
+//! this crate's API, stacked into the stages a service runs (fetch, enrich, validate, store):
 //!
 //! ```
 //! use bounded_cancel::Context;
