@@ -30,9 +30,11 @@
 //!    already taken them (`ended`); the walk stores the cause first, then takes every waker and
 //!    marks the node ended under the same lock, and wakes them after. So a waiter is either
 //!    registered before the walk takes the wakers, and woken, or finds the node ended, and reads
-//!    the cause. Once a cause is recorded, a walk is under way that reaches the waiter's node (it is
-//!    alive, and in its parent's children), so a waiter that reads a cause lets its registration
-//!    go without the lock: the walk takes it. A waiter dropped before it saw a cause removes its
+//!    the cause. A waiter reads the cause before it registers, too: a node made after the walk
+//!    passed its parent is never walked, so a waker registered there would stay. A cause a waiter
+//!    reads after registering was recorded after its look before, when its node already was in its
+//!    parent's children: that cause's walk reaches the node (it is alive), so the waiter lets its
+//!    registration go without the lock, and the walk takes it. A waiter dropped before it saw a cause removes its
 //!    waker under the lock unless the node has ended; nothing registers after the end, so its key
 //!    is still its own. Polled again by the task it registered (the waker wakes the same task), a
 //!    waiter only reads the cause: its registration still stands, so an end after that read still
@@ -899,6 +901,26 @@ mod tests {
         assert!(ctx.node.waiters.lock().wakers.is_empty());
     }
 
+    /// A context made after its parent ended is never walked by that end: waits on it, however
+    /// many, read the cause and register nothing, so none of their wakers stays behind.
+    #[test]
+    fn waits_on_a_context_made_after_its_parent_ended_leave_no_waker() {
+        use std::future::Future;
+        use std::task::Context as TaskContext;
+
+        let root = Context::new();
+        root.cancel();
+        let late = root.child();
+        let (count, waker) = counting();
+        for _ in 0..100 {
+            let mut wait = Box::pin(late.cancelled());
+            let polled = wait.as_mut().poll(&mut TaskContext::from_waker(&waker));
+            assert!(matches!(polled, std::task::Poll::Ready(Cause::Cancelled)));
+        }
+        assert!(late.node.waiters.lock().wakers.is_empty());
+        assert_eq!(Arc::strong_count(&count), 2, "no clone of the waker kept");
+    }
+
     /// A wait polled again by another task hands its place to that task's waker, and the first
     /// task's waker is let go at once.
     #[test]
@@ -1005,6 +1027,39 @@ mod model {
             waiter.join().unwrap();
             let waiters = root.node.waiters.lock();
             assert!(waiters.ended && waiters.wakers.is_empty(), "no waker kept");
+        });
+    }
+
+    /// One thread makes a child and waits on it while another ends the root: the wait ends, and once
+    /// both are done the child keeps no waker, whether it was made before the end or after the walk
+    /// passed the root (invariant 8: a wait reads the cause before it registers).
+    #[test]
+    fn a_wait_on_a_child_made_while_the_root_ends_leaves_no_waker() {
+        use std::future::Future;
+        use std::task::Context as TaskContext;
+
+        loom::model(|| {
+            let root = Context::new();
+            let waiter = {
+                let root = root.clone();
+                loom::thread::spawn(move || {
+                    let child = root.child();
+                    let (woken, waker) = counting();
+                    let mut cx = TaskContext::from_waker(&waker);
+                    {
+                        let mut wait = Box::pin(child.cancelled());
+                        while wait.as_mut().poll(&mut cx).is_pending() {
+                            while woken.0.load(Ordering::SeqCst) == 0 {
+                                loom::thread::yield_now();
+                            }
+                        }
+                    }
+                    child
+                })
+            };
+            root.cancel();
+            let child = waiter.join().unwrap();
+            assert!(child.node.waiters.lock().wakers.is_empty(), "no waker kept");
         });
     }
 

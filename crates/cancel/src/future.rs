@@ -54,6 +54,11 @@ impl Future for Cancelled<'_> {
                 return this.ended(cause);
             }
         } else {
+            // An end recorded already is read without registering: a context made after its
+            // parent's end was passed by the walk, which would never take a waker left with it.
+            if let Some(cause) = this.ctx.recorded_cause() {
+                return this.ended(cause);
+            }
             let registered = match this.key {
                 None => this
                     .ctx
@@ -65,7 +70,8 @@ impl Future for Cancelled<'_> {
                 // The end has woken this context's waits: its cause is recorded.
                 return this.ended(this.ctx.cause_or_cancelled());
             }
-            // Registered: an end from now on wakes this wait; one before it is read here.
+            // Registered: an end from now on wakes this wait; one recorded since the look above is
+            // read here, and its walk, which reaches this context, takes the waker.
             if let Some(cause) = this.ctx.recorded_cause() {
                 return this.ended(cause);
             }
