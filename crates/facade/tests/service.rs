@@ -125,7 +125,17 @@ async fn a_drain_lets_short_requests_finish_and_cuts_long_ones_then_refuses_conn
     let (shutdown, app, addr) = start(config).await;
     let short = tokio::spawn(get(addr, "/work?ms=200"));
     let long = tokio::spawn(get(addr, "/work?ms=20000"));
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // Both reach their handlers before the drain starts: waited for rather than assumed after a
+    // fixed sleep, which a busy machine can outlast.
+    let both_in = Instant::now();
+    while app.requests.in_flight().len() < 2 {
+        assert!(
+            both_in.elapsed() < Duration::from_secs(5),
+            "two requests in flight: {:?}",
+            app.requests.in_flight()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     assert_eq!(app.requests.in_flight().len(), 2);
 
     let start = Instant::now();
