@@ -34,11 +34,11 @@
 //!    passed its parent is never walked, so a waker registered there would stay. A cause a waiter
 //!    reads after registering was recorded after its look before, when its node already was in its
 //!    parent's children: that cause's walk reaches the node (it is alive), so the waiter lets its
-//!    registration go without the lock, and the walk takes it. A waiter dropped before it saw a cause removes its
-//!    waker under the lock unless the node has ended; nothing registers after the end, so its key
-//!    is still its own. Polled again by the task it registered (the waker wakes the same task), a
-//!    waiter only reads the cause: its registration still stands, so an end after that read still
-//!    wakes it.
+//!    registration go without the lock, and the walk takes it. A waiter dropped before it saw a
+//!    cause removes its waker under the lock unless the node has ended; nothing registers after the
+//!    end, so its key is still its own. Polled again by the task it registered (the waker wakes the
+//!    same task), a waiter only reads the cause: its registration still stands, so an end after
+//!    that read still wakes it.
 //! 9. A node's token is made at most once, by the first `token`, under the node's lock, as a child of
 //!    its parent's token (made first if need be), so that it fires with its ancestors' tokens even after
 //!    its node is gone. The walk reads it under the same lock; every `token` reads the cause after
@@ -990,6 +990,13 @@ mod tests {
 mod model {
     use super::*;
 
+    /// Lets the other threads run until `woken` has counted a wake.
+    fn spin_until_woken(woken: &Counting) {
+        while woken.0.load(Ordering::SeqCst) == 0 {
+            loom::thread::yield_now();
+        }
+    }
+
     /// A wait polled on one thread while another ends its context, beside a second wait that is
     /// dropped meanwhile: the first is ready at its first poll or woken once and then ready, and the
     /// context keeps no waker of either (invariant 8). The cause is a `OnceLock`, read without loom,
@@ -1012,11 +1019,10 @@ mod model {
                         .as_mut()
                         .poll(&mut TaskContext::from_waker(&wake_dropped));
                     let mut cx = TaskContext::from_waker(&wake_kept);
-                    if wait.as_mut().poll(&mut cx).is_pending() {
-                        drop(other);
-                        while kept.0.load(Ordering::SeqCst) == 0 {
-                            loom::thread::yield_now();
-                        }
+                    let first = wait.as_mut().poll(&mut cx);
+                    drop(other);
+                    if first.is_pending() {
+                        spin_until_woken(&kept);
                         assert!(wait.as_mut().poll(&mut cx).is_ready(), "woken, then ready");
                     }
                     assert!(kept.0.load(Ordering::SeqCst) <= 1, "woken once at most");
@@ -1049,9 +1055,7 @@ mod model {
                     {
                         let mut wait = Box::pin(child.cancelled());
                         while wait.as_mut().poll(&mut cx).is_pending() {
-                            while woken.0.load(Ordering::SeqCst) == 0 {
-                                loom::thread::yield_now();
-                            }
+                            spin_until_woken(&woken);
                         }
                     }
                     child

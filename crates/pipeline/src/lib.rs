@@ -67,12 +67,13 @@
 //!
 //! # Batches
 //!
-//! Items move between stages in batches of up to 16: a worker takes several items at once, runs them
-//! one after another, and passes its results on together, so that one lock and one wake-up serve many
-//! items. It takes its fair share of the queue (queued ÷ workers) until its items prove cheap (under
-//! 2 µs each, never waiting), then up to a whole batch: CPU-heavy items stay spread over the workers. A batch is held only while its items finish without waiting:
-//! as soon as one has to wait, the worker passes on what it has finished and gives the items it has not
-//! started back to the queue for the other workers, so no item waits behind a slow one while a worker is
+//! Items move between stages in batches of up to 16: a worker takes several items at once, runs
+//! them one after another, and passes its results on together, so that one lock and one wake-up
+//! serve many items. It takes its fair share of the queue (queued ÷ workers) until its items prove
+//! cheap (under 2 µs each, never waiting), then up to a whole batch: CPU-heavy items stay spread
+//! over the workers. A batch is held only while its items finish without waiting: as soon as one
+//! has to wait, the worker passes on what it has finished and gives the items it has not started
+//! back to the queue for the other workers, so no item waits behind a slow one while a worker is
 //! free. A producer that waits for its input, or for room, first passes on what it holds.
 //!
 //! # Comparison with `buffer_unordered`
