@@ -83,7 +83,7 @@ impl<T> Link<T> {
     pub(crate) fn consumer(self: &Arc<Self>) -> Consumer<T> {
         Consumer {
             // Not counted as searching until it looks: a consumer may wait for something else
-            // first (a `map_ordered` worker waits for its turn), and while it is counted, no parked
+            // first (a `map_ordered` worker waits for room in its window), and while it is counted, no parked
             // consumer would be woken.
             seat: self.queue.idle_seat(),
             link: Arc::clone(self),
@@ -132,6 +132,13 @@ impl<T> Consumer<T> {
     /// [`try_take`](Consumer::try_take), waiting while the queue is empty; `false` at the end.
     pub(crate) async fn take(&mut self, max: usize, fair: bool, into: &mut VecDeque<T>) -> bool {
         std::future::poll_fn(|cx| self.poll_take(cx, max, fair, into)).await
+    }
+
+    /// The number of the first item of this consumer's last take: items are numbered in the order
+    /// they are taken from the link, from 0, across all of its consumers. Only for a link whose
+    /// consumers never give items back.
+    pub(crate) fn first_taken(&self) -> u64 {
+        self.seat.first_taken
     }
 
     /// Whether its last take woke another consumer for the items it left (and forgets it).

@@ -1,16 +1,19 @@
 //! `map_ordered`: workers finish in any order; one reorder task passes results on in input order.
 //!
-//! The reorder buffer is bounded by a window of `2 × workers` permits: a worker takes a permit before
-//! it takes an item, and the reorder task returns it when that item is passed on. A slow item at the
-//! head therefore stops intake after at most `2 × workers` items instead of growing memory.
+//! An item's place in the order is the number the input link gives it as a worker takes it, under
+//! the link's own lock (queue invariant 8), so workers take at the same time without waiting for
+//! one another. The reorder buffer is bounded by a window of `2 × workers` permits: a worker takes a
+//! permit before it takes an item, and the reorder task returns it when that item is passed on. A
+//! slow item at the head therefore stops intake after at most `2 × workers` items instead of growing
+//! memory, and the buffer, a ring indexed from the next number to pass on, never holds more.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
 
 use async_channel::{Receiver, Sender, TryRecvError};
 use bounded_cancel::Context;
-use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::link::{Link, Producer};
 use crate::shared::{Counters, Item, Shared};
@@ -37,16 +40,13 @@ pub(crate) fn spawn<T, U, E, F, Fut>(
     Fut: Future<Output = Result<Option<U>, E>> + Send + 'static,
 {
     let window = Arc::new(Semaphore::new(2 * workers));
-    // Items are numbered in the order they are taken, under this lock.
-    let taken_so_far = Arc::new(Mutex::new(0u64));
     let (done_tx, done_rx) = async_channel::bounded(2 * workers);
     let f = Arc::new(f);
     for _ in 0..workers {
-        let (task, counters, window, taken_so_far, input, done_tx, f) = (
+        let (task, counters, window, input, done_tx, f) = (
             shared.clone(),
             counters.clone(),
             window.clone(),
-            taken_so_far.clone(),
             input.clone(),
             done_tx.clone(),
             f.clone(),
@@ -60,14 +60,11 @@ pub(crate) fn spawn<T, U, E, F, Fut>(
                 let Ok(permit) = window.clone().acquire_owned().await else {
                     return;
                 };
-                let seq = {
-                    let mut count = taken_so_far.lock().await;
-                    if !input.take(1, true, &mut taken).await {
-                        return;
-                    }
-                    *count += 1;
-                    *count - 1
-                };
+                // Numbered by the link as it is taken, under the link's lock.
+                if !input.take(1, true, &mut taken).await {
+                    return;
+                }
+                let seq = input.first_taken();
                 let Some(item) = taken.pop_front() else {
                     return;
                 };
@@ -108,7 +105,9 @@ async fn send<T>(tx: &Sender<T>, item: T) -> bool {
 }
 
 async fn reorder<U>(done: Receiver<Done<U>>, mut out: Producer<Item<U>>, counters: Arc<Counters>) {
-    let mut waiting = BTreeMap::new();
+    // The item numbered `next + i` waits at `i`. Every item from `next` on that was taken holds a
+    // window permit until it is passed on, so this never holds more than the window.
+    let mut waiting: VecDeque<Option<Done<U>>> = VecDeque::new();
     let mut next = 0;
     loop {
         let item = match done.try_recv() {
@@ -123,8 +122,15 @@ async fn reorder<U>(done: Receiver<Done<U>>, mut out: Producer<Item<U>>, counter
             }
             Err(TryRecvError::Closed) => return,
         };
-        waiting.insert(item.seq, item);
-        while let Some(ready) = waiting.remove(&next) {
+        let at = usize::try_from(item.seq - next).expect("within the window");
+        if at >= waiting.len() {
+            waiting.resize_with(at + 1, || None);
+        }
+        waiting[at] = Some(item);
+        while let Some(Some(_)) = waiting.front() {
+            let Some(Some(ready)) = waiting.pop_front() else {
+                unreachable!("the front was just seen")
+            };
             next += 1;
             if let Some(item) = ready.item {
                 out.reserve().await;

@@ -73,6 +73,12 @@
 //!    a run of quick jobs stays on one thread, and a job that computes after them holds back the
 //!    items behind it only until it ends. A batch take that wakes a consumer for the items it left
 //!    sets `handed_on` too: a pipeline's worker whose items may compute steps aside on it.
+//! 8. Batch takes (`poll_take_many`, `try_take_many`, `release_and_try_take_many`) number the items
+//!    they take, under the lock, in the order the items leave the queue, from 0 and across every
+//!    consumer: each tells its consumer the number of its batch's first item (`first_taken`; the
+//!    others follow it). Given-back items are numbered again when they are taken again, so the
+//!    numbers are the items' order in the queue only for consumers that never give back (a
+//!    `map_ordered` stage's workers, which number their items by it).
 //!
 //! # Examples
 //!
@@ -140,6 +146,8 @@ struct State<T> {
     refusing: bool,
     /// `drain` took what was queued: nothing is queued again (invariant 5).
     drained: bool,
+    /// Items taken so far by batch takes: the number the next batch's first item gets (invariant 8).
+    numbered: u64,
     /// Producers waiting for a place (invariants 2 and 6).
     line: Line,
 }
@@ -158,6 +166,8 @@ pub struct Seat {
     /// aside once before it runs a job that may compute (invariant 7). Set by each take; the
     /// consumer clears it.
     pub handed_on: bool,
+    /// The number of the first item of the last batch this consumer took (invariant 8).
+    pub first_taken: u64,
 }
 
 /// What a worker's [`Queue::poll_take`] came to.
@@ -322,6 +332,7 @@ impl<T> State<T> {
     /// (invariant 4) if it took any, `None` if the queue is empty.
     fn take_many(
         &mut self,
+        seat: &mut Seat,
         max: usize,
         share_among: usize,
         into: &mut VecDeque<T>,
@@ -331,6 +342,8 @@ impl<T> State<T> {
             return None;
         }
         let share = queued.div_ceil(share_among.max(1)).clamp(1, max.max(1));
+        seat.first_taken = self.numbered;
+        self.numbered += share as u64;
         if share == queued && into.is_empty() {
             // All of it, into an empty batch: the two buffers change places, no item is copied.
             std::mem::swap(into, &mut self.items);
@@ -362,6 +375,7 @@ impl<T> Queue<T> {
                 taken: 0,
                 refusing: false,
                 drained: false,
+                numbered: 0,
                 line: Line::new(),
             }),
         }
@@ -476,6 +490,7 @@ impl<T> Queue<T> {
             searching,
             eager: false,
             handed_on: false,
+            first_taken: 0,
         }
     }
 
@@ -613,7 +628,7 @@ impl<T> Queue<T> {
         if state.arrive(seat, Some(cx.waker())).is_none() {
             return Poll::Pending;
         }
-        match state.take_many(max, share_among, into) {
+        match state.take_many(seat, max, share_among, into) {
             Some(pass_on) => {
                 drop(state);
                 seat.handed_on = pass_on.is_some();
@@ -655,7 +670,7 @@ impl<T> Queue<T> {
         let mut state = self.lock();
         state.free_slots(done, &mut wakes);
         state.arrive(seat, None);
-        let took = state.take_many(max, share_among, into);
+        let took = state.take_many(seat, max, share_among, into);
         let closed = state.closed;
         drop(state);
         let answer = match took {
@@ -1038,6 +1053,41 @@ mod tests {
         );
         assert_eq!(queue.try_reserve_many(1), Err(Refused::Closed));
         queue.leave(&seat);
+    }
+
+    #[test]
+    fn batch_takes_number_their_items_in_the_order_they_leave_the_queue() {
+        let queue = Queue::new(8);
+        let (mut a, mut b) = (queue.idle_seat(), queue.idle_seat());
+        let cx = &mut Context::from_waker(Waker::noop());
+        let mut hands = std::collections::VecDeque::new();
+        assert_eq!(queue.try_reserve_many(5), Ok(5));
+        queue.push_many(&mut (0..5).collect());
+        // Numbered across consumers and across every batch take: 2 items, then 1, then the rest.
+        assert_eq!(queue.try_take_many(&mut a, 2, 1, &mut hands), Some(true));
+        assert_eq!((a.first_taken, hands.len()), (0, 2));
+        assert_eq!(
+            queue.poll_take_many(&mut b, cx, 1, 1, &mut hands),
+            Poll::Ready(true)
+        );
+        assert_eq!(b.first_taken, 2);
+        let (taken, done) = (hands.len(), 3);
+        assert_eq!(
+            queue.release_and_try_take_many(done, &mut a, 16, 1, &mut hands),
+            Some(true)
+        );
+        assert_eq!((a.first_taken, hands.len() - taken), (3, 2));
+        assert_eq!(hands, [0, 1, 2, 3, 4]);
+        // An empty take numbers nothing: the next item is still the sixth.
+        assert_eq!(queue.try_take_many(&mut b, 16, 1, &mut hands), None);
+        assert_eq!(queue.try_reserve_many(1), Ok(1));
+        queue.push_many(&mut vec![5]);
+        assert_eq!(queue.try_take_many(&mut b, 16, 1, &mut hands), Some(true));
+        assert_eq!(b.first_taken, 5);
+        queue.release(3);
+        assert!(queue.slots_home());
+        queue.leave(&a);
+        queue.leave(&b);
     }
 
     #[test]
