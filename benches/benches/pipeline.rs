@@ -7,6 +7,10 @@
 //! - `pipeline/three_stages/*`: 50,000 items through three stages of 4 workers (buffers 16), beside the
 //!   same by hand with `async-channel`. `bare_hop` is the floor: each item through a chain of three
 //!   bounded channels, one task at each end of each.
+//! - `pipeline/ordered/*`: 50,000 items through one stage of 8 workers (buffers 16) that passes them
+//!   on in input order, items that finish at once (`quick`) and items that await once (`await_once`,
+//!   `yield_now`): `map_ordered`, beside `map` (what the order costs) and the ordered fan-out a tokio
+//!   user writes by hand, `futures::StreamExt::buffered(8)` on one task.
 //! - `pipeline/cpu_stage/*` (multi_thread only): 2,000 items of about 50 µs of CPU each through a stage
 //!   of 1 and of 2 workers: the stage really runs on both threads.
 
@@ -205,6 +209,80 @@ fn bench_three_stages(c: &mut Criterion) {
     group.finish();
 }
 
+/// One stage's function: returns at once, or after awaiting once.
+async fn step(n: u64, await_once: bool) -> Result<u64, ()> {
+    if await_once {
+        tokio::task::yield_now().await;
+    }
+    Ok(black_box(n))
+}
+
+async fn ours_ordered(await_once: bool) -> u64 {
+    let stage = Pipeline::new(&Context::new())
+        .source(0..ITEMS)
+        .buffer(BUFFER);
+    let mut out = stage
+        .map_ordered(WORKERS, move |_ctx, n| step(n, await_once))
+        .buffer(BUFFER)
+        .output();
+    let (mut sum, mut last) = (0, None);
+    while let Some(n) = out.next().await {
+        let n = n.unwrap();
+        assert!(last < Some(n), "in order");
+        (sum, last) = (sum + n, Some(n));
+    }
+    sum
+}
+
+async fn ours_unordered(await_once: bool) -> u64 {
+    let stage = Pipeline::new(&Context::new())
+        .source(0..ITEMS)
+        .buffer(BUFFER);
+    drain(
+        stage
+            .map(WORKERS, move |_ctx, n| step(n, await_once))
+            .buffer(BUFFER)
+            .output(),
+    )
+    .await
+}
+
+/// The ordered fan-out most tokio code has: up to 8 futures at once, polled on one task, results in
+/// input order.
+async fn buffered(await_once: bool) -> u64 {
+    let mut results = futures_util::stream::iter(0..ITEMS)
+        .map(|n| step(n, await_once))
+        .buffered(WORKERS);
+    let mut sum = 0;
+    while let Some(n) = results.next().await {
+        sum += n.unwrap();
+    }
+    sum
+}
+
+fn bench_ordered(c: &mut Criterion) {
+    let mut group = c.benchmark_group("pipeline/ordered");
+    group.throughput(Throughput::Elements(ITEMS));
+    group.sample_size(20);
+    for (flavor, rt) in runtimes() {
+        for (input, await_once) in [("quick", false), ("await_once", true)] {
+            assert_eq!(rt.block_on(ours_ordered(await_once)), expected());
+            let id = |f: &str| BenchmarkId::new(f, format!("{input}/{flavor}"));
+            group.bench_function(id("map_ordered"), |b| {
+                b.to_async(&rt).iter(|| on_worker(ours_ordered(await_once)))
+            });
+            group.bench_function(id("map"), |b| {
+                b.to_async(&rt)
+                    .iter(|| on_worker(ours_unordered(await_once)))
+            });
+            group.bench_function(id("buffered"), |b| {
+                b.to_async(&rt).iter(|| on_worker(buffered(await_once)))
+            });
+        }
+    }
+    group.finish();
+}
+
 const CPU_ITEMS: u64 = 2_000;
 
 async fn cpu_stage(workers: usize) -> u64 {
@@ -237,6 +315,7 @@ criterion_group!(
     benches,
     bench_one_stage,
     bench_three_stages,
+    bench_ordered,
     bench_cpu_stage
 );
 criterion_main!(benches);

@@ -10,19 +10,40 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-use async_channel::{Receiver, Sender, TryRecvError};
 use bounded_cancel::Context;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use bounded_sync::queue::{Queue, Seat};
 
 use crate::link::{Link, Producer};
 use crate::shared::{Counters, Item, Shared};
 use crate::worker::{Step, call};
 
+/// An item on its way to the reorder task: its number in the input's order, and what the stage
+/// made of it (`None`: filtered out).
 struct Done<U> {
     seq: u64,
     item: Option<Item<U>>,
-    _permit: OwnedSemaphorePermit,
+}
+
+/// The window: each of its places is held from before a worker takes an item until the reorder
+/// task has passed that item on, and the items finished wait in it for the reorder task.
+struct Window<U> {
+    queue: Queue<Done<U>>,
+    /// Workers that have not ended: the last to end closes the queue, which ends the reorder task
+    /// once it has passed on everything.
+    workers: AtomicUsize,
+}
+
+/// A worker's membership of the window, dropped however the worker ends.
+struct Member<U>(Arc<Window<U>>);
+
+impl<U> Drop for Member<U> {
+    fn drop(&mut self) {
+        if self.0.workers.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.queue.close();
+        }
+    }
 }
 
 pub(crate) fn spawn<T, U, E, F, Fut>(
@@ -39,25 +60,28 @@ pub(crate) fn spawn<T, U, E, F, Fut>(
     F: Fn(Context, T) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Result<Option<U>, E>> + Send + 'static,
 {
-    let window = Arc::new(Semaphore::new(2 * workers));
-    let (done_tx, done_rx) = async_channel::bounded(2 * workers);
+    let window = Arc::new(Window {
+        queue: Queue::new(2 * workers),
+        workers: AtomicUsize::new(workers),
+    });
     let f = Arc::new(f);
     for _ in 0..workers {
-        let (task, counters, window, input, done_tx, f) = (
+        let (task, counters, member, input, f) = (
             shared.clone(),
             counters.clone(),
-            window.clone(),
+            Member(window.clone()),
             input.clone(),
-            done_tx.clone(),
             f.clone(),
         );
         let stage = counters.name.clone();
         shared.spawn_stage(&stage, async move {
+            let window = &member.0.queue;
             let mut input = input.consumer();
             let ctx = task.ctx.alias();
             let mut taken = VecDeque::with_capacity(1);
             loop {
-                let Ok(permit) = window.clone().acquire_owned().await else {
+                // A place in the window before the item: freed if the worker ends before it pushes.
+                let Ok(place) = window.reserve().await else {
                     return;
                 };
                 // Numbered by the link as it is taken, under the link's lock.
@@ -75,69 +99,71 @@ pub(crate) fn spawn<T, U, E, F, Fut>(
                     Step::Drop => None,
                     Step::Stop => return,
                 };
-                // The item leaves the input here; the window permit goes with it to the reorder task.
+                // The item leaves the input here; its place in the window goes with it.
                 input.done(1);
-                if !send(
-                    &done_tx,
-                    Done {
-                        seq,
-                        item,
-                        _permit: permit,
-                    },
-                )
-                .await
-                {
+                if place.push(Done { seq, item }).is_err() {
                     return;
                 }
             }
         });
     }
     let stage = counters.name.clone();
-    shared.spawn_stage(&stage, reorder(done_rx, output, counters));
+    shared.spawn_stage(&stage, reorder(window, output, counters));
 }
 
-async fn send<T>(tx: &Sender<T>, item: T) -> bool {
-    match tx.try_send(item) {
-        Ok(()) => true,
-        Err(async_channel::TrySendError::Full(item)) => tx.send(item).await.is_ok(),
-        Err(async_channel::TrySendError::Closed(_)) => false,
+/// The reorder task's seat at the window, given up however the task ends.
+struct Sitting<'a, U>(&'a Queue<Done<U>>, Seat);
+
+impl<U> Drop for Sitting<'_, U> {
+    fn drop(&mut self) {
+        self.0.leave(&self.1);
     }
 }
 
-async fn reorder<U>(done: Receiver<Done<U>>, mut out: Producer<Item<U>>, counters: Arc<Counters>) {
+async fn reorder<U>(window: Arc<Window<U>>, mut out: Producer<Item<U>>, counters: Arc<Counters>) {
+    let queue = &window.queue;
+    let mut seat = Sitting(queue, queue.seat());
     // The item numbered `next + i` waits at `i`. Every item from `next` on that was taken holds a
-    // window permit until it is passed on, so this never holds more than the window.
+    // place in the window until it is passed on, so this never holds more than the window.
     let mut waiting: VecDeque<Option<Done<U>>> = VecDeque::new();
+    let mut arrived = VecDeque::new();
     let mut next = 0;
     loop {
-        let item = match done.try_recv() {
-            Ok(item) => item,
-            Err(TryRecvError::Empty) => {
+        let more = match queue.try_take_many(&mut seat.1, usize::MAX, 1, &mut arrived) {
+            Some(more) => more,
+            None => {
                 // Nothing more is ready: pass on what is in hand before waiting.
                 out.idle();
-                match done.recv().await {
-                    Ok(item) => item,
-                    Err(_) => return,
-                }
+                std::future::poll_fn(|cx| {
+                    queue.poll_take_many(&mut seat.1, cx, usize::MAX, 1, &mut arrived)
+                })
+                .await
             }
-            Err(TryRecvError::Closed) => return,
         };
-        let at = usize::try_from(item.seq - next).expect("within the window");
-        if at >= waiting.len() {
-            waiting.resize_with(at + 1, || None);
+        if !more {
+            return;
         }
-        waiting[at] = Some(item);
+        for done in arrived.drain(..) {
+            let at = usize::try_from(done.seq - next).expect("within the window");
+            if at >= waiting.len() {
+                waiting.resize_with(at + 1, || None);
+            }
+            waiting[at] = Some(done);
+        }
+        let mut passed = 0;
         while let Some(Some(_)) = waiting.front() {
             let Some(Some(ready)) = waiting.pop_front() else {
                 unreachable!("the front was just seen")
             };
             next += 1;
+            passed += 1;
             if let Some(item) = ready.item {
                 out.reserve().await;
                 out.push(item);
                 counters.add_out(1);
             }
-            // The window permit goes back only now, after the item has left the reorder buffer.
         }
+        // The places go back only now, once their items have left the reorder buffer.
+        queue.release(passed);
     }
 }
