@@ -9,6 +9,8 @@ use tokio::time::Sleep;
 use crate::{Cause, Context};
 
 /// Future returned by [`Context::cancelled`]: resolves to the [`Cause`] once the context ends.
+///
+/// It is `Unpin`: a struct of yours can hold it and poll it with `Pin::new`, without boxing it.
 #[must_use = "futures do nothing unless polled"]
 pub struct Cancelled<'a> {
     // The key of its waker in the context's waiters, registered at the first poll (invariant 8 of

@@ -16,6 +16,7 @@ fn public_types_have_the_expected_auto_traits() {
     sync::<Cause>();
     send::<Cancelled<'static>>();
     sync::<Cancelled<'static>>();
+    unpin::<Cancelled<'static>>();
     send::<Run<'static, std::future::Ready<()>>>();
     send::<Shutdown>();
     sync::<Shutdown>();

@@ -38,7 +38,8 @@ pub struct Spawn<'a, E, F> {
 
 /// A spawn's wait for a slot. The group's context ending closes the slots (the executor's watcher,
 /// kept running while `_watched` lives), which ends the wait with the group's cause; only a caller's
-/// own context needs a waiter here (boxed: it is pinned, and only `spawn_with` has one).
+/// own context needs a waiter here (boxed: only `spawn_with` has one, and every spawn's future has
+/// room for this wait).
 struct SlotWait<'a> {
     caller_ended: Option<Pin<Box<Cancelled<'a>>>>,
     take: Take<'a>,
