@@ -131,3 +131,45 @@ fn order_holds_while_workers_on_two_threads_take_at_once() {
         );
     }
 }
+
+/// Items the stage drops (their errors skipped with `skip_errors`) still take their turn in the
+/// order: the ones after them come out, in order, and none waits for an item that will never come.
+/// Eight workers on two threads, every third item fails, many times.
+#[test]
+fn dropped_items_leave_no_gap_in_the_order() {
+    const ITEMS: u64 = 3_000;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    let expected: Vec<u64> = (0..ITEMS).filter(|i| i % 3 != 0).collect();
+    for round in 0..20 {
+        let skipped = Arc::new(AtomicU64::new(0));
+        let counted = skipped.clone();
+        let out = runtime.block_on(async move {
+            let run = Pipeline::new(&Context::new())
+                .skip_errors(move |_index, _err: String| {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                })
+                .source(0..ITEMS)
+                .buffer(16)
+                .map_ordered(8, |_ctx, i| async move {
+                    if i % 2 == 0 {
+                        tokio::task::yield_now().await;
+                    }
+                    if i % 3 == 0 {
+                        return Err(format!("item {i} failed"));
+                    }
+                    Ok(i)
+                })
+                .output()
+                .try_collect();
+            tokio::time::timeout(Duration::from_secs(30), run).await
+        });
+        let out = out.expect("no item waited for a dropped one");
+        assert!(out.unwrap() == expected, "round {round}: out of order");
+        let dropped = ITEMS - expected.len() as u64;
+        assert_eq!(skipped.load(Ordering::SeqCst), dropped, "round {round}");
+    }
+}
