@@ -2,10 +2,12 @@
 //!
 //! An item's place in the order is the number the input link gives it as a worker takes it, under
 //! the link's own lock (queue invariant 8), so workers take at the same time without waiting for
-//! one another. The reorder buffer is bounded by a window of `2 × workers` permits: a worker takes a
-//! permit before it takes an item, and the reorder task returns it when that item is passed on. A
-//! slow item at the head therefore stops intake after at most `2 × workers` items instead of growing
-//! memory, and the buffer, a ring indexed from the next number to pass on, never holds more.
+//! one another. The reorder buffer is bounded by a window of `2 × workers` places, a bounded queue
+//! (`bounded_sync::queue`, as the links are): a worker reserves a place before it takes an item and
+//! pushes the finished item into it, and the reorder task, which takes what has arrived in batches,
+//! frees the place once that item is passed on. A slow item at the head therefore stops intake after
+//! at most `2 × workers` items instead of growing memory, and the buffer, a ring indexed from the
+//! next number to pass on, never holds more.
 
 use std::collections::VecDeque;
 use std::future::Future;
