@@ -100,16 +100,22 @@ async fn a_worker_waiting_on_an_empty_input_is_woken_by_each_arrival() {
     assert_eq!(out.unwrap(), (0..20).collect::<Vec<_>>());
 }
 
+/// A multi-thread runtime of two worker threads, with its timers.
+fn two_threads() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
 /// Eight workers on two threads take items at the same moments: an item's place in the order is
 /// fixed as it leaves the input, under the input's lock, so the output keeps input order every
 /// time, whichever worker finishes first.
 #[test]
 fn order_holds_while_workers_on_two_threads_take_at_once() {
     const ITEMS: u64 = 5_000;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .build()
-        .unwrap();
+    let runtime = two_threads();
     for round in 0..30 {
         let out = runtime.block_on(async {
             Pipeline::new(&Context::new())
@@ -138,11 +144,7 @@ fn order_holds_while_workers_on_two_threads_take_at_once() {
 #[test]
 fn dropped_items_leave_no_gap_in_the_order() {
     const ITEMS: u64 = 3_000;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_time()
-        .build()
-        .unwrap();
+    let runtime = two_threads();
     let expected: Vec<u64> = (0..ITEMS).filter(|i| i % 3 != 0).collect();
     for round in 0..20 {
         let skipped = Arc::new(AtomicU64::new(0));
