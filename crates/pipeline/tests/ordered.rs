@@ -6,10 +6,14 @@ mod paused;
 #[path = "support/counting.rs"]
 mod counting;
 
+#[path = "../../pool/tests/support/two_threads.rs"]
+mod two_threads;
+
 use paused::paused_runtime;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use two_threads::two_thread_runtime;
 
 use bounded_cancel::Context;
 use bounded_pipeline::Pipeline;
@@ -100,22 +104,13 @@ async fn a_worker_waiting_on_an_empty_input_is_woken_by_each_arrival() {
     assert_eq!(out.unwrap(), (0..20).collect::<Vec<_>>());
 }
 
-/// A multi-thread runtime of two worker threads, with its timers.
-fn two_threads() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_time()
-        .build()
-        .unwrap()
-}
-
 /// Eight workers on two threads take items at the same moments: an item's place in the order is
 /// fixed as it leaves the input, under the input's lock, so the output keeps input order every
 /// time, whichever worker finishes first.
 #[test]
 fn order_holds_while_workers_on_two_threads_take_at_once() {
     const ITEMS: u64 = 5_000;
-    let runtime = two_threads();
+    let runtime = two_thread_runtime();
     for round in 0..30 {
         let out = runtime.block_on(async {
             Pipeline::new(&Context::new())
@@ -144,7 +139,7 @@ fn order_holds_while_workers_on_two_threads_take_at_once() {
 #[test]
 fn dropped_items_leave_no_gap_in_the_order() {
     const ITEMS: u64 = 3_000;
-    let runtime = two_threads();
+    let runtime = two_thread_runtime();
     let expected: Vec<u64> = (0..ITEMS).filter(|i| i % 3 != 0).collect();
     for round in 0..20 {
         let skipped = Arc::new(AtomicU64::new(0));
