@@ -83,8 +83,8 @@ impl<T> Link<T> {
     pub(crate) fn consumer(self: &Arc<Self>) -> Consumer<T> {
         Consumer {
             // Not counted as searching until it looks: a consumer may wait for something else
-            // first (a `map_ordered` worker waits for room in its window), and while it is counted, no parked
-            // consumer would be woken.
+            // first (a `map_ordered` worker waits for room in its window), and while it is
+            // counted, no parked consumer would be woken.
             seat: self.queue.idle_seat(),
             link: Arc::clone(self),
         }
