@@ -112,8 +112,20 @@ impl<T> Consumer<T> {
         fair: bool,
         into: &mut VecDeque<T>,
     ) -> Option<bool> {
+        self.done_and_try_take(0, max, fair, into)
+    }
+
+    /// [`done`](Consumer::done) with `done` items, then [`try_take`](Consumer::try_take), under one
+    /// lock of the link; the places are freed whatever the take finds.
+    pub(crate) fn done_and_try_take(
+        &mut self,
+        done: usize,
+        max: usize,
+        fair: bool,
+        into: &mut VecDeque<T>,
+    ) -> Option<bool> {
         let share_among = self.share_among(fair);
-        (self.link.queue).try_take_many(&mut self.seat, max, share_among, into)
+        (self.link.queue).release_and_try_take_many(done, &mut self.seat, max, share_among, into)
     }
 
     /// [`take`](Consumer::take) as a poll: `Pending` while the queue is empty, with `cx` woken when
@@ -187,13 +199,24 @@ impl<T> Producer<T> {
     /// run); a producer about to wait for anything but room gives back those it will not use now
     /// ([`idle`](Producer::idle), [`flush_keeping_one`](Producer::flush_keeping_one)).
     pub(crate) async fn reserve(&mut self) {
+        self.reserve_up_to(self.link.run).await;
+    }
+
+    /// [`reserve`](Producer::reserve), one place at most: for a producer whose items wait before
+    /// they are made, which would give back the rest of a run at its next wait
+    /// ([`flush_keeping_one`](Producer::flush_keeping_one)) after keeping it from the other producers
+    /// meanwhile.
+    pub(crate) async fn reserve_one(&mut self) {
+        self.reserve_up_to(1).await;
+    }
+
+    async fn reserve_up_to(&mut self, run: usize) {
         if self.reserved > self.batch.len() {
             return;
         }
         if self.batch.len() >= MAX_BATCH {
             self.flush();
         }
-        let run = self.link.run;
         if let Ok(n) = self.link.queue.try_reserve_many(run) {
             self.reserved += n;
             self.runs += 1;
@@ -239,18 +262,27 @@ impl<T> Producer<T> {
     /// [`flush`](Producer::flush), and gives back the places reserved for items not yet made: for when
     /// this producer is about to wait for its own input, which may take a while.
     pub(crate) fn idle(&mut self) {
-        self.flush();
-        self.link.queue.release(std::mem::take(&mut self.reserved));
+        self.flush_keeping(0);
     }
 
     /// [`flush`](Producer::flush), keeping only the one place reserved for the item being made: for when
     /// that item has to wait, so that this producer holds no other places meanwhile.
     pub(crate) fn flush_keeping_one(&mut self) {
-        self.flush();
-        if self.reserved > 1 {
-            self.link.queue.release(self.reserved - 1);
-            self.reserved = 1;
+        self.flush_keeping(1);
+    }
+
+    /// Queues the local batch and gives back every reserved place but `keep`, under one lock.
+    fn flush_keeping(&mut self, keep: usize) {
+        let unused = (self.reserved - self.batch.len()).saturating_sub(keep);
+        if self.batch.is_empty() && unused == 0 {
+            return;
         }
+        self.reserved -= self.batch.len() + unused;
+        let queued = self
+            .link
+            .queue
+            .push_many_and_release(&mut self.batch, unused);
+        debug_assert!(queued, "a link closes only once its last producer is gone");
     }
 
     /// Queues the local batch and wakes a consumer.
@@ -280,8 +312,8 @@ mod model {
     use futures_util::FutureExt;
 
     /// Two producers on their own threads push one item each and leave, while a consumer takes, gives
-    /// back and returns places: every item arrives exactly once, the end is seen only after both, and
-    /// every place is back at the end (invariants 1 to 3).
+    /// back and returns places with its next take: every item arrives exactly once, the end is seen
+    /// only after both, and every place is back at the end (invariants 1 to 3).
     /// With a capacity of 2 each producer reserves one place at a time; with 4, a run of two.
     #[test]
     fn every_item_arrives_once_and_every_place_comes_back() {
@@ -308,8 +340,10 @@ mod model {
             let mut seen = Vec::new();
             let mut taken = VecDeque::new();
             let mut gave_back = false;
+            // The places of what the consumer saw are freed with its next take, as a worker's are.
+            let mut done = 0;
             loop {
-                match input.try_take(2, false, &mut taken) {
+                match input.done_and_try_take(std::mem::take(&mut done), 2, false, &mut taken) {
                     Some(true) => {
                         if !gave_back && taken.len() == 2 {
                             // Keep the first, hand the second back: it keeps its place and its turn.
@@ -318,9 +352,8 @@ mod model {
                             taken.push_back(first);
                             gave_back = true;
                         }
-                        let n = taken.len();
+                        done = taken.len();
                         seen.extend(taken.drain(..));
-                        input.done(n);
                     }
                     Some(false) => break,
                     None => loom::thread::yield_now(),

@@ -228,11 +228,16 @@ impl<T: Send + 'static, E> Stream for Output<T, E> {
             if let Some(item) = this.taken.pop_front() {
                 return Poll::Ready(Some(Ok(item.value)));
             }
-            // The batch in hand is all yielded: its places go back before more are taken.
-            this.input.done(std::mem::take(&mut this.in_hand));
+            // The batch in hand is all yielded: its places go back as more are taken, under one
+            // lock, and before the output waits if nothing is queued.
             // The output is the link's only consumer: it takes all that is queued, which moves by
             // one swap of buffers when its batch is empty (as it is here).
-            let took = ready!(this.input.poll_take(cx, usize::MAX, false, &mut this.taken));
+            let done = std::mem::take(&mut this.in_hand);
+            let took =
+                match (this.input).done_and_try_take(done, usize::MAX, false, &mut this.taken) {
+                    Some(took) => took,
+                    None => ready!(this.input.poll_take(cx, usize::MAX, false, &mut this.taken)),
+                };
             if took {
                 this.in_hand = this.taken.len();
                 continue;

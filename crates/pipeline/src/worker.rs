@@ -186,20 +186,22 @@ fn looks_before_parking() -> usize {
     }
 }
 
-/// Takes the next batch of `input` into `taken` (at most `max`; with `fair`, only this worker's share),
+/// Frees the places of the `done` items the worker has finished with, and takes the next batch of
+/// `input` into `taken` (at most `max`; with `fair`, only this worker's share), under one lock,
 /// first passing on what `output` holds if the input has nothing ready, so that a quiet input never
 /// holds finished items back. On an empty input it looks again `looks` times, yielding before each
 /// (see [`LOOKS_BEFORE_PARKING`]), before it parks. `None` at the end; otherwise whether it had to
 /// wait for the batch.
 pub(crate) async fn next_batch<T, U>(
     input: &mut Consumer<Item<T>>,
+    done: usize,
     taken: &mut VecDeque<Item<T>>,
     output: &mut Producer<U>,
     max: usize,
     fair: bool,
     looks: usize,
 ) -> Option<bool> {
-    let waited = match input.try_take(max, fair, taken) {
+    let waited = match input.done_and_try_take(done, max, fair, taken) {
         Some(took) => return took.then_some(false),
         None => {
             output.idle();
@@ -290,12 +292,18 @@ pub(crate) async fn run<T, U, E, F, Fut>(
     let threads = tokio::runtime::Handle::current().metrics().num_workers();
     let on_counter = shared.batches_on_counter(threads);
     let looks = looks_before_parking();
+    // Once an item has waited, the next are taken one at a time (and their places downstream
+    // reserved one at a time) until one finishes without waiting: a worker whose items wait would
+    // otherwise give back the rest of each batch, and of each run of places, at every item.
     let mut last_waited = false;
+    // The items of the last batch, whose places are freed under the lock of the next take.
+    let mut done = 0;
     while let Some(waited) = next_batch(
         &mut input,
+        done,
         &mut taken,
         &mut output,
-        MAX_BATCH,
+        if last_waited { 1 } else { MAX_BATCH },
         !cheap,
         looks,
     )
@@ -317,7 +325,10 @@ pub(crate) async fn run<T, U, E, F, Fut>(
         while let Some(item) = taken.pop_front() {
             if !output.has_place() {
                 busy.set(false);
-                output.reserve().await;
+                match last_waited {
+                    true => output.reserve_one().await,
+                    false => output.reserve().await,
+                }
             }
             busy.set(true);
             let index = item.index;
@@ -357,7 +368,7 @@ pub(crate) async fn run<T, U, E, F, Fut>(
         }
         busy.set(false);
         counters.add_out(passed);
-        input.done(finished as usize);
+        done = finished as usize;
         let (now, spent) = started.elapsed();
         cheap = !waited && spent < CHEAP * finished;
         last_waited = waited;
@@ -384,7 +395,7 @@ pub(crate) async fn run_flat<T, I, E, F, Fut>(
     let looks = looks_before_parking();
     let mut taken = VecDeque::with_capacity(1);
     loop {
-        let took = next_batch(&mut input, &mut taken, &mut output, 1, true, looks).await;
+        let took = next_batch(&mut input, 0, &mut taken, &mut output, 1, true, looks).await;
         let Some(item) = taken.pop_front().filter(|_| took.is_some()) else {
             return;
         };
@@ -439,6 +450,7 @@ mod tests {
         let took = {
             let next = next_batch(
                 &mut consumer,
+                0,
                 &mut taken,
                 &mut output,
                 MAX_BATCH,

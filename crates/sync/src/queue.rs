@@ -350,7 +350,9 @@ impl<T> State<T> {
         } else {
             into.reserve(share);
             // One item at a time: `extend` over a `Drain` of a `VecDeque` is several times slower.
-            into.extend(std::iter::from_fn(|| self.items.pop_front()).take(share));
+            for item in std::iter::from_fn(|| self.items.pop_front()).take(share) {
+                into.push_back(item);
+            }
         }
         Some(match self.items.is_empty() {
             true => None,
@@ -538,28 +540,41 @@ impl<T> Queue<T> {
     /// queue's old buffer). Once the queue is closed it queues nothing, frees the places and leaves
     /// the items in `batch`: `false`.
     pub fn push_many(&self, batch: &mut Vec<T>) -> bool {
+        self.push_many_and_release(batch, 0)
+    }
+
+    /// [`push_many`](Queue::push_many), then frees `unused` more places the caller holds, as
+    /// [`release`](Queue::release) does, under one lock: a producer about to wait for something
+    /// else queues what it made and gives back the places it will not fill meanwhile with one lock
+    /// instead of two.
+    pub fn push_many_and_release(&self, batch: &mut Vec<T>, unused: usize) -> bool {
         if batch.is_empty() {
+            self.release(unused);
             return true;
         }
+        let mut wakes = Wakes::default();
         let mut state = self.lock();
-        if state.closed {
+        let queued = if state.closed {
             state.taken -= batch.len();
-            return false;
-        }
-        if state.items.is_empty() {
-            // The batch becomes the queue, and the queue's empty buffer the next batch: no item is
-            // copied, nothing is allocated or freed under the lock.
-            let empty = Vec::from(std::mem::take(&mut state.items));
-            state.items = VecDeque::from(std::mem::replace(batch, empty));
+            false
         } else {
-            state.items.extend(batch.drain(..));
+            if state.items.is_empty() {
+                // The batch becomes the queue, and the queue's empty buffer the next batch: no item
+                // is copied, nothing is allocated or freed under the lock.
+                let empty = Vec::from(std::mem::take(&mut state.items));
+                state.items = VecDeque::from(std::mem::replace(batch, empty));
+            } else {
+                state.items.extend(batch.drain(..));
+            }
+            wakes.worker = state.search();
+            true
+        };
+        if unused > 0 {
+            state.free_slots(unused, &mut wakes);
         }
-        let waker = state.search();
         drop(state);
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-        true
+        wakes.wake();
+        queued
     }
 
     /// Takes the next item into `into` (which is empty), freeing its place, and parks the worker
@@ -1151,6 +1166,52 @@ mod tests {
         assert_eq!(hands.drain(..).collect::<Vec<_>>(), [4]);
         // Refused, with every place freed by the consumer's last visit, the queue closes.
         queue.refuse();
+        assert_eq!(
+            queue.release_and_try_take_many(1, &mut seat, 16, 1, &mut hands),
+            Some(false)
+        );
+        assert!(queue.slots_home());
+        queue.leave(&seat);
+    }
+
+    #[test]
+    fn a_producer_queues_its_batch_and_frees_its_unused_places_under_one_lock() {
+        let queue: Queue<u32> = Queue::new(4);
+        let mut seat = queue.seat();
+        let mut hands = std::collections::VecDeque::new();
+        assert_eq!(queue.try_reserve_many(4), Ok(4));
+        let cx = &mut Context::from_waker(Waker::noop());
+        let mut waiting = Box::pin(queue.reserve());
+        assert!(waiting.as_mut().poll(cx).is_pending());
+        // Two of the four places hold items; of the other two, the first goes to the producer in
+        // line and the second is free.
+        assert!(queue.push_many_and_release(&mut vec![1, 2], 2));
+        let Poll::Ready(Ok(place)) = waiting.as_mut().poll(cx) else {
+            panic!("the producer in line was granted a freed place");
+        };
+        assert_eq!(queue.try_reserve_many(4), Ok(1), "one place is free");
+        queue.release(1);
+        assert_eq!(
+            queue.release_and_try_take_many(0, &mut seat, 16, 1, &mut hands),
+            Some(true)
+        );
+        assert_eq!(hands.drain(..).collect::<Vec<_>>(), [1, 2]);
+        // An empty batch only frees places.
+        assert!(queue.push_many_and_release(&mut Vec::new(), 0));
+        place.push(3).unwrap();
+        assert_eq!(queue.try_reserve_many(4), Ok(1));
+        assert!(queue.push_many_and_release(&mut Vec::new(), 1));
+        assert_eq!(
+            queue.release_and_try_take_many(2, &mut seat, 16, 1, &mut hands),
+            Some(true)
+        );
+        assert_eq!(hands.drain(..).collect::<Vec<_>>(), [3]);
+        // Closed: nothing is queued, and the items' places and the unused ones all come back.
+        assert_eq!(queue.try_reserve_many(4), Ok(3));
+        queue.close();
+        let mut late = vec![4, 5];
+        assert!(!queue.push_many_and_release(&mut late, 1));
+        assert_eq!(late, [4, 5], "the items stay with the producer");
         assert_eq!(
             queue.release_and_try_take_many(1, &mut seat, 16, 1, &mut hands),
             Some(false)
