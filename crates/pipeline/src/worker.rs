@@ -316,9 +316,12 @@ pub(crate) async fn run<T, U, E, F, Fut>(
         if input.handed_on() && threads > 1 && !cheap && !last_waited {
             step_aside().await;
         }
-        let started = match (waited, ended.take()) {
-            (false, Some(at)) => at,
-            _ => Mark::now(on_counter),
+        // The one item taken after an item that waited is not timed: it is not cheap, whatever
+        // it takes, so that a worker whose items wait reads no clock.
+        let started = match (last_waited, waited, ended.take()) {
+            (true, _, _) => None,
+            (false, false, Some(at)) => Some(at),
+            _ => Some(Mark::now(on_counter)),
         };
         counters.add_in(taken.len());
         let (mut finished, mut passed, mut waited) = (0u32, 0, false);
@@ -369,10 +372,14 @@ pub(crate) async fn run<T, U, E, F, Fut>(
         busy.set(false);
         counters.add_out(passed);
         done = finished as usize;
-        let (now, spent) = started.elapsed();
-        cheap = !waited && spent < CHEAP * finished;
+        (cheap, ended) = match started {
+            Some(started) => {
+                let (now, spent) = started.elapsed();
+                (!waited && spent < CHEAP * finished, Some(now))
+            }
+            None => (false, None),
+        };
         last_waited = waited;
-        ended = Some(now);
     }
 }
 
