@@ -262,7 +262,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         described,
         round_trip_ns: before.zip(round_trip_ns()),
     };
-    let md = to_markdown(&rows, go, &machine);
+    let md = to_markdown(&rows, go, !go_figures.is_empty(), &machine);
     std::fs::write(out.join("summary.json"), to_json(&rows)).map_err(|e| e.to_string())?;
     std::fs::write(out.join("summary.md"), &md).map_err(|e| e.to_string())?;
     eprintln!(
@@ -678,7 +678,7 @@ fn to_json(rows: &[Row]) -> String {
     json
 }
 
-fn to_markdown(rows: &[Row], go: bool, machine: &Machine) -> String {
+fn to_markdown(rows: &[Row], go: bool, go_ran: bool, machine: &Machine) -> String {
     let mut md = format!("{}\n\n", machine.described);
     let barred = rows.iter().filter(|row| row.target.is_some()).count();
     let met = rows.iter().filter(|row| row.met() == Some(true)).count();
@@ -712,6 +712,11 @@ fn to_markdown(rows: &[Row], go: bool, machine: &Machine) -> String {
     }
     if !go {
         md.push_str("\n(No Go column: run with `--go` on a machine with a Go toolchain.)\n");
+    } else if !go_ran {
+        md.push_str(
+            "\n(No Go column: `--go` found no Go toolchain. On Debian: `sudo apt-get install golang-go \
+             golang-golang-x-sync-dev golang-golang-x-time-dev`.)\n",
+        );
     }
     if let Some((before, after)) = machine.round_trip_ns {
         let _ = writeln!(
@@ -744,7 +749,7 @@ fn splice(doc: &str, generated: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{DOCS_BEGIN, DOCS_END, bar_filter, splice, utc};
+    use super::{DOCS_BEGIN, DOCS_END, Machine, Row, bar_filter, splice, to_markdown, utc};
 
     #[test]
     fn the_summary_replaces_only_what_lies_between_the_markers() {
@@ -780,6 +785,33 @@ mod tests {
              pool/w8_q16_yield|pipeline/one_stage|pipeline/three_stages|cancel/fanout_10k|\
              cancel/with_timeout|ratelimit/try_acquire_unlimited)/"
         );
+    }
+
+    #[test]
+    fn a_summary_without_go_says_why_and_how_to_get_it() {
+        let machine = Machine {
+            described: "run".to_owned(),
+            round_trip_ns: None,
+        };
+        let rows = [Row {
+            case: "pool/w8_q16".to_owned(),
+            runtime: "current_thread".to_owned(),
+            unit: "ns/item",
+            ours_ns: 90.0,
+            baseline: "async_channel".to_owned(),
+            baseline_ns: 120.0,
+            target: Some(1.0),
+        }];
+        let not_asked = to_markdown(&rows, false, false, &machine);
+        assert!(not_asked.contains("run with `--go`"), "{not_asked}");
+        let not_found = to_markdown(&rows, true, false, &machine);
+        assert!(
+            not_found.contains("found no Go toolchain") && not_found.contains("golang-go"),
+            "{not_found}"
+        );
+        let ran = to_markdown(&rows, true, true, &machine);
+        assert!(!ran.contains("No Go column"), "{ran}");
+        assert!(ran.contains("1 of the 1 rows with a bar meet it"), "{ran}");
     }
 
     #[test]
