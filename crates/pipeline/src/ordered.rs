@@ -147,8 +147,9 @@ async fn reorder<U>(window: Arc<Window<U>>, mut out: Producer<Item<U>>, counters
         }
         for done in arrived.drain(..) {
             let at = usize::try_from(done.seq - next).expect("within the window");
-            if at >= waiting.len() {
-                waiting.resize_with(at + 1, || None);
+            // Items mostly arrive in order, a place or two past the end: pushed one at a time.
+            while waiting.len() <= at {
+                waiting.push_back(None);
             }
             waiting[at] = Some(done);
         }
