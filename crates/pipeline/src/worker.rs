@@ -401,8 +401,10 @@ pub(crate) async fn run_flat<T, I, E, F, Fut>(
     let ctx = shared.ctx.alias();
     let looks = looks_before_parking();
     let mut taken = VecDeque::with_capacity(1);
+    // The last item, done with: its place is freed under the lock of the next take.
+    let mut done = 0;
     loop {
-        let took = next_batch(&mut input, 0, &mut taken, &mut output, 1, true, looks).await;
+        let took = next_batch(&mut input, done, &mut taken, &mut output, 1, true, looks).await;
         let Some(item) = taken.pop_front().filter(|_| took.is_some()) else {
             return;
         };
@@ -411,7 +413,7 @@ pub(crate) async fn run_flat<T, I, E, F, Fut>(
         let iter = match call(&shared, &ctx, &counters, &*f, item, true).await {
             Step::Pass(items) => items,
             Step::Drop => {
-                input.done(1);
+                done = 1;
                 continue;
             }
             Step::Stop => return,
@@ -435,7 +437,7 @@ pub(crate) async fn run_flat<T, I, E, F, Fut>(
             output.push(Item { index, value });
             counters.add_out(1);
         }
-        input.done(1);
+        done = 1;
     }
 }
 
