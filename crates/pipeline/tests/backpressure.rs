@@ -38,3 +38,37 @@ async fn a_stalled_consumer_bounds_what_is_pulled_from_the_source() {
     assert_eq!(pulled.count(), count, "and then nothing more");
     drop(out);
 }
+
+/// The same with items that wait before they finish, as calls to a service do: a worker then takes
+/// one item and reserves one place downstream at a time, and frees an item's place with its next
+/// take; none of that lets it pull past the bound.
+#[tokio::test(start_paused = true)]
+async fn a_stalled_consumer_bounds_what_is_pulled_when_items_wait() {
+    let pulled = Pulled::default();
+    let out = Pipeline::new(&Context::new())
+        .source(pulled.source(u64::MAX))
+        .buffer(7)
+        .map(3, |_ctx, i| async move {
+            tokio::task::yield_now().await;
+            Ok::<_, String>(i)
+        })
+        .buffer(5)
+        .flat_map(2, |_ctx, i| async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            Ok(Some(i))
+        })
+        .buffer(4)
+        .output();
+    tokio::time::sleep(Duration::from_secs(10)).await; // nobody reads the output
+    // The source's buffer of 7; map: 3 workers + 5; flat_map: 2 workers + 4; 1 for the output's hand.
+    let bound = 7 + (3 + 5) + (2 + 4) + 1;
+    let count = pulled.count();
+    assert!(count <= bound, "{count} pulled, bound {bound}");
+    assert!(
+        count > bound / 2,
+        "the buffers did fill: {count} of {bound}"
+    );
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(pulled.count(), count, "and then nothing more");
+    drop(out);
+}
