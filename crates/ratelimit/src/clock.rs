@@ -1,11 +1,14 @@
 //! A limiter's time line: nanoseconds since its creation.
 //!
-//! Two sources, chosen once, at the limiter's first read of the time (its first `try_acquire`,
-//! `acquire` or `reserve`), and kept:
+//! Two sources, chosen at the limiter's first read of the time (its first `try_acquire`, `acquire`
+//! or `reserve`):
 //!
 //! - **The CPU's counter** (the TSC through `quanta`, a few nanoseconds a read), when that first
 //!   read happens inside a tokio runtime whose clock runs: the decision `try_acquire` makes on every
-//!   call reads the counter, not the system clock.
+//!   call reads the counter, not the system clock. The counter is calibrated once per process, on a
+//!   thread of its own (`bounded_sync::clock`), never on the caller's: until it is, the time line
+//!   reads tokio's clock, and the first read after it is takes the counter on from where tokio's
+//!   clock had the time line, and keeps it.
 //! - **tokio's clock** otherwise: when it is paused there (`start_paused`, `pause()`), so that
 //!   `advance` and auto-advance drive the limiter exactly as they drive tokio's timers, and outside
 //!   any runtime, where nothing tells which clock the limiter will be used on.
@@ -23,8 +26,10 @@ use tokio::time::Instant;
 pub(crate) struct Clock {
     /// The time line's 0 on tokio's clock.
     origin: Instant,
-    /// The source, chosen at the first read: the counter, or tokio's clock (`None`).
-    counter: OnceLock<Option<Counter>>,
+    /// Whether the time line is to run on the counter, decided at the first read and kept.
+    wants_counter: OnceLock<bool>,
+    /// The counter, from the first read that finds it calibrated on (only if `wants_counter`).
+    counter: OnceLock<Counter>,
 }
 
 #[derive(Debug)]
@@ -40,30 +45,45 @@ impl Clock {
     pub(crate) fn start() -> Self {
         Clock {
             origin: Instant::now(),
-            counter: if cfg!(bounded_loom) {
-                OnceLock::from(None)
+            wants_counter: if cfg!(bounded_loom) {
+                OnceLock::from(false)
             } else {
                 OnceLock::new()
             },
+            counter: OnceLock::new(),
         }
     }
 
+    /// The counter, if it is the time line's source by now.
     #[inline]
     fn counter(&self) -> Option<&Counter> {
-        self.counter
-            .get_or_init(|| {
-                bounded_sync::clock::tokio_clock_runs().then(|| {
-                    // One counter for the process, shared with the pool's and the group's timings:
-                    // calibrated here if they have not done it yet.
-                    let clock = bounded_sync::clock::counter();
-                    Counter {
-                        raw: clock.raw(),
-                        base: self.since_origin(Instant::now()),
-                        clock,
-                    }
-                })
-            })
-            .as_ref()
+        match self.counter.get() {
+            Some(counter) => Some(counter),
+            None => self.take_counter(bounded_sync::clock::counter_if_ready),
+        }
+    }
+
+    /// Until the counter is the source: decides, at the first read, whether it is to be (a runtime
+    /// whose clock runs), and makes it the source at the first read that finds it calibrated by
+    /// `ready`, which never waits. One counter for the process, shared with the pool's and the
+    /// group's timings.
+    #[inline(never)]
+    fn take_counter(
+        &self,
+        ready: impl FnOnce() -> Option<&'static quanta::Clock>,
+    ) -> Option<&Counter> {
+        if !*self
+            .wants_counter
+            .get_or_init(bounded_sync::clock::tokio_clock_runs)
+        {
+            return None;
+        }
+        let clock = ready()?;
+        Some(self.counter.get_or_init(|| Counter {
+            raw: clock.raw(),
+            base: self.since_origin(Instant::now()),
+            clock,
+        }))
     }
 
     /// Nanoseconds since the origin, now.
@@ -148,11 +168,22 @@ mod tests {
         runtime().block_on(async { assert!(clock.counter().is_none()) });
     }
 
+    /// The process's counter, once its calibration (started here if need be) is done.
+    fn calibrated() -> &'static quanta::Clock {
+        loop {
+            match bounded_sync::clock::counter_if_ready() {
+                Some(counter) => return counter,
+                None => std::thread::sleep(Duration::from_millis(1)),
+            }
+        }
+    }
+
     #[test]
     fn built_outside_a_runtime_and_first_read_inside_a_running_one_the_counter_is_the_source() {
         if cfg!(bounded_loom) {
             return;
         }
+        calibrated();
         let clock = Clock::start();
         std::thread::sleep(Duration::from_millis(20));
         runtime().block_on(async {
@@ -167,10 +198,52 @@ mod tests {
     }
 
     #[tokio::test(flavor = "current_thread")]
+    async fn until_the_counter_is_calibrated_the_time_line_reads_tokios_clock_then_goes_on_on_it() {
+        if cfg!(bounded_loom) {
+            return;
+        }
+        let clock = Clock::start();
+        std::thread::sleep(Duration::from_millis(20));
+        // Not calibrated yet: the read waits for nothing and the time line is tokio's.
+        assert!(clock.take_counter(|| None).is_none());
+        assert!(clock.counter.get().is_none());
+        let on_tokio = clock.since_origin(tokio::time::Instant::now());
+        assert!(on_tokio >= 20_000_000, "{on_tokio} ns after 20 ms");
+        // Calibrated: the counter takes over from where tokio's clock has the time line.
+        let counter = clock
+            .take_counter(|| Some(calibrated()))
+            .expect("calibrated");
+        assert!(counter.base >= on_tokio, "{} < {on_tokio}", counter.base);
+        let after = clock.now();
+        assert!(after >= counter.base);
+        assert!(
+            after - on_tokio < 50_000_000,
+            "the time line jumped from {on_tokio} to {after} ns"
+        );
+        // And keeps it.
+        assert!(clock.counter().is_some());
+        std::thread::sleep(Duration::from_millis(20));
+        let later = clock.now();
+        assert!(
+            (15_000_000..1_000_000_000).contains(&(later - after)),
+            "20 ms of sleep measured as {} ns",
+            later - after
+        );
+    }
+
+    #[tokio::test(flavor = "current_thread", start_paused = true)]
+    async fn on_a_paused_runtime_a_calibrated_counter_is_not_taken() {
+        let clock = Clock::start();
+        assert!(clock.take_counter(|| Some(calibrated())).is_none());
+        assert_eq!(clock.now(), 0);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
     async fn on_a_running_runtime_the_counter_measures_time_and_converts_both_ways() {
         if cfg!(bounded_loom) {
             return;
         }
+        calibrated();
         let clock = Clock::start();
         let before = clock.now();
         assert!(clock.counter().is_some());

@@ -107,10 +107,12 @@
 //! The choice is made once, so a limiter first used on a paused runtime keeps tokio's clock, and one
 //! first used on a running runtime keeps the counter even if a test pauses a runtime later: in tests,
 //! make the first call on the paused runtime. Choosing costs one microsecond of spinning (a paused
-//! clock does not move while it spins) and, for the first limiter in the process, `quanta`'s
-//! one-time calibration of the counter (quanta caps it at 200 ms; it usually ends far sooner),
-//! unless a pool or group of the process has had it calibrated already (they share one counter,
-//! `bounded_sync::clock`).
+//! clock does not move while it spins). The counter is calibrated once per process (shared with the
+//! pools and groups, `bounded_sync::clock`), on a thread of its own, never on a caller's: `quanta`
+//! spins until its estimate settles, within a millisecond on an idle core but up to its cap of 200
+//! ms on a busy one, and a runtime's worker must not spin that long. Until it is done, a limiter
+//! that chose the counter reads tokio's clock, and the first read after takes the counter on from
+//! where tokio's clock had the time line.
 //!
 //! tokio's timer has millisecond resolution, so the driver wakes on millisecond ticks: with a bucket
 //! shorter than that (a burst below `rate / 1000`) waiters are granted at most one bucket per tick, and

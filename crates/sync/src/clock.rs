@@ -2,16 +2,13 @@
 //! monotonic clock behind `std::time::Instant` costs several times that, which matters to code that
 //! reads the time once per job.
 //!
-//! `quanta` calibrates the counter against the system clock once per process, spinning for a while
-//! (it caps this at 200 ms; it usually ends within a millisecond). Two ways in:
-//!
-//! - [`counter_if_ready`] never waits: the first call starts the calibration on a thread of its own,
-//!   and it answers `None` until that is done, so that no runtime thread ever spins for it. For
-//!   timings that can fall back on `std::time::Instant` meanwhile. That thread is the only one this
-//!   module starts, once per process; it ends as soon as the counter is calibrated, holds nothing
-//!   else, and nothing waits for it or stops it.
-//! - [`counter`] calibrates on the caller's thread if no one has yet (or waits for the calibration
-//!   under way). For a time line that must keep one source from its first reading on.
+//! `quanta` calibrates the counter against the system clock once per process, spinning until its
+//! estimate settles (it caps this at 200 ms; on an idle core it ends within a millisecond, but a
+//! thread that other threads keep preempting can spin to the cap). So no caller ever waits for it:
+//! [`counter_if_ready`] starts the calibration on a thread of its own at its first call and answers
+//! `None` until it is done, and its callers read another clock meanwhile. That thread is the only
+//! one this module starts, once per process; it ends as soon as the counter is calibrated, holds
+//! nothing else, and nothing waits for it or stops it.
 //!
 //! Built with `--cfg bounded_loom`, there is no counter: [`counter_if_ready`] always answers `None`.
 
@@ -19,11 +16,6 @@ use std::sync::{Once, OnceLock};
 use std::time::Duration;
 
 static COUNTER: OnceLock<quanta::Clock> = OnceLock::new();
-
-/// The calibrated counter, calibrating it here first if need be.
-pub fn counter() -> &'static quanta::Clock {
-    COUNTER.get_or_init(quanta::Clock::new)
-}
 
 /// The calibrated counter, or `None` while it is not calibrated yet: the first call starts the
 /// calibration on a thread of its own. (Where no thread can be started, it stays `None`.)
@@ -51,7 +43,7 @@ pub fn counter_if_ready() -> Option<&'static quanta::Clock> {
     CALIBRATION.call_once(|| {
         let _ = std::thread::Builder::new()
             .name("bounded counter calibration".into())
-            .spawn(counter);
+            .spawn(|| COUNTER.get_or_init(quanta::Clock::new));
     });
     None
 }
