@@ -49,6 +49,22 @@
 //!    queue their successors, or submitters on another thread) does not keep its thread from the
 //!    runtime's other tasks. Counted in the worker rather than on tokio's budget, which would cost
 //!    two reads of a thread-local per take.
+//! 8. On one thread each worker is a tokio task. With threads to spare, a worker starts on a task of
+//!    its own (a `Shell`), and the first time a job of its waits it moves into the pool's one
+//!    `Host`: a tokio task that polls up to `PLACES` workers, each through a waker of its own
+//!    (`bounded_sync::places`), so that workers whose jobs wait run one after another on one thread
+//!    instead of handing each other over between threads. A hosted worker leaves for a new task of
+//!    its own when it parks on the queue (so a parked worker is never stuck behind a job that holds
+//!    the host's thread, and a submission still wakes a worker that can run at once) and when it
+//!    steps aside for a worker it woke (queue invariant 7). The worker tells the task polling it
+//!    through the thread-local `ASK`, read after each poll. A worker moves only between polls, and
+//!    its new task polls it at once, so a wake that went to its old task's waker is never lost:
+//!    the poll sees what the wake was for. `Hosting` (under its lock) holds the workers on their
+//!    way in and whether the host's task runs; the host ends when it holds none, and an adopt after
+//!    that starts a new one. A host dropped before it ended (an abort, a runtime shutting down)
+//!    drops the workers on their way in too, so each counts itself out (invariant 5); after an
+//!    abort no worker moves in. Every task is spawned with its handle kept for an abort, as in
+//!    invariant 4.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
@@ -64,6 +80,7 @@ use bounded_cancel::Context;
 use bounded_cancel::live::TaskCounter;
 use bounded_sync::Mutex;
 use bounded_sync::busy::{Busy, LastJob, PollClock, step_aside};
+use bounded_sync::places::{PLACES, Places};
 use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinHandle};
 
@@ -139,6 +156,8 @@ pub(crate) struct Inner {
     /// by its runtime (invariant 5).
     stopping: AtomicBool,
     tasks: TaskCounter,
+    /// Where workers whose jobs wait are polled together (invariant 8).
+    hosting: Mutex<Hosting>,
     /// Workers being polled right now: the threads the pool keeps busy (queue invariant 7).
     busy: Busy,
     /// The pool's name, for its spans and events.
@@ -187,6 +206,7 @@ impl Pool {
             stopping: AtomicBool::new(false),
             busy: Busy::default(),
             tasks: TaskCounter::new(format!("{name} worker")),
+            hosting: Mutex::default(),
             name: name.clone(),
         });
         inner.spawn_workers(workers);
@@ -768,34 +788,90 @@ impl Inner {
     }
 
     fn spawn_workers(self: &Arc<Self>, n: usize) {
-        // Spawned before the lock is taken: no lock is held across `tokio::spawn` (see bounded-sync).
         let threads = tokio::runtime::Handle::current().metrics().num_workers();
-        let spawned: Vec<_> = (0..n)
-            .map(|_| {
-                self.headcount.started();
-                // Counted before the task exists, and given to it as an argument, so that even a
-                // worker dropped before its first poll counts itself out.
-                self.live.add();
-                let alive = Alive {
-                    inner: self.clone(),
-                    tally: Some(self.counters.enroll()),
-                    ended: false,
-                };
-                let worker = Box::pin(worker(alive, threads));
-                tokio::spawn(self.tasks.track(CountPolls {
-                    worker,
-                    inner: self.clone(),
-                    threads,
-                }))
+        let workers = (0..n).map(|_| {
+            self.headcount.started();
+            // Counted before the worker exists, and given to it as an argument, so that even a
+            // worker dropped before its first poll counts itself out.
+            self.live.add();
+            let alive = Alive {
+                inner: self.clone(),
+                tally: Some(self.counters.enroll()),
+                ended: false,
+            };
+            let worker: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(worker(alive, threads));
+            Box::pin(CountPolls {
+                worker,
+                inner: self.clone(),
+                threads,
             })
-            .collect();
+        });
+        match threads {
+            // One thread: a task per worker, each woken by tokio directly (invariant 8).
+            1 => {
+                // Spawned before the lock is taken: no lock is held across `tokio::spawn` (see
+                // bounded-sync).
+                let spawned = workers.map(|w| tokio::spawn(self.tasks.track(w))).collect();
+                self.keep_handles(spawned);
+            }
+            _ => workers.for_each(|worker| self.spawn_shell(worker)),
+        }
+    }
+
+    /// Runs a worker on a task of its own (invariant 8).
+    fn spawn_shell(self: &Arc<Self>, worker: Worker) {
+        let shell = Shell {
+            inner: self.clone(),
+            worker: Some(worker),
+        };
+        let handle = tokio::spawn(self.tasks.track(shell));
+        self.keep_handles(vec![handle]);
+    }
+
+    /// Takes a worker whose job waits into the host, starting the host's task if it is not running;
+    /// hands the worker back when the host is full or the pool is stopping (invariant 8).
+    fn adopt(self: &Arc<Self>, worker: Worker) -> Result<(), Worker> {
+        let mut hosting = self.hosting.lock();
+        if hosting.held >= PLACES || self.stopping.load(Ordering::Acquire) {
+            return Err(worker);
+        }
+        hosting.inbox.push(worker);
+        hosting.held += 1;
+        if hosting.running {
+            let waker = hosting.waker.take();
+            drop(hosting);
+            if let Some(waker) = waker {
+                waker.wake();
+            }
+            return Ok(());
+        }
+        hosting.running = true;
+        drop(hosting);
+        let host = Host {
+            inner: self.clone(),
+            workers: Vec::new(),
+            free: Vec::new(),
+            places: Places::new(),
+            ended: false,
+        };
+        let handle = tokio::spawn(self.tasks.track(host));
+        self.keep_handles(vec![handle]);
+        Ok(())
+    }
+
+    /// Keeps the handles of tasks just spawned, so that an abort finds them.
+    fn keep_handles(&self, spawned: Vec<JoinHandle<()>>) {
         let mut handles = self.handles.lock();
         // An abort on another thread sets `stopping` before it takes this lock to abort the handles
-        // it finds: workers it cannot have found are aborted here, so none outlives an abort.
+        // it finds: tasks it cannot have found are aborted here, so none outlives an abort.
         if self.stopping.load(Ordering::Acquire) {
             spawned.iter().for_each(JoinHandle::abort);
         }
-        handles.retain(|h| !h.is_finished());
+        // Handles of tasks that ended are dropped before the list would grow: workers move between
+        // tasks, and the list must not grow with every move.
+        if handles.len() + spawned.len() > handles.capacity() {
+            handles.retain(|h| !h.is_finished());
+        }
         handles.extend(spawned);
     }
 
@@ -1175,14 +1251,14 @@ where
 
 /// A worker, counted in the pool's `busy` while it is polled on a runtime with threads to spare
 /// (queue invariant 7).
-struct CountPolls<F> {
+struct CountPolls<F: ?Sized> {
     worker: Pin<Box<F>>,
     inner: Arc<Inner>,
     /// The worker threads of its runtime: with one, nothing is handed on and nothing is counted.
     threads: usize,
 }
 
-impl<F: Future<Output = ()>> Future for CountPolls<F> {
+impl<F: Future<Output = ()> + ?Sized> Future for CountPolls<F> {
     type Output = ();
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
@@ -1192,6 +1268,163 @@ impl<F: Future<Output = ()>> Future for CountPolls<F> {
         }
         let _polled = this.inner.busy.enter();
         this.worker.as_mut().poll(cx)
+    }
+}
+
+/// A worker, boxed so that it can move between the tasks that poll it (invariant 8).
+type Worker = Pin<Box<CountPolls<dyn Future<Output = ()> + Send>>>;
+
+/// Where a worker asks to be polled next, told through `ASK` to the task that polls it (invariant 8).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    Stay,
+    /// Its job waits: it joins the pool's host.
+    Join,
+    /// It parked on the queue, or stepped aside for a worker it woke: it goes on in a task of its own.
+    Leave,
+}
+
+thread_local! {
+    static ASK: Cell<Ask> = const { Cell::new(Ask::Stay) };
+}
+
+/// Steps aside for the worker just woken, so that an idle thread runs one of the two (queue
+/// invariant 7), in a task of its own (invariant 8).
+async fn step_aside_from_host() {
+    ASK.set(Ask::Leave);
+    step_aside().await;
+}
+
+/// The host's intake: workers on their way in, and whether its task runs (invariant 8).
+#[derive(Default)]
+struct Hosting {
+    inbox: Vec<Worker>,
+    waker: Option<std::task::Waker>,
+    running: bool,
+    /// Workers in the host's places or in `inbox`.
+    held: usize,
+}
+
+/// A worker on a task of its own, on a runtime with threads to spare (invariant 8).
+struct Shell {
+    inner: Arc<Inner>,
+    worker: Option<Worker>,
+}
+
+impl Future for Shell {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        let this = &mut *self;
+        let Some(worker) = this.worker.as_mut() else {
+            return std::task::Poll::Ready(());
+        };
+        ASK.set(Ask::Stay);
+        if worker.as_mut().poll(cx).is_ready() {
+            this.worker = None;
+            return std::task::Poll::Ready(());
+        }
+        if ASK.replace(Ask::Stay) == Ask::Join
+            && let Some(worker) = this.worker.take()
+        {
+            match this.inner.adopt(worker) {
+                Ok(()) => return std::task::Poll::Ready(()),
+                Err(worker) => this.worker = Some(worker),
+            }
+        }
+        std::task::Poll::Pending
+    }
+}
+
+/// The workers of a pool whose jobs wait, polled by one tokio task, each through a waker of its own
+/// (invariant 8).
+struct Host {
+    inner: Arc<Inner>,
+    workers: Vec<Option<Worker>>,
+    free: Vec<usize>,
+    places: Places,
+    /// It returned, having found nothing to hold, and gave the intake up.
+    ended: bool,
+}
+
+impl Future for Host {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        let this = &mut *self;
+        let arrivals = {
+            let mut hosting = this.inner.hosting.lock();
+            match &hosting.waker {
+                Some(stored) if stored.will_wake(cx.waker()) => {}
+                _ => hosting.waker = Some(cx.waker().clone()),
+            }
+            std::mem::take(&mut hosting.inbox)
+        };
+        let mut woken = this.places.take(cx.waker());
+        for worker in arrivals {
+            let place = match this.free.pop() {
+                Some(place) => place,
+                None => {
+                    this.workers.push(None);
+                    this.workers.len() - 1
+                }
+            };
+            this.workers[place] = Some(worker);
+            // Polled at once: it waited on the waker of the task it came from.
+            woken |= 1 << place;
+        }
+        while woken != 0 {
+            let place = woken.trailing_zeros() as usize;
+            woken &= woken - 1;
+            let Some(worker) = this.workers[place].as_mut() else {
+                // Woken by a waker an earlier worker of the place kept.
+                continue;
+            };
+            ASK.set(Ask::Stay);
+            let waker = this.places.waker(place);
+            let ready = worker
+                .as_mut()
+                .poll(&mut std::task::Context::from_waker(waker))
+                .is_ready();
+            let leave = ASK.replace(Ask::Stay) == Ask::Leave;
+            if !ready && !leave {
+                continue;
+            }
+            let worker = this.workers[place].take();
+            this.free.push(place);
+            this.inner.hosting.lock().held -= 1;
+            if let (false, Some(worker)) = (ready, worker) {
+                this.inner.spawn_shell(worker);
+            }
+        }
+        let mut hosting = this.inner.hosting.lock();
+        if hosting.held > 0 {
+            return std::task::Poll::Pending;
+        }
+        hosting.running = false;
+        hosting.waker = None;
+        this.ended = true;
+        std::task::Poll::Ready(())
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if self.ended {
+            // It ended with nothing to hold: a host started since owns the intake.
+            return;
+        }
+        let inbox = {
+            let mut hosting = self.inner.hosting.lock();
+            hosting.running = false;
+            hosting.waker = None;
+            let inbox = std::mem::take(&mut hosting.inbox);
+            hosting.held -= inbox.len();
+            hosting.held -= self.workers.iter().flatten().count();
+            inbox
+        };
+        // Dropped outside the lock: a worker's drop counts its job and may abort the pool.
+        drop(inbox);
     }
 }
 
@@ -1269,7 +1502,7 @@ async fn worker(mut alive: Alive, threads: usize) {
                             // The worker woken for the jobs given back sits in this thread's
                             // next-task slot, which no other thread takes from: stepping aside lets
                             // the idle thread take one of the two (queue invariant 7).
-                            step_aside().await;
+                            step_aside_from_host().await;
                             LastJob::Long
                         }
                     };
@@ -1314,6 +1547,7 @@ async fn worker(mut alive: Alive, threads: usize) {
                 |searching| inner.busy.hand_on_now(threads, last, searching),
             );
             if took.is_pending() {
+                ASK.set(Ask::Leave);
                 clock.waited();
                 takes = 0;
             }
@@ -1337,7 +1571,7 @@ async fn worker(mut alive: Alive, threads: usize) {
             // The worker it woke sits in this thread's next-task slot, which no other thread takes
             // from: stepping aside puts this worker in the thread's queue instead, where an idle
             // thread takes it (queue invariant 7).
-            step_aside().await;
+            step_aside_from_host().await;
             clock.waited();
             takes = 0;
         }
@@ -1503,6 +1737,7 @@ impl Future for InRun<'_, '_> {
         if polled.is_pending() {
             this.waited = true;
             this.hands.give_back();
+            ASK.set(Ask::Join);
         }
         polled
     }
@@ -1539,6 +1774,9 @@ impl Future for Running<'_> {
                 }
             },
         };
+        if polled.is_pending() && !self.waited {
+            ASK.set(Ask::Join);
+        }
         if polled.is_pending() {
             self.waited = true;
             if let Some(queue) = self.owed.take() {
