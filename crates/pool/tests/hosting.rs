@@ -1,0 +1,207 @@
+//! On a multi-thread runtime, workers whose jobs wait share one tokio task: their jobs run there,
+//! one after another on one thread. What must hold whatever task polls a worker: every job runs once
+//! and is counted once, an abort or a runtime shutting down drops every job wherever its worker is,
+//! and nothing outlives the pool.
+
+#[path = "support/two_threads.rs"]
+mod two_threads;
+use two_threads::two_thread_runtime;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bounded_cancel::live;
+use bounded_pool::{JobError, Pool};
+use tokio::sync::Barrier;
+
+/// Counts itself when dropped: the job that holds it has been dropped, run or not.
+struct Dropped(Arc<AtomicUsize>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Waits until `running` jobs of the pool have started and not ended.
+async fn until_running(pool: &Pool, running: u64) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while pool.metrics().running < running {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    })
+    .await
+    .expect("the jobs start");
+}
+
+/// Eight jobs that each wait once, then meet at a barrier, then name the tokio task polling them:
+/// all eight name the same one, where a task per worker would name eight. Twenty rounds, each on a
+/// fresh runtime.
+#[test]
+fn jobs_that_wait_run_on_one_task_on_a_multi_thread_runtime() {
+    for round in 0..20 {
+        let runtime = two_thread_runtime();
+        let tasks = runtime.block_on(async {
+            tokio::spawn(async {
+                let pool = Pool::builder().workers(8).queue(8).build().unwrap();
+                let barrier = Arc::new(Barrier::new(8));
+                let mut handles = Vec::new();
+                for _ in 0..8 {
+                    let barrier = barrier.clone();
+                    let job = move |_ctx| async move {
+                        tokio::task::yield_now().await;
+                        barrier.wait().await;
+                        Ok::<_, String>(tokio::task::id())
+                    };
+                    handles.push(pool.submit(job).await.unwrap());
+                }
+                let mut tasks = HashSet::new();
+                for handle in handles {
+                    tasks.insert(handle.await.unwrap());
+                }
+                assert_eq!(pool.shutdown().await.completed, 8);
+                tasks
+            })
+            .await
+            .unwrap()
+        });
+        assert_eq!(
+            tasks.len(),
+            1,
+            "round {round}: eight jobs that waited ran on {} tasks",
+            tasks.len()
+        );
+    }
+}
+
+/// Dropping a pool whose waiting jobs share a task drops every job, resolves every handle as
+/// cancelled, counts each as cancelled, and leaves no task behind. Ten rounds.
+#[test]
+fn dropping_a_pool_drops_the_jobs_that_share_a_task() {
+    for round in 0..10 {
+        let runtime = two_thread_runtime();
+        runtime.block_on(async {
+            tokio::spawn(async move {
+                let pool = Pool::builder().workers(8).queue(8).build().unwrap();
+                let dropped = Arc::new(AtomicUsize::new(0));
+                let mut handles = Vec::new();
+                for _ in 0..8 {
+                    let guard = Dropped(dropped.clone());
+                    let job = move |_ctx| async move {
+                        let _guard = guard;
+                        tokio::task::yield_now().await;
+                        std::future::pending::<()>().await;
+                        Ok::<_, String>(())
+                    };
+                    handles.push(pool.submit(job).await.unwrap());
+                }
+                until_running(&pool, 8).await;
+                drop(pool);
+                for handle in handles {
+                    assert!(
+                        matches!(handle.await, Err(JobError::Cancelled)),
+                        "round {round}: a job outlived its pool"
+                    );
+                }
+                assert_eq!(dropped.load(Ordering::SeqCst), 8, "round {round}");
+                live::assert_none_alive().await;
+            })
+            .await
+            .unwrap();
+        });
+    }
+}
+
+/// A runtime that shuts down while waiting jobs share a task takes every one of them with it, and
+/// the pool, used from another runtime, reports each as cancelled. Ten rounds.
+#[test]
+fn a_runtime_shutting_down_drops_the_jobs_that_share_a_task() {
+    for round in 0..10 {
+        let first = two_thread_runtime();
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let pool = first.block_on(async {
+            let pool = Pool::builder().workers(8).queue(8).build().unwrap();
+            for _ in 0..8 {
+                let guard = Dropped(dropped.clone());
+                let job = move |_ctx| async move {
+                    let _guard = guard;
+                    tokio::task::yield_now().await;
+                    std::future::pending::<()>().await;
+                    Ok::<_, String>(())
+                };
+                pool.submit_detached(job).await.unwrap();
+            }
+            until_running(&pool, 8).await;
+            pool
+        });
+        drop(first);
+        assert_eq!(dropped.load(Ordering::SeqCst), 8, "round {round}");
+        let second = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let report = second.block_on(pool.shutdown());
+        assert_eq!(
+            (report.submitted, report.cancelled),
+            (8, 8),
+            "round {round}"
+        );
+    }
+}
+
+/// Jobs that wait a little and jobs that finish at once, from four submitters, on a pool of four
+/// workers: workers move into the shared task and out of it all the time (each parks whenever the
+/// queue runs dry). Every job runs exactly once and the report adds up. Twenty rounds.
+#[test]
+fn workers_moving_between_tasks_run_every_job_once() {
+    const EACH: usize = 2_000;
+    for round in 0..20 {
+        let runtime = two_thread_runtime();
+        runtime.block_on(async {
+            tokio::spawn(async move {
+                let pool = Arc::new(Pool::builder().workers(4).queue(4).build().unwrap());
+                let ran: Arc<Vec<AtomicUsize>> =
+                    Arc::new((0..4 * EACH).map(|_| AtomicUsize::new(0)).collect());
+                let submitters: Vec<_> = (0..4)
+                    .map(|s| {
+                        let (pool, ran) = (pool.clone(), ran.clone());
+                        tokio::spawn(async move {
+                            for n in 0..EACH {
+                                let id = s * EACH + n;
+                                let ran = ran.clone();
+                                let job = move |_ctx| async move {
+                                    if id % 3 == 0 {
+                                        tokio::task::yield_now().await;
+                                    }
+                                    ran[id].fetch_add(1, Ordering::SeqCst);
+                                    Ok::<_, String>(())
+                                };
+                                pool.submit_detached(job).await.unwrap();
+                                if n % 64 == 0 {
+                                    // The queue runs dry now and then, and workers park.
+                                    tokio::time::sleep(Duration::from_micros(50)).await;
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                for submitter in submitters {
+                    submitter.await.unwrap();
+                }
+                let report = pool.shutdown().await;
+                assert_eq!(
+                    (report.submitted, report.completed),
+                    (4 * EACH as u64, 4 * EACH as u64),
+                    "round {round}"
+                );
+                let twice = ran.iter().filter(|n| n.load(Ordering::SeqCst) != 1).count();
+                assert_eq!(twice, 0, "round {round}: jobs run other than once");
+                live::assert_none_alive().await;
+            })
+            .await
+            .unwrap();
+        });
+    }
+}
