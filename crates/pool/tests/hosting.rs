@@ -172,7 +172,7 @@ fn workers_moving_between_tasks_run_every_job_once() {
                                 let id = s * EACH + n;
                                 let ran = ran.clone();
                                 let job = move |_ctx| async move {
-                                    if id % 3 == 0 {
+                                    if id.is_multiple_of(3) {
                                         tokio::task::yield_now().await;
                                     }
                                     ran[id].fetch_add(1, Ordering::SeqCst);
