@@ -25,6 +25,14 @@ impl Drop for Dropped {
     }
 }
 
+/// A job that waits once, so that its worker moves into the shared task, and then forever.
+async fn waits_forever(guard: Dropped) -> Result<(), String> {
+    let _guard = guard;
+    tokio::task::yield_now().await;
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
 /// Waits until `running` jobs of the pool have started and not ended.
 async fn until_running(pool: &Pool, running: u64) {
     tokio::time::timeout(Duration::from_secs(10), async {
@@ -89,13 +97,7 @@ fn dropping_a_pool_drops_the_jobs_that_share_a_task() {
                 let mut handles = Vec::new();
                 for _ in 0..8 {
                     let guard = Dropped(dropped.clone());
-                    let job = move |_ctx| async move {
-                        let _guard = guard;
-                        tokio::task::yield_now().await;
-                        std::future::pending::<()>().await;
-                        Ok::<_, String>(())
-                    };
-                    handles.push(pool.submit(job).await.unwrap());
+                    handles.push(pool.submit(move |_ctx| waits_forever(guard)).await.unwrap());
                 }
                 until_running(&pool, 8).await;
                 drop(pool);
@@ -125,13 +127,9 @@ fn a_runtime_shutting_down_drops_the_jobs_that_share_a_task() {
             let pool = Pool::builder().workers(8).queue(8).build().unwrap();
             for _ in 0..8 {
                 let guard = Dropped(dropped.clone());
-                let job = move |_ctx| async move {
-                    let _guard = guard;
-                    tokio::task::yield_now().await;
-                    std::future::pending::<()>().await;
-                    Ok::<_, String>(())
-                };
-                pool.submit_detached(job).await.unwrap();
+                pool.submit_detached(move |_ctx| waits_forever(guard))
+                    .await
+                    .unwrap();
             }
             until_running(&pool, 8).await;
             pool
