@@ -1,7 +1,8 @@
 //! On a multi-thread runtime, workers whose jobs wait share one tokio task: their jobs run there,
 //! one after another on one thread. What must hold whatever task polls a worker: every job runs once
 //! and is counted once, an abort or a runtime shutting down drops every job wherever its worker is,
-//! and nothing outlives the pool.
+//! a shrink retires workers from the shared task, a graceful shutdown waits for its jobs, a panic
+//! there takes no other job with it, and nothing outlives the pool.
 
 #[path = "support/two_threads.rs"]
 mod two_threads;
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use bounded_cancel::live;
 use bounded_pool::{JobError, Pool};
-use tokio::sync::Barrier;
+use tokio::sync::{Barrier, Semaphore};
 
 /// Counts itself when dropped: the job that holds it has been dropped, run or not.
 struct Dropped(Arc<AtomicUsize>);
@@ -196,6 +197,203 @@ fn workers_moving_between_tasks_run_every_job_once() {
                 );
                 let twice = ran.iter().filter(|n| n.load(Ordering::SeqCst) != 1).count();
                 assert_eq!(twice, 0, "round {round}: jobs run other than once");
+                live::assert_none_alive().await;
+            })
+            .await
+            .unwrap();
+        });
+    }
+}
+
+/// Keeps the most jobs seen running at once.
+#[derive(Default)]
+struct AtOnce {
+    now: AtomicUsize,
+    most: AtomicUsize,
+}
+
+impl AtOnce {
+    async fn run(&self, waits: usize) {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most.fetch_max(now, Ordering::SeqCst);
+        for _ in 0..waits {
+            tokio::task::yield_now().await;
+        }
+        self.now.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A pool shrunk from 8 workers to 2 while all 8 wait in the shared task: the 8 jobs finish, and
+/// from then on no more than 2 jobs run at once, though each of the next 64 waits several times.
+/// The report counts all 72 and no task outlives the pool. Ten rounds.
+#[test]
+fn shrinking_the_pool_retires_workers_that_share_a_task() {
+    for round in 0..10 {
+        let runtime = two_thread_runtime();
+        runtime.block_on(async {
+            tokio::spawn(async move {
+                let pool = Pool::builder().workers(8).queue(64).build().unwrap();
+                let gate = Arc::new(Semaphore::new(0));
+                let mut first = Vec::new();
+                for _ in 0..8 {
+                    let gate = gate.clone();
+                    let job = move |_ctx| async move {
+                        tokio::task::yield_now().await;
+                        let _ = gate.acquire().await;
+                        Ok::<_, String>(())
+                    };
+                    first.push(pool.submit(job).await.unwrap());
+                }
+                until_running(&pool, 8).await;
+                pool.resize(2).unwrap();
+                gate.add_permits(8);
+                for handle in first {
+                    handle.await.unwrap();
+                }
+                let at_once = Arc::new(AtOnce::default());
+                for _ in 0..64 {
+                    let at_once = at_once.clone();
+                    pool.submit_detached(move |_ctx| async move {
+                        at_once.run(5).await;
+                        Ok::<_, String>(())
+                    })
+                    .await
+                    .unwrap();
+                }
+                let report = pool.shutdown().await;
+                assert_eq!(report.completed, 72, "round {round}");
+                let most = at_once.most.load(Ordering::SeqCst);
+                assert!(
+                    most <= 2,
+                    "round {round}: {most} jobs ran at once on 2 workers"
+                );
+                live::assert_none_alive().await;
+            })
+            .await
+            .unwrap();
+        });
+    }
+}
+
+/// A graceful shutdown waits for the jobs that share a task: it does not finish while they wait,
+/// and once they are let go it reports every one completed, with no task left. Ten rounds.
+#[test]
+fn shutdown_waits_for_the_jobs_that_share_a_task() {
+    for round in 0..10 {
+        let runtime = two_thread_runtime();
+        runtime.block_on(async {
+            tokio::spawn(async move {
+                let pool = Arc::new(Pool::builder().workers(8).queue(8).build().unwrap());
+                let gate = Arc::new(Semaphore::new(0));
+                let finished = Arc::new(AtomicUsize::new(0));
+                for _ in 0..8 {
+                    let (gate, finished) = (gate.clone(), finished.clone());
+                    let job = move |_ctx| async move {
+                        tokio::task::yield_now().await;
+                        let _ = gate.acquire().await;
+                        finished.fetch_add(1, Ordering::SeqCst);
+                        Ok::<_, String>(())
+                    };
+                    pool.submit_detached(job).await.unwrap();
+                }
+                until_running(&pool, 8).await;
+                let shutdown = tokio::spawn({
+                    let pool = pool.clone();
+                    async move { pool.shutdown().await }
+                });
+                for _ in 0..100 {
+                    tokio::task::yield_now().await;
+                }
+                assert!(
+                    !shutdown.is_finished(),
+                    "round {round}: the shutdown ended while its jobs waited"
+                );
+                gate.add_permits(8);
+                let report = shutdown.await.unwrap();
+                assert_eq!(report.completed, 8, "round {round}");
+                assert_eq!(finished.load(Ordering::SeqCst), 8, "round {round}");
+                drop(pool);
+                live::assert_none_alive().await;
+            })
+            .await
+            .unwrap();
+        });
+    }
+}
+
+/// `abort` drops the jobs waiting in the shared task at once: each handle resolves as cancelled,
+/// each job is dropped, and the report counts them cancelled. Ten rounds.
+#[test]
+fn abort_drops_the_jobs_that_share_a_task() {
+    for round in 0..10 {
+        let runtime = two_thread_runtime();
+        runtime.block_on(async {
+            tokio::spawn(async move {
+                let pool = Pool::builder().workers(8).queue(8).build().unwrap();
+                let dropped = Arc::new(AtomicUsize::new(0));
+                let mut handles = Vec::new();
+                for _ in 0..8 {
+                    let guard = Dropped(dropped.clone());
+                    handles.push(pool.submit(move |_ctx| waits_forever(guard)).await.unwrap());
+                }
+                until_running(&pool, 8).await;
+                pool.abort();
+                for handle in handles {
+                    assert!(
+                        matches!(handle.await, Err(JobError::Cancelled)),
+                        "round {round}: an aborted job did not resolve as cancelled"
+                    );
+                }
+                assert_eq!(dropped.load(Ordering::SeqCst), 8, "round {round}");
+                let report = pool.shutdown().await;
+                assert_eq!(
+                    (report.cancelled, report.completed),
+                    (8, 0),
+                    "round {round}"
+                );
+                live::assert_none_alive().await;
+            })
+            .await
+            .unwrap();
+        });
+    }
+}
+
+/// A job that panics after it waited, in the shared task, takes nothing else with it: its handle
+/// says it panicked, the seven beside it complete, and the pool runs eight more jobs that wait.
+/// Ten rounds.
+#[test]
+fn a_panic_in_the_shared_task_takes_no_other_job_with_it() {
+    for round in 0..10 {
+        let runtime = two_thread_runtime();
+        runtime.block_on(async {
+            tokio::spawn(async move {
+                let pool = Pool::builder().workers(8).queue(8).build().unwrap();
+                let barrier = Arc::new(Barrier::new(8));
+                let mut handles = Vec::new();
+                for n in 0..16 {
+                    let barrier = barrier.clone();
+                    let job = move |_ctx| async move {
+                        tokio::task::yield_now().await;
+                        barrier.wait().await;
+                        assert_ne!(n, 3, "job 3 panics");
+                        Ok::<_, String>(n)
+                    };
+                    handles.push(pool.submit(job).await.unwrap());
+                }
+                for (n, handle) in handles.into_iter().enumerate() {
+                    match handle.await {
+                        Err(JobError::Panicked(_)) if n == 3 => {}
+                        Ok(got) if n != 3 => assert_eq!(got, n),
+                        other => panic!("round {round}: job {n} ended as {other:?}"),
+                    }
+                }
+                let report = pool.shutdown().await;
+                assert_eq!(
+                    (report.completed, report.panicked),
+                    (15, 1),
+                    "round {round}"
+                );
                 live::assert_none_alive().await;
             })
             .await
