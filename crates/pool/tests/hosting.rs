@@ -401,3 +401,35 @@ fn a_panic_in_the_shared_task_takes_no_other_job_with_it() {
         });
     }
 }
+
+/// More workers wait at once than the shared task holds (it polls up to 64): those it has no room
+/// for keep tasks of their own, and all 100 jobs are waiting together at a barrier, then complete.
+/// Ten rounds.
+#[test]
+fn more_waiting_workers_than_the_shared_task_holds_all_run() {
+    for round in 0..10 {
+        let runtime = two_thread_runtime();
+        runtime.block_on(async {
+            tokio::spawn(async move {
+                let pool = Pool::builder().workers(100).queue(100).build().unwrap();
+                let barrier = Arc::new(Barrier::new(100));
+                for _ in 0..100 {
+                    let barrier = barrier.clone();
+                    let job = move |_ctx| async move {
+                        tokio::task::yield_now().await;
+                        barrier.wait().await;
+                        Ok::<_, String>(())
+                    };
+                    pool.submit_detached(job).await.unwrap();
+                }
+                let report = tokio::time::timeout(Duration::from_secs(10), pool.shutdown())
+                    .await
+                    .unwrap_or_else(|_| panic!("round {round}: not all 100 jobs met"));
+                assert_eq!(report.completed, 100, "round {round}");
+                live::assert_none_alive().await;
+            })
+            .await
+            .unwrap();
+        });
+    }
+}
