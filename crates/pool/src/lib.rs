@@ -84,13 +84,16 @@
 //! submission wakes another. Put blocking or CPU-heavy work in
 //! [`tokio::task::spawn_blocking`] inside the job.
 //!
-//! On a multi-thread runtime, workers whose jobs wait share one tokio task, which polls each of them
-//! through a waker of its own: jobs that await I/O then run back to back on one thread instead of
-//! being handed between threads at every wake-up. A worker leaves that task for one of its own when
+//! On a multi-thread runtime, while the pool is saturated (its queue is full and submitters wait for
+//! room), workers whose jobs wait share one tokio task, which polls each of them through a waker of
+//! its own: jobs that await I/O then run back to back on one thread instead of being handed between
+//! threads at every wake-up. A worker moves into that task when its job first waits, if the take
+//! that gave it the job freed room a submitter was waiting for; it leaves for a task of its own when
 //! it has nothing to do (so a new submission always finds a worker that can start at once) and when
-//! it hands jobs on to another thread. The price: a job that computes for long after it first
-//! waited holds back the waiting jobs that share its task until it awaits again, and
-//! `tokio::task::id()` inside a job names whichever task polls its worker.
+//! it hands jobs on to another thread. A pool with room to spare keeps each worker on a task of its
+//! own, so jobs submitted one or a few at a time pay nothing for the move. The price: a job that
+//! computes for long after it first waited holds back the waiting jobs that share its task until it
+//! awaits again, and `tokio::task::id()` inside a job names whichever task polls its worker.
 //!
 //! # Cargo features
 //!

@@ -50,10 +50,14 @@
 //!    runtime's other tasks. Counted in the worker rather than on tokio's budget, which would cost
 //!    two reads of a thread-local per take.
 //! 8. On one thread each worker is a tokio task. With threads to spare, a worker starts on a task of
-//!    its own (a `Shell`), and the first time a job of its waits it moves into the pool's one
-//!    `Host`: a tokio task that polls up to `PLACES` workers, each through a waker of its own
-//!    (`bounded_sync::places`), so that workers whose jobs wait run one after another on one thread
-//!    instead of handing each other over between threads. A hosted worker leaves for a new task of
+//!    its own (a `Shell`), and when a job of its first waits, if the take that gave it that job freed
+//!    a place a submitter was waiting for (`Seat::saturated`; for a job of a run, if jobs of the run
+//!    went back to the queue), it moves into the pool's one `Host`: a tokio task that polls up to
+//!    `PLACES` workers, each through a waker of its own (`bounded_sync::places`), so that workers
+//!    whose jobs wait run one after another on one thread instead of handing each other over
+//!    between threads. Only a saturated pool moves workers: moving in and out costs a task spawned
+//!    per move out (and a host spawned when none runs), which jobs submitted one or a few at a time
+//!    would pay at every job. A hosted worker leaves for a new task of
 //!    its own when it parks on the queue (so a parked worker is never stuck behind a job that holds
 //!    the host's thread, and a submission still wakes a worker that can run at once) and when it
 //!    steps aside for a worker it woke (queue invariant 7). The worker tells the task polling it
@@ -1534,6 +1538,7 @@ async fn worker(mut alive: Alive, threads: usize) {
             },
             owed: None,
             waited: false,
+            backlog: false,
             clock: None,
             first_poll: LastJob::Unknown,
         };
@@ -1555,7 +1560,10 @@ async fn worker(mut alive: Alive, threads: usize) {
         })
         .await;
         match took {
-            Took::Job(owed) => running.owed = owed.then_some(&inner.queue),
+            Took::Job(owed) => {
+                running.owed = owed.then_some(&inner.queue);
+                running.backlog = seat.1.saturated;
+            }
             Took::Stop => {
                 alive.ended = true;
                 return;
@@ -1736,8 +1744,11 @@ impl Future for InRun<'_, '_> {
         drop(places);
         if polled.is_pending() {
             this.waited = true;
+            // Jobs of the run go back to the queue behind it: a backlog (invariant 8).
+            if !this.hands.jobs.is_empty() {
+                ASK.set(Ask::Join);
+            }
             this.hands.give_back();
-            ASK.set(Ask::Join);
         }
         polled
     }
@@ -1751,6 +1762,8 @@ struct Running<'a> {
     owed: Option<&'a Queue<JobFuture>>,
     /// The job returned `Pending` at least once.
     waited: bool,
+    /// Its take left jobs queued behind it: if it waits, its worker joins the host (invariant 8).
+    backlog: bool,
     /// Times the first poll, if it is to be timed.
     clock: Option<&'a mut PollClock>,
     /// What the job's first poll showed (queue invariant 7).
@@ -1774,7 +1787,7 @@ impl Future for Running<'_> {
                 }
             },
         };
-        if polled.is_pending() && !self.waited {
+        if polled.is_pending() && !self.waited && self.backlog {
             ASK.set(Ask::Join);
         }
         if polled.is_pending() {

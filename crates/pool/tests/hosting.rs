@@ -1,20 +1,24 @@
-//! On a multi-thread runtime, workers whose jobs wait share one tokio task: their jobs run there,
-//! one after another on one thread. What must hold whatever task polls a worker: every job runs once
-//! and is counted once, an abort or a runtime shutting down drops every job wherever its worker is,
-//! a shrink retires workers from the shared task, a graceful shutdown waits for its jobs, a panic
-//! there takes no other job with it, and nothing outlives the pool.
+//! On a multi-thread runtime, workers whose jobs wait while the pool is saturated (its submitters
+//! wait for room) share one tokio task: their jobs run there, one after another on one thread. What
+//! must hold whatever task polls a worker: every job runs once and is counted once, an abort or a
+//! runtime shutting down drops every job wherever its worker is, a shrink retires workers from the
+//! shared task, a graceful shutdown waits for its jobs, a panic there takes no other job with it,
+//! and nothing outlives the pool. A pool that is not saturated keeps each worker on a task of its
+//! own.
 
 #[path = "support/two_threads.rs"]
 mod two_threads;
 use two_threads::two_thread_runtime;
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::Poll;
 use std::time::Duration;
 
-use bounded_cancel::live;
-use bounded_pool::{JobError, Pool};
+use bounded_cancel::{Context, live};
+use bounded_pool::{JobError, JobHandle, Pool};
 use tokio::sync::{Barrier, Semaphore};
 
 /// Counts itself when dropped: the job that holds it has been dropped, run or not.
@@ -34,22 +38,106 @@ async fn waits_forever(guard: Dropped) -> Result<(), String> {
     Ok(())
 }
 
-/// Waits until `running` jobs of the pool have started and not ended.
-async fn until_running(pool: &Pool, running: u64) {
+/// Waits until the pool's metrics satisfy `done`.
+async fn until(pool: &Pool, done: impl Fn(&bounded_pool::Metrics) -> bool) {
     tokio::time::timeout(Duration::from_secs(10), async {
-        while pool.metrics().running < running {
+        while !done(&pool.metrics()) {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     })
     .await
-    .expect("the jobs start");
+    .expect("the pool gets there");
 }
 
-/// Eight jobs that each wait once, then meet at a barrier, then name the tokio task polling them:
-/// all eight name the same one, where a task per worker would name eight. Twenty rounds, each on a
-/// fresh runtime.
+/// A pool given `n` jobs from `make` while it is saturated, so that each of them that waits moves
+/// its worker into the shared task. One worker is held on a gate, the queue of `n` is filled with
+/// the jobs, and `n` more submissions are made to wait in line for room; then the pool grows by `n`
+/// workers, each of whose takes frees a place a submission waits for. Returns once the held worker
+/// has run the `n` quick jobs that waited in line: the pool then has `n + 1` workers and has
+/// completed `n + 1` jobs, and the `n` jobs are running or done.
+async fn saturated<J, Fut, T>(
+    n: usize,
+    make: impl Fn(usize) -> J,
+) -> (Pool, Vec<JobHandle<T, String>>)
+where
+    J: FnOnce(Context) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, String>> + Send + 'static,
+    T: Send + 'static,
+{
+    let pool = Pool::builder().workers(1).queue(n).build().unwrap();
+    let gate = Arc::new(Semaphore::new(0));
+    let held = gate.clone();
+    let hold = move |_ctx| async move {
+        let _ = held.acquire().await;
+        Ok::<_, String>(())
+    };
+    pool.submit_detached(hold).await.unwrap();
+    until(&pool, |m| m.running == 1).await;
+    let mut handles = Vec::new();
+    for i in 0..n {
+        handles.push(pool.submit(make(i)).await.unwrap());
+    }
+    let mut in_line: Vec<_> = (0..n)
+        .map(|_| Box::pin(pool.submit(|_ctx| async { Ok::<_, String>(()) })))
+        .collect();
+    for submission in &mut in_line {
+        let waits =
+            std::future::poll_fn(|cx| Poll::Ready(submission.as_mut().poll(cx).is_pending()));
+        assert!(waits.await, "the queue is full");
+    }
+    pool.resize(n + 1).unwrap();
+    for submission in in_line {
+        submission.await.unwrap().detach();
+    }
+    gate.add_permits(1);
+    let quick = n as u64 + 1;
+    until(&pool, |m| m.completed >= quick).await;
+    (pool, handles)
+}
+
+/// Eight jobs given to a saturated pool each wait once, then meet at a barrier, then name the tokio
+/// task polling them: all eight name the same one, where a task per worker would name eight.
+/// Twenty rounds, each on a fresh runtime.
 #[test]
-fn jobs_that_wait_run_on_one_task_on_a_multi_thread_runtime() {
+fn jobs_that_wait_in_a_saturated_pool_run_on_one_task() {
+    for round in 0..20 {
+        let runtime = two_thread_runtime();
+        let tasks = runtime.block_on(async {
+            tokio::spawn(async {
+                let barrier = Arc::new(Barrier::new(8));
+                let (pool, handles) = saturated(8, |_| {
+                    let barrier = barrier.clone();
+                    move |_ctx| async move {
+                        tokio::task::yield_now().await;
+                        barrier.wait().await;
+                        Ok::<_, String>(tokio::task::id())
+                    }
+                })
+                .await;
+                let mut tasks = HashSet::new();
+                for handle in handles {
+                    tasks.insert(handle.await.unwrap());
+                }
+                assert_eq!(pool.shutdown().await.completed, 17);
+                tasks
+            })
+            .await
+            .unwrap()
+        });
+        assert_eq!(
+            tasks.len(),
+            1,
+            "round {round}: eight jobs that waited ran on {} tasks",
+            tasks.len()
+        );
+    }
+}
+
+/// Eight jobs that wait, given to a pool with room for all of them, so that no submitter ever
+/// waits: each keeps its worker on a task of its own, and the eight name eight tasks. Twenty
+/// rounds.
+#[test]
+fn jobs_that_wait_in_a_pool_with_room_keep_tasks_of_their_own() {
     for round in 0..20 {
         let runtime = two_thread_runtime();
         let tasks = runtime.block_on(async {
@@ -76,31 +164,25 @@ fn jobs_that_wait_run_on_one_task_on_a_multi_thread_runtime() {
             .await
             .unwrap()
         });
-        assert_eq!(
-            tasks.len(),
-            1,
-            "round {round}: eight jobs that waited ran on {} tasks",
-            tasks.len()
-        );
+        assert_eq!(tasks.len(), 8, "round {round}: workers shared tasks");
     }
 }
 
 /// Dropping a pool whose waiting jobs share a task drops every job, resolves every handle as
-/// cancelled, counts each as cancelled, and leaves no task behind. Ten rounds.
+/// cancelled, and leaves no task behind. Ten rounds.
 #[test]
 fn dropping_a_pool_drops_the_jobs_that_share_a_task() {
     for round in 0..10 {
         let runtime = two_thread_runtime();
         runtime.block_on(async {
             tokio::spawn(async move {
-                let pool = Pool::builder().workers(8).queue(8).build().unwrap();
                 let dropped = Arc::new(AtomicUsize::new(0));
-                let mut handles = Vec::new();
-                for _ in 0..8 {
+                let (pool, handles) = saturated(8, |_| {
                     let guard = Dropped(dropped.clone());
-                    handles.push(pool.submit(move |_ctx| waits_forever(guard)).await.unwrap());
-                }
-                until_running(&pool, 8).await;
+                    move |_ctx| waits_forever(guard)
+                })
+                .await;
+                until(&pool, |m| m.running == 8).await;
                 drop(pool);
                 for handle in handles {
                     assert!(
@@ -125,14 +207,12 @@ fn a_runtime_shutting_down_drops_the_jobs_that_share_a_task() {
         let first = two_thread_runtime();
         let dropped = Arc::new(AtomicUsize::new(0));
         let pool = first.block_on(async {
-            let pool = Pool::builder().workers(8).queue(8).build().unwrap();
-            for _ in 0..8 {
+            let (pool, _handles) = saturated(8, |_| {
                 let guard = Dropped(dropped.clone());
-                pool.submit_detached(move |_ctx| waits_forever(guard))
-                    .await
-                    .unwrap();
-            }
-            until_running(&pool, 8).await;
+                move |_ctx| waits_forever(guard)
+            })
+            .await;
+            until(&pool, |m| m.running == 8).await;
             pool
         });
         drop(first);
@@ -143,8 +223,8 @@ fn a_runtime_shutting_down_drops_the_jobs_that_share_a_task() {
             .unwrap();
         let report = second.block_on(pool.shutdown());
         assert_eq!(
-            (report.submitted, report.cancelled),
-            (8, 8),
+            (report.submitted, report.completed, report.cancelled),
+            (17, 9, 8),
             "round {round}"
         );
     }
@@ -223,28 +303,26 @@ impl AtOnce {
     }
 }
 
-/// A pool shrunk from 8 workers to 2 while all 8 wait in the shared task: the 8 jobs finish, and
-/// from then on no more than 2 jobs run at once, though each of the next 64 waits several times.
-/// The report counts all 72 and no task outlives the pool. Ten rounds.
+/// A saturated pool shrunk from 9 workers to 2 while 8 of its jobs wait in the shared task: the 8
+/// finish, and from then on no more than 2 jobs run at once, though each of the next 64 waits
+/// several times. The report counts all 81 and no task outlives the pool. Ten rounds.
 #[test]
 fn shrinking_the_pool_retires_workers_that_share_a_task() {
     for round in 0..10 {
         let runtime = two_thread_runtime();
         runtime.block_on(async {
             tokio::spawn(async move {
-                let pool = Pool::builder().workers(8).queue(64).build().unwrap();
                 let gate = Arc::new(Semaphore::new(0));
-                let mut first = Vec::new();
-                for _ in 0..8 {
+                let (pool, first) = saturated(8, |_| {
                     let gate = gate.clone();
-                    let job = move |_ctx| async move {
+                    move |_ctx| async move {
                         tokio::task::yield_now().await;
                         let _ = gate.acquire().await;
                         Ok::<_, String>(())
-                    };
-                    first.push(pool.submit(job).await.unwrap());
-                }
-                until_running(&pool, 8).await;
+                    }
+                })
+                .await;
+                until(&pool, |m| m.running == 8).await;
                 pool.resize(2).unwrap();
                 gate.add_permits(8);
                 for handle in first {
@@ -261,7 +339,7 @@ fn shrinking_the_pool_retires_workers_that_share_a_task() {
                     .unwrap();
                 }
                 let report = pool.shutdown().await;
-                assert_eq!(report.completed, 72, "round {round}");
+                assert_eq!(report.completed, 81, "round {round}");
                 let most = at_once.most.load(Ordering::SeqCst);
                 assert!(
                     most <= 2,
@@ -283,20 +361,20 @@ fn shutdown_waits_for_the_jobs_that_share_a_task() {
         let runtime = two_thread_runtime();
         runtime.block_on(async {
             tokio::spawn(async move {
-                let pool = Arc::new(Pool::builder().workers(8).queue(8).build().unwrap());
                 let gate = Arc::new(Semaphore::new(0));
                 let finished = Arc::new(AtomicUsize::new(0));
-                for _ in 0..8 {
+                let (pool, _handles) = saturated(8, |_| {
                     let (gate, finished) = (gate.clone(), finished.clone());
-                    let job = move |_ctx| async move {
+                    move |_ctx| async move {
                         tokio::task::yield_now().await;
                         let _ = gate.acquire().await;
                         finished.fetch_add(1, Ordering::SeqCst);
                         Ok::<_, String>(())
-                    };
-                    pool.submit_detached(job).await.unwrap();
-                }
-                until_running(&pool, 8).await;
+                    }
+                })
+                .await;
+                until(&pool, |m| m.running == 8).await;
+                let pool = Arc::new(pool);
                 let shutdown = tokio::spawn({
                     let pool = pool.clone();
                     async move { pool.shutdown().await }
@@ -310,7 +388,7 @@ fn shutdown_waits_for_the_jobs_that_share_a_task() {
                 );
                 gate.add_permits(8);
                 let report = shutdown.await.unwrap();
-                assert_eq!(report.completed, 8, "round {round}");
+                assert_eq!(report.completed, 17, "round {round}");
                 assert_eq!(finished.load(Ordering::SeqCst), 8, "round {round}");
                 drop(pool);
                 live::assert_none_alive().await;
@@ -329,14 +407,13 @@ fn abort_drops_the_jobs_that_share_a_task() {
         let runtime = two_thread_runtime();
         runtime.block_on(async {
             tokio::spawn(async move {
-                let pool = Pool::builder().workers(8).queue(8).build().unwrap();
                 let dropped = Arc::new(AtomicUsize::new(0));
-                let mut handles = Vec::new();
-                for _ in 0..8 {
+                let (pool, handles) = saturated(8, |_| {
                     let guard = Dropped(dropped.clone());
-                    handles.push(pool.submit(move |_ctx| waits_forever(guard)).await.unwrap());
-                }
-                until_running(&pool, 8).await;
+                    move |_ctx| waits_forever(guard)
+                })
+                .await;
+                until(&pool, |m| m.running == 8).await;
                 pool.abort();
                 for handle in handles {
                     assert!(
@@ -348,7 +425,7 @@ fn abort_drops_the_jobs_that_share_a_task() {
                 let report = pool.shutdown().await;
                 assert_eq!(
                     (report.cancelled, report.completed),
-                    (8, 0),
+                    (8, 9),
                     "round {round}"
                 );
                 live::assert_none_alive().await;
@@ -368,19 +445,17 @@ fn a_panic_in_the_shared_task_takes_no_other_job_with_it() {
         let runtime = two_thread_runtime();
         runtime.block_on(async {
             tokio::spawn(async move {
-                let pool = Pool::builder().workers(8).queue(8).build().unwrap();
                 let barrier = Arc::new(Barrier::new(8));
-                let mut handles = Vec::new();
-                for n in 0..16 {
+                let (pool, handles) = saturated(8, |n| {
                     let barrier = barrier.clone();
-                    let job = move |_ctx| async move {
+                    move |_ctx| async move {
                         tokio::task::yield_now().await;
                         barrier.wait().await;
                         assert_ne!(n, 3, "job 3 panics");
                         Ok::<_, String>(n)
-                    };
-                    handles.push(pool.submit(job).await.unwrap());
-                }
+                    }
+                })
+                .await;
                 for (n, handle) in handles.into_iter().enumerate() {
                     match handle.await {
                         Err(JobError::Panicked(_)) if n == 3 => {}
@@ -388,10 +463,23 @@ fn a_panic_in_the_shared_task_takes_no_other_job_with_it() {
                         other => panic!("round {round}: job {n} ended as {other:?}"),
                     }
                 }
+                let mut more = Vec::new();
+                for _ in 0..8 {
+                    let barrier = barrier.clone();
+                    let job = move |_ctx| async move {
+                        tokio::task::yield_now().await;
+                        barrier.wait().await;
+                        Ok::<_, String>(())
+                    };
+                    more.push(pool.submit(job).await.unwrap());
+                }
+                for handle in more {
+                    handle.await.unwrap();
+                }
                 let report = pool.shutdown().await;
                 assert_eq!(
                     (report.completed, report.panicked),
-                    (15, 1),
+                    (24, 1),
                     "round {round}"
                 );
                 live::assert_none_alive().await;
@@ -411,21 +499,26 @@ fn more_waiting_workers_than_the_shared_task_holds_all_run() {
         let runtime = two_thread_runtime();
         runtime.block_on(async {
             tokio::spawn(async move {
-                let pool = Pool::builder().workers(100).queue(100).build().unwrap();
                 let barrier = Arc::new(Barrier::new(100));
-                for _ in 0..100 {
+                let (pool, handles) = saturated(100, |_| {
                     let barrier = barrier.clone();
-                    let job = move |_ctx| async move {
+                    move |_ctx| async move {
                         tokio::task::yield_now().await;
                         barrier.wait().await;
-                        Ok::<_, String>(())
-                    };
-                    pool.submit_detached(job).await.unwrap();
+                        Ok::<_, String>(tokio::task::id())
+                    }
+                })
+                .await;
+                let mut tasks = HashSet::new();
+                for handle in handles {
+                    let task = tokio::time::timeout(Duration::from_secs(10), handle)
+                        .await
+                        .unwrap_or_else(|_| panic!("round {round}: not all 100 jobs met"));
+                    tasks.insert(task.unwrap());
                 }
-                let report = tokio::time::timeout(Duration::from_secs(10), pool.shutdown())
-                    .await
-                    .unwrap_or_else(|_| panic!("round {round}: not all 100 jobs met"));
-                assert_eq!(report.completed, 100, "round {round}");
+                // 64 share one task; the other 36 keep tasks of their own.
+                assert_eq!(tasks.len(), 37, "round {round}");
+                assert_eq!(pool.shutdown().await.completed, 201, "round {round}");
                 live::assert_none_alive().await;
             })
             .await

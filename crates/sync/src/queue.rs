@@ -166,6 +166,9 @@ pub struct Seat {
     /// aside once before it runs a job that may compute (invariant 7). Set by each take; the
     /// consumer clears it.
     pub handed_on: bool,
+    /// Its last [`Queue::poll_take`] freed a place a producer was waiting for: the queue is full
+    /// and its producers wait on it. Set by each `poll_take`.
+    pub saturated: bool,
     /// The number of the first item of the last batch this consumer took (invariant 8).
     pub first_taken: u64,
 }
@@ -492,6 +495,7 @@ impl<T> Queue<T> {
             searching,
             eager: false,
             handed_on: false,
+            saturated: false,
             first_taken: 0,
         }
     }
@@ -615,6 +619,7 @@ impl<T> Queue<T> {
             }
             *into = Some(item);
             state.free_slots(1, &mut wakes);
+            seat.saturated = wakes.submitter.is_some();
             drop(state);
             wakes.wake();
             return Poll::Ready(Took::Job(more));
