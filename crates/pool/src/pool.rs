@@ -49,24 +49,26 @@
 //!    queue their successors, or submitters on another thread) does not keep its thread from the
 //!    runtime's other tasks. Counted in the worker rather than on tokio's budget, which would cost
 //!    two reads of a thread-local per take.
-//! 8. On one thread each worker is a tokio task. With threads to spare, a worker starts on a task of
-//!    its own (a `Shell`), and when a job of its first waits, if the take that gave it that job freed
-//!    a place a submitter was waiting for (`Seat::saturated`; for a job of a run, if jobs of the run
-//!    went back to the queue), it moves into the pool's one `Host`: a tokio task that polls up to
-//!    `PLACES` workers, each through a waker of its own (`bounded_sync::places`), so that workers
-//!    whose jobs wait run one after another on one thread instead of handing each other over
-//!    between threads. Only a saturated pool moves workers: moving in and out costs a task spawned
-//!    per move out (and a host spawned when none runs), which jobs submitted one or a few at a time
-//!    would pay at every job. A hosted worker leaves for a new task of
-//!    its own when it parks on the queue (so a parked worker is never stuck behind a job that holds
+//! 8. On one thread each worker is a tokio task. With threads to spare, each worker has a task of
+//!    its own (a `Shell`), and when a job of its first waits, if the take that gave it that job
+//!    freed a place a submitter was waiting for (`Seat::saturated`; for a job of a run, if jobs of
+//!    the run went back to the queue), it moves into the pool's one `Host`: a tokio task that polls
+//!    up to `PLACES` workers, each through a waker of its own (`bounded_sync::places`), so that
+//!    workers whose jobs wait run one after another on one thread instead of handing each other over
+//!    between threads. Its shell waits meanwhile at its `Home`. A hosted worker goes back to its
+//!    shell when it parks on the queue (so a parked worker is never stuck behind a job that holds
 //!    the host's thread, and a submission still wakes a worker that can run at once) and when it
-//!    steps aside for a worker it woke (queue invariant 7). The worker tells the task polling it
-//!    through the thread-local `ASK`, read after each poll. A worker moves only between polls, and
-//!    its new task polls it at once, so a wake that went to its old task's waker is never lost:
-//!    the poll sees what the wake was for. `Hosting` (under its lock) holds the workers on their
-//!    way in and whether the host's task runs; the host ends when it holds none, and an adopt after
-//!    that starts a new one. A host dropped before it ended (an abort, a runtime shutting down)
-//!    drops the workers on their way in too, so each counts itself out (invariant 5); after an
+//!    steps aside for a worker it woke (queue invariant 7). Only a saturated pool moves workers: a
+//!    move in and out costs two locks and two wake-ups (and a host spawned when none runs), which
+//!    jobs submitted one or a few at a time would pay at every job. The worker tells the task
+//!    polling it through the thread-local `ASK`, read after each poll. A worker moves only between
+//!    polls, and the task it moves to polls it first thing, so a wake that went to the other task's
+//!    waker is never lost: the poll sees what the wake was for. `Hosting` (under its lock) holds the
+//!    workers on their way in, with their homes, and whether the host's task runs; the host ends
+//!    when it holds none, and an adopt after that starts a new one. A worker that ends in the host,
+//!    or that the host drops (dropped before it ended: an abort, a runtime shutting down), closes
+//!    its home and its shell ends; a shell dropped first closes its home, and the host drops the
+//!    worker instead of sending it back. A dropped worker counts itself out (invariant 5); after an
 //!    abort no worker moves in. Every task is spawned with its handle kept for an abort, as in
 //!    invariant 4.
 
@@ -827,6 +829,7 @@ impl Inner {
         let shell = Shell {
             inner: self.clone(),
             worker: Some(worker),
+            home: Arc::new(Home::default()),
         };
         let handle = tokio::spawn(self.tasks.track(shell));
         self.keep_handles(vec![handle]);
@@ -834,12 +837,12 @@ impl Inner {
 
     /// Takes a worker whose job waits into the host, starting the host's task if it is not running;
     /// hands the worker back when the host is full or the pool is stopping (invariant 8).
-    fn adopt(self: &Arc<Self>, worker: Worker) -> Result<(), Worker> {
+    fn adopt(self: &Arc<Self>, worker: Worker, home: &Arc<Home>) -> Result<(), Worker> {
         let mut hosting = self.hosting.lock();
         if hosting.held >= PLACES || self.stopping.load(Ordering::Acquire) {
             return Err(worker);
         }
-        hosting.inbox.push(worker);
+        hosting.inbox.push((worker, home.clone()));
         hosting.held += 1;
         if hosting.running {
             let waker = hosting.waker.take();
@@ -1302,17 +1305,78 @@ async fn step_aside_from_host() {
 /// The host's intake: workers on their way in, and whether its task runs (invariant 8).
 #[derive(Default)]
 struct Hosting {
-    inbox: Vec<Worker>,
+    inbox: Vec<(Worker, Arc<Home>)>,
     waker: Option<std::task::Waker>,
     running: bool,
     /// Workers in the host's places or in `inbox`.
     held: usize,
 }
 
-/// A worker on a task of its own, on a runtime with threads to spare (invariant 8).
+/// A worker on a task of its own, on a runtime with threads to spare (invariant 8). While its
+/// worker is in the host, the shell waits at its `Home` for it to come back.
 struct Shell {
     inner: Arc<Inner>,
     worker: Option<Worker>,
+    home: Arc<Home>,
+}
+
+/// Where a worker in the host is, as its shell sees it (invariant 8).
+enum Whereabouts {
+    /// In the host; the shell's waker, for when it comes back or is gone.
+    Away(Option<std::task::Waker>),
+    /// Sent back by the host: the shell polls it next.
+    Back(Worker),
+    /// Ended or dropped in the host, or its shell is gone: nothing more comes back.
+    Gone,
+}
+
+/// A shell's side of a worker it lent the host (invariant 8).
+struct Home(Mutex<Whereabouts>);
+
+impl Default for Home {
+    fn default() -> Self {
+        Home(Mutex::new(Whereabouts::Away(None)))
+    }
+}
+
+impl Home {
+    /// The host sends the worker back to its shell; handed back to the caller, to drop outside any
+    /// lock, if the shell is gone.
+    fn send_back(&self, worker: Worker) -> Option<Worker> {
+        let mut whereabouts = self.0.lock();
+        let waker = match &mut *whereabouts {
+            Whereabouts::Away(waker) => waker.take(),
+            Whereabouts::Back(_) | Whereabouts::Gone => return Some(worker),
+        };
+        *whereabouts = Whereabouts::Back(worker);
+        drop(whereabouts);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        None
+    }
+
+    /// The worker will not come back: its shell ends. What it held (a worker sent back that its
+    /// shell never took) is handed back to the caller, to drop outside the lock.
+    fn close(&self) -> Option<Worker> {
+        let before = std::mem::replace(&mut *self.0.lock(), Whereabouts::Gone);
+        match before {
+            Whereabouts::Away(Some(waker)) => {
+                waker.wake();
+                None
+            }
+            Whereabouts::Back(worker) => Some(worker),
+            Whereabouts::Away(None) | Whereabouts::Gone => None,
+        }
+    }
+}
+
+impl Drop for Shell {
+    fn drop(&mut self) {
+        // A worker lent to the host is dropped there, or by the host's send-back, once it finds the
+        // shell gone; one sent back and not yet taken is dropped here, outside the lock.
+        drop(self.home.close());
+    }
 }
 
 impl Future for Shell {
@@ -1320,9 +1384,24 @@ impl Future for Shell {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
         let this = &mut *self;
+        if this.worker.is_none() {
+            let mut whereabouts = this.home.0.lock();
+            match std::mem::replace(&mut *whereabouts, Whereabouts::Away(None)) {
+                Whereabouts::Back(worker) => this.worker = Some(worker),
+                Whereabouts::Away(_) => {
+                    *whereabouts = Whereabouts::Away(Some(cx.waker().clone()));
+                    return std::task::Poll::Pending;
+                }
+                Whereabouts::Gone => {
+                    *whereabouts = Whereabouts::Gone;
+                    return std::task::Poll::Ready(());
+                }
+            }
+        }
         let Some(worker) = this.worker.as_mut() else {
             return std::task::Poll::Ready(());
         };
+        // Polled at once when it comes back: it waited on the waker of the host.
         ASK.set(Ask::Stay);
         if worker.as_mut().poll(cx).is_ready() {
             this.worker = None;
@@ -1331,9 +1410,10 @@ impl Future for Shell {
         if ASK.replace(Ask::Stay) == Ask::Join
             && let Some(worker) = this.worker.take()
         {
-            match this.inner.adopt(worker) {
-                Ok(()) => return std::task::Poll::Ready(()),
-                Err(worker) => this.worker = Some(worker),
+            // Waits for it before it goes: the host may send it back before this poll returns.
+            *this.home.0.lock() = Whereabouts::Away(Some(cx.waker().clone()));
+            if let Err(worker) = this.inner.adopt(worker, &this.home) {
+                this.worker = Some(worker);
             }
         }
         std::task::Poll::Pending
@@ -1344,7 +1424,7 @@ impl Future for Shell {
 /// (invariant 8).
 struct Host {
     inner: Arc<Inner>,
-    workers: Vec<Option<Worker>>,
+    workers: Vec<Option<(Worker, Arc<Home>)>>,
     free: Vec<usize>,
     places: Places,
     /// It returned, having found nothing to hold, and gave the intake up.
@@ -1380,7 +1460,7 @@ impl Future for Host {
         while woken != 0 {
             let place = woken.trailing_zeros() as usize;
             woken &= woken - 1;
-            let Some(worker) = this.workers[place].as_mut() else {
+            let Some((worker, _)) = this.workers[place].as_mut() else {
                 // Woken by a waker an earlier worker of the place kept.
                 continue;
             };
@@ -1394,12 +1474,20 @@ impl Future for Host {
             if !ready && !leave {
                 continue;
             }
-            let worker = this.workers[place].take();
+            let Some((worker, home)) = this.workers[place].take() else {
+                continue;
+            };
             this.free.push(place);
             this.inner.hosting.lock().held -= 1;
-            if let (false, Some(worker)) = (ready, worker) {
-                this.inner.spawn_shell(worker);
-            }
+            // Dropped outside every lock: a worker's drop counts its job and may abort the pool.
+            let unclaimed = match ready {
+                true => {
+                    drop(worker);
+                    home.close()
+                }
+                false => home.send_back(worker),
+            };
+            drop(unclaimed);
         }
         let mut hosting = this.inner.hosting.lock();
         if hosting.held > 0 {
@@ -1427,8 +1515,13 @@ impl Drop for Host {
             hosting.held -= self.workers.iter().flatten().count();
             inbox
         };
-        // Dropped outside the lock: a worker's drop counts its job and may abort the pool.
-        drop(inbox);
+        // Dropped outside the lock: a worker's drop counts its job and may abort the pool. Each
+        // shell then ends.
+        let held = self.workers.iter_mut().filter_map(Option::take);
+        for (worker, home) in inbox.into_iter().chain(held) {
+            drop(worker);
+            drop(home.close());
+        }
     }
 }
 

@@ -49,6 +49,23 @@ async fn until(pool: &Pool, done: impl Fn(&bounded_pool::Metrics) -> bool) {
     .expect("the pool gets there");
 }
 
+/// The live tasks of pools named `pool` (the default): workers on tasks of their own, and the
+/// shared task.
+fn worker_tasks() -> usize {
+    live::names()
+        .iter()
+        .filter_map(|name| match name.strip_prefix("pool worker") {
+            Some("") => Some(1),
+            Some(more) => more
+                .trim_start_matches(" (x")
+                .trim_end_matches(')')
+                .parse()
+                .ok(),
+            None => None,
+        })
+        .sum()
+}
+
 /// A pool given `n` jobs from `make` while it is saturated, so that each of them that waits moves
 /// its worker into the shared task. One worker is held on a gate, the queue of `n` is filled with
 /// the jobs, and `n` more submissions are made to wait in line for room; then the pool grows by `n`
@@ -338,6 +355,27 @@ fn shrinking_the_pool_retires_workers_that_share_a_task() {
                     .await
                     .unwrap();
                 }
+                until(&pool, |m| m.completed == 81).await;
+                // Two workers are left, each on its task or in the shared one: the tasks of the
+                // seven that retired are gone while the pool runs on.
+                let most = 3;
+                let tasks = tokio::time::timeout(Duration::from_secs(10), async {
+                    loop {
+                        let tasks = worker_tasks();
+                        if tasks <= most {
+                            return tasks;
+                        }
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                })
+                .await
+                .unwrap_or_else(|_| {
+                    panic!(
+                        "round {round}: {} worker tasks for 2 workers",
+                        worker_tasks()
+                    )
+                });
+                assert!(tasks <= most);
                 let report = pool.shutdown().await;
                 assert_eq!(report.completed, 81, "round {round}");
                 let most = at_once.most.load(Ordering::SeqCst);
