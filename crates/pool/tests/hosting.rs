@@ -38,6 +38,51 @@ async fn waits_forever(guard: Dropped) -> Result<(), String> {
     Ok(())
 }
 
+/// A job that waits once, then meets the others at `barrier`, then names the tokio task polling it.
+async fn meet_and_name_the_task(barrier: Arc<Barrier>) -> Result<tokio::task::Id, String> {
+    tokio::task::yield_now().await;
+    barrier.wait().await;
+    Ok(tokio::task::id())
+}
+
+/// A saturated pool with eight jobs that wait forever in the shared task, each holding a guard
+/// that counts itself in `dropped` when the job is dropped.
+async fn eight_waiting_forever(dropped: &Arc<AtomicUsize>) -> (Pool, Vec<JobHandle<(), String>>) {
+    let (pool, handles) = saturated(8, |_| {
+        let guard = Dropped(dropped.clone());
+        move |_ctx| waits_forever(guard)
+    })
+    .await;
+    until(&pool, |m| m.running == 8).await;
+    (pool, handles)
+}
+
+/// Every handle resolves as cancelled: its job never got to report.
+async fn all_cancelled(handles: Vec<JobHandle<(), String>>, round: usize) {
+    for handle in handles {
+        let result = handle.await;
+        assert!(
+            matches!(result, Err(JobError::Cancelled)),
+            "round {round}: a job that was dropped resolved as {result:?}"
+        );
+    }
+}
+
+/// Runs `test` once per round, each time as a task on a fresh multi-thread runtime, so that a
+/// round's abort or shutdown cannot leak into the next.
+fn each_round<F, Fut>(rounds: usize, test: F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    for round in 0..rounds {
+        let runtime = two_thread_runtime();
+        runtime
+            .block_on(async { tokio::spawn(test(round)).await })
+            .unwrap();
+    }
+}
+
 /// Waits until the pool's metrics satisfy `done`.
 async fn until(pool: &Pool, done: impl Fn(&bounded_pool::Metrics) -> bool) {
     tokio::time::timeout(Duration::from_secs(10), async {
@@ -117,37 +162,25 @@ where
 /// Twenty rounds, each on a fresh runtime.
 #[test]
 fn jobs_that_wait_in_a_saturated_pool_run_on_one_task() {
-    for round in 0..20 {
-        let runtime = two_thread_runtime();
-        let tasks = runtime.block_on(async {
-            tokio::spawn(async {
-                let barrier = Arc::new(Barrier::new(8));
-                let (pool, handles) = saturated(8, |_| {
-                    let barrier = barrier.clone();
-                    move |_ctx| async move {
-                        tokio::task::yield_now().await;
-                        barrier.wait().await;
-                        Ok::<_, String>(tokio::task::id())
-                    }
-                })
-                .await;
-                let mut tasks = HashSet::new();
-                for handle in handles {
-                    tasks.insert(handle.await.unwrap());
-                }
-                assert_eq!(pool.shutdown().await.completed, 17);
-                tasks
-            })
-            .await
-            .unwrap()
-        });
+    each_round(20, |round| async move {
+        let barrier = Arc::new(Barrier::new(8));
+        let (pool, handles) = saturated(8, |_| {
+            let barrier = barrier.clone();
+            move |_ctx| meet_and_name_the_task(barrier)
+        })
+        .await;
+        let mut tasks = HashSet::new();
+        for handle in handles {
+            tasks.insert(handle.await.unwrap());
+        }
+        assert_eq!(pool.shutdown().await.completed, 17);
         assert_eq!(
             tasks.len(),
             1,
             "round {round}: eight jobs that waited ran on {} tasks",
             tasks.len()
         );
-    }
+    });
 }
 
 /// Eight jobs that wait, given to a pool with room for all of them, so that no submitter ever
@@ -155,65 +188,36 @@ fn jobs_that_wait_in_a_saturated_pool_run_on_one_task() {
 /// rounds.
 #[test]
 fn jobs_that_wait_in_a_pool_with_room_keep_tasks_of_their_own() {
-    for round in 0..20 {
-        let runtime = two_thread_runtime();
-        let tasks = runtime.block_on(async {
-            tokio::spawn(async {
-                let pool = Pool::builder().workers(8).queue(8).build().unwrap();
-                let barrier = Arc::new(Barrier::new(8));
-                let mut handles = Vec::new();
-                for _ in 0..8 {
-                    let barrier = barrier.clone();
-                    let job = move |_ctx| async move {
-                        tokio::task::yield_now().await;
-                        barrier.wait().await;
-                        Ok::<_, String>(tokio::task::id())
-                    };
-                    handles.push(pool.submit(job).await.unwrap());
-                }
-                let mut tasks = HashSet::new();
-                for handle in handles {
-                    tasks.insert(handle.await.unwrap());
-                }
-                assert_eq!(pool.shutdown().await.completed, 8);
-                tasks
-            })
-            .await
-            .unwrap()
-        });
+    each_round(20, |round| async move {
+        let pool = Pool::builder().workers(8).queue(8).build().unwrap();
+        let barrier = Arc::new(Barrier::new(8));
+        let mut handles = Vec::new();
+        for _ in 0..8 {
+            let barrier = barrier.clone();
+            let job = move |_ctx| meet_and_name_the_task(barrier);
+            handles.push(pool.submit(job).await.unwrap());
+        }
+        let mut tasks = HashSet::new();
+        for handle in handles {
+            tasks.insert(handle.await.unwrap());
+        }
+        assert_eq!(pool.shutdown().await.completed, 8);
         assert_eq!(tasks.len(), 8, "round {round}: workers shared tasks");
-    }
+    });
 }
 
 /// Dropping a pool whose waiting jobs share a task drops every job, resolves every handle as
 /// cancelled, and leaves no task behind. Ten rounds.
 #[test]
 fn dropping_a_pool_drops_the_jobs_that_share_a_task() {
-    for round in 0..10 {
-        let runtime = two_thread_runtime();
-        runtime.block_on(async {
-            tokio::spawn(async move {
-                let dropped = Arc::new(AtomicUsize::new(0));
-                let (pool, handles) = saturated(8, |_| {
-                    let guard = Dropped(dropped.clone());
-                    move |_ctx| waits_forever(guard)
-                })
-                .await;
-                until(&pool, |m| m.running == 8).await;
-                drop(pool);
-                for handle in handles {
-                    assert!(
-                        matches!(handle.await, Err(JobError::Cancelled)),
-                        "round {round}: a job outlived its pool"
-                    );
-                }
-                assert_eq!(dropped.load(Ordering::SeqCst), 8, "round {round}");
-                live::assert_none_alive().await;
-            })
-            .await
-            .unwrap();
-        });
-    }
+    each_round(10, |round| async move {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let (pool, handles) = eight_waiting_forever(&dropped).await;
+        drop(pool);
+        all_cancelled(handles, round).await;
+        assert_eq!(dropped.load(Ordering::SeqCst), 8, "round {round}");
+        live::assert_none_alive().await;
+    });
 }
 
 /// A runtime that shuts down while waiting jobs share a task takes every one of them with it, and
@@ -223,15 +227,7 @@ fn a_runtime_shutting_down_drops_the_jobs_that_share_a_task() {
     for round in 0..10 {
         let first = two_thread_runtime();
         let dropped = Arc::new(AtomicUsize::new(0));
-        let pool = first.block_on(async {
-            let (pool, _handles) = saturated(8, |_| {
-                let guard = Dropped(dropped.clone());
-                move |_ctx| waits_forever(guard)
-            })
-            .await;
-            until(&pool, |m| m.running == 8).await;
-            pool
-        });
+        let (pool, _handles) = first.block_on(eight_waiting_forever(&dropped));
         drop(first);
         assert_eq!(dropped.load(Ordering::SeqCst), 8, "round {round}");
         let second = tokio::runtime::Builder::new_current_thread()
@@ -253,53 +249,46 @@ fn a_runtime_shutting_down_drops_the_jobs_that_share_a_task() {
 #[test]
 fn workers_moving_between_tasks_run_every_job_once() {
     const EACH: usize = 2_000;
-    for round in 0..20 {
-        let runtime = two_thread_runtime();
-        runtime.block_on(async {
-            tokio::spawn(async move {
-                let pool = Arc::new(Pool::builder().workers(4).queue(4).build().unwrap());
-                let ran: Arc<Vec<AtomicUsize>> =
-                    Arc::new((0..4 * EACH).map(|_| AtomicUsize::new(0)).collect());
-                let submitters: Vec<_> = (0..4)
-                    .map(|s| {
-                        let (pool, ran) = (pool.clone(), ran.clone());
-                        tokio::spawn(async move {
-                            for n in 0..EACH {
-                                let id = s * EACH + n;
-                                let ran = ran.clone();
-                                let job = move |_ctx| async move {
-                                    if id.is_multiple_of(3) {
-                                        tokio::task::yield_now().await;
-                                    }
-                                    ran[id].fetch_add(1, Ordering::SeqCst);
-                                    Ok::<_, String>(())
-                                };
-                                pool.submit_detached(job).await.unwrap();
-                                if n % 64 == 0 {
-                                    // The queue runs dry now and then, and workers park.
-                                    tokio::time::sleep(Duration::from_micros(50)).await;
-                                }
+    each_round(20, |round| async move {
+        let pool = Arc::new(Pool::builder().workers(4).queue(4).build().unwrap());
+        let ran: Arc<Vec<AtomicUsize>> =
+            Arc::new((0..4 * EACH).map(|_| AtomicUsize::new(0)).collect());
+        let submitters: Vec<_> = (0..4)
+            .map(|s| {
+                let (pool, ran) = (pool.clone(), ran.clone());
+                tokio::spawn(async move {
+                    for n in 0..EACH {
+                        let id = s * EACH + n;
+                        let ran = ran.clone();
+                        let job = move |_ctx| async move {
+                            if id.is_multiple_of(3) {
+                                tokio::task::yield_now().await;
                             }
-                        })
-                    })
-                    .collect();
-                for submitter in submitters {
-                    submitter.await.unwrap();
-                }
-                let report = pool.shutdown().await;
-                assert_eq!(
-                    (report.submitted, report.completed),
-                    (4 * EACH as u64, 4 * EACH as u64),
-                    "round {round}"
-                );
-                let twice = ran.iter().filter(|n| n.load(Ordering::SeqCst) != 1).count();
-                assert_eq!(twice, 0, "round {round}: jobs run other than once");
-                live::assert_none_alive().await;
+                            ran[id].fetch_add(1, Ordering::SeqCst);
+                            Ok::<_, String>(())
+                        };
+                        pool.submit_detached(job).await.unwrap();
+                        if n % 64 == 0 {
+                            // The queue runs dry now and then, and workers park.
+                            tokio::time::sleep(Duration::from_micros(50)).await;
+                        }
+                    }
+                })
             })
-            .await
-            .unwrap();
-        });
-    }
+            .collect();
+        for submitter in submitters {
+            submitter.await.unwrap();
+        }
+        let report = pool.shutdown().await;
+        assert_eq!(
+            (report.submitted, report.completed),
+            (4 * EACH as u64, 4 * EACH as u64),
+            "round {round}"
+        );
+        let twice = ran.iter().filter(|n| n.load(Ordering::SeqCst) != 1).count();
+        assert_eq!(twice, 0, "round {round}: jobs run other than once");
+        live::assert_none_alive().await;
+    });
 }
 
 /// Keeps the most jobs seen running at once.
@@ -325,153 +314,122 @@ impl AtOnce {
 /// several times. The report counts all 81 and no task outlives the pool. Ten rounds.
 #[test]
 fn shrinking_the_pool_retires_workers_that_share_a_task() {
-    for round in 0..10 {
-        let runtime = two_thread_runtime();
-        runtime.block_on(async {
-            tokio::spawn(async move {
-                let gate = Arc::new(Semaphore::new(0));
-                let (pool, first) = saturated(8, |_| {
-                    let gate = gate.clone();
-                    move |_ctx| async move {
-                        tokio::task::yield_now().await;
-                        let _ = gate.acquire().await;
-                        Ok::<_, String>(())
-                    }
-                })
-                .await;
-                until(&pool, |m| m.running == 8).await;
-                pool.resize(2).unwrap();
-                gate.add_permits(8);
-                for handle in first {
-                    handle.await.unwrap();
-                }
-                let at_once = Arc::new(AtOnce::default());
-                for _ in 0..64 {
-                    let at_once = at_once.clone();
-                    pool.submit_detached(move |_ctx| async move {
-                        at_once.run(5).await;
-                        Ok::<_, String>(())
-                    })
-                    .await
-                    .unwrap();
-                }
-                until(&pool, |m| m.completed == 81).await;
-                // Two workers are left, each on its task or in the shared one: the tasks of the
-                // seven that retired are gone while the pool runs on.
-                let most = 3;
-                let tasks = tokio::time::timeout(Duration::from_secs(10), async {
-                    loop {
-                        let tasks = worker_tasks();
-                        if tasks <= most {
-                            return tasks;
-                        }
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                })
-                .await
-                .unwrap_or_else(|_| {
-                    panic!(
-                        "round {round}: {} worker tasks for 2 workers",
-                        worker_tasks()
-                    )
-                });
-                assert!(tasks <= most);
-                let report = pool.shutdown().await;
-                assert_eq!(report.completed, 81, "round {round}");
-                let most = at_once.most.load(Ordering::SeqCst);
-                assert!(
-                    most <= 2,
-                    "round {round}: {most} jobs ran at once on 2 workers"
-                );
-                live::assert_none_alive().await;
+    each_round(10, |round| async move {
+        let gate = Arc::new(Semaphore::new(0));
+        let (pool, first) = saturated(8, |_| {
+            let gate = gate.clone();
+            move |_ctx| async move {
+                tokio::task::yield_now().await;
+                let _ = gate.acquire().await;
+                Ok::<_, String>(())
+            }
+        })
+        .await;
+        until(&pool, |m| m.running == 8).await;
+        pool.resize(2).unwrap();
+        gate.add_permits(8);
+        for handle in first {
+            handle.await.unwrap();
+        }
+        let at_once = Arc::new(AtOnce::default());
+        for _ in 0..64 {
+            let at_once = at_once.clone();
+            pool.submit_detached(move |_ctx| async move {
+                at_once.run(5).await;
+                Ok::<_, String>(())
             })
             .await
             .unwrap();
+        }
+        until(&pool, |m| m.completed == 81).await;
+        // Two workers are left, each on its task or in the shared one: the tasks of the
+        // seven that retired are gone while the pool runs on.
+        let most = 3;
+        let tasks = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let tasks = worker_tasks();
+                if tasks <= most {
+                    return tasks;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "round {round}: {} worker tasks for 2 workers",
+                worker_tasks()
+            )
         });
-    }
+        assert!(tasks <= most);
+        let report = pool.shutdown().await;
+        assert_eq!(report.completed, 81, "round {round}");
+        let most = at_once.most.load(Ordering::SeqCst);
+        assert!(
+            most <= 2,
+            "round {round}: {most} jobs ran at once on 2 workers"
+        );
+        live::assert_none_alive().await;
+    });
 }
 
 /// A graceful shutdown waits for the jobs that share a task: it does not finish while they wait,
 /// and once they are let go it reports every one completed, with no task left. Ten rounds.
 #[test]
 fn shutdown_waits_for_the_jobs_that_share_a_task() {
-    for round in 0..10 {
-        let runtime = two_thread_runtime();
-        runtime.block_on(async {
-            tokio::spawn(async move {
-                let gate = Arc::new(Semaphore::new(0));
-                let finished = Arc::new(AtomicUsize::new(0));
-                let (pool, _handles) = saturated(8, |_| {
-                    let (gate, finished) = (gate.clone(), finished.clone());
-                    move |_ctx| async move {
-                        tokio::task::yield_now().await;
-                        let _ = gate.acquire().await;
-                        finished.fetch_add(1, Ordering::SeqCst);
-                        Ok::<_, String>(())
-                    }
-                })
-                .await;
-                until(&pool, |m| m.running == 8).await;
-                let pool = Arc::new(pool);
-                let shutdown = tokio::spawn({
-                    let pool = pool.clone();
-                    async move { pool.shutdown().await }
-                });
-                for _ in 0..100 {
-                    tokio::task::yield_now().await;
-                }
-                assert!(
-                    !shutdown.is_finished(),
-                    "round {round}: the shutdown ended while its jobs waited"
-                );
-                gate.add_permits(8);
-                let report = shutdown.await.unwrap();
-                assert_eq!(report.completed, 17, "round {round}");
-                assert_eq!(finished.load(Ordering::SeqCst), 8, "round {round}");
-                drop(pool);
-                live::assert_none_alive().await;
-            })
-            .await
-            .unwrap();
+    each_round(10, |round| async move {
+        let gate = Arc::new(Semaphore::new(0));
+        let finished = Arc::new(AtomicUsize::new(0));
+        let (pool, _handles) = saturated(8, |_| {
+            let (gate, finished) = (gate.clone(), finished.clone());
+            move |_ctx| async move {
+                tokio::task::yield_now().await;
+                let _ = gate.acquire().await;
+                finished.fetch_add(1, Ordering::SeqCst);
+                Ok::<_, String>(())
+            }
+        })
+        .await;
+        until(&pool, |m| m.running == 8).await;
+        let pool = Arc::new(pool);
+        let shutdown = tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.shutdown().await }
         });
-    }
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            !shutdown.is_finished(),
+            "round {round}: the shutdown ended while its jobs waited"
+        );
+        gate.add_permits(8);
+        let report = shutdown.await.unwrap();
+        assert_eq!(report.completed, 17, "round {round}");
+        assert_eq!(finished.load(Ordering::SeqCst), 8, "round {round}");
+        drop(pool);
+        live::assert_none_alive().await;
+    });
 }
 
 /// `abort` drops the jobs waiting in the shared task at once: each handle resolves as cancelled,
 /// each job is dropped, and the report counts them cancelled. Ten rounds.
 #[test]
 fn abort_drops_the_jobs_that_share_a_task() {
-    for round in 0..10 {
-        let runtime = two_thread_runtime();
-        runtime.block_on(async {
-            tokio::spawn(async move {
-                let dropped = Arc::new(AtomicUsize::new(0));
-                let (pool, handles) = saturated(8, |_| {
-                    let guard = Dropped(dropped.clone());
-                    move |_ctx| waits_forever(guard)
-                })
-                .await;
-                until(&pool, |m| m.running == 8).await;
-                pool.abort();
-                for handle in handles {
-                    assert!(
-                        matches!(handle.await, Err(JobError::Cancelled)),
-                        "round {round}: an aborted job did not resolve as cancelled"
-                    );
-                }
-                assert_eq!(dropped.load(Ordering::SeqCst), 8, "round {round}");
-                let report = pool.shutdown().await;
-                assert_eq!(
-                    (report.cancelled, report.completed),
-                    (8, 9),
-                    "round {round}"
-                );
-                live::assert_none_alive().await;
-            })
-            .await
-            .unwrap();
-        });
-    }
+    each_round(10, |round| async move {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let (pool, handles) = eight_waiting_forever(&dropped).await;
+        pool.abort();
+        all_cancelled(handles, round).await;
+        assert_eq!(dropped.load(Ordering::SeqCst), 8, "round {round}");
+        let report = pool.shutdown().await;
+        assert_eq!(
+            (report.cancelled, report.completed),
+            (8, 9),
+            "round {round}"
+        );
+        live::assert_none_alive().await;
+    });
 }
 
 /// A job that panics after it waited, in the shared task, takes nothing else with it: its handle
@@ -479,53 +437,42 @@ fn abort_drops_the_jobs_that_share_a_task() {
 /// Ten rounds.
 #[test]
 fn a_panic_in_the_shared_task_takes_no_other_job_with_it() {
-    for round in 0..10 {
-        let runtime = two_thread_runtime();
-        runtime.block_on(async {
-            tokio::spawn(async move {
-                let barrier = Arc::new(Barrier::new(8));
-                let (pool, handles) = saturated(8, |n| {
-                    let barrier = barrier.clone();
-                    move |_ctx| async move {
-                        tokio::task::yield_now().await;
-                        barrier.wait().await;
-                        assert_ne!(n, 3, "job 3 panics");
-                        Ok::<_, String>(n)
-                    }
-                })
-                .await;
-                for (n, handle) in handles.into_iter().enumerate() {
-                    match handle.await {
-                        Err(JobError::Panicked(_)) if n == 3 => {}
-                        Ok(got) if n != 3 => assert_eq!(got, n),
-                        other => panic!("round {round}: job {n} ended as {other:?}"),
-                    }
-                }
-                let mut more = Vec::new();
-                for _ in 0..8 {
-                    let barrier = barrier.clone();
-                    let job = move |_ctx| async move {
-                        tokio::task::yield_now().await;
-                        barrier.wait().await;
-                        Ok::<_, String>(())
-                    };
-                    more.push(pool.submit(job).await.unwrap());
-                }
-                for handle in more {
-                    handle.await.unwrap();
-                }
-                let report = pool.shutdown().await;
-                assert_eq!(
-                    (report.completed, report.panicked),
-                    (24, 1),
-                    "round {round}"
-                );
-                live::assert_none_alive().await;
-            })
-            .await
-            .unwrap();
-        });
-    }
+    each_round(10, |round| async move {
+        let barrier = Arc::new(Barrier::new(8));
+        let (pool, handles) = saturated(8, |n| {
+            let barrier = barrier.clone();
+            move |_ctx| async move {
+                tokio::task::yield_now().await;
+                barrier.wait().await;
+                assert_ne!(n, 3, "job 3 panics");
+                Ok::<_, String>(n)
+            }
+        })
+        .await;
+        for (n, handle) in handles.into_iter().enumerate() {
+            match handle.await {
+                Err(JobError::Panicked(_)) if n == 3 => {}
+                Ok(got) if n != 3 => assert_eq!(got, n),
+                other => panic!("round {round}: job {n} ended as {other:?}"),
+            }
+        }
+        let mut more = Vec::new();
+        for _ in 0..8 {
+            let barrier = barrier.clone();
+            let job = move |_ctx| meet_and_name_the_task(barrier);
+            more.push(pool.submit(job).await.unwrap());
+        }
+        for handle in more {
+            handle.await.unwrap();
+        }
+        let report = pool.shutdown().await;
+        assert_eq!(
+            (report.completed, report.panicked),
+            (24, 1),
+            "round {round}"
+        );
+        live::assert_none_alive().await;
+    });
 }
 
 /// More workers wait at once than the shared task holds (it polls up to 64): those it has no room
@@ -533,34 +480,23 @@ fn a_panic_in_the_shared_task_takes_no_other_job_with_it() {
 /// Ten rounds.
 #[test]
 fn more_waiting_workers_than_the_shared_task_holds_all_run() {
-    for round in 0..10 {
-        let runtime = two_thread_runtime();
-        runtime.block_on(async {
-            tokio::spawn(async move {
-                let barrier = Arc::new(Barrier::new(100));
-                let (pool, handles) = saturated(100, |_| {
-                    let barrier = barrier.clone();
-                    move |_ctx| async move {
-                        tokio::task::yield_now().await;
-                        barrier.wait().await;
-                        Ok::<_, String>(tokio::task::id())
-                    }
-                })
-                .await;
-                let mut tasks = HashSet::new();
-                for handle in handles {
-                    let task = tokio::time::timeout(Duration::from_secs(10), handle)
-                        .await
-                        .unwrap_or_else(|_| panic!("round {round}: not all 100 jobs met"));
-                    tasks.insert(task.unwrap());
-                }
-                // 64 share one task; the other 36 keep tasks of their own.
-                assert_eq!(tasks.len(), 37, "round {round}");
-                assert_eq!(pool.shutdown().await.completed, 201, "round {round}");
-                live::assert_none_alive().await;
-            })
-            .await
-            .unwrap();
-        });
-    }
+    each_round(10, |round| async move {
+        let barrier = Arc::new(Barrier::new(100));
+        let (pool, handles) = saturated(100, |_| {
+            let barrier = barrier.clone();
+            move |_ctx| meet_and_name_the_task(barrier)
+        })
+        .await;
+        let mut tasks = HashSet::new();
+        for handle in handles {
+            let task = tokio::time::timeout(Duration::from_secs(10), handle)
+                .await
+                .unwrap_or_else(|_| panic!("round {round}: not all 100 jobs met"));
+            tasks.insert(task.unwrap());
+        }
+        // 64 share one task; the other 36 keep tasks of their own.
+        assert_eq!(tasks.len(), 37, "round {round}");
+        assert_eq!(pool.shutdown().await.completed, 201, "round {round}");
+        live::assert_none_alive().await;
+    });
 }
