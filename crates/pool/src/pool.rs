@@ -812,27 +812,20 @@ impl Inner {
                 threads,
             })
         });
-        match threads {
-            // One thread: a task per worker, each woken by tokio directly (invariant 8).
-            1 => {
-                // Spawned before the lock is taken: no lock is held across `tokio::spawn` (see
-                // bounded-sync).
-                let spawned = workers.map(|w| tokio::spawn(self.tasks.track(w))).collect();
-                self.keep_handles(spawned);
-            }
-            _ => workers.for_each(|worker| self.spawn_shell(worker)),
-        }
-    }
-
-    /// Runs a worker on a task of its own (invariant 8).
-    fn spawn_shell(self: &Arc<Self>, worker: Worker) {
-        let shell = Shell {
-            inner: self.clone(),
-            worker: Some(worker),
-            home: Arc::new(Home::default()),
-        };
-        let handle = tokio::spawn(self.tasks.track(shell));
-        self.keep_handles(vec![handle]);
+        // Spawned before the lock is taken: no lock is held across `tokio::spawn` (see
+        // bounded-sync).
+        let spawned = workers
+            .map(|worker| match threads {
+                // One thread: a task per worker, each woken by tokio directly (invariant 8).
+                1 => tokio::spawn(self.tasks.track(worker)),
+                _ => tokio::spawn(self.tasks.track(Shell {
+                    inner: self.clone(),
+                    worker: Some(worker),
+                    home: Arc::new(Home::default()),
+                })),
+            })
+            .collect();
+        self.keep_handles(spawned);
     }
 
     /// Takes a worker whose job waits into the host, starting the host's task if it is not running;
@@ -874,8 +867,8 @@ impl Inner {
         if self.stopping.load(Ordering::Acquire) {
             spawned.iter().for_each(JoinHandle::abort);
         }
-        // Handles of tasks that ended are dropped before the list would grow: workers move between
-        // tasks, and the list must not grow with every move.
+        // Handles of tasks that ended are dropped before the list would grow: a host is spawned
+        // each time one is needed again, and the list must not grow with every one.
         if handles.len() + spawned.len() > handles.capacity() {
             handles.retain(|h| !h.is_finished());
         }
@@ -1398,9 +1391,10 @@ impl Future for Shell {
                 }
             }
         }
-        let Some(worker) = this.worker.as_mut() else {
-            return std::task::Poll::Ready(());
-        };
+        let worker = this
+            .worker
+            .as_mut()
+            .expect("a shell polls its worker while it has it");
         // Polled at once when it comes back: it waited on the waker of the host.
         ASK.set(Ask::Stay);
         if worker.as_mut().poll(cx).is_ready() {
@@ -1474,9 +1468,9 @@ impl Future for Host {
             if !ready && !leave {
                 continue;
             }
-            let Some((worker, home)) = this.workers[place].take() else {
-                continue;
-            };
+            let (worker, home) = this.workers[place]
+                .take()
+                .expect("the place was polled just now");
             this.free.push(place);
             this.inner.hosting.lock().held -= 1;
             // Dropped outside every lock: a worker's drop counts its job and may abort the pool.
@@ -1631,7 +1625,7 @@ async fn worker(mut alive: Alive, threads: usize) {
             },
             owed: None,
             waited: false,
-            backlog: false,
+            saturated: false,
             clock: None,
             first_poll: LastJob::Unknown,
         };
@@ -1655,7 +1649,7 @@ async fn worker(mut alive: Alive, threads: usize) {
         match took {
             Took::Job(owed) => {
                 running.owed = owed.then_some(&inner.queue);
-                running.backlog = seat.1.saturated;
+                running.saturated = seat.1.saturated;
             }
             Took::Stop => {
                 alive.ended = true;
@@ -1855,8 +1849,9 @@ struct Running<'a> {
     owed: Option<&'a Queue<JobFuture>>,
     /// The job returned `Pending` at least once.
     waited: bool,
-    /// Its take left jobs queued behind it: if it waits, its worker joins the host (invariant 8).
-    backlog: bool,
+    /// Its take freed a place a submitter was waiting for (`Seat::saturated`): if it waits, its
+    /// worker joins the host (invariant 8).
+    saturated: bool,
     /// Times the first poll, if it is to be timed.
     clock: Option<&'a mut PollClock>,
     /// What the job's first poll showed (queue invariant 7).
@@ -1880,7 +1875,7 @@ impl Future for Running<'_> {
                 }
             },
         };
-        if polled.is_pending() && !self.waited && self.backlog {
+        if polled.is_pending() && !self.waited && self.saturated {
             ASK.set(Ask::Join);
         }
         if polled.is_pending() {
