@@ -112,6 +112,7 @@ mod error;
 #[cfg(feature = "metrics")]
 mod export;
 mod failure;
+mod home;
 mod job_handle;
 mod metrics;
 mod pool;

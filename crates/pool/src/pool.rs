@@ -55,7 +55,8 @@
 //!    the run went back to the queue), it moves into the pool's one `Host`: a tokio task that polls
 //!    up to `PLACES` workers, each through a waker of its own (`bounded_sync::places`), so that
 //!    workers whose jobs wait run one after another on one thread instead of handing each other over
-//!    between threads. Its shell waits meanwhile at its `Home`. A hosted worker goes back to its
+//!    between threads. Its shell waits meanwhile at its `Home` (`home.rs`: the hand-over's own
+//!    invariants, and loom models of it). A hosted worker goes back to its
 //!    shell when it parks on the queue (so a parked worker is never stuck behind a job that holds
 //!    the host's thread, and a submission still wakes a worker that can run at once) and when it
 //!    steps aside for a worker it woke (queue invariant 7). Only a saturated pool moves workers: a
@@ -94,6 +95,7 @@ use crate::accounting::{Headcount, Live};
 use crate::builder::PoolBuilder;
 use crate::error::{ResizeError, SubmitError, TrySubmitError};
 use crate::failure::{Hook, JobFailure};
+use crate::home::Home;
 use crate::job_handle::{JobError, JobHandle};
 use crate::metrics::{Counters, Ended, Enrolled, Metrics, Tally};
 use crate::report::PoolReport;
@@ -830,7 +832,7 @@ impl Inner {
 
     /// Takes a worker whose job waits into the host, starting the host's task if it is not running;
     /// hands the worker back when the host is full or the pool is stopping (invariant 8).
-    fn adopt(self: &Arc<Self>, worker: Worker, home: &Arc<Home>) -> Result<(), Worker> {
+    fn adopt(self: &Arc<Self>, worker: Worker, home: &Arc<Home<Worker>>) -> Result<(), Worker> {
         let mut hosting = self.hosting.lock();
         if hosting.held >= PLACES || self.stopping.load(Ordering::Acquire) {
             return Err(worker);
@@ -1298,7 +1300,7 @@ async fn step_aside_from_host() {
 /// The host's intake: workers on their way in, and whether its task runs (invariant 8).
 #[derive(Default)]
 struct Hosting {
-    inbox: Vec<(Worker, Arc<Home>)>,
+    inbox: Vec<(Worker, Arc<Home<Worker>>)>,
     waker: Option<std::task::Waker>,
     running: bool,
     /// Workers in the host's places or in `inbox`.
@@ -1310,58 +1312,7 @@ struct Hosting {
 struct Shell {
     inner: Arc<Inner>,
     worker: Option<Worker>,
-    home: Arc<Home>,
-}
-
-/// Where a worker in the host is, as its shell sees it (invariant 8).
-enum Whereabouts {
-    /// In the host; the shell's waker, for when it comes back or is gone.
-    Away(Option<std::task::Waker>),
-    /// Sent back by the host: the shell polls it next.
-    Back(Worker),
-    /// Ended or dropped in the host, or its shell is gone: nothing more comes back.
-    Gone,
-}
-
-/// A shell's side of a worker it lent the host (invariant 8).
-struct Home(Mutex<Whereabouts>);
-
-impl Default for Home {
-    fn default() -> Self {
-        Home(Mutex::new(Whereabouts::Away(None)))
-    }
-}
-
-impl Home {
-    /// The host sends the worker back to its shell; handed back to the caller, to drop outside any
-    /// lock, if the shell is gone.
-    fn send_back(&self, worker: Worker) -> Option<Worker> {
-        let mut whereabouts = self.0.lock();
-        let waker = match &mut *whereabouts {
-            Whereabouts::Away(waker) => waker.take(),
-            Whereabouts::Back(_) | Whereabouts::Gone => return Some(worker),
-        };
-        *whereabouts = Whereabouts::Back(worker);
-        drop(whereabouts);
-        if let Some(waker) = waker {
-            waker.wake();
-        }
-        None
-    }
-
-    /// The worker will not come back: its shell ends. What it held (a worker sent back that its
-    /// shell never took) is handed back to the caller, to drop outside the lock.
-    fn close(&self) -> Option<Worker> {
-        let before = std::mem::replace(&mut *self.0.lock(), Whereabouts::Gone);
-        match before {
-            Whereabouts::Away(Some(waker)) => {
-                waker.wake();
-                None
-            }
-            Whereabouts::Back(worker) => Some(worker),
-            Whereabouts::Away(None) | Whereabouts::Gone => None,
-        }
-    }
+    home: Arc<Home<Worker>>,
 }
 
 impl Drop for Shell {
@@ -1378,17 +1329,9 @@ impl Future for Shell {
     fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
         let this = &mut *self;
         if this.worker.is_none() {
-            let mut whereabouts = this.home.0.lock();
-            match std::mem::replace(&mut *whereabouts, Whereabouts::Away(None)) {
-                Whereabouts::Back(worker) => this.worker = Some(worker),
-                Whereabouts::Away(_) => {
-                    *whereabouts = Whereabouts::Away(Some(cx.waker().clone()));
-                    return std::task::Poll::Pending;
-                }
-                Whereabouts::Gone => {
-                    *whereabouts = Whereabouts::Gone;
-                    return std::task::Poll::Ready(());
-                }
+            match std::task::ready!(this.home.poll_back(cx)) {
+                Some(worker) => this.worker = Some(worker),
+                None => return std::task::Poll::Ready(()),
             }
         }
         let worker = this
@@ -1405,7 +1348,7 @@ impl Future for Shell {
             && let Some(worker) = this.worker.take()
         {
             // Waits for it before it goes: the host may send it back before this poll returns.
-            *this.home.0.lock() = Whereabouts::Away(Some(cx.waker().clone()));
+            this.home.lend(cx.waker());
             if let Err(worker) = this.inner.adopt(worker, &this.home) {
                 this.worker = Some(worker);
             }
@@ -1418,7 +1361,7 @@ impl Future for Shell {
 /// (invariant 8).
 struct Host {
     inner: Arc<Inner>,
-    workers: Vec<Option<(Worker, Arc<Home>)>>,
+    workers: Vec<Option<(Worker, Arc<Home<Worker>>)>>,
     free: Vec<usize>,
     places: Places,
     /// It returned, having found nothing to hold, and gave the intake up.
