@@ -113,6 +113,7 @@ mod error;
 mod export;
 mod failure;
 mod home;
+mod intake;
 mod job_handle;
 mod metrics;
 mod pool;

@@ -64,9 +64,9 @@
 //!    jobs submitted one or a few at a time would pay at every job. The worker tells the task
 //!    polling it through the thread-local `ASK`, read after each poll. A worker moves only between
 //!    polls, and the task it moves to polls it first thing, so a wake that went to the other task's
-//!    waker is never lost: the poll sees what the wake was for. `Hosting` (under its lock) holds the
-//!    workers on their way in, with their homes, and whether the host's task runs; the host ends
-//!    when it holds none, and an adopt after that starts a new one. A worker that ends in the host,
+//!    waker is never lost: the poll sees what the wake was for. The host's `Intake` holds the workers
+//!    on their way in, with their homes, and whether the host's task runs; the host ends when it
+//!    holds none, and an adopt after that starts a new one (`intake.rs`, with loom models). A worker that ends in the host,
 //!    or that the host drops (dropped before it ended: an abort, a runtime shutting down), closes
 //!    its home and its shell ends; a shell dropped first closes its home, and the host drops the
 //!    worker instead of sending it back. A dropped worker counts itself out (invariant 5); after an
@@ -96,6 +96,7 @@ use crate::builder::PoolBuilder;
 use crate::error::{ResizeError, SubmitError, TrySubmitError};
 use crate::failure::{Hook, JobFailure};
 use crate::home::Home;
+use crate::intake::{Adopted, Intake};
 use crate::job_handle::{JobError, JobHandle};
 use crate::metrics::{Counters, Ended, Enrolled, Metrics, Tally};
 use crate::report::PoolReport;
@@ -165,7 +166,7 @@ pub(crate) struct Inner {
     stopping: AtomicBool,
     tasks: TaskCounter,
     /// Where workers whose jobs wait are polled together (invariant 8).
-    hosting: Mutex<Hosting>,
+    hosting: Intake<Lent>,
     /// Workers being polled right now: the threads the pool keeps busy (queue invariant 7).
     busy: Busy,
     /// The pool's name, for its spans and events.
@@ -214,7 +215,7 @@ impl Pool {
             stopping: AtomicBool::new(false),
             busy: Busy::default(),
             tasks: TaskCounter::new(format!("{name} worker")),
-            hosting: Mutex::default(),
+            hosting: Intake::default(),
             name: name.clone(),
         });
         inner.spawn_workers(workers);
@@ -833,22 +834,12 @@ impl Inner {
     /// Takes a worker whose job waits into the host, starting the host's task if it is not running;
     /// hands the worker back when the host is full or the pool is stopping (invariant 8).
     fn adopt(self: &Arc<Self>, worker: Worker, home: &Arc<Home<Worker>>) -> Result<(), Worker> {
-        let mut hosting = self.hosting.lock();
-        if hosting.held >= PLACES || self.stopping.load(Ordering::Acquire) {
-            return Err(worker);
+        let stopping = || self.stopping.load(Ordering::Acquire);
+        match self.hosting.adopt((worker, home.clone()), PLACES, stopping) {
+            Ok(Adopted::Taken) => return Ok(()),
+            Ok(Adopted::StartHost) => {}
+            Err((worker, _)) => return Err(worker),
         }
-        hosting.inbox.push((worker, home.clone()));
-        hosting.held += 1;
-        if hosting.running {
-            let waker = hosting.waker.take();
-            drop(hosting);
-            if let Some(waker) = waker {
-                waker.wake();
-            }
-            return Ok(());
-        }
-        hosting.running = true;
-        drop(hosting);
         let host = Host {
             inner: self.clone(),
             workers: Vec::new(),
@@ -1297,15 +1288,8 @@ async fn step_aside_from_host() {
     step_aside().await;
 }
 
-/// The host's intake: workers on their way in, and whether its task runs (invariant 8).
-#[derive(Default)]
-struct Hosting {
-    inbox: Vec<(Worker, Arc<Home<Worker>>)>,
-    waker: Option<std::task::Waker>,
-    running: bool,
-    /// Workers in the host's places or in `inbox`.
-    held: usize,
-}
+/// A worker on its way into the host or in it, with the home its shell waits at (invariant 8).
+type Lent = (Worker, Arc<Home<Worker>>);
 
 /// A worker on a task of its own, on a runtime with threads to spare (invariant 8). While its
 /// worker is in the host, the shell waits at its `Home` for it to come back.
@@ -1373,14 +1357,7 @@ impl Future for Host {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
         let this = &mut *self;
-        let arrivals = {
-            let mut hosting = this.inner.hosting.lock();
-            match &hosting.waker {
-                Some(stored) if stored.will_wake(cx.waker()) => {}
-                _ => hosting.waker = Some(cx.waker().clone()),
-            }
-            std::mem::take(&mut hosting.inbox)
-        };
+        let arrivals = this.inner.hosting.arrivals(cx.waker());
         let mut woken = this.places.take(cx.waker());
         for worker in arrivals {
             let place = match this.free.pop() {
@@ -1415,7 +1392,7 @@ impl Future for Host {
                 .take()
                 .expect("the place was polled just now");
             this.free.push(place);
-            this.inner.hosting.lock().held -= 1;
+            this.inner.hosting.left();
             // Dropped outside every lock: a worker's drop counts its job and may abort the pool.
             let unclaimed = match ready {
                 true => {
@@ -1426,12 +1403,9 @@ impl Future for Host {
             };
             drop(unclaimed);
         }
-        let mut hosting = this.inner.hosting.lock();
-        if hosting.held > 0 {
+        if !this.inner.hosting.end_if_empty() {
             return std::task::Poll::Pending;
         }
-        hosting.running = false;
-        hosting.waker = None;
         this.ended = true;
         std::task::Poll::Ready(())
     }
@@ -1443,15 +1417,7 @@ impl Drop for Host {
             // It ended with nothing to hold: a host started since owns the intake.
             return;
         }
-        let inbox = {
-            let mut hosting = self.inner.hosting.lock();
-            hosting.running = false;
-            hosting.waker = None;
-            let inbox = std::mem::take(&mut hosting.inbox);
-            hosting.held -= inbox.len();
-            hosting.held -= self.workers.iter().flatten().count();
-            inbox
-        };
+        let inbox = (self.inner.hosting).abandon(self.workers.iter().flatten().count());
         // Dropped outside the lock: a worker's drop counts its job and may abort the pool. Each
         // shell then ends.
         let held = self.workers.iter_mut().filter_map(Option::take);
