@@ -54,24 +54,24 @@
 //!    freed a place a submitter was waiting for (`Seat::saturated`; for a job of a run, if jobs of
 //!    the run went back to the queue), it moves into the pool's one `Host`: a tokio task that polls
 //!    up to `PLACES` workers, each through a waker of its own (`bounded_sync::places`), so that
-//!    workers whose jobs wait run one after another on one thread instead of handing each other over
-//!    between threads. Its shell waits meanwhile at its `Home` (`home.rs`: the hand-over's own
-//!    invariants, and loom models of it). A hosted worker goes back to its
-//!    shell when it parks on the queue (so a parked worker is never stuck behind a job that holds
-//!    the host's thread, and a submission still wakes a worker that can run at once) and when it
-//!    steps aside for a worker it woke (queue invariant 7). Only a saturated pool moves workers: a
-//!    move in and out costs two locks and two wake-ups (and a host spawned when none runs), which
-//!    jobs submitted one or a few at a time would pay at every job. The worker tells the task
-//!    polling it through the thread-local `ASK`, read after each poll. A worker moves only between
-//!    polls, and the task it moves to polls it first thing, so a wake that went to the other task's
-//!    waker is never lost: the poll sees what the wake was for. The host's `Intake` holds the workers
-//!    on their way in, with their homes, and whether the host's task runs; the host ends when it
-//!    holds none, and an adopt after that starts a new one (`intake.rs`, with loom models). A worker that ends in the host,
-//!    or that the host drops (dropped before it ended: an abort, a runtime shutting down), closes
-//!    its home and its shell ends; a shell dropped first closes its home, and the host drops the
-//!    worker instead of sending it back. A dropped worker counts itself out (invariant 5); after an
-//!    abort no worker moves in. Every task is spawned with its handle kept for an abort, as in
-//!    invariant 4.
+//!    workers whose jobs wait run one after another on one thread instead of handing each other
+//!    over between threads. Its shell waits meanwhile at its `Home` (`home.rs`: the hand-over's own
+//!    invariants, and loom models of it). A hosted worker goes back to its shell when it parks on
+//!    the queue (so a parked worker is never stuck behind a job that holds the host's thread, and a
+//!    submission still wakes a worker that can run at once) and when it steps aside for a worker it
+//!    woke (queue invariant 7). Only a saturated pool moves workers: a move in and out costs two
+//!    locks and two wake-ups (and a host spawned when none runs), which jobs submitted one or a few
+//!    at a time would pay at every job. The worker tells the task polling it through the
+//!    thread-local `ASK`, read after each poll. A worker moves only between polls, and the task it
+//!    moves to polls it first thing, so a wake that went to the other task's waker is never lost:
+//!    the poll sees what the wake was for. The host's `Intake` holds the workers on their way in,
+//!    with their homes, and whether the host's task runs; the host ends when it holds none, and an
+//!    adopt after that starts a new one (`intake.rs`, with loom models). A worker that ends in the
+//!    host, or that the host drops (dropped before it ended: an abort, a runtime shutting down),
+//!    closes its home and its shell ends; a shell dropped first closes its home, and the host drops
+//!    the worker instead of sending it back. A dropped worker counts itself out (invariant 5);
+//!    after an abort no worker moves in. Every task is spawned with its handle kept for an abort,
+//!    as in invariant 4.
 
 use std::cell::Cell;
 use std::collections::VecDeque;
