@@ -70,6 +70,35 @@ impl Cause {
     }
 }
 
+/// Two causes are equal when they are the same kind; two `Error` causes when they hold the very same
+/// error, that is, when both are clones of one cause (as every context and wait cancelled by one
+/// `cancel_with` reports), not when two errors merely look alike.
+///
+/// # Examples
+///
+/// ```
+/// use bounded_cancel::{Cause, Context};
+///
+/// let ctx = Context::new();
+/// let child = ctx.child();
+/// ctx.cancel_with(std::io::Error::other("backend down"));
+/// assert_eq!(child.cause(), ctx.cause());
+/// assert_ne!(child.cause(), Some(Cause::Cancelled));
+/// assert_eq!(Cause::DeadlineExceeded, Cause::DeadlineExceeded);
+/// ```
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Cause::Cancelled, Cause::Cancelled) => true,
+            (Cause::DeadlineExceeded, Cause::DeadlineExceeded) => true,
+            (Cause::Error(a), Cause::Error(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for Cause {}
+
 impl fmt::Debug for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

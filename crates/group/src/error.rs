@@ -606,7 +606,11 @@ impl fmt::Display for TaskError {
 
 impl std::error::Error for TaskError {}
 
-/// Why [`map`](crate::map), [`map_with`](crate::map_with) or [`for_each`](crate::for_each) ended early.
+/// Why [`map`](crate::map), [`for_each`](crate::for_each), [`map_results`](crate::map_results) or
+/// their `_with` forms did not run every item to its end.
+///
+/// `Ok` from those helpers means every item ran; an item that did not run is always one of these
+/// errors, never a shorter result.
 ///
 /// # Examples
 ///
@@ -629,6 +633,10 @@ pub enum MapError<E> {
     Failed(E),
     /// The limit was 0 (nothing could ever run) or above [`MAX_LIMIT`](crate::MAX_LIMIT); nothing ran.
     InvalidLimit(usize),
+    /// The caller's context (of a `_with` form) ended before every item had started: the items not
+    /// yet started never ran, and the calls running saw their context end. Holds the context's cause.
+    /// A call's own error, if one returned one, is reported as [`Failed`](MapError::Failed) instead.
+    Cancelled(Cause),
 }
 
 impl<E> MapError<E> {
@@ -645,7 +653,7 @@ impl<E> MapError<E> {
     pub fn into_error(self) -> Option<E> {
         match self {
             MapError::Failed(err) => Some(err),
-            MapError::InvalidLimit(_) => None,
+            MapError::InvalidLimit(_) | MapError::Cancelled(_) => None,
         }
     }
 
@@ -670,6 +678,10 @@ impl<E: fmt::Display> fmt::Display for MapError<E> {
                  of items runs them all at once",
                 crate::MAX_LIMIT
             ),
+            MapError::Cancelled(cause) => write!(
+                f,
+                "stopped before every item started ({cause}); the items not started did not run"
+            ),
         }
     }
 }
@@ -679,6 +691,7 @@ impl<E: std::error::Error + 'static> std::error::Error for MapError<E> {
         match self {
             MapError::Failed(err) => Some(err),
             MapError::InvalidLimit(_) => None,
+            MapError::Cancelled(cause) => Some(cause),
         }
     }
 }

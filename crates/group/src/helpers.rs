@@ -3,9 +3,9 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use bounded_cancel::Context;
+use bounded_cancel::{Cause, Context};
 
-use crate::{Group, MapError, ResultGroup};
+use crate::{Group, MapError, ResultGroup, SpawnError};
 
 /// Runs `f` on every item, at most `limit` at a time, and returns the outputs in input order.
 ///
@@ -48,12 +48,14 @@ where
 
 /// Like [`map`], under the caller's context: when `ctx` ends, the calls see it and no more items start.
 ///
-/// If `ctx` ends before every item has started, the outputs of the items that ran are returned; check
-/// `ctx.is_cancelled()` (or have `f` return an error on cancellation) to tell a partial result apart.
+/// `Ok` holds an output for every item. If `ctx` ends before every item has started, the calls that
+/// started are waited for and the result is [`MapError::Cancelled`], never a shorter list. If it ends
+/// after every item started, the calls decide: an error one returns is the result, and if all of them
+/// still return `Ok`, so does this.
 ///
 /// # Errors
 ///
-/// As [`map`].
+/// As [`map`], and [`MapError::Cancelled`] with `ctx`'s cause when it ended before every item started.
 ///
 /// # Panics
 ///
@@ -95,14 +97,37 @@ where
         .set_limit(Some(limit))
         .expect("a new group has no running tasks");
     let f = Arc::new(f);
+    let mut stopped = None;
     for item in items {
         let f = f.clone();
-        if group.spawn(move |ctx| f(ctx, item)).await.is_err() {
-            // The group's context ended: a call failed or the caller cancelled. Start nothing more.
+        if let Err(err) = group.spawn(move |ctx| f(ctx, item)).await {
+            // The group's context ended: a call failed or the caller's context ended. Start nothing
+            // more.
+            stopped = Some(cause_of(err));
             break;
         }
     }
-    group.wait().await.map_err(MapError::Failed)
+    let outputs = group.wait().await.map_err(MapError::Failed)?;
+    every_item_ran(stopped)?;
+    Ok(outputs)
+}
+
+/// Why a spawn of the helpers was refused: the group's context ended. (A limit of 0, the other
+/// refusal, is checked before anything is spawned.)
+fn cause_of<F>(err: SpawnError<F>) -> Cause {
+    match err {
+        SpawnError::Cancelled { cause, .. } => cause,
+        SpawnError::LimitZero(_) => Cause::Cancelled,
+    }
+}
+
+/// After the calls that started ended without an error: [`MapError::Cancelled`] if the intake
+/// stopped before every item had started, which (no call having failed) the caller's context did.
+fn every_item_ran<E>(stopped: Option<Cause>) -> Result<(), MapError<E>> {
+    match stopped {
+        Some(cause) => Err(MapError::Cancelled(cause)),
+        None => Ok(()),
+    }
 }
 
 /// Runs `f` on every item, at most `limit` at a time; the first error cancels the rest and is returned.
@@ -151,9 +176,11 @@ where
 /// Like [`for_each`], under the caller's context: when `ctx` ends, the calls see it and no more items
 /// start (as [`map_with`]).
 ///
+/// `Ok(())` means `f` ran on every item and returned `Ok` each time.
+///
 /// # Errors
 ///
-/// As [`map`].
+/// As [`map_with`]: [`MapError::Cancelled`] when `ctx` ended before every item started.
 ///
 /// # Panics
 ///
@@ -162,15 +189,17 @@ where
 /// # Examples
 ///
 /// ```
-/// use bounded_cancel::Context;
+/// use bounded_cancel::{Cause, Context};
+/// use bounded_group::MapError;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
 /// let request = Context::new();
 /// request.cancel(); // the caller gave up: nothing starts
-/// bounded_group::for_each_with(&request, 0..100u32, 4, |_ctx, _n| async { Err::<(), _>("ran") })
+/// let err = bounded_group::for_each_with(&request, 0..100u32, 4, |_ctx, _n| async { Err("ran") })
 ///     .await
-///     .unwrap();
+///     .unwrap_err();
+/// assert_eq!(err, MapError::Cancelled(Cause::Cancelled));
 /// # }
 /// ```
 pub async fn for_each_with<I, F, Fut, E>(
@@ -192,13 +221,16 @@ where
         .set_limit(Some(limit))
         .expect("a new group has no running tasks");
     let f = Arc::new(f);
+    let mut stopped = None;
     for item in items {
         let f = f.clone();
-        if group.spawn(move |ctx| f(ctx, item)).await.is_err() {
+        if let Err(err) = group.spawn(move |ctx| f(ctx, item)).await {
+            stopped = Some(cause_of(err));
             break;
         }
     }
-    group.wait_first().await.map_err(MapError::Failed)
+    group.wait_first().await.map_err(MapError::Failed)?;
+    every_item_ran(stopped)
 }
 
 /// Runs `f` on every item, at most `limit` at a time, and returns each item's outcome in input order:
@@ -245,12 +277,19 @@ where
     map_results_with(&Context::new(), items, limit, f).await
 }
 
-/// Like [`map_results`], under the caller's context: when `ctx` ends, no more items start, and the
-/// result holds the outcomes of the items that did.
+/// Like [`map_results`], under the caller's context: when `ctx` ends, the calls see it and no more
+/// items start.
+///
+/// `Ok` holds an outcome for every item. If `ctx` ends before every item has started, the calls that
+/// started are waited for and the result is [`MapError::Cancelled`], never a shorter list: a
+/// position with no outcome cannot be told from the next one. To keep the outcomes of the calls
+/// that ran, spawn them on a [`ResultGroup`] under `ctx`, whose `wait` returns each spawned call's
+/// value in order.
 ///
 /// # Errors
 ///
-/// As [`map_results`].
+/// As [`map_results`], and [`MapError::Cancelled`] with `ctx`'s cause when it ended before every
+/// item started.
 ///
 /// # Panics
 ///
@@ -296,6 +335,7 @@ where
     match outcomes {
         Ok(outcomes) => Ok(outcomes),
         Err(MapError::InvalidLimit(limit)) => Err(MapError::InvalidLimit(limit)),
+        Err(MapError::Cancelled(cause)) => Err(MapError::Cancelled(cause)),
         Err(MapError::Failed(never)) => match never {},
     }
 }

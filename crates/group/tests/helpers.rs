@@ -1,4 +1,5 @@
-//! `map` and `for_each`: no calls on empty input, every item once and in order, panics propagate.
+//! `map` and `for_each`: no calls on empty input, every item once and in order, panics propagate,
+//! and an `Ok` always holds every item: a caller's context that ends first is an error.
 
 #[path = "support/gauge.rs"]
 #[allow(dead_code)]
@@ -8,7 +9,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bounded_cancel::Context;
+use bounded_cancel::{Cause, Context};
 use bounded_group::{MAX_LIMIT, MapError};
 use futures_util::FutureExt;
 use gauge::Gauge;
@@ -127,21 +128,6 @@ async fn the_first_error_stops_intake_and_is_returned() {
 }
 
 #[tokio::test]
-async fn map_with_stops_taking_items_when_the_callers_context_ends() {
-    let ctx = Context::new();
-    ctx.cancel();
-    let out = bounded_group::map_with(
-        &ctx,
-        0..100u32,
-        4,
-        |_ctx, i| async move { Ok::<_, String>(i) },
-    )
-    .await
-    .unwrap();
-    assert!(out.is_empty());
-}
-
-#[tokio::test]
 async fn a_zero_or_oversized_limit_is_an_error_value_and_nothing_runs() {
     for limit in [0, MAX_LIMIT + 1, usize::MAX] {
         let ran = Arc::new(AtomicUsize::new(0));
@@ -227,27 +213,6 @@ async fn map_results_re_raises_a_panic() {
     assert_eq!(bounded_cancel::panic_message(&*caught), "boom at 5");
 }
 
-#[tokio::test]
-async fn for_each_with_stops_taking_items_when_the_callers_context_ends() {
-    let ctx = Context::new();
-    let started = Arc::new(AtomicUsize::new(0));
-    let s = started.clone();
-    let canceller = ctx.clone();
-    bounded_group::for_each_with(&ctx, 0..1_000u32, 2, move |_ctx, i| {
-        s.fetch_add(1, Ordering::SeqCst);
-        if i == 10 {
-            canceller.cancel();
-        }
-        async { Ok::<_, String>(()) }
-    })
-    .await
-    .unwrap();
-    assert!(
-        started.load(Ordering::SeqCst) < 20,
-        "intake stopped once the caller's context ended"
-    );
-}
-
 #[tokio::test(start_paused = true)]
 async fn for_each_borrowed_mutates_in_place_within_the_limit_without_spawning() {
     let mut totals = vec![0u64; 50];
@@ -308,4 +273,273 @@ async fn for_each_borrowed_stops_at_the_first_error_and_drops_the_calls_in_fligh
         0,
         "the calls in flight were dropped"
     );
+}
+
+/// Counts the calls that started and the calls that finished.
+#[derive(Clone, Default)]
+struct Calls {
+    started: Arc<AtomicUsize>,
+    finished: Arc<AtomicUsize>,
+}
+
+impl Calls {
+    fn start(&self) {
+        self.started.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn finish(&self) {
+        self.finished.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn started(&self) -> usize {
+        self.started.load(Ordering::SeqCst)
+    }
+
+    fn finished(&self) -> usize {
+        self.finished.load(Ordering::SeqCst)
+    }
+}
+
+/// The helpers that take the caller's context.
+const FORMS: [Form; 3] = [Form::Map, Form::ForEach, Form::MapResults];
+
+#[derive(Clone, Copy, Debug)]
+enum Form {
+    Map,
+    ForEach,
+    MapResults,
+}
+
+impl Form {
+    /// Runs this helper over `0..items` with `limit`; every call runs `call(ctx, i)` and then gives
+    /// `i` back. `Ok` is the number of outputs the helper returned.
+    async fn run<Fut>(
+        self,
+        ctx: &Context,
+        items: u32,
+        limit: usize,
+        call: impl Fn(Context, u32) -> Fut + Send + Sync + 'static,
+    ) -> Result<usize, MapError<String>>
+    where
+        Fut: std::future::Future<Output = Result<(), String>> + Send + 'static,
+    {
+        match self {
+            Form::Map => bounded_group::map_with(ctx, 0..items, limit, move |ctx, i| {
+                let call = call(ctx, i);
+                async move { call.await.map(|()| i) }
+            })
+            .await
+            .map(|out| out.len()),
+            Form::ForEach => bounded_group::for_each_with(ctx, 0..items, limit, call)
+                .await
+                .map(|()| items as usize),
+            Form::MapResults => bounded_group::map_results_with(ctx, 0..items, limit, call)
+                .await
+                .map(|out| out.len()),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_context_ended_before_the_start_runs_nothing_and_is_an_error() {
+    let ctx = Context::new();
+    ctx.cancel();
+    let calls = Calls::default();
+    for form in FORMS {
+        let c = calls.clone();
+        let result = form
+            .run(&ctx, 100, 4, move |_ctx, _i| {
+                c.start();
+                async { Ok(()) }
+            })
+            .await;
+        assert_eq!(
+            result,
+            Err(MapError::Cancelled(Cause::Cancelled)),
+            "{form:?}"
+        );
+    }
+    assert_eq!(calls.started(), 0, "nothing ran");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_in_the_middle_is_an_error_not_a_shorter_list() {
+    for form in FORMS {
+        let calls = Calls::default();
+        let c = calls.clone();
+        let ctx = Context::new().with_timeout(std::time::Duration::from_millis(35));
+        // The calls ignore their context: only the intake stops.
+        let err = form
+            .run(&ctx, 100, 2, move |_ctx, _i| {
+                let c = c.clone();
+                c.start();
+                async move {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    c.finish();
+                    Ok(())
+                }
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            MapError::Cancelled(Cause::DeadlineExceeded),
+            "{form:?}"
+        );
+        assert!(err.to_string().contains("deadline exceeded"), "{err}");
+        assert!(
+            err.to_string().contains("did not run"),
+            "says items were left: {err}"
+        );
+        assert!(
+            (6..=10).contains(&calls.started()),
+            "{form:?}: the intake stopped at the deadline, after {} calls",
+            calls.started()
+        );
+        assert_eq!(
+            calls.finished(),
+            calls.started(),
+            "{form:?}: every call that started ended before the helper returned"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_cancel_with_an_error_mid_run_reports_that_very_error() {
+    for form in FORMS {
+        let ctx = Context::new();
+        let canceller = ctx.clone();
+        let err = form
+            .run(&ctx, 1_000, 2, move |_ctx, i| {
+                if i == 10 {
+                    canceller.cancel_with(std::io::Error::other("client went away"));
+                }
+                async { Ok(()) }
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err,
+            MapError::Cancelled(ctx.cause().expect("cancelled")),
+            "{form:?}"
+        );
+        assert!(err.to_string().contains("client went away"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn a_calls_own_error_wins_over_the_end_it_caused() {
+    for form in FORMS {
+        let ctx = Context::new();
+        let canceller = ctx.clone();
+        // The failing call ends the caller's context first, then fails.
+        let result = form
+            .run(&ctx, 100, 2, move |_ctx, i| {
+                let canceller = canceller.clone();
+                async move {
+                    if i == 3 {
+                        canceller.cancel();
+                        return Err(format!("item {i}"));
+                    }
+                    Ok(())
+                }
+            })
+            .await;
+        match form {
+            // A call's error is the result.
+            Form::Map | Form::ForEach => {
+                assert_eq!(
+                    result,
+                    Err(MapError::Failed("item 3".to_owned())),
+                    "{form:?}"
+                )
+            }
+            // Here a call's error is its outcome, and the end left items unstarted.
+            Form::MapResults => assert_eq!(result, Err(MapError::Cancelled(Cause::Cancelled))),
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_end_after_every_item_started_leaves_the_result_to_the_calls() {
+    // Ten items under a limit of 16: all start, then the caller's context ends while they run.
+    for calls_fail in [false, true] {
+        let ctx = Context::new();
+        let canceller = ctx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            canceller.cancel();
+        });
+        let result = bounded_group::map_with(&ctx, 0..10u32, 16, move |ctx, i| async move {
+            ctx.cancelled().await;
+            match calls_fail {
+                true => Err(format!("item {i} saw the end")),
+                false => Ok(i),
+            }
+        })
+        .await;
+        match calls_fail {
+            true => {
+                assert!(matches!(result, Err(MapError::Failed(e)) if e.ends_with("saw the end")))
+            }
+            false => assert_eq!(result, Ok((0..10).collect::<Vec<_>>())),
+        }
+    }
+}
+
+#[test]
+fn on_multi_thread_an_ok_is_always_whole_whenever_the_end_comes() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    let (mut whole, mut cancelled) = (0, 0);
+    for round in 0..300u32 {
+        let calls = Calls::default();
+        let c = calls.clone();
+        let result = runtime.block_on(async move {
+            let ctx = Context::new();
+            let canceller = ctx.clone();
+            // The end comes after a different number of turns each round: before the first item,
+            // among them, or after the last.
+            let ender = tokio::spawn(async move {
+                for _ in 0..round % 60 {
+                    tokio::task::yield_now().await;
+                }
+                canceller.cancel();
+            });
+            let result = bounded_group::map_with(&ctx, 0..50u32, 4, move |_ctx, i| {
+                let c = c.clone();
+                c.start();
+                async move {
+                    tokio::task::yield_now().await;
+                    c.finish();
+                    Ok::<_, String>(i)
+                }
+            })
+            .await;
+            ender.await.unwrap();
+            result
+        });
+        assert_eq!(
+            calls.finished(),
+            calls.started(),
+            "round {round}: a call outlived the helper"
+        );
+        match result {
+            Ok(out) => {
+                assert_eq!(out, (0..50).collect::<Vec<_>>(), "round {round}");
+                whole += 1;
+            }
+            Err(err) => {
+                assert_eq!(err, MapError::Cancelled(Cause::Cancelled), "round {round}");
+                assert!(
+                    calls.started() < 50,
+                    "round {round}: every item started, yet cancelled"
+                );
+                cancelled += 1;
+            }
+        }
+    }
+    assert!(cancelled > 0, "some rounds ended early ({whole} whole)");
 }

@@ -440,11 +440,10 @@ impl Service {
                     })
                     .await;
                 let outcome = match answered {
-                    Ok(_) if !order_ctx.is_cancelled() => None,
-                    Ok(_) => Some(OrderError::from_cause(
-                        &order_ctx.cause().unwrap_or(Cause::Cancelled),
-                    )),
+                    Ok(_) => None,
                     Err(MapError::Failed(err)) => Some(err),
+                    // The deadline (or the pool's stop) came before every backend was asked.
+                    Err(MapError::Cancelled(cause)) => Some(OrderError::from_cause(&cause)),
                     Err(other) => unreachable!("a limit of 2 is valid: {other}"),
                 };
                 match outcome {
