@@ -66,7 +66,10 @@ impl PoolBuilder {
         self
     }
 
-    /// Where failures of jobs nobody awaits go (their handle was dropped or detached). Called once per failure.
+    /// Where failures of jobs nobody awaits go (their handle was dropped or detached). Called once per
+    /// failure: by the worker when the handle was gone as the job ended, or as the handle is dropped
+    /// when the failure was waiting in it (on the task that drops it, even after the pool is gone). A
+    /// panic in the hook is caught there.
     pub fn error_hook<H>(mut self, hook: H) -> Self
     where
         H: Fn(JobFailure) + Send + Sync + 'static,

@@ -1,5 +1,8 @@
 use std::fmt;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+
+use crate::JobError;
 
 /// A failure nobody awaited: what the pool's error hook receives for a job whose handle was dropped.
 ///
@@ -49,4 +52,55 @@ pub(crate) fn default_hook() -> Hook {
     Arc::new(|failure: JobFailure| {
         tracing::error!(target: "bounded_pool", %failure, "a detached pool job failed");
     })
+}
+
+/// A job's failure on its way to its handle, or to nobody. If it is dropped unclaimed (no handle
+/// was left when the job ended, or the handle was dropped after the job ended without anyone
+/// awaiting it), it goes to the pool's error hook as it is dropped: so every failure is either
+/// returned by a handle or reported, exactly once, whenever the handle is dropped.
+pub(crate) struct Unclaimed<E> {
+    /// Taken by [`claim`](Unclaimed::claim); what is still here when dropped goes to the hook.
+    error: Option<JobError<E>>,
+    /// The hook, for a failure or a panic; none for a cancelled job, which is never reported.
+    hook: Option<Hook>,
+    /// The error's text, as the hook receives it.
+    render: fn(&E) -> String,
+}
+
+impl<E: fmt::Display> Unclaimed<E> {
+    pub(crate) fn new(error: JobError<E>, hook: &Hook) -> Self {
+        let hook = (!matches!(error, JobError::Cancelled)).then(|| hook.clone());
+        Unclaimed {
+            error: Some(error),
+            hook,
+            render: E::to_string,
+        }
+    }
+}
+
+impl<E> Unclaimed<E> {
+    /// The failure, for the handle that awaited it: no longer reported to the hook.
+    pub(crate) fn claim(mut self) -> JobError<E> {
+        self.error.take().unwrap_or(JobError::Cancelled)
+    }
+}
+
+impl<E> Drop for Unclaimed<E> {
+    fn drop(&mut self) {
+        let (Some(error), Some(hook)) = (self.error.take(), &self.hook) else {
+            return;
+        };
+        let render = self.render;
+        // A panicking hook (or error text) must not take the worker, or the dropping task, with it.
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let failure = match error {
+                JobError::Failed(err) => JobFailure::Failed(render(&err)),
+                JobError::Panicked(payload) => {
+                    JobFailure::Panicked(bounded_cancel::panic_message(&*payload).to_owned())
+                }
+                JobError::Cancelled => return,
+            };
+            hook(failure);
+        }));
+    }
 }

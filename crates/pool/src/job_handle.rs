@@ -6,6 +6,8 @@ use std::task::{Context as TaskContext, Poll, ready};
 
 use sync_wrapper::SyncWrapper;
 
+use crate::pool::Outcome;
+
 /// How a job ended without a value.
 ///
 /// # Examples
@@ -78,14 +80,16 @@ impl<E: fmt::Debug + fmt::Display> std::error::Error for JobError<E> {}
 ///
 /// Dropping the handle does not cancel the job: it runs to its end, and if it fails or panics, the
 /// failure goes to the pool's error hook instead ([`detach`](JobHandle::detach) says so explicitly).
+/// A job that already failed when its handle is dropped unread is reported by that drop, so no
+/// failure is lost whichever comes first; one the handle returns is not reported again.
 #[must_use = "dropping a handle detaches the job; call detach() to say so"]
 pub struct JobHandle<T, E> {
     // Only ever reached through `&mut`, so the handle is `Sync` whatever the receiver is.
-    rx: SyncWrapper<oneshot::AsyncReceiver<Result<T, JobError<E>>>>,
+    rx: SyncWrapper<oneshot::AsyncReceiver<Outcome<T, E>>>,
 }
 
 impl<T, E> JobHandle<T, E> {
-    pub(crate) fn new(rx: oneshot::AsyncReceiver<Result<T, JobError<E>>>) -> Self {
+    pub(crate) fn new(rx: oneshot::AsyncReceiver<Outcome<T, E>>) -> Self {
         JobHandle {
             rx: SyncWrapper::new(rx),
         }
@@ -113,8 +117,13 @@ impl<T, E> Future for JobHandle<T, E> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let rx = Pin::new(self.get_mut().rx.get_mut());
-        // A job dropped before it could report (still queued, or aborted) drops its sender.
-        Poll::Ready(ready!(rx.poll(cx)).unwrap_or(Err(JobError::Cancelled)))
+        Poll::Ready(match ready!(rx.poll(cx)) {
+            Ok(Ok(value)) => Ok(value),
+            // Claimed here, so not reported to the hook as well.
+            Ok(Err(failure)) => Err(failure.claim()),
+            // A job dropped before it could report (still queued, or aborted) drops its sender.
+            Err(_) => Err(JobError::Cancelled),
+        })
     }
 }
 

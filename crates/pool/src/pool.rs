@@ -94,7 +94,7 @@ use tokio::task::{AbortHandle, JoinHandle};
 use crate::accounting::{Headcount, Live};
 use crate::builder::PoolBuilder;
 use crate::error::{ResizeError, SubmitError, TrySubmitError};
-use crate::failure::{Hook, JobFailure};
+use crate::failure::{Hook, Unclaimed};
 use crate::home::Home;
 use crate::intake::{Adopted, Intake};
 use crate::job_handle::{JobError, JobHandle};
@@ -1023,7 +1023,10 @@ impl Drop for Held<'_> {
     }
 }
 
-pub(crate) type ResultTx<T, E> = oneshot::Sender<Result<T, JobError<E>>>;
+/// What a job sends its handle: its value, or its failure, which reports itself if unclaimed.
+pub(crate) type Outcome<T, E> = Result<T, Unclaimed<E>>;
+
+pub(crate) type ResultTx<T, E> = oneshot::Sender<Outcome<T, E>>;
 
 /// A job on its way into the queue: the user's closure and where its result goes (`None` for a
 /// detached job). Handed back whole when the job is refused, so the closure goes back to the caller.
@@ -1218,26 +1221,12 @@ where
                 Err(JobError::Panicked(payload))
             }
         };
-        let unclaimed = match this.tx.take() {
-            Some(tx) => match tx.send(result).map_err(oneshot::SendError::into_inner) {
-                Err(Err(unclaimed)) => unclaimed,
-                _ => return std::task::Poll::Ready(()),
-            },
-            None => match result {
-                Err(unclaimed) => unclaimed,
-                Ok(_) => return std::task::Poll::Ready(()),
-            },
-        };
-        let failure = match unclaimed {
-            JobError::Failed(err) => JobFailure::Failed(err.to_string()),
-            JobError::Panicked(payload) => {
-                JobFailure::Panicked(bounded_cancel::panic_message(&*payload).to_owned())
-            }
-            JobError::Cancelled => return std::task::Poll::Ready(()),
-        };
-        // A panicking hook must not take the worker down with it.
-        let hook = &inner.hook;
-        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| hook(failure)));
+        // A failure nobody claims (no handle, or one dropped before it awaits) goes to the error
+        // hook as it is dropped: here, or wherever the handle is dropped.
+        let outcome = result.map_err(|error| Unclaimed::new(error, &inner.hook));
+        if let Some(tx) = this.tx.take() {
+            let _ = tx.send(outcome);
+        }
         std::task::Poll::Ready(())
     }
 }

@@ -264,3 +264,168 @@ async fn a_closure_that_panics_before_returning_its_future_is_a_panicked_job() {
     let report = pool.shutdown().await;
     assert_eq!((report.panicked, report.completed), (1, 1));
 }
+
+/// A pool whose error hook records what it receives.
+fn recording_pool(workers: usize, queue: usize) -> (Pool, Arc<std::sync::Mutex<Vec<JobFailure>>>) {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let pool = Pool::builder()
+        .workers(workers)
+        .queue(queue)
+        .error_hook(move |failure| log.lock().unwrap().push(failure))
+        .build()
+        .unwrap();
+    (pool, seen)
+}
+
+#[tokio::test]
+async fn a_failure_reaches_the_hook_when_its_handle_is_dropped_after_the_job_ended() {
+    let (pool, seen) = recording_pool(1, 4);
+    let failed = pool
+        .submit(|_ctx| async { Err::<(), _>("ended before the drop") })
+        .await
+        .unwrap();
+    let panicked = pool
+        .submit(|_ctx| async {
+            panic!("panicked before the drop");
+            #[allow(unreachable_code)]
+            Ok::<(), String>(())
+        })
+        .await
+        .unwrap();
+    // Both jobs end while their handles are still held.
+    while pool.metrics().failed + pool.metrics().panicked < 2 {
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "held handles keep their failures"
+    );
+    drop(failed);
+    drop(panicked);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            JobFailure::Failed("ended before the drop".into()),
+            JobFailure::Panicked("panicked before the drop".into())
+        ]
+    );
+    pool.shutdown().await;
+    assert_eq!(seen.lock().unwrap().len(), 2, "each failure reported once");
+}
+
+#[tokio::test]
+async fn an_awaited_failure_is_returned_and_not_reported_again() {
+    let (pool, seen) = recording_pool(1, 4);
+    let handle = pool
+        .submit(|_ctx| async { Err::<(), _>("mine") })
+        .await
+        .unwrap();
+    assert!(matches!(handle.await, Err(JobError::Failed("mine"))));
+    pool.shutdown().await;
+    assert!(seen.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_handle_dropped_after_the_pool_is_gone_still_reports() {
+    let (pool, seen) = recording_pool(1, 4);
+    let handle = pool
+        .submit(|_ctx| async { Err::<(), _>("outlived its pool") })
+        .await
+        .unwrap();
+    pool.shutdown().await;
+    assert!(seen.lock().unwrap().is_empty());
+    drop(handle);
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [JobFailure::Failed("outlived its pool".into())]
+    );
+}
+
+#[tokio::test]
+async fn a_panicking_hook_does_not_reach_the_task_that_drops_the_handle() {
+    let pool = Pool::builder()
+        .workers(1)
+        .queue(4)
+        .error_hook(|_failure| panic!("the hook panics"))
+        .build()
+        .unwrap();
+    let handle = pool
+        .submit(|_ctx| async { Err::<(), _>("to a panicking hook") })
+        .await
+        .unwrap();
+    pool.shutdown().await;
+    drop(handle);
+    // Still running: the hook's panic stayed in the drop.
+    let again = Pool::builder().workers(1).queue(1).build().unwrap();
+    let ok = again
+        .submit(|_ctx| async { Ok::<_, String>(7) })
+        .await
+        .unwrap();
+    assert_eq!(ok.await.unwrap(), 7);
+}
+
+#[test]
+fn every_failure_is_returned_or_reported_exactly_once_whenever_its_handle_is_dropped() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .build()
+        .unwrap();
+    for round in 0..20 {
+        let (awaited, seen) = runtime.block_on(async {
+            let (pool, seen) = recording_pool(4, 8);
+            let mut dropper = Vec::new();
+            let mut awaited = Vec::new();
+            for i in 0..500u32 {
+                let handle = pool
+                    .submit(move |_ctx| async move {
+                        for _ in 0..i % 3 {
+                            tokio::task::yield_now().await;
+                        }
+                        Err::<(), _>(i)
+                    })
+                    .await
+                    .unwrap();
+                match i % 4 {
+                    // Awaited by the submitter: returned, not reported.
+                    0 => awaited.push(handle),
+                    // Dropped at once, most often before the job ends.
+                    1 => drop(handle),
+                    // Dropped by another task a few turns later, before or after the job ends.
+                    _ => dropper.push(tokio::spawn(async move {
+                        for _ in 0..i % 5 {
+                            tokio::task::yield_now().await;
+                        }
+                        drop(handle);
+                    })),
+                }
+            }
+            let mut returned = Vec::new();
+            for handle in awaited {
+                match handle.await {
+                    Err(JobError::Failed(i)) => returned.push(i),
+                    other => panic!("an awaited failure came back as {other:?}"),
+                }
+            }
+            for task in dropper {
+                task.await.unwrap();
+            }
+            pool.shutdown().await;
+            let seen = seen.lock().unwrap().clone();
+            (returned, seen)
+        });
+        let mut all: Vec<u32> = awaited;
+        for failure in seen {
+            match failure {
+                JobFailure::Failed(text) => all.push(text.parse().unwrap()),
+                other => panic!("round {round}: {other:?}"),
+            }
+        }
+        all.sort_unstable();
+        assert_eq!(
+            all,
+            (0..500).collect::<Vec<_>>(),
+            "round {round}: each failure once, returned or reported"
+        );
+    }
+}
