@@ -68,25 +68,29 @@ pub(crate) struct Unclaimed<E> {
 }
 
 impl<E: fmt::Display> Unclaimed<E> {
-    pub(crate) fn new(error: JobError<E>, hook: &Hook) -> Self {
+    /// Boxed, so that what every job sends its handle stays one word beside its value; made only
+    /// for a job that did not succeed.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn new(error: JobError<E>, hook: &Hook) -> Box<Self> {
         let hook = (!matches!(error, JobError::Cancelled)).then(|| hook.clone());
-        Unclaimed {
+        Box::new(Unclaimed {
             error: Some(error),
             hook,
             render: E::to_string,
-        }
+        })
     }
 }
 
 impl<E> Unclaimed<E> {
     /// The failure, for the handle that awaited it: no longer reported to the hook.
-    pub(crate) fn claim(mut self) -> JobError<E> {
+    pub(crate) fn claim(&mut self) -> JobError<E> {
         self.error.take().unwrap_or(JobError::Cancelled)
     }
-}
 
-impl<E> Drop for Unclaimed<E> {
-    fn drop(&mut self) {
+    #[cold]
+    #[inline(never)]
+    fn report(&mut self) {
         let (Some(error), Some(hook)) = (self.error.take(), &self.hook) else {
             return;
         };
@@ -102,5 +106,13 @@ impl<E> Drop for Unclaimed<E> {
             };
             hook(failure);
         }));
+    }
+}
+
+impl<E> Drop for Unclaimed<E> {
+    fn drop(&mut self) {
+        if self.error.is_some() {
+            self.report();
+        }
     }
 }

@@ -120,7 +120,7 @@ impl<T, E> Future for JobHandle<T, E> {
         Poll::Ready(match ready!(rx.poll(cx)) {
             Ok(Ok(value)) => Ok(value),
             // Claimed here, so not reported to the hook as well.
-            Ok(Err(failure)) => Err(failure.claim()),
+            Ok(Err(mut failure)) => Err(failure.claim()),
             // A job dropped before it could report (still queued, or aborted) drops its sender.
             Err(_) => Err(JobError::Cancelled),
         })

@@ -1024,7 +1024,7 @@ impl Drop for Held<'_> {
 }
 
 /// What a job sends its handle: its value, or its failure, which reports itself if unclaimed.
-pub(crate) type Outcome<T, E> = Result<T, Unclaimed<E>>;
+pub(crate) type Outcome<T, E> = Result<T, Box<Unclaimed<E>>>;
 
 pub(crate) type ResultTx<T, E> = oneshot::Sender<Outcome<T, E>>;
 
