@@ -329,6 +329,11 @@ impl<E> Group<E> {
     /// that only spawns yields to the runtime every so often (inside `tokio::task::unconstrained`,
     /// never), so that the tasks start while it runs instead of piling up behind it.
     ///
+    /// A task of a limited group that spawns into that same group (through an `Arc` of it) waits
+    /// for a slot while holding its own: once every slot is held by a task waiting that way, none
+    /// is ever freed. From inside the group's tasks, use [`try_spawn`](Group::try_spawn), or spawn
+    /// into a group of their own.
+    ///
     /// # Errors
     ///
     /// Hands the closure back, unrun, in a [`SpawnError`](crate::SpawnError) if the group's context has ended
