@@ -543,3 +543,43 @@ fn on_multi_thread_an_ok_is_always_whole_whenever_the_end_comes() {
     }
     assert!(cancelled > 0, "some rounds ended early ({whole} whole)");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_helper_dropped_at_any_await_leaves_no_task_and_no_call_running() {
+    // Dropped after 0, 1, 2, ... polls: before the first spawn, while spawning, while waiting for a
+    // slot, and while waiting for the calls.
+    for polls in 0..40 {
+        for form in FORMS {
+            let calls = Calls::default();
+            let c = calls.clone();
+            let ctx = Context::new();
+            let run = form.run(&ctx, 20, 3, move |_ctx, _i| {
+                let c = c.clone();
+                c.start();
+                async move {
+                    // Counted as finished only if it runs to its end; a dropped call never does.
+                    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                    c.finish();
+                    Ok(())
+                }
+            });
+            // Boxed, so that dropping it drops the helper's future itself.
+            let mut run = Box::pin(run);
+            for _ in 0..polls {
+                if run.as_mut().now_or_never().is_some() {
+                    break;
+                }
+                tokio::time::advance(std::time::Duration::from_millis(1)).await;
+            }
+            drop(run);
+            let finished = calls.finished();
+            tokio::time::advance(std::time::Duration::from_millis(50)).await;
+            assert_eq!(
+                calls.finished(),
+                finished,
+                "{form:?} dropped after {polls} polls: a call ran on"
+            );
+            bounded_cancel::live::assert_none_alive().await;
+        }
+    }
+}
