@@ -70,9 +70,9 @@ impl Cause {
     }
 }
 
-/// Two causes are equal when they are the same kind; two `Error` causes when they hold the very same
-/// error, that is, when both are clones of one cause (as every context and wait cancelled by one
-/// `cancel_with` reports), not when two errors merely look alike.
+/// Two causes are equal when they are the same kind; two `Error` causes when they hold the very
+/// same error, that is, when both are clones of one cause (as every context and wait cancelled by
+/// one `cancel_with` reports), not when two errors merely look alike.
 ///
 /// # Examples
 ///
