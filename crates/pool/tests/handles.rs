@@ -127,14 +127,7 @@ async fn ten_panicking_jobs_never_kill_a_worker() {
 
 #[tokio::test]
 async fn unawaited_errors_and_panics_reach_the_hook_once_each() {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let log = seen.clone();
-    let pool = Pool::builder()
-        .workers(2)
-        .queue(8)
-        .error_hook(move |failure| log.lock().unwrap().push(failure))
-        .build()
-        .unwrap();
+    let (pool, seen) = recording_pool(2, 8);
     pool.submit(|_ctx| async { Err::<(), _>("e1") })
         .await
         .unwrap()
@@ -266,8 +259,8 @@ async fn a_closure_that_panics_before_returning_its_future_is_a_panicked_job() {
 }
 
 /// A pool whose error hook records what it receives.
-fn recording_pool(workers: usize, queue: usize) -> (Pool, Arc<std::sync::Mutex<Vec<JobFailure>>>) {
-    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+fn recording_pool(workers: usize, queue: usize) -> (Pool, Arc<Mutex<Vec<JobFailure>>>) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
     let log = seen.clone();
     let pool = Pool::builder()
         .workers(workers)
@@ -312,18 +305,6 @@ async fn a_failure_reaches_the_hook_when_its_handle_is_dropped_after_the_job_end
     );
     pool.shutdown().await;
     assert_eq!(seen.lock().unwrap().len(), 2, "each failure reported once");
-}
-
-#[tokio::test]
-async fn an_awaited_failure_is_returned_and_not_reported_again() {
-    let (pool, seen) = recording_pool(1, 4);
-    let handle = pool
-        .submit(|_ctx| async { Err::<(), _>("mine") })
-        .await
-        .unwrap();
-    assert!(matches!(handle.await, Err(JobError::Failed("mine"))));
-    pool.shutdown().await;
-    assert!(seen.lock().unwrap().is_empty());
 }
 
 #[tokio::test]
