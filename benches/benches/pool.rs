@@ -15,6 +15,10 @@
 //!   beside the `async-channel` pool.
 //! - `*/bare_hop/*` in `w8_q16` and `w8_q16_yield`: the floor, each boxed job through one bounded
 //!   channel to one task that runs it.
+//! - `*/async_channel_results/*` and `*/bare_hop_results/*` in `w8_q16` and `w8_q16_yield`: the same
+//!   two, each job handing its result back through a tokio `oneshot` (whose receiver the submitter
+//!   drops at once, as `bounded_pool` detaches each handle): what a pool whose jobs have results
+//!   costs written by hand, and its floor, beside `bounded_pool`.
 //! - `pool/cpu_w8_q16/*` (multi_thread only): 2,000 jobs of about 50 µs of CPU each, submitted
 //!   detached, beside the `async-channel` pool; `bare_hop` runs them all on one task, one after
 //!   another: a pool that spreads them over both threads takes about half its time.
@@ -29,7 +33,7 @@ use bounded_benches::{burn, on_worker, runtimes};
 use bounded_cancel::Context;
 use bounded_pool::Pool;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use tokio::sync::{Mutex, mpsc};
+use tokio::sync::{Mutex, mpsc, oneshot};
 
 const JOBS: usize = 50_000;
 
@@ -195,6 +199,55 @@ async fn async_channel_pool_n(workers: usize, queue: usize, jobs: usize, job: fn
     }
 }
 
+/// A job and where its result goes, as a hand-written pool that returns each job's result sends it.
+type WithResult = (Job, oneshot::Sender<Result<(), String>>);
+
+/// The `async-channel` pool handing each job's result back through a tokio `oneshot`, as users
+/// hand-write a pool whose jobs have results: the hand-written counterpart of `Pool::submit`. The
+/// submitter drops each receiver at once, as `bounded_pool` detaches each handle.
+async fn async_channel_results(workers: usize, queue: usize, job: fn() -> Job) {
+    let (tx, rx) = async_channel::bounded::<WithResult>(queue);
+    let ctx = Context::new();
+    let handles: Vec<_> = (0..workers)
+        .map(|_| {
+            let (rx, ctx) = (rx.clone(), ctx.clone());
+            tokio::spawn(async move {
+                while let Ok((job, result)) = rx.recv().await {
+                    let _ = result.send(job(ctx.clone()).await);
+                }
+            })
+        })
+        .collect();
+    for _ in 0..JOBS {
+        let (result, receiver) = oneshot::channel();
+        drop(receiver);
+        tx.send((job(), result)).await.expect("open");
+    }
+    drop(tx);
+    for handle in handles {
+        handle.await.expect("worker");
+    }
+}
+
+/// The floor of a job with a result: [`bare_hop`], each job handing its result through a tokio
+/// `oneshot` whose receiver the submitter dropped at once.
+async fn bare_hop_results(queue: usize, job: fn() -> Job) {
+    let (tx, rx) = async_channel::bounded::<WithResult>(queue);
+    let ctx = Context::new();
+    let consumer = tokio::spawn(async move {
+        while let Ok((job, result)) = rx.recv().await {
+            let _ = result.send(job(ctx.clone()).await);
+        }
+    });
+    for _ in 0..JOBS {
+        let (result, receiver) = oneshot::channel();
+        drop(receiver);
+        tx.send((job(), result)).await.expect("open");
+    }
+    drop(tx);
+    consumer.await.expect("consumer");
+}
+
 fn bench_per_job(c: &mut Criterion) {
     for (workers, queue) in [(8, 16), (2, 4), (1, 2)] {
         let mut group = c.benchmark_group(format!("pool/w{workers}_q{queue}"));
@@ -229,6 +282,16 @@ fn bench_per_job(c: &mut Criterion) {
             group.bench_function(BenchmarkId::new("bare_hop", flavor), |b| {
                 b.to_async(&rt).iter(|| on_worker(bare_hop(queue, job)))
             });
+            if workers == 8 {
+                group.bench_function(BenchmarkId::new("async_channel_results", flavor), |b| {
+                    b.to_async(&rt)
+                        .iter(|| on_worker(async_channel_results(workers, queue, job)))
+                });
+                group.bench_function(BenchmarkId::new("bare_hop_results", flavor), |b| {
+                    b.to_async(&rt)
+                        .iter(|| on_worker(bare_hop_results(queue, job)))
+                });
+            }
         }
         group.finish();
     }
@@ -261,6 +324,14 @@ fn bench_yielding_jobs(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("bare_hop", flavor), |b| {
             b.to_async(&rt)
                 .iter(|| on_worker(bare_hop(16, yielding_job)))
+        });
+        group.bench_function(BenchmarkId::new("async_channel_results", flavor), |b| {
+            b.to_async(&rt)
+                .iter(|| on_worker(async_channel_results(8, 16, yielding_job)))
+        });
+        group.bench_function(BenchmarkId::new("bare_hop_results", flavor), |b| {
+            b.to_async(&rt)
+                .iter(|| on_worker(bare_hop_results(16, yielding_job)))
         });
     }
     group.finish();

@@ -74,6 +74,44 @@ func poolCase(workers, queue int, yield bool) {
 	wg.Wait()
 }
 
+// poolResultsCase is poolCase with a result per job, as Go teams write a pool whose jobs return
+// an error: each job gets a channel of one error, which the submitter does not read (as the Rust
+// case detaches each handle).
+func poolResultsCase(workers, queue int, yield bool) {
+	type job struct {
+		run    func() error
+		result chan error
+	}
+	jobs := make(chan job, queue)
+	var done sync.WaitGroup
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range jobs {
+				j.result <- j.run()
+			}
+		}()
+	}
+	done.Add(poolJobs)
+	for i := 0; i < poolJobs; i++ {
+		jobs <- job{
+			run: func() error {
+				if yield {
+					runtime.Gosched()
+				}
+				done.Done()
+				return nil
+			},
+			result: make(chan error, 1),
+		}
+	}
+	done.Wait()
+	close(jobs)
+	wg.Wait()
+}
+
 // stage runs `workers` goroutines from in to out, closing out when all are done.
 func stage(in <-chan int, workers, buffer int) <-chan int {
 	out := make(chan int, buffer)
@@ -188,6 +226,8 @@ func main() {
 		{"group/unlimited_yield", groupTasks, timed(func() { groupCase(0, true) })},
 		{"pool/w8_q16", poolJobs, timed(func() { poolCase(8, 16, false) })},
 		{"pool/w8_q16_yield", poolJobs, timed(func() { poolCase(8, 16, true) })},
+		{"pool/w8_q16_results", poolJobs, timed(func() { poolResultsCase(8, 16, false) })},
+		{"pool/w8_q16_yield_results", poolJobs, timed(func() { poolResultsCase(8, 16, true) })},
 		{"pipeline/one_stage", pipelineItems, timed(func() { pipelineCase(1, 8) })},
 		{"pipeline/three_stages", pipelineItems, timed(func() { pipelineCase(3, 4) })},
 		{"cancel/fanout_10k", waiters, fanoutCase},

@@ -30,6 +30,9 @@ struct Case {
     baseline: &'static str,
     baseline_target: Option<f64>,
     go_target: Option<f64>,
+    /// Measured against constructions that hand each job's result back (`*_results` in the
+    /// criterion group and in Go), not against the group's result-less ones.
+    results: bool,
 }
 
 /// The floor of a case, measured in the same criterion group: the least a construction of its kind
@@ -47,7 +50,7 @@ const FLOORS: [(&str, &str); 10] = [
     ("ratelimit/try_acquire_unlimited", "counter_read"),
 ];
 
-const CASES: [Case; 15] = [
+const CASES: [Case; 17] = [
     case(
         "group/limit_8",
         "bounded_group",
@@ -104,6 +107,9 @@ const CASES: [Case; 15] = [
         Some(1.0),
         Some(0.75),
     ),
+    // Outside the bar: jobs with a handle beside pools that hand each job's result back too.
+    with_results("pool/w8_q16"),
+    with_results("pool/w8_q16_yield"),
     // Outside the bar: the pool given the boxed jobs the baselines need, for what the box costs.
     case(
         "pool/w8_q16",
@@ -159,9 +165,27 @@ const CASES: [Case; 15] = [
 impl Case {
     /// The group, and the function measured when it is not the group's usual one.
     fn label(&self) -> String {
-        match self.ours.strip_prefix("bounded_pool_") {
-            Some(variant) => format!("{} ({variant})", self.group),
-            None => self.group.to_owned(),
+        match (self.ours.strip_prefix("bounded_pool_"), self.results) {
+            (_, true) => format!("{} (with results)", self.group),
+            (Some(variant), false) => format!("{} ({variant})", self.group),
+            (None, false) => self.group.to_owned(),
+        }
+    }
+
+    /// The function in the case's group that measures its floor, if it has one.
+    fn floor(&self) -> Option<String> {
+        let (_, floor) = FLOORS.iter().find(|(group, _)| *group == self.group)?;
+        Some(match self.results {
+            true => format!("{floor}_results"),
+            false => (*floor).to_owned(),
+        })
+    }
+
+    /// The name of the same case in Go's output.
+    fn go_case(&self) -> String {
+        match self.results {
+            true => format!("{}_results", self.group),
+            false => self.group.to_owned(),
         }
     }
 }
@@ -179,6 +203,17 @@ const fn case(
         baseline,
         baseline_target,
         go_target,
+        results: false,
+    }
+}
+
+/// A pool case of jobs with a handle, beside the `async-channel` pool and the bare hop handing each
+/// job's result back through a `oneshot`, and Go's pool handing it back through a channel: what a
+/// handle costs against what a user writes for results by hand. Outside the bar.
+const fn with_results(group: &'static str) -> Case {
+    Case {
+        results: true,
+        ..case(group, "bounded_pool", "async_channel_results", None, None)
     }
 }
 
@@ -625,8 +660,7 @@ fn summarize(ours: &BTreeMap<String, f64>, go: &BTreeMap<String, f64>) -> Vec<Ro
                     target: case.baseline_target,
                 });
             }
-            let floor = FLOORS.iter().find(|(group, _)| *group == case.group);
-            if let Some(&(_, floor)) = floor
+            if let Some(floor) = case.floor()
                 && let Some(&floor_ns) = ours.get(&format!("{}/{floor}/{runtime}", case.group))
             {
                 rows.push(Row {
@@ -634,12 +668,12 @@ fn summarize(ours: &BTreeMap<String, f64>, go: &BTreeMap<String, f64>) -> Vec<Ro
                     runtime: runtime.to_owned(),
                     unit: "ns/item",
                     ours_ns,
-                    baseline: floor.to_owned(),
+                    baseline: floor,
                     baseline_ns: floor_ns,
                     target: None,
                 });
             }
-            if let Some(&go_ns) = go.get(case.group) {
+            if let Some(&go_ns) = go.get(&case.go_case()) {
                 rows.push(Row {
                     case: case.label(),
                     runtime: runtime.to_owned(),
@@ -749,7 +783,11 @@ fn splice(doc: &str, generated: &str) -> Result<String, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{DOCS_BEGIN, DOCS_END, Machine, Row, bar_filter, splice, to_markdown, utc};
+    use std::collections::BTreeMap;
+
+    use super::{
+        DOCS_BEGIN, DOCS_END, Machine, Row, bar_filter, splice, summarize, to_markdown, utc,
+    };
 
     #[test]
     fn the_summary_replaces_only_what_lies_between_the_markers() {
@@ -812,6 +850,44 @@ mod tests {
         let ran = to_markdown(&rows, true, true, &machine);
         assert!(!ran.contains("No Go column"), "{ran}");
         assert!(ran.contains("1 of the 1 rows with a bar meet it"), "{ran}");
+    }
+
+    #[test]
+    fn jobs_with_a_handle_meet_their_bar_against_result_less_pools_and_are_shown_beside_pools_with_results()
+     {
+        let ours: BTreeMap<String, f64> = [
+            ("bounded_pool", 300.0),
+            ("async_channel", 180.0),
+            ("bare_hop", 185.0),
+            ("async_channel_results", 580.0),
+            ("bare_hop_results", 350.0),
+        ]
+        .into_iter()
+        .map(|(f, ns)| (format!("pool/w8_q16/{f}/multi_thread"), ns))
+        .collect();
+        let go: BTreeMap<String, f64> = [("pool/w8_q16", 310.0), ("pool/w8_q16_results", 600.0)]
+            .into_iter()
+            .map(|(case, ns)| (case.to_owned(), ns))
+            .collect();
+        let rows = summarize(&ours, &go);
+        let beside = |case: &str| -> Vec<(String, f64, Option<f64>)> {
+            rows.iter()
+                .filter(|row| row.case == case)
+                .map(|row| (row.baseline.clone(), row.baseline_ns, row.target))
+                .collect()
+        };
+        let bar = vec![
+            ("async_channel".to_owned(), 180.0, Some(1.0)),
+            ("bare_hop".to_owned(), 185.0, None),
+            ("go".to_owned(), 310.0, Some(0.75)),
+        ];
+        assert_eq!(beside("pool/w8_q16"), bar);
+        let with_results = vec![
+            ("async_channel_results".to_owned(), 580.0, None),
+            ("bare_hop_results".to_owned(), 350.0, None),
+            ("go".to_owned(), 600.0, None),
+        ];
+        assert_eq!(beside("pool/w8_q16 (with results)"), with_results);
     }
 
     #[test]
