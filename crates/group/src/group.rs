@@ -384,6 +384,10 @@ impl<E> Group<E> {
     ///
     /// As [`spawn`](Group::spawn).
     ///
+    /// # Panics
+    ///
+    /// Panics outside a tokio runtime, as `tokio::spawn` does.
+    ///
     /// # Examples
     ///
     /// ```
@@ -424,6 +428,10 @@ impl<E> Group<E> {
     ///
     /// Cancel-safe, as `spawn`.
     ///
+    /// # Panics
+    ///
+    /// Panics outside a tokio runtime, as `tokio::spawn` does.
+    ///
     /// # Examples
     ///
     /// ```
@@ -457,6 +465,10 @@ impl<E> Group<E> {
     ///
     /// The closure, if every slot is taken, the limit is 0, or the group's context has ended.
     ///
+    /// # Panics
+    ///
+    /// Panics outside a tokio runtime, as `tokio::spawn` does.
+    ///
     /// # Examples
     ///
     /// ```
@@ -483,6 +495,10 @@ impl<E> Group<E> {
     /// # Errors
     ///
     /// As [`try_spawn`](Group::try_spawn): the closure comes back unrun.
+    ///
+    /// # Panics
+    ///
+    /// Panics outside a tokio runtime, as `tokio::spawn` does.
     ///
     /// # Examples
     ///

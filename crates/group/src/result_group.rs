@@ -233,6 +233,10 @@ impl<T, E> ResultGroup<T, E> {
     ///
     /// Cancel-safe: dropping the future gives up its place in line and its closure never runs.
     ///
+    /// # Panics
+    ///
+    /// Panics outside a tokio runtime, as `tokio::spawn` does.
+    ///
     /// # Examples
     ///
     /// ```
@@ -266,6 +270,10 @@ impl<T, E> ResultGroup<T, E> {
     ///
     /// Cancel-safe, as `spawn`.
     ///
+    /// # Panics
+    ///
+    /// Panics outside a tokio runtime, as `tokio::spawn` does.
+    ///
     /// # Examples
     ///
     /// ```
@@ -294,6 +302,10 @@ impl<T, E> ResultGroup<T, E> {
     /// # Errors
     ///
     /// The closure, if no slot is free, the limit is 0, or the group's context has ended.
+    ///
+    /// # Panics
+    ///
+    /// Panics outside a tokio runtime, as `tokio::spawn` does.
     ///
     /// # Examples
     ///

@@ -165,6 +165,10 @@ impl<E: Send + 'static> Pipeline<E> {
     /// A fallible source: an iterator of `Result`s whose errors end the pipeline (fail fast) or go to
     /// the skip handler with their index (skip mode), exactly as a stage's errors do.
     ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime: the pipeline's tasks start here.
+    ///
     /// # Examples
     ///
     /// ```
@@ -194,6 +198,10 @@ impl<E: Send + 'static> Pipeline<E> {
 
     /// A fallible stream source (a stream of `Result`s, such as lines read from a socket); see
     /// [`try_source`](Pipeline::try_source).
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime: the pipeline's tasks start here.
     ///
     /// # Examples
     ///

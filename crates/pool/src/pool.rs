@@ -88,6 +88,7 @@ use bounded_cancel::live::TaskCounter;
 use bounded_sync::Mutex;
 use bounded_sync::busy::{Busy, LastJob, PollClock, step_aside};
 use bounded_sync::places::{PLACES, Places};
+use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinHandle};
 
@@ -124,7 +125,8 @@ pub(crate) type JobFuture = Pin<Box<dyn PoolJob>>;
 /// Dropping the pool aborts it: queued jobs never start (their handles resolve as
 /// [`JobError::Cancelled`]) and running jobs are aborted. So does the shutdown of the runtime the pool
 /// was built on, which takes its workers: submitters are then told [`SubmitError::Closed`] rather than
-/// left waiting.
+/// left waiting. Every task of the pool runs on that runtime, whichever runtime (or thread outside
+/// one) submits to it, awaits its handles or resizes it.
 ///
 /// # Examples
 ///
@@ -169,6 +171,10 @@ pub(crate) struct Inner {
     hosting: Intake<Lent>,
     /// Workers being polled right now: the threads the pool keeps busy (queue invariant 7).
     busy: Busy,
+    /// The runtime the pool was built on, where every task of the pool runs, whoever starts it
+    /// (`resize` may be called from another runtime or from none), and its number of threads.
+    runtime: Handle,
+    threads: usize,
     /// The pool's name, for its spans and events.
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     name: String,
@@ -200,7 +206,10 @@ impl Pool {
         name: String,
     ) -> Self {
         let ctx = parent.child();
+        let runtime = Handle::current();
         let inner = Arc::new(Inner {
+            threads: runtime.metrics().num_workers(),
+            runtime,
             jobs_ctx: ctx.child(),
             ctx,
             capacity,
@@ -220,6 +229,7 @@ impl Pool {
         });
         inner.spawn_workers(workers);
         let supervisor = supervise(
+            &inner.runtime,
             Arc::downgrade(&inner),
             inner.ctx.clone(),
             format!("{name} supervisor"),
@@ -568,6 +578,10 @@ impl Pool {
     /// Changes the number of workers. Growing starts workers at once; shrinking retires idle workers at
     /// once and busy ones when their job ends, so no job is lost or interrupted.
     ///
+    /// New workers start on the runtime the pool was built on, wherever `resize` is called: from one
+    /// of its tasks, from a task of another runtime (whose shutdown then takes none of them), or from
+    /// a thread outside any runtime.
+    ///
     /// # Errors
     ///
     /// [`ResizeError::ZeroWorkers`] for 0, [`ResizeError::Closed`] once the pool is closed.
@@ -670,14 +684,16 @@ impl fmt::Debug for Pool {
 }
 
 /// Aborts the pool when its context ends from outside (a parent cancelled, or `context().cancel()`).
-fn supervise(inner: Weak<Inner>, ctx: Context, name: String) -> AbortHandle {
+fn supervise(runtime: &Handle, inner: Weak<Inner>, ctx: Context, name: String) -> AbortHandle {
     let watch = async move {
         ctx.cancelled().await;
         if let Some(inner) = inner.upgrade() {
             inner.abort();
         }
     };
-    tokio::spawn(bounded_cancel::live::tracked(name, watch)).abort_handle()
+    runtime
+        .spawn(bounded_cancel::live::tracked(name, watch))
+        .abort_handle()
 }
 
 impl Inner {
@@ -797,7 +813,7 @@ impl Inner {
     }
 
     fn spawn_workers(self: &Arc<Self>, n: usize) {
-        let threads = tokio::runtime::Handle::current().metrics().num_workers();
+        let threads = self.threads;
         let workers = (0..n).map(|_| {
             self.headcount.started();
             // Counted before the worker exists, and given to it as an argument, so that even a
@@ -820,8 +836,8 @@ impl Inner {
         let spawned = workers
             .map(|worker| match threads {
                 // One thread: a task per worker, each woken by tokio directly (invariant 8).
-                1 => tokio::spawn(self.tasks.track(worker)),
-                _ => tokio::spawn(self.tasks.track(Shell {
+                1 => self.runtime.spawn(self.tasks.track(worker)),
+                _ => self.runtime.spawn(self.tasks.track(Shell {
                     inner: self.clone(),
                     worker: Some(worker),
                     home: Arc::new(Home::default()),
@@ -847,7 +863,7 @@ impl Inner {
             places: Places::new(),
             ended: false,
         };
-        let handle = tokio::spawn(self.tasks.track(host));
+        let handle = self.runtime.spawn(self.tasks.track(host));
         self.keep_handles(vec![handle]);
         Ok(())
     }

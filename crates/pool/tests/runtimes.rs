@@ -1,8 +1,9 @@
-//! A pool whose runtime shuts down: its workers are gone with it, so the pool aborts itself and says
-//! so, instead of leaving submitters waiting for workers that no longer exist.
+//! A pool belongs to the runtime it was built on. When that runtime shuts down, its workers are gone
+//! with it, so the pool aborts itself and says so, instead of leaving submitters waiting for workers
+//! that no longer exist. Workers added by `resize` start there too, wherever `resize` is called.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bounded_cancel::Context;
@@ -85,4 +86,76 @@ fn a_pool_whose_runtime_shut_down_refuses_instead_of_hanging() {
         assert_eq!((report.cancelled, report.never_started), (1, 1));
     });
     assert!(!queued_ran.load(Ordering::SeqCst));
+}
+
+/// Submits `jobs` jobs that each wait until all of them run at once, and waits for every handle:
+/// it returns only if the pool runs `jobs` workers.
+async fn all_at_once(pool: &Pool, jobs: usize) {
+    let started = Arc::new(AtomicUsize::new(0));
+    let mut handles = Vec::new();
+    for _ in 0..jobs {
+        let started = started.clone();
+        let handle = pool
+            .submit(move |_ctx| async move {
+                started.fetch_add(1, Ordering::SeqCst);
+                while started.load(Ordering::SeqCst) < jobs {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                Ok::<_, String>(())
+            })
+            .await
+            .unwrap();
+        handles.push(handle);
+    }
+    for handle in handles {
+        tokio::time::timeout(Duration::from_secs(10), handle)
+            .await
+            .expect("every job runs at the same time as the others")
+            .unwrap();
+    }
+}
+
+/// A service resizing its pool from a thread of its own (a config reload, an admin endpoint run
+/// elsewhere) gets the workers on the pool's runtime, not a panic for being outside one.
+#[test]
+fn resize_from_outside_any_runtime_starts_the_workers_on_the_pools_runtime() {
+    let rt = runtime();
+    let pool =
+        Arc::new(rt.block_on(async { Pool::builder().workers(1).queue(8).build().unwrap() }));
+    let resizer = pool.clone();
+    std::thread::spawn(move || resizer.resize(4))
+        .join()
+        .expect("resize does not panic outside a runtime")
+        .unwrap();
+    assert_eq!(pool.workers(), 4);
+    rt.block_on(async {
+        all_at_once(&pool, 4).await;
+        let report = pool.shutdown().await;
+        assert_eq!((report.completed, report.cancelled), (4, 0));
+    });
+}
+
+/// Workers added from a task of another runtime run on the pool's own: when that other runtime
+/// shuts down, the pool loses no worker and goes on.
+#[test]
+fn workers_added_from_another_runtime_outlive_it() {
+    let rt = runtime();
+    let pool =
+        Arc::new(rt.block_on(async { Pool::builder().workers(1).queue(8).build().unwrap() }));
+    let other = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let resizer = pool.clone();
+    other
+        .block_on(async move { tokio::spawn(async move { resizer.resize(4) }).await })
+        .unwrap()
+        .unwrap();
+    drop(other);
+    assert!(!pool.context().is_cancelled(), "the pool did not abort");
+    rt.block_on(async {
+        all_at_once(&pool, 4).await;
+        let report = pool.shutdown().await;
+        assert_eq!((report.completed, report.cancelled), (4, 0));
+    });
 }
