@@ -475,7 +475,9 @@ impl Pool {
 
     /// Closes the pool and waits until every accepted job has ended, then reports how each ended.
     ///
-    /// When it returns, the pool's context has ended too: the pool is finished.
+    /// When it returns, the pool's context has ended too: the pool is finished. A job of the pool
+    /// that awaits it waits for itself and never returns: from inside a job, call
+    /// [`close`](Pool::close) and let the pool's owner await the shutdown.
     ///
     /// # Cancel safety
     ///
