@@ -67,3 +67,40 @@ async fn resize_refuses_zero_and_a_closed_pool() {
     pool.close();
     assert_eq!(pool.resize(4), Err(ResizeError::Closed));
 }
+
+/// A shrink whose workers are all busy has retired none of them yet; a grow right after it starts
+/// workers for the places the shrink took away, and those find more workers alive than wanted and
+/// retire before they take a job. An autoscaler that flaps between sizes never runs more jobs at
+/// once than the size it last set.
+#[tokio::test(start_paused = true)]
+async fn flapping_between_sizes_never_runs_more_jobs_than_the_size_last_set() {
+    let pool = Pool::builder().workers(4).queue(64).build().unwrap();
+    let gauge = Gauge::default();
+    let mut handles = Vec::new();
+    for _ in 0..40 {
+        let gauge = gauge.clone();
+        handles.push(
+            pool.try_submit(move |_ctx| async move {
+                let _running = gauge.enter();
+                sleep(Duration::from_millis(100)).await;
+                Ok::<_, String>(())
+            })
+            .unwrap(),
+        );
+    }
+    sleep(Duration::from_millis(1)).await;
+    assert_eq!(gauge.now(), 4);
+    for _ in 0..5 {
+        pool.resize(1).unwrap();
+        pool.resize(4).unwrap();
+        sleep(Duration::from_millis(1)).await;
+        assert_eq!(gauge.now(), 4, "the busy workers still count");
+    }
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    assert_eq!(gauge.max(), 4, "never more jobs at once than workers");
+    assert_eq!(pool.workers(), 4);
+    let report = pool.shutdown().await;
+    assert_eq!((report.submitted, report.completed), (40, 40));
+}
