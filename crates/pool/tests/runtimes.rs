@@ -159,3 +159,52 @@ fn workers_added_from_another_runtime_outlive_it() {
         assert_eq!((report.completed, report.cancelled), (4, 0));
     });
 }
+
+/// Submitters on a runtime that shuts down while they wait for room: the pool, on a runtime of its
+/// own, runs every job it accepted exactly once, and none of a submitter whose wait was dropped.
+#[test]
+fn a_submitters_runtime_shutting_down_loses_no_accepted_job() {
+    let rt = runtime();
+    let pool =
+        Arc::new(rt.block_on(async { Pool::builder().workers(1).queue(2).build().unwrap() }));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let submitters = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    for _ in 0..4 {
+        let (pool, runs, accepted) = (pool.clone(), runs.clone(), accepted.clone());
+        submitters.spawn(async move {
+            loop {
+                let runs = runs.clone();
+                let job = move |_ctx| async move {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                    runs.fetch_add(1, Ordering::SeqCst);
+                    Ok::<_, String>(())
+                };
+                if pool.submit(job).await.is_err() {
+                    return;
+                }
+                accepted.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+    }
+    // The submitters run ahead of the pool, so most of the time three of them wait for room.
+    std::thread::sleep(Duration::from_millis(30));
+    drop(submitters);
+    rt.block_on(async {
+        let report = tokio::time::timeout(Duration::from_secs(10), pool.shutdown())
+            .await
+            .expect("shutdown returns");
+        // A submitter counts its job in the poll in which `submit` accepts it, so its runtime
+        // cannot drop it in between: a job the pool counts that no submitter counted would be
+        // the job of a dropped wait.
+        let accepted = accepted.load(Ordering::SeqCst) as u64;
+        assert!(accepted > 2, "the submitters ran ahead of the pool");
+        assert_eq!(report.submitted, accepted, "{report}");
+        assert_eq!(report.completed, report.submitted, "{report}");
+        assert_eq!(runs.load(Ordering::SeqCst) as u64, report.completed);
+    });
+}
