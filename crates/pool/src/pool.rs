@@ -172,9 +172,8 @@ pub(crate) struct Inner {
     /// Workers being polled right now: the threads the pool keeps busy (queue invariant 7).
     busy: Busy,
     /// The runtime the pool was built on, where every task of the pool runs, whoever starts it
-    /// (`resize` may be called from another runtime or from none), and its number of threads.
+    /// (`resize` may be called from another runtime or from none).
     runtime: Handle,
-    threads: usize,
     /// The pool's name, for its spans and events.
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     name: String,
@@ -206,10 +205,8 @@ impl Pool {
         name: String,
     ) -> Self {
         let ctx = parent.child();
-        let runtime = Handle::current();
         let inner = Arc::new(Inner {
-            threads: runtime.metrics().num_workers(),
-            runtime,
+            runtime: Handle::current(),
             jobs_ctx: ctx.child(),
             ctx,
             capacity,
@@ -815,7 +812,7 @@ impl Inner {
     }
 
     fn spawn_workers(self: &Arc<Self>, n: usize) {
-        let threads = self.threads;
+        let threads = self.runtime.metrics().num_workers();
         let workers = (0..n).map(|_| {
             self.headcount.started();
             // Counted before the worker exists, and given to it as an argument, so that even a

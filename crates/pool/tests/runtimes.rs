@@ -88,9 +88,9 @@ fn a_pool_whose_runtime_shut_down_refuses_instead_of_hanging() {
     assert!(!queued_ran.load(Ordering::SeqCst));
 }
 
-/// Submits `jobs` jobs that each wait until all of them run at once, and waits for every handle:
-/// it returns only if the pool runs `jobs` workers.
-async fn all_at_once(pool: &Pool, jobs: usize) {
+/// Submits `jobs` jobs that each wait until all of them run at once, waits for every handle (which
+/// resolves only if the pool runs `jobs` workers), then shuts the pool down: every job completed.
+async fn all_at_once_then_drain(pool: &Pool, jobs: usize) {
     let started = Arc::new(AtomicUsize::new(0));
     let mut handles = Vec::new();
     for _ in 0..jobs {
@@ -113,6 +113,8 @@ async fn all_at_once(pool: &Pool, jobs: usize) {
             .expect("every job runs at the same time as the others")
             .unwrap();
     }
+    let report = pool.shutdown().await;
+    assert_eq!((report.completed, report.cancelled), (jobs as u64, 0));
 }
 
 /// A service resizing its pool from a thread of its own (a config reload, an admin endpoint run
@@ -128,11 +130,7 @@ fn resize_from_outside_any_runtime_starts_the_workers_on_the_pools_runtime() {
         .expect("resize does not panic outside a runtime")
         .unwrap();
     assert_eq!(pool.workers(), 4);
-    rt.block_on(async {
-        all_at_once(&pool, 4).await;
-        let report = pool.shutdown().await;
-        assert_eq!((report.completed, report.cancelled), (4, 0));
-    });
+    rt.block_on(all_at_once_then_drain(&pool, 4));
 }
 
 /// Workers added from a task of another runtime run on the pool's own: when that other runtime
@@ -153,11 +151,7 @@ fn workers_added_from_another_runtime_outlive_it() {
         .unwrap();
     drop(other);
     assert!(!pool.context().is_cancelled(), "the pool did not abort");
-    rt.block_on(async {
-        all_at_once(&pool, 4).await;
-        let report = pool.shutdown().await;
-        assert_eq!((report.completed, report.cancelled), (4, 0));
-    });
+    rt.block_on(all_at_once_then_drain(&pool, 4));
 }
 
 /// Submitters on a runtime that shuts down while they wait for room: the pool, on a runtime of its
