@@ -110,7 +110,8 @@ impl<L> Builder<L> {
 }
 
 impl Builder<RedisLimiter> {
-    /// The limiter.
+    /// The limiter. Build it on the runtime its connection was made on: the grants of waits dropped
+    /// before their instant are given back by tasks on this runtime.
     ///
     /// # Errors
     ///
@@ -134,7 +135,7 @@ impl Builder<RedisLimiter> {
 }
 
 impl Builder<RedisKeyedLimiter> {
-    /// The keyed limiter.
+    /// The keyed limiter. As for a [`RedisLimiter`], build it on the runtime its connection was made on.
     ///
     /// # Errors
     ///

@@ -9,7 +9,9 @@
 //!    task that gives the grant back ([`InFlight`]). A reply read by the caller is held by a [`Hold`]
 //!    until the caller returns with it; a `Hold` dropped first gives it back.
 //! 2. Background give-backs end by themselves: each waits at most twice the call timeout for Redis.
-//!    A give-back that cannot reach Redis leaves the grant taken, which under-grants and never
+//!    They run on the runtime the limiter was built on, where its connection was made, so a wait
+//!    dropped on another runtime (or on none, or while its runtime shuts down) is still given back.
+//!    A give-back that cannot reach Redis or run leaves the grant taken, which under-grants and never
 //!    over-grants.
 //! 3. Under [`OnUnavailable::Refuse`] nothing is granted that Redis did not grant.
 
@@ -22,6 +24,7 @@ use bounded_cancel::{Cause, Context, live};
 use bounded_ratelimit::{InsufficientCapacity, KeyedLimiter, Limiter, Quota, RetryAfter};
 use redis::RedisResult;
 use redis::aio::ConnectionManager;
+use tokio::runtime::Handle;
 use tokio::sync::watch;
 
 use crate::script::{self, Cost, Grant, Reply};
@@ -115,6 +118,8 @@ pub(crate) struct Core {
     fallback: Fallback,
     params: watch::Sender<Params>,
     counters: Counters,
+    /// Where give-backs run: the runtime current when the limiter was built, if any.
+    runtime: Option<Handle>,
 }
 
 /// How a call to Redis ended, short of a reply.
@@ -152,6 +157,7 @@ impl Core {
             fallback,
             params: watch::Sender::new(params),
             counters: Counters::default(),
+            runtime: Handle::try_current().ok(),
         }
     }
 
@@ -344,6 +350,7 @@ impl Core {
                 t_us: cost.t_us,
             },
             limit: self.give_back_limit(),
+            runtime: self.runtime.clone(),
         };
         enum Ended {
             Replied(RedisResult<Reply>),
@@ -440,30 +447,45 @@ async fn ended(ctx: Option<&Context>) -> Cause {
 
 type ReserveFuture = Pin<Box<dyn Future<Output = RedisResult<Reply>> + Send>>;
 
+/// Runs a give-back on the limiter's runtime, else on the current one; with neither, the grant stays
+/// taken (invariant 2).
+fn give_back_on<F>(runtime: &Option<Handle>, give_back: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let runtime = match runtime {
+        Some(runtime) => runtime.clone(),
+        None => match Handle::try_current() {
+            Ok(runtime) => runtime,
+            Err(_) => return,
+        },
+    };
+    // Entered, so that the task is counted among the live tasks of the runtime it runs on.
+    let _entered = runtime.enter();
+    runtime.spawn(live::tracked("fleet limiter give-back", give_back));
+}
+
 /// A `RESERVE` call whose reply nobody may have read yet (invariant 1).
 struct InFlight {
     fut: Option<ReserveFuture>,
     conn: ConnectionManager,
     grant: Grant,
     limit: Duration,
+    runtime: Option<Handle>,
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         let Some(fut) = self.fut.take() else { return };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            // No runtime to finish it on: the grant, if any, stays taken (invariant 2).
-            return;
-        };
         let (conn, mut grant, limit) = (self.conn.clone(), self.grant.clone(), self.limit);
-        runtime.spawn(live::tracked("fleet limiter give-back", async move {
+        give_back_on(&self.runtime, async move {
             if let Ok(Ok(reply)) = tokio::time::timeout(limit, fut).await
                 && reply.granted
             {
                 grant.tat = reply.tat;
                 let _ = tokio::time::timeout(limit, script::give_back(conn, &grant)).await;
             }
-        }));
+        });
     }
 }
 
@@ -473,6 +495,7 @@ struct Hold {
     conn: ConnectionManager,
     grant: Grant,
     limit: Duration,
+    runtime: Option<Handle>,
 }
 
 impl Hold {
@@ -487,6 +510,7 @@ impl Hold {
                 t_us: cost.t_us,
             },
             limit: core.give_back_limit(),
+            runtime: core.runtime.clone(),
         }
     }
 
@@ -500,12 +524,9 @@ impl Drop for Hold {
         if !self.armed {
             return;
         }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
         let (conn, grant, limit) = (self.conn.clone(), self.grant.clone(), self.limit);
-        runtime.spawn(live::tracked("fleet limiter give-back", async move {
+        give_back_on(&self.runtime, async move {
             let _ = tokio::time::timeout(limit, script::give_back(conn, &grant)).await;
-        }));
+        });
     }
 }

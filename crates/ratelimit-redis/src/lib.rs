@@ -53,6 +53,8 @@
 //!   local `Limiter`: giving back units that a later caller's instant already assumed were spent would let
 //!   two callers share an instant. A call dropped while Redis is still answering is finished in the
 //!   background (a task of at most twice the call timeout), which gives back what it granted.
+//!   Give-backs run on the runtime the limiter was built on, so a wait dropped outside any runtime, or
+//!   on another runtime as it shuts down, is given back too.
 //! - **Clock.** The bucket counts microseconds; a quota's interval is rounded up to a whole microsecond,
 //!   so the fleet never exceeds the quota, and quotas faster than 500,000 units a second are refused.
 //!   Waits are slept on tokio's clock after the reply arrives, so a grant is used up to one network
