@@ -218,12 +218,13 @@ mod tests {
         // Not calibrated yet: the read waits for nothing and the time line is tokio's.
         assert!(clock.take_counter(|| None).is_none());
         assert!(clock.counter.get().is_none());
+        // The process's calibration is waited for here, before tokio's clock is read: waited for
+        // between the two reads, its 100 ms or so on a busy machine would look like a jump.
+        let ready = calibrated();
         let on_tokio = clock.since_origin(tokio::time::Instant::now());
         assert!(on_tokio >= 20_000_000, "{on_tokio} ns after 20 ms");
         // Calibrated: the counter takes over from where tokio's clock has the time line.
-        let counter = clock
-            .take_counter(|| Some(calibrated()))
-            .expect("calibrated");
+        let counter = clock.take_counter(|| Some(ready)).expect("calibrated");
         assert!(counter.base >= on_tokio, "{} < {on_tokio}", counter.base);
         let after = clock.now();
         assert!(after >= counter.base);
