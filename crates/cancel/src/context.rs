@@ -124,8 +124,9 @@ struct Node {
     parent: Option<Arc<Node>>,
     /// The effective deadline: the earlier of this node's own and its parent's.
     deadline: Option<Instant>,
-    /// Started by `token()` only, so that an interop token fires at the deadline by itself.
-    timer: OnceLock<AbortHandle>,
+    /// Started by `token()` only, so that an interop token fires at the deadline by itself; started
+    /// again by a later `token()` if the runtime it ran on has shut down.
+    timer: Mutex<Option<AbortHandle>>,
     /// This node stands for its parent (invariant 6).
     alias: bool,
     /// The `cancelled` waits on this node, woken when it ends (invariant 8).
@@ -251,7 +252,7 @@ impl Node {
 
     /// Stops this node's timer and takes it out of its parent's children, as it is dropped.
     fn detach(&mut self) {
-        if let Some(timer) = self.timer.take() {
+        if let Some(timer) = self.timer.get_mut().take() {
             timer.abort();
         }
         if let Some(parent) = &self.parent {
@@ -301,7 +302,7 @@ impl Node {
             cause: OnceLock::new(),
             parent,
             deadline,
-            timer: OnceLock::new(),
+            timer: Mutex::new(None),
             alias,
             waiters: Mutex::default(),
             children: Mutex::new(Slab::new()),
@@ -710,17 +711,17 @@ impl Context {
     ///
     /// A token cannot read the clock, so for a context with a deadline the first call starts one timer
     /// task (on the current runtime) that ends the context when the deadline passes; it is aborted when
-    /// the last clone of the context that owns the deadline is dropped. Called outside a runtime, no timer
-    /// can start: the token then fires at the deadline only if the context is looked at or waited on.
+    /// the last clone of the context that owns the deadline is dropped. If that runtime shuts down before
+    /// the deadline, the next call starts the timer again on its own runtime. Called outside a runtime, no
+    /// timer can start: the token then fires at the deadline only if the context is looked at or waited
+    /// on.
     pub fn token(&self) -> CancellationToken {
         if let Some(deadline) = self.node.deadline
             && !self.is_cancelled()
         {
             let owner = self.node.deadline_owner().unwrap_or(&self.node);
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                owner
-                    .timer
-                    .get_or_init(|| spawn_timer(&runtime, owner, deadline));
+                start_timer(&runtime, owner, deadline);
             }
         }
         self.node.token().child_token()
@@ -784,6 +785,29 @@ impl fmt::Debug for Context {
             .field("cause", &self.node.cause())
             .field("deadline", &self.node.deadline)
             .finish()
+    }
+}
+
+/// Starts `owner`'s token timer unless one runs. A live context's timer has finished only if its
+/// runtime shut down; the tokens would then never fire at the deadline, so one starts again here.
+/// Spawned outside the lock; of two callers that both found none running, the second stops its own.
+fn start_timer(runtime: &tokio::runtime::Handle, owner: &Arc<Node>, deadline: Instant) {
+    let needed = |timer: &Option<AbortHandle>| timer.as_ref().is_none_or(AbortHandle::is_finished);
+    if !needed(&owner.timer.lock()) {
+        return;
+    }
+    let started = spawn_timer(runtime, owner, deadline);
+    let spare = {
+        let mut timer = owner.timer.lock();
+        if needed(&timer) {
+            timer.replace(started)
+        } else {
+            Some(started)
+        }
+    };
+    // The finished timer's handle, or the one started too late: aborting a finished task does nothing.
+    if let Some(spare) = spare {
+        spare.abort();
     }
 }
 

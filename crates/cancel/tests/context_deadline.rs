@@ -145,15 +145,16 @@ async fn a_timeout_too_long_for_an_instant_means_no_deadline() {
     assert!(matches!(bounded.cancelled().await, Cause::DeadlineExceeded));
 }
 
+fn paused() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap()
+}
+
 #[test]
 fn a_passed_deadline_ends_the_context_after_its_runtime_is_gone() {
-    let paused = || {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .start_paused(true)
-            .build()
-            .unwrap()
-    };
     let first = paused();
     let ctx = first.block_on(async { Context::new().with_timeout(Duration::from_secs(1)) });
     let waiting = first.block_on(async { ctx.child() });
@@ -169,6 +170,68 @@ fn a_passed_deadline_ends_the_context_after_its_runtime_is_gone() {
         assert!(matches!(ctx.cause(), Some(Cause::DeadlineExceeded)));
         let cause = tokio::time::timeout(Duration::from_secs(1), waiting.cancelled()).await;
         assert!(matches!(cause, Ok(Cause::DeadlineExceeded)));
+    });
+}
+
+#[test]
+fn a_token_timer_gone_with_its_runtime_starts_again_on_the_next_call() {
+    let first = paused();
+    let ctx = first.block_on(async { Context::new().with_timeout(Duration::from_secs(1)) });
+    let early = first.block_on(async { ctx.token() });
+    drop(first); // and the timer task it ran
+
+    paused().block_on(async {
+        let token = ctx.token();
+        assert_eq!(
+            live::names(),
+            ["context deadline timer"],
+            "a timer on this runtime"
+        );
+        tokio::time::timeout(Duration::from_secs(2), token.cancelled())
+            .await
+            .expect("the token fires at the deadline");
+        assert!(early.is_cancelled(), "so does the one taken before");
+        assert!(matches!(ctx.cause(), Some(Cause::DeadlineExceeded)));
+        live::settle(Duration::from_millis(10)).await.unwrap();
+    });
+}
+
+#[test]
+fn callers_racing_for_the_first_token_leave_one_timer() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        for _ in 0..200 {
+            let ctx = Context::new().with_timeout(Duration::from_secs(3600));
+            let start = std::sync::Arc::new(tokio::sync::Barrier::new(4));
+            let callers: Vec<_> = (0..4)
+                .map(|_| {
+                    let (ctx, start) = (ctx.clone(), start.clone());
+                    tokio::spawn(async move {
+                        start.wait().await;
+                        ctx.token()
+                    })
+                })
+                .collect();
+            for caller in callers {
+                caller.await.unwrap();
+            }
+            // A timer started by a caller that lost the race is aborted, and ends when next polled.
+            let mut left = live::names();
+            for _ in 0..1000 {
+                if left.len() <= 1 {
+                    break;
+                }
+                tokio::time::sleep(TICK).await;
+                left = live::names();
+            }
+            assert_eq!(left, ["context deadline timer"], "one timer per deadline");
+            drop(ctx);
+            live::settle(Duration::from_secs(1)).await.unwrap();
+        }
     });
 }
 
