@@ -48,7 +48,8 @@ pub const MAX_LIMIT: usize = bounded_sync::slots::MAX_SLOTS;
 /// [`wait`](Group::wait) finds the group idle or the group is dropped. Inside a task,
 /// `tokio::task::id()` names its runner. A spawn waiting for a slot is released with the context's
 /// cause when the group's context ends, through one watcher task per group that the first waiting
-/// spawn starts and that ends with the runners.
+/// spawn starts and that ends with the runners (a watcher lost with its runtime is started again by
+/// the spawns still waiting, on theirs).
 ///
 /// # Examples
 ///
@@ -755,9 +756,17 @@ impl<E> Group<E> {
     where
         E: Send + 'static,
     {
-        let shared = self.shared.clone();
+        (self.executor.get_or_init(Executor::new)).watch_slots(self.context(), self.shared.clone())
+    }
+
+    /// A spawn woken in line found no watcher stored: it starts one (the one it had was lost with
+    /// its runtime).
+    pub(crate) fn keep_slots_watched(&self)
+    where
+        E: Send + 'static,
+    {
         (self.executor.get_or_init(Executor::new))
-            .watch_slots(self.context(), move || shared.slots.close())
+            .keep_watched(self.context(), self.shared.clone());
     }
 
     pub(crate) fn shared(&self) -> &Shared<E> {

@@ -1,14 +1,19 @@
 //! A group whose tasks' runtime shuts down: the tasks are gone with it, so `wait` returns and says
-//! so, instead of waiting for tasks that no longer exist.
+//! so, instead of waiting for tasks that no longer exist. A group whose slot watcher's runtime shuts
+//! down: a spawn waiting for a slot is still released when the group's context ends.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use bounded_group::{Failure, Group};
+use bounded_cancel::Context;
+use bounded_group::{Failure, Group, SpawnError};
 use futures_util::FutureExt;
+use tokio::runtime::Runtime;
+use tokio::task::JoinHandle;
 
 const LOST: &str = "task dropped before it finished: the runtime it ran on shut down";
 
-fn runtimes() -> (tokio::runtime::Runtime, tokio::runtime::Runtime) {
+fn runtimes() -> (Runtime, Runtime) {
     let first = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -69,4 +74,80 @@ fn waiting_on_a_group_whose_runtime_shut_down_reports_the_lost_tasks() {
             assert!(message.contains(LOST), "limit {limit:?}: {message}");
         });
     }
+}
+
+/// A limited group on `home` whose one slot is held by a task that ignores cancellation, and whose
+/// slot watcher was started on `other` by a spawn that waited there and gave up.
+fn full_group_watched_from(home: &Runtime, other: &Runtime) -> Arc<Group<String>> {
+    let mut group = Group::<String>::with_context(&Context::new());
+    group.set_limit(Some(1)).unwrap();
+    home.block_on(async {
+        group
+            .spawn(|_ctx| async {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok(())
+            })
+            .await
+            .unwrap();
+    });
+    other.block_on(async {
+        let gave_up = tokio::time::timeout(
+            Duration::from_millis(20),
+            group.spawn(|_ctx| async { Ok(()) }),
+        )
+        .await;
+        assert!(gave_up.is_err(), "the spawn waited for the slot");
+    });
+    Arc::new(group)
+}
+
+/// Cancels the group's context in 50 ms and expects `waiting` released at once with the cause.
+async fn released_by_the_context(group: &Group<String>, waiting: JoinHandle<bool>) {
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    group.context().cancel();
+    let released = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the group's context ending released the waiting spawn");
+    assert!(released.unwrap(), "released as cancelled");
+}
+
+/// A spawn on `group` that waits for the slot: `true` once refused as cancelled.
+fn waiting_spawn(group: &Arc<Group<String>>) -> JoinHandle<bool> {
+    let group = group.clone();
+    tokio::spawn(async move {
+        matches!(
+            group.spawn(|_ctx| async { Ok(()) }).await,
+            Err(SpawnError::Cancelled { .. })
+        )
+    })
+}
+
+#[test]
+fn a_spawn_that_waits_after_the_slot_watchers_runtime_shut_down_is_still_released() {
+    let (home, other) = runtimes();
+    let group = full_group_watched_from(&home, &other);
+    drop(other); // and the watcher with it
+    home.block_on(async {
+        let waiting = waiting_spawn(&group);
+        released_by_the_context(&group, waiting).await;
+    });
+}
+
+#[test]
+fn a_spawn_waiting_as_the_slot_watchers_runtime_shuts_down_is_still_released() {
+    let (home, other) = runtimes();
+    let group = full_group_watched_from(&home, &other);
+    home.block_on(async {
+        let waiting = waiting_spawn(&group);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(
+            !waiting.is_finished(),
+            "in line, under the watcher on the other runtime"
+        );
+        // The watcher goes while this spawn waits.
+        tokio::task::spawn_blocking(move || drop(other))
+            .await
+            .unwrap();
+        released_by_the_context(&group, waiting).await;
+    });
 }
