@@ -20,6 +20,9 @@ pub enum TaskOutcome {
     Panicked(String),
     /// The task was still running when the grace period ran out, and was aborted.
     Aborted,
+    /// The task was dropped before it finished, by the shutdown of the runtime it ran on (the
+    /// `Shutdown` waited on another runtime).
+    Lost,
 }
 
 impl fmt::Display for TaskOutcome {
@@ -29,6 +32,9 @@ impl fmt::Display for TaskOutcome {
             TaskOutcome::Failed(text) => write!(f, "failed: {text}"),
             TaskOutcome::Panicked(text) => write!(f, "panicked: {text}"),
             TaskOutcome::Aborted => f.write_str("aborted after the grace period"),
+            TaskOutcome::Lost => {
+                f.write_str("dropped before it finished: the runtime it ran on shut down")
+            }
         }
     }
 }
@@ -106,7 +112,7 @@ impl ShutdownReport {
         &self.tasks
     }
 
-    /// Returns `true` if every task completed: none failed, panicked or was aborted.
+    /// Returns `true` if every task completed: none failed, panicked, was aborted or was lost.
     pub fn is_clean(&self) -> bool {
         self.tasks
             .iter()

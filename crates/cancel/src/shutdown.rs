@@ -356,8 +356,11 @@ impl Shutdown {
             .iter_mut()
             .enumerate()
             .filter_map(|(i, t)| t.handle.take().map(|h| (i, h)))
-            .map(|(i, handle)| async move { (i, outcome(handle.await)) })
+            .map(|(i, handle)| async move { (i, handle.await) })
             .collect();
+        // Until the tasks left are aborted below, a task that ends cancelled was dropped by the
+        // shutdown of its runtime.
+        let mut aborted = false;
 
         // Phase one: run until triggered, or until every task has ended by itself.
         let ctx = self.ctx.clone();
@@ -366,7 +369,7 @@ impl Shutdown {
                 biased;
                 _ = ctx.cancelled() => break true,
                 next = running.next() => match next {
-                    Some((i, out)) => outcomes[i] = Some(out),
+                    Some((i, joined)) => outcomes[i] = Some(outcome(joined, aborted)),
                     None => break false,
                 },
             }
@@ -375,8 +378,8 @@ impl Shutdown {
         // Phase two: drain for `grace`, then abort what is left and collect how each ended.
         if triggered {
             let drain = async {
-                while let Some((i, out)) = running.next().await {
-                    outcomes[i] = Some(out);
+                while let Some((i, joined)) = running.next().await {
+                    outcomes[i] = Some(outcome(joined, aborted));
                 }
             };
             // A grace too long to be an instant (`Duration::MAX`) drains without a time limit; a second
@@ -388,8 +391,9 @@ impl Shutdown {
             };
             if !drained {
                 self.tasks.iter().for_each(|t| t.abort.abort());
-                while let Some((i, out)) = running.next().await {
-                    outcomes[i] = Some(out);
+                aborted = true;
+                while let Some((i, joined)) = running.next().await {
+                    outcomes[i] = Some(outcome(joined, aborted));
                 }
             }
         }
@@ -414,6 +418,11 @@ impl Shutdown {
                         target: "bounded_cancel",
                         task = %t.name,
                         "a shutdown task was aborted: it outlived the grace period"
+                    ),
+                    TaskOutcome::Lost => tracing::error!(
+                        target: "bounded_cancel",
+                        task = %t.name,
+                        "a shutdown task was dropped by the shutdown of its runtime"
                     ),
                 }
                 TaskReport::new(t.name, out)
@@ -451,14 +460,17 @@ impl fmt::Debug for Shutdown {
     }
 }
 
-fn outcome(joined: Result<Result<(), String>, JoinError>) -> TaskOutcome {
+/// How a task ended; a cancelled task was aborted here only once `aborted` is set (nothing else
+/// aborts a shutdown's tasks but the shutdown of their runtime).
+fn outcome(joined: Result<Result<(), String>, JoinError>, aborted: bool) -> TaskOutcome {
     match joined {
         Ok(Ok(())) => TaskOutcome::Completed,
         Ok(Err(text)) => TaskOutcome::Failed(text),
         Err(err) if err.is_panic() => {
             TaskOutcome::Panicked(crate::panic_message(&*err.into_panic()).to_owned())
         }
-        Err(_) => TaskOutcome::Aborted,
+        Err(_) if aborted => TaskOutcome::Aborted,
+        Err(_) => TaskOutcome::Lost,
     }
 }
 

@@ -232,3 +232,39 @@ async fn without_the_policy_a_failing_task_starts_nothing() {
     let report = shutdown.wait(Duration::from_secs(1)).await;
     assert!(!report.is_clean());
 }
+
+#[test]
+fn tasks_dropped_by_their_runtimes_shutdown_are_reported_lost_not_aborted() {
+    let first = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let second = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut shutdown = Shutdown::new();
+    first.block_on(async {
+        shutdown.spawn("waits for the trigger", |ctx| async move {
+            ctx.cancelled().await;
+            Ok::<_, String>(())
+        });
+        shutdown.spawn("done", |_ctx| async { Ok::<_, String>(()) });
+        tokio::task::yield_now().await;
+    });
+    drop(first); // drops the task still waiting
+    let report = second.block_on(shutdown.wait(Duration::from_secs(1)));
+    assert_eq!(
+        report.get("waits for the trigger"),
+        Some(&TaskOutcome::Lost)
+    );
+    assert_eq!(report.get("done"), Some(&TaskOutcome::Completed));
+    assert!(!report.is_clean());
+    assert!(
+        report.to_string().contains(
+            "waits for the trigger: dropped before it finished: the runtime it ran on shut down"
+        ),
+        "{report}"
+    );
+}
