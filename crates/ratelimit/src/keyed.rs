@@ -218,7 +218,7 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     pub fn acquire(&self, key: &K) -> KeyedAcquire<'_, K> {
         KeyedAcquire {
             reservation: Reservation::new(self, key, 1),
-            sleep: tokio::time::sleep_until(self.shared.clock.instant(0)),
+            sleep: None,
         }
     }
 
@@ -250,7 +250,7 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     pub fn acquire_n(&self, key: &K, n: u32) -> KeyedAcquireN<'_, K> {
         KeyedAcquireN {
             reservation: Reservation::new(self, key, n),
-            sleep: tokio::time::sleep_until(self.shared.clock.instant(0)),
+            sleep: None,
         }
     }
 
@@ -283,7 +283,7 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     ) -> KeyedAcquireWith<'a, K> {
         KeyedAcquireWith {
             reservation: Reservation::new(self, key, n),
-            sleep: tokio::time::sleep_until(self.shared.clock.instant(0)),
+            sleep: None,
             cancelled: ctx.cancelled(),
             ctx,
         }
@@ -352,7 +352,7 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     pub fn acquire_with<'a>(&'a self, ctx: &'a Context, key: &K) -> KeyedAcquireWith<'a, K> {
         KeyedAcquireWith {
             reservation: Reservation::new(self, key, 1),
-            sleep: tokio::time::sleep_until(self.shared.clock.instant(0)),
+            sleep: None,
             cancelled: ctx.cancelled(),
             ctx,
         }
@@ -526,7 +526,7 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
     /// Reserves (again, after waiting for room) and sleeps until the reserved instant.
     fn poll_wait(
         &mut self,
-        mut sleep: Pin<&mut Sleep>,
+        mut sleep: Pin<&mut Option<Sleep>>,
         cx: &mut TaskContext<'_>,
         deadline: Option<Instant>,
     ) -> Poll<Result<(), AcquireError>> {
@@ -534,11 +534,19 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
             if self.at.is_none() {
                 match self.reserve(deadline) {
                     Ok(Reserved::Now) => return Poll::Ready(Ok(())),
-                    Ok(Reserved::At(at) | Reserved::Room(at)) => sleep.as_mut().reset(at),
+                    Ok(Reserved::At(at) | Reserved::Room(at)) => {
+                        match sleep.as_mut().as_pin_mut() {
+                            Some(sleep) => sleep.reset(at),
+                            None => sleep.set(Some(tokio::time::sleep_until(at))),
+                        }
+                    }
                     Err(err) => return Poll::Ready(Err(err)),
                 }
             }
-            std::task::ready!(sleep.as_mut().poll(cx));
+            let Some(timer) = sleep.as_mut().as_pin_mut() else {
+                unreachable!("a wait reserved for later has its timer")
+            };
+            std::task::ready!(timer.poll(cx));
             if !self.for_room {
                 self.finished = true;
                 return Poll::Ready(Ok(()));
@@ -582,8 +590,9 @@ pin_project! {
         K: Clone,
     {
         reservation: Reservation<'a, K>,
+        // Made when a wait is first reserved, so that making the future needs no runtime.
         #[pin]
-        sleep: Sleep,
+        sleep: Option<Sleep>,
     }
 }
 
@@ -618,8 +627,9 @@ pin_project! {
         K: Clone,
     {
         reservation: Reservation<'a, K>,
+        // Made when a wait is first reserved, so that making the future needs no runtime.
         #[pin]
-        sleep: Sleep,
+        sleep: Option<Sleep>,
         #[pin]
         cancelled: Cancelled<'a>,
         ctx: &'a Context,
@@ -664,8 +674,9 @@ pin_project! {
         K: Clone,
     {
         reservation: Reservation<'a, K>,
+        // Made when a wait is first reserved, so that making the future needs no runtime.
         #[pin]
-        sleep: Sleep,
+        sleep: Option<Sleep>,
     }
 }
 

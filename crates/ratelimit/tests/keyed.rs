@@ -175,3 +175,22 @@ async fn a_dropped_acquire_n_gives_its_units_back() {
     );
     assert_eq!(limiter.metrics().granted, 5);
 }
+
+#[test]
+fn waits_made_outside_a_runtime_run_on_the_one_that_polls_them() {
+    let limiter = KeyedLimiter::new(Quota::per_second(10).burst(1), 100).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let ctx = Context::new();
+    // Each future is made here, on a thread with no runtime, and only polled inside `block_on`.
+    let start = runtime.block_on(async { Instant::now() });
+    runtime.block_on(limiter.acquire(&"a"));
+    runtime.block_on(limiter.acquire_n(&"a", 1)).unwrap();
+    runtime.block_on(limiter.acquire_with(&ctx, &"a")).unwrap();
+    runtime.block_on(limiter.acquire_n_with(&ctx, &"a", 1)).unwrap();
+    let took = runtime.block_on(async move { start.elapsed() });
+    assert_eq!(took, 300 * MS, "one unit at once, then one each 100 ms");
+}
