@@ -375,6 +375,12 @@ impl Limiter {
     /// Reserves one unit now, in its turn behind everyone waiting: x/time/rate's `Reserve`. See
     /// [`Reservation`] for acting at its instant, or cancelling to give the unit back.
     ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime, when the reservation has to wait and no other wait keeps the queue
+    /// moving: the turns are kept by a task. The limiter is left as it was. A reservation granted at
+    /// once needs no runtime.
+    ///
     /// # Examples
     ///
     /// ```
@@ -401,6 +407,10 @@ impl Limiter {
     /// # Errors
     ///
     /// [`InsufficientCapacity`] when `n` exceeds the burst; nothing is reserved.
+    ///
+    /// # Panics
+    ///
+    /// As [`reserve`](Limiter::reserve), outside a tokio runtime when the reservation has to wait.
     ///
     /// # Examples
     ///

@@ -103,6 +103,15 @@ impl Reservation {
                 Held::Granted { tat }
             }
             Err(_) => {
+                // Checked before it joins the queue, so that the panic leaves the limiter as it was.
+                if !state.driver_running && tokio::runtime::Handle::try_current().is_err() {
+                    drop(state);
+                    panic!(
+                        "Limiter::reserve outside a tokio runtime: this reservation has to wait for \
+                         its turn, and a task on a runtime keeps the turns; reserve from inside a \
+                         runtime, or use try_acquire, which never waits"
+                    );
+                }
                 // Nobody is woken for it: `ready` registers a waker when someone waits.
                 let seq = state.enqueue(n, now, Waker::noop().clone());
                 driver::ensure(shared, state);

@@ -140,3 +140,21 @@ async fn a_reservation_of_zero_units_is_granted_at_once_and_takes_nothing() {
     );
     assert_eq!(limiter.metrics().granted, 2);
 }
+
+#[test]
+fn outside_a_runtime_a_reservation_that_must_wait_panics_clearly_and_leaves_the_limiter_as_it_was() {
+    let limiter = Limiter::new(Quota::per_second(10).burst(1)).unwrap();
+    // Granted at once: no runtime needed.
+    assert!(limiter.reserve().delay().is_zero());
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| limiter.reserve()))
+        .expect_err("a reservation that must wait needs a runtime");
+    let message = bounded_cancel::panic_message(&*panicked);
+    assert!(
+        message.contains("Limiter::reserve outside a tokio runtime"),
+        "{message}"
+    );
+    // Nothing was queued: once the unit's 100 ms have passed, it is free again.
+    assert_eq!(limiter.metrics().waiting, 0);
+    std::thread::sleep(std::time::Duration::from_millis(150));
+    assert!(limiter.try_acquire().is_ok());
+}
