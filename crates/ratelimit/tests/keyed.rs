@@ -190,7 +190,9 @@ fn waits_made_outside_a_runtime_run_on_the_one_that_polls_them() {
     runtime.block_on(limiter.acquire(&"a"));
     runtime.block_on(limiter.acquire_n(&"a", 1)).unwrap();
     runtime.block_on(limiter.acquire_with(&ctx, &"a")).unwrap();
-    runtime.block_on(limiter.acquire_n_with(&ctx, &"a", 1)).unwrap();
+    runtime
+        .block_on(limiter.acquire_n_with(&ctx, &"a", 1))
+        .unwrap();
     let took = runtime.block_on(async move { start.elapsed() });
     assert_eq!(took, 300 * MS, "one unit at once, then one each 100 ms");
 }

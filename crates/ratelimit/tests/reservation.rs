@@ -142,7 +142,7 @@ async fn a_reservation_of_zero_units_is_granted_at_once_and_takes_nothing() {
 }
 
 #[test]
-fn outside_a_runtime_a_reservation_that_must_wait_panics_clearly_and_leaves_the_limiter_as_it_was() {
+fn outside_a_runtime_a_waiting_reservation_panics_clearly_and_leaves_the_limiter_as_it_was() {
     let limiter = Limiter::new(Quota::per_second(10).burst(1)).unwrap();
     // Granted at once: no runtime needed.
     assert!(limiter.reserve().delay().is_zero());
