@@ -1,5 +1,6 @@
 use std::fmt;
 use std::sync::Arc;
+use std::task::Waker;
 use std::time::Duration;
 
 use bounded_cancel::Context;
@@ -313,11 +314,13 @@ impl Limiter {
     /// `take_now` under the lock, while the lock-free way is closed; counts what it decides.
     #[inline(never)]
     fn take_locked(&self, n: u32) -> Result<u64, TryAcquireError> {
+        let mut wakers = Vec::new();
         let mut state = self.shared.lock();
         let taken = match state.gcra.fits(n) {
             Err(err) => Err(err.into()),
             Ok(()) => {
                 let now = self.shared.clock.now();
+                state.catch_up(now, &mut wakers);
                 state.try_take(now, n).map(|()| state.tat).map_err(|at| {
                     RetryAfter {
                         wait: Duration::from_nanos(at - now),
@@ -329,6 +332,8 @@ impl Limiter {
         if taken.is_err() {
             state.rejected += 1;
         }
+        drop(state);
+        wakers.into_iter().for_each(Waker::wake);
         taken
     }
 

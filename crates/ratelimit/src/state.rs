@@ -514,6 +514,16 @@ impl State {
         next
     }
 
+    /// With no driver running, decides the waiters that conform at `now`, as the driver would (their
+    /// wakers into `wakers`). A driver lost with its runtime leaves its queue to the head, which
+    /// starts another when it polls; a reservation nobody polls would hold up every `try_acquire`
+    /// behind it for good, so a `try_acquire` that finds the queue undriven moves it on itself.
+    pub(crate) fn catch_up(&mut self, now: u64, wakers: &mut Vec<Waker>) {
+        if self.queued > 0 && !self.driver_running {
+            self.grant_ready(now, wakers);
+        }
+    }
+
     /// The driver was dropped before the queue emptied (its runtime shut down): its place is given up
     /// and the head is returned, to be woken so that it starts another (invariant 3).
     pub(crate) fn driver_gone(&mut self) -> Option<Waker> {

@@ -174,3 +174,33 @@ fn a_keyed_limiter_on_a_running_clock_paces_each_key_in_real_time() {
         }
     });
 }
+
+/// A reservation nobody polls, queued while its driver's runtime shuts down: `try_acquire` (here on
+/// no runtime at all) decides it in its turn and is served after it, instead of being told "retry
+/// after 0 ns" for ever. (Real time, 300 ms.)
+#[test]
+fn try_acquire_moves_on_a_queue_whose_driver_went_with_its_runtime() {
+    let limiter = Limiter::new(Quota::per_second(10).burst(1)).unwrap();
+    let home = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let kept = home.block_on(async {
+        limiter.try_acquire().unwrap();
+        let queued = limiter.reserve(); // in line for 100 ms from now; the driver starts here
+        tokio::task::yield_now().await;
+        queued
+    });
+    drop(home);
+    assert_eq!(limiter.metrics().waiting, 1);
+    std::thread::sleep(Duration::from_millis(150));
+    // The reservation's turn has come: it is granted, then the unit after it is 100 ms later.
+    assert!(
+        limiter.try_acquire().is_err(),
+        "the reservation's unit came first"
+    );
+    assert_eq!(limiter.metrics().waiting, 0, "the reservation was decided");
+    drop(kept);
+    std::thread::sleep(Duration::from_millis(150));
+    assert!(limiter.try_acquire().is_ok(), "served in its turn");
+}
