@@ -49,7 +49,9 @@ pub const MAX_LIMIT: usize = bounded_sync::slots::MAX_SLOTS;
 /// `tokio::task::id()` names its runner. A spawn waiting for a slot is released with the context's
 /// cause when the group's context ends, through one watcher task per group that the first waiting
 /// spawn starts and that ends with the runners (a watcher lost with its runtime is started again by
-/// the spawns still waiting, on theirs).
+/// the spawns still waiting, on theirs). Runners run on the runtime of the spawn that started them and
+/// take any queued task, so a group shared by two runtimes may run a task spawned from one on the
+/// other's runners: give each runtime a group of its own.
 ///
 /// # Examples
 ///
