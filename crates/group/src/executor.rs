@@ -904,12 +904,11 @@ impl Executor {
         let lost = Lost {
             core: self.core.clone(),
             number,
-            slots: slots.clone(),
+            slots,
         };
         let watch = self.core.counter.track(async move {
-            let _lost = lost;
             ctx.cancelled().await;
-            slots.close();
+            lost.slots.close();
         });
         // Spawned outside the lock, then stored; a second spawner racing here starts a second
         // watcher, which is harmless (both close the same slots) and is stopped with the first.

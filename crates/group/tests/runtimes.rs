@@ -111,6 +111,14 @@ async fn released_by_the_context(group: &Group<String>, waiting: JoinHandle<bool
     assert!(released.unwrap(), "released as cancelled");
 }
 
+/// Drops the group: the watcher started again and the task holding the slot end with it.
+async fn assert_nothing_left(group: Arc<Group<String>>) {
+    drop(Arc::into_inner(group).expect("the waiting spawn's task has ended"));
+    bounded_cancel::live::settle(Duration::from_secs(1))
+        .await
+        .expect("no task of the group is left");
+}
+
 /// A spawn on `group` that waits for the slot: `true` once refused as cancelled.
 fn waiting_spawn(group: &Arc<Group<String>>) -> JoinHandle<bool> {
     let group = group.clone();
@@ -130,6 +138,7 @@ fn a_spawn_that_waits_after_the_slot_watchers_runtime_shut_down_is_still_release
     home.block_on(async {
         let waiting = waiting_spawn(&group);
         released_by_the_context(&group, waiting).await;
+        assert_nothing_left(group).await;
     });
 }
 
@@ -149,5 +158,6 @@ fn a_spawn_waiting_as_the_slot_watchers_runtime_shuts_down_is_still_released() {
             .await
             .unwrap();
         released_by_the_context(&group, waiting).await;
+        assert_nothing_left(group).await;
     });
 }
