@@ -235,23 +235,29 @@ async fn without_the_policy_a_failing_task_starts_nothing() {
 
 #[test]
 fn tasks_dropped_by_their_runtimes_shutdown_are_reported_lost_not_aborted() {
-    let first = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let second = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let current_thread = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let (first, second) = (current_thread(), current_thread());
     let mut shutdown = Shutdown::new();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     first.block_on(async {
         shutdown.spawn("waits for the trigger", |ctx| async move {
             ctx.cancelled().await;
             Ok::<_, String>(())
         });
-        shutdown.spawn("done", |_ctx| async { Ok::<_, String>(()) });
-        tokio::task::yield_now().await;
+        let ran = done.clone();
+        shutdown.spawn("done", move |_ctx| async move {
+            ran.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok::<_, String>(())
+        });
+        // On one thread, the task that set the flag returned in the same poll.
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::task::yield_now().await;
+        }
     });
     drop(first); // drops the task still waiting
     let report = second.block_on(shutdown.wait(Duration::from_secs(1)));
