@@ -11,6 +11,10 @@
 //! to do parks (it costs no CPU, and a few hundred bytes), up to [`MAX_PARKED`] of them; it ends
 //! when more are parked, when `wait` finds the group idle, or when the group is dropped.
 //!
+//! An executor belongs to one runtime: its runners and its slot watcher are spawned there, through
+//! the runtime's handle, and a group has one executor per runtime that spawns into it
+//! (`executors.rs`), so runners only ever take tasks spawned on their own runtime.
+//!
 //! The group keeps an abort handle per runner, in a slab whose slot is freed when the runner ends.
 //! Dropping the executor aborts every runner (a task is dropped at its next await, as with tokio's
 //! abort) and drops the tasks still queued.
@@ -110,6 +114,7 @@ use bounded_sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use bounded_sync::busy::{Busy, LastJob, Stamp};
 use bounded_sync::places::{PLACES, Places};
 use bounded_sync::{Arc, Mutex, MutexGuard};
+use tokio::runtime::Handle;
 use tokio::task::AbortHandle;
 
 pub(crate) type Job = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -123,6 +128,8 @@ pub(crate) const MAX_PARKED: usize = 64;
 
 pub(crate) struct Executor {
     core: Arc<Core<Job, AbortHandle>>,
+    /// The runtime its runners and its slot watcher run on (see `executors.rs`).
+    runtime: Handle,
 }
 
 /// What the executor and its tokio tasks share. `J` is a task, `H` an abort handle (both stand-ins in
@@ -832,9 +839,14 @@ impl<J, H> Drop for Runner<J, H> {
 }
 
 impl Executor {
-    pub(crate) fn new() -> Self {
+    /// An executor whose runners and slot watcher run on `runtime`.
+    pub(crate) fn new(runtime: Handle) -> Self {
+        let on = runtime.clone();
         Executor {
-            core: Arc::new(Core::new(Box::new(start_runner))),
+            core: Arc::new(Core::new(Box::new(move |core, key, limit| {
+                start_runner(&on, core, key, limit)
+            }))),
+            runtime,
         }
     }
 
@@ -912,7 +924,7 @@ impl Executor {
         });
         // Spawned outside the lock, then stored; a second spawner racing here starts a second
         // watcher, which is harmless (both close the same slots) and is stopped with the first.
-        let handle = tokio::spawn(watch).abort_handle();
+        let handle = self.runtime.spawn(watch).abort_handle();
         let mut state = self.core.lock();
         match &state.runs.watcher {
             Some(_) => {
@@ -989,11 +1001,12 @@ impl Drop for WaitingSpawn<'_> {
     }
 }
 
-/// Starts a runner as a tokio task, then stores its abort handle in the slot reserved for it.
-fn start_runner(core: &Arc<Core<Job, AbortHandle>>, key: usize, limit: usize) {
-    let threads = tokio::runtime::Handle::current().metrics().num_workers();
+/// Starts a runner as a tokio task on `runtime`, then stores its abort handle in the slot reserved
+/// for it.
+fn start_runner(runtime: &Handle, core: &Arc<Core<Job, AbortHandle>>, key: usize, limit: usize) {
+    let threads = runtime.metrics().num_workers();
     let runner = Runner::new(core.clone(), key, limit, threads);
-    let handle = tokio::spawn(core.counter.track(runner)).abort_handle();
+    let handle = runtime.spawn(core.counter.track(runner)).abort_handle();
     core.lock().slab.fill(key, handle);
 }
 

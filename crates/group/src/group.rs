@@ -1,7 +1,7 @@
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use bounded_cancel::{Cause, Context};
 use bounded_sync::slots::Refused;
@@ -9,6 +9,7 @@ use futures_util::FutureExt;
 
 use crate::error::{Failure, SetLimitError, TaskError, TrySpawnError};
 use crate::executor::{Executor, WaitingSpawn};
+use crate::executors::Executors;
 use crate::future::Spawn;
 use crate::shared::{Policy, Shared};
 use crate::task::{Named, TaskFn};
@@ -42,16 +43,17 @@ pub const MAX_LIMIT: usize = bounded_sync::slots::MAX_SLOTS;
 ///
 /// Tasks run on *runners*, tokio tasks that take one task after another and hold up to 64 of them
 /// while they wait, each woken on its own, so a busy group pays a queue hand-off per task instead of a
-/// spawn: at most `limit` runners with a limit, as many as needed without one. A task never waits
+/// spawn: at most `limit` runners with a limit (on each runtime that spawns into the group), as many
+/// as needed without one. A task never waits
 /// behind a busy runner while a slot is free, and on a multi-thread runtime tasks that compute without
 /// awaiting still spread over the worker threads. Idle runners park (at most 64) and end once
 /// [`wait`](Group::wait) finds the group idle or the group is dropped. Inside a task,
 /// `tokio::task::id()` names its runner. A spawn waiting for a slot is released with the context's
-/// cause when the group's context ends, through one watcher task per group that the first waiting
-/// spawn starts and that ends with the runners (a watcher lost with its runtime is started again by
-/// the spawns still waiting, on theirs). Runners run on the runtime of the spawn that started them and
-/// take any queued task, so a group shared by two runtimes may run a task spawned from one on the
-/// other's runners: give each runtime a group of its own.
+/// cause when the group's context ends, through one watcher task per group (and runtime) that the first
+/// waiting spawn starts and that ends with the runners (a watcher lost with its runtime is started again by
+/// the spawns still waiting). A task runs on the runtime of the task that spawned it, as with
+/// `tokio::spawn`: the group keeps runners per runtime, so a group shared by two runtimes never runs
+/// one's tasks on the other's runners, and a runtime that shuts down takes only its own tasks with it.
 ///
 /// # Examples
 ///
@@ -83,7 +85,7 @@ pub struct Group<E> {
     shared: Arc<Shared<E>>,
     pub(crate) limit: Limit,
     cancel_on_wait: bool,
-    executor: OnceLock<Executor>,
+    executors: Executors,
 }
 
 pub(crate) enum Limit {
@@ -178,7 +180,7 @@ impl<E> Group<E> {
             shared: Arc::new(Shared::new(ctx, policy)),
             limit: Limit::Unlimited,
             cancel_on_wait,
-            executor: OnceLock::new(),
+            executors: Executors::default(),
         }
     }
 
@@ -274,10 +276,8 @@ impl<E> Group<E> {
         if running > 0 {
             return Err(SetLimitError::Running(running));
         }
-        if let Some(executor) = self.executor.get() {
-            // The next spawn that waits starts a watcher for the new limit.
-            executor.unwatch_slots();
-        }
+        // The next spawn that waits starts a watcher for the new limit.
+        self.executors.all().for_each(Executor::unwatch_slots);
         self.limit = match limit {
             None => Limit::Unlimited,
             Some(0) => Limit::Zero,
@@ -589,7 +589,7 @@ impl<E> Group<E> {
             Limit::Slots(n) => Some(*n),
             _ => None,
         };
-        self.executor.get_or_init(Executor::new).submit(job, limit);
+        self.executors.here().submit(job, limit);
     }
 
     /// Waits for every task to end, then returns the first error, or re-raises the first panic.
@@ -703,9 +703,7 @@ impl<E> Group<E> {
     /// Waits for every task to end, then ends a `with_context` group's context.
     pub(crate) async fn settle(&self) {
         self.shared.idle().await;
-        if let Some(executor) = self.executor.get() {
-            executor.drain();
-        }
+        self.executors.all().for_each(Executor::drain);
         if self.cancel_on_wait {
             self.shared.ctx.cancel();
         }
@@ -758,7 +756,7 @@ impl<E> Group<E> {
     where
         E: Send + 'static,
     {
-        (self.executor.get_or_init(Executor::new)).watch_slots(self.context(), self.shared.clone())
+        (self.executors.here()).watch_slots(self.context(), self.shared.clone())
     }
 
     /// A spawn woken in line found no watcher stored: it starts one (the one it had was lost with
@@ -767,8 +765,7 @@ impl<E> Group<E> {
     where
         E: Send + 'static,
     {
-        (self.executor.get_or_init(Executor::new))
-            .keep_watched(self.context(), self.shared.clone());
+        (self.executors.here()).keep_watched(self.context(), self.shared.clone());
     }
 
     pub(crate) fn shared(&self) -> &Shared<E> {
@@ -784,9 +781,9 @@ impl<E> Default for Group<E> {
 
 impl<E> Drop for Group<E> {
     fn drop(&mut self) {
-        // The tasks the executor's drop aborts are not lost: they were dropped with the group.
+        // The tasks the executors' drops abort are not lost: they were dropped with the group.
         self.shared.group_dropped();
-        // Tasks see their context end; the executor's drop then aborts them.
+        // Tasks see their context end; the executors' drops then abort them.
         self.shared.ctx.cancel();
     }
 }

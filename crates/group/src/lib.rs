@@ -81,6 +81,7 @@
 
 mod error;
 mod executor;
+mod executors;
 mod future;
 mod group;
 mod helpers;

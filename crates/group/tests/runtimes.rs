@@ -1,6 +1,8 @@
 //! A group whose tasks' runtime shuts down: the tasks are gone with it, so `wait` returns and says
 //! so, instead of waiting for tasks that no longer exist. A group whose slot watcher's runtime shuts
-//! down: a spawn waiting for a slot is still released when the group's context ends.
+//! down: a spawn waiting for a slot is still released when the group's context ends. A group spawned
+//! into from several runtimes: each task runs on the runtime it was spawned from, so no task waits
+//! for another runtime to be driven, or is lost when another shuts down.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -158,6 +160,137 @@ fn a_spawn_waiting_as_the_slot_watchers_runtime_shuts_down_is_still_released() {
             .await
             .unwrap();
         released_by_the_context(&group, waiting).await;
+        assert_nothing_left(group).await;
+    });
+}
+
+fn multi_thread(threads: usize) -> Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn limited(limit: Option<usize>) -> Arc<Group<String>> {
+    let mut group = Group::<String>::new();
+    group.set_limit(limit).unwrap();
+    Arc::new(group)
+}
+
+/// Spawns `n` quick tasks from the runtime `block_on` runs, and lets its runners park there.
+fn park_runners_on(runtime: &Runtime, group: &Group<String>, n: usize) {
+    runtime.block_on(async {
+        for _ in 0..n {
+            group.spawn(|_ctx| async { Ok(()) }).await.unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    });
+}
+
+/// A group spawned into from two runtimes runs each task on the runtime it was spawned from, as
+/// `tokio::spawn` does: runners parked on a current_thread runtime that nobody drives hold up none
+/// of the tasks spawned on the other.
+#[test]
+fn each_task_runs_on_the_runtime_it_was_spawned_from() {
+    for limit in [None, Some(4)] {
+        let idle = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let busy = multi_thread(2);
+        let group = limited(limit);
+        park_runners_on(&idle, &group, 4);
+        let ran_on = busy.block_on(async {
+            let ran_on = Arc::new(std::sync::Mutex::new(Vec::new()));
+            for _ in 0..8 {
+                let ran_on = ran_on.clone();
+                group
+                    .spawn(move |_ctx| async move {
+                        tokio::task::yield_now().await;
+                        ran_on
+                            .lock()
+                            .unwrap()
+                            .push(tokio::runtime::Handle::current().id());
+                        Ok(())
+                    })
+                    .await
+                    .unwrap();
+            }
+            tokio::time::timeout(Duration::from_secs(5), group.wait())
+                .await
+                .expect("no task waits for the runtime nobody drives")
+                .unwrap();
+            Arc::into_inner(ran_on).unwrap().into_inner().unwrap()
+        });
+        assert_eq!(ran_on, vec![busy.handle().id(); 8], "limit {limit:?}");
+        // The runners parked on `idle` end with it, and those on `busy` with the group.
+        drop(idle);
+        busy.block_on(assert_nothing_left(group));
+    }
+}
+
+/// Tasks spawned from one runtime are not lost when another runtime that spawned into the same
+/// group, and whose runners are parked, shuts down while they run.
+#[test]
+fn another_runtime_shutting_down_loses_none_of_this_runtimes_tasks() {
+    for limit in [None, Some(4)].repeat(5) {
+        let (first, second) = (multi_thread(1), multi_thread(1));
+        let group = limited(limit);
+        park_runners_on(&first, &group, 4);
+        let (release, released) = tokio::sync::watch::channel(false);
+        second.block_on(async {
+            for _ in 0..4 {
+                let mut released = released.clone();
+                group
+                    .spawn(move |_ctx| async move {
+                        released.wait_for(|go| *go).await.unwrap();
+                        Ok(())
+                    })
+                    .await
+                    .unwrap();
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        });
+        drop(first);
+        second.block_on(async {
+            release.send(true).unwrap();
+            let outcome = tokio::time::timeout(Duration::from_secs(5), group.wait_and_recover())
+                .await
+                .expect("every task ends");
+            assert!(outcome.is_ok(), "limit {limit:?}: {outcome:?}");
+            assert_nothing_left(group).await;
+        });
+    }
+}
+
+/// A group outlives many runtimes that spawned into it, one after another: each one's tasks run
+/// there, and the group waits, and is dropped, on the last.
+#[test]
+fn a_group_spawned_into_from_many_runtimes_in_turn_runs_every_task() {
+    let group = limited(Some(2));
+    let ran = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for _ in 0..50 {
+        let runtime = multi_thread(1);
+        runtime.block_on(async {
+            for _ in 0..3 {
+                let ran = ran.clone();
+                group
+                    .spawn(move |_ctx| async move {
+                        tokio::task::yield_now().await;
+                        ran.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        Ok(())
+                    })
+                    .await
+                    .unwrap();
+            }
+            group.wait().await.unwrap();
+        });
+    }
+    assert_eq!(ran.load(std::sync::atomic::Ordering::SeqCst), 150);
+    multi_thread(1).block_on(async {
+        group.spawn(|_ctx| async { Ok(()) }).await.unwrap();
+        group.wait().await.unwrap();
         assert_nothing_left(group).await;
     });
 }
