@@ -231,7 +231,8 @@ fn each_task_runs_on_the_runtime_it_was_spawned_from() {
 }
 
 /// Tasks spawned from one runtime are not lost when another runtime that spawned into the same
-/// group, and whose runners are parked, shuts down while they run.
+/// group, and whose runners are parked, shuts down while they run; and their runners are counted
+/// among the live tasks of the runtime they run on.
 #[test]
 fn another_runtime_shutting_down_loses_none_of_this_runtimes_tasks() {
     for limit in [None, Some(4)].repeat(5) {
@@ -251,6 +252,12 @@ fn another_runtime_shutting_down_loses_none_of_this_runtimes_tasks() {
                     .unwrap();
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
+            // Counted where they run, so this runtime's leak checks see them.
+            let names = bounded_cancel::live::names();
+            assert!(
+                names.iter().any(|name| name.starts_with("group task")),
+                "{names:?}"
+            );
         });
         drop(first);
         second.block_on(async {
