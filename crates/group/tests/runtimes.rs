@@ -301,3 +301,37 @@ fn a_group_spawned_into_from_many_runtimes_in_turn_runs_every_task() {
         assert_nothing_left(group).await;
     });
 }
+
+/// Dropping a group aborts its tasks on every runtime that spawned into it, whichever runtime drops
+/// it: none is left on either.
+#[test]
+fn dropping_a_group_aborts_its_tasks_on_every_runtime() {
+    for limit in [None, Some(4)] {
+        let (first, second) = (multi_thread(1), multi_thread(1));
+        let group = limited(limit);
+        for runtime in [&first, &second] {
+            runtime.block_on(async {
+                for _ in 0..2 {
+                    group
+                        .spawn(|_ctx| async {
+                            // Ignores its context: only an abort ends it.
+                            std::future::pending::<()>().await;
+                            Ok(())
+                        })
+                        .await
+                        .unwrap();
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            });
+        }
+        assert_eq!(group.running(), 4);
+        second.block_on(async { drop(Arc::into_inner(group).unwrap()) });
+        for runtime in [&first, &second] {
+            runtime.block_on(async {
+                bounded_cancel::live::settle(Duration::from_secs(5))
+                    .await
+                    .expect("no task of the group is left on this runtime");
+            });
+        }
+    }
+}
