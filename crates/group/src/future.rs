@@ -85,6 +85,8 @@ where
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
+        // First, so that a spawn outside a runtime panics before it takes a slot.
+        let executor = this.group.executor();
         // A spawn that finds a slot (or needs none) does not wait, so it spends the caller's tokio
         // budget as a send on a tokio channel does: a loop of spawns yields every so often, so that
         // the group's runners (and everything else on the thread) run and tasks do not pile up
@@ -147,7 +149,7 @@ where
                 }
             }
         };
-        group.admit(Task::new(job, slot));
+        group.admit(executor, Task::new(job, slot));
         if let Some(coop) = coop {
             coop.made_progress();
         }

@@ -354,7 +354,8 @@ impl<E> Group<E> {
     ///
     /// # Panics
     ///
-    /// Panics outside a tokio runtime. A panic inside the task is caught; see [`wait`](Group::wait).
+    /// Panics outside a tokio runtime, before the task is admitted (the group is left as it was). A
+    /// panic inside the task is caught; see [`wait`](Group::wait).
     ///
     /// # Examples
     ///
@@ -535,6 +536,8 @@ impl<E> Group<E> {
     where
         E: Send + 'static,
     {
+        // First, so that a spawn outside a runtime panics before it takes a slot.
+        let executor = self.executor();
         if let Some(cause) = self.context().cause() {
             return Err(TrySpawnError::Cancelled { job: task, cause });
         }
@@ -551,11 +554,21 @@ impl<E> Group<E> {
                 }
             },
         };
-        self.admit(Task::new(task, slot));
+        self.admit(executor, Task::new(task, slot));
         Ok(())
     }
 
-    pub(crate) fn admit<F>(&self, task: Task<F>)
+    /// The executor of the runtime the caller runs on.
+    ///
+    /// # Panics
+    ///
+    /// Outside a tokio runtime.
+    pub(crate) fn executor(&self) -> &Executor {
+        self.executors.here()
+    }
+
+    /// Hands an admitted task to `executor`, from [`executor`](Group::executor).
+    pub(crate) fn admit<F>(&self, executor: &Executor, task: Task<F>)
     where
         E: Send + 'static,
         F: TaskFn<E>,
@@ -589,7 +602,7 @@ impl<E> Group<E> {
             Limit::Slots(n) => Some(*n),
             _ => None,
         };
-        self.executors.here().submit(job, limit);
+        executor.submit(job, limit);
     }
 
     /// Waits for every task to end, then returns the first error, or re-raises the first panic.

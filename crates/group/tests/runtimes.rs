@@ -335,3 +335,29 @@ fn dropping_a_group_aborts_its_tasks_on_every_runtime() {
         }
     }
 }
+
+/// Outside any runtime, a spawn panics before it admits the task, with a message that says what to
+/// do, as `tokio::spawn` panics there; the group is left as it was.
+#[test]
+fn a_spawn_outside_any_runtime_panics_and_leaves_the_group_as_it_was() {
+    for limit in [None, Some(2)] {
+        let group = limited(limit);
+        let spawned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            futures_util::FutureExt::now_or_never(group.spawn(|_ctx| async { Ok(()) }))
+        }));
+        let message = bounded_cancel::panic_message(&*spawned.unwrap_err()).to_owned();
+        assert!(
+            message.contains("outside a tokio runtime"),
+            "limit {limit:?}: {message}"
+        );
+        let tried = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            group.try_spawn(|_ctx| async { Ok(()) })
+        }));
+        assert!(tried.is_err(), "limit {limit:?}");
+        assert_eq!(group.running(), 0, "limit {limit:?}");
+        multi_thread(1).block_on(async {
+            group.spawn(|_ctx| async { Ok(()) }).await.unwrap();
+            group.wait().await.unwrap();
+        });
+    }
+}
