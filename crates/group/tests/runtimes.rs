@@ -4,6 +4,10 @@
 //! into from several runtimes: each task runs on the runtime it was spawned from, so no task waits
 //! for another runtime to be driven, or is lost when another shuts down.
 
+#[path = "support/gauge.rs"]
+#[allow(dead_code)]
+mod gauge;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -359,5 +363,62 @@ fn a_spawn_outside_any_runtime_panics_and_leaves_the_group_as_it_was() {
             group.spawn(|_ctx| async { Ok(()) }).await.unwrap();
             group.wait().await.unwrap();
         });
+    }
+}
+
+/// Two multi-thread runtimes spawn into one limited group at once, from two tasks each: the limit
+/// holds across them, every task runs once, on the runtime that spawned it, and nothing is left.
+#[test]
+fn stress_two_runtimes_spawning_at_once_share_the_limit() {
+    const EACH: usize = 500;
+    for round in 0..10 {
+        let runtimes = [multi_thread(2), multi_thread(2)];
+        let group = limited(Some(8));
+        let gauge = gauge::Gauge::default();
+        let strays = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let spawners: Vec<_> = (runtimes.iter())
+            .flat_map(|runtime| {
+                let id = runtime.handle().id();
+                (0..2).map(move |_| id).zip([runtime, runtime])
+            })
+            .map(|(id, runtime)| {
+                let (group, gauge, strays) = (group.clone(), gauge.clone(), strays.clone());
+                runtime.spawn(async move {
+                    for _ in 0..EACH {
+                        let (gauge, strays) = (gauge.clone(), strays.clone());
+                        group
+                            .spawn(move |_ctx| async move {
+                                let _running = gauge.enter();
+                                tokio::task::yield_now().await;
+                                if tokio::runtime::Handle::current().id() != id {
+                                    strays.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                }
+                                Ok(())
+                            })
+                            .await
+                            .unwrap();
+                    }
+                })
+            })
+            .collect();
+        runtimes[round % 2].block_on(async {
+            for spawner in spawners {
+                spawner.await.unwrap();
+            }
+            tokio::time::timeout(Duration::from_secs(10), group.wait())
+                .await
+                .expect("every task ends")
+                .unwrap();
+        });
+        assert!(gauge.max() <= 8, "round {round}: {} at once", gauge.max());
+        assert_eq!(
+            strays.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "round {round}"
+        );
+        assert_eq!(gauge.now(), 0);
+        let [first, second] = runtimes;
+        drop(first);
+        second.block_on(assert_nothing_left(group));
     }
 }
