@@ -510,6 +510,9 @@ impl Pool {
     /// The report's `completed + failed + panicked + cancelled + never_started` always equals `submitted`.
     /// When it returns, no worker is left and the pool's context has ended.
     ///
+    /// The grace is timed on the caller's runtime, or on the pool's own when the caller runs outside
+    /// any (a thread of its own, a signal handler), so it can be awaited there too.
+    ///
     /// # Cancel safety
     ///
     /// Cancel-safe in that dropping it mid-wait loses no accounting; the pool stays closed and drains on.
@@ -536,16 +539,10 @@ impl Pool {
     pub async fn shutdown_timeout(&self, grace: Duration) -> PoolReport {
         let inner = &self.inner;
         inner.close();
-        if tokio::time::timeout(grace, inner.workers_exited())
-            .await
-            .is_err()
-        {
+        if inner.timeout(grace, inner.workers_exited()).await.is_err() {
             inner.drop_queue();
             inner.jobs_ctx.cancel();
-            if tokio::time::timeout(CANCEL_WINDOW, inner.workers_exited())
-                .await
-                .is_err()
-            {
+            if (inner.timeout(CANCEL_WINDOW, inner.workers_exited()).await).is_err() {
                 inner.abort_workers().await;
             }
         }
@@ -946,6 +943,18 @@ impl Inner {
         let metrics = self.counters.snapshot();
         metrics.check_finished();
         PoolReport::new(metrics)
+    }
+
+    /// `tokio::time::timeout`, timed by the caller's runtime, or by the pool's own when the caller
+    /// runs outside any (a thread of its own, a signal handler), where tokio would panic.
+    fn timeout<F: Future>(&self, within: Duration, fut: F) -> tokio::time::Timeout<F> {
+        match Handle::try_current() {
+            Ok(_) => tokio::time::timeout(within, fut),
+            Err(_) => {
+                let _entered = self.runtime.enter();
+                tokio::time::timeout(within, fut)
+            }
+        }
     }
 
     async fn workers_exited(&self) {

@@ -1,6 +1,7 @@
 //! A pool belongs to the runtime it was built on. When that runtime shuts down, its workers are gone
 //! with it, so the pool aborts itself and says so, instead of leaving submitters waiting for workers
-//! that no longer exist. Workers added by `resize` start there too, wherever `resize` is called.
+//! that no longer exist. Workers added by `resize` start there too, wherever `resize` is called, and
+//! `shutdown_timeout` called outside any runtime times its grace there.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -201,4 +202,54 @@ fn a_submitters_runtime_shutting_down_loses_no_accepted_job() {
         assert_eq!(report.completed, report.submitted, "{report}");
         assert_eq!(runs.load(Ordering::SeqCst) as u64, report.completed);
     });
+}
+
+/// Polls `fut` to its end on this thread, parking it between wake-ups: an executor outside any tokio
+/// runtime, as a thread of a service's own (a signal handler, a synchronous `Drop`) has.
+fn block_on_this_thread<F: std::future::Future>(fut: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let std::task::Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
+}
+
+/// A service that stops its pool from a thread of its own gets the grace and the report, timed on
+/// the pool's runtime, not a panic for being outside one; `shutdown` there needs no timer at all.
+#[test]
+fn shutdown_timeout_from_outside_any_runtime_times_the_grace_on_the_pools_runtime() {
+    let rt = runtime();
+    let pool =
+        Arc::new(rt.block_on(async { Pool::builder().workers(1).queue(4).build().unwrap() }));
+    rt.block_on(async {
+        let stops = |ctx: Context| async move {
+            ctx.cancelled().await;
+            Err::<(), _>("stopped".to_string())
+        };
+        pool.submit(stops).await.unwrap().detach();
+        pool.submit(stops).await.unwrap().detach();
+    });
+    let stopper = pool.clone();
+    let started = std::time::Instant::now();
+    let report = std::thread::spawn(move || {
+        block_on_this_thread(stopper.shutdown_timeout(Duration::from_millis(50)))
+    })
+    .join()
+    .expect("shutdown_timeout does not panic outside a runtime");
+    assert!(
+        started.elapsed() >= Duration::from_millis(50),
+        "it waited out the grace"
+    );
+    assert_eq!((report.cancelled, report.never_started), (1, 1));
+    assert_eq!(report.submitted, 2);
 }
