@@ -639,7 +639,8 @@ impl Context {
     /// # Panics
     ///
     /// Waiting on a context with a deadline needs tokio's timer: it panics, as `tokio::time::sleep`
-    /// does, when polled in a runtime built without `enable_time`.
+    /// does, when first polled outside a tokio runtime, or in one built without `enable_time`, while
+    /// the deadline is still ahead. A wait on a context without one needs no runtime.
     ///
     /// # Examples
     ///
