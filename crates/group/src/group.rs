@@ -42,18 +42,18 @@ pub const MAX_LIMIT: usize = bounded_sync::slots::MAX_SLOTS;
 /// and a task that spawns tasks that spawn tasks never nests on the caller's stack.
 ///
 /// Tasks run on *runners*, tokio tasks that take one task after another and hold up to 64 of them
-/// while they wait, each woken on its own, so a busy group pays a queue hand-off per task instead of a
-/// spawn: at most `limit` runners with a limit (on each runtime that spawns into the group), as many
-/// as needed without one. A task never waits
-/// behind a busy runner while a slot is free, and on a multi-thread runtime tasks that compute without
-/// awaiting still spread over the worker threads. Idle runners park (at most 64) and end once
-/// [`wait`](Group::wait) finds the group idle or the group is dropped. Inside a task,
-/// `tokio::task::id()` names its runner. A spawn waiting for a slot is released with the context's
-/// cause when the group's context ends, through one watcher task per group (and runtime) that the first
-/// waiting spawn starts and that ends with the runners (a watcher lost with its runtime is started again by
-/// the spawns still waiting). A task runs on the runtime of the task that spawned it, as with
-/// `tokio::spawn`: the group keeps runners per runtime, so a group shared by two runtimes never runs
-/// one's tasks on the other's runners, and a runtime that shuts down takes only its own tasks with it.
+/// while they wait, each woken on its own, so a busy group pays a queue hand-off per task instead
+/// of a spawn: at most `limit` runners with a limit (on each runtime that spawns into the group),
+/// as many as needed without one. A task never waits behind a busy runner while a slot is free, and
+/// on a multi-thread runtime tasks that compute without awaiting still spread over the worker
+/// threads. Idle runners park (at most 64) and end once [`wait`](Group::wait) finds the group idle
+/// or the group is dropped. Inside a task, `tokio::task::id()` names its runner. A spawn waiting
+/// for a slot is released with the context's cause when the group's context ends, through one
+/// watcher task per group (and runtime) that the first waiting spawn starts and that ends with the
+/// runners (a watcher lost with its runtime is started again by the spawns still waiting). A task
+/// runs on the runtime of the task that spawned it, as with `tokio::spawn`: the group keeps runners
+/// per runtime, so a group shared by two runtimes never runs one's tasks on the other's runners,
+/// and a runtime that shuts down takes only its own tasks with it.
 ///
 /// # Examples
 ///
