@@ -51,22 +51,22 @@
 //! 6. Once `wait` has found the group idle (`draining`, until the next push), the runner that finds
 //!    `pending` at 0 ends and wakes every parked runner, which then ends too: a group that was waited
 //!    for and has nothing to do holds no runner.
-//! 7. While a spawn waits for a slot, a watcher task waits for the group's context to end and then
-//!    closes the slots, which releases every waiting spawn as cancelled. It is started by
-//!    the first spawn that has to wait (no group that never waits pays for it), stopped when `wait`
-//!    finds the group idle with no spawn waiting (a spawn can wait while the group is idle: another
-//!    holds the slot it took but has not admitted its task yet), when the limit changes, and when the
-//!    group is dropped, so a group that was waited for holds no task; the next spawn that waits
-//!    starts it again. A spawn that starts to wait counts itself, then reads `watched` (set while a
-//!    watcher is stored) without the lock; `drain` clears `watched` before it reads that count, so a
-//!    spawn it did not count reads `watched` cleared and takes the lock, where it finds the watcher
-//!    or starts one. A watcher runs on the runtime of the spawn that started it. If that runtime
-//!    shuts down while the watcher is stored, the watcher, as it is dropped, takes itself out and
-//!    clears `watched` under the lock, then wakes every spawn in line (each keeps its place); a
-//!    spawn in line reads `watched` after each poll that leaves it waiting, and finding it cleared
-//!    starts a watcher on its own runtime. It registered in line before it reads `watched`, and the
-//!    lost watcher clears `watched` before it wakes the line, so a spawn that read `watched` set is
-//!    woken.
+//! 7. While a spawn waits for a slot, a watcher task waits for the group's context to end and
+//!    then closes the slots, which releases every waiting spawn as cancelled. It is started by
+//!    the first spawn that has to wait (no group that never waits pays for it), stopped when
+//!    `wait` finds the group idle with no spawn waiting (a spawn can wait while the group is
+//!    idle: another holds the slot it took but has not admitted its task yet), when the limit
+//!    changes, and when the group is dropped, so a group that was waited for holds no task; the
+//!    next spawn that waits starts it again. A spawn that starts to wait counts itself, then
+//!    reads `watched` (set while a watcher is stored) without the lock; `drain` clears
+//!    `watched` before it reads that count, so a spawn it did not count reads `watched` cleared
+//!    and takes the lock, where it finds the watcher or starts one. A watcher runs on the
+//!    executor's runtime. If that runtime shuts down while the watcher is stored, the watcher,
+//!    as it is dropped, takes itself out and clears `watched` under the lock, then wakes every
+//!    spawn in line (each keeps its place); a spawn in line reads `watched` after each poll
+//!    that leaves it waiting, and finding it cleared starts another. It registered in line
+//!    before it reads `watched`, and the lost watcher clears `watched` before it wakes the
+//!    line, so a spawn that read `watched` set is woken.
 //! 8. A task that never returns `Pending` (it burns CPU) holds its runner's thread until it ends. So
 //!    on a multi-thread runtime a runner times each of its polls from its start, with one clock read
 //!    per task polled, and counts itself in `polled` while it runs. When a runner takes a task and
