@@ -61,12 +61,8 @@
 //!    reads `watched` (set while a watcher is stored) without the lock; `drain` clears
 //!    `watched` before it reads that count, so a spawn it did not count reads `watched` cleared
 //!    and takes the lock, where it finds the watcher or starts one. A watcher runs on the
-//!    executor's runtime. If that runtime shuts down while the watcher is stored, the watcher,
-//!    as it is dropped, takes itself out and clears `watched` under the lock, then wakes every
-//!    spawn in line (each keeps its place); a spawn in line reads `watched` after each poll
-//!    that leaves it waiting, and finding it cleared starts another. It registered in line
-//!    before it reads `watched`, and the lost watcher clears `watched` before it wakes the
-//!    line, so a spawn that read `watched` set is woken.
+//!    executor's runtime, where the spawns that wait on it run (`executors.rs`), so a runtime
+//!    that shuts down takes its watcher with the spawns it would release.
 //! 8. A task that never returns `Pending` (it burns CPU) holds its runner's thread until it ends. So
 //!    on a multi-thread runtime a runner times each of its polls from its start, with one clock read
 //!    per task polled, and counts itself in `polled` while it runs. When a runner takes a task and
@@ -235,15 +231,7 @@ struct Runs<J> {
     closed: bool,
     /// The task that closes the group's slots when its context ends, so that a spawn waiting for a
     /// slot needs no waiter of its own on the context (invariant 7).
-    watcher: Option<Watcher>,
-    /// Watchers started so far: each is known by its number.
-    watchers_started: u64,
-}
-
-/// The slot watcher stored, and its number.
-struct Watcher {
-    handle: AbortHandle,
-    number: u64,
+    watcher: Option<AbortHandle>,
 }
 
 impl<J> Default for Runs<J> {
@@ -258,7 +246,6 @@ impl<J> Default for Runs<J> {
             searching: 0,
             closed: false,
             watcher: None,
-            watchers_started: 0,
         }
     }
 }
@@ -880,47 +867,27 @@ impl Executor {
         drop(state);
         parked.into_iter().for_each(Waker::wake);
         if let Some(watcher) = watcher {
-            watcher.handle.abort();
+            watcher.abort();
         }
     }
 
-    /// Makes sure a watcher calls `slots.close` when `ctx` ends (invariant 7), for as long as the
-    /// returned guard, held by the waiting spawn, lives.
+    /// Makes sure a watcher calls `close` (which closes the slots) when `ctx` ends (invariant 7), for
+    /// as long as the returned guard, held by the waiting spawn, lives.
     pub(crate) fn watch_slots(
         &self,
         ctx: &Context,
-        slots: std::sync::Arc<dyn WatchedSlots>,
+        close: impl FnOnce() + Send + 'static,
     ) -> WaitingSpawn<'_> {
         // Counted before `watched` is read: see `drain`.
         self.core.waiting_spawns.fetch_add(1, Ordering::SeqCst);
         let waiting = WaitingSpawn(&self.core);
-        self.keep_watched(ctx, slots);
-        waiting
-    }
-
-    /// Starts a watcher unless one is stored (invariant 7): for a spawn that starts to wait, and for
-    /// one woken in line that finds its watcher was lost.
-    pub(crate) fn keep_watched(&self, ctx: &Context, slots: std::sync::Arc<dyn WatchedSlots>) {
-        if self.core.watched.load(Ordering::SeqCst) {
-            return;
+        if self.core.watched.load(Ordering::SeqCst) || self.core.lock().runs.watcher.is_some() {
+            return waiting;
         }
-        let number = {
-            let mut state = self.core.lock();
-            if state.runs.watcher.is_some() {
-                return;
-            }
-            state.runs.watchers_started += 1;
-            state.runs.watchers_started
-        };
         let ctx = ctx.clone();
-        let lost = Lost {
-            core: self.core.clone(),
-            number,
-            slots,
-        };
         let watch = self.core.counter.track(async move {
             ctx.cancelled().await;
-            lost.slots.close();
+            close();
         });
         // Spawned outside the lock, then stored; a second spawner racing here starts a second
         // watcher, which is harmless (both close the same slots) and is stopped with the first.
@@ -932,10 +899,11 @@ impl Executor {
                 handle.abort();
             }
             None => {
-                state.runs.watcher = Some(Watcher { handle, number });
+                state.runs.watcher = Some(handle);
                 self.core.watched.store(true, Ordering::SeqCst);
             }
         }
+        waiting
     }
 
     /// Stops the slot watcher, when the slots are replaced (invariant 7).
@@ -945,55 +913,13 @@ impl Executor {
         self.core.watched.store(false, Ordering::SeqCst);
         drop(state);
         if let Some(watcher) = watcher {
-            watcher.handle.abort();
-        }
-    }
-}
-
-/// What a slot watcher does to a limited group's slots.
-pub(crate) trait WatchedSlots: Send + Sync + 'static {
-    /// The group's context ended: refuse every waiting spawn and every later take.
-    fn close(&self);
-    /// The watcher was lost with its runtime: wake every waiting spawn, so that one starts another.
-    fn wake_waiting(&self);
-}
-
-/// Held by a slot watcher's future, and dropped with it however it ends. A watcher still stored
-/// when it ends was not stopped by the executor: its runtime shut down (or it closed the slots).
-/// It takes itself out, so the next spawn that waits starts another, and wakes the spawns waiting,
-/// which start one on their own runtimes (invariant 7).
-struct Lost {
-    core: Arc<Core<Job, AbortHandle>>,
-    number: u64,
-    slots: std::sync::Arc<dyn WatchedSlots>,
-}
-
-impl Drop for Lost {
-    fn drop(&mut self) {
-        let mut state = self.core.lock();
-        let lost = match &state.runs.watcher {
-            Some(watcher) if watcher.number == self.number => state.runs.watcher.take(),
-            _ => None,
-        };
-        if lost.is_some() {
-            self.core.watched.store(false, Ordering::SeqCst);
-        }
-        drop(state);
-        if lost.is_some() && self.core.waiting_spawns.load(Ordering::SeqCst) > 0 {
-            self.slots.wake_waiting();
+            watcher.abort();
         }
     }
 }
 
 /// A spawn waiting for a slot, counted while it waits (invariant 7).
 pub(crate) struct WaitingSpawn<'a>(&'a Core<Job, AbortHandle>);
-
-impl WaitingSpawn<'_> {
-    /// A watcher is stored: read after the spawn's wait registered (see [`Lost`]).
-    pub(crate) fn is_watched(&self) -> bool {
-        self.0.watched.load(Ordering::SeqCst)
-    }
-}
 
 impl Drop for WaitingSpawn<'_> {
     fn drop(&mut self) {
@@ -1028,7 +954,7 @@ impl Drop for Executor {
         // Outside the lock: an abort schedules the task, and a task's drop runs user code (invariant 1).
         alive.iter().for_each(AbortHandle::abort);
         if let Some(watcher) = watcher {
-            watcher.handle.abort();
+            watcher.abort();
         }
         drop(queued);
     }

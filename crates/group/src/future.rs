@@ -37,13 +37,13 @@ pub struct Spawn<'a, E, F> {
 }
 
 /// A spawn's wait for a slot. The group's context ending closes the slots (the executor's watcher,
-/// kept running while `watched` lives), which ends the wait with the group's cause; only a caller's
+/// kept running while `_watched` lives), which ends the wait with the group's cause; only a caller's
 /// own context needs a waiter here (boxed: only `spawn_with` has one, and every spawn's future has
 /// room for this wait).
 struct SlotWait<'a> {
     caller_ended: Option<Pin<Box<Cancelled<'a>>>>,
     take: Take<'a>,
-    watched: WaitingSpawn<'a>,
+    _watched: WaitingSpawn<'a>,
 }
 
 impl SlotWait<'_> {
@@ -100,11 +100,6 @@ where
         let slot = match (&group.limit, &mut this.wait) {
             (_, Some(wait)) => {
                 let Poll::Ready(waited) = wait.poll(group.context(), cx) else {
-                    // In line again: if the watcher that would end this wait with the group's
-                    // context was lost with its runtime, this spawn starts another.
-                    if !wait.watched.is_watched() {
-                        group.keep_slots_watched();
-                    }
                     this.job = Some(job);
                     return Poll::Pending;
                 };
@@ -138,7 +133,7 @@ where
                             this.wait = Some(SlotWait {
                                 caller_ended: this.caller.map(|ctx| Box::pin(ctx.cancelled())),
                                 take: slots.take(),
-                                watched: group.watch_slots(),
+                                _watched: group.watch_slots(executor),
                             });
                             this.job = Some(job);
                             // Poll the new wait at once so that it registers for a wake-up.

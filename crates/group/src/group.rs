@@ -50,10 +50,9 @@ pub const MAX_LIMIT: usize = bounded_sync::slots::MAX_SLOTS;
 /// or the group is dropped. Inside a task, `tokio::task::id()` names its runner. A spawn waiting
 /// for a slot is released with the context's cause when the group's context ends, through one
 /// watcher task per group (and runtime) that the first waiting spawn starts and that ends with the
-/// runners (a watcher lost with its runtime is started again by the spawns still waiting). A task
-/// runs on the runtime of the task that spawned it, as with `tokio::spawn`: the group keeps runners
-/// per runtime, so a group shared by two runtimes never runs one's tasks on the other's runners,
-/// and a runtime that shuts down takes only its own tasks with it.
+/// runners. A task runs on the runtime of the task that spawned it, as with `tokio::spawn`: the
+/// group keeps runners per runtime, so a group shared by two runtimes never runs one's tasks on the
+/// other's runners, and a runtime that shuts down takes only its own tasks with it.
 ///
 /// # Examples
 ///
@@ -764,21 +763,14 @@ impl<E> Group<E> {
         }
     }
 
-    /// A spawn is about to wait for a slot: the slots must close when the group's context ends.
-    pub(crate) fn watch_slots(&self) -> WaitingSpawn<'_>
+    /// A spawn is about to wait for a slot, on `executor`'s runtime: the slots must close when the
+    /// group's context ends.
+    pub(crate) fn watch_slots<'a>(&self, executor: &'a Executor) -> WaitingSpawn<'a>
     where
         E: Send + 'static,
     {
-        (self.executors.here()).watch_slots(self.context(), self.shared.clone())
-    }
-
-    /// A spawn woken in line found no watcher stored: it starts one (the one it had was lost with
-    /// its runtime).
-    pub(crate) fn keep_slots_watched(&self)
-    where
-        E: Send + 'static,
-    {
-        (self.executors.here()).keep_watched(self.context(), self.shared.clone());
+        let shared = self.shared.clone();
+        executor.watch_slots(self.context(), move || shared.slots.close())
     }
 
     pub(crate) fn shared(&self) -> &Shared<E> {

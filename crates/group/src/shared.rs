@@ -255,13 +255,3 @@ impl<E> Shared<E> {
 fn alive_gauge(group: &str) -> metrics::Gauge {
     metrics::gauge!("bounded_group_tasks_alive", "group" => group.to_owned())
 }
-
-impl<E: Send + 'static> crate::executor::WatchedSlots for Shared<E> {
-    fn close(&self) {
-        self.slots.close();
-    }
-
-    fn wake_waiting(&self) {
-        self.slots.wake_waiting();
-    }
-}

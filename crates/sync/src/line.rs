@@ -135,15 +135,6 @@ impl Line {
         }
     }
 
-    /// Pushes onto `wakers` a clone of the waker of everyone still waiting in line; no place changes.
-    pub fn wakers_waiting(&self, wakers: &mut Vec<Waker>) {
-        for &key in &self.order {
-            if let Place::Waiting(waker) = &self.places[key] {
-                wakers.push(waker.clone());
-            }
-        }
-    }
-
     /// The waiter with `key` gives up before it saw its answer.
     pub fn leave(&mut self, key: usize) -> Leave {
         match std::mem::replace(&mut self.places[key], Place::Left) {

@@ -172,15 +172,6 @@ impl Slots {
         wakers.into_iter().for_each(Waker::wake);
     }
 
-    /// Wakes everyone in line without answering them: each looks again and, finding its place still
-    /// waiting, keeps it. For an owner that needs every waiter to run once (a limited group whose
-    /// slot watcher was lost with its runtime, so that a waiter starts another).
-    pub fn wake_waiting(&self) {
-        let mut wakers = Vec::new();
-        self.line.lock().wakers_waiting(&mut wakers);
-        wakers.into_iter().for_each(Waker::wake);
-    }
-
     /// Sets the free count to `n` (closed slots stay closed). Only for an owner that holds none of them
     /// and lends them to nobody who could be waiting (a group changing its limit while idle and
     /// borrowed mutably): places left in line by waiters that gave up stay there, marked, and are
@@ -384,27 +375,6 @@ mod tests {
             Ok(()),
             "nobody waits: a newcomer takes it at once"
         );
-    }
-
-    #[test]
-    fn waking_the_line_answers_nobody_and_keeps_everyones_place() {
-        let slots = Slots::new(1);
-        slots.try_take().unwrap();
-        let (first_wakes, first_waker) = waker();
-        let (second_wakes, second_waker) = waker();
-        let mut first = pin!(slots.take());
-        let mut second = pin!(slots.take());
-        assert!(poll(first.as_mut(), &first_waker).is_pending());
-        assert!(poll(second.as_mut(), &second_waker).is_pending());
-        slots.wake_waiting();
-        assert_eq!(first_wakes.0.load(Ordering::SeqCst), 1);
-        assert_eq!(second_wakes.0.load(Ordering::SeqCst), 1);
-        // Woken, each looks again and is still in line, in its order.
-        assert!(poll(second.as_mut(), &second_waker).is_pending());
-        assert!(poll(first.as_mut(), &first_waker).is_pending());
-        slots.give_back();
-        assert_eq!(poll(first.as_mut(), &first_waker), Poll::Ready(Ok(())));
-        assert!(poll(second.as_mut(), &second_waker).is_pending());
     }
 
     #[test]
