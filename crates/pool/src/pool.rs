@@ -472,9 +472,14 @@ impl Pool {
 
     /// Closes the pool and waits until every accepted job has ended, then reports how each ended.
     ///
-    /// When it returns, the pool's context has ended too: the pool is finished. A job of the pool
-    /// that awaits it waits for itself and never returns: from inside a job, call
-    /// [`close`](Pool::close) and let the pool's owner await the shutdown.
+    /// When it returns, the pool's context has ended too: the pool is finished. From inside one of
+    /// the pool's jobs, call [`close`](Pool::close) and let the pool's owner await the shutdown: a
+    /// job awaiting it would wait for itself.
+    ///
+    /// # Panics
+    ///
+    /// When awaited by one of the pool's own jobs, after closing the pool, instead of waiting for
+    /// ever: the job ends as [`JobError::Panicked`], and the owner's shutdown reports it.
     ///
     /// # Cancel safety
     ///
@@ -500,6 +505,7 @@ impl Pool {
     /// ```
     pub async fn shutdown(&self) -> PoolReport {
         self.inner.close();
+        self.inner.refuse_own_job("shutdown");
         self.inner.workers_exited().await;
         self.inner.finished().await
     }
@@ -512,6 +518,11 @@ impl Pool {
     ///
     /// The grace is timed on the caller's runtime, or on the pool's own when the caller runs outside
     /// any (a thread of its own, a signal handler), so it can be awaited there too.
+    ///
+    /// # Panics
+    ///
+    /// As [`shutdown`](Pool::shutdown), when awaited by one of the pool's own jobs: it would wait
+    /// out the grace for that job, then abort it, and itself with it.
     ///
     /// # Cancel safety
     ///
@@ -539,6 +550,7 @@ impl Pool {
     pub async fn shutdown_timeout(&self, grace: Duration) -> PoolReport {
         let inner = &self.inner;
         inner.close();
+        inner.refuse_own_job("shutdown_timeout");
         if inner.timeout(grace, inner.workers_exited()).await.is_err() {
             inner.drop_queue();
             inner.jobs_ctx.cancel();
@@ -917,6 +929,23 @@ impl Inner {
             handle.abort();
         }
         self.workers_exited().await;
+    }
+
+    /// Panics if the caller runs on one of the pool's own tasks (a job, in a worker's task or in
+    /// the host's): `what` waits for every job, the caller's too, and would never return. The pool
+    /// is closed first, as the job presumably meant it to be.
+    fn refuse_own_job(&self, what: &str) {
+        let Some(caller) = tokio::task::try_id() else {
+            return;
+        };
+        let own = self.handles.lock().iter().any(|task| task.id() == caller);
+        if own {
+            panic!(
+                "`Pool::{what}` was awaited by one of the pool's own jobs: it waits for every job \
+                 to end, this one too, so it would never return. The pool is now closed; from \
+                 inside a job, call `close()` and let the pool's owner await `{what}`"
+            );
+        }
     }
 
     /// Counts a submission refused, and hands back what tells its caller so.

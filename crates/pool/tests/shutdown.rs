@@ -172,3 +172,92 @@ async fn dropping_a_shutdown_wait_leaves_the_pool_closed_and_draining() {
     assert_eq!((report.submitted, report.completed), (1, 1));
     live::assert_none_alive().await;
 }
+
+/// Submits `jobs` jobs that sleep `nap`, with one in the middle that then awaits its own pool's
+/// shutdown (or `shutdown_timeout`), and checks that it panics instead of waiting for itself for
+/// ever: the pool closes, every other job ends, and the owner's shutdown reports the panic.
+async fn a_job_awaiting_its_own_pools_shutdown(
+    workers: usize,
+    jobs: usize,
+    nap: Duration,
+    with_grace: bool,
+) {
+    let pool = std::sync::Arc::new(Pool::builder().workers(workers).queue(4).build().unwrap());
+    let mut handles = Vec::new();
+    let mut own = None;
+    for i in 0..jobs {
+        if i == jobs / 2 {
+            let same = pool.clone();
+            let handle = pool
+                .submit(move |_ctx| async move {
+                    sleep(nap).await;
+                    match with_grace {
+                        true => same.shutdown_timeout(Duration::from_secs(60)).await,
+                        false => same.shutdown().await,
+                    };
+                    Ok::<_, String>(())
+                })
+                .await
+                .unwrap();
+            own = Some(handle);
+            continue;
+        }
+        match pool
+            .submit(move |_ctx| async move {
+                sleep(nap).await;
+                Ok::<_, String>(())
+            })
+            .await
+        {
+            Ok(handle) => handles.push(handle),
+            // The job above closed the pool: later submissions are refused.
+            Err(SubmitError::Closed(_)) => break,
+            Err(err) => panic!("unexpected refusal: {err}"),
+        }
+    }
+    let err = tokio::time::timeout(Duration::from_secs(10), own.unwrap())
+        .await
+        .expect("the job's wait for its own pool's shutdown ends")
+        .unwrap_err();
+    let message = err.panic_message().expect("the job panicked").to_owned();
+    let what = if with_grace {
+        "`Pool::shutdown_timeout`"
+    } else {
+        "`Pool::shutdown`"
+    };
+    assert!(message.starts_with(what), "{message}");
+    assert!(message.contains("call `close()`"), "{message}");
+    assert!(matches!(
+        pool.submit(|_ctx| async { Ok::<_, String>(()) }).await,
+        Err(SubmitError::Closed(_))
+    ));
+    let accepted = handles.len() as u64 + 1;
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    let report = tokio::time::timeout(Duration::from_secs(10), pool.shutdown())
+        .await
+        .expect("the owner's shutdown returns");
+    assert_eq!(
+        (report.submitted, report.completed, report.panicked),
+        (accepted, accepted - 1, 1)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_awaiting_its_own_pools_shutdown_panics_instead_of_waiting_for_itself() {
+    a_job_awaiting_its_own_pools_shutdown(2, 9, Duration::from_millis(10), false).await;
+    a_job_awaiting_its_own_pools_shutdown(2, 9, Duration::from_millis(10), true).await;
+    // A job that awaits nothing before it: it runs in a run of quick jobs.
+    a_job_awaiting_its_own_pools_shutdown(1, 9, Duration::ZERO, false).await;
+}
+
+/// On a multi-thread runtime, with the pool saturated so that workers whose jobs wait move into
+/// the pool's shared task: whichever task runs the job, it is one of the pool's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_awaiting_its_own_pools_shutdown_panics_on_every_task_of_the_pool() {
+    for round in 0..20 {
+        let with_grace = round % 2 == 1;
+        a_job_awaiting_its_own_pools_shutdown(8, 200, Duration::from_millis(1), with_grace).await;
+    }
+}
