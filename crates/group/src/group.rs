@@ -616,6 +616,9 @@ impl<E> Group<E> {
     /// Re-raises (with `resume_unwind`) the first panic of a task, with its original payload; several panics
     /// re-raise exactly one. Use [`wait_and_recover`](Group::wait_and_recover) to get it as a value.
     ///
+    /// Panics when awaited by one of the group's own tasks, which it would wait for too, for ever: the
+    /// task ends as a panic of the group. A task waits for tasks it spawns through a group of their own.
+    ///
     /// # Cancel safety
     ///
     /// Cancel-safe: dropping the future only stops this caller's wait.
@@ -648,6 +651,10 @@ impl<E> Group<E> {
     ///
     /// A panic is reported in preference to an error. The first caller to see a panic gets its payload.
     ///
+    /// # Panics
+    ///
+    /// When awaited by one of the group's own tasks, as [`wait`](Group::wait).
+    ///
     /// # Cancel safety
     ///
     /// Cancel-safe, as `wait`.
@@ -679,7 +686,8 @@ impl<E> Group<E> {
     ///
     /// # Panics
     ///
-    /// Re-raises the first panic, as [`wait`](Group::wait) does.
+    /// Re-raises the first panic, and panics when awaited by one of the group's own tasks, as
+    /// [`wait`](Group::wait) does.
     ///
     /// # Cancel safety
     ///
@@ -713,7 +721,16 @@ impl<E> Group<E> {
     }
 
     /// Waits for every task to end, then ends a `with_context` group's context.
+    ///
+    /// Panics when called from one of the group's own tasks, which it would wait for too, for ever.
     pub(crate) async fn settle(&self) {
+        if self.executors.all().any(Executor::runs_caller) {
+            panic!(
+                "a `Group` was waited for by one of its own tasks: `wait` waits for every task to \
+                 end, this one too, so it would never return. To wait for tasks spawned from \
+                 inside a task, spawn them into a group of their own and wait for that one"
+            );
+        }
         self.shared.idle().await;
         self.executors.all().for_each(Executor::drain);
         if self.cancel_on_wait {

@@ -168,3 +168,93 @@ async fn dropping_a_wait_midway_changes_nothing() {
     );
     assert_eq!(group.wait().await, Err("late"));
 }
+
+/// A task that spawns children into its own group and then waits for the group: the wait would
+/// include the task itself. It panics instead of waiting for ever; the other tasks run to their
+/// end, and the owner's wait reports the panic.
+async fn a_task_waiting_for_its_own_group(limit: Option<usize>, nap: Duration) {
+    let mut group = Group::<String>::new();
+    group.set_limit(limit).unwrap();
+    let group = Arc::new(group);
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let same = group.clone();
+    let counted = done.clone();
+    group
+        .spawn(move |_ctx| async move {
+            for _ in 0..4 {
+                let counted = counted.clone();
+                same.spawn(move |_ctx| async move {
+                    sleep(nap).await;
+                    counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    Ok(())
+                })
+                .await
+                .unwrap();
+            }
+            sleep(nap).await;
+            same.wait().await
+        })
+        .await
+        .unwrap();
+    let failure = tokio::time::timeout(Duration::from_secs(10), group.wait_and_recover())
+        .await
+        .expect("the owner's wait returns")
+        .unwrap_err();
+    let bounded_group::Failure::Panicked(panic) = failure else {
+        panic!("the task's wait panics: {failure}");
+    };
+    assert!(
+        panic.message().contains("one of its own tasks"),
+        "{}",
+        panic.message()
+    );
+    assert!(
+        panic.message().contains("a group of their own"),
+        "{}",
+        panic.message()
+    );
+    assert_eq!(done.load(std::sync::atomic::Ordering::Relaxed), 4);
+    assert_eq!(group.running(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_waiting_for_its_own_group_panics_instead_of_waiting_for_itself() {
+    for limit in [None, Some(2), Some(8)] {
+        a_task_waiting_for_its_own_group(limit, Duration::ZERO).await;
+        a_task_waiting_for_its_own_group(limit, Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_waiting_for_its_own_group_panics_on_a_multi_thread_runtime() {
+    for round in 0..30 {
+        let limit = [None, Some(2), Some(8)][round % 3];
+        a_task_waiting_for_its_own_group(limit, Duration::from_micros(200)).await;
+    }
+}
+
+/// What the panic's message advises works: a task waits for the tasks it spawns through a group of
+/// their own, even while it runs as a task of another group.
+#[tokio::test(start_paused = true)]
+async fn a_task_waits_for_its_children_in_a_group_of_their_own() {
+    let group = Group::<String>::new();
+    for _ in 0..3 {
+        group
+            .spawn(|_ctx| async move {
+                let children = Group::<String>::new();
+                for i in 0..4u64 {
+                    children
+                        .spawn(move |_ctx| async move {
+                            sleep(Duration::from_millis(i)).await;
+                            Ok(())
+                        })
+                        .await
+                        .unwrap();
+                }
+                children.wait().await
+            })
+            .await
+            .unwrap();
+    }
+    assert_eq!(group.wait().await, Ok(()));
+}
