@@ -34,6 +34,11 @@ pub enum SpawnError<F> {
     },
     /// The group's limit is 0, which refuses every task.
     LimitZero(F),
+    /// Called from one of the group's own tasks, which holds its slot while it waits for another,
+    /// when every slot is held by a task of the group waiting so: none of them could ever end, and
+    /// the wait would never end either. Run the work in the calling task, spawn it into a group of
+    /// its own, or use [`try_spawn`](crate::Group::try_spawn) from inside the group's tasks.
+    Deadlock(F),
 }
 
 impl<F> SpawnError<F> {
@@ -41,6 +46,7 @@ impl<F> SpawnError<F> {
         match self {
             SpawnError::Cancelled { job, cause } => SpawnError::Cancelled { job: f(job), cause },
             SpawnError::LimitZero(job) => SpawnError::LimitZero(f(job)),
+            SpawnError::Deadlock(job) => SpawnError::Deadlock(f(job)),
         }
     }
 
@@ -62,7 +68,9 @@ impl<F> SpawnError<F> {
     /// ```
     pub fn into_inner(self) -> F {
         match self {
-            SpawnError::Cancelled { job, .. } | SpawnError::LimitZero(job) => job,
+            SpawnError::Cancelled { job, .. }
+            | SpawnError::LimitZero(job)
+            | SpawnError::Deadlock(job) => job,
         }
     }
 }
@@ -75,6 +83,7 @@ impl<F> fmt::Debug for SpawnError<F> {
                 .field("cause", cause)
                 .finish_non_exhaustive(),
             SpawnError::LimitZero(_) => f.write_str("LimitZero(..)"),
+            SpawnError::Deadlock(_) => f.write_str("Deadlock(..)"),
         }
     }
 }
@@ -89,6 +98,12 @@ impl<F> fmt::Display for SpawnError<F> {
             SpawnError::LimitZero(_) => f.write_str(
                 "task not spawned: the group's limit is 0, which refuses every task; \
                  raise it with set_limit while the group is idle",
+            ),
+            SpawnError::Deadlock(_) => f.write_str(
+                "task not spawned: every slot of the group is held by one of its tasks waiting, \
+                 as this one would, to spawn into it, so no slot could ever be freed; run the work \
+                 in this task, spawn it into a group of its own, or use try_spawn inside the \
+                 group's tasks",
             ),
         }
     }

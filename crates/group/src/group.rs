@@ -333,14 +333,17 @@ impl<E> Group<E> {
     ///
     /// A task of a limited group that spawns into that same group (through an `Arc` of it) waits
     /// for a slot while holding its own: once every slot is held by a task waiting that way, none
-    /// is ever freed. From inside the group's tasks, use [`try_spawn`](Group::try_spawn), or spawn
-    /// into a group of their own.
+    /// is ever freed. The spawn that would complete that wait is refused at once with
+    /// [`SpawnError::Deadlock`](crate::SpawnError::Deadlock), which hands the closure back so that
+    /// the task can run the work itself; while any slot can still be freed, a spawn waits as usual.
+    /// [`try_spawn`](Group::try_spawn), or a group of their own, never waits there at all.
     ///
     /// # Errors
     ///
     /// Hands the closure back, unrun, in a [`SpawnError`](crate::SpawnError) if the group's context has ended
     /// (for a [`with_context`](Group::with_context) group: after a failure or after `wait`), or ends while
-    /// waiting, or if the limit is 0.
+    /// waiting, if the limit is 0, or if it is called from one of the group's tasks when waiting
+    /// would never end (above).
     ///
     /// # Cancel safety
     ///
@@ -724,7 +727,7 @@ impl<E> Group<E> {
     ///
     /// Panics when called from one of the group's own tasks, which it would wait for too, for ever.
     pub(crate) async fn settle(&self) {
-        if self.executors.all().any(Executor::runs_caller) {
+        if self.runs_caller() {
             panic!(
                 "a `Group` was waited for by one of its own tasks: `wait` waits for every task to \
                  end, this one too, so it would never return. To wait for tasks spawned from \
@@ -792,6 +795,11 @@ impl<E> Group<E> {
 
     pub(crate) fn shared(&self) -> &Shared<E> {
         &self.shared
+    }
+
+    /// Whether the caller runs in one of the group's tasks: a runner of the group is polling it.
+    pub(crate) fn runs_caller(&self) -> bool {
+        self.executors.all().any(Executor::runs_caller)
     }
 }
 

@@ -118,6 +118,8 @@ fn cause_of<F>(err: SpawnError<F>) -> Cause {
     match err {
         SpawnError::Cancelled { cause, .. } => cause,
         SpawnError::LimitZero(_) => Cause::Cancelled,
+        // The helpers spawn from the caller, never from a task of their group.
+        SpawnError::Deadlock(_) => unreachable!("a helper spawned from a task of its own group"),
     }
 }
 

@@ -40,6 +40,9 @@ pub(crate) struct Shared<E> {
     /// beside the rest of what tasks share, so that a task needs no handle of its own to give its
     /// slot back. Closed when the group's context ends (see the executor's watcher).
     pub(crate) slots: Slots,
+    /// Spawns waiting for a slot that were called from the group's own tasks, each of which holds
+    /// a slot while it waits: when they are as many as the limit, no slot can ever be freed.
+    pub(crate) own_waiting: AtomicUsize,
     outcome: Mutex<Outcome<E>>,
     /// `bounded_group_tasks_alive{group}`, registered when the group is named or first spawns.
     #[cfg(feature = "metrics")]
@@ -63,6 +66,7 @@ impl<E> Shared<E> {
             dropping: AtomicBool::new(false),
             idle: Notify::new(),
             slots: Slots::new(0),
+            own_waiting: AtomicUsize::new(0),
             outcome: Mutex::new(Outcome {
                 errors: Vec::new(),
                 panic: None,

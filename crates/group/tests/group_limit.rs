@@ -262,3 +262,141 @@ async fn try_spawn_on_an_ended_group_says_why_with_the_cause() {
     let boxed: Box<dyn std::error::Error> = Box::new(err);
     assert!(boxed.to_string().contains("task not spawned"));
 }
+
+type Boxed = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send>>;
+
+/// A node of a tree of depth `depth` that visits its two children as tasks of the same group, and
+/// runs a child in its own task when the group refuses it with `Deadlock`.
+fn visit(
+    group: std::sync::Arc<Group<String>>,
+    gauge: Gauge,
+    visited: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    depth: u32,
+    nap: Duration,
+    as_task: bool,
+) -> impl FnOnce(Context) -> Boxed + Send + 'static {
+    move |ctx| {
+        Box::pin(async move {
+            let _running = as_task.then(|| gauge.enter());
+            visited.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            sleep(nap).await;
+            if depth == 0 {
+                return Ok(());
+            }
+            for _ in 0..2 {
+                let child = visit(
+                    group.clone(),
+                    gauge.clone(),
+                    visited.clone(),
+                    depth - 1,
+                    nap,
+                    true,
+                );
+                match group.spawn(child).await {
+                    Ok(()) => {}
+                    Err(SpawnError::Deadlock(_)) => {
+                        let inline = visit(
+                            group.clone(),
+                            gauge.clone(),
+                            visited.clone(),
+                            depth - 1,
+                            nap,
+                            false,
+                        );
+                        inline(ctx.clone()).await?;
+                    }
+                    Err(err) => return Err(err.to_string()),
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Walks a tree of depth 6 (127 nodes) through a group of `limit`, each node a task that spawns its
+/// children into the same group and holds its slot while it waits for theirs.
+async fn walk_a_tree_through_its_own_group(limit: usize, nap: Duration) {
+    let mut group = Group::<String>::new();
+    group.set_limit(Some(limit)).unwrap();
+    let group = std::sync::Arc::new(group);
+    let gauge = Gauge::default();
+    let visited = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let root = visit(group.clone(), gauge.clone(), visited.clone(), 6, nap, true);
+    group.spawn(root).await.unwrap();
+    let waited = tokio::time::timeout(Duration::from_secs(10), group.wait())
+        .await
+        .expect("tasks that spawn into their own full group never wait for ever");
+    assert_eq!(waited, Ok(()));
+    assert_eq!(visited.load(std::sync::atomic::Ordering::Relaxed), 127);
+    assert!(gauge.max() <= limit, "{} tasks ran at once", gauge.max());
+}
+
+#[tokio::test(start_paused = true)]
+async fn tasks_that_fill_every_slot_waiting_to_spawn_into_their_group_are_refused() {
+    for limit in [1, 2, 4, 8] {
+        walk_a_tree_through_its_own_group(limit, Duration::ZERO).await;
+        walk_a_tree_through_its_own_group(limit, Duration::from_millis(3)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stress_tasks_spawning_into_their_own_full_group_on_a_multi_thread_runtime() {
+    for round in 0..40 {
+        let limit = [1, 2, 3, 8][round % 4];
+        walk_a_tree_through_its_own_group(limit, Duration::from_micros(100)).await;
+    }
+}
+
+/// The refusal comes only when no slot can be freed: a task that waits for a slot while another
+/// task of the group runs to its end gets that slot.
+#[tokio::test(start_paused = true)]
+async fn a_task_spawning_into_its_own_full_group_waits_while_a_slot_can_still_be_freed() {
+    let mut group = Group::<String>::new();
+    group.set_limit(Some(2)).unwrap();
+    let group = std::sync::Arc::new(group);
+    group
+        .spawn(|_ctx| async {
+            sleep(Duration::from_secs(1)).await;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let same = group.clone();
+    group
+        .spawn(move |_ctx| async move {
+            let start = tokio::time::Instant::now();
+            same.spawn(|_ctx| async { Ok(()) })
+                .await
+                .map_err(|err| err.to_string())?;
+            assert_eq!(
+                start.elapsed(),
+                Duration::from_secs(1),
+                "it waited for the slot"
+            );
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(group.wait().await, Ok(()));
+    // A limit of 1: the task holds the only slot, so its spawn is refused at once.
+    let mut group = Group::<String>::new();
+    group.set_limit(Some(1)).unwrap();
+    let group = std::sync::Arc::new(group);
+    let same = group.clone();
+    group
+        .spawn(move |_ctx| async move {
+            let start = tokio::time::Instant::now();
+            let err = same.spawn(|_ctx| async { Ok(()) }).await.unwrap_err();
+            assert!(matches!(err, SpawnError::Deadlock(_)), "{err}");
+            assert!(err.to_string().contains("try_spawn"), "{err}");
+            assert_eq!(start.elapsed(), Duration::ZERO);
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let waited = tokio::time::timeout(Duration::from_secs(10), group.wait()).await;
+    assert_eq!(
+        waited.expect("the spawn is refused, not left waiting"),
+        Ok(())
+    );
+}
