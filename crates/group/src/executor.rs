@@ -700,8 +700,6 @@ impl<J: Future<Output = ()> + Unpin, H> Future for Runner<J, H> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
         let Runner { core, own } = self.get_mut();
-        // Its tasks are polled from here: a `wait` of the group they call can tell.
-        let _polling = Polling::enter(std::ptr::from_ref::<Core<J, H>>(core).addr());
         if own.looking.threads == 1 {
             return own.run(core, cx);
         }
@@ -802,45 +800,6 @@ impl<J: Future<Output = ()> + Unpin> RunnerState<J> {
     }
 }
 
-#[cfg(not(bounded_loom))]
-std::thread_local! {
-    /// The executor whose runner this thread polls right now, by the address of its core (0 for
-    /// none).
-    static POLLING: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// Marks the thread as polling a runner of the core at `core` until dropped, then puts back what
-/// it found (a runtime may poll a runner from inside another task's poll, with `block_in_place`).
-/// Not kept in the loom models, whose threads share one thread's locals.
-struct Polling(#[cfg(not(bounded_loom))] usize);
-
-impl Polling {
-    #[cfg(not(bounded_loom))]
-    fn enter(core: usize) -> Self {
-        Polling(POLLING.replace(core))
-    }
-
-    #[cfg(bounded_loom)]
-    fn enter(_core: usize) -> Self {
-        Polling()
-    }
-
-    /// The core of the runner this thread polls, if any (0 for none).
-    fn now() -> usize {
-        #[cfg(not(bounded_loom))]
-        return POLLING.get();
-        #[cfg(bounded_loom)]
-        0
-    }
-}
-
-#[cfg(not(bounded_loom))]
-impl Drop for Polling {
-    fn drop(&mut self) {
-        POLLING.set(self.0);
-    }
-}
-
 impl<J, H> Drop for Runner<J, H> {
     fn drop(&mut self) {
         let own = &mut self.own;
@@ -867,12 +826,6 @@ impl<J, H> Drop for Runner<J, H> {
 }
 
 impl Executor {
-    /// Whether the caller runs in one of this executor's tasks: a runner of it is being polled on
-    /// this thread.
-    pub(crate) fn runs_caller(&self) -> bool {
-        Polling::now() == std::ptr::from_ref::<Core<Job, AbortHandle>>(&self.core).addr()
-    }
-
     /// An executor whose runners and slot watcher run on `runtime`.
     pub(crate) fn new(runtime: Handle) -> Self {
         let on = runtime.clone();

@@ -4,12 +4,12 @@ use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
 use bounded_cancel::{Cancelled, Cause, Context};
-use bounded_sync::atomic::{AtomicUsize, Ordering};
 use bounded_sync::slots::Take;
 
 use crate::error::SpawnError;
 use crate::executor::WaitingSpawn;
 use crate::group::{Limit, Task};
+use crate::own::OwnWait;
 use crate::{Group, TaskFn};
 
 /// Future returned by [`Group::spawn`] and [`Group::spawn_with`]: resolves once the task is admitted.
@@ -46,30 +46,6 @@ struct SlotWait<'a> {
     take: Take<'a>,
     _watched: WaitingSpawn<'a>,
     _own: Option<OwnWait<'a>>,
-}
-
-/// A spawn from one of the group's own tasks, counted among the group's `own_waiting` while it
-/// waits for a slot.
-struct OwnWait<'a>(&'a AtomicUsize);
-
-impl<'a> OwnWait<'a> {
-    /// Counts the spawn in, unless with it every one of the group's `limit` slots would be held by a
-    /// task waiting, as this one would, for a slot that none of them can give back.
-    fn enter(waiting: &'a AtomicUsize, limit: usize) -> Option<Self> {
-        // Each task counted here holds a slot and cannot end while it waits: once `limit` of them
-        // wait, every slot is held by one, none is free and none is on its way to a waiter.
-        if waiting.fetch_add(1, Ordering::AcqRel) + 1 >= limit {
-            waiting.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        Some(OwnWait(waiting))
-    }
-}
-
-impl Drop for OwnWait<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
 }
 
 impl SlotWait<'_> {
@@ -158,9 +134,9 @@ where
                         Err(_) => {
                             // A spawn from one of the group's own tasks, which holds a slot while
                             // it waits for another: refused when every slot is held so.
-                            let own = match group.runs_caller() {
-                                false => None,
-                                true => match OwnWait::enter(&group.shared().own_waiting, *limit) {
+                            let own = match group.calling_task() {
+                                None => None,
+                                Some(task) => match group.shared().own_waits.enter(task, *limit) {
                                     Some(own) => Some(own),
                                     None => return Poll::Ready(Err(SpawnError::Deadlock(job))),
                                 },

@@ -11,6 +11,7 @@ use crate::error::{Failure, SetLimitError, TaskError, TrySpawnError};
 use crate::executor::{Executor, WaitingSpawn};
 use crate::executors::Executors;
 use crate::future::Spawn;
+use crate::own::{self, Marked};
 use crate::shared::{Policy, Shared};
 use crate::task::{Named, TaskFn};
 
@@ -591,9 +592,11 @@ impl<E> Group<E> {
         };
         let job = async move {
             let ctx = end.shared.ctx.clone();
-            let result = AssertUnwindSafe(async move { job.start(ctx).await })
-                .catch_unwind()
-                .await;
+            let group = Arc::as_ptr(&end.shared).addr();
+            // Each poll marks the thread with the group and the task, so that a `wait` or a `spawn`
+            // of the group it calls can tell (see `own.rs`).
+            let run = Marked::new(group, async move { job.start(ctx).await });
+            let result = AssertUnwindSafe(run).catch_unwind().await;
             end.finish(result);
         };
         // The span current here, where the task is handed over, is its parent wherever it runs.
@@ -727,7 +730,7 @@ impl<E> Group<E> {
     ///
     /// Panics when called from one of the group's own tasks, which it would wait for too, for ever.
     pub(crate) async fn settle(&self) {
-        if self.runs_caller() {
+        if self.calling_task().is_some() {
             panic!(
                 "a `Group` was waited for by one of its own tasks: `wait` waits for every task to \
                  end, this one too, so it would never return. To wait for tasks spawned from \
@@ -797,9 +800,9 @@ impl<E> Group<E> {
         &self.shared
     }
 
-    /// Whether the caller runs in one of the group's tasks: a runner of the group is polling it.
-    pub(crate) fn runs_caller(&self) -> bool {
-        self.executors.all().any(Executor::runs_caller)
+    /// The task of this group the caller runs in, if it runs in one.
+    pub(crate) fn calling_task(&self) -> Option<usize> {
+        own::task_of(Arc::as_ptr(&self.shared).addr())
     }
 }
 

@@ -12,6 +12,7 @@ use bounded_sync::slots::Slots;
 use tokio::sync::Notify;
 
 use crate::error::{Failure, Panic, TaskPanicked};
+use crate::own::OwnWaits;
 
 /// The message of a task whose future was dropped before it finished by its runtime's shutdown.
 pub(crate) const LOST: &str = "task dropped before it finished: the runtime it ran on shut down";
@@ -40,9 +41,8 @@ pub(crate) struct Shared<E> {
     /// beside the rest of what tasks share, so that a task needs no handle of its own to give its
     /// slot back. Closed when the group's context ends (see the executor's watcher).
     pub(crate) slots: Slots,
-    /// Spawns waiting for a slot that were called from the group's own tasks, each of which holds
-    /// a slot while it waits: when they are as many as the limit, no slot can ever be freed.
-    pub(crate) own_waiting: AtomicUsize,
+    /// The group's own tasks waiting in `spawn` for a slot while they hold one (see `own.rs`).
+    pub(crate) own_waits: OwnWaits,
     outcome: Mutex<Outcome<E>>,
     /// `bounded_group_tasks_alive{group}`, registered when the group is named or first spawns.
     #[cfg(feature = "metrics")]
@@ -66,7 +66,7 @@ impl<E> Shared<E> {
             dropping: AtomicBool::new(false),
             idle: Notify::new(),
             slots: Slots::new(0),
-            own_waiting: AtomicUsize::new(0),
+            own_waits: OwnWaits::default(),
             outcome: Mutex::new(Outcome {
                 errors: Vec::new(),
                 panic: None,

@@ -378,6 +378,32 @@ async fn a_task_spawning_into_its_own_full_group_waits_while_a_slot_can_still_be
         .await
         .unwrap();
     assert_eq!(group.wait().await, Ok(()));
+    // One task's spawns waiting side by side hold one slot between them, not one each: the other
+    // task still runs, and its end frees a slot for them.
+    let mut group = Group::<String>::new();
+    group.set_limit(Some(2)).unwrap();
+    let group = std::sync::Arc::new(group);
+    group
+        .spawn(|_ctx| async {
+            sleep(Duration::from_secs(1)).await;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    let same = group.clone();
+    group
+        .spawn(move |_ctx| async move {
+            let (first, second) = tokio::join!(
+                same.spawn(|_ctx| async { Ok(()) }),
+                same.spawn(|_ctx| async { Ok(()) })
+            );
+            first.map_err(|err| err.to_string())?;
+            second.map_err(|err| err.to_string())?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(group.wait().await, Ok(()));
     // A limit of 1: the task holds the only slot, so its spawn is refused at once.
     let mut group = Group::<String>::new();
     group.set_limit(Some(1)).unwrap();
