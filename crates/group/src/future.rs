@@ -9,8 +9,8 @@ use bounded_sync::slots::Take;
 use crate::error::SpawnError;
 use crate::executor::WaitingSpawn;
 use crate::group::{Limit, Task};
-use crate::own::OwnWait;
 use crate::{Group, TaskFn};
+use bounded_sync::own::OwnWait;
 
 /// Future returned by [`Group::spawn`] and [`Group::spawn_with`]: resolves once the task is admitted.
 ///

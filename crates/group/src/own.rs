@@ -11,7 +11,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bounded_sync::Mutex;
 use pin_project_lite::pin_project;
 
 std::thread_local! {
@@ -58,43 +57,4 @@ impl Drop for Polling {
 pub(crate) fn task_of(group: usize) -> Option<usize> {
     let (polled, task) = POLLING.get();
     (polled == group && task != 0).then_some(task)
-}
-
-/// The group's own tasks that wait in `spawn` for a slot, each with how many of its spawns wait.
-/// Each holds a slot it cannot give back while it waits, so once as many wait as the limit, no slot
-/// is free and none is on its way to anyone: none of them can ever go on.
-#[derive(Default)]
-pub(crate) struct OwnWaits(Mutex<Vec<(usize, usize)>>);
-
-impl OwnWaits {
-    /// Counts a spawn of `task` in, unless with it `limit` distinct tasks would wait.
-    pub(crate) fn enter(&self, task: usize, limit: usize) -> Option<OwnWait<'_>> {
-        let mut waits = self.0.lock();
-        match waits.iter().position(|(waiting, _)| *waiting == task) {
-            // Another spawn of a task already counted: no more slots are held than before.
-            Some(at) => waits[at].1 += 1,
-            None if waits.len() + 1 >= limit => return None,
-            None => waits.push((task, 1)),
-        }
-        drop(waits);
-        Some(OwnWait { waits: self, task })
-    }
-}
-
-/// A waiting spawn of one of the group's tasks, counted until dropped.
-pub(crate) struct OwnWait<'a> {
-    waits: &'a OwnWaits,
-    task: usize,
-}
-
-impl Drop for OwnWait<'_> {
-    fn drop(&mut self) {
-        let mut waits = self.waits.0.lock();
-        if let Some(at) = waits.iter().position(|(waiting, _)| *waiting == self.task) {
-            waits[at].1 -= 1;
-            if waits[at].1 == 0 {
-                waits.swap_remove(at);
-            }
-        }
-    }
 }

@@ -12,7 +12,7 @@ use bounded_sync::slots::Slots;
 use tokio::sync::Notify;
 
 use crate::error::{Failure, Panic, TaskPanicked};
-use crate::own::OwnWaits;
+use bounded_sync::own::OwnWaits;
 
 /// The message of a task whose future was dropped before it finished by its runtime's shutdown.
 pub(crate) const LOST: &str = "task dropped before it finished: the runtime it ran on shut down";

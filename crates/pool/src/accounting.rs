@@ -92,6 +92,11 @@ impl Headcount {
         self.target.load(Ordering::Relaxed)
     }
 
+    /// Workers started and not retired: the ones that may still take a job.
+    pub(crate) fn alive(&self) -> usize {
+        self.alive.load(Ordering::Relaxed)
+    }
+
     /// Sets the target; returns the one before.
     pub(crate) fn set_target(&self, n: usize) -> usize {
         self.target.swap(n, Ordering::Relaxed)

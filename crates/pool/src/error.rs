@@ -32,13 +32,20 @@ pub enum SubmitError<J> {
         /// Why the context ended.
         cause: Cause,
     },
+    /// Called from one of the pool's own jobs, which holds its worker while it waits for room,
+    /// with the queue full and every worker running a job that waits so: none of them could ever
+    /// take a job, and the wait would never end. Run the work in the calling job, or use
+    /// [`try_submit`](crate::Pool::try_submit) from inside the pool's jobs.
+    Deadlock(J),
 }
 
 impl<J> SubmitError<J> {
     /// Returns the job that was not taken.
     pub fn into_inner(self) -> J {
         match self {
-            SubmitError::Closed(job) | SubmitError::Cancelled { job, .. } => job,
+            SubmitError::Closed(job)
+            | SubmitError::Cancelled { job, .. }
+            | SubmitError::Deadlock(job) => job,
         }
     }
 }
@@ -51,6 +58,7 @@ impl<J> fmt::Debug for SubmitError<J> {
                 .debug_struct("Cancelled")
                 .field("cause", cause)
                 .finish_non_exhaustive(),
+            SubmitError::Deadlock(_) => f.write_str("Deadlock(..)"),
         }
     }
 }
@@ -65,6 +73,11 @@ impl<J> fmt::Display for SubmitError<J> {
                 f,
                 "job not submitted: {cause} while waiting for room in the queue; \
                  the job did not run and is returned inside this error"
+            ),
+            SubmitError::Deadlock(_) => f.write_str(
+                "job not submitted: the queue is full and every worker runs a job waiting, as \
+                 this one would, to submit to the same pool, so no worker could ever take a job; \
+                 run the work in this job, or use try_submit inside the pool's jobs",
             ),
         }
     }

@@ -87,6 +87,7 @@ use bounded_cancel::Context;
 use bounded_cancel::live::TaskCounter;
 use bounded_sync::Mutex;
 use bounded_sync::busy::{Busy, LastJob, PollClock, step_aside};
+use bounded_sync::own::{OwnWait, OwnWaits};
 use bounded_sync::places::{PLACES, Places};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
@@ -166,6 +167,9 @@ pub(crate) struct Inner {
     /// Set before the pool aborts its own workers, so that a worker dropped without it was dropped
     /// by its runtime (invariant 5).
     stopping: AtomicBool,
+    /// Jobs waiting in `submit` for room in their own pool's queue, each holding its worker (see
+    /// `bounded_sync::own`).
+    own_waits: OwnWaits,
     tasks: TaskCounter,
     /// Where workers whose jobs wait are polled together (invariant 8).
     hosting: Intake<Lent>,
@@ -219,6 +223,7 @@ impl Pool {
             supervisor: Mutex::default(),
             exited: Notify::new(),
             stopping: AtomicBool::new(false),
+            own_waits: OwnWaits::default(),
             busy: Busy::default(),
             tasks: TaskCounter::new(format!("{name} worker")),
             hosting: Intake::default(),
@@ -242,7 +247,10 @@ impl Pool {
     /// Hands the job back, unrun, in a [`SubmitError`]: `Closed` once the pool takes no more jobs
     /// (closed, shut down, aborted, or its context ended), before or while waiting. Every entry point
     /// gives that same answer; `Cancelled` is only ever the caller's own context (see
-    /// [`submit_with`](Pool::submit_with)).
+    /// [`submit_with`](Pool::submit_with)). `Deadlock` when called from one of the pool's own jobs,
+    /// with the queue full, and every other worker also running a job that waits for room in it: no
+    /// worker could ever take a job, so the wait would never end (a job counts once however many of
+    /// its submissions wait).
     ///
     /// # Cancel safety
     ///
@@ -948,6 +956,18 @@ impl Inner {
         }
     }
 
+    /// The job of this pool the caller runs in, if it runs in one (its box's address).
+    pub(crate) fn calling_job(&self) -> Option<usize> {
+        let (pool, job) = JOB_POLLED.get();
+        (pool == std::ptr::from_ref(self).addr() && job != 0).then_some(job)
+    }
+
+    /// Counts a wait for room of the pool's own job at `job` in, unless with it every worker still
+    /// taking jobs would run one waiting so (see `bounded_sync::own`).
+    pub(crate) fn own_wait(&self, job: usize) -> Option<OwnWait<'_>> {
+        self.own_waits.enter(job, self.headcount.alive())
+    }
+
     /// Counts a submission refused, and hands back what tells its caller so.
     pub(crate) fn refused<R>(&self, refusal: R) -> R {
         self.counters.rejected();
@@ -1051,9 +1071,32 @@ impl Held<'_> {
         let Some(job) = self.job.as_mut() else {
             unreachable!("a job is taken before it is polled")
         };
+        // Marks the thread with the pool and the job (its box's address) while the job runs, so
+        // that a `submit` of the pool it calls can tell.
+        let marked = (
+            std::ptr::from_ref(self.inner).addr(),
+            std::ptr::from_ref::<dyn PoolJob>(&**job)
+                .cast::<()>()
+                .addr(),
+        );
+        let _polling = JobPolled(JOB_POLLED.replace(marked));
         let polled = job.as_mut().poll_job(cx, self.inner, self.tally, self.ctx);
         self.ended = polled.is_ready();
         polled
+    }
+}
+
+thread_local! {
+    /// The pool and the job this thread is polling, by their addresses (0 for none).
+    static JOB_POLLED: Cell<(usize, usize)> = const { Cell::new((0, 0)) };
+}
+
+/// Puts back, when dropped, what the thread was marked with before a job's poll.
+struct JobPolled((usize, usize));
+
+impl Drop for JobPolled {
+    fn drop(&mut self) {
+        JOB_POLLED.set(self.0);
     }
 }
 

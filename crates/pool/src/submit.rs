@@ -8,7 +8,9 @@ use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
 use bounded_cancel::{Cancelled, Context};
+use bounded_sync::own::OwnWait;
 use bounded_sync::queue::{Refused, Reserve};
+use pin_project_lite::pin_project;
 
 use crate::error::SubmitError;
 use crate::job_handle::JobHandle;
@@ -64,12 +66,23 @@ enum State<'a, J, T, E, R: Reply<T, E>> {
     /// No place was free: in line for one, with the result channel already made.
     Waiting {
         reserve: Reserve<'a, JobFuture>,
-        caller_ended: Option<Pin<Box<Cancelled<'a>>>>,
+        extras: Option<Pin<Box<Extras<'a>>>>,
         submission: Submission<J, T, E>,
         handle: R::Handle,
     },
     /// Resolved; the place in line, if any, is given up.
     Done,
+}
+
+pin_project! {
+    /// What only some waits need, boxed so that every submission stays a few words: the caller's
+    /// cancellation (`submit_with`), and the count of a wait that comes from one of the pool's own
+    /// jobs (see `Inner::own_wait`).
+    struct Extras<'a> {
+        #[pin]
+        caller_ended: Option<Cancelled<'a>>,
+        own: Option<OwnWait<'a>>,
+    }
 }
 
 impl<'a, J, T, E, R: Reply<T, E>> Submit<'a, J, T, E, R> {
@@ -125,9 +138,27 @@ where
                     return Poll::Ready(Err(inner.refused(SubmitError::Closed(submission.job))));
                 }
                 Err((Refused::Full, submission)) => {
+                    // A job of this pool holds its worker while it waits for room: refused when
+                    // every worker is held so.
+                    let own = match inner.calling_job() {
+                        None => None,
+                        Some(job) => match inner.own_wait(job) {
+                            Some(own) => Some(own),
+                            None => {
+                                let refused = SubmitError::Deadlock(submission.job);
+                                return Poll::Ready(Err(inner.refused(refused)));
+                            }
+                        },
+                    };
+                    let extras = own.map(|own| {
+                        Box::pin(Extras {
+                            caller_ended: None,
+                            own: Some(own),
+                        })
+                    });
                     this.state = State::Waiting {
                         reserve: inner.queue.reserve(),
-                        caller_ended: None,
+                        extras,
                         submission,
                         handle,
                     };
@@ -135,9 +166,7 @@ where
             }
         }
         let State::Waiting {
-            reserve,
-            caller_ended,
-            ..
+            reserve, extras, ..
         } = &mut this.state
         else {
             panic!("a submission polled after it resolved");
@@ -146,10 +175,19 @@ where
         // it ends, the abort refuses every submitter in line, which ends this wait as `Closed`.
         let caller_ended = match this.caller {
             Some(caller) => {
-                let ended = caller_ended.get_or_insert_with(|| Box::pin(caller.cancelled()));
-                match ended.as_mut().poll(cx) {
-                    Poll::Ready(cause) => Some(cause),
-                    Poll::Pending => None,
+                let extras = extras.get_or_insert_with(|| {
+                    Box::pin(Extras {
+                        caller_ended: None,
+                        own: None,
+                    })
+                });
+                let mut ended = extras.as_mut().project().caller_ended;
+                if ended.is_none() {
+                    ended.set(Some(caller.cancelled()));
+                }
+                match ended.as_pin_mut().map(|ended| ended.poll(cx)) {
+                    Some(Poll::Ready(cause)) => Some(cause),
+                    _ => None,
                 }
             }
             None => None,

@@ -12,7 +12,8 @@
 //! queue's producers, a limited group), kept under its owner's lock; [`busy::Busy`] counts the
 //! workers being polled, which is how many threads they keep busy; [`places::Places`] gives up to
 //! 64 futures polled by one owner a waker each, so that the owner polls only those that were woken;
-//! and [`tally::Tally`] keeps counters that many threads add to without a locked instruction.
+//! [`tally::Tally`] keeps counters that many threads add to without a locked instruction; and
+//! [`own::OwnWaits`] tells when the tasks of a group, or the jobs of a pool, all wait to add to it.
 //!
 //! # One rule for locks
 //!
@@ -41,6 +42,7 @@ use std::fmt;
 pub mod busy;
 pub mod clock;
 pub mod line;
+pub mod own;
 pub mod places;
 pub mod queue;
 pub mod slots;
