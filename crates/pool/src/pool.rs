@@ -939,15 +939,10 @@ impl Inner {
         self.workers_exited().await;
     }
 
-    /// Panics if the caller runs on one of the pool's own tasks (a job, in a worker's task or in
-    /// the host's): `what` waits for every job, the caller's too, and would never return. The pool
-    /// is closed first, as the job presumably meant it to be.
+    /// Panics if the caller is one of the pool's own jobs: `what` waits for every job, the caller's
+    /// too, and would never return. The pool is closed first, as the job presumably meant it to be.
     fn refuse_own_job(&self, what: &str) {
-        let Some(caller) = tokio::task::try_id() else {
-            return;
-        };
-        let own = self.handles.lock().iter().any(|task| task.id() == caller);
-        if own {
+        if self.calling_job().is_some() {
             panic!(
                 "`Pool::{what}` was awaited by one of the pool's own jobs: it waits for every job \
                  to end, this one too, so it would never return. The pool is now closed; from \
