@@ -347,10 +347,8 @@ async fn stress_tasks_spawning_into_their_own_full_group_on_a_multi_thread_runti
     }
 }
 
-/// The refusal comes only when no slot can be freed: a task that waits for a slot while another
-/// task of the group runs to its end gets that slot.
-#[tokio::test(start_paused = true)]
-async fn a_task_spawning_into_its_own_full_group_waits_while_a_slot_can_still_be_freed() {
+/// A group of limit 2 whose first slot is held by a task that sleeps for a second.
+async fn a_group_of_two_with_one_task_asleep_for_a_second() -> std::sync::Arc<Group<String>> {
     let mut group = Group::<String>::new();
     group.set_limit(Some(2)).unwrap();
     let group = std::sync::Arc::new(group);
@@ -361,6 +359,14 @@ async fn a_task_spawning_into_its_own_full_group_waits_while_a_slot_can_still_be
         })
         .await
         .unwrap();
+    group
+}
+
+/// The refusal comes only when no slot can be freed: a task that waits for a slot while another
+/// task of the group runs to its end gets that slot.
+#[tokio::test(start_paused = true)]
+async fn a_task_spawning_into_its_own_full_group_waits_while_a_slot_can_still_be_freed() {
+    let group = a_group_of_two_with_one_task_asleep_for_a_second().await;
     let same = group.clone();
     group
         .spawn(move |_ctx| async move {
@@ -380,16 +386,7 @@ async fn a_task_spawning_into_its_own_full_group_waits_while_a_slot_can_still_be
     assert_eq!(group.wait().await, Ok(()));
     // One task's spawns waiting side by side hold one slot between them, not one each: the other
     // task still runs, and its end frees a slot for them.
-    let mut group = Group::<String>::new();
-    group.set_limit(Some(2)).unwrap();
-    let group = std::sync::Arc::new(group);
-    group
-        .spawn(|_ctx| async {
-            sleep(Duration::from_secs(1)).await;
-            Ok(())
-        })
-        .await
-        .unwrap();
+    let group = a_group_of_two_with_one_task_asleep_for_a_second().await;
     let same = group.clone();
     group
         .spawn(move |_ctx| async move {
