@@ -89,8 +89,8 @@ fn visit(
                 );
                 match pool.submit(child).await {
                     Ok(handle) => handle.detach(),
-                    Err(bounded_pool::SubmitError::Deadlock(child)) => {
-                        let _ = child;
+                    // Run in this job, as a job of its own would (but not counted as one).
+                    Err(bounded_pool::SubmitError::Deadlock(_)) => {
                         let inline = visit(
                             std::sync::Arc::downgrade(&pool),
                             gauge.clone(),
