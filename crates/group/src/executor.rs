@@ -41,13 +41,17 @@
 //!    then in a poll, or woke itself, and looks at the queue before it parks or ends, or holds a task
 //!    in each of its 64 places and has made another search (invariant 9). A runner polls each task
 //!    it takes once and comes back to the queue, so a run of pushes wakes one runner, not one per
-//!    task, and tasks run back to back on it with no hand-over between threads. On a runtime with
-//!    one worker thread, a runner that finds the queue empty while a spawn waits for a slot (likely
-//!    the one a task of its own just gave back) looks once more before it parks: it stays counted as
-//!    searching and wakes itself, which queues it behind that spawn, so the task the spawn queues is
-//!    taken without a park and a wake-up. It does so once between tasks, so it never spins. (On a
-//!    multi-thread runtime the spawn sits in the thread's next-task slot and the runner would queue
-//!    where the other thread takes it: it parks.)
+//!    task, and tasks run back to back on it with no hand-over between threads. A runner whose
+//!    latest poll was short (or that runs on one worker thread) takes, in one look, as many queued
+//!    tasks as it has free places and budget for, and polls them one after another: on a
+//!    multi-thread runtime the spawner and the runner then meet on the lock once per batch rather
+//!    than once per task. On a runtime with one worker thread, a runner that finds the queue empty
+//!    while a spawn waits for a slot (likely the one a task of its own just gave back) looks once
+//!    more before it parks: it stays counted as searching and wakes itself, which queues it behind
+//!    that spawn, so the task the spawn queues is taken without a park and a wake-up. It does so
+//!    once between tasks, so it never spins. (On a multi-thread runtime the spawn sits in the
+//!    thread's next-task slot and the runner would queue where the other thread takes it: it
+//!    parks.)
 //! 6. Once `wait` has found the group idle (`draining`, until the next push), the runner that finds
 //!    `pending` at 0 ends and wakes every parked runner, which then ends too: a group that was waited
 //!    for and has nothing to do holds no runner.
@@ -76,6 +80,8 @@
 //!    Likewise, when a poll has held the thread that long and tasks it holds were woken and are not
 //!    yet polled, it gives those back to the front of the queue, makes a search for them and yields:
 //!    a task that computes after it waited holds back the tasks woken with it only until it returns.
+//!    The same holds for the tasks a runner took in one look and has not started: once a poll has
+//!    held its thread long while another thread is free, they go back to the front of the queue.
 //!    A runner whose polls are short makes no such search (the next task likely is short too, and a
 //!    hand-over between threads per task costs more than running them back to back), so quick tasks
 //!    and tasks that wait stay on one thread, and a task that computes after them holds back the
@@ -362,7 +368,8 @@ impl<J, H> State<J, H> {
     }
 
     /// A runner looks for work: `finished` of its tasks ended since it last looked, `held` still
-    /// wait in its places, and it takes a task only `with_room`.
+    /// wait in its places, and it takes up to `room` tasks: the first is returned, the others it
+    /// takes in the same look (invariant 5) go to the back of `batch`.
     fn next(
         &mut self,
         runner: &mut Looking,
@@ -370,11 +377,12 @@ impl<J, H> State<J, H> {
         waker: &Waker,
         polled: &Busy,
         spawn_waiting: bool,
+        batch: &mut VecDeque<J>,
     ) -> Next<J> {
         let Holding {
             finished,
             held,
-            with_room,
+            room,
         } = tasks;
         let was_searching = match self.arrive(runner, finished, waker) {
             // Not woken by a push: it stays parked, unless its own task was the group's last after
@@ -394,7 +402,7 @@ impl<J, H> State<J, H> {
             Arrived::Looking { was_searching } => was_searching,
         };
         let runs = &mut self.runs;
-        if !with_room {
+        if room == 0 {
             // Every place is taken: it waits for its tasks and makes another runner search for the
             // tasks queued (invariant 5).
             let push = match runs.queue.is_empty() {
@@ -412,6 +420,14 @@ impl<J, H> State<J, H> {
                 let push = self.search(runner.limit);
                 let step_aside = !matches!(push, Push::Nothing);
                 return Next::Run(job, push, step_aside);
+            }
+            // Its last poll was short, so the tasks behind this one likely are too: it takes as
+            // many as it has room for under this one lock, rather than one per look. (After a
+            // long one, with every thread busy, they stay queued for whichever runner is free
+            // first.)
+            if runner.last == LastJob::Quick || runner.threads == 1 {
+                let more = runs.queue.len().min(room - 1);
+                batch.extend(runs.queue.drain(..more));
             }
             return Next::Run(job, Push::Nothing, false);
         }
@@ -563,6 +579,8 @@ struct Hold<J> {
     free: Vec<usize>,
     /// Tasks that ended and are not yet taken off `pending`.
     unreported: usize,
+    /// Tasks taken with the one being started, not yet in a place: empty between polls.
+    batch: VecDeque<J>,
 }
 
 /// What a runner tells the queue about the tasks it holds, as it looks.
@@ -571,8 +589,8 @@ struct Holding {
     finished: usize,
     /// Still waiting in its places.
     held: usize,
-    /// A place is free.
-    with_room: bool,
+    /// How many tasks it takes at most: its free places, and what is left of its budget.
+    room: usize,
 }
 
 impl<J> Hold<J> {
@@ -585,12 +603,17 @@ impl<J> Hold<J> {
         !self.free.is_empty() || self.tasks.len() < PLACES
     }
 
-    /// What it reports as it looks; the tasks that ended are reported once.
-    fn report(&mut self) -> Holding {
+    /// What it reports as it looks, with `budget` polls left; the tasks that ended are reported
+    /// once.
+    fn report(&mut self, budget: usize) -> Holding {
+        let room = match self.has_room() {
+            true => self.free.len() + (PLACES - self.tasks.len()),
+            false => 0,
+        };
         Holding {
             finished: std::mem::take(&mut self.unreported),
             held: self.held(),
-            with_room: self.has_room(),
+            room: room.min(budget),
         }
     }
 
@@ -629,6 +652,7 @@ impl<J: Future<Output = ()> + Unpin> Hold<J> {
             tasks: Vec::new(),
             free: Vec::new(),
             unreported: 0,
+            batch: VecDeque::new(),
         }
     }
 
@@ -757,10 +781,11 @@ impl<J: Future<Output = ()> + Unpin> RunnerState<J> {
                 looking.threads == 1 && core.waiting_spawns.load(Ordering::Relaxed) > 0;
             let next = core.lock().next(
                 looking,
-                hold.report(),
+                hold.report(budget),
                 cx.waker(),
                 &core.polled,
                 spawn_waiting,
+                &mut hold.batch,
             );
             match next {
                 Next::Run(job, push, step_aside) => {
@@ -779,6 +804,28 @@ impl<J: Future<Output = ()> + Unpin> RunnerState<J> {
                     hold.start(job);
                     if let Some(start) = start {
                         looking.last = start.since();
+                    }
+                    // The tasks taken with it, each polled in turn; should a poll hold the thread
+                    // long while another is free, those not started go back to the queue for a
+                    // runner there, as woken ones do (invariant 8).
+                    while let Some(job) = hold.batch.pop_front() {
+                        if start.is_some()
+                            && looking.last == LastJob::Long
+                            && core.polled.now() < looking.threads
+                        {
+                            let jobs: Vec<J> =
+                                std::iter::once(job).chain(hold.batch.drain(..)).collect();
+                            let finished = std::mem::take(&mut hold.unreported);
+                            let push = core.lock().give_back(jobs, finished, limit);
+                            Core::make_search(core, push, limit);
+                            cx.waker().wake_by_ref();
+                            return Poll::Pending;
+                        }
+                        budget -= 1;
+                        hold.start(job);
+                        if let Some(start) = start {
+                            looking.last = start.since();
+                        }
                     }
                 }
                 Next::Full(push) => {
@@ -806,7 +853,7 @@ impl<J, H> Drop for Runner<J, H> {
         let hold = own.hold.take();
         let had_jobs = hold
             .as_ref()
-            .map_or(0, |hold| hold.held() + hold.unreported);
+            .map_or(0, |hold| hold.held() + hold.unreported + hold.batch.len());
         // Dropped outside the lock (invariant 1).
         drop(hold);
         let mut state = self.core.lock();
@@ -965,6 +1012,7 @@ mod model {
     use super::{Busy, Core, Holding, LastJob, Looking, Next, Runner, Slab, Slot};
     use bounded_sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use bounded_sync::{Arc, Mutex};
+    use std::collections::VecDeque;
     use std::future::Future;
     use std::pin::Pin;
     use std::task::{Context, Poll, Waker};
@@ -1096,7 +1144,7 @@ mod model {
         Holding {
             finished: 0,
             held: 0,
-            with_room: true,
+            room: 1,
         }
     }
 
@@ -1122,12 +1170,26 @@ mod model {
             };
             let polled = Busy::default();
             assert!(matches!(
-                state.next(&mut runner, nothing_held(), &waker, &polled, false),
+                state.next(
+                    &mut runner,
+                    nothing_held(),
+                    &waker,
+                    &polled,
+                    false,
+                    &mut VecDeque::new()
+                ),
                 Next::Park
             ));
             assert!(runner.parked);
             assert!(matches!(
-                state.next(&mut runner, nothing_held(), &waker, &polled, false),
+                state.next(
+                    &mut runner,
+                    nothing_held(),
+                    &waker,
+                    &polled,
+                    false,
+                    &mut VecDeque::new()
+                ),
                 Next::Park
             ));
             assert_eq!(state.runs.idle, [key], "parked once, not twice");
