@@ -112,6 +112,8 @@ use std::task::{Context as TaskContext, Poll, Waker};
 
 use bounded_cancel::Context;
 use bounded_cancel::live::TaskCounter;
+
+use crate::lent::{GroupContext, Lending};
 use bounded_sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use bounded_sync::busy::{Busy, LastJob, Stamp};
 use bounded_sync::places::{PLACES, Places};
@@ -124,6 +126,10 @@ pub(crate) type Job = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 /// How many tasks a runner runs in one poll before it yields to the runtime, so that a runner fed as
 /// fast as it drains never keeps its worker thread from other tasks.
 const RUN_BUDGET: usize = 32;
+
+/// How many tasks a runner on a multi-thread runtime starts before it makes an alias of the group's
+/// context to lend the next ones (`lent.rs`): a group of a few tasks makes none.
+const LEND_AFTER: usize = 64;
 
 /// The most runners a group keeps parked between tasks; a runner that finds this many parked ends.
 pub(crate) const MAX_PARKED: usize = 64;
@@ -150,6 +156,9 @@ struct Core<J, H> {
     /// Starts a runner whose slot is reserved (a tokio task; a thread in the loom model).
     start: Starter<J, H>,
     counter: TaskCounter,
+    /// The group's context, which runners on a multi-thread runtime lend their tasks an alias of
+    /// (`lent.rs`); `None` in the loom model.
+    lend: Option<GroupContext>,
 }
 
 struct State<J, H> {
@@ -528,7 +537,7 @@ impl<J> Runs<J> {
 }
 
 impl<J, H> Core<J, H> {
-    fn new(start: Starter<J, H>) -> Self {
+    fn new(start: Starter<J, H>, lend: Option<GroupContext>) -> Self {
         Core {
             state: Mutex::new(State {
                 slab: Slab::default(),
@@ -539,6 +548,7 @@ impl<J, H> Core<J, H> {
             polled: Busy::default(),
             start,
             counter: TaskCounter::new("group task"),
+            lend,
         }
     }
 
@@ -570,6 +580,9 @@ struct RunnerState<J> {
     ended: bool,
     /// The tasks it holds while they wait (invariant 9); made at its first poll.
     hold: Option<Hold<J>>,
+    /// The alias of the group's context it lends the tasks it starts (`lent.rs`), made once it has
+    /// started [`LEND_AFTER`] tasks on a multi-thread runtime.
+    alias: Option<Context>,
 }
 
 /// A runner's tasks (invariant 9): each in a place of its own, woken through that place's waker.
@@ -579,6 +592,8 @@ struct Hold<J> {
     free: Vec<usize>,
     /// Tasks that ended and are not yet taken off `pending`.
     unreported: usize,
+    /// Tasks started in its places, counted up to [`LEND_AFTER`].
+    started: usize,
     /// Tasks taken with the one being started, not yet in a place: empty between polls.
     batch: VecDeque<J>,
 }
@@ -652,12 +667,14 @@ impl<J: Future<Output = ()> + Unpin> Hold<J> {
             tasks: Vec::new(),
             free: Vec::new(),
             unreported: 0,
+            started: 0,
             batch: VecDeque::new(),
         }
     }
 
     /// Puts a task in a free place, and polls it there.
     fn start(&mut self, job: J) {
+        self.started = (self.started + 1).min(LEND_AFTER);
         let place = self.put(job);
         self.poll(place);
     }
@@ -714,6 +731,7 @@ impl<J, H> Runner<J, H> {
                 },
                 ended: false,
                 hold: None,
+                alias: None,
             },
         }
     }
@@ -741,6 +759,15 @@ impl<J: Future<Output = ()> + Unpin> RunnerState<J> {
     fn run<H>(&mut self, core: &Arc<Core<J, H>>, cx: &mut TaskContext<'_>) -> Poll<()> {
         let hold = self.hold.get_or_insert_with(Hold::new);
         let looking = &mut self.looking;
+        // On a multi-thread runtime, a runner that has started a run of tasks lends them an alias
+        // of its own of the group's context while it is polled (`lent.rs`).
+        if self.alias.is_none() && looking.threads > 1 && hold.started == LEND_AFTER {
+            self.alias = core.lend.as_ref().map(|group| group.ctx.alias());
+        }
+        let _lending = match (&self.alias, &core.lend) {
+            (Some(alias), Some(group)) => Some(Lending::new(group.group, alias.clone())),
+            _ => None,
+        };
         let limit = looking.limit;
         let start = (looking.threads > 1).then(Stamp::now);
         let mut budget = RUN_BUDGET;
@@ -874,12 +901,12 @@ impl<J, H> Drop for Runner<J, H> {
 
 impl Executor {
     /// An executor whose runners and slot watcher run on `runtime`.
-    pub(crate) fn new(runtime: Handle) -> Self {
+    pub(crate) fn new(runtime: Handle, group: GroupContext) -> Self {
         let on = runtime.clone();
+        let start: Starter<Job, AbortHandle> =
+            Box::new(move |core, key, limit| start_runner(&on, core, key, limit));
         Executor {
-            core: Arc::new(Core::new(Box::new(move |core, key, limit| {
-                start_runner(&on, core, key, limit)
-            }))),
+            core: Arc::new(Core::new(start, Some(group))),
             runtime,
         }
     }
@@ -1032,7 +1059,7 @@ mod model {
             let thread = loom::thread::spawn(move || loom::future::block_on(runner));
             started.lock().push(thread);
         };
-        (Arc::new(Core::new(Box::new(start))), threads)
+        (Arc::new(Core::new(Box::new(start), None)), threads)
     }
 
     fn submit(core: &Arc<TestCore>, job: TestJob, limit: usize) {

@@ -19,6 +19,7 @@ use std::sync::OnceLock;
 use tokio::runtime::{Handle, Id};
 
 use crate::executor::Executor;
+use crate::lent::GroupContext;
 
 /// Every executor of a group, the first one made first.
 #[derive(Default)]
@@ -38,25 +39,26 @@ impl Executors {
     /// # Panics
     ///
     /// Outside a tokio runtime, as `tokio::spawn` does.
-    pub(crate) fn here(&self) -> &Executor {
+    pub(crate) fn here(&self, group: impl Fn() -> GroupContext) -> &Executor {
         let runtime = current_runtime();
         match self.nodes().find(|node| node.runtime == runtime) {
             Some(node) => &node.executor,
             // The first spawn from this runtime: asks tokio itself (the answer kept for a task
             // may be another runtime's, entered with `Handle::enter` when it was asked).
-            None => self.add(handle()),
+            None => self.add(handle(), group),
         }
     }
 
-    /// The executor of `runtime`, added at the end of the list unless there already.
-    fn add(&self, runtime: Handle) -> &Executor {
+    /// The executor of `runtime`, added at the end of the list unless there already; `group` is
+    /// the group's context, for the executor made.
+    fn add(&self, runtime: Handle, group: impl Fn() -> GroupContext) -> &Executor {
         let id = runtime.id();
         let mut slot = &self.first;
         loop {
             let node = slot.get_or_init(|| {
                 Box::new(Node {
                     runtime: id,
-                    executor: Executor::new(runtime.clone()),
+                    executor: Executor::new(runtime.clone(), group()),
                     next: OnceLock::new(),
                 })
             });

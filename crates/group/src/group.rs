@@ -11,6 +11,7 @@ use crate::error::{Failure, SetLimitError, TaskError, TrySpawnError};
 use crate::executor::{Executor, WaitingSpawn};
 use crate::executors::Executors;
 use crate::future::Spawn;
+use crate::lent::{GroupContext, lent};
 use crate::own::{self, Marked};
 use crate::shared::{Policy, Shared};
 use crate::task::{Named, TaskFn};
@@ -567,7 +568,10 @@ impl<E> Group<E> {
     ///
     /// Outside a tokio runtime.
     pub(crate) fn executor(&self) -> &Executor {
-        self.executors.here()
+        self.executors.here(|| GroupContext {
+            ctx: self.shared.ctx.clone(),
+            group: Arc::as_ptr(&self.shared).addr(),
+        })
     }
 
     /// Hands an admitted task to `executor`, from [`executor`](Group::executor).
@@ -591,8 +595,9 @@ impl<E> Group<E> {
             done: false,
         };
         let job = async move {
-            let ctx = end.shared.ctx.clone();
             let group = Arc::as_ptr(&end.shared).addr();
+            // The alias its runner lends, if it does (see `lent.rs`).
+            let ctx = lent(group).unwrap_or_else(|| end.shared.ctx.clone());
             // Each poll marks the thread with the group and the task, so that a `wait` or a `spawn`
             // of the group it calls can tell (see `own.rs`).
             let run = Marked::new(group, async move { job.start(ctx).await });

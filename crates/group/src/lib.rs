@@ -85,6 +85,7 @@ mod executors;
 mod future;
 mod group;
 mod helpers;
+mod lent;
 mod own;
 mod result_group;
 mod shared;

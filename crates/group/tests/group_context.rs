@@ -553,3 +553,84 @@ async fn a_spawn_that_waits_after_a_wait_is_still_released_when_the_context_ends
     assert!(matches!(spawned, Err(SpawnError::Cancelled { .. })));
     assert!(!ran.load(Ordering::SeqCst));
 }
+
+/// On a multi-thread runtime, a runner that has started a run of tasks hands the next ones an alias
+/// of the group's context (counted apart, to keep the spawner and the runners off one cache line).
+/// Every task, early or late, must still have the group's context in full: its deadline, the end the
+/// group's parent brings, and a cancel of its own that ends the group's context and so every sibling.
+#[test]
+fn tasks_late_in_a_long_run_have_the_groups_context_in_full_on_a_multi_thread_runtime() {
+    use std::sync::atomic::AtomicUsize;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        for round in 0..10 {
+            let parent = Context::new().with_timeout(Duration::from_secs(3600));
+            let group = Group::<Failure>::with_context(&parent);
+            let deadline = group.context().deadline();
+            assert!(deadline.is_some());
+            // Quick tasks, enough for every runner to lend an alias to the later ones; all run
+            // before anything ends the context.
+            let (ran, amiss) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+            for _ in 0..2_000 {
+                let (ran, amiss) = (ran.clone(), amiss.clone());
+                group
+                    .spawn(move |ctx| async move {
+                        if ctx.deadline() != deadline || ctx.is_cancelled() {
+                            amiss.fetch_add(1, Ordering::SeqCst);
+                        }
+                        ran.fetch_add(1, Ordering::SeqCst);
+                        Ok(())
+                    })
+                    .await
+                    .unwrap();
+            }
+            while ran.load(Ordering::SeqCst) < 2_000 {
+                tokio::task::yield_now().await;
+            }
+            assert_eq!(
+                amiss.load(Ordering::SeqCst),
+                0,
+                "round {round}: a task's context differs"
+            );
+            let ended = Arc::new(AtomicUsize::new(0));
+            for _ in 0..500 {
+                let ended = ended.clone();
+                group
+                    .spawn(move |ctx| async move {
+                        if ctx.cancelled().await == Cause::Cancelled {
+                            ended.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Ok(())
+                    })
+                    .await
+                    .unwrap();
+            }
+            if round % 2 == 0 {
+                // A task cancels its own context: the group's ends, and every sibling sees it.
+                group
+                    .spawn(|ctx| async move {
+                        assert!(ctx.cancel(), "the task's cancel ends the group's context");
+                        Ok(())
+                    })
+                    .await
+                    .unwrap();
+            } else {
+                // The parent ends: every task sees it.
+                parent.cancel();
+            }
+            let waited = tokio::time::timeout(Duration::from_secs(10), group.wait()).await;
+            assert_eq!(waited, Ok(Ok(())), "round {round}: the tasks saw the end");
+            assert_eq!(ended.load(Ordering::SeqCst), 500);
+            assert_eq!(group.context().cause(), Some(Cause::Cancelled));
+            assert_eq!(
+                parent.is_cancelled(),
+                round % 2 == 1,
+                "the parent is not the group's to end"
+            );
+        }
+    });
+}
