@@ -960,7 +960,10 @@ impl Inner {
     /// Counts a wait for room of the pool's own job at `job` in, unless with it every worker still
     /// taking jobs would run one waiting so (see `bounded_sync::own`).
     pub(crate) fn own_wait(&self, job: usize) -> Option<OwnWait<'_>> {
-        self.own_waits.enter(job, self.headcount.alive())
+        // A `resize` that grows the pool sets its target before it counts the workers it starts:
+        // those will take jobs too, so a wait while it does is not one for ever.
+        let workers = self.headcount.alive().max(self.headcount.target());
+        self.own_waits.enter(job, workers)
     }
 
     /// Counts a submission refused, and hands back what tells its caller so.
