@@ -1196,29 +1196,14 @@ mod model {
                 last: LastJob::Unknown,
             };
             let polled = Busy::default();
-            assert!(matches!(
-                state.next(
-                    &mut runner,
-                    nothing_held(),
-                    &waker,
-                    &polled,
-                    false,
-                    &mut VecDeque::new()
-                ),
-                Next::Park
-            ));
+            let mut parks = |runner: &mut Looking| {
+                let mut batch = VecDeque::new();
+                let next = state.next(runner, nothing_held(), &waker, &polled, false, &mut batch);
+                matches!(next, Next::Park)
+            };
+            assert!(parks(&mut runner));
             assert!(runner.parked);
-            assert!(matches!(
-                state.next(
-                    &mut runner,
-                    nothing_held(),
-                    &waker,
-                    &polled,
-                    false,
-                    &mut VecDeque::new()
-                ),
-                Next::Park
-            ));
+            assert!(parks(&mut runner));
             assert_eq!(state.runs.idle, [key], "parked once, not twice");
         });
     }
