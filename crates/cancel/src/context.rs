@@ -467,8 +467,8 @@ impl Context {
     /// clone of a context adds to and takes from one reference count; threads that clone the same
     /// context at once, for every job or item they run, take that count's cache line from one another
     /// on each clone and each drop. A long-lived worker that hands each of its jobs a clone can clone
-    /// an alias of its own instead, made once when the worker starts. `bounded`'s pool workers and
-    /// pipeline stage workers do so.
+    /// an alias of its own instead, made once when the worker starts. `bounded`'s pool workers,
+    /// pipeline stage workers and (on a multi-thread runtime) group runners do so.
     ///
     /// An alias costs one allocation and, like a child, a turn of this context's lock when it is made
     /// and when it is dropped (it is one of this context's children, woken with it). Every check made
