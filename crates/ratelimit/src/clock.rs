@@ -8,7 +8,8 @@
 //!   call reads the counter, not the system clock. The counter is calibrated once per process, on a
 //!   thread of its own (`bounded_sync::clock`), never on the caller's: until it is, the time line
 //!   reads tokio's clock, and the first read after it is takes the counter on from where tokio's
-//!   clock had the time line, and keeps it.
+//!   clock had the time line, and keeps it. The pair of reads that joins the two is made tokio's
+//!   first (`Counter::anchor`), so the time line never runs ahead of tokio's clock.
 //! - **tokio's clock** otherwise: when it is paused there (`start_paused`, `pause()`), so that
 //!   `advance` and auto-advance drive the limiter exactly as they drive tokio's timers, and outside
 //!   any runtime, where nothing tells which clock the limiter will be used on.
@@ -39,6 +40,31 @@ struct Counter {
     raw: u64,
     /// ... and the time line's nanoseconds then.
     base: u64,
+}
+
+/// How close together the two reads that anchor the counter to tokio's clock should be: the most the
+/// time line lags tokio's clock once a pair this close is found.
+const CLOSE: u64 = 10_000;
+
+impl Counter {
+    /// Pairs a reading of tokio's clock (`tokio_nanos`: the time line's nanoseconds by it) with one of
+    /// `clock`, tokio's read first, so that the time line can only lag tokio's clock by the time
+    /// between the two reads, never run ahead of it. Read the other way round, a thread preempted
+    /// between the two reads carried the preemption into every later reading of the time line, as
+    /// time the limiter granted units for: more than the quota, for the rest of the limiter's life.
+    /// A few tries for two reads close together keep the lag to a few microseconds.
+    fn anchor(clock: &'static quanta::Clock, mut tokio_nanos: impl FnMut() -> u64) -> Self {
+        let mut tries = 4;
+        loop {
+            let before = clock.raw();
+            let base = tokio_nanos();
+            let raw = clock.raw();
+            tries -= 1;
+            if tries == 0 || clock.delta_as_nanos(before, raw) <= CLOSE {
+                return Counter { clock, raw, base };
+            }
+        }
+    }
 }
 
 impl Clock {
@@ -79,11 +105,10 @@ impl Clock {
             return None;
         }
         let clock = ready()?;
-        Some(self.counter.get_or_init(|| Counter {
-            raw: clock.raw(),
-            base: self.since_origin(Instant::now()),
-            clock,
-        }))
+        Some(
+            self.counter
+                .get_or_init(|| Counter::anchor(clock, || self.since_origin(Instant::now()))),
+        )
     }
 
     /// Nanoseconds since the origin, now.
@@ -166,6 +191,27 @@ mod tests {
         let clock = Clock::start();
         let _ = clock.now();
         runtime().block_on(async { assert!(clock.counter().is_none()) });
+    }
+
+    /// However long a thread is held up between the two reads that anchor the counter to tokio's
+    /// clock, the time line never runs ahead of tokio's clock: a limiter on it never grants for
+    /// time that has not passed. Real time here is a mock counter's nanoseconds, and every read of
+    /// "tokio's clock" comes 1 ms after the read before it, as if the thread had been preempted.
+    #[test]
+    fn the_time_line_never_runs_ahead_of_tokios_clock_however_far_apart_its_anchor_reads_are() {
+        let (counter, mock) = quanta::Clock::mock();
+        let counter: &'static quanta::Clock = Box::leak(Box::new(counter));
+        mock.increment(5_000_000u64);
+        let anchored = super::Counter::anchor(counter, || {
+            mock.increment(1_000_000u64);
+            counter.raw()
+        });
+        for _ in 0..3 {
+            mock.increment(3_000_000u64);
+            let real = counter.raw();
+            let line = anchored.base + counter.delta_as_nanos(anchored.raw, counter.raw());
+            assert!(line <= real, "the time line at {line} ns, ahead of {real}");
+        }
     }
 
     /// The process's counter, once its calibration (started here if need be) is done.

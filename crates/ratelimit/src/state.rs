@@ -487,7 +487,7 @@ impl State {
                 self.tat = tat;
                 waiter.tat = tat;
                 self.granted = self.granted.wrapping_add(u64::from(waiter.n));
-                self.total_wait += u128::from(now - waiter.since);
+                self.total_wait += u128::from(now.saturating_sub(waiter.since));
                 Outcome::Granted
             };
             waiter.outcome = Some(outcome);
