@@ -9,16 +9,18 @@
 //!   thread of its own (`bounded_sync::clock`), never on the caller's: until it is, the time line
 //!   reads tokio's clock, and the first read after it is takes the counter on from where tokio's
 //!   clock had the time line, and keeps it. The pair of reads that joins the two is made tokio's
-//!   first (`Counter::anchor`), so the time line never runs ahead of tokio's clock.
+//!   first (`Counter::anchor`), and a read once every [`CHECK_EVERY`] of the time line sets it back
+//!   to tokio's clock the same way (`Counter::check`): the counter's rate is an estimate, and the
+//!   time line never runs ahead of tokio's clock by more than its error over that interval.
 //! - **tokio's clock** otherwise: when it is paused there (`start_paused`, `pause()`), so that
 //!   `advance` and auto-advance drive the limiter exactly as they drive tokio's timers, and outside
 //!   any runtime, where nothing tells which clock the limiter will be used on.
 //!
 //! Waits always sleep on tokio's timer. With the counter as source, a time-line instant becomes a
-//! tokio instant by its distance from now on both clocks, read together, so the two clocks' rates
-//! never drift apart by more than the counter's calibration error over one wait.
+//! tokio instant by its distance from now on both clocks, read together.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -40,11 +42,22 @@ struct Counter {
     raw: u64,
     /// ... and the time line's nanoseconds then.
     base: u64,
+    /// What the latest check against tokio's clock adds to `base` and the counter's nanoseconds
+    /// since `raw`, to keep the time line at or behind tokio's clock.
+    offset: AtomicI64,
+    /// The time line's nanoseconds at which the next read checks it against tokio's clock.
+    next_check: AtomicU64,
 }
 
 /// How close together the two reads that anchor the counter to tokio's clock should be: the most the
 /// time line lags tokio's clock once a pair this close is found.
 const CLOSE: u64 = 10_000;
+
+/// How often, on the time line, a read checks it against tokio's clock. The counter's calibration
+/// is an estimate (to a tenth of a percent under load, `quanta` measuring it for well under a
+/// millisecond); between two checks the time line can run ahead of tokio's clock by that error over
+/// this interval at most, a microsecond or so, instead of growing with the limiter's age.
+const CHECK_EVERY: u64 = 1_000_000;
 
 impl Counter {
     /// Pairs a reading of tokio's clock (`tokio_nanos`: the time line's nanoseconds by it) with one of
@@ -61,9 +74,47 @@ impl Counter {
             let raw = clock.raw();
             tries -= 1;
             if tries == 0 || clock.delta_as_nanos(before, raw) <= CLOSE {
-                return Counter { clock, raw, base };
+                return Counter {
+                    clock,
+                    raw,
+                    base,
+                    offset: AtomicI64::new(0),
+                    next_check: AtomicU64::new(base.saturating_add(CHECK_EVERY)),
+                };
             }
         }
+    }
+
+    /// The time line's nanoseconds now by the counter, before the offset.
+    #[inline]
+    fn counted(&self) -> u64 {
+        let since = self.clock.delta_as_nanos(self.raw, self.clock.raw());
+        self.base.saturating_add(since)
+    }
+
+    /// The time line now: the counter's reading, checked against tokio's clock (`tokio_nanos`) once
+    /// every [`CHECK_EVERY`] of it.
+    #[inline]
+    fn line(&self, tokio_nanos: impl FnOnce() -> u64) -> u64 {
+        let line = (self.counted()).saturating_add_signed(self.offset.load(Ordering::Relaxed));
+        if line < self.next_check.load(Ordering::Relaxed) {
+            return line;
+        }
+        self.check(tokio_nanos)
+    }
+
+    /// Sets the offset so that the time line is tokio's clock, read first, as of the counter read
+    /// after it (so it lags tokio's clock by the time between the two reads, never runs ahead).
+    /// Threads that check at once each store a pair read in that order; any of them will do.
+    #[cold]
+    fn check(&self, tokio_nanos: impl FnOnce() -> u64) -> u64 {
+        let tokio = tokio_nanos();
+        let counted = self.counted();
+        let offset = i64::try_from(i128::from(tokio) - i128::from(counted)).unwrap_or(0);
+        self.offset.store(offset, Ordering::Relaxed);
+        self.next_check
+            .store(tokio.saturating_add(CHECK_EVERY), Ordering::Relaxed);
+        tokio
     }
 }
 
@@ -115,11 +166,7 @@ impl Clock {
     #[inline]
     pub(crate) fn now(&self) -> u64 {
         match self.counter() {
-            Some(counter) => counter.base.saturating_add(
-                counter
-                    .clock
-                    .delta_as_nanos(counter.raw, counter.clock.raw()),
-            ),
+            Some(counter) => counter.line(|| self.since_origin(Instant::now())),
             None => self.since_origin(Instant::now()),
         }
     }
@@ -207,11 +254,36 @@ mod tests {
             counter.raw()
         });
         for _ in 0..3 {
-            mock.increment(3_000_000u64);
+            mock.increment(300_000u64);
             let real = counter.raw();
-            let line = anchored.base + counter.delta_as_nanos(anchored.raw, counter.raw());
+            let line = anchored.line(|| counter.raw());
             assert!(line <= real, "the time line at {line} ns, ahead of {real}");
         }
+    }
+
+    /// A counter whose calibration is off (here it counts 1 % fast) never carries the limiter's
+    /// time line ahead of tokio's clock by more than that error over one check's interval, however
+    /// long the limiter lives: checked against tokio's clock every millisecond of the time line, it
+    /// is at most 10 µs ahead at any read over a simulated second, where it would otherwise be 10 ms
+    /// ahead by its end, and 20 units over the quota at 2,000 a second.
+    #[test]
+    fn a_miscalibrated_counter_is_held_to_tokios_clock() {
+        let (counter, mock) = quanta::Clock::mock();
+        let counter: &'static quanta::Clock = Box::leak(Box::new(counter));
+        // Tokio's clock, in nanoseconds: 99 for every 100 the counter counts.
+        let tokio = || counter.raw() / 100 * 99;
+        let anchored = super::Counter::anchor(counter, tokio);
+        let mut ahead_most = 0;
+        for _ in 0..10_000 {
+            mock.increment(101_010u64);
+            let line = anchored.line(tokio);
+            ahead_most = ahead_most.max(line.saturating_sub(tokio()));
+        }
+        assert!(tokio() >= 999_000_000, "a second passed");
+        assert!(
+            ahead_most <= 10_500,
+            "the time line ran up to {ahead_most} ns ahead of tokio's clock"
+        );
     }
 
     /// The process's counter, once its calibration (started here if need be) is done.

@@ -39,7 +39,7 @@ impl std::ops::Deref for Held<'_> {
 fn too_soon(shared: &Shared, at: u64, now: u64, deadline: Option<Instant>) -> Option<Refusal> {
     let deadline = shared.clock.nanos(deadline?);
     (at >= deadline).then(|| Refusal::TooSoon {
-        wait: Duration::from_nanos(at - now),
+        wait: Duration::from_nanos(at.saturating_sub(now)),
         remaining: Duration::from_nanos(deadline.saturating_sub(now)),
     })
 }

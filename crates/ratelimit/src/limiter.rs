@@ -293,7 +293,7 @@ impl Limiter {
             Taken::NotBefore { at, now } => {
                 shared.rejected();
                 Err(RetryAfter {
-                    wait: Duration::from_nanos(at - now),
+                    wait: Duration::from_nanos(at.saturating_sub(now)),
                 }
                 .into())
             }
@@ -323,7 +323,7 @@ impl Limiter {
                 state.catch_up(now, &mut wakers);
                 state.try_take(now, n).map(|()| state.tat).map_err(|at| {
                     RetryAfter {
-                        wait: Duration::from_nanos(at - now),
+                        wait: Duration::from_nanos(at.saturating_sub(now)),
                     }
                     .into()
                 })

@@ -157,7 +157,7 @@ impl Reservation {
                 let shared = &self.limiter.shared;
                 let state = shared.lock();
                 let now = shared.clock.now();
-                Duration::from_nanos(state.due(seq, now) - now)
+                Duration::from_nanos(state.due(seq, now).saturating_sub(now))
             }
         }
     }
