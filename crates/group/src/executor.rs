@@ -614,17 +614,11 @@ impl<J> Hold<J> {
         self.tasks.len() - self.free.len()
     }
 
-    fn has_room(&self) -> bool {
-        !self.free.is_empty() || self.tasks.len() < PLACES
-    }
-
     /// What it reports as it looks, with `budget` polls left; the tasks that ended are reported
     /// once.
     fn report(&mut self, budget: usize) -> Holding {
-        let room = match self.has_room() {
-            true => self.free.len() + (PLACES - self.tasks.len()),
-            false => 0,
-        };
+        // Its free places: those given back, and those never made.
+        let room = self.free.len() + (PLACES - self.tasks.len());
         Holding {
             finished: std::mem::take(&mut self.unreported),
             held: self.held(),
@@ -783,15 +777,11 @@ impl<J: Future<Output = ()> + Unpin> RunnerState<J> {
             hold.poll(place);
             let Some(start) = start else { continue };
             looking.last = start.since();
-            if woken != 0 && looking.last == LastJob::Long && core.polled.now() < looking.threads {
+            if woken != 0 && held_long(looking, core) {
                 // Its thread is taken and another is free: the tasks woken meanwhile go back to
                 // the queue, for a runner there, and this one steps aside (invariant 8).
                 let jobs = hold.take_out(woken);
-                let finished = std::mem::take(&mut hold.unreported);
-                let push = core.lock().give_back(jobs, finished, limit);
-                Core::make_search(core, push, limit);
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
+                return give_back(core, hold, jobs, limit, cx);
             }
         }
         loop {
@@ -836,17 +826,9 @@ impl<J: Future<Output = ()> + Unpin> RunnerState<J> {
                     // long while another is free, those not started go back to the queue for a
                     // runner there, as woken ones do (invariant 8).
                     while let Some(job) = hold.batch.pop_front() {
-                        if start.is_some()
-                            && looking.last == LastJob::Long
-                            && core.polled.now() < looking.threads
-                        {
-                            let jobs: Vec<J> =
-                                std::iter::once(job).chain(hold.batch.drain(..)).collect();
-                            let finished = std::mem::take(&mut hold.unreported);
-                            let push = core.lock().give_back(jobs, finished, limit);
-                            Core::make_search(core, push, limit);
-                            cx.waker().wake_by_ref();
-                            return Poll::Pending;
+                        if held_long(looking, core) {
+                            let jobs = std::iter::once(job).chain(hold.batch.drain(..)).collect();
+                            return give_back(core, hold, jobs, limit, cx);
                         }
                         budget -= 1;
                         hold.start(job);
@@ -872,6 +854,28 @@ impl<J: Future<Output = ()> + Unpin> RunnerState<J> {
             }
         }
     }
+}
+
+/// Whether the runner's poll has held its thread long while another thread is free (invariant 8;
+/// never on one worker thread, where polls are not timed).
+fn held_long<J, H>(looking: &Looking, core: &Core<J, H>) -> bool {
+    looking.last == LastJob::Long && core.polled.now() < looking.threads
+}
+
+/// Gives `jobs`, which the runner holds and has not polled since, back to the front of the queue
+/// with the count of its tasks that ended, makes a search for them, and yields (invariant 8).
+fn give_back<J, H>(
+    core: &Arc<Core<J, H>>,
+    hold: &mut Hold<J>,
+    jobs: Vec<J>,
+    limit: usize,
+    cx: &mut TaskContext<'_>,
+) -> Poll<()> {
+    let finished = std::mem::take(&mut hold.unreported);
+    let push = core.lock().give_back(jobs, finished, limit);
+    Core::make_search(core, push, limit);
+    cx.waker().wake_by_ref();
+    Poll::Pending
 }
 
 impl<J, H> Drop for Runner<J, H> {
