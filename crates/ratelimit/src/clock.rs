@@ -49,10 +49,6 @@ struct Counter {
     next_check: AtomicU64,
 }
 
-/// How close together the two reads that anchor the counter to tokio's clock should be: the most the
-/// time line lags tokio's clock once a pair this close is found.
-const CLOSE: u64 = 10_000;
-
 /// How often, on the time line, a read checks it against tokio's clock. The counter's calibration
 /// is an estimate (to a tenth of a percent under load, `quanta` measuring it for well under a
 /// millisecond); between two checks the time line can run ahead of tokio's clock by that error over
@@ -62,26 +58,18 @@ const CHECK_EVERY: u64 = 1_000_000;
 impl Counter {
     /// Pairs a reading of tokio's clock (`tokio_nanos`: the time line's nanoseconds by it) with one of
     /// `clock`, tokio's read first, so that the time line can only lag tokio's clock by the time
-    /// between the two reads, never run ahead of it. Read the other way round, a thread preempted
-    /// between the two reads carried the preemption into every later reading of the time line, as
-    /// time the limiter granted units for: more than the quota, for the rest of the limiter's life.
-    /// A few tries for two reads close together keep the lag to a few microseconds.
-    fn anchor(clock: &'static quanta::Clock, mut tokio_nanos: impl FnMut() -> u64) -> Self {
-        let mut tries = 4;
-        loop {
-            let before = clock.raw();
-            let base = tokio_nanos();
-            let raw = clock.raw();
-            tries -= 1;
-            if tries == 0 || clock.delta_as_nanos(before, raw) <= CLOSE {
-                return Counter {
-                    clock,
-                    raw,
-                    base,
-                    offset: AtomicI64::new(0),
-                    next_check: AtomicU64::new(base.saturating_add(CHECK_EVERY)),
-                };
-            }
+    /// between the two reads, never run ahead of it (the first check, a millisecond on, takes the lag
+    /// back). Read the other way round, a thread preempted between the two reads carried the
+    /// preemption into every later reading of the time line, as time the limiter granted units for.
+    fn anchor(clock: &'static quanta::Clock, tokio_nanos: impl FnOnce() -> u64) -> Self {
+        let base = tokio_nanos();
+        let raw = clock.raw();
+        Counter {
+            clock,
+            raw,
+            base,
+            offset: AtomicI64::new(0),
+            next_check: AtomicU64::new(base.saturating_add(CHECK_EVERY)),
         }
     }
 
@@ -96,7 +84,9 @@ impl Counter {
     /// every [`CHECK_EVERY`] of it.
     #[inline]
     fn line(&self, tokio_nanos: impl FnOnce() -> u64) -> u64 {
-        let line = (self.counted()).saturating_add_signed(self.offset.load(Ordering::Relaxed));
+        let line = self
+            .counted()
+            .saturating_add_signed(self.offset.load(Ordering::Relaxed));
         if line < self.next_check.load(Ordering::Relaxed) {
             return line;
         }
@@ -241,20 +231,21 @@ mod tests {
     }
 
     /// However long a thread is held up between the two reads that anchor the counter to tokio's
-    /// clock, the time line never runs ahead of tokio's clock: a limiter on it never grants for
-    /// time that has not passed. Real time here is a mock counter's nanoseconds, and every read of
-    /// "tokio's clock" comes 1 ms after the read before it, as if the thread had been preempted.
+    /// clock, the time line never runs ahead of tokio's clock, also before its first check: a
+    /// limiter on it never grants for time that has not passed. Real time here is a mock counter's
+    /// nanoseconds, and the read of "tokio's clock" comes 0.5 ms after the counter's read before
+    /// it, as if the thread had been preempted.
     #[test]
     fn the_time_line_never_runs_ahead_of_tokios_clock_however_far_apart_its_anchor_reads_are() {
         let (counter, mock) = quanta::Clock::mock();
         let counter: &'static quanta::Clock = Box::leak(Box::new(counter));
         mock.increment(5_000_000u64);
         let anchored = super::Counter::anchor(counter, || {
-            mock.increment(1_000_000u64);
+            mock.increment(500_000u64);
             counter.raw()
         });
-        for _ in 0..3 {
-            mock.increment(300_000u64);
+        for _ in 0..8 {
+            mock.increment(100_000u64);
             let real = counter.raw();
             let line = anchored.line(|| counter.raw());
             assert!(line <= real, "the time line at {line} ns, ahead of {real}");
