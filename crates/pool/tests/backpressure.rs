@@ -78,28 +78,17 @@ fn visit(
                 return Ok(());
             }
             let pool = pool.upgrade().ok_or("the pool is gone")?;
+            // A child job; `as_job`: counted in the gauge as a job of its own.
+            let child = |as_job| {
+                let pool = std::sync::Arc::downgrade(&pool);
+                visit(pool, gauge.clone(), visited.clone(), depth - 1, nap, as_job)
+            };
             for _ in 0..2 {
-                let child = visit(
-                    std::sync::Arc::downgrade(&pool),
-                    gauge.clone(),
-                    visited.clone(),
-                    depth - 1,
-                    nap,
-                    true,
-                );
-                match pool.submit(child).await {
+                match pool.submit(child(true)).await {
                     Ok(handle) => handle.detach(),
                     // Run in this job, as a job of its own would (but not counted as one).
                     Err(bounded_pool::SubmitError::Deadlock(_)) => {
-                        let inline = visit(
-                            std::sync::Arc::downgrade(&pool),
-                            gauge.clone(),
-                            visited.clone(),
-                            depth - 1,
-                            nap,
-                            false,
-                        );
-                        inline(ctx.clone()).await?;
+                        child(false)(ctx.clone()).await?;
                     }
                     Err(err) => return Err(err.to_string()),
                 }
