@@ -49,10 +49,10 @@ struct Counter {
     next_check: AtomicU64,
 }
 
-/// How often, on the time line, a read checks it against tokio's clock. The counter's calibration
-/// is an estimate (to a tenth of a percent under load, `quanta` measuring it for well under a
-/// millisecond); between two checks the time line can run ahead of tokio's clock by that error over
-/// this interval at most, a microsecond or so, instead of growing with the limiter's age.
+/// How often, on the time line, a read checks it against tokio's clock. The counter's rate is an
+/// estimate (`quanta` measures it for well under a millisecond); between two checks the time line
+/// can run ahead of tokio's clock by that estimate's error over this interval at most, instead of by
+/// its error over the limiter's whole life.
 const CHECK_EVERY: u64 = 1_000_000;
 
 impl Counter {

@@ -112,11 +112,10 @@
 //! spins until its estimate settles, within a millisecond on an idle core but up to its cap of 200
 //! ms on a busy one, and a runtime's worker must not spin that long. Until it is done, a limiter
 //! that chose the counter reads tokio's clock, and the first read after takes the counter on from
-//! where tokio's clock had the time line. The counter's rate is `quanta`'s estimate, which can be off
-//! by a tenth of a percent when it was made on a busy machine: so once every millisecond of its time,
-//! a read checks the limiter's time against tokio's clock and sets it back to it, and the limiter
-//! never runs ahead of tokio's clock (and so past its quota) by more than that error over one
-//! millisecond.
+//! where tokio's clock had the time line. The counter's rate is `quanta`'s estimate, measured in well
+//! under a millisecond, so once every millisecond of its time a read checks the limiter's time
+//! against tokio's clock and sets it back to it: the limiter never runs ahead of tokio's clock (and
+//! so past its quota) by more than the estimate's error over one millisecond.
 //!
 //! tokio's timer has millisecond resolution, so the driver wakes on millisecond ticks: with a bucket
 //! shorter than that (a burst below `rate / 1000`) waiters are granted at most one bucket per tick, and
