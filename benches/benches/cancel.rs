@@ -1,7 +1,9 @@
 //! bounded-cancel against tokio-util's `CancellationToken`, the type a `Context` stands in for.
 //!
 //! - `cancel/fanout_10k/*`: cancel one scope with 10,000 tasks parked on it, and join them all.
-//!   Only the cancel and the joins are timed; spawning and parking the waiters is set-up.
+//!   Only the cancel and the joins are timed; spawning and parking the waiters is set-up. The
+//!   waiters are joined as Go's case joins its goroutines (a `sync.WaitGroup`): each counts itself
+//!   out, and the last wakes the timing task.
 //!   `bare_wake` is the floor: each waiter parked on a oneshot channel of its own, all sent to at
 //!   once, so each is woken once with nothing shared.
 //! - `cancel/with_timeout/*`: a request's context with a deadline, made and dropped, per request; beside a
@@ -19,24 +21,36 @@ use std::time::{Duration, Instant};
 use bounded_benches::{on_worker, runtimes, timed_runtimes};
 use bounded_cancel::Context;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 const WAITERS: usize = 10_000;
 
-/// Parks `WAITERS` tasks on `park`, then times `fire` plus joining every waiter.
+/// Parks `WAITERS` tasks on `park`, then times `fire` until every waiter has woken and counted
+/// itself out. The waiters are joined as Go's case joins its goroutines: a count each takes down,
+/// and one wake-up of the timing task when the last is done (awaiting each waiter's `JoinHandle` in
+/// turn would time up to one more wake-up per waiter, of the timing task). Their `JoinHandle`s are
+/// awaited after the clock stops, so no waiter outlives its iteration.
 async fn fanout<P, Fut>(park: P, fire: impl FnOnce()) -> Duration
 where
     P: Fn() -> Fut,
     Fut: std::future::Future + Send + 'static,
 {
     let parked = Arc::new(AtomicUsize::new(0));
+    let left = Arc::new(AtomicUsize::new(WAITERS));
+    let all_woken = Arc::new(Notify::new());
     let mut tasks = Vec::with_capacity(WAITERS);
     for _ in 0..WAITERS {
         let wait = park();
         let parked = parked.clone();
+        let left = left.clone();
+        let all_woken = all_woken.clone();
         tasks.push(tokio::spawn(async move {
             parked.fetch_add(1, Ordering::Relaxed);
             wait.await;
+            if left.fetch_sub(1, Ordering::AcqRel) == 1 {
+                all_woken.notify_one();
+            }
         }));
     }
     while parked.load(Ordering::Relaxed) < WAITERS {
@@ -45,10 +59,13 @@ where
     tokio::task::yield_now().await;
     let start = Instant::now();
     fire();
+    all_woken.notified().await;
+    let elapsed = start.elapsed();
+    assert_eq!(left.load(Ordering::Acquire), 0, "every waiter woke");
     for task in tasks {
         task.await.expect("waiter");
     }
-    start.elapsed()
+    elapsed
 }
 
 fn bench_fanout(c: &mut Criterion) {
