@@ -9,6 +9,15 @@ use bounded_cancel::{Cause, Context};
 use bounded_group::{Group, SpawnError};
 use tokio::time::{Instant, sleep};
 
+/// A multi-thread runtime of two workers, with its time driver, for the tests that race its threads.
+fn multi_thread_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .expect("a multi-thread runtime")
+}
+
 #[derive(Debug, Clone, PartialEq)]
 enum Failure {
     Real(&'static str),
@@ -251,10 +260,7 @@ async fn spawn_with_ends_the_wait_with_the_callers_cause() {
 #[test]
 fn a_parents_cause_stays_the_groups_cause_whatever_its_tasks_answer_on_a_multi_thread_runtime() {
     for _ in 0..200 {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .build()
-            .unwrap();
+        let runtime = multi_thread_runtime();
         runtime.block_on(async {
             let parent = Context::new();
             let group = Group::<Failure>::with_context(&parent);
@@ -408,11 +414,7 @@ async fn a_spawn_waiting_on_new_slots_after_set_limit_is_released_by_the_context
 fn spawners_waiting_when_a_failure_ends_the_context_are_all_released_on_a_multi_thread_runtime() {
     use std::sync::atomic::AtomicUsize;
     for seed in 0..30usize {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_time()
-            .build()
-            .unwrap();
+        let runtime = multi_thread_runtime();
         runtime.block_on(async {
             let mut group = Group::<Failure>::with_context(&Context::new());
             group.set_limit(Some(3)).unwrap();
@@ -561,11 +563,7 @@ async fn a_spawn_that_waits_after_a_wait_is_still_released_when_the_context_ends
 #[test]
 fn tasks_late_in_a_long_run_have_the_groups_context_in_full_on_a_multi_thread_runtime() {
     use std::sync::atomic::AtomicUsize;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_time()
-        .build()
-        .unwrap();
+    let runtime = multi_thread_runtime();
     runtime.block_on(async {
         for round in 0..10 {
             let parent = Context::new().with_timeout(Duration::from_secs(3600));
