@@ -716,10 +716,11 @@ fn to_markdown(rows: &[Row], go: bool, go_ran: bool, machine: &Machine) -> Strin
     let mut md = format!("{}\n\n", machine.described);
     let barred = rows.iter().filter(|row| row.target.is_some()).count();
     let met = rows.iter().filter(|row| row.met() == Some(true)).count();
+    let short = barred - met;
+    let fall = if short == 1 { "falls" } else { "fall" };
     let _ = writeln!(
         md,
-        "{met} of the {barred} rows with a bar meet it; {} fall short.\n",
-        barred - met
+        "{met} of the {barred} rows with a bar meet it; {short} {fall} short.\n"
     );
     md.push_str(
         "| case | runtime | unit | bounded | baseline | baseline's | ratio | target | met |\n\
@@ -849,7 +850,24 @@ mod tests {
         );
         let ran = to_markdown(&rows, true, true, &machine);
         assert!(!ran.contains("No Go column"), "{ran}");
-        assert!(ran.contains("1 of the 1 rows with a bar meet it"), "{ran}");
+        assert!(
+            ran.contains("1 of the 1 rows with a bar meet it; 0 fall short."),
+            "{ran}"
+        );
+        let slower = [Row {
+            case: "pool/w8_q16".to_owned(),
+            runtime: "current_thread".to_owned(),
+            unit: "ns/item",
+            ours_ns: 150.0,
+            baseline: "async_channel".to_owned(),
+            baseline_ns: 120.0,
+            target: Some(1.0),
+        }];
+        let one_short = to_markdown(&slower, true, true, &machine);
+        assert!(
+            one_short.contains("0 of the 1 rows with a bar meet it; 1 falls short."),
+            "{one_short}"
+        );
     }
 
     #[test]
