@@ -1,0 +1,224 @@
+//! Random chains of every kind of stage (`map`, `map_ordered`, `filter_map`, `flat_map`, `buffer`),
+//! on the paused clock and on two threads, fail-fast or skipping errors: what comes out is exactly
+//! what running the stages one item at a time gives (in order, when every stage keeps order), or the
+//! failure of the one faulty item, with its index in the source; nothing is left running.
+
+#[path = "../../group/tests/support/paused.rs"]
+mod paused;
+#[path = "../../pool/tests/support/two_threads.rs"]
+mod two_threads;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use bounded_cancel::{Context, live};
+use bounded_pipeline::{Pipeline, PipelineError, Stage};
+use paused::paused_runtime;
+use proptest::prelude::*;
+use two_threads::two_thread_runtime;
+
+/// Marks the second item a `flat_map` makes of one: it passes the later stages unchanged.
+const COPY: u64 = 1 << 40;
+
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Map(usize),
+    Ordered(usize),
+    /// Drops the items that divide by the number.
+    Filter(usize, u64),
+    /// Makes two items (the item and its copy) of each original item that divides by the number.
+    Flat(usize, u64),
+    Buffer(usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    None,
+    ErrorAt(usize, u64),
+    PanicAt(usize, u64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        (1usize..=4).prop_map(Op::Map),
+        (1usize..=4).prop_map(Op::Ordered),
+        (1usize..=4, 2u64..7).prop_map(|(w, p)| Op::Filter(w, p)),
+        (1usize..=4, 2u64..7).prop_map(|(w, q)| Op::Flat(w, q)),
+        (1usize..=12).prop_map(Op::Buffer),
+    ]
+}
+
+/// The stages run one item at a time, with the faulty item, if any, dropped at its stage (as skip
+/// mode drops it).
+fn one_at_a_time(ops: &[Op], n: u64, dropped: Option<(usize, u64)>) -> Vec<u64> {
+    let mut items: Vec<u64> = (0..n).collect();
+    for (at, op) in ops.iter().enumerate() {
+        if let Some((stage, item)) = dropped
+            && stage == at
+        {
+            items.retain(|i| *i != item);
+        }
+        items = match *op {
+            Op::Filter(_, p) => items.into_iter().filter(|i| i % p != 0).collect(),
+            Op::Flat(_, q) => items
+                .into_iter()
+                .flat_map(|i| match i % q == 0 && i & COPY == 0 {
+                    true => vec![i, i | COPY],
+                    false => vec![i],
+                })
+                .collect(),
+            _ => items,
+        };
+    }
+    items
+}
+
+async fn pause(i: u64, paused: bool) {
+    match i % 5 {
+        0 => tokio::task::yield_now().await,
+        1 if paused => tokio::time::sleep(Duration::from_micros(i % 300)).await,
+        _ => {}
+    }
+}
+
+/// What a stage function does with item `i` at stage `at`: fails or panics if it is the faulty one.
+fn check(at: usize, i: u64, fault: Fault) -> Result<(), u64> {
+    match fault {
+        Fault::ErrorAt(stage, item) if stage == at && i == item => Err(i),
+        Fault::PanicAt(stage, item) if stage == at && i == item => {
+            panic!("item {i} panicked on purpose")
+        }
+        _ => Ok(()),
+    }
+}
+
+fn add(stage: Stage<u64, u64>, at: usize, op: Op, fault: Fault, paused: bool) -> Stage<u64, u64> {
+    match op {
+        Op::Map(w) => stage.map(w, move |_ctx, i| async move {
+            pause(i, paused).await;
+            check(at, i, fault).map(|()| i)
+        }),
+        Op::Ordered(w) => stage.map_ordered(w, move |_ctx, i| async move {
+            pause(i, paused).await;
+            check(at, i, fault).map(|()| i)
+        }),
+        Op::Filter(w, p) => stage.filter_map(w, move |_ctx, i| async move {
+            pause(i, paused).await;
+            check(at, i, fault).map(|()| (i % p != 0).then_some(i))
+        }),
+        Op::Flat(w, q) => stage.flat_map(w, move |_ctx, i| async move {
+            pause(i, paused).await;
+            check(at, i, fault).map(|()| match i % q == 0 && i & COPY == 0 {
+                true => vec![i, i | COPY],
+                false => vec![i],
+            })
+        }),
+        Op::Buffer(capacity) => stage.buffer(capacity),
+    }
+}
+
+fn quiet_planned_panics() {
+    static QUIET: Once = Once::new();
+    QUIET.call_once(|| {
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !bounded_cancel::panic_message(info.payload()).ends_with("on purpose") {
+                report(info);
+            }
+        }));
+    });
+}
+
+fn case() -> impl Strategy<Value = (u64, Vec<Op>, Fault)> {
+    (0u64..300, proptest::collection::vec(op(), 1..=4)).prop_flat_map(|(n, ops)| {
+        let stages = ops.len();
+        let fault = prop_oneof![
+            2 => Just(Fault::None),
+            1 => (0..stages, 0..n.max(1)).prop_map(|(s, i)| Fault::ErrorAt(s, i)),
+            1 => (0..stages, 0..n.max(1)).prop_map(|(s, i)| Fault::PanicAt(s, i)),
+        ];
+        (Just(n), Just(ops), fault)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn random_chains_deliver_what_one_at_a_time_gives_or_the_faulty_items_failure(
+        (n, ops, fault) in case(),
+        skip in any::<bool>(),
+        paused in any::<bool>(),
+    ) {
+        quiet_planned_panics();
+        // A fault at a `buffer` (no function), or on an item filtered out before it, never happens.
+        let reached = |stage: usize, item: u64| {
+            !matches!(ops[stage], Op::Buffer(_)) && one_at_a_time(&ops[..stage], n, None).contains(&item)
+        };
+        let fault = match fault {
+            Fault::ErrorAt(s, i) | Fault::PanicAt(s, i) if !reached(s, i) => Fault::None,
+            other => other,
+        };
+        let skipped = Arc::new(AtomicU64::new(0));
+        let run = {
+            let (ops, skipped) = (ops.clone(), skipped.clone());
+            async move {
+                let mut pipeline = Pipeline::<u64>::new(&Context::new());
+                if skip {
+                    pipeline = pipeline.skip_errors(move |index, error| {
+                        assert_eq!(index, error, "the skipped item's index in the source");
+                        skipped.fetch_add(1, Ordering::SeqCst);
+                    });
+                }
+                let mut stage = pipeline.source(0..n);
+                for (at, op) in ops.into_iter().enumerate() {
+                    stage = add(stage, at, op, fault, paused);
+                }
+                let out = stage.output().collect().await;
+                live::assert_none_alive().await;
+                out
+            }
+        };
+        let (items, failure) = match paused {
+            true => paused_runtime().block_on(run),
+            false => two_thread_runtime().block_on(async { tokio::spawn(run).await.unwrap() }),
+        };
+        let keeps_order = ops
+            .iter()
+            .all(|op| matches!(op, Op::Ordered(_) | Op::Buffer(_) | Op::Filter(1, _) | Op::Flat(1, _)));
+        match fault {
+            Fault::ErrorAt(stage, item) if skip => {
+                prop_assert!(failure.is_none(), "{:?}", failure);
+                prop_assert_eq!(skipped.load(Ordering::SeqCst), 1);
+                let mut expected = one_at_a_time(&ops, n, Some((stage, item)));
+                let mut items = items;
+                if !keeps_order {
+                    items.sort_unstable();
+                    expected.sort_unstable();
+                }
+                prop_assert_eq!(items, expected);
+            }
+            Fault::None => {
+                prop_assert!(failure.is_none(), "{:?}", failure);
+                let mut expected = one_at_a_time(&ops, n, None);
+                let mut items = items;
+                if !keeps_order {
+                    items.sort_unstable();
+                    expected.sort_unstable();
+                }
+                prop_assert_eq!(items, expected);
+            }
+            Fault::ErrorAt(_, item) => match failure {
+                Some(PipelineError::Failed { index, error, .. }) => {
+                    prop_assert_eq!((index, error), (item, item));
+                }
+                other => prop_assert!(false, "expected the error of item {}: {:?}", item, other),
+            },
+            Fault::PanicAt(_, item) => match failure {
+                Some(PipelineError::Panicked { index, .. }) => prop_assert_eq!(index, item),
+                other => prop_assert!(false, "expected the panic of item {}: {:?}", item, other),
+            },
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! Whatever mix of entry points, resizes and ways of stopping a pool sees, from several submitters at
+//! once, every accepted job is in exactly one count of the report, and every failure and panic
+//! reaches exactly one place: the handle that awaited it, or the error hook.
+
+#[path = "../../group/tests/support/paused.rs"]
+mod paused;
+#[path = "support/two_threads.rs"]
+mod two_threads;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use bounded_cancel::{Context, live};
+use bounded_pool::{JobError, Pool, PoolReport, SubmitError, TrySubmitError};
+use paused::paused_runtime;
+use proptest::prelude::*;
+use two_threads::two_thread_runtime;
+
+/// What a job does.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Quick,
+    Yields(u8),
+    /// Sleeps this many tens of microseconds on the paused clock; yields that often on two threads.
+    Waits(u8),
+    /// Waits as `Waits` does, but gives up with an error when the pool's context ends.
+    Watches(u8),
+    Fails,
+    Panics,
+}
+
+/// What a submitter does with its handle, if it gets one.
+#[derive(Debug, Clone, Copy)]
+enum Keep {
+    Await,
+    Detach,
+    Drop,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Submit(Kind, Keep),
+    SubmitDetached(Kind),
+    TrySubmit(Kind),
+    TrySubmitDetached(Kind),
+    /// `submit_with` on a caller's context that may be cancelled while it waits.
+    SubmitWith(Kind),
+    Resize(usize),
+    Yield,
+}
+
+/// How the pool is stopped.
+#[derive(Debug, Clone, Copy)]
+enum Stop {
+    Shutdown,
+    /// With this grace, in tens of microseconds.
+    ShutdownTimeout(u8),
+    AbortThenShutdown,
+    CloseThenNoGrace,
+}
+
+fn kind() -> impl Strategy<Value = Kind> {
+    prop_oneof![
+        3 => Just(Kind::Quick),
+        2 => (1u8..4).prop_map(Kind::Yields),
+        2 => (1u8..20).prop_map(Kind::Waits),
+        1 => (1u8..20).prop_map(Kind::Watches),
+        1 => Just(Kind::Fails),
+        1 => Just(Kind::Panics),
+    ]
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let keep = prop_oneof![Just(Keep::Await), Just(Keep::Detach), Just(Keep::Drop)];
+    prop_oneof![
+        4 => (kind(), keep).prop_map(|(k, h)| Step::Submit(k, h)),
+        2 => kind().prop_map(Step::SubmitDetached),
+        2 => kind().prop_map(Step::TrySubmit),
+        1 => kind().prop_map(Step::TrySubmitDetached),
+        2 => kind().prop_map(Step::SubmitWith),
+        1 => (1usize..=6).prop_map(Step::Resize),
+        1 => Just(Step::Yield),
+    ]
+}
+
+fn stop() -> impl Strategy<Value = Stop> {
+    prop_oneof![
+        Just(Stop::Shutdown),
+        (0u8..50).prop_map(Stop::ShutdownTimeout),
+        Just(Stop::AbortThenShutdown),
+        Just(Stop::CloseThenNoGrace),
+    ]
+}
+
+/// What the jobs, the hook and the handles saw.
+#[derive(Default)]
+struct Seen {
+    accepted: AtomicU64,
+    returned_ok: AtomicU64,
+    returned_err: AtomicU64,
+    panicked: AtomicU64,
+    to_hook: AtomicU64,
+    claimed: AtomicU64,
+}
+
+fn count(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::SeqCst);
+}
+
+fn read(counter: &AtomicU64) -> u64 {
+    counter.load(Ordering::SeqCst)
+}
+
+async fn wait(paused: bool, n: u8) {
+    if paused {
+        tokio::time::sleep(Duration::from_micros(10 * u64::from(n))).await;
+    } else {
+        for _ in 0..n {
+            tokio::task::yield_now().await;
+        }
+    }
+}
+
+async fn run_job(kind: Kind, paused: bool, ctx: Context, seen: Arc<Seen>) -> Result<(), String> {
+    match kind {
+        Kind::Quick => {}
+        Kind::Yields(n) => {
+            for _ in 0..n {
+                tokio::task::yield_now().await;
+            }
+        }
+        Kind::Waits(n) => wait(paused, n).await,
+        Kind::Watches(n) => {
+            if ctx.run(wait(paused, n)).await.is_err() {
+                count(&seen.returned_err);
+                return Err("the pool stopped".into());
+            }
+        }
+        Kind::Fails => {
+            count(&seen.returned_err);
+            return Err("bad input".into());
+        }
+        Kind::Panics => {
+            count(&seen.panicked);
+            panic!("a job panicked on purpose");
+        }
+    }
+    count(&seen.returned_ok);
+    Ok(())
+}
+
+async fn submitter(
+    pool: Arc<Pool>,
+    caller: Context,
+    steps: Vec<Step>,
+    paused: bool,
+    seen: Arc<Seen>,
+) -> Vec<bounded_pool::JobHandle<(), String>> {
+    let mut kept = Vec::new();
+    for step in steps {
+        let job = |kind| {
+            let seen = seen.clone();
+            move |ctx| run_job(kind, paused, ctx, seen)
+        };
+        let accepted = match step {
+            Step::Submit(kind, keep) => match pool.submit(job(kind)).await {
+                Ok(handle) => {
+                    match keep {
+                        Keep::Await => kept.push(handle),
+                        Keep::Detach => handle.detach(),
+                        Keep::Drop => drop(handle),
+                    }
+                    true
+                }
+                Err(SubmitError::Closed(_)) => false,
+                Err(other) => panic!("submit: {other}"),
+            },
+            Step::SubmitDetached(kind) => match pool.submit_detached(job(kind)).await {
+                Ok(()) => true,
+                Err(SubmitError::Closed(_)) => false,
+                Err(other) => panic!("submit_detached: {other}"),
+            },
+            Step::TrySubmit(kind) => match pool.try_submit(job(kind)) {
+                Ok(handle) => {
+                    kept.push(handle);
+                    true
+                }
+                Err(TrySubmitError::Full(_) | TrySubmitError::Closed(_)) => false,
+                Err(other) => panic!("try_submit: {other}"),
+            },
+            Step::TrySubmitDetached(kind) => match pool.try_submit_detached(job(kind)) {
+                Ok(()) => true,
+                Err(TrySubmitError::Full(_) | TrySubmitError::Closed(_)) => false,
+                Err(other) => panic!("try_submit_detached: {other}"),
+            },
+            Step::SubmitWith(kind) => match pool.submit_with(&caller, job(kind)).await {
+                Ok(handle) => {
+                    kept.push(handle);
+                    true
+                }
+                Err(SubmitError::Closed(_) | SubmitError::Cancelled { .. }) => false,
+                Err(other) => panic!("submit_with: {other}"),
+            },
+            Step::Resize(workers) => {
+                // Refused once the pool is closed; either answer is fine here.
+                let _ = pool.resize(workers);
+                false
+            }
+            Step::Yield => {
+                tokio::task::yield_now().await;
+                false
+            }
+        };
+        if accepted {
+            count(&seen.accepted);
+        }
+    }
+    kept
+}
+
+async fn run_case(
+    workers: usize,
+    queue: usize,
+    plans: Vec<Vec<Step>>,
+    stop_after: u8,
+    cancel_caller: bool,
+    stop: Stop,
+    paused: bool,
+) -> (PoolReport, Arc<Seen>) {
+    let seen = Arc::new(Seen::default());
+    let hook_seen = seen.clone();
+    let pool = Pool::builder()
+        .workers(workers)
+        .queue(queue)
+        .error_hook(move |_failure| count(&hook_seen.to_hook))
+        .build()
+        .unwrap();
+    let pool = Arc::new(pool);
+    let caller = Context::new();
+    let submitters: Vec<_> = plans
+        .into_iter()
+        .map(|steps| {
+            let task = submitter(pool.clone(), caller.clone(), steps, paused, seen.clone());
+            tokio::spawn(task)
+        })
+        .collect();
+    wait(paused, stop_after).await;
+    if cancel_caller {
+        caller.cancel();
+    }
+    let report = match stop {
+        Stop::Shutdown => pool.shutdown().await,
+        Stop::ShutdownTimeout(grace) => {
+            let grace = Duration::from_micros(10 * u64::from(grace));
+            pool.shutdown_timeout(grace).await
+        }
+        Stop::AbortThenShutdown => {
+            pool.abort();
+            pool.shutdown().await
+        }
+        Stop::CloseThenNoGrace => {
+            pool.close();
+            pool.shutdown_timeout(Duration::ZERO).await
+        }
+    };
+    let mut handles = Vec::new();
+    for submitter in submitters {
+        handles.extend(submitter.await.expect("a submitter"));
+    }
+    // Every handle resolves once its pool has stopped.
+    for handle in handles {
+        match handle.await {
+            Ok(()) => {}
+            Err(JobError::Failed(_) | JobError::Panicked(_)) => count(&seen.claimed),
+            Err(JobError::Cancelled) => {}
+            Err(other) => panic!("a new kind of job error: {other}"),
+        }
+    }
+    let metrics = pool.metrics();
+    assert_eq!((metrics.running, metrics.queued), (0, 0), "{metrics:?}");
+    drop(pool);
+    live::assert_none_alive().await;
+    (report, seen)
+}
+
+/// Keeps the reports of the jobs that panic on purpose out of the log, and every other panic in it.
+fn quiet_planned_panics() {
+    static QUIET: Once = Once::new();
+    QUIET.call_once(|| {
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !bounded_cancel::panic_message(info.payload()).ends_with("on purpose") {
+                report(info);
+            }
+        }));
+    });
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn every_accepted_job_and_every_failure_is_accounted_for_once(
+        workers in 1usize..=6,
+        queue in 1usize..=8,
+        plans in proptest::collection::vec(proptest::collection::vec(step(), 0..80), 1..=3),
+        stop_after in 1u8..80,
+        cancel_caller in any::<bool>(),
+        stop in stop(),
+        paused in any::<bool>(),
+    ) {
+        quiet_planned_panics();
+        let case = run_case(workers, queue, plans, stop_after, cancel_caller, stop, paused);
+        let (report, seen) = match paused {
+            true => paused_runtime().block_on(case),
+            // On a worker thread, so that the submitters it spawns start while it yields.
+            false => two_thread_runtime().block_on(async { tokio::spawn(case).await.unwrap() }),
+        };
+        let counted = report.completed
+            + report.failed
+            + report.panicked
+            + report.cancelled
+            + report.never_started;
+        prop_assert_eq!(report.submitted, read(&seen.accepted), "{}", report);
+        prop_assert_eq!(counted, report.submitted, "a job is missing from {}", report);
+        prop_assert_eq!(report.completed, read(&seen.returned_ok), "{}", report);
+        prop_assert_eq!(report.panicked, read(&seen.panicked), "{}", report);
+        // An error returned after the pool's stop is counted as cancelled, not failed.
+        prop_assert!(report.failed <= read(&seen.returned_err), "{}", report);
+        let reached = read(&seen.to_hook) + read(&seen.claimed);
+        prop_assert_eq!(reached, report.failed + report.panicked, "{}", report);
+    }
+}

@@ -1,0 +1,149 @@
+//! Callers mixing every way to take units (waits, tries, batches, waits given up at random, waits
+//! with deadlines, reservations acted on or cancelled), on the paused clock: no window of time is
+//! granted more than the quota allows, `burst + (window + 1 ms) / interval` (a waiter is granted as
+//! of the instant it conformed, up to one tick of tokio's 1 ms timer before it is seen).
+
+#[path = "../../group/tests/support/paused.rs"]
+mod paused;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bounded_cancel::Context;
+use bounded_ratelimit::{Limiter, Quota};
+use paused::paused_runtime;
+use proptest::prelude::*;
+use tokio::time::Instant;
+
+#[derive(Debug, Clone, Copy)]
+enum Call {
+    Acquire,
+    /// Up to the burst: the number is taken modulo the burst, plus one.
+    AcquireN(u32),
+    TryAcquire,
+    TryAcquireN(u32),
+    /// A wait dropped after this many microseconds, if not granted by then.
+    GiveUpAfter(u32),
+    /// A wait of `n` units on a context whose deadline is this many microseconds away.
+    Deadline(u32, u32),
+    /// A reservation acted on at its instant (`true`) or cancelled after this many microseconds.
+    Reserve(bool, u32),
+    Pause(u32),
+}
+
+fn call() -> impl Strategy<Value = Call> {
+    prop_oneof![
+        Just(Call::Acquire),
+        any::<u32>().prop_map(Call::AcquireN),
+        Just(Call::TryAcquire),
+        any::<u32>().prop_map(Call::TryAcquireN),
+        (0u32..60_000).prop_map(Call::GiveUpAfter),
+        (any::<u32>(), 0u32..60_000).prop_map(|(n, us)| Call::Deadline(n, us)),
+        (any::<bool>(), 0u32..60_000).prop_map(|(act, us)| Call::Reserve(act, us)),
+        (0u32..40_000).prop_map(Call::Pause),
+    ]
+}
+
+/// When each grant was seen, and how many units it took.
+type Grants = Arc<Mutex<Vec<(Duration, u32)>>>;
+
+async fn caller(limiter: Limiter, calls: Vec<Call>, start: Instant, grants: Grants) {
+    let burst = limiter.quota().count();
+    let granted = |units| grants.lock().unwrap().push((start.elapsed(), units));
+    let micros = |us| Duration::from_micros(u64::from(us));
+    for call in calls {
+        match call {
+            Call::Acquire => {
+                limiter.acquire().await;
+                granted(1);
+            }
+            Call::AcquireN(n) => {
+                let n = n % burst + 1;
+                limiter.acquire_n(n).await.expect("within the burst");
+                granted(n);
+            }
+            Call::TryAcquire => {
+                if limiter.try_acquire().is_ok() {
+                    granted(1);
+                }
+            }
+            Call::TryAcquireN(n) => {
+                let n = n % burst + 1;
+                if limiter.try_acquire_n(n).is_ok() {
+                    granted(n);
+                }
+            }
+            Call::GiveUpAfter(us) => {
+                if tokio::time::timeout(micros(us), limiter.acquire())
+                    .await
+                    .is_ok()
+                {
+                    granted(1);
+                }
+            }
+            Call::Deadline(n, us) => {
+                let n = n % burst + 1;
+                let ctx = Context::new().with_timeout(micros(us));
+                if limiter.acquire_n_with(&ctx, n).await.is_ok() {
+                    granted(n);
+                }
+            }
+            Call::Reserve(act, us) => {
+                let mut reservation = limiter.reserve();
+                if act {
+                    reservation
+                        .ready()
+                        .await
+                        .expect("one unit is within the burst");
+                    granted(1);
+                } else {
+                    tokio::time::sleep(micros(us)).await;
+                    reservation.cancel();
+                }
+            }
+            Call::Pause(us) => tokio::time::sleep(micros(us)).await,
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn no_window_of_time_gets_more_than_the_quota_allows(
+        interval_ms in 1u64..20,
+        burst in 1u32..=6,
+        callers in proptest::collection::vec(proptest::collection::vec(call(), 0..40), 1..=6),
+    ) {
+        let interval = Duration::from_millis(interval_ms);
+        let grants = Grants::default();
+        let seen = grants.clone();
+        paused_runtime().block_on(async move {
+            let limiter = Limiter::new(Quota::every(interval).burst(burst)).unwrap();
+            let start = Instant::now();
+            let tasks: Vec<_> = callers
+                .into_iter()
+                .map(|calls| tokio::spawn(caller(limiter.clone(), calls, start, seen.clone())))
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+        });
+        let mut grants = grants.lock().unwrap().clone();
+        grants.sort_unstable();
+        for (i, (from, _)) in grants.iter().enumerate() {
+            let mut units = 0;
+            for (to, n) in &grants[i..] {
+                units += u64::from(*n);
+                let window = *to - *from;
+                let with_tick = window + Duration::from_millis(1);
+                let allowed = u64::from(burst) + (with_tick.as_nanos() / interval.as_nanos()) as u64;
+                prop_assert!(
+                    units <= allowed,
+                    "{} units in {:?} from {:?}, where {} are allowed",
+                    units, window, from, allowed
+                );
+            }
+        }
+    }
+}
