@@ -1,7 +1,8 @@
 //! Callers mixing every way to take units (waits, tries, batches, waits given up at random, waits
 //! with deadlines, reservations acted on or cancelled), on the paused clock: no window of time is
 //! granted more than the quota allows, `burst + (window + 1 ms) / interval` (a waiter is granted as
-//! of the instant it conformed, up to one tick of tokio's 1 ms timer before it is seen).
+//! of the instant it conformed, up to one tick of tokio's 1 ms timer before it is seen). The same
+//! holds for each key of a keyed limiter that remembers fewer keys than its callers use.
 
 #[path = "../../group/tests/support/paused.rs"]
 mod paused;
@@ -10,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bounded_cancel::Context;
-use bounded_ratelimit::{Limiter, Quota};
+use bounded_ratelimit::{KeyedLimiter, Limiter, Quota};
 use paused::paused_runtime;
 use proptest::prelude::*;
 use tokio::time::Instant;
@@ -129,21 +130,134 @@ proptest! {
                 task.await.unwrap();
             }
         });
-        let mut grants = grants.lock().unwrap().clone();
-        grants.sort_unstable();
-        for (i, (from, _)) in grants.iter().enumerate() {
-            let mut units = 0;
-            for (to, n) in &grants[i..] {
-                units += u64::from(*n);
-                let window = *to - *from;
-                let with_tick = window + Duration::from_millis(1);
-                let allowed = u64::from(burst) + (with_tick.as_nanos() / interval.as_nanos()) as u64;
-                prop_assert!(
-                    units <= allowed,
-                    "{} units in {:?} from {:?}, where {} are allowed",
-                    units, window, from, allowed
-                );
+        let grants = grants.lock().unwrap().clone();
+        if let Err(over) = within_quota(grants, interval, burst) {
+            prop_assert!(false, "{}", over);
+        }
+    }
+
+    #[test]
+    fn no_key_is_granted_more_than_the_quota_allows_while_keys_are_forgotten(
+        interval_ms in 1u64..20,
+        burst in 1u32..=4,
+        max_keys in 1usize..=4,
+        callers in proptest::collection::vec(
+            proptest::collection::vec((0u8..6, keyed_call()), 0..40),
+            1..=6,
+        ),
+    ) {
+        let interval = Duration::from_millis(interval_ms);
+        let grants = KeyedGrants::default();
+        let seen = grants.clone();
+        paused_runtime().block_on(async move {
+            let quota = Quota::every(interval).burst(burst);
+            let limiter = KeyedLimiter::new(quota, max_keys).unwrap();
+            let start = Instant::now();
+            let tasks: Vec<_> = callers
+                .into_iter()
+                .map(|calls| tokio::spawn(keyed_caller(limiter.clone(), calls, start, seen.clone())))
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
             }
+        });
+        for key in 0..6 {
+            let of_key: Vec<_> = grants
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(k, _, _)| *k == key)
+                .map(|(_, at, n)| (*at, *n))
+                .collect();
+            if let Err(over) = within_quota(of_key, interval, burst) {
+                prop_assert!(false, "key {}: {}", key, over);
+            }
+        }
+    }
+}
+
+/// Checks every window between two grants against `burst + (window + 1 ms) / interval`.
+fn within_quota(
+    mut grants: Vec<(Duration, u32)>,
+    interval: Duration,
+    burst: u32,
+) -> Result<(), String> {
+    grants.sort_unstable();
+    for (i, (from, _)) in grants.iter().enumerate() {
+        let mut units = 0;
+        for (to, n) in &grants[i..] {
+            units += u64::from(*n);
+            let window = *to - *from;
+            let with_tick = window + Duration::from_millis(1);
+            let allowed = u64::from(burst) + (with_tick.as_nanos() / interval.as_nanos()) as u64;
+            if units > allowed {
+                return Err(format!(
+                    "{units} units in {window:?} from {from:?}, where {allowed} are allowed"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The calls a keyed limiter offers (it has no reservations).
+fn keyed_call() -> impl Strategy<Value = Call> {
+    call().prop_filter("a keyed limiter has no reservations", |c| {
+        !matches!(c, Call::Reserve(..))
+    })
+}
+
+/// When each grant was seen, for which key, and how many units it took.
+type KeyedGrants = Arc<Mutex<Vec<(u8, Duration, u32)>>>;
+
+async fn keyed_caller(
+    limiter: KeyedLimiter<u8>,
+    calls: Vec<(u8, Call)>,
+    start: Instant,
+    grants: KeyedGrants,
+) {
+    let burst = limiter.quota().count();
+    let micros = |us| Duration::from_micros(u64::from(us));
+    for (key, call) in calls {
+        let granted = |units| grants.lock().unwrap().push((key, start.elapsed(), units));
+        match call {
+            Call::Acquire => {
+                limiter.acquire(&key).await;
+                granted(1);
+            }
+            Call::AcquireN(n) => {
+                let n = n % burst + 1;
+                limiter.acquire_n(&key, n).await.expect("within the burst");
+                granted(n);
+            }
+            Call::TryAcquire => {
+                if limiter.try_acquire(&key).is_ok() {
+                    granted(1);
+                }
+            }
+            Call::TryAcquireN(n) => {
+                let n = n % burst + 1;
+                if limiter.try_acquire_n(&key, n).is_ok() {
+                    granted(n);
+                }
+            }
+            Call::GiveUpAfter(us) => {
+                if tokio::time::timeout(micros(us), limiter.acquire(&key))
+                    .await
+                    .is_ok()
+                {
+                    granted(1);
+                }
+            }
+            Call::Deadline(n, us) => {
+                let n = n % burst + 1;
+                let ctx = Context::new().with_timeout(micros(us));
+                if limiter.acquire_n_with(&ctx, &key, n).await.is_ok() {
+                    granted(n);
+                }
+            }
+            Call::Reserve(..) => unreachable!("filtered out"),
+            Call::Pause(us) => tokio::time::sleep(micros(us)).await,
         }
     }
 }
