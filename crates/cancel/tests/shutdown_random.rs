@@ -4,7 +4,6 @@
 //! within the grace and as aborted otherwise; `wait` returns at the trigger plus the grace at the
 //! latest, and leaves no task alive.
 
-use std::sync::Once;
 use std::time::Duration;
 
 use bounded_cancel::{Shutdown, TaskOutcome, live};
@@ -46,18 +45,6 @@ fn ends_at(task: Task, trigger: Option<u64>) -> Option<u64> {
     }
 }
 
-fn quiet_planned_panics() {
-    static QUIET: Once = Once::new();
-    QUIET.call_once(|| {
-        let report = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !bounded_cancel::panic_message(info.payload()).ends_with("on purpose") {
-                report(info);
-            }
-        }));
-    });
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -68,7 +55,7 @@ proptest! {
         grace in 0u8..40,
         on_failure in any::<bool>(),
     ) {
-        quiet_planned_panics();
+        bounded_testkit::quiet_planned_panics();
         // When the shutdown starts: the trigger, or with `trigger_on_failure` the first failure or
         // panic, whichever comes first.
         let first_failure = tasks

@@ -9,7 +9,7 @@ mod paused;
 mod two_threads;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bounded_cancel::{Context, live};
@@ -169,18 +169,6 @@ async fn run_case(
     (answer, seen, accepted)
 }
 
-fn quiet_planned_panics() {
-    static QUIET: Once = Once::new();
-    QUIET.call_once(|| {
-        let report = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !bounded_cancel::panic_message(info.payload()).ends_with("on purpose") {
-                report(info);
-            }
-        }));
-    });
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -191,7 +179,7 @@ proptest! {
         plan in proptest::collection::vec((kind(), proptest::bool::weighted(0.2)), 0..120),
         paused in any::<bool>(),
     ) {
-        quiet_planned_panics();
+        bounded_testkit::quiet_planned_panics();
         let case = run_case(mode, limit, plan, paused);
         let (answer, seen, accepted) = match paused {
             true => paused_runtime().block_on(case),

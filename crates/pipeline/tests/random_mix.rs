@@ -8,8 +8,8 @@ mod paused;
 #[path = "../../pool/tests/support/two_threads.rs"]
 mod two_threads;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use bounded_cancel::{Context, live};
@@ -118,18 +118,6 @@ fn add(stage: Stage<u64, u64>, at: usize, op: Op, fault: Fault, paused: bool) ->
     }
 }
 
-fn quiet_planned_panics() {
-    static QUIET: Once = Once::new();
-    QUIET.call_once(|| {
-        let report = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !bounded_cancel::panic_message(info.payload()).ends_with("on purpose") {
-                report(info);
-            }
-        }));
-    });
-}
-
 fn case() -> impl Strategy<Value = (u64, Vec<Op>, Fault)> {
     (0u64..300, proptest::collection::vec(op(), 1..=4)).prop_flat_map(|(n, ops)| {
         let stages = ops.len();
@@ -151,7 +139,7 @@ proptest! {
         skip in any::<bool>(),
         paused in any::<bool>(),
     ) {
-        quiet_planned_panics();
+        bounded_testkit::quiet_planned_panics();
         // A fault at a `buffer` (no function), or on an item filtered out before it, never happens.
         let reached = |stage: usize, item: u64| {
             !matches!(ops[stage], Op::Buffer(_)) && one_at_a_time(&ops[..stage], n, None).contains(&item)

@@ -7,8 +7,8 @@ mod paused;
 #[path = "support/two_threads.rs"]
 mod two_threads;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use bounded_cancel::{Context, live};
@@ -284,19 +284,6 @@ async fn run_case(
     (report, seen)
 }
 
-/// Keeps the reports of the jobs that panic on purpose out of the log, and every other panic in it.
-fn quiet_planned_panics() {
-    static QUIET: Once = Once::new();
-    QUIET.call_once(|| {
-        let report = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            if !bounded_cancel::panic_message(info.payload()).ends_with("on purpose") {
-                report(info);
-            }
-        }));
-    });
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -310,7 +297,7 @@ proptest! {
         stop in stop(),
         paused in any::<bool>(),
     ) {
-        quiet_planned_panics();
+        bounded_testkit::quiet_planned_panics();
         let case = run_case(workers, queue, plans, stop_after, cancel_caller, stop, paused);
         let (report, seen) = match paused {
             true => paused_runtime().block_on(case),

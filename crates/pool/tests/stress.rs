@@ -29,13 +29,7 @@ async fn stress_accounting_is_exact_on_one_thread_where_jobs_run_in_runs() {
 
 async fn stress(jobs: u64) {
     // Thousands of jobs panic on purpose; keep their reports out of the log, and every other panic in it.
-    let report = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let planned = bounded_cancel::panic_message(info.payload()).ends_with("on purpose");
-        if !planned {
-            report(info);
-        }
-    }));
+    bounded_testkit::quiet_planned_panics();
     let pool = Arc::new(
         Pool::builder()
             .workers(8)

@@ -2,6 +2,27 @@
 
 pub mod redis_server;
 
+/// Keeps the reports of the panics a test makes on purpose (those whose message ends with "on
+/// purpose") out of the log, and every other panic in it. Installed once per test binary, however
+/// many tests call it.
+pub fn quiet_planned_panics() {
+    static QUIET: std::sync::Once = std::sync::Once::new();
+    QUIET.call_once(|| {
+        let report = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let message = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or_default();
+            if !message.ends_with("on purpose") {
+                report(info);
+            }
+        }));
+    });
+}
+
 use metrics_util::CompositeKey;
 use metrics_util::debugging::{DebugValue, Snapshotter};
 
