@@ -6,6 +6,8 @@
 
 #[path = "../../group/tests/support/paused.rs"]
 mod paused;
+#[path = "support/windows.rs"]
+mod windows;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,6 +17,7 @@ use bounded_ratelimit::{KeyedLimiter, Limiter, Quota};
 use paused::paused_runtime;
 use proptest::prelude::*;
 use tokio::time::Instant;
+use windows::within_quota;
 
 #[derive(Debug, Clone, Copy)]
 enum Call {
@@ -174,30 +177,6 @@ proptest! {
             }
         }
     }
-}
-
-/// Checks every window between two grants against `burst + (window + 1 ms) / interval`.
-fn within_quota(
-    mut grants: Vec<(Duration, u32)>,
-    interval: Duration,
-    burst: u32,
-) -> Result<(), String> {
-    grants.sort_unstable();
-    for (i, (from, _)) in grants.iter().enumerate() {
-        let mut units = 0;
-        for (to, n) in &grants[i..] {
-            units += u64::from(*n);
-            let window = *to - *from;
-            let with_tick = window + Duration::from_millis(1);
-            let allowed = u64::from(burst) + (with_tick.as_nanos() / interval.as_nanos()) as u64;
-            if units > allowed {
-                return Err(format!(
-                    "{units} units in {window:?} from {from:?}, where {allowed} are allowed"
-                ));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The calls a keyed limiter offers (it has no reservations).
