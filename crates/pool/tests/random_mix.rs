@@ -245,6 +245,18 @@ async fn run_case(
             tokio::spawn(task)
         })
         .collect();
+    // On one thread, between polls, no job is counted as started before it was accepted, or as ended
+    // before it started: the queued, the running and the ended add up to the accepted.
+    let observer = paused.then(|| {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            loop {
+                let m = pool.metrics();
+                assert_eq!(m.submitted, m.queued + m.running + m.ended(), "{m:?}");
+                tokio::time::sleep(Duration::from_micros(10)).await;
+            }
+        })
+    });
     wait(paused, stop_after).await;
     if cancel_caller {
         caller.cancel();
@@ -275,6 +287,14 @@ async fn run_case(
             Err(JobError::Failed(_) | JobError::Panicked(_)) => count(&seen.claimed),
             Err(JobError::Cancelled) => {}
             Err(other) => panic!("a new kind of job error: {other}"),
+        }
+    }
+    if let Some(observer) = observer {
+        observer.abort();
+        if let Err(failed) = observer.await
+            && failed.is_panic()
+        {
+            std::panic::resume_unwind(failed.into_panic());
         }
     }
     let metrics = pool.metrics();
