@@ -30,7 +30,13 @@
 //!    in those sums and visible to the reader (invariants 2 and 3 for every job a worker held).
 //! 5. A report is taken only when no worker is alive and every queue slot is back (a submitter between
 //!    its slot and the queue holds one), so with 1–4 no job is queued or running, and the identity
-//!    reduces to `submitted == ended()`. `Metrics::check_finished` asserts it in debug builds.
+//!    reduces to `submitted == ended()`. `Metrics::check_finished` asserts it in debug builds. A
+//!    push the queue refuses hands the job back with its slot still held (`Place::push_or_keep`):
+//!    the submitter counts the job `never_started` and only then frees the slot; an abort's drain
+//!    counts what it takes under the queue's lock, before their slots come back
+//!    (`Queue::drain_counted`). So a report that waits for the slots finds the counts, even when
+//!    another thread's abort or refused push is under way (loom models in `bounded_sync::queue`
+//!    check both orders).
 
 use bounded_sync::atomic::{AtomicUsize, Ordering};
 

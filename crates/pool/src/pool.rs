@@ -821,10 +821,13 @@ impl Inner {
     {
         let job = self.job(submission);
         // The queue is closed only by an abort while a slot is reserved (invariant 2). A job refused
-        // then never starts: counted first, then dropped, so that its handle resolves after the count.
-        if let Err(refused) = place.push(job) {
+        // then never starts: counted first, then dropped, so that its handle resolves after the
+        // count; and its place is freed last, since `finished` takes the report once every place is
+        // home: freed before the count, the report could miss the job.
+        if let Err((refused, place)) = place.push_or_keep(job) {
             self.counters.never_started();
             drop(refused);
+            drop(place);
         }
     }
 
@@ -908,11 +911,14 @@ impl Inner {
 
     /// Drops every queued job: each counts as never started and its handle resolves as cancelled.
     fn drop_queue(&self) {
-        let drained = self.queue.drain();
-        // Counted before they are dropped: a resolved handle is always already in the metrics.
-        for _ in 0..drained.len() {
-            self.counters.never_started();
-        }
+        // Counted before they are dropped, so that a resolved handle is always already in the
+        // metrics, and before their places are freed, so that a report (which waits for every place)
+        // taken by a `shutdown` racing this one on another thread finds them counted.
+        let drained = self.queue.drain_counted(|n| {
+            for _ in 0..n {
+                self.counters.never_started();
+            }
+        });
         drop(drained);
     }
 

@@ -56,8 +56,10 @@
 //!    then 0 (every reserved place pushed and taken, or given back), the queue closes: no push is
 //!    accepted, and a consumer that finds it empty sees the end. So an item whose place was reserved
 //!    before the refusal is never refused by the queue. `drain` refuses and closes at once, and nothing
-//!    is queued after it: a push is handed back with its place freed, a give-back stays with the
-//!    consumer, places held; `close` closes at once and leaves what is queued to the consumers (a
+//!    is queued after it: a push is handed back with its place freed (`push_or_keep` hands it back
+//!    with its place still held, for the caller to free once it has counted the item), a give-back
+//!    stays with the consumer, places held; `drain_counted` counts the items it takes before their
+//!    places come back, under the lock; `close` closes at once and leaves what is queued to the consumers (a
 //!    pipeline's link, once its last producer has pushed its last batch). Closing wakes every parked
 //!    consumer, each counted as searching until it looks.
 //! 6. A producer's wait dropped while in line is marked `Left` and skipped (its key freed) when the
@@ -764,9 +766,18 @@ impl<T> Queue<T> {
 
     /// Refuses and closes at once, and takes every item still queued (the caller drops them).
     pub fn drain(&self) -> VecDeque<T> {
+        self.drain_counted(|_| {})
+    }
+
+    /// As [`drain`](Queue::drain), telling `count` how many items it takes while their places are
+    /// still held, under the queue's lock: whoever waits for every place to come home
+    /// ([`slots_home`](Queue::slots_home)) then finds them counted. `count` must not block or call
+    /// back into the queue.
+    pub fn drain_counted(&self, count: impl FnOnce(usize)) -> VecDeque<T> {
         self.refuse_then(|state, wakes| {
             state.drained = true;
             let items = std::mem::take(&mut state.items);
+            count(items.len());
             state.taken -= items.len();
             state.close(wakes);
             items
@@ -802,6 +813,22 @@ impl<T> Place<'_, T> {
         let queue = self.queue;
         std::mem::forget(self);
         queue.push(item)
+    }
+
+    /// As [`push`](Place::push), but once the queue is closed the item comes back with the place
+    /// still held: the caller does what must happen before the place counts as free (a pool counts
+    /// the job as never started, so that whoever waits for every place to come home, to take a
+    /// report, finds the job counted), then drops the place, which frees it.
+    pub fn push_or_keep(self, item: T) -> Result<(), (T, Self)> {
+        let queue = self.queue;
+        let state = queue.lock();
+        if state.closed {
+            drop(state);
+            return Err((item, self));
+        }
+        std::mem::forget(self);
+        Queue::queue(state, item);
+        Ok(())
     }
 
     /// Keeps the place as a count the caller carries: it then fills it with
@@ -982,6 +1009,25 @@ mod tests {
         assert_eq!(state.taken, 0, "every slot is free again");
         drop(state);
         assert!(matches!(queue.try_reserve(), Err(Refused::Closed)));
+    }
+
+    #[test]
+    fn a_push_or_keep_after_a_drain_keeps_its_place_until_the_caller_lets_it_go() {
+        let queue = Queue::new(2);
+        let place = queue.try_reserve().unwrap();
+        assert!(queue.drain().is_empty());
+        let Err((item, place)) = place.push_or_keep(2) else {
+            panic!("a drained queue takes nothing");
+        };
+        assert_eq!(item, 2);
+        assert!(
+            !queue.slots_home(),
+            "the place is held until the caller drops it"
+        );
+        drop(place);
+        assert!(queue.slots_home());
+        let state = queue.lock();
+        assert!(state.items.is_empty() && state.closed);
     }
 
     #[test]
@@ -1305,7 +1351,7 @@ mod tests {
 mod model {
     use super::{Queue, Refused, Seat, Took};
     use crate::Arc;
-    use crate::atomic::{AtomicBool, Ordering};
+    use crate::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::future::poll_fn;
     use std::task::Poll;
 
@@ -1711,6 +1757,81 @@ mod model {
             assert_eq!(w.join().unwrap(), [1, 2]);
             let state = queue.lock();
             assert_eq!((state.taken, state.closed), (0, true));
+        });
+    }
+
+    /// A submitter filling the place it reserved as an abort drains the queue, and a reporter that
+    /// waits for every place to come home before it reads the counts: it always finds the item
+    /// counted, drained or refused, because a refused item comes back with its place still held and
+    /// the submitter counts it before it lets the place go.
+    #[test]
+    fn every_place_home_means_every_refused_item_is_counted() {
+        loom::model(|| {
+            let queue = Arc::new(Queue::new(1));
+            let submitted = Arc::new(AtomicUsize::new(0));
+            let counted = Arc::new(AtomicUsize::new(0));
+            let submitter = {
+                let (queue, submitted, counted) =
+                    (queue.clone(), submitted.clone(), counted.clone());
+                loom::thread::spawn(move || {
+                    let Ok(place) = queue.try_reserve() else {
+                        return;
+                    };
+                    submitted.fetch_add(1, Ordering::SeqCst);
+                    if let Err((_refused, place)) = place.push_or_keep(1) {
+                        counted.fetch_add(1, Ordering::SeqCst);
+                        drop(place);
+                    }
+                })
+            };
+            let drained = queue.drain();
+            counted.fetch_add(drained.len(), Ordering::SeqCst);
+            while !queue.slots_home() {
+                loom::thread::yield_now();
+            }
+            assert_eq!(
+                counted.load(Ordering::SeqCst),
+                submitted.load(Ordering::SeqCst),
+                "every place is home, so every item is counted"
+            );
+            submitter.join().unwrap();
+        });
+    }
+
+    /// A drain on a thread of its own, and a reporter that waits for the queue to be closed with
+    /// every place home: the drain counts what it takes before their places come home, so the
+    /// reporter always finds the queued item counted.
+    #[test]
+    fn a_drain_counts_what_it_takes_before_the_places_come_home() {
+        loom::model(|| {
+            let queue = Arc::new(Queue::new(1));
+            queue.try_reserve().unwrap().push(1).unwrap();
+            let counted = Arc::new(AtomicUsize::new(0));
+            let drainer = {
+                let (queue, counted) = (queue.clone(), counted.clone());
+                loom::thread::spawn(move || {
+                    let drained = queue.drain_counted(|n| {
+                        counted.fetch_add(n, Ordering::SeqCst);
+                    });
+                    drop(drained);
+                })
+            };
+            loop {
+                let home = {
+                    let state = queue.lock();
+                    state.closed && state.taken == 0
+                };
+                if home {
+                    break;
+                }
+                loom::thread::yield_now();
+            }
+            assert_eq!(
+                counted.load(Ordering::SeqCst),
+                1,
+                "the drained item is counted"
+            );
+            drainer.join().unwrap();
         });
     }
 
