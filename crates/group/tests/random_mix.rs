@@ -7,16 +7,18 @@
 mod paused;
 #[path = "../../pool/tests/support/two_threads.rs"]
 mod two_threads;
+#[path = "support/wait.rs"]
+mod wait;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bounded_cancel::{Context, live};
 use bounded_group::{Failure, Group};
 use paused::paused_runtime;
 use proptest::prelude::*;
 use two_threads::two_thread_runtime;
+use wait::wait;
 
 /// The error of a task that gave up because the group's context ended: noise, never the answer.
 const GAVE_UP: u64 = u64::MAX;
@@ -73,16 +75,6 @@ struct Running(Arc<Seen>);
 impl Drop for Running {
     fn drop(&mut self) {
         self.0.running.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-async fn wait(paused: bool, n: u8) {
-    if paused {
-        tokio::time::sleep(Duration::from_micros(10 * u64::from(n))).await;
-    } else {
-        for _ in 0..n {
-            tokio::task::yield_now().await;
-        }
     }
 }
 

@@ -6,6 +6,8 @@
 mod paused;
 #[path = "support/two_threads.rs"]
 mod two_threads;
+#[path = "../../group/tests/support/wait.rs"]
+mod wait;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,6 +18,7 @@ use bounded_pool::{JobError, Pool, PoolReport, SubmitError, TrySubmitError};
 use paused::paused_runtime;
 use proptest::prelude::*;
 use two_threads::two_thread_runtime;
+use wait::wait;
 
 /// What a job does.
 #[derive(Debug, Clone, Copy)]
@@ -110,16 +113,6 @@ fn count(counter: &AtomicU64) {
 
 fn read(counter: &AtomicU64) -> u64 {
     counter.load(Ordering::SeqCst)
-}
-
-async fn wait(paused: bool, n: u8) {
-    if paused {
-        tokio::time::sleep(Duration::from_micros(10 * u64::from(n))).await;
-    } else {
-        for _ in 0..n {
-            tokio::task::yield_now().await;
-        }
-    }
 }
 
 async fn run_job(kind: Kind, paused: bool, ctx: Context, seen: Arc<Seen>) -> Result<(), String> {

@@ -59,9 +59,9 @@
 //!    is queued after it: a push is handed back with its place freed (`push_or_keep` hands it back
 //!    with its place still held, for the caller to free once it has counted the item), a give-back
 //!    stays with the consumer, places held; `drain_counted` counts the items it takes before their
-//!    places come back, under the lock; `close` closes at once and leaves what is queued to the consumers (a
-//!    pipeline's link, once its last producer has pushed its last batch). Closing wakes every parked
-//!    consumer, each counted as searching until it looks.
+//!    places come back, under the lock; `close` closes at once and leaves what is queued to the
+//!    consumers (a pipeline's link, once its last producer has pushed its last batch). Closing wakes
+//!    every parked consumer, each counted as searching until it looks.
 //! 6. A producer's wait dropped while in line is marked `Left` and skipped (its key freed) when the
 //!    line reaches it; dropped after its grant, it frees the place again (which may grant the next in
 //!    line).
@@ -810,9 +810,10 @@ impl<T> Place<'_, T> {
     /// Queues `item` in this place and wakes a consumer; once the queue is closed (by `drain`), hands
     /// it back and frees the place.
     pub fn push(self, item: T) -> Result<(), T> {
-        let queue = self.queue;
-        std::mem::forget(self);
-        queue.push(item)
+        self.push_or_keep(item).map_err(|(item, place)| {
+            drop(place);
+            item
+        })
     }
 
     /// As [`push`](Place::push), but once the queue is closed the item comes back with the place
