@@ -525,7 +525,9 @@ impl Pool {
     /// When it returns, no worker is left and the pool's context has ended.
     ///
     /// The grace is timed on the caller's runtime, or on the pool's own when the caller runs outside
-    /// any (a thread of its own, a signal handler), so it can be awaited there too.
+    /// any (a thread of its own, a signal handler), so it can be awaited there too. Any grace is
+    /// accepted: `Duration::MAX` waits as [`shutdown`](Pool::shutdown) does, and `Duration::ZERO`
+    /// stops at once, leaving running jobs only the [`CANCEL_WINDOW`].
     ///
     /// # Panics
     ///

@@ -111,6 +111,34 @@ async fn shutdown_timeout_cancels_then_aborts_and_the_counts_add_up() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_grace_of_duration_max_waits_like_shutdown_and_a_grace_of_zero_stops_at_once() {
+    // No grace is too long to add to the clock: `Duration::MAX` waits for every job, as `shutdown`.
+    let pool = Pool::builder().workers(1).queue(2).build().unwrap();
+    let running = pool.submit(sleeper(3600)).await.unwrap();
+    tokio::task::yield_now().await;
+    let queued = pool.submit(sleeper(3600)).await.unwrap();
+    let start = Instant::now();
+    let report = pool.shutdown_timeout(Duration::MAX).await;
+    assert_eq!(start.elapsed(), Duration::from_secs(7200));
+    assert!(report.is_clean(), "{report}");
+    assert_eq!((report.submitted, report.completed), (2, 2));
+    assert!(running.await.is_ok() && queued.await.is_ok());
+
+    // A grace of zero gives the running job only the cancel window, and starts nothing queued.
+    let pool = Pool::builder().workers(1).queue(2).build().unwrap();
+    let running = pool.submit(sleeper(3600)).await.unwrap();
+    tokio::task::yield_now().await;
+    let queued = pool.submit(sleeper(3600)).await.unwrap();
+    let start = Instant::now();
+    let report = pool.shutdown_timeout(Duration::ZERO).await;
+    assert_eq!(start.elapsed(), bounded_pool::CANCEL_WINDOW);
+    assert_eq!((report.cancelled, report.never_started), (1, 1), "{report}");
+    assert!(matches!(running.await, Err(JobError::Cancelled)));
+    assert!(matches!(queued.await, Err(JobError::Cancelled)));
+    live::assert_none_alive().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn cancelling_the_pools_context_stops_everything_and_accounts_for_it() {
     let app = Context::new();
     let pool = Pool::builder()
