@@ -2,7 +2,8 @@
 //! given up at random, waits with deadlines, waits whose context is cancelled), each with its own
 //! connection, some of them keyed limiters whose key names the same bucket: no window of time is
 //! granted more than the quota allows, `burst + (window + late) / interval`, where `late` is how long
-//! after its instant a grant may be seen (the reply's trip back and a task's wake-up).
+//! after its instant a grant may be seen (the reply's trip back and a task's wake-up). Each replica's
+//! counters say what its caller saw.
 //!
 //! These run on real time, because the bucket lives on Redis's clock, with intervals of 40 to 80 ms:
 //! long beside `late`, so that one unit granted twice, as a give-back that a later reservation
@@ -16,7 +17,9 @@ use std::time::Duration;
 
 use bounded_cancel::Context;
 use bounded_ratelimit::Quota;
-use bounded_ratelimit_redis::{AcquireError, RedisKeyedLimiter, RedisLimiter, TryAcquireError};
+use bounded_ratelimit_redis::{
+    AcquireError, RedisKeyedLimiter, RedisLimiter, RedisMetrics, TryAcquireError,
+};
 use bounded_testkit::redis_server::RedisServer;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -83,6 +86,22 @@ impl Replica {
             Replica::Keyed(limiter, key) => limiter.try_acquire_n(key, n).await,
         }
     }
+
+    fn metrics(&self) -> RedisMetrics {
+        match self {
+            Replica::Plain(limiter) => limiter.metrics(),
+            Replica::Keyed(limiter, _) => limiter.metrics(),
+        }
+    }
+}
+
+/// What one replica's caller saw, to hold its counters to: units granted, calls refused at once,
+/// and waits their context ended (a wait dropped is given back and counted nowhere).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    granted: u64,
+    rejected: u64,
+    abandoned: u64,
 }
 
 /// When each grant was seen, and how many units it took.
@@ -95,13 +114,22 @@ async fn caller(
     burst: u32,
     start: Instant,
     grants: Grants,
-) {
-    let granted = |units| grants.lock().unwrap().push((start.elapsed(), units));
+) -> Seen {
+    let seen = Mutex::new(Seen::default());
+    let granted = |units: u32| {
+        grants.lock().unwrap().push((start.elapsed(), units));
+        seen.lock().unwrap().granted += u64::from(units);
+    };
+    let rejected = || seen.lock().unwrap().rejected += 1;
     let tenths = |t: u32| interval * t / 10;
     // With Redis up, a wait ends only by a grant or by its context.
     let ended_by_context = |result: Result<(), AcquireError>, units| match result {
         Ok(()) => granted(units),
-        Err(err) => assert!(err.is_deadline() || err.cause().is_some(), "{err}"),
+        Err(AcquireError::DeadlineTooSoon { .. }) => rejected(),
+        Err(err) => {
+            assert!(err.cause().is_some(), "{err}");
+            seen.lock().unwrap().abandoned += 1;
+        }
     };
     for call in calls {
         match call {
@@ -118,7 +146,10 @@ async fn caller(
                 let n = n % burst + 1;
                 match replica.try_acquire_n(n).await {
                     Ok(()) => granted(n),
-                    Err(err) => assert!(err.retry_after().is_some(), "{err}"),
+                    Err(err) => {
+                        assert!(err.retry_after().is_some(), "{err}");
+                        rejected();
+                    }
                 }
             }
             Call::GiveUpAfter(t) => {
@@ -147,6 +178,7 @@ async fn caller(
             Call::Pause(t) => tokio::time::sleep(tenths(t)).await,
         }
     }
+    seen.into_inner().unwrap()
 }
 
 #[test]
@@ -198,18 +230,33 @@ fn no_window_of_time_gets_more_than_the_quota_allows_across_replicas() {
                         .unwrap();
                     Replica::Plain(limiter)
                 };
-                let task = caller(replica, calls, interval, burst, start, seen.clone());
-                tasks.push(tokio::spawn(task));
+                let task = caller(replica.clone(), calls, interval, burst, start, seen.clone());
+                tasks.push((replica, tokio::spawn(task)));
             }
             // No call may hang: every wait ends by a grant or by its context.
             tokio::time::timeout(Duration::from_secs(60), async {
-                for task in tasks {
-                    task.await.unwrap();
+                let mut counts = Vec::new();
+                for (replica, task) in tasks {
+                    let saw = task.await.unwrap();
+                    counts.push((replica.metrics(), saw));
                 }
+                counts
             })
             .await
         });
-        prop_assert!(ran.is_ok(), "a caller was still waiting after 60 s");
+        let Ok(counts) = ran else {
+            return Err(TestCaseError::fail("a caller was still waiting after 60 s"));
+        };
+        // Each replica's counters say what its caller saw; nobody is left waiting.
+        for (metrics, saw) in counts {
+            let counted = Seen {
+                granted: metrics.granted,
+                rejected: metrics.rejected,
+                abandoned: metrics.abandoned,
+            };
+            prop_assert_eq!(counted, saw, "{:?}", metrics);
+            prop_assert_eq!((metrics.waiting, metrics.unavailable), (0, 0));
+        }
         let grants = grants.lock().unwrap().clone();
         within_quota_seen_late(grants, interval, burst, LATE).map_err(TestCaseError::fail)
     });

@@ -322,6 +322,7 @@ impl Future for AcquireWith<'_> {
         if this.waiting.seq.is_none() {
             // A context that has already ended takes nothing and queues nowhere.
             if let Some(cause) = this.ctx.cause() {
+                this.waiting.limiter.shared.lock().ended_before_asking();
                 this.waiting.finished = true;
                 return Poll::Ready(Err(AcquireError::Cancelled(cause)));
             }

@@ -26,7 +26,8 @@ pub struct Metrics {
     pub rejected: u64,
     /// Callers queued right now.
     pub waiting: usize,
-    /// Waits that left the queue without using a grant: dropped or ended by their context.
+    /// Waits that ended without using a grant: dropped in the queue, or ended by their context (in
+    /// the queue, or before they asked: a context that had already ended when the wait began).
     pub abandoned: u64,
     /// Time spent queued, summed over the waits that were granted.
     pub total_wait: Duration,

@@ -413,6 +413,12 @@ impl State {
         self.granted = self.granted.wrapping_sub(u64::from(n));
     }
 
+    /// A wait whose context had ended before it asked: it took nothing and queued nowhere, and counts
+    /// as abandoned, as one whose context ends in the queue does.
+    pub(crate) fn ended_before_asking(&mut self) {
+        self.abandoned += 1;
+    }
+
     /// A waiter gave up. Gives back a grant it never saw; returns whether it was at the head.
     fn abandon(&mut self, seq: u64) -> bool {
         let was_head = self.head() == Some(seq);

@@ -123,6 +123,9 @@ async fn an_ended_context_takes_nothing_even_when_a_unit_is_free() {
         Err(AcquireError::Cancelled(Cause::Cancelled))
     ));
     assert!(limiter.try_acquire().is_ok(), "the unit was not consumed");
+    // Counted as a wait its context ended, as the fleet limiter counts it.
+    let m = limiter.metrics();
+    assert_eq!((m.granted, m.rejected, m.abandoned), (1, 0, 1));
 }
 
 #[tokio::test(start_paused = true)]

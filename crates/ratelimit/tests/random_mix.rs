@@ -1,8 +1,9 @@
 //! Callers mixing every way to take units (waits, tries, batches, waits given up at random, waits
 //! with deadlines, reservations acted on or cancelled), on the paused clock: no window of time is
 //! granted more than the quota allows, `burst + (window + 1 ms) / interval` (a waiter is granted as
-//! of the instant it conformed, up to one tick of tokio's 1 ms timer before it is seen). The same
-//! holds for each key of a keyed limiter that remembers fewer keys than its callers use.
+//! of the instant it conformed, up to one tick of tokio's 1 ms timer before it is seen), and the
+//! limiter's counters say what the callers saw. The bound holds for each key of a keyed limiter that
+//! remembers fewer keys than its callers use.
 
 #[path = "../../group/tests/support/paused.rs"]
 mod paused;
@@ -13,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bounded_cancel::Context;
-use bounded_ratelimit::{KeyedLimiter, Limiter, Quota};
+use bounded_ratelimit::{AcquireError, KeyedLimiter, Limiter, Quota};
 use paused::paused_runtime;
 use proptest::prelude::*;
 use tokio::time::Instant;
@@ -51,9 +52,29 @@ fn call() -> impl Strategy<Value = Call> {
 /// When each grant was seen, and how many units it took.
 type Grants = Arc<Mutex<Vec<(Duration, u32)>>>;
 
-async fn caller(limiter: Limiter, calls: Vec<Call>, start: Instant, grants: Grants) {
+/// What the callers saw, to hold the limiter's counters to: units granted, calls refused at once,
+/// and waits that left the line without a grant.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    granted: u64,
+    rejected: u64,
+    abandoned: u64,
+}
+
+async fn caller(
+    limiter: Limiter,
+    calls: Vec<Call>,
+    start: Instant,
+    grants: Grants,
+    seen: Arc<Mutex<Seen>>,
+) {
     let burst = limiter.quota().count();
-    let granted = |units| grants.lock().unwrap().push((start.elapsed(), units));
+    let granted = |units| {
+        grants.lock().unwrap().push((start.elapsed(), units));
+        seen.lock().unwrap().granted += u64::from(units);
+    };
+    let rejected = || seen.lock().unwrap().rejected += 1;
+    let abandoned = || seen.lock().unwrap().abandoned += 1;
     let micros = |us| Duration::from_micros(u64::from(us));
     for call in calls {
         match call {
@@ -66,34 +87,37 @@ async fn caller(limiter: Limiter, calls: Vec<Call>, start: Instant, grants: Gran
                 limiter.acquire_n(n).await.expect("within the burst");
                 granted(n);
             }
-            Call::TryAcquire => {
-                if limiter.try_acquire().is_ok() {
-                    granted(1);
-                }
-            }
+            Call::TryAcquire => match limiter.try_acquire() {
+                Ok(()) => granted(1),
+                Err(_) => rejected(),
+            },
             Call::TryAcquireN(n) => {
                 let n = n % burst + 1;
-                if limiter.try_acquire_n(n).is_ok() {
-                    granted(n);
+                match limiter.try_acquire_n(n) {
+                    Ok(()) => granted(n),
+                    Err(_) => rejected(),
                 }
             }
             Call::GiveUpAfter(us) => {
-                if tokio::time::timeout(micros(us), limiter.acquire())
-                    .await
-                    .is_ok()
-                {
-                    granted(1);
+                match tokio::time::timeout(micros(us), limiter.acquire()).await {
+                    Ok(()) => granted(1),
+                    Err(_) => abandoned(),
                 }
             }
             Call::Deadline(n, us) => {
                 let n = n % burst + 1;
                 let ctx = Context::new().with_timeout(micros(us));
-                if limiter.acquire_n_with(&ctx, n).await.is_ok() {
-                    granted(n);
+                match limiter.acquire_n_with(&ctx, n).await {
+                    Ok(()) => granted(n),
+                    Err(AcquireError::DeadlineTooSoon { .. }) => rejected(),
+                    Err(_) => abandoned(),
                 }
             }
             Call::Reserve(act, us) => {
+                let in_line = limiter.metrics().waiting;
                 let mut reservation = limiter.reserve();
+                // Nothing else runs in between on this runtime's one thread.
+                let queued = limiter.metrics().waiting > in_line;
                 if act {
                     reservation
                         .ready()
@@ -101,7 +125,12 @@ async fn caller(limiter: Limiter, calls: Vec<Call>, start: Instant, grants: Gran
                         .expect("one unit is within the burst");
                     granted(1);
                 } else {
+                    // One that joined the line leaves it (counted as abandoned, whether or not
+                    // its turn came meanwhile); units granted at once are given back uncounted.
                     tokio::time::sleep(micros(us)).await;
+                    if queued {
+                        abandoned();
+                    }
                     reservation.cancel();
                 }
             }
@@ -121,18 +150,24 @@ proptest! {
     ) {
         let interval = Duration::from_millis(interval_ms);
         let grants = Grants::default();
-        let seen = grants.clone();
-        paused_runtime().block_on(async move {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let (g, s) = (grants.clone(), seen.clone());
+        let metrics = paused_runtime().block_on(async move {
             let limiter = Limiter::new(Quota::every(interval).burst(burst)).unwrap();
             let start = Instant::now();
             let tasks: Vec<_> = callers
                 .into_iter()
-                .map(|calls| tokio::spawn(caller(limiter.clone(), calls, start, seen.clone())))
+                .map(|calls| tokio::spawn(caller(limiter.clone(), calls, start, g.clone(), s.clone())))
                 .collect();
             for task in tasks {
                 task.await.unwrap();
             }
+            limiter.metrics()
         });
+        // The counters say what the callers saw, and nobody is left in line.
+        let counted = Seen { granted: metrics.granted, rejected: metrics.rejected, abandoned: metrics.abandoned };
+        prop_assert_eq!(counted, *seen.lock().unwrap(), "{:?}", metrics);
+        prop_assert_eq!(metrics.waiting, 0);
         let grants = grants.lock().unwrap().clone();
         if let Err(over) = within_quota(grants, interval, burst) {
             prop_assert!(false, "{}", over);
