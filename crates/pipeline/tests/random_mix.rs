@@ -1,7 +1,8 @@
 //! Random chains of every kind of stage (`map`, `map_ordered`, `filter_map`, `flat_map`, `buffer`),
 //! on the paused clock and on two threads, fail-fast or skipping errors: what comes out is exactly
 //! what running the stages one item at a time gives (in order, when every stage keeps order), or the
-//! failure of the one faulty item, with its index in the source; nothing is left running.
+//! failure of the one faulty item, with its index in the source; nothing is left running, and after
+//! a clean run each stage's counters match the items it took and passed on.
 
 #[path = "../../group/tests/support/paused.rs"]
 mod paused;
@@ -163,18 +164,44 @@ proptest! {
                 for (at, op) in ops.into_iter().enumerate() {
                     stage = add(stage, at, op, fault, paused);
                 }
-                let out = stage.output().collect().await;
+                let output = stage.output();
+                let metrics = output.metrics_handle();
+                let out = output.collect().await;
                 live::assert_none_alive().await;
-                out
+                (out, metrics.snapshot())
             }
         };
-        let (items, failure) = match paused {
+        let ((items, failure), metrics) = match paused {
             true => paused_runtime().block_on(run),
             false => two_thread_runtime().block_on(async { tokio::spawn(run).await.unwrap() }),
         };
         let keeps_order = ops
             .iter()
             .all(|op| matches!(op, Op::Ordered(_) | Op::Buffer(_) | Op::Filter(1, _) | Op::Flat(1, _)));
+        // A run that ends cleanly leaves each stage's counters at what one item at a time gives.
+        let dropped = match fault {
+            Fault::ErrorAt(stage, item) if skip => Some((stage, item)),
+            Fault::None => Some((usize::MAX, u64::MAX)),
+            _ => None,
+        };
+        if let Some(dropped) = dropped {
+            let dropped = Some(dropped);
+            let counted: Vec<_> = metrics
+                .iter()
+                .map(|m| (m.items_in, m.items_out, m.queued, m.busy, m.errors))
+                .collect();
+            let mut expected = vec![(n, n, 0, 0, 0)];
+            for (at, op) in ops.iter().enumerate() {
+                if matches!(op, Op::Buffer(_)) {
+                    continue;
+                }
+                let taken = one_at_a_time(&ops[..at], n, dropped).len() as u64;
+                let passed = one_at_a_time(&ops[..=at], n, dropped).len() as u64;
+                let errors = u64::from(matches!(fault, Fault::ErrorAt(stage, _) if stage == at));
+                expected.push((taken, passed, 0, 0, errors));
+            }
+            prop_assert_eq!(counted, expected, "{:?}", metrics);
+        }
         match fault {
             Fault::ErrorAt(stage, item) if skip => {
                 prop_assert!(failure.is_none(), "{:?}", failure);
