@@ -186,19 +186,24 @@ proptest! {
     ) {
         let interval = Duration::from_millis(interval_ms);
         let grants = KeyedGrants::default();
-        let seen = grants.clone();
-        paused_runtime().block_on(async move {
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let (g, s) = (grants.clone(), seen.clone());
+        let metrics = paused_runtime().block_on(async move {
             let quota = Quota::every(interval).burst(burst);
             let limiter = KeyedLimiter::new(quota, max_keys).unwrap();
             let start = Instant::now();
             let tasks: Vec<_> = callers
                 .into_iter()
-                .map(|calls| tokio::spawn(keyed_caller(limiter.clone(), calls, start, seen.clone())))
+                .map(|calls| tokio::spawn(keyed_caller(limiter.clone(), calls, start, g.clone(), s.clone())))
                 .collect();
             for task in tasks {
                 task.await.unwrap();
             }
+            limiter.metrics()
         });
+        let saw = *seen.lock().unwrap();
+        prop_assert_eq!((metrics.granted, metrics.rejected), (saw.granted, saw.rejected), "{:?}", metrics);
+        prop_assert!(metrics.keys <= max_keys, "{:?}", metrics);
         for key in 0..6 {
             let of_key: Vec<_> = grants
                 .lock()
@@ -229,11 +234,16 @@ async fn keyed_caller(
     calls: Vec<(u8, Call)>,
     start: Instant,
     grants: KeyedGrants,
+    seen: Arc<Mutex<Seen>>,
 ) {
     let burst = limiter.quota().count();
     let micros = |us| Duration::from_micros(u64::from(us));
+    let rejected = || seen.lock().unwrap().rejected += 1;
     for (key, call) in calls {
-        let granted = |units| grants.lock().unwrap().push((key, start.elapsed(), units));
+        let granted = |units| {
+            grants.lock().unwrap().push((key, start.elapsed(), units));
+            seen.lock().unwrap().granted += u64::from(units);
+        };
         match call {
             Call::Acquire => {
                 limiter.acquire(&key).await;
@@ -244,15 +254,15 @@ async fn keyed_caller(
                 limiter.acquire_n(&key, n).await.expect("within the burst");
                 granted(n);
             }
-            Call::TryAcquire => {
-                if limiter.try_acquire(&key).is_ok() {
-                    granted(1);
-                }
-            }
+            Call::TryAcquire => match limiter.try_acquire(&key) {
+                Ok(()) => granted(1),
+                Err(_) => rejected(),
+            },
             Call::TryAcquireN(n) => {
                 let n = n % burst + 1;
-                if limiter.try_acquire_n(&key, n).is_ok() {
-                    granted(n);
+                match limiter.try_acquire_n(&key, n) {
+                    Ok(()) => granted(n),
+                    Err(_) => rejected(),
                 }
             }
             Call::GiveUpAfter(us) => {
@@ -266,8 +276,10 @@ async fn keyed_caller(
             Call::Deadline(n, us) => {
                 let n = n % burst + 1;
                 let ctx = Context::new().with_timeout(micros(us));
-                if limiter.acquire_n_with(&ctx, &key, n).await.is_ok() {
-                    granted(n);
+                match limiter.acquire_n_with(&ctx, &key, n).await {
+                    Ok(()) => granted(n),
+                    Err(AcquireError::DeadlineTooSoon { .. }) => rejected(),
+                    Err(_) => {}
                 }
             }
             Call::Reserve(..) => unreachable!("filtered out"),
