@@ -61,6 +61,10 @@ enum Stop {
     ShutdownTimeout(u8),
     AbortThenShutdown,
     CloseThenNoGrace,
+    /// The parent context the pool was built under is cancelled, then `shutdown` takes the report.
+    CancelParentThenShutdown,
+    /// Once the submitters are done, the pool is dropped with its jobs queued and running: no report.
+    Drop,
 }
 
 fn kind() -> impl Strategy<Value = Kind> {
@@ -93,6 +97,8 @@ fn stop() -> impl Strategy<Value = Stop> {
         (0u8..50).prop_map(Stop::ShutdownTimeout),
         Just(Stop::AbortThenShutdown),
         Just(Stop::CloseThenNoGrace),
+        Just(Stop::CancelParentThenShutdown),
+        Just(Stop::Drop),
     ]
 }
 
@@ -102,6 +108,8 @@ struct Seen {
     accepted: AtomicU64,
     returned_ok: AtomicU64,
     returned_err: AtomicU64,
+    /// Jobs that returned their error of their own accord (`Kind::Fails`).
+    failed: AtomicU64,
     panicked: AtomicU64,
     to_hook: AtomicU64,
     claimed: AtomicU64,
@@ -132,6 +140,7 @@ async fn run_job(kind: Kind, paused: bool, ctx: Context, seen: Arc<Seen>) -> Res
         }
         Kind::Fails => {
             count(&seen.returned_err);
+            count(&seen.failed);
             return Err("bad input".into());
         }
         Kind::Panics => {
@@ -220,10 +229,12 @@ async fn run_case(
     cancel_caller: bool,
     stop: Stop,
     paused: bool,
-) -> (PoolReport, Arc<Seen>) {
+) -> (Option<PoolReport>, Arc<Seen>) {
     let seen = Arc::new(Seen::default());
     let hook_seen = seen.clone();
+    let parent = Context::new();
     let pool = Pool::builder()
+        .context(&parent)
         .workers(workers)
         .queue(queue)
         .error_hook(move |_failure| count(&hook_seen.to_hook))
@@ -254,6 +265,7 @@ async fn run_case(
     if cancel_caller {
         caller.cancel();
     }
+    let mut handles = Vec::new();
     let report = match stop {
         Stop::Shutdown => pool.shutdown().await,
         Stop::ShutdownTimeout(grace) => {
@@ -268,8 +280,30 @@ async fn run_case(
             pool.close();
             pool.shutdown_timeout(Duration::ZERO).await
         }
+        Stop::CancelParentThenShutdown => {
+            parent.cancel();
+            pool.shutdown().await
+        }
+        Stop::Drop => {
+            for submitter in submitters {
+                handles.extend(submitter.await.expect("a submitter"));
+            }
+            if let Some(observer) = observer {
+                observer.abort();
+                let _ = observer.await;
+            }
+            let pool = Arc::into_inner(pool).expect("no submitter holds the pool any more");
+            drop(pool);
+            // Every handle resolves, and no task is left, without anyone awaiting a shutdown.
+            for handle in handles {
+                if let Err(JobError::Failed(_) | JobError::Panicked(_)) = handle.await {
+                    count(&seen.claimed);
+                }
+            }
+            live::assert_none_alive().await;
+            return (None, seen);
+        }
     };
-    let mut handles = Vec::new();
     for submitter in submitters {
         handles.extend(submitter.await.expect("a submitter"));
     }
@@ -294,7 +328,7 @@ async fn run_case(
     assert_eq!((metrics.running, metrics.queued), (0, 0), "{metrics:?}");
     drop(pool);
     live::assert_none_alive().await;
-    (report, seen)
+    (Some(report), seen)
 }
 
 proptest! {
@@ -317,6 +351,18 @@ proptest! {
             // On a worker thread, so that the submitters it spawns start while it yields.
             false => two_thread_runtime().block_on(async { tokio::spawn(case).await.unwrap() }),
         };
+        let reached = read(&seen.to_hook) + read(&seen.claimed);
+        let Some(report) = report else {
+            // Dropped: on one thread every job that failed or panicked did so before the drop, and
+            // each failure reached its handle or the hook; on two, one ending as the pool is
+            // dropped may be taken for cancelled instead.
+            let failures = read(&seen.failed) + read(&seen.panicked);
+            match paused {
+                true => prop_assert_eq!(reached, failures),
+                false => prop_assert!(reached <= failures, "{} > {}", reached, failures),
+            }
+            return Ok(());
+        };
         let counted = report.completed
             + report.failed
             + report.panicked
@@ -328,7 +374,6 @@ proptest! {
         prop_assert_eq!(report.panicked, read(&seen.panicked), "{}", report);
         // An error returned after the pool's stop is counted as cancelled, not failed.
         prop_assert!(report.failed <= read(&seen.returned_err), "{}", report);
-        let reached = read(&seen.to_hook) + read(&seen.claimed);
         prop_assert_eq!(reached, report.failed + report.panicked, "{}", report);
     }
 }
