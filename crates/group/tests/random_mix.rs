@@ -1,7 +1,8 @@
 //! Random groups of tasks that succeed, fail, panic, wait, or give up when the group's context ends:
 //! every accepted task runs once, never more than the limit at once; the first error wins and the
 //! errors of tasks that saw the context end never replace it; a panic is preferred to an error;
-//! `collect_errors` returns every real error in the order they happened; nothing is left alive.
+//! `collect_errors` returns every real error in the order they happened; nothing is left alive,
+//! whether the group is waited for or dropped at a random moment.
 
 #[path = "support/paused.rs"]
 mod paused;
@@ -10,7 +11,7 @@ mod two_threads;
 #[path = "support/wait.rs"]
 mod wait;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bounded_cancel::{Context, live};
@@ -67,6 +68,9 @@ struct Seen {
     /// The real errors, in the order their tasks returned them.
     errors: Mutex<Vec<u64>>,
     panics: AtomicU64,
+    /// Set once the group has been dropped, and tasks started after that.
+    dropped: AtomicBool,
+    started_after_drop: AtomicU64,
 }
 
 /// Marks a task as no longer running however it ends.
@@ -80,6 +84,9 @@ impl Drop for Running {
 
 async fn task(id: u64, kind: Kind, paused: bool, ctx: Context, seen: Arc<Seen>) -> Result<(), u64> {
     seen.started.fetch_add(1, Ordering::SeqCst);
+    if seen.dropped.load(Ordering::SeqCst) {
+        seen.started_after_drop.fetch_add(1, Ordering::SeqCst);
+    }
     let now = seen.running.fetch_add(1, Ordering::SeqCst) + 1;
     seen.most_at_once.fetch_max(now, Ordering::SeqCst);
     let _running = Running(seen.clone());
@@ -111,12 +118,15 @@ enum Answer {
     Error(u64),
     Errors(Vec<u64>),
     Panicked,
+    /// The group was dropped instead of waited for.
+    Dropped,
 }
 
 async fn run_case(
     mode: Mode,
     limit: Option<usize>,
     plan: Vec<(Kind, bool)>,
+    drop_after: Option<u8>,
     paused: bool,
 ) -> (Answer, Arc<Seen>, u64) {
     let mut group: Group<u64> = match mode {
@@ -136,6 +146,13 @@ async fn run_case(
             false => group.spawn(job).await.is_ok(),
         };
         accepted += u64::from(taken);
+    }
+    if let Some(after) = drop_after {
+        wait(paused, after).await;
+        drop(group);
+        seen.dropped.store(true, Ordering::SeqCst);
+        live::assert_none_alive().await;
+        return (Answer::Dropped, seen, accepted);
     }
     let answer = match mode {
         // `wait_all` re-raises a panic: awaited in a task of its own, so that the panic is a value.
@@ -169,14 +186,25 @@ proptest! {
         mode in mode(),
         limit in proptest::option::of(1usize..=8),
         plan in proptest::collection::vec((kind(), proptest::bool::weighted(0.2)), 0..120),
+        drop_after in proptest::option::weighted(0.25, 0u8..30),
         paused in any::<bool>(),
     ) {
         bounded_testkit::quiet_planned_panics();
-        let case = run_case(mode, limit, plan, paused);
+        let case = run_case(mode, limit, plan, drop_after, paused);
         let (answer, seen, accepted) = match paused {
             true => paused_runtime().block_on(case),
             false => two_thread_runtime().block_on(async { tokio::spawn(case).await.unwrap() }),
         };
+        if let Answer::Dropped = answer {
+            // Dropped: every task it had is gone, none ran twice, and (on one thread, where nothing
+            // runs while the group is dropped) none started afterwards.
+            prop_assert_eq!(seen.running.load(Ordering::SeqCst), 0, "a task outlived its group");
+            prop_assert!(seen.started.load(Ordering::SeqCst) <= accepted);
+            if paused {
+                prop_assert_eq!(seen.started_after_drop.load(Ordering::SeqCst), 0);
+            }
+            return Ok(());
+        }
         prop_assert_eq!(seen.started.load(Ordering::SeqCst), accepted, "an accepted task never ran");
         if let Some(limit) = limit {
             prop_assert!(seen.most_at_once.load(Ordering::SeqCst) <= limit);
@@ -184,6 +212,7 @@ proptest! {
         let errors = seen.errors.lock().unwrap().clone();
         let panics = seen.panics.load(Ordering::SeqCst);
         match answer {
+            Answer::Dropped => unreachable!("checked above"),
             Answer::Ok => prop_assert!(errors.is_empty() && panics == 0, "{:?}", errors),
             Answer::Panicked => prop_assert!(panics > 0),
             Answer::Error(error) => {
