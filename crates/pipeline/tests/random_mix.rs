@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use bounded_cancel::{Context, live};
 use bounded_pipeline::{Pipeline, PipelineError, Stage};
+use futures_util::StreamExt;
 use paused::paused_runtime;
 use proptest::prelude::*;
 use two_threads::two_thread_runtime;
@@ -139,6 +140,7 @@ proptest! {
         (n, ops, fault) in case(),
         skip in any::<bool>(),
         paused in any::<bool>(),
+        drop_after in proptest::option::weighted(0.2, 0usize..40),
     ) {
         bounded_testkit::quiet_planned_panics();
         // A fault at a `buffer` (no function), or on an item filtered out before it, never happens.
@@ -164,16 +166,30 @@ proptest! {
                 for (at, op) in ops.into_iter().enumerate() {
                     stage = add(stage, at, op, fault, paused);
                 }
-                let output = stage.output();
+                let mut output = stage.output();
                 let metrics = output.metrics_handle();
+                if let Some(after) = drop_after {
+                    // Read a few items, then drop the output: every stage stops, nothing is left.
+                    for _ in 0..after {
+                        if output.next().await.is_none() {
+                            break;
+                        }
+                    }
+                    drop(output);
+                    live::assert_none_alive().await;
+                    return None;
+                }
                 let out = output.collect().await;
                 live::assert_none_alive().await;
-                (out, metrics.snapshot())
+                Some((out, metrics.snapshot()))
             }
         };
-        let ((items, failure), metrics) = match paused {
+        let ran = match paused {
             true => paused_runtime().block_on(run),
             false => two_thread_runtime().block_on(async { tokio::spawn(run).await.unwrap() }),
+        };
+        let Some(((items, failure), metrics)) = ran else {
+            return Ok(());
         };
         let keeps_order = ops
             .iter()
