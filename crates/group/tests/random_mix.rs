@@ -148,6 +148,22 @@ async fn run_case(
         accepted += u64::from(taken);
     }
     if let Some(after) = drop_after {
+        // Tasks that ignore the context and never end by themselves: only the drop ends them.
+        for _ in 0..2 {
+            let seen = seen.clone();
+            let stubborn = move |_ctx| async move {
+                seen.started.fetch_add(1, Ordering::SeqCst);
+                seen.running.fetch_add(1, Ordering::SeqCst);
+                let _running = Running(seen);
+                loop {
+                    match paused {
+                        true => tokio::time::sleep(std::time::Duration::from_secs(3600)).await,
+                        false => tokio::task::yield_now().await,
+                    }
+                }
+            };
+            accepted += u64::from(group.try_spawn(stubborn).is_ok());
+        }
         wait(paused, after).await;
         drop(group);
         seen.dropped.store(true, Ordering::SeqCst);
