@@ -9,11 +9,22 @@
 //! | `bounded_ratelimit_rejected_total` | counter | calls refused: not yet (`try_`), a deadline too soon, more than the burst |
 //! | `bounded_ratelimit_waiting` | gauge | callers queued right now |
 //! | `bounded_ratelimit_wait_seconds` | histogram | time queued, per granted wait |
+//!
+//! A [`KeyedLimiter`](crate::KeyedLimiter) (named with
+//! [`KeyedLimiter::named`](crate::KeyedLimiter::named)) records the same two counters, over all its
+//! keys, and two of its own:
+//!
+//! | name | kind | what |
+//! | --- | --- | --- |
+//! | `bounded_ratelimit_keys` | gauge | keys remembered right now (at most `max_keys`) |
+//! | `bounded_ratelimit_evicted_total` | counter | keys forgotten because their bucket had refilled |
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
+
+use crate::keyed::KeyedChange;
 
 pub(crate) struct Exported {
     granted: Counter,
@@ -66,6 +77,52 @@ impl Exported {
             rejected: counter!("bounded_ratelimit_rejected_total", "limiter" => limiter.clone()),
             waiting: gauge!("bounded_ratelimit_waiting", "limiter" => limiter.clone()),
             wait: histogram!("bounded_ratelimit_wait_seconds", "limiter" => limiter),
+        }
+    }
+}
+
+/// A keyed limiter's handles, registered with its name the first time they are needed.
+#[derive(Default)]
+pub(crate) struct KeyedExport(OnceLock<KeyedExported>);
+
+pub(crate) struct KeyedExported {
+    granted: Counter,
+    rejected: Counter,
+    keys: Gauge,
+    evicted: Counter,
+}
+
+impl KeyedExport {
+    /// Names the limiter; only before anything was recorded. Returns whether the name took.
+    pub(crate) fn name(&self, name: &str) -> bool {
+        self.0.set(KeyedExported::new(name)).is_ok()
+    }
+
+    pub(crate) fn record(&self, change: KeyedChange) {
+        let exported = self.0.get_or_init(|| KeyedExported::new("limiter"));
+        if change.granted > 0 {
+            exported.granted.increment(u64::from(change.granted));
+        }
+        if change.rejected {
+            exported.rejected.increment(1);
+        }
+        if let Some(keys) = change.keys {
+            exported.keys.set(keys as f64);
+        }
+        if change.evicted > 0 {
+            exported.evicted.increment(change.evicted);
+        }
+    }
+}
+
+impl KeyedExported {
+    fn new(limiter: &str) -> Self {
+        let limiter = limiter.to_owned();
+        KeyedExported {
+            granted: counter!("bounded_ratelimit_granted_total", "limiter" => limiter.clone()),
+            rejected: counter!("bounded_ratelimit_rejected_total", "limiter" => limiter.clone()),
+            keys: gauge!("bounded_ratelimit_keys", "limiter" => limiter.clone()),
+            evicted: counter!("bounded_ratelimit_evicted_total", "limiter" => limiter),
         }
     }
 }

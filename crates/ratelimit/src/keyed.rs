@@ -63,6 +63,19 @@ struct KeyedShared<K> {
     clock: Clock,
     max_keys: usize,
     state: Mutex<KeyedState<K>>,
+    #[cfg(feature = "metrics")]
+    export: crate::export::KeyedExport,
+}
+
+/// What one call changed in a keyed limiter's counters: read under its lock, recorded on the
+/// `metrics` facade (feature `metrics`) after the lock is released.
+#[derive(Clone, Copy, Default)]
+#[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+pub(crate) struct KeyedChange {
+    pub(crate) granted: u32,
+    pub(crate) rejected: bool,
+    pub(crate) keys: Option<usize>,
+    pub(crate) evicted: u64,
 }
 
 struct KeyedState<K> {
@@ -118,6 +131,8 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
                 clock: Clock::start(),
                 max_keys,
                 state: Mutex::new(state),
+                #[cfg(feature = "metrics")]
+                export: crate::export::KeyedExport::default(),
             }),
         })
     }
@@ -171,16 +186,22 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
         let mut state = shared.lock();
         if let Err(err) = state.gcra.fits(n) {
             state.rejected += 1;
+            drop(state);
+            shared.record(KeyedChange {
+                rejected: true,
+                ..KeyedChange::default()
+            });
             return Err(err.into());
         }
         if n == 0 {
             return Ok(());
         }
         let now = shared.clock.now();
+        let evicted = state.evicted;
         let taken = shared
             .tat(&mut state, key, now)
             .and_then(|tat| state.gcra.test(tat, now, n));
-        match taken {
+        let result = match taken {
             Ok(tat) => {
                 state.tats.insert(key.clone(), tat);
                 state.granted += u64::from(n);
@@ -193,7 +214,16 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
                 }
                 .into())
             }
-        }
+        };
+        let change = KeyedChange {
+            granted: if result.is_ok() { n } else { 0 },
+            rejected: result.is_err(),
+            keys: Some(state.tats.len()),
+            evicted: state.evicted - evicted,
+        };
+        drop(state);
+        shared.record(change);
+        result
     }
 
     /// Waits for one unit for `key`.
@@ -358,6 +388,26 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
         }
     }
 
+    /// Names the limiter: the `limiter` label of its metrics (cargo feature `metrics`; `"limiter"`
+    /// when unnamed). Name it where it is built, before its first call: its metrics are registered
+    /// then. Give each limiter its own name; a plain and a keyed limiter of one name add up.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::{KeyedLimiter, Quota};
+    /// let per_tenant = KeyedLimiter::<String>::new(Quota::per_second(5), 10_000)
+    ///     .unwrap()
+    ///     .named("per_tenant");
+    /// # let _ = per_tenant;
+    /// ```
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub fn named(self, name: impl Into<String>) -> Self {
+        #[cfg(feature = "metrics")]
+        self.shared.export.name(&name.into());
+        self
+    }
+
     /// The quota applied to each key.
     ///
     /// # Examples
@@ -399,6 +449,13 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
 impl<K: Hash + Eq + Clone> KeyedShared<K> {
     fn lock(&self) -> MutexGuard<'_, KeyedState<K>> {
         self.state.lock()
+    }
+
+    /// Records a call's change on the `metrics` facade; called with the lock released.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables, clippy::unused_self))]
+    fn record(&self, change: KeyedChange) {
+        #[cfg(feature = "metrics")]
+        self.export.record(change);
     }
 
     /// The key's theoretical arrival time (a full bucket for a key not remembered), once
@@ -477,6 +534,30 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
     fn reserve(&mut self, deadline: Option<Instant>) -> Result<Reserved, AcquireError> {
         let shared = &*self.limiter.shared;
         let mut state = shared.lock();
+        let evicted = state.evicted;
+        let reserved = self.reserve_locked(&mut state, deadline);
+        let change = KeyedChange {
+            // A unit reserved for later counts once its caller has it (see `poll_wait`).
+            granted: if matches!(reserved, Ok(Reserved::Now)) {
+                self.n
+            } else {
+                0
+            },
+            rejected: reserved.is_err(),
+            keys: Some(state.tats.len()),
+            evicted: state.evicted - evicted,
+        };
+        drop(state);
+        shared.record(change);
+        reserved
+    }
+
+    fn reserve_locked(
+        &mut self,
+        state: &mut KeyedState<K>,
+        deadline: Option<Instant>,
+    ) -> Result<Reserved, AcquireError> {
+        let shared = &*self.limiter.shared;
         let now = shared.clock.now();
         if let Err(err) = state.gcra.fits(self.n) {
             state.rejected += 1;
@@ -487,7 +568,7 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
             self.finished = true;
             return Ok(Reserved::Now);
         }
-        let (tat, at) = match shared.tat(&mut state, &self.key, now) {
+        let (tat, at) = match shared.tat(state, &self.key, now) {
             Ok(tat) => (tat, state.gcra.earliest(tat, 0, self.n).max(now)),
             Err(room) => (0, room),
         };
@@ -549,6 +630,10 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
             std::task::ready!(timer.poll(cx));
             if !self.for_room {
                 self.finished = true;
+                self.limiter.shared.record(KeyedChange {
+                    granted: self.n,
+                    ..KeyedChange::default()
+                });
                 return Poll::Ready(Ok(()));
             }
         }

@@ -134,7 +134,9 @@
 //! - `tower`: `tower::RateLimitLayer` and `tower::KeyedRateLimitLayer`, fair tower middleware.
 //! - `metrics`: `bounded_ratelimit_granted_total`, `bounded_ratelimit_rejected_total`,
 //!   `bounded_ratelimit_waiting` and `bounded_ratelimit_wait_seconds`, labelled `limiter` with
-//!   [`Limiter::named`].
+//!   [`Limiter::named`]; a [`KeyedLimiter`] records the two counters over all its keys, with
+//!   `bounded_ratelimit_keys` and `bounded_ratelimit_evicted_total`, labelled with
+//!   [`KeyedLimiter::named`].
 //! - `tracing`: a wait that queues is a `rate limit wait` span under the caller's span.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]

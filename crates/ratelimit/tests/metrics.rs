@@ -106,3 +106,82 @@ async fn every_refusal_and_grant_counts_once_in_one_reading() {
     );
     assert_eq!(m.get("bounded_ratelimit_waiting", &search), V::Gauge(0.0));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_keyed_limiters_grants_refusals_and_keys_read_back() {
+    use bounded_ratelimit::KeyedLimiter;
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let limiter = metrics::with_local_recorder(&recorder, || {
+        let limiter = KeyedLimiter::new(Quota::per_second(1).burst(1), 2)
+            .unwrap()
+            .named("per_tenant");
+        // Handles register on first use: use it once under the recorder.
+        limiter.try_acquire(&1).unwrap();
+        limiter
+    });
+    let tenant = [("limiter", "per_tenant")];
+    assert!(limiter.try_acquire(&1).is_err(), "the burst of 1 is spent");
+    assert!(limiter.try_acquire_n(&1, 2).is_err(), "more than the burst");
+    limiter.try_acquire(&2).unwrap();
+    assert!(
+        limiter.try_acquire(&3).is_err(),
+        "both keys owe time: no room for a third"
+    );
+    let m = Readings::take(&snapshotter);
+    assert_eq!(
+        m.get("bounded_ratelimit_granted_total", &tenant),
+        V::Counter(2)
+    );
+    assert_eq!(
+        m.get("bounded_ratelimit_rejected_total", &tenant),
+        V::Counter(3)
+    );
+    assert_eq!(m.get("bounded_ratelimit_keys", &tenant), V::Gauge(2.0));
+
+    // A second later both buckets are full again: the third key takes the room they leave.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    limiter.try_acquire(&3).unwrap();
+    // A wait counts as granted when its caller has the unit, not when it is reserved; a wait dropped
+    // before its instant never counts; a deadline too soon is a refusal.
+    let waiter = tokio::spawn({
+        let limiter = limiter.clone();
+        async move { limiter.acquire(&3).await }
+    });
+    tokio::task::yield_now().await;
+    let dropped = tokio::spawn({
+        let limiter = limiter.clone();
+        async move { limiter.acquire(&3).await }
+    });
+    tokio::task::yield_now().await;
+    let soon = Context::new().with_timeout(Duration::from_millis(10));
+    assert!(limiter.acquire_with(&soon, &3).await.is_err());
+    let m = Readings::take(&snapshotter);
+    assert_eq!(
+        m.get("bounded_ratelimit_granted_total", &tenant),
+        V::Counter(1)
+    );
+    assert_eq!(
+        m.get("bounded_ratelimit_rejected_total", &tenant),
+        V::Counter(1)
+    );
+    assert_eq!(
+        m.get("bounded_ratelimit_evicted_total", &tenant),
+        V::Counter(2)
+    );
+    assert_eq!(m.get("bounded_ratelimit_keys", &tenant), V::Gauge(1.0));
+    dropped.abort();
+    waiter.await.unwrap();
+    let m = Readings::take(&snapshotter);
+    assert_eq!(
+        m.get("bounded_ratelimit_granted_total", &tenant),
+        V::Counter(1),
+        "the waiter, once it had its unit"
+    );
+    // The snapshot agrees with what was exported.
+    let snapshot = limiter.metrics();
+    assert_eq!(
+        (snapshot.granted, snapshot.rejected, snapshot.evicted),
+        (4, 4, 2)
+    );
+}
