@@ -504,6 +504,9 @@ struct Reservation<'a, K: Hash + Eq + Clone> {
     /// Waiting for room in a table full of keys that owe time, rather than for a reserved instant.
     for_room: bool,
     finished: bool,
+    /// The `rate limit wait` span of a wait that sleeps (feature `tracing`), under the caller's span.
+    #[cfg(feature = "tracing")]
+    span: Option<tracing::Span>,
 }
 
 /// What a reservation got.
@@ -526,6 +529,8 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
             tat: 0,
             for_room: false,
             finished: false,
+            #[cfg(feature = "tracing")]
+            span: None,
         }
     }
 
@@ -616,12 +621,23 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
                 match self.reserve(deadline) {
                     Ok(Reserved::Now) => return Poll::Ready(Ok(())),
                     Ok(Reserved::At(at) | Reserved::Room(at)) => {
+                        #[cfg(feature = "tracing")]
+                        if self.span.is_none() {
+                            self.span =
+                                Some(tracing::info_span!("rate limit wait", units = self.n));
+                        }
                         match sleep.as_mut().as_pin_mut() {
                             Some(sleep) => sleep.reset(at),
                             None => sleep.set(Some(tokio::time::sleep_until(at))),
                         }
                     }
-                    Err(err) => return Poll::Ready(Err(err)),
+                    Err(err) => {
+                        #[cfg(feature = "tracing")]
+                        if let Some(span) = self.span.take() {
+                            tracing::debug!(parent: &span, "refused");
+                        }
+                        return Poll::Ready(Err(err));
+                    }
                 }
             }
             let Some(timer) = sleep.as_mut().as_pin_mut() else {
@@ -630,6 +646,10 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
             std::task::ready!(timer.poll(cx));
             if !self.for_room {
                 self.finished = true;
+                #[cfg(feature = "tracing")]
+                if let Some(span) = self.span.take() {
+                    tracing::trace!(parent: &span, "granted");
+                }
                 self.limiter.shared.record(KeyedChange {
                     granted: self.n,
                     ..KeyedChange::default()
@@ -640,6 +660,12 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
     }
 
     fn cancel(&mut self) {
+        #[cfg(feature = "tracing")]
+        if !self.finished
+            && let Some(span) = self.span.take()
+        {
+            tracing::debug!(parent: &span, "left without a grant");
+        }
         if self.finished || self.at.is_none() {
             return;
         }

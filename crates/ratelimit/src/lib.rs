@@ -137,7 +137,8 @@
 //!   [`Limiter::named`]; a [`KeyedLimiter`] records the two counters over all its keys, with
 //!   `bounded_ratelimit_keys` and `bounded_ratelimit_evicted_total`, labelled with
 //!   [`KeyedLimiter::named`].
-//! - `tracing`: a wait that queues is a `rate limit wait` span under the caller's span.
+//! - `tracing`: a wait that queues (or, on a [`KeyedLimiter`], sleeps until its instant) is a
+//!   `rate limit wait` span under the caller's span.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
