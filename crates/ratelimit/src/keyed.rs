@@ -78,6 +78,19 @@ pub(crate) struct KeyedChange {
     pub(crate) evicted: u64,
 }
 
+impl KeyedChange {
+    /// A call that granted `granted` units at once, or was refused, and left the table as `state`
+    /// holds it (`evicted` was the eviction count before the call).
+    fn left<K>(state: &KeyedState<K>, granted: u32, rejected: bool, evicted: u64) -> Self {
+        KeyedChange {
+            granted,
+            rejected,
+            keys: Some(state.tats.len()),
+            evicted: state.evicted - evicted,
+        }
+    }
+}
+
 struct KeyedState<K> {
     quota: Quota,
     gcra: Gcra,
@@ -215,12 +228,8 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
                 .into())
             }
         };
-        let change = KeyedChange {
-            granted: if result.is_ok() { n } else { 0 },
-            rejected: result.is_err(),
-            keys: Some(state.tats.len()),
-            evicted: state.evicted - evicted,
-        };
+        let granted = if result.is_ok() { n } else { 0 };
+        let change = KeyedChange::left(&state, granted, result.is_err(), evicted);
         drop(state);
         shared.record(change);
         result
@@ -541,17 +550,13 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
         let mut state = shared.lock();
         let evicted = state.evicted;
         let reserved = self.reserve_locked(&mut state, deadline);
-        let change = KeyedChange {
-            // A unit reserved for later counts once its caller has it (see `poll_wait`).
-            granted: if matches!(reserved, Ok(Reserved::Now)) {
-                self.n
-            } else {
-                0
-            },
-            rejected: reserved.is_err(),
-            keys: Some(state.tats.len()),
-            evicted: state.evicted - evicted,
+        // A unit reserved for later counts once its caller has it (see `poll_wait`).
+        let granted = if matches!(reserved, Ok(Reserved::Now)) {
+            self.n
+        } else {
+            0
         };
+        let change = KeyedChange::left(&state, granted, reserved.is_err(), evicted);
         drop(state);
         shared.record(change);
         reserved

@@ -6,6 +6,15 @@ use bounded_ratelimit::{Limiter, Quota};
 use bounded_testkit::Captured;
 use tracing::Instrument;
 
+/// The `rate limit wait` spans captured.
+fn waits(captured: &Captured) -> Vec<bounded_testkit::SpanRecord> {
+    captured
+        .spans()
+        .into_iter()
+        .filter(|s| s.name == "rate limit wait")
+        .collect()
+}
+
 #[tokio::test(flavor = "current_thread", start_paused = true)]
 async fn a_queued_wait_is_a_span_under_the_callers() {
     let captured = Captured::default();
@@ -20,11 +29,7 @@ async fn a_queued_wait_is_a_span_under_the_callers() {
         .instrument(tracing::info_span!("second call"))
         .await
         .unwrap();
-    let waits: Vec<_> = captured
-        .spans()
-        .into_iter()
-        .filter(|s| s.name == "rate limit wait")
-        .collect();
+    let waits = waits(&captured);
     assert_eq!(waits.len(), 1, "only the wait that queued: {waits:?}");
     assert_eq!(waits[0].parent.as_deref(), Some("second call"));
     assert_eq!(waits[0].fields, "units=1");
@@ -49,11 +54,7 @@ async fn a_keyed_wait_that_sleeps_is_a_span_under_the_callers() {
         .instrument(tracing::info_span!("second call"))
         .await
         .unwrap();
-    let waits: Vec<_> = captured
-        .spans()
-        .into_iter()
-        .filter(|s| s.name == "rate limit wait")
-        .collect();
+    let waits = waits(&captured);
     assert_eq!(waits.len(), 1, "only the wait that slept: {waits:?}");
     assert_eq!(waits[0].parent.as_deref(), Some("second call"));
     assert_eq!(waits[0].fields, "units=1");
