@@ -102,10 +102,8 @@ impl<L> Builder<L> {
         }
         let params = Params::new(self.quota)?;
         let fallback = Fallback::new(self.policy, keyed)?;
-        Ok((
-            self.key,
-            Core::new(self.conn, params, self.timeout, fallback),
-        ))
+        let core = Core::new(self.conn, params, self.timeout, fallback, self.key.clone());
+        Ok((self.key, core))
     }
 }
 

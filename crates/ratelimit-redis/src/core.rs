@@ -17,6 +17,8 @@
 
 use std::future::Future;
 use std::pin::Pin;
+#[cfg(feature = "tracing")]
+use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -98,6 +100,16 @@ impl Fallback {
             }
         })
     }
+
+    /// The policy in a word, for the event that says Redis is unavailable.
+    #[cfg(feature = "tracing")]
+    fn word(&self) -> &'static str {
+        match self {
+            Fallback::Refuse => "refuse",
+            Fallback::Allow => "allow",
+            Fallback::One(_) | Fallback::Keyed(_) => "local",
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -120,6 +132,15 @@ pub(crate) struct Core {
     counters: Counters,
     /// Where give-backs run: the runtime current when the limiter was built, if any.
     runtime: Option<Handle>,
+    /// The key, or a keyed limiter's prefix: the `limiter` label of its metrics and the `limiter`
+    /// field of its events.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    name: String,
+    /// Whether the last call to Redis failed: an event marks each change, not each call.
+    #[cfg(feature = "tracing")]
+    down: AtomicBool,
+    #[cfg(feature = "metrics")]
+    export: crate::export::Export,
 }
 
 /// How a call to Redis ended, short of a reply.
@@ -129,18 +150,22 @@ enum CallError {
 }
 
 /// Counts a caller as waiting while it lives.
-struct Waiting<'a>(&'a AtomicUsize);
+struct Waiting<'a>(&'a Core);
 
 impl<'a> Waiting<'a> {
-    fn new(count: &'a AtomicUsize) -> Self {
-        count.fetch_add(1, Ordering::Relaxed);
-        Waiting(count)
+    fn new(core: &'a Core) -> Self {
+        core.counters.waiting.fetch_add(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        core.export.waiting.increment(1.0);
+        Waiting(core)
     }
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.counters.waiting.fetch_sub(1, Ordering::Relaxed);
+        #[cfg(feature = "metrics")]
+        self.0.export.waiting.decrement(1.0);
     }
 }
 
@@ -150,6 +175,7 @@ impl Core {
         params: Params,
         timeout: Duration,
         fallback: Fallback,
+        name: String,
     ) -> Self {
         Core {
             conn,
@@ -158,6 +184,11 @@ impl Core {
             params: watch::Sender::new(params),
             counters: Counters::default(),
             runtime: Handle::try_current().ok(),
+            #[cfg(feature = "metrics")]
+            export: crate::export::Export::new(&name),
+            name,
+            #[cfg(feature = "tracing")]
+            down: AtomicBool::new(false),
         }
     }
 
@@ -189,7 +220,38 @@ impl Core {
 
     fn reject<E>(&self, err: E) -> Result<(), E> {
         self.count(&self.counters.rejected, 1);
+        #[cfg(feature = "metrics")]
+        self.export.rejected.increment(1);
         Err(err)
+    }
+
+    /// A call found Redis unavailable: counted, and (with `tracing`) a warning when the previous call
+    /// had found it up.
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+    fn unavailable(&self, err: &Unavailable) {
+        self.count(&self.counters.unavailable, 1);
+        #[cfg(feature = "metrics")]
+        self.export.unavailable.increment(1);
+        #[cfg(feature = "tracing")]
+        if !self.down.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                limiter = %self.name,
+                error = %err.cause(),
+                policy = self.fallback.word(),
+                "Redis is unavailable: the fleet limiter's policy decides each call until Redis answers"
+            );
+        }
+    }
+
+    /// A call had Redis's answer: (with `tracing`) an event when the previous call had found it down.
+    fn answered(&self) {
+        #[cfg(feature = "tracing")]
+        if self.down.load(Ordering::Relaxed) && self.down.swap(false, Ordering::Relaxed) {
+            tracing::info!(
+                limiter = %self.name,
+                "Redis answers again: the shared bucket decides each call"
+            );
+        }
     }
 
     fn abandon(&self, cause: Cause) -> Result<(), AcquireError> {
@@ -201,6 +263,13 @@ impl Core {
         self.count(&self.counters.granted, u64::from(n));
         let micros = u64::try_from(waited.as_micros()).unwrap_or(u64::MAX);
         self.count(&self.counters.wait_micros, micros);
+        #[cfg(feature = "metrics")]
+        {
+            self.export.granted.increment(u64::from(n));
+            if !waited.is_zero() {
+                self.export.wait.record(waited.as_secs_f64());
+            }
+        }
     }
 
     /// Waits for `n` units of the bucket `key` unless `ctx` ends first (`None`: a wait with no context,
@@ -217,7 +286,7 @@ impl Core {
         if n == 0 {
             return Ok(());
         }
-        let _waiting = Waiting::new(&self.counters.waiting);
+        let _waiting = Waiting::new(self);
         let mut params = self.params.subscribe();
         loop {
             let cost = match params.borrow_and_update().mode {
@@ -263,7 +332,10 @@ impl Core {
         // too late, hence one microsecond less.
         let max_wait = remaining.map(|r| r.saturating_sub(Duration::from_micros(1)));
         let reply = match self.call(key, cost, n, max_wait, ctx).await {
-            Ok(reply) => reply,
+            Ok(reply) => {
+                self.answered();
+                reply
+            }
             Err(CallError::Cancelled(cause)) => return self.abandon(cause),
             Err(CallError::Unavailable(err)) => {
                 return self.acquire_unavailable(key, n, ctx, err).await;
@@ -312,7 +384,11 @@ impl Core {
                 },
             ));
         }
-        match self.call(key, cost, n, Some(Duration::ZERO), None).await {
+        let reply = self.call(key, cost, n, Some(Duration::ZERO), None).await;
+        if reply.is_ok() {
+            self.answered();
+        }
+        match reply {
             Ok(reply) if reply.granted => {
                 self.grant(n, Duration::ZERO);
                 Ok(())
@@ -389,7 +465,7 @@ impl Core {
         ctx: Option<&Context>,
         err: Unavailable,
     ) -> Result<(), AcquireError> {
-        self.count(&self.counters.unavailable, 1);
+        self.unavailable(&err);
         let start = tokio::time::Instant::now();
         let local = match &self.fallback {
             Fallback::Refuse => return self.reject(AcquireError::Unavailable(err)),
@@ -420,7 +496,7 @@ impl Core {
     }
 
     fn try_unavailable(&self, key: &str, n: u32, err: Unavailable) -> Result<(), TryAcquireError> {
-        self.count(&self.counters.unavailable, 1);
+        self.unavailable(&err);
         let local = match &self.fallback {
             Fallback::Refuse => return self.reject(TryAcquireError::Unavailable(err)),
             Fallback::Allow => Ok(()),

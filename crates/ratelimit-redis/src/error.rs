@@ -67,6 +67,15 @@ impl Unavailable {
         }
     }
 
+    /// What went wrong, without what the limiter did about it: for an event that names the policy.
+    #[cfg(feature = "tracing")]
+    pub(crate) fn cause(&self) -> String {
+        match &self.kind {
+            UnavailableKind::TimedOut(timeout) => format!("no answer within {timeout:?}"),
+            UnavailableKind::Redis(err) => err.to_string(),
+        }
+    }
+
     /// The error the Redis client reported (a refused connection, a lost one, an error reply).
     ///
     /// # Examples

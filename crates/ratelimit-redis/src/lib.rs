@@ -75,12 +75,23 @@
 //! through a local Unix socket on a 2-core machine, where a bare `PING` took 80 µs (the
 //! `ratelimit_redis` bench in the workspace's `benches`). For a limit per process, a local
 //! `bounded_ratelimit::Limiter` costs nanoseconds and needs no Redis.
+//!
+//! # Cargo features
+//!
+//! - `metrics`: `bounded_ratelimit_granted_total`, `bounded_ratelimit_rejected_total`,
+//!   `bounded_ratelimit_unavailable_total`, `bounded_ratelimit_waiting` and
+//!   `bounded_ratelimit_wait_seconds` on the `metrics` facade, labelled `limiter` with the key (a keyed
+//!   limiter's prefix); this process's calls, as [`RedisMetrics`] counts them.
+//! - `tracing`: a `WARN` event when Redis becomes unavailable (the key, the cause, the policy now
+//!   deciding) and an `INFO` event when it answers again: one for each change, not one a call.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 
 mod builder;
 mod core;
 mod error;
+#[cfg(feature = "metrics")]
+mod export;
 mod future;
 mod keyed;
 mod limiter;
