@@ -12,7 +12,8 @@
 //!
 //! A [`KeyedLimiter`](crate::KeyedLimiter) (named with
 //! [`KeyedLimiter::named`](crate::KeyedLimiter::named)) records the same two counters, over all its
-//! keys, and two of its own:
+//! keys, the gauge `bounded_ratelimit_waiting` (callers sleeping until their instant), and two of its
+//! own:
 //!
 //! | name | kind | what |
 //! | --- | --- | --- |
@@ -88,6 +89,7 @@ pub(crate) struct KeyedExport(OnceLock<KeyedExported>);
 pub(crate) struct KeyedExported {
     granted: Counter,
     rejected: Counter,
+    waiting: Gauge,
     keys: Gauge,
     evicted: Counter,
 }
@@ -98,8 +100,17 @@ impl KeyedExport {
         self.0.set(KeyedExported::new(name)).is_ok()
     }
 
+    fn get(&self) -> &KeyedExported {
+        self.0.get_or_init(|| KeyedExported::new("limiter"))
+    }
+
+    /// Callers sleeping until their instant: one more (`1.0`) or one fewer (`-1.0`).
+    pub(crate) fn waiting(&self, by: f64) {
+        self.get().waiting.increment(by);
+    }
+
     pub(crate) fn record(&self, change: KeyedChange) {
-        let exported = self.0.get_or_init(|| KeyedExported::new("limiter"));
+        let exported = self.get();
         if change.granted > 0 {
             exported.granted.increment(u64::from(change.granted));
         }
@@ -121,6 +132,7 @@ impl KeyedExported {
         KeyedExported {
             granted: counter!("bounded_ratelimit_granted_total", "limiter" => limiter.clone()),
             rejected: counter!("bounded_ratelimit_rejected_total", "limiter" => limiter.clone()),
+            waiting: gauge!("bounded_ratelimit_waiting", "limiter" => limiter.clone()),
             keys: gauge!("bounded_ratelimit_keys", "limiter" => limiter.clone()),
             evicted: counter!("bounded_ratelimit_evicted_total", "limiter" => limiter),
         }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use bounded_cancel::{Cancelled, Context};
 use bounded_sync::{Mutex, MutexGuard};
 use pin_project_lite::pin_project;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tokio::time::{Instant, Sleep};
 
 use crate::clock::Clock;
@@ -63,6 +64,9 @@ struct KeyedShared<K> {
     clock: Clock,
     max_keys: usize,
     state: Mutex<KeyedState<K>>,
+    /// Callers sleeping until their instant, and waits that ended without a grant.
+    waiting: AtomicUsize,
+    abandoned: AtomicU64,
     #[cfg(feature = "metrics")]
     export: crate::export::KeyedExport,
 }
@@ -144,6 +148,8 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
                 clock: Clock::start(),
                 max_keys,
                 state: Mutex::new(state),
+                waiting: AtomicUsize::new(0),
+                abandoned: AtomicU64::new(0),
                 #[cfg(feature = "metrics")]
                 export: crate::export::KeyedExport::default(),
             }),
@@ -451,6 +457,8 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
             rejected: state.rejected,
             keys: state.tats.len(),
             evicted: state.evicted,
+            waiting: self.shared.waiting.load(Ordering::Relaxed),
+            abandoned: self.shared.abandoned.load(Ordering::Relaxed),
         }
     }
 }
@@ -458,6 +466,16 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
 impl<K: Hash + Eq + Clone> KeyedShared<K> {
     fn lock(&self) -> MutexGuard<'_, KeyedState<K>> {
         self.state.lock()
+    }
+
+    /// One more (`1`) or one fewer (`-1`) caller sleeping until its instant.
+    fn sleeps(&self, by: isize) {
+        match by {
+            1 => self.waiting.fetch_add(1, Ordering::Relaxed),
+            _ => self.waiting.fetch_sub(1, Ordering::Relaxed),
+        };
+        #[cfg(feature = "metrics")]
+        self.export.waiting(by as f64);
     }
 
     /// Records a call's change on the `metrics` facade; called with the lock released.
@@ -513,6 +531,8 @@ struct Reservation<'a, K: Hash + Eq + Clone> {
     /// Waiting for room in a table full of keys that owe time, rather than for a reserved instant.
     for_room: bool,
     finished: bool,
+    /// Counted among the limiter's waiting callers: it has slept, and has not ended.
+    sleeping: bool,
     /// The `rate limit wait` span of a wait that sleeps (feature `tracing`), under the caller's span.
     #[cfg(feature = "tracing")]
     span: Option<tracing::Span>,
@@ -538,6 +558,7 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
             tat: 0,
             for_room: false,
             finished: false,
+            sleeping: false,
             #[cfg(feature = "tracing")]
             span: None,
         }
@@ -624,8 +645,20 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
         loop {
             if self.at.is_none() {
                 match self.reserve(deadline) {
-                    Ok(Reserved::Now) => return Poll::Ready(Ok(())),
+                    Ok(Reserved::Now) => {
+                        // Granted at once, or once a full key table had room.
+                        #[cfg(feature = "tracing")]
+                        if let Some(span) = self.span.take() {
+                            tracing::trace!(parent: &span, "granted");
+                        }
+                        self.wakes();
+                        return Poll::Ready(Ok(()));
+                    }
                     Ok(Reserved::At(at) | Reserved::Room(at)) => {
+                        if !self.sleeping {
+                            self.sleeping = true;
+                            self.limiter.shared.sleeps(1);
+                        }
                         #[cfg(feature = "tracing")]
                         if self.span.is_none() {
                             self.span =
@@ -641,6 +674,7 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
                         if let Some(span) = self.span.take() {
                             tracing::debug!(parent: &span, "refused");
                         }
+                        self.wakes();
                         return Poll::Ready(Err(err));
                     }
                 }
@@ -651,6 +685,7 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
             std::task::ready!(timer.poll(cx));
             if !self.for_room {
                 self.finished = true;
+                self.wakes();
                 #[cfg(feature = "tracing")]
                 if let Some(span) = self.span.take() {
                     tracing::trace!(parent: &span, "granted");
@@ -664,6 +699,13 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
         }
     }
 
+    /// No longer among the waiting callers.
+    fn wakes(&mut self) {
+        if std::mem::take(&mut self.sleeping) {
+            self.limiter.shared.sleeps(-1);
+        }
+    }
+
     fn cancel(&mut self) {
         #[cfg(feature = "tracing")]
         if !self.finished
@@ -671,6 +713,13 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
         {
             tracing::debug!(parent: &span, "left without a grant");
         }
+        if !self.finished && self.sleeping {
+            self.limiter
+                .shared
+                .abandoned
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        self.wakes();
         if self.finished || self.at.is_none() {
             return;
         }
@@ -760,7 +809,12 @@ impl<K: Hash + Eq + Clone> Future for KeyedAcquireWith<'_, K> {
         if this.reservation.at.is_none()
             && let Some(cause) = this.ctx.cause()
         {
-            // A context that has already ended reserves nothing.
+            // A context that has already ended reserves nothing, and counts as abandoned.
+            this.reservation
+                .limiter
+                .shared
+                .abandoned
+                .fetch_add(1, Ordering::Relaxed);
             this.reservation.finished = true;
             return Poll::Ready(Err(AcquireError::Cancelled(cause)));
         }

@@ -64,4 +64,9 @@ pub struct KeyedMetrics {
     pub keys: usize,
     /// Keys forgotten to stay within `max_keys` (only keys whose bucket had refilled).
     pub evicted: u64,
+    /// Callers sleeping right now until their instant (or until a full key table has room).
+    pub waiting: usize,
+    /// Waits that ended without a grant: dropped while they slept, or ended by their context (while
+    /// they slept, or before they asked: a context that had already ended when the wait began).
+    pub abandoned: u64,
 }

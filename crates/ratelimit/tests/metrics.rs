@@ -170,6 +170,11 @@ async fn a_keyed_limiters_grants_refusals_and_keys_read_back() {
         V::Counter(2)
     );
     assert_eq!(m.get("bounded_ratelimit_keys", &tenant), V::Gauge(1.0));
+    assert_eq!(
+        m.get("bounded_ratelimit_waiting", &tenant),
+        V::Gauge(2.0),
+        "two callers sleep until their instants"
+    );
     dropped.abort();
     waiter.await.unwrap();
     let m = Readings::take(&snapshotter);
@@ -179,9 +184,19 @@ async fn a_keyed_limiters_grants_refusals_and_keys_read_back() {
         "the waiter, once it had its unit"
     );
     // The snapshot agrees with what was exported.
+    assert_eq!(
+        m.get("bounded_ratelimit_waiting", &tenant),
+        V::Gauge(-2.0),
+        "a reading resets the gauge: both have left since"
+    );
     let snapshot = limiter.metrics();
     assert_eq!(
         (snapshot.granted, snapshot.rejected, snapshot.evicted),
         (4, 4, 2)
+    );
+    assert_eq!(
+        (snapshot.waiting, snapshot.abandoned),
+        (0, 1),
+        "the dropped wait left without a grant"
     );
 }

@@ -43,7 +43,12 @@ fn call() -> impl Strategy<Value = Call> {
         Just(Call::TryAcquire),
         any::<u32>().prop_map(Call::TryAcquireN),
         (0u32..60_000).prop_map(Call::GiveUpAfter),
-        (any::<u32>(), 0u32..60_000).prop_map(|(n, us)| Call::Deadline(n, us)),
+        // A deadline of 0 µs now and then: a context that has ended before the wait begins.
+        (
+            any::<u32>(),
+            prop_oneof![1 => Just(0u32), 9 => 0u32..60_000]
+        )
+            .prop_map(|(n, us)| Call::Deadline(n, us)),
         (any::<bool>(), 0u32..60_000).prop_map(|(act, us)| Call::Reserve(act, us)),
         (0u32..40_000).prop_map(Call::Pause),
     ]
@@ -202,7 +207,9 @@ proptest! {
             limiter.metrics()
         });
         let saw = *seen.lock().unwrap();
-        prop_assert_eq!((metrics.granted, metrics.rejected), (saw.granted, saw.rejected), "{:?}", metrics);
+        let counted = Seen { granted: metrics.granted, rejected: metrics.rejected, abandoned: metrics.abandoned };
+        prop_assert_eq!(counted, saw, "{:?}", metrics);
+        prop_assert_eq!(metrics.waiting, 0);
         prop_assert!(metrics.keys <= max_keys, "{:?}", metrics);
         for key in 0..6 {
             let of_key: Vec<_> = grants
@@ -239,6 +246,7 @@ async fn keyed_caller(
     let burst = limiter.quota().count();
     let micros = |us| Duration::from_micros(u64::from(us));
     let rejected = || seen.lock().unwrap().rejected += 1;
+    let abandoned = || seen.lock().unwrap().abandoned += 1;
     for (key, call) in calls {
         let granted = |units| {
             grants.lock().unwrap().push((key, start.elapsed(), units));
@@ -266,11 +274,10 @@ async fn keyed_caller(
                 }
             }
             Call::GiveUpAfter(us) => {
-                if tokio::time::timeout(micros(us), limiter.acquire(&key))
-                    .await
-                    .is_ok()
-                {
-                    granted(1);
+                // Given up only while it sleeps: a unit free now is granted in the first poll.
+                match tokio::time::timeout(micros(us), limiter.acquire(&key)).await {
+                    Ok(()) => granted(1),
+                    Err(_) => abandoned(),
                 }
             }
             Call::Deadline(n, us) => {
@@ -279,7 +286,7 @@ async fn keyed_caller(
                 match limiter.acquire_n_with(&ctx, &key, n).await {
                     Ok(()) => granted(n),
                     Err(AcquireError::DeadlineTooSoon { .. }) => rejected(),
-                    Err(_) => {}
+                    Err(_) => abandoned(),
                 }
             }
             Call::Reserve(..) => unreachable!("filtered out"),
