@@ -292,6 +292,21 @@ async fn run_case(
                 observer.abort();
                 let _ = observer.await;
             }
+            // Jobs that ignore the pool's context and never end by themselves: only the drop's
+            // abort ends them (refused when the queue is full or the pool closed, which is fine).
+            for _ in 0..2 {
+                let _ = pool.try_submit_detached(move |_ctx| async move {
+                    loop {
+                        match paused {
+                            true => tokio::time::sleep(Duration::from_secs(3600)).await,
+                            false => tokio::task::yield_now().await,
+                        }
+                    }
+                    #[allow(unreachable_code)]
+                    Ok::<(), String>(())
+                });
+            }
+            tokio::task::yield_now().await;
             let pool = Arc::into_inner(pool).expect("no submitter holds the pool any more");
             drop(pool);
             // Every handle resolves, and no task is left, without anyone awaiting a shutdown.
