@@ -104,9 +104,14 @@ impl KeyedExport {
         self.0.get_or_init(|| KeyedExported::new("limiter"))
     }
 
-    /// Callers sleeping until their instant: one more (`1.0`) or one fewer (`-1.0`).
-    pub(crate) fn waiting(&self, by: f64) {
-        self.get().waiting.increment(by);
+    /// A caller starts (`true`) or stops (`false`) sleeping until its instant.
+    pub(crate) fn sleeping(&self, starts: bool) {
+        let waiting = &self.get().waiting;
+        if starts {
+            waiting.increment(1.0);
+        } else {
+            waiting.decrement(1.0);
+        }
     }
 
     pub(crate) fn record(&self, change: KeyedChange) {

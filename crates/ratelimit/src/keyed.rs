@@ -468,14 +468,15 @@ impl<K: Hash + Eq + Clone> KeyedShared<K> {
         self.state.lock()
     }
 
-    /// One more (`1`) or one fewer (`-1`) caller sleeping until its instant.
-    fn sleeps(&self, by: isize) {
-        match by {
-            1 => self.waiting.fetch_add(1, Ordering::Relaxed),
-            _ => self.waiting.fetch_sub(1, Ordering::Relaxed),
-        };
+    /// A caller starts (`true`) or stops (`false`) sleeping until its instant.
+    fn sleeping(&self, starts: bool) {
+        if starts {
+            self.waiting.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.waiting.fetch_sub(1, Ordering::Relaxed);
+        }
         #[cfg(feature = "metrics")]
-        self.export.waiting(by as f64);
+        self.export.sleeping(starts);
     }
 
     /// Records a call's change on the `metrics` facade; called with the lock released.
@@ -657,7 +658,7 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
                     Ok(Reserved::At(at) | Reserved::Room(at)) => {
                         if !self.sleeping {
                             self.sleeping = true;
-                            self.limiter.shared.sleeps(1);
+                            self.limiter.shared.sleeping(true);
                         }
                         #[cfg(feature = "tracing")]
                         if self.span.is_none() {
@@ -702,7 +703,7 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
     /// No longer among the waiting callers.
     fn wakes(&mut self) {
         if std::mem::take(&mut self.sleeping) {
-            self.limiter.shared.sleeps(-1);
+            self.limiter.shared.sleeping(false);
         }
     }
 
