@@ -281,11 +281,15 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     crate::exec(cmd)?;
     let out = crate::root().join("target").join("bench");
     std::fs::create_dir_all(&out).map_err(|e| format!("create {}: {e}", out.display()))?;
-    let go_figures = if go {
+    let go_runs = if go {
         run_go(&out, quick)?
     } else {
         BTreeMap::new()
     };
+    let go_figures: BTreeMap<String, f64> = go_runs
+        .iter()
+        .filter_map(|(case, figures)| Some((case.clone(), median(figures)?)))
+        .collect();
     // Only this run's results: criterion keeps every earlier one beside them.
     let ours = read_criterion(&crate::root().join("target").join("criterion"), started)?;
     let mut rows = summarize(&ours, &go_figures);
@@ -297,7 +301,7 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         described,
         round_trip_ns: before.zip(round_trip_ns()),
     };
-    let md = to_markdown(&rows, go, !go_figures.is_empty(), &machine);
+    let md = to_markdown(&rows, go, &go_runs, &machine);
     std::fs::write(out.join("summary.json"), to_json(&rows)).map_err(|e| e.to_string())?;
     std::fs::write(out.join("summary.md"), &md).map_err(|e| e.to_string())?;
     eprintln!(
@@ -455,8 +459,12 @@ fn round_trip_ns() -> Option<f64> {
     Some(rounds[rounds.len() / 2])
 }
 
-/// Builds and runs the Go cases; an empty map, with a word on how to install Go, when there is no Go.
-fn run_go(out: &Path, quick: bool) -> Result<BTreeMap<String, f64>, String> {
+/// How many processes of the Go cases a run takes the median of.
+const GO_PROCESSES: usize = 5;
+
+/// Builds the Go cases and runs them in [`GO_PROCESSES`] processes: each case's figures, one a process,
+/// in ascending order. An empty map, with a word on how to install Go, when there is no Go.
+fn run_go(out: &Path, quick: bool) -> Result<BTreeMap<String, Vec<f64>>, String> {
     let has_go = Command::new("go")
         .arg("version")
         .output()
@@ -482,30 +490,43 @@ fn run_go(out: &Path, quick: bool) -> Result<BTreeMap<String, f64>, String> {
         .env("GOPATH", gopath)
         .env("GOCACHE", out.join("gocache"));
     crate::exec(build)?;
-    let mut run = Command::new(&binary);
-    if quick {
-        run.arg("--quick");
-    }
-    // Two threads, as the Rust multi-thread runtime has two workers.
-    let output = run
-        .env("GOMAXPROCS", "2")
-        .output()
-        .map_err(|e| format!("run the Go benches: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "the Go benches failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    let mut figures = BTreeMap::new();
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
-        if let Some((case, ns)) = line.split_once('\t')
-            && let Ok(ns) = ns.trim().parse::<f64>()
-        {
-            figures.insert(case.to_owned(), ns);
+    // Go's pool cases move by up to four times from one process to the next (docs/benchmarks.md,
+    // "How far Go's pace moves"), so Go's figure is the median over `GO_PROCESSES` processes, and the
+    // summary shows their spread.
+    let mut runs: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for _ in 0..GO_PROCESSES {
+        let mut run = Command::new(&binary);
+        if quick {
+            run.arg("--quick");
+        }
+        // Two threads, as the Rust multi-thread runtime has two workers.
+        let output = run
+            .env("GOMAXPROCS", "2")
+            .output()
+            .map_err(|e| format!("run the Go benches: {e}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "the Go benches failed: {}",
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            if let Some((case, ns)) = line.split_once('\t')
+                && let Ok(ns) = ns.trim().parse::<f64>()
+            {
+                runs.entry(case.to_owned()).or_default().push(ns);
+            }
         }
     }
-    Ok(figures)
+    for figures in runs.values_mut() {
+        figures.sort_by(f64::total_cmp);
+    }
+    Ok(runs)
+}
+
+/// The median of figures sorted in ascending order (the upper of the two middle ones for an even count).
+fn median(sorted: &[f64]) -> Option<f64> {
+    sorted.get(sorted.len() / 2).copied()
 }
 
 /// The peak memory of a one-million burst through a limited group and a pool, each in a process of its
@@ -712,7 +733,14 @@ fn to_json(rows: &[Row]) -> String {
     json
 }
 
-fn to_markdown(rows: &[Row], go: bool, go_ran: bool, machine: &Machine) -> String {
+/// The summary: `go` says whether `--go` was given, `go_runs` holds each Go case's figures, one a
+/// process (empty when no Go toolchain was found).
+fn to_markdown(
+    rows: &[Row],
+    go: bool,
+    go_runs: &BTreeMap<String, Vec<f64>>,
+    machine: &Machine,
+) -> String {
     let mut md = format!("{}\n\n", machine.described);
     let barred = rows.iter().filter(|row| row.target.is_some()).count();
     let met = rows.iter().filter(|row| row.met() == Some(true)).count();
@@ -747,10 +775,26 @@ fn to_markdown(rows: &[Row], go: bool, go_ran: bool, machine: &Machine) -> Strin
     }
     if !go {
         md.push_str("\n(No Go column: run with `--go` on a machine with a Go toolchain.)\n");
-    } else if !go_ran {
+    } else if go_runs.is_empty() {
         md.push_str(
             "\n(No Go column: `--go` found no Go toolchain. On Debian: `sudo apt-get install golang-go \
              golang-golang-x-sync-dev golang-golang-x-time-dev`.)\n",
+        );
+    } else {
+        let processes = go_runs.values().map(Vec::len).max().unwrap_or(0);
+        let spread: Vec<String> = go_runs
+            .iter()
+            .map(|(case, figures)| {
+                let list: Vec<String> = figures.iter().map(|ns| format!("{ns:.1}")).collect();
+                format!("`{case}` {}", list.join(", "))
+            })
+            .collect();
+        let _ = writeln!(
+            md,
+            "\nGo's figure for each case is the median over {processes} processes of the Go cases, \
+             run one after another, since its figures move a lot from one process to the next; \
+             each process's figure, ns per item, in ascending order: {}.",
+            spread.join("; ")
         );
     }
     if let Some((before, after)) = machine.round_trip_ns {
@@ -787,8 +831,17 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::{
-        DOCS_BEGIN, DOCS_END, Machine, Row, bar_filter, splice, summarize, to_markdown, utc,
+        DOCS_BEGIN, DOCS_END, Machine, Row, bar_filter, median, splice, summarize, to_markdown, utc,
     };
+
+    #[test]
+    fn go_figures_are_the_median_process() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[58.0]), Some(58.0));
+        // A slow process among fast ones does not move the figure, nor a fast one among slow ones.
+        assert_eq!(median(&[58.0, 60.0, 61.0, 240.0, 250.0]), Some(61.0));
+        assert_eq!(median(&[58.0, 230.0, 240.0, 245.0, 250.0]), Some(240.0));
+    }
 
     #[test]
     fn the_summary_replaces_only_what_lies_between_the_markers() {
@@ -841,15 +894,26 @@ mod tests {
             baseline_ns: 120.0,
             target: Some(1.0),
         }];
-        let not_asked = to_markdown(&rows, false, false, &machine);
+        let none = BTreeMap::new();
+        let not_asked = to_markdown(&rows, false, &none, &machine);
         assert!(not_asked.contains("run with `--go`"), "{not_asked}");
-        let not_found = to_markdown(&rows, true, false, &machine);
+        let not_found = to_markdown(&rows, true, &none, &machine);
         assert!(
             not_found.contains("found no Go toolchain") && not_found.contains("golang-go"),
             "{not_found}"
         );
-        let ran = to_markdown(&rows, true, true, &machine);
+        let go_runs: BTreeMap<String, Vec<f64>> = [(
+            "pool/w8_q16".to_owned(),
+            vec![58.0, 61.5, 70.0, 240.0, 250.0],
+        )]
+        .into();
+        let ran = to_markdown(&rows, true, &go_runs, &machine);
         assert!(!ran.contains("No Go column"), "{ran}");
+        assert!(
+            ran.contains("median over 5 processes")
+                && ran.contains("`pool/w8_q16` 58.0, 61.5, 70.0, 240.0, 250.0."),
+            "{ran}"
+        );
         assert!(
             ran.contains("1 of the 1 rows with a bar meet it; 0 fall short."),
             "{ran}"
@@ -863,7 +927,7 @@ mod tests {
             baseline_ns: 120.0,
             target: Some(1.0),
         }];
-        let one_short = to_markdown(&slower, true, true, &machine);
+        let one_short = to_markdown(&slower, true, &go_runs, &machine);
         assert!(
             one_short.contains("0 of the 1 rows with a bar meet it; 1 falls short."),
             "{one_short}"
