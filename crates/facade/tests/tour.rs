@@ -81,3 +81,24 @@ async fn a_run_stopped_by_its_order_count_drains_clean() {
     assert_eq!(s.accounted(), 500, "{s:#?}");
     assert!(s.left_running.is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_order_waiting_for_room_when_the_grace_runs_out_is_accounted_for() {
+    // No grace: the drain aborts the orders task while a wholesale order waits for room in the
+    // pool, so that order was taken but never reached the pool.
+    let s = run(Config {
+        run_for: Duration::from_millis(22),
+        rate: 18_096,
+        pricing_rate: 201,
+        deadline: Duration::from_millis(328),
+        grace: Duration::ZERO,
+        ..Config::default()
+    })
+    .await;
+    assert!(
+        s.pool.submitted + s.shed < s.taken,
+        "an order was waiting for room: {s:#?}"
+    );
+    assert_eq!(s.accounted(), s.taken, "{s:#?}");
+    assert!(s.left_running.is_empty());
+}

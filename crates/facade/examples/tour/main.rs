@@ -209,6 +209,9 @@ fn print_summary(s: &Summary) {
     row("past their deadline", s.past_deadline);
     row("shed (queue full)", s.shed);
     row("cancelled by the drain", s.cancelled);
+    if s.stopped_in_pipeline > 0 {
+        row("  of them in the pipeline", s.stopped_in_pipeline);
+    }
     println!("  {:<28} {:>9}", "", "---------");
     let check = if s.accounted() == s.taken {
         "= orders taken".to_owned()

@@ -1,5 +1,6 @@
 //! The order service the tour runs: every pattern of `bounded` holding one service steady under more
-//! orders than it can take. `main.rs` draws it; `tests/tour.rs` runs it on a paused clock.
+//! orders than it can take. `main.rs` draws it; `tests/tour.rs` runs it on a paused clock, and
+//! `tests/tour_random.rs` under random settings.
 //!
 //! An order arrives, is admitted by a `Pool` (or shed when its queue is full), fans out to three
 //! backends under a limited `Group` with the order's deadline, calls the pricing backend through a fair
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bounded::cancel::live;
+use bounded::cancel::{ShutdownReport, live};
 use bounded::group::MapError;
 use bounded::pipeline::{MetricsHandle, StageMetrics};
 use bounded::pool::{JobFailure, PoolReport, SubmitError, TrySubmitError};
@@ -121,6 +122,8 @@ pub(crate) struct Summary {
     pub(crate) past_deadline: u64,
     pub(crate) shed: u64,
     pub(crate) cancelled: u64,
+    /// Of the cancelled: handed to the pipeline, and stopped there when its drain ran out of grace.
+    pub(crate) stopped_in_pipeline: u64,
     pub(crate) pool: PoolReport,
     pub(crate) pricing_calls: u64,
     pub(crate) pricing_rate: u32,
@@ -347,7 +350,7 @@ impl Service {
             }
         };
         live::settle(Duration::from_secs(1)).await.ok();
-        self.summary(ran_for, drained_in, pool, report.to_string(), live::names())
+        self.summary(ran_for, drained_in, pool, &report, live::names())
     }
 
     /// Orders arrive at the configured rate; each is admitted by the pool or shed.
@@ -376,7 +379,12 @@ impl Service {
                 // deadline; the rest are shed at once when the queue is full.
                 if order.is_multiple_of(10) {
                     let admission = ctx.with_deadline(deadline);
-                    match self.pool.submit_with(&admission, job).await {
+                    // If the drain runs out of grace while this order waits for room, this task is
+                    // aborted mid-wait: the order then counts as stopped at admission.
+                    let waiting = Admitting(Some(&self.tally.stopped_at_admission));
+                    let admitted = self.pool.submit_with(&admission, job).await;
+                    waiting.ended();
+                    match admitted {
                         Ok(handle) => {
                             handle.detach();
                             self.tally.admitted.fetch_add(1, Relaxed);
@@ -546,7 +554,7 @@ impl Service {
         ran_for: Duration,
         drained_in: Duration,
         pool: PoolReport,
-        tasks: String,
+        tasks: &ShutdownReport,
         left: Vec<String>,
     ) -> Summary {
         let t = &self.tally;
@@ -578,12 +586,32 @@ impl Service {
                 + pool.failed
                 + lost_in_pipeline
                 + t.stopped_at_admission.load(Relaxed),
+            stopped_in_pipeline: lost_in_pipeline,
             pool,
             pricing_calls: self.pricing.metrics().granted,
             pricing_rate: self.config.pricing_rate,
             peaks,
-            tasks,
+            tasks: tasks.to_string(),
             left_running: left,
+        }
+    }
+}
+
+/// An order waiting for room in the pool, counted as stopped at admission if the wait is dropped
+/// before it ends.
+struct Admitting<'a>(Option<&'a AtomicU64>);
+
+impl Admitting<'_> {
+    /// The wait ended; what became of the order is counted where it is known.
+    fn ended(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for Admitting<'_> {
+    fn drop(&mut self) {
+        if let Some(stopped) = self.0 {
+            stopped.fetch_add(1, Relaxed);
         }
     }
 }
