@@ -166,3 +166,52 @@ async fn a_drain_lets_short_requests_finish_and_cuts_long_ones_then_refuses_conn
         .await
         .expect("nothing is left running");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_whose_client_hangs_up_is_not_waited_for_by_the_drain() {
+    let config = Config {
+        rate: 100,
+        burst: 10,
+        timeout: Duration::from_secs(30),
+        drain: Duration::from_secs(5),
+    };
+    let (shutdown, app, addr) = start(config).await;
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let request = "GET /work?ms=20000 HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n";
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let arrived = Instant::now();
+    while app.requests.in_flight().is_empty() {
+        assert!(
+            arrived.elapsed() < Duration::from_secs(5),
+            "the request arrives"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // The client gives up and closes its connection; the server drops the request's work.
+    drop(stream);
+    let closed = Instant::now();
+    while !app.requests.in_flight().is_empty() {
+        assert!(
+            closed.elapsed() < Duration::from_secs(5),
+            "a request whose connection closed is no longer in flight: {:?}",
+            app.requests.in_flight()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let seen = app.requests.get(0).expect("request 0 was seen");
+    assert!(seen.gone && seen.status.is_none(), "{seen:?}");
+
+    let start = Instant::now();
+    shutdown.trigger();
+    let report = shutdown.wait(Duration::from_secs(10)).await;
+    assert!(report.is_clean(), "{report}");
+    let took = start.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "nothing was in flight, so the drain did not wait its 5 s: {took:?}"
+    );
+    app.receipts.shutdown().await;
+    live::settle(Duration::from_secs(2))
+        .await
+        .expect("nothing is left running");
+}

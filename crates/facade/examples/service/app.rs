@@ -53,8 +53,10 @@ pub(crate) struct Seen {
     pub(crate) path: String,
     pub(crate) started: Instant,
     pub(crate) status: Option<StatusCode>,
-    /// How long it took to answer.
+    /// How long it took to answer, or to end without an answer.
     pub(crate) took: Option<Duration>,
+    /// The client closed its connection before the answer: the server dropped the request's work.
+    pub(crate) gone: bool,
 }
 
 /// Every request, by number, while it is in flight and after.
@@ -62,16 +64,16 @@ pub(crate) struct Seen {
 pub(crate) struct Requests {
     next: AtomicU64,
     seen: Mutex<BTreeMap<u64, Seen>>,
-    /// Told each time a request answers.
-    answered: tokio::sync::Notify,
+    /// Told each time a request ends: answered, or gone with its connection.
+    ended: tokio::sync::Notify,
 }
 
 impl Requests {
-    /// The requests that have not answered yet.
+    /// The requests that have not ended yet: neither answered nor dropped with their connection.
     pub(crate) fn in_flight(&self) -> Vec<(u64, Seen)> {
         let seen = self.seen.lock().unwrap();
         seen.iter()
-            .filter(|(_, s)| s.status.is_none())
+            .filter(|(_, s)| s.took.is_none())
             .map(|(n, s)| (*n, s.clone()))
             .collect()
     }
@@ -146,11 +148,11 @@ impl App {
     pub(crate) async fn drain(self) {
         let deadline = Instant::now() + self.config.drain;
         loop {
-            let answered = self.requests.answered.notified();
+            let ended = self.requests.ended.notified();
             if self.requests.in_flight().is_empty() {
                 break;
             }
-            if tokio::time::timeout_at(deadline, answered).await.is_err() {
+            if tokio::time::timeout_at(deadline, ended).await.is_err() {
                 break;
             }
         }
@@ -241,15 +243,43 @@ async fn track(State(app): State<App>, request: Request, next: Next) -> Response
             started: Instant::now(),
             status: None,
             took: None,
+            gone: false,
         },
     );
     let span = tracing::info_span!("request", n, method = %request.method(), path = %path);
+    // A client that closes its connection first makes the server drop this future at its await: the
+    // guard then records the request as gone, so that the drain does not wait for it.
+    let ending = Ending {
+        requests: &app.requests,
+        n,
+        status: None,
+    };
     let response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
     span.in_scope(|| tracing::info!(status = response.status().as_u16(), "answered"));
-    if let Some(seen) = app.requests.seen.lock().unwrap().get_mut(&n) {
-        seen.status = Some(response.status());
-        seen.took = Some(seen.started.elapsed());
-    }
-    app.requests.answered.notify_waiters();
+    ending.answered(response.status());
     response
+}
+
+/// Records how request `n` ended when dropped: answered with `status`, or gone without an answer.
+struct Ending<'a> {
+    requests: &'a Requests,
+    n: u64,
+    status: Option<StatusCode>,
+}
+
+impl Ending<'_> {
+    fn answered(mut self, status: StatusCode) {
+        self.status = Some(status);
+    }
+}
+
+impl Drop for Ending<'_> {
+    fn drop(&mut self) {
+        if let Some(seen) = self.requests.seen.lock().unwrap().get_mut(&self.n) {
+            seen.status = self.status;
+            seen.gone = self.status.is_none();
+            seen.took = Some(seen.started.elapsed());
+        }
+        self.requests.ended.notify_waiters();
+    }
 }
