@@ -8,10 +8,11 @@
 //! began to drain. The handler's future is dropped then, so its work stops at its next await; a handler
 //! that answers as its context ends (with a partial result, say) has its answer sent, since the response
 //! wins a tie. A request that arrives after the service's context ended is answered with `RequestEnded`
-//! without calling the handler. And the
-//! context ends when the response is ready, as a Go `http.Server` request's does, so work the handler
-//! left running under it stops too. "Ready" is the response's head: a streaming body is sent after it,
-//! so a body that must keep working should not wait on the request's context.
+//! without calling the handler. And the context ends when the response is ready, or when the server
+//! drops the response future unfinished (its client closed the connection), as a Go `http.Server`
+//! request's does, so work the handler left running under it stops too. "Ready" is the response's
+//! head: a streaming body is sent after it, so a body that must keep working should not wait on the
+//! request's context.
 //!
 //! # Examples
 //!
@@ -234,16 +235,27 @@ where
         }
         req.extensions_mut().insert(ctx.clone());
         let response = self.inner.call(req);
+        // As Go's `http.Server` does: the request's context ends with its response, or when the
+        // server drops the response unfinished (its client closed the connection), so work the
+        // handler left running under it stops too.
+        let ends = EndsWithResponse(ctx);
         Box::pin(async move {
             let result = tokio::select! {
                 biased;
                 response = response => response.map_err(Into::into),
-                cause = ctx.cancelled() => Err(Box::new(RequestEnded::new(cause)) as BoxError),
+                cause = ends.0.cancelled() => Err(Box::new(RequestEnded::new(cause)) as BoxError),
             };
-            // As Go's `http.Server` does: the request's context ends with its response, so work the
-            // handler left running under it stops too.
-            ctx.cancel();
+            drop(ends);
             result
         })
+    }
+}
+
+/// A request's context, cancelled when the response future that holds it ends or is dropped.
+struct EndsWithResponse(Context);
+
+impl Drop for EndsWithResponse {
+    fn drop(&mut self) {
+        self.0.cancel();
     }
 }

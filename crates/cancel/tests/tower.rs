@@ -131,3 +131,32 @@ async fn without_a_timeout_a_request_lives_as_long_as_its_parent() {
     parent.cancel();
     assert!(svc.oneshot(request()).await.is_err());
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_context_ends_when_the_response_is_dropped_unfinished() {
+    // A server drops a request's response future when its client closes the connection; as Go's
+    // server cancels a request's context then, work left running under it is told to stop.
+    let kept = Arc::new(Mutex::new(None));
+    let svc = ServiceBuilder::new()
+        .layer(ContextLayer::new(&Context::new()).timeout(Duration::from_secs(60)))
+        .service_fn({
+            let kept = kept.clone();
+            move |req: http::Request<()>| {
+                let ctx = req.extensions().get::<Context>().unwrap().clone();
+                *kept.lock().unwrap() = Some(ctx.clone());
+                async move {
+                    ctx.cancelled().await;
+                    Ok::<_, Infallible>("never")
+                }
+            }
+        });
+    let response = svc.oneshot(request());
+    let unfinished = tokio::time::timeout(Duration::from_millis(10), response).await;
+    assert!(unfinished.is_err(), "still waiting when dropped");
+    let ctx = kept.lock().unwrap().take().unwrap();
+    assert!(
+        ctx.is_cancelled(),
+        "work left running under the request's context is told to stop"
+    );
+    assert!(matches!(ctx.cause(), Some(Cause::Cancelled)));
+}
