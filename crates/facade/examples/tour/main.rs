@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bounded::prelude::*;
-use service::{Config, Service, Snapshot, Summary};
+use service::{Config, PANICKING_ORDER, Service, Snapshot, Summary};
 use tokio::time::{MissedTickBehavior, interval};
 
 const USAGE: &str = "\
@@ -246,10 +246,19 @@ fn print_summary(s: &Summary) {
         num(s.shed),
         p.pool_queued
     );
+    let panic = if s.panicked > 0 {
+        format!(
+            "the fraud check's panic went up through its order's group to the pool ({} panicked), and the worker lived on",
+            s.panicked
+        )
+    } else {
+        format!(
+            "no order from {PANICKING_ORDER} on reached the fraud check, so its one panic never came"
+        )
+    };
     println!(
-        "  Group     {} out-of-stock answers cancelled their order's other calls; the fraud check's panic went up through its order's group to the pool ({} panicked), and the worker lived on",
-        num(s.failed),
-        s.panicked
+        "  Group     {} out-of-stock answers cancelled their order's other calls; {panic}",
+        num(s.failed)
     );
     println!(
         "  Context   {} orders stopped at their deadline instead of holding a worker while the queue grew behind them",
