@@ -23,7 +23,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bounded_cancel::{Cause, Context, live};
-use bounded_ratelimit::{InsufficientCapacity, KeyedLimiter, Limiter, Quota, RetryAfter};
+use bounded_ratelimit::{
+    InsufficientCapacity, KeyedLimiter, Limiter, Quota, QuotaError, RetryAfter,
+};
 use redis::RedisResult;
 use redis::aio::ConnectionManager;
 use tokio::runtime::Handle;
@@ -37,6 +39,12 @@ pub(crate) const BLOCKED_WAIT: Duration = Duration::from_nanos(u64::MAX / 8);
 
 /// Keys a keyed limiter's local fallback remembers.
 pub(crate) const LOCAL_FALLBACK_KEYS: usize = 10_000;
+
+/// The fastest quota a fleet limiter takes, in units a second. A bucket in Redis counts whole
+/// microseconds and rounds a unit's cost up to them, so that the fleet never exceeds its quota; above
+/// this rate the rounding would cut the rate by up to half (900,000 a second would get 500,000), so a
+/// faster quota is refused with [`ConfigError::TooFast`] instead.
+pub const MAX_RATE: u32 = 500_000;
 
 /// The quota in force, as the scripts need it.
 #[derive(Clone, Copy, Debug)]
@@ -55,20 +63,26 @@ enum Mode {
 impl Params {
     /// Checks a quota by the local limiter's rules, then against the script's microsecond clock.
     pub(crate) fn new(quota: Quota) -> Result<Self, ConfigError> {
-        Limiter::new(quota)?;
+        match Limiter::new(quota) {
+            Ok(_) => {}
+            // Faster than a unit a nanosecond: faster than `MAX_RATE` too, and refused as such.
+            Err(QuotaError::TooFast { .. }) => return Err(ConfigError::TooFast { quota }),
+            Err(err) => return Err(err.into()),
+        }
         let mode = if quota.is_unlimited() {
             Mode::Unlimited
         } else if quota.is_blocked() {
             Mode::Blocked
         } else {
+            // Faster than `MAX_RATE` (a unit every 2 µs), rounding a unit's cost up to whole
+            // microseconds would cut the rate by up to half: refused, rather than granting far
+            // less than asked without a word.
+            if quota.interval() < Duration::from_nanos(1_000_000_000 / u64::from(MAX_RATE)) {
+                return Err(ConfigError::TooFast { quota });
+            }
             // Rounded up: a unit never costs less in Redis than the quota says, so the fleet never
             // exceeds it (3 a second cost 333,334 µs each).
             let t_us = quota.interval().as_nanos().div_ceil(1_000);
-            if t_us < 2 {
-                // Faster than 500,000 units a second, the microsecond rounding would be off by more
-                // than a third.
-                return Err(bounded_ratelimit::QuotaError::TooFast { quota }.into());
-            }
             Mode::Limited(Cost {
                 t_us: t_us as u64,
                 burst: quota.burst_size(),
@@ -604,5 +618,40 @@ impl Drop for Hold {
         give_back_on(&self.runtime, async move {
             let _ = tokio::time::timeout(limit, script::give_back(conn, &grant)).await;
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bounded_ratelimit::Quota;
+
+    use super::{Cost, MAX_RATE, Mode, Params};
+    use crate::ConfigError;
+
+    fn cost(quota: Quota) -> Result<Cost, ConfigError> {
+        match Params::new(quota)?.mode {
+            Mode::Limited(cost) => Ok(cost),
+            _ => panic!("{quota} is limited"),
+        }
+    }
+
+    #[test]
+    fn a_units_cost_is_rounded_up_to_whole_microseconds_and_too_fast_quotas_are_refused() {
+        let t_us = |quota| cost(quota).map(|c| c.t_us);
+        assert_eq!(t_us(Quota::per_second(200_000)), Ok(5), "exact");
+        assert_eq!(t_us(Quota::per_second(400_000)), Ok(3), "2.5 µs rounded up");
+        assert_eq!(t_us(Quota::per_second(7)), Ok(142_858), "142,857.14 µs");
+        assert_eq!(t_us(Quota::per_second(MAX_RATE)), Ok(2));
+        assert_eq!(t_us(Quota::new(3, Duration::from_nanos(6_000))), Ok(2));
+        for quota in [
+            Quota::per_second(MAX_RATE + 1),
+            Quota::per_second(1_000_000),
+            Quota::new(3, Duration::from_nanos(5_999)),
+        ] {
+            assert_eq!(t_us(quota), Err(ConfigError::TooFast { quota }), "{quota}");
+        }
+        assert_eq!(cost(Quota::per_second(50).burst(5)).map(|c| c.burst), Ok(5));
     }
 }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bounded_cancel::Cause;
-use bounded_ratelimit::{InsufficientCapacity, QuotaError, RetryAfter};
+use bounded_ratelimit::{InsufficientCapacity, Quota, QuotaError, RetryAfter};
 
 /// Redis did not answer a limiter's call, and the limiter's [`OnUnavailable`](crate::OnUnavailable)
 /// policy is to refuse.
@@ -325,9 +325,15 @@ impl From<bounded_ratelimit::TryAcquireError> for TryAcquireError {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConfigError {
-    /// The quota cannot work (as for a local `Limiter`), or is finer than the fleet limiter's
-    /// microsecond clock.
+    /// The quota cannot work, as for a local `Limiter`.
     Quota(QuotaError),
+    /// The quota is faster than [`MAX_RATE`](crate::MAX_RATE) units a second: a bucket in Redis
+    /// counts whole microseconds, and a unit's cost rounded up to them would cut such a rate by up
+    /// to half (900,000 a second would get 500,000).
+    TooFast {
+        /// The quota refused.
+        quota: Quota,
+    },
     /// The local quota of an [`OnUnavailable::Local`](crate::OnUnavailable::Local) policy cannot work.
     LocalQuota(QuotaError),
     /// A call timeout of zero would refuse every call.
@@ -340,6 +346,12 @@ impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ConfigError::Quota(err) => err.fmt(f),
+            ConfigError::TooFast { quota } => write!(
+                f,
+                "the quota {quota} is faster than 500,000 units a second, finer than a fleet \
+                 limiter's bucket in Redis can keep (it counts whole microseconds); lower the rate, \
+                 or split the limit over several keys"
+            ),
             ConfigError::LocalQuota(err) => write!(f, "the local fallback quota: {err}"),
             ConfigError::ZeroTimeout => f.write_str(
                 "a Redis call timeout of 0 would fail every call; give the longest a call may wait for \

@@ -99,6 +99,7 @@ mod metrics;
 mod policy;
 mod script;
 
+pub use crate::core::MAX_RATE;
 pub use builder::{Builder, DEFAULT_TIMEOUT};
 pub use error::{AcquireError, ConfigError, TryAcquireError, Unavailable};
 pub use future::{Acquire, TryAcquire};

@@ -39,8 +39,9 @@ impl RedisLimiter {
     ///
     /// # Errors
     ///
-    /// [`ConfigError`] for a quota that cannot work (the local `Limiter`'s rules, and at most 500,000
-    /// units a second: the bucket counts microseconds), or an empty key.
+    /// [`ConfigError`] for a quota that cannot work (the local `Limiter`'s rules, and at most
+    /// [`MAX_RATE`](crate::MAX_RATE), 500,000 units a second: the bucket counts microseconds), or an
+    /// empty key.
     ///
     /// # Examples
     ///

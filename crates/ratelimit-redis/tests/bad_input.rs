@@ -26,13 +26,29 @@ async fn quotas_keys_and_timeouts_that_cannot_work_are_refused_when_built() {
         build(Quota::new(5, Duration::ZERO)),
         Err(ConfigError::Quota(QuotaError::ZeroPeriod))
     );
-    // Finer than the bucket's microseconds can keep exact.
-    let too_fast = Quota::per_second(1_000_000);
+    // Finer than the bucket's microseconds can keep exact: anything above 500,000 a second, which
+    // rounding up to 2 µs a unit would cut to 500,000 (900,000 a second by 44 %).
+    for rate in [500_001, 750_000, 900_000, 999_999, 1_000_000, u32::MAX] {
+        let too_fast = Quota::per_second(rate);
+        assert_eq!(
+            build(too_fast),
+            Err(ConfigError::TooFast { quota: too_fast }),
+            "{rate} a second"
+        );
+    }
+    let err = build(Quota::per_second(750_000)).unwrap_err().to_string();
+    assert!(
+        err.contains("faster than 500,000 units a second") && err.contains("lower the rate"),
+        "{err}"
+    );
+    let too_fast = Quota::new(3, Duration::from_nanos(5_999));
     assert_eq!(
         build(too_fast),
-        Err(ConfigError::Quota(QuotaError::TooFast { quota: too_fast }))
+        Err(ConfigError::TooFast { quota: too_fast }),
+        "3 every 5,999 ns is just over 500,000 a second"
     );
     assert!(build(Quota::per_second(500_000)).is_ok());
+    assert!(build(Quota::new(3, Duration::from_nanos(6_000))).is_ok());
     assert!(build(Quota::new(u32::MAX, Duration::MAX)).is_err());
     assert!(build(Quota::unlimited()).is_ok() && build(Quota::blocked()).is_ok());
 
@@ -66,6 +82,11 @@ async fn quotas_keys_and_timeouts_that_cannot_work_are_refused_when_built() {
     patient.acquire().await.unwrap();
     // A rejected quota change leaves the old one in force.
     assert!(patient.set_rate(Quota::per_second(0)).is_err());
+    let too_fast = Quota::per_second(600_000);
+    assert_eq!(
+        patient.set_rate(too_fast),
+        Err(ConfigError::TooFast { quota: too_fast })
+    );
     assert_eq!(patient.quota(), Quota::per_second(5));
 }
 
