@@ -77,12 +77,13 @@ impl Params {
             // Faster than `MAX_RATE` (a unit every 2 µs), rounding a unit's cost up to whole
             // microseconds would cut the rate by up to half: refused, rather than granting far
             // less than asked without a word.
-            if quota.interval() < Duration::from_nanos(1_000_000_000 / u64::from(MAX_RATE)) {
+            let (count, per_ns) = (u128::from(quota.count()), quota.period().as_nanos());
+            if per_ns * u128::from(MAX_RATE) < count * 1_000_000_000 {
                 return Err(ConfigError::TooFast { quota });
             }
             // Rounded up: a unit never costs less in Redis than the quota says, so the fleet never
-            // exceeds it (3 a second cost 333,334 µs each).
-            let t_us = quota.interval().as_nanos().div_ceil(1_000);
+            // exceeds it (3 a second cost 333,334 µs each; 499,999 a second, 2.000004 µs, cost 3).
+            let t_us = per_ns.div_ceil(count * 1_000);
             Mode::Limited(Cost {
                 t_us: t_us as u64,
                 burst: quota.burst_size(),

@@ -49,10 +49,12 @@ impl Gcra {
         if burst == 0 {
             return Err(QuotaError::ZeroBurst);
         }
-        let t = per.as_nanos() / u128::from(count);
-        if t == 0 {
+        if per.as_nanos() < u128::from(count) {
             return Err(QuotaError::TooFast { quota: *quota });
         }
+        // Rounded up to whole nanoseconds: a unit never costs less than the quota says, so the
+        // limiter never grants faster than its quota (3 a second cost 333,333,334 ns each).
+        let t = quota.interval().as_nanos();
         // A bucket longer than a century is a configuration mistake, and keeping the products below
         // u64::MAX / 2 lets every sum below stay exact.
         let bucket = t * u128::from(burst);

@@ -39,7 +39,7 @@ impl Quota {
     /// ```
     /// # use bounded_ratelimit::Quota;
     /// # use std::time::Duration;
-    /// assert_eq!(Quota::new(3, Duration::from_secs(1)).interval(), Duration::from_nanos(333_333_333));
+    /// assert_eq!(Quota::new(3, Duration::from_secs(1)).interval(), Duration::from_nanos(333_333_334));
     /// ```
     pub const fn new(count: u32, per: Duration) -> Self {
         Quota {
@@ -225,7 +225,9 @@ impl Quota {
         }
     }
 
-    /// The time one unit costs: `per / count` (zero for a zero quota, which limiters refuse).
+    /// The time one unit costs: `per / count`, rounded up to whole nanoseconds, as a limiter counts
+    /// it, so that it never grants faster than the quota (zero for a zero quota, which limiters
+    /// refuse).
     ///
     /// # Examples
     ///
@@ -233,12 +235,13 @@ impl Quota {
     /// # use bounded_ratelimit::Quota;
     /// # use std::time::Duration;
     /// assert_eq!(Quota::per_second(4).interval(), Duration::from_millis(250));
+    /// assert_eq!(Quota::per_second(3).interval(), Duration::from_nanos(333_333_334));
     /// ```
     pub fn interval(&self) -> Duration {
         if self.count == 0 {
             return Duration::ZERO;
         }
-        let nanos = self.per.as_nanos() / u128::from(self.count);
+        let nanos = self.per.as_nanos().div_ceil(u128::from(self.count));
         Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
 

@@ -202,3 +202,23 @@ async fn a_new_key_waits_for_room_or_fails_at_once_on_a_deadline_too_soon() {
         "1 had refilled, and was forgotten"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_quota_whose_units_cost_a_fraction_of_a_nanosecond_more_is_never_exceeded() {
+    // 3 every 4 ns: a unit costs 1.33 ns, which a limiter counting whole nanoseconds rounded down
+    // would grant every 1 ns, a third over its quota.
+    let limiter = Limiter::new(Quota::new(3, Duration::from_nanos(4)).burst(1)).unwrap();
+    let mut granted = 0u64;
+    for _ in 0..4_000 {
+        if limiter.try_acquire().is_ok() {
+            granted += 1;
+        }
+        tokio::time::advance(Duration::from_nanos(1)).await;
+    }
+    // 4,000 ns hold 3,000 units of the quota, and the burst of 1.
+    assert!(granted <= 3_001, "{granted} granted in 4,000 ns");
+    assert!(
+        granted >= 1_500,
+        "{granted}: rounded up by at most 1 ns a unit"
+    );
+}
