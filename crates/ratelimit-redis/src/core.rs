@@ -645,6 +645,8 @@ mod tests {
         assert_eq!(t_us(Quota::per_second(400_000)), Ok(3), "2.5 µs rounded up");
         assert_eq!(t_us(Quota::per_second(7)), Ok(142_858), "142,857.14 µs");
         assert_eq!(t_us(Quota::per_second(MAX_RATE)), Ok(2));
+        // 2.000004 µs: 2 would grant 500,000 a second, over the quota.
+        assert_eq!(t_us(Quota::per_second(MAX_RATE - 1)), Ok(3));
         assert_eq!(t_us(Quota::new(3, Duration::from_nanos(6_000))), Ok(2));
         for quota in [
             Quota::per_second(MAX_RATE + 1),
