@@ -73,18 +73,27 @@ fn parse() -> Result<Args, String> {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() {
     let args = match parse() {
         Ok(args) => args,
         Err(err) if err.is_empty() => {
             println!("{USAGE}");
-            return Ok(());
+            return;
         }
         Err(err) => {
             eprintln!("{err}\n\n{USAGE}");
             std::process::exit(2);
         }
     };
+    // Said in words (a quota too fast for the bucket, a Redis that cannot be reached), not as a
+    // debug dump.
+    if let Err(err) = run(args).await {
+        eprintln!("fleet: {err}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // Without --redis, a private redis-server on a Unix socket, stopped on the way out.
     let (_server, url) = match &args.redis {
         Some(url) => (None, url.clone()),
@@ -107,7 +116,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         Arc::new((0..args.replicas).map(|_| AtomicU64::new(0)).collect());
     let client = redis::Client::open(url.as_str())?;
     for replica in 0..args.replicas {
-        let conn = client.get_connection_manager().await?;
+        let conn = client
+            .get_connection_manager()
+            .await
+            .map_err(|err| format!("cannot reach Redis at {url}: {err}"))?;
         let limiter = RedisLimiter::new(conn, "bounded-fleet-example", quota)?;
         let (run, counts) = (run.clone(), counts.clone());
         shutdown.spawn(format!("replica {}", replica + 1), move |_ctx| async move {

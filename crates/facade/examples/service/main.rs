@@ -69,24 +69,34 @@ fn config_grace() -> Duration {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() {
     let (port, config) = match parse() {
         Ok(parsed) => parsed,
         Err(err) if err.is_empty() => {
             println!("{USAGE}");
-            return Ok(());
+            return;
         }
         Err(err) => {
             eprintln!("{err}\n\n{USAGE}");
             std::process::exit(2);
         }
     };
+    // Said in words (a port already taken, say), not as a debug dump.
+    if let Err(err) = run(port, config).await {
+        eprintln!("service: {err}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(port: u16, config: Config) -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt().with_target(false).init();
 
     let mut shutdown = Shutdown::new();
     shutdown.on_signals()?;
     let app = App::new(config, &shutdown);
-    let listener = TcpListener::bind(("127.0.0.1", port)).await?;
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|err| format!("cannot listen on 127.0.0.1:{port}: {err}"))?;
     println!(
         "listening on http://{} (Ctrl-C drains)",
         listener.local_addr()?
