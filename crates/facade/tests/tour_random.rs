@@ -68,11 +68,18 @@ fn quiet_fraud_crash() {
     });
 }
 
-fn run(runtime: &tokio::runtime::Runtime, config: Config) -> Summary {
-    runtime.block_on(async {
-        let service = Arc::new(Service::new(config));
+/// Runs the service on a runtime from `builder` under `config`, then checks its summary.
+fn run_and_check(
+    mut builder: tokio::runtime::Builder,
+    config: Config,
+) -> Result<(), TestCaseError> {
+    quiet_fraud_crash();
+    let runtime = builder.enable_all().build().unwrap();
+    let summary = runtime.block_on(async {
+        let service = Arc::new(Service::new(config.clone()));
         service.run(Shutdown::new()).await
-    })
+    });
+    check(&config, &summary)
 }
 
 /// What holds for every run, whatever its settings.
@@ -119,14 +126,9 @@ proptest! {
 
     #[test]
     fn every_order_is_accounted_for_on_the_paused_clock(config in settings(3_000, 2_000)) {
-        quiet_fraud_crash();
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .start_paused(true)
-            .build()
-            .unwrap();
-        let summary = run(&runtime, config.clone());
-        check(&config, &summary)?;
+        let mut paused = tokio::runtime::Builder::new_current_thread();
+        paused.start_paused(true);
+        run_and_check(paused, config)?;
     }
 }
 
@@ -135,13 +137,8 @@ proptest! {
 
     #[test]
     fn every_order_is_accounted_for_on_two_threads(config in settings(300, 300)) {
-        quiet_fraud_crash();
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let summary = run(&runtime, config.clone());
-        check(&config, &summary)?;
+        let mut two_threads = tokio::runtime::Builder::new_multi_thread();
+        two_threads.worker_threads(2);
+        run_and_check(two_threads, config)?;
     }
 }
