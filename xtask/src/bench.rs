@@ -252,16 +252,25 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     if docs {
         splice(&read_doc()?, "")?;
     }
-    let mut cmd = Command::new(env!("CARGO"));
-    cmd.args(["bench", "--package", "bounded-benches"]);
-    for pattern in &patterns {
-        cmd.args(["--bench", pattern]);
-    }
-    if patterns.is_empty() {
-        for pattern in PATTERNS {
+    let benches = || {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["bench", "--package", "bounded-benches"]);
+        let named: &[&str] = if patterns.is_empty() {
+            &PATTERNS
+        } else {
+            &patterns
+        };
+        for pattern in named {
             cmd.args(["--bench", pattern]);
         }
-    }
+        cmd
+    };
+    // Built first, on its own: the first group measured should not share the machine with the
+    // build's last steps (linking, writing the binaries out), nor the round trip before it.
+    let mut build = benches();
+    build.arg("--no-run");
+    crate::exec(build)?;
+    let mut cmd = benches();
     if quick {
         // Only the bar's cases, so that the whole set takes minutes: see `bar_filter`.
         cmd.args([
