@@ -499,7 +499,7 @@ fn run_go(out: &Path, quick: bool) -> Result<BTreeMap<String, Vec<f64>>, String>
         .env("GOPATH", gopath)
         .env("GOCACHE", out.join("gocache"));
     crate::exec(build)?;
-    // Go's pool cases move by up to four times from one process to the next (docs/benchmarks.md,
+    // Go's pool cases move by four times and more from one process to the next (docs/benchmarks.md,
     // "How far Go's pace moves"), so Go's figure is the median over `GO_PROCESSES` processes, and the
     // summary shows their spread.
     let mut runs: BTreeMap<String, Vec<f64>> = BTreeMap::new();
