@@ -465,7 +465,7 @@ fn round_trip_ns() -> Option<f64> {
         })
         .collect();
     rounds.sort_by(f64::total_cmp);
-    Some(rounds[rounds.len() / 2])
+    median(&rounds)
 }
 
 /// How many processes of the Go cases a run takes the median of.

@@ -55,8 +55,13 @@ pub(crate) struct Seen {
     pub(crate) status: Option<StatusCode>,
     /// How long it took to answer, or to end without an answer.
     pub(crate) took: Option<Duration>,
+}
+
+impl Seen {
     /// The client closed its connection before the answer: the server dropped the request's work.
-    pub(crate) gone: bool,
+    pub(crate) fn gone(&self) -> bool {
+        self.took.is_some() && self.status.is_none()
+    }
 }
 
 /// Every request, by number, while it is in flight and after.
@@ -243,7 +248,6 @@ async fn track(State(app): State<App>, request: Request, next: Next) -> Response
             started: Instant::now(),
             status: None,
             took: None,
-            gone: false,
         },
     );
     let span = tracing::info_span!("request", n, method = %request.method(), path = %path);
@@ -277,7 +281,6 @@ impl Drop for Ending<'_> {
     fn drop(&mut self) {
         if let Some(seen) = self.requests.seen.lock().unwrap().get_mut(&self.n) {
             seen.status = self.status;
-            seen.gone = self.status.is_none();
             seen.took = Some(seen.started.elapsed());
         }
         self.requests.ended.notify_waiters();

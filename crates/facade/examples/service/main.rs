@@ -115,13 +115,18 @@ async fn run(port: u16, config: Config) -> Result<(), Box<dyn std::error::Error>
     println!("draining: {} request(s) in flight", in_flight.len());
     let report = shutdown.wait(config_grace()).await;
     for (n, seen) in in_flight {
-        match requests.get(n).and_then(|s| Some((s.status?, s.took?))) {
-            Some((status, took)) => {
-                println!("  request {n} {}: {status} after {took:?}", seen.path)
+        let now = requests.get(n).unwrap_or(seen);
+        match (now.status, now.took) {
+            (Some(status), Some(took)) => {
+                println!("  request {n} {}: {status} after {took:?}", now.path)
             }
-            None => println!(
-                "  request {n} {}: no answer (its connection was closed)",
-                seen.path
+            _ if now.gone() => println!(
+                "  request {n} {}: no answer (its client closed the connection)",
+                now.path
+            ),
+            _ => println!(
+                "  request {n} {}: no answer (stopped with the server)",
+                now.path
             ),
         }
     }
