@@ -3,8 +3,8 @@
 //!
 //! Each pattern is its own crate, re-exported here as a module behind a cargo feature of the same name
 //! (the five patterns on by default). [`cancel`] is always there: every other crate builds on it. The
-//! fleet-wide limiter on Redis is off by default (feature `redis`, or `full` for everything), since it
-//! brings a Redis client.
+//! fleet-wide limiter on Redis is off by default (feature `redis`, `redis-cluster` for a Redis
+//! Cluster, or `full` for everything), since it brings a Redis client.
 //!
 //! | module | Go | types |
 //! | --- | --- | --- |

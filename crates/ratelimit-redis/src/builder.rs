@@ -3,8 +3,8 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::Connection;
 use bounded_ratelimit::Quota;
-use redis::aio::ConnectionManager;
 
 use crate::core::{Core, Fallback, Params};
 use crate::{ConfigError, OnUnavailable, RedisKeyedLimiter, RedisLimiter};
@@ -32,7 +32,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(200);
 /// # }
 /// ```
 pub struct Builder<L> {
-    conn: ConnectionManager,
+    conn: Connection,
     key: String,
     quota: Quota,
     timeout: Duration,
@@ -41,7 +41,7 @@ pub struct Builder<L> {
 }
 
 impl<L> Builder<L> {
-    pub(crate) fn new(conn: ConnectionManager, key: String, quota: Quota) -> Self {
+    pub(crate) fn new(conn: Connection, key: String, quota: Quota) -> Self {
         Builder {
             conn,
             key,

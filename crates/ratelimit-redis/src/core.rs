@@ -22,12 +22,12 @@ use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crate::Connection;
 use bounded_cancel::{Cause, Context, live};
 use bounded_ratelimit::{
     InsufficientCapacity, KeyedLimiter, Limiter, Quota, QuotaError, RetryAfter,
 };
 use redis::RedisResult;
-use redis::aio::ConnectionManager;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
@@ -140,7 +140,7 @@ struct Counters {
 /// One fleet limiter's connection, quota, policy and counters.
 #[derive(Debug)]
 pub(crate) struct Core {
-    conn: ConnectionManager,
+    conn: Connection,
     timeout: Duration,
     fallback: Fallback,
     params: watch::Sender<Params>,
@@ -186,7 +186,7 @@ impl Drop for Waiting<'_> {
 
 impl Core {
     pub(crate) fn new(
-        conn: ConnectionManager,
+        conn: Connection,
         params: Params,
         timeout: Duration,
         fallback: Fallback,
@@ -559,7 +559,7 @@ where
 /// A `RESERVE` call whose reply nobody may have read yet (invariant 1).
 struct InFlight {
     fut: Option<ReserveFuture>,
-    conn: ConnectionManager,
+    conn: Connection,
     grant: Grant,
     limit: Duration,
     runtime: Option<Handle>,
@@ -583,7 +583,7 @@ impl Drop for InFlight {
 /// A grant read by its caller and not yet used: dropped, it is given back (invariant 1).
 struct Hold {
     armed: bool,
-    conn: ConnectionManager,
+    conn: Connection,
     grant: Grant,
     limit: Duration,
     runtime: Option<Handle>,

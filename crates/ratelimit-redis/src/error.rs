@@ -72,7 +72,7 @@ impl Unavailable {
     pub(crate) fn cause(&self) -> String {
         match &self.kind {
             UnavailableKind::TimedOut(timeout) => format!("no answer within {timeout:?}"),
-            UnavailableKind::Redis(err) => err.to_string(),
+            UnavailableKind::Redis(err) => format!("{err}{}", cluster_hint(err)),
         }
     }
 
@@ -104,11 +104,23 @@ impl fmt::Display for Unavailable {
             ),
             UnavailableKind::Redis(err) => write!(
                 f,
-                "the fleet rate limiter could not reach Redis: {err}; nothing was granted (the limiter \
-                 refuses while Redis is unavailable: see OnUnavailable to fail open or to fall back to \
-                 a local share of the quota)"
+                "the fleet rate limiter could not reach Redis: {err}{}; nothing was granted (the \
+                 limiter refuses while Redis is unavailable: see OnUnavailable to fail open or to fall \
+                 back to a local share of the quota)",
+                cluster_hint(err)
             ),
         }
+    }
+}
+
+/// What to do when a single-server connection reached one node of a Redis Cluster, which sends the
+/// call to another node: the configuration is wrong, and no outage will end it.
+fn cluster_hint(err: &redis::RedisError) -> &'static str {
+    if err.redirect_node().is_some() {
+        " (this Redis is a cluster node that does not hold the bucket's key: connect to the \
+         cluster with redis-rs's `ClusterConnection`, which the `cluster` feature accepts)"
+    } else {
+        ""
     }
 }
 

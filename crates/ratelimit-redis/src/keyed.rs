@@ -3,10 +3,9 @@ use std::sync::Arc;
 
 use bounded_cancel::Context;
 use bounded_ratelimit::Quota;
-use redis::aio::ConnectionManager;
 
 use crate::core::Core;
-use crate::{Acquire, Builder, ConfigError, RedisMetrics, TryAcquire};
+use crate::{Acquire, Builder, ConfigError, Connection, RedisMetrics, TryAcquire};
 
 /// A fleet limit per key (a tenant, a user, an API token): one bucket in Redis for each, at
 /// `"{prefix}:{key}"`, each expiring by itself once it is full again, so idle keys cost Redis nothing
@@ -54,7 +53,7 @@ impl RedisKeyedLimiter {
     /// # }
     /// ```
     pub fn new(
-        conn: ConnectionManager,
+        conn: impl Into<Connection>,
         prefix: impl Into<String>,
         quota: Quota,
     ) -> Result<Self, ConfigError> {
@@ -76,11 +75,11 @@ impl RedisKeyedLimiter {
     /// # }
     /// ```
     pub fn builder(
-        conn: ConnectionManager,
+        conn: impl Into<Connection>,
         prefix: impl Into<String>,
         quota: Quota,
     ) -> Builder<Self> {
-        Builder::new(conn, prefix.into(), quota)
+        Builder::new(conn.into(), prefix.into(), quota)
     }
 
     pub(crate) fn from_parts(prefix: String, core: Arc<Core>) -> Self {

@@ -60,13 +60,17 @@
 //!   Waits are slept on tokio's clock after the reply arrives, so a grant is used up to one network
 //!   delay after its instant, never before.
 //! - **Keys.** A bucket expires in Redis when it is full again; idle limits cost nothing.
+//! - **Redis Cluster.** With the `cluster` feature, a limiter also takes a cluster connection (see
+//!   [`Connection`]). A bucket is one key and each script touches only that key, so every call goes
+//!   to the one node holding its bucket, and a keyed limiter's buckets spread over the nodes.
 //!
 //! # When Redis is unavailable
 //!
 //! Every call to Redis has a timeout ([`Builder::timeout`], 200 ms by default) and ends early when the
 //! caller's context does; the [`OnUnavailable`] policy then decides: refuse (the default), allow, or a
-//! local limiter at a share of the quota. The connection (redis-rs's `ConnectionManager`) reconnects by
-//! itself, and the first call after Redis is back uses the shared bucket again.
+//! local limiter at a share of the quota. The connection (redis-rs's `ConnectionManager`, or its
+//! `ClusterConnection`) reconnects by itself, and the first call after Redis is back uses the shared
+//! bucket again.
 //!
 //! # Use this when / use that instead
 //!
@@ -78,6 +82,7 @@
 //!
 //! # Cargo features
 //!
+//! - `cluster`: buckets on a Redis Cluster, through redis-rs's async `ClusterConnection`.
 //! - `metrics`: `bounded_ratelimit_granted_total`, `bounded_ratelimit_rejected_total`,
 //!   `bounded_ratelimit_unavailable_total`, `bounded_ratelimit_waiting` and
 //!   `bounded_ratelimit_wait_seconds` on the `metrics` facade, labelled `limiter` with the key (a keyed
@@ -88,6 +93,7 @@
 #![forbid(unsafe_code)]
 
 mod builder;
+mod conn;
 mod core;
 mod error;
 #[cfg(feature = "metrics")]
@@ -101,6 +107,7 @@ mod script;
 
 pub use crate::core::MAX_RATE;
 pub use builder::{Builder, DEFAULT_TIMEOUT};
+pub use conn::Connection;
 pub use error::{AcquireError, ConfigError, TryAcquireError, Unavailable};
 pub use future::{Acquire, TryAcquire};
 pub use keyed::RedisKeyedLimiter;

@@ -3,10 +3,9 @@ use std::sync::Arc;
 
 use bounded_cancel::Context;
 use bounded_ratelimit::Quota;
-use redis::aio::ConnectionManager;
 
 use crate::core::Core;
-use crate::{Acquire, Builder, ConfigError, RedisMetrics, TryAcquire};
+use crate::{Acquire, Builder, ConfigError, Connection, RedisMetrics, TryAcquire};
 
 /// One rate limit shared by every process that names the same key in the same Redis.
 ///
@@ -54,7 +53,7 @@ impl RedisLimiter {
     /// # }
     /// ```
     pub fn new(
-        conn: ConnectionManager,
+        conn: impl Into<Connection>,
         key: impl Into<String>,
         quota: Quota,
     ) -> Result<Self, ConfigError> {
@@ -75,8 +74,12 @@ impl RedisLimiter {
     ///     .unwrap();
     /// # }
     /// ```
-    pub fn builder(conn: ConnectionManager, key: impl Into<String>, quota: Quota) -> Builder<Self> {
-        Builder::new(conn, key.into(), quota)
+    pub fn builder(
+        conn: impl Into<Connection>,
+        key: impl Into<String>,
+        quota: Quota,
+    ) -> Builder<Self> {
+        Builder::new(conn.into(), key.into(), quota)
     }
 
     pub(crate) fn from_parts(key: String, core: Arc<Core>) -> Self {

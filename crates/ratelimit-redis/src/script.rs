@@ -17,7 +17,7 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::Connection;
 use redis::{RedisResult, Script};
 
 /// Reserve `n` units: `{1, wait_us, new_tat}` when granted (the caller's instant is `wait_us` from
@@ -94,7 +94,7 @@ pub(crate) struct Grant {
 }
 
 pub(crate) async fn reserve(
-    mut conn: ConnectionManager,
+    mut conn: Connection,
     key: String,
     cost: Cost,
     n: u32,
@@ -120,7 +120,7 @@ pub(crate) async fn reserve(
 }
 
 /// Gives a grant back under invariant 2; `Ok(true)` when it was.
-pub(crate) async fn give_back(mut conn: ConnectionManager, grant: &Grant) -> RedisResult<bool> {
+pub(crate) async fn give_back(mut conn: Connection, grant: &Grant) -> RedisResult<bool> {
     let given: i64 = GIVE_BACK
         .key(&grant.key)
         .arg(grant.tat)

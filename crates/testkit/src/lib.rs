@@ -1,5 +1,6 @@
 //! Helpers for the workspace's own tests, benches and examples.
 
+pub mod redis_cluster;
 pub mod redis_server;
 
 /// Keeps the reports of the panics a test makes on purpose (those whose message ends with "on
