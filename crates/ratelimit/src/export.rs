@@ -17,7 +17,7 @@
 //!
 //! | name | kind | what |
 //! | --- | --- | --- |
-//! | `bounded_ratelimit_keys` | gauge | keys remembered right now (at most `max_keys`) |
+//! | `bounded_ratelimit_keys` | gauge | keys remembered right now (at most `max_keys`; limiters sharing a name add up) |
 //! | `bounded_ratelimit_evicted_total` | counter | keys forgotten because their bucket had refilled |
 
 use std::sync::OnceLock;
@@ -122,8 +122,8 @@ impl KeyedExport {
         if change.rejected {
             exported.rejected.increment(1);
         }
-        if let Some(keys) = change.keys {
-            exported.keys.set(keys as f64);
+        if change.keys != 0 {
+            exported.keys.increment(change.keys as f64);
         }
         if change.evicted > 0 {
             exported.evicted.increment(change.evicted);

@@ -78,19 +78,37 @@ struct KeyedShared<K> {
 pub(crate) struct KeyedChange {
     pub(crate) granted: u32,
     pub(crate) rejected: bool,
-    pub(crate) keys: Option<usize>,
+    /// Keys remembered now less keys remembered before the call. The gauge moves by it rather than
+    /// being set, so that calls recorded out of order, and limiters sharing a name, still add up.
+    pub(crate) keys: i64,
     pub(crate) evicted: u64,
+}
+
+/// A keyed limiter's table before a call, to tell what the call changed.
+#[derive(Clone, Copy)]
+struct Before {
+    keys: usize,
+    evicted: u64,
+}
+
+impl Before {
+    fn of<K>(state: &KeyedState<K>) -> Self {
+        Before {
+            keys: state.tats.len(),
+            evicted: state.evicted,
+        }
+    }
 }
 
 impl KeyedChange {
     /// A call that granted `granted` units at once, or was refused, and left the table as `state`
-    /// holds it (`evicted` was the eviction count before the call).
-    fn left<K>(state: &KeyedState<K>, granted: u32, rejected: bool, evicted: u64) -> Self {
+    /// holds it.
+    fn left<K>(state: &KeyedState<K>, before: Before, granted: u32, rejected: bool) -> Self {
         KeyedChange {
             granted,
             rejected,
-            keys: Some(state.tats.len()),
-            evicted: state.evicted - evicted,
+            keys: state.tats.len() as i64 - before.keys as i64,
+            evicted: state.evicted - before.evicted,
         }
     }
 }
@@ -216,7 +234,7 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
             return Ok(());
         }
         let now = shared.clock.now();
-        let evicted = state.evicted;
+        let before = Before::of(&state);
         let taken = shared
             .tat(&mut state, key, now)
             .and_then(|tat| state.gcra.test(tat, now, n));
@@ -235,7 +253,7 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
             }
         };
         let granted = if result.is_ok() { n } else { 0 };
-        let change = KeyedChange::left(&state, granted, result.is_err(), evicted);
+        let change = KeyedChange::left(&state, before, granted, result.is_err());
         drop(state);
         shared.record(change);
         result
@@ -570,7 +588,7 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
     fn reserve(&mut self, deadline: Option<Instant>) -> Result<Reserved, AcquireError> {
         let shared = &*self.limiter.shared;
         let mut state = shared.lock();
-        let evicted = state.evicted;
+        let before = Before::of(&state);
         let reserved = self.reserve_locked(&mut state, deadline);
         // A unit reserved for later counts once its caller has it (see `poll_wait`).
         let granted = if matches!(reserved, Ok(Reserved::Now)) {
@@ -578,7 +596,7 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
         } else {
             0
         };
-        let change = KeyedChange::left(&state, granted, reserved.is_err(), evicted);
+        let change = KeyedChange::left(&state, before, granted, reserved.is_err());
         drop(state);
         shared.record(change);
         reserved

@@ -169,7 +169,11 @@ async fn a_keyed_limiters_grants_refusals_and_keys_read_back() {
         m.get("bounded_ratelimit_evicted_total", &tenant),
         V::Counter(2)
     );
-    assert_eq!(m.get("bounded_ratelimit_keys", &tenant), V::Gauge(1.0));
+    assert_eq!(
+        m.get("bounded_ratelimit_keys", &tenant),
+        V::Gauge(-1.0),
+        "a reading resets the gauge: two keys forgotten and one remembered since"
+    );
     assert_eq!(
         m.get("bounded_ratelimit_waiting", &tenant),
         V::Gauge(2.0),
@@ -199,4 +203,31 @@ async fn a_keyed_limiters_grants_refusals_and_keys_read_back() {
         (0, 1),
         "the dropped wait left without a grant"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn keyed_limiters_sharing_a_name_add_up_their_keys() {
+    use bounded_ratelimit::KeyedLimiter;
+    let recorder = DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    let (a, b) = metrics::with_local_recorder(&recorder, || {
+        let quota = Quota::per_second(1).burst(1);
+        let a = KeyedLimiter::new(quota, 100).unwrap().named("tenants");
+        let b = KeyedLimiter::new(quota, 100).unwrap().named("tenants");
+        // Handles register on first use: use each once under the recorder.
+        a.try_acquire(&1).unwrap();
+        b.try_acquire(&10).unwrap();
+        (a, b)
+    });
+    a.try_acquire(&2).unwrap();
+    a.try_acquire(&3).unwrap();
+    b.try_acquire(&11).unwrap();
+    assert!(a.try_acquire(&1).is_err(), "key 1's burst is spent");
+    let m = Readings::take(&snapshotter);
+    assert_eq!(
+        m.get("bounded_ratelimit_keys", &[("limiter", "tenants")]),
+        V::Gauge(5.0),
+        "three keys in one, two in the other, whichever recorded last"
+    );
+    assert_eq!(a.metrics().keys + b.metrics().keys, 5);
 }
