@@ -58,6 +58,47 @@
 //! is what you want. If the tokio runtime the stages run on shuts down mid-stream, the output (read
 //! from another runtime) ends with [`PipelineError::Lost`], never as if the source had run out.
 //!
+//! # Draining on shutdown
+//!
+//! Stopping drops what is inside the stages. To finish what was taken in instead, end the source
+//! and keep the pipeline's context apart from the shutdown's: every stage then drains and the output
+//! ends with no error, as when a source runs out. Go does this by closing the input channel. A drain
+//! that outlasts its grace is still stopped by dropping the output, or by cancelling that context.
+//!
+//! ```
+//! use bounded_cancel::Context;
+//! use bounded_pipeline::Pipeline;
+//! use futures_util::StreamExt;
+//! use std::time::Duration;
+//! use tokio::time::sleep;
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let shutdown = Context::new(); // the service's, cancelled on SIGTERM
+//! // An order arrives every 10 ms, for ever.
+//! let orders = futures_util::stream::iter(0u32..).then(|n| async move {
+//!     sleep(Duration::from_millis(10)).await;
+//!     n
+//! });
+//! // Its own context: cancelling it (or `shutdown`, were it the parent) would drop the orders inside.
+//! let out = Pipeline::new(&Context::new())
+//!     .source_stream(orders.take_until(shutdown.token().cancelled_owned()))
+//!     .map(4, |_ctx, order| async move {
+//!         sleep(Duration::from_millis(35)).await; // the database write
+//!         Ok::<_, String>(order)
+//!     })
+//!     .output();
+//! tokio::spawn(async move {
+//!     sleep(Duration::from_millis(105)).await;
+//!     shutdown.cancel();
+//! });
+//! let mut stored = out.try_collect().await.expect("drained, not stopped");
+//! stored.sort();
+//! // All ten orders taken in before the shutdown: the last three were stored after it began.
+//! assert_eq!(stored, (0..10).collect::<Vec<_>>());
+//! # }
+//! ```
+//!
 //! # Backpressure
 //!
 //! Every channel is bounded, and counts the items its consumers hold as well as those queued. With a
