@@ -350,9 +350,11 @@ impl<F> fmt::Debug for ResponseFuture<F> {
 /// from the request by `key`. See the [module docs](self).
 ///
 /// The key is known only when the request is, so the unit is taken in the response future: waiting
-/// requests hold their place in line there, and a response future dropped while it waits gives its
-/// place (and any unit granted to it) back. The inner service is cloned into each response future,
-/// as tower's `Buffer` and axum's router do.
+/// requests hold their place in line there, and a response future dropped while it waits for its
+/// unit gives its place (and a unit granted to it but not yet taken) back. Once it has the unit, the
+/// request goes to the inner service as soon as that is ready (at once, unless a clone of it must
+/// become ready again); a unit taken is spent, even if the future is dropped in that last wait.
+/// The inner service is cloned into each response future, as tower's `Buffer` and axum's router do.
 ///
 /// # Examples
 ///
