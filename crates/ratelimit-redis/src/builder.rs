@@ -3,11 +3,10 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::Connection;
 use bounded_ratelimit::Quota;
 
 use crate::core::{Core, Fallback, Params};
-use crate::{ConfigError, OnUnavailable, RedisKeyedLimiter, RedisLimiter};
+use crate::{ConfigError, Connection, OnUnavailable, RedisKeyedLimiter, RedisLimiter};
 
 /// How long a call waits for Redis unless [`Builder::timeout`] says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_millis(200);

@@ -22,7 +22,6 @@ use std::sync::atomic::AtomicBool;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use crate::Connection;
 use bounded_cancel::{Cause, Context, live};
 use bounded_ratelimit::{
     InsufficientCapacity, KeyedLimiter, Limiter, Quota, QuotaError, RetryAfter,
@@ -32,7 +31,10 @@ use tokio::runtime::Handle;
 use tokio::sync::watch;
 
 use crate::script::{self, Cost, Grant, Reply};
-use crate::{AcquireError, ConfigError, OnUnavailable, RedisMetrics, TryAcquireError, Unavailable};
+use crate::{
+    AcquireError, ConfigError, Connection, OnUnavailable, RedisMetrics, TryAcquireError,
+    Unavailable,
+};
 
 /// The wait reported while a [`Quota::blocked`] stands: about 73 years, as the local limiter says.
 pub(crate) const BLOCKED_WAIT: Duration = Duration::from_nanos(u64::MAX / 8);

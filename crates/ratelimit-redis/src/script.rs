@@ -17,8 +17,9 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use crate::Connection;
 use redis::{RedisResult, Script};
+
+use crate::Connection;
 
 /// Reserve `n` units: `{1, wait_us, new_tat}` when granted (the caller's instant is `wait_us` from
 /// now), `{0, wait_us, 0}` when the wait would exceed `max_wait_us` (-1: no limit); nothing is written
