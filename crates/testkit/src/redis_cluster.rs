@@ -22,12 +22,25 @@ pub struct RedisCluster {
 }
 
 impl RedisCluster {
-    /// Starts the nodes and joins them into one cluster with every slot covered.
+    /// Starts the nodes and joins them into one cluster with every slot covered. Ports are chosen
+    /// free just before the nodes start, so a port taken in between (by another test starting its
+    /// own cluster) fails that start, and it is tried again on other ports, up to three times.
     ///
     /// # Panics
     ///
-    /// When `redis-server` or `redis-cli` is missing, or the cluster is not ready within 30 s.
+    /// When `redis-server` or `redis-cli` is missing, or no cluster is ready after three tries.
     pub fn start() -> Self {
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Self::try_start() {
+                Ok(cluster) => return cluster,
+                Err(err) => failures.push(err),
+            }
+        }
+        panic!("could not start a Redis Cluster: {}", failures.join("; "));
+    }
+
+    fn try_start() -> Result<Self, String> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let dir = std::env::temp_dir().join(format!(
             "bounded-redis-cluster-{}-{}",
@@ -46,10 +59,15 @@ impl RedisCluster {
             let child = cluster.spawn(*port);
             cluster.children.push(Some(child));
         }
-        for port in &ports {
+        for (at, port) in ports.iter().enumerate() {
             wait_for(&format!("port {port} to accept connections"), || {
                 TcpStream::connect(("127.0.0.1", *port)).is_ok()
             });
+            // A node that could not bind its port has exited: what answers there is someone else.
+            let child = cluster.children[at].as_mut().expect("just started");
+            if !matches!(child.try_wait(), Ok(None)) {
+                return Err(format!("the node on port {port} exited at start"));
+            }
         }
         let status = Command::new("redis-cli")
             .arg("--cluster")
@@ -62,13 +80,17 @@ impl RedisCluster {
             .unwrap_or_else(|err| {
                 panic!("could not run redis-cli ({err}): it comes with redis-server")
             });
-        assert!(status.success(), "redis-cli --cluster create failed");
+        if !status.success() {
+            return Err(format!(
+                "redis-cli --cluster create failed on ports {ports:?}"
+            ));
+        }
         for port in &ports {
             wait_for(&format!("node {port} to see the cluster ready"), || {
                 cli(*port, &["cluster", "info"]).contains("cluster_state:ok")
             });
         }
-        cluster
+        Ok(cluster)
     }
 
     /// The nodes' `redis://` URLs.
