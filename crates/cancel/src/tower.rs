@@ -2,7 +2,8 @@
 //!
 //! [`ContextLayer`] gives every HTTP request (`http::Request<B>`, as axum, hyper and tonic use) its own
 //! context: a child of the service's context (a [`Shutdown`](crate::Shutdown)'s, typically) with the
-//! request's own deadline. The context is put in the request's extensions, so a handler takes it
+//! request's own deadline (the layer's [`timeout`](ContextLayer::timeout), or, for gRPC, the client's
+//! own with [`grpc_timeout`](ContextLayer::grpc_timeout), whichever comes first). The context is put in the request's extensions, so a handler takes it
 //! (`Extension<Context>` in axum) and passes it to everything it waits on. The response future ends
 //! when the context does, with [`RequestEnded`] carrying the cause: the deadline passed, or the service
 //! began to drain. The handler's future is dropped then, so its work stops at its next await; a handler
@@ -152,6 +153,7 @@ impl Error for RequestEnded {
 pub struct ContextLayer {
     parent: Context,
     timeout: Option<Duration>,
+    grpc_timeout: bool,
 }
 
 impl ContextLayer {
@@ -169,6 +171,7 @@ impl ContextLayer {
         ContextLayer {
             parent: parent.clone(),
             timeout: None,
+            grpc_timeout: false,
         }
     }
 
@@ -187,6 +190,57 @@ impl ContextLayer {
         self.timeout = Some(timeout);
         self
     }
+
+    /// Each request also ends at the deadline its client sent in a `grpc-timeout` header, when that
+    /// comes first, as a Go gRPC server's contexts do: gRPC clients (tonic's, Go's) send the time they
+    /// will wait, and work for a client that has given up is wasted. The header is read as the gRPC
+    /// protocol writes it: up to eight digits and a unit (`H`, `M`, `S`, `m`, `u` or `n`, hours down
+    /// to nanoseconds: `250m` is 250 ms). A header that does not parse is ignored, and the layer's
+    /// own timeout, if any, still applies.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_cancel::tower::ContextLayer;
+    /// use bounded_cancel::Context;
+    /// use std::time::Duration;
+    /// use tower::{ServiceBuilder, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let svc = ServiceBuilder::new()
+    ///     .layer(ContextLayer::new(&Context::new()).timeout(Duration::from_secs(2)).grpc_timeout())
+    ///     .service_fn(|req: http::Request<()>| async move {
+    ///         let ctx = req.extensions().get::<Context>().expect("set by the layer");
+    ///         Ok::<_, std::convert::Infallible>(ctx.remaining())
+    ///     });
+    /// let req = http::Request::builder().header("grpc-timeout", "250m").body(()).unwrap();
+    /// assert_eq!(svc.oneshot(req).await.unwrap(), Some(Duration::from_millis(250)));
+    /// # }
+    /// ```
+    pub fn grpc_timeout(mut self) -> Self {
+        self.grpc_timeout = true;
+        self
+    }
+}
+
+/// A `grpc-timeout` header's value: 1 to 8 ASCII digits, then the unit (gRPC over HTTP/2).
+fn parse_grpc_timeout(value: &[u8]) -> Option<Duration> {
+    let (&unit, digits) = value.split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    // Eight digits fit in a u64 whatever the unit: at most 99,999,999 hours.
+    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
+    Some(match unit {
+        b'H' => Duration::from_secs(n * 3600),
+        b'M' => Duration::from_secs(n * 60),
+        b'S' => Duration::from_secs(n),
+        b'm' => Duration::from_millis(n),
+        b'u' => Duration::from_micros(n),
+        b'n' => Duration::from_nanos(n),
+        _ => return None,
+    })
 }
 
 impl<S> Layer<S> for ContextLayer {
@@ -225,7 +279,18 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        let ctx = match self.layer.timeout {
+        let client = if self.layer.grpc_timeout {
+            req.headers()
+                .get("grpc-timeout")
+                .and_then(|value| parse_grpc_timeout(value.as_bytes()))
+        } else {
+            None
+        };
+        let timeout = match (self.layer.timeout, client) {
+            (Some(ours), Some(theirs)) => Some(ours.min(theirs)),
+            (ours, theirs) => ours.or(theirs),
+        };
+        let ctx = match timeout {
             Some(timeout) => self.layer.parent.with_timeout(timeout),
             None => self.layer.parent.child(),
         };
@@ -257,5 +322,43 @@ struct EndsWithResponse(Context);
 impl Drop for EndsWithResponse {
     fn drop(&mut self) {
         self.0.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_grpc_timeout;
+    use std::time::Duration;
+
+    #[test]
+    fn grpc_timeouts_parse_as_the_protocol_writes_them() {
+        let parse = |s: &str| parse_grpc_timeout(s.as_bytes());
+        assert_eq!(parse("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(parse("3S"), Some(Duration::from_secs(3)));
+        assert_eq!(parse("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse("7u"), Some(Duration::from_micros(7)));
+        assert_eq!(parse("0n"), Some(Duration::ZERO));
+        assert_eq!(
+            parse("99999999H"),
+            Some(Duration::from_secs(99_999_999 * 3600)),
+            "the longest the protocol can say"
+        );
+        for bad in [
+            "",
+            "m",
+            "250",
+            "250ms",
+            "-1S",
+            "+1S",
+            "1.5S",
+            "1 S",
+            "123456789n",
+            "1h",
+            "1s",
+            "١S",
+        ] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
     }
 }

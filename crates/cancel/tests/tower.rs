@@ -160,3 +160,90 @@ async fn the_context_ends_when_the_response_is_dropped_unfinished() {
     );
     assert!(matches!(ctx.cause(), Some(Cause::Cancelled)));
 }
+
+/// When a request whose handler never answers ends, from its start, under `layer`, with `header` as
+/// its `grpc-timeout`; `None` if it is still running after an hour.
+async fn ends_after(layer: ContextLayer, header: Option<&str>) -> Option<Duration> {
+    let svc = ServiceBuilder::new()
+        .layer(layer)
+        .service_fn(|_req: http::Request<()>| async {
+            std::future::pending::<()>().await;
+            Ok::<_, Infallible>(())
+        });
+    let mut req = http::Request::builder();
+    if let Some(value) = header {
+        req = req.header("grpc-timeout", value);
+    }
+    let start = Instant::now();
+    let ended = tokio::time::timeout(
+        Duration::from_secs(3600),
+        svc.oneshot(req.body(()).unwrap()),
+    )
+    .await
+    .ok()?;
+    let err = ended.expect_err("the handler never answers");
+    let ended = err
+        .downcast_ref::<RequestEnded>()
+        .expect("the context ended it");
+    assert!(ended.is_deadline(), "{ended}");
+    Some(start.elapsed())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_grpc_clients_deadline_ends_the_request_when_it_comes_first() {
+    let parent = Context::new();
+    let ms = Duration::from_millis;
+    let honoured = || ContextLayer::new(&parent).timeout(ms(1000)).grpc_timeout();
+    let no_timeout = || ContextLayer::new(&parent).grpc_timeout();
+    let cases = [
+        (
+            honoured(),
+            Some("100m"),
+            Some(ms(100)),
+            "the client's, sooner",
+        ),
+        (
+            honoured(),
+            Some("5S"),
+            Some(ms(1000)),
+            "the layer's, sooner",
+        ),
+        (honoured(), Some("1M"), Some(ms(1000)), "minutes"),
+        (honoured(), Some("250000u"), Some(ms(250)), "microseconds"),
+        (honoured(), Some("0n"), Some(ms(0)), "a client out of time"),
+        (
+            honoured(),
+            Some("soon"),
+            Some(ms(1000)),
+            "malformed: ignored",
+        ),
+        (honoured(), None, Some(ms(1000)), "no header"),
+        (
+            no_timeout(),
+            Some("300m"),
+            Some(ms(300)),
+            "only the client's",
+        ),
+        (
+            no_timeout(),
+            Some("99999999H"),
+            None,
+            "longer than the hour waited",
+        ),
+        (
+            no_timeout(),
+            Some("1.5S"),
+            None,
+            "malformed, and no timeout",
+        ),
+        (
+            ContextLayer::new(&parent).timeout(ms(1000)),
+            Some("100m"),
+            Some(ms(1000)),
+            "not asked to read the header",
+        ),
+    ];
+    for (layer, header, expected, what) in cases {
+        assert_eq!(ends_after(layer, header).await, expected, "{what}");
+    }
+}
