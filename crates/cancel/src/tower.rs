@@ -15,6 +15,9 @@
 //! head: a streaming body is sent after it, so a body that must keep working should not wait on the
 //! request's context.
 //!
+//! [`ClientContextLayer`] is the client's side: a request sent with a context in its extensions is given
+//! up when that context ends, and, for gRPC, carries the time it has left to the server.
+//!
 //! # Examples
 //!
 //! ```
@@ -316,6 +319,167 @@ where
     }
 }
 
+/// The client's side of [`ContextLayer`]: an outgoing request that carries a [`Context`] in its
+/// extensions is given up when that context ends, and, with
+/// [`grpc_timeout`](ClientContextLayer::grpc_timeout), tells the server its deadline, as a Go gRPC
+/// client's calls do. Requests without a context pass through untouched.
+///
+/// Put it in front of a tower client (a tonic `Channel`, a hyper-util client); to send a request
+/// under a context, insert the context into the request's extensions (tonic copies a
+/// `tonic::Request`'s extensions into the HTTP request it sends). When the context ends before the
+/// response, the response future ends with [`RequestEnded`] and drops the inner call, which cancels
+/// it (for HTTP/2, a reset of its stream); a context already ended sends nothing at all.
+///
+/// # Examples
+///
+/// ```
+/// use bounded_cancel::Context;
+/// use bounded_cancel::tower::{ClientContextLayer, RequestEnded};
+/// use std::time::Duration;
+/// use tower::{ServiceBuilder, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// // A stand-in for the network: answers after a second, echoing the timeout it was sent.
+/// let backend = tower::service_fn(|req: http::Request<()>| async move {
+///     tokio::time::sleep(Duration::from_secs(1)).await;
+///     Ok::<_, std::convert::Infallible>(req.headers().get("grpc-timeout").cloned())
+/// });
+/// let client = ServiceBuilder::new().layer(ClientContextLayer::new().grpc_timeout()).service(backend);
+///
+/// let ctx = Context::new().with_timeout(Duration::from_millis(1500));
+/// let mut req = http::Request::new(());
+/// req.extensions_mut().insert(ctx);
+/// // 1.5 s, in the smallest unit that holds it in eight digits, as gRPC writes it.
+/// assert_eq!(client.clone().oneshot(req).await.unwrap().unwrap(), "1500000u");
+///
+/// let short = Context::new().with_timeout(Duration::from_millis(300));
+/// let mut req = http::Request::new(());
+/// req.extensions_mut().insert(short);
+/// let err = client.oneshot(req).await.unwrap_err();
+/// assert!(err.downcast_ref::<RequestEnded>().unwrap().is_deadline()); // given up at 300 ms
+/// # }
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct ClientContextLayer {
+    grpc_timeout: bool,
+}
+
+impl ClientContextLayer {
+    /// Requests are given up when their context ends; no header is sent.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_cancel::tower::ClientContextLayer;
+    /// let layer = ClientContextLayer::new();
+    /// # let _ = layer;
+    /// ```
+    pub fn new() -> Self {
+        ClientContextLayer::default()
+    }
+
+    /// Also sends the time the context has left in a `grpc-timeout` header (in the smallest unit that
+    /// holds it in eight digits, rounded up, as Go's gRPC client writes it), or keeps the header the
+    /// request already has (from tonic's `Request::set_timeout`) when that one is shorter.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_cancel::tower::ClientContextLayer;
+    /// let layer = ClientContextLayer::new().grpc_timeout();
+    /// # let _ = layer;
+    /// ```
+    pub fn grpc_timeout(mut self) -> Self {
+        self.grpc_timeout = true;
+        self
+    }
+}
+
+impl<S> Layer<S> for ClientContextLayer {
+    type Service = ClientContext<S>;
+
+    fn layer(&self, inner: S) -> ClientContext<S> {
+        ClientContext {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// A client whose requests end with their [`Context`], from [`ClientContextLayer`].
+#[derive(Clone, Debug)]
+pub struct ClientContext<S> {
+    inner: S,
+    layer: ClientContextLayer,
+}
+
+impl<S, B> Service<http::Request<B>> for ClientContext<S>
+where
+    S: Service<http::Request<B>>,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Response>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let Some(ctx) = req.extensions().get::<Context>().cloned() else {
+            let response = self.inner.call(req);
+            return Box::pin(async move { response.await.map_err(Into::into) });
+        };
+        if let Some(cause) = ctx.cause() {
+            return Box::pin(async move { Err(Box::new(RequestEnded::new(cause)) as BoxError) });
+        }
+        if self.layer.grpc_timeout
+            && let Some(left) = ctx.remaining()
+        {
+            let sent = req
+                .headers()
+                .get("grpc-timeout")
+                .and_then(|value| parse_grpc_timeout(value.as_bytes()));
+            if sent.is_none_or(|sent| left < sent) {
+                req.headers_mut()
+                    .insert("grpc-timeout", encode_grpc_timeout(left));
+            }
+        }
+        let response = self.inner.call(req);
+        Box::pin(async move {
+            tokio::select! {
+                biased;
+                response = response => response.map_err(Into::into),
+                cause = ctx.cancelled() => Err(Box::new(RequestEnded::new(cause)) as BoxError),
+            }
+        })
+    }
+}
+
+/// `timeout` as a `grpc-timeout` header: the smallest unit that holds it in eight digits, rounded up,
+/// so that the server never gives the call less time than the client has left.
+fn encode_grpc_timeout(timeout: Duration) -> http::HeaderValue {
+    const MAX: u128 = 99_999_999;
+    let nanos = timeout.as_nanos();
+    let units: [(u128, char); 6] = [
+        (1, 'n'),
+        (1_000, 'u'),
+        (1_000_000, 'm'),
+        (1_000_000_000, 'S'),
+        (60_000_000_000, 'M'),
+        (3_600_000_000_000, 'H'),
+    ];
+    let (count, unit) = units
+        .iter()
+        .map(|&(per, unit)| (nanos.div_ceil(per), unit))
+        .find(|&(count, _)| count <= MAX)
+        .unwrap_or((MAX, 'H'));
+    http::HeaderValue::try_from(format!("{count}{unit}")).expect("digits and a letter")
+}
+
 /// A request's context, cancelled when the response future that holds it ends or is dropped.
 struct EndsWithResponse(Context);
 
@@ -327,8 +491,40 @@ impl Drop for EndsWithResponse {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_grpc_timeout;
+    use super::{encode_grpc_timeout, parse_grpc_timeout};
     use std::time::Duration;
+
+    #[test]
+    fn grpc_timeouts_are_written_in_the_smallest_unit_that_holds_them_rounded_up() {
+        let encode = |d: Duration| encode_grpc_timeout(d).to_str().unwrap().to_owned();
+        assert_eq!(encode(Duration::ZERO), "0n");
+        assert_eq!(encode(Duration::from_nanos(99_999_999)), "99999999n");
+        assert_eq!(encode(Duration::from_nanos(100_000_000)), "100000u");
+        assert_eq!(
+            encode(Duration::from_nanos(100_000_001)),
+            "100001u",
+            "rounded up"
+        );
+        assert_eq!(encode(Duration::from_millis(1500)), "1500000u");
+        assert_eq!(encode(Duration::from_secs(100)), "100000m");
+        assert_eq!(encode(Duration::from_secs(3 * 86_400)), "259200S");
+        assert_eq!(encode(Duration::from_secs(100_000_000)), "1666667M");
+        assert_eq!(
+            encode(Duration::MAX),
+            "99999999H",
+            "the most the protocol can say"
+        );
+        for d in [1, 999, 1_000_001, 123_456_789_012, 7_200_000_000_001] {
+            let d = Duration::from_nanos(d);
+            let back = parse_grpc_timeout(encode_grpc_timeout(d).as_bytes()).unwrap();
+            // Under one unit more, and a unit is chosen only once the one below it (a thousandth
+            // or a sixtieth of it) needs more than eight digits.
+            assert!(
+                back >= d && back - d < d / 100_000 + Duration::from_nanos(1),
+                "{d:?}: {back:?}"
+            );
+        }
+    }
 
     #[test]
     fn grpc_timeouts_parse_as_the_protocol_writes_them() {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bounded_cancel::tower::{ContextLayer, RequestEnded};
+use bounded_cancel::tower::{ClientContextLayer, ContextLayer, RequestEnded};
 use bounded_cancel::{Cause, Context, Shutdown, live};
 use tokio::time::Instant;
 use tower::{ServiceBuilder, ServiceExt};
@@ -246,4 +246,180 @@ async fn a_grpc_clients_deadline_ends_the_request_when_it_comes_first() {
     for (layer, header, expected, what) in cases {
         assert_eq!(ends_after(layer, header).await, expected, "{what}");
     }
+}
+
+/// A request carrying `ctx`, with `grpc-timeout` already set to `sent` if given.
+fn request_under(ctx: Option<&Context>, sent: Option<&str>) -> http::Request<()> {
+    let mut req = http::Request::builder();
+    if let Some(value) = sent {
+        req = req.header("grpc-timeout", value);
+    }
+    let mut req = req.body(()).unwrap();
+    if let Some(ctx) = ctx {
+        req.extensions_mut().insert(ctx.clone());
+    }
+    req
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_call_is_given_up_and_dropped_when_its_context_ends() {
+    let calls = Arc::new(Mutex::new(0));
+    let dropped = Arc::new(AtomicBool::new(false));
+    let client = ServiceBuilder::new()
+        .layer(ClientContextLayer::new())
+        .service_fn({
+            let (calls, dropped) = (calls.clone(), dropped.clone());
+            move |_req: http::Request<()>| {
+                *calls.lock().unwrap() += 1;
+                let guard = Dropped(dropped.clone());
+                async move {
+                    let _guard = guard;
+                    tokio::time::sleep(Duration::from_secs(10)).await;
+                    Ok::<_, Infallible>("answered")
+                }
+            }
+        });
+
+    // The deadline passes first.
+    let start = Instant::now();
+    let ctx = Context::new().with_timeout(Duration::from_millis(200));
+    let err = client
+        .clone()
+        .oneshot(request_under(Some(&ctx), None))
+        .await
+        .unwrap_err();
+    assert!(err.downcast_ref::<RequestEnded>().unwrap().is_deadline());
+    assert_eq!(start.elapsed(), Duration::from_millis(200));
+    assert!(dropped.load(Ordering::SeqCst), "the call was dropped");
+
+    // Cancelled from above.
+    dropped.store(false, Ordering::SeqCst);
+    let parent = Context::new();
+    let call = tokio::spawn(
+        client
+            .clone()
+            .oneshot(request_under(Some(&parent.child()), None)),
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    parent.cancel();
+    let err = call.await.unwrap().unwrap_err();
+    let ended = err.downcast_ref::<RequestEnded>().unwrap();
+    assert!(matches!(ended.cause(), Cause::Cancelled), "{ended}");
+    assert!(dropped.load(Ordering::SeqCst));
+
+    // Already ended: nothing is sent.
+    let ended = Context::new();
+    ended.cancel();
+    let before = *calls.lock().unwrap();
+    assert!(
+        client
+            .clone()
+            .oneshot(request_under(Some(&ended), None))
+            .await
+            .is_err()
+    );
+    assert_eq!(*calls.lock().unwrap(), before, "no call was made");
+
+    // No context: untouched, answered in its own time.
+    let start = Instant::now();
+    assert_eq!(
+        client.oneshot(request_under(None, None)).await.unwrap(),
+        "answered"
+    );
+    assert_eq!(start.elapsed(), Duration::from_secs(10));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_sends_the_shorter_of_its_contexts_time_and_a_timeout_already_set() {
+    let echo = tower::service_fn(|req: http::Request<()>| async move {
+        Ok::<_, Infallible>(
+            req.headers()
+                .get("grpc-timeout")
+                .map(|v| v.to_str().unwrap().to_owned()),
+        )
+    });
+    let sends = ServiceBuilder::new()
+        .layer(ClientContextLayer::new().grpc_timeout())
+        .service(echo);
+    let second = Context::new().with_timeout(Duration::from_secs(1));
+    let cases = [
+        (Some(&second), None, Some("1000000u"), "the context's"),
+        (
+            Some(&second),
+            Some("100m"),
+            Some("100m"),
+            "the request's own, shorter",
+        ),
+        (
+            Some(&second),
+            Some("5S"),
+            Some("1000000u"),
+            "the context's, shorter",
+        ),
+        (
+            Some(&second),
+            Some("soon"),
+            Some("1000000u"),
+            "a malformed one replaced",
+        ),
+        (None, Some("5S"), Some("5S"), "no context: untouched"),
+        (None, None, None, "nothing to send"),
+    ];
+    for (ctx, sent, expected, what) in cases {
+        let got = sends
+            .clone()
+            .oneshot(request_under(ctx, sent))
+            .await
+            .unwrap();
+        assert_eq!(got.as_deref(), expected, "{what}");
+    }
+    let quiet = ServiceBuilder::new()
+        .layer(ClientContextLayer::new())
+        .service(echo);
+    assert_eq!(
+        quiet
+            .oneshot(request_under(Some(&second), None))
+            .await
+            .unwrap(),
+        None,
+        "no header unless asked"
+    );
+    let unbounded = Context::new();
+    assert_eq!(
+        sends
+            .oneshot(request_under(Some(&unbounded), None))
+            .await
+            .unwrap(),
+        None,
+        "a context without a deadline sends none"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_travels_from_a_client_context_to_the_servers() {
+    let server = ServiceBuilder::new()
+        .layer(
+            ContextLayer::new(&Context::new())
+                .timeout(Duration::from_secs(2))
+                .grpc_timeout(),
+        )
+        .service_fn(|req: http::Request<()>| async move {
+            let ctx = req.extensions().get::<Context>().unwrap();
+            Ok::<_, Infallible>(ctx.remaining())
+        });
+    let client = ServiceBuilder::new()
+        .layer(ClientContextLayer::new().grpc_timeout())
+        // The network: only the headers cross it.
+        .map_request(|mut req: http::Request<()>| {
+            req.extensions_mut().clear();
+            req
+        })
+        .service(server);
+    // The caller's context (a request being served, say) has 700 ms left.
+    let caller = Context::new().with_timeout(Duration::from_millis(700));
+    let got = client
+        .oneshot(request_under(Some(&caller), None))
+        .await
+        .unwrap();
+    assert_eq!(got, Some(Duration::from_millis(700)));
 }
