@@ -104,6 +104,17 @@ async fn answers_sheds_over_the_rate_times_out_and_shows_its_metrics() {
         page.contains("bounded_ratelimit_granted_total{limiter=\"api\"}"),
         "{page}"
     );
+    // Each metric says what it is, for whoever reads the page or the dashboards built on it.
+    for name in [
+        "bounded_pool_submitted_total",
+        "bounded_pool_queue_wait_seconds",
+        "bounded_ratelimit_rejected_total",
+    ] {
+        assert!(
+            page.contains(&format!("# HELP {name} ")),
+            "{name} in:\n{page}"
+        );
+    }
 
     shutdown.trigger();
     let report = shutdown.wait(Duration::from_secs(5)).await;

@@ -257,5 +257,11 @@ impl<E> Shared<E> {
 /// The gauge of tasks alive in the group named `group` (cargo feature `metrics`).
 #[cfg(feature = "metrics")]
 fn alive_gauge(group: &str) -> metrics::Gauge {
+    // For exporters that show it (Prometheus's `# HELP`), said at each registration.
+    metrics::describe_gauge!(
+        "bounded_group_tasks_alive",
+        metrics::Unit::Count,
+        "Tasks of a group that have not ended yet"
+    );
     metrics::gauge!("bounded_group_tasks_alive", "group" => group.to_owned())
 }

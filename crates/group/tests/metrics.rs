@@ -26,6 +26,11 @@ async fn the_gauge_counts_the_tasks_alive_and_returns_to_zero() {
     tokio::task::yield_now().await;
     let m = Readings::take(&snapshotter);
     assert_eq!(
+        m.undescribed(),
+        Vec::<String>::new(),
+        "every metric says what it is"
+    );
+    assert_eq!(
         m.get("bounded_group_tasks_alive", &[("group", "fetch")]),
         V::Gauge(4.0)
     );

@@ -9,7 +9,7 @@
 //! | `bounded_pipeline_errors_total` | counter | errors its function returned |
 //! | `bounded_pipeline_busy_workers` | gauge | workers running its function now (`StageMetrics::busy`) |
 
-use metrics::{Counter, Gauge, counter, gauge};
+use metrics::{Counter, Gauge, Unit, counter, describe_counter, describe_gauge, gauge};
 
 pub(crate) struct Exported {
     pub(crate) items_in: Counter,
@@ -20,6 +20,7 @@ pub(crate) struct Exported {
 
 impl Exported {
     pub(crate) fn new(stage: &str) -> Self {
+        describe();
         let stage = stage.to_owned();
         Exported {
             items_in: counter!("bounded_pipeline_items_in_total", "stage" => stage.clone()),
@@ -28,4 +29,29 @@ impl Exported {
             busy: gauge!("bounded_pipeline_busy_workers", "stage" => stage),
         }
     }
+}
+
+/// What each metric means, for exporters that show it (Prometheus's `# HELP`). Said again at each
+/// registration: a recorder installed after the first would not know it otherwise.
+fn describe() {
+    describe_counter!(
+        "bounded_pipeline_items_in_total",
+        Unit::Count,
+        "Items a pipeline stage took from its input"
+    );
+    describe_counter!(
+        "bounded_pipeline_items_out_total",
+        Unit::Count,
+        "Items a pipeline stage passed on"
+    );
+    describe_counter!(
+        "bounded_pipeline_errors_total",
+        Unit::Count,
+        "Errors a pipeline stage's function returned"
+    );
+    describe_gauge!(
+        "bounded_pipeline_busy_workers",
+        Unit::Count,
+        "Workers of a pipeline stage running its function now"
+    );
 }

@@ -31,6 +31,11 @@ async fn each_stage_counts_what_it_took_passed_on_and_failed() {
     let items = output.try_collect().await.unwrap();
     assert_eq!(items.len(), 8);
     let m = Readings::take(&snapshotter);
+    assert_eq!(
+        m.undescribed(),
+        Vec::<String>::new(),
+        "every metric says what it is"
+    );
     let stage = |name| [("stage", name)];
     assert_eq!(
         m.get("bounded_pipeline_items_out_total", &stage("ids")),

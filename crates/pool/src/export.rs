@@ -14,7 +14,10 @@
 
 use std::time::Duration;
 
-use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
+use metrics::{
+    Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
+    gauge, histogram,
+};
 
 use crate::metrics::Ended;
 
@@ -34,6 +37,7 @@ pub(crate) struct Exported {
 
 impl Exported {
     pub(crate) fn new(pool: &str) -> Self {
+        describe();
         let pool = pool.to_owned();
         let outcome = |outcome: &'static str| counter!("bounded_pool_jobs_total", "pool" => pool.clone(), "outcome" => outcome);
         Exported {
@@ -88,4 +92,44 @@ impl Exported {
         counter.increment(1);
         self.running.decrement(1.0);
     }
+}
+
+/// What each metric means, for exporters that show it (Prometheus's `# HELP`). Said again at each
+/// registration: a recorder installed after the first would not know it otherwise.
+fn describe() {
+    describe_counter!(
+        "bounded_pool_submitted_total",
+        Unit::Count,
+        "Jobs accepted into the pool's queue"
+    );
+    describe_counter!(
+        "bounded_pool_rejected_total",
+        Unit::Count,
+        "Submissions refused: the pool closed, its queue full, or the caller's context ended"
+    );
+    describe_counter!(
+        "bounded_pool_jobs_total",
+        Unit::Count,
+        "Jobs ended, by outcome: completed, failed, panicked, cancelled, never_started"
+    );
+    describe_gauge!(
+        "bounded_pool_queue_depth",
+        Unit::Count,
+        "Jobs waiting in the queue for a worker"
+    );
+    describe_gauge!(
+        "bounded_pool_busy_workers",
+        Unit::Count,
+        "Jobs running on the pool's workers"
+    );
+    describe_histogram!(
+        "bounded_pool_queue_wait_seconds",
+        Unit::Seconds,
+        "Time from a job's submission to a worker taking it"
+    );
+    describe_histogram!(
+        "bounded_pool_run_seconds",
+        Unit::Seconds,
+        "Time from a worker taking a job to its end"
+    );
 }

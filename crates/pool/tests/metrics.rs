@@ -46,6 +46,11 @@ async fn a_known_workload_reads_back_through_the_recorder() {
     pool.shutdown().await;
 
     let m = Readings::take(&snapshotter);
+    assert_eq!(
+        m.undescribed(),
+        Vec::<String>::new(),
+        "every metric says what it is"
+    );
     let orders = [("pool", "orders")];
     assert_eq!(
         m.get("bounded_pool_submitted_total", &orders),

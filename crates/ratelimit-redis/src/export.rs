@@ -11,7 +11,10 @@
 //! | `bounded_ratelimit_waiting` | gauge | callers in a wait right now |
 //! | `bounded_ratelimit_wait_seconds` | histogram | time from a reservation to its instant, per granted wait that slept |
 
-use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
+use metrics::{
+    Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
+    gauge, histogram,
+};
 
 pub(crate) struct Export {
     pub(crate) granted: Counter,
@@ -23,6 +26,7 @@ pub(crate) struct Export {
 
 impl Export {
     pub(crate) fn new(limiter: &str) -> Self {
+        describe();
         let limiter = limiter.to_owned();
         Export {
             granted: counter!("bounded_ratelimit_granted_total", "limiter" => limiter.clone()),
@@ -38,4 +42,35 @@ impl std::fmt::Debug for Export {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Export").finish_non_exhaustive()
     }
+}
+
+/// What each metric means, for exporters that show it (Prometheus's `# HELP`). Said again at each
+/// registration: a recorder installed after the first would not know it otherwise. The names it
+/// shares with `bounded-ratelimit`'s limiters are said the same way there.
+fn describe() {
+    describe_counter!(
+        "bounded_ratelimit_granted_total",
+        Unit::Count,
+        "Units a rate limiter granted to callers"
+    );
+    describe_counter!(
+        "bounded_ratelimit_rejected_total",
+        Unit::Count,
+        "Calls a rate limiter refused, granting nothing"
+    );
+    describe_counter!(
+        "bounded_ratelimit_unavailable_total",
+        Unit::Count,
+        "Calls on which a fleet rate limiter could not ask Redis, whatever its policy then did"
+    );
+    describe_gauge!(
+        "bounded_ratelimit_waiting",
+        Unit::Count,
+        "Callers waiting for a rate limiter's grant now"
+    );
+    describe_histogram!(
+        "bounded_ratelimit_wait_seconds",
+        Unit::Seconds,
+        "Time a granted caller waited for its units"
+    );
 }

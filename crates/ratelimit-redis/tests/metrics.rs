@@ -43,6 +43,11 @@ async fn grants_refusals_waits_and_outages_read_back() {
         .collect();
     tokio::time::sleep(Duration::from_millis(50)).await;
     let m = Readings::take(&snapshotter);
+    assert_eq!(
+        m.undescribed(),
+        Vec::<String>::new(),
+        "every metric says what it is"
+    );
     assert_eq!(m.get("bounded_ratelimit_waiting", &partner), V::Gauge(2.0));
     assert_eq!(
         m.get("bounded_ratelimit_granted_total", &partner),

@@ -23,7 +23,10 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use metrics::{Counter, Gauge, Histogram, counter, gauge, histogram};
+use metrics::{
+    Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
+    gauge, histogram,
+};
 
 use crate::keyed::KeyedChange;
 
@@ -72,6 +75,7 @@ impl Export {
 
 impl Exported {
     fn new(limiter: &str) -> Self {
+        describe();
         let limiter = limiter.to_owned();
         Exported {
             granted: counter!("bounded_ratelimit_granted_total", "limiter" => limiter.clone()),
@@ -133,6 +137,8 @@ impl KeyedExport {
 
 impl KeyedExported {
     fn new(limiter: &str) -> Self {
+        describe();
+        describe_keyed();
         let limiter = limiter.to_owned();
         KeyedExported {
             granted: counter!("bounded_ratelimit_granted_total", "limiter" => limiter.clone()),
@@ -142,4 +148,43 @@ impl KeyedExported {
             evicted: counter!("bounded_ratelimit_evicted_total", "limiter" => limiter),
         }
     }
+}
+
+/// What each metric means, for exporters that show it (Prometheus's `# HELP`). Said again at each
+/// registration: a recorder installed after the first would not know it otherwise. The fleet
+/// limiter (`bounded-ratelimit-redis`) shares these names and says the same of them.
+fn describe() {
+    describe_counter!(
+        "bounded_ratelimit_granted_total",
+        Unit::Count,
+        "Units a rate limiter granted to callers"
+    );
+    describe_counter!(
+        "bounded_ratelimit_rejected_total",
+        Unit::Count,
+        "Calls a rate limiter refused, granting nothing"
+    );
+    describe_gauge!(
+        "bounded_ratelimit_waiting",
+        Unit::Count,
+        "Callers waiting for a rate limiter's grant now"
+    );
+    describe_histogram!(
+        "bounded_ratelimit_wait_seconds",
+        Unit::Seconds,
+        "Time a granted caller waited for its units"
+    );
+}
+
+fn describe_keyed() {
+    describe_gauge!(
+        "bounded_ratelimit_keys",
+        Unit::Count,
+        "Keys a keyed rate limiter remembers now"
+    );
+    describe_counter!(
+        "bounded_ratelimit_evicted_total",
+        Unit::Count,
+        "Keys a keyed rate limiter forgot because their bucket had refilled"
+    );
 }

@@ -130,6 +130,11 @@ async fn a_keyed_limiters_grants_refusals_and_keys_read_back() {
     );
     let m = Readings::take(&snapshotter);
     assert_eq!(
+        m.undescribed(),
+        Vec::<String>::new(),
+        "every metric says what it is"
+    );
+    assert_eq!(
         m.get("bounded_ratelimit_granted_total", &tenant),
         V::Counter(2)
     );

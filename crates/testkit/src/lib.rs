@@ -30,7 +30,7 @@ use metrics_util::debugging::{DebugValue, Snapshotter};
 /// One snapshot of a debugging recorder. The recorder hands out each value once (a snapshot resets
 /// it), so a test reads everything it needs from one snapshot.
 #[derive(Debug)]
-pub struct Readings(Vec<(CompositeKey, V)>);
+pub struct Readings(Vec<(CompositeKey, Option<String>, V)>);
 
 /// A value read back, in a form tests can compare and copy.
 #[derive(Clone, Debug, PartialEq)]
@@ -46,21 +46,54 @@ pub enum V {
 impl Readings {
     /// Takes one snapshot.
     pub fn take(snapshotter: &Snapshotter) -> Self {
-        let values = snapshotter
-            .snapshot()
-            .into_vec()
-            .into_iter()
-            .map(|(k, _, _, v)| {
-                let v = match v {
-                    DebugValue::Counter(n) => V::Counter(n),
-                    DebugValue::Gauge(g) => V::Gauge(g.into_inner()),
-                    DebugValue::Histogram(h) => {
-                        V::Histogram(h.into_iter().map(|x| x.into_inner()).collect())
-                    }
-                };
-                (k, v)
-            });
+        let values =
+            snapshotter
+                .snapshot()
+                .into_vec()
+                .into_iter()
+                .map(|(k, unit, description, v)| {
+                    let v = match v {
+                        DebugValue::Counter(n) => V::Counter(n),
+                        DebugValue::Gauge(g) => V::Gauge(g.into_inner()),
+                        DebugValue::Histogram(h) => {
+                            V::Histogram(h.into_iter().map(|x| x.into_inner()).collect())
+                        }
+                    };
+                    // A description reads "text (unit)", so that a test sees both at once.
+                    let described = description.map(|text| match unit {
+                        Some(unit) => format!("{text} ({})", unit.as_str()),
+                        None => text.to_string(),
+                    });
+                    (k, described, v)
+                });
         Readings(values.collect())
+    }
+
+    /// The names of the metrics read that came without a description (the `# HELP` line a
+    /// Prometheus exporter prints), each once.
+    pub fn undescribed(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .0
+            .iter()
+            .filter(|(_, described, _)| described.is_none())
+            .map(|(key, _, _)| key.key().name().to_owned())
+            .collect();
+        names.dedup();
+        names
+    }
+
+    /// The description of the metric named `name`, with its unit: `"Jobs running (count)"`.
+    ///
+    /// # Panics
+    ///
+    /// When there is no such metric.
+    pub fn description(&self, name: &str) -> Option<String> {
+        self.0
+            .iter()
+            .find(|(key, _, _)| key.key().name() == name)
+            .unwrap_or_else(|| panic!("no metric {name}"))
+            .1
+            .clone()
     }
 
     /// The value of the metric named `name` whose labels include `labels`.
@@ -71,14 +104,14 @@ impl Readings {
     pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> V {
         self.0
             .iter()
-            .find(|(key, _)| {
+            .find(|(key, _, _)| {
                 let key = key.key();
                 key.name() == name
                     && labels
                         .iter()
                         .all(|(k, v)| key.labels().any(|l| l.key() == *k && l.value() == *v))
             })
-            .map(|(_, value)| value.clone())
+            .map(|(_, _, value)| value.clone())
             .unwrap_or_else(|| panic!("no metric {name} {labels:?}"))
     }
 }
