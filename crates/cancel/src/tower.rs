@@ -308,11 +308,7 @@ where
         // handler left running under it stops too.
         let ends = EndsWithResponse(ctx);
         Box::pin(async move {
-            let result = tokio::select! {
-                biased;
-                response = response => response.map_err(Into::into),
-                cause = ends.0.cancelled() => Err(Box::new(RequestEnded::new(cause)) as BoxError),
-            };
+            let result = unless_ended(response, &ends.0).await;
             drop(ends);
             result
         })
@@ -449,13 +445,20 @@ where
             }
         }
         let response = self.inner.call(req);
-        Box::pin(async move {
-            tokio::select! {
-                biased;
-                response = response => response.map_err(Into::into),
-                cause = ctx.cancelled() => Err(Box::new(RequestEnded::new(cause)) as BoxError),
-            }
-        })
+        Box::pin(async move { unless_ended(response, &ctx).await })
+    }
+}
+
+/// The response, or [`RequestEnded`] if `ctx` ends first; the response wins a tie.
+async fn unless_ended<F, T, E>(response: F, ctx: &Context) -> Result<T, BoxError>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    tokio::select! {
+        biased;
+        response = response => response.map_err(Into::into),
+        cause = ctx.cancelled() => Err(Box::new(RequestEnded::new(cause)) as BoxError),
     }
 }
 
