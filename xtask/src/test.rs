@@ -1,5 +1,6 @@
 //! `cargo xtask test`: every test of the workspace on a fresh machine. The fleet limiter's tests start
-//! their own `redis-server`, so this installs Debian's package when none is on PATH, then runs
+//! their own `redis-server` (and, for a Redis Cluster, join three with `redis-cli`), so this installs
+//! Debian's package, which brings both, when either is missing from PATH, then runs
 //! `cargo test --workspace --all-features` (every optional integration too) with any further arguments.
 
 use std::process::{Command, Stdio};
@@ -22,14 +23,16 @@ fn found(program: &str, arg: &str) -> bool {
 }
 
 fn ensure_redis_server() -> Result<(), String> {
-    if found("redis-server", "--version") {
+    let present = || found("redis-server", "--version") && found("redis-cli", "--version");
+    if present() {
         return Ok(());
     }
     const HOW: &str = "install a Redis server (Debian and Ubuntu: `sudo apt-get install redis-server`, \
                        macOS: `brew install redis`) and run this again";
     if !found("apt-get", "--version") {
         return Err(format!(
-            "the fleet limiter's tests need redis-server on PATH and this machine has no apt-get; {HOW}"
+            "the fleet limiter's tests need redis-server and redis-cli on PATH and this machine has \
+             no apt-get; {HOW}"
         ));
     }
     let root = Command::new("id")
@@ -39,11 +42,13 @@ fn ensure_redis_server() -> Result<(), String> {
     let sudo = !root && found("sudo", "-n") && found("sudo", "true");
     if !root && !sudo {
         return Err(format!(
-            "the fleet limiter's tests need redis-server on PATH, and installing it needs root; {HOW}"
+            "the fleet limiter's tests need redis-server and redis-cli on PATH, and installing them \
+             needs root; {HOW}"
         ));
     }
     eprintln!(
-        "xtask: redis-server is not on PATH; installing Debian's package for the fleet limiter's tests"
+        "xtask: redis-server or redis-cli is not on PATH; installing Debian's package for the fleet \
+         limiter's tests"
     );
     for args in [
         &["apt-get", "update", "-qq"][..],
@@ -61,11 +66,11 @@ fn ensure_redis_server() -> Result<(), String> {
         cmd.env("DEBIAN_FRONTEND", "noninteractive");
         crate::exec(cmd)?;
     }
-    if found("redis-server", "--version") {
+    if present() {
         Ok(())
     } else {
         Err(format!(
-            "apt-get installed redis-server, yet it is not on PATH; {HOW}"
+            "apt-get installed redis-server, yet it or redis-cli is not on PATH; {HOW}"
         ))
     }
 }
