@@ -257,11 +257,16 @@ impl<E> Shared<E> {
 /// The gauge of tasks alive in the group named `group` (cargo feature `metrics`).
 #[cfg(feature = "metrics")]
 fn alive_gauge(group: &str) -> metrics::Gauge {
-    // For exporters that show it (Prometheus's `# HELP`), said at each registration.
-    metrics::describe_gauge!(
-        "bounded_group_tasks_alive",
-        metrics::Unit::Count,
-        "Tasks of a group that have not ended yet"
-    );
+    // For exporters that show it (Prometheus's `# HELP`). Once per process, by the first group to
+    // register: groups are often made per request, and a recorder takes a process-wide lock to
+    // store a description. The pools and limiters, built once, say theirs at each registration.
+    static DESCRIBED: std::sync::Once = std::sync::Once::new();
+    DESCRIBED.call_once(|| {
+        metrics::describe_gauge!(
+            "bounded_group_tasks_alive",
+            metrics::Unit::Count,
+            "Tasks of a group that have not ended yet"
+        );
+    });
     metrics::gauge!("bounded_group_tasks_alive", "group" => group.to_owned())
 }

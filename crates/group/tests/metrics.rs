@@ -1,5 +1,6 @@
 //! With the `metrics` feature, a group's tasks alive are a gauge, read back through metrics-util's
-//! debugging recorder.
+//! debugging recorder. One test only: the gauge is described once per process, to the recorder of
+//! the first group that registers it.
 #![cfg(feature = "metrics")]
 
 use std::time::Duration;
