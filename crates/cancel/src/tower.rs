@@ -323,8 +323,9 @@ where
 /// Put it in front of a tower client (a tonic `Channel`, a hyper-util client); to send a request
 /// under a context, insert the context into the request's extensions (tonic copies a
 /// `tonic::Request`'s extensions into the HTTP request it sends). When the context ends before the
-/// response, the response future ends with [`RequestEnded`] and drops the inner call, which cancels
-/// it (for HTTP/2, a reset of its stream); a context already ended sends nothing at all.
+/// response, the response future ends with [`RequestEnded`] and drops the inner call, which is how
+/// tower cancels one (hyper's HTTP/1 client then closes its connection, its HTTP/2 client resets the
+/// stream); a context already ended sends nothing at all.
 ///
 /// # Examples
 ///

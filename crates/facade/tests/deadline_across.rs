@@ -1,0 +1,160 @@
+//! A deadline and a cancellation crossing a real socket: a client under `ClientContextLayer` calls an
+//! axum server under `ContextLayer::grpc_timeout` over HTTP/1.1 on port 0. The client's transport
+//! closes its connection when a call is given up, as hyper's HTTP/1 client does. Real time.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::error_handling::HandleErrorLayer;
+use axum::routing::get;
+use axum::{Extension, Router};
+use bounded::cancel::tower::{BoxError, ClientContextLayer, ContextLayer, RequestEnded};
+use bounded::cancel::{Cause, Context};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tower::{ServiceBuilder, ServiceExt};
+
+/// Serves `/remaining` (the time its request's context has left, in ms) and `/hang` (never answers;
+/// reports how its request's context ended). Each request's context comes from `ContextLayer`.
+async fn serve() -> (SocketAddr, mpsc::UnboundedReceiver<Cause>) {
+    let (ended, seen) = mpsc::unbounded_channel();
+    let app = Router::new()
+        .route(
+            "/remaining",
+            get(|Extension(ctx): Extension<Context>| async move {
+                ctx.remaining()
+                    .map_or("none".to_owned(), |left| left.as_millis().to_string())
+            }),
+        )
+        .route(
+            "/hang",
+            get(move |Extension(ctx): Extension<Context>| {
+                let ended = ended.clone();
+                async move {
+                    // Outlives the handler, which the server drops when the client hangs up.
+                    tokio::spawn(async move {
+                        let _ = ended.send(ctx.cancelled().await);
+                    });
+                    std::future::pending::<&'static str>().await
+                }
+            }),
+        )
+        .layer(
+            ServiceBuilder::new()
+                .layer(HandleErrorLayer::new(|err: BoxError| async move {
+                    (axum::http::StatusCode::GATEWAY_TIMEOUT, err.to_string())
+                }))
+                .layer(ContextLayer::new(&Context::new()).grpc_timeout()),
+        );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, seen)
+}
+
+/// A request sent on a connection of its own, headers and all; dropping the call closes the
+/// connection. Answers the response's body.
+async fn send(addr: SocketAddr, req: axum::http::Request<()>) -> Result<String, Infallible> {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let mut head = format!(
+        "GET {} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n",
+        req.uri()
+    );
+    for (name, value) in req.headers() {
+        head.push_str(&format!("{name}: {}\r\n", value.to_str().unwrap()));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    Ok(response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, body)| body)
+        .to_owned())
+}
+
+fn under(ctx: &Context, path: &str) -> axum::http::Request<()> {
+    let mut req = axum::http::Request::builder().uri(path).body(()).unwrap();
+    req.extensions_mut().insert(ctx.clone());
+    req
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_callers_deadline_reaches_the_servers_context() {
+    let (addr, _seen) = serve().await;
+    let client = ServiceBuilder::new()
+        .layer(ClientContextLayer::new().grpc_timeout())
+        .service_fn(move |req| send(addr, req));
+    let caller = Context::new().with_timeout(Duration::from_millis(800));
+    let body = client
+        .clone()
+        .oneshot(under(&caller, "/remaining"))
+        .await
+        .unwrap();
+    let left: u64 = body.parse().unwrap_or_else(|_| panic!("a number: {body}"));
+    // Sent with what the caller had left, less the time to get there.
+    assert!((400..=800).contains(&left), "{left} ms left at the server");
+
+    // Without a deadline, nothing is sent, and the server gives the request none.
+    let body = client
+        .oneshot(under(&Context::new(), "/remaining"))
+        .await
+        .unwrap();
+    assert_eq!(body, "none");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_given_up_by_its_caller_ends_the_servers_context_too() {
+    let (addr, mut seen) = serve().await;
+    let client = ServiceBuilder::new()
+        .layer(ClientContextLayer::new().grpc_timeout())
+        .service_fn(move |req| send(addr, req));
+
+    // Cancelled by the caller: no deadline was sent, so only the closed connection tells the server.
+    let caller = Context::new();
+    let call = tokio::spawn(client.clone().oneshot(under(&caller, "/hang")));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let start = Instant::now();
+    caller.cancel();
+    let err = tokio::time::timeout(Duration::from_secs(5), call)
+        .await
+        .expect("the call was given up")
+        .unwrap()
+        .unwrap_err();
+    assert!(err.downcast_ref::<RequestEnded>().is_some(), "{err}");
+    let cause = tokio::time::timeout(Duration::from_secs(5), seen.recv())
+        .await
+        .expect("the server's context ended")
+        .unwrap();
+    assert!(matches!(cause, Cause::Cancelled), "{cause}");
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+
+    // The caller's deadline: the server's context ends at about the same time, by its own copy of
+    // the deadline or by the client hanging up, whichever it sees first.
+    let start = Instant::now();
+    let caller = Context::new().with_timeout(Duration::from_millis(300));
+    let err = tokio::time::timeout(
+        Duration::from_secs(5),
+        client.oneshot(under(&caller, "/hang")),
+    )
+    .await
+    .expect("the call was given up at its deadline")
+    .unwrap_err();
+    assert!(err.downcast_ref::<RequestEnded>().unwrap().is_deadline());
+    let _cause = tokio::time::timeout(Duration::from_secs(5), seen.recv())
+        .await
+        .expect("the server's context ended")
+        .unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+}
