@@ -141,6 +141,11 @@ impl Error for RequestEnded {
 /// Runs each request under a child of a [`Context`], with an optional deadline. See the
 /// [module docs](self).
 ///
+/// # Cancel safety
+///
+/// A response future dropped unfinished (its client hung up) drops the handler's future and ends
+/// the request's context, so work the handler started under it stops too.
+///
 /// # Examples
 ///
 /// ```
@@ -326,6 +331,12 @@ where
 /// response, the response future ends with [`RequestEnded`] and drops the inner call, which is how
 /// tower cancels one (hyper's HTTP/1 client then closes its connection, its HTTP/2 client resets the
 /// stream); a context already ended sends nothing at all.
+///
+/// # Cancel safety
+///
+/// A response future dropped by its caller drops the inner call with it and holds nothing else: the
+/// layer spawns no task and keeps no state between calls. The caller's context is only watched,
+/// never cancelled.
 ///
 /// # Examples
 ///

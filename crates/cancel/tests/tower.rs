@@ -320,6 +320,17 @@ async fn a_client_call_is_given_up_and_dropped_when_its_context_ends() {
     );
     assert_eq!(*calls.lock().unwrap(), before, "no call was made");
 
+    // Dropped by its caller mid-wait: the call is dropped with it, and the caller's context, only
+    // watched, goes on.
+    dropped.store(false, Ordering::SeqCst);
+    let caller = Context::new();
+    let call = tokio::spawn(client.clone().oneshot(request_under(Some(&caller), None)));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    call.abort();
+    let _ = call.await;
+    assert!(dropped.load(Ordering::SeqCst), "the call was dropped");
+    assert!(!caller.is_cancelled());
+
     // No context: untouched, answered in its own time.
     let start = Instant::now();
     assert_eq!(

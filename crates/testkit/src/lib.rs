@@ -30,7 +30,7 @@ use metrics_util::debugging::{DebugValue, Snapshotter};
 /// One snapshot of a debugging recorder. The recorder hands out each value once (a snapshot resets
 /// it), so a test reads everything it needs from one snapshot.
 #[derive(Debug)]
-pub struct Readings(Vec<(CompositeKey, Option<String>, V)>);
+pub struct Readings(Vec<(CompositeKey, bool, V)>);
 
 /// A value read back, in a form tests can compare and copy.
 #[derive(Clone, Debug, PartialEq)]
@@ -46,26 +46,20 @@ pub enum V {
 impl Readings {
     /// Takes one snapshot.
     pub fn take(snapshotter: &Snapshotter) -> Self {
-        let values =
-            snapshotter
-                .snapshot()
-                .into_vec()
-                .into_iter()
-                .map(|(k, unit, description, v)| {
-                    let v = match v {
-                        DebugValue::Counter(n) => V::Counter(n),
-                        DebugValue::Gauge(g) => V::Gauge(g.into_inner()),
-                        DebugValue::Histogram(h) => {
-                            V::Histogram(h.into_iter().map(|x| x.into_inner()).collect())
-                        }
-                    };
-                    // A description reads "text (unit)", so that a test sees both at once.
-                    let described = description.map(|text| match unit {
-                        Some(unit) => format!("{text} ({})", unit.as_str()),
-                        None => text.to_string(),
-                    });
-                    (k, described, v)
-                });
+        let values = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .map(|(k, _, description, v)| {
+                let v = match v {
+                    DebugValue::Counter(n) => V::Counter(n),
+                    DebugValue::Gauge(g) => V::Gauge(g.into_inner()),
+                    DebugValue::Histogram(h) => {
+                        V::Histogram(h.into_iter().map(|x| x.into_inner()).collect())
+                    }
+                };
+                (k, description.is_some(), v)
+            });
         Readings(values.collect())
     }
 
@@ -75,25 +69,12 @@ impl Readings {
         let mut names: Vec<String> = self
             .0
             .iter()
-            .filter(|(_, described, _)| described.is_none())
+            .filter(|(_, described, _)| !described)
             .map(|(key, _, _)| key.key().name().to_owned())
             .collect();
+        names.sort();
         names.dedup();
         names
-    }
-
-    /// The description of the metric named `name`, with its unit: `"Jobs running (count)"`.
-    ///
-    /// # Panics
-    ///
-    /// When there is no such metric.
-    pub fn description(&self, name: &str) -> Option<String> {
-        self.0
-            .iter()
-            .find(|(key, _, _)| key.key().name() == name)
-            .unwrap_or_else(|| panic!("no metric {name}"))
-            .1
-            .clone()
     }
 
     /// The value of the metric named `name` whose labels include `labels`.

@@ -116,13 +116,19 @@ impl RedisCluster {
             .expect("connect to the private cluster")
     }
 
-    /// The port of the node that holds `key` (its primary, from `CLUSTER KEYSLOT` and `CLUSTER NODES`).
+    /// The port of the node that holds `key` (its primary, from `CLUSTER KEYSLOT` and `CLUSTER NODES`,
+    /// asked of a node that is running).
     ///
     /// # Panics
     ///
     /// When the cluster does not answer.
     pub fn node_of(&self, key: &str) -> u16 {
-        let first = self.ports[0];
+        let first = self
+            .ports
+            .iter()
+            .zip(&self.children)
+            .find_map(|(port, child)| child.as_ref().map(|_| *port))
+            .expect("a node running");
         let slot: u16 = cli(first, &["cluster", "keyslot", key])
             .trim()
             .parse()
