@@ -47,7 +47,8 @@
 //! # Cargo features
 //!
 //! - `signal` (default): `Shutdown::on_signals`.
-//! - `tower`: `tower::ContextLayer`, a context per HTTP request with its own deadline.
+//! - `tower`: `tower::ContextLayer`, a context per HTTP or gRPC request with its own deadline, and
+//!   `tower::ClientContextLayer`, which gives up a call when its context ends.
 //! - `tracing`: each [`Shutdown::spawn`] task runs in a `shutdown task` span whose parent is the span
 //!   current at `spawn`; tasks that fail, panic or are aborted are events.
 #![cfg_attr(docsrs, feature(doc_cfg))]

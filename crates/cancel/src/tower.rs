@@ -3,7 +3,7 @@
 //! [`ContextLayer`] gives every HTTP request (`http::Request<B>`, as axum, hyper and tonic use) its own
 //! context: a child of the service's context (a [`Shutdown`](crate::Shutdown)'s, typically) with the
 //! request's own deadline (the layer's [`timeout`](ContextLayer::timeout), or, for gRPC, the client's
-//! own with [`grpc_timeout`](ContextLayer::grpc_timeout), whichever comes first). The context is put
+//! own, whichever comes first). The context is put
 //! in the request's extensions, so a handler takes it (`Extension<Context>` in axum) and passes it to
 //! everything it waits on. The response future ends when the context does, with [`RequestEnded`]
 //! carrying the cause: the deadline passed, or the service began to drain. The handler's future is
@@ -17,6 +17,13 @@
 //!
 //! [`ClientContextLayer`] is the client's side: a request sent with a context in its extensions is given
 //! up when that context ends, and, for gRPC, carries the time it has left to the server.
+//!
+//! Both layers speak plain HTTP by default ([`Http`]): a request whose context ends before its response
+//! ends with the error [`RequestEnded`]. Their gRPC mode ([`ContextLayer::grpc`],
+//! [`ClientContextLayer::grpc`]) speaks as Go's gRPC does: the deadline travels in `grpc-timeout`, an
+//! ended call is answered with a gRPC status (`DEADLINE_EXCEEDED`, `UNAVAILABLE`, `CANCELLED`) that
+//! clients read as such rather than as a broken stream, and a request's context lasts until its whole
+//! response, a stream included, has been sent.
 //!
 //! # Examples
 //!
@@ -51,6 +58,7 @@
 use std::error::Error;
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
@@ -138,13 +146,31 @@ impl Error for RequestEnded {
     }
 }
 
+mod grpc;
+
+pub use grpc::ContextBody;
+
+/// A context layer that speaks plain HTTP (the default): a request whose context ends before its
+/// response is ready ends with the error [`RequestEnded`], for the service to answer as it sees fit
+/// (`504`, `503`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Http;
+
+/// A context layer that speaks gRPC, from [`ContextLayer::grpc`] and [`ClientContextLayer::grpc`]:
+/// deadlines travel in the `grpc-timeout` header, a request's context lasts as long as its whole
+/// response (a stream included), and a call its context ended is answered with a gRPC status
+/// (`DEADLINE_EXCEEDED`, `UNAVAILABLE`, `CANCELLED`) that clients read as such.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Grpc;
+
 /// Runs each request under a child of a [`Context`], with an optional deadline. See the
 /// [module docs](self).
 ///
 /// # Cancel safety
 ///
 /// A response future dropped unfinished (its client hung up) drops the handler's future and ends
-/// the request's context, so work the handler started under it stops too.
+/// the request's context, so work the handler started under it stops too. In gRPC mode the same
+/// holds for the response's body: dropped unfinished, it ends the request's context.
 ///
 /// # Examples
 ///
@@ -158,10 +184,10 @@ impl Error for RequestEnded {
 /// # let _ = layer;
 /// ```
 #[derive(Clone, Debug)]
-pub struct ContextLayer {
+pub struct ContextLayer<P = Http> {
     parent: Context,
     timeout: Option<Duration>,
-    grpc_timeout: bool,
+    protocol: PhantomData<fn() -> P>,
 }
 
 impl ContextLayer {
@@ -179,10 +205,65 @@ impl ContextLayer {
         ContextLayer {
             parent: parent.clone(),
             timeout: None,
-            grpc_timeout: false,
+            protocol: PhantomData,
         }
     }
 
+    /// Speaks gRPC, as a Go gRPC server's contexts do, for a gRPC server (tonic's):
+    ///
+    /// - each request also ends at the deadline its client sent in the `grpc-timeout` header, when
+    ///   that comes first (gRPC clients send the time they will wait, and work for a client that has
+    ///   given up is wasted). The header is read as the gRPC protocol writes it: up to eight digits
+    ///   and a unit (`H`, `M`, `S`, `m`, `u` or `n`, hours down to nanoseconds: `250m` is 250 ms).
+    ///   A header that does not parse is ignored, and the layer's own timeout, if any, still applies;
+    /// - a request whose context ends is answered with a gRPC status instead of an error:
+    ///   `DEADLINE_EXCEEDED` at its deadline, `UNAVAILABLE` when the service's context ended (it is
+    ///   draining: clients may retry on another replica), and a request that arrives after the
+    ///   service's context ended is answered `UNAVAILABLE` without calling the handler. A gRPC
+    ///   server that got an error from its middleware would reset the stream, which clients read
+    ///   as `INTERNAL`;
+    /// - the request's context lasts until the response's last frame has been sent (or the
+    ///   response is dropped), so a streaming response's producer can work under it. If the context
+    ///   ends first, the rest of the response is not sent: the stream ends there, with the status in
+    ///   its trailers. A stream that ends by itself with `OK` after its context ended (its producer
+    ///   saw the context end and stopped) gets the context's status too, so a client never takes a
+    ///   cut stream for a whole one.
+    ///
+    /// The response's body is wrapped in a [`ContextBody`], which a tonic server accepts as it is.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_cancel::tower::ContextLayer;
+    /// use bounded_cancel::Context;
+    /// use std::time::Duration;
+    /// use tower::{ServiceBuilder, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let svc = ServiceBuilder::new()
+    ///     .layer(ContextLayer::new(&Context::new()).timeout(Duration::from_secs(2)).grpc())
+    ///     .service_fn(|req: http::Request<()>| async move {
+    ///         let ctx = req.extensions().get::<Context>().expect("set by the layer");
+    ///         let left = ctx.remaining().unwrap();
+    ///         tokio::time::sleep(Duration::from_secs(5)).await; // longer than the client waits
+    ///         Ok::<_, std::convert::Infallible>(http::Response::new(format!("{left:?}")))
+    ///     });
+    /// let req = http::Request::builder().header("grpc-timeout", "250m").body(()).unwrap();
+    /// let res = svc.oneshot(req).await.unwrap();
+    /// assert_eq!(res.headers()["grpc-status"], "4"); // DEADLINE_EXCEEDED, at 250 ms
+    /// # }
+    /// ```
+    pub fn grpc(self) -> ContextLayer<Grpc> {
+        ContextLayer {
+            parent: self.parent,
+            timeout: self.timeout,
+            protocol: PhantomData,
+        }
+    }
+}
+
+impl<P> ContextLayer<P> {
     /// Each request gets this long, from when it is called (`Duration::MAX`: no deadline). A handler
     /// can give the work it starts less, with `ctx.with_timeout`.
     ///
@@ -199,62 +280,26 @@ impl ContextLayer {
         self
     }
 
-    /// Each request also ends at the deadline its client sent in a `grpc-timeout` header, when that
-    /// comes first, as a Go gRPC server's contexts do: gRPC clients (tonic's, Go's) send the time they
-    /// will wait, and work for a client that has given up is wasted. The header is read as the gRPC
-    /// protocol writes it: up to eight digits and a unit (`H`, `M`, `S`, `m`, `u` or `n`, hours down
-    /// to nanoseconds: `250m` is 250 ms). A header that does not parse is ignored, and the layer's
-    /// own timeout, if any, still applies.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use bounded_cancel::tower::ContextLayer;
-    /// use bounded_cancel::Context;
-    /// use std::time::Duration;
-    /// use tower::{ServiceBuilder, ServiceExt};
-    ///
-    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
-    /// # async fn main() {
-    /// let svc = ServiceBuilder::new()
-    ///     .layer(ContextLayer::new(&Context::new()).timeout(Duration::from_secs(2)).grpc_timeout())
-    ///     .service_fn(|req: http::Request<()>| async move {
-    ///         let ctx = req.extensions().get::<Context>().expect("set by the layer");
-    ///         Ok::<_, std::convert::Infallible>(ctx.remaining())
-    ///     });
-    /// let req = http::Request::builder().header("grpc-timeout", "250m").body(()).unwrap();
-    /// assert_eq!(svc.oneshot(req).await.unwrap(), Some(Duration::from_millis(250)));
-    /// # }
-    /// ```
-    pub fn grpc_timeout(mut self) -> Self {
-        self.grpc_timeout = true;
-        self
+    /// The context of a request with these headers (`None`: the client's timeout is not read).
+    fn request_context(&self, client_headers: Option<&http::HeaderMap>) -> Context {
+        let client = client_headers
+            .and_then(|headers| headers.get("grpc-timeout"))
+            .and_then(|value| grpc::parse_timeout(value.as_bytes()));
+        let timeout = match (self.timeout, client) {
+            (Some(ours), Some(theirs)) => Some(ours.min(theirs)),
+            (ours, theirs) => ours.or(theirs),
+        };
+        match timeout {
+            Some(timeout) => self.parent.with_timeout(timeout),
+            None => self.parent.child(),
+        }
     }
 }
 
-/// A `grpc-timeout` header's value: 1 to 8 ASCII digits, then the unit (gRPC over HTTP/2).
-fn parse_grpc_timeout(value: &[u8]) -> Option<Duration> {
-    let (&unit, digits) = value.split_last()?;
-    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    // Eight digits fit in a u64 whatever the unit: at most 99,999,999 hours.
-    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
-    Some(match unit {
-        b'H' => Duration::from_secs(n * 3600),
-        b'M' => Duration::from_secs(n * 60),
-        b'S' => Duration::from_secs(n),
-        b'm' => Duration::from_millis(n),
-        b'u' => Duration::from_micros(n),
-        b'n' => Duration::from_nanos(n),
-        _ => return None,
-    })
-}
+impl<S, P: Clone> Layer<S> for ContextLayer<P> {
+    type Service = WithContext<S, P>;
 
-impl<S> Layer<S> for ContextLayer {
-    type Service = WithContext<S>;
-
-    fn layer(&self, inner: S) -> WithContext<S> {
+    fn layer(&self, inner: S) -> WithContext<S, P> {
         WithContext {
             inner,
             layer: self.clone(),
@@ -264,15 +309,15 @@ impl<S> Layer<S> for ContextLayer {
 
 /// A service whose requests run under their own [`Context`], from [`ContextLayer`].
 #[derive(Clone, Debug)]
-pub struct WithContext<S> {
+pub struct WithContext<S, P = Http> {
     inner: S,
-    layer: ContextLayer,
+    layer: ContextLayer<P>,
 }
 
 /// The response future of [`WithContext`]: the inner response, or [`RequestEnded`].
 pub type ResponseFuture<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
 
-impl<S, B> Service<http::Request<B>> for WithContext<S>
+impl<S, B> Service<http::Request<B>> for WithContext<S, Http>
 where
     S: Service<http::Request<B>>,
     S::Future: Send + 'static,
@@ -287,21 +332,7 @@ where
     }
 
     fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
-        let client = if self.layer.grpc_timeout {
-            req.headers()
-                .get("grpc-timeout")
-                .and_then(|value| parse_grpc_timeout(value.as_bytes()))
-        } else {
-            None
-        };
-        let timeout = match (self.layer.timeout, client) {
-            (Some(ours), Some(theirs)) => Some(ours.min(theirs)),
-            (ours, theirs) => ours.or(theirs),
-        };
-        let ctx = match timeout {
-            Some(timeout) => self.layer.parent.with_timeout(timeout),
-            None => self.layer.parent.child(),
-        };
+        let ctx = self.layer.request_context(None);
         if let Some(cause) = ctx.cause() {
             // The service is draining (or its context ended): the handler is not called at all.
             return Box::pin(async move { Err(Box::new(RequestEnded::new(cause)) as BoxError) });
@@ -311,19 +342,20 @@ where
         // As Go's `http.Server` does: the request's context ends with its response, or when the
         // server drops the response unfinished (its client closed the connection), so work the
         // handler left running under it stops too.
-        let ends = EndsWithResponse(ctx);
+        let ends = Ends::with_response(ctx);
         Box::pin(async move {
-            let result = unless_ended(response, &ends.0).await;
-            drop(ends);
-            result
+            match until_ended(response, ends.context()).await {
+                Ok(response) => response.map_err(Into::into),
+                Err(cause) => Err(Box::new(RequestEnded::new(cause)) as BoxError),
+            }
         })
     }
 }
 
 /// The client's side of [`ContextLayer`]: an outgoing request that carries a [`Context`] in its
-/// extensions is given up when that context ends, and, with
-/// [`grpc_timeout`](ClientContextLayer::grpc_timeout), tells the server its deadline, as a Go gRPC
-/// client's calls do. Requests without a context pass through untouched.
+/// extensions is given up when that context ends, and, with [`grpc`](ClientContextLayer::grpc),
+/// tells the server its deadline and reports the call's end as a gRPC status, as a Go gRPC client's
+/// calls do. Requests without a context pass through untouched.
 ///
 /// Put it in front of a tower client (a tonic `Channel`, a hyper-util client); to send a request
 /// under a context, insert the context into the request's extensions (tonic copies a
@@ -348,18 +380,17 @@ where
 ///
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
-/// // A stand-in for the network: answers after a second, echoing the timeout it was sent.
-/// let backend = tower::service_fn(|req: http::Request<()>| async move {
+/// // A stand-in for the network: answers after a second.
+/// let backend = tower::service_fn(|_req: http::Request<()>| async move {
 ///     tokio::time::sleep(Duration::from_secs(1)).await;
-///     Ok::<_, std::convert::Infallible>(req.headers().get("grpc-timeout").cloned())
+///     Ok::<_, std::convert::Infallible>("answered")
 /// });
-/// let client = ServiceBuilder::new().layer(ClientContextLayer::new().grpc_timeout()).service(backend);
+/// let client = ServiceBuilder::new().layer(ClientContextLayer::new()).service(backend);
 ///
 /// let ctx = Context::new().with_timeout(Duration::from_millis(1500));
 /// let mut req = http::Request::new(());
 /// req.extensions_mut().insert(ctx);
-/// // 1.5 s, in the smallest unit that holds it in eight digits, as gRPC writes it.
-/// assert_eq!(client.clone().oneshot(req).await.unwrap().unwrap(), "1500000u");
+/// assert_eq!(client.clone().oneshot(req).await.unwrap(), "answered");
 ///
 /// let short = Context::new().with_timeout(Duration::from_millis(300));
 /// let mut req = http::Request::new(());
@@ -369,12 +400,12 @@ where
 /// # }
 /// ```
 #[derive(Clone, Debug, Default)]
-pub struct ClientContextLayer {
-    grpc_timeout: bool,
+pub struct ClientContextLayer<P = Http> {
+    protocol: PhantomData<fn() -> P>,
 }
 
 impl ClientContextLayer {
-    /// Requests are given up when their context ends; no header is sent.
+    /// Requests are given up when their context ends, with [`RequestEnded`]; no header is sent.
     ///
     /// # Examples
     ///
@@ -387,42 +418,75 @@ impl ClientContextLayer {
         ClientContextLayer::default()
     }
 
-    /// Also sends the time the context has left in a `grpc-timeout` header (in the smallest unit that
-    /// holds it in eight digits, rounded up, as Go's gRPC client writes it), or keeps the header the
-    /// request already has (from tonic's `Request::set_timeout`) when that one is shorter.
+    /// Speaks gRPC, as a Go gRPC client's calls do:
+    ///
+    /// - the time the context has left travels in a `grpc-timeout` header (in the smallest unit
+    ///   that holds it in eight digits, rounded up, as Go's gRPC client writes it), unless the
+    ///   request already has a shorter one (from tonic's `Request::set_timeout`);
+    /// - a call whose context ends before its response is complete is answered with a gRPC status,
+    ///   which a tonic client returns as its `Status`: `DEADLINE_EXCEEDED` at the deadline,
+    ///   `CANCELLED` when the context was cancelled. That holds for a streaming response too: once
+    ///   the context ends, the stream ends there with that status, and the rest of the call is
+    ///   dropped, which resets its HTTP/2 stream.
+    ///
+    /// The response's body is wrapped in a [`ContextBody`], which a tonic client accepts as it is.
     ///
     /// # Examples
     ///
     /// ```
-    /// # use bounded_cancel::tower::ClientContextLayer;
-    /// let layer = ClientContextLayer::new().grpc_timeout();
-    /// # let _ = layer;
+    /// use bounded_cancel::Context;
+    /// use bounded_cancel::tower::ClientContextLayer;
+    /// use std::time::Duration;
+    /// use tower::{ServiceBuilder, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// // A stand-in for the network: answers after a second, echoing the timeout it was sent.
+    /// let backend = tower::service_fn(|req: http::Request<()>| async move {
+    ///     tokio::time::sleep(Duration::from_secs(1)).await;
+    ///     let sent = req.headers()["grpc-timeout"].to_str().unwrap().to_owned();
+    ///     Ok::<_, std::convert::Infallible>(http::Response::new(sent))
+    /// });
+    /// let client = ServiceBuilder::new().layer(ClientContextLayer::new().grpc()).service(backend);
+    ///
+    /// let mut req = http::Request::new(());
+    /// req.extensions_mut().insert(Context::new().with_timeout(Duration::from_millis(1500)));
+    /// let res = client.clone().oneshot(req).await.unwrap();
+    /// // 1.5 s, in the smallest unit that holds it in eight digits, as gRPC writes it.
+    /// assert_eq!(res.into_body().into_inner(), Some("1500000u".to_owned()));
+    ///
+    /// let mut req = http::Request::new(());
+    /// req.extensions_mut().insert(Context::new().with_timeout(Duration::from_millis(300)));
+    /// let res = client.oneshot(req).await.unwrap();
+    /// assert_eq!(res.headers()["grpc-status"], "4"); // DEADLINE_EXCEEDED, at 300 ms
+    /// # }
     /// ```
-    pub fn grpc_timeout(mut self) -> Self {
-        self.grpc_timeout = true;
-        self
+    pub fn grpc(self) -> ClientContextLayer<Grpc> {
+        ClientContextLayer {
+            protocol: PhantomData,
+        }
     }
 }
 
-impl<S> Layer<S> for ClientContextLayer {
-    type Service = ClientContext<S>;
+impl<S, P> Layer<S> for ClientContextLayer<P> {
+    type Service = ClientContext<S, P>;
 
-    fn layer(&self, inner: S) -> ClientContext<S> {
+    fn layer(&self, inner: S) -> ClientContext<S, P> {
         ClientContext {
             inner,
-            layer: self.clone(),
+            protocol: PhantomData,
         }
     }
 }
 
 /// A client whose requests end with their [`Context`], from [`ClientContextLayer`].
 #[derive(Clone, Debug)]
-pub struct ClientContext<S> {
+pub struct ClientContext<S, P = Http> {
     inner: S,
-    layer: ClientContextLayer,
+    protocol: PhantomData<fn() -> P>,
 }
 
-impl<S, B> Service<http::Request<B>> for ClientContext<S>
+impl<S, B> Service<http::Request<B>> for ClientContext<S, Http>
 where
     S: Service<http::Request<B>>,
     S::Future: Send + 'static,
@@ -436,7 +500,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let Some(ctx) = req.extensions().get::<Context>().cloned() else {
             let response = self.inner.call(req);
             return Box::pin(async move { response.await.map_err(Into::into) });
@@ -444,132 +508,61 @@ where
         if let Some(cause) = ctx.cause() {
             return Box::pin(async move { Err(Box::new(RequestEnded::new(cause)) as BoxError) });
         }
-        if self.layer.grpc_timeout
-            && let Some(left) = ctx.remaining()
-        {
-            let sent = req
-                .headers()
-                .get("grpc-timeout")
-                .and_then(|value| parse_grpc_timeout(value.as_bytes()));
-            if sent.is_none_or(|sent| left < sent) {
-                req.headers_mut()
-                    .insert("grpc-timeout", encode_grpc_timeout(left));
-            }
-        }
         let response = self.inner.call(req);
-        Box::pin(async move { unless_ended(response, &ctx).await })
+        Box::pin(async move {
+            match until_ended(response, &ctx).await {
+                Ok(response) => response.map_err(Into::into),
+                Err(cause) => Err(Box::new(RequestEnded::new(cause)) as BoxError),
+            }
+        })
     }
 }
 
-/// The response, or [`RequestEnded`] if `ctx` ends first; the response wins a tie.
-async fn unless_ended<F, T, E>(response: F, ctx: &Context) -> Result<T, BoxError>
-where
-    F: Future<Output = Result<T, E>>,
-    E: Into<BoxError>,
-{
+/// The response, or the cause if `ctx` ends first; the response wins a tie.
+async fn until_ended<F: Future>(response: F, ctx: &Context) -> Result<F::Output, Cause> {
     tokio::select! {
         biased;
-        response = response => response.map_err(Into::into),
-        cause = ctx.cancelled() => Err(Box::new(RequestEnded::new(cause)) as BoxError),
+        response = response => Ok(response),
+        cause = ctx.cancelled() => Err(cause),
     }
 }
 
-/// `timeout` as a `grpc-timeout` header: the smallest unit that holds it in eight digits, rounded up,
-/// so that the server never gives the call less time than the client has left.
-fn encode_grpc_timeout(timeout: Duration) -> http::HeaderValue {
-    const MAX: u128 = 99_999_999;
-    let nanos = timeout.as_nanos();
-    let units: [(u128, char); 6] = [
-        (1, 'n'),
-        (1_000, 'u'),
-        (1_000_000, 'm'),
-        (1_000_000_000, 'S'),
-        (60_000_000_000, 'M'),
-        (3_600_000_000_000, 'H'),
-    ];
-    let (count, unit) = units
-        .iter()
-        .map(|&(per, unit)| (nanos.div_ceil(per), unit))
-        .find(|&(count, _)| count <= MAX)
-        .unwrap_or((MAX, 'H'));
-    http::HeaderValue::try_from(format!("{count}{unit}")).expect("digits and a letter")
+/// A request's context, ended when this is dropped if it is the server's (the client's context is
+/// the caller's, and only watched).
+struct Ends {
+    ctx: Context,
+    server: bool,
 }
 
-/// A request's context, cancelled when the response future that holds it ends or is dropped.
-struct EndsWithResponse(Context);
+impl Ends {
+    /// The server's context of a request: it ends with its response.
+    fn with_response(ctx: Context) -> Self {
+        Ends { ctx, server: true }
+    }
 
-impl Drop for EndsWithResponse {
+    /// A caller's context: watched, never ended here.
+    fn watching(ctx: Context) -> Self {
+        Ends { ctx, server: false }
+    }
+
+    fn context(&self) -> &Context {
+        &self.ctx
+    }
+}
+
+impl Drop for Ends {
     fn drop(&mut self) {
-        self.0.cancel();
+        if self.server {
+            self.ctx.cancel();
+        }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::{encode_grpc_timeout, parse_grpc_timeout};
-    use std::time::Duration;
-
-    #[test]
-    fn grpc_timeouts_are_written_in_the_smallest_unit_that_holds_them_rounded_up() {
-        let encode = |d: Duration| encode_grpc_timeout(d).to_str().unwrap().to_owned();
-        assert_eq!(encode(Duration::ZERO), "0n");
-        assert_eq!(encode(Duration::from_nanos(99_999_999)), "99999999n");
-        assert_eq!(encode(Duration::from_nanos(100_000_000)), "100000u");
-        assert_eq!(
-            encode(Duration::from_nanos(100_000_001)),
-            "100001u",
-            "rounded up"
-        );
-        assert_eq!(encode(Duration::from_millis(1500)), "1500000u");
-        assert_eq!(encode(Duration::from_secs(100)), "100000m");
-        assert_eq!(encode(Duration::from_secs(3 * 86_400)), "259200S");
-        assert_eq!(encode(Duration::from_secs(100_000_000)), "1666667M");
-        assert_eq!(
-            encode(Duration::MAX),
-            "99999999H",
-            "the most the protocol can say"
-        );
-        for d in [1, 999, 1_000_001, 123_456_789_012, 7_200_000_000_001] {
-            let d = Duration::from_nanos(d);
-            let back = parse_grpc_timeout(encode_grpc_timeout(d).as_bytes()).unwrap();
-            // Under one unit more, and a unit is chosen only once the one below it (a thousandth
-            // or a sixtieth of it) needs more than eight digits.
-            assert!(
-                back >= d && back - d < d / 100_000 + Duration::from_nanos(1),
-                "{d:?}: {back:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn grpc_timeouts_parse_as_the_protocol_writes_them() {
-        let parse = |s: &str| parse_grpc_timeout(s.as_bytes());
-        assert_eq!(parse("1H"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse("2M"), Some(Duration::from_secs(120)));
-        assert_eq!(parse("3S"), Some(Duration::from_secs(3)));
-        assert_eq!(parse("250m"), Some(Duration::from_millis(250)));
-        assert_eq!(parse("7u"), Some(Duration::from_micros(7)));
-        assert_eq!(parse("0n"), Some(Duration::ZERO));
-        assert_eq!(
-            parse("99999999H"),
-            Some(Duration::from_secs(99_999_999 * 3600)),
-            "the longest the protocol can say"
-        );
-        for bad in [
-            "",
-            "m",
-            "250",
-            "250ms",
-            "-1S",
-            "+1S",
-            "1.5S",
-            "1 S",
-            "123456789n",
-            "1h",
-            "1s",
-            "١S",
-        ] {
-            assert_eq!(parse(bad), None, "{bad:?}");
-        }
+impl fmt::Debug for Ends {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Ends")
+            .field("ctx", &self.ctx)
+            .field("server", &self.server)
+            .finish()
     }
 }

@@ -1,6 +1,7 @@
-//! `ContextLayer` driven as a tower service: each request's context has the deadline and the parent it
-//! should, the response ends with the right cause when either ends it, the handler is dropped then, and
-//! the context ends with the response.
+//! The context layers in their plain HTTP mode, driven as tower services: each request's context has
+//! the deadline and the parent it should, the response ends with the right cause when either ends it,
+//! the handler is dropped then, and the context ends with the response; a client call is given up
+//! when its context ends. (The gRPC mode: `grpc.rs`.)
 #![cfg(feature = "tower")]
 
 use std::convert::Infallible;
@@ -161,100 +162,9 @@ async fn the_context_ends_when_the_response_is_dropped_unfinished() {
     assert!(matches!(ctx.cause(), Some(Cause::Cancelled)));
 }
 
-/// When a request whose handler never answers ends, from its start, under `layer`, with `header` as
-/// its `grpc-timeout`; `None` if it is still running after an hour.
-async fn ends_after(layer: ContextLayer, header: Option<&str>) -> Option<Duration> {
-    let svc = ServiceBuilder::new()
-        .layer(layer)
-        .service_fn(|_req: http::Request<()>| async {
-            std::future::pending::<()>().await;
-            Ok::<_, Infallible>(())
-        });
-    let mut req = http::Request::builder();
-    if let Some(value) = header {
-        req = req.header("grpc-timeout", value);
-    }
-    let start = Instant::now();
-    let ended = tokio::time::timeout(
-        Duration::from_secs(3600),
-        svc.oneshot(req.body(()).unwrap()),
-    )
-    .await
-    .ok()?;
-    let err = ended.expect_err("the handler never answers");
-    let ended = err
-        .downcast_ref::<RequestEnded>()
-        .expect("the context ended it");
-    assert!(ended.is_deadline(), "{ended}");
-    Some(start.elapsed())
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_grpc_clients_deadline_ends_the_request_when_it_comes_first() {
-    let parent = Context::new();
-    let ms = Duration::from_millis;
-    let honoured = || ContextLayer::new(&parent).timeout(ms(1000)).grpc_timeout();
-    let no_timeout = || ContextLayer::new(&parent).grpc_timeout();
-    let cases = [
-        (
-            honoured(),
-            Some("100m"),
-            Some(ms(100)),
-            "the client's, sooner",
-        ),
-        (
-            honoured(),
-            Some("5S"),
-            Some(ms(1000)),
-            "the layer's, sooner",
-        ),
-        (honoured(), Some("1M"), Some(ms(1000)), "minutes"),
-        (honoured(), Some("250000u"), Some(ms(250)), "microseconds"),
-        (honoured(), Some("0n"), Some(ms(0)), "a client out of time"),
-        (
-            honoured(),
-            Some("soon"),
-            Some(ms(1000)),
-            "malformed: ignored",
-        ),
-        (honoured(), None, Some(ms(1000)), "no header"),
-        (
-            no_timeout(),
-            Some("300m"),
-            Some(ms(300)),
-            "only the client's",
-        ),
-        (
-            no_timeout(),
-            Some("99999999H"),
-            None,
-            "longer than the hour waited",
-        ),
-        (
-            no_timeout(),
-            Some("1.5S"),
-            None,
-            "malformed, and no timeout",
-        ),
-        (
-            ContextLayer::new(&parent).timeout(ms(1000)),
-            Some("100m"),
-            Some(ms(1000)),
-            "not asked to read the header",
-        ),
-    ];
-    for (layer, header, expected, what) in cases {
-        assert_eq!(ends_after(layer, header).await, expected, "{what}");
-    }
-}
-
-/// A request carrying `ctx`, with `grpc-timeout` already set to `sent` if given.
-fn request_under(ctx: Option<&Context>, sent: Option<&str>) -> http::Request<()> {
-    let mut req = http::Request::builder();
-    if let Some(value) = sent {
-        req = req.header("grpc-timeout", value);
-    }
-    let mut req = req.body(()).unwrap();
+/// A request carrying `ctx`, if given.
+fn request_under(ctx: Option<&Context>) -> http::Request<()> {
+    let mut req = request();
     if let Some(ctx) = ctx {
         req.extensions_mut().insert(ctx.clone());
     }
@@ -285,7 +195,7 @@ async fn a_client_call_is_given_up_and_dropped_when_its_context_ends() {
     let ctx = Context::new().with_timeout(Duration::from_millis(200));
     let err = client
         .clone()
-        .oneshot(request_under(Some(&ctx), None))
+        .oneshot(request_under(Some(&ctx)))
         .await
         .unwrap_err();
     assert!(err.downcast_ref::<RequestEnded>().unwrap().is_deadline());
@@ -295,11 +205,7 @@ async fn a_client_call_is_given_up_and_dropped_when_its_context_ends() {
     // Cancelled from above.
     dropped.store(false, Ordering::SeqCst);
     let parent = Context::new();
-    let call = tokio::spawn(
-        client
-            .clone()
-            .oneshot(request_under(Some(&parent.child()), None)),
-    );
+    let call = tokio::spawn(client.clone().oneshot(request_under(Some(&parent.child()))));
     tokio::time::sleep(Duration::from_millis(50)).await;
     parent.cancel();
     let err = call.await.unwrap().unwrap_err();
@@ -314,7 +220,7 @@ async fn a_client_call_is_given_up_and_dropped_when_its_context_ends() {
     assert!(
         client
             .clone()
-            .oneshot(request_under(Some(&ended), None))
+            .oneshot(request_under(Some(&ended)))
             .await
             .is_err()
     );
@@ -324,7 +230,7 @@ async fn a_client_call_is_given_up_and_dropped_when_its_context_ends() {
     // watched, goes on.
     dropped.store(false, Ordering::SeqCst);
     let caller = Context::new();
-    let call = tokio::spawn(client.clone().oneshot(request_under(Some(&caller), None)));
+    let call = tokio::spawn(client.clone().oneshot(request_under(Some(&caller))));
     tokio::time::sleep(Duration::from_millis(50)).await;
     call.abort();
     let _ = call.await;
@@ -334,103 +240,8 @@ async fn a_client_call_is_given_up_and_dropped_when_its_context_ends() {
     // No context: untouched, answered in its own time.
     let start = Instant::now();
     assert_eq!(
-        client.oneshot(request_under(None, None)).await.unwrap(),
+        client.oneshot(request_under(None)).await.unwrap(),
         "answered"
     );
     assert_eq!(start.elapsed(), Duration::from_secs(10));
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_client_sends_the_shorter_of_its_contexts_time_and_a_timeout_already_set() {
-    let echo = tower::service_fn(|req: http::Request<()>| async move {
-        Ok::<_, Infallible>(
-            req.headers()
-                .get("grpc-timeout")
-                .map(|v| v.to_str().unwrap().to_owned()),
-        )
-    });
-    let sends = ServiceBuilder::new()
-        .layer(ClientContextLayer::new().grpc_timeout())
-        .service(echo);
-    let second = Context::new().with_timeout(Duration::from_secs(1));
-    let cases = [
-        (Some(&second), None, Some("1000000u"), "the context's"),
-        (
-            Some(&second),
-            Some("100m"),
-            Some("100m"),
-            "the request's own, shorter",
-        ),
-        (
-            Some(&second),
-            Some("5S"),
-            Some("1000000u"),
-            "the context's, shorter",
-        ),
-        (
-            Some(&second),
-            Some("soon"),
-            Some("1000000u"),
-            "a malformed one replaced",
-        ),
-        (None, Some("5S"), Some("5S"), "no context: untouched"),
-        (None, None, None, "nothing to send"),
-    ];
-    for (ctx, sent, expected, what) in cases {
-        let got = sends
-            .clone()
-            .oneshot(request_under(ctx, sent))
-            .await
-            .unwrap();
-        assert_eq!(got.as_deref(), expected, "{what}");
-    }
-    let quiet = ServiceBuilder::new()
-        .layer(ClientContextLayer::new())
-        .service(echo);
-    assert_eq!(
-        quiet
-            .oneshot(request_under(Some(&second), None))
-            .await
-            .unwrap(),
-        None,
-        "no header unless asked"
-    );
-    let unbounded = Context::new();
-    assert_eq!(
-        sends
-            .oneshot(request_under(Some(&unbounded), None))
-            .await
-            .unwrap(),
-        None,
-        "a context without a deadline sends none"
-    );
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_deadline_travels_from_a_client_context_to_the_servers() {
-    let server = ServiceBuilder::new()
-        .layer(
-            ContextLayer::new(&Context::new())
-                .timeout(Duration::from_secs(2))
-                .grpc_timeout(),
-        )
-        .service_fn(|req: http::Request<()>| async move {
-            let ctx = req.extensions().get::<Context>().unwrap();
-            Ok::<_, Infallible>(ctx.remaining())
-        });
-    let client = ServiceBuilder::new()
-        .layer(ClientContextLayer::new().grpc_timeout())
-        // The network: only the headers cross it.
-        .map_request(|mut req: http::Request<()>| {
-            req.extensions_mut().clear();
-            req
-        })
-        .service(server);
-    // The caller's context (a request being served, say) has 700 ms left.
-    let caller = Context::new().with_timeout(Duration::from_millis(700));
-    let got = client
-        .oneshot(request_under(Some(&caller), None))
-        .await
-        .unwrap();
-    assert_eq!(got, Some(Duration::from_millis(700)));
 }
