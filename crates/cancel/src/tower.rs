@@ -227,7 +227,10 @@ impl ContextLayer {
     ///   ends first, the rest of the response is not sent: the stream ends there, with the status in
     ///   its trailers. A stream that ends by itself with `OK` after its context ended (its producer
     ///   saw the context end and stopped) gets the context's status too, so a client never takes a
-    ///   cut stream for a whole one.
+    ///   cut stream for a whole one. So a call is `OK` only if its whole response was sent before its
+    ///   context ended: a handler that answers with a partial result as its context ends, which
+    ///   plain HTTP mode sends, is reported with the context's status here, since a gRPC client
+    ///   cannot tell a partial answer from a whole one.
     ///
     /// The response's body is wrapped in a [`ContextBody`], which a tonic server accepts as it is.
     ///

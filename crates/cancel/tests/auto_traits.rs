@@ -25,3 +25,12 @@ fn public_types_have_the_expected_auto_traits() {
     send::<Tracked<std::future::Ready<()>>>();
     unpin::<Tracked<std::future::Ready<()>>>();
 }
+
+#[cfg(feature = "tower")]
+#[test]
+fn a_grpc_response_body_is_send_and_sync_like_the_body_it_wraps() {
+    use bounded_cancel::tower::ContextBody;
+    send::<ContextBody<String>>();
+    sync::<ContextBody<String>>();
+    unpin::<ContextBody<String>>();
+}

@@ -377,6 +377,27 @@ async fn ok_trailers_that_arrive_after_the_context_ended_carry_its_status() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn an_answer_made_as_the_context_ends_is_reported_with_its_status() {
+    let svc = ServiceBuilder::new()
+        .layer(ContextLayer::new(&Context::new()).timeout(ms(300)).grpc())
+        .service_fn(|req: http::Request<()>| async move {
+            let ctx = req.extensions().get::<Context>().unwrap().clone();
+            // A partial answer once the deadline has come: a message, then `OK`.
+            let _ = ctx.run(tokio::time::sleep(Duration::from_secs(5))).await;
+            let (tx, frames) = mpsc::channel(2);
+            tx.send(Frame::data(Bytes::from("partial"))).await.unwrap();
+            tx.send(Frame::trailers(trailers("0"))).await.unwrap();
+            let body = Feed {
+                frames,
+                _dropped: Dropped(Arc::new(AtomicBool::new(false))),
+            };
+            Ok::<_, Infallible>(http::Response::new(body))
+        });
+    let (_, status) = read(svc.oneshot(call(None)).await.unwrap()).await;
+    assert_eq!(status.as_deref(), Some("4"), "not a whole answer: not OK");
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_handlers_own_status_passes_through_and_its_context_ends_with_the_response() {
     let contexts = Arc::new(Mutex::new(Vec::new()));
     let svc = ServiceBuilder::new()

@@ -10,6 +10,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
+use sync_wrapper::SyncWrapper;
 use tower_service::Service;
 
 use super::{
@@ -125,7 +126,7 @@ fn watched<B>(
         watch: Some(Watch {
             ended: (!done).then(|| {
                 let ctx = ends.context().clone();
-                Box::pin(async move { ctx.cancelled().await }) as Pin<Box<_>>
+                SyncWrapper::new(Box::pin(async move { ctx.cancelled().await }) as Pin<Box<_>>)
             }),
             ends,
             side,
@@ -154,8 +155,9 @@ pin_project! {
 struct Watch {
     /// Ends the server's request context when the body is done with.
     ends: Ends,
-    /// Until the context ends; `None` once the response's status has been sent.
-    ended: Option<Pin<Box<dyn Future<Output = Cause> + Send>>>,
+    /// Until the context ends; `None` once the response's status has been sent. (Only polled,
+    /// through `&mut`: the body is `Sync` when its inner body is.)
+    ended: Option<SyncWrapper<Pin<Box<dyn Future<Output = Cause> + Send>>>>,
     side: Side,
 }
 
@@ -186,7 +188,7 @@ impl<B: Body> Body for ContextBody<B> {
         let mut this = self.project();
         if let Some(watch) = this.watch.as_mut()
             && let Some(ended) = watch.ended.as_mut()
-            && let Poll::Ready(cause) = ended.as_mut().poll(cx)
+            && let Poll::Ready(cause) = ended.get_mut().as_mut().poll(cx)
         {
             // The context ended first: the rest of the response is not sent, and the stream ends
             // with why. (On a server the context has ended already; the watch's end is a no-op.)
