@@ -87,6 +87,8 @@
 //!   `bounded_ratelimit_unavailable_total`, `bounded_ratelimit_waiting` and
 //!   `bounded_ratelimit_wait_seconds` on the `metrics` facade, labelled `limiter` with the key (a keyed
 //!   limiter's prefix); this process's calls, as [`RedisMetrics`] counts them.
+//! - `tower`: [`tower::RedisRateLimitLayer`] and [`tower::RedisKeyedRateLimitLayer`], the fleet limit
+//!   in an HTTP or gRPC service's `ServiceBuilder`.
 //! - `tracing`: a `WARN` event when Redis becomes unavailable (the key, the cause, the policy now
 //!   deciding) and an `INFO` event when it answers again: one for each change, not one a call.
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -104,6 +106,9 @@ mod limiter;
 mod metrics;
 mod policy;
 mod script;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower;
 
 pub use crate::core::MAX_RATE;
 pub use builder::{Builder, DEFAULT_TIMEOUT};
