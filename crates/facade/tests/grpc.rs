@@ -2,7 +2,8 @@
 //! connection on port 0: a caller's deadline reaches the server's context, a deadline or a drain
 //! reaches the client as the gRPC status it is (`DEADLINE_EXCEEDED`, `UNAVAILABLE`, `CANCELLED`),
 //! and a streamed response is made under its request's context until it ends, or is cut with a
-//! status, never ending `OK` short. Real time.
+//! status, never ending `OK` short; a rate limit's refusal reaches the client as
+//! `RESOURCE_EXHAUSTED`. Real time.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,6 +15,8 @@ use std::time::Duration;
 
 use bounded::cancel::tower::{ClientContextLayer, ContextLayer};
 use bounded::cancel::{Cause, Context};
+use bounded::ratelimit::tower::RateLimitLayer;
+use bounded::ratelimit::{Limiter, Quota};
 use bytes::{Buf, BufMut};
 use futures_util::Stream;
 use tokio::sync::mpsc;
@@ -389,4 +392,41 @@ async fn a_cancelled_caller_hears_cancelled_and_the_server_stops() {
     // The call was dropped, which resets its stream: the server's request ends too.
     let cause = server_ended(&mut ended).await;
     assert!(matches!(cause, Cause::Cancelled), "{cause}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shed_request_reaches_the_client_as_resource_exhausted() {
+    let (tx, _ended) = mpsc::unbounded_channel();
+    let seen = Seen::default();
+    *seen.ended.lock().unwrap() = Some(tx);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limiter = Limiter::new(Quota::per_minute(1).burst(1)).unwrap();
+    let probe = Probe(seen.clone());
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .layer(ContextLayer::new(&Context::new()).grpc())
+            .layer(RateLimitLayer::shed(limiter).grpc())
+            .add_service(probe)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+            .unwrap();
+    });
+    assert_eq!(unary(addr, "remaining", None).await.unwrap(), "none");
+    let status = unary(addr, "remaining", None).await.unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    let pushback: u64 = status
+        .metadata()
+        .get("grpc-retry-pushback-ms")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((50_000..=60_000).contains(&pushback), "{pushback} ms");
+    assert_eq!(
+        *seen.handled.lock().unwrap(),
+        1,
+        "the refused call was not handled"
+    );
 }

@@ -131,7 +131,8 @@
 //!
 //! # Cargo features
 //!
-//! - `tower`: `tower::RateLimitLayer` and `tower::KeyedRateLimitLayer`, fair tower middleware.
+//! - `tower`: `tower::RateLimitLayer` and `tower::KeyedRateLimitLayer`, fair tower middleware, with a
+//!   gRPC mode that answers refusals with `RESOURCE_EXHAUSTED`.
 //! - `metrics`: `bounded_ratelimit_granted_total`, `bounded_ratelimit_rejected_total`,
 //!   `bounded_ratelimit_waiting` and `bounded_ratelimit_wait_seconds`, labelled `limiter` with
 //!   [`Limiter::named`]; a [`KeyedLimiter`] records the two counters over all its keys, with

@@ -11,6 +11,11 @@
 //! [`KeyedRateLimitLayer`] does the same per key (a tenant, a user, a client address), with the key
 //! taken from each request by a closure.
 //!
+//! For a gRPC server (tonic's), [`RateLimitLayer::grpc`] and [`KeyedRateLimitLayer::grpc`] answer a
+//! refused request with the status gRPC clients expect, `RESOURCE_EXHAUSTED` with the retry-after in a
+//! `grpc-retry-pushback-ms` header, instead of the error [`RateLimited`]: a gRPC server that gets an
+//! error from its middleware resets the stream, which clients read as `INTERNAL`.
+//!
 //! # Examples
 //!
 //! ```
@@ -33,13 +38,17 @@ use std::error::Error;
 use std::fmt;
 use std::future::Future;
 use std::hash::Hash;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context as TaskContext, Poll, ready};
 use std::time::Duration;
 
+use http::HeaderValue;
 use tower_layer::Layer;
 use tower_service::Service;
+
+pub use bounded_cancel::tower::{Grpc, Http};
 
 use crate::reservation::Reservation;
 use crate::{KeyedLimiter, Limiter, TryAcquireError};
@@ -109,6 +118,33 @@ impl RateLimited {
     }
 }
 
+impl RateLimited {
+    /// The refusal as a gRPC "trailers-only" response: `RESOURCE_EXHAUSTED` in the headers, the
+    /// retry-after in whole milliseconds (rounded up) in `grpc-retry-pushback-ms`, no body, and the
+    /// refusal itself in the response's extensions.
+    fn grpc_response<B: Default>(self) -> http::Response<B> {
+        let mut response = http::Response::new(B::default());
+        response.extensions_mut().insert(self);
+        let headers = response.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        headers.insert("grpc-status", HeaderValue::from_static("8")); // RESOURCE_EXHAUSTED
+        let message = match self.retry_after {
+            Some(wait) => {
+                let ms = wait.as_millis() + u128::from(wait.subsec_nanos() % 1_000_000 > 0);
+                let ms = u64::try_from(ms).unwrap_or(u64::MAX);
+                headers.insert("grpc-retry-pushback-ms", HeaderValue::from(ms));
+                "rate limited: retry after the pushback"
+            }
+            None => "rate limited: the request needs more units than the burst",
+        };
+        headers.insert("grpc-message", HeaderValue::from_static(message));
+        response
+    }
+}
+
 impl fmt::Display for RateLimited {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.retry_after {
@@ -145,9 +181,10 @@ impl From<TryAcquireError> for RateLimited {
 /// # let _ = (waits, sheds);
 /// ```
 #[derive(Clone, Debug)]
-pub struct RateLimitLayer {
+pub struct RateLimitLayer<P = Http> {
     limiter: Limiter,
     shed: bool,
+    protocol: PhantomData<fn() -> P>,
 }
 
 impl RateLimitLayer {
@@ -165,6 +202,7 @@ impl RateLimitLayer {
         RateLimitLayer {
             limiter,
             shed: false,
+            protocol: PhantomData,
         }
     }
 
@@ -183,19 +221,56 @@ impl RateLimitLayer {
         RateLimitLayer {
             limiter,
             shed: true,
+            protocol: PhantomData,
+        }
+    }
+
+    /// For a gRPC server: a refused request is answered with a `RESOURCE_EXHAUSTED` status response
+    /// carrying the retry-after in `grpc-retry-pushback-ms` (and the [`RateLimited`] in its
+    /// extensions), instead of the error. The service's requests must be `http::Request<B>` and its
+    /// responses `http::Response<B>` with a `B: Default` (tonic's and axum's bodies are).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use bounded_ratelimit::tower::RateLimitLayer;
+    /// use bounded_ratelimit::{Limiter, Quota};
+    /// use tower::{Service, ServiceBuilder, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// let limiter = Limiter::new(Quota::per_second(10).burst(1)).unwrap();
+    /// let mut svc = ServiceBuilder::new()
+    ///     .layer(RateLimitLayer::shed(limiter).grpc())
+    ///     .service_fn(|_req: http::Request<()>| async {
+    ///         Ok::<_, std::convert::Infallible>(http::Response::new(String::from("served")))
+    ///     });
+    /// let served = svc.ready().await.unwrap().call(http::Request::new(())).await.unwrap();
+    /// assert_eq!(served.body(), "served");
+    /// let refused = svc.ready().await.unwrap().call(http::Request::new(())).await.unwrap();
+    /// assert_eq!(refused.headers()["grpc-status"], "8"); // RESOURCE_EXHAUSTED
+    /// assert_eq!(refused.headers()["grpc-retry-pushback-ms"], "100");
+    /// # }
+    /// ```
+    pub fn grpc(self) -> RateLimitLayer<Grpc> {
+        RateLimitLayer {
+            limiter: self.limiter,
+            shed: self.shed,
+            protocol: PhantomData,
         }
     }
 }
 
-impl<S> Layer<S> for RateLimitLayer {
-    type Service = RateLimit<S>;
+impl<S, P> Layer<S> for RateLimitLayer<P> {
+    type Service = RateLimit<S, P>;
 
-    fn layer(&self, inner: S) -> RateLimit<S> {
+    fn layer(&self, inner: S) -> RateLimit<S, P> {
         RateLimit {
             inner,
             limiter: self.limiter.clone(),
             shed: self.shed,
             unit: Unit::None,
+            protocol: PhantomData,
         }
     }
 }
@@ -214,25 +289,27 @@ enum Unit {
 /// `poll_ready` reserves the request's unit (in line behind the callers already waiting) and is ready
 /// when the unit is granted and the inner service is ready; `call` uses it. A clone shares the limiter
 /// and reserves its own unit.
-pub struct RateLimit<S> {
+pub struct RateLimit<S, P = Http> {
     inner: S,
     limiter: Limiter,
     shed: bool,
     unit: Unit,
+    protocol: PhantomData<fn() -> P>,
 }
 
-impl<S: Clone> Clone for RateLimit<S> {
+impl<S: Clone, P> Clone for RateLimit<S, P> {
     fn clone(&self) -> Self {
         RateLimit {
             inner: self.inner.clone(),
             limiter: self.limiter.clone(),
             shed: self.shed,
             unit: Unit::None,
+            protocol: PhantomData,
         }
     }
 }
 
-impl<S> Drop for RateLimit<S> {
+impl<S, P> Drop for RateLimit<S, P> {
     fn drop(&mut self) {
         // A unit reserved for a call that never came goes back to the limiter.
         if let Unit::Reserved(reservation) = std::mem::replace(&mut self.unit, Unit::None) {
@@ -241,7 +318,7 @@ impl<S> Drop for RateLimit<S> {
     }
 }
 
-impl<S: fmt::Debug> fmt::Debug for RateLimit<S> {
+impl<S: fmt::Debug, P> fmt::Debug for RateLimit<S, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RateLimit")
             .field("inner", &self.inner)
@@ -251,16 +328,14 @@ impl<S: fmt::Debug> fmt::Debug for RateLimit<S> {
     }
 }
 
-impl<S, Req> Service<Req> for RateLimit<S>
-where
-    S: Service<Req>,
-    S::Error: Into<BoxError>,
-{
-    type Response = S::Response;
-    type Error = BoxError;
-    type Future = ResponseFuture<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
+impl<S, P> RateLimit<S, P> {
+    /// Ready when the request's unit is granted (or, shedding, refused: `call` answers the refusal)
+    /// and the inner service is ready.
+    fn poll_unit<Req>(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>>
+    where
+        S: Service<Req>,
+        S::Error: Into<BoxError>,
+    {
         loop {
             match &mut self.unit {
                 Unit::None if self.shed => {
@@ -287,30 +362,73 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, req: Req) -> Self::Future {
-        match std::mem::replace(&mut self.unit, Unit::None) {
+    /// Calls the inner service with the unit `poll_unit` got, or answers the refusal.
+    fn call_with_unit<Req>(&mut self, req: Req) -> ResponseFuture<S::Future, P>
+    where
+        S: Service<Req>,
+    {
+        let state = match std::mem::replace(&mut self.unit, Unit::None) {
             // The unit is used: dropping a granted reservation keeps it.
-            Unit::Reserved(_) => ResponseFuture {
-                state: Response::Called {
-                    fut: self.inner.call(req),
-                },
+            Unit::Reserved(_) => Response::Called {
+                fut: self.inner.call(req),
             },
-            Unit::Refused(refused) => ResponseFuture {
-                state: Response::Refused {
-                    refused: Some(refused),
-                },
+            Unit::Refused(refused) => Response::Refused {
+                refused: Some(refused),
             },
             Unit::None => panic!("RateLimit::call without poll_ready: call `ready()` first"),
+        };
+        ResponseFuture {
+            state,
+            protocol: PhantomData,
         }
     }
 }
 
+impl<S, Req> Service<Req> for RateLimit<S, Http>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
+        self.poll_unit::<Req>(cx)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        self.call_with_unit(req)
+    }
+}
+
+impl<S, B, RB> Service<http::Request<B>> for RateLimit<S, Grpc>
+where
+    S: Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Error: Into<BoxError>,
+    RB: Default,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, Grpc>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
+        self.poll_unit::<http::Request<B>>(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        self.call_with_unit(req)
+    }
+}
+
 pin_project_lite::pin_project! {
-    /// The response of a [`RateLimit`] service: the inner service's, or a [`RateLimited`] refusal.
+    /// The response of a [`RateLimit`] service: the inner service's, or the refusal ([`RateLimited`],
+    /// or in gRPC mode its status response).
     #[must_use = "futures do nothing unless polled"]
-    pub struct ResponseFuture<F> {
+    pub struct ResponseFuture<F, P = Http> {
         #[pin]
         state: Response<F>,
+        protocol: PhantomData<fn() -> P>,
     }
 }
 
@@ -322,7 +440,7 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F, T, E> Future for ResponseFuture<F>
+impl<F, T, E> Future for ResponseFuture<F, Http>
 where
     F: Future<Output = Result<T, E>>,
     E: Into<BoxError>,
@@ -340,7 +458,26 @@ where
     }
 }
 
-impl<F> fmt::Debug for ResponseFuture<F> {
+impl<F, RB, E> Future for ResponseFuture<F, Grpc>
+where
+    F: Future<Output = Result<http::Response<RB>, E>>,
+    E: Into<BoxError>,
+    RB: Default,
+{
+    type Output = Result<http::Response<RB>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            ResponseProj::Called { fut } => fut.poll(cx).map_err(Into::into),
+            ResponseProj::Refused { refused } => {
+                let refused = refused.take().expect("a refusal is answered once");
+                Poll::Ready(Ok(refused.grpc_response()))
+            }
+        }
+    }
+}
+
+impl<F, P> fmt::Debug for ResponseFuture<F, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
@@ -374,10 +511,11 @@ impl<F> fmt::Debug for ResponseFuture<F> {
 /// assert_eq!(svc.ready().await.unwrap().call(("bob", 3)).await.unwrap(), 3);
 /// # }
 /// ```
-pub struct KeyedRateLimitLayer<K: Hash + Eq + Clone, F> {
+pub struct KeyedRateLimitLayer<K: Hash + Eq + Clone, F, P = Http> {
     limiter: KeyedLimiter<K>,
     key: Arc<F>,
     shed: bool,
+    protocol: PhantomData<fn() -> P>,
 }
 
 impl<K: Hash + Eq + Clone, F> KeyedRateLimitLayer<K, F> {
@@ -399,6 +537,7 @@ impl<K: Hash + Eq + Clone, F> KeyedRateLimitLayer<K, F> {
             limiter,
             key: Arc::new(key),
             shed: false,
+            protocol: PhantomData,
         }
     }
 
@@ -420,21 +559,47 @@ impl<K: Hash + Eq + Clone, F> KeyedRateLimitLayer<K, F> {
             limiter,
             key: Arc::new(key),
             shed: true,
+            protocol: PhantomData,
+        }
+    }
+
+    /// For a gRPC server: a refused request is answered with a `RESOURCE_EXHAUSTED` status response,
+    /// as [`RateLimitLayer::grpc`] does.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::tower::KeyedRateLimitLayer;
+    /// # use bounded_ratelimit::{KeyedLimiter, Quota};
+    /// let per_path = KeyedRateLimitLayer::shed(
+    ///     KeyedLimiter::<String>::new(Quota::per_second(5), 1_000).unwrap(),
+    ///     |req: &http::Request<()>| req.uri().path().to_owned(),
+    /// )
+    /// .grpc();
+    /// # let _ = per_path;
+    /// ```
+    pub fn grpc(self) -> KeyedRateLimitLayer<K, F, Grpc> {
+        KeyedRateLimitLayer {
+            limiter: self.limiter,
+            key: self.key,
+            shed: self.shed,
+            protocol: PhantomData,
         }
     }
 }
 
-impl<K: Hash + Eq + Clone, F> Clone for KeyedRateLimitLayer<K, F> {
+impl<K: Hash + Eq + Clone, F, P> Clone for KeyedRateLimitLayer<K, F, P> {
     fn clone(&self) -> Self {
         KeyedRateLimitLayer {
             limiter: self.limiter.clone(),
             key: self.key.clone(),
             shed: self.shed,
+            protocol: PhantomData,
         }
     }
 }
 
-impl<K: Hash + Eq + Clone + fmt::Debug, F> fmt::Debug for KeyedRateLimitLayer<K, F> {
+impl<K: Hash + Eq + Clone + fmt::Debug, F, P> fmt::Debug for KeyedRateLimitLayer<K, F, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedRateLimitLayer")
             .field("shed", &self.shed)
@@ -442,8 +607,8 @@ impl<K: Hash + Eq + Clone + fmt::Debug, F> fmt::Debug for KeyedRateLimitLayer<K,
     }
 }
 
-impl<S, K: Hash + Eq + Clone, F> Layer<S> for KeyedRateLimitLayer<K, F> {
-    type Service = KeyedRateLimit<S, K, F>;
+impl<S, K: Hash + Eq + Clone, F, P> Layer<S> for KeyedRateLimitLayer<K, F, P> {
+    type Service = KeyedRateLimit<S, K, F, P>;
 
     fn layer(&self, inner: S) -> Self::Service {
         KeyedRateLimit {
@@ -454,12 +619,12 @@ impl<S, K: Hash + Eq + Clone, F> Layer<S> for KeyedRateLimitLayer<K, F> {
 }
 
 /// A service limited per key by a [`KeyedLimiter`], from [`KeyedRateLimitLayer`].
-pub struct KeyedRateLimit<S, K: Hash + Eq + Clone, F> {
+pub struct KeyedRateLimit<S, K: Hash + Eq + Clone, F, P = Http> {
     inner: S,
-    layer: KeyedRateLimitLayer<K, F>,
+    layer: KeyedRateLimitLayer<K, F, P>,
 }
 
-impl<S: Clone, K: Hash + Eq + Clone, F> Clone for KeyedRateLimit<S, K, F> {
+impl<S: Clone, K: Hash + Eq + Clone, F, P> Clone for KeyedRateLimit<S, K, F, P> {
     fn clone(&self) -> Self {
         KeyedRateLimit {
             inner: self.inner.clone(),
@@ -468,7 +633,7 @@ impl<S: Clone, K: Hash + Eq + Clone, F> Clone for KeyedRateLimit<S, K, F> {
     }
 }
 
-impl<S: fmt::Debug, K: Hash + Eq + Clone, F> fmt::Debug for KeyedRateLimit<S, K, F> {
+impl<S: fmt::Debug, K: Hash + Eq + Clone, F, P> fmt::Debug for KeyedRateLimit<S, K, F, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("KeyedRateLimit")
             .field("inner", &self.inner)
@@ -480,7 +645,40 @@ impl<S: fmt::Debug, K: Hash + Eq + Clone, F> fmt::Debug for KeyedRateLimit<S, K,
 /// The response future of a [`KeyedRateLimit`] service.
 pub type KeyedResponseFuture<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + Send>>;
 
-impl<S, K, F, Req> Service<Req> for KeyedRateLimit<S, K, F>
+impl<S, K: Hash + Eq + Clone, F, P> KeyedRateLimit<S, K, F, P> {
+    /// The response future of a request whose unit is taken (or waited for), or, shedding, the
+    /// refusal.
+    fn admit<Req>(&mut self, req: Req) -> Result<KeyedResponseFuture<S::Response>, RateLimited>
+    where
+        S: Service<Req> + Clone + Send + 'static,
+        S::Future: Send,
+        S::Error: Into<BoxError>,
+        K: Send + Sync + 'static,
+        F: Fn(&Req) -> K,
+        Req: Send + 'static,
+    {
+        let key = (self.layer.key)(&req);
+        // The ready inner service serves this request; a fresh clone takes its place for the next.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        if self.layer.shed {
+            self.layer.limiter.try_acquire_n(&key, 1)?;
+            let fut = inner.call(req);
+            return Ok(Box::pin(async move { fut.await.map_err(Into::into) }));
+        }
+        let limiter = self.layer.limiter.clone();
+        Ok(Box::pin(async move {
+            limiter.acquire(&key).await;
+            // The inner service was ready when `call` was made; a clone may need to become ready again.
+            std::future::poll_fn(|cx| inner.poll_ready(cx))
+                .await
+                .map_err(Into::into)?;
+            inner.call(req).await.map_err(Into::into)
+        }))
+    }
+}
+
+impl<S, K, F, Req> Service<Req> for KeyedRateLimit<S, K, F, Http>
 where
     S: Service<Req> + Clone + Send + 'static,
     S::Future: Send,
@@ -498,25 +696,31 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let key = (self.layer.key)(&req);
-        // The ready inner service serves this request; a fresh clone takes its place for the next.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
-        if self.layer.shed {
-            if let Err(err) = self.layer.limiter.try_acquire_n(&key, 1) {
-                return Box::pin(async move { Err(Box::new(RateLimited::from(err)) as BoxError) });
-            }
-            let fut = inner.call(req);
-            return Box::pin(async move { fut.await.map_err(Into::into) });
-        }
-        let limiter = self.layer.limiter.clone();
-        Box::pin(async move {
-            limiter.acquire(&key).await;
-            // The inner service was ready when `call` was made; a clone may need to become ready again.
-            std::future::poll_fn(|cx| inner.poll_ready(cx))
-                .await
-                .map_err(Into::into)?;
-            inner.call(req).await.map_err(Into::into)
-        })
+        self.admit(req)
+            .unwrap_or_else(|refused| Box::pin(async move { Err(Box::new(refused) as BoxError) }))
+    }
+}
+
+impl<S, K, F, B, RB> Service<http::Request<B>> for KeyedRateLimit<S, K, F, Grpc>
+where
+    S: Service<http::Request<B>, Response = http::Response<RB>> + Clone + Send + 'static,
+    S::Future: Send,
+    S::Error: Into<BoxError>,
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    F: Fn(&http::Request<B>) -> K + Send + Sync + 'static,
+    B: Send + 'static,
+    RB: Default + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = KeyedResponseFuture<S::Response>;
+
+    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        self.admit(req)
+            .unwrap_or_else(|refused| Box::pin(async move { Ok(refused.grpc_response()) }))
     }
 }

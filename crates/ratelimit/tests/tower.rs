@@ -1,5 +1,6 @@
 //! The rate-limit layers driven as tower services: order of service, one wake-up per grant, units
-//! given back when a service is dropped before `call`, shed answers that carry the retry-after.
+//! given back when a service is dropped before `call`, shed answers that carry the retry-after, and in
+//! gRPC mode the `RESOURCE_EXHAUSTED` status with the pushback.
 #![cfg(feature = "tower")]
 
 use std::convert::Infallible;
@@ -211,4 +212,117 @@ async fn keyed_shedding_refuses_one_key_and_serves_another() {
         .oneshot(201)
         .await
         .expect("key 2 has its own bucket");
+}
+
+/// An inner gRPC service that counts its calls and answers with a body of its own.
+fn grpc_inner(
+    calls: Arc<AtomicUsize>,
+) -> impl Service<
+    http::Request<String>,
+    Response = http::Response<String>,
+    Error = Infallible,
+    Future: Send,
+> + Clone
++ Send {
+    tower::service_fn(move |_req: http::Request<String>| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        async { Ok::<_, Infallible>(http::Response::new("served".to_owned())) }
+    })
+}
+
+/// The `grpc-status` and `grpc-retry-pushback-ms` of a response, if it has them.
+fn status(response: &http::Response<String>) -> (Option<&str>, Option<&str>) {
+    let header = |name| {
+        response
+            .headers()
+            .get(name)
+            .map(|v: &http::HeaderValue| v.to_str().unwrap())
+    };
+    (header("grpc-status"), header("grpc-retry-pushback-ms"))
+}
+
+#[tokio::test(start_paused = true)]
+async fn grpc_mode_answers_a_refusal_with_resource_exhausted_and_the_pushback() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    // 3 a second: a unit every 333.3 ms, so the pushback is rounded up to whole milliseconds.
+    let limiter = Limiter::new(Quota::per_second(3).burst(2)).unwrap();
+    let mut svc = ServiceBuilder::new()
+        .layer(RateLimitLayer::shed(limiter).grpc())
+        .service(grpc_inner(calls.clone()));
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        let response = svc
+            .ready()
+            .await
+            .unwrap()
+            .call(http::Request::new(String::new()))
+            .await
+            .expect("a response, not an error");
+        answers.push(response);
+    }
+    assert_eq!(answers[0].body(), "served");
+    assert_eq!(
+        status(&answers[1]),
+        (None, None),
+        "the service's own answer"
+    );
+    for refused in &answers[2..] {
+        assert_eq!(status(refused), (Some("8"), Some("334")));
+        assert_eq!(refused.headers()["content-type"], "application/grpc");
+        assert!(refused.body().is_empty());
+        let limited = refused.extensions().get::<RateLimited>().unwrap();
+        assert_eq!(
+            limited.retry_after(),
+            Some(Duration::from_nanos(333_333_334))
+        );
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "refusals never reach the service"
+    );
+
+    // Waiting mode refuses nothing: each request waits its turn.
+    let limiter = Limiter::new(Quota::per_second(10).burst(1)).unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(RateLimitLayer::new(limiter).grpc())
+        .service(grpc_inner(calls.clone()));
+    let start = Instant::now();
+    for _ in 0..3 {
+        let response = svc
+            .clone()
+            .oneshot(http::Request::new(String::new()))
+            .await
+            .unwrap();
+        assert_eq!(status(&response), (None, None));
+    }
+    assert_eq!(start.elapsed(), Duration::from_millis(200));
+}
+
+#[tokio::test(start_paused = true)]
+async fn grpc_mode_answers_a_keyed_refusal_the_same_way() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let per_path = KeyedLimiter::new(Quota::per_second(10).burst(1), 100).unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(
+            KeyedRateLimitLayer::shed(per_path, |req: &http::Request<String>| {
+                req.uri().path().to_owned()
+            })
+            .grpc(),
+        )
+        .service(grpc_inner(calls.clone()));
+    let call = |path: &'static str| {
+        let svc = svc.clone();
+        async move {
+            let req = http::Request::builder()
+                .uri(path)
+                .body(String::new())
+                .unwrap();
+            svc.oneshot(req).await.unwrap()
+        }
+    };
+    assert_eq!(status(&call("/a").await), (None, None));
+    assert_eq!(status(&call("/a").await), (Some("8"), Some("100")));
+    assert_eq!(status(&call("/b").await), (None, None), "another key");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
