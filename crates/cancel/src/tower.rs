@@ -150,16 +150,18 @@ mod grpc;
 
 pub use grpc::ContextBody;
 
-/// A context layer that speaks plain HTTP (the default): a request whose context ends before its
-/// response is ready ends with the error [`RequestEnded`], for the service to answer as it sees fit
-/// (`504`, `503`).
+/// Plain HTTP, the protocol `bounded`'s tower layers speak by default: a request a layer ends or
+/// refuses ends with an error ([`RequestEnded`] here, `RateLimited` from the rate-limit layers), for
+/// the service to answer as it sees fit (`504`, `503`, `429`).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Http;
 
-/// A context layer that speaks gRPC, from [`ContextLayer::grpc`] and [`ClientContextLayer::grpc`]:
-/// deadlines travel in the `grpc-timeout` header, a request's context lasts as long as its whole
-/// response (a stream included), and a call its context ended is answered with a gRPC status
-/// (`DEADLINE_EXCEEDED`, `UNAVAILABLE`, `CANCELLED`) that clients read as such.
+/// gRPC, from each layer's `grpc()` ([`ContextLayer::grpc`], [`ClientContextLayer::grpc`], and the
+/// rate-limit layers'): a call a layer ends or refuses is answered with the gRPC status clients read
+/// as such (`DEADLINE_EXCEEDED`, `UNAVAILABLE`, `CANCELLED`, `RESOURCE_EXHAUSTED`) rather than an
+/// error, which a gRPC server would turn into a reset stream. The context layers also carry
+/// deadlines in the `grpc-timeout` header and keep a request's context for its whole response, a
+/// stream included.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Grpc;
 
