@@ -60,12 +60,17 @@ impl RedisCluster {
             cluster.children.push(Some(child));
         }
         for (at, port) in ports.iter().enumerate() {
-            wait_for(&format!("port {port} to accept connections"), || {
-                TcpStream::connect(("127.0.0.1", *port)).is_ok()
-            });
-            // A node that could not bind its port has exited: what answers there is someone else.
+            // A node that could not bind its port (or its bus port) exits: then nothing answers
+            // there, or someone else does, and the start is tried again on other ports.
             let child = cluster.children[at].as_mut().expect("just started");
-            if !matches!(child.try_wait(), Ok(None)) {
+            let exited = |child: &mut Child| !matches!(child.try_wait(), Ok(None));
+            try_until(&format!("port {port} to accept connections"), || {
+                if exited(child) {
+                    return Err(format!("the node on port {port} exited at start"));
+                }
+                Ok(TcpStream::connect(("127.0.0.1", *port)).is_ok())
+            })?;
+            if exited(child) {
                 return Err(format!("the node on port {port} exited at start"));
             }
         }
@@ -86,9 +91,9 @@ impl RedisCluster {
             ));
         }
         for port in &ports {
-            wait_for(&format!("node {port} to see the cluster ready"), || {
-                cli(*port, &["cluster", "info"]).contains("cluster_state:ok")
-            });
+            try_until(&format!("node {port} to see the cluster ready"), || {
+                Ok(cli(*port, &["cluster", "info"]).contains("cluster_state:ok"))
+            })?;
         }
         Ok(cluster)
     }
@@ -249,6 +254,18 @@ fn cli(port: u16, args: &[&str]) -> String {
         .output()
         .expect("run redis-cli");
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits up to 30 s for `ready` to say yes, or to give up with an error.
+fn try_until(what: &str, mut ready: impl FnMut() -> Result<bool, String>) -> Result<(), String> {
+    let start = Instant::now();
+    while !ready()? {
+        if start.elapsed() > Duration::from_secs(30) {
+            return Err(format!("timed out waiting for {what}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
 }
 
 fn wait_for(what: &str, mut ready: impl FnMut() -> bool) {
