@@ -46,7 +46,7 @@ pub(crate) struct Shared<E> {
     outcome: Mutex<Outcome<E>>,
     /// `bounded_group_tasks_alive{group}`, registered when the group is named or first spawns.
     #[cfg(feature = "metrics")]
-    alive: std::sync::OnceLock<metrics::Gauge>,
+    alive: std::sync::OnceLock<bounded_sync::gauge::SharedGauge>,
 }
 
 struct Outcome<E> {
@@ -83,7 +83,7 @@ impl<E> Shared<E> {
     }
 
     #[cfg(feature = "metrics")]
-    fn alive(&self) -> &metrics::Gauge {
+    fn alive(&self) -> &bounded_sync::gauge::SharedGauge {
         self.alive.get_or_init(|| alive_gauge("group"))
     }
 
@@ -103,7 +103,7 @@ impl<E> Shared<E> {
         // Relaxed: admitting a task publishes nothing; the spawn that follows does.
         self.active.fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "metrics")]
-        self.alive().increment(1.0);
+        self.alive().add(1);
     }
 
     /// Records how a task ended. Called exactly once per admitted task, after its slot is released.
@@ -153,7 +153,7 @@ impl<E> Shared<E> {
 
     fn ended(&self) {
         #[cfg(feature = "metrics")]
-        self.alive().decrement(1.0);
+        self.alive().add(-1);
         // AcqRel: releases this task's recorded outcome to whoever sees the count drop, and the last
         // task out acquires every other task's before it wakes the waiters.
         if self.active.fetch_sub(1, Ordering::AcqRel) == 1 {
@@ -256,7 +256,7 @@ impl<E> Shared<E> {
 
 /// The gauge of tasks alive in the group named `group` (cargo feature `metrics`).
 #[cfg(feature = "metrics")]
-fn alive_gauge(group: &str) -> metrics::Gauge {
+fn alive_gauge(group: &str) -> bounded_sync::gauge::SharedGauge {
     // For exporters that show it (Prometheus's `# HELP`). Once per process, by the first group to
     // register: groups are often made per request, and a recorder takes a process-wide lock to
     // store a description. The pools and limiters, built once, say theirs at each registration.
@@ -268,5 +268,5 @@ fn alive_gauge(group: &str) -> metrics::Gauge {
             "Tasks of a group that have not ended yet"
         );
     });
-    metrics::gauge!("bounded_group_tasks_alive", "group" => group.to_owned())
+    bounded_sync::gauge::SharedGauge::register("bounded_group_tasks_alive", "group", group)
 }

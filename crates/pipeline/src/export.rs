@@ -9,13 +9,14 @@
 //! | `bounded_pipeline_errors_total` | counter | errors its function returned |
 //! | `bounded_pipeline_busy_workers` | gauge | workers running its function now (`StageMetrics::busy`) |
 
-use metrics::{Counter, Gauge, Unit, counter, describe_counter, describe_gauge, gauge};
+use bounded_sync::gauge::SharedGauge;
+use metrics::{Counter, Unit, counter, describe_counter, describe_gauge};
 
 pub(crate) struct Exported {
     pub(crate) items_in: Counter,
     pub(crate) items_out: Counter,
     pub(crate) errors: Counter,
-    pub(crate) busy: Gauge,
+    pub(crate) busy: SharedGauge,
 }
 
 impl Exported {
@@ -26,7 +27,7 @@ impl Exported {
             items_in: counter!("bounded_pipeline_items_in_total", "stage" => stage.clone()),
             items_out: counter!("bounded_pipeline_items_out_total", "stage" => stage.clone()),
             errors: counter!("bounded_pipeline_errors_total", "stage" => stage.clone()),
-            busy: gauge!("bounded_pipeline_busy_workers", "stage" => stage),
+            busy: SharedGauge::register("bounded_pipeline_busy_workers", "stage", stage),
         }
     }
 }

@@ -73,7 +73,7 @@ impl Counters {
             self.busy.fetch_sub(by.unsigned_abs(), Ordering::Relaxed);
         }
         #[cfg(feature = "metrics")]
-        self.exported.busy.increment(by as f64);
+        self.exported.busy.add(by as i64);
     }
 }
 

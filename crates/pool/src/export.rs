@@ -14,9 +14,10 @@
 
 use std::time::Duration;
 
+use bounded_sync::gauge::SharedGauge;
 use metrics::{
-    Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
-    gauge, histogram,
+    Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
+    histogram,
 };
 
 use crate::metrics::Ended;
@@ -29,8 +30,8 @@ pub(crate) struct Exported {
     panicked: Counter,
     cancelled: Counter,
     never_started: Counter,
-    queued: Gauge,
-    running: Gauge,
+    queued: SharedGauge,
+    running: SharedGauge,
     queue_wait: Histogram,
     run: Histogram,
 }
@@ -48,8 +49,8 @@ impl Exported {
             panicked: outcome("panicked"),
             cancelled: outcome("cancelled"),
             never_started: outcome("never_started"),
-            queued: gauge!("bounded_pool_queue_depth", "pool" => pool.clone()),
-            running: gauge!("bounded_pool_busy_workers", "pool" => pool.clone()),
+            queued: SharedGauge::register("bounded_pool_queue_depth", "pool", pool.clone()),
+            running: SharedGauge::register("bounded_pool_busy_workers", "pool", pool.clone()),
             queue_wait: histogram!("bounded_pool_queue_wait_seconds", "pool" => pool.clone()),
             run: histogram!("bounded_pool_run_seconds", "pool" => pool),
         }
@@ -57,7 +58,7 @@ impl Exported {
 
     pub(crate) fn submitted(&self) {
         self.submitted.increment(1);
-        self.queued.increment(1.0);
+        self.queued.add(1);
     }
 
     pub(crate) fn rejected(&self) {
@@ -65,8 +66,8 @@ impl Exported {
     }
 
     pub(crate) fn started(&self) {
-        self.queued.decrement(1.0);
-        self.running.increment(1.0);
+        self.queued.add(-1);
+        self.running.add(1);
     }
 
     pub(crate) fn waited(&self, waited: Duration) {
@@ -79,7 +80,7 @@ impl Exported {
 
     pub(crate) fn never_started(&self) {
         self.never_started.increment(1);
-        self.queued.decrement(1.0);
+        self.queued.add(-1);
     }
 
     pub(crate) fn ended(&self, how: Ended) {
@@ -90,7 +91,7 @@ impl Exported {
             Ended::Cancelled => &self.cancelled,
         };
         counter.increment(1);
-        self.running.decrement(1.0);
+        self.running.add(-1);
     }
 }
 

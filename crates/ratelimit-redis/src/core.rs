@@ -173,7 +173,7 @@ impl<'a> Waiting<'a> {
     fn new(core: &'a Core) -> Self {
         core.counters.waiting.fetch_add(1, Ordering::Relaxed);
         #[cfg(feature = "metrics")]
-        core.export.waiting.increment(1.0);
+        core.export.waiting.add(1);
         Waiting(core)
     }
 }
@@ -182,7 +182,7 @@ impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         self.0.counters.waiting.fetch_sub(1, Ordering::Relaxed);
         #[cfg(feature = "metrics")]
-        self.0.export.waiting.decrement(1.0);
+        self.0.export.waiting.add(-1);
     }
 }
 

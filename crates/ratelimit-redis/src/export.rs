@@ -11,16 +11,17 @@
 //! | `bounded_ratelimit_waiting` | gauge | callers in a wait right now |
 //! | `bounded_ratelimit_wait_seconds` | histogram | time from a reservation to its instant, per granted wait that slept |
 
+use bounded_sync::gauge::SharedGauge;
 use metrics::{
-    Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
-    gauge, histogram,
+    Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
+    histogram,
 };
 
 pub(crate) struct Export {
     pub(crate) granted: Counter,
     pub(crate) rejected: Counter,
     pub(crate) unavailable: Counter,
-    pub(crate) waiting: Gauge,
+    pub(crate) waiting: SharedGauge,
     pub(crate) wait: Histogram,
 }
 
@@ -32,7 +33,7 @@ impl Export {
             granted: counter!("bounded_ratelimit_granted_total", "limiter" => limiter.clone()),
             rejected: counter!("bounded_ratelimit_rejected_total", "limiter" => limiter.clone()),
             unavailable: counter!("bounded_ratelimit_unavailable_total", "limiter" => limiter.clone()),
-            waiting: gauge!("bounded_ratelimit_waiting", "limiter" => limiter.clone()),
+            waiting: SharedGauge::register("bounded_ratelimit_waiting", "limiter", limiter.clone()),
             wait: histogram!("bounded_ratelimit_wait_seconds", "limiter" => limiter),
         }
     }

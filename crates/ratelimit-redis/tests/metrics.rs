@@ -69,8 +69,8 @@ async fn grants_refusals_waits_and_outages_read_back() {
     );
     assert_eq!(
         m.get("bounded_ratelimit_waiting", &partner),
-        V::Gauge(-2.0),
-        "a reading resets the gauge: 2 left since"
+        V::Gauge(0.0),
+        "the gauge is set to the callers waiting now: both have left"
     );
     match m.get("bounded_ratelimit_wait_seconds", &partner) {
         V::Histogram(waits) => {

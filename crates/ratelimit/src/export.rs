@@ -23,9 +23,10 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
+use bounded_sync::gauge::SharedGauge;
 use metrics::{
-    Counter, Gauge, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
-    gauge, histogram,
+    Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram,
+    histogram,
 };
 
 use crate::keyed::KeyedChange;
@@ -33,7 +34,7 @@ use crate::keyed::KeyedChange;
 pub(crate) struct Exported {
     granted: Counter,
     rejected: Counter,
-    waiting: Gauge,
+    waiting: SharedGauge,
     wait: Histogram,
 }
 
@@ -60,13 +61,13 @@ impl Export {
     }
 
     pub(crate) fn queued(&self) {
-        self.get().waiting.increment(1.0);
+        self.get().waiting.add(1);
     }
 
     /// A queued caller left the queue, granted after `waited` or not at all.
     pub(crate) fn left(&self, waited: Option<Duration>) {
         let exported = self.get();
-        exported.waiting.decrement(1.0);
+        exported.waiting.add(-1);
         if let Some(waited) = waited {
             exported.wait.record(waited.as_secs_f64());
         }
@@ -80,7 +81,7 @@ impl Exported {
         Exported {
             granted: counter!("bounded_ratelimit_granted_total", "limiter" => limiter.clone()),
             rejected: counter!("bounded_ratelimit_rejected_total", "limiter" => limiter.clone()),
-            waiting: gauge!("bounded_ratelimit_waiting", "limiter" => limiter.clone()),
+            waiting: SharedGauge::register("bounded_ratelimit_waiting", "limiter", limiter.clone()),
             wait: histogram!("bounded_ratelimit_wait_seconds", "limiter" => limiter),
         }
     }
@@ -93,8 +94,8 @@ pub(crate) struct KeyedExport(OnceLock<KeyedExported>);
 pub(crate) struct KeyedExported {
     granted: Counter,
     rejected: Counter,
-    waiting: Gauge,
-    keys: Gauge,
+    waiting: SharedGauge,
+    keys: SharedGauge,
     evicted: Counter,
 }
 
@@ -112,9 +113,9 @@ impl KeyedExport {
     pub(crate) fn sleeping(&self, starts: bool) {
         let waiting = &self.get().waiting;
         if starts {
-            waiting.increment(1.0);
+            waiting.add(1);
         } else {
-            waiting.decrement(1.0);
+            waiting.add(-1);
         }
     }
 
@@ -127,7 +128,7 @@ impl KeyedExport {
             exported.rejected.increment(1);
         }
         if change.keys != 0 {
-            exported.keys.increment(change.keys as f64);
+            exported.keys.add(change.keys);
         }
         if change.evicted > 0 {
             exported.evicted.increment(change.evicted);
@@ -143,8 +144,8 @@ impl KeyedExported {
         KeyedExported {
             granted: counter!("bounded_ratelimit_granted_total", "limiter" => limiter.clone()),
             rejected: counter!("bounded_ratelimit_rejected_total", "limiter" => limiter.clone()),
-            waiting: gauge!("bounded_ratelimit_waiting", "limiter" => limiter.clone()),
-            keys: gauge!("bounded_ratelimit_keys", "limiter" => limiter.clone()),
+            waiting: SharedGauge::register("bounded_ratelimit_waiting", "limiter", limiter.clone()),
+            keys: SharedGauge::register("bounded_ratelimit_keys", "limiter", limiter.clone()),
             evicted: counter!("bounded_ratelimit_evicted_total", "limiter" => limiter),
         }
     }

@@ -78,8 +78,8 @@ struct KeyedShared<K> {
 pub(crate) struct KeyedChange {
     pub(crate) granted: u32,
     pub(crate) rejected: bool,
-    /// Keys remembered now less keys remembered before the call. The gauge moves by it rather than
-    /// being set, so that calls recorded out of order, and limiters sharing a name, still add up.
+    /// Keys remembered now less keys remembered before the call. The gauge's count moves by it rather
+    /// than being set, so that calls recorded out of order, and limiters sharing a name, still add up.
     pub(crate) keys: i64,
     pub(crate) evicted: u64,
 }

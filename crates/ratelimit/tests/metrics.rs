@@ -69,8 +69,8 @@ async fn grants_refusals_waiters_and_waits_read_back() {
     );
     assert_eq!(
         m.get("bounded_ratelimit_waiting", &pricing),
-        V::Gauge(-3.0),
-        "a reading resets the gauge: 3 left since"
+        V::Gauge(0.0),
+        "the gauge is set to the callers waiting now: all 3 have left"
     );
     assert_eq!(
         m.get("bounded_ratelimit_wait_seconds", &pricing),
@@ -176,8 +176,8 @@ async fn a_keyed_limiters_grants_refusals_and_keys_read_back() {
     );
     assert_eq!(
         m.get("bounded_ratelimit_keys", &tenant),
-        V::Gauge(-1.0),
-        "a reading resets the gauge: two keys forgotten and one remembered since"
+        V::Gauge(1.0),
+        "the keys remembered now: two forgotten and one remembered since"
     );
     assert_eq!(
         m.get("bounded_ratelimit_waiting", &tenant),
@@ -195,8 +195,8 @@ async fn a_keyed_limiters_grants_refusals_and_keys_read_back() {
     // The snapshot agrees with what was exported.
     assert_eq!(
         m.get("bounded_ratelimit_waiting", &tenant),
-        V::Gauge(-2.0),
-        "a reading resets the gauge: both have left since"
+        V::Gauge(0.0),
+        "both have left"
     );
     let snapshot = limiter.metrics();
     assert_eq!(

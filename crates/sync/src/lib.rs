@@ -41,6 +41,9 @@ use std::fmt;
 
 pub mod busy;
 pub mod clock;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod gauge;
 pub mod line;
 pub mod own;
 pub mod places;

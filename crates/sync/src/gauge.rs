@@ -1,0 +1,131 @@
+//! A gauge that every instance under one name adds to, reported with `set` (feature `metrics`).
+//!
+//! Two pools named `jobs` are one series, and their queue depths add up. Moving a gauge by what
+//! changed (`increment`, `decrement`) would do that, but not every exporter implements those: the
+//! StatsD exporter drops them, since a StatsD gauge is sent as a value. So the sum lives here, one
+//! count per name and labels in the process, and each change sets the gauge to it, which every
+//! exporter reads.
+//!
+//! Two changes made at once may set the gauge in either order; the one that set it last then looks
+//! at the count again and sets it once more if it moved, so the gauge always ends at the count.
+//! The counts are kept for the life of the process, one per name and labels, as a recorder keeps
+//! its series.
+//!
+//! # Examples
+//!
+//! ```
+//! use bounded_sync::gauge::SharedGauge;
+//!
+//! let a = SharedGauge::register("bounded_doc_depth", "pool", "jobs");
+//! let b = SharedGauge::register("bounded_doc_depth", "pool", "jobs");
+//! a.add(3);
+//! b.add(2);
+//! b.add(-1);
+//! assert_eq!(a.value(), 4);
+//! ```
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+
+/// The counts, by name, label and label value. (`std`'s lock: this is not a mechanism the loom
+/// models explore.)
+type Counts = RwLock<HashMap<(&'static str, &'static str, String), Arc<AtomicI64>>>;
+
+fn counts() -> &'static Counts {
+    static COUNTS: OnceLock<Counts> = OnceLock::new();
+    COUNTS.get_or_init(Counts::default)
+}
+
+/// A gauge of the `metrics` facade, labelled with one label, whose value is the sum of what every
+/// instance under the same name and label value added. See the [module docs](self).
+pub struct SharedGauge {
+    count: Arc<AtomicI64>,
+    gauge: metrics::Gauge,
+}
+
+impl SharedGauge {
+    /// The gauge `name{label="value"}` from the recorder installed now, and its count in this
+    /// process.
+    pub fn register(name: &'static str, label: &'static str, value: impl Into<String>) -> Self {
+        let value = value.into();
+        let key = (name, label, value);
+        let found = counts()
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&key)
+            .cloned();
+        let count = found.unwrap_or_else(|| {
+            let mut counts = counts()
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            counts.entry(key.clone()).or_default().clone()
+        });
+        let gauge = metrics::gauge!(name, label => key.2);
+        SharedGauge { count, gauge }
+    }
+
+    /// Adds `delta` (negative to take away) to the count and sets the gauge to it.
+    pub fn add(&self, delta: i64) {
+        let mut now = self.count.fetch_add(delta, Ordering::AcqRel) + delta;
+        loop {
+            self.gauge.set(now as f64);
+            let latest = self.count.load(Ordering::Acquire);
+            if latest == now {
+                return;
+            }
+            now = latest;
+        }
+    }
+
+    /// The count: what every instance under this name and label value added, in this process.
+    pub fn value(&self) -> i64 {
+        self.count.load(Ordering::Acquire)
+    }
+}
+
+impl fmt::Debug for SharedGauge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedGauge")
+            .field("value", &self.value())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SharedGauge;
+    use std::sync::Arc;
+
+    #[test]
+    fn instances_under_one_name_add_up_and_others_do_not() {
+        let a = SharedGauge::register("bounded_test_gauge", "pool", "a");
+        let a2 = SharedGauge::register("bounded_test_gauge", "pool", "a");
+        let b = SharedGauge::register("bounded_test_gauge", "pool", "b");
+        a.add(2);
+        a2.add(5);
+        b.add(1);
+        a2.add(-3);
+        assert_eq!((a.value(), a2.value(), b.value()), (4, 4, 1));
+    }
+
+    #[test]
+    fn changes_from_many_threads_end_at_the_count() {
+        let gauge = Arc::new(SharedGauge::register("bounded_test_threads", "pool", "t"));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let gauge = gauge.clone();
+                std::thread::spawn(move || {
+                    for i in 0..10_000 {
+                        gauge.add(if i % 2 == 0 { 3 } else { -2 });
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().unwrap();
+        }
+        assert_eq!(gauge.value(), 4 * 5_000);
+    }
+}
