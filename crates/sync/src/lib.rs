@@ -12,8 +12,10 @@
 //! queue's producers, a limited group), kept under its owner's lock; [`busy::Busy`] counts the
 //! workers being polled, which is how many threads they keep busy; [`places::Places`] gives up to
 //! 64 futures polled by one owner a waker each, so that the owner polls only those that were woken;
-//! [`tally::Tally`] keeps counters that many threads add to without a locked instruction; and
-//! [`own::OwnWaits`] tells when the tasks of a group, or the jobs of a pool, all wait to add to it.
+//! [`tally::Tally`] keeps counters that many threads add to without a locked instruction;
+//! [`own::OwnWaits`] tells when the tasks of a group, or the jobs of a pool, all wait to add to it;
+//! and, with the `metrics` feature, `gauge::SharedGauge` is the one kind of gauge the crates export,
+//! summed over every instance under a name and set, so that every exporter reads it.
 //!
 //! # One rule for locks
 //!
