@@ -3,17 +3,18 @@
 //! [`ContextLayer`] gives every HTTP request (`http::Request<B>`, as axum, hyper and tonic use) its own
 //! context: a child of the service's context (a [`Shutdown`](crate::Shutdown)'s, typically) with the
 //! request's own deadline (the layer's [`timeout`](ContextLayer::timeout), or, for gRPC, the client's
-//! own, whichever comes first). The context is put
-//! in the request's extensions, so a handler takes it (`Extension<Context>` in axum) and passes it to
-//! everything it waits on. The response future ends when the context does, with [`RequestEnded`]
-//! carrying the cause: the deadline passed, or the service began to drain. The handler's future is
+//! own, whichever comes first). The context is put in the request's extensions, so a handler takes
+//! it (`Extension<Context>` in axum) and passes it to everything it waits on. In plain HTTP mode, the
+//! response future ends when the context does, with [`RequestEnded`] carrying the cause: the
+//! deadline passed, or the service began to drain. The handler's future is
 //! dropped then, so its work stops at its next await; a handler that answers as its context ends
 //! (with a partial result, say) has its answer sent, since the response wins a tie. A request that
 //! arrives after the service's context ended is answered with `RequestEnded` without calling the
 //! handler. And the context ends when the response is ready, or when the server drops the response
 //! future unfinished (its client closed the connection), as a Go `http.Server` request's does, so
 //! work the handler left running under it stops too. "Ready" is the response's head: a streaming body
-//! is sent after it, so a body that must keep working should not wait on the request's context.
+//! is sent after it, so in plain HTTP mode a body that must keep working should not wait on the
+//! request's context (gRPC mode keeps the context for the whole response).
 //!
 //! [`ClientContextLayer`] is the client's side: a request sent with a context in its extensions is given
 //! up when that context ends, and, for gRPC, carries the time it has left to the server.
