@@ -547,44 +547,26 @@ impl Refusal {
 
     /// The refusal as a gRPC "trailers-only" response: the status in the headers, no body.
     fn into_grpc<B: Default>(self) -> http::Response<B> {
-        let (code, message, pushback) = match &self {
-            Refusal::Limited(limited) => match limited.retry_after() {
-                Some(wait) => (
-                    "8", // RESOURCE_EXHAUSTED
-                    "over the fleet rate limit: retry after the pushback",
-                    Some(wait.as_millis() + u128::from(wait.subsec_nanos() % 1_000_000 > 0)),
-                ),
-                None => (
-                    "8",
-                    "the request needs more units than the fleet rate limit's burst",
-                    None,
-                ),
-            },
+        let (code, message) = match &self {
+            Refusal::Limited(limited) => return limited.grpc_response(),
             Refusal::Unavailable(_) | Refusal::Wait(AcquireError::Unavailable(_)) => (
                 "14", // UNAVAILABLE
                 "the fleet rate limit could not ask Redis and refuses meanwhile",
-                None,
             ),
             Refusal::Wait(err) if err.is_deadline() => (
                 "4", // DEADLINE_EXCEEDED
                 "the fleet rate limit would grant this request only after its deadline",
-                None,
             ),
             Refusal::Wait(AcquireError::InsufficientCapacity(_)) => (
-                "8",
+                "8", // RESOURCE_EXHAUSTED
                 "the request needs more units than the fleet rate limit's burst",
-                None,
             ),
             Refusal::Wait(_) => (
                 "14",
                 "the request's context ended while it waited for the fleet rate limit: the service is shutting down",
-                None,
             ),
         };
         let mut response = http::Response::new(B::default());
-        if let Refusal::Limited(limited) = self {
-            response.extensions_mut().insert(limited);
-        }
         let headers = response.headers_mut();
         headers.insert(
             http::header::CONTENT_TYPE,
@@ -592,10 +574,6 @@ impl Refusal {
         );
         headers.insert("grpc-status", HeaderValue::from_static(code));
         headers.insert("grpc-message", HeaderValue::from_static(message));
-        if let Some(ms) = pushback {
-            let ms = u64::try_from(ms).unwrap_or(u64::MAX);
-            headers.insert("grpc-retry-pushback-ms", HeaderValue::from(ms));
-        }
         response
     }
 }

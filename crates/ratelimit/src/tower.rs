@@ -119,10 +119,21 @@ impl RateLimited {
 }
 
 impl RateLimited {
-    /// The refusal as a gRPC "trailers-only" response: `RESOURCE_EXHAUSTED` in the headers, the
-    /// retry-after in whole milliseconds (rounded up) in `grpc-retry-pushback-ms`, no body, and the
-    /// refusal itself in the response's extensions.
-    fn grpc_response<B: Default>(self) -> http::Response<B> {
+    /// The refusal as a gRPC "trailers-only" response, as the layers' gRPC mode answers it:
+    /// `RESOURCE_EXHAUSTED` in the headers, the retry-after in whole milliseconds (rounded up) in
+    /// `grpc-retry-pushback-ms`, no body, and the refusal itself in the response's extensions.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use bounded_ratelimit::tower::RateLimited;
+    /// # use std::time::Duration;
+    /// let refused: http::Response<String> =
+    ///     RateLimited::new(Some(Duration::from_micros(1500))).grpc_response();
+    /// assert_eq!(refused.headers()["grpc-status"], "8");
+    /// assert_eq!(refused.headers()["grpc-retry-pushback-ms"], "2");
+    /// ```
+    pub fn grpc_response<B: Default>(self) -> http::Response<B> {
         let mut response = http::Response::new(B::default());
         response.extensions_mut().insert(self);
         let headers = response.headers_mut();
