@@ -79,9 +79,9 @@ pub type ResponseFuture<T> = Pin<Box<dyn Future<Output = Result<T, BoxError>> + 
 ///
 /// A response future dropped while it waits for its unit gives its reservation back (under the
 /// limiter's never-over-grant rule: only when no later reservation was computed from it). Once it
-/// has the unit, the request goes to the inner service as soon as that is ready (at once, unless a
-/// clone of it must become ready again); a unit taken is spent, even if the future is dropped in that
-/// last wait.
+/// has the unit, a clone of the inner service is made ready and called, so no readiness of the
+/// inner service (a concurrency limit's permit, say) is held while a request waits; a unit taken is
+/// spent, even if the future is dropped while that clone becomes ready.
 ///
 /// # Examples
 ///
@@ -226,13 +226,14 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S::Response>;
 
-    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
+        // The inner service is made ready in the response future, once the request has its unit.
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let bucket = Bucket::One(self.layer.limiter.clone());
-        let admitted = admitted(take_inner(&mut self.inner), req, bucket, self.layer.shed);
+        let admitted = admitted(self.inner.clone(), req, bucket, self.layer.shed);
         Box::pin(async move {
             admitted
                 .await
@@ -253,13 +254,14 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S::Response>;
 
-    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
+        // The inner service is made ready in the response future, once the request has its unit.
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let bucket = Bucket::One(self.layer.limiter.clone());
-        let admitted = admitted(take_inner(&mut self.inner), req, bucket, self.layer.shed);
+        let admitted = admitted(self.inner.clone(), req, bucket, self.layer.shed);
         Box::pin(async move {
             admitted
                 .await
@@ -427,14 +429,15 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S::Response>;
 
-    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
+        // The inner service is made ready in the response future, once the request has its unit.
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let key = (self.layer.key)(&req).as_ref().to_owned();
         let bucket = Bucket::Keyed(self.layer.limiter.clone(), key);
-        let admitted = admitted(take_inner(&mut self.inner), req, bucket, self.layer.shed);
+        let admitted = admitted(self.inner.clone(), req, bucket, self.layer.shed);
         Box::pin(async move {
             admitted
                 .await
@@ -457,26 +460,21 @@ where
     type Error = BoxError;
     type Future = ResponseFuture<S::Response>;
 
-    fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+    fn poll_ready(&mut self, _cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
+        // The inner service is made ready in the response future, once the request has its unit.
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let key = (self.layer.key)(&req).as_ref().to_owned();
         let bucket = Bucket::Keyed(self.layer.limiter.clone(), key);
-        let admitted = admitted(take_inner(&mut self.inner), req, bucket, self.layer.shed);
+        let admitted = admitted(self.inner.clone(), req, bucket, self.layer.shed);
         Box::pin(async move {
             admitted
                 .await
                 .unwrap_or_else(|refusal| Ok(refusal.into_grpc()))
         })
     }
-}
-
-/// The ready inner service, for this request; a fresh clone takes its place for the next.
-fn take_inner<S: Clone>(inner: &mut S) -> S {
-    let clone = inner.clone();
-    std::mem::replace(inner, clone)
 }
 
 /// Where a request's unit comes from.
@@ -525,7 +523,8 @@ where
         };
         granted.map_err(Refusal::Wait)?;
     }
-    // The inner service was ready when `call` was made; a clone may need to become ready again.
+    // Made ready only now, so a request waiting for its unit holds no readiness of the inner service
+    // (a concurrency limit's permit, say) that the requests already granted need.
     let answered = async {
         std::future::poll_fn(|cx| inner.poll_ready(cx))
             .await

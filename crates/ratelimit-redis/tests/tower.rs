@@ -1,7 +1,8 @@
 //! The fleet limiter's tower layers against a real `redis-server`: requests never reach the inner
 //! service faster than the shared quota allows, whichever replica they arrive at; shedding refuses at
 //! once with the retry-after; a waiting request's deadline is refused at once and takes nothing; a
-//! dropped wait gives its place back; and in gRPC mode every refusal is the status a gRPC client
+//! dropped wait gives its place back; a waiting request holds no concurrency permit of the inner
+//! service; and in gRPC mode every refusal is the status a gRPC client
 //! reads. Real time (Redis's clock decides).
 #![cfg(feature = "tower")]
 
@@ -178,6 +179,40 @@ async fn each_key_has_its_own_fleet_bucket() {
         "two each, whatever the other tenant does"
     );
     assert_eq!(reached.lock().unwrap().len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_waiting_for_its_key_holds_no_concurrency_permit_of_the_inner_service() {
+    let server = RedisServer::start();
+    let reached = Arc::new(Mutex::new(Vec::new()));
+    let tenants = RedisKeyedLimiter::builder(
+        server.connect().await,
+        "tenant-permit",
+        Quota::per_second(1).burst(1),
+    )
+    .timeout(PATIENT)
+    .build()
+    .unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(RedisKeyedRateLimitLayer::new(tenants, tenant_of))
+        .concurrency_limit(1)
+        .service(recorder(reached.clone()));
+    svc.clone().oneshot(tenant("acme")).await.unwrap();
+    // acme's next unit is about a second away; globex must not wait behind it for the one permit.
+    let start = Instant::now();
+    let acme = tokio::spawn(svc.clone().oneshot(tenant("acme")));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    svc.clone().oneshot(tenant("globex")).await.unwrap();
+    let globex = start.elapsed();
+    assert!(
+        globex < Duration::from_millis(600),
+        "globex waited {globex:?} for a permit held by acme's wait"
+    );
+    acme.await.unwrap().unwrap();
+    assert!(
+        start.elapsed() >= Duration::from_millis(600),
+        "acme waited for its unit"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,7 +8,7 @@ use std::task::{Context as TaskContext, Poll, Waker};
 use std::time::Duration;
 
 use crate::state::{Left, Outcome, Shared, Taken};
-use crate::{InsufficientCapacity, Limiter, TryAcquireError, driver};
+use crate::{InsufficientCapacity, Limiter, driver};
 
 /// Units reserved from a [`Limiter`]: x/time/rate's `Reservation`.
 ///
@@ -119,18 +119,6 @@ impl Reservation {
                 shared.export.queued();
                 Held::Queued { seq }
             }
-        })
-    }
-
-    /// Takes `n` units now as a granted reservation, or says how long until they would be free (behind
-    /// everyone queued): `try_acquire_n` with a handle that can give the units back.
-    #[cfg_attr(not(feature = "tower"), allow(dead_code))]
-    pub(crate) fn try_new(limiter: &Limiter, n: u32) -> Result<Self, TryAcquireError> {
-        let tat = limiter.take_now(n)?;
-        Ok(Reservation {
-            limiter: limiter.clone(),
-            n,
-            held: Held::Granted { tat },
         })
     }
 

@@ -2,11 +2,15 @@
 //!
 //! [`RateLimitLayer`] puts a limiter in front of any tower `Service` (axum, tonic, hyper): every request
 //! takes one unit. Unlike tower's own `RateLimit`, the service is `Clone` (clones share the limiter),
-//! waiting callers are served in the order they asked with one wake-up per grant (no herd), and a
-//! unit reserved by `poll_ready` but never used, because the service or its clone was dropped before
-//! `call`, is given back. [`RateLimitLayer::shed`] answers at once instead of waiting: the response
-//! future fails with [`RateLimited`], which carries the retry-after an HTTP service turns into
-//! `429 Too Many Requests` and a `Retry-After` header.
+//! and waiting callers are served in the order they called with one wake-up per grant (no herd). A
+//! request waits for its unit in its response future, not in `poll_ready`: the wait is part of the
+//! response, so what bounds the response bounds the wait. Under a
+//! [`ContextLayer`](bounded_cancel::tower::ContextLayer), a request still waiting at its deadline, or
+//! when the service drains, ends then, and its place in line (or a unit granted to it and not yet
+//! used) goes back to the limiter; tower's `RateLimit`, which waits in `poll_ready`, keeps such a
+//! request waiting past both, since a timeout starts at `call`. [`RateLimitLayer::shed`] answers at
+//! once instead of waiting: the response future fails with [`RateLimited`], which carries the
+//! retry-after an HTTP service turns into `429 Too Many Requests` and a `Retry-After` header.
 //!
 //! [`KeyedRateLimitLayer`] does the same per key (a tenant, a user, a client address), with the key
 //! taken from each request by a closure.
@@ -199,7 +203,7 @@ pub struct RateLimitLayer<P = Http> {
 }
 
 impl RateLimitLayer {
-    /// Requests wait for their unit, in the order their services became ready.
+    /// Requests wait for their unit in their response futures, in the order they were called.
     ///
     /// # Examples
     ///
@@ -280,31 +284,24 @@ impl<S, P> Layer<S> for RateLimitLayer<P> {
             inner,
             limiter: self.limiter.clone(),
             shed: self.shed,
-            unit: Unit::None,
             protocol: PhantomData,
         }
     }
 }
 
-/// What a service holds between `poll_ready` and `call`.
-enum Unit {
-    None,
-    /// Reserved, in line or granted; given back if dropped before `call`.
-    Reserved(Reservation),
-    /// Shedding: refused, to be answered by `call`.
-    Refused(RateLimited),
-}
-
 /// A service limited by a [`Limiter`], from [`RateLimitLayer`].
 ///
-/// `poll_ready` reserves the request's unit (in line behind the callers already waiting) and is ready
-/// when the unit is granted and the inner service is ready; `call` uses it. A clone shares the limiter
-/// and reserves its own unit.
+/// Waiting (`RateLimitLayer::new`), `poll_ready` is ready at once and the request takes its place in
+/// the limiter's line when it is called: its response future waits for the unit, then for a clone of
+/// the inner service to be ready, and then calls it. So the wait is part of the response, and whatever
+/// ends the response (a [`ContextLayer`](bounded_cancel::tower::ContextLayer)'s deadline or drain, a
+/// timeout, a client gone) ends the wait and gives the request's place, or a unit granted to it and not
+/// yet used, back. Shedding (`RateLimitLayer::shed`), `poll_ready` is the inner service's, and `call`
+/// either passes the request on with a unit or answers the refusal at once.
 pub struct RateLimit<S, P = Http> {
     inner: S,
     limiter: Limiter,
     shed: bool,
-    unit: Unit,
     protocol: PhantomData<fn() -> P>,
 }
 
@@ -314,17 +311,7 @@ impl<S: Clone, P> Clone for RateLimit<S, P> {
             inner: self.inner.clone(),
             limiter: self.limiter.clone(),
             shed: self.shed,
-            unit: Unit::None,
             protocol: PhantomData,
-        }
-    }
-}
-
-impl<S, P> Drop for RateLimit<S, P> {
-    fn drop(&mut self) {
-        // A unit reserved for a call that never came goes back to the limiter.
-        if let Unit::Reserved(reservation) = std::mem::replace(&mut self.unit, Unit::None) {
-            reservation.cancel();
         }
     }
 }
@@ -340,53 +327,45 @@ impl<S: fmt::Debug, P> fmt::Debug for RateLimit<S, P> {
 }
 
 impl<S, P> RateLimit<S, P> {
-    /// Ready when the request's unit is granted (or, shedding, refused: `call` answers the refusal)
-    /// and the inner service is ready.
-    fn poll_unit<Req>(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>>
+    /// Shedding, the inner service must be ready for `call`; waiting, a clone of it is made ready in
+    /// the response future, once the unit is granted, so no readiness (a concurrency limit's permit,
+    /// say) is held while the request waits for its turn.
+    fn poll_inner<Req>(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>>
     where
         S: Service<Req>,
         S::Error: Into<BoxError>,
     {
-        loop {
-            match &mut self.unit {
-                Unit::None if self.shed => {
-                    self.unit = match Reservation::try_new(&self.limiter, 1) {
-                        Ok(reservation) => Unit::Reserved(reservation),
-                        Err(err) => Unit::Refused(err.into()),
-                    };
-                }
-                Unit::None => {
-                    let reservation = self
-                        .limiter
-                        .reserve_n(1)
-                        .map_err(|err| Box::new(err) as BoxError)?;
-                    self.unit = Unit::Reserved(reservation);
-                }
-                // A refusal is answered by `call`: the service itself stays ready.
-                Unit::Refused(_) => return Poll::Ready(Ok(())),
-                Unit::Reserved(reservation) => {
-                    ready!(reservation.poll_ready(cx)).map_err(|err| Box::new(err) as BoxError)?;
-                    break;
-                }
-            }
+        match self.shed {
+            true => self.inner.poll_ready(cx).map_err(Into::into),
+            false => Poll::Ready(Ok(())),
         }
-        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    /// Calls the inner service with the unit `poll_unit` got, or answers the refusal.
-    fn call_with_unit<Req>(&mut self, req: Req) -> ResponseFuture<S::Future, P>
+    /// The request passed on with a unit, queued for one, or refused.
+    fn call_limited<Req>(&mut self, req: Req) -> ResponseFuture<S, Req, P>
     where
-        S: Service<Req>,
+        S: Service<Req> + Clone,
     {
-        let state = match std::mem::replace(&mut self.unit, Unit::None) {
-            // The unit is used: dropping a granted reservation keeps it.
-            Unit::Reserved(_) => Response::Called {
-                fut: self.inner.call(req),
-            },
-            Unit::Refused(refused) => Response::Refused {
-                refused: Some(refused),
-            },
-            Unit::None => panic!("RateLimit::call without poll_ready: call `ready()` first"),
+        let state = if self.shed {
+            match self.limiter.try_acquire_n(1) {
+                Ok(()) => Response::Called {
+                    fut: self.inner.call(req),
+                },
+                Err(err) => Response::Refused {
+                    refused: Some(err.into()),
+                },
+            }
+        } else {
+            match self.limiter.reserve_n(1) {
+                Ok(reservation) => Response::Waiting {
+                    unit: Unused(Some(reservation)),
+                    inner: Some(self.inner.clone()),
+                    req: Some(req),
+                },
+                Err(err) => Response::Failed {
+                    error: Some(Box::new(err)),
+                },
+            }
         };
         ResponseFuture {
             state,
@@ -397,98 +376,161 @@ impl<S, P> RateLimit<S, P> {
 
 impl<S, Req> Service<Req> for RateLimit<S, Http>
 where
-    S: Service<Req>,
+    S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future>;
+    type Future = ResponseFuture<S, Req>;
 
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
-        self.poll_unit::<Req>(cx)
+        self.poll_inner::<Req>(cx)
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        self.call_with_unit(req)
+        self.call_limited(req)
     }
 }
 
 impl<S, B, RB> Service<http::Request<B>> for RateLimit<S, Grpc>
 where
-    S: Service<http::Request<B>, Response = http::Response<RB>>,
+    S: Service<http::Request<B>, Response = http::Response<RB>> + Clone,
     S::Error: Into<BoxError>,
     RB: Default,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future, Grpc>;
+    type Future = ResponseFuture<S, http::Request<B>, Grpc>;
 
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
-        self.poll_unit::<http::Request<B>>(cx)
+        self.poll_inner::<http::Request<B>>(cx)
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        self.call_with_unit(req)
+        self.call_limited(req)
+    }
+}
+
+/// A reservation not yet used by a call: given back if dropped so.
+struct Unused(Option<Reservation>);
+
+impl Drop for Unused {
+    fn drop(&mut self) {
+        if let Some(reservation) = self.0.take() {
+            reservation.cancel();
+        }
     }
 }
 
 pin_project_lite::pin_project! {
-    /// The response of a [`RateLimit`] service: the inner service's, or the refusal ([`RateLimited`],
-    /// or in gRPC mode its status response).
+    /// The response of a [`RateLimit`] service: the wait for the request's unit, then the inner
+    /// service's response; or the refusal ([`RateLimited`], or in gRPC mode its status response).
+    /// Dropping it before the request was passed on gives the request's place or unit back.
     #[must_use = "futures do nothing unless polled"]
-    pub struct ResponseFuture<F, P = Http> {
+    pub struct ResponseFuture<S, Req, P = Http>
+    where
+        S: Service<Req>,
+    {
         #[pin]
-        state: Response<F>,
+        state: Response<S, Req, S::Future>,
         protocol: PhantomData<fn() -> P>,
     }
 }
 
 pin_project_lite::pin_project! {
     #[project = ResponseProj]
-    enum Response<F> {
+    enum Response<S, Req, F> {
+        Waiting { unit: Unused, inner: Option<S>, req: Option<Req> },
         Called { #[pin] fut: F },
         Refused { refused: Option<RateLimited> },
+        Failed { error: Option<BoxError> },
     }
 }
 
-impl<F, T, E> Future for ResponseFuture<F, Http>
-where
-    F: Future<Output = Result<T, E>>,
-    E: Into<BoxError>,
-{
-    type Output = Result<T, BoxError>;
+/// How a [`ResponseFuture`] ended short of the inner service's response.
+enum Short {
+    Refused(RateLimited),
+    Failed(BoxError),
+}
 
-    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            ResponseProj::Called { fut } => fut.poll(cx).map_err(Into::into),
-            ResponseProj::Refused { refused } => {
-                let refused = refused.take().expect("a refusal is answered once");
-                Poll::Ready(Err(Box::new(refused)))
+impl<S, Req, P> ResponseFuture<S, Req, P>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+{
+    /// The inner service's response, once the request has its unit and the service is ready; or
+    /// why the request was not passed on.
+    fn poll_response(
+        self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<Result<S::Response, Short>> {
+        let mut state = self.project().state;
+        loop {
+            match state.as_mut().project() {
+                ResponseProj::Called { fut } => {
+                    return fut.poll(cx).map_err(|err| Short::Failed(err.into()));
+                }
+                ResponseProj::Refused { refused } => {
+                    let refused = refused.take().expect("a refusal is answered once");
+                    return Poll::Ready(Err(Short::Refused(refused)));
+                }
+                ResponseProj::Failed { error } => {
+                    let error = error.take().expect("a failure is answered once");
+                    return Poll::Ready(Err(Short::Failed(error)));
+                }
+                ResponseProj::Waiting { unit, inner, req } => {
+                    let reservation = unit.0.as_mut().expect("waiting holds its reservation");
+                    if let Err(err) = ready!(reservation.poll_ready(cx)) {
+                        return Poll::Ready(Err(Short::Failed(Box::new(err))));
+                    }
+                    let svc = inner.as_mut().expect("waiting holds the service");
+                    if let Err(err) = ready!(svc.poll_ready(cx)) {
+                        // The unit goes back with the future: the request was never passed on.
+                        return Poll::Ready(Err(Short::Failed(err.into())));
+                    }
+                    // Used now: a reservation dropped once granted keeps its unit.
+                    drop(unit.0.take());
+                    let fut = svc.call(req.take().expect("a request is passed on once"));
+                    state.set(Response::Called { fut });
+                }
             }
         }
     }
 }
 
-impl<F, RB, E> Future for ResponseFuture<F, Grpc>
+impl<S, Req> Future for ResponseFuture<S, Req, Http>
 where
-    F: Future<Output = Result<http::Response<RB>, E>>,
-    E: Into<BoxError>,
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+{
+    type Output = Result<S::Response, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        self.poll_response(cx).map_err(|short| match short {
+            Short::Refused(refused) => Box::new(refused) as BoxError,
+            Short::Failed(error) => error,
+        })
+    }
+}
+
+impl<S, B, RB> Future for ResponseFuture<S, http::Request<B>, Grpc>
+where
+    S: Service<http::Request<B>, Response = http::Response<RB>>,
+    S::Error: Into<BoxError>,
     RB: Default,
 {
     type Output = Result<http::Response<RB>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            ResponseProj::Called { fut } => fut.poll(cx).map_err(Into::into),
-            ResponseProj::Refused { refused } => {
-                let refused = refused.take().expect("a refusal is answered once");
-                Poll::Ready(Ok(refused.grpc_response()))
-            }
-        }
+        self.poll_response(cx).map(|answer| match answer {
+            Ok(response) => Ok(response),
+            Err(Short::Refused(refused)) => Ok(refused.grpc_response()),
+            Err(Short::Failed(error)) => Err(error),
+        })
     }
 }
 
-impl<F, P> fmt::Debug for ResponseFuture<F, P> {
+impl<S: Service<Req>, Req, P> fmt::Debug for ResponseFuture<S, Req, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture").finish_non_exhaustive()
     }
@@ -497,12 +539,14 @@ impl<F, P> fmt::Debug for ResponseFuture<F, P> {
 /// Applies a [`KeyedLimiter`] to a service: one unit of the request's key per request, the key taken
 /// from the request by `key`. See the [module docs](self).
 ///
-/// The key is known only when the request is, so the unit is taken in the response future: waiting
-/// requests hold their place in line there, and a response future dropped while it waits for its
-/// unit gives its place (and a unit granted to it but not yet taken) back. Once it has the unit, the
-/// request goes to the inner service as soon as that is ready (at once, unless a clone of it must
-/// become ready again); a unit taken is spent, even if the future is dropped in that last wait.
-/// The inner service is cloned into each response future, as tower's `Buffer` and axum's router do.
+/// As with [`RateLimit`], the unit is taken in the response future: waiting requests hold their
+/// place in line there, and a response future dropped while it waits for its unit gives its place
+/// (and a unit granted to it but not yet taken) back. Once it has the unit, a clone of the inner
+/// service (cloned into each response future, as tower's `Buffer` and axum's router do) is made
+/// ready and called; a unit taken is spent, even if the future is dropped while that clone becomes
+/// ready. Waiting, nothing of the inner service's readiness is held while a request waits for its
+/// key's turn, so a concurrency limit inside is never taken up by requests that are not yet let
+/// through.
 ///
 /// # Examples
 ///
@@ -669,23 +713,35 @@ impl<S, K: Hash + Eq + Clone, F, P> KeyedRateLimit<S, K, F, P> {
         Req: Send + 'static,
     {
         let key = (self.layer.key)(&req);
-        // The ready inner service serves this request; a fresh clone takes its place for the next.
-        let clone = self.inner.clone();
-        let mut inner = std::mem::replace(&mut self.inner, clone);
         if self.layer.shed {
             self.layer.limiter.try_acquire_n(&key, 1)?;
-            let fut = inner.call(req);
+            let fut = self.inner.call(req);
             return Ok(Box::pin(async move { fut.await.map_err(Into::into) }));
         }
+        // Made ready only once the unit is granted, so a request waiting for its key's turn holds no
+        // readiness of the inner service (a concurrency limit's permit, say) that other keys need.
+        let mut inner = self.inner.clone();
         let limiter = self.layer.limiter.clone();
         Ok(Box::pin(async move {
             limiter.acquire(&key).await;
-            // The inner service was ready when `call` was made; a clone may need to become ready again.
             std::future::poll_fn(|cx| inner.poll_ready(cx))
                 .await
                 .map_err(Into::into)?;
             inner.call(req).await.map_err(Into::into)
         }))
+    }
+
+    /// Shedding, the inner service must be ready for `call`; waiting, a clone of it is made ready in
+    /// the response future.
+    fn poll_inner<Req>(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>>
+    where
+        S: Service<Req>,
+        S::Error: Into<BoxError>,
+    {
+        match self.layer.shed {
+            true => self.inner.poll_ready(cx).map_err(Into::into),
+            false => Poll::Ready(Ok(())),
+        }
     }
 }
 
@@ -703,7 +759,7 @@ where
     type Future = KeyedResponseFuture<S::Response>;
 
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+        self.poll_inner::<Req>(cx)
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
@@ -727,7 +783,7 @@ where
     type Future = KeyedResponseFuture<S::Response>;
 
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+        self.poll_inner::<http::Request<B>>(cx)
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {

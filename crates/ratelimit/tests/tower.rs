@@ -1,6 +1,7 @@
-//! The rate-limit layers driven as tower services: order of service, one wake-up per grant, units
-//! given back when a service is dropped before `call`, shed answers that carry the retry-after, and in
-//! gRPC mode the `RESOURCE_EXHAUSTED` status with the pushback.
+//! The rate-limit layers driven as tower services: order of service, one wake-up per grant, places
+//! and units given back when a waiting response is dropped, waits ended by a `ContextLayer`'s deadline
+//! and drain, no readiness of the inner service held while waiting, shed answers that carry the
+//! retry-after, and in gRPC mode the `RESOURCE_EXHAUSTED` status with the pushback.
 #![cfg(feature = "tower")]
 
 use std::convert::Infallible;
@@ -12,6 +13,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bounded_cancel::live;
+use bounded_cancel::tower::{ContextLayer, RequestEnded};
 use bounded_ratelimit::tower::{KeyedRateLimitLayer, RateLimitLayer, RateLimited};
 use bounded_ratelimit::{KeyedLimiter, Limiter, Quota};
 use tokio::time::Instant;
@@ -77,41 +79,170 @@ async fn waiting_callers_are_served_in_order_with_one_wake_up_each() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_unit_reserved_by_poll_ready_and_never_called_is_given_back() {
+async fn a_waiting_request_dropped_gives_its_place_and_its_unused_unit_back() {
     let limiter = Limiter::new(Quota::per_second(1).burst(1)).unwrap();
     let svc = ServiceBuilder::new()
         .layer(RateLimitLayer::new(limiter.clone()))
         .service(echo());
+    // Ready at once, and nothing reserved by it: the unit is taken by the call.
     let mut unused = svc.clone();
-    unused.ready().await.unwrap(); // holds the only unit
-    assert_eq!(limiter.tokens(), 0);
+    unused.ready().await.unwrap();
     drop(unused);
-    assert_eq!(
-        limiter.tokens(),
-        1,
-        "given back when the service was dropped"
-    );
-    let start = Instant::now();
+    assert_eq!(limiter.tokens(), 1, "poll_ready reserved nothing");
     assert_eq!(svc.clone().oneshot(7).await.unwrap(), 7);
-    assert_eq!(
-        start.elapsed(),
-        Duration::ZERO,
-        "served at once with the given-back unit"
-    );
 
-    // A service dropped while its reservation waits in line leaves the line.
-    let mut waiting = svc.clone();
-    let poll = futures_util::FutureExt::now_or_never(waiting.ready());
-    assert!(poll.is_none(), "the second unit is a second away");
+    // A response dropped while it waits in line leaves the line.
+    let mut waiting = Box::pin(svc.clone().oneshot(8));
+    assert!(futures_util::FutureExt::now_or_never(&mut waiting).is_none());
     drop(waiting);
     let start = Instant::now();
-    svc.clone().oneshot(8).await.unwrap();
+    svc.clone().oneshot(9).await.unwrap();
     assert_eq!(
         start.elapsed(),
         Duration::from_secs(1),
         "not two seconds: the leaver's place was freed"
     );
     assert_eq!(limiter.metrics().granted, 2);
+
+    // A unit granted to a request whose inner service never became ready goes back with it.
+    let never_ready = ServiceBuilder::new()
+        .layer(RateLimitLayer::new(limiter.clone()))
+        .service(NeverReady);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let mut granted = Box::pin(never_ready.oneshot(10));
+    assert!(futures_util::FutureExt::now_or_never(&mut granted).is_none());
+    assert_eq!(
+        limiter.tokens(),
+        0,
+        "granted, waiting for the inner service"
+    );
+    drop(granted);
+    assert_eq!(
+        limiter.tokens(),
+        1,
+        "given back: the request was never sent"
+    );
+}
+
+/// A service that is never ready.
+#[derive(Clone)]
+struct NeverReady;
+
+impl Service<u32> for NeverReady {
+    type Response = u32;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<u32, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Pending
+    }
+
+    fn call(&mut self, n: u32) -> Self::Future {
+        unreachable!("called {n} without being ready")
+    }
+}
+
+/// A request's context, as the handler saw it, and a count of the handler's calls.
+fn handler(
+    calls: Arc<AtomicUsize>,
+) -> impl Service<http::Request<()>, Response = http::Response<String>, Error = Infallible, Future: Send>
++ Clone
++ Send {
+    tower::service_fn(move |_req: http::Request<()>| {
+        calls.fetch_add(1, Ordering::Relaxed);
+        async { Ok::<_, Infallible>(http::Response::new(String::from("served"))) }
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn under_a_context_layer_a_waiting_request_ends_at_its_deadline_or_the_drain() {
+    let service_ctx = bounded_cancel::Context::new();
+    let limiter = Limiter::new(Quota::per_second(1).burst(1)).unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = ServiceBuilder::new()
+        .layer(ContextLayer::new(&service_ctx).timeout(Duration::from_millis(100)))
+        .layer(RateLimitLayer::new(limiter.clone()))
+        .service(handler(calls.clone()));
+    let start = Instant::now();
+    svc.clone().oneshot(http::Request::new(())).await.unwrap();
+
+    // The next unit is a second away: the request's 100 ms end first, and its place goes back.
+    let err = svc
+        .clone()
+        .oneshot(http::Request::new(()))
+        .await
+        .unwrap_err();
+    let ended = err.downcast_ref::<RequestEnded>().expect("RequestEnded");
+    assert!(ended.is_deadline(), "{ended}");
+    assert_eq!(start.elapsed(), Duration::from_millis(100));
+    assert_eq!(
+        calls.load(Ordering::Relaxed),
+        1,
+        "the late request never reached the handler"
+    );
+    tokio::time::sleep_until(start + Duration::from_secs(1)).await;
+    svc.clone()
+        .oneshot(http::Request::new(()))
+        .await
+        .expect("served at once at the next unit: the request that ended took none");
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
+
+    // A drain ends the requests waiting for their units then, not when their units come.
+    let waiting: Vec<_> = (0..3)
+        .map(|_| tokio::spawn(svc.clone().oneshot(http::Request::new(()))))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    service_ctx.cancel();
+    for wait in waiting {
+        let err = wait.await.unwrap().unwrap_err();
+        let ended = err.downcast_ref::<RequestEnded>().expect("RequestEnded");
+        assert!(!ended.is_deadline(), "{ended}");
+    }
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_millis(1030),
+        "ended by the drain"
+    );
+    assert_eq!(calls.load(Ordering::Relaxed), 2);
+    assert_eq!(limiter.metrics().granted, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_grpc_mode_a_wait_cut_by_the_deadline_is_answered_deadline_exceeded() {
+    let limiter = Limiter::new(Quota::per_second(1).burst(1)).unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = ServiceBuilder::new()
+        .layer(
+            ContextLayer::new(&bounded_cancel::Context::new())
+                .timeout(Duration::from_millis(100))
+                .grpc(),
+        )
+        .layer(RateLimitLayer::new(limiter).grpc())
+        .service(handler(calls.clone()));
+    svc.clone().oneshot(http::Request::new(())).await.unwrap();
+    let start = Instant::now();
+    let response = svc.clone().oneshot(http::Request::new(())).await.unwrap();
+    assert_eq!(start.elapsed(), Duration::from_millis(100));
+    assert_eq!(response.headers()["grpc-status"], "4"); // DEADLINE_EXCEEDED
+    assert_eq!(calls.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_waiting_for_its_key_holds_no_concurrency_permit_of_the_inner_service() {
+    let limiter = KeyedLimiter::new(Quota::per_second(1).burst(1), 100).unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(KeyedRateLimitLayer::new(limiter, |n: &u32| n % 2))
+        .concurrency_limit(1)
+        .service(echo());
+    let start = Instant::now();
+    svc.clone().oneshot(0).await.unwrap();
+    // Key 0's next unit is a second away; key 1's request must not wait behind it for the permit.
+    let waiting = tokio::spawn(svc.clone().oneshot(2));
+    tokio::task::yield_now().await;
+    assert_eq!(svc.clone().oneshot(1).await.unwrap(), 1);
+    assert_eq!(start.elapsed(), Duration::ZERO, "key 1 served at once");
+    assert_eq!(waiting.await.unwrap().unwrap(), 2);
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,7 +1,7 @@
-//! Clients of a rate-limited tower service that call, that make the service ready and drop it
-//! (giving its unit back), or that give up while waiting for it to be ready, on the paused clock, in
-//! waiting and in shedding mode: the inner service is never called more often than the quota allows,
-//! `burst + (window + 1 ms) / interval` in every window.
+//! Clients of a rate-limited tower service that call, that make the service ready and drop it, or
+//! that give up while their request waits for its unit (giving its place, or a unit granted and not
+//! yet used, back), on the paused clock, in waiting and in shedding mode: the inner service is never
+//! called more often than the quota allows, `burst + (window + 1 ms) / interval` in every window.
 #![cfg(feature = "tower")]
 
 #[path = "../../group/tests/support/paused.rs"]
@@ -27,7 +27,7 @@ enum Use {
     Call,
     /// Waits until the service is ready, holds it this many microseconds, and drops it uncalled.
     ReadyThenDrop(u32),
-    /// Gives up waiting for the service after this many microseconds.
+    /// Calls, and gives up waiting for the response after this many microseconds.
     GiveUp(u32),
     Pause(u32),
 }
@@ -86,7 +86,8 @@ proptest! {
                                     drop(client);
                                 }
                                 Use::GiveUp(us) => {
-                                    let _ = tokio::time::timeout(micros(us), client.ready()).await;
+                                    let call = client.oneshot(());
+                                    let _ = tokio::time::timeout(micros(us), call).await;
                                 }
                                 Use::Pause(us) => tokio::time::sleep(micros(us)).await,
                             }
