@@ -97,6 +97,7 @@ impl fmt::Debug for SharedGauge {
 mod tests {
     use super::SharedGauge;
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     #[test]
     fn instances_under_one_name_add_up_and_others_do_not() {
@@ -110,22 +111,71 @@ mod tests {
         assert_eq!((a.value(), a2.value(), b.value()), (4, 4, 1));
     }
 
-    #[test]
-    fn changes_from_many_threads_end_at_the_count() {
-        let gauge = Arc::new(SharedGauge::register("bounded_test_threads", "pool", "t"));
-        let threads: Vec<_> = (0..4)
-            .map(|_| {
-                let gauge = gauge.clone();
-                std::thread::spawn(move || {
-                    for i in 0..10_000 {
-                        gauge.add(if i % 2 == 0 { 3 } else { -2 });
-                    }
-                })
+    /// The value the recorder holds for the one gauge it has.
+    fn exported(snapshotter: &metrics_util::debugging::Snapshotter) -> f64 {
+        let values: Vec<_> = snapshotter
+            .snapshot()
+            .into_vec()
+            .into_iter()
+            .filter_map(|(_, _, _, value)| match value {
+                metrics_util::debugging::DebugValue::Gauge(value) => Some(value.into_inner()),
+                _ => None,
             })
             .collect();
-        for thread in threads {
-            thread.join().unwrap();
+        assert_eq!(values.len(), 1, "one gauge: {values:?}");
+        values[0]
+    }
+
+    /// Spins until `ready`, giving the core away now and then in case the other thread shares it.
+    fn wait_until(ready: impl Fn() -> bool) {
+        for spin in 0u32.. {
+            if ready() {
+                return;
+            }
+            match spin % 64 {
+                63 => std::thread::yield_now(),
+                _ => std::hint::spin_loop(),
+            }
         }
-        assert_eq!(gauge.value(), 4 * 5_000);
+    }
+
+    #[test]
+    fn changes_racing_on_two_threads_leave_the_exported_gauge_at_the_count() {
+        let recorder = metrics_util::debugging::DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let gauge = Arc::new(metrics::with_local_recorder(&recorder, || {
+            SharedGauge::register("bounded_test_threads", "pool", "t")
+        }));
+        // Each round, both threads change the gauge at once, released by one store. A change whose
+        // `set` lands after the other's would leave the gauge behind the count if it did not look
+        // at the count again.
+        const ROUNDS: usize = 100_000;
+        let go = Arc::new(AtomicUsize::new(0));
+        let done = Arc::new(AtomicUsize::new(0));
+        let other = {
+            let (gauge, go, done) = (gauge.clone(), go.clone(), done.clone());
+            std::thread::spawn(move || {
+                for round in 1..=ROUNDS {
+                    wait_until(|| go.load(Ordering::Acquire) >= round);
+                    gauge.add(-2);
+                    done.store(round, Ordering::Release);
+                }
+            })
+        };
+        let mut behind = 0;
+        for round in 1..=ROUNDS {
+            go.store(round, Ordering::Release);
+            gauge.add(3);
+            wait_until(|| done.load(Ordering::Acquire) >= round);
+            if exported(&snapshotter) != gauge.value() as f64 {
+                behind += 1;
+            }
+        }
+        other.join().unwrap();
+        assert_eq!(gauge.value(), ROUNDS as i64);
+        assert_eq!(
+            behind, 0,
+            "the gauge was left behind the count in {behind} rounds"
+        );
     }
 }
