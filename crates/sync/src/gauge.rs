@@ -6,8 +6,9 @@
 //! count per name and labels in the process, and each change sets the gauge to it, which every
 //! exporter reads.
 //!
-//! Two changes made at once may set the gauge in either order; the one that set it last then looks
-//! at the count again and sets it once more if it moved, so the gauge always ends at the count.
+//! Two changes made at once may set the gauge in either order; each then reads the count again, with
+//! a read-modify-write (which reads the latest count, whatever order the recorder's `set` keeps), and
+//! sets it once more if it moved, so the gauge always ends at the count.
 //! The counts are kept for the life of the process, one per name and labels, as a recorder keeps
 //! its series.
 //!
@@ -26,8 +27,10 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{OnceLock, RwLock};
+
+use crate::Arc;
+use crate::atomic::{AtomicI64, Ordering};
 
 /// The counts, by name, label and label value. (`std`'s lock: this is not a mechanism the loom
 /// models explore.)
@@ -68,20 +71,29 @@ impl SharedGauge {
 
     /// Adds `delta` (negative to take away) to the count and sets the gauge to it.
     pub fn add(&self, delta: i64) {
-        let mut now = self.count.fetch_add(delta, Ordering::AcqRel) + delta;
-        loop {
-            self.gauge.set(now as f64);
-            let latest = self.count.load(Ordering::Acquire);
-            if latest == now {
-                return;
-            }
-            now = latest;
-        }
+        add_then_set(&self.count, delta, |now| self.gauge.set(now as f64));
     }
 
     /// The count: what every instance under this name and label value added, in this process.
     pub fn value(&self) -> i64 {
         self.count.load(Ordering::Acquire)
+    }
+}
+
+/// Adds `delta` to `count` and sets the gauge to the count with `set`, again until the count read
+/// after a set is the one it set. The read is a read-modify-write, which reads the latest count
+/// whatever the recorder's `set` orders: an acquire load after a `set` that is only a relaxed store
+/// could read a count older than another change's and leave the gauge behind (the loom model below
+/// finds that interleaving).
+fn add_then_set(count: &AtomicI64, delta: i64, set: impl Fn(i64)) {
+    let mut now = count.fetch_add(delta, Ordering::AcqRel) + delta;
+    loop {
+        set(now);
+        let latest = count.fetch_add(0, Ordering::AcqRel);
+        if latest == now {
+            return;
+        }
+        now = latest;
     }
 }
 
@@ -93,7 +105,48 @@ impl fmt::Debug for SharedGauge {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, bounded_loom))]
+mod model {
+    use super::add_then_set;
+    use crate::Arc;
+    use crate::atomic::{AtomicI64, Ordering};
+
+    /// Two changes at once, on a gauge whose `set` is `set_with`: once both are done, the gauge holds
+    /// the count.
+    fn two_changes_end_at_the_count(set_with: fn(&AtomicI64, i64)) {
+        loom::model(move || {
+            let count = Arc::new(AtomicI64::new(0));
+            let gauge = Arc::new(AtomicI64::new(0));
+            let other = {
+                let (count, gauge) = (count.clone(), gauge.clone());
+                loom::thread::spawn(move || add_then_set(&count, 2, |now| set_with(&gauge, now)))
+            };
+            add_then_set(&count, 1, |now| set_with(&gauge, now));
+            other.join().unwrap();
+            assert_eq!(
+                gauge.load(Ordering::Acquire),
+                3,
+                "the gauge was left behind"
+            );
+        });
+    }
+
+    /// The weakest recorder a gauge can have: `set` is a relaxed store.
+    #[test]
+    fn a_gauge_set_by_relaxed_stores_ends_at_the_count() {
+        two_changes_end_at_the_count(|gauge, now| gauge.store(now, Ordering::Relaxed));
+    }
+
+    /// The recorders built on the `metrics` crate's atomics: `set` is a swap.
+    #[test]
+    fn a_gauge_set_by_swaps_ends_at_the_count() {
+        two_changes_end_at_the_count(|gauge, now| {
+            gauge.swap(now, Ordering::AcqRel);
+        });
+    }
+}
+
+#[cfg(all(test, not(bounded_loom)))]
 mod tests {
     use super::SharedGauge;
     use std::sync::Arc;
