@@ -41,3 +41,19 @@ fn futures_and_handles_are_send_and_sync() {
     unpin::<AcquireN<'static>>();
     unpin::<Limiter>();
 }
+
+#[cfg(feature = "tower")]
+#[test]
+fn the_tower_services_and_their_response_futures_can_cross_threads() {
+    use bounded_ratelimit::tower::{Grpc, RateLimit, ResponseFuture};
+
+    type Inner = tower::util::BoxCloneSyncService<
+        http::Request<()>,
+        http::Response<String>,
+        std::convert::Infallible,
+    >;
+    send_sync::<RateLimit<Inner>>();
+    send_sync::<RateLimit<Inner, Grpc>>();
+    send::<ResponseFuture<Inner, http::Request<()>>>();
+    send::<ResponseFuture<Inner, http::Request<()>, Grpc>>();
+}
