@@ -1,5 +1,6 @@
 //! Four OS processes, as four replicas, against one Redis at 50 a second for 10 seconds: together they
-//! get the rate (plus the burst) within 1 %, and each is served in proportion to what it asks.
+//! get the rate (plus the burst) within 1 %, and each is served in proportion to what it asks (within
+//! 5 %, give or take the burst, which goes to whoever asks first).
 //!
 //! The parent test runs this same test binary four times, each running only `fleet_replica`, which is
 //! ignored when the suite runs and fails if started without a parent.
@@ -79,11 +80,14 @@ fn four_processes_share_one_rate_within_one_percent() {
         total as f64 >= expected as f64 * 0.99,
         "{total} grants: less than 99 % of {expected}"
     );
+    // The rate is shared in proportion to the callers; the burst goes to whichever replica asks
+    // first when the run starts (on a busy machine one process wakes a few milliseconds before the
+    // others), so a replica may be that much over or under its share.
     let callers: u32 = CALLERS.iter().sum();
     for (got, asked) in granted.iter().zip(CALLERS) {
         let share = total as f64 * f64::from(asked) / f64::from(callers);
         assert!(
-            (*got as f64 - share).abs() <= share * 0.05 + 2.0,
+            (*got as f64 - share).abs() <= share * 0.05 + 2.0 + f64::from(BURST),
             "a replica with {asked} of {callers} callers got {got} of {total} grants (fair share {share:.1})"
         );
     }
