@@ -5,7 +5,8 @@
 //! and waiting callers are served in the order they called with one wake-up per grant (no herd). A
 //! request waits for its unit in its response future, not in `poll_ready`: the wait is part of the
 //! response, so what bounds the response bounds the wait. Under a
-//! [`ContextLayer`](bounded_cancel::tower::ContextLayer), a request still waiting at its deadline, or
+//! [`ContextLayer`](bounded_cancel::tower::ContextLayer) (a layer before this one in the
+//! `ServiceBuilder`), a request still waiting at its deadline, or
 //! when the service drains, ends then, and its place in line (or a unit granted to it and not yet
 //! used) goes back to the limiter; tower's `RateLimit`, which waits in `poll_ready`, keeps such a
 //! request waiting past both, since a timeout starts at `call`. [`RateLimitLayer::shed`] answers at
