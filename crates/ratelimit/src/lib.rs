@@ -131,8 +131,9 @@
 //!
 //! # Cargo features
 //!
-//! - `tower`: `tower::RateLimitLayer` and `tower::KeyedRateLimitLayer`, fair tower middleware, with a
-//!   gRPC mode that answers refusals with `RESOURCE_EXHAUSTED`.
+//! - `tower`: `tower::RateLimitLayer` and `tower::KeyedRateLimitLayer`, fair tower middleware for HTTP
+//!   and gRPC requests that waits under each request's context, with a gRPC mode that answers
+//!   refusals with `RESOURCE_EXHAUSTED`.
 //! - `metrics`: `bounded_ratelimit_granted_total`, `bounded_ratelimit_rejected_total`,
 //!   `bounded_ratelimit_waiting` and `bounded_ratelimit_wait_seconds`, labelled `limiter` with
 //!   [`Limiter::named`]; a [`KeyedLimiter`] records the two counters over all its keys, with

@@ -1,25 +1,29 @@
 //! tower middleware over a [`Limiter`] and a [`KeyedLimiter`] (feature `tower`).
 //!
-//! [`RateLimitLayer`] puts a limiter in front of any tower `Service` (axum, tonic, hyper): every request
-//! takes one unit. Unlike tower's own `RateLimit`, the service is `Clone` (clones share the limiter),
-//! and waiting callers are served in the order they called with one wake-up per grant (no herd). A
-//! request waits for its unit in its response future, not in `poll_ready`: the wait is part of the
-//! response, so what bounds the response bounds the wait. Under a
-//! [`ContextLayer`](bounded_cancel::tower::ContextLayer) (a layer before this one in the
-//! `ServiceBuilder`), a request still waiting at its deadline, or
-//! when the service drains, ends then, and its place in line (or a unit granted to it and not yet
-//! used) goes back to the limiter; tower's `RateLimit`, which waits in `poll_ready`, keeps such a
-//! request waiting past both, since a timeout starts at `call`. [`RateLimitLayer::shed`] answers at
-//! once instead of waiting: the response future fails with [`RateLimited`], which carries the
-//! retry-after an HTTP service turns into `429 Too Many Requests` and a `Retry-After` header.
+//! [`RateLimitLayer`] puts a limiter in front of a tower `Service` of HTTP or gRPC requests
+//! (`http::Request<B>`, as axum, tonic and hyper serve them): every request takes one unit. Unlike
+//! tower's own `RateLimit`, the service is `Clone` (clones share the limiter), and waiting callers are
+//! served in the order they called with one wake-up per grant (no herd). A request waits for its unit
+//! in its response future, not in `poll_ready`: the wait is part of the response, so what bounds the
+//! response bounds the wait. With a [`ContextLayer`](bounded_cancel::tower::ContextLayer) before this
+//! layer in the `ServiceBuilder`, each request carries its `Context`, and the wait follows
+//! [`Limiter::acquire_with`]'s rules: a request whose deadline comes before its unit would is refused
+//! at once with [`AcquireError::DeadlineTooSoon`] and takes nothing (an HTTP service answers `504`),
+//! and one still waiting when the service drains ends then, its place in line (or a unit granted to
+//! it and not yet used) given back. tower's `RateLimit` waits in `poll_ready`, before `call`, where
+//! no timeout reaches. [`RateLimitLayer::shed`] answers at once instead of waiting: the response
+//! future fails with [`RateLimited`], which carries the retry-after an HTTP service turns into `429
+//! Too Many Requests` and a `Retry-After` header.
 //!
 //! [`KeyedRateLimitLayer`] does the same per key (a tenant, a user, a client address), with the key
 //! taken from each request by a closure.
 //!
 //! For a gRPC server (tonic's), [`RateLimitLayer::grpc`] and [`KeyedRateLimitLayer::grpc`] answer a
 //! refused request with the status gRPC clients expect, `RESOURCE_EXHAUSTED` with the retry-after in a
-//! `grpc-retry-pushback-ms` header, instead of the error [`RateLimited`]: a gRPC server that gets an
-//! error from its middleware resets the stream, which clients read as `INTERNAL`.
+//! `grpc-retry-pushback-ms` header, instead of the error [`RateLimited`] (and a deadline that comes
+//! before the unit with `DEADLINE_EXCEEDED`, a request whose context ended otherwise with
+//! `UNAVAILABLE`): a gRPC server that gets an error from its middleware resets the stream, which
+//! clients read as `INTERNAL`.
 //!
 //! # Examples
 //!
@@ -33,8 +37,10 @@
 //! let limiter = Limiter::new(Quota::per_second(100).burst(10)).unwrap();
 //! let mut svc = ServiceBuilder::new()
 //!     .layer(RateLimitLayer::new(limiter))
-//!     .service_fn(|name: &'static str| async move { Ok::<_, std::convert::Infallible>(name.len()) });
-//! let len = svc.ready().await.unwrap().call("hello").await.unwrap();
+//!     .service_fn(|req: http::Request<&'static str>| async move {
+//!         Ok::<_, std::convert::Infallible>(req.body().len())
+//!     });
+//! let len = svc.ready().await.unwrap().call(http::Request::new("hello")).await.unwrap();
 //! assert_eq!(len, 5);
 //! # }
 //! ```
@@ -55,8 +61,10 @@ use tower_service::Service;
 
 pub use bounded_cancel::tower::{Grpc, Http};
 
+use bounded_cancel::Context;
+
 use crate::reservation::Reservation;
-use crate::{KeyedLimiter, Limiter, TryAcquireError};
+use crate::{AcquireError, KeyedLimiter, Limiter, TryAcquireError};
 
 /// The error type of the rate-limit services: the inner service's error, or [`RateLimited`].
 pub type BoxError = Box<dyn Error + Send + Sync + 'static>;
@@ -204,7 +212,8 @@ pub struct RateLimitLayer<P = Http> {
 }
 
 impl RateLimitLayer {
-    /// Requests wait for their unit in their response futures, in the order they were called.
+    /// Requests wait for their unit in their response futures, in the order they were called; one
+    /// whose deadline comes first is refused at once with [`AcquireError::DeadlineTooSoon`].
     ///
     /// # Examples
     ///
@@ -293,12 +302,14 @@ impl<S, P> Layer<S> for RateLimitLayer<P> {
 /// A service limited by a [`Limiter`], from [`RateLimitLayer`].
 ///
 /// Waiting (`RateLimitLayer::new`), `poll_ready` is ready at once and the request takes its place in
-/// the limiter's line when it is called: its response future waits for the unit, then for a clone of
-/// the inner service to be ready, and then calls it. So the wait is part of the response, and whatever
-/// ends the response (a [`ContextLayer`](bounded_cancel::tower::ContextLayer)'s deadline or drain, a
-/// timeout, a client gone) ends the wait and gives the request's place, or a unit granted to it and not
-/// yet used, back. Shedding (`RateLimitLayer::shed`), `poll_ready` is the inner service's, and `call`
-/// either passes the request on with a unit or answers the refusal at once.
+/// the limiter's line when it is called, unless the `Context` in its extensions has ended or its
+/// deadline comes before the request's unit would ([`AcquireError`], at once, taking nothing). The
+/// response future waits for the unit, then for a clone of the inner service to be ready, and then
+/// calls it. So the wait is part of the response, and whatever ends the response (a
+/// [`ContextLayer`](bounded_cancel::tower::ContextLayer)'s drain, a timeout, a client gone) ends the
+/// wait and gives the request's place, or a unit granted to it and not yet used, back. Shedding
+/// (`RateLimitLayer::shed`), `poll_ready` is the inner service's, and `call` either passes the
+/// request on with a unit or answers the refusal at once.
 pub struct RateLimit<S, P = Http> {
     inner: S,
     limiter: Limiter,
@@ -343,9 +354,9 @@ impl<S, P> RateLimit<S, P> {
     }
 
     /// The request passed on with a unit, queued for one, or refused.
-    fn call_limited<Req>(&mut self, req: Req) -> ResponseFuture<S, Req, P>
+    fn call_limited<B>(&mut self, req: http::Request<B>) -> ResponseFuture<S, http::Request<B>, P>
     where
-        S: Service<Req> + Clone,
+        S: Service<http::Request<B>> + Clone,
     {
         let state = if self.shed {
             match self.limiter.try_acquire_n(1) {
@@ -357,15 +368,13 @@ impl<S, P> RateLimit<S, P> {
                 },
             }
         } else {
-            match self.limiter.reserve_n(1) {
+            match reserve_within(&self.limiter, req.extensions().get::<Context>()) {
                 Ok(reservation) => Response::Waiting {
                     unit: Unused(Some(reservation)),
                     inner: Some(self.inner.clone()),
                     req: Some(req),
                 },
-                Err(err) => Response::Failed {
-                    error: Some(Box::new(err)),
-                },
+                Err(err) => Response::Failed { error: Some(err) },
             }
         };
         ResponseFuture {
@@ -375,20 +384,39 @@ impl<S, P> RateLimit<S, P> {
     }
 }
 
-impl<S, Req> Service<Req> for RateLimit<S, Http>
+/// The request's place in the limiter's line, or why it takes none: its context has ended, or its
+/// deadline comes before its grant would (as [`Limiter::acquire_with`] refuses it, at once).
+fn reserve_within(limiter: &Limiter, ctx: Option<&Context>) -> Result<Reservation, AcquireError> {
+    if let Some(cause) = ctx.and_then(Context::cause) {
+        limiter.shared.lock().ended_before_asking();
+        return Err(AcquireError::Cancelled(cause));
+    }
+    let reservation = limiter.reserve_n(1)?;
+    if let Some(remaining) = ctx.and_then(Context::remaining) {
+        let wait = reservation.delay();
+        if wait >= remaining {
+            reservation.cancel();
+            limiter.shared.rejected();
+            return Err(AcquireError::DeadlineTooSoon { wait, remaining });
+        }
+    }
+    Ok(reservation)
+}
+
+impl<S, B> Service<http::Request<B>> for RateLimit<S, Http>
 where
-    S: Service<Req> + Clone,
+    S: Service<http::Request<B>> + Clone,
     S::Error: Into<BoxError>,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S, Req>;
+    type Future = ResponseFuture<S, http::Request<B>>;
 
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
-        self.poll_inner::<Req>(cx)
+        self.poll_inner::<http::Request<B>>(cx)
     }
 
-    fn call(&mut self, req: Req) -> Self::Future {
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
         self.call_limited(req)
     }
 }
@@ -444,13 +472,20 @@ pin_project_lite::pin_project! {
         Waiting { unit: Unused, inner: Option<S>, req: Option<Req> },
         Called { #[pin] fut: F },
         Refused { refused: Option<RateLimited> },
-        Failed { error: Option<BoxError> },
+        Failed { error: Option<AcquireError> },
     }
 }
 
+/// Turns a request's outcome into the protocol's answer: plain HTTP's error or gRPC's status.
+type Answer<T> = fn(Result<T, Short>) -> Result<T, BoxError>;
+
 /// How a [`ResponseFuture`] ended short of the inner service's response.
 enum Short {
+    /// Shedding: over the rate.
     Refused(RateLimited),
+    /// Waiting: the request's context ended, or its deadline comes before its grant would.
+    Wait(AcquireError),
+    /// The inner service failed, or the unit could not be had.
     Failed(BoxError),
 }
 
@@ -477,12 +512,12 @@ where
                 }
                 ResponseProj::Failed { error } => {
                     let error = error.take().expect("a failure is answered once");
-                    return Poll::Ready(Err(Short::Failed(error)));
+                    return Poll::Ready(Err(Short::Wait(error)));
                 }
                 ResponseProj::Waiting { unit, inner, req } => {
                     let reservation = unit.0.as_mut().expect("waiting holds its reservation");
                     if let Err(err) = ready!(reservation.poll_ready(cx)) {
-                        return Poll::Ready(Err(Short::Failed(Box::new(err))));
+                        return Poll::Ready(Err(Short::Wait(err.into())));
                     }
                     let svc = inner.as_mut().expect("waiting holds the service");
                     if let Err(err) = ready!(svc.poll_ready(cx)) {
@@ -507,10 +542,7 @@ where
     type Output = Result<S::Response, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        self.poll_response(cx).map_err(|short| match short {
-            Short::Refused(refused) => Box::new(refused) as BoxError,
-            Short::Failed(error) => error,
-        })
+        self.poll_response(cx).map_err(Short::into_error)
     }
 }
 
@@ -523,11 +555,55 @@ where
     type Output = Result<http::Response<RB>, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        self.poll_response(cx).map(|answer| match answer {
-            Ok(response) => Ok(response),
-            Err(Short::Refused(refused)) => Ok(refused.grpc_response()),
-            Err(Short::Failed(error)) => Err(error),
-        })
+        self.poll_response(cx)
+            .map(|answered| answered.or_else(Short::into_grpc))
+    }
+}
+
+impl Short {
+    /// In plain HTTP: the error.
+    fn into_error(self) -> BoxError {
+        match self {
+            Short::Refused(refused) => Box::new(refused),
+            Short::Wait(error) => Box::new(error),
+            Short::Failed(error) => error,
+        }
+    }
+
+    /// In gRPC: a trailers-only status for a refusal or a wait that ended without a unit
+    /// (`RESOURCE_EXHAUSTED` over the rate or the burst, `DEADLINE_EXCEEDED` for a deadline,
+    /// `UNAVAILABLE` for a context ended otherwise: a drain, retryable on another replica), with the
+    /// refusal or the error in the extensions; the inner service's own failure stays an error.
+    fn into_grpc<B: Default>(self) -> Result<http::Response<B>, BoxError> {
+        let error = match self {
+            Short::Refused(refused) => return Ok(refused.grpc_response()),
+            Short::Wait(error) => error,
+            Short::Failed(error) => return Err(error),
+        };
+        let (code, message) = match &error {
+            err if err.is_deadline() => (
+                "4",
+                "the rate limit would grant this request only after its deadline",
+            ),
+            AcquireError::InsufficientCapacity(_) => (
+                "8",
+                "rate limited: the request needs more units than the burst",
+            ),
+            _ => (
+                "14",
+                "the request's context ended before its rate-limit unit was granted",
+            ),
+        };
+        let mut response = http::Response::new(B::default());
+        response.extensions_mut().insert(error);
+        let headers = response.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/grpc"),
+        );
+        headers.insert("grpc-status", HeaderValue::from_static(code));
+        headers.insert("grpc-message", HeaderValue::from_static(message));
+        Ok(response)
     }
 }
 
@@ -540,9 +616,10 @@ impl<S: Service<Req>, Req, P> fmt::Debug for ResponseFuture<S, Req, P> {
 /// Applies a [`KeyedLimiter`] to a service: one unit of the request's key per request, the key taken
 /// from the request by `key`. See the [module docs](self).
 ///
-/// As with [`RateLimit`], the unit is taken in the response future: waiting requests hold their
-/// place in line there, and a response future dropped while it waits for its unit gives its place
-/// (and a unit granted to it but not yet taken) back. Once it has the unit, a clone of the inner
+/// As with [`RateLimit`], the unit is taken in the response future, under the `Context` the request
+/// carries ([`KeyedLimiter::acquire_with`]: a deadline that comes first is refused at once): waiting
+/// requests hold their place in line there, and a response future dropped while it waits for its
+/// unit gives its place (and a unit granted to it but not yet taken) back. Once it has the unit, a clone of the inner
 /// service (cloned into each response future, as tower's `Buffer` and axum's router do) is made
 /// ready and called; a unit taken is spent, even if the future is dropped while that clone becomes
 /// ready. Waiting, nothing of the inner service's readiness is held while a request waits for its
@@ -559,12 +636,14 @@ impl<S: Service<Req>, Req, P> fmt::Debug for ResponseFuture<S, Req, P> {
 /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
 /// # async fn main() {
 /// let per_user = KeyedLimiter::new(Quota::per_second(1).burst(1), 10_000).unwrap();
+/// let user = |req: &http::Request<()>| req.headers()["x-user"].to_str().unwrap().to_owned();
 /// let mut svc = ServiceBuilder::new()
-///     .layer(KeyedRateLimitLayer::shed(per_user, |user: &(&'static str, u32)| user.0))
-///     .service_fn(|(_, n): (&'static str, u32)| async move { Ok::<_, std::convert::Infallible>(n) });
-/// assert_eq!(svc.ready().await.unwrap().call(("ada", 1)).await.unwrap(), 1);
-/// assert!(svc.ready().await.unwrap().call(("ada", 2)).await.is_err(), "ada's second, at once");
-/// assert_eq!(svc.ready().await.unwrap().call(("bob", 3)).await.unwrap(), 3);
+///     .layer(KeyedRateLimitLayer::shed(per_user, user))
+///     .service_fn(|_req: http::Request<()>| async { Ok::<_, std::convert::Infallible>("served") });
+/// let from = |name: &str| http::Request::builder().header("x-user", name).body(()).unwrap();
+/// assert_eq!(svc.ready().await.unwrap().call(from("ada")).await.unwrap(), "served");
+/// assert!(svc.ready().await.unwrap().call(from("ada")).await.is_err(), "ada's second, at once");
+/// assert_eq!(svc.ready().await.unwrap().call(from("bob")).await.unwrap(), "served");
 /// # }
 /// ```
 pub struct KeyedRateLimitLayer<K: Hash + Eq + Clone, F, P = Http> {
@@ -584,7 +663,7 @@ impl<K: Hash + Eq + Clone, F> KeyedRateLimitLayer<K, F> {
     /// # use bounded_ratelimit::{KeyedLimiter, Quota};
     /// let layer = KeyedRateLimitLayer::new(
     ///     KeyedLimiter::<String>::new(Quota::per_second(5), 1_000).unwrap(),
-    ///     |req: &String| req.clone(),
+    ///     |req: &http::Request<()>| req.uri().path().to_owned(),
     /// );
     /// # let _ = layer;
     /// ```
@@ -606,7 +685,7 @@ impl<K: Hash + Eq + Clone, F> KeyedRateLimitLayer<K, F> {
     /// # use bounded_ratelimit::{KeyedLimiter, Quota};
     /// let layer = KeyedRateLimitLayer::shed(
     ///     KeyedLimiter::<String>::new(Quota::per_second(5), 1_000).unwrap(),
-    ///     |req: &String| req.clone(),
+    ///     |req: &http::Request<()>| req.uri().path().to_owned(),
     /// );
     /// # let _ = layer;
     /// ```
@@ -703,33 +782,55 @@ pub type KeyedResponseFuture<T> = Pin<Box<dyn Future<Output = Result<T, BoxError
 
 impl<S, K: Hash + Eq + Clone, F, P> KeyedRateLimit<S, K, F, P> {
     /// The response future of a request whose unit is taken (or waited for), or, shedding, the
-    /// refusal.
-    fn admit<Req>(&mut self, req: Req) -> Result<KeyedResponseFuture<S::Response>, RateLimited>
+    /// refusal; `answer` turns the outcome into the protocol's answer.
+    fn admit<B>(
+        &mut self,
+        req: http::Request<B>,
+        answer: Answer<S::Response>,
+    ) -> KeyedResponseFuture<S::Response>
     where
-        S: Service<Req> + Clone + Send + 'static,
+        S: Service<http::Request<B>> + Clone + Send + 'static,
         S::Future: Send,
         S::Error: Into<BoxError>,
         K: Send + Sync + 'static,
-        F: Fn(&Req) -> K,
-        Req: Send + 'static,
+        F: Fn(&http::Request<B>) -> K,
+        B: Send + 'static,
     {
         let key = (self.layer.key)(&req);
         if self.layer.shed {
-            self.layer.limiter.try_acquire_n(&key, 1)?;
-            let fut = self.inner.call(req);
-            return Ok(Box::pin(async move { fut.await.map_err(Into::into) }));
+            return match self.layer.limiter.try_acquire_n(&key, 1) {
+                Ok(()) => {
+                    let fut = self.inner.call(req);
+                    Box::pin(
+                        async move { answer(fut.await.map_err(|err| Short::Failed(err.into()))) },
+                    )
+                }
+                Err(err) => {
+                    let refused = Short::Refused(err.into());
+                    Box::pin(async move { answer(Err(refused)) })
+                }
+            };
         }
         // Made ready only once the unit is granted, so a request waiting for its key's turn holds no
         // readiness of the inner service (a concurrency limit's permit, say) that other keys need.
         let mut inner = self.inner.clone();
         let limiter = self.layer.limiter.clone();
-        Ok(Box::pin(async move {
-            limiter.acquire(&key).await;
-            std::future::poll_fn(|cx| inner.poll_ready(cx))
-                .await
-                .map_err(Into::into)?;
-            inner.call(req).await.map_err(Into::into)
-        }))
+        let ctx = req.extensions().get::<Context>().cloned();
+        Box::pin(async move {
+            let answered = async {
+                match &ctx {
+                    // Refused at once if the request's deadline comes before its grant would.
+                    Some(ctx) => limiter.acquire_with(ctx, &key).await.map_err(Short::Wait)?,
+                    None => limiter.acquire(&key).await,
+                }
+                let failed = |err: S::Error| Short::Failed(err.into());
+                std::future::poll_fn(|cx| inner.poll_ready(cx))
+                    .await
+                    .map_err(failed)?;
+                inner.call(req).await.map_err(failed)
+            };
+            answer(answered.await)
+        })
     }
 
     /// Shedding, the inner service must be ready for `call`; waiting, a clone of it is made ready in
@@ -746,26 +847,25 @@ impl<S, K: Hash + Eq + Clone, F, P> KeyedRateLimit<S, K, F, P> {
     }
 }
 
-impl<S, K, F, Req> Service<Req> for KeyedRateLimit<S, K, F, Http>
+impl<S, K, F, B> Service<http::Request<B>> for KeyedRateLimit<S, K, F, Http>
 where
-    S: Service<Req> + Clone + Send + 'static,
+    S: Service<http::Request<B>> + Clone + Send + 'static,
     S::Future: Send,
     S::Error: Into<BoxError>,
     K: Hash + Eq + Clone + Send + Sync + 'static,
-    F: Fn(&Req) -> K + Send + Sync + 'static,
-    Req: Send + 'static,
+    F: Fn(&http::Request<B>) -> K + Send + Sync + 'static,
+    B: Send + 'static,
 {
     type Response = S::Response;
     type Error = BoxError;
     type Future = KeyedResponseFuture<S::Response>;
 
     fn poll_ready(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), BoxError>> {
-        self.poll_inner::<Req>(cx)
+        self.poll_inner::<http::Request<B>>(cx)
     }
 
-    fn call(&mut self, req: Req) -> Self::Future {
-        self.admit(req)
-            .unwrap_or_else(|refused| Box::pin(async move { Err(Box::new(refused) as BoxError) }))
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        self.admit(req, |answered| answered.map_err(Short::into_error))
     }
 }
 
@@ -788,7 +888,6 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        self.admit(req)
-            .unwrap_or_else(|refused| Box::pin(async move { Ok(refused.grpc_response()) }))
+        self.admit(req, |answered| answered.or_else(Short::into_grpc))
     }
 }

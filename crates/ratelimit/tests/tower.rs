@@ -15,7 +15,7 @@ use std::time::Duration;
 use bounded_cancel::live;
 use bounded_cancel::tower::{ContextLayer, RequestEnded};
 use bounded_ratelimit::tower::{KeyedRateLimitLayer, RateLimitLayer, RateLimited};
-use bounded_ratelimit::{KeyedLimiter, Limiter, Quota};
+use bounded_ratelimit::{AcquireError, KeyedLimiter, Limiter, Quota};
 use tokio::time::Instant;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
@@ -34,8 +34,15 @@ impl<F: Future> Future for CountPolls<F> {
     }
 }
 
-fn echo() -> impl Service<u32, Response = u32, Error = Infallible, Future: Send> + Clone + Send {
-    tower::service_fn(|n: u32| async move { Ok::<_, Infallible>(n) })
+/// Answers each request with its body.
+fn echo()
+-> impl Service<http::Request<u32>, Response = u32, Error = Infallible, Future: Send> + Clone + Send
+{
+    tower::service_fn(|req: http::Request<u32>| async move { Ok::<_, Infallible>(req.into_body()) })
+}
+
+fn req(n: u32) -> http::Request<u32> {
+    http::Request::new(n)
 }
 
 #[tokio::test(start_paused = true)]
@@ -51,7 +58,7 @@ async fn waiting_callers_are_served_in_order_with_one_wake_up_each() {
         let (svc, order) = (svc.clone(), order.clone());
         let polls = Arc::new(AtomicUsize::new(0));
         let ready = CountPolls {
-            fut: Box::pin(async move { svc.oneshot(i).await }),
+            fut: Box::pin(async move { svc.oneshot(req(i)).await }),
             polls: polls.clone(),
         };
         callers.push((
@@ -89,14 +96,14 @@ async fn a_waiting_request_dropped_gives_its_place_and_its_unused_unit_back() {
     unused.ready().await.unwrap();
     drop(unused);
     assert_eq!(limiter.tokens(), 1, "poll_ready reserved nothing");
-    assert_eq!(svc.clone().oneshot(7).await.unwrap(), 7);
+    assert_eq!(svc.clone().oneshot(req(7)).await.unwrap(), 7);
 
     // A response dropped while it waits in line leaves the line.
-    let mut waiting = Box::pin(svc.clone().oneshot(8));
+    let mut waiting = Box::pin(svc.clone().oneshot(req(8)));
     assert!(futures_util::FutureExt::now_or_never(&mut waiting).is_none());
     drop(waiting);
     let start = Instant::now();
-    svc.clone().oneshot(9).await.unwrap();
+    svc.clone().oneshot(req(9)).await.unwrap();
     assert_eq!(
         start.elapsed(),
         Duration::from_secs(1),
@@ -109,7 +116,7 @@ async fn a_waiting_request_dropped_gives_its_place_and_its_unused_unit_back() {
         .layer(RateLimitLayer::new(limiter.clone()))
         .service(NeverReady);
     tokio::time::advance(Duration::from_secs(1)).await;
-    let mut granted = Box::pin(never_ready.oneshot(10));
+    let mut granted = Box::pin(never_ready.oneshot(req(10)));
     assert!(futures_util::FutureExt::now_or_never(&mut granted).is_none());
     assert_eq!(
         limiter.tokens(),
@@ -128,7 +135,7 @@ async fn a_waiting_request_dropped_gives_its_place_and_its_unused_unit_back() {
 #[derive(Clone)]
 struct NeverReady;
 
-impl Service<u32> for NeverReady {
+impl Service<http::Request<u32>> for NeverReady {
     type Response = u32;
     type Error = Infallible;
     type Future = std::future::Ready<Result<u32, Infallible>>;
@@ -137,8 +144,8 @@ impl Service<u32> for NeverReady {
         Poll::Pending
     }
 
-    fn call(&mut self, n: u32) -> Self::Future {
-        unreachable!("called {n} without being ready")
+    fn call(&mut self, req: http::Request<u32>) -> Self::Future {
+        unreachable!("called {} without being ready", req.body())
     }
 }
 
@@ -155,39 +162,63 @@ fn handler(
 }
 
 #[tokio::test(start_paused = true)]
-async fn under_a_context_layer_a_waiting_request_ends_at_its_deadline_or_the_drain() {
-    let service_ctx = bounded_cancel::Context::new();
+async fn under_a_context_layer_a_request_that_cannot_make_its_deadline_is_refused_at_once() {
     let limiter = Limiter::new(Quota::per_second(1).burst(1)).unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let svc = ServiceBuilder::new()
-        .layer(ContextLayer::new(&service_ctx).timeout(Duration::from_millis(100)))
+        .layer(
+            ContextLayer::new(&bounded_cancel::Context::new()).timeout(Duration::from_millis(1500)),
+        )
         .layer(RateLimitLayer::new(limiter.clone()))
         .service(handler(calls.clone()));
     let start = Instant::now();
     svc.clone().oneshot(http::Request::new(())).await.unwrap();
 
-    // The next unit is a second away: the request's 100 ms end first, and its place goes back.
+    // The next unit, at 1 s, is within the 1.5 s; the one after it, at 2 s, is not: refused now.
+    let waiting = tokio::spawn(svc.clone().oneshot(http::Request::new(())));
+    tokio::task::yield_now().await;
     let err = svc
         .clone()
         .oneshot(http::Request::new(()))
         .await
         .unwrap_err();
-    let ended = err.downcast_ref::<RequestEnded>().expect("RequestEnded");
-    assert!(ended.is_deadline(), "{ended}");
-    assert_eq!(start.elapsed(), Duration::from_millis(100));
+    let refused = err.downcast_ref::<AcquireError>().expect("AcquireError");
+    assert!(
+        matches!(
+            refused,
+            AcquireError::DeadlineTooSoon { wait, remaining }
+                if *wait == Duration::from_secs(2) && *remaining == Duration::from_millis(1500)
+        ),
+        "{refused:?}"
+    );
+    assert_eq!(start.elapsed(), Duration::ZERO, "refused at once");
+    waiting.await.unwrap().expect("granted within its deadline");
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
     assert_eq!(
         calls.load(Ordering::Relaxed),
-        1,
-        "the late request never reached the handler"
+        2,
+        "the refused one never reached the handler"
     );
-    tokio::time::sleep_until(start + Duration::from_secs(1)).await;
-    svc.clone()
-        .oneshot(http::Request::new(()))
-        .await
-        .expect("served at once at the next unit: the request that ended took none");
-    assert_eq!(start.elapsed(), Duration::from_secs(1));
 
-    // A drain ends the requests waiting for their units then, not when their units come.
+    // It took nothing: the next unit is still at 2 s.
+    tokio::time::sleep_until(start + Duration::from_secs(2)).await;
+    svc.clone().oneshot(http::Request::new(())).await.unwrap();
+    assert_eq!(start.elapsed(), Duration::from_secs(2));
+    assert_eq!(limiter.metrics().rejected, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn under_a_context_layer_a_drain_ends_the_requests_waiting_for_their_units() {
+    let service_ctx = bounded_cancel::Context::new();
+    let limiter = Limiter::new(Quota::per_second(1).burst(1)).unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let svc = ServiceBuilder::new()
+        .layer(ContextLayer::new(&service_ctx).timeout(Duration::from_secs(10)))
+        .layer(RateLimitLayer::new(limiter.clone()))
+        .service(handler(calls.clone()));
+    let start = Instant::now();
+    svc.clone().oneshot(http::Request::new(())).await.unwrap();
+    // Units at 1, 2 and 3 s, all within their deadlines: they wait.
     let waiting: Vec<_> = (0..3)
         .map(|_| tokio::spawn(svc.clone().oneshot(http::Request::new(()))))
         .collect();
@@ -200,15 +231,17 @@ async fn under_a_context_layer_a_waiting_request_ends_at_its_deadline_or_the_dra
     }
     assert_eq!(
         start.elapsed(),
-        Duration::from_millis(1030),
+        Duration::from_millis(30),
         "ended by the drain"
     );
-    assert_eq!(calls.load(Ordering::Relaxed), 2);
-    assert_eq!(limiter.metrics().granted, 2);
+    assert_eq!(calls.load(Ordering::Relaxed), 1);
+    // Their places went back: the next unit is at 1 s, not 4 s.
+    limiter.acquire().await;
+    assert_eq!(start.elapsed(), Duration::from_secs(1));
 }
 
 #[tokio::test(start_paused = true)]
-async fn in_grpc_mode_a_wait_cut_by_the_deadline_is_answered_deadline_exceeded() {
+async fn in_grpc_mode_a_request_that_cannot_make_its_deadline_is_answered_deadline_exceeded() {
     let limiter = Limiter::new(Quota::per_second(1).burst(1)).unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let svc = ServiceBuilder::new()
@@ -222,24 +255,60 @@ async fn in_grpc_mode_a_wait_cut_by_the_deadline_is_answered_deadline_exceeded()
     svc.clone().oneshot(http::Request::new(())).await.unwrap();
     let start = Instant::now();
     let response = svc.clone().oneshot(http::Request::new(())).await.unwrap();
-    assert_eq!(start.elapsed(), Duration::from_millis(100));
+    assert_eq!(start.elapsed(), Duration::ZERO);
     assert_eq!(response.headers()["grpc-status"], "4"); // DEADLINE_EXCEEDED
+    assert!(
+        response
+            .extensions()
+            .get::<AcquireError>()
+            .unwrap()
+            .is_deadline()
+    );
     assert_eq!(calls.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_keyed_request_that_cannot_make_its_deadline_is_refused_at_once() {
+    let limiter = KeyedLimiter::new(Quota::per_second(1).burst(1), 100).unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(
+            ContextLayer::new(&bounded_cancel::Context::new()).timeout(Duration::from_millis(500)),
+        )
+        .layer(KeyedRateLimitLayer::new(
+            limiter,
+            |req: &http::Request<()>| req.uri().path().to_owned(),
+        ))
+        .service(tower::service_fn(|_req: http::Request<()>| async {
+            Ok::<_, Infallible>(http::Response::new(()))
+        }));
+    let to = |path: &str| http::Request::get(path).body(()).unwrap();
+    let start = Instant::now();
+    svc.clone().oneshot(to("/a")).await.unwrap();
+    let err = svc.clone().oneshot(to("/a")).await.unwrap_err();
+    assert!(
+        err.downcast_ref::<AcquireError>().unwrap().is_deadline(),
+        "{err}"
+    );
+    assert_eq!(start.elapsed(), Duration::ZERO, "refused at once");
+    svc.clone().oneshot(to("/b")).await.expect("another key");
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_request_waiting_for_its_key_holds_no_concurrency_permit_of_the_inner_service() {
     let limiter = KeyedLimiter::new(Quota::per_second(1).burst(1), 100).unwrap();
     let svc = ServiceBuilder::new()
-        .layer(KeyedRateLimitLayer::new(limiter, |n: &u32| n % 2))
+        .layer(KeyedRateLimitLayer::new(
+            limiter,
+            |req: &http::Request<u32>| req.body() % 2,
+        ))
         .concurrency_limit(1)
         .service(echo());
     let start = Instant::now();
-    svc.clone().oneshot(0).await.unwrap();
+    svc.clone().oneshot(req(0)).await.unwrap();
     // Key 0's next unit is a second away; key 1's request must not wait behind it for the permit.
-    let waiting = tokio::spawn(svc.clone().oneshot(2));
+    let waiting = tokio::spawn(svc.clone().oneshot(req(2)));
     tokio::task::yield_now().await;
-    assert_eq!(svc.clone().oneshot(1).await.unwrap(), 1);
+    assert_eq!(svc.clone().oneshot(req(1)).await.unwrap(), 1);
     assert_eq!(start.elapsed(), Duration::ZERO, "key 1 served at once");
     assert_eq!(waiting.await.unwrap().unwrap(), 2);
     assert_eq!(start.elapsed(), Duration::from_secs(1));
@@ -251,18 +320,18 @@ async fn shedding_answers_at_once_with_the_retry_after_and_never_calls_the_servi
     let calls = Arc::new(AtomicUsize::new(0));
     let counted = {
         let calls = calls.clone();
-        tower::service_fn(move |n: u32| {
+        tower::service_fn(move |req: http::Request<u32>| {
             calls.fetch_add(1, Ordering::Relaxed);
-            async move { Ok::<_, Infallible>(n) }
+            async move { Ok::<_, Infallible>(req.into_body()) }
         })
     };
     let svc = ServiceBuilder::new()
         .layer(RateLimitLayer::shed(limiter))
         .service(counted);
-    assert_eq!(svc.clone().oneshot(1).await.unwrap(), 1);
-    assert_eq!(svc.clone().oneshot(2).await.unwrap(), 2);
+    assert_eq!(svc.clone().oneshot(req(1)).await.unwrap(), 1);
+    assert_eq!(svc.clone().oneshot(req(2)).await.unwrap(), 2);
     let start = Instant::now();
-    let err = svc.clone().oneshot(3).await.unwrap_err();
+    let err = svc.clone().oneshot(req(3)).await.unwrap_err();
     assert_eq!(start.elapsed(), Duration::ZERO);
     let refused = err
         .downcast_ref::<RateLimited>()
@@ -275,7 +344,7 @@ async fn shedding_answers_at_once_with_the_retry_after_and_never_calls_the_servi
         "the refused request never reached the service"
     );
     tokio::time::advance(Duration::from_millis(100)).await;
-    assert_eq!(svc.clone().oneshot(4).await.unwrap(), 4);
+    assert_eq!(svc.clone().oneshot(req(4)).await.unwrap(), 4);
 }
 
 #[tokio::test(start_paused = true)]
@@ -287,7 +356,7 @@ async fn clones_share_one_limit() {
     let clones: Vec<_> = (0..10).map(|_| svc.clone()).collect();
     let mut served = 0;
     for (i, clone) in clones.into_iter().enumerate() {
-        if clone.oneshot(i as u32).await.is_ok() {
+        if clone.oneshot(req(i as u32)).await.is_ok() {
             served += 1;
         }
     }
@@ -298,7 +367,10 @@ async fn clones_share_one_limit() {
 async fn keyed_waits_per_key_and_a_dropped_response_gives_its_place_back() {
     let limiter = KeyedLimiter::new(Quota::per_second(10).burst(1), 100).unwrap();
     let svc = ServiceBuilder::new()
-        .layer(KeyedRateLimitLayer::new(limiter.clone(), |n: &u32| n % 2))
+        .layer(KeyedRateLimitLayer::new(
+            limiter.clone(),
+            |req: &http::Request<u32>| req.body() % 2,
+        ))
         .service(echo());
     let start = Instant::now();
     // Keys 0 and 1 each serve one at once, then one every 100 ms.
@@ -306,7 +378,7 @@ async fn keyed_waits_per_key_and_a_dropped_response_gives_its_place_back() {
     for n in 0..6u32 {
         let svc = svc.clone();
         calls.push(tokio::spawn(async move {
-            (n, svc.oneshot(n).await.unwrap(), start.elapsed())
+            (n, svc.oneshot(req(n)).await.unwrap(), start.elapsed())
         }));
         tokio::task::yield_now().await;
     }
@@ -320,12 +392,12 @@ async fn keyed_waits_per_key_and_a_dropped_response_gives_its_place_back() {
         );
     }
     // A waiting response dropped gives its place back: the next request on its key is not delayed by it.
-    let mut waiting = Box::pin(svc.clone().oneshot(0));
+    let mut waiting = Box::pin(svc.clone().oneshot(req(0)));
     assert!(futures_util::FutureExt::now_or_never(&mut waiting).is_none());
     drop(waiting);
     tokio::time::advance(Duration::from_millis(100)).await;
     let start = Instant::now();
-    svc.clone().oneshot(2).await.unwrap();
+    svc.clone().oneshot(req(2)).await.unwrap();
     assert_eq!(start.elapsed(), Duration::ZERO);
 }
 
@@ -333,14 +405,17 @@ async fn keyed_waits_per_key_and_a_dropped_response_gives_its_place_back() {
 async fn keyed_shedding_refuses_one_key_and_serves_another() {
     let limiter = KeyedLimiter::new(Quota::per_second(2).burst(1), 100).unwrap();
     let svc = ServiceBuilder::new()
-        .layer(KeyedRateLimitLayer::shed(limiter, |n: &u32| *n / 100))
+        .layer(KeyedRateLimitLayer::shed(
+            limiter,
+            |req: &http::Request<u32>| req.body() / 100,
+        ))
         .service(echo());
-    svc.clone().oneshot(101).await.unwrap();
-    let err = svc.clone().oneshot(102).await.unwrap_err();
+    svc.clone().oneshot(req(101)).await.unwrap();
+    let err = svc.clone().oneshot(req(102)).await.unwrap_err();
     let refused = err.downcast_ref::<RateLimited>().unwrap();
     assert_eq!(refused.retry_after(), Some(Duration::from_millis(500)));
     svc.clone()
-        .oneshot(201)
+        .oneshot(req(201))
         .await
         .expect("key 2 has its own bucket");
 }

@@ -1,6 +1,6 @@
-//! Clients of a rate-limited tower service that call, that make the service ready and drop it, or
-//! that give up while their request waits for its unit (giving its place, or a unit granted and not
-//! yet used, back), on the paused clock, in waiting and in shedding mode: the inner service is never
+//! Clients of a rate-limited tower service that call, that make the service ready and drop it, that
+//! give up while their request waits for its unit (giving its place, or a unit granted and not yet
+//! used, back), or that call with a deadline (refused at once when their unit would come later), on the paused clock, in waiting and in shedding mode: the inner service is never
 //! called more often than the quota allows, `burst + (window + 1 ms) / interval` in every window.
 #![cfg(feature = "tower")]
 
@@ -13,6 +13,7 @@ use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bounded_cancel::Context;
 use bounded_ratelimit::tower::RateLimitLayer;
 use bounded_ratelimit::{Limiter, Quota};
 use paused::paused_runtime;
@@ -29,6 +30,9 @@ enum Use {
     ReadyThenDrop(u32),
     /// Calls, and gives up waiting for the response after this many microseconds.
     GiveUp(u32),
+    /// Calls with a context whose deadline is this many microseconds away: refused at once if its
+    /// unit would come later, its reservation given back.
+    CallWithin(u32),
     Pause(u32),
 }
 
@@ -37,6 +41,7 @@ fn client_use() -> impl Strategy<Value = Use> {
         3 => Just(Use::Call),
         1 => (0u32..30_000).prop_map(Use::ReadyThenDrop),
         1 => (0u32..30_000).prop_map(Use::GiveUp),
+        1 => (0u32..30_000).prop_map(Use::CallWithin),
         1 => (0u32..30_000).prop_map(Use::Pause),
     ]
 }
@@ -61,7 +66,7 @@ proptest! {
                 false => RateLimitLayer::new(limiter),
             };
             let start = Instant::now();
-            let inner = tower::service_fn(move |()| {
+            let inner = tower::service_fn(move |_req: http::Request<()>| {
                 seen.lock().unwrap().push((start.elapsed(), 1));
                 async { Ok::<_, Infallible>(()) }
             });
@@ -78,7 +83,7 @@ proptest! {
                                 Use::Call => {
                                     // A shed call is refused with the retry-after: not a call.
                                     let ready = client.ready().await.unwrap();
-                                    let _ = ready.call(()).await;
+                                    let _ = ready.call(http::Request::new(())).await;
                                 }
                                 Use::ReadyThenDrop(us) => {
                                     client.ready().await.unwrap();
@@ -86,8 +91,14 @@ proptest! {
                                     drop(client);
                                 }
                                 Use::GiveUp(us) => {
-                                    let call = client.oneshot(());
+                                    let call = client.oneshot(http::Request::new(()));
                                     let _ = tokio::time::timeout(micros(us), call).await;
+                                }
+                                Use::CallWithin(us) => {
+                                    let mut req = http::Request::new(());
+                                    req.extensions_mut()
+                                        .insert(Context::new().with_timeout(micros(us)));
+                                    let _ = client.oneshot(req).await;
                                 }
                                 Use::Pause(us) => tokio::time::sleep(micros(us)).await,
                             }
