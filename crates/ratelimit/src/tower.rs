@@ -147,26 +147,42 @@ impl RateLimited {
     /// assert_eq!(refused.headers()["grpc-retry-pushback-ms"], "2");
     /// ```
     pub fn grpc_response<B: Default>(self) -> http::Response<B> {
-        let mut response = http::Response::new(B::default());
-        response.extensions_mut().insert(self);
-        let headers = response.headers_mut();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/grpc"),
-        );
-        headers.insert("grpc-status", HeaderValue::from_static("8")); // RESOURCE_EXHAUSTED
-        let message = match self.retry_after {
+        let (message, pushback) = match self.retry_after {
             Some(wait) => {
                 let ms = wait.as_millis() + u128::from(wait.subsec_nanos() % 1_000_000 > 0);
                 let ms = u64::try_from(ms).unwrap_or(u64::MAX);
-                headers.insert("grpc-retry-pushback-ms", HeaderValue::from(ms));
-                "rate limited: retry after the pushback"
+                ("rate limited: retry after the pushback", Some(ms))
             }
-            None => "rate limited: the request needs more units than the burst",
+            None => (
+                "rate limited: the request needs more units than the burst",
+                None,
+            ),
         };
-        headers.insert("grpc-message", HeaderValue::from_static(message));
+        let mut response = grpc_status("8", message, self); // RESOURCE_EXHAUSTED
+        if let Some(ms) = pushback {
+            let headers = response.headers_mut();
+            headers.insert("grpc-retry-pushback-ms", HeaderValue::from(ms));
+        }
         response
     }
+}
+
+/// A gRPC trailers-only response: `code` and `message` in its headers, `why` in its extensions.
+fn grpc_status<B: Default, T: Clone + Send + Sync + 'static>(
+    code: &'static str,
+    message: &'static str,
+    why: T,
+) -> http::Response<B> {
+    let mut response = http::Response::new(B::default());
+    response.extensions_mut().insert(why);
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert("grpc-status", HeaderValue::from_static(code));
+    headers.insert("grpc-message", HeaderValue::from_static(message));
+    response
 }
 
 impl fmt::Display for RateLimited {
@@ -594,16 +610,7 @@ impl Short {
                 "the request's context ended before its rate-limit unit was granted",
             ),
         };
-        let mut response = http::Response::new(B::default());
-        response.extensions_mut().insert(error);
-        let headers = response.headers_mut();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/grpc"),
-        );
-        headers.insert("grpc-status", HeaderValue::from_static(code));
-        headers.insert("grpc-message", HeaderValue::from_static(message));
-        Ok(response)
+        Ok(grpc_status(code, message, error))
     }
 }
 
