@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bounded_cancel::live;
-use bounded_cancel::tower::{ContextLayer, RequestEnded};
+use bounded_cancel::tower::{ClientContextLayer, ContextLayer, RequestEnded};
 use bounded_ratelimit::tower::{KeyedRateLimitLayer, RateLimitLayer, RateLimited};
 use bounded_ratelimit::{AcquireError, KeyedLimiter, Limiter, Quota};
 use tokio::time::Instant;
@@ -238,6 +238,52 @@ async fn under_a_context_layer_a_drain_ends_the_requests_waiting_for_their_units
     // Their places went back: the next unit is at 1 s, not 4 s.
     limiter.acquire().await;
     assert_eq!(start.elapsed(), Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_client_dispatches_at_the_rate_under_each_callers_context() {
+    // Go's `limiter.Wait(ctx)` before `client.Do(req)`, as a tower client stack.
+    let limiter = Limiter::new(Quota::per_second(1).burst(1)).unwrap();
+    let sent = Arc::new(AtomicUsize::new(0));
+    let client = ServiceBuilder::new()
+        .layer(ClientContextLayer::new())
+        .layer(RateLimitLayer::new(limiter.clone()))
+        .service(handler(sent.clone()));
+    let call = |ctx: &bounded_cancel::Context| {
+        let mut req = http::Request::new(());
+        req.extensions_mut().insert(ctx.clone());
+        client.clone().oneshot(req)
+    };
+    let start = Instant::now();
+    call(&bounded_cancel::Context::new()).await.unwrap();
+
+    // The next unit is a second away: a caller with half a second left is refused at once.
+    let hurried = bounded_cancel::Context::new().with_timeout(Duration::from_millis(500));
+    let err = call(&hurried).await.unwrap_err();
+    assert!(
+        err.downcast_ref::<AcquireError>().unwrap().is_deadline(),
+        "{err}"
+    );
+    assert_eq!(start.elapsed(), Duration::ZERO);
+
+    // A caller that gives up while it waits: the call ends then, and its place goes back.
+    let leaving = bounded_cancel::Context::new();
+    let waiting = tokio::spawn(call(&leaving));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    leaving.cancel();
+    let err = waiting.await.unwrap().unwrap_err();
+    assert!(err.downcast_ref::<RequestEnded>().is_some(), "{err}");
+    call(&bounded_cancel::Context::new()).await.unwrap();
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_secs(1),
+        "the next unit, not the one after"
+    );
+    assert_eq!(
+        sent.load(Ordering::Relaxed),
+        2,
+        "the refused and the given-up calls were never sent"
+    );
 }
 
 #[tokio::test(start_paused = true)]
