@@ -311,6 +311,20 @@ async fn in_grpc_mode_a_request_that_cannot_make_its_deadline_is_answered_deadli
             .is_deadline()
     );
     assert_eq!(calls.load(Ordering::Relaxed), 1);
+
+    // A request whose context has already ended otherwise (a drain) takes nothing: UNAVAILABLE.
+    let limiter = Limiter::new(Quota::per_second(1).burst(1)).unwrap();
+    let svc = ServiceBuilder::new()
+        .layer(RateLimitLayer::new(limiter.clone()).grpc())
+        .service(handler(calls.clone()));
+    let drained = bounded_cancel::Context::new();
+    drained.cancel();
+    let mut req = http::Request::new(());
+    req.extensions_mut().insert(drained);
+    let response = svc.oneshot(req).await.unwrap();
+    assert_eq!(response.headers()["grpc-status"], "14"); // UNAVAILABLE
+    assert_eq!(limiter.tokens(), 1, "took nothing");
+    assert_eq!(calls.load(Ordering::Relaxed), 1);
 }
 
 #[tokio::test(start_paused = true)]
