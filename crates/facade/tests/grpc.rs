@@ -3,7 +3,8 @@
 //! reaches the client as the gRPC status it is (`DEADLINE_EXCEEDED`, `UNAVAILABLE`, `CANCELLED`),
 //! and a streamed response is made under its request's context until it ends, or is cut with a
 //! status, never ending `OK` short; a rate limit's refusal reaches the client as
-//! `RESOURCE_EXHAUSTED`. Real time.
+//! `RESOURCE_EXHAUSTED`, and a waiting rate limit that cannot serve a caller before its deadline
+//! answers `DEADLINE_EXCEEDED` at once. Real time.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -424,6 +425,43 @@ async fn a_shed_request_reaches_the_client_as_resource_exhausted() {
         .parse()
         .unwrap();
     assert!((50_000..=60_000).contains(&pushback), "{pushback} ms");
+    assert_eq!(
+        *seen.handled.lock().unwrap(),
+        1,
+        "the refused call was not handled"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_rate_limit_answers_a_caller_it_cannot_serve_in_time_with_deadline_exceeded_at_once()
+ {
+    let (tx, _ended) = mpsc::unbounded_channel();
+    let seen = Seen::default();
+    *seen.ended.lock().unwrap() = Some(tx);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let limiter = Limiter::new(Quota::per_minute(1).burst(1)).unwrap();
+    let probe = Probe(seen.clone());
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .layer(ContextLayer::new(&Context::new()).grpc())
+            .layer(RateLimitLayer::new(limiter).grpc())
+            .add_service(probe)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+            .unwrap();
+    });
+    assert_eq!(unary(addr, "remaining", None).await.unwrap(), "none");
+    // The next unit is a minute away; the caller has two seconds.
+    let caller = Context::new().with_timeout(Duration::from_secs(2));
+    let start = Instant::now();
+    let status = unary(addr, "remaining", Some(&caller)).await.unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(
+        start.elapsed() < Duration::from_secs(1),
+        "answered after {:?}, not at once",
+        start.elapsed()
+    );
     assert_eq!(
         *seen.handled.lock().unwrap(),
         1,
