@@ -194,6 +194,26 @@ async fn serve(
     (addr, seen, ended)
 }
 
+/// Serves `Probe` under a request context (`ContextLayer::grpc`, no timeout) and `limit` inside it.
+async fn serve_rate_limited(
+    limit: RateLimitLayer<bounded::cancel::tower::Grpc>,
+) -> (SocketAddr, Seen) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Seen::default();
+    let probe = Probe(seen.clone());
+    tokio::spawn(async move {
+        tonic::transport::Server::builder()
+            .layer(ContextLayer::new(&Context::new()).grpc())
+            .layer(limit)
+            .add_service(probe)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
+            .await
+            .unwrap();
+    });
+    (addr, seen)
+}
+
 /// A tonic channel to `addr`.
 async fn channel(addr: SocketAddr) -> tonic::transport::Channel {
     tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
@@ -397,22 +417,8 @@ async fn a_cancelled_caller_hears_cancelled_and_the_server_stops() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_shed_request_reaches_the_client_as_resource_exhausted() {
-    let (tx, _ended) = mpsc::unbounded_channel();
-    let seen = Seen::default();
-    *seen.ended.lock().unwrap() = Some(tx);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let limiter = Limiter::new(Quota::per_minute(1).burst(1)).unwrap();
-    let probe = Probe(seen.clone());
-    tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .layer(ContextLayer::new(&Context::new()).grpc())
-            .layer(RateLimitLayer::shed(limiter).grpc())
-            .add_service(probe)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
-            .await
-            .unwrap();
-    });
+    let (addr, seen) = serve_rate_limited(RateLimitLayer::shed(limiter).grpc()).await;
     assert_eq!(unary(addr, "remaining", None).await.unwrap(), "none");
     let status = unary(addr, "remaining", None).await.unwrap_err();
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
@@ -435,22 +441,8 @@ async fn a_shed_request_reaches_the_client_as_resource_exhausted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_rate_limit_answers_a_caller_it_cannot_serve_in_time_with_deadline_exceeded_at_once()
  {
-    let (tx, _ended) = mpsc::unbounded_channel();
-    let seen = Seen::default();
-    *seen.ended.lock().unwrap() = Some(tx);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let limiter = Limiter::new(Quota::per_minute(1).burst(1)).unwrap();
-    let probe = Probe(seen.clone());
-    tokio::spawn(async move {
-        tonic::transport::Server::builder()
-            .layer(ContextLayer::new(&Context::new()).grpc())
-            .layer(RateLimitLayer::new(limiter).grpc())
-            .add_service(probe)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
-            .await
-            .unwrap();
-    });
+    let (addr, seen) = serve_rate_limited(RateLimitLayer::new(limiter).grpc()).await;
     assert_eq!(unary(addr, "remaining", None).await.unwrap(), "none");
     // The next unit is a minute away; the caller has two seconds.
     let caller = Context::new().with_timeout(Duration::from_secs(2));

@@ -321,11 +321,16 @@ impl<S, P> Layer<S> for RateLimitLayer<P> {
 /// the limiter's line when it is called, unless the `Context` in its extensions has ended or its
 /// deadline comes before the request's unit would ([`AcquireError`], at once, taking nothing). The
 /// response future waits for the unit, then for a clone of the inner service to be ready, and then
-/// calls it. So the wait is part of the response, and whatever ends the response (a
+/// calls it. Shedding (`RateLimitLayer::shed`), `poll_ready` is the inner service's, and `call`
+/// either passes the request on with a unit or answers the refusal at once.
+///
+/// # Cancel safety
+///
+/// The wait is part of the response, so whatever ends the response (a
 /// [`ContextLayer`](bounded_cancel::tower::ContextLayer)'s drain, a timeout, a client gone) ends the
-/// wait and gives the request's place, or a unit granted to it and not yet used, back. Shedding
-/// (`RateLimitLayer::shed`), `poll_ready` is the inner service's, and `call` either passes the
-/// request on with a unit or answers the refusal at once.
+/// wait. A response future dropped before the request was passed on gives the request's place in
+/// line, or a unit granted to it and not yet used, back, under the limiter's never-over-grant rule;
+/// the inner service was not called.
 pub struct RateLimit<S, P = Http> {
     inner: S,
     limiter: Limiter,
@@ -624,14 +629,17 @@ impl<S: Service<Req>, Req, P> fmt::Debug for ResponseFuture<S, Req, P> {
 /// from the request by `key`. See the [module docs](self).
 ///
 /// As with [`RateLimit`], the unit is taken in the response future, under the `Context` the request
-/// carries ([`KeyedLimiter::acquire_with`]: a deadline that comes first is refused at once): waiting
-/// requests hold their place in line there, and a response future dropped while it waits for its
-/// unit gives its place (and a unit granted to it but not yet taken) back. Once it has the unit, a clone of the inner
-/// service (cloned into each response future, as tower's `Buffer` and axum's router do) is made
-/// ready and called; a unit taken is spent, even if the future is dropped while that clone becomes
-/// ready. Waiting, nothing of the inner service's readiness is held while a request waits for its
-/// key's turn, so a concurrency limit inside is never taken up by requests that are not yet let
-/// through.
+/// carries ([`KeyedLimiter::acquire_with`]: a deadline that comes first is refused at once), and once
+/// it has the unit a clone of the inner service (cloned into each response future, as tower's
+/// `Buffer` and axum's router do) is made ready and called. Waiting, nothing of the inner service's
+/// readiness is held while a request waits for its key's turn, so a concurrency limit inside is never
+/// taken up by requests that are not yet let through.
+///
+/// # Cancel safety
+///
+/// A response future dropped while it waits for its unit gives its place (and a unit granted to it
+/// but not yet taken) back, and the inner service is not called. A unit taken is spent, even if the
+/// future is dropped while the inner service's clone becomes ready.
 ///
 /// # Examples
 ///
