@@ -46,7 +46,8 @@ pub enum PipelineError<E> {
         /// The panic payload, for `std::panic::resume_unwind` or [`panic_message`].
         payload: Box<dyn Any + Send + 'static>,
     },
-    /// The pipeline's context ended (its parent was cancelled or its deadline passed).
+    /// The pipeline's context ended (its parent was cancelled or its deadline passed) before every
+    /// stage had run to its end.
     Cancelled(Cause),
     /// A stage was built with 0 workers or a buffer of 0; nothing ran. The text says which and what to do.
     Invalid(String),

@@ -53,7 +53,9 @@
 //! The pipeline runs under a child of the context given to [`Pipeline::new`]. The first error (fail
 //! fast), a panic, that context ending, or dropping the [`Output`] cancels it, and a watch task aborts
 //! every stage's tasks; the source is never pulled again. The output then yields what was already
-//! through, then one `Err` ([`PipelineError`]) saying why, then ends. A panic is returned as a value,
+//! through, then one `Err` ([`PipelineError`]) saying why, then ends. A context that ends only after
+//! every stage has run to its end (its items waiting in the last channel for the reader) stops
+//! nothing, and the output ends with no error. A panic is returned as a value,
 //! [`PipelineError::Panicked`] with its payload: re-raise it with `std::panic::resume_unwind` if that
 //! is what you want. If the tokio runtime the stages run on shuts down mid-stream, the output (read
 //! from another runtime) ends with [`PipelineError::Lost`], never as if the source had run out.

@@ -247,10 +247,7 @@ impl<T: Send + 'static, E> Stream for Output<T, E> {
             this.ended = true;
             let shared = &this.owner.shared;
             shared.abort_all();
-            let failure = shared
-                .take_failure()
-                .or_else(|| shared.ctx.cause().map(PipelineError::Cancelled));
-            return Poll::Ready(failure.map(Err));
+            return Poll::Ready(shared.ended_early().map(Err));
         }
     }
 }

@@ -87,6 +87,10 @@ pub(crate) struct Shared<E> {
     /// Set before the pipeline aborts its tasks: a task dropped unfinished after this was stopped by
     /// the pipeline; one dropped before it was lost to its runtime's shutdown.
     stopping: AtomicBool,
+    /// Set when the pipeline stops before its end: a failure, the source stopping before it ran out,
+    /// or a stage task dropped before it finished. Unset, the stages all ran to their end, and the
+    /// output ends with no error even if the context ended after them.
+    cut_short: AtomicBool,
     /// Whether tokio's clock ran when a worker first asked, on a `current_thread` runtime (see
     /// [`Shared::batches_on_counter`]).
     clock_runs: OnceLock<bool>,
@@ -105,6 +109,7 @@ impl<E: Send + 'static> Shared<E> {
             tasks: TaskCounter::new("pipeline stage"),
             handles: Mutex::new(Vec::new()),
             stopping: AtomicBool::new(false),
+            cut_short: AtomicBool::new(false),
             clock_runs: OnceLock::new(),
             #[cfg(feature = "tracing")]
             span: tracing::Span::current(),
@@ -131,10 +136,19 @@ impl<E: Send + 'static> Shared<E> {
     where
         F: Future<Output = ()> + Send + 'static,
     {
+        self.spawn_task(stage, false, fut);
+    }
+
+    /// Spawns a task of the pipeline; `of_stage` if items pass through it (not the watch task).
+    fn spawn_task<F>(self: &Arc<Self>, stage: &str, of_stage: bool, fut: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
         let fut = Watched {
             lost: Lost {
                 shared: Arc::clone(self),
                 stage: stage.to_owned(),
+                of_stage,
                 finished: false,
             },
             fut,
@@ -160,7 +174,7 @@ impl<E: Send + 'static> Shared<E> {
             fut,
             tracing::info_span!(parent: &self.span, "pipeline stage", stage = %stage),
         );
-        self.spawn(stage, fut);
+        self.spawn_task(stage, true, fut);
     }
 
     pub(crate) fn add_stage(&self, name: String, workers: usize) -> Arc<Counters> {
@@ -187,6 +201,7 @@ impl<E: Send + 'static> Shared<E> {
             *slot = Some(failure);
         }
         drop(slot);
+        self.cut_short();
         #[cfg(feature = "tracing")]
         if let Some((stage, what)) = event {
             tracing::error!(
@@ -248,6 +263,25 @@ impl<E> Shared<E> {
         self.failure.lock().take()
     }
 
+    /// Records that the pipeline stops before its end (see [`Shared::ended_early`]).
+    pub(crate) fn cut_short(&self) {
+        // Release: the output reads it after the links this task holds have closed.
+        self.cut_short.store(true, Ordering::Release);
+    }
+
+    /// Why the pipeline ended, read by the output once the last link has closed and is empty: the
+    /// first failure, or the context's cause if something stopped before its end. A context that
+    /// ended after every stage ran to its end stopped nothing, and is no error.
+    pub(crate) fn ended_early(&self) -> Option<PipelineError<E>> {
+        self.take_failure().or_else(|| {
+            // Acquire: pairs with `cut_short`; the chain of closed links orders the two as well.
+            self.cut_short
+                .load(Ordering::Acquire)
+                .then(|| self.ctx.cause().map(PipelineError::Cancelled))
+                .flatten()
+        })
+    }
+
     pub(crate) fn metrics(&self) -> Vec<StageMetrics> {
         snapshot(&self.stages)
     }
@@ -292,11 +326,16 @@ impl<E: Send + 'static, F: Future<Output = ()>> Future for Watched<E, F> {
 struct Lost<E: Send + 'static> {
     shared: Arc<Shared<E>>,
     stage: String,
+    /// Items pass through the task: dropped unfinished, it cut the pipeline short.
+    of_stage: bool,
     finished: bool,
 }
 
 impl<E: Send + 'static> Drop for Lost<E> {
     fn drop(&mut self) {
+        if self.of_stage && !self.finished {
+            self.shared.cut_short();
+        }
         // Acquire: pairs with `abort_all`. Dropped unfinished without the pipeline stopping it, the
         // task went with its runtime's shutdown.
         if !self.finished && !self.shared.stopping.load(Ordering::Acquire) {

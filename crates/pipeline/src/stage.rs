@@ -257,6 +257,7 @@ impl<E: Send + 'static> Pipeline<E> {
                 // The context is checked before every pull, so a stopped pipeline pulls nothing more;
                 // a place downstream is reserved before every pull, so the source runs no further ahead
                 // than the links after it hold.
+                let mut ran_out = false;
                 while !task.ctx.is_cancelled() {
                     if !out.has_place() {
                         tally.tell();
@@ -278,7 +279,10 @@ impl<E: Send + 'static> Pipeline<E> {
                     };
                     let value = match pulled {
                         Ok(Some(value)) => value,
-                        Ok(None) => break,
+                        Ok(None) => {
+                            ran_out = true;
+                            break;
+                        }
                         Err(payload) => {
                             let stage = counters.name.clone();
                             task.fail(PipelineError::Panicked {
@@ -308,6 +312,11 @@ impl<E: Send + 'static> Pipeline<E> {
                 // Told before the output can see the end (the link closes when `out` is dropped);
                 // a source aborted mid-run tells as its tally is dropped.
                 tally.tell();
+                // Stopped before the stream ran out, it cut the pipeline short, and says so before
+                // its link closes.
+                if !ran_out {
+                    task.cut_short();
+                }
             });
         });
         Stage {

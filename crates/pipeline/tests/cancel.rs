@@ -148,3 +148,57 @@ async fn a_stage_function_that_cancels_its_context_ends_the_whole_pipeline() {
     );
     live::assert_none_alive().await;
 }
+
+/// The stages of a 10-item pipeline, with room for every item in each link, run to the end at once.
+fn drained(parent: &Context) -> bounded_pipeline::Output<u64, String> {
+    Pipeline::new(parent)
+        .source(0..10u64)
+        .map(3, |_ctx, i| async move { Ok::<_, String>(i * 2) })
+        .filter_map(2, |_ctx, i| async move { Ok::<_, String>(Some(i + 1)) })
+        .output()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_context_that_ends_after_every_stage_drained_stops_nothing_and_is_no_error() {
+    let parent = Context::new();
+    let out = drained(&parent);
+    // Every stage runs to its end: the ten items wait in the last link, nothing is left to stop.
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    assert_eq!(out.metrics().last().unwrap().items_out, 10);
+    parent.cancel();
+    let got = out.try_collect().await.expect("nothing was stopped");
+    assert_eq!(got, (0..10).map(|i| i * 2 + 1).collect::<Vec<_>>());
+    live::assert_none_alive().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_that_passes_while_the_drained_output_is_read_is_no_error() {
+    let parent = Context::new().with_timeout(Duration::from_millis(100));
+    let mut out = drained(&parent);
+    let mut got = Vec::new();
+    // A slow reader: the deadline passes after the stages have run to their end, while it reads.
+    while let Some(item) = out.next().await {
+        got.push(item.expect("every item was through before the deadline"));
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    assert!(parent.cause().unwrap().is_deadline_exceeded());
+    assert_eq!(got.len(), 10);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_context_that_ends_after_the_last_item_was_read_ends_the_output_cleanly() {
+    let parent = Context::new();
+    let mut out = Pipeline::new(&parent)
+        .source(0..100u64)
+        .map(4, |_ctx, i| async move { Ok::<_, String>(i) })
+        .output();
+    for _ in 0..100 {
+        out.next().await.unwrap().unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    parent.cancel();
+    assert!(
+        out.next().await.is_none(),
+        "every item came out and every stage ended"
+    );
+}
