@@ -68,7 +68,7 @@ pub mod tower;
 pub use cause::Cause;
 pub use context::Context;
 pub use future::{Cancelled, Run};
-pub use panic::{capture_panic_backtraces, panic_message, take_panic_backtrace};
+pub use panic::{PanicPayload, capture_panic_backtraces, panic_message, take_panic_backtrace};
 pub use report::{ShutdownReport, TaskOutcome, TaskReport};
 pub use shutdown::{Shutdown, SignalReceived, TaskFailed};
 

@@ -3,7 +3,7 @@ use std::fmt;
 use std::panic;
 use std::sync::Arc;
 
-use bounded_cancel::Cause;
+use bounded_cancel::{Cause, PanicPayload};
 
 /// Why [`Group::spawn`](crate::Group::spawn) handed a task back without running it.
 ///
@@ -303,7 +303,8 @@ impl std::error::Error for SetLimitError {}
 /// ```
 pub struct Panic {
     message: Arc<str>,
-    payload: Option<Box<dyn Any + Send>>,
+    /// `Sync`, so that a `Failure` goes into `Box<dyn Error + Send + Sync>` and `anyhow::Error`.
+    payload: Option<PanicPayload>,
     backtrace: Option<Arc<std::backtrace::Backtrace>>,
     task: Option<Arc<str>>,
 }
@@ -317,7 +318,7 @@ impl Panic {
     ) -> Self {
         Panic {
             message,
-            payload,
+            payload: payload.map(PanicPayload::new),
             backtrace,
             task,
         }
@@ -370,12 +371,12 @@ impl Panic {
 
     /// Moves the payload out into a new `Panic`, leaving the message behind for later callers.
     pub(crate) fn take(&mut self) -> Panic {
-        Panic::new(
-            self.message.clone(),
-            self.payload.take(),
-            self.backtrace.clone(),
-            self.task.clone(),
-        )
+        Panic {
+            message: self.message.clone(),
+            payload: self.payload.take(),
+            backtrace: self.backtrace.clone(),
+            task: self.task.clone(),
+        }
     }
 
     /// The panic message (`"panic payload is not a string"` for other payloads).
@@ -415,7 +416,7 @@ impl Panic {
     /// # }
     /// ```
     pub fn into_payload(self) -> Option<Box<dyn Any + Send>> {
-        self.payload
+        self.payload.map(PanicPayload::into_inner)
     }
 
     /// Re-raises the panic on the current thread, with the original payload where there is one.
@@ -438,7 +439,7 @@ impl Panic {
     /// ```
     pub fn resume(self) -> ! {
         match self.payload {
-            Some(payload) => panic::resume_unwind(payload),
+            Some(payload) => payload.resume(),
             None => panic::resume_unwind(Box::new(format!(
                 "a task of this group panicked: {} (the original payload went to an earlier wait)",
                 self.message
@@ -466,6 +467,8 @@ impl fmt::Display for Panic {
         }
     }
 }
+
+impl std::error::Error for Panic {}
 
 /// How a group failed, as returned by the `*_and_recover` waits: an error or a caught panic.
 ///

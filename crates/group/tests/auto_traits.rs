@@ -31,4 +31,52 @@ fn public_types_have_the_expected_auto_traits() {
     send_sync::<SetLimitError>();
     let failure: Failure<String> = Failure::Error(String::new());
     send(&failure);
+    sync(&failure);
+    send_sync::<bounded_group::Panic>();
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A task's error, as a service defines one: cloneable, since every `wait` returns it.
+#[derive(Debug, Clone)]
+struct DiskFull;
+
+impl std::fmt::Display for DiskFull {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("disk full")
+    }
+}
+
+impl std::error::Error for DiskFull {}
+
+/// What a handler returning tower's `BoxError` (or `anyhow::Result`) writes.
+async fn run(panics: bool) -> Result<(), BoxError> {
+    let group = Group::<DiskFull>::new();
+    group
+        .spawn_named("export", move |_ctx| async move {
+            if panics {
+                panic!("no account");
+            }
+            Err(DiskFull)
+        })
+        .await?;
+    group.wait_and_recover().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failure_or_a_panic_goes_into_a_boxed_error_with_the_question_mark() {
+    assert_eq!(run(false).await.unwrap_err().to_string(), "disk full");
+    let err = run(true).await.unwrap_err();
+    assert_eq!(err.to_string(), "task `export` panicked: no account");
+    let Ok(failure) = err.downcast::<Failure<DiskFull>>() else {
+        panic!("a Failure inside")
+    };
+    let Failure::Panicked(panic) = *failure else {
+        panic!("Panicked")
+    };
+    assert_eq!(
+        *panic.into_payload().unwrap().downcast::<&str>().unwrap(),
+        "no account"
+    );
 }

@@ -1,8 +1,7 @@
-use std::any::Any;
 use std::error::Error;
 use std::fmt;
 
-use bounded_cancel::{Cause, panic_message};
+use bounded_cancel::{Cause, PanicPayload};
 
 /// How a pipeline ended early, from [`Output`](crate::Output).
 ///
@@ -43,8 +42,9 @@ pub enum PipelineError<E> {
         stage: String,
         /// The item's position in the source, from 0.
         index: u64,
-        /// The panic payload, for `std::panic::resume_unwind` or [`panic_message`].
-        payload: Box<dyn Any + Send + 'static>,
+        /// The panic payload: [`PanicPayload::message`] reads the text, [`PanicPayload::resume`]
+        /// re-raises it.
+        payload: PanicPayload,
     },
     /// The pipeline's context ended (its parent was cancelled or its deadline passed) before every
     /// stage had run to its end.
@@ -99,7 +99,7 @@ impl<E: fmt::Debug> fmt::Debug for PipelineError<E> {
                 .debug_struct("Panicked")
                 .field("stage", stage)
                 .field("index", index)
-                .field("message", &panic_message(payload.as_ref()))
+                .field("message", &payload.message())
                 .finish(),
             PipelineError::Cancelled(cause) => f.debug_tuple("Cancelled").field(cause).finish(),
             PipelineError::Invalid(problem) => f.debug_tuple("Invalid").field(problem).finish(),
@@ -128,7 +128,7 @@ impl<E: fmt::Display> fmt::Display for PipelineError<E> {
             } => write!(
                 f,
                 "pipeline stage `{stage}` panicked on item {index}: {}; every stage was stopped",
-                panic_message(payload.as_ref())
+                payload.message()
             ),
             PipelineError::Cancelled(cause) => {
                 write!(f, "pipeline stopped before its source ended: {cause}")

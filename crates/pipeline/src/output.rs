@@ -211,7 +211,7 @@ impl<T, E> Output<T, E> {
         PipelineError::Panicked {
             stage: "for_each".to_owned(),
             index,
-            payload,
+            payload: payload.into(),
         }
     }
 }

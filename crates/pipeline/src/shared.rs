@@ -230,7 +230,7 @@ impl<E: Send + 'static> Shared<E> {
                         self.fail(PipelineError::Panicked {
                             stage: counters.name.clone(),
                             index,
-                            payload,
+                            payload: payload.into(),
                         });
                         false
                     }
@@ -401,10 +401,7 @@ fn describe<E>(failure: &PipelineError<E>) -> (String, String) {
             payload,
         } => (
             stage.clone(),
-            format!(
-                "item {index} panicked: {}",
-                bounded_cancel::panic_message(&**payload)
-            ),
+            format!("item {index} panicked: {}", payload.message()),
         ),
         PipelineError::Invalid(why) => (String::new(), why.clone()),
         PipelineError::Cancelled(cause) => (String::new(), cause.to_string()),

@@ -288,7 +288,7 @@ impl<E: Send + 'static> Pipeline<E> {
                             task.fail(PipelineError::Panicked {
                                 stage,
                                 index,
-                                payload,
+                                payload: payload.into(),
                             });
                             break;
                         }

@@ -130,7 +130,7 @@ fn step_of<U, E: Send + 'static>(
             shared.fail(PipelineError::Panicked {
                 stage: counters.name.clone(),
                 index,
-                payload,
+                payload: payload.into(),
             });
             Step::Stop
         }
@@ -427,7 +427,7 @@ pub(crate) async fn run_flat<T, I, E, F, Fut>(
                     shared.fail(PipelineError::Panicked {
                         stage: counters.name.clone(),
                         index,
-                        payload,
+                        payload: payload.into(),
                     });
                     return;
                 }

@@ -177,10 +177,7 @@ async fn a_panicking_source_stream_is_reported_and_stops_the_pipeline() {
             payload,
         } => {
             assert_eq!((stage.as_str(), index), ("source", 4));
-            assert_eq!(
-                bounded_cancel::panic_message(payload.as_ref()),
-                "the source broke at 4"
-            );
+            assert_eq!(payload.message(), "the source broke at 4");
         }
         other => panic!("{other:?}"),
     }
@@ -276,10 +273,7 @@ async fn a_panic_inside_a_flat_map_iterator_ends_the_pipeline_with_its_payload()
             payload,
         } => {
             assert_eq!((stage.as_str(), index), ("expand", 4));
-            assert_eq!(
-                bounded_cancel::panic_message(payload.as_ref()),
-                "iterator broke on 4"
-            );
+            assert_eq!(payload.message(), "iterator broke on 4");
         }
         other => panic!("{other:?}"),
     }

@@ -1,6 +1,6 @@
 //! A panic in a stage reaches the consumer as a value and stops the pipeline.
 
-use bounded_cancel::{Context, live, panic_message};
+use bounded_cancel::{Context, live};
 use bounded_pipeline::{Pipeline, PipelineError};
 
 /// `result` is the pipeline's failure for a panic in `stage` at item `index`, with `message`.
@@ -17,7 +17,7 @@ fn assert_panicked<T: std::fmt::Debug>(
             payload,
         }) => {
             assert_eq!((got_stage.as_str(), got_index), (stage, index));
-            assert_eq!(panic_message(payload.as_ref()), message);
+            assert_eq!(payload.message(), message);
         }
         other => panic!("{other:?}"),
     }
@@ -133,7 +133,7 @@ async fn a_panic_in_the_skip_handler_ends_the_pipeline_with_its_payload() {
             payload,
         }) => {
             assert_eq!((stage.as_str(), index), ("check", 3));
-            assert_eq!(panic_message(payload.as_ref()), "handler gave up on 3");
+            assert_eq!(payload.message(), "handler gave up on 3");
         }
         other => panic!(
             "the pipeline ended with {other:?} after {} items",
@@ -165,7 +165,7 @@ async fn a_panic_in_the_for_each_callback_ends_the_pipeline_with_its_payload() {
             payload,
         } => {
             assert_eq!((stage.as_str(), index), ("for_each", 7));
-            assert_eq!(panic_message(payload.as_ref()), "consumer choked on 7");
+            assert_eq!(payload.message(), "consumer choked on 7");
         }
         other => panic!("{other:?}"),
     }

@@ -99,9 +99,7 @@ impl<E> Unclaimed<E> {
         let _ = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let failure = match error {
                 JobError::Failed(err) => JobFailure::Failed(render(&err)),
-                JobError::Panicked(payload) => {
-                    JobFailure::Panicked(bounded_cancel::panic_message(&*payload).to_owned())
-                }
+                JobError::Panicked(payload) => JobFailure::Panicked(payload.message().to_owned()),
                 JobError::Cancelled => return,
             };
             hook(failure);

@@ -1,9 +1,9 @@
-use std::any::Any;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll, ready};
 
+use bounded_cancel::PanicPayload;
 use sync_wrapper::SyncWrapper;
 
 use crate::pool::Outcome;
@@ -26,8 +26,9 @@ use crate::pool::Outcome;
 pub enum JobError<E> {
     /// The job returned this error.
     Failed(E),
-    /// The job panicked with this payload; its worker lives on.
-    Panicked(Box<dyn Any + Send>),
+    /// The job panicked with this payload; its worker lives on. [`PanicPayload::message`] reads the
+    /// text, [`PanicPayload::into_inner`] gives back the value the job panicked with.
+    Panicked(PanicPayload),
     /// The job never ran to its end: it was still queued, or was aborted while running, when the pool was
     /// aborted, dropped, cancelled, or ran out of grace in `shutdown_timeout`. A job that returns an
     /// error after the pool has cancelled its context is `Cancelled` too: the stop is the cause, and the
@@ -39,7 +40,7 @@ impl<E> JobError<E> {
     /// The panic message, if the job panicked.
     pub fn panic_message(&self) -> Option<&str> {
         match self {
-            JobError::Panicked(payload) => Some(bounded_cancel::panic_message(&**payload)),
+            JobError::Panicked(payload) => Some(payload.message()),
             _ => None,
         }
     }
@@ -49,10 +50,9 @@ impl<E: fmt::Debug> fmt::Debug for JobError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             JobError::Failed(err) => f.debug_tuple("Failed").field(err).finish(),
-            JobError::Panicked(payload) => f
-                .debug_tuple("Panicked")
-                .field(&bounded_cancel::panic_message(&**payload))
-                .finish(),
+            JobError::Panicked(payload) => {
+                f.debug_tuple("Panicked").field(&payload.message()).finish()
+            }
             JobError::Cancelled => f.write_str("Cancelled"),
         }
     }
@@ -62,13 +62,7 @@ impl<E: fmt::Display> fmt::Display for JobError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             JobError::Failed(err) => write!(f, "job failed: {err}"),
-            JobError::Panicked(payload) => {
-                write!(
-                    f,
-                    "job panicked: {}",
-                    bounded_cancel::panic_message(&**payload)
-                )
-            }
+            JobError::Panicked(payload) => write!(f, "job panicked: {}", payload.message()),
             JobError::Cancelled => f.write_str("job cancelled before it finished"),
         }
     }

@@ -1313,11 +1313,12 @@ where
                 Err(JobError::Failed(err))
             }
             (Err(payload), _) => {
+                let payload = bounded_cancel::PanicPayload::new(payload);
                 #[cfg(feature = "tracing")]
                 tracing::error!(
                     target: "bounded_pool",
                     pool = %inner.name,
-                    panic = bounded_cancel::panic_message(&*payload),
+                    panic = payload.message(),
                     "a pool job panicked"
                 );
                 Err(JobError::Panicked(payload))

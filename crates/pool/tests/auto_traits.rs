@@ -1,9 +1,9 @@
-//! The pool, its handles and its errors are `Send` (the pool and its handles `Sync` too), so they cross tasks freely.
+//! The pool, its handles and its errors are `Send` and `Sync` (a job's own error type permitting),
+//! so they cross tasks freely and `?` turns the errors into `Box<dyn Error + Send + Sync>`.
 
 use bounded_pool::{JobError, JobHandle, Metrics, Pool, PoolReport, SubmitError, TrySubmitError};
 
 fn send_sync<T: Send + Sync>() {}
-fn send<T: Send>() {}
 fn unpin<T: Unpin>() {}
 
 #[test]
@@ -11,7 +11,7 @@ fn public_types_have_the_expected_auto_traits() {
     send_sync::<Pool>();
     send_sync::<JobHandle<u8, String>>();
     unpin::<JobHandle<u8, String>>();
-    send::<JobError<String>>();
+    send_sync::<JobError<String>>();
     send_sync::<SubmitError<fn()>>();
     send_sync::<TrySubmitError<fn()>>();
     send_sync::<Metrics>();
@@ -31,4 +31,41 @@ async fn submissions_are_send_and_unpin() {
     send_unpin(&pool.submit_with(&ctx, job));
     send_unpin(&pool.submit_detached(job));
     pool.abort();
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// What a handler returning tower's `BoxError` (or `anyhow::Result`) writes: `?` on the submission
+/// and on the handle. A job that panicked comes out as an error that says so, and the payload is
+/// still there for whoever wants it.
+async fn handle_one(pool: &Pool, panics: bool) -> Result<u8, BoxError> {
+    let handle = pool
+        .submit(move |_ctx| async move {
+            if panics {
+                std::panic::panic_any(7u16);
+            }
+            Err::<u8, _>(std::io::Error::other("disk full"))
+        })
+        .await?;
+    Ok(handle.await?)
+}
+
+#[tokio::test]
+async fn job_errors_and_panics_go_into_a_boxed_error_with_the_question_mark() {
+    let pool = Pool::builder().workers(1).queue(1).build().unwrap();
+    let failed = handle_one(&pool, false).await.unwrap_err();
+    assert_eq!(failed.to_string(), "job failed: disk full");
+    let panicked = handle_one(&pool, true).await.unwrap_err();
+    assert_eq!(
+        panicked.to_string(),
+        "job panicked: panic payload is not a string"
+    );
+    let Ok(job_error) = panicked.downcast::<JobError<std::io::Error>>() else {
+        panic!("a JobError inside")
+    };
+    let JobError::Panicked(payload) = *job_error else {
+        panic!("Panicked")
+    };
+    assert_eq!(payload.into_inner().downcast_ref::<u16>(), Some(&7));
+    pool.shutdown().await;
 }

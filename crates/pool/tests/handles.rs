@@ -33,7 +33,7 @@ async fn a_handle_resolves_to_the_value_the_error_or_the_panic() {
     let Err(JobError::Panicked(payload)) = panicked.await else {
         panic!("expected a panic")
     };
-    assert_eq!(payload.downcast_ref::<u32>(), Some(&41));
+    assert_eq!(payload.into_inner().downcast_ref::<u32>(), Some(&41));
     pool.shutdown().await;
 }
 
