@@ -149,11 +149,14 @@ async fn a_stage_function_that_cancels_its_context_ends_the_whole_pipeline() {
     live::assert_none_alive().await;
 }
 
-/// The stages of a 10-item pipeline, with room for every item in each link, run to the end at once.
+/// The stages of a 10-item pipeline, one of each kind, with room for every item in each link, run
+/// to the end at once.
 fn drained(parent: &Context) -> bounded_pipeline::Output<u64, String> {
     Pipeline::new(parent)
         .source(0..10u64)
         .map(3, |_ctx, i| async move { Ok::<_, String>(i * 2) })
+        .map_ordered(2, |_ctx, i| async move { Ok::<_, String>(i) })
+        .flat_map(2, |_ctx, i| async move { Ok::<_, String>(Some(i)) })
         .filter_map(2, |_ctx, i| async move { Ok::<_, String>(Some(i + 1)) })
         .output()
 }
@@ -166,7 +169,8 @@ async fn a_context_that_ends_after_every_stage_drained_stops_nothing_and_is_no_e
     tokio::time::sleep(Duration::from_millis(1)).await;
     assert_eq!(out.metrics().last().unwrap().items_out, 10);
     parent.cancel();
-    let got = out.try_collect().await.expect("nothing was stopped");
+    let mut got = out.try_collect().await.expect("nothing was stopped");
+    got.sort_unstable();
     assert_eq!(got, (0..10).map(|i| i * 2 + 1).collect::<Vec<_>>());
     live::assert_none_alive().await;
 }
