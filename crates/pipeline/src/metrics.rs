@@ -43,7 +43,8 @@ pub struct StageMetrics {
     pub items_in: u64,
     /// Items the stage has passed on.
     pub items_out: u64,
-    /// Items waiting in the stage's input channel.
+    /// Items waiting in the stage's input channel. Once a pipeline has stopped early, the items that
+    /// were waiting there when it stopped, dropped with it (0 after a pipeline that ran to its end).
     pub queued: u64,
     /// Workers running the stage function right now. A worker going through a run of items that each
     /// finish at once counts from the run's first call to its last (not between each two), and never
