@@ -131,7 +131,10 @@ impl<E: fmt::Display> fmt::Display for PipelineError<E> {
                 payload.message()
             ),
             PipelineError::Cancelled(cause) => {
-                write!(f, "pipeline stopped before its source ended: {cause}")
+                write!(
+                    f,
+                    "pipeline stopped before every item came through: {cause}"
+                )
             }
             PipelineError::Invalid(problem) => write!(f, "pipeline not started: {problem}"),
             PipelineError::Lost { stage } => {
