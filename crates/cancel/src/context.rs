@@ -398,6 +398,7 @@ impl Context {
     /// parent.cancel();
     /// assert!(other.is_cancelled());
     /// ```
+    #[must_use = "this returns a new context; the one it is called on is unchanged"]
     pub fn child(&self) -> Self {
         self.make_child(self.node.deadline)
     }
@@ -421,6 +422,18 @@ impl Context {
     /// assert!(matches!(cause, Cause::DeadlineExceeded));
     /// # }
     /// ```
+    ///
+    /// The context it is called on keeps no deadline: a call whose result is not used does nothing,
+    /// and the compiler says so (as `go vet` does of a discarded `cancel`).
+    ///
+    /// ```compile_fail
+    /// #![deny(unused_must_use)]
+    /// # use bounded_cancel::Context;
+    /// # use std::time::Duration;
+    /// let ctx = Context::new();
+    /// ctx.with_timeout(Duration::from_secs(2)); // error: unused return value
+    /// ```
+    #[must_use = "this returns a new context; the one it is called on is unchanged"]
     pub fn with_timeout(&self, timeout: Duration) -> Self {
         match crate::deadline_after(timeout) {
             Some(deadline) => self.with_deadline(deadline),
@@ -445,6 +458,7 @@ impl Context {
     /// assert_eq!(child.deadline(), Some(soon));
     /// # }
     /// ```
+    #[must_use = "this returns a new context; the one it is called on is unchanged"]
     pub fn with_deadline(&self, deadline: Instant) -> Self {
         let deadline = match self.node.deadline {
             Some(inherited) if inherited <= deadline => inherited,
@@ -487,6 +501,7 @@ impl Context {
     /// assert!(ctx.is_cancelled(), "cancelling an alias cancels the context itself");
     /// assert!(!alias.cancel(), "it had already ended");
     /// ```
+    #[must_use = "this returns a new context; the one it is called on is unchanged"]
     pub fn alias(&self) -> Self {
         Context {
             node: Node::child_of(&self.node, self.node.deadline, true),

@@ -178,6 +178,16 @@ impl Quota {
     /// # use bounded_ratelimit::Quota;
     /// assert_eq!(Quota::per_second(100).burst(10).burst_size(), 10);
     /// ```
+    ///
+    /// A quota is `Copy`: a call whose result is not used changes nothing, and the compiler says so.
+    ///
+    /// ```compile_fail
+    /// #![deny(unused_must_use)]
+    /// # use bounded_ratelimit::Quota;
+    /// let quota = Quota::per_second(100);
+    /// quota.burst(10); // error: unused return value; `quota` keeps the burst it had
+    /// ```
+    #[must_use = "this returns a new quota; `Quota` is `Copy`, and the one it is called on is unchanged"]
     pub const fn burst(self, burst: u32) -> Self {
         Quota {
             burst: Some(burst),
