@@ -1164,11 +1164,18 @@ pin_project_lite::pin_project! {
     }
 
     impl<J, Fut, T, E> PinnedDrop for JobTask<J, Fut, T, E> {
-        // The job's code is dropped in its span, as it ran in it.
+        // The job's code is dropped in its span, as it ran in it, wherever the pool drops it (a
+        // job that never started, one aborted while it ran, one that ended); a panic in its
+        // destructor is caught, so that it takes no worker and no count with it.
         fn drop(this: Pin<&mut Self>) {
-            let mut this = this.project();
+            let this = this.project();
             let _entered = this.span.enter();
-            this.run.set(Run::Call { job: None });
+            let mut run = this.run;
+            if let Err(payload) =
+                std::panic::catch_unwind(AssertUnwindSafe(|| run.set(Run::Call { job: None })))
+            {
+                drop_panicked(payload);
+            }
         }
     }
 }
@@ -1215,6 +1222,21 @@ where
             }
         }
     }
+}
+
+/// A destructor of the caller's code panicked as the pool dropped it: a job's closure that never
+/// started, a job's future, or a value nobody reads. The job was counted already; the panic is told
+/// as an `error` event (feature `tracing`), and its payload dropped where a panic cannot escape.
+#[cold]
+#[inline(never)]
+fn drop_panicked(payload: Box<dyn std::any::Any + Send>) {
+    #[cfg(feature = "tracing")]
+    tracing::error!(
+        target: "bounded_pool",
+        panic = bounded_cancel::panic_message(&*payload),
+        "dropping a pool job's code or its unread value panicked; the worker lives on"
+    );
+    let _ = std::panic::catch_unwind(AssertUnwindSafe(|| drop(payload)));
 }
 
 /// The job's span, entered for each of its polls (the span current at submission is its parent).
@@ -1327,8 +1349,18 @@ where
         // A failure nobody claims (no handle, or one dropped before it awaits) goes to the error
         // hook as it is dropped: here, or wherever the handle is dropped.
         let outcome = result.map_err(|error| Unclaimed::new(error, &inner.hook));
-        if let Some(tx) = this.tx.take() {
-            let _ = tx.send(outcome);
+        let unread = match this.tx.take() {
+            Some(tx) => tx.send(outcome).err().map(oneshot::SendError::into_inner),
+            None => Some(outcome),
+        };
+        // A value nobody will read (a detached job's, or one whose handle was dropped) is dropped
+        // here, on the worker: a panic in its destructor is caught as one in the job's code is. A
+        // failure reports itself as it is dropped, and catches panics itself.
+        if let Some(Ok(value)) = unread
+            && std::mem::needs_drop::<T>()
+            && let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(|| drop(value)))
+        {
+            drop_panicked(payload);
         }
         std::task::Poll::Ready(())
     }
