@@ -107,11 +107,25 @@ impl<E> Shared<E> {
     }
 
     /// Records how a task ended. Called exactly once per admitted task, after its slot is released.
+    ///
+    /// What the task returned is the caller's: a panic in its error's `Display` (made into the
+    /// context's cause) or in the destructor of an error or payload that is not kept is caught, so
+    /// that the task still counts as ended and its runner lives on.
     pub(crate) fn finish(
         &self,
         result: std::thread::Result<Result<(), E>>,
         name: Option<Arc<str>>,
     ) {
+        let recorded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.record(result, name);
+        }));
+        if let Err(payload) = recorded {
+            caller_code_panicked(payload);
+        }
+        self.ended();
+    }
+
+    fn record(&self, result: std::thread::Result<Result<(), E>>, name: Option<Arc<str>>) {
         match result {
             Ok(Ok(())) => {}
             Ok(Err(err)) => {
@@ -130,7 +144,6 @@ impl<E> Shared<E> {
                 self.record_panic(payload, name)
             }
         }
-        self.ended();
     }
 
     /// A task's future was dropped before it finished, and not by the group's drop: the runtime it
@@ -162,18 +175,34 @@ impl<E> Shared<E> {
     }
 
     fn record_error(&self, err: E) {
-        let mut outcome = self.outcome.lock();
-        let first = outcome.errors.is_empty();
-        // The cause is made before the error is stored; the context is cancelled only after, so a task
-        // that fails because it saw the context end can never be recorded ahead of the real error.
-        let cause = match (first, self.policy.to_cause) {
-            (true, Some(to_cause)) => Some(to_cause(&err)),
+        // The cause is made from the error by the caller's code (its `Display`), so outside the lock,
+        // and only while no error is recorded: errors are never removed, so a later one is never
+        // the first. A `Display` that panics still leaves the error recorded, with a cause saying so.
+        let cause = match self.policy.to_cause {
+            Some(to_cause) if self.outcome.lock().errors.is_empty() => Some(
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| to_cause(&err)))
+                    .unwrap_or_else(|payload| {
+                        let message = format!(
+                            "(its error's Display panicked: {})",
+                            panic_message(&*payload)
+                        );
+                        caller_code_panicked(payload);
+                        Arc::new(crate::TaskError::new(message))
+                    }),
+            ),
             _ => None,
         };
-        // Acquire: pairs with the release in `collect_errors`.
-        if first || self.collect_errors.load(Ordering::Acquire) {
+        let mut outcome = self.outcome.lock();
+        let first = outcome.errors.is_empty();
+        // Stored before the context is cancelled, so a task that fails because it saw the context
+        // end can never be recorded ahead of the real error. Acquire: pairs with the release in
+        // `collect_errors`.
+        let unkept = if first || self.collect_errors.load(Ordering::Acquire) {
             outcome.errors.push(err);
-        }
+            None
+        } else {
+            Some(err)
+        };
         drop(outcome);
         if first && self.policy.cancel_on_failure {
             match cause {
@@ -181,6 +210,8 @@ impl<E> Shared<E> {
                 None => self.ctx.cancel(),
             };
         }
+        // Dropped outside the lock: its destructor is the caller's code.
+        drop(unkept);
     }
 
     fn record_panic(&self, payload: Box<dyn Any + Send>, task: Option<Arc<str>>) {
@@ -269,4 +300,19 @@ fn alive_gauge(group: &str) -> bounded_sync::gauge::SharedGauge {
         );
     });
     bounded_sync::gauge::SharedGauge::register("bounded_group_tasks_alive", "group", group)
+}
+
+/// The caller's code panicked where the group records a task's end (an error's `Display` or
+/// destructor, a payload's destructor): caught there, told as an `error` event (feature `tracing`),
+/// and its payload dropped where a panic cannot escape.
+#[cold]
+#[inline(never)]
+fn caller_code_panicked(payload: Box<dyn Any + Send>) {
+    #[cfg(feature = "tracing")]
+    tracing::error!(
+        target: "bounded_group",
+        panic = panic_message(&*payload),
+        "the error or panic payload a group task ended with panicked as it was read or dropped"
+    );
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(payload)));
 }
