@@ -150,9 +150,23 @@ impl Shutdown {
             match AssertUnwindSafe(fut).catch_unwind().await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(err)) => {
-                    let message = err.to_string();
-                    ctx.cancel_with(TaskFailed::new(name, message.clone()));
-                    Err(message)
+                    // The error's `Display` is the caller's code: if it panics, the shutdown still
+                    // starts, and the task is reported as the panic.
+                    let message = std::panic::catch_unwind(AssertUnwindSafe(|| err.to_string()));
+                    match message {
+                        Ok(message) => {
+                            ctx.cancel_with(TaskFailed::new(name, message.clone()));
+                            Err(message)
+                        }
+                        Err(payload) => {
+                            let message = crate::panic_message(&*payload).to_owned();
+                            ctx.cancel_with(TaskFailed::new(
+                                name,
+                                format!("failed, and its error's Display panicked: {message}"),
+                            ));
+                            std::panic::resume_unwind(payload)
+                        }
+                    }
                 }
                 Err(payload) => {
                     let message = crate::panic_message(&*payload).to_owned();

@@ -223,6 +223,45 @@ async fn under_trigger_on_failure_a_panicking_task_starts_the_shutdown_and_is_re
     );
 }
 
+/// An error whose `Display` panics: its task failed, so the shutdown starts all the same, and the
+/// report names the panic.
+#[tokio::test(start_paused = true)]
+async fn under_trigger_on_failure_an_error_whose_display_panics_still_starts_the_shutdown() {
+    use bounded_cancel::TaskFailed;
+    struct Unprintable;
+    impl std::fmt::Display for Unprintable {
+        fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            panic!("no text for this error")
+        }
+    }
+    let mut shutdown = Shutdown::new().trigger_on_failure();
+    shutdown.spawn("server", |ctx| async move {
+        ctx.cancelled().await;
+        Ok::<_, String>(())
+    });
+    shutdown.spawn("exporter", |_ctx| async {
+        sleep(Duration::from_secs(1)).await;
+        Err(Unprintable)
+    });
+    let cause = tokio::time::timeout(Duration::from_secs(5), shutdown.context().cancelled())
+        .await
+        .expect("the failure started the shutdown");
+    let failed = cause.error().unwrap().downcast_ref::<TaskFailed>().unwrap();
+    assert_eq!(failed.task(), "exporter");
+    assert!(
+        failed
+            .message()
+            .contains("Display panicked: no text for this error"),
+        "{}",
+        failed.message()
+    );
+    let report = shutdown.wait(Duration::from_secs(1)).await;
+    assert!(
+        format!("{}", report.tasks()[1].outcome()).contains("no text for this error"),
+        "{report}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn without_the_policy_a_failing_task_starts_nothing() {
     let mut shutdown = Shutdown::new();
