@@ -1328,10 +1328,22 @@ where
         inner.counters.ended(tally, ended);
         let result = match (caught, ended) {
             (Ok(Ok(value)), _) => Ok(value),
-            (Ok(Err(_)), Ended::Cancelled) => Err(JobError::Cancelled),
+            (Ok(Err(answer)), Ended::Cancelled) => {
+                // How the job answered the stop, not a failure: dropped here, on the worker, where
+                // a panic in its destructor (the caller's code) must not take the worker with it.
+                if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(|| drop(answer))) {
+                    drop_panicked(payload);
+                }
+                Err(JobError::Cancelled)
+            }
             (Ok(Err(err)), _) => {
+                // The event formats the error with its `Display`, the caller's code.
                 #[cfg(feature = "tracing")]
-                tracing::warn!(target: "bounded_pool", pool = %inner.name, error = %err, "a pool job failed");
+                if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    tracing::warn!(target: "bounded_pool", pool = %inner.name, error = %err, "a pool job failed");
+                })) {
+                    drop_panicked(payload);
+                }
                 Err(JobError::Failed(err))
             }
             (Err(payload), _) => {

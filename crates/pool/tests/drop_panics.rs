@@ -21,6 +21,12 @@ impl Drop for Bomb {
     }
 }
 
+impl std::fmt::Display for Bomb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a bomb")
+    }
+}
+
 /// The bombs' panics are expected here: kept out of the test output, every other panic printed.
 fn quiet_bombs() {
     static HOOK: Once = Once::new();
@@ -205,5 +211,38 @@ async fn jobs_dropped_anywhere_with_panicking_destructors_are_all_counted() {
         assert_eq!(accounted(&report), accepted);
         drop(pool);
         assert!(dropped.load(Ordering::SeqCst) as u64 >= accepted);
+    }
+}
+
+/// Jobs that answer the pool's stop with an error holding a bomb: the error is how they answered,
+/// not a failure, and the pool drops it; each job counts once, as cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_that_answer_the_stop_and_panic_as_they_are_dropped_count_once() {
+    quiet_bombs();
+    for _ in 0..20 {
+        let dropped = Arc::new(AtomicUsize::new(0));
+        let pool = Pool::builder().workers(4).queue(4).build().unwrap();
+        let mut handles = Vec::new();
+        for _ in 0..4 {
+            let bomb = Bomb(dropped.clone());
+            let handle = pool
+                .submit(move |ctx| async move {
+                    ctx.cancelled().await;
+                    Err::<(), _>(bomb)
+                })
+                .await
+                .unwrap();
+            handles.push(handle);
+        }
+        drop(handles);
+        let report = tokio::time::timeout(
+            Duration::from_secs(5),
+            pool.shutdown_timeout(Duration::from_millis(10)),
+        )
+        .await
+        .expect("the shutdown ends");
+        assert_eq!((report.submitted, report.cancelled), (4, 4), "{report:?}");
+        assert_eq!(accounted(&report), 4);
+        assert_eq!(dropped.load(Ordering::SeqCst), 4);
     }
 }

@@ -247,3 +247,44 @@ async fn a_subscriber_that_panics_in_a_run_leaves_every_job_counted_and_every_pl
         "{report:?}"
     );
 }
+
+/// An error whose `Display` panics, formatted into the failure's event on the worker: the panic is
+/// caught there (and told as an event of its own), the handle still returns the error, and the
+/// worker lives on.
+#[tokio::test(flavor = "current_thread", start_paused = true)]
+async fn an_error_whose_display_panics_in_the_failure_event_takes_no_worker() {
+    #[derive(Debug)]
+    struct Unprintable;
+    impl std::fmt::Display for Unprintable {
+        fn fmt(&self, _: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            panic!("no text for this error")
+        }
+    }
+    let captured = Captured::default();
+    let _default = tracing::subscriber::set_default(captured.subscriber());
+    let pool = Pool::builder().name("exports").workers(1).build().unwrap();
+    let failed = pool
+        .submit(|_ctx| async { Err::<(), _>(Unprintable) })
+        .await
+        .unwrap()
+        .await;
+    assert!(matches!(
+        failed,
+        Err(bounded_pool::JobError::Failed(Unprintable))
+    ));
+    let ok = pool
+        .submit(|_ctx| async { Ok::<_, Unprintable>(7) })
+        .await
+        .unwrap();
+    assert_eq!(ok.await.unwrap(), 7, "the worker lives on");
+    assert!(
+        captured
+            .events()
+            .iter()
+            .any(|e| e.fields.contains("no text for this error")),
+        "{:?}",
+        captured.events()
+    );
+    let report = pool.shutdown().await;
+    assert_eq!((report.failed, report.completed), (1, 1));
+}
