@@ -62,7 +62,8 @@ fn accounted(report: &PoolReport) -> u64 {
     report.completed + report.failed + report.panicked + report.cancelled + report.never_started
 }
 
-async fn values_nobody_reads(pool: &Pool) {
+/// Returns how many of its 20 values were dropped, read once the pool is gone.
+async fn values_nobody_reads(pool: &Pool) -> Arc<AtomicUsize> {
     let dropped = Arc::new(AtomicUsize::new(0));
     for i in 0..20 {
         let bomb = Bomb(dropped.clone());
@@ -94,6 +95,18 @@ async fn values_nobody_reads(pool: &Pool) {
     for wait in waits {
         wait.unwrap().await.unwrap();
     }
+    dropped
+}
+
+#[tokio::test]
+async fn a_value_nobody_reads_whose_destructor_panics_takes_no_worker() {
+    quiet_bombs();
+    let pool = Pool::builder().workers(2).queue(4).build().unwrap();
+    let dropped = values_nobody_reads(&pool).await;
+    let report = pool.shutdown().await;
+    assert_eq!((report.submitted, report.completed), (72, 72));
+    drop(pool);
+    live::assert_none_alive().await;
     assert_eq!(
         dropped.load(Ordering::SeqCst),
         20,
@@ -101,24 +114,21 @@ async fn values_nobody_reads(pool: &Pool) {
     );
 }
 
-#[tokio::test]
-async fn a_value_nobody_reads_whose_destructor_panics_takes_no_worker() {
-    quiet_bombs();
-    let pool = Pool::builder().workers(2).queue(4).build().unwrap();
-    values_nobody_reads(&pool).await;
-    let report = pool.shutdown().await;
-    assert_eq!((report.submitted, report.completed), (72, 72));
-    live::assert_none_alive().await;
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_value_nobody_reads_whose_destructor_panics_takes_no_worker_on_a_multi_thread_runtime() {
     quiet_bombs();
     for _ in 0..20 {
         let pool = Pool::builder().workers(2).queue(4).build().unwrap();
-        values_nobody_reads(&pool).await;
+        let dropped = values_nobody_reads(&pool).await;
         let report = pool.shutdown().await;
         assert_eq!((report.submitted, report.completed), (72, 72));
+        drop(pool);
+        live::assert_none_alive().await;
+        assert_eq!(
+            dropped.load(Ordering::SeqCst),
+            20,
+            "every value was dropped"
+        );
     }
 }
 
@@ -210,6 +220,9 @@ async fn jobs_dropped_anywhere_with_panicking_destructors_are_all_counted() {
         assert_eq!(report.submitted, accepted);
         assert_eq!(accounted(&report), accepted);
         drop(pool);
+        // A worker drops a job's value after it counted the job: once the workers are gone,
+        // every bomb has gone off (the refused job's too, dropped above).
+        live::assert_none_alive().await;
         assert!(dropped.load(Ordering::SeqCst) as u64 >= accepted);
     }
 }
@@ -243,6 +256,8 @@ async fn errors_that_answer_the_stop_and_panic_as_they_are_dropped_count_once() 
         .expect("the shutdown ends");
         assert_eq!((report.submitted, report.cancelled), (4, 4), "{report:?}");
         assert_eq!(accounted(&report), 4);
+        drop(pool);
+        live::assert_none_alive().await;
         assert_eq!(dropped.load(Ordering::SeqCst), 4);
     }
 }
