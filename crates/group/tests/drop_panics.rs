@@ -61,7 +61,7 @@ fn quiet_bombs() {
 }
 
 /// Spawns 200 tasks, every tenth failing with a bomb, and waits: every task ran and the first
-/// error comes back. Returns the group so that the caller drops it (and its kept bombs) with care.
+/// error comes back. The group, and the bomb it kept, are dropped at the end, their panics caught.
 async fn errors_that_panic_as_they_are_dropped(group: Group<Bomb>, display_panics: bool) {
     let dropped = Arc::new(AtomicUsize::new(0));
     let ran = Arc::new(AtomicUsize::new(0));
