@@ -57,8 +57,10 @@
 //! every stage has run to its end (its items waiting in the last channel for the reader) stops
 //! nothing, and the output ends with no error. A panic is returned as a value,
 //! [`PipelineError::Panicked`] with its payload: re-raise it with
-//! [`PanicPayload::resume`](bounded_cancel::PanicPayload::resume) if that is what you want. Every
-//! [`PipelineError`] is `Send + Sync`, so `?` turns it into `anyhow::Error` or tower's `BoxError`. If the tokio runtime the stages run on shuts down mid-stream, the output (read
+//! [`PanicPayload::resume`](bounded_cancel::PanicPayload::resume) if that is what you want. With an
+//! error type that is `Send + Sync`, a [`PipelineError`] is too, so `?` turns it into
+//! `anyhow::Error` or tower's `BoxError`.
+//! If the tokio runtime the stages run on shuts down mid-stream, the output (read
 //! from another runtime) ends with [`PipelineError::Lost`], never as if the source had run out.
 //!
 //! # Draining on shutdown

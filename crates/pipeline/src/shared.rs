@@ -129,26 +129,27 @@ impl<E: Send + 'static> Shared<E> {
                 .get_or_init(bounded_sync::clock::tokio_clock_runs)
     }
 
-    /// Spawns one of the pipeline's tasks, for `stage` (empty for the watch task). A task dropped
-    /// before it finished, unless the pipeline stopped it, fails the pipeline as
-    /// [`PipelineError::Lost`]: its runtime shut down.
-    pub(crate) fn spawn<F>(self: &Arc<Self>, stage: &str, fut: F)
+    /// Spawns the pipeline's watch task, which no item passes through.
+    pub(crate) fn spawn_watch<F>(self: &Arc<Self>, fut: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        self.spawn_task(stage, false, fut);
+        self.spawn(None, fut);
     }
 
-    /// Spawns a task of the pipeline; `of_stage` if items pass through it (not the watch task).
-    fn spawn_task<F>(self: &Arc<Self>, stage: &str, of_stage: bool, fut: F)
+    /// Spawns one of the pipeline's tasks: of `stage`, or the watch task for `None`. A task
+    /// dropped before it finished, unless the pipeline stopped it, fails the pipeline as
+    /// [`PipelineError::Lost`]: its runtime shut down; a stage's task dropped unfinished also cut
+    /// the pipeline short.
+    fn spawn<F>(self: &Arc<Self>, stage: Option<&str>, fut: F)
     where
         F: Future<Output = ()> + Send + 'static,
     {
         let fut = Watched {
             lost: Lost {
                 shared: Arc::clone(self),
-                stage: stage.to_owned(),
-                of_stage,
+                stage: stage.unwrap_or_default().to_owned(),
+                of_stage: stage.is_some(),
                 finished: false,
             },
             fut,
@@ -174,7 +175,7 @@ impl<E: Send + 'static> Shared<E> {
             fut,
             tracing::info_span!(parent: &self.span, "pipeline stage", stage = %stage),
         );
-        self.spawn_task(stage, true, fut);
+        self.spawn(Some(stage), fut);
     }
 
     pub(crate) fn add_stage(&self, name: String, workers: usize) -> Arc<Counters> {

@@ -239,7 +239,7 @@ impl<E: Send + 'static> Pipeline<E> {
         let shared = Arc::new(Shared::new(self.ctx, self.on_error));
         // The pipeline's watchman: once its context ends, for whatever reason, every task stops.
         let watch = Arc::clone(&shared);
-        shared.spawn("", async move {
+        shared.spawn_watch(async move {
             watch.ctx.cancelled().await;
             watch.abort_all();
         });
