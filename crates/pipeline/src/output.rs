@@ -221,11 +221,17 @@ impl<T: Send + 'static, E> Stream for Output<T, E> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        // Each item spends the reader's tokio budget, as a receive from a tokio channel does: a
+        // reader whose stages keep up with it (or whose last buffer is full) yields every so often
+        // instead of keeping its thread from the runtime's other tasks. Out of budget, nothing is
+        // taken; waiting for an item gives the unit back.
+        let coop = ready!(tokio::task::coop::poll_proceed(cx));
         loop {
-            if this.ended {
-                return Poll::Ready(None);
-            }
             if let Some(item) = this.taken.pop_front() {
+                coop.made_progress();
                 return Poll::Ready(Some(Ok(item.value)));
             }
             // The batch in hand is all yielded: its places go back as more are taken, under one
@@ -247,6 +253,7 @@ impl<T: Send + 'static, E> Stream for Output<T, E> {
             this.ended = true;
             let shared = &this.owner.shared;
             shared.abort_all();
+            coop.made_progress();
             return Poll::Ready(shared.ended_early().map(Err));
         }
     }

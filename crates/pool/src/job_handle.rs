@@ -110,8 +110,13 @@ impl<T, E> Future for JobHandle<T, E> {
     type Output = Result<T, JobError<E>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        // A result that is there already spends the caller's tokio budget, as awaiting a finished
+        // tokio `JoinHandle` does: a loop over many handles yields every so often.
+        let coop = ready!(tokio::task::coop::poll_proceed(cx));
         let rx = Pin::new(self.get_mut().rx.get_mut());
-        Poll::Ready(match ready!(rx.poll(cx)) {
+        let outcome = ready!(rx.poll(cx));
+        coop.made_progress();
+        Poll::Ready(match outcome {
             Ok(Ok(value)) => Ok(value),
             // Claimed here, so not reported to the hook as well.
             Ok(Err(mut failure)) => Err(failure.claim()),

@@ -7,6 +7,19 @@ use crate::{AcquireError, TryAcquireError};
 
 type Boxed<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// Polls `fut`, spending the caller's tokio budget when it is ready, as the local limiter does: an
+/// answer that needs no round trip (an unlimited quota, a refusal decided here) is ready at once, and
+/// a loop of them still yields every so often. Out of budget, `fut` is not polled at all.
+fn poll_spending_budget<T>(
+    fut: Pin<&mut (dyn Future<Output = T> + Send + '_)>,
+    cx: &mut TaskContext<'_>,
+) -> Poll<T> {
+    let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+    let out = std::task::ready!(fut.poll(cx));
+    coop.made_progress();
+    Poll::Ready(out)
+}
+
 /// A wait for units of a fleet limiter, from `acquire`, `acquire_n`, `acquire_with` or
 /// `acquire_n_with`.
 ///
@@ -33,7 +46,7 @@ impl Future for Acquire<'_> {
     type Output = Result<(), AcquireError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
+        poll_spending_budget(self.inner.as_mut(), cx)
     }
 }
 
@@ -66,7 +79,7 @@ impl Future for TryAcquire<'_> {
     type Output = Result<(), TryAcquireError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        self.inner.as_mut().poll(cx)
+        poll_spending_budget(self.inner.as_mut(), cx)
     }
 }
 

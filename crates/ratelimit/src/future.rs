@@ -84,8 +84,29 @@ impl<'a> Waiting<'a> {
             !self.finished,
             "a rate limit wait was polled after it completed"
         );
+        if self.seq.is_some() {
+            return self.poll_locked(cx, deadline);
+        }
+        // A wait that is answered at its first poll spends the caller's tokio budget, as acquiring
+        // a tokio `Semaphore` does: a loop of grants yields every so often instead of keeping its
+        // thread from the runtime's other tasks. Out of budget, it has asked for nothing and holds
+        // no place; one that joins the queue gives the unit back.
+        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+        let polled = self.poll_first(cx, deadline);
+        if polled.is_ready() {
+            coop.made_progress();
+        }
+        polled
+    }
+
+    /// `poll` before the wait has joined the queue.
+    fn poll_first(
+        &mut self,
+        cx: &mut TaskContext<'_>,
+        deadline: Option<Instant>,
+    ) -> Poll<Result<(), Refusal>> {
         let shared = &self.limiter.shared;
-        if self.seq.is_none() && self.n > 0 {
+        if self.n > 0 {
             // Decided without the lock when the lock-free way is open; only a wait takes the lock.
             let refused = match shared.take_fast(self.n, || shared.clock.now()) {
                 Taken::Granted(_) => {

@@ -661,6 +661,17 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
         cx: &mut TaskContext<'_>,
         deadline: Option<Instant>,
     ) -> Poll<Result<(), AcquireError>> {
+        // A first poll spends the caller's tokio budget, as `Limiter`'s does (and gives it back if
+        // the wait has to sleep); out of budget, it has reserved nothing.
+        let coop = match self.at.is_none() && !self.sleeping {
+            true => Some(std::task::ready!(tokio::task::coop::poll_proceed(cx))),
+            false => None,
+        };
+        let made_progress = || {
+            if let Some(coop) = &coop {
+                coop.made_progress();
+            }
+        };
         loop {
             if self.at.is_none() {
                 match self.reserve(deadline) {
@@ -671,6 +682,7 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
                             tracing::trace!(parent: &span, "granted");
                         }
                         self.wakes();
+                        made_progress();
                         return Poll::Ready(Ok(()));
                     }
                     Ok(Reserved::At(at) | Reserved::Room(at)) => {
@@ -694,6 +706,7 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
                             tracing::debug!(parent: &span, "refused");
                         }
                         self.wakes();
+                        made_progress();
                         return Poll::Ready(Err(err));
                     }
                 }

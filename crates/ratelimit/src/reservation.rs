@@ -307,6 +307,10 @@ impl Future for Ready<'_> {
     type Output = Result<(), InsufficientCapacity>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        self.project().reservation.poll_ready(cx)
+        // An answer that is there already spends the caller's tokio budget, as `acquire` does.
+        let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+        let ready = std::task::ready!(self.project().reservation.poll_ready(cx));
+        coop.made_progress();
+        Poll::Ready(ready)
     }
 }
