@@ -7,6 +7,7 @@ use std::task::{Context as TaskContext, Poll, ready};
 
 use bounded_cancel::Context;
 use futures_util::Stream;
+use futures_util::stream::FusedStream;
 
 use crate::link::{Consumer, Link};
 use crate::shared::{Item, Owner};
@@ -44,6 +45,8 @@ pub struct Output<T, E> {
     in_hand: usize,
     owner: Owner<E>,
     ended: bool,
+    /// It has yielded `None`.
+    terminated: bool,
 }
 
 // Nothing in an output is pinned in place: the items are only moved out.
@@ -57,6 +60,7 @@ impl<T: Send + 'static, E> Output<T, E> {
             in_hand: 0,
             owner,
             ended: false,
+            terminated: false,
         }
     }
 
@@ -222,6 +226,7 @@ impl<T: Send + 'static, E> Stream for Output<T, E> {
     fn poll_next(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         if this.ended {
+            this.terminated = true;
             return Poll::Ready(None);
         }
         // Each item spends the reader's tokio budget, as a receive from a tokio channel does: a
@@ -254,8 +259,18 @@ impl<T: Send + 'static, E> Stream for Output<T, E> {
             let shared = &this.owner.shared;
             shared.abort_all();
             coop.made_progress();
-            return Poll::Ready(shared.ended_early().map(Err));
+            let end = shared.ended_early().map(Err);
+            this.terminated = end.is_none();
+            return Poll::Ready(end);
         }
+    }
+}
+
+/// Once it has yielded `None` (after the `Err` that says why, if the pipeline stopped early), it
+/// yields `None` for ever: usable in `futures::select!` as it is.
+impl<T: Send + 'static, E> FusedStream for Output<T, E> {
+    fn is_terminated(&self) -> bool {
+        self.terminated
     }
 }
 

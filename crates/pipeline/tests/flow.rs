@@ -279,3 +279,34 @@ async fn a_panic_inside_a_flat_map_iterator_ends_the_pipeline_with_its_payload()
     }
     live::assert_none_alive().await;
 }
+
+/// The output is a `FusedStream`: terminated once it has yielded `None`, not before, and after a
+/// failure only once the `Err` that says why has been read.
+#[tokio::test(start_paused = true)]
+async fn the_output_is_terminated_once_it_has_yielded_none() {
+    use futures_util::stream::FusedStream;
+
+    let mut out = Pipeline::new(&Context::new())
+        .source(0..2u8)
+        .map(1, |_ctx, n| async move { Ok::<_, String>(n) })
+        .output();
+    assert!(!out.is_terminated());
+    assert_eq!(out.next().await.unwrap().unwrap(), 0);
+    assert_eq!(out.next().await.unwrap().unwrap(), 1);
+    assert!(!out.is_terminated());
+    assert!(out.next().await.is_none());
+    assert!(out.is_terminated());
+    assert!(out.next().await.is_none());
+
+    let mut failed = Pipeline::new(&Context::new())
+        .source(0..2u8)
+        .map(1, |_ctx, _n| async move { Err::<u8, _>("bad") })
+        .output();
+    assert!(matches!(
+        failed.next().await,
+        Some(Err(PipelineError::Failed { .. }))
+    ));
+    assert!(!failed.is_terminated());
+    assert!(failed.next().await.is_none());
+    assert!(failed.is_terminated());
+}
