@@ -21,6 +21,11 @@ use crate::{Context, live};
 ///
 /// Dropping a `Shutdown` without waiting cancels the root context and aborts every task it spawned.
 ///
+/// Each task keeps its line of the report, and the finished task's result, until `wait`: spawn the
+/// service's few long-running tasks here (the server, its pool's owner, a poller), not one per request
+/// or connection, which would grow without bound. Per-request work goes in a `Group` or a pool that
+/// such a task owns and drains; they keep nothing of a task once it has ended.
+///
 /// # Examples
 ///
 /// ```
