@@ -64,11 +64,13 @@
 //!
 //! # Fairness
 //!
-//! Waiters are granted strictly in the order they first polled. One driver task per busy limiter
-//! sleeps until the head of the queue conforms, grants it and every following waiter that conforms at
-//! that instant, and wakes exactly those; each waiter is woken once. [`Limiter::try_acquire`] never
-//! jumps the queue: while anyone waits it returns [`RetryAfter`] behind them. The driver ends when
-//! the queue empties and is tracked by `bounded_cancel::live`.
+//! Waiters are granted strictly in the order they first polled (a wait answered at once spends a
+//! unit of its task's tokio budget, as a tokio `Semaphore`'s does, and a first poll that finds the
+//! budget spent yields and counts from the next). One driver task per busy limiter sleeps until the
+//! head of the queue conforms, grants it and every following waiter that conforms at that instant,
+//! and wakes exactly those; each waiter is woken once. [`Limiter::try_acquire`] never jumps the
+//! queue: while anyone waits it returns [`RetryAfter`] behind them. The driver ends when the queue
+//! empties and is tracked by `bounded_cancel::live`.
 //!
 //! # Without the lock
 //!

@@ -126,7 +126,8 @@ impl Limiter {
     /// # Fairness
     ///
     /// Waiters are granted in the order they first polled, and [`try_acquire`](Limiter::try_acquire)
-    /// never jumps the queue.
+    /// never jumps the queue. A first poll that finds the task's tokio budget spent yields and has
+    /// taken nothing and no place: its wait counts from the next poll.
     ///
     /// # Examples
     ///
