@@ -289,6 +289,12 @@ impl Pool {
     /// Like [`submit`](Pool::submit), but the wait for room also ends when the caller's `ctx` ends
     /// (cancelled, or its deadline passed), handing the job back with the cause.
     ///
+    /// `ctx` bounds the wait only: the job, once accepted, runs under the pool's context, even if `ctx`
+    /// has ended by the time a worker takes it. A job that should end with `ctx` races its work
+    /// against it: `move |pool_ctx| async move { ctx.run(work(pool_ctx)).await }`, with a clone of
+    /// `ctx` moved in, starts nothing once `ctx` has ended and drops the work where it stands when
+    /// `ctx` ends.
+    ///
     /// # Errors
     ///
     /// As `submit`, plus `SubmitError::Cancelled` with `ctx`'s cause when the caller's context ends

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bounded_cancel::{Cause, Context, live};
-use bounded_pool::{Pool, SubmitError, TrySubmitError};
+use bounded_pool::{JobError, Pool, SubmitError, TrySubmitError};
 use tokio::time::{Instant, sleep};
 
 async fn blocker(ctx: Context) -> Result<(), String> {
@@ -349,4 +349,82 @@ async fn a_job_that_cancels_its_context_ends_it_for_every_job_but_not_the_pool()
     let report = pool.shutdown().await;
     assert_eq!(report.completed, 4);
     live::assert_none_alive().await;
+}
+
+/// `submit_with`'s context bounds the wait for room, not the job: a job accepted for a request runs
+/// after the request has ended (work that outlives it, such as a receipt sent after the answer). A
+/// job meant to end with its request races its work against the request's context with
+/// `Context::run`: queued past the request's deadline, it never starts its work, and its handle
+/// carries the cause.
+#[tokio::test(start_paused = true)]
+async fn a_job_runs_under_the_pools_context_and_ends_with_its_request_only_when_raced_against_it() {
+    let pool = Pool::builder().workers(1).queue(4).build().unwrap();
+    // Holds the one worker for 100 ms.
+    pool.submit(|_ctx| async {
+        sleep(Duration::from_millis(100)).await;
+        Ok::<_, String>(())
+    })
+    .await
+    .unwrap()
+    .detach();
+
+    let request = Context::new().with_timeout(Duration::from_millis(50));
+    let outlives = Arc::new(AtomicBool::new(false));
+    let bound = Arc::new(AtomicBool::new(false));
+    let receipt = pool
+        .submit_with(&request, {
+            let outlives = outlives.clone();
+            move |_ctx| async move {
+                outlives.store(true, Ordering::SeqCst);
+                Ok::<_, String>(())
+            }
+        })
+        .await
+        .unwrap();
+    let answer = pool
+        .submit_with(&request, {
+            let (request, bound) = (request.clone(), bound.clone());
+            move |ctx| async move {
+                let work = async move {
+                    bound.store(true, Ordering::SeqCst);
+                    ctx.cancelled().await;
+                };
+                request.run(work).await.map_err(|cause| cause.to_string())
+            }
+        })
+        .await
+        .unwrap();
+
+    receipt.await.unwrap();
+    assert!(
+        outlives.load(Ordering::SeqCst),
+        "an accepted job runs after its request ended"
+    );
+    let err = answer.await.unwrap_err();
+    assert!(
+        matches!(&err, JobError::Failed(cause) if cause == "context deadline exceeded"),
+        "{err}"
+    );
+    assert!(
+        !bound.load(Ordering::SeqCst),
+        "the raced work started after its request ended"
+    );
+    assert!(request.is_cancelled());
+
+    // Raced the same way, a job running when its request ends has its work dropped there.
+    let request = Context::new().with_timeout(Duration::from_millis(30));
+    let started = Instant::now();
+    let answer = pool
+        .submit_with(&request, {
+            let request = request.clone();
+            move |_ctx| async move {
+                let work = sleep(Duration::from_secs(1));
+                request.run(work).await.map_err(|cause| cause.to_string())
+            }
+        })
+        .await
+        .unwrap();
+    assert!(answer.await.is_err());
+    assert_eq!(started.elapsed(), Duration::from_millis(30));
+    pool.shutdown().await;
 }
