@@ -118,64 +118,58 @@ where
             // A submission that finds room does not wait, so it spends the caller's tokio budget as
             // a send on a tokio channel does: a loop of submissions yields every so often, so that
             // the workers (and everything else on the thread) run rather than wait for the queue to
-            // fill. Out of budget, it has taken nothing: the job stays here for the next poll. One
-            // that has to wait for room gives the unit back; woken, it has waited already.
-            let coop = std::task::ready!(tokio::task::coop::poll_proceed(cx));
+            // fill. Out of budget, it has taken nothing: the job stays here for the next poll. (One
+            // that has to wait for room spends the unit too, and returns `Pending`, which ends its
+            // task's turn and so renews the budget anyway.)
+            std::task::ready!(tokio::task::coop::poll_proceed(cx)).made_progress();
             let Some(job) = job.take() else {
                 unreachable!("a submission takes its job once");
             };
             this.state = State::Done;
-            let answer = 'start: {
-                // The pool's state is read before the caller's: a finished pool says `Closed` to
-                // every caller, whichever entry point it used.
-                if inner.is_closed() {
-                    break 'start Some(Err(inner.refused(SubmitError::Closed(job))));
+            // The pool's state is read before the caller's: a finished pool says `Closed` to every
+            // caller, whichever entry point it used.
+            if inner.is_closed() {
+                return Poll::Ready(Err(inner.refused(SubmitError::Closed(job))));
+            }
+            if let Some(cause) = this.caller.and_then(Context::cause) {
+                let refused = match inner.queue.is_refusing() {
+                    true => SubmitError::Closed(job),
+                    false => SubmitError::Cancelled { job, cause },
+                };
+                return Poll::Ready(Err(inner.refused(refused)));
+            }
+            let (tx, handle) = R::make();
+            match inner.try_place(Submission { job, tx }) {
+                Ok(()) => return Poll::Ready(Ok(handle)),
+                Err((Refused::Closed, submission)) => {
+                    return Poll::Ready(Err(inner.refused(SubmitError::Closed(submission.job))));
                 }
-                if let Some(cause) = this.caller.and_then(Context::cause) {
-                    let refused = match inner.queue.is_refusing() {
-                        true => SubmitError::Closed(job),
-                        false => SubmitError::Cancelled { job, cause },
+                Err((Refused::Full, submission)) => {
+                    // A job of this pool holds its worker while it waits for room: refused when
+                    // every worker is held so.
+                    let own = match inner.calling_job() {
+                        None => None,
+                        Some(job) => match inner.own_wait(job) {
+                            Some(own) => Some(own),
+                            None => {
+                                let refused = SubmitError::Deadlock(submission.job);
+                                return Poll::Ready(Err(inner.refused(refused)));
+                            }
+                        },
                     };
-                    break 'start Some(Err(inner.refused(refused)));
+                    let extras = own.map(|own| {
+                        Box::pin(Extras {
+                            caller_ended: None,
+                            own: Some(own),
+                        })
+                    });
+                    this.state = State::Waiting {
+                        reserve: inner.queue.reserve(),
+                        extras,
+                        submission,
+                        handle,
+                    };
                 }
-                let (tx, handle) = R::make();
-                match inner.try_place(Submission { job, tx }) {
-                    Ok(()) => break 'start Some(Ok(handle)),
-                    Err((Refused::Closed, submission)) => {
-                        break 'start Some(Err(inner.refused(SubmitError::Closed(submission.job))));
-                    }
-                    Err((Refused::Full, submission)) => {
-                        // A job of this pool holds its worker while it waits for room: refused
-                        // when every worker is held so.
-                        let own = match inner.calling_job() {
-                            None => None,
-                            Some(job) => match inner.own_wait(job) {
-                                Some(own) => Some(own),
-                                None => {
-                                    let refused = SubmitError::Deadlock(submission.job);
-                                    break 'start Some(Err(inner.refused(refused)));
-                                }
-                            },
-                        };
-                        let extras = own.map(|own| {
-                            Box::pin(Extras {
-                                caller_ended: None,
-                                own: Some(own),
-                            })
-                        });
-                        this.state = State::Waiting {
-                            reserve: inner.queue.reserve(),
-                            extras,
-                            submission,
-                            handle,
-                        };
-                    }
-                }
-                None
-            };
-            if let Some(answer) = answer {
-                coop.made_progress();
-                return Poll::Ready(answer);
             }
         }
         let State::Waiting {
