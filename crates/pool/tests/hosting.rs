@@ -143,6 +143,9 @@ where
         .map(|_| Box::pin(pool.submit(|_ctx| async { Ok::<_, String>(()) })))
         .collect();
     for submission in &mut in_line {
+        // A fresh tokio budget first, so that `Pending` is a wait in line for room and not a
+        // submission that yields because the loop above spent the budget.
+        tokio::task::yield_now().await;
         let waits =
             std::future::poll_fn(|cx| Poll::Ready(submission.as_mut().poll(cx).is_pending()));
         assert!(waits.await, "the queue is full");
