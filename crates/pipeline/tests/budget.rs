@@ -2,13 +2,11 @@
 //! a tokio channel does, so a reader whose items are always there (a full last buffer, or stages that
 //! keep up on other threads) still lets its thread's other tasks run every so often.
 
-use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bounded_cancel::Context;
 use bounded_pipeline::{Output, Pipeline};
+use bounded_testkit::{Ticker, block_on_this_thread};
 use futures_util::StreamExt;
 
 const ITEMS: u64 = 10_000;
@@ -29,53 +27,38 @@ async fn filled() -> Output<u64, String> {
     out
 }
 
-/// A task that counts how often the thread comes back to it, for as long as it lives.
-fn ticker() -> (Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
-    let ticks = Arc::new(AtomicUsize::new(0));
-    let counting = ticks.clone();
-    let task = tokio::spawn(async move {
-        loop {
-            counting.fetch_add(1, Ordering::Relaxed);
-            tokio::task::yield_now().await;
-        }
-    });
-    (ticks, task)
-}
-
 /// Reading 10,000 items that are all queued lets the thread's other task run about once every 128
 /// of them (tokio's budget), where it would not run at all until the output waited.
 #[tokio::test(flavor = "current_thread")]
 async fn reading_items_that_are_all_there_yields_every_so_often() {
     let mut out = filled().await;
-    let (ticks, task) = ticker();
+    let ticker = Ticker::start();
     tokio::task::yield_now().await;
-    let before = ticks.load(Ordering::Relaxed);
+    let before = ticker.ticks();
     let (mut read, mut sum) = (0, 0);
     while let Some(item) = out.next().await {
         sum += item.unwrap();
         read += 1;
     }
     assert_eq!((read, sum), (ITEMS, ITEMS * (ITEMS - 1) / 2));
-    let during = ticks.load(Ordering::Relaxed) - before;
+    let during = ticker.ticks() - before;
     assert!(
         (40..=200).contains(&during),
         "the other task ran {during} times while {ITEMS} items were read"
     );
-    task.abort();
 }
 
 /// `try_collect` reads through the same stream, so it yields too; every item still arrives.
 #[tokio::test(flavor = "current_thread")]
 async fn try_collect_yields_as_it_reads() {
     let out = filled().await;
-    let (ticks, task) = ticker();
+    let ticker = Ticker::start();
     tokio::task::yield_now().await;
-    let before = ticks.load(Ordering::Relaxed);
+    let before = ticker.ticks();
     let mut items = out.try_collect().await.unwrap();
     items.sort_unstable();
     assert!(items.into_iter().eq(0..ITEMS));
-    assert!(ticks.load(Ordering::Relaxed) - before >= 40);
-    task.abort();
+    assert!(ticker.ticks() - before >= 40);
 }
 
 /// Inside `tokio::task::unconstrained`, which lifts the budget, the same read runs through: the
@@ -83,9 +66,9 @@ async fn try_collect_yields_as_it_reads() {
 #[tokio::test(flavor = "current_thread")]
 async fn an_unconstrained_reader_does_not_yield() {
     let mut out = filled().await;
-    let (ticks, task) = ticker();
+    let ticker = Ticker::start();
     tokio::task::yield_now().await;
-    let before = ticks.load(Ordering::Relaxed);
+    let before = ticker.ticks();
     let read = tokio::task::unconstrained(async {
         let mut read = 0;
         while let Some(item) = out.next().await {
@@ -96,8 +79,7 @@ async fn an_unconstrained_reader_does_not_yield() {
     })
     .await;
     assert_eq!(read, ITEMS);
-    assert_eq!(ticks.load(Ordering::Relaxed), before);
-    task.abort();
+    assert_eq!(ticker.ticks(), before);
 }
 
 /// Read from a thread with no runtime, the output has no budget to spend and still yields every item.
@@ -115,26 +97,7 @@ fn an_output_read_outside_a_runtime_reads_every_item() {
             .output()
     };
     assert!(tokio::runtime::Handle::try_current().is_err());
-    let mut items = block_on(out.try_collect()).unwrap();
+    let mut items = block_on_this_thread(out.try_collect()).unwrap();
     items.sort_unstable();
     assert!(items.into_iter().eq(0..ITEMS));
-}
-
-/// Polls `fut` on this thread, parking it between wake-ups: no runtime anywhere near.
-fn block_on<F: Future>(fut: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl std::task::Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = std::task::Waker::from(Arc::new(Unpark(std::thread::current())));
-    let mut cx = std::task::Context::from_waker(&waker);
-    let mut fut = std::pin::pin!(fut);
-    loop {
-        if let std::task::Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
-            return out;
-        }
-        std::thread::park();
-    }
 }

@@ -10,6 +10,7 @@ use std::task::Poll;
 
 use bounded_cancel::Context;
 use bounded_pool::Pool;
+use bounded_testkit::Ticker;
 
 /// A job that counts itself in `started` as it runs, and finishes at once.
 fn counted(
@@ -24,19 +25,6 @@ fn counted(
 
 fn roomy_pool() -> Pool {
     Pool::builder().workers(4).queue(100_000).build().unwrap()
-}
-
-/// A task that counts how often the thread comes back to it, for as long as it lives.
-fn ticker() -> (Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
-    let ticks = Arc::new(AtomicUsize::new(0));
-    let counting = ticks.clone();
-    let task = tokio::spawn(async move {
-        loop {
-            counting.fetch_add(1, Ordering::Relaxed);
-            tokio::task::yield_now().await;
-        }
-    });
-    (ticks, task)
 }
 
 /// With room for every job, a loop that only submits never finds the queue full; on one thread the
@@ -120,27 +108,26 @@ async fn a_loop_over_finished_handles_yields_every_so_often() {
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     assert_eq!(pool.metrics().completed, 2_000);
 
-    let (ticks, task) = ticker();
+    let ticker = Ticker::start();
     let unconstrained = handles.split_off(1_000);
     tokio::task::yield_now().await;
-    let before = ticks.load(Ordering::Relaxed);
+    let before = ticker.ticks();
     for (n, handle) in (0..).zip(handles) {
         assert_eq!(handle.await.unwrap(), n);
     }
-    let during = ticks.load(Ordering::Relaxed) - before;
+    let during = ticker.ticks() - before;
     assert!(
         (4..=20).contains(&during),
         "the other task ran {during} times while 1,000 handles were read"
     );
 
-    let before = ticks.load(Ordering::Relaxed);
+    let before = ticker.ticks();
     tokio::task::unconstrained(async {
         for (n, handle) in (1_000..).zip(unconstrained) {
             assert_eq!(handle.await.unwrap(), n);
         }
     })
     .await;
-    assert_eq!(ticks.load(Ordering::Relaxed), before);
-    task.abort();
+    assert_eq!(ticker.ticks(), before);
     pool.shutdown().await;
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bounded_cancel::Context;
 use bounded_pool::{JobError, Pool, SubmitError, TrySubmitError};
+use bounded_testkit::block_on_this_thread;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -202,26 +203,6 @@ fn a_submitters_runtime_shutting_down_loses_no_accepted_job() {
         assert_eq!(report.completed, report.submitted, "{report}");
         assert_eq!(runs.load(Ordering::SeqCst) as u64, report.completed);
     });
-}
-
-/// Polls `fut` to its end on this thread, parking it between wake-ups: an executor outside any tokio
-/// runtime, as a thread of a service's own (a signal handler, a synchronous `Drop`) has.
-fn block_on_this_thread<F: std::future::Future>(fut: F) -> F::Output {
-    struct Unpark(std::thread::Thread);
-    impl std::task::Wake for Unpark {
-        fn wake(self: Arc<Self>) {
-            self.0.unpark();
-        }
-    }
-    let waker = Arc::new(Unpark(std::thread::current())).into();
-    let mut cx = std::task::Context::from_waker(&waker);
-    let mut fut = std::pin::pin!(fut);
-    loop {
-        if let std::task::Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
-            return out;
-        }
-        std::thread::park();
-    }
 }
 
 /// A service that stops its pool from a thread of its own gets the grace and the report, timed on

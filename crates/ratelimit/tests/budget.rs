@@ -3,39 +3,24 @@
 //! its thread; a wait that yields for the budget has taken nothing.
 
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 
 use bounded_ratelimit::{KeyedLimiter, Limiter, Quota};
+use bounded_testkit::Ticker;
 
 const BURST: u32 = 10_000;
-
-/// A task that counts how often the thread comes back to it, for as long as it lives.
-fn ticker() -> (Arc<AtomicUsize>, tokio::task::JoinHandle<()>) {
-    let ticks = Arc::new(AtomicUsize::new(0));
-    let counting = ticks.clone();
-    let task = tokio::spawn(async move {
-        loop {
-            counting.fetch_add(1, Ordering::Relaxed);
-            tokio::task::yield_now().await;
-        }
-    });
-    (ticks, task)
-}
 
 /// Runs `round` (1,000 waits that are each granted at once), first as it is and then unconstrained,
 /// and returns how often another task on the thread ran during each.
 async fn ticks_during<F: Future<Output = ()>>(round: impl Fn() -> F) -> (usize, usize) {
-    let (ticks, task) = ticker();
+    let ticker = Ticker::start();
     tokio::task::yield_now().await;
-    let before = ticks.load(Ordering::Relaxed);
+    let before = ticker.ticks();
     round().await;
-    let constrained = ticks.load(Ordering::Relaxed) - before;
-    let before = ticks.load(Ordering::Relaxed);
+    let constrained = ticker.ticks() - before;
+    let before = ticker.ticks();
     tokio::task::unconstrained(round()).await;
-    let unconstrained = ticks.load(Ordering::Relaxed) - before;
-    task.abort();
+    let unconstrained = ticker.ticks() - before;
     (constrained, unconstrained)
 }
 

@@ -3,6 +3,64 @@
 pub mod redis_cluster;
 pub mod redis_server;
 
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A task that counts how often its thread comes back to it, for as long as it lives: on a
+/// current_thread runtime, how often the code under test let the thread's other tasks run.
+#[derive(Debug)]
+pub struct Ticker {
+    ticks: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Ticker {
+    /// Spawns the counting task on the current runtime.
+    pub fn start() -> Self {
+        let ticks = Arc::new(AtomicUsize::new(0));
+        let counting = ticks.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                counting.fetch_add(1, Ordering::Relaxed);
+                tokio::task::yield_now().await;
+            }
+        });
+        Ticker { ticks, task }
+    }
+
+    /// How many times the task has run so far.
+    pub fn ticks(&self) -> usize {
+        self.ticks.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Polls `fut` to its end on this thread, parking it between wake-ups: an executor outside any tokio
+/// runtime, as a thread of a service's own (a signal handler, a synchronous `Drop`) has.
+pub fn block_on_this_thread<F: Future>(fut: F) -> F::Output {
+    struct Unpark(std::thread::Thread);
+    impl std::task::Wake for Unpark {
+        fn wake(self: Arc<Self>) {
+            self.0.unpark();
+        }
+    }
+    let waker = Arc::new(Unpark(std::thread::current())).into();
+    let mut cx = std::task::Context::from_waker(&waker);
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if let std::task::Poll::Ready(out) = fut.as_mut().poll(&mut cx) {
+            return out;
+        }
+        std::thread::park();
+    }
+}
+
 /// Keeps the reports of the panics a test makes on purpose (those whose message ends with "on
 /// purpose") out of the log, and every other panic in it. Installed once per test binary, however
 /// many tests call it.
