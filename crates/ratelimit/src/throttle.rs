@@ -58,6 +58,11 @@ impl<C> Throttle<C> {
 
     /// Waits for a unit (unless `ctx` ends first), then runs `f` on the client.
     ///
+    /// `ctx` bounds the wait for the unit; `f`'s future then runs to its end, as `f` wrote it. For a
+    /// call that should end with `ctx` too, as a Go client's `Do(req.WithContext(ctx))` does, have
+    /// `f` race it: `client.call(&ctx, |c| ctx.run(c.get(url)))` gives `Err(cause)` inside the `Ok`
+    /// once `ctx` ends mid-call (the unit was spent: the call was made).
+    ///
     /// # Errors
     ///
     /// [`AcquireError`] when no unit was granted: the context ended, or its deadline comes before the

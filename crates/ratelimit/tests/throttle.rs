@@ -207,3 +207,25 @@ async fn try_call_n_runs_now_or_hands_the_call_back_saying_why() {
     );
     assert_eq!(client.limiter().tokens(), 4, "refusals take nothing");
 }
+
+/// `ctx` bounds the wait for the unit, and the call only if `f` races it: a call that takes 30 ms
+/// under a context of 10 ms runs to its end as written, and ends at 10 ms with the context's cause
+/// when `f` returns `ctx.run(..)`. Either way the unit was spent: the call reached the downstream.
+#[tokio::test(start_paused = true)]
+async fn a_call_ends_with_its_context_only_when_f_races_it() {
+    let api = FakeApi::default();
+    let client = Throttle::new(api.clone(), Limiter::new(Quota::per_second(10)).unwrap());
+
+    let ctx = Context::new().with_timeout(Duration::from_millis(10));
+    let started = Instant::now();
+    client.call(&ctx, |c| c.get(1)).await.unwrap().unwrap();
+    assert_eq!(started.elapsed(), Duration::from_millis(30));
+
+    let ctx = Context::new().with_timeout(Duration::from_millis(10));
+    let started = Instant::now();
+    let raced = client.call(&ctx, |c| ctx.run(c.get(2))).await.unwrap();
+    assert_eq!(raced, Err(bounded_cancel::Cause::DeadlineExceeded));
+    assert_eq!(started.elapsed(), Duration::from_millis(10));
+    assert_eq!(api.calls.lock().unwrap().len(), 2);
+    assert_eq!(client.limiter().tokens(), 8);
+}
