@@ -36,11 +36,13 @@ pub enum PipelineError<E> {
         /// The error.
         error: E,
     },
-    /// A stage function panicked; the pipeline stopped.
+    /// Code of yours panicked in a stage (its function, a `flat_map` iterator made, advanced or
+    /// dropped, the source stream pulled or dropped); the pipeline stopped.
     Panicked {
         /// The stage's name.
         stage: String,
-        /// The item's position in the source, from 0.
+        /// The item's position in the source, from 0 (for a source dropped, the number of items it
+        /// gave).
         index: u64,
         /// The panic payload: [`PanicPayload::message`] reads the text, [`PanicPayload::resume`]
         /// re-raises it.

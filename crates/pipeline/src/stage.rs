@@ -249,7 +249,8 @@ impl<E: Send + 'static> Pipeline<E> {
             let mut out = link.producer();
             let stage = counters.name.clone();
             source.spawn_stage(&stage, async move {
-                let mut stream = std::pin::pin!(stream);
+                // Boxed so that it can be dropped before the task ends, under `catch_unwind`.
+                let mut stream = Box::pin(stream);
                 let mut index = 0;
                 // Told once per run of items (before each reservation of places), when the source
                 // goes quiet and at the end, not twice per item.
@@ -308,6 +309,18 @@ impl<E: Send + 'static> Pipeline<E> {
                         }
                     }
                     index += 1;
+                }
+                // The stream is the caller's code when it is dropped too (an iterator that cleans
+                // up): a panic there is the pipeline's failure, at the source's position, recorded
+                // before the link closes.
+                if let Err(payload) =
+                    std::panic::catch_unwind(AssertUnwindSafe(move || drop(stream)))
+                {
+                    task.fail(PipelineError::Panicked {
+                        stage: counters.name.clone(),
+                        index,
+                        payload: payload.into(),
+                    });
                 }
                 // Told before the output can see the end (the link closes when `out` is dropped);
                 // a source aborted mid-run tells as its tally is dropped.

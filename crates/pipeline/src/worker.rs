@@ -418,17 +418,26 @@ pub(crate) async fn run_flat<T, I, E, F, Fut>(
             }
             Step::Stop => return,
         };
-        let mut iter = iter.into_iter();
+        // The iterator is the caller's code, made, advanced and dropped: a panic in any of it is
+        // the pipeline's failure, on this item, as a panic in `f` is.
+        let panicked = |payload: Box<dyn std::any::Any + Send>| {
+            shared.fail(PipelineError::Panicked {
+                stage: counters.name.clone(),
+                index,
+                payload: payload.into(),
+            });
+        };
+        let mut iter = match std::panic::catch_unwind(AssertUnwindSafe(|| iter.into_iter())) {
+            Ok(iter) => iter,
+            Err(payload) => return panicked(payload),
+        };
         loop {
-            // The iterator is the caller's code: a panic in it is the pipeline's failure.
             let next = match std::panic::catch_unwind(AssertUnwindSafe(|| iter.next())) {
                 Ok(next) => next,
                 Err(payload) => {
-                    shared.fail(PipelineError::Panicked {
-                        stage: counters.name.clone(),
-                        index,
-                        payload: payload.into(),
-                    });
+                    panicked(payload);
+                    // The failure is recorded; a second panic as the iterator goes adds nothing.
+                    let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(iter)));
                     return;
                 }
             };
@@ -436,6 +445,9 @@ pub(crate) async fn run_flat<T, I, E, F, Fut>(
             output.reserve().await;
             output.push(Item { index, value });
             counters.add_out(1);
+        }
+        if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(move || drop(iter))) {
+            return panicked(payload);
         }
         done = 1;
     }

@@ -190,3 +190,64 @@ async fn a_panic_building_the_for_each_future_is_caught_too() {
     );
     live::assert_none_alive().await;
 }
+
+/// An iterator of the caller's that panics as it is dropped: its `Drop` is the caller's code too.
+struct PanicsOnDrop<I>(I);
+
+impl<I: Iterator> Iterator for PanicsOnDrop<I> {
+    type Item = I::Item;
+
+    fn next(&mut self) -> Option<I::Item> {
+        self.0.next()
+    }
+}
+
+impl<I> Drop for PanicsOnDrop<I> {
+    fn drop(&mut self) {
+        panic!("dropped on purpose");
+    }
+}
+
+/// A `flat_map` stage's iterator that panics as it is dropped, after yielding its items, ends the
+/// pipeline as a panic on the item it came from, not as a task lost with its runtime.
+#[tokio::test(start_paused = true)]
+async fn an_iterator_that_panics_as_it_is_dropped_is_a_panic_on_its_item() {
+    bounded_testkit::quiet_planned_panics();
+    let result = Pipeline::new(&Context::new())
+        .source(0..10u64)
+        .flat_map(2, |_ctx, i| async move {
+            let items = vec![i, i];
+            Ok::<_, String>(match i {
+                3 => boxed(PanicsOnDrop(items.into_iter())),
+                _ => boxed(items.into_iter()),
+            })
+        })
+        .named("split")
+        .output()
+        .try_collect()
+        .await;
+    assert_panicked(result, "split", 3, "dropped on purpose");
+    live::assert_none_alive().await;
+}
+
+/// One iterator type for both arms above.
+fn boxed<I: Iterator<Item = u64> + Send + 'static>(
+    iter: I,
+) -> Box<dyn Iterator<Item = u64> + Send> {
+    Box::new(iter)
+}
+
+/// A source iterator that panics as it is dropped, once every item is pulled, ends the pipeline as a
+/// panic of the source at its position (the number of items it gave), not as a lost task.
+#[tokio::test(start_paused = true)]
+async fn a_source_that_panics_as_it_is_dropped_is_a_panic_of_the_source() {
+    bounded_testkit::quiet_planned_panics();
+    let result = Pipeline::new(&Context::new())
+        .source(PanicsOnDrop(0..5u64))
+        .map(2, |_ctx, i| async move { Ok::<_, String>(i) })
+        .output()
+        .try_collect()
+        .await;
+    assert_panicked(result, "source", 5, "dropped on purpose");
+    live::assert_none_alive().await;
+}
