@@ -9,7 +9,7 @@
 //! - `cancel/with_timeout/*`: a request's context with a deadline, made and dropped, per request; beside a
 //!   child token with a spawned timer task.
 //! - `cancel/is_cancelled/*`: the check a loop makes on every turn, on a live root and a live child.
-//! - `cancel/run_shared/*`: 64 tasks each race a future that yields 500 times against one shared
+//! - `cancel/run_one_context/*`: 64 tasks each race a future that yields 500 times against one shared
 //!   context (`Context::run`), beside the same with tokio-util's `run_until_cancelled` on one shared
 //!   token; `bare` polls the futures with no race, the floor. Per poll.
 
@@ -204,7 +204,7 @@ fn bench_with_timeout(c: &mut Criterion) {
 }
 
 /// Many tasks racing busy futures against one context: what every poll of a `run` costs.
-fn bench_run_shared(c: &mut Criterion) {
+fn bench_run_one_context(c: &mut Criterion) {
     const TASKS: usize = 64;
     const POLLS: usize = 500;
     async fn yields() {
@@ -225,7 +225,7 @@ fn bench_run_shared(c: &mut Criterion) {
         }
         start.elapsed()
     }
-    let mut group = c.benchmark_group("cancel/run_shared");
+    let mut group = c.benchmark_group("cancel/run_one_context");
     group.throughput(Throughput::Elements((TASKS * POLLS) as u64));
     for (flavor, rt) in runtimes() {
         group.bench_function(BenchmarkId::new("bounded_context", flavor), |b| {
@@ -280,6 +280,6 @@ criterion_group!(
     bench_fanout,
     bench_is_cancelled,
     bench_with_timeout,
-    bench_run_shared
+    bench_run_one_context
 );
 criterion_main!(benches);

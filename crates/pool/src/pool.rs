@@ -1230,9 +1230,11 @@ where
     }
 }
 
-/// A destructor of the caller's code panicked as the pool dropped it: a job's closure that never
-/// started, a job's future, or a value nobody reads. The job was counted already; the panic is told
-/// as an `error` event (feature `tracing`), and its payload dropped where a panic cannot escape.
+/// The caller's code panicked where the pool drops or formats it on a worker: the destructor of a
+/// job's closure that never started, of a job's future, of a value nobody reads or of the error that
+/// answered a stop, or a failure's `Display` in its `tracing` event. The job was counted already;
+/// the panic is told as an `error` event (feature `tracing`), and its payload dropped where a panic
+/// cannot escape.
 #[cold]
 #[inline(never)]
 fn drop_panicked(payload: Box<dyn std::any::Any + Send>) {
@@ -1240,7 +1242,7 @@ fn drop_panicked(payload: Box<dyn std::any::Any + Send>) {
     tracing::error!(
         target: "bounded_pool",
         panic = bounded_cancel::panic_message(&*payload),
-        "dropping a pool job's code or its unread value panicked; the worker lives on"
+        "a pool job's code panicked as the pool dropped it or formatted its error; the worker lives on"
     );
     let _ = std::panic::catch_unwind(AssertUnwindSafe(|| drop(payload)));
 }
