@@ -36,13 +36,13 @@ pub enum PipelineError<E> {
         /// The error.
         error: E,
     },
-    /// Code of yours panicked in a stage (its function, a `flat_map` iterator made, advanced or
-    /// dropped, the source stream pulled or dropped); the pipeline stopped.
+    /// Code of yours panicked in a stage (its function called or dropped, a `flat_map` iterator
+    /// made, advanced or dropped, the source stream pulled or dropped); the pipeline stopped.
     Panicked {
         /// The stage's name.
         stage: String,
         /// The item's position in the source, from 0 (for a source dropped, the number of items it
-        /// gave).
+        /// gave; for a stage function dropped, the number of items its stage took in).
         index: u64,
         /// The panic payload: [`PanicPayload::message`] reads the text, [`PanicPayload::resume`]
         /// re-raises it.

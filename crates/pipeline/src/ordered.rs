@@ -19,7 +19,7 @@ use bounded_sync::queue::{Queue, Seat};
 
 use crate::link::{Link, Producer};
 use crate::shared::{Counters, Item, Shared};
-use crate::worker::{Step, call};
+use crate::worker::{Step, call, let_go};
 
 /// An item on its way to the reorder task: its number in the input's order, and what the stage
 /// made of it (`None`: filtered out).
@@ -66,14 +66,19 @@ pub(crate) fn spawn<T, U, E, F, Fut>(
         queue: Queue::new(2 * workers),
         workers: AtomicUsize::new(workers),
     });
-    let f = Arc::new(f);
-    for _ in 0..workers {
-        let (task, counters, member, input, f) = (
+    // The last worker takes the first share: whichever worker ends last drops `f`, and reports a
+    // panic there (see `worker::let_go`).
+    let mut f = Some(Arc::new(f));
+    for i in 0..workers {
+        let f = match i + 1 == workers {
+            true => f.take().expect("one last worker"),
+            false => Arc::clone(f.as_ref().expect("taken by the last worker only")),
+        };
+        let (task, counters, member, input) = (
             shared.clone(),
             counters.clone(),
             Member(window.clone()),
             input.clone(),
-            f.clone(),
         );
         let stage = counters.name.clone();
         shared.spawn_stage(&stage, async move {
@@ -81,32 +86,35 @@ pub(crate) fn spawn<T, U, E, F, Fut>(
             let mut input = input.consumer();
             let ctx = task.ctx.alias();
             let mut taken = VecDeque::with_capacity(1);
-            loop {
+            'work: loop {
                 // A place in the window before the item: freed if the worker ends before it pushes.
                 let Ok(place) = window.reserve().await else {
-                    return;
+                    break 'work;
                 };
                 // Numbered by the link as it is taken, under the link's lock.
                 if !input.take(1, true, &mut taken).await {
-                    return;
+                    break 'work;
                 }
                 let seq = input.first_taken();
                 let Some(item) = taken.pop_front() else {
-                    return;
+                    break 'work;
                 };
                 counters.add_in(1);
                 let index = item.index;
                 let item = match call(&task, &ctx, &counters, &*f, item, true).await {
                     Step::Pass(value) => Some(Item { index, value }),
                     Step::Drop => None,
-                    Step::Stop => return,
+                    Step::Stop => break 'work,
                 };
                 // The item leaves the input here; its place in the window goes with it.
                 input.done(1);
                 if place.push(Done { seq, item }).is_err() {
-                    return;
+                    break 'work;
                 }
             }
+            // Before the worker leaves the window, which closes with the last one.
+            let_go(f, &task, &counters);
+            drop(member);
         });
     }
     let stage = counters.name.clone();

@@ -506,9 +506,7 @@ impl<T: Send + 'static, E: Send + 'static> Stage<T, E> {
             let fut = f(ctx, item);
             async move { fut.await.map(Some) }
         });
-        self.stage_of_workers("flat_map", workers, move |shared, counters, input, out| {
-            worker::run_flat(shared, counters, input, out, f.clone())
-        })
+        self.stage_of_workers("flat_map", workers, f, worker::run_flat)
     }
 
     /// [`map`](Stage::map), dropping the items for which `f` returns `Ok(None)`.
@@ -597,17 +595,22 @@ impl<T: Send + 'static, E: Send + 'static> Stage<T, E> {
         F: Fn(Context, T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Option<U>, E>> + Send + 'static,
     {
-        let f = Arc::new(f);
-        self.stage_of_workers(kind, workers, move |shared, counters, input, out| {
-            worker::run(shared, counters, input, out, f.clone())
-        })
+        self.stage_of_workers(kind, workers, Arc::new(f), worker::run)
     }
 
-    /// A stage of `workers` tasks, each running `run` on the stage's input and its own producer.
-    fn stage_of_workers<U, W, Fut>(self, kind: &str, workers: usize, run: W) -> Stage<U, E>
+    /// A stage of `workers` tasks, each running `run` on the stage's input, its own producer and a
+    /// share of the stage function `f`.
+    fn stage_of_workers<U, F, W, Fut>(
+        self,
+        kind: &str,
+        workers: usize,
+        f: Arc<F>,
+        run: W,
+    ) -> Stage<U, E>
     where
         U: Send + 'static,
-        W: Fn(Arc<Shared<E>>, Arc<Counters>, Arc<Link<Item<T>>>, Producer<Item<U>>) -> Fut
+        F: Send + Sync + 'static,
+        W: Fn(Arc<Shared<E>>, Arc<Counters>, Arc<Link<Item<T>>>, Producer<Item<U>>, Arc<F>) -> Fut
             + Send
             + 'static,
         Fut: Future<Output = ()> + Send + 'static,
@@ -619,10 +622,18 @@ impl<T: Send + 'static, E: Send + 'static> Stage<T, E> {
             // Every producer is made before any worker runs: a worker that ended before the next
             // producer existed would close the link behind it (the link's invariant 3).
             let outs: Vec<Producer<Item<U>>> = (0..workers).map(|_| link.producer()).collect();
-            for out in outs {
+            // The last worker gets this closure's own share of `f`: the function is dropped by
+            // whichever worker ends last, which reports a panic there (see `worker::let_go`),
+            // never here after every worker has ended.
+            let mut f = Some(f);
+            for (i, out) in outs.into_iter().enumerate() {
+                let share = match i + 1 == workers {
+                    true => f.take().expect("one last worker"),
+                    false => Arc::clone(f.as_ref().expect("taken by the last worker only")),
+                };
                 shared.spawn_stage(
                     &counters.name,
-                    run(shared.clone(), counters.clone(), input.clone(), out),
+                    run(shared.clone(), counters.clone(), input.clone(), out, share),
                 );
             }
         });

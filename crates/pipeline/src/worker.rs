@@ -137,6 +137,21 @@ fn step_of<U, E: Send + 'static>(
     }
 }
 
+/// Lets go of a worker's share of its stage function. The last share drops the function and what it
+/// captured, which is the caller's code as much as the function is: a panic there is the pipeline's
+/// failure, at the number of items the stage took in. Called before the worker's end of its output
+/// closes, so that the failure is recorded before the last worker's end closes the link, which the
+/// consumer would otherwise read as a task lost.
+pub(crate) fn let_go<F, E: Send + 'static>(f: Arc<F>, shared: &Shared<E>, counters: &Counters) {
+    if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(move || drop(f))) {
+        shared.fail(PipelineError::Panicked {
+            stage: counters.name.clone(),
+            index: counters.items_in.load(Ordering::Relaxed),
+            payload: payload.into(),
+        });
+    }
+}
+
 /// A worker's place in its stage's `busy` count: counted while set, and no longer once dropped (also
 /// when the worker is aborted or a call panics).
 pub(crate) struct Busy<'a> {
@@ -298,7 +313,7 @@ pub(crate) async fn run<T, U, E, F, Fut>(
     let mut last_waited = false;
     // The items of the last batch, whose places are freed under the lock of the next take.
     let mut done = 0;
-    while let Some(waited) = next_batch(
+    'work: while let Some(waited) = next_batch(
         &mut input,
         done,
         &mut taken,
@@ -366,7 +381,7 @@ pub(crate) async fn run<T, U, E, F, Fut>(
                     passed += 1;
                 }
                 Step::Drop => output.unreserve(),
-                Step::Stop => return,
+                Step::Stop => break 'work,
             }
         }
         busy.set(false);
@@ -381,6 +396,9 @@ pub(crate) async fn run<T, U, E, F, Fut>(
         };
         last_waited = waited;
     }
+    drop(busy);
+    let_go(f, &shared, &counters);
+    drop(output);
 }
 
 /// One worker of a `flat_map` stage: one item at a time, each call's items passed on one place at a
@@ -403,10 +421,10 @@ pub(crate) async fn run_flat<T, I, E, F, Fut>(
     let mut taken = VecDeque::with_capacity(1);
     // The last item, done with: its place is freed under the lock of the next take.
     let mut done = 0;
-    loop {
+    'work: loop {
         let took = next_batch(&mut input, done, &mut taken, &mut output, 1, true, looks).await;
         let Some(item) = taken.pop_front().filter(|_| took.is_some()) else {
-            return;
+            break 'work;
         };
         counters.add_in(1);
         let index = item.index;
@@ -416,7 +434,7 @@ pub(crate) async fn run_flat<T, I, E, F, Fut>(
                 done = 1;
                 continue;
             }
-            Step::Stop => return,
+            Step::Stop => break 'work,
         };
         // The iterator is the caller's code, made, advanced and dropped: a panic in any of it is
         // the pipeline's failure, on this item, as a panic in `f` is.
@@ -429,7 +447,10 @@ pub(crate) async fn run_flat<T, I, E, F, Fut>(
         };
         let mut iter = match std::panic::catch_unwind(AssertUnwindSafe(|| iter.into_iter())) {
             Ok(iter) => iter,
-            Err(payload) => return panicked(payload),
+            Err(payload) => {
+                panicked(payload);
+                break 'work;
+            }
         };
         loop {
             let next = match std::panic::catch_unwind(AssertUnwindSafe(|| iter.next())) {
@@ -438,7 +459,7 @@ pub(crate) async fn run_flat<T, I, E, F, Fut>(
                     panicked(payload);
                     // The failure is recorded; a second panic as the iterator goes adds nothing.
                     let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(iter)));
-                    return;
+                    break 'work;
                 }
             };
             let Some(value) = next else { break };
@@ -447,10 +468,13 @@ pub(crate) async fn run_flat<T, I, E, F, Fut>(
             counters.add_out(1);
         }
         if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(move || drop(iter))) {
-            return panicked(payload);
+            panicked(payload);
+            break 'work;
         }
         done = 1;
     }
+    let_go(f, &shared, &counters);
+    drop(output);
 }
 
 #[cfg(test)]

@@ -251,3 +251,71 @@ async fn a_source_that_panics_as_it_is_dropped_is_a_panic_of_the_source() {
     assert_panicked(result, "source", 5, "dropped on purpose");
     live::assert_none_alive().await;
 }
+
+/// State a stage function captures that panics as it is dropped: dropped with the function, once
+/// the stage's last worker ends.
+struct Bomb;
+
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        panic!("dropped on purpose");
+    }
+}
+
+/// The four kinds of stage, each given a function that captured a [`Bomb`], run on `items`.
+async fn stage_with_a_bomb(kind: &str, items: u64) -> Result<Vec<u64>, PipelineError<String>> {
+    let bomb = Bomb;
+    let stage = Pipeline::new(&Context::new()).source(0..items);
+    let stage = match kind {
+        "map" => stage.map(3, move |_ctx, i| {
+            let _ = &bomb;
+            async move { Ok::<_, String>(i) }
+        }),
+        "filter_map" => stage.filter_map(3, move |_ctx, i| {
+            let _ = &bomb;
+            async move { Ok::<_, String>(Some(i)) }
+        }),
+        "flat_map" => stage.flat_map(3, move |_ctx, i| {
+            let _ = &bomb;
+            async move { Ok::<_, String>([i]) }
+        }),
+        "map_ordered" => stage.map_ordered(3, move |_ctx, i| {
+            let _ = &bomb;
+            async move { Ok::<_, String>(i) }
+        }),
+        other => unreachable!("{other}"),
+    };
+    stage.output().try_collect().await
+}
+
+/// A stage function whose captured state panics as it is dropped, after the last item, ends the
+/// pipeline as a panic of that stage at the number of items it took in, not as a task lost with
+/// its runtime, and not as a success.
+#[tokio::test(start_paused = true)]
+async fn a_stage_function_that_panics_as_it_is_dropped_is_a_panic_of_its_stage() {
+    bounded_testkit::quiet_planned_panics();
+    for kind in ["map", "filter_map", "flat_map", "map_ordered"] {
+        let result = stage_with_a_bomb(kind, 10).await;
+        assert_panicked(result, kind, 10, "dropped on purpose");
+        live::assert_none_alive().await;
+    }
+}
+
+/// The same on a multi-thread runtime, with no items, where the workers can all end before the
+/// code that spawned them has returned: whichever ends last drops the function and reports it.
+#[test]
+fn a_stage_function_dropped_by_workers_that_end_at_once_is_still_reported() {
+    bounded_testkit::quiet_planned_panics();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    for round in 0..1000 {
+        for kind in ["map", "filter_map", "flat_map", "map_ordered"] {
+            let result = rt.block_on(stage_with_a_bomb(kind, round % 3));
+            assert_panicked(result, kind, round % 3, "dropped on purpose");
+        }
+    }
+    rt.block_on(live::assert_none_alive());
+}
