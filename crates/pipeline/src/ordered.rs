@@ -19,7 +19,7 @@ use bounded_sync::queue::{Queue, Seat};
 
 use crate::link::{Link, Producer};
 use crate::shared::{Counters, Item, Shared};
-use crate::worker::{Step, call, let_go};
+use crate::worker::{Step, call, let_go, shares};
 
 /// An item on its way to the reorder task: its number in the input's order, and what the stage
 /// made of it (`None`: filtered out).
@@ -66,14 +66,7 @@ pub(crate) fn spawn<T, U, E, F, Fut>(
         queue: Queue::new(2 * workers),
         workers: AtomicUsize::new(workers),
     });
-    // The last worker takes the first share: whichever worker ends last drops `f`, and reports a
-    // panic there (see `worker::let_go`).
-    let mut f = Some(Arc::new(f));
-    for i in 0..workers {
-        let f = match i + 1 == workers {
-            true => f.take().expect("one last worker"),
-            false => Arc::clone(f.as_ref().expect("taken by the last worker only")),
-        };
+    for f in shares(Arc::new(f), workers) {
         let (task, counters, member, input) = (
             shared.clone(),
             counters.clone(),

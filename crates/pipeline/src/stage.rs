@@ -622,15 +622,7 @@ impl<T: Send + 'static, E: Send + 'static> Stage<T, E> {
             // Every producer is made before any worker runs: a worker that ended before the next
             // producer existed would close the link behind it (the link's invariant 3).
             let outs: Vec<Producer<Item<U>>> = (0..workers).map(|_| link.producer()).collect();
-            // The last worker gets this closure's own share of `f`: the function is dropped by
-            // whichever worker ends last, which reports a panic there (see `worker::let_go`),
-            // never here after every worker has ended.
-            let mut f = Some(f);
-            for (i, out) in outs.into_iter().enumerate() {
-                let share = match i + 1 == workers {
-                    true => f.take().expect("one last worker"),
-                    false => Arc::clone(f.as_ref().expect("taken by the last worker only")),
-                };
+            for (out, share) in outs.into_iter().zip(worker::shares(f, workers)) {
                 shared.spawn_stage(
                     &counters.name,
                     run(shared.clone(), counters.clone(), input.clone(), out, share),

@@ -137,6 +137,17 @@ fn step_of<U, E: Send + 'static>(
     }
 }
 
+/// `n` shares of a stage function for its `n` workers, the last of them `f` itself, so that the code
+/// that spawned the workers keeps none: whichever worker ends last drops the function, and reports a
+/// panic there ([`let_go`]), never the spawning code after every worker has ended.
+pub(crate) fn shares<F>(f: Arc<F>, n: usize) -> impl Iterator<Item = Arc<F>> {
+    let mut f = Some(f);
+    (0..n).map(move |i| match i + 1 == n {
+        true => f.take().expect("one last share"),
+        false => Arc::clone(f.as_ref().expect("taken by the last share only")),
+    })
+}
+
 /// Lets go of a worker's share of its stage function. The last share drops the function and what it
 /// captured, which is the caller's code as much as the function is: a panic there is the pipeline's
 /// failure, at the number of items the stage took in. Called before the worker's end of its output
