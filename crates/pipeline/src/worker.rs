@@ -407,9 +407,8 @@ pub(crate) async fn run<T, U, E, F, Fut>(
         };
         last_waited = waited;
     }
-    drop(busy);
+    // Before `output` closes: a parameter, it is dropped after everything in the body.
     let_go(f, &shared, &counters);
-    drop(output);
 }
 
 /// One worker of a `flat_map` stage: one item at a time, each call's items passed on one place at a
@@ -484,8 +483,8 @@ pub(crate) async fn run_flat<T, I, E, F, Fut>(
         }
         done = 1;
     }
+    // Before `output` closes: a parameter, it is dropped after everything in the body.
     let_go(f, &shared, &counters);
-    drop(output);
 }
 
 #[cfg(test)]
