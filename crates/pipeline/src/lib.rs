@@ -144,6 +144,7 @@ mod error;
 #[cfg(feature = "metrics")]
 mod export;
 mod future;
+mod host;
 mod link;
 mod metrics;
 mod ordered;

@@ -26,6 +26,9 @@ pub(crate) struct Counters {
     pub(crate) items_out: AtomicU64,
     pub(crate) busy: AtomicUsize,
     pub(crate) errors: AtomicU64,
+    /// Set by a worker whose items compute enough that the stage runs faster on every thread than
+    /// in one task (see `host`).
+    pub(crate) spread: AtomicBool,
     #[cfg(feature = "metrics")]
     pub(crate) exported: crate::export::Exported,
 }
@@ -41,6 +44,7 @@ impl Counters {
             items_out: AtomicU64::new(0),
             busy: AtomicUsize::new(0),
             errors: AtomicU64::new(0),
+            spread: AtomicBool::new(false),
         }
     }
 

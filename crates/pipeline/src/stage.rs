@@ -506,7 +506,7 @@ impl<T: Send + 'static, E: Send + 'static> Stage<T, E> {
             let fut = f(ctx, item);
             async move { fut.await.map(Some) }
         });
-        self.stage_of_workers("flat_map", workers, f, worker::run_flat)
+        self.stage_of_workers("flat_map", workers, f, false, worker::run_flat)
     }
 
     /// [`map`](Stage::map), dropping the items for which `f` returns `Ok(None)`.
@@ -595,16 +595,18 @@ impl<T: Send + 'static, E: Send + 'static> Stage<T, E> {
         F: Fn(Context, T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Option<U>, E>> + Send + 'static,
     {
-        self.stage_of_workers(kind, workers, Arc::new(f), worker::run)
+        self.stage_of_workers(kind, workers, Arc::new(f), true, worker::run)
     }
 
     /// A stage of `workers` tasks, each running `run` on the stage's input, its own producer and a
-    /// share of the stage function `f`.
+    /// share of the stage function `f`; with `hosted`, in one task while its items are cheap (see
+    /// `host`), if its workers tell when their items compute.
     fn stage_of_workers<U, F, W, Fut>(
         self,
         kind: &str,
         workers: usize,
         f: Arc<F>,
+        hosted: bool,
         run: W,
     ) -> Stage<U, E>
     where
@@ -622,11 +624,22 @@ impl<T: Send + 'static, E: Send + 'static> Stage<T, E> {
             // Every producer is made before any worker runs: a worker that ended before the next
             // producer existed would close the link behind it (the link's invariant 3).
             let outs: Vec<Producer<Item<U>>> = (0..workers).map(|_| link.producer()).collect();
-            for (out, share) in outs.into_iter().zip(worker::shares(f, workers)) {
-                shared.spawn_stage(
-                    &counters.name,
-                    run(shared.clone(), counters.clone(), input.clone(), out, share),
-                );
+            let runs = outs
+                .into_iter()
+                .zip(worker::shares(f, workers))
+                .map(|(out, share)| {
+                    run(shared.clone(), counters.clone(), input.clone(), out, share)
+                });
+            let threads = tokio::runtime::Handle::current().metrics().num_workers();
+            if hosted && threads > 1 && workers <= crate::host::MAX_HOSTED {
+                let boxed = runs
+                    .map(|run| Box::pin(run) as crate::host::Worker)
+                    .collect();
+                crate::host::spawn_shells(&shared, &counters, boxed);
+            } else {
+                for run in runs {
+                    shared.spawn_stage(&counters.name, run);
+                }
             }
         });
         Stage {

@@ -14,6 +14,7 @@ use futures_util::FutureExt;
 use tokio::time::Instant;
 
 use crate::PipelineError;
+use crate::host::Sampler;
 use crate::link::{Consumer, Link, MAX_BATCH, Producer};
 use crate::shared::{Counters, Item, Shared};
 
@@ -105,6 +106,33 @@ where
 {
     let fut = fut.as_mut().as_pin_mut().expect("made at the first poll");
     let result = AssertUnwindSafe(fut).catch_unwind().await;
+    step_of(shared, counters, index, result)
+}
+
+/// [`finish`], timing each poll of the item's future for `sampler`.
+async fn finish_sampled<U, E, Fut>(
+    shared: &Shared<E>,
+    counters: &Counters,
+    index: u64,
+    mut fut: std::pin::Pin<&mut Option<Fut>>,
+    sampler: &mut Sampler,
+) -> Step<U>
+where
+    E: Send + 'static,
+    Fut: Future<Output = Result<Option<U>, E>>,
+{
+    let mut fut = fut.as_mut().as_pin_mut().expect("made at the first poll");
+    let result = std::future::poll_fn(|cx| {
+        let timed = Stamp::now();
+        let polled = std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx)));
+        sampler.sampled(timed, counters);
+        match polled {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Err(payload) => Poll::Ready(Err(payload)),
+        }
+    })
+    .await;
     step_of(shared, counters, index, result)
 }
 
@@ -322,6 +350,7 @@ pub(crate) async fn run<T, U, E, F, Fut>(
     // reserved one at a time) until one finishes without waiting: a worker whose items wait would
     // otherwise give back the rest of each batch, and of each run of places, at every item.
     let mut last_waited = false;
+    let mut sampler = Sampler::new();
     // The items of the last batch, whose places are freed under the lock of the next take.
     let mut done = 0;
     'work: while let Some(waited) = next_batch(
@@ -365,11 +394,19 @@ pub(crate) async fn run<T, U, E, F, Fut>(
             // future are not first stored in a future of their own and read straight back.
             let mut item = Some(item);
             let mut fut = std::pin::pin!(None::<Fut>);
+            // Some calls are timed on a runtime of several threads (see `host`).
+            let timed = match threads > 1 {
+                true => sampler.start(&counters),
+                false => None,
+            };
             let first = std::future::poll_fn(|cx| {
                 let started = start(cx, &shared, &counters, &ctx, &*f, &mut item, fut.as_mut());
                 Poll::Ready(started)
             })
             .await;
+            if let Some(timed) = timed {
+                sampler.sampled(timed, &counters);
+            }
             let step = match first {
                 Some(step) => step,
                 None => {
@@ -382,7 +419,10 @@ pub(crate) async fn run<T, U, E, F, Fut>(
                     let returned = taken.len() as u64;
                     counters.items_in.fetch_sub(returned, Ordering::Relaxed);
                     input.give_back(&mut taken);
-                    finish(&shared, &counters, index, fut).await
+                    match timed.is_some() {
+                        true => finish_sampled(&shared, &counters, index, fut, &mut sampler).await,
+                        false => finish(&shared, &counters, index, fut).await,
+                    }
                 }
             };
             finished += 1;

@@ -1,0 +1,249 @@
+//! A stage's workers on a runtime of several threads: in one task while its items are cheap.
+//!
+//! Workers in tasks of their own hand items to each other, and to the stages around them, between the
+//! runtime's threads whenever tokio's idle thread takes some of them, and a hand-over between two
+//! threads costs more than a cheap item does. So on a multi-thread runtime each worker of a `map` or
+//! `filter_map` stage of at most [`MAX_HOSTED`] workers starts in a task of its own (its shell) and
+//! times one call of the stage function in [`SAMPLE_EVERY`] (with every poll of its future, if it
+//! waits). After [`JOIN_AFTER`] timed calls in a row under [`COMPUTES`] each, it asks to join the
+//! stage's host: one task that polls each of the workers it holds whenever one of them is woken (as
+//! `futures::future::join_all` does), so that they run on one thread. Once a worker times
+//! [`SAMPLES`] calls in a row at [`COMPUTES`] or more, or one at [`LONG_POLL`] or more, the stage
+//! spreads for good: the host spawns each of its workers into a task of its own, and no worker joins
+//! again.
+//!
+//! The first items of a stage always run in the workers' own tasks, side by side on every thread:
+//! items that compute, or that wait for each other, never share a thread unless every call before
+//! them was quick.
+//!
+//! # Invariants
+//!
+//! 1. A worker is in exactly one place: its shell, the host's list of newcomers, the host's own list,
+//!    or a task of its own spawned by the host; it moves only between polls, with its future whole.
+//! 2. A worker handed to the host is polled by the host after the hand-over, before anything else can
+//!    wake it: the shell that hands it over wakes the running host, or spawns a new one, after
+//!    queueing it. So the waker it stored while in its shell, now stale, is replaced before it can be
+//!    missed.
+//! 3. While `running`, a host task exists that will take every newcomer: it ends only under the lock,
+//!    when it holds no worker and there is no newcomer, clearing `running` as it does.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context as TaskContext, Poll, Waker};
+use std::time::Duration;
+
+use bounded_sync::Mutex;
+use bounded_sync::atomic::Ordering;
+use bounded_sync::busy::{LONG_POLL, Stamp};
+
+use crate::shared::{Counters, Shared};
+
+/// A worker of a stage, boxed so that it can move between its shell, the host and a task of its own.
+pub(crate) type Worker = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// The most workers a stage may have to be hosted: the host polls every one of them at each wake-up
+/// of any.
+pub(crate) const MAX_HOSTED: usize = 16;
+
+/// A stage whose calls take this long each runs faster spread over the runtime's threads than on
+/// one: about what handing an item between two threads costs.
+const COMPUTES: Duration = Duration::from_nanos(250);
+
+/// How many timed calls in a row must take [`COMPUTES`] or more before a worker spreads its stage:
+/// one such call may only have been interrupted.
+const SAMPLES: u32 = 3;
+
+/// How many timed calls in a row must take less than [`COMPUTES`] before a worker asks to join the
+/// host.
+const JOIN_AFTER: u32 = 4;
+
+/// A worker times one call of the stage function in this many.
+const SAMPLE_EVERY: u32 = 16;
+
+thread_local! {
+    /// Set by a worker, during a poll by its shell, that asks to join the host.
+    static JOIN: Cell<bool> = const { Cell::new(false) };
+}
+
+/// What a worker has seen of its calls' times.
+pub(crate) struct Sampler {
+    /// Timed calls in a row at [`COMPUTES`] or more.
+    computing: u32,
+    /// Timed calls in a row under [`COMPUTES`].
+    quick: u32,
+    /// Calls until the next one is timed.
+    countdown: u32,
+}
+
+impl Sampler {
+    pub(crate) fn new() -> Self {
+        Sampler {
+            computing: 0,
+            quick: 0,
+            countdown: 1,
+        }
+    }
+
+    /// Whether to time this call: when its stage may be hosted, one in [`SAMPLE_EVERY`] (and each
+    /// right after one that computed).
+    pub(crate) fn start(&mut self, counters: &Counters) -> Option<Stamp> {
+        if counters.workers > MAX_HOSTED || counters.spread.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.countdown -= 1;
+        if self.countdown > 0 {
+            return None;
+        }
+        self.countdown = SAMPLE_EVERY;
+        Some(Stamp::now())
+    }
+
+    /// Counts a timed poll of the stage function's code, begun at `timed`: the stage spreads, the
+    /// worker asks to join the host, or neither yet.
+    pub(crate) fn sampled(&mut self, timed: Stamp, counters: &Counters) {
+        let took = timed.elapsed().1;
+        if took < COMPUTES {
+            self.computing = 0;
+            self.quick += 1;
+            if self.quick == JOIN_AFTER {
+                JOIN.set(true);
+            }
+            return;
+        }
+        self.quick = 0;
+        self.computing += 1;
+        self.countdown = 1;
+        if self.computing >= SAMPLES || took >= LONG_POLL {
+            counters.spread.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// A stage's host: the workers handed to it and not yet taken, and whether its task runs.
+#[derive(Default)]
+pub(crate) struct Host {
+    state: Mutex<HostState>,
+}
+
+#[derive(Default)]
+struct HostState {
+    newcomers: Vec<Worker>,
+    /// A host task exists (invariant 3); its waker, once it has polled.
+    running: bool,
+    waker: Option<Waker>,
+}
+
+/// Spawns each of `workers` in a shell of its own, from which it may join `host`.
+pub(crate) fn spawn_shells<E: Send + 'static>(
+    shared: &Arc<Shared<E>>,
+    counters: &Arc<Counters>,
+    workers: Vec<Worker>,
+) {
+    let host = Arc::new(Host::default());
+    for worker in workers {
+        let shell = Shell {
+            worker: Some(worker),
+            host: Arc::clone(&host),
+            shared: Arc::clone(shared),
+            counters: Arc::clone(counters),
+        };
+        shared.spawn_stage(&counters.name, shell);
+    }
+}
+
+/// A worker in a task of its own, until it asks to join the host.
+struct Shell<E> {
+    worker: Option<Worker>,
+    host: Arc<Host>,
+    shared: Arc<Shared<E>>,
+    counters: Arc<Counters>,
+}
+
+impl<E: Send + 'static> Future for Shell<E> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
+        let this = &mut *self;
+        let Some(worker) = this.worker.as_mut() else {
+            return Poll::Ready(());
+        };
+        JOIN.set(false);
+        if worker.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        if !JOIN.replace(false) || this.counters.spread.load(Ordering::Relaxed) {
+            return Poll::Pending;
+        }
+        let worker = this.worker.take().expect("checked above");
+        let mut state = this.host.state.lock();
+        state.newcomers.push(worker);
+        // Woken, or spawned, after the worker is queued (invariant 2).
+        match state.running {
+            true => {
+                let waker = state.waker.clone();
+                drop(state);
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+            }
+            false => {
+                state.running = true;
+                drop(state);
+                spawn_host(&this.shared, &this.counters, Arc::clone(&this.host));
+            }
+        }
+        Poll::Ready(())
+    }
+}
+
+/// Spawns the task of `host`, which polls the workers handed to it until the stage spreads or they
+/// end.
+fn spawn_host<E: Send + 'static>(
+    shared: &Arc<Shared<E>>,
+    counters: &Arc<Counters>,
+    host: Arc<Host>,
+) {
+    let (spawner, counters) = (Arc::clone(shared), Arc::clone(counters));
+    let mut workers: Vec<Worker> = Vec::new();
+    let stage = counters.name.clone();
+    shared.spawn_stage(
+        &stage,
+        std::future::poll_fn(move |cx| {
+            loop {
+                {
+                    let mut state = host.state.lock();
+                    workers.append(&mut state.newcomers);
+                    if workers.is_empty() {
+                        // Invariant 3: ends only with nothing held and nothing coming.
+                        state.running = false;
+                        state.waker = None;
+                        return Poll::Ready(());
+                    }
+                    match &mut state.waker {
+                        Some(waker) if waker.will_wake(cx.waker()) => {}
+                        waker => *waker = Some(cx.waker().clone()),
+                    }
+                }
+                workers.retain_mut(|worker| {
+                    let pending = worker.as_mut().poll(cx).is_pending();
+                    // Only a worker in its shell joins.
+                    JOIN.set(false);
+                    pending
+                });
+                if counters.spread.load(Ordering::Relaxed) {
+                    // Each worker's next poll, in its own task, stores that task's waker wherever
+                    // it waits.
+                    for worker in workers.drain(..) {
+                        spawner.spawn_stage(&counters.name, worker);
+                    }
+                }
+                if !workers.is_empty() {
+                    return Poll::Pending;
+                }
+                // Every worker ended or left: end, unless newcomers came meanwhile.
+            }
+        }),
+    );
+}
