@@ -135,6 +135,42 @@ struct HostState {
     waker: Option<Waker>,
 }
 
+impl Host {
+    /// A shell hands its worker over: queued for the running host, which is woken, or, with none
+    /// running, `true`: the caller spawns one (invariants 2 and 3).
+    fn hand_over(&self, worker: Worker) -> bool {
+        let mut state = self.state.lock();
+        state.newcomers.push(worker);
+        if !state.running {
+            state.running = true;
+            return true;
+        }
+        let waker = state.waker.clone();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        false
+    }
+
+    /// The host takes the newcomers into `workers`, and stores `waker` for the next ones: `false`
+    /// if it holds none and none came, and so ends (invariant 3).
+    fn take_newcomers(&self, workers: &mut Vec<Worker>, waker: &Waker) -> bool {
+        let mut state = self.state.lock();
+        workers.append(&mut state.newcomers);
+        if workers.is_empty() {
+            state.running = false;
+            state.waker = None;
+            return false;
+        }
+        match &mut state.waker {
+            Some(stored) if stored.will_wake(waker) => {}
+            stored => *stored = Some(waker.clone()),
+        }
+        true
+    }
+}
+
 /// Spawns each of `workers` in a shell of its own, from which it may join `host`.
 pub(crate) fn spawn_shells<E: Send + 'static>(
     shared: &Arc<Shared<E>>,
@@ -177,22 +213,8 @@ impl<E: Send + 'static> Future for Shell<E> {
             return Poll::Pending;
         }
         let worker = this.worker.take().expect("checked above");
-        let mut state = this.host.state.lock();
-        state.newcomers.push(worker);
-        // Woken, or spawned, after the worker is queued (invariant 2).
-        match state.running {
-            true => {
-                let waker = state.waker.clone();
-                drop(state);
-                if let Some(waker) = waker {
-                    waker.wake();
-                }
-            }
-            false => {
-                state.running = true;
-                drop(state);
-                spawn_host(&this.shared, &this.counters, Arc::clone(&this.host));
-            }
+        if this.host.hand_over(worker) {
+            spawn_host(&this.shared, &this.counters, Arc::clone(&this.host));
         }
         Poll::Ready(())
     }
@@ -212,19 +234,8 @@ fn spawn_host<E: Send + 'static>(
         &stage,
         std::future::poll_fn(move |cx| {
             loop {
-                {
-                    let mut state = host.state.lock();
-                    workers.append(&mut state.newcomers);
-                    if workers.is_empty() {
-                        // Invariant 3: ends only with nothing held and nothing coming.
-                        state.running = false;
-                        state.waker = None;
-                        return Poll::Ready(());
-                    }
-                    match &mut state.waker {
-                        Some(waker) if waker.will_wake(cx.waker()) => {}
-                        waker => *waker = Some(cx.waker().clone()),
-                    }
+                if !host.take_newcomers(&mut workers, cx.waker()) {
+                    return Poll::Ready(());
                 }
                 workers.retain_mut(|worker| {
                     let pending = worker.as_mut().poll(cx).is_pending();
@@ -246,4 +257,64 @@ fn spawn_host<E: Send + 'static>(
             }
         }),
     );
+}
+
+#[cfg(all(test, bounded_loom))]
+mod model {
+    use super::{Host, Worker};
+    use bounded_sync::Arc;
+    use bounded_sync::atomic::{AtomicUsize, Ordering};
+
+    /// Counts its drops.
+    struct Tracked(Arc<AtomicUsize>);
+
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// A worker whose drop is counted.
+    fn worker(taken: &Arc<AtomicUsize>) -> Worker {
+        let tracked = Tracked(taken.clone());
+        Box::pin(async move {
+            let _tracked = tracked;
+        })
+    }
+
+    /// Runs a host as its task does, minus the polls: it takes what has come and drops it (as a
+    /// worker ends), and ends once nothing more comes.
+    fn run_host(host: &Host) {
+        let mut workers = Vec::new();
+        while host.take_newcomers(&mut workers, std::task::Waker::noop()) {
+            workers.clear();
+        }
+    }
+
+    /// Two shells hand their workers over while the host that the first one started may be ending:
+    /// each worker is taken by a host and dropped exactly once, whichever shell finds none running starts one,
+    /// and no worker is left queued with no host to take it.
+    #[test]
+    fn every_worker_handed_over_is_taken_once() {
+        loom::model(|| {
+            let host = Arc::new(Host::default());
+            let taken = Arc::new(AtomicUsize::new(0));
+            let shells: Vec<_> = (0..2)
+                .map(|_| {
+                    let (host, taken) = (host.clone(), taken.clone());
+                    loom::thread::spawn(move || {
+                        if host.hand_over(worker(&taken)) {
+                            run_host(&host);
+                        }
+                    })
+                })
+                .collect();
+            for shell in shells {
+                shell.join().unwrap();
+            }
+            assert_eq!(taken.load(Ordering::Relaxed), 2);
+            let state = host.state.lock();
+            assert!(state.newcomers.is_empty() && !state.running);
+        });
+    }
 }

@@ -428,12 +428,17 @@ impl<T: Send + 'static, E: Send + 'static> Stage<T, E> {
         workers
     }
 
-    /// A stage of `workers` tasks running `f` on each item as it arrives, passing results on in the
+    /// A stage of `workers` workers running `f` on each item as it arrives, passing results on in the
     /// order they finish.
     ///
     /// `f` gets the pipeline's context (cancelled when the pipeline stops) and the item. An `Err` stops
     /// the pipeline (or goes to the [`skip_errors`](Pipeline::skip_errors) handler). Zero workers is an
     /// [`PipelineError::Invalid`] from the output.
+    ///
+    /// Each worker starts as a tokio task of its own. On a multi-thread runtime, the workers of a
+    /// stage of at most 16 whose calls of `f` stay quick (under 250 ns, timed now and then) move into
+    /// one task, so that cheap items are not handed between the runtime's threads; once calls take
+    /// longer, every worker goes back to a task of its own for good. This applies to `filter_map` too.
     ///
     /// # Examples
     ///

@@ -1,0 +1,239 @@
+//! On a multi-thread runtime, the workers of a `map` stage whose calls stay quick move into one task,
+//! and leave it again, for good, once the calls compute. Tasks are counted with tokio's own count of
+//! the runtime's live tasks: the pipeline's watch task, its source, and one task per worker, or one
+//! for all the workers the stage's host holds.
+
+#[path = "../../group/tests/support/gauge.rs"]
+#[allow(dead_code)]
+mod gauge;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use bounded_cancel::Context;
+use bounded_pipeline::{Output, Pipeline};
+use futures_util::StreamExt;
+use gauge::Gauge;
+use tokio::runtime::{Builder, Handle, Runtime};
+
+fn two_threads() -> Runtime {
+    Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_time()
+        .build()
+        .unwrap()
+}
+
+fn alive() -> usize {
+    Handle::current().metrics().num_alive_tasks()
+}
+
+/// Reads items off `out` until `until` holds of the runtime's live tasks, for at most ten seconds
+/// (a loaded machine may delay the workers' timings): whether it did.
+async fn read_until(out: &mut Output<u64, String>, until: impl Fn(usize) -> bool) -> bool {
+    let give_up = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < give_up {
+        for _ in 0..1_000 {
+            out.next().await.expect("endless").expect("no failure");
+        }
+        if until(alive()) {
+            return true;
+        }
+    }
+    false
+}
+
+/// A stage of 8 workers whose calls return at once: each worker starts in a task of its own (the
+/// first items run side by side), and once their calls have proved quick they share one task, so
+/// that the runtime no longer hands items between its threads to reach them.
+#[test]
+fn quick_workers_move_into_one_task() {
+    two_threads().block_on(async {
+        let mut out = Pipeline::new(&Context::new())
+            .source(0..u64::MAX)
+            .map(8, |_ctx, n| async move { Ok::<_, String>(n) })
+            .output();
+        out.next().await.unwrap().unwrap();
+        // The watch task, the source and 8 workers. A worker asks to join only after dozens of
+        // quick calls, more than the links let through before the first item is read.
+        assert_eq!(alive(), 10, "each worker starts in a task of its own");
+        assert!(
+            read_until(&mut out, |alive| alive == 3).await,
+            "the workers share one task: {} tasks alive",
+            alive()
+        );
+    });
+}
+
+/// Once hosted, a stage whose calls turn CPU-bound (1 ms each, no await) spreads again: every worker
+/// back in a task of its own, and two calls running at once, one on each thread.
+#[test]
+fn hosted_workers_spread_again_once_their_calls_compute() {
+    two_threads().block_on(async {
+        let heavy = Arc::new(AtomicBool::new(false));
+        let gauge = Gauge::default();
+        let (h, g) = (heavy.clone(), gauge.clone());
+        let mut out = Pipeline::new(&Context::new())
+            .source(0..u64::MAX)
+            .map(8, move |_ctx, n| {
+                if h.load(Ordering::Relaxed) {
+                    let _running = g.enter();
+                    let start = Instant::now();
+                    while start.elapsed() < Duration::from_millis(1) {
+                        std::hint::spin_loop();
+                    }
+                }
+                async move { Ok::<_, String>(n) }
+            })
+            .output();
+        assert!(read_until(&mut out, |alive| alive == 3).await, "hosted");
+        heavy.store(true, Ordering::Relaxed);
+        let spread = read_until(&mut out, |alive| alive == 10).await;
+        assert!(spread, "spread again: {} tasks alive", alive());
+        let give_up = Instant::now() + Duration::from_secs(10);
+        while gauge.max() < 2 && Instant::now() < give_up {
+            out.next().await.unwrap().unwrap();
+        }
+        assert_eq!(gauge.max(), 2, "two calls ran at once");
+    });
+}
+
+/// Spread is for good: a stage that spread because its calls computed keeps its workers in tasks of
+/// their own when the calls turn quick again.
+#[test]
+fn a_stage_that_spread_stays_spread() {
+    two_threads().block_on(async {
+        let heavy = Arc::new(AtomicBool::new(true));
+        let h = heavy.clone();
+        let mut out = Pipeline::new(&Context::new())
+            .source(0..u64::MAX)
+            .map(8, move |_ctx, n| {
+                if h.load(Ordering::Relaxed) {
+                    let start = Instant::now();
+                    while start.elapsed() < Duration::from_micros(50) {
+                        std::hint::spin_loop();
+                    }
+                }
+                async move { Ok::<_, String>(n) }
+            })
+            .output();
+        for _ in 0..200 {
+            out.next().await.unwrap().unwrap();
+        }
+        heavy.store(false, Ordering::Relaxed);
+        for _ in 0..200_000 {
+            out.next().await.unwrap().unwrap();
+        }
+        assert_eq!(alive(), 10, "every worker still in a task of its own");
+    });
+}
+
+/// Items that wait are hosted too while their polls are quick: a stage whose calls each await once
+/// ends up in one task.
+#[test]
+fn workers_whose_calls_wait_but_stay_quick_are_hosted_too() {
+    two_threads().block_on(async {
+        let mut out = Pipeline::new(&Context::new())
+            .source(0..u64::MAX)
+            .map(8, |_ctx, n| async move {
+                tokio::task::yield_now().await;
+                Ok::<_, String>(n)
+            })
+            .output();
+        assert!(
+            read_until(&mut out, |alive| alive == 3).await,
+            "hosted: {} tasks alive",
+            alive()
+        );
+    });
+}
+
+/// Nothing is hosted where there is nothing to gain: on a runtime of one thread, and in a stage of
+/// more workers than a host polls at each wake-up (16).
+#[test]
+fn no_host_on_one_thread_or_for_many_workers() {
+    let one = Builder::new_current_thread().enable_time().build().unwrap();
+    for (rt, workers) in [(&one, 8), (&two_threads(), 17)] {
+        rt.block_on(async {
+            let mut out = Pipeline::new(&Context::new())
+                .source(0..u64::MAX)
+                .map(workers, |_ctx, n| async move { Ok::<_, String>(n) })
+                .output();
+            for _ in 0..200_000 {
+                out.next().await.unwrap().unwrap();
+            }
+            assert_eq!(alive(), 2 + workers, "one task per worker");
+        });
+    }
+}
+
+/// What a call does, chosen from its item: mostly return at once, now and then await once, spin for
+/// 20 µs, or (with `fails`) fail.
+async fn mixed(seed: u64, n: u64, fails: bool) -> Result<u64, String> {
+    let roll = (n ^ seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54;
+    match roll {
+        0..=899 => {}
+        900..=979 => tokio::task::yield_now().await,
+        980..=1_020 => {
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_micros(20) {
+                std::hint::spin_loop();
+            }
+        }
+        _ if fails && n > 5_000 => return Err(format!("item {n}")),
+        _ => {}
+    }
+    Ok(n)
+}
+
+/// Many pipelines whose stages move into their hosts and out again at random moments, on two
+/// threads: every item comes through exactly once (or the pipeline ends with its first failure),
+/// whether the output is read to its end or dropped part-way, and no task outlives its pipeline.
+#[test]
+fn stress_hosted_stages_deliver_exactly_once() {
+    let rt = two_threads();
+    for seed in 0..60u64 {
+        rt.block_on(async move {
+            let items = 20_000u64;
+            let mut out = Pipeline::new(&Context::new())
+                .source(0..items)
+                .map(4, move |_ctx, n| mixed(seed, n, seed % 4 == 0))
+                .filter_map(3, move |_ctx, n| async move {
+                    Ok::<_, String>((n % 7 != 0).then_some(n))
+                })
+                .map(8, move |_ctx, n| mixed(seed.wrapping_add(1), n, false))
+                .output();
+            let stop_at = match seed % 3 {
+                0 => items / 2,
+                _ => items,
+            };
+            let mut seen = vec![false; items as usize];
+            let mut count = 0;
+            while let Some(item) = out.next().await {
+                match item {
+                    Ok(n) => {
+                        assert!(!seen[n as usize], "item {n} came twice");
+                        seen[n as usize] = true;
+                        count += 1;
+                        if count == stop_at {
+                            break;
+                        }
+                    }
+                    Err(bounded_pipeline::PipelineError::Failed { .. }) => {
+                        assert_eq!(seed % 4, 0, "only the pipelines that fail");
+                        break;
+                    }
+                    Err(other) => panic!("seed {seed}: {other}"),
+                }
+            }
+            let failed = seed % 4 == 0 && count < stop_at;
+            if stop_at == items && !failed {
+                let expected = (0..items).filter(|n| n % 7 != 0).count() as u64;
+                assert_eq!(count, expected, "seed {seed}: every item once");
+            }
+            drop(out);
+            bounded_cancel::live::assert_none_alive().await;
+        });
+    }
+}
