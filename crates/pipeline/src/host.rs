@@ -2,8 +2,8 @@
 //!
 //! Workers in tasks of their own hand items to each other, and to the stages around them, between the
 //! runtime's threads whenever tokio's idle thread takes some of them, and a hand-over between two
-//! threads costs more than a cheap item does. So on a multi-thread runtime each worker of a `map` or
-//! `filter_map` stage of at most [`MAX_HOSTED`] workers starts in a task of its own (its shell) and
+//! threads costs more than a cheap item does. So on a multi-thread runtime each worker of a `map`,
+//! `filter_map` or `map_ordered` stage of at most [`MAX_HOSTED`] workers starts in a task of its own (its shell) and
 //! times one call of the stage function in [`SAMPLE_EVERY`] (with every poll of its future, if it
 //! waits). After [`JOIN_AFTER`] timed calls in a row under [`COMPUTES`] each, it asks to join the
 //! stage's host: one task that polls each of the workers it holds whenever one of them is woken (as

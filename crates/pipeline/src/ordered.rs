@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bounded_cancel::Context;
 use bounded_sync::queue::{Queue, Seat};
 
+use crate::host::{MAX_HOSTED, Sampler, Worker, spawn_shells};
 use crate::link::{Link, Producer};
 use crate::shared::{Counters, Item, Shared};
 use crate::worker::{Step, call, let_go, shares};
@@ -66,6 +67,8 @@ pub(crate) fn spawn<T, U, E, F, Fut>(
         queue: Queue::new(2 * workers),
         workers: AtomicUsize::new(workers),
     });
+    let threads = tokio::runtime::Handle::current().metrics().num_workers();
+    let mut boxed: Vec<Worker> = Vec::new();
     for f in shares(Arc::new(f), workers) {
         let (task, counters, member, input) = (
             shared.clone(),
@@ -74,11 +77,12 @@ pub(crate) fn spawn<T, U, E, F, Fut>(
             input.clone(),
         );
         let stage = counters.name.clone();
-        shared.spawn_stage(&stage, async move {
+        let worker = async move {
             let window = &member.0.queue;
             let mut input = input.consumer();
             let ctx = task.ctx.alias();
             let mut taken = VecDeque::with_capacity(1);
+            let mut sampler = Sampler::new();
             'work: loop {
                 // A place in the window before the item: freed if the worker ends before it pushes.
                 let Ok(place) = window.reserve().await else {
@@ -94,7 +98,8 @@ pub(crate) fn spawn<T, U, E, F, Fut>(
                 };
                 counters.add_in(1);
                 let index = item.index;
-                let item = match call(&task, &ctx, &counters, &*f, item, true).await {
+                let sampling = (threads > 1).then_some(&mut sampler);
+                let item = match call(&task, &ctx, &counters, &*f, item, true, sampling).await {
                     Step::Pass(value) => Some(Item { index, value }),
                     Step::Drop => None,
                     Step::Stop => break 'work,
@@ -108,7 +113,14 @@ pub(crate) fn spawn<T, U, E, F, Fut>(
             // Before the worker leaves the window, which closes with the last one.
             let_go(f, &task, &counters);
             drop(member);
-        });
+        };
+        match threads > 1 && workers <= MAX_HOSTED {
+            true => boxed.push(Box::pin(worker)),
+            false => shared.spawn_stage(&stage, worker),
+        }
+    }
+    if !boxed.is_empty() {
+        spawn_shells(shared, &counters, boxed);
     }
     let stage = counters.name.clone();
     shared.spawn_stage(&stage, reorder(window, output, counters));

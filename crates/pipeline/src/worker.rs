@@ -30,7 +30,7 @@ pub(crate) enum Step<U> {
 /// Runs the stage function on one item, handing it a clone of `ctx`, the worker's alias of the
 /// pipeline's context: panics and errors become the pipeline's failure or go to the skip handler.
 /// With `counted`, the call counts in `busy` while it runs; without, the caller counts it (a worker
-/// counts a whole run of calls at once).
+/// counts a whole run of calls at once). With a `sampler`, the call may be timed (see `host`).
 pub(crate) async fn call<T, U, E, F, Fut>(
     shared: &Shared<E>,
     ctx: &Context,
@@ -38,6 +38,7 @@ pub(crate) async fn call<T, U, E, F, Fut>(
     f: &F,
     item: Item<T>,
     counted: bool,
+    sampler: Option<&mut Sampler>,
 ) -> Step<U>
 where
     E: Send + 'static,
@@ -49,14 +50,27 @@ where
     let index = item.index;
     let mut item = Some(item);
     let mut fut = std::pin::pin!(None::<Fut>);
+    let (timed, sampler) = match sampler {
+        Some(sampler) => (sampler.start(counters), Some(sampler)),
+        None => (None, None),
+    };
     let first = std::future::poll_fn(|cx| {
         let started = start(cx, shared, counters, ctx, f, &mut item, fut.as_mut());
         Poll::Ready(started)
     })
     .await;
-    match first {
-        Some(step) => step,
-        None => finish(shared, counters, index, fut).await,
+    match (timed, sampler) {
+        (Some(timed), Some(sampler)) => {
+            sampler.sampled(timed, counters);
+            match first {
+                Some(step) => step,
+                None => finish_sampled(shared, counters, index, fut, sampler).await,
+            }
+        }
+        _ => match first {
+            Some(step) => step,
+            None => finish(shared, counters, index, fut).await,
+        },
     }
 }
 
@@ -478,7 +492,7 @@ pub(crate) async fn run_flat<T, I, E, F, Fut>(
         };
         counters.add_in(1);
         let index = item.index;
-        let iter = match call(&shared, &ctx, &counters, &*f, item, true).await {
+        let iter = match call(&shared, &ctx, &counters, &*f, item, true, None).await {
             Step::Pass(items) => items,
             Step::Drop => {
                 done = 1;

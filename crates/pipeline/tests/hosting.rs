@@ -1,4 +1,5 @@
-//! On a multi-thread runtime, the workers of a `map` stage whose calls stay quick move into one task,
+//! On a multi-thread runtime, the workers of a `map` (or `filter_map`, or `map_ordered`) stage whose
+//! calls stay quick move into one task,
 //! and leave it again, for good, once the calls compute. Tasks are counted with tokio's own count of
 //! the runtime's live tasks: the pipeline's watch task, its source, and one task per worker, or one
 //! for all the workers the stage's host holds.
@@ -126,6 +127,36 @@ fn a_stage_that_spread_stays_spread() {
             out.next().await.unwrap().unwrap();
         }
         assert_eq!(alive(), 10, "every worker still in a task of its own");
+    });
+}
+
+/// `map_ordered`'s workers are hosted the same way, and its items still come out in their order.
+#[test]
+fn ordered_workers_are_hosted_too_and_keep_the_order() {
+    two_threads().block_on(async {
+        let mut out = Pipeline::new(&Context::new())
+            .source(0..u64::MAX)
+            .map_ordered(8, |_ctx, n| async move {
+                if n % 3 == 0 {
+                    tokio::task::yield_now().await;
+                }
+                Ok::<_, String>(n)
+            })
+            .output();
+        let mut next = 0;
+        let give_up = Instant::now() + Duration::from_secs(10);
+        // The watch task, the source, the host and the reorder task.
+        while alive() != 4 {
+            assert!(Instant::now() < give_up, "hosted: {} tasks alive", alive());
+            for _ in 0..1_000 {
+                assert_eq!(out.next().await.unwrap().unwrap(), next);
+                next += 1;
+            }
+        }
+        for _ in 0..100_000 {
+            assert_eq!(out.next().await.unwrap().unwrap(), next);
+            next += 1;
+        }
     });
 }
 
