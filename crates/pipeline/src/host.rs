@@ -3,14 +3,14 @@
 //! Workers in tasks of their own hand items to each other, and to the stages around them, between the
 //! runtime's threads whenever tokio's idle thread takes some of them, and a hand-over between two
 //! threads costs more than a cheap item does. So on a multi-thread runtime each worker of a `map`,
-//! `filter_map` or `map_ordered` stage of at most [`MAX_HOSTED`] workers starts in a task of its own (its shell) and
-//! times one call of the stage function in [`SAMPLE_EVERY`] (with every poll of its future, if it
-//! waits). After [`JOIN_AFTER`] timed calls in a row under [`COMPUTES`] each, it asks to join the
-//! stage's host: one task that polls each of the workers it holds whenever one of them is woken (as
-//! `futures::future::join_all` does), so that they run on one thread. Once a worker times
-//! [`SAMPLES`] calls in a row at [`COMPUTES`] or more, or one at [`LONG_POLL`] or more, the stage
-//! spreads for good: the host spawns each of its workers into a task of its own, and no worker joins
-//! again.
+//! `filter_map` or `map_ordered` stage of at most [`MAX_HOSTED`] workers starts in a task of its own
+//! (its shell) and times one call of the stage function in [`SAMPLE_EVERY`] (with every poll of its
+//! future, if it waits). After [`JOIN_AFTER`] timed calls in a row under [`COMPUTES`] each, it asks
+//! to join the stage's host: one task that polls each of the workers it holds whenever one of them
+//! is woken (as `futures::future::join_all` does), so that they run on one thread. Once a worker
+//! times [`SAMPLES`] calls in a row at [`COMPUTES`] or more, or one at [`LONG_POLL`] or more, the
+//! stage spreads for good: the host spawns each of its workers into a task of its own, and no worker
+//! joins again.
 //!
 //! The first items of a stage always run in the workers' own tasks, side by side on every thread:
 //! items that compute, or that wait for each other, never share a thread unless every call before
@@ -292,8 +292,8 @@ mod model {
     }
 
     /// Two shells hand their workers over while the host that the first one started may be ending:
-    /// each worker is taken by a host and dropped exactly once, whichever shell finds none running starts one,
-    /// and no worker is left queued with no host to take it.
+    /// each worker is taken by a host and dropped exactly once, whichever shell finds none running
+    /// starts one, and no worker is left queued with no host to take it.
     #[test]
     fn every_worker_handed_over_is_taken_once() {
         loom::model(|| {
