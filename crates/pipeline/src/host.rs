@@ -8,9 +8,8 @@
 //! future, if it waits). After [`JOIN_AFTER`] timed calls in a row under [`COMPUTES`] each, it asks
 //! to join the stage's host: one task that polls each of the workers it holds whenever one of them
 //! is woken (as `futures::future::join_all` does), so that they run on one thread. Once a worker
-//! times [`SAMPLES`] calls in a row at [`COMPUTES`] or more, or one at [`LONG_POLL`] or more, the
-//! stage spreads for good: the host spawns each of its workers into a task of its own, and no worker
-//! joins again.
+//! times [`SAMPLES`] calls in a row at [`COMPUTES`] or more, the stage spreads for good: the host
+//! spawns each of its workers into a task of its own, and no worker joins again.
 //!
 //! The first items of a stage always run in the workers' own tasks, side by side on every thread:
 //! items that compute, or that wait for each other, never share a thread unless every call before
@@ -36,7 +35,7 @@ use std::time::Duration;
 
 use bounded_sync::Mutex;
 use bounded_sync::atomic::Ordering;
-use bounded_sync::busy::{LONG_POLL, Stamp};
+use bounded_sync::busy::Stamp;
 
 use crate::shared::{Counters, Shared};
 
@@ -48,11 +47,18 @@ pub(crate) type Worker = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub(crate) const MAX_HOSTED: usize = 16;
 
 /// A stage whose calls take this long each runs faster spread over the runtime's threads than on
-/// one: about what handing an item between two threads costs.
-const COMPUTES: Duration = Duration::from_nanos(250);
+/// one: about what handing an item between two threads costs. Ten times as long in a build without
+/// optimizations, whose hand-overs (tokio's code) and calls both run about ten times as slowly, so
+/// that the same stage is hosted in both.
+const COMPUTES: Duration = match cfg!(debug_assertions) {
+    true => Duration::from_nanos(2_500),
+    false => Duration::from_nanos(250),
+};
 
 /// How many timed calls in a row must take [`COMPUTES`] or more before a worker spreads its stage:
-/// one such call may only have been interrupted.
+/// one such call may only have been interrupted (by the operating system, say), and spreading is
+/// for good. After one, the next calls are all timed, so that a stage whose calls compute spreads
+/// after three of them.
 const SAMPLES: u32 = 3;
 
 /// How many timed calls in a row must take less than [`COMPUTES`] before a worker asks to join the
@@ -115,7 +121,7 @@ impl Sampler {
         self.quick = 0;
         self.computing += 1;
         self.countdown = 1;
-        if self.computing >= SAMPLES || took >= LONG_POLL {
+        if self.computing >= SAMPLES {
             counters.spread.store(true, Ordering::Relaxed);
         }
     }
