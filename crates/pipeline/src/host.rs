@@ -5,10 +5,10 @@
 //! threads costs more than a cheap item does. So on a multi-thread runtime each worker of a `map`,
 //! `filter_map` or `map_ordered` stage of at most [`MAX_HOSTED`] workers starts in a task of its own
 //! (its shell) and times one call of the stage function in [`SAMPLE_EVERY`] (with every poll of its
-//! future, if it waits). After [`JOIN_AFTER`] timed calls in a row under [`COMPUTES`] each, it asks
+//! future, if it waits). After [`JOIN_AFTER`] timed polls in a row under [`COMPUTES`] each, it asks
 //! to join the stage's host: one task that polls each of the workers it holds whenever one of them
 //! is woken (as `futures::future::join_all` does), so that they run on one thread. Once a worker
-//! times [`SAMPLES`] calls in a row at [`COMPUTES`] or more, the stage spreads for good: the host
+//! times [`SAMPLES`] polls in a row at [`COMPUTES`] or more, the stage spreads for good: the host
 //! spawns each of its workers into a task of its own, and no worker joins again.
 //!
 //! The first items of a stage always run in the workers' own tasks, side by side on every thread:
@@ -55,13 +55,13 @@ const COMPUTES: Duration = match cfg!(debug_assertions) {
     false => Duration::from_nanos(250),
 };
 
-/// How many timed calls in a row must take [`COMPUTES`] or more before a worker spreads its stage:
-/// one such call may only have been interrupted (by the operating system, say), and spreading is
+/// How many timed polls in a row must take [`COMPUTES`] or more before a worker spreads its stage:
+/// one such poll may only have been interrupted (by the operating system, say), and spreading is
 /// for good. After one, the next calls are all timed, so that a stage whose calls compute spreads
-/// after three of them.
+/// within three of them.
 const SAMPLES: u32 = 3;
 
-/// How many timed calls in a row must take less than [`COMPUTES`] before a worker asks to join the
+/// How many timed polls in a row must take less than [`COMPUTES`] before a worker asks to join the
 /// host.
 const JOIN_AFTER: u32 = 4;
 
@@ -75,9 +75,9 @@ thread_local! {
 
 /// What a worker has seen of its calls' times.
 pub(crate) struct Sampler {
-    /// Timed calls in a row at [`COMPUTES`] or more.
+    /// Timed polls in a row at [`COMPUTES`] or more.
     computing: u32,
-    /// Timed calls in a row under [`COMPUTES`].
+    /// Timed polls in a row under [`COMPUTES`].
     quick: u32,
     /// Calls until the next one is timed.
     countdown: u32,
