@@ -268,3 +268,39 @@ fn stress_hosted_stages_deliver_exactly_once() {
         });
     }
 }
+
+/// A hosted stage whose runtime shuts down is lost with it as a stage of its own tasks is: the
+/// output, read on another runtime, ends with `Lost`, never as if the stream had run out.
+#[test]
+fn a_hosted_stage_lost_with_its_runtime_ends_the_output_with_an_error() {
+    for _ in 0..10 {
+        let first = two_threads();
+        let mut out = first.block_on(async {
+            let mut out = Pipeline::new(&Context::new())
+                .source(0..u64::MAX)
+                .map(8, |_ctx, n| async move { Ok::<_, String>(n) })
+                .output();
+            assert!(read_until(&mut out, |alive| alive == 3).await, "hosted");
+            out
+        });
+        drop(first);
+        let second = Builder::new_current_thread().enable_time().build().unwrap();
+        let end = second.block_on(async {
+            let read = async {
+                while let Some(next) = out.next().await {
+                    if let Err(err) = next {
+                        return Some(err);
+                    }
+                }
+                None
+            };
+            tokio::time::timeout(Duration::from_secs(10), read)
+                .await
+                .expect("the output ends instead of hanging")
+        });
+        match end {
+            Some(bounded_pipeline::PipelineError::Lost { .. }) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+}
