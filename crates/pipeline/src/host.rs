@@ -44,7 +44,7 @@ pub(crate) type Worker = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 /// The most workers a stage may have to be hosted: the host polls every one of them at each wake-up
 /// of any.
-pub(crate) const MAX_HOSTED: usize = 16;
+const MAX_HOSTED: usize = 16;
 
 /// A stage whose calls take this long each runs faster spread over the runtime's threads than on
 /// one: about what handing an item between two threads costs. Ten times as long in a build without
@@ -92,14 +92,17 @@ impl Sampler {
         }
     }
 
-    /// Whether to time this call: when its stage may be hosted, one in [`SAMPLE_EVERY`] (and each
-    /// right after one that computed).
+    /// Whether to time this call: one in [`SAMPLE_EVERY`] (and each right after one that
+    /// computed), until the stage has spread, or was never to be hosted. The stage's flag, on a line
+    /// its other workers write, is read only when a call is due to be timed.
     pub(crate) fn start(&mut self, counters: &Counters) -> Option<Stamp> {
-        if counters.workers > MAX_HOSTED || counters.spread.load(Ordering::Relaxed) {
-            return None;
-        }
         self.countdown -= 1;
         if self.countdown > 0 {
+            return None;
+        }
+        if counters.spread.load(Ordering::Relaxed) {
+            // For good: no call of this worker is timed again.
+            self.countdown = u32::MAX;
             return None;
         }
         self.countdown = SAMPLE_EVERY;
@@ -177,16 +180,31 @@ impl Host {
     }
 }
 
-/// Spawns each of `workers` in a shell of its own, from which it may join `host`.
-pub(crate) fn spawn_shells<E: Send + 'static>(
+/// Spawns a stage's `workers`: each in a shell of its own, from which it may join the stage's host,
+/// if the stage may be hosted (`hostable`, on a runtime of several threads, at most [`MAX_HOSTED`]
+/// workers); otherwise each in a task of its own for good, the stage marked as spread from the
+/// start, so that its workers time nothing.
+pub(crate) fn spawn_workers<E, W>(
     shared: &Arc<Shared<E>>,
     counters: &Arc<Counters>,
-    workers: Vec<Worker>,
-) {
+    workers: impl IntoIterator<Item = W>,
+    hostable: bool,
+) where
+    E: Send + 'static,
+    W: Future<Output = ()> + Send + 'static,
+{
+    let threads = tokio::runtime::Handle::current().metrics().num_workers();
+    if !hostable || threads == 1 || counters.workers > MAX_HOSTED {
+        counters.spread.store(true, Ordering::Relaxed);
+        for worker in workers {
+            shared.spawn_stage(&counters.name, worker);
+        }
+        return;
+    }
     let host = Arc::new(Host::default());
     for worker in workers {
         let shell = Shell {
-            worker: Some(worker),
+            worker: Some(Box::pin(worker)),
             host: Arc::clone(&host),
             shared: Arc::clone(shared),
             counters: Arc::clone(counters),

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bounded_cancel::Context;
 use bounded_sync::queue::{Queue, Seat};
 
-use crate::host::{MAX_HOSTED, Sampler, Worker, spawn_shells};
+use crate::host::{Sampler, spawn_workers};
 use crate::link::{Link, Producer};
 use crate::shared::{Counters, Item, Shared};
 use crate::worker::{Step, call, let_go, shares};
@@ -67,8 +67,7 @@ pub(crate) fn spawn<T, U, E, F, Fut>(
         queue: Queue::new(2 * workers),
         workers: AtomicUsize::new(workers),
     });
-    let threads = tokio::runtime::Handle::current().metrics().num_workers();
-    let mut boxed: Vec<Worker> = Vec::new();
+    let mut stage_workers = Vec::with_capacity(workers);
     for f in shares(Arc::new(f), workers) {
         let (task, counters, member, input) = (
             shared.clone(),
@@ -76,7 +75,6 @@ pub(crate) fn spawn<T, U, E, F, Fut>(
             Member(window.clone()),
             input.clone(),
         );
-        let stage = counters.name.clone();
         let worker = async move {
             let window = &member.0.queue;
             let mut input = input.consumer();
@@ -98,8 +96,7 @@ pub(crate) fn spawn<T, U, E, F, Fut>(
                 };
                 counters.add_in(1);
                 let index = item.index;
-                let sampling = (threads > 1).then_some(&mut sampler);
-                let item = match call(&task, &ctx, &counters, &*f, item, true, sampling).await {
+                let item = match call(&task, &ctx, &counters, &*f, item, true, &mut sampler).await {
                     Step::Pass(value) => Some(Item { index, value }),
                     Step::Drop => None,
                     Step::Stop => break 'work,
@@ -114,14 +111,9 @@ pub(crate) fn spawn<T, U, E, F, Fut>(
             let_go(f, &task, &counters);
             drop(member);
         };
-        match threads > 1 && workers <= MAX_HOSTED {
-            true => boxed.push(Box::pin(worker)),
-            false => shared.spawn_stage(&stage, worker),
-        }
+        stage_workers.push(worker);
     }
-    if !boxed.is_empty() {
-        spawn_shells(shared, &counters, boxed);
-    }
+    spawn_workers(shared, &counters, stage_workers, true);
     let stage = counters.name.clone();
     shared.spawn_stage(&stage, reorder(window, output, counters));
 }

@@ -27,7 +27,7 @@ pub(crate) struct Counters {
     pub(crate) busy: AtomicUsize,
     pub(crate) errors: AtomicU64,
     /// Set by a worker whose items compute enough that the stage runs faster on every thread than
-    /// in one task (see `host`).
+    /// in one task, or from the start for a stage that is never hosted (see `host`).
     pub(crate) spread: AtomicBool,
     #[cfg(feature = "metrics")]
     pub(crate) exported: crate::export::Exported,

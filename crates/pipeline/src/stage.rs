@@ -604,15 +604,15 @@ impl<T: Send + 'static, E: Send + 'static> Stage<T, E> {
         self.stage_of_workers(kind, workers, Arc::new(f), true, worker::run)
     }
 
-    /// A stage of `workers` tasks, each running `run` on the stage's input, its own producer and a
-    /// share of the stage function `f`; with `hosted`, in one task while its items are cheap (see
-    /// `host`), if its workers tell when their items compute.
+    /// A stage of `workers` workers, each running `run` on the stage's input, its own producer and a
+    /// share of the stage function `f`; `hostable` if its workers time their calls, so that they may
+    /// share one task while the calls are quick (see `host`).
     fn stage_of_workers<U, F, W, Fut>(
         self,
         kind: &str,
         workers: usize,
         f: Arc<F>,
-        hosted: bool,
+        hostable: bool,
         run: W,
     ) -> Stage<U, E>
     where
@@ -636,17 +636,7 @@ impl<T: Send + 'static, E: Send + 'static> Stage<T, E> {
                 .map(|(out, share)| {
                     run(shared.clone(), counters.clone(), input.clone(), out, share)
                 });
-            let threads = tokio::runtime::Handle::current().metrics().num_workers();
-            if hosted && threads > 1 && workers <= crate::host::MAX_HOSTED {
-                let boxed = runs
-                    .map(|run| Box::pin(run) as crate::host::Worker)
-                    .collect();
-                crate::host::spawn_shells(&shared, &counters, boxed);
-            } else {
-                for run in runs {
-                    shared.spawn_stage(&counters.name, run);
-                }
-            }
+            crate::host::spawn_workers(&shared, &counters, runs, hostable);
         });
         Stage {
             owner,

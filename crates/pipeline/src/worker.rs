@@ -30,7 +30,7 @@ pub(crate) enum Step<U> {
 /// Runs the stage function on one item, handing it a clone of `ctx`, the worker's alias of the
 /// pipeline's context: panics and errors become the pipeline's failure or go to the skip handler.
 /// With `counted`, the call counts in `busy` while it runs; without, the caller counts it (a worker
-/// counts a whole run of calls at once). With a `sampler`, the call may be timed (see `host`).
+/// counts a whole run of calls at once). The call may be timed for `sampler` (see `host`).
 pub(crate) async fn call<T, U, E, F, Fut>(
     shared: &Shared<E>,
     ctx: &Context,
@@ -38,7 +38,7 @@ pub(crate) async fn call<T, U, E, F, Fut>(
     f: &F,
     item: Item<T>,
     counted: bool,
-    sampler: Option<&mut Sampler>,
+    sampler: &mut Sampler,
 ) -> Step<U>
 where
     E: Send + 'static,
@@ -50,27 +50,19 @@ where
     let index = item.index;
     let mut item = Some(item);
     let mut fut = std::pin::pin!(None::<Fut>);
-    let (timed, sampler) = match sampler {
-        Some(sampler) => (sampler.start(counters), Some(sampler)),
-        None => (None, None),
-    };
+    let timed = sampler.start(counters);
     let first = std::future::poll_fn(|cx| {
         let started = start(cx, shared, counters, ctx, f, &mut item, fut.as_mut());
         Poll::Ready(started)
     })
     .await;
-    match (timed, sampler) {
-        (Some(timed), Some(sampler)) => {
-            sampler.sampled(timed, counters);
-            match first {
-                Some(step) => step,
-                None => finish_sampled(shared, counters, index, fut, sampler).await,
-            }
-        }
-        _ => match first {
-            Some(step) => step,
-            None => finish(shared, counters, index, fut).await,
-        },
+    if let Some(timed) = timed {
+        sampler.sampled(timed, counters);
+    }
+    match (first, timed.is_some()) {
+        (Some(step), _) => step,
+        (None, true) => finish_sampled(shared, counters, index, fut, sampler).await,
+        (None, false) => finish(shared, counters, index, fut).await,
     }
 }
 
@@ -408,11 +400,8 @@ pub(crate) async fn run<T, U, E, F, Fut>(
             // future are not first stored in a future of their own and read straight back.
             let mut item = Some(item);
             let mut fut = std::pin::pin!(None::<Fut>);
-            // Some calls are timed on a runtime of several threads (see `host`).
-            let timed = match threads > 1 {
-                true => sampler.start(&counters),
-                false => None,
-            };
+            // Some calls are timed, while the stage may be hosted (see `host`).
+            let timed = sampler.start(&counters);
             let first = std::future::poll_fn(|cx| {
                 let started = start(cx, &shared, &counters, &ctx, &*f, &mut item, fut.as_mut());
                 Poll::Ready(started)
@@ -483,6 +472,8 @@ pub(crate) async fn run_flat<T, I, E, F, Fut>(
     let ctx = shared.ctx.alias();
     let looks = looks_before_parking();
     let mut taken = VecDeque::with_capacity(1);
+    // Never times a call: a `flat_map` stage is not hosted, and so spread from the start.
+    let mut sampler = Sampler::new();
     // The last item, done with: its place is freed under the lock of the next take.
     let mut done = 0;
     'work: loop {
@@ -492,7 +483,7 @@ pub(crate) async fn run_flat<T, I, E, F, Fut>(
         };
         counters.add_in(1);
         let index = item.index;
-        let iter = match call(&shared, &ctx, &counters, &*f, item, true, None).await {
+        let iter = match call(&shared, &ctx, &counters, &*f, item, true, &mut sampler).await {
             Step::Pass(items) => items,
             Step::Drop => {
                 done = 1;

@@ -199,23 +199,29 @@ fn no_host_on_one_thread_or_for_many_workers() {
     }
 }
 
-/// What a call does, chosen from its item: mostly return at once, now and then await once, spin for
-/// 20 µs, or (with `fails`) fail.
+/// What a call does, chosen from its item: mostly return at once, now and then await once or spin
+/// for 20 µs, through one run of 200 items (placed by `seed`) spin for 20 µs each, so that a stage
+/// hosted by then spreads, or (with `fails`) fail.
 async fn mixed(seed: u64, n: u64, fails: bool) -> Result<u64, String> {
     let roll = (n ^ seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54;
+    let slow_from = 2_000 + seed.wrapping_mul(7_919) % 15_000;
+    let slow = (slow_from..slow_from + 200).contains(&n);
     match roll {
+        _ if slow => spin_20us(),
         0..=899 => {}
         900..=979 => tokio::task::yield_now().await,
-        980..=1_020 => {
-            let start = Instant::now();
-            while start.elapsed() < Duration::from_micros(20) {
-                std::hint::spin_loop();
-            }
-        }
+        980..=1_020 => spin_20us(),
         _ if fails && n > 5_000 => return Err(format!("item {n}")),
         _ => {}
     }
     Ok(n)
+}
+
+fn spin_20us() {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_micros(20) {
+        std::hint::spin_loop();
+    }
 }
 
 /// Many pipelines whose stages move into their hosts and out again at random moments, on two
