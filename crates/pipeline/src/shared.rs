@@ -10,6 +10,7 @@ use bounded_sync::Mutex;
 use bounded_sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use tokio::task::AbortHandle;
 
+use crate::host::Watch;
 use crate::{PipelineError, StageMetrics};
 
 pub(crate) type ErrorHandler<E> = Box<dyn Fn(u64, E) + Send + Sync>;
@@ -29,6 +30,8 @@ pub(crate) struct Counters {
     /// Set by a worker whose items compute enough that the stage runs faster on every thread than
     /// in one task, or from the start for a stage that is never hosted (see `host`).
     pub(crate) spread: AtomicBool,
+    /// The long calls its workers timed, weighed toward spreading the stage (see `host`).
+    pub(crate) watch: Mutex<Watch>,
     #[cfg(feature = "metrics")]
     pub(crate) exported: crate::export::Exported,
 }
@@ -45,6 +48,7 @@ impl Counters {
             busy: AtomicUsize::new(0),
             errors: AtomicU64::new(0),
             spread: AtomicBool::new(false),
+            watch: Mutex::new(Watch::new()),
         }
     }
 

@@ -130,6 +130,84 @@ fn a_stage_that_spread_stays_spread() {
     });
 }
 
+/// A hosted stage whose calls are quick but for one in a hundred, which computes for 1 ms, spreads
+/// again: its calls are quick one after another (each worker times about one in sixteen, and the
+/// one after a slow one is quick), but the slow ones fill the stage's time. Then two of the slow
+/// calls run at once, one on each thread. (One in a hundred, with workers that take items in
+/// batches of up to sixteen: timing every sixteenth call, rather than one picked at random, would
+/// mostly miss them.)
+#[test]
+fn hosted_workers_spread_again_once_rare_slow_calls_fill_their_time() {
+    two_threads().block_on(async {
+        let heavy = Arc::new(AtomicBool::new(false));
+        let gauge = Gauge::default();
+        let (h, g) = (heavy.clone(), gauge.clone());
+        let mut out = Pipeline::new(&Context::new())
+            .source(0..u64::MAX)
+            .map(8, move |_ctx, n| {
+                if h.load(Ordering::Relaxed) && n % 100 == 99 {
+                    let _running = g.enter();
+                    spin(Duration::from_millis(1));
+                }
+                async move { Ok::<_, String>(n) }
+            })
+            .output();
+        assert!(read_until(&mut out, |alive| alive == 3).await, "hosted");
+        heavy.store(true, Ordering::Relaxed);
+        let spread = read_until(&mut out, |alive| alive == 10).await;
+        assert!(spread, "spread again: {} tasks alive", alive());
+        let give_up = Instant::now() + Duration::from_secs(10);
+        while gauge.max() < 2 && Instant::now() < give_up {
+            out.next().await.unwrap().unwrap();
+        }
+        assert_eq!(gauge.max(), 2, "two slow calls ran at once");
+    });
+}
+
+/// A quick stage stays hosted on a machine whose CPUs are all busy with other threads, although
+/// the operating system then often stops the host's thread in the middle of a poll to run them:
+/// a poll so stopped says nothing of the calls in it.
+#[test]
+fn a_quick_stage_stays_hosted_while_other_threads_take_its_cpu() {
+    two_threads().block_on(async {
+        let mut out = Pipeline::new(&Context::new())
+            .source(0..u64::MAX)
+            .map(8, |_ctx, n| async move { Ok::<_, String>(n) })
+            .output();
+        assert!(read_until(&mut out, |alive| alive == 3).await, "hosted");
+        let stop = Arc::new(AtomicBool::new(false));
+        let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let spinners: Vec<_> = (0..cpus)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect();
+        let until = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < until {
+            for _ in 0..1_000 {
+                out.next().await.unwrap().unwrap();
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+        for spinner in spinners {
+            spinner.join().unwrap();
+        }
+        assert_eq!(alive(), 3, "still hosted");
+    });
+}
+
+fn spin(time: Duration) {
+    let start = Instant::now();
+    while start.elapsed() < time {
+        std::hint::spin_loop();
+    }
+}
+
 /// `map_ordered`'s workers are hosted the same way, and its items still come out in their order.
 #[test]
 fn ordered_workers_are_hosted_too_and_keep_the_order() {
@@ -218,10 +296,7 @@ async fn mixed(seed: u64, n: u64, fails: bool) -> Result<u64, String> {
 }
 
 fn spin_20us() {
-    let start = Instant::now();
-    while start.elapsed() < Duration::from_micros(20) {
-        std::hint::spin_loop();
-    }
+    spin(Duration::from_micros(20));
 }
 
 /// Many pipelines whose stages move into their hosts and out again at random moments, on two
