@@ -4,12 +4,14 @@
 //! runtime's threads whenever tokio's idle thread takes some of them, and a hand-over between two
 //! threads costs more than a cheap item does. So on a multi-thread runtime each worker of a `map`,
 //! `filter_map` or `map_ordered` stage of at most [`MAX_HOSTED`] workers starts in a task of its own
-//! (its shell) and times one call of the stage function in [`SAMPLE_EVERY`] (with every poll of its
-//! future, if it waits). After [`JOIN_AFTER`] timed polls in a row under [`COMPUTES`] each, it asks
-//! to join the stage's host: one task that polls each of the workers it holds whenever one of them
-//! is woken (as `futures::future::join_all` does), so that they run on one thread. Once a worker
-//! times [`SAMPLES`] polls in a row at [`COMPUTES`] or more, the stage spreads for good: the host
-//! spawns each of its workers into a task of its own, and no worker joins again.
+//! (its shell) and times about one call of the stage function in [`SAMPLE_EVERY`], picked at random
+//! (with every poll of its future, if it waits). After [`JOIN_AFTER`] timed polls in a row under
+//! [`COMPUTES`] each, it asks to join the stage's host: one task that polls each of the workers it
+//! holds whenever one of them is woken (as `futures::future::join_all` does), so that they run on
+//! one thread. The stage spreads for good, the host spawning each of its workers into a task of its
+//! own and no worker joining again, once a worker times [`SAMPLES`] polls in a row at [`COMPUTES`]
+//! or more, or once the long calls its workers time fill its time although most calls are quick
+//! (see [`Watch`]).
 //!
 //! The first items of a stage always run in the workers' own tasks, side by side on every thread:
 //! items that compute, or that wait for each other, never share a thread unless every call before

@@ -438,8 +438,9 @@ impl<T: Send + 'static, E: Send + 'static> Stage<T, E> {
     /// Each worker starts as a tokio task of its own. On a multi-thread runtime, the workers of a
     /// stage of at most 16 whose calls of `f` stay quick (under 250 ns, timed now and then) move into
     /// one task, so that cheap items are not handed between the runtime's threads; once calls take
-    /// longer, every worker goes back to a task of its own for good. This applies to `filter_map` and
-    /// `map_ordered` too.
+    /// longer, or a few slow ones (say one in a hundred, computing for a millisecond) fill the
+    /// stage's time, every worker goes back to a task of its own for good. This applies to
+    /// `filter_map` and `map_ordered` too.
     ///
     /// # Examples
     ///
