@@ -10,8 +10,8 @@
 //! holds whenever one of them is woken (as `futures::future::join_all` does), so that they run on
 //! one thread. The stage spreads for good, the host spawning each of its workers into a task of its
 //! own and no worker joining again, once a worker times [`SAMPLES`] polls in a row at [`COMPUTES`]
-//! or more, or once the long calls its workers time fill its time although most calls are quick
-//! (see [`Watch`]).
+//! or more, or once the long calls its workers time fill the stage's time although most calls are
+//! quick (`Counters::long_calls`; see `bounded_sync::slow`).
 //!
 //! The first items of a stage always run in the workers' own tasks, side by side on every thread:
 //! items that compute, or that wait for each other, never share a thread unless every call before
@@ -38,6 +38,7 @@ use std::time::Duration;
 use bounded_sync::Mutex;
 use bounded_sync::atomic::Ordering;
 use bounded_sync::busy::Stamp;
+use bounded_sync::slow::{self, Picker};
 
 use crate::shared::{Counters, Shared};
 
@@ -68,30 +69,12 @@ const SAMPLES: u32 = 3;
 const JOIN_AFTER: u32 = 4;
 
 /// A worker times one call of the stage function in this many.
-const SAMPLE_EVERY: u32 = 16;
-
-/// A timed poll of this long or more is a long call (one that computes, or was interrupted), which
-/// the stage's [`Watch`] weighs. Ten times as long in a build without optimizations.
-const LONG_CALL: Duration = match cfg!(debug_assertions) {
-    true => Duration::from_micros(200),
-    false => Duration::from_micros(20),
-};
-
-/// The stretch over which a stage's [`Watch`] weighs its long calls: once they fill a quarter of
-/// one, the stage spreads.
-const STRETCH: Duration = Duration::from_millis(10);
-
-/// How many long calls the workers of a stage must time in a stretch before it spreads: each stands
-/// for [`SAMPLE_EVERY`] calls, so that a few rare ones, timed by chance, do not.
-const LONG_CALLS: u32 = 3;
+pub(crate) const SAMPLE_EVERY: u32 = 16;
 
 thread_local! {
     /// Set by a worker, during a poll by its shell, that asks to join the host.
     static JOIN: Cell<bool> = const { Cell::new(false) };
 }
-
-/// Where each new worker's generator of timed calls starts.
-static SEEDS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
 
 /// What a worker has seen of its calls' times.
 pub(crate) struct Sampler {
@@ -99,9 +82,8 @@ pub(crate) struct Sampler {
     computing: u32,
     /// Timed polls in a row under [`COMPUTES`].
     quick: u32,
-    /// Calls until the next one is timed, and the state of the generator that picks it.
-    countdown: u32,
-    random: u32,
+    /// Picks the calls to time.
+    picker: Picker,
     /// Whether the next timed call follows one that computed, rather than being picked at random;
     /// whether the call being timed was picked at random.
     forced: bool,
@@ -113,9 +95,7 @@ impl Sampler {
         Sampler {
             computing: 0,
             quick: 0,
-            countdown: 1,
-            // Each worker from its own point of the sequence.
-            random: SEEDS.fetch_add(0x9e37_79b9, std::sync::atomic::Ordering::Relaxed) | 1,
+            picker: Picker::new(SAMPLE_EVERY),
             forced: false,
             picked: false,
         }
@@ -125,21 +105,14 @@ impl Sampler {
     /// computed), until the stage has spread, or was never to be hosted. The stage's flag, on a line
     /// its other workers write, is read only when a call is due to be timed.
     pub(crate) fn start(&mut self, counters: &Counters) -> Option<Stamp> {
-        self.countdown -= 1;
-        if self.countdown > 0 {
+        if !self.picker.pick() {
             return None;
         }
         if counters.spread.load(Ordering::Relaxed) {
             // For good: no call of this worker is timed again.
-            self.countdown = u32::MAX;
+            self.picker.stop();
             return None;
         }
-        // Xorshift: from 1 to 2 × SAMPLE_EVERY - 1 calls apart, SAMPLE_EVERY on average, so that
-        // no rhythm of the items (one in a hundred computes, say) keeps the timed ones off them.
-        self.random ^= self.random << 13;
-        self.random ^= self.random >> 17;
-        self.random ^= self.random << 5;
-        self.countdown = 1 + self.random % (2 * SAMPLE_EVERY - 1);
         self.picked = !std::mem::take(&mut self.forced);
         Some(Stamp::now())
     }
@@ -149,7 +122,7 @@ impl Sampler {
     pub(crate) fn sampled(&mut self, timed: Stamp, counters: &Counters) {
         let took = timed.elapsed().1;
         // Only a call picked at random stands for the calls around it.
-        if took >= LONG_CALL && self.picked && counters.watch.lock().count(timed, took) {
+        if took >= slow::LONG && self.picked && counters.long_calls.lock().count(timed, took) {
             counters.spread.store(true, Ordering::Relaxed);
         }
         if took < COMPUTES {
@@ -162,67 +135,11 @@ impl Sampler {
         }
         self.quick = 0;
         self.computing += 1;
-        self.countdown = 1;
+        self.picker.next();
         self.forced = true;
         if self.computing >= SAMPLES {
             counters.spread.store(true, Ordering::Relaxed);
         }
-    }
-}
-
-/// What the workers of a stage have seen of their long calls (see [`LONG_CALL`]). A stage's calls
-/// may be quick one after another, so that the rule of three slow polls in a row never spreads it,
-/// and its slow calls still fill its time, as when one call in a hundred computes for a
-/// millisecond: hosted, such a stage would run on one thread. So each timed poll of a long call
-/// picked at random counts here as [`SAMPLE_EVERY`] such calls (one call in that many is timed).
-/// Once the long calls counted fill a quarter or more of a stretch of at least [`STRETCH`], even
-/// without the longest of them, and [`LONG_CALLS`] or more of them were timed, the stage spreads,
-/// so that its slow calls run on every thread. A few long calls do not spread it, nor do long
-/// calls far apart, nor one call however long (a blocking call, or the operating system running
-/// another thread on the CPU meanwhile: a timed poll is short, so that it is rarely caught so).
-pub(crate) struct Watch {
-    /// When the first long call of the current stretch began.
-    since: Option<Stamp>,
-    /// The long calls timed in the stretch, the time they stand for, and the most that one of them
-    /// stands for.
-    calls: u32,
-    busy: Duration,
-    largest: Duration,
-}
-
-impl Watch {
-    pub(crate) fn new() -> Self {
-        Watch {
-            since: None,
-            calls: 0,
-            busy: Duration::ZERO,
-            largest: Duration::ZERO,
-        }
-    }
-
-    /// Counts a timed long call begun at `start` that took `took`: whether the stage should spread.
-    fn count(&mut self, start: Stamp, took: Duration) -> bool {
-        let counted = took.saturating_mul(SAMPLE_EVERY);
-        let since = *self.since.get_or_insert(start);
-        self.calls += 1;
-        self.busy = self.busy.saturating_add(counted);
-        self.largest = self.largest.max(counted);
-        let (_, stretch) = since.elapsed();
-        if stretch < STRETCH {
-            return false;
-        }
-        if self.busy < stretch / 4 {
-            // Too far apart: a new stretch begins with this call.
-            *self = Watch {
-                since: Some(start),
-                calls: 1,
-                busy: counted,
-                largest: counted,
-            };
-            return false;
-        }
-        // Enough of them, and enough without the longest, which may stand alone.
-        self.calls >= LONG_CALLS && self.busy - self.largest >= stretch / 4
     }
 }
 
@@ -377,55 +294,6 @@ fn spawn_host<E: Send + 'static>(
             }
         }),
     );
-}
-
-#[cfg(all(test, not(bounded_loom)))]
-mod tests {
-    use super::{LONG_CALLS, SAMPLE_EVERY, STRETCH, Stamp, Watch};
-    use std::time::Duration;
-
-    /// A long call, begun now and timed as `took`, once that much time has passed.
-    fn long_call(watch: &mut Watch, took: Duration) -> bool {
-        let start = Stamp::now();
-        std::thread::sleep(took);
-        watch.count(start, took)
-    }
-
-    /// One call, however long, does not fill a stretch for the calls around it: a few short long
-    /// calls after it, which would not fill it without it, do not spread the stage.
-    #[test]
-    fn one_long_call_alone_does_not_spread_however_long() {
-        let mut watch = Watch::new();
-        assert!(!long_call(&mut watch, STRETCH * 2));
-        for _ in 0..LONG_CALLS {
-            assert!(!long_call(&mut watch, Duration::from_micros(20)));
-        }
-    }
-
-    #[test]
-    fn long_calls_back_to_back_spread_it_once_they_fill_a_stretch() {
-        let mut watch = Watch::new();
-        let began = std::time::Instant::now();
-        let took = STRETCH / SAMPLE_EVERY;
-        let mut calls = 1;
-        while !long_call(&mut watch, took) {
-            calls += 1;
-            assert!(calls < 100, "never spread");
-        }
-        assert!(calls >= LONG_CALLS, "spread after {calls} long calls");
-        assert!(began.elapsed() >= STRETCH, "spread before a whole stretch");
-    }
-
-    #[test]
-    fn long_calls_far_apart_do_not_spread_it() {
-        let mut watch = Watch::new();
-        // Each stands for a tenth of the time between them.
-        let took = STRETCH / SAMPLE_EVERY / 10;
-        for _ in 0..2 * LONG_CALLS {
-            assert!(!long_call(&mut watch, took));
-            std::thread::sleep(STRETCH - took);
-        }
-    }
 }
 
 #[cfg(all(test, bounded_loom))]

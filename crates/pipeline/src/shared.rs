@@ -8,9 +8,9 @@ use bounded_cancel::Context;
 use bounded_cancel::live::TaskCounter;
 use bounded_sync::Mutex;
 use bounded_sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use bounded_sync::slow::LongPolls;
 use tokio::task::AbortHandle;
 
-use crate::host::Watch;
 use crate::{PipelineError, StageMetrics};
 
 pub(crate) type ErrorHandler<E> = Box<dyn Fn(u64, E) + Send + Sync>;
@@ -30,8 +30,9 @@ pub(crate) struct Counters {
     /// Set by a worker whose items compute enough that the stage runs faster on every thread than
     /// in one task, or from the start for a stage that is never hosted (see `host`).
     pub(crate) spread: AtomicBool,
-    /// The long calls its workers timed, weighed toward spreading the stage (see `host`).
-    pub(crate) watch: Mutex<Watch>,
+    /// The long calls its workers timed, picked at random: once they fill the stage's time, it
+    /// spreads (see `host`).
+    pub(crate) long_calls: Mutex<LongPolls>,
     #[cfg(feature = "metrics")]
     pub(crate) exported: crate::export::Exported,
 }
@@ -48,7 +49,7 @@ impl Counters {
             busy: AtomicUsize::new(0),
             errors: AtomicU64::new(0),
             spread: AtomicBool::new(false),
-            watch: Mutex::new(Watch::new()),
+            long_calls: Mutex::new(LongPolls::new(crate::host::SAMPLE_EVERY)),
         }
     }
 

@@ -64,7 +64,11 @@
 //!    at a time would pay at every job. The worker tells the task polling it through the
 //!    thread-local `ASK`, read after each poll. A worker moves only between polls, and the task it
 //!    moves to polls it first thing, so a wake that went to the other task's waker is never lost:
-//!    the poll sees what the wake was for. The host's `Intake` holds the workers on their way in,
+//!    the poll sees what the wake was for. The host times about one poll in `HOST_SAMPLE_EVERY`,
+//!    picked at random (`bounded_sync::slow`): once the long ones fill its time (jobs that wait and,
+//!    one in a hundred say, compute for a millisecond, which on one thread would leave the other
+//!    idle), it sets `spread`, every worker it holds goes back to its shell at its next poll, and
+//!    none moves in again. The host's `Intake` holds the workers on their way in,
 //!    with their homes, and whether the host's task runs; the host ends when it holds none, and an
 //!    adopt after that starts a new one (`intake.rs`, with loom models). A worker that ends in the
 //!    host, or that the host drops (dropped before it ended: an abort, a runtime shutting down),
@@ -86,9 +90,10 @@ use std::time::Duration;
 use bounded_cancel::Context;
 use bounded_cancel::live::TaskCounter;
 use bounded_sync::Mutex;
-use bounded_sync::busy::{Busy, LastJob, PollClock, step_aside};
+use bounded_sync::busy::{Busy, LastJob, PollClock, Stamp, step_aside};
 use bounded_sync::own::{OwnWait, OwnWaits};
 use bounded_sync::places::{PLACES, Places};
+use bounded_sync::slow::{LongPolls, Picker};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinHandle};
@@ -173,6 +178,9 @@ pub(crate) struct Inner {
     tasks: TaskCounter,
     /// Where workers whose jobs wait are polled together (invariant 8).
     hosting: Intake<Lent>,
+    /// The host's long polls filled its time: its workers leave it, and no worker moves in again
+    /// (invariant 8).
+    spread: AtomicBool,
     /// Workers being polled right now: the threads the pool keeps busy (queue invariant 7).
     busy: Busy,
     /// The runtime the pool was built on, where every task of the pool runs, whoever starts it
@@ -223,6 +231,7 @@ impl Pool {
             supervisor: Mutex::default(),
             exited: Notify::new(),
             stopping: AtomicBool::new(false),
+            spread: AtomicBool::new(false),
             own_waits: OwnWaits::default(),
             busy: Busy::default(),
             tasks: TaskCounter::new(format!("{name} worker")),
@@ -877,6 +886,9 @@ impl Inner {
     /// Takes a worker whose job waits into the host, starting the host's task if it is not running;
     /// hands the worker back when the host is full or the pool is stopping (invariant 8).
     fn adopt(self: &Arc<Self>, worker: Worker, home: &Arc<Home<Worker>>) -> Result<(), Worker> {
+        if self.spread.load(Ordering::Relaxed) {
+            return Err(worker);
+        }
         let stopping = || self.stopping.load(Ordering::Acquire);
         match self.hosting.adopt((worker, home.clone()), PLACES, stopping) {
             Ok(Adopted::Taken) => return Ok(()),
@@ -889,6 +901,8 @@ impl Inner {
             free: Vec::new(),
             places: Places::new(),
             ended: false,
+            picker: Picker::new(HOST_SAMPLE_EVERY),
+            long_polls: LongPolls::new(HOST_SAMPLE_EVERY),
         };
         let handle = self.runtime.spawn(self.tasks.track(host));
         self.keep_handles(vec![handle]);
@@ -1494,7 +1508,13 @@ struct Host {
     places: Places,
     /// It returned, having found nothing to hold, and gave the intake up.
     ended: bool,
+    /// Picks the polls it times, and weighs the long ones (invariant 8).
+    picker: Picker,
+    long_polls: LongPolls,
 }
+
+/// The host times about one poll of a worker in this many (invariant 8).
+const HOST_SAMPLE_EVERY: u32 = 16;
 
 impl Future for Host {
     type Output = ();
@@ -1524,11 +1544,18 @@ impl Future for Host {
             };
             ASK.set(Ask::Stay);
             let waker = this.places.waker(place);
+            let timed = this.picker.pick().then(Stamp::now);
             let ready = worker
                 .as_mut()
                 .poll(&mut std::task::Context::from_waker(waker))
                 .is_ready();
-            let leave = ASK.replace(Ask::Stay) == Ask::Leave;
+            if let Some(start) = timed
+                && this.long_polls.count(start, start.elapsed().1)
+            {
+                this.inner.spread.store(true, Ordering::Relaxed);
+            }
+            let leave =
+                ASK.replace(Ask::Stay) == Ask::Leave || this.inner.spread.load(Ordering::Relaxed);
             if !ready && !leave {
                 continue;
             }

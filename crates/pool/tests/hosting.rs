@@ -6,8 +6,12 @@
 //! and nothing outlives the pool. A pool that is not saturated keeps each worker on a task of its
 //! own.
 
+#[path = "../../group/tests/support/gauge.rs"]
+#[allow(dead_code)]
+mod gauge;
 #[path = "support/two_threads.rs"]
 mod two_threads;
+use gauge::Gauge;
 use two_threads::two_thread_runtime;
 
 use std::collections::HashSet;
@@ -15,7 +19,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bounded_cancel::{Context, live};
 use bounded_pool::{JobError, JobHandle, Pool};
@@ -500,6 +504,42 @@ fn more_waiting_workers_than_the_shared_task_holds_all_run() {
         // 64 share one task; the other 36 keep tasks of their own.
         assert_eq!(tasks.len(), 37, "round {round}");
         assert_eq!(pool.shutdown().await.completed, 201, "round {round}");
+        live::assert_none_alive().await;
+    });
+}
+
+/// A saturated pool whose jobs each wait once and then, one in a hundred, compute for 1 ms: their
+/// workers move into the shared task, whose time those jobs fill, so that on its one thread they
+/// would run one after another while the other thread sits idle. The shared task sees its long
+/// polls and sends its workers back to tasks of their own: two of the jobs that compute run at
+/// once, one on each thread. Only the jobs from the 2,000th on are watched, well after the
+/// workers have moved. Five rounds.
+#[test]
+fn jobs_whose_rare_slow_polls_fill_the_shared_task_spread_again() {
+    each_round(5, |round| async move {
+        let pool = Pool::builder().workers(8).queue(16).build().unwrap();
+        let gauge = Gauge::default();
+        let give_up = Instant::now() + Duration::from_secs(10);
+        for n in 0u64.. {
+            if gauge.max() >= 2 || Instant::now() > give_up {
+                break;
+            }
+            let gauge = gauge.clone();
+            let job = move |_ctx| async move {
+                tokio::task::yield_now().await;
+                if n % 100 == 99 {
+                    let _computing = (n >= 2_000).then(|| gauge.enter());
+                    let start = Instant::now();
+                    while start.elapsed() < Duration::from_millis(1) {
+                        std::hint::spin_loop();
+                    }
+                }
+                Ok::<_, String>(())
+            };
+            pool.submit_detached(job).await.unwrap();
+        }
+        assert_eq!(gauge.max(), 2, "round {round}: two slow polls ran at once");
+        pool.shutdown().await;
         live::assert_none_alive().await;
     });
 }

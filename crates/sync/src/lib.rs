@@ -51,6 +51,7 @@ pub mod own;
 pub mod places;
 pub mod queue;
 pub mod slots;
+pub mod slow;
 pub mod tally;
 
 #[cfg(not(bounded_loom))]
