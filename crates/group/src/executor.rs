@@ -102,6 +102,15 @@
 //!    holds a task, and drops the tasks it holds with itself, outside the lock. A task given back
 //!    (invariant 8) is polled by the runner that takes it next through a place of that runner; a
 //!    waker it kept from its old place now and then wakes that place for nothing.
+//! 10. Tasks that wait and then, now and then, compute (one in a hundred for a millisecond, say) all
+//!     run on the runner that holds them, one after another on its thread, while the other threads
+//!     may be idle: invariant 8 hands on only the tasks woken meanwhile, once such a poll returns.
+//!     So on a multi-thread runtime a runner times about one poll of its tasks in
+//!     [`SAMPLE_EVERY`], picked at random, and once the long ones fill its time
+//!     (`bounded_sync::slow`) it sets `spread`, for good: from then on every runner holds one task
+//!     at a time, and a runner whose task waits makes another search for the tasks queued (its
+//!     places are all taken, invariant 9), so that the group's tasks run on runners of their own,
+//!     as many as its limit, side by side on every thread, as tokio tasks do.
 //!
 //! All of it but the count of runners being polled is under one lock: the orderings are the lock's.
 
@@ -117,6 +126,7 @@ use crate::lent::{GroupContext, Lending};
 use bounded_sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use bounded_sync::busy::{Busy, LastJob, Stamp};
 use bounded_sync::places::{PLACES, Places};
+use bounded_sync::slow::{LongPolls, Picker};
 use bounded_sync::{Arc, Mutex, MutexGuard};
 use tokio::runtime::Handle;
 use tokio::task::AbortHandle;
@@ -153,6 +163,9 @@ struct Core<J, H> {
     /// Runners being polled right now, on a multi-thread runtime: the worker threads this group keeps
     /// busy (invariant 8).
     polled: Busy,
+    /// A runner's long polls filled its time: each runner holds one task at a time from then on
+    /// (invariant 10).
+    spread: AtomicBool,
     /// Starts a runner whose slot is reserved (a tokio task; a thread in the loom model).
     start: Starter<J, H>,
     counter: TaskCounter,
@@ -546,6 +559,7 @@ impl<J, H> Core<J, H> {
             waiting_spawns: AtomicUsize::new(0),
             watched: AtomicBool::new(false),
             polled: Busy::default(),
+            spread: AtomicBool::new(false),
             start,
             counter: TaskCounter::new("group task"),
             lend,
@@ -596,7 +610,14 @@ struct Hold<J> {
     started: usize,
     /// Tasks taken with the one being started, not yet in a place: empty between polls.
     batch: VecDeque<J>,
+    /// On a multi-thread runtime, picks the polls of its tasks it times, and weighs the long ones
+    /// (invariant 10).
+    picker: Option<Picker>,
+    long_polls: LongPolls,
 }
+
+/// A runner times about one poll of its tasks in this many (invariant 10).
+const SAMPLE_EVERY: u32 = 16;
 
 /// What a runner tells the queue about the tasks it holds, as it looks.
 struct Holding {
@@ -615,10 +636,13 @@ impl<J> Hold<J> {
     }
 
     /// What it reports as it looks, with `budget` polls left; the tasks that ended are reported
-    /// once.
-    fn report(&mut self, budget: usize) -> Holding {
+    /// once. Once the group has `spread`, it holds one task at a time (invariant 10).
+    fn report(&mut self, budget: usize, spread: bool) -> Holding {
         // Its free places: those given back, and those never made.
-        let room = self.free.len() + (PLACES - self.tasks.len());
+        let room = match spread {
+            true => usize::from(self.held() == 0),
+            false => self.free.len() + (PLACES - self.tasks.len()),
+        };
         Holding {
             finished: std::mem::take(&mut self.unreported),
             held: self.held(),
@@ -655,7 +679,8 @@ impl<J> Hold<J> {
 }
 
 impl<J: Future<Output = ()> + Unpin> Hold<J> {
-    fn new() -> Self {
+    /// For a runner on a runtime of `threads` worker threads.
+    fn new(threads: usize) -> Self {
         Hold {
             places: Places::new(),
             tasks: Vec::new(),
@@ -663,32 +688,44 @@ impl<J: Future<Output = ()> + Unpin> Hold<J> {
             unreported: 0,
             started: 0,
             batch: VecDeque::new(),
+            picker: (threads > 1).then(|| Picker::new(SAMPLE_EVERY)),
+            long_polls: LongPolls::new(SAMPLE_EVERY),
         }
     }
 
-    /// Puts a task in a free place, and polls it there.
-    fn start(&mut self, job: J) {
+    /// Puts a task in a free place, and polls it there: whether the runner's long polls now fill
+    /// its time (invariant 10).
+    fn start(&mut self, job: J) -> bool {
         self.started = (self.started + 1).min(LEND_AFTER);
         let place = self.put(job);
-        self.poll(place);
+        self.poll(place)
     }
 
     /// Polls the task in `place`, if any, through the place's waker; frees the place if it ended.
-    fn poll(&mut self, place: usize) {
+    /// Whether the runner's long polls now fill its time, if this poll was one it timed (invariant
+    /// 10).
+    fn poll(&mut self, place: usize) -> bool {
         let Some(job) = &mut self.tasks[place] else {
             // Woken by a waker an earlier task of the place kept.
-            return;
+            return false;
         };
         let waker = self.places.waker(place);
-        if Pin::new(job)
+        let timed = self
+            .picker
+            .as_mut()
+            .is_some_and(Picker::pick)
+            .then(Stamp::now);
+        let ready = Pin::new(job)
             .poll(&mut TaskContext::from_waker(waker))
-            .is_ready()
-        {
+            .is_ready();
+        let filled = timed.is_some_and(|start| self.long_polls.count(start, start.elapsed().1));
+        if ready {
             // Dropped here, outside the lock (invariant 1).
             self.tasks[place] = None;
             self.free.push(place);
             self.unreported += 1;
         }
+        filled
     }
 }
 
@@ -751,7 +788,9 @@ impl<J: Future<Output = ()> + Unpin> RunnerState<J> {
     /// [`RUN_BUDGET`] tasks in this poll. With threads to spare, a poll that holds its thread long
     /// hands the rest on (invariant 8).
     fn run<H>(&mut self, core: &Arc<Core<J, H>>, cx: &mut TaskContext<'_>) -> Poll<()> {
-        let hold = self.hold.get_or_insert_with(Hold::new);
+        let hold = self
+            .hold
+            .get_or_insert_with(|| Hold::new(self.looking.threads));
         let looking = &mut self.looking;
         // On a multi-thread runtime, a runner that has started a run of tasks lends them an alias
         // of its own of the group's context while it is polled (`lent.rs`).
@@ -774,7 +813,9 @@ impl<J: Future<Output = ()> + Unpin> RunnerState<J> {
             budget -= 1;
             let place = woken.trailing_zeros() as usize;
             woken &= woken - 1;
-            hold.poll(place);
+            if hold.poll(place) {
+                core.spread.store(true, Ordering::Relaxed);
+            }
             let Some(start) = start else { continue };
             looking.last = start.since();
             if woken != 0 && held_long(looking, core) {
@@ -796,9 +837,10 @@ impl<J: Future<Output = ()> + Unpin> RunnerState<J> {
             // With one worker thread only (invariant 5).
             let spawn_waiting =
                 looking.threads == 1 && core.waiting_spawns.load(Ordering::Relaxed) > 0;
+            let spread = core.spread.load(Ordering::Relaxed);
             let next = core.lock().next(
                 looking,
-                hold.report(budget),
+                hold.report(budget, spread),
                 cx.waker(),
                 &core.polled,
                 spawn_waiting,
@@ -818,7 +860,9 @@ impl<J: Future<Output = ()> + Unpin> RunnerState<J> {
                         cx.waker().wake_by_ref();
                         return Poll::Pending;
                     }
-                    hold.start(job);
+                    if hold.start(job) {
+                        core.spread.store(true, Ordering::Relaxed);
+                    }
                     if let Some(start) = start {
                         looking.last = start.since();
                     }
@@ -831,7 +875,9 @@ impl<J: Future<Output = ()> + Unpin> RunnerState<J> {
                             return give_back(core, hold, jobs, limit, cx);
                         }
                         budget -= 1;
-                        hold.start(job);
+                        if hold.start(job) {
+                            core.spread.store(true, Ordering::Relaxed);
+                        }
                         if let Some(start) = start {
                             looking.last = start.since();
                         }

@@ -556,6 +556,46 @@ async fn waiting_tasks_one_runner_holds_that_then_compute_spread_over_both_threa
     }
 }
 
+/// A limited group whose tasks each wait once and then, one in a hundred, compute for 1 ms: the
+/// runner that holds them would run every one on its thread while the other sits idle (the one
+/// that computes returns before its siblings are woken, so none is handed on). The runner sees
+/// its long polls fill its time, and from then on each runner holds one task: two of the tasks
+/// that compute run at once. Only the tasks from the 2,000th on are watched, well after the
+/// runner has taken to holding them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_limited_group_whose_waiting_tasks_now_and_then_compute_spreads_them() {
+    // Spawned from a task of the runtime, as a service's handler does: the runner's wake-ups then
+    // stay on its thread.
+    tokio::spawn(spawn_tasks_that_now_and_then_compute())
+        .await
+        .unwrap();
+}
+
+async fn spawn_tasks_that_now_and_then_compute() {
+    let group = limited(8);
+    let gauge = Gauge::default();
+    let give_up = std::time::Instant::now() + Duration::from_secs(10);
+    for n in 0u64.. {
+        if gauge.max() >= 2 || std::time::Instant::now() > give_up {
+            break;
+        }
+        let gauge = gauge.clone();
+        group
+            .spawn(move |_ctx| async move {
+                tokio::task::yield_now().await;
+                if n % 100 == 99 {
+                    let _computing = (n >= 2_000).then(|| gauge.enter());
+                    burn(Duration::from_millis(1));
+                }
+                Ok(())
+            })
+            .await
+            .unwrap();
+    }
+    group.wait().await.unwrap();
+    assert_eq!(gauge.max(), 2, "two tasks that compute ran at once");
+}
+
 /// On current_thread, a runner that finds nothing queued while a spawn waits for a slot looks once
 /// more before it parks, expecting that spawn's task. It must look only once: here the spawn is
 /// handed the slot but its caller does not poll it for a while, and the runtime must still go idle
