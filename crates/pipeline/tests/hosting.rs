@@ -71,6 +71,13 @@ fn quick_workers_move_into_one_task() {
 /// back in a task of its own, and two calls running at once, one on each thread.
 #[test]
 fn hosted_workers_spread_again_once_their_calls_compute() {
+    spreads_once_hosted_calls_compute(1);
+}
+
+/// A hosted stage whose calls stay quick one after another, while one call in `every` computes
+/// for 1 ms from some moment on, spreads again: every worker back in a task of its own, and two of
+/// the slow calls running at once, one on each thread.
+fn spreads_once_hosted_calls_compute(every: u64) {
     two_threads().block_on(async {
         let heavy = Arc::new(AtomicBool::new(false));
         let gauge = Gauge::default();
@@ -78,12 +85,9 @@ fn hosted_workers_spread_again_once_their_calls_compute() {
         let mut out = Pipeline::new(&Context::new())
             .source(0..u64::MAX)
             .map(8, move |_ctx, n| {
-                if h.load(Ordering::Relaxed) {
+                if h.load(Ordering::Relaxed) && n % every == every - 1 {
                     let _running = g.enter();
-                    let start = Instant::now();
-                    while start.elapsed() < Duration::from_millis(1) {
-                        std::hint::spin_loop();
-                    }
+                    spin(Duration::from_millis(1));
                 }
                 async move { Ok::<_, String>(n) }
             })
@@ -96,7 +100,7 @@ fn hosted_workers_spread_again_once_their_calls_compute() {
         while gauge.max() < 2 && Instant::now() < give_up {
             out.next().await.unwrap().unwrap();
         }
-        assert_eq!(gauge.max(), 2, "two calls ran at once");
+        assert_eq!(gauge.max(), 2, "two slow calls ran at once");
     });
 }
 
@@ -132,36 +136,12 @@ fn a_stage_that_spread_stays_spread() {
 
 /// A hosted stage whose calls are quick but for one in a hundred, which computes for 1 ms, spreads
 /// again: its calls are quick one after another (each worker times about one in sixteen, and the
-/// one after a slow one is quick), but the slow ones fill the stage's time. Then two of the slow
-/// calls run at once, one on each thread. (One in a hundred, with workers that take items in
-/// batches of up to sixteen: timing every sixteenth call, rather than one picked at random, would
-/// mostly miss them.)
+/// one after a slow one is quick), but the slow ones fill the stage's time. (One in a hundred, with
+/// workers that take items in batches of up to sixteen: timing every sixteenth call, rather than
+/// one picked at random, would mostly miss them.)
 #[test]
 fn hosted_workers_spread_again_once_rare_slow_calls_fill_their_time() {
-    two_threads().block_on(async {
-        let heavy = Arc::new(AtomicBool::new(false));
-        let gauge = Gauge::default();
-        let (h, g) = (heavy.clone(), gauge.clone());
-        let mut out = Pipeline::new(&Context::new())
-            .source(0..u64::MAX)
-            .map(8, move |_ctx, n| {
-                if h.load(Ordering::Relaxed) && n % 100 == 99 {
-                    let _running = g.enter();
-                    spin(Duration::from_millis(1));
-                }
-                async move { Ok::<_, String>(n) }
-            })
-            .output();
-        assert!(read_until(&mut out, |alive| alive == 3).await, "hosted");
-        heavy.store(true, Ordering::Relaxed);
-        let spread = read_until(&mut out, |alive| alive == 10).await;
-        assert!(spread, "spread again: {} tasks alive", alive());
-        let give_up = Instant::now() + Duration::from_secs(10);
-        while gauge.max() < 2 && Instant::now() < give_up {
-            out.next().await.unwrap().unwrap();
-        }
-        assert_eq!(gauge.max(), 2, "two slow calls ran at once");
-    });
+    spreads_once_hosted_calls_compute(100);
 }
 
 /// A quick stage stays hosted on a machine whose CPUs are all busy with other threads, although
