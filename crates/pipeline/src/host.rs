@@ -68,7 +68,7 @@ const SAMPLES: u32 = 3;
 /// host.
 const JOIN_AFTER: u32 = 4;
 
-/// A worker times one call of the stage function in this many.
+/// A worker times about one call of the stage function in this many, picked at random.
 pub(crate) const SAMPLE_EVERY: u32 = 16;
 
 thread_local! {
