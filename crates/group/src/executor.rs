@@ -106,7 +106,7 @@
 //!     run on the runner that holds them, one after another on its thread, while the other threads
 //!     may be idle: invariant 8 hands on only the tasks woken meanwhile, once such a poll returns.
 //!     So on a multi-thread runtime a runner times about one poll of its tasks in
-//!     [`SAMPLE_EVERY`], picked at random, and once the long ones fill its time
+//!     `bounded_sync::slow::SAMPLE_EVERY`, picked at random, and once the long ones fill its time
 //!     (`bounded_sync::slow`) it sets `spread`, for good: from then on every runner holds one task
 //!     at a time, and a runner whose task waits makes another search for the tasks queued (its
 //!     places are all taken, invariant 9), so that the group's tasks run on runners of their own,
@@ -126,7 +126,7 @@ use crate::lent::{GroupContext, Lending};
 use bounded_sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use bounded_sync::busy::{Busy, LastJob, Stamp};
 use bounded_sync::places::{PLACES, Places};
-use bounded_sync::slow::{LongPolls, Picker};
+use bounded_sync::slow::{LongPolls, Picker, SAMPLE_EVERY};
 use bounded_sync::{Arc, Mutex, MutexGuard};
 use tokio::runtime::Handle;
 use tokio::task::AbortHandle;
@@ -615,9 +615,6 @@ struct Hold<J> {
     picker: Option<Picker>,
     long_polls: LongPolls,
 }
-
-/// A runner times about one poll of its tasks in this many (invariant 10).
-const SAMPLE_EVERY: u32 = 16;
 
 /// What a runner tells the queue about the tasks it holds, as it looks.
 struct Holding {

@@ -594,6 +594,9 @@ async fn spawn_tasks_that_now_and_then_compute() {
     }
     group.wait().await.unwrap();
     assert_eq!(gauge.max(), 2, "two tasks that compute ran at once");
+    // The runners started for one task each end with the group's last task.
+    drop(group);
+    live::assert_none_alive().await;
 }
 
 /// On current_thread, a runner that finds nothing queued while a spawn waits for a slot looks once

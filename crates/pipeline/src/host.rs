@@ -69,7 +69,7 @@ const SAMPLES: u32 = 3;
 const JOIN_AFTER: u32 = 4;
 
 /// A worker times about one call of the stage function in this many, picked at random.
-pub(crate) const SAMPLE_EVERY: u32 = 16;
+pub(crate) const SAMPLE_EVERY: u32 = slow::SAMPLE_EVERY;
 
 thread_local! {
     /// Set by a worker, during a poll by its shell, that asks to join the host.

@@ -64,7 +64,7 @@
 //!    at a time would pay at every job. The worker tells the task polling it through the
 //!    thread-local `ASK`, read after each poll. A worker moves only between polls, and the task it
 //!    moves to polls it first thing, so a wake that went to the other task's waker is never lost:
-//!    the poll sees what the wake was for. The host times about one poll in `HOST_SAMPLE_EVERY`,
+//!    the poll sees what the wake was for. The host times about one poll in `SAMPLE_EVERY`,
 //!    picked at random (`bounded_sync::slow`): once the long ones fill its time (jobs that wait and,
 //!    one in a hundred say, compute for a millisecond, which on one thread would leave the other
 //!    idle), it sets `spread`, every worker it holds goes back to its shell at its next poll, and
@@ -93,7 +93,7 @@ use bounded_sync::Mutex;
 use bounded_sync::busy::{Busy, LastJob, PollClock, Stamp, step_aside};
 use bounded_sync::own::{OwnWait, OwnWaits};
 use bounded_sync::places::{PLACES, Places};
-use bounded_sync::slow::{LongPolls, Picker};
+use bounded_sync::slow::{LongPolls, Picker, SAMPLE_EVERY};
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinHandle};
@@ -901,8 +901,8 @@ impl Inner {
             free: Vec::new(),
             places: Places::new(),
             ended: false,
-            picker: Picker::new(HOST_SAMPLE_EVERY),
-            long_polls: LongPolls::new(HOST_SAMPLE_EVERY),
+            picker: Picker::new(SAMPLE_EVERY),
+            long_polls: LongPolls::new(SAMPLE_EVERY),
         };
         let handle = self.runtime.spawn(self.tasks.track(host));
         self.keep_handles(vec![handle]);
@@ -1512,9 +1512,6 @@ struct Host {
     picker: Picker,
     long_polls: LongPolls,
 }
-
-/// The host times about one poll of a worker in this many (invariant 8).
-const HOST_SAMPLE_EVERY: u32 = 16;
 
 impl Future for Host {
     type Output = ();

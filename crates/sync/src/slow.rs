@@ -34,8 +34,11 @@ pub const STRETCH: Duration = Duration::from_millis(10);
 /// stands for many polls, so that a few rare ones, timed by chance, do not.
 pub const LONG_POLLS: u32 = 3;
 
-/// Where each new picker's generator starts, so that pickers made together pick apart.
-static SEEDS: AtomicU32 = AtomicU32::new(1);
+/// How many polls a [`Picker`] picks one of, for workers that share a task.
+pub const SAMPLE_EVERY: u32 = 16;
+
+/// Where the next picker's generator starts, so that pickers made together pick apart.
+static STARTS: AtomicU32 = AtomicU32::new(1);
 
 /// Picks about one poll in `every` to time, at random.
 #[derive(Debug)]
@@ -49,11 +52,11 @@ pub struct Picker {
 impl Picker {
     /// One poll in `every` on average (at least 1); the first poll is picked.
     pub fn new(every: u32) -> Self {
-        let seed = SEEDS.fetch_add(0x9e37_79b9, std::sync::atomic::Ordering::Relaxed);
+        let start = STARTS.fetch_add(0x9e37_79b9, std::sync::atomic::Ordering::Relaxed);
         Picker {
             every: every.max(1),
             countdown: 1,
-            random: seed | 1,
+            random: start | 1,
         }
     }
 
