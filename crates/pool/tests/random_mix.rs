@@ -2,6 +2,9 @@
 //! once, every accepted job is in exactly one count of the report, and every failure and panic
 //! reaches exactly one place: the handle that awaited it, or the error hook.
 
+#[path = "../../group/tests/support/cpu.rs"]
+#[allow(dead_code)]
+mod cpu;
 #[path = "../../group/tests/support/paused.rs"]
 mod paused;
 #[path = "support/two_threads.rs"]
@@ -29,6 +32,9 @@ enum Kind {
     Waits(u8),
     /// Waits as `Waits` does, but gives up with an error when the pool's context ends.
     Watches(u8),
+    /// Waits once, then computes for 250 µs without awaiting, this many times: on two threads, jobs
+    /// whose slow polls make the pool's workers spread again while it runs and stops.
+    Computes(u8),
     Fails,
     Panics,
 }
@@ -67,25 +73,39 @@ enum Stop {
     Drop,
 }
 
-fn kind() -> impl Strategy<Value = Kind> {
+fn kind() -> impl Strategy<Value = Kind> + Clone {
     prop_oneof![
         3 => Just(Kind::Quick),
         2 => (1u8..4).prop_map(Kind::Yields),
         2 => (1u8..20).prop_map(Kind::Waits),
+        1 => (1u8..20).prop_map(Kind::Watches),
+        1 => (1u8..4).prop_map(Kind::Computes),
+        1 => Just(Kind::Fails),
+        1 => Just(Kind::Panics),
+    ]
+}
+
+/// Mostly jobs that wait and then compute: enough of them, in a saturated pool on two threads, that
+/// its workers share a task and then spread again while it runs, resizes and stops.
+fn computing_kind() -> impl Strategy<Value = Kind> + Clone {
+    prop_oneof![
+        8 => (1u8..4).prop_map(Kind::Computes),
+        2 => (1u8..4).prop_map(Kind::Yields),
+        1 => Just(Kind::Quick),
         1 => (1u8..20).prop_map(Kind::Watches),
         1 => Just(Kind::Fails),
         1 => Just(Kind::Panics),
     ]
 }
 
-fn step() -> impl Strategy<Value = Step> {
+fn step(kind: impl Strategy<Value = Kind> + Clone) -> impl Strategy<Value = Step> {
     let keep = prop_oneof![Just(Keep::Await), Just(Keep::Detach), Just(Keep::Drop)];
     prop_oneof![
-        4 => (kind(), keep).prop_map(|(k, h)| Step::Submit(k, h)),
-        2 => kind().prop_map(Step::SubmitDetached),
-        2 => kind().prop_map(Step::TrySubmit),
-        1 => kind().prop_map(Step::TrySubmitDetached),
-        2 => kind().prop_map(Step::SubmitWith),
+        4 => (kind.clone(), keep).prop_map(|(k, h)| Step::Submit(k, h)),
+        2 => kind.clone().prop_map(Step::SubmitDetached),
+        2 => kind.clone().prop_map(Step::TrySubmit),
+        1 => kind.clone().prop_map(Step::TrySubmitDetached),
+        2 => kind.prop_map(Step::SubmitWith),
         1 => (1usize..=6).prop_map(Step::Resize),
         1 => Just(Step::Yield),
     ]
@@ -136,6 +156,14 @@ async fn run_job(kind: Kind, paused: bool, ctx: Context, seen: Arc<Seen>) -> Res
             if ctx.run(wait(paused, n)).await.is_err() {
                 count(&seen.returned_err);
                 return Err("the pool stopped".into());
+            }
+        }
+        Kind::Computes(n) => {
+            for _ in 0..n {
+                wait(paused, 1).await;
+                if !paused {
+                    cpu::burn(Duration::from_micros(250));
+                }
             }
         }
         Kind::Fails => {
@@ -221,15 +249,33 @@ async fn submitter(
     kept
 }
 
-async fn run_case(
+/// One random case.
+struct Case {
     workers: usize,
     queue: usize,
+    /// One list of steps per submitter.
     plans: Vec<Vec<Step>>,
+    /// The wait before the stop, as `wait` counts.
     stop_after: u8,
+    /// Real time added to that wait on two threads, for the jobs to run a while before the stop;
+    /// nothing measures it.
+    settle: Duration,
     cancel_caller: bool,
     stop: Stop,
     paused: bool,
-) -> (Option<PoolReport>, Arc<Seen>) {
+}
+
+async fn run_case(case: Case) -> (Option<PoolReport>, Arc<Seen>) {
+    let Case {
+        workers,
+        queue,
+        plans,
+        stop_after,
+        settle,
+        cancel_caller,
+        stop,
+        paused,
+    } = case;
     let seen = Arc::new(Seen::default());
     let hook_seen = seen.clone();
     let parent = Context::new();
@@ -262,6 +308,9 @@ async fn run_case(
         })
     });
     wait(paused, stop_after).await;
+    if !settle.is_zero() {
+        tokio::time::sleep(settle).await;
+    }
     if cancel_caller {
         caller.cancel();
     }
@@ -346,6 +395,53 @@ async fn run_case(
     (Some(report), seen)
 }
 
+/// Runs one case on the paused clock or on two threads, and checks its counts against what the jobs,
+/// the hook and the handles saw.
+fn check(case: Case) -> Result<(), TestCaseError> {
+    bounded_testkit::quiet_planned_panics();
+    let (paused, stop) = (case.paused, case.stop);
+    let case = run_case(case);
+    let (report, seen) = match paused {
+        true => paused_runtime().block_on(case),
+        // On a worker thread, so that the submitters it spawns start while it yields.
+        false => two_thread_runtime().block_on(async { tokio::spawn(case).await.unwrap() }),
+    };
+    let reached = read(&seen.to_hook) + read(&seen.claimed);
+    let Some(report) = report else {
+        // Dropped: on one thread every job that failed or panicked did so before the drop, and
+        // each failure reached its handle or the hook; on two, one ending as the pool is
+        // dropped may be taken for cancelled instead.
+        let failures = read(&seen.failed) + read(&seen.panicked);
+        match paused {
+            true => prop_assert_eq!(reached, failures),
+            false => prop_assert!(reached <= failures, "{} > {}", reached, failures),
+        }
+        return Ok(());
+    };
+    let counted = report.completed
+        + report.failed
+        + report.panicked
+        + report.cancelled
+        + report.never_started;
+    prop_assert_eq!(report.submitted, read(&seen.accepted), "{}", report);
+    prop_assert_eq!(
+        counted,
+        report.submitted,
+        "a job is missing from {}",
+        report
+    );
+    prop_assert_eq!(report.completed, read(&seen.returned_ok), "{}", report);
+    prop_assert_eq!(report.panicked, read(&seen.panicked), "{}", report);
+    // An error returned after the pool's stop is counted as cancelled, not failed.
+    prop_assert!(report.failed <= read(&seen.returned_err), "{}", report);
+    if let Stop::Shutdown = stop {
+        // A graceful shutdown runs every accepted job to its end.
+        prop_assert_eq!(report.cancelled + report.never_started, 0, "{}", report);
+    }
+    prop_assert_eq!(reached, report.failed + report.panicked, "{}", report);
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -353,42 +449,37 @@ proptest! {
     fn every_accepted_job_and_every_failure_is_accounted_for_once(
         workers in 1usize..=6,
         queue in 1usize..=8,
-        plans in proptest::collection::vec(proptest::collection::vec(step(), 0..80), 1..=3),
+        plans in proptest::collection::vec(proptest::collection::vec(step(kind()), 0..80), 1..=3),
         stop_after in 1u8..80,
         cancel_caller in any::<bool>(),
         stop in stop(),
         paused in any::<bool>(),
     ) {
-        bounded_testkit::quiet_planned_panics();
-        let case = run_case(workers, queue, plans, stop_after, cancel_caller, stop, paused);
-        let (report, seen) = match paused {
-            true => paused_runtime().block_on(case),
-            // On a worker thread, so that the submitters it spawns start while it yields.
-            false => two_thread_runtime().block_on(async { tokio::spawn(case).await.unwrap() }),
-        };
-        let reached = read(&seen.to_hook) + read(&seen.claimed);
-        let Some(report) = report else {
-            // Dropped: on one thread every job that failed or panicked did so before the drop, and
-            // each failure reached its handle or the hook; on two, one ending as the pool is
-            // dropped may be taken for cancelled instead.
-            let failures = read(&seen.failed) + read(&seen.panicked);
-            match paused {
-                true => prop_assert_eq!(reached, failures),
-                false => prop_assert!(reached <= failures, "{} > {}", reached, failures),
-            }
-            return Ok(());
-        };
-        let counted = report.completed
-            + report.failed
-            + report.panicked
-            + report.cancelled
-            + report.never_started;
-        prop_assert_eq!(report.submitted, read(&seen.accepted), "{}", report);
-        prop_assert_eq!(counted, report.submitted, "a job is missing from {}", report);
-        prop_assert_eq!(report.completed, read(&seen.returned_ok), "{}", report);
-        prop_assert_eq!(report.panicked, read(&seen.panicked), "{}", report);
-        // An error returned after the pool's stop is counted as cancelled, not failed.
-        prop_assert!(report.failed <= read(&seen.returned_err), "{}", report);
-        prop_assert_eq!(reached, report.failed + report.panicked, "{}", report);
+        let settle = Duration::ZERO;
+        check(Case { workers, queue, plans, stop_after, settle, cancel_caller, stop, paused })?;
+    }
+}
+
+proptest! {
+    // Each case computes for tens of milliseconds.
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// Workers that spread again, mid-run, lose nothing either: the jobs of a saturated pool on two
+    /// threads wait and then compute, so that its workers move into one shared task and then, once
+    /// the slow polls fill its time, back to tasks of their own, before, while or after it resizes
+    /// and stops.
+    #[test]
+    fn nothing_is_lost_when_workers_spread_again_as_the_pool_runs_and_stops(
+        workers in 2usize..=8,
+        queue in 1usize..=4,
+        plans in proptest::collection::vec(proptest::collection::vec(step(computing_kind()), 40..120), 2..=3),
+        stop_after in 1u8..80,
+        settle_ms in 0u64..40,
+        cancel_caller in any::<bool>(),
+        stop in stop(),
+    ) {
+        let settle = Duration::from_millis(settle_ms);
+        let paused = false;
+        check(Case { workers, queue, plans, stop_after, settle, cancel_caller, stop, paused })?;
     }
 }
