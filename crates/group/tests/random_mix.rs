@@ -1,9 +1,13 @@
-//! Random groups of tasks that succeed, fail, panic, wait, or give up when the group's context ends:
-//! every accepted task runs once, never more than the limit at once; the first error wins and the
-//! errors of tasks that saw the context end never replace it; a panic is preferred to an error;
-//! `collect_errors` returns every real error in the order they happened; nothing is left alive,
-//! whether the group is waited for or dropped at a random moment.
+//! Random groups of tasks that succeed, fail, panic, wait, compute, or give up when the group's
+//! context ends: every accepted task runs once, never more than the limit at once; the first error
+//! wins and the errors of tasks that saw the context end never replace it; a panic is preferred to
+//! an error; `collect_errors` returns every real error in the order they happened; nothing is left
+//! alive, whether the group is waited for or dropped at a random moment, and whether or not its
+//! runners spread its tasks again as it runs.
 
+#[path = "support/cpu.rs"]
+#[allow(dead_code)]
+mod cpu;
 #[path = "support/paused.rs"]
 mod paused;
 #[path = "../../pool/tests/support/two_threads.rs"]
@@ -13,6 +17,7 @@ mod wait;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bounded_cancel::{Context, live};
 use bounded_group::{Failure, Group};
@@ -31,6 +36,9 @@ enum Kind {
     /// Waits this many tens of microseconds (yields that often on two threads), and gives up with
     /// [`GAVE_UP`] if the group's context ends first.
     Watches(u8),
+    /// Yields, then computes for 250 µs without awaiting, this many times: on two threads, tasks
+    /// whose slow polls make a limited group's runners spread again while it runs.
+    Computes(u8),
     Fails,
     Panics,
 }
@@ -51,7 +59,21 @@ fn kind() -> impl Strategy<Value = Kind> {
         30 => Just(Kind::Quick),
         25 => (1u8..4).prop_map(Kind::Yields),
         25 => (1u8..30).prop_map(Kind::Watches),
+        3 => (1u8..4).prop_map(Kind::Computes),
         6 => Just(Kind::Fails),
+        1 => Just(Kind::Panics),
+    ]
+}
+
+/// Mostly tasks that wait and then compute: enough of them, in a limited group on two threads, that
+/// its runners hold many tasks each and then spread them again while it runs.
+fn computing_kind() -> impl Strategy<Value = Kind> {
+    prop_oneof![
+        30 => (2u8..6).prop_map(Kind::Computes),
+        10 => (1u8..4).prop_map(Kind::Yields),
+        5 => Just(Kind::Quick),
+        5 => (1u8..30).prop_map(Kind::Watches),
+        3 => Just(Kind::Fails),
         1 => Just(Kind::Panics),
     ]
 }
@@ -99,6 +121,15 @@ async fn task(id: u64, kind: Kind, paused: bool, ctx: Context, seen: Arc<Seen>) 
             Ok(())
         }
         Kind::Watches(n) => ctx.run(wait(paused, n)).await.map_err(|_| GAVE_UP),
+        Kind::Computes(n) => {
+            for _ in 0..n {
+                tokio::task::yield_now().await;
+                if !paused {
+                    cpu::burn(Duration::from_micros(250));
+                }
+            }
+            Ok(())
+        }
         Kind::Fails => {
             // Recorded in the same poll that returns it: on one thread, the order the group sees.
             seen.errors.lock().unwrap().push(id);
@@ -157,7 +188,7 @@ async fn run_case(
                 let _running = Running(seen);
                 loop {
                     match paused {
-                        true => tokio::time::sleep(std::time::Duration::from_secs(3600)).await,
+                        true => tokio::time::sleep(Duration::from_secs(3600)).await,
                         false => tokio::task::yield_now().await,
                     }
                 }
@@ -194,6 +225,75 @@ async fn run_case(
     (answer, seen, accepted)
 }
 
+/// Runs one case on the paused clock or on two threads, and checks what the group answered against
+/// what its tasks did.
+fn check(
+    mode: Mode,
+    limit: Option<usize>,
+    plan: Vec<(Kind, bool)>,
+    drop_after: Option<u8>,
+    paused: bool,
+) -> Result<(), TestCaseError> {
+    bounded_testkit::quiet_planned_panics();
+    let case = run_case(mode, limit, plan, drop_after, paused);
+    let (answer, seen, accepted) = match paused {
+        true => paused_runtime().block_on(case),
+        false => two_thread_runtime().block_on(async { tokio::spawn(case).await.unwrap() }),
+    };
+    if let Answer::Dropped = answer {
+        // Dropped: every task it had is gone, none ran twice, and (on one thread, where nothing
+        // runs while the group is dropped) none started afterwards.
+        prop_assert_eq!(
+            seen.running.load(Ordering::SeqCst),
+            0,
+            "a task outlived its group"
+        );
+        prop_assert!(seen.started.load(Ordering::SeqCst) <= accepted);
+        if paused {
+            prop_assert_eq!(seen.started_after_drop.load(Ordering::SeqCst), 0);
+        }
+        return Ok(());
+    }
+    prop_assert_eq!(
+        seen.started.load(Ordering::SeqCst),
+        accepted,
+        "an accepted task never ran"
+    );
+    if let Some(limit) = limit {
+        prop_assert!(seen.most_at_once.load(Ordering::SeqCst) <= limit);
+    }
+    let errors = seen.errors.lock().unwrap().clone();
+    let panics = seen.panics.load(Ordering::SeqCst);
+    match answer {
+        Answer::Dropped => unreachable!("checked above"),
+        Answer::Ok => prop_assert!(errors.is_empty() && panics == 0, "{:?}", errors),
+        Answer::Panicked => prop_assert!(panics > 0),
+        Answer::Error(error) => {
+            prop_assert_eq!(panics, 0, "an error was preferred to a panic");
+            prop_assert_ne!(error, GAVE_UP, "a task that gave up replaced the error");
+            // On one thread the first error returned is the first recorded; on two, two tasks can
+            // return theirs at the same moment.
+            match paused {
+                true => prop_assert_eq!(Some(&error), errors.first()),
+                false => prop_assert!(errors.contains(&error)),
+            }
+        }
+        Answer::Errors(got) => {
+            prop_assert_eq!(panics, 0);
+            // A plain group's context never ends while it runs, so nobody gives up.
+            prop_assert!(!got.contains(&GAVE_UP));
+            let mut got = got;
+            let mut errors = errors;
+            if !paused {
+                got.sort_unstable();
+                errors.sort_unstable();
+            }
+            prop_assert_eq!(got, errors);
+        }
+    }
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(256))]
 
@@ -205,54 +305,24 @@ proptest! {
         drop_after in proptest::option::weighted(0.25, 0u8..30),
         paused in any::<bool>(),
     ) {
-        bounded_testkit::quiet_planned_panics();
-        let case = run_case(mode, limit, plan, drop_after, paused);
-        let (answer, seen, accepted) = match paused {
-            true => paused_runtime().block_on(case),
-            false => two_thread_runtime().block_on(async { tokio::spawn(case).await.unwrap() }),
-        };
-        if let Answer::Dropped = answer {
-            // Dropped: every task it had is gone, none ran twice, and (on one thread, where nothing
-            // runs while the group is dropped) none started afterwards.
-            prop_assert_eq!(seen.running.load(Ordering::SeqCst), 0, "a task outlived its group");
-            prop_assert!(seen.started.load(Ordering::SeqCst) <= accepted);
-            if paused {
-                prop_assert_eq!(seen.started_after_drop.load(Ordering::SeqCst), 0);
-            }
-            return Ok(());
-        }
-        prop_assert_eq!(seen.started.load(Ordering::SeqCst), accepted, "an accepted task never ran");
-        if let Some(limit) = limit {
-            prop_assert!(seen.most_at_once.load(Ordering::SeqCst) <= limit);
-        }
-        let errors = seen.errors.lock().unwrap().clone();
-        let panics = seen.panics.load(Ordering::SeqCst);
-        match answer {
-            Answer::Dropped => unreachable!("checked above"),
-            Answer::Ok => prop_assert!(errors.is_empty() && panics == 0, "{:?}", errors),
-            Answer::Panicked => prop_assert!(panics > 0),
-            Answer::Error(error) => {
-                prop_assert_eq!(panics, 0, "an error was preferred to a panic");
-                prop_assert_ne!(error, GAVE_UP, "a task that gave up replaced the error");
-                // On one thread the first error returned is the first recorded; on two, two tasks can
-                // return theirs at the same moment.
-                match paused {
-                    true => prop_assert_eq!(Some(&error), errors.first()),
-                    false => prop_assert!(errors.contains(&error)),
-                }
-            }
-            Answer::Errors(got) => {
-                prop_assert_eq!(panics, 0);
-                // A plain group's context never ends while it runs, so nobody gives up.
-                prop_assert!(!got.contains(&GAVE_UP));
-                let mut got = got;
-                let mut errors = errors;
-                if !paused {
-                    got.sort_unstable();
-                    errors.sort_unstable();
-                }
-                prop_assert_eq!(got, errors);
-            }
-        }
+        check(mode, limit, plan, drop_after, paused)?;
+    }
+}
+
+proptest! {
+    // Each case computes for tens of milliseconds.
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// A limited group whose runners spread its tasks again mid-run keeps every promise too: its
+    /// tasks, on two threads, wait and then compute, so that its runners first hold many of them
+    /// each and then, once the slow polls fill their time, one at a time.
+    #[test]
+    fn runners_that_spread_again_keep_the_limit_and_every_answer(
+        mode in mode(),
+        limit in 2usize..=8,
+        plan in proptest::collection::vec((computing_kind(), proptest::bool::weighted(0.2)), 100..300),
+        drop_after in proptest::option::weighted(0.25, 0u8..30),
+    ) {
+        check(mode, Some(limit), plan, drop_after, false)?;
     }
 }
