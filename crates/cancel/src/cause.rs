@@ -122,7 +122,8 @@ impl fmt::Display for Cause {
 impl Error for Cause {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            Cause::Error(err) => Some(&**err as &(dyn Error + 'static)),
+            // Its message is in this one's already: the chain goes on below it.
+            Cause::Error(err) => err.source(),
             _ => None,
         }
     }

@@ -143,7 +143,8 @@ impl fmt::Display for RequestEnded {
 
 impl Error for RequestEnded {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
-        Some(&self.cause)
+        // The cause is in the message already: the chain goes on below it.
+        self.cause.source()
     }
 }
 

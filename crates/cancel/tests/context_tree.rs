@@ -108,7 +108,12 @@ fn cancel_with_returns_the_identical_error() {
         cause.error().unwrap().downcast_ref::<Tagged>().unwrap().0,
         5
     );
-    assert_eq!(cause.source().unwrap().to_string(), "tagged error 5");
+    // Its message is the cause's; the chain below it starts at the error's own source.
+    assert_eq!(
+        cause.to_string(),
+        "context cancelled by error: tagged error 5"
+    );
+    assert!(cause.source().is_none());
 }
 
 #[test]

@@ -109,7 +109,15 @@ impl<F> fmt::Display for SpawnError<F> {
     }
 }
 
-impl<F> std::error::Error for SpawnError<F> {}
+impl<F> std::error::Error for SpawnError<F> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            // The cause is in the message already: the chain goes on below it.
+            SpawnError::Cancelled { cause, .. } => cause.source(),
+            SpawnError::LimitZero(_) | SpawnError::Deadlock(_) => None,
+        }
+    }
+}
 
 /// Why [`try_spawn`](crate::Group::try_spawn) did not start a task; the closure is inside, unrun.
 ///
@@ -214,7 +222,15 @@ impl<F> fmt::Display for TrySpawnError<F> {
     }
 }
 
-impl<F> std::error::Error for TrySpawnError<F> {}
+impl<F> std::error::Error for TrySpawnError<F> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            // The cause is in the message already: the chain goes on below it.
+            TrySpawnError::Cancelled { cause, .. } => cause.source(),
+            TrySpawnError::Full(_) | TrySpawnError::LimitZero(_) => None,
+        }
+    }
+}
 
 /// [`Group::set_limit`](crate::Group::set_limit) was called while tasks were running.
 ///
@@ -707,9 +723,10 @@ impl<E: fmt::Display> fmt::Display for MapError<E> {
 impl<E: std::error::Error + 'static> std::error::Error for MapError<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            MapError::Failed(err) => Some(err),
+            // Each is in the message already: the chain goes on below it.
+            MapError::Failed(err) => err.source(),
             MapError::InvalidLimit(_) => None,
-            MapError::Cancelled(cause) => Some(cause),
+            MapError::Cancelled(cause) => cause.source(),
         }
     }
 }

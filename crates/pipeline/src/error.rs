@@ -158,8 +158,9 @@ impl<E: fmt::Display> fmt::Display for PipelineError<E> {
 impl<E: Error + 'static> Error for PipelineError<E> {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            PipelineError::Failed { error, .. } => Some(error),
-            PipelineError::Cancelled(cause) => Some(cause),
+            // Each is in the message already: the chain goes on below it.
+            PipelineError::Failed { error, .. } => error.source(),
+            PipelineError::Cancelled(cause) => cause.source(),
             PipelineError::Panicked { .. }
             | PipelineError::Invalid(_)
             | PipelineError::Lost { .. } => None,

@@ -83,7 +83,15 @@ impl<J> fmt::Display for SubmitError<J> {
     }
 }
 
-impl<J> std::error::Error for SubmitError<J> {}
+impl<J> std::error::Error for SubmitError<J> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            // The cause is in the message already: the chain goes on below it.
+            SubmitError::Cancelled { cause, .. } => cause.source(),
+            SubmitError::Closed(_) | SubmitError::Deadlock(_) => None,
+        }
+    }
+}
 
 /// Why [`try_submit`](crate::Pool::try_submit) did not take a job; it never waits.
 ///

@@ -127,7 +127,10 @@ fn cluster_hint(err: &redis::RedisError) -> &'static str {
 impl Error for Unavailable {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match &self.kind {
-            UnavailableKind::Redis(err) => Some(err.as_ref()),
+            // Redis's message is in this one already, and a redis-rs error that wraps another
+            // (an I/O error, a parse error) prints it as its own message: the chain goes on below
+            // both.
+            UnavailableKind::Redis(err) => err.source().and_then(Error::source),
             UnavailableKind::TimedOut(_) => None,
         }
     }
@@ -223,9 +226,10 @@ impl fmt::Display for AcquireError {
 impl Error for AcquireError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            AcquireError::Cancelled(cause) => Some(cause),
-            AcquireError::InsufficientCapacity(err) => Some(err),
-            AcquireError::Unavailable(err) => Some(err),
+            // Each is in the message already: the chain goes on below it.
+            AcquireError::Cancelled(cause) => cause.source(),
+            AcquireError::InsufficientCapacity(err) => err.source(),
+            AcquireError::Unavailable(err) => err.source(),
             AcquireError::DeadlineTooSoon { .. } => None,
         }
     }
@@ -303,9 +307,10 @@ impl fmt::Display for TryAcquireError {
 impl Error for TryAcquireError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            TryAcquireError::RetryAfter(err) => Some(err),
-            TryAcquireError::InsufficientCapacity(err) => Some(err),
-            TryAcquireError::Unavailable(err) => Some(err),
+            // Each is this one's message: the chain goes on below it.
+            TryAcquireError::RetryAfter(err) => err.source(),
+            TryAcquireError::InsufficientCapacity(err) => err.source(),
+            TryAcquireError::Unavailable(err) => err.source(),
         }
     }
 }
@@ -379,7 +384,8 @@ impl fmt::Display for ConfigError {
 impl Error for ConfigError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            ConfigError::Quota(err) | ConfigError::LocalQuota(err) => Some(err),
+            // In the message already: the chain goes on below it.
+            ConfigError::Quota(err) | ConfigError::LocalQuota(err) => err.source(),
             _ => None,
         }
     }

@@ -1,6 +1,7 @@
 //! Redis killed in the middle of a run and started again, under each `OnUnavailable` policy: while it
 //! is down the policy decides, and once it is back the shared bucket does.
 
+use std::error::Error;
 use std::time::Duration;
 
 use bounded_cancel::live;
@@ -61,6 +62,16 @@ async fn refuse_fails_every_call_while_redis_is_down_and_recovers_after() {
         match limiter.acquire().await {
             Err(AcquireError::Unavailable(err)) => {
                 assert!(err.to_string().contains("nothing was granted"), "{err}");
+                let chain: Vec<String> =
+                    std::iter::successors(Some(&err as &(dyn Error + 'static)), |&e| e.source())
+                        .map(ToString::to_string)
+                        .collect();
+                // Redis's I/O error is in the message, and not again below it.
+                for (at, message) in chain.iter().enumerate() {
+                    for below in &chain[at + 1..] {
+                        assert!(!message.contains(below.as_str()), "{chain:#?}");
+                    }
+                }
             }
             other => panic!("expected Unavailable, got {other:?}"),
         }

@@ -293,8 +293,9 @@ impl fmt::Display for TryAcquireError {
 impl Error for TryAcquireError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            TryAcquireError::RetryAfter(err) => Some(err),
-            TryAcquireError::InsufficientCapacity(err) => Some(err),
+            // Each is this one's message: the chain goes on below it.
+            TryAcquireError::RetryAfter(err) => err.source(),
+            TryAcquireError::InsufficientCapacity(err) => err.source(),
         }
     }
 }
@@ -330,8 +331,9 @@ impl fmt::Display for AcquireError {
 impl Error for AcquireError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         match self {
-            AcquireError::Cancelled(cause) => Some(cause),
-            AcquireError::InsufficientCapacity(err) => Some(err),
+            // Each is in the message already: the chain goes on below it.
+            AcquireError::Cancelled(cause) => cause.source(),
+            AcquireError::InsufficientCapacity(err) => err.source(),
             AcquireError::DeadlineTooSoon { .. } => None,
         }
     }
