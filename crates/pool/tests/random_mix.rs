@@ -1,6 +1,7 @@
 //! Whatever mix of entry points, resizes and ways of stopping a pool sees, from several submitters at
-//! once, every accepted job is in exactly one count of the report, and every failure and panic
-//! reaches exactly one place: the handle that awaited it, or the error hook.
+//! once, every accepted job is in exactly one count of the report (a graceful shutdown runs each one
+//! to its end), and every failure and panic reaches exactly one place: the handle that awaited it,
+//! or the error hook; also when its workers, sharing one task, spread again while it runs.
 
 #[path = "../../group/tests/support/cpu.rs"]
 #[allow(dead_code)]
