@@ -108,7 +108,7 @@
 //!     So on a multi-thread runtime a runner times about one poll of its tasks in
 //!     `bounded_sync::slow::SAMPLE_EVERY`, picked at random, and once the long ones fill its time
 //!     (`bounded_sync::slow`) it sets `spread`, for good: from then on every runner holds one task
-//!     at a time, and a runner whose task waits makes another search for the tasks queued (its
+//!     at a time and times no poll, and a runner whose task waits makes another search for the tasks queued (its
 //!     places are all taken, invariant 9), so that the group's tasks run on runners of their own,
 //!     as many as its limit, side by side on every thread, as tokio tasks do.
 //!
@@ -633,11 +633,15 @@ impl<J> Hold<J> {
     }
 
     /// What it reports as it looks, with `budget` polls left; the tasks that ended are reported
-    /// once. Once the group has `spread`, it holds one task at a time (invariant 10).
+    /// once. Once the group has `spread`, it holds one task at a time, and times none of their
+    /// polls again (invariant 10).
     fn report(&mut self, budget: usize, spread: bool) -> Holding {
         // Its free places: those given back, and those never made.
         let room = match spread {
-            true => usize::from(self.held() == 0),
+            true => {
+                self.picker = None;
+                usize::from(self.held() == 0)
+            }
             false => self.free.len() + (PLACES - self.tasks.len()),
         };
         Holding {
