@@ -6,7 +6,7 @@ use std::task::{Context as TaskContext, Poll, ready};
 use bounded_cancel::PanicPayload;
 use sync_wrapper::SyncWrapper;
 
-use crate::pool::Outcome;
+use crate::job::Outcome;
 
 /// How a job ended without a value.
 ///

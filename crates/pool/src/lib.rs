@@ -113,12 +113,16 @@ mod error;
 mod export;
 mod failure;
 mod home;
+mod host;
+mod inner;
 mod intake;
+mod job;
 mod job_handle;
 mod metrics;
 mod pool;
 mod report;
 mod submit;
+mod worker;
 
 pub use builder::PoolBuilder;
 pub use error::{BuildError, ResizeError, SubmitError, TrySubmitError};

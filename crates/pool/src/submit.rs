@@ -13,8 +13,9 @@ use bounded_sync::queue::{Refused, Reserve};
 use pin_project_lite::pin_project;
 
 use crate::error::SubmitError;
+use crate::inner::Inner;
+use crate::job::{JobFuture, ResultTx, Submission};
 use crate::job_handle::JobHandle;
-use crate::pool::{Inner, JobFuture, ResultTx, Submission};
 
 /// What a submission hands back once its job is queued: a [`JobHandle`], or nothing for a detached
 /// job. Made at the first poll, as an `async fn` would, so a submission never polled allocates
