@@ -87,8 +87,9 @@
 //!    and tasks that wait stay on one thread, and a task that computes after them holds back the
 //!    tasks behind it only until it returns `Pending` or ends.
 //! 9. A runner does not wait for its task: it puts each task it takes in a place of its own
-//!    ([`Places`], up to [`PLACES`]) and polls it there through that place's waker, and a task that
-//!    returns `Pending` stays in its place while the runner takes the next. At each poll the runner
+//!    ([`Places`](bounded_sync::places::Places), up to [`PLACES`](bounded_sync::places::PLACES))
+//!    and polls it there through that place's waker, and a task that returns `Pending` stays in its
+//!    place while the runner takes the next. At each poll the runner
 //!    first polls the tasks whose places were woken, then takes queued tasks, up to [`RUN_BUDGET`]
 //!    polls in all. So a task that waits costs no poll of its runner of its own: a limited group
 //!    whose spawner waits for slots runs a round of `limit` waiting tasks in two polls of one runner,
@@ -114,19 +115,18 @@
 //!
 //! All of it but the count of runners being polled is under one lock: the orderings are the lock's.
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context as TaskContext, Poll, Waker};
+use std::task::Waker;
 
 use bounded_cancel::Context;
 use bounded_cancel::live::TaskCounter;
 
-use crate::lent::{GroupContext, Lending};
+use crate::lent::GroupContext;
+use crate::runner::Runner;
+use crate::state::{Push, Runs, Slab, Slot, State};
 use bounded_sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use bounded_sync::busy::{Busy, LastJob, Stamp};
-use bounded_sync::places::{PLACES, Places};
-use bounded_sync::slow::{LongPolls, Picker, SAMPLE_EVERY};
+use bounded_sync::busy::Busy;
 use bounded_sync::{Arc, Mutex, MutexGuard};
 use tokio::runtime::Handle;
 use tokio::task::AbortHandle;
@@ -135,11 +135,11 @@ pub(crate) type Job = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
 /// How many tasks a runner runs in one poll before it yields to the runtime, so that a runner fed as
 /// fast as it drains never keeps its worker thread from other tasks.
-const RUN_BUDGET: usize = 32;
+pub(crate) const RUN_BUDGET: usize = 32;
 
 /// How many tasks a runner on a multi-thread runtime starts before it makes an alias of the group's
 /// context to lend the next ones (`lent.rs`): a group of a few tasks makes none.
-const LEND_AFTER: usize = 64;
+pub(crate) const LEND_AFTER: usize = 64;
 
 /// The most runners a group keeps parked between tasks; a runner that finds this many parked ends.
 pub(crate) const MAX_PARKED: usize = 64;
@@ -152,405 +152,32 @@ pub(crate) struct Executor {
 
 /// What the executor and its tokio tasks share. `J` is a task, `H` an abort handle (both stand-ins in
 /// the loom model).
-struct Core<J, H> {
-    state: Mutex<State<J, H>>,
+pub(crate) struct Core<J, H> {
+    pub(crate) state: Mutex<State<J, H>>,
     /// Spawns waiting for a slot: while any waits, `drain` leaves the slot watcher running
     /// (invariant 7).
-    waiting_spawns: AtomicUsize,
+    pub(crate) waiting_spawns: AtomicUsize,
     /// A slot watcher is stored (`runs.watcher`): set and cleared under the lock, read without it by
     /// a spawn that starts to wait (invariant 7).
-    watched: AtomicBool,
+    pub(crate) watched: AtomicBool,
     /// Runners being polled right now, on a multi-thread runtime: the worker threads this group keeps
     /// busy (invariant 8).
-    polled: Busy,
+    pub(crate) polled: Busy,
     /// A runner's long polls filled its time: each runner holds one task at a time from then on
     /// (invariant 10).
-    spread: AtomicBool,
+    pub(crate) spread: AtomicBool,
     /// Starts a runner whose slot is reserved (a tokio task; a thread in the loom model).
-    start: Starter<J, H>,
-    counter: TaskCounter,
+    pub(crate) start: Starter<J, H>,
+    pub(crate) counter: TaskCounter,
     /// The group's context, which runners on a multi-thread runtime lend their tasks an alias of
     /// (`lent.rs`); `None` in the loom model.
-    lend: Option<GroupContext>,
-}
-
-struct State<J, H> {
-    slab: Slab<H>,
-    runs: Runs<J>,
-}
-
-/// Abort handles of the tokio tasks alive. A slot is reserved before its task is spawned and filled
-/// after, so that no lock is held across `tokio::spawn` (which may wake another worker).
-struct Slab<H> {
-    slots: Vec<Slot<H>>,
-    free: Vec<usize>,
-}
-
-impl<H> Default for Slab<H> {
-    fn default() -> Self {
-        Slab {
-            slots: Vec::new(),
-            free: Vec::new(),
-        }
-    }
-}
-
-enum Slot<H> {
-    Vacant,
-    /// Spawned or about to be, handle not stored yet.
-    Reserved,
-    Running(H),
-    /// The task ended before its handle was stored.
-    Ended,
-}
-
-impl<H> Slab<H> {
-    fn reserve(&mut self) -> usize {
-        match self.free.pop() {
-            Some(key) => {
-                self.slots[key] = Slot::Reserved;
-                key
-            }
-            None => {
-                self.slots.push(Slot::Reserved);
-                self.slots.len() - 1
-            }
-        }
-    }
-
-    fn release(&mut self, key: usize) {
-        self.slots[key] = Slot::Vacant;
-        self.free.push(key);
-    }
-
-    /// The spawner stores its task's handle (invariant 2).
-    fn fill(&mut self, key: usize, handle: H) {
-        match self.slots[key] {
-            Slot::Ended => self.release(key),
-            _ => self.slots[key] = Slot::Running(handle),
-        }
-    }
-
-    /// The task has ended (invariant 2).
-    fn finish(&mut self, key: usize) {
-        match self.slots[key] {
-            Slot::Reserved => self.slots[key] = Slot::Ended,
-            _ => self.release(key),
-        }
-    }
+    pub(crate) lend: Option<GroupContext>,
 }
 
 type Starter<J, H> = Box<dyn Fn(&Arc<Core<J, H>>, usize, usize) + Send + Sync>;
 
-/// A limited group's queue and runners (invariants 4 to 6).
-struct Runs<J> {
-    queue: VecDeque<J>,
-    pending: usize,
-    runners: usize,
-    /// Keys of parked runners.
-    idle: Vec<usize>,
-    /// A parked runner's waker, by its key (the key of its slot in the slab).
-    wakers: Vec<Option<Waker>>,
-    /// `wait` found the group idle; cleared by the next push (invariant 6).
-    draining: bool,
-    /// Runners woken or started that have not looked at the queue yet (invariant 5).
-    searching: usize,
-    /// The executor was dropped: every runner ends, none starts (invariant 3).
-    closed: bool,
-    /// The task that closes the group's slots when its context ends, so that a spawn waiting for a
-    /// slot needs no waiter of its own on the context (invariant 7).
-    watcher: Option<AbortHandle>,
-}
-
-impl<J> Default for Runs<J> {
-    fn default() -> Self {
-        Runs {
-            queue: VecDeque::new(),
-            pending: 0,
-            runners: 0,
-            idle: Vec::new(),
-            wakers: Vec::new(),
-            draining: false,
-            searching: 0,
-            closed: false,
-            watcher: None,
-        }
-    }
-}
-
-/// Who is made to search the queue, once the lock is released (invariant 5).
-enum Push {
-    Wake(Waker),
-    /// Start a runner with this slab key.
-    Start(usize),
-    /// A runner searching or between tasks will take it.
-    Nothing,
-}
-
-/// What a dropped runner leaves to do, once the lock is released.
-enum Orphans<J> {
-    None,
-    Wake(Waker),
-    Drop(VecDeque<J>),
-}
-
-/// Where a runner stands when it looks at the queue (see `State::arrive`).
-enum Arrived {
-    Parked,
-    Closed,
-    Looking { was_searching: bool },
-}
-
-/// What a runner does next.
-enum Next<J> {
-    /// Take this task into a place of its own, after making this search; `true` when it steps
-    /// aside once before it polls the task (invariant 8).
-    Run(J, Push, bool),
-    /// Every place is taken: wait for the tasks, after making this search for the tasks queued.
-    Full(Push),
-    Park,
-    /// Look once more before parking: a spawn waits for a slot that likely just freed, and its task
-    /// is about to be queued. The runner stays counted as searching, so that push wakes nobody.
-    Linger,
-    /// End, waking these parked runners so that they end too (invariant 6); the runner holds no
-    /// task.
-    End(Vec<Waker>),
-}
-
-impl<J, H> State<J, H> {
-    fn push(&mut self, job: J, limit: usize) -> Push {
-        let runs = &mut self.runs;
-        runs.queue.push_back(job);
-        runs.pending += 1;
-        runs.draining = false;
-        self.search(limit)
-    }
-
-    /// Makes one runner search the queue unless one already is (invariant 5).
-    fn search(&mut self, limit: usize) -> Push {
-        let runs = &mut self.runs;
-        if runs.searching > 0 || runs.closed {
-            return Push::Nothing;
-        }
-        if let Some(key) = runs.idle.pop() {
-            runs.searching += 1;
-            let waker = runs.wakers[key].take();
-            return Push::Wake(waker.expect("a parked runner has a waker"));
-        }
-        if runs.runners >= limit {
-            return Push::Nothing;
-        }
-        runs.runners += 1;
-        runs.searching += 1;
-        let key = self.slab.reserve();
-        if runs.wakers.len() <= key {
-            runs.wakers.resize_with(key + 1, || None);
-        }
-        Push::Start(key)
-    }
-
-    /// What every look at the queue starts with: `finished` tasks of the runner's come off
-    /// `pending`; a parked runner that nobody woke stays parked (the poll is spurious, or for its own
-    /// tasks); a woken one stops counting as searching; and a runner of a dropped executor ends.
-    fn arrive(&mut self, runner: &mut Looking, finished: usize, waker: &Waker) -> Arrived {
-        let runs = &mut self.runs;
-        runs.pending -= finished;
-        if runner.parked {
-            match &mut runs.wakers[runner.key] {
-                Some(stored) => {
-                    if !stored.will_wake(waker) {
-                        *stored = waker.clone();
-                    }
-                    return Arrived::Parked;
-                }
-                // Woken, and counted as searching by whoever woke it.
-                None => {
-                    runner.parked = false;
-                    runner.searching = true;
-                }
-            }
-        }
-        let was_searching = std::mem::take(&mut runner.searching);
-        if was_searching {
-            runs.searching -= 1;
-        }
-        if runs.closed {
-            runs.runners -= 1;
-            return Arrived::Closed;
-        }
-        Arrived::Looking { was_searching }
-    }
-
-    /// Parks the runner: its key in `idle`, its waker stored for whoever wakes it (invariant 4).
-    fn park(&mut self, runner: &mut Looking, waker: &Waker) {
-        let runs = &mut self.runs;
-        runs.wakers[runner.key] = Some(waker.clone());
-        runs.idle.push(runner.key);
-        runner.parked = true;
-    }
-
-    /// A runner looks for work: `finished` of its tasks ended since it last looked, `held` still
-    /// wait in its places, and it takes up to `room` tasks: the first is returned, the others it
-    /// takes in the same look (invariant 5) go to the back of `batch`.
-    fn next(
-        &mut self,
-        runner: &mut Looking,
-        tasks: Holding,
-        waker: &Waker,
-        polled: &Busy,
-        spawn_waiting: bool,
-        batch: &mut VecDeque<J>,
-    ) -> Next<J> {
-        let Holding {
-            finished,
-            held,
-            room,
-        } = tasks;
-        let was_searching = match self.arrive(runner, finished, waker) {
-            // Not woken by a push: it stays parked, unless its own task was the group's last after
-            // `wait` found it idle (invariant 6).
-            Arrived::Parked => {
-                let runs = &mut self.runs;
-                if runs.pending == 0 && runs.draining {
-                    runs.wakers[runner.key] = None;
-                    runs.idle.retain(|&key| key != runner.key);
-                    runner.parked = false;
-                    runs.runners -= 1;
-                    return Next::End(runs.unpark_all());
-                }
-                return Next::Park;
-            }
-            Arrived::Closed => return Next::End(Vec::new()),
-            Arrived::Looking { was_searching } => was_searching,
-        };
-        let runs = &mut self.runs;
-        if room == 0 {
-            // Every place is taken: it waits for its tasks and makes another runner search for the
-            // tasks queued (invariant 5).
-            let push = match runs.queue.is_empty() {
-                true => Push::Nothing,
-                false => self.search(runner.limit),
-            };
-            return Next::Full(push);
-        }
-        if let Some(job) = runs.queue.pop_front() {
-            runner.lingered = false;
-            let left = !runs.queue.is_empty();
-            // A task that computes holds its runner's thread, and the tasks behind it must not wait
-            // for it while a thread is free (invariant 8).
-            if left && polled.hand_on_now(runner.threads, runner.last, was_searching) {
-                let push = self.search(runner.limit);
-                let step_aside = !matches!(push, Push::Nothing);
-                return Next::Run(job, push, step_aside);
-            }
-            // Its last poll was short, so the tasks behind this one likely are too: it takes as
-            // many as it has room for under this one lock, rather than one per look. (After a
-            // long one, with every thread busy, they stay queued for whichever runner is free
-            // first.)
-            if runner.last == LastJob::Quick || runner.threads == 1 {
-                let more = runs.queue.len().min(room - 1);
-                batch.extend(runs.queue.drain(..more));
-            }
-            return Next::Run(job, Push::Nothing, false);
-        }
-        if runs.pending == 0 && runs.draining {
-            runs.runners -= 1;
-            return Next::End(runs.unpark_all());
-        }
-        if spawn_waiting && finished > 0 && !runner.lingered {
-            runner.lingered = true;
-            runner.searching = true;
-            runs.searching += 1;
-            return Next::Linger;
-        }
-        if held == 0 && runs.idle.len() >= MAX_PARKED {
-            runs.runners -= 1;
-            return Next::End(Vec::new());
-        }
-        self.park(runner, waker);
-        Next::Park
-    }
-
-    /// A runner whose poll held its thread gives the tasks it holds that were woken meanwhile back
-    /// to the front of the queue, and reports `finished` tasks of its own, so that a free thread runs
-    /// them (invariant 8). A runner is made to search for them unless one already does.
-    fn give_back(&mut self, jobs: Vec<J>, finished: usize, limit: usize) -> Push {
-        let runs = &mut self.runs;
-        runs.pending -= finished;
-        for job in jobs.into_iter().rev() {
-            runs.queue.push_front(job);
-        }
-        self.search(limit)
-    }
-
-    /// `wait` found the group idle: runners end once no task is pending (invariant 6).
-    fn drain(&mut self) -> Vec<Waker> {
-        let runs = &mut self.runs;
-        runs.draining = true;
-        if runs.pending == 0 {
-            runs.unpark_all()
-        } else {
-            Vec::new()
-        }
-    }
-
-    /// A runner is dropped before it ended by itself (aborted, or its runtime shut down). Tasks still
-    /// queued keep a runner coming (invariant 5): a parked one is woken, or, when this was the last
-    /// runner and the group was not dropped, they are handed back to be dropped, since no runner is
-    /// left to take them (their runtime is shutting down; each reports itself lost).
-    fn runner_dropped(&mut self, runner: &Looking, had_jobs: usize) -> Orphans<J> {
-        self.leave(runner, had_jobs);
-        let runs = &mut self.runs;
-        if runs.closed || runs.queue.is_empty() {
-            return Orphans::None;
-        }
-        if runs.runners == 0 {
-            let queue = std::mem::take(&mut runs.queue);
-            runs.pending -= queue.len();
-            return Orphans::Drop(queue);
-        }
-        if runs.searching == 0
-            && let Some(key) = runs.idle.pop()
-        {
-            runs.searching += 1;
-            return Orphans::Wake(
-                runs.wakers[key]
-                    .take()
-                    .expect("a parked runner has a waker"),
-            );
-        }
-        Orphans::None
-    }
-
-    /// `had_jobs`: the tasks that end with the runner, still counted in `pending`.
-    fn leave(&mut self, runner: &Looking, had_jobs: usize) {
-        let runs = &mut self.runs;
-        runs.runners -= 1;
-        runs.pending -= had_jobs;
-        let woken = runner.parked && runs.wakers[runner.key].is_none();
-        if runner.searching || woken {
-            runs.searching -= 1;
-        }
-        if runner.parked && !woken {
-            runs.idle.retain(|&k| k != runner.key);
-            runs.wakers[runner.key] = None;
-        }
-    }
-}
-
-impl<J> Runs<J> {
-    /// Wakes every parked runner; each counts as searching until it looks.
-    fn unpark_all(&mut self) -> Vec<Waker> {
-        let wakers = &mut self.wakers;
-        self.searching += self.idle.len();
-        (self.idle.drain(..))
-            .map(|key| wakers[key].take().expect("a parked runner has a waker"))
-            .collect()
-    }
-}
-
 impl<J, H> Core<J, H> {
-    fn new(start: Starter<J, H>, lend: Option<GroupContext>) -> Self {
+    pub(crate) fn new(start: Starter<J, H>, lend: Option<GroupContext>) -> Self {
         Core {
             state: Mutex::new(State {
                 slab: Slab::default(),
@@ -568,7 +195,7 @@ impl<J, H> Core<J, H> {
 
     /// Carries out a `Push` outside the lock, for a group limited to `limit`.
     #[inline]
-    fn make_search(core: &Arc<Self>, push: Push, limit: usize) {
+    pub(crate) fn make_search(core: &Arc<Self>, push: Push, limit: usize) {
         match push {
             Push::Wake(waker) => waker.wake(),
             Push::Start(key) => (core.start)(core, key, limit),
@@ -576,377 +203,8 @@ impl<J, H> Core<J, H> {
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, State<J, H>> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State<J, H>> {
         self.state.lock()
-    }
-}
-
-/// A runner: runs a group's tasks, holding up to [`PLACES`] of them while they wait, until the group
-/// has none (invariants 4 to 6, 8 and 9).
-struct Runner<J, H> {
-    core: Arc<Core<J, H>>,
-    own: RunnerState<J>,
-}
-
-/// What a runner holds besides the core.
-struct RunnerState<J> {
-    looking: Looking,
-    ended: bool,
-    /// The tasks it holds while they wait (invariant 9); made at its first poll.
-    hold: Option<Hold<J>>,
-    /// The alias of the group's context it lends the tasks it starts (`lent.rs`), made once it has
-    /// started [`LEND_AFTER`] tasks on a multi-thread runtime.
-    alias: Option<Context>,
-}
-
-/// A runner's tasks (invariant 9): each in a place of its own, woken through that place's waker.
-struct Hold<J> {
-    places: Places,
-    tasks: Vec<Option<J>>,
-    free: Vec<usize>,
-    /// Tasks that ended and are not yet taken off `pending`.
-    unreported: usize,
-    /// Tasks started in its places, counted up to [`LEND_AFTER`].
-    started: usize,
-    /// Tasks taken with the one being started, not yet in a place: empty between polls.
-    batch: VecDeque<J>,
-    /// On a multi-thread runtime, picks the polls of its tasks it times, and weighs the long ones
-    /// (invariant 10).
-    picker: Option<Picker>,
-    long_polls: LongPolls,
-}
-
-/// What a runner tells the queue about the tasks it holds, as it looks.
-struct Holding {
-    /// Ended since it last looked.
-    finished: usize,
-    /// Still waiting in its places.
-    held: usize,
-    /// How many tasks it takes at most: its free places, and what is left of its budget.
-    room: usize,
-}
-
-impl<J> Hold<J> {
-    /// The tasks in its places.
-    fn held(&self) -> usize {
-        self.tasks.len() - self.free.len()
-    }
-
-    /// What it reports as it looks, with `budget` polls left; the tasks that ended are reported
-    /// once. Once the group has `spread`, it holds one task at a time, and times none of their
-    /// polls again (invariant 10).
-    fn report(&mut self, budget: usize, spread: bool) -> Holding {
-        // Its free places: those given back, and those never made.
-        let room = match spread {
-            true => {
-                self.picker = None;
-                usize::from(self.held() == 0)
-            }
-            false => self.free.len() + (PLACES - self.tasks.len()),
-        };
-        Holding {
-            finished: std::mem::take(&mut self.unreported),
-            held: self.held(),
-            room: room.min(budget),
-        }
-    }
-
-    /// Puts a task in a free place (there is one), and returns the place.
-    fn put(&mut self, job: J) -> usize {
-        let place = match self.free.pop() {
-            Some(place) => place,
-            None => {
-                self.tasks.push(None);
-                self.tasks.len() - 1
-            }
-        };
-        self.tasks[place] = Some(job);
-        place
-    }
-
-    /// Takes the tasks out of these places, in order, and frees the places.
-    fn take_out(&mut self, mut places: u64) -> Vec<J> {
-        let mut jobs = Vec::new();
-        while places != 0 {
-            let place = places.trailing_zeros() as usize;
-            places &= places - 1;
-            if let Some(job) = self.tasks[place].take() {
-                self.free.push(place);
-                jobs.push(job);
-            }
-        }
-        jobs
-    }
-}
-
-impl<J: Future<Output = ()> + Unpin> Hold<J> {
-    /// For a runner on a runtime of `threads` worker threads.
-    fn new(threads: usize) -> Self {
-        Hold {
-            places: Places::new(),
-            tasks: Vec::new(),
-            free: Vec::new(),
-            unreported: 0,
-            started: 0,
-            batch: VecDeque::new(),
-            picker: (threads > 1).then(|| Picker::new(SAMPLE_EVERY)),
-            long_polls: LongPolls::new(SAMPLE_EVERY),
-        }
-    }
-
-    /// Puts a task in a free place, and polls it there: whether the runner's long polls now fill
-    /// its time (invariant 10).
-    fn start(&mut self, job: J) -> bool {
-        self.started = (self.started + 1).min(LEND_AFTER);
-        let place = self.put(job);
-        self.poll(place)
-    }
-
-    /// Polls the task in `place`, if any, through the place's waker; frees the place if it ended.
-    /// Whether the runner's long polls now fill its time, if this poll was one it timed (invariant
-    /// 10).
-    fn poll(&mut self, place: usize) -> bool {
-        let Some(job) = &mut self.tasks[place] else {
-            // Woken by a waker an earlier task of the place kept.
-            return false;
-        };
-        let waker = self.places.waker(place);
-        let timed = self
-            .picker
-            .as_mut()
-            .is_some_and(Picker::pick)
-            .then(Stamp::now);
-        let ready = Pin::new(job)
-            .poll(&mut TaskContext::from_waker(waker))
-            .is_ready();
-        let filled = timed.is_some_and(|start| self.long_polls.count(start, start.elapsed().1));
-        if ready {
-            // Dropped here, outside the lock (invariant 1).
-            self.tasks[place] = None;
-            self.free.push(place);
-            self.unreported += 1;
-        }
-        filled
-    }
-}
-
-/// A runner's own part of the hand-off state.
-struct Looking {
-    key: usize,
-    /// The group's limit when the runner started (it changes only while the group is idle).
-    limit: usize,
-    parked: bool,
-    /// Counted in `searching`: started or woken, and has not looked yet. A runner starts searching.
-    searching: bool,
-    /// It looked once more instead of parking, and has taken no task since.
-    lingered: bool,
-    /// The worker threads of the runtime it runs on (invariant 8).
-    threads: usize,
-    /// Whether its latest poll has held its thread long, on a runtime with threads to spare
-    /// (invariant 8).
-    last: LastJob,
-}
-
-impl<J, H> Runner<J, H> {
-    fn new(core: Arc<Core<J, H>>, key: usize, limit: usize, threads: usize) -> Self {
-        Runner {
-            core,
-            own: RunnerState {
-                looking: Looking {
-                    key,
-                    limit,
-                    parked: false,
-                    searching: true,
-                    lingered: false,
-                    threads,
-                    last: LastJob::Unknown,
-                },
-                ended: false,
-                hold: None,
-                alias: None,
-            },
-        }
-    }
-}
-
-impl<J: Future<Output = ()> + Unpin, H> Future for Runner<J, H> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
-        let Runner { core, own } = self.get_mut();
-        if own.looking.threads == 1 {
-            return own.run(core, cx);
-        }
-        // Counted while it is polled, on a runtime with threads to spare (invariant 8).
-        let _polled = core.polled.enter();
-        own.run(core, cx)
-    }
-}
-
-impl<J: Future<Output = ()> + Unpin> RunnerState<J> {
-    /// Runs tasks (invariant 9): first the tasks of its places that were woken, then the tasks
-    /// queued meanwhile, each polled as it is taken, until the queue is empty or it has polled
-    /// [`RUN_BUDGET`] tasks in this poll. With threads to spare, a poll that holds its thread long
-    /// hands the rest on (invariant 8).
-    fn run<H>(&mut self, core: &Arc<Core<J, H>>, cx: &mut TaskContext<'_>) -> Poll<()> {
-        let hold = self
-            .hold
-            .get_or_insert_with(|| Hold::new(self.looking.threads));
-        let looking = &mut self.looking;
-        // On a multi-thread runtime, a runner that has started a run of tasks lends them an alias
-        // of its own of the group's context while it is polled (`lent.rs`).
-        if self.alias.is_none() && looking.threads > 1 && hold.started == LEND_AFTER {
-            self.alias = core.lend.as_ref().map(|group| group.ctx.alias());
-        }
-        let _lending = match (&self.alias, &core.lend) {
-            (Some(alias), Some(group)) => Some(Lending::new(group.group, alias.clone())),
-            _ => None,
-        };
-        let limit = looking.limit;
-        let start = (looking.threads > 1).then(Stamp::now);
-        let mut budget = RUN_BUDGET;
-        let mut woken = hold.places.take(cx.waker());
-        while woken != 0 {
-            if budget == 0 {
-                hold.places.put_back(woken);
-                break;
-            }
-            budget -= 1;
-            let place = woken.trailing_zeros() as usize;
-            woken &= woken - 1;
-            if hold.poll(place) {
-                core.spread.store(true, Ordering::Relaxed);
-            }
-            let Some(start) = start else { continue };
-            looking.last = start.since();
-            if woken != 0 && held_long(looking, core) {
-                // Its thread is taken and another is free: the tasks woken meanwhile go back to
-                // the queue, for a runner there, and this one steps aside (invariant 8).
-                let jobs = hold.take_out(woken);
-                return give_back(core, hold, jobs, limit, cx);
-            }
-        }
-        loop {
-            if budget == 0 {
-                // Out of budget: it yields, as a task that waits does, and looks again at its next
-                // poll; the tasks that ended meanwhile are reported now.
-                let finished = std::mem::take(&mut hold.unreported);
-                core.lock().runs.pending -= finished;
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            // With one worker thread only (invariant 5).
-            let spawn_waiting =
-                looking.threads == 1 && core.waiting_spawns.load(Ordering::Relaxed) > 0;
-            let spread = core.spread.load(Ordering::Relaxed);
-            let next = core.lock().next(
-                looking,
-                hold.report(budget, spread),
-                cx.waker(),
-                &core.polled,
-                spawn_waiting,
-                &mut hold.batch,
-            );
-            match next {
-                Next::Run(job, push, step_aside) => {
-                    budget -= 1;
-                    Core::make_search(core, push, limit);
-                    if step_aside {
-                        // The runner just woken or started sits in this thread's next-task slot,
-                        // which no other thread takes from: yielding puts this runner in the
-                        // thread's queue instead, where an idle thread takes it (invariant 8). The
-                        // task is polled when it is back.
-                        let place = hold.put(job);
-                        hold.places.put_back(1 << place);
-                        cx.waker().wake_by_ref();
-                        return Poll::Pending;
-                    }
-                    if hold.start(job) {
-                        core.spread.store(true, Ordering::Relaxed);
-                    }
-                    if let Some(start) = start {
-                        looking.last = start.since();
-                    }
-                    // The tasks taken with it, each polled in turn; should a poll hold the thread
-                    // long while another is free, those not started go back to the queue for a
-                    // runner there, as woken ones do (invariant 8).
-                    while let Some(job) = hold.batch.pop_front() {
-                        if held_long(looking, core) {
-                            let jobs = std::iter::once(job).chain(hold.batch.drain(..)).collect();
-                            return give_back(core, hold, jobs, limit, cx);
-                        }
-                        budget -= 1;
-                        if hold.start(job) {
-                            core.spread.store(true, Ordering::Relaxed);
-                        }
-                        if let Some(start) = start {
-                            looking.last = start.since();
-                        }
-                    }
-                }
-                Next::Full(push) => {
-                    Core::make_search(core, push, limit);
-                    return Poll::Pending;
-                }
-                Next::Park => return Poll::Pending,
-                Next::Linger => {
-                    cx.waker().wake_by_ref();
-                    return Poll::Pending;
-                }
-                Next::End(parked) => {
-                    self.ended = true;
-                    parked.into_iter().for_each(Waker::wake);
-                    return Poll::Ready(());
-                }
-            }
-        }
-    }
-}
-
-/// Whether the runner's poll has held its thread long while another thread is free (invariant 8;
-/// never on one worker thread, where polls are not timed).
-fn held_long<J, H>(looking: &Looking, core: &Core<J, H>) -> bool {
-    looking.last == LastJob::Long && core.polled.now() < looking.threads
-}
-
-/// Gives `jobs`, which the runner holds and has not polled since, back to the front of the queue
-/// with the count of its tasks that ended, makes a search for them, and yields (invariant 8).
-fn give_back<J, H>(
-    core: &Arc<Core<J, H>>,
-    hold: &mut Hold<J>,
-    jobs: Vec<J>,
-    limit: usize,
-    cx: &mut TaskContext<'_>,
-) -> Poll<()> {
-    let finished = std::mem::take(&mut hold.unreported);
-    let push = core.lock().give_back(jobs, finished, limit);
-    Core::make_search(core, push, limit);
-    cx.waker().wake_by_ref();
-    Poll::Pending
-}
-
-impl<J, H> Drop for Runner<J, H> {
-    fn drop(&mut self) {
-        let own = &mut self.own;
-        let hold = own.hold.take();
-        let had_jobs = hold
-            .as_ref()
-            .map_or(0, |hold| hold.held() + hold.unreported + hold.batch.len());
-        // Dropped outside the lock (invariant 1).
-        drop(hold);
-        let mut state = self.core.lock();
-        let orphans = match own.ended {
-            false => state.runner_dropped(&own.looking, had_jobs),
-            true => Orphans::None,
-        };
-        state.slab.finish(own.looking.key);
-        drop(state);
-        // Outside the lock (invariant 1).
-        match orphans {
-            Orphans::None => {}
-            Orphans::Wake(waker) => waker.wake(),
-            Orphans::Drop(queue) => drop(queue),
-        }
     }
 }
 
@@ -1087,8 +345,11 @@ impl Drop for Executor {
 
 #[cfg(all(test, bounded_loom))]
 mod model {
-    use super::{Busy, Core, Holding, LastJob, Looking, Next, Runner, Slab, Slot};
+    use super::{Busy, Core};
+    use crate::runner::Runner;
+    use crate::state::{Holding, Looking, Next, Slab, Slot};
     use bounded_sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use bounded_sync::busy::LastJob;
     use bounded_sync::{Arc, Mutex};
     use std::collections::VecDeque;
     use std::future::Future;

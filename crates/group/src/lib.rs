@@ -88,7 +88,9 @@ mod helpers;
 mod lent;
 mod own;
 mod result_group;
+mod runner;
 mod shared;
+mod state;
 mod task;
 
 pub use error::{
