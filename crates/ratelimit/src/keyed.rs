@@ -1,24 +1,26 @@
+//! [`KeyedLimiter`]: one limit per key (a tenant, a user, a client address), in a table of keys
+//! bounded in size.
+
 use std::collections::HashMap;
 use std::fmt;
-use std::future::Future;
 use std::hash::Hash;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context as TaskContext, Poll};
 use std::time::Duration;
 
-use bounded_cancel::{Cancelled, Context};
+use bounded_cancel::Context;
 use bounded_sync::{Mutex, MutexGuard};
-use pin_project_lite::pin_project;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use tokio::time::{Instant, Sleep};
 
 use crate::clock::Clock;
 use crate::gcra::Gcra;
-use crate::{
-    AcquireError, InsufficientCapacity, KeyedMetrics, Quota, QuotaError, RetryAfter,
-    TryAcquireError,
-};
+use crate::{KeyedMetrics, Quota, QuotaError, RetryAfter, TryAcquireError};
+
+mod future;
+mod reservation;
+
+pub use future::{KeyedAcquire, KeyedAcquireN, KeyedAcquireWith};
+
+use reservation::Reservation;
 
 /// One quota applied to each key on its own (per client, per tenant, per route), remembering at most
 /// `max_keys` keys.
@@ -26,14 +28,14 @@ use crate::{
 /// # Memory
 ///
 /// When a new key arrives and `max_keys` are remembered, keys whose bucket has refilled are
-/// forgotten (forgetting them changes nothing: a key never seen starts with a full bucket too). A key
-/// that still owes time is never forgotten, since a client could otherwise get a fresh bucket by
-/// rotating keys. If every remembered key owes time, the new key is limited like any other until the
-/// soonest of them has refilled: `try_acquire` answers [`RetryAfter`] with that wait, `acquire` waits
-/// for it (in the same way it waits for its own instant), and `acquire_with` fails at once with
-/// [`AcquireError::DeadlineTooSoon`] when its deadline comes first. These refusals count as
-/// `rejected`. Choose `max_keys` above the number of keys active within one bucket's refill time, and
-/// new keys are never held back.
+/// forgotten (forgetting them changes nothing: a key never seen starts with a full bucket too). A
+/// key that still owes time is never forgotten, since a client could otherwise get a fresh bucket
+/// by rotating keys. If every remembered key owes time, the new key is limited like any other until
+/// the soonest of them has refilled: `try_acquire` answers [`RetryAfter`] with that wait, `acquire`
+/// waits for it (in the same way it waits for its own instant), and `acquire_with` fails at once
+/// with [`AcquireError::DeadlineTooSoon`](crate::AcquireError::DeadlineTooSoon) when its deadline
+/// comes first. These refusals count as `rejected`. Choose `max_keys` above the number of keys
+/// active within one bucket's refill time, and new keys are never held back.
 ///
 /// # Fairness
 ///
@@ -279,17 +281,14 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     /// # }
     /// ```
     pub fn acquire(&self, key: &K) -> KeyedAcquire<'_, K> {
-        KeyedAcquire {
-            reservation: Reservation::new(self, key, 1),
-            sleep: None,
-        }
+        KeyedAcquire::new(Reservation::new(self, key, 1))
     }
 
     /// Waits for `n` units for `key`, granted together.
     ///
     /// # Errors
     ///
-    /// [`InsufficientCapacity`] at once when `n` exceeds the burst.
+    /// [`InsufficientCapacity`](crate::InsufficientCapacity) at once when `n` exceeds the burst.
     ///
     /// # Cancel safety
     ///
@@ -311,17 +310,16 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     /// # }
     /// ```
     pub fn acquire_n(&self, key: &K, n: u32) -> KeyedAcquireN<'_, K> {
-        KeyedAcquireN {
-            reservation: Reservation::new(self, key, n),
-            sleep: None,
-        }
+        KeyedAcquireN::new(Reservation::new(self, key, n))
     }
 
     /// Like [`acquire_with`](KeyedLimiter::acquire_with), for `n` units granted together.
     ///
     /// # Errors
     ///
-    /// As `acquire_with`, plus [`AcquireError::InsufficientCapacity`] at once when `n` exceeds the burst.
+    /// As `acquire_with`, plus
+    /// [`AcquireError::InsufficientCapacity`](crate::AcquireError::InsufficientCapacity) at once
+    /// when `n` exceeds the burst.
     ///
     /// # Cancel safety
     ///
@@ -344,12 +342,7 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
         key: &K,
         n: u32,
     ) -> KeyedAcquireWith<'a, K> {
-        KeyedAcquireWith {
-            reservation: Reservation::new(self, key, n),
-            sleep: None,
-            cancelled: ctx.cancelled(),
-            ctx,
-        }
+        KeyedAcquireWith::new(Reservation::new(self, key, n), ctx)
     }
 
     /// Changes the quota of every key at run time. Each key keeps the units it has in use, counted in
@@ -391,11 +384,12 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     }
 
     /// Waits for one unit for `key` unless `ctx` ends first; a deadline that comes before the unit
-    /// fails at once with [`AcquireError::DeadlineTooSoon`].
+    /// fails at once with [`AcquireError::DeadlineTooSoon`](crate::AcquireError::DeadlineTooSoon).
     ///
     /// # Errors
     ///
-    /// [`AcquireError`]: the context's cause, or the deadline that comes too soon.
+    /// [`AcquireError`](crate::AcquireError): the context's cause, or the deadline that comes too
+    /// soon.
     ///
     /// # Cancel safety
     ///
@@ -413,12 +407,7 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
     /// # }
     /// ```
     pub fn acquire_with<'a>(&'a self, ctx: &'a Context, key: &K) -> KeyedAcquireWith<'a, K> {
-        KeyedAcquireWith {
-            reservation: Reservation::new(self, key, 1),
-            sleep: None,
-            cancelled: ctx.cancelled(),
-            ctx,
-        }
+        KeyedAcquireWith::new(Reservation::new(self, key, 1), ctx)
     }
 
     /// Names the limiter: the `limiter` label of its metrics (cargo feature `metrics`; `"limiter"`
@@ -535,380 +524,5 @@ impl<K> fmt::Debug for KeyedLimiter<K> {
         f.debug_struct("KeyedLimiter")
             .field("max_keys", &self.shared.max_keys)
             .finish_non_exhaustive()
-    }
-}
-
-/// A unit reserved for a key at a known instant; dropping it before the instant gives the unit back.
-struct Reservation<'a, K: Hash + Eq + Clone> {
-    limiter: &'a KeyedLimiter<K>,
-    key: K,
-    n: u32,
-    at: Option<Instant>,
-    /// The key's theoretical arrival time right after this reservation: if it is still the key's when
-    /// the reservation is dropped, no later reservation depends on it and it can be given back.
-    tat: u64,
-    /// Waiting for room in a table full of keys that owe time, rather than for a reserved instant.
-    for_room: bool,
-    finished: bool,
-    /// Counted among the limiter's waiting callers: it has slept, and has not ended.
-    sleeping: bool,
-    /// The `rate limit wait` span of a wait that sleeps (feature `tracing`), under the caller's span.
-    #[cfg(feature = "tracing")]
-    span: Option<tracing::Span>,
-}
-
-/// What a reservation got.
-enum Reserved {
-    /// The unit, now.
-    Now,
-    /// The unit, at this instant.
-    At(Instant),
-    /// Nothing yet: room for the key is sure to exist at this instant; reserve again then.
-    Room(Instant),
-}
-
-impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
-    fn new(limiter: &'a KeyedLimiter<K>, key: &K, n: u32) -> Self {
-        Reservation {
-            limiter,
-            key: key.clone(),
-            n,
-            at: None,
-            tat: 0,
-            for_room: false,
-            finished: false,
-            sleeping: false,
-            #[cfg(feature = "tracing")]
-            span: None,
-        }
-    }
-
-    /// Reserves the units: granted now, at an instant to sleep until, or (when the key table is full
-    /// of keys that owe time) nothing yet, with the instant room is sure to exist.
-    fn reserve(&mut self, deadline: Option<Instant>) -> Result<Reserved, AcquireError> {
-        let shared = &*self.limiter.shared;
-        let mut state = shared.lock();
-        let before = Before::of(&state);
-        let reserved = self.reserve_locked(&mut state, deadline);
-        // A unit reserved for later counts once its caller has it (see `poll_wait`).
-        let granted = if matches!(reserved, Ok(Reserved::Now)) {
-            self.n
-        } else {
-            0
-        };
-        let change = KeyedChange::left(&state, before, granted, reserved.is_err());
-        drop(state);
-        shared.record(change);
-        reserved
-    }
-
-    fn reserve_locked(
-        &mut self,
-        state: &mut KeyedState<K>,
-        deadline: Option<Instant>,
-    ) -> Result<Reserved, AcquireError> {
-        let shared = &*self.limiter.shared;
-        let now = shared.clock.now();
-        if let Err(err) = state.gcra.fits(self.n) {
-            state.rejected += 1;
-            self.finished = true;
-            return Err(err.into());
-        }
-        if self.n == 0 {
-            self.finished = true;
-            return Ok(Reserved::Now);
-        }
-        let (tat, at) = match shared.tat(state, &self.key, now) {
-            Ok(tat) => (tat, state.gcra.earliest(tat, 0, self.n).max(now)),
-            Err(room) => (0, room),
-        };
-        if let Some(deadline) = deadline.map(|d| shared.clock.nanos(d))
-            && at > now
-            && at >= deadline
-        {
-            state.rejected += 1;
-            self.finished = true;
-            return Err(AcquireError::DeadlineTooSoon {
-                wait: Duration::from_nanos(at - now),
-                remaining: Duration::from_nanos(deadline.saturating_sub(now)),
-            });
-        }
-        if !state.tats.contains_key(&self.key) && state.tats.len() >= shared.max_keys {
-            // No room yet: nothing is reserved, and the wait is for room, not for a unit.
-            self.for_room = true;
-            return Ok(Reserved::Room(shared.clock.instant(at)));
-        }
-        self.for_room = false;
-        let Ok(tat) = state.gcra.test(tat, at, self.n) else {
-            unreachable!("the earliest instant conforms")
-        };
-        state.tats.insert(self.key.clone(), tat);
-        state.granted += u64::from(self.n);
-        if at == now {
-            self.finished = true;
-            return Ok(Reserved::Now);
-        }
-        let at = shared.clock.instant(at);
-        self.at = Some(at);
-        self.tat = tat;
-        Ok(Reserved::At(at))
-    }
-
-    /// Reserves (again, after waiting for room) and sleeps until the reserved instant.
-    fn poll_wait(
-        &mut self,
-        mut sleep: Pin<&mut Option<Sleep>>,
-        cx: &mut TaskContext<'_>,
-        deadline: Option<Instant>,
-    ) -> Poll<Result<(), AcquireError>> {
-        // A first poll spends the caller's tokio budget, as `Limiter`'s does (and gives it back if
-        // the wait has to sleep); out of budget, it has reserved nothing.
-        let coop = match self.at.is_none() && !self.sleeping {
-            true => Some(std::task::ready!(tokio::task::coop::poll_proceed(cx))),
-            false => None,
-        };
-        let made_progress = || {
-            if let Some(coop) = &coop {
-                coop.made_progress();
-            }
-        };
-        loop {
-            if self.at.is_none() {
-                match self.reserve(deadline) {
-                    Ok(Reserved::Now) => {
-                        // Granted at once, or once a full key table had room.
-                        #[cfg(feature = "tracing")]
-                        if let Some(span) = self.span.take() {
-                            tracing::trace!(parent: &span, "granted");
-                        }
-                        self.wakes();
-                        made_progress();
-                        return Poll::Ready(Ok(()));
-                    }
-                    Ok(Reserved::At(at) | Reserved::Room(at)) => {
-                        if !self.sleeping {
-                            self.sleeping = true;
-                            self.limiter.shared.sleeping(true);
-                        }
-                        #[cfg(feature = "tracing")]
-                        if self.span.is_none() {
-                            self.span =
-                                Some(tracing::info_span!("rate limit wait", units = self.n));
-                        }
-                        match sleep.as_mut().as_pin_mut() {
-                            Some(sleep) => sleep.reset(at),
-                            None => sleep.set(Some(tokio::time::sleep_until(at))),
-                        }
-                    }
-                    Err(err) => {
-                        #[cfg(feature = "tracing")]
-                        if let Some(span) = self.span.take() {
-                            tracing::debug!(parent: &span, "refused");
-                        }
-                        self.wakes();
-                        made_progress();
-                        return Poll::Ready(Err(err));
-                    }
-                }
-            }
-            let Some(timer) = sleep.as_mut().as_pin_mut() else {
-                unreachable!("a wait reserved for later has its timer")
-            };
-            std::task::ready!(timer.poll(cx));
-            if !self.for_room {
-                self.finished = true;
-                self.wakes();
-                #[cfg(feature = "tracing")]
-                if let Some(span) = self.span.take() {
-                    tracing::trace!(parent: &span, "granted");
-                }
-                self.limiter.shared.record(KeyedChange {
-                    granted: self.n,
-                    ..KeyedChange::default()
-                });
-                return Poll::Ready(Ok(()));
-            }
-        }
-    }
-
-    /// No longer among the waiting callers.
-    fn wakes(&mut self) {
-        if std::mem::take(&mut self.sleeping) {
-            self.limiter.shared.sleeping(false);
-        }
-    }
-
-    fn cancel(&mut self) {
-        #[cfg(feature = "tracing")]
-        if !self.finished
-            && let Some(span) = self.span.take()
-        {
-            tracing::debug!(parent: &span, "left without a grant");
-        }
-        if !self.finished && self.sleeping {
-            self.limiter
-                .shared
-                .abandoned
-                .fetch_add(1, Ordering::Relaxed);
-        }
-        self.wakes();
-        if self.finished || self.at.is_none() {
-            return;
-        }
-        self.finished = true;
-        let shared = &*self.limiter.shared;
-        let mut state = shared.lock();
-        // Only the latest reservation of a key gives its unit back: an earlier one's time has been
-        // built on by the reservations after it, and giving it back would let two of them share an
-        // instant. Its unit is then lost, which never grants more than the quota.
-        let refund = state.gcra.refund(self.tat, self.n);
-        if let Some(tat) = state.tats.get_mut(&self.key)
-            && *tat == self.tat
-        {
-            *tat = refund;
-        }
-        state.granted -= u64::from(self.n);
-    }
-}
-
-impl<K: Hash + Eq + Clone> Drop for Reservation<'_, K> {
-    fn drop(&mut self) {
-        self.cancel();
-    }
-}
-
-pin_project! {
-    /// Future returned by [`KeyedLimiter::acquire`].
-    #[must_use = "futures do nothing unless polled"]
-    pub struct KeyedAcquire<'a, K>
-    where
-        K: Hash,
-        K: Eq,
-        K: Clone,
-    {
-        reservation: Reservation<'a, K>,
-        // Made when a wait is first reserved, so that making the future needs no runtime.
-        #[pin]
-        sleep: Option<Sleep>,
-    }
-}
-
-impl<K: Hash + Eq + Clone> Future for KeyedAcquire<'_, K> {
-    type Output = ();
-
-    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<()> {
-        let this = self.project();
-        match std::task::ready!(this.reservation.poll_wait(this.sleep, cx, None)) {
-            Ok(()) => Poll::Ready(()),
-            // One unit always fits the burst, and no deadline was given.
-            Err(err) => unreachable!("a keyed wait for one unit failed: {err}"),
-        }
-    }
-}
-
-impl<K: Hash + Eq + Clone> fmt::Debug for KeyedAcquire<'_, K> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyedAcquire")
-            .field("at", &self.reservation.at)
-            .finish_non_exhaustive()
-    }
-}
-
-pin_project! {
-    /// Future returned by [`KeyedLimiter::acquire_with`].
-    #[must_use = "futures do nothing unless polled"]
-    pub struct KeyedAcquireWith<'a, K>
-    where
-        K: Hash,
-        K: Eq,
-        K: Clone,
-    {
-        reservation: Reservation<'a, K>,
-        // Made when a wait is first reserved, so that making the future needs no runtime.
-        #[pin]
-        sleep: Option<Sleep>,
-        #[pin]
-        cancelled: Cancelled<'a>,
-        ctx: &'a Context,
-    }
-}
-
-impl<K: Hash + Eq + Clone> Future for KeyedAcquireWith<'_, K> {
-    type Output = Result<(), AcquireError>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        if this.reservation.at.is_none()
-            && let Some(cause) = this.ctx.cause()
-        {
-            // A context that has already ended reserves nothing, and counts as abandoned.
-            this.reservation
-                .limiter
-                .shared
-                .abandoned
-                .fetch_add(1, Ordering::Relaxed);
-            this.reservation.finished = true;
-            return Poll::Ready(Err(AcquireError::Cancelled(cause)));
-        }
-        if let Poll::Ready(done) = this
-            .reservation
-            .poll_wait(this.sleep, cx, this.ctx.deadline())
-        {
-            return Poll::Ready(done);
-        }
-        match this.cancelled.poll(cx) {
-            Poll::Ready(cause) => {
-                this.reservation.cancel();
-                Poll::Ready(Err(AcquireError::Cancelled(cause)))
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    }
-}
-
-pin_project! {
-    /// Future returned by [`KeyedLimiter::acquire_n`].
-    #[must_use = "futures do nothing unless polled"]
-    pub struct KeyedAcquireN<'a, K>
-    where
-        K: Hash,
-        K: Eq,
-        K: Clone,
-    {
-        reservation: Reservation<'a, K>,
-        // Made when a wait is first reserved, so that making the future needs no runtime.
-        #[pin]
-        sleep: Option<Sleep>,
-    }
-}
-
-impl<K: Hash + Eq + Clone> Future for KeyedAcquireN<'_, K> {
-    type Output = Result<(), InsufficientCapacity>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        match std::task::ready!(this.reservation.poll_wait(this.sleep, cx, None)) {
-            Ok(()) => Poll::Ready(Ok(())),
-            Err(AcquireError::InsufficientCapacity(err)) => Poll::Ready(Err(err)),
-            Err(err) => unreachable!("no context was given: {err}"),
-        }
-    }
-}
-
-impl<K: Hash + Eq + Clone> fmt::Debug for KeyedAcquireN<'_, K> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyedAcquireN")
-            .field("n", &self.reservation.n)
-            .field("at", &self.reservation.at)
-            .finish_non_exhaustive()
-    }
-}
-
-impl<K: Hash + Eq + Clone> fmt::Debug for KeyedAcquireWith<'_, K> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyedAcquireWith")
-            .field("at", &self.reservation.at)
-            .field("ctx", self.ctx)
-            .finish()
     }
 }
