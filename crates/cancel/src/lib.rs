@@ -50,7 +50,8 @@
 //! - `tower`: `tower::ContextLayer`, a context per HTTP or gRPC request with its own deadline, and
 //!   `tower::ClientContextLayer`, which gives up a call when its context ends.
 //! - `tracing`: each [`Shutdown::spawn`] task runs in a `shutdown task` span whose parent is the span
-//!   current at `spawn`; tasks that fail, panic or are aborted are events.
+//!   current at `spawn`; tasks that fail, panic or are aborted are events. Both have the target
+//!   `bounded_cancel`, which a filter such as `RUST_LOG=bounded_cancel=debug` selects.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 

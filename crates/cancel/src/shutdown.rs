@@ -184,7 +184,7 @@ impl Shutdown {
         #[cfg(feature = "tracing")]
         let tracked = tracing::Instrument::instrument(
             tracked,
-            tracing::info_span!("shutdown task", task = %name),
+            tracing::info_span!(target: "bounded_cancel", "shutdown task", task = %name),
         );
         let handle = tokio::spawn(tracked);
         self.tasks.push(Spawned {

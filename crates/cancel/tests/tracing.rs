@@ -40,6 +40,11 @@ async fn tasks_run_in_children_of_the_spawners_span_and_their_ends_are_events() 
         tasks.iter().all(|t| t.parent.as_deref() == Some("service")),
         "{tasks:?}"
     );
+    // The crate's name, as its events': `bounded_cancel=debug` takes both.
+    assert!(
+        tasks.iter().all(|t| t.target == "bounded_cancel"),
+        "{tasks:?}"
+    );
     let events = captured.events();
     let polling = events
         .iter()

@@ -585,8 +585,8 @@ impl<E> Group<E> {
         let name = job.name();
         #[cfg(feature = "tracing")]
         let span = match &name {
-            Some(name) => tracing::info_span!("group task", task = %name),
-            None => tracing::info_span!("group task"),
+            Some(name) => tracing::info_span!(target: "bounded_group", "group task", task = %name),
+            None => tracing::info_span!(target: "bounded_group", "group task"),
         };
         let end = TaskEnd {
             shared: self.shared.clone(),

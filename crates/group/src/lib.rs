@@ -74,7 +74,8 @@
 //! # Cargo features
 //!
 //! - `tracing`: each task runs in a `group task` span whose parent is the span current at `spawn`,
-//!   wherever the task runs; failures and panics are events.
+//!   wherever the task runs; failures and panics are events. Both have the target `bounded_group`,
+//!   which a filter such as `RUST_LOG=bounded_group=debug` selects.
 //! - `metrics`: the gauge `bounded_group_tasks_alive`, labelled `group` with [`Group::named`].
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]

@@ -32,6 +32,8 @@ async fn a_task_runs_in_a_child_of_the_spawners_span_after_its_first_await_too()
         .find(|s| s.name == "group task")
         .expect("a task span");
     assert_eq!(task.parent.as_deref(), Some("request"));
+    // The crate's name, as its events': a filter such as `bounded_group=debug` takes both.
+    assert_eq!(task.target, "bounded_group");
     let scopes: Vec<_> = captured
         .events()
         .into_iter()
@@ -92,6 +94,7 @@ async fn a_named_tasks_span_and_events_carry_its_name() {
         .find(|s| s.name == "group task")
         .unwrap();
     assert_eq!(span.fields, "task=thumbnails");
+    assert_eq!(span.target, "bounded_group");
     let panicked = captured
         .events()
         .into_iter()

@@ -136,7 +136,8 @@
 //! - `metrics`: each stage's `bounded_pipeline_items_in_total`, `bounded_pipeline_items_out_total`,
 //!   `bounded_pipeline_errors_total` and `bounded_pipeline_busy_workers`, labelled `stage`.
 //! - `tracing`: every stage worker runs in a `pipeline stage` span whose parent is the span current
-//!   where the pipeline was built; a failure is an `error` event naming its stage.
+//!   where the pipeline was built; a failure is an `error` event naming its stage. Both have the
+//!   target `bounded_pipeline`, which a filter such as `RUST_LOG=bounded_pipeline=debug` selects.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 

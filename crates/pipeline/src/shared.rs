@@ -182,7 +182,12 @@ impl<E: Send + 'static> Shared<E> {
         #[cfg(feature = "tracing")]
         let fut = tracing::Instrument::instrument(
             fut,
-            tracing::info_span!(parent: &self.span, "pipeline stage", stage = %stage),
+            tracing::info_span!(
+                target: "bounded_pipeline",
+                parent: &self.span,
+                "pipeline stage",
+                stage = %stage
+            ),
         );
         self.spawn(Some(stage), fut);
     }

@@ -35,6 +35,8 @@ async fn stage_workers_run_in_children_of_the_builders_span() {
     );
     for stage in &stages {
         assert_eq!(stage.parent.as_deref(), Some("nightly import"), "{stage:?}");
+        // The crate's name, as its events': `bounded_pipeline=debug` takes both.
+        assert_eq!(stage.target, "bounded_pipeline", "{stage:?}");
     }
     assert_eq!(
         stages.iter().filter(|s| s.fields == "stage=parse").count(),

@@ -247,7 +247,7 @@ impl JobSpan {
     /// The span of a job of the pool named `pool`, child of the span current at submission.
     #[cfg(feature = "tracing")]
     pub(crate) fn new(pool: &str) -> Self {
-        JobSpan(tracing::info_span!("pool job", pool = %pool))
+        JobSpan(tracing::info_span!(target: "bounded_pool", "pool job", pool = %pool))
     }
 
     #[cfg(not(feature = "tracing"))]

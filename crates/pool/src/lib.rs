@@ -102,7 +102,8 @@
 //!   `bounded_pool_jobs_total{outcome}`, `bounded_pool_queue_depth`, `bounded_pool_busy_workers`,
 //!   `bounded_pool_queue_wait_seconds`, `bounded_pool_run_seconds`.
 //! - `tracing`: each job runs in a `pool job` span whose parent is the span current at submission, on
-//!   whichever worker runs it; failures, panics and aborts are events.
+//!   whichever worker runs it; failures, panics and aborts are events. Both have the target
+//!   `bounded_pool`, which a filter such as `RUST_LOG=bounded_pool=debug` selects.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 

@@ -33,6 +33,8 @@ async fn a_job_runs_in_a_child_of_the_submitters_span() {
         .find(|s| s.name == "pool job")
         .expect("a job span");
     assert_eq!(job.parent.as_deref(), Some("request"));
+    // The crate's name, as its events': a filter such as `bounded_pool=debug` takes both.
+    assert_eq!(job.target, "bounded_pool");
     assert_eq!(job.fields, "pool=mailer");
     let sending = captured
         .events()

@@ -252,6 +252,7 @@ impl Core {
         #[cfg(feature = "tracing")]
         if !self.down.swap(true, Ordering::Relaxed) {
             tracing::warn!(
+                target: "bounded_ratelimit_redis",
                 limiter = %self.name,
                 error = %err.cause(),
                 policy = self.fallback.word(),
@@ -265,6 +266,7 @@ impl Core {
         #[cfg(feature = "tracing")]
         if self.down.load(Ordering::Relaxed) && self.down.swap(false, Ordering::Relaxed) {
             tracing::info!(
+                target: "bounded_ratelimit_redis",
                 limiter = %self.name,
                 "Redis answers again: the shared bucket decides each call"
             );

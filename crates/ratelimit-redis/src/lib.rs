@@ -90,7 +90,8 @@
 //! - `tower`: [`tower::RedisRateLimitLayer`] and [`tower::RedisKeyedRateLimitLayer`], the fleet limit
 //!   in an HTTP or gRPC service's `ServiceBuilder`.
 //! - `tracing`: a `WARN` event when Redis becomes unavailable (the key, the cause, the policy now
-//!   deciding) and an `INFO` event when it answers again: one for each change, not one a call.
+//!   deciding) and an `INFO` event when it answers again: one for each change, not one a call. Both
+//!   have the target `bounded_ratelimit_redis`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 

@@ -69,6 +69,11 @@ async fn an_outage_and_the_recovery_are_one_event_each() {
         "{events:?}"
     );
     assert_eq!(events[1].level, "INFO");
+    // The crate's name, which a filter such as `RUST_LOG=bounded_ratelimit_redis=info` selects.
+    assert!(
+        events.iter().all(|e| e.target == "bounded_ratelimit_redis"),
+        "{events:?}"
+    );
     assert!(
         events[1].fields.contains("Redis answers again"),
         "{events:?}"

@@ -161,6 +161,7 @@ impl<'a> Waiting<'a> {
                                 #[cfg(feature = "tracing")]
                                 {
                                     self.span = Some(tracing::info_span!(
+                                        target: "bounded_ratelimit",
                                         "rate limit wait",
                                         units = self.n
                                     ));
@@ -200,8 +201,8 @@ impl<'a> Waiting<'a> {
         #[cfg(feature = "tracing")]
         if let Some(span) = self.span.take() {
             match &result {
-                Ok(()) => tracing::trace!(parent: &span, "granted"),
-                Err(_) => tracing::debug!(parent: &span, "refused"),
+                Ok(()) => tracing::trace!(target: "bounded_ratelimit", parent: &span, "granted"),
+                Err(_) => tracing::debug!(target: "bounded_ratelimit", parent: &span, "refused"),
             }
         }
         #[cfg(feature = "metrics")]
@@ -225,7 +226,11 @@ impl<'a> Waiting<'a> {
         self.finished = true;
         #[cfg(feature = "tracing")]
         if let Some(span) = self.span.take() {
-            tracing::debug!(parent: &span, "left the queue without a grant");
+            tracing::debug!(
+                target: "bounded_ratelimit",
+                parent: &span,
+                "left the queue without a grant"
+            );
         }
         #[cfg(feature = "metrics")]
         if self.queued_at.take().is_some() {

@@ -142,7 +142,8 @@
 //!   `bounded_ratelimit_keys` and `bounded_ratelimit_evicted_total`, labelled with
 //!   [`KeyedLimiter::named`].
 //! - `tracing`: a wait that queues (or, on a [`KeyedLimiter`], sleeps until its instant) is a
-//!   `rate limit wait` span under the caller's span.
+//!   `rate limit wait` span under the caller's span, whose end is an event in it (`granted` at
+//!   `TRACE`; refused, or given up, at `DEBUG`); both have the target `bounded_ratelimit`.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 

@@ -33,6 +33,7 @@ async fn a_queued_wait_is_a_span_under_the_callers() {
     assert_eq!(waits.len(), 1, "only the wait that queued: {waits:?}");
     assert_eq!(waits[0].parent.as_deref(), Some("second call"));
     assert_eq!(waits[0].fields, "units=1");
+    assert_eq!(waits[0].target, "bounded_ratelimit");
 }
 
 #[tokio::test(flavor = "current_thread", start_paused = true)]
@@ -58,4 +59,5 @@ async fn a_keyed_wait_that_sleeps_is_a_span_under_the_callers() {
     assert_eq!(waits.len(), 1, "only the wait that slept: {waits:?}");
     assert_eq!(waits[0].parent.as_deref(), Some("second call"));
     assert_eq!(waits[0].fields, "units=1");
+    assert_eq!(waits[0].target, "bounded_ratelimit");
 }

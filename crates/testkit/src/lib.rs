@@ -174,6 +174,8 @@ struct Log {
 pub struct SpanRecord {
     /// The span's name.
     pub name: String,
+    /// Its target (what a subscriber's filter matches, `bounded_pool=debug` say).
+    pub target: String,
     /// Its fields, `name=value` separated by spaces.
     pub fields: String,
     /// The name of its parent span, if it had one.
@@ -185,6 +187,8 @@ pub struct SpanRecord {
 pub struct EventRecord {
     /// `ERROR`, `WARN`, ...
     pub level: String,
+    /// Its target (what a subscriber's filter matches).
+    pub target: String,
     /// Its fields (the message first), `name=value` separated by spaces.
     pub fields: String,
     /// The spans it was recorded in, innermost first.
@@ -247,6 +251,7 @@ where
         let parent = span.parent().map(|p| p.name().to_owned());
         self.0.inner.lock().unwrap().spans.push(SpanRecord {
             name: span.name().to_owned(),
+            target: span.metadata().target().to_owned(),
             fields: fields.0,
             parent,
         });
@@ -261,6 +266,7 @@ where
             .unwrap_or_default();
         self.0.inner.lock().unwrap().events.push(EventRecord {
             level: event.metadata().level().to_string(),
+            target: event.metadata().target().to_owned(),
             fields: fields.0,
             scope,
         });

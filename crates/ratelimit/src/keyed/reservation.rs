@@ -154,7 +154,7 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
                         // Granted at once, or once a full key table had room.
                         #[cfg(feature = "tracing")]
                         if let Some(span) = self.span.take() {
-                            tracing::trace!(parent: &span, "granted");
+                            tracing::trace!(target: "bounded_ratelimit", parent: &span, "granted");
                         }
                         self.wakes();
                         made_progress();
@@ -167,8 +167,11 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
                         }
                         #[cfg(feature = "tracing")]
                         if self.span.is_none() {
-                            self.span =
-                                Some(tracing::info_span!("rate limit wait", units = self.n));
+                            self.span = Some(tracing::info_span!(
+                                target: "bounded_ratelimit",
+                                "rate limit wait",
+                                units = self.n
+                            ));
                         }
                         match sleep.as_mut().as_pin_mut() {
                             Some(sleep) => sleep.reset(at),
@@ -178,7 +181,7 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
                     Err(err) => {
                         #[cfg(feature = "tracing")]
                         if let Some(span) = self.span.take() {
-                            tracing::debug!(parent: &span, "refused");
+                            tracing::debug!(target: "bounded_ratelimit", parent: &span, "refused");
                         }
                         self.wakes();
                         made_progress();
@@ -195,7 +198,7 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
                 self.wakes();
                 #[cfg(feature = "tracing")]
                 if let Some(span) = self.span.take() {
-                    tracing::trace!(parent: &span, "granted");
+                    tracing::trace!(target: "bounded_ratelimit", parent: &span, "granted");
                 }
                 self.limiter.shared.record(KeyedChange {
                     granted: self.n,
@@ -218,7 +221,7 @@ impl<'a, K: Hash + Eq + Clone> Reservation<'a, K> {
         if !self.finished
             && let Some(span) = self.span.take()
         {
-            tracing::debug!(parent: &span, "left without a grant");
+            tracing::debug!(target: "bounded_ratelimit", parent: &span, "left without a grant");
         }
         if !self.finished && self.sleeping {
             self.limiter
