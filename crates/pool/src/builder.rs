@@ -4,6 +4,7 @@ use bounded_cancel::Context;
 
 use crate::error::BuildError;
 use crate::failure::{Hook, JobFailure, default_hook};
+use crate::inner::Inner;
 use crate::pool::Pool;
 
 /// Configures a [`Pool`]; made by [`Pool::builder`].
@@ -107,7 +108,9 @@ impl PoolBuilder {
             None => workers * 2,
         };
         let ctx = self.ctx.unwrap_or_default();
-        Ok(Pool::start(workers, queue, &ctx, self.hook, self.name))
+        Ok(Pool::new(Inner::start(
+            workers, queue, &ctx, self.hook, self.name,
+        )))
     }
 }
 

@@ -158,7 +158,8 @@ fn supervise(runtime: &Handle, inner: Weak<Inner>, ctx: Context, name: String) -
 }
 
 impl Inner {
-    /// Builds the pool's state and starts its workers and its supervisor.
+    /// Builds the pool's state and starts its workers and its supervisor. How every job is
+    /// accounted for: see the invariants in `accounting.rs`.
     pub(crate) fn start(
         workers: usize,
         capacity: usize,

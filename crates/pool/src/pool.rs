@@ -11,7 +11,6 @@ use bounded_sync::queue::Refused;
 
 use crate::builder::PoolBuilder;
 use crate::error::{ResizeError, SubmitError, TrySubmitError};
-use crate::failure::Hook;
 use crate::inner::Inner;
 use crate::job::Submission;
 use crate::job_handle::JobHandle;
@@ -74,17 +73,9 @@ impl Pool {
         PoolBuilder::new()
     }
 
-    // How every job is accounted for: see the invariants in `accounting.rs`.
-    pub(crate) fn start(
-        workers: usize,
-        capacity: usize,
-        parent: &Context,
-        hook: Hook,
-        name: String,
-    ) -> Self {
-        Pool {
-            inner: Inner::start(workers, capacity, parent, hook, name),
-        }
+    /// The pool over its started state (`Inner::start`).
+    pub(crate) fn new(inner: Arc<Inner>) -> Self {
+        Pool { inner }
     }
 
     /// Submits a job, waiting for room in the queue; the job receives the pool's context.
