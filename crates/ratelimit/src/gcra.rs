@@ -22,6 +22,10 @@ pub(crate) struct Gcra {
 /// stands, and small enough that every sum below stays exact.
 const BLOCKED: u64 = u64::MAX / 8;
 
+/// The longest bucket a quota may have: a century of 365.25-day years, in nanoseconds (about 0.7 of
+/// `u64::MAX / 4`).
+const CENTURY_NANOS: u128 = 36_525 * 86_400 * 1_000_000_000;
+
 impl Gcra {
     pub(crate) fn new(quota: &Quota) -> Result<Self, QuotaError> {
         if quota.is_blocked() {
@@ -55,10 +59,10 @@ impl Gcra {
         // Rounded up to whole nanoseconds: a unit never costs less than the quota says, so the
         // limiter never grants faster than its quota (3 a second cost 333,333,334 ns each).
         let t = quota.interval().as_nanos();
-        // A bucket longer than a century is a configuration mistake, and keeping the products below
-        // u64::MAX / 2 lets every sum below stay exact.
+        // A bucket longer than a century is a configuration mistake, and a bound that keeps the
+        // products below u64::MAX / 4 lets every sum below stay exact.
         let bucket = t * u128::from(burst);
-        if bucket > u128::from(u64::MAX / 4) {
+        if bucket > CENTURY_NANOS {
             return Err(QuotaError::TooSlow { quota: *quota });
         }
         let t = t as u64;
@@ -257,5 +261,23 @@ mod tests {
             Gcra::new(&too_slow),
             Err(QuotaError::TooSlow { quota: too_slow })
         );
+    }
+
+    #[test]
+    fn a_bucket_of_a_century_is_the_longest_accepted() {
+        let century = Duration::from_secs(36_525 * 86_400);
+        assert!(Gcra::new(&Quota::new(1, century)).is_ok());
+        assert!(Gcra::new(&Quota::new(100, century).burst(100)).is_ok());
+        for too_slow in [
+            Quota::new(1, century + Duration::from_nanos(1)),
+            // 136 years: a unit a second with the largest burst.
+            Quota::per_second(1).burst(u32::MAX),
+            Quota::new(100, century).burst(101),
+        ] {
+            assert_eq!(
+                Gcra::new(&too_slow),
+                Err(QuotaError::TooSlow { quota: too_slow })
+            );
+        }
     }
 }
