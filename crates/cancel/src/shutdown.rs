@@ -141,6 +141,8 @@ impl Shutdown {
         Fut: Future<Output = Result<(), E>> + Send + 'static,
         E: fmt::Display + Send + 'static,
     {
+        // Before the caller's closure runs: outside a runtime nothing starts.
+        let runtime = bounded_sync::runtime::current("a shutdown task was spawned");
         let name = name.into();
         let fut = task(self.ctx.child());
         let trigger = self
@@ -186,7 +188,7 @@ impl Shutdown {
             tracked,
             tracing::info_span!(target: "bounded_cancel", "shutdown task", task = %name),
         );
-        let handle = tokio::spawn(tracked);
+        let handle = runtime.spawn(tracked);
         self.tasks.push(Spawned {
             name,
             abort: handle.abort_handle(),
@@ -324,6 +326,7 @@ impl Shutdown {
         if self.listener.is_some() {
             return Ok(());
         }
+        let runtime = bounded_sync::runtime::current("Shutdown::on_signals was called");
         let mut received = Signals::install()?;
         let (ctx, now) = (self.ctx.clone(), self.now.clone());
         let listener = live::tracked("shutdown signal listener", async move {
@@ -334,7 +337,7 @@ impl Shutdown {
             let name = received.next().await;
             now.cancel_with(SignalReceived { name });
         });
-        self.listener = Some(tokio::spawn(listener).abort_handle());
+        self.listener = Some(runtime.spawn(listener).abort_handle());
         Ok(())
     }
 

@@ -313,3 +313,35 @@ fn tasks_dropped_by_their_runtimes_shutdown_are_reported_lost_not_aborted() {
         "{report}"
     );
 }
+
+/// Outside any runtime, `spawn` panics before it calls the task's closure, as `tokio::spawn` panics
+/// there, with a message that says what to do; the shutdown is left as it was.
+#[test]
+fn spawn_outside_any_runtime_panics_before_the_task_is_made() {
+    let mut shutdown = Shutdown::new();
+    let called = std::sync::atomic::AtomicBool::new(false);
+    let spawned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        shutdown.spawn("poller", |_ctx| {
+            called.store(true, std::sync::atomic::Ordering::Relaxed);
+            async { Ok::<(), String>(()) }
+        });
+    }));
+    let message = bounded_cancel::panic_message(&*spawned.unwrap_err()).to_owned();
+    assert!(
+        message.starts_with("a shutdown task was spawned outside a tokio runtime"),
+        "{message}"
+    );
+    assert!(!called.load(std::sync::atomic::Ordering::Relaxed));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        shutdown.spawn("worker", |_ctx| async { Ok::<(), String>(()) });
+        shutdown.trigger();
+        let report = shutdown.wait(Duration::from_secs(1)).await;
+        let names: Vec<&str> = report.tasks().iter().map(|t| t.name()).collect();
+        assert_eq!(names, ["worker"], "{report}");
+        assert!(report.is_clean(), "{report}");
+    });
+}

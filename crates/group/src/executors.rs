@@ -90,12 +90,7 @@ impl Drop for Executors {
 }
 
 fn handle() -> Handle {
-    Handle::try_current().unwrap_or_else(|_| {
-        panic!(
-            "a group task was spawned outside a tokio runtime: spawn from a tokio task, or inside \
-             `Runtime::block_on`"
-        )
-    })
+    bounded_sync::runtime::current("a group task was spawned")
 }
 
 thread_local! {

@@ -154,6 +154,8 @@ impl<E: Send + 'static> Shared<E> {
     where
         F: Future<Output = ()> + Send + 'static,
     {
+        // Before the task exists, whose drop unstarted would count as lost.
+        let runtime = bounded_sync::runtime::current("a pipeline was built");
         let fut = Watched {
             lost: Lost {
                 shared: Arc::clone(self),
@@ -163,7 +165,7 @@ impl<E: Send + 'static> Shared<E> {
             },
             fut,
         };
-        let handle = tokio::spawn(self.tasks.track(fut)).abort_handle();
+        let handle = runtime.spawn(self.tasks.track(fut)).abort_handle();
         let mut handles = self.handles.lock();
         // A task spawned while `abort_all` runs: either it finds the handle in the list, or this
         // sees `stopping`, which it sets before it takes the list's lock.

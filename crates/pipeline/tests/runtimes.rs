@@ -60,3 +60,37 @@ fn a_pipeline_whose_runtime_shut_down_ends_with_an_error() {
         );
     }
 }
+
+/// Built outside any runtime, a pipeline cannot start its tasks: its source panics, as
+/// `tokio::spawn` does there, with a message that names the pipeline and says what to do.
+#[test]
+fn a_pipeline_built_outside_any_runtime_panics_with_a_message_that_says_so() {
+    let ctx = Context::new();
+    let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        Pipeline::<String>::new(&ctx)
+            .source(0..3)
+            .map(2, |_ctx, n| async move { Ok(n * 2) })
+            .output()
+    }));
+    let message = bounded_cancel::panic_message(&*built.unwrap_err()).to_owned();
+    assert!(
+        message.starts_with("a pipeline was built outside a tokio runtime"),
+        "{message}"
+    );
+    assert!(message.contains("Runtime::block_on"), "{message}");
+    // The same pipeline, built inside one after `Runtime::enter`, runs.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let output = {
+        let _entered = runtime.enter();
+        Pipeline::<String>::new(&ctx)
+            .source(0..3)
+            .map(2, |_ctx, n| async move { Ok(n * 2) })
+            .output()
+    };
+    let mut items = runtime.block_on(output.try_collect()).unwrap();
+    items.sort_unstable();
+    assert_eq!(items, [0, 2, 4]);
+}

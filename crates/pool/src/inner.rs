@@ -167,9 +167,11 @@ impl Inner {
         hook: Hook,
         name: String,
     ) -> Arc<Self> {
+        // First: outside a runtime, nothing is made.
+        let runtime = bounded_sync::runtime::current("a pool was built");
         let ctx = parent.child();
         let inner = Arc::new(Inner {
-            runtime: Handle::current(),
+            runtime,
             jobs_ctx: ctx.child(),
             ctx,
             capacity,

@@ -234,3 +234,27 @@ fn shutdown_timeout_from_outside_any_runtime_times_the_grace_on_the_pools_runtim
     assert_eq!((report.cancelled, report.never_started), (1, 1));
     assert_eq!(report.submitted, 2);
 }
+
+/// Built outside any runtime, a pool cannot start its workers: `build` panics, as `tokio::spawn`
+/// does there, with a message that names the pool and says what to do.
+#[test]
+fn building_a_pool_outside_any_runtime_panics_with_a_message_that_says_so() {
+    let built = std::panic::catch_unwind(|| Pool::builder().workers(2).queue(2).build());
+    let message = bounded_cancel::panic_message(&*built.unwrap_err()).to_owned();
+    assert!(
+        message.starts_with("a pool was built outside a tokio runtime"),
+        "{message}"
+    );
+    assert!(message.contains("Runtime::block_on"), "{message}");
+    // Inside one, after `Runtime::enter`, it builds and runs.
+    let runtime = runtime();
+    let pool = {
+        let _entered = runtime.enter();
+        Pool::builder().workers(2).queue(2).build().unwrap()
+    };
+    runtime.block_on(async {
+        let answer = pool.submit(|_ctx| async { Ok::<_, String>(42) }).await;
+        assert_eq!(answer.unwrap().await.unwrap(), 42);
+        assert_eq!(pool.shutdown().await.completed, 1);
+    });
+}

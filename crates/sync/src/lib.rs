@@ -14,8 +14,10 @@
 //! 64 futures polled by one owner a waker each, so that the owner polls only those that were woken;
 //! [`tally::Tally`] keeps counters that many threads add to without a locked instruction;
 //! [`own::OwnWaits`] tells when the tasks of a group, or the jobs of a pool, all wait to add to it;
-//! and, with the `metrics` feature, `gauge::SharedGauge` is the one kind of gauge the crates export,
-//! summed over every instance under a name and set, so that every exporter reads it.
+//! [`runtime::current`] is how each crate finds the tokio runtime it starts its tasks on, with one
+//! message for a call made where there is none; and, with the `metrics` feature,
+//! `gauge::SharedGauge` is the one kind of gauge the crates export, summed over every instance under a
+//! name and set, so that every exporter reads it.
 //!
 //! # One rule for locks
 //!
@@ -50,6 +52,7 @@ pub mod line;
 pub mod own;
 pub mod places;
 pub mod queue;
+pub mod runtime;
 pub mod slots;
 pub mod slow;
 pub mod tally;
