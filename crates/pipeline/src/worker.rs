@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bounded_cancel::Context;
 use bounded_sync::busy::{Stamp, step_aside};
+use bounded_sync::slow::Timed;
 use futures_util::FutureExt;
 use tokio::time::Instant;
 
@@ -129,7 +130,7 @@ where
 {
     let mut fut = fut.as_mut().as_pin_mut().expect("made at the first poll");
     let result = std::future::poll_fn(|cx| {
-        let timed = Stamp::now();
+        let timed = Timed::now();
         let polled = std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx)));
         sampler.sampled(timed, counters);
         match polled {
