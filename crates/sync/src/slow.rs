@@ -19,9 +19,10 @@
 //! or in a container held to its CPU quota). So a [`Timed`] poll that comes out long is not taken
 //! at its word where the thread's own CPU clock can be read (Linux, Android, macOS, FreeBSD): it
 //! counts as quick, and for the next [`SUSPICION`] the polls timed on that thread also read the
-//! thread's CPU clock, whose time is what they count. A stopped thread's clock stands still, so a
-//! quick poll interrupted still counts as quick; a poll that computes counts in full, and keeps
-//! the thread's polls under watch. Elsewhere the clock on the wall is all there is.
+//! thread's CPU clock, whose time is what they count. A stopped thread's clock stands still (but
+//! for the few microseconds the switch itself takes), so a quick poll interrupted still counts as
+//! about as quick as it was; a poll that computes counts in full, and keeps the thread's polls
+//! under watch. Elsewhere the clock on the wall is all there is.
 
 use std::cell::Cell;
 use std::sync::atomic::AtomicU32;
