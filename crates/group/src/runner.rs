@@ -15,7 +15,7 @@ use bounded_sync::Arc;
 use bounded_sync::atomic::Ordering;
 use bounded_sync::busy::{LastJob, Stamp};
 use bounded_sync::places::{PLACES, Places};
-use bounded_sync::slow::{LongPolls, Picker, SAMPLE_EVERY, Timed};
+use bounded_sync::slow::{LongPolls, Picker, SAMPLE_EVERY};
 
 /// A runner: runs a group's tasks, holding up to [`PLACES`] of them while they wait, until the group
 /// has none (invariants 4 to 6, 8 and 9).
@@ -141,11 +141,11 @@ impl<J: Future<Output = ()> + Unpin> Hold<J> {
             .picker
             .as_mut()
             .is_some_and(Picker::pick)
-            .then(Timed::now);
+            .then(Stamp::now);
         let ready = Pin::new(job)
             .poll(&mut TaskContext::from_waker(waker))
             .is_ready();
-        let filled = timed.is_some_and(|timed| self.long_polls.count(timed.start(), timed.took()));
+        let filled = timed.is_some_and(|start| self.long_polls.count(start, start.elapsed().1));
         if ready {
             // Dropped here, outside the lock (invariant 1).
             self.tasks[place] = None;

@@ -37,7 +37,8 @@ use std::time::Duration;
 
 use bounded_sync::Mutex;
 use bounded_sync::atomic::Ordering;
-use bounded_sync::slow::{self, Picker, Timed};
+use bounded_sync::busy::Stamp;
+use bounded_sync::slow::{self, Picker};
 
 use crate::shared::{Counters, Shared};
 
@@ -60,9 +61,8 @@ const COMPUTES: Duration = match cfg!(debug_assertions) {
 /// How many timed polls in a row must take [`COMPUTES`] or more before a worker spreads its stage:
 /// one such poll may only have been interrupted (by the operating system, say), a quick call takes
 /// several times as long now and then on a machine whose CPUs are all busy, and spreading is for
-/// good. (With three, the hosting test of a quick stage beside busy threads spread it in 3 runs of
-/// 30 with two more busy processes beside it; with six, in none.) After one, the next calls are all
-/// timed, so that a stage whose calls compute spreads within six of them.
+/// good. After one, the next calls are all timed, so that a stage whose calls compute spreads
+/// within six of them.
 const SAMPLES: u32 = 6;
 
 /// How many timed polls in a row must take less than [`COMPUTES`] before a worker asks to join the
@@ -105,7 +105,7 @@ impl Sampler {
     /// Whether to time this call: one in [`SAMPLE_EVERY`] on average (and each right after one that
     /// computed), until the stage has spread, or was never to be hosted. The stage's flag, on a line
     /// its other workers write, is read only when a call is due to be timed.
-    pub(crate) fn start(&mut self, counters: &Counters) -> Option<Timed> {
+    pub(crate) fn start(&mut self, counters: &Counters) -> Option<Stamp> {
         if !self.picker.pick() {
             return None;
         }
@@ -115,18 +115,15 @@ impl Sampler {
             return None;
         }
         self.picked = !std::mem::take(&mut self.forced);
-        Some(Timed::now())
+        Some(Stamp::now())
     }
 
     /// Counts a timed poll of the stage function's code, begun at `timed`: the stage spreads, the
     /// worker asks to join the host, or neither yet.
-    pub(crate) fn sampled(&mut self, timed: Timed, counters: &Counters) {
-        let took = timed.took();
+    pub(crate) fn sampled(&mut self, timed: Stamp, counters: &Counters) {
+        let took = timed.elapsed().1;
         // Only a call picked at random stands for the calls around it.
-        if took >= slow::LONG
-            && self.picked
-            && counters.long_calls.lock().count(timed.start(), took)
-        {
+        if took >= slow::LONG && self.picked && counters.long_calls.lock().count(timed, took) {
             counters.spread.store(true, Ordering::Relaxed);
         }
         if took < COMPUTES {

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use bounded_cancel::Context;
 use bounded_sync::busy::{Stamp, step_aside};
-use bounded_sync::slow::Timed;
 use futures_util::FutureExt;
 use tokio::time::Instant;
 
@@ -130,7 +129,7 @@ where
 {
     let mut fut = fut.as_mut().as_pin_mut().expect("made at the first poll");
     let result = std::future::poll_fn(|cx| {
-        let timed = Timed::now();
+        let timed = Stamp::now();
         let polled = std::panic::catch_unwind(AssertUnwindSafe(|| fut.as_mut().poll(cx)));
         sampler.sampled(timed, counters);
         match polled {

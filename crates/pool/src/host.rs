@@ -8,9 +8,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use bounded_sync::busy::step_aside;
+use bounded_sync::busy::{Stamp, step_aside};
 use bounded_sync::places::{PLACES, Places};
-use bounded_sync::slow::{LongPolls, Picker, SAMPLE_EVERY, Timed};
+use bounded_sync::slow::{LongPolls, Picker, SAMPLE_EVERY};
 
 use crate::home::Home;
 use crate::inner::Inner;
@@ -176,13 +176,13 @@ impl Future for Host {
             };
             ASK.set(Ask::Stay);
             let waker = this.places.waker(place);
-            let timed = this.picker.pick().then(Timed::now);
+            let timed = this.picker.pick().then(Stamp::now);
             let ready = worker
                 .as_mut()
                 .poll(&mut std::task::Context::from_waker(waker))
                 .is_ready();
-            if let Some(timed) = timed
-                && this.long_polls.count(timed.start(), timed.took())
+            if let Some(start) = timed
+                && this.long_polls.count(start, start.elapsed().1)
             {
                 this.inner.spread.store(true, Ordering::Relaxed);
             }

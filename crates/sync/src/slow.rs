@@ -12,19 +12,8 @@
 //! the longest of them, and [`LONG_POLLS`] or more were timed, the workers had better run on
 //! every thread. A few long polls do not say so, nor do long polls far apart, nor one poll
 //! however long: a blocking call, or the operating system running another thread on the CPU in
-//! the middle of a timed poll.
-//!
-//! A poll is timed by the clock on the wall, which is cheap to read, and which also runs while the
-//! operating system has stopped the thread to run another (on a machine whose CPUs are all busy,
-//! or in a container held to its CPU quota). So a [`Timed`] poll that comes out long is not taken
-//! at its word where the thread's own CPU clock can be read (Linux, Android, macOS, FreeBSD): it
-//! counts as quick, and for the next [`SUSPICION`] the polls timed on that thread also read the
-//! thread's CPU clock, whose time is what they count. A stopped thread's clock stands still (but
-//! for the few microseconds the switch itself takes), so a quick poll interrupted still counts as
-//! about as quick as it was; a poll that computes counts in full, and keeps the thread's polls
-//! under watch. Elsewhere the clock on the wall is all there is.
+//! the middle of a timed poll (which, a timed poll being short, is rarely caught).
 
-use std::cell::Cell;
 use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
@@ -47,123 +36,6 @@ pub const LONG_POLLS: u32 = 3;
 
 /// How many polls a [`Picker`] picks one of, for workers that share a task.
 pub const SAMPLE_EVERY: u32 = 16;
-
-/// How long, after a timed poll that the clock on the wall showed long, the polls timed on its
-/// thread read the thread's CPU clock too: about a tenth of a second, renewed by each of them that
-/// computed for [`LONG`] or more.
-pub const SUSPICION: Duration = Duration::from_millis(100);
-
-thread_local! {
-    /// Since when this thread's timed polls read its CPU clock, if they do.
-    static SUSPECT_SINCE: Cell<Option<Stamp>> = const { Cell::new(None) };
-}
-
-/// A poll being timed: when it began, and, on a thread under suspicion (see the module's
-/// documentation), how much CPU time the thread had used by then.
-#[derive(Clone, Copy, Debug)]
-pub struct Timed {
-    start: Stamp,
-    cpu: Cpu,
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Cpu {
-    /// Not read: the thread was not under suspicion, or has no CPU clock.
-    Unread,
-    Read(Duration),
-    /// Read, and the operating system refused.
-    Failed,
-}
-
-impl Timed {
-    /// A poll begins now.
-    #[inline]
-    pub fn now() -> Self {
-        // The CPU clock first, then the wall's, and the other way round at the end: the time on
-        // the wall leaves out the CPU clock's reads, slow calls into the kernel that would make
-        // quick polls look slow.
-        let cpu = match SUSPECT_SINCE.get() {
-            None => Cpu::Unread,
-            Some(since) if since.elapsed().1 < SUSPICION => {
-                cpu_clock::now().map_or(Cpu::Failed, Cpu::Read)
-            }
-            Some(_) => {
-                SUSPECT_SINCE.set(None);
-                Cpu::Unread
-            }
-        };
-        Timed {
-            start: Stamp::now(),
-            cpu,
-        }
-    }
-
-    /// When the poll began.
-    pub fn start(&self) -> Stamp {
-        self.start
-    }
-
-    /// How long the poll computed, as far as its thread can tell: the time on the wall when that is
-    /// under [`LONG`]; otherwise the thread's CPU time if it was read at the start, or nothing
-    /// (`Duration::ZERO`) if the CPU clock could have been read but was not, in which case the
-    /// thread's next polls read it. Without a CPU clock, the time on the wall.
-    pub fn took(&self) -> Duration {
-        let (_, wall) = self.start.elapsed();
-        if wall < LONG || !cpu_clock::KEPT {
-            return wall;
-        }
-        let on_cpu = match self.cpu {
-            Cpu::Unread => Duration::ZERO,
-            Cpu::Read(before) => match cpu_clock::now() {
-                Some(now) => now.saturating_sub(before).min(wall),
-                None => return wall,
-            },
-            Cpu::Failed => return wall,
-        };
-        // Under watch from now on: after a poll that the wall clock alone showed long, or one that
-        // computed.
-        if matches!(self.cpu, Cpu::Unread) || on_cpu >= LONG {
-            SUSPECT_SINCE.set(Some(Stamp::now()));
-        }
-        on_cpu
-    }
-}
-
-/// The calling thread's CPU clock, where the operating system keeps one.
-#[cfg(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "macos",
-    target_os = "freebsd"
-))]
-mod cpu_clock {
-    use std::time::Duration;
-
-    pub(super) const KEPT: bool = true;
-
-    /// The CPU time the thread has used.
-    pub(super) fn now() -> Option<Duration> {
-        use nix::time::{ClockId, clock_gettime};
-        let time = clock_gettime(ClockId::CLOCK_THREAD_CPUTIME_ID).ok()?;
-        Some(Duration::from(time))
-    }
-}
-
-#[cfg(not(any(
-    target_os = "linux",
-    target_os = "android",
-    target_os = "macos",
-    target_os = "freebsd"
-)))]
-mod cpu_clock {
-    use std::time::Duration;
-
-    pub(super) const KEPT: bool = false;
-
-    pub(super) fn now() -> Option<Duration> {
-        None
-    }
-}
 
 /// Where the next picker's generator starts, so that pickers made together pick apart.
 static STARTS: AtomicU32 = AtomicU32::new(1);
@@ -271,7 +143,7 @@ impl LongPolls {
 
 #[cfg(all(test, not(bounded_loom)))]
 mod tests {
-    use super::{LONG, LONG_POLLS, LongPolls, Picker, STRETCH, SUSPICION, Timed};
+    use super::{LONG, LONG_POLLS, LongPolls, Picker, STRETCH};
     use crate::busy::Stamp;
     use std::time::{Duration, Instant};
 
@@ -329,67 +201,6 @@ mod tests {
         for _ in 0..10 * LONG_POLLS {
             assert!(!polls.count(start, LONG / 2));
         }
-    }
-
-    fn spin(time: Duration) {
-        let start = Instant::now();
-        while start.elapsed() < time {
-            std::hint::spin_loop();
-        }
-    }
-
-    /// A poll during which the thread did not run (here it sleeps, as a thread the operating
-    /// system stops to run another does not run) counts for nothing if its thread is not under
-    /// watch, and for a fraction of the time on the wall if it is; one that computes counts in full
-    /// once its thread is under watch, which the first long poll puts it under.
-    #[test]
-    fn a_poll_counts_the_time_its_thread_ran() {
-        let long = LONG * 10;
-        if !super::cpu_clock::KEPT {
-            let timed = Timed::now();
-            std::thread::sleep(long);
-            assert!(timed.took() >= long, "no CPU clock: the time on the wall");
-            return;
-        }
-        let timed = Timed::now();
-        std::thread::sleep(long);
-        assert_eq!(timed.took(), Duration::ZERO, "asleep, not watched");
-        for _ in 0..3 {
-            let timed = Timed::now();
-            std::thread::sleep(long);
-            // Going to sleep and waking take the thread some CPU time (about 12 µs here).
-            let took = timed.took();
-            assert!(took < long / 2, "asleep while watched: {took:?}");
-        }
-        let timed = Timed::now();
-        spin(long);
-        assert!(timed.took() >= LONG, "computed while watched");
-        let timed = Timed::now();
-        std::thread::sleep(long);
-        assert!(timed.took() < long / 2, "asleep while watched");
-    }
-
-    /// The first long poll of a thread not under watch counts for nothing, however long, even if it
-    /// computed: its thread's CPU clock was not read at its start. Once the watch has lapsed, the
-    /// same again.
-    #[test]
-    fn a_long_poll_on_a_thread_not_under_watch_counts_for_nothing_and_starts_the_watch() {
-        if !super::cpu_clock::KEPT {
-            return;
-        }
-        let long = LONG * 10;
-        let timed = Timed::now();
-        spin(long);
-        assert_eq!(timed.took(), Duration::ZERO, "not watched yet");
-        let timed = Timed::now();
-        spin(long);
-        assert!(timed.took() >= LONG, "watched");
-        std::thread::sleep(SUSPICION + STRETCH);
-        let timed = Timed::now();
-        spin(long);
-        assert_eq!(timed.took(), Duration::ZERO, "the watch lapsed");
-        let timed = Timed::now();
-        assert!(timed.took() < LONG, "a quick poll is timed on the wall");
     }
 
     /// About one in `every`, never two picks more than `2 × every - 1` apart, and no rhythm: over
