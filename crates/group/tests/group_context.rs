@@ -424,8 +424,11 @@ fn spawners_waiting_when_a_failure_ends_the_context_are_all_released_on_a_multi_
                 Arc::new(AtomicUsize::new(0)),
                 Arc::new(AtomicUsize::new(0)),
             );
-            // A task of the first spawner fails; with three slots it runs within a few spawns of
-            // being admitted, so that spawner meets the end before its last spawn.
+            // A task of the first spawner fails. That spawner goes on spawning until the failure
+            // refuses it, however long the failing task takes to be polled again: a worker thread
+            // the machine takes away for milliseconds holds up the task queued on it while the
+            // other thread admits hundreds more. The others stop after 1,000 spawns. Each spawns
+            // 100 more after its first refusal, which must all be refused.
             let fail_at = 20 + seed * 5;
             let spawners: Vec<_> = (0..4)
                 .map(|s| {
@@ -433,7 +436,16 @@ fn spawners_waiting_when_a_failure_ends_the_context_are_all_released_on_a_multi_
                         (group.clone(), running.clone(), peak.clone(), ran.clone());
                     tokio::spawn(async move {
                         let (mut admitted, mut refused) = (0usize, false);
-                        for i in 0..1_000 {
+                        let mut after_refusal = 0;
+                        for i in 0.. {
+                            if refused {
+                                if after_refusal == 100 {
+                                    break;
+                                }
+                                after_refusal += 1;
+                            } else if s != 0 && i == 1_000 {
+                                break;
+                            }
                             let failing = s == 0 && i == fail_at;
                             let (running, peak, ran) = (running.clone(), peak.clone(), ran.clone());
                             let task = move |_ctx: Context| async move {
