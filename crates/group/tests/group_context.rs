@@ -424,11 +424,10 @@ fn spawners_waiting_when_a_failure_ends_the_context_are_all_released_on_a_multi_
                 Arc::new(AtomicUsize::new(0)),
                 Arc::new(AtomicUsize::new(0)),
             );
-            // A task of the first spawner fails. That spawner goes on spawning until the failure
-            // refuses it, however long the failing task takes to be polled again: a worker thread
-            // the machine takes away for milliseconds holds up the task queued on it while the
-            // other thread admits hundreds more. The others stop after 1,000 spawns. Each spawns
-            // 100 more after its first refusal, which must all be refused.
+            // A task of the first spawner fails. Every spawner makes 1,000 spawns, and that one goes
+            // on until the failure refuses it, however long the failing task takes to be polled
+            // again: a worker thread the machine takes away for milliseconds holds up the task
+            // queued on it while the other thread admits hundreds more.
             let fail_at = 20 + seed * 5;
             let spawners: Vec<_> = (0..4)
                 .map(|s| {
@@ -436,14 +435,8 @@ fn spawners_waiting_when_a_failure_ends_the_context_are_all_released_on_a_multi_
                         (group.clone(), running.clone(), peak.clone(), ran.clone());
                     tokio::spawn(async move {
                         let (mut admitted, mut refused) = (0usize, false);
-                        let mut after_refusal = 0;
                         for i in 0.. {
-                            if refused {
-                                if after_refusal == 100 {
-                                    break;
-                                }
-                                after_refusal += 1;
-                            } else if s != 0 && i == 1_000 {
+                            if i >= 1_000 && (s != 0 || refused) {
                                 break;
                             }
                             let failing = s == 0 && i == fail_at;
