@@ -10,8 +10,9 @@
 //! holds whenever one of them is woken (as `futures::future::join_all` does), so that they run on
 //! one thread. The stage spreads for good, the host spawning each of its workers into a task of its
 //! own and no worker joining again, once a worker times [`SAMPLES`] polls in a row at [`COMPUTES`]
-//! or more, or once the long calls its workers time fill the stage's time although most calls are
-//! quick (`Counters::long_calls`; see `bounded_sync::slow`).
+//! or more and, [`LOOK_AGAIN_AFTER`] calls later, [`SAMPLES`] more, or once the long calls its
+//! workers time fill the stage's time although most calls are quick (`Counters::long_calls`; see
+//! `bounded_sync::slow`).
 //!
 //! The first items of a stage always run in the workers' own tasks, side by side on every thread:
 //! items that compute, or that wait for each other, never share a thread unless every call before
@@ -58,12 +59,19 @@ const COMPUTES: Duration = match cfg!(debug_assertions) {
     false => Duration::from_nanos(250),
 };
 
-/// How many timed polls in a row must take [`COMPUTES`] or more before a worker spreads its stage:
-/// one such poll may only have been interrupted (by the operating system, say), a quick call takes
-/// several times as long now and then on a machine whose CPUs are all busy, and spreading is for
-/// good. After one, the next calls are all timed, so that a stage whose calls compute spreads
-/// within six of them.
+/// How many timed polls in a row must take [`COMPUTES`] or more, twice, before a worker spreads its
+/// stage: one such poll may only have been interrupted (by the operating system, say), and on a
+/// machine whose CPUs are all busy a few quick calls in a row now and then take several times as
+/// long, for a microsecond or two. Spreading is for good, so after a first run of six the worker
+/// lets [`LOOK_AGAIN_AFTER`] calls pass untimed and times the calls after them: six more in a row at
+/// [`COMPUTES`] or more spread the stage, a quick one clears the first six. After one such poll
+/// the next calls are all timed, so that a stage whose calls compute spreads within 44 of them.
 const SAMPLES: u32 = 6;
+
+/// How many calls pass untimed between the two runs of [`SAMPLES`] timed polls that spread a stage:
+/// enough for a slow spell of a few quick calls to pass, at 250 ns a call (8 µs) or at the 10–40 ns
+/// a quick call takes.
+const LOOK_AGAIN_AFTER: u32 = 32;
 
 /// How many timed polls in a row must take less than [`COMPUTES`] before a worker asks to join the
 /// host.
@@ -89,6 +97,9 @@ pub(crate) struct Sampler {
     /// whether the call being timed was picked at random.
     forced: bool,
     picked: bool,
+    /// Whether a first run of [`SAMPLES`] timed polls at [`COMPUTES`] or more ended with no quick
+    /// poll since.
+    looked: bool,
 }
 
 impl Sampler {
@@ -99,6 +110,7 @@ impl Sampler {
             picker: Picker::new(SAMPLE_EVERY),
             forced: false,
             picked: false,
+            looked: false,
         }
     }
 
@@ -128,6 +140,7 @@ impl Sampler {
         }
         if took < COMPUTES {
             self.computing = 0;
+            self.looked = false;
             self.quick += 1;
             if self.quick == JOIN_AFTER {
                 JOIN.set(true);
@@ -136,10 +149,15 @@ impl Sampler {
         }
         self.quick = 0;
         self.computing += 1;
-        self.picker.next();
         self.forced = true;
-        if self.computing >= SAMPLES {
+        if self.computing < SAMPLES {
+            self.picker.next();
+        } else if std::mem::replace(&mut self.looked, true) {
             counters.spread.store(true, Ordering::Relaxed);
+        } else {
+            // The first run of six: look again once a slow spell would have passed.
+            self.computing = 0;
+            self.picker.skip(LOOK_AGAIN_AFTER);
         }
     }
 }
@@ -354,5 +372,86 @@ mod model {
             let state = host.state.lock();
             assert!(state.newcomers.is_empty() && !state.running);
         });
+    }
+}
+
+#[cfg(all(test, not(bounded_loom)))]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::{COMPUTES, LOOK_AGAIN_AFTER, SAMPLES, Sampler};
+    use crate::shared::Counters;
+
+    /// One call of a stage through `sampler`, timed if it picks it: a call that computes spins for
+    /// twice [`COMPUTES`], a quick one returns at once. Whether the stage has spread.
+    fn call(sampler: &mut Sampler, counters: &Counters, computes: bool) -> bool {
+        if let Some(timed) = sampler.start(counters) {
+            if computes {
+                spin(2 * COMPUTES);
+            }
+            sampler.sampled(timed, counters);
+        }
+        counters.spread.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn spin(time: Duration) {
+        let start = Instant::now();
+        while start.elapsed() < time {
+            std::hint::spin_loop();
+        }
+    }
+
+    /// Calls that all compute spread the stage at the last call of the second run of six, and not
+    /// before: the first call is timed, the next five because it computed, then 32 go untimed and
+    /// the six after them are timed.
+    #[test]
+    fn calls_that_compute_spread_the_stage_after_a_second_look() {
+        let counters = Counters::new("stage".into(), 8);
+        let mut sampler = Sampler::new();
+        let spreads_at = 2 * SAMPLES + LOOK_AGAIN_AFTER;
+        for n in 1..spreads_at {
+            assert!(!call(&mut sampler, &counters, true), "spread at call {n}");
+        }
+        assert!(
+            call(&mut sampler, &counters, true),
+            "not spread at call {spreads_at}"
+        );
+    }
+
+    /// A spell of calls that compute, long enough for six timed in a row and over before the second
+    /// look (as when a busy machine slows a few quick calls in a row), leaves the stage as it was:
+    /// the quick call the second look times clears the first, so that later spells are first looks
+    /// again.
+    #[test]
+    fn a_spell_of_slow_calls_over_before_the_second_look_does_not_spread_the_stage() {
+        let counters = Counters::new("stage".into(), 8);
+        let mut sampler = Sampler::new();
+        for spell in 0..3 {
+            // The spell starts at a timed call: quick calls until the sampler times one, which
+            // computes, and makes it time the calls after it.
+            loop {
+                let timed = sampler.start(&counters);
+                let computes = timed.is_some();
+                if let Some(timed) = timed {
+                    spin(2 * COMPUTES);
+                    sampler.sampled(timed, &counters);
+                }
+                if computes {
+                    break;
+                }
+            }
+            for n in 1..SAMPLES + 2 {
+                assert!(
+                    !call(&mut sampler, &counters, true),
+                    "spell {spell}, call {n}"
+                );
+            }
+            for n in 0..1_000 {
+                assert!(
+                    !call(&mut sampler, &counters, false),
+                    "after spell {spell}, call {n}"
+                );
+            }
+        }
     }
 }

@@ -137,7 +137,8 @@ fn a_stage_that_spread_stays_spread() {
                 async move { Ok::<_, String>(n) }
             })
             .output();
-        for _ in 0..200 {
+        // 125 calls a worker on average: a worker spreads the stage after 44 calls that compute.
+        for _ in 0..1_000 {
             out.next().await.unwrap().unwrap();
         }
         heavy.store(false, Ordering::Relaxed);
@@ -271,12 +272,13 @@ fn no_host_on_one_thread_or_for_many_workers() {
 }
 
 /// What a call does, chosen from its item: mostly return at once, now and then await once or spin
-/// for 20 µs, through one run of 200 items (placed by `seed`) spin for 20 µs each, so that a stage
-/// hosted by then spreads, or (with `fails`) fail.
+/// for 20 µs, through one run of 800 items (placed by `seed`) spin for 20 µs each, so that a stage
+/// hosted by then spreads (its 8 workers make about 100 calls each, a worker spreads its stage after
+/// 44 that compute), or (with `fails`) fail.
 async fn mixed(seed: u64, n: u64, fails: bool) -> Result<u64, String> {
     let roll = (n ^ seed).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 54;
     let slow_from = 2_000 + seed.wrapping_mul(7_919) % 15_000;
-    let slow = (slow_from..slow_from + 200).contains(&n);
+    let slow = (slow_from..slow_from + 800).contains(&n);
     match roll {
         _ if slow => spin_20us(),
         0..=899 => {}

@@ -81,6 +81,12 @@ impl Picker {
         self.countdown = 1;
     }
 
+    /// The poll after the next `polls` is picked, whatever the generator says (as with
+    /// [`next`](Picker::next), it stands for no other).
+    pub fn skip(&mut self, polls: u32) {
+        self.countdown = polls.saturating_add(1);
+    }
+
     /// No poll is picked again.
     pub fn stop(&mut self) {
         self.countdown = u32::MAX;
@@ -227,6 +233,12 @@ mod tests {
         );
         picker.next();
         assert!(picker.pick());
+        picker.skip(40);
+        assert!(
+            !(0..40).any(|_| picker.pick()),
+            "picked within the polls skipped"
+        );
+        assert!(picker.pick(), "the poll after them is picked");
         picker.stop();
         assert!(!(0..1_000).any(|_| picker.pick()));
     }
