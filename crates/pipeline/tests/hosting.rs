@@ -47,9 +47,10 @@ async fn read_until(out: &mut Output<u64, String>, until: impl Fn(usize) -> bool
 }
 
 /// Runs `test` on a fresh runtime of two threads, again while it answers that its stage was never
-/// hosted, up to three tries. On a busy machine a quick stage's first timed calls are now and then
-/// all interrupted, which spreads it for good before it is hosted (docs/pipeline.md); such a try
-/// shows nothing of what the test is about. A stage never hosted in three tries fails the test.
+/// hosted, up to three tries. On a busy machine a quick stage's timed calls are now and then
+/// slowed twice six in a row, which spreads it for good before it is hosted (docs/pipeline.md);
+/// such a try shows nothing of what the test is about. A stage never hosted in three tries fails
+/// the test.
 fn on_two_threads_once_hosted<F: Future<Output = bool>>(test: impl Fn() -> F) {
     for _ in 0..3 {
         if two_threads().block_on(test()) {
