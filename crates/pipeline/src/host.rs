@@ -68,9 +68,10 @@ const COMPUTES: Duration = match cfg!(debug_assertions) {
 /// the next calls are all timed, so that a stage whose calls compute spreads within 44 of them.
 const SAMPLES: u32 = 6;
 
-/// How many calls pass untimed between the two runs of [`SAMPLES`] timed polls that spread a stage:
-/// enough for a slow spell of a few quick calls to pass, at 250 ns a call (8 µs) or at the 10–40 ns
-/// a quick call takes.
+/// How many calls pass untimed between the two runs of [`SAMPLES`] timed polls that spread a stage.
+/// While a slow spell lasts each call takes [`COMPUTES`] or more, so these 32 outlast any spell of
+/// up to 32 × [`COMPUTES`] (8 µs in an optimized build), several times the spells a busy machine
+/// was seen to make (see docs/pipeline.md).
 const LOOK_AGAIN_AFTER: u32 = 32;
 
 /// How many timed polls in a row must take less than [`COMPUTES`] before a worker asks to join the
