@@ -230,12 +230,15 @@ async fn errors_that_answer_the_stop_and_panic_as_they_are_dropped_count_once() 
     quiet_bombs();
     for _ in 0..20 {
         let dropped = Arc::new(AtomicUsize::new(0));
+        let started = Arc::new(AtomicUsize::new(0));
         let pool = Pool::builder().workers(4).queue(4).build().unwrap();
         let mut handles = Vec::new();
         for _ in 0..4 {
             let bomb = Bomb(dropped.clone());
+            let started = started.clone();
             let handle = pool
                 .submit(move |ctx| async move {
+                    started.fetch_add(1, Ordering::SeqCst);
                     ctx.cancelled().await;
                     Err::<(), _>(bomb)
                 })
@@ -244,6 +247,15 @@ async fn errors_that_answer_the_stop_and_panic_as_they_are_dropped_count_once() 
             handles.push(handle);
         }
         drop(handles);
+        // Every job waits for the stop before the stop comes: on a busy machine a worker can take
+        // longer than the grace below to reach its job, which would then never start.
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while started.load(Ordering::SeqCst) < 4 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the four jobs start");
         let report = tokio::time::timeout(
             Duration::from_secs(5),
             pool.shutdown_timeout(Duration::from_millis(10)),
