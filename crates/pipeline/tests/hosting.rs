@@ -8,7 +8,6 @@
 #[allow(dead_code)]
 mod gauge;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -46,26 +45,12 @@ async fn read_until(out: &mut Output<u64, String>, until: impl Fn(usize) -> bool
     false
 }
 
-/// Runs `test` on a fresh runtime of two threads, again while it answers that its stage was never
-/// hosted, up to three tries. On a busy machine a quick stage's timed calls are now and then
-/// slowed twice six in a row, which spreads it for good before it is hosted (docs/pipeline.md);
-/// such a try shows nothing of what the test is about. A stage never hosted in three tries fails
-/// the test.
-fn on_two_threads_once_hosted<F: Future<Output = bool>>(test: impl Fn() -> F) {
-    for _ in 0..3 {
-        if two_threads().block_on(test()) {
-            return;
-        }
-    }
-    panic!("the stage was never hosted in three tries");
-}
-
 /// A stage of 8 workers whose calls return at once: each worker starts in a task of its own (the
 /// first items run side by side), and once their calls have proved quick they share one task, so
 /// that the runtime no longer hands items between its threads to reach them.
 #[test]
 fn quick_workers_move_into_one_task() {
-    on_two_threads_once_hosted(|| async {
+    two_threads().block_on(async {
         let mut out = Pipeline::new(&Context::new())
             .source(0..u64::MAX)
             .map(8, |_ctx, n| async move { Ok::<_, String>(n) })
@@ -74,8 +59,11 @@ fn quick_workers_move_into_one_task() {
         // The watch task, the source and 8 workers. A worker asks to join only after dozens of
         // quick calls, more than the links let through before the first item is read.
         assert_eq!(alive(), 10, "each worker starts in a task of its own");
-        // The workers share one task.
-        read_until(&mut out, |alive| alive == 3).await
+        assert!(
+            read_until(&mut out, |alive| alive == 3).await,
+            "the workers share one task: {} tasks alive",
+            alive()
+        );
     });
 }
 
@@ -90,7 +78,7 @@ fn hosted_workers_spread_again_once_their_calls_compute() {
 /// for 1 ms from some moment on, spreads again: every worker back in a task of its own, and two of
 /// the slow calls running at once, one on each thread.
 fn spreads_once_hosted_calls_compute(every: u64) {
-    on_two_threads_once_hosted(|| async {
+    two_threads().block_on(async {
         let heavy = Arc::new(AtomicBool::new(false));
         let gauge = Gauge::default();
         let (h, g) = (heavy.clone(), gauge.clone());
@@ -104,9 +92,7 @@ fn spreads_once_hosted_calls_compute(every: u64) {
                 async move { Ok::<_, String>(n) }
             })
             .output();
-        if !read_until(&mut out, |alive| alive == 3).await {
-            return false;
-        }
+        assert!(read_until(&mut out, |alive| alive == 3).await, "hosted");
         heavy.store(true, Ordering::Relaxed);
         let spread = read_until(&mut out, |alive| alive == 10).await;
         assert!(spread, "spread again: {} tasks alive", alive());
@@ -115,7 +101,6 @@ fn spreads_once_hosted_calls_compute(every: u64) {
             out.next().await.unwrap().unwrap();
         }
         assert_eq!(gauge.max(), 2, "two slow calls ran at once");
-        true
     });
 }
 
@@ -165,14 +150,12 @@ fn hosted_workers_spread_again_once_rare_slow_calls_fill_their_time() {
 /// them: a poll so stopped says nothing of the calls in it.
 #[test]
 fn a_quick_stage_stays_hosted_while_other_threads_take_its_cpu() {
-    on_two_threads_once_hosted(|| async {
+    two_threads().block_on(async {
         let mut out = Pipeline::new(&Context::new())
             .source(0..u64::MAX)
             .map(8, |_ctx, n| async move { Ok::<_, String>(n) })
             .output();
-        if !read_until(&mut out, |alive| alive == 3).await {
-            return false;
-        }
+        assert!(read_until(&mut out, |alive| alive == 3).await, "hosted");
         let stop = Arc::new(AtomicBool::new(false));
         let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
         let spinners: Vec<_> = (0..2 * cpus)
@@ -196,7 +179,6 @@ fn a_quick_stage_stays_hosted_while_other_threads_take_its_cpu() {
             spinner.join().unwrap();
         }
         assert_eq!(alive(), 3, "still hosted");
-        true
     });
 }
 
@@ -241,7 +223,7 @@ fn ordered_workers_are_hosted_too_and_keep_the_order() {
 /// ends up in one task.
 #[test]
 fn workers_whose_calls_wait_but_stay_quick_are_hosted_too() {
-    on_two_threads_once_hosted(|| async {
+    two_threads().block_on(async {
         let mut out = Pipeline::new(&Context::new())
             .source(0..u64::MAX)
             .map(8, |_ctx, n| async move {
@@ -249,7 +231,11 @@ fn workers_whose_calls_wait_but_stay_quick_are_hosted_too() {
                 Ok::<_, String>(n)
             })
             .output();
-        read_until(&mut out, |alive| alive == 3).await
+        assert!(
+            read_until(&mut out, |alive| alive == 3).await,
+            "hosted: {} tasks alive",
+            alive()
+        );
     });
 }
 
