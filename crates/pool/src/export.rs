@@ -65,7 +65,7 @@ impl Exported {
         self.rejected.increment(1);
     }
 
-    pub(crate) fn started(&self) {
+    pub(crate) fn taken(&self) {
         self.queued.add(-1);
         self.running.add(1);
     }
@@ -81,6 +81,12 @@ impl Exported {
     pub(crate) fn never_started(&self) {
         self.never_started.increment(1);
         self.queued.add(-1);
+    }
+
+    /// A job taken to run (so counted running) and dropped before its first poll.
+    pub(crate) fn never_started_after_take(&self) {
+        self.never_started.increment(1);
+        self.running.add(-1);
     }
 
     pub(crate) fn ended(&self, how: Ended) {

@@ -18,9 +18,9 @@ use crate::metrics::{Ended, Tally};
 pub(crate) type JobFuture = Pin<Box<dyn PoolJob>>;
 
 /// A job on its worker, from the moment the worker takes it. Dropped before the job ended (its
-/// worker was aborted, or dropped by its runtime), it counts the job first, as never started or as
-/// cancelled, and only then drops it, which lets its handle see `Cancelled`: so a resolved handle is
-/// always already in the metrics (accounting invariants 2 and 3).
+/// worker was aborted, or dropped by its runtime), it counts the job first, as never started (not
+/// yet polled) or as cancelled, and only then drops it, which lets its handle see `Cancelled`: so
+/// a resolved handle is always already in the metrics (accounting invariants 2 and 3).
 pub(crate) struct Held<'a> {
     /// `None` only until the worker's take puts the job there.
     pub(crate) job: Option<JobFuture>,
@@ -29,15 +29,20 @@ pub(crate) struct Held<'a> {
     pub(crate) tally: &'a Tally,
     /// The worker's alias of the jobs' context, cloned for each job it runs.
     pub(crate) ctx: &'a Context,
-    pub(crate) started: bool,
+    /// Counted as taken out of the queue's count (`Counters::taken`).
+    pub(crate) taken: bool,
+    /// Polled at least once: a job dropped before it ended is cancelled, not never started.
+    pub(crate) polled: bool,
     pub(crate) ended: bool,
 }
 
 impl Held<'_> {
-    /// The job is about to be polled for the first time.
-    pub(crate) fn start(&mut self) {
-        self.started = true;
-        self.inner.counters.started(self.tally);
+    /// A job from the worker's hands is about to be polled for the first time: it leaves the
+    /// queue's count now, and its place is freed after this, with the worker's next take.
+    pub(crate) fn take_from_hand(&mut self) {
+        self.taken = true;
+        self.inner.counters.taken(self.tally);
+        self.inner.counters.exported_taken();
     }
 
     pub(crate) fn poll(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
@@ -53,6 +58,7 @@ impl Held<'_> {
                 .addr(),
         );
         let _polling = JobPolled(JOB_POLLED.replace(marked));
+        self.polled = true;
         let polled = job.as_mut().poll_job(cx, self.inner, self.tally, self.ctx);
         self.ended = polled.is_ready();
         polled
@@ -80,14 +86,15 @@ impl Drop for Held<'_> {
             return;
         }
         // Counted here, before `job` is dropped with the other fields after this body.
-        match (self.started, self.ended) {
-            (_, true) => {}
-            (true, false) => {
+        match (self.ended, self.polled, self.taken) {
+            (true, ..) => {}
+            (false, true, _) => {
                 #[cfg(feature = "tracing")]
                 tracing::warn!(target: "bounded_pool", pool = %self.inner.name, "a pool job was aborted while running");
                 self.inner.counters.ended(self.tally, Ended::Cancelled);
             }
-            (false, false) => self.inner.counters.never_started_by(self.tally),
+            (false, false, true) => self.inner.counters.never_started_after_take(self.tally),
+            (false, false, false) => self.inner.counters.never_started_in_hand(self.tally),
         }
     }
 }

@@ -100,7 +100,9 @@
 //! - `metrics`: the pool's counters, gauges and histograms on the `metrics` facade, labelled `pool`
 //!   with the builder's `name`: `bounded_pool_submitted_total`, `bounded_pool_rejected_total`,
 //!   `bounded_pool_jobs_total{outcome}`, `bounded_pool_queue_depth`, `bounded_pool_busy_workers`,
-//!   `bounded_pool_queue_wait_seconds`, `bounded_pool_run_seconds`.
+//!   `bounded_pool_queue_wait_seconds`, `bounded_pool_run_seconds`. The gauges move as each job
+//!   moves, outside the pool's locks, so for an instant the queue's depth can read one job over
+//!   its bound per worker; [`Pool::metrics`] never does.
 //! - `tracing`: each job runs in a `pool job` span whose parent is the span current at submission, on
 //!   whichever worker runs it; failures, panics and aborts are events. Both have the target
 //!   `bounded_pool`, which a filter such as `RUST_LOG=bounded_pool=debug` selects.

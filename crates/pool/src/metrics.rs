@@ -6,9 +6,12 @@ use std::fmt;
 /// A snapshot of a pool's counters, from [`Pool::metrics`](crate::Pool::metrics).
 ///
 /// Every accepted job is, at any moment, in exactly one of `queued`, `running`, `completed`, `failed`,
-/// `panicked`, `cancelled`, `never_started`; the seven add up to `submitted` once the pool is idle (each
-/// counter is read on its own, so a snapshot taken mid-flight can be one transition apart). A counter
-/// moves before the job's handle resolves, so a resolved handle is always already counted.
+/// `panicked`, `cancelled`, `never_started`. A snapshot taken while jobs move reads the counters one
+/// after another, in an order that keeps it within what the pool can hold: `queued` is never more
+/// than the queue's bound and `running` never more than the workers, no job is counted twice, and a
+/// job that moved during the read may be missing, so the seven add up to `submitted` or a little
+/// less; once the pool is idle they add up to it exactly. A counter moves before the job's handle
+/// resolves, so a resolved handle is always already counted.
 ///
 /// # Examples
 ///
@@ -113,7 +116,7 @@ impl std::ops::Deref for Padded {
 /// not a read-modify-write, and no other thread writes the line. (A read-modify-write costs as
 /// much as a few dozen plain instructions, and a line that the workers on two threads all move
 /// crosses between them at every job.) `queued` and `running` are not counted: they are what
-/// `submitted` and `started` hold beyond the counts of jobs that left (see `snapshot`).
+/// `submitted` and `taken` hold beyond the counts of jobs that left (see `snapshot`).
 ///
 /// Not `bounded_sync::tally::Tally`, whose slots are per thread: finding the thread's slot costs
 /// each add a thread-local read and a check of the slots, about 90 instructions per job more than a
@@ -122,7 +125,10 @@ impl std::ops::Deref for Padded {
 #[derive(Default)]
 #[repr(align(128))]
 pub(crate) struct Tally {
-    started: AtomicU64,
+    /// Jobs this worker took out of the queue's count, each before its place in the queue is
+    /// free again: taken from the queue to run, started from the run of jobs in its hands, or
+    /// dropped unrun from its hands.
+    taken: AtomicU64,
     completed: AtomicU64,
     failed: AtomicU64,
     panicked: AtomicU64,
@@ -136,21 +142,37 @@ impl Tally {
         counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Release);
     }
 
-    /// Reads the ended counts before `started`: the worker moves `started` first, so what is read
-    /// never shows a job ended that did not start.
-    fn read(&self) -> Sums {
+    /// Reads `taken`, then the ended counts, then `taken` again. The worker moves `taken` first, so
+    /// every job the ended counts hold is in the second `taken`, and the first, less what ended,
+    /// is never more than the worker was running when it was read (see [`Counters::snapshot`]).
+    fn read(&self) -> Read {
         let load = |counter: &AtomicU64| counter.load(Ordering::Acquire);
+        let first_taken = load(&self.taken);
         let mut sums = Sums {
             completed: load(&self.completed),
             failed: load(&self.failed),
             panicked: load(&self.panicked),
             cancelled: load(&self.cancelled),
             never_started: load(&self.never_started),
-            started: 0,
+            taken: 0,
         };
-        sums.started = load(&self.started);
-        sums
+        sums.taken = load(&self.taken);
+        // The jobs this worker dropped unrun were taken too, and are not running.
+        let left =
+            sums.completed + sums.failed + sums.panicked + sums.cancelled + sums.never_started;
+        Read {
+            sums,
+            running: first_taken.saturating_sub(left),
+        }
     }
+}
+
+/// What one read of a worker's tally found.
+struct Read {
+    sums: Sums,
+    /// The jobs the worker took by the first read of `taken` and had not ended by the read of the
+    /// ended counts, or fewer: never more than it was running at one moment of the read.
+    running: u64,
 }
 
 /// A worker's place in the book: its tally, kept there until the worker is gone.
@@ -177,7 +199,7 @@ struct Book {
 
 #[derive(Default, Clone, Copy)]
 struct Sums {
-    started: u64,
+    taken: u64,
     completed: u64,
     failed: u64,
     panicked: u64,
@@ -187,7 +209,7 @@ struct Sums {
 
 impl std::ops::AddAssign for Sums {
     fn add_assign(&mut self, other: Sums) {
-        self.started += other.started;
+        self.taken += other.taken;
         self.completed += other.completed;
         self.failed += other.failed;
         self.panicked += other.panicked;
@@ -245,12 +267,11 @@ impl Counters {
     pub(crate) fn leave(&self, enrolled: Enrolled) {
         let mut book = self.book.lock();
         let tally = book.live.remove(enrolled.key);
-        book.gone += tally.read();
+        book.gone += tally.read().sums;
     }
 
-    // Every move is a release and every read in `snapshot` an acquire, read in the reverse order of a
-    // job's moves (ended, then started, then submitted): a snapshot that sees a job end also sees it
-    // start and be submitted, so the derived counts never go below zero.
+    // Every move is a release and every read in `snapshot` an acquire. A job's moves come in the
+    // order submitted, started, ended; how `snapshot` reads them is told there.
 
     pub(crate) fn submitted(&self) {
         export!(self.submitted());
@@ -262,9 +283,17 @@ impl Counters {
         self.rejected.fetch_add(1, Ordering::Release);
     }
 
-    pub(crate) fn started(&self, tally: &Tally) {
-        export!(self.started());
-        Tally::bump(&tally.started);
+    /// The worker took a job out of the queue's count, to run it. Called before the job's place is
+    /// free again (see `snapshot`), for a take that frees it under the queue's lock: so it calls
+    /// no recorder, and the worker calls [`exported_taken`](Counters::exported_taken) once the
+    /// lock is released.
+    pub(crate) fn taken(&self, tally: &Tally) {
+        Tally::bump(&tally.taken);
+    }
+
+    /// Tells the `metrics` recorder, if any, of a job [`taken`](Counters::taken).
+    pub(crate) fn exported_taken(&self) {
+        export!(self.taken());
     }
 
     /// A job dropped unrun by an abort's drain or a refused push.
@@ -273,9 +302,19 @@ impl Counters {
         self.never_started.fetch_add(1, Ordering::Release);
     }
 
-    /// A job a worker took and dropped unrun (the worker was aborted before it started it).
-    pub(crate) fn never_started_by(&self, tally: &Tally) {
+    /// A job in a worker's hands, not yet taken out of the queue's count, that the worker dropped
+    /// unrun (it was aborted, or its runtime dropped it): it leaves the queue's count and is never
+    /// started, before its place is free again.
+    pub(crate) fn never_started_in_hand(&self, tally: &Tally) {
         export!(self.never_started());
+        Tally::bump(&tally.taken);
+        Tally::bump(&tally.never_started);
+    }
+
+    /// A job the worker took to run and dropped before its first poll (the worker was aborted, or
+    /// its runtime dropped it): it never started.
+    pub(crate) fn never_started_after_take(&self, tally: &Tally) {
+        export!(self.never_started_after_take());
         Tally::bump(&tally.never_started);
     }
 
@@ -290,31 +329,52 @@ impl Counters {
         Tally::bump(counter);
     }
 
+    /// The counts as one read of them finds them, while jobs may move.
+    ///
+    /// `queued` and `running` are each read so that neither is ever more than the pool held at one
+    /// moment of the read: `submitted` is read before the counts of jobs that left the queue's
+    /// count (those only grow, so the difference can only come out smaller), and each worker's
+    /// `taken` before its ended counts. A job that moved while the snapshot was read may be in
+    /// neither, but none is in two of `queued`, `running` and the ended counts, since each
+    /// worker's ended jobs are all in its second read of `taken`, which is what leaves `queued`.
+    /// So `queued` never exceeds the queue's bound, `running` never exceeds the workers, and the
+    /// seven add up to `submitted` or less (read again last, so that it holds every ended job);
+    /// once the pool is idle they add up to it exactly.
+    ///
+    /// Why `queued` stays within the bound: a job holds a place of the queue from before
+    /// `submitted` counts it until after it leaves the queue's count (`taken`, or a shared
+    /// `never_started`), and a submitter gets a place freed by a worker or a drain only after that
+    /// count, under the queue's lock: so a read of `submitted` that sees a job also sees the counts
+    /// that made room for it.
     pub(crate) fn snapshot(&self) -> Metrics {
-        let mut sums = {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Acquire);
+        let submitted_first = load(&self.submitted);
+        let (mut sums, running) = {
             let book = self.book.lock();
             let mut sums = book.gone;
+            let mut running = 0;
             for (_, tally) in book.live.iter() {
-                sums += tally.read();
+                let read = tally.read();
+                sums += read.sums;
+                running += read.running;
             }
-            sums
+            (sums, running)
         };
-        let load = |counter: &AtomicU64| counter.load(Ordering::Acquire);
-        sums.never_started += load(&self.never_started);
+        let shared_never_started = load(&self.never_started);
+        sums.never_started += shared_never_started;
         let Sums {
-            started,
+            taken,
             completed,
             failed,
             panicked,
             cancelled,
             never_started,
         } = sums;
-        let submitted = load(&self.submitted);
-        let ran = completed + failed + panicked + cancelled;
         Metrics {
-            submitted,
-            queued: submitted.saturating_sub(started + never_started),
-            running: started.saturating_sub(ran),
+            submitted: load(&self.submitted),
+            // The workers' own never-started jobs are in `taken` too; only the others leave here.
+            queued: submitted_first.saturating_sub(taken + shared_never_started),
+            running,
             completed,
             failed,
             panicked,

@@ -204,7 +204,8 @@ async fn worker(mut alive: Alive, threads: usize) {
                 inner,
                 tally,
                 ctx: &ctx,
-                started: false,
+                taken: false,
+                polled: false,
                 ended: false,
             },
             owed: None,
@@ -214,6 +215,8 @@ async fn worker(mut alive: Alive, threads: usize) {
             first_poll: LastJob::Unknown,
         };
         // The retirement check runs under the queue's lock, before the worker parks (invariant 3).
+        // A job taken leaves the queue's count there too, before its place is free again, so that
+        // `metrics()` never shows more queued than the queue holds.
         let took = std::future::poll_fn(|cx| {
             let took = (inner.queue).poll_take(
                 &mut seat.1,
@@ -221,6 +224,7 @@ async fn worker(mut alive: Alive, threads: usize) {
                 &mut running.job.job,
                 || inner.headcount.retire_one(),
                 |searching| inner.busy.hand_on_now(threads, last, searching),
+                || inner.counters.taken(tally),
             );
             if took.is_pending() {
                 ASK.set(Ask::Leave);
@@ -232,6 +236,8 @@ async fn worker(mut alive: Alive, threads: usize) {
         .await;
         match took {
             Took::Job(owed) => {
+                running.job.taken = true;
+                inner.counters.exported_taken();
                 running.owed = owed.then_some(&inner.queue);
                 running.saturated = seat.1.saturated;
             }
@@ -254,7 +260,6 @@ async fn worker(mut alive: Alive, threads: usize) {
             clock.waited();
             takes = 0;
         }
-        running.job.start();
         // Timed only with threads to hand on to, and after a job that did not wait: after one that
         // did, the worker hands the jobs behind this one on as it takes the next anyway (queue
         // invariant 4).
@@ -322,10 +327,11 @@ impl<'a> Hands<'a> {
                 inner,
                 tally,
                 ctx,
-                started: false,
+                taken: false,
+                polled: false,
                 ended: false,
             };
-            job.start();
+            job.take_from_hand();
             let mut running = InRun {
                 job,
                 hands: self,
@@ -360,7 +366,7 @@ impl<'a> Hands<'a> {
     fn forfeit(&mut self) {
         // Counted before they are dropped: a resolved handle is always already in the metrics.
         for _ in 0..self.jobs.len() {
-            self.inner.counters.never_started_by(self.tally);
+            self.inner.counters.never_started_in_hand(self.tally);
         }
         let held = self.done + self.jobs.len();
         self.done = 0;

@@ -141,3 +141,87 @@ async fn stress(jobs: u64) {
     drop(pool);
     live::assert_none_alive().await;
 }
+
+/// A snapshot never shows more jobs queued than the queue holds, nor more running than there are
+/// workers, nor more ended than submitted, however the counts move while it is read: a thread
+/// reads `metrics()` in a tight loop while two submitters keep a small queue full of quick jobs
+/// and jobs that await once, on two threads and on one.
+#[test]
+fn a_snapshot_never_shows_more_queued_or_running_than_the_pool_can_hold() {
+    let mut two_threads = tokio::runtime::Builder::new_multi_thread();
+    two_threads.worker_threads(2);
+    snapshots_within_bounds(two_threads.build().unwrap());
+    snapshots_within_bounds(
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap(),
+    );
+}
+
+fn snapshots_within_bounds(runtime: tokio::runtime::Runtime) {
+    const WORKERS: u64 = 2;
+    const QUEUE: u64 = 4;
+    const JOBS: u64 = 100_000;
+    let pool = Arc::new(runtime.block_on(async {
+        Pool::builder()
+            .workers(WORKERS as usize)
+            .queue(QUEUE as usize)
+            .build()
+            .unwrap()
+    }));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (pool, done) = (pool.clone(), done.clone());
+        std::thread::spawn(move || {
+            let (mut samples, mut most_queued, mut most_running) = (0u64, 0, 0);
+            while !done.load(Ordering::Acquire) {
+                let m = pool.metrics();
+                assert!(
+                    m.queued <= QUEUE,
+                    "{QUEUE} places, {} queued: {m:?}",
+                    m.queued
+                );
+                assert!(
+                    m.running <= WORKERS,
+                    "{WORKERS} workers, {} running: {m:?}",
+                    m.running
+                );
+                assert!(m.ended() <= m.submitted, "more ended than submitted: {m:?}");
+                most_queued = most_queued.max(m.queued);
+                most_running = most_running.max(m.running);
+                samples += 1;
+            }
+            (samples, most_queued, most_running)
+        })
+    };
+    runtime.block_on(async {
+        let submitters: Vec<_> = (0..2)
+            .map(|_| {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    for i in 0..JOBS / 2 {
+                        pool.submit_detached(move |_ctx| async move {
+                            if i % 2 == 0 {
+                                tokio::task::yield_now().await;
+                            }
+                            Ok::<_, String>(())
+                        })
+                        .await
+                        .unwrap();
+                    }
+                })
+            })
+            .collect();
+        for s in submitters {
+            s.await.unwrap();
+        }
+    });
+    done.store(true, Ordering::Release);
+    let (samples, most_queued, most_running) = sampler.join().unwrap();
+    let report = runtime.block_on(pool.shutdown());
+    assert_eq!(report.completed, JOBS, "{report}");
+    // The sampler saw the pool busy: the bounds above were checked against a full queue.
+    assert!(samples > 1_000, "only {samples} snapshots");
+    assert_eq!(most_queued, QUEUE, "the queue never filled");
+    assert!(most_running >= 1, "no job seen running");
+}

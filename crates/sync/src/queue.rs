@@ -586,7 +586,9 @@ impl<T> Queue<T> {
     /// Takes the next item into `into` (which is empty), freeing its place, and parks the worker
     /// while there is none. `stop` is asked first, under the lock (invariant 3). `hand_on_now` is
     /// asked when a worker leaves items behind the one it takes, with whether it was just woken:
-    /// whether to wake another worker for them at once (invariant 7).
+    /// whether to wake another worker for them at once (invariant 7). `took` is called under the
+    /// lock once an item is taken, before its place is freed: what it counts is seen by whoever
+    /// takes that place next, and by anyone who sees what they count after it.
     ///
     /// The item goes into the worker's own place rather than back with the answer: a worker that
     /// runs it from there never copies it through memory it has only just written, which the core
@@ -599,6 +601,7 @@ impl<T> Queue<T> {
         into: &mut Option<T>,
         stop: impl FnOnce() -> bool,
         hand_on_now: impl FnOnce(bool) -> bool,
+        took: impl FnOnce(),
     ) -> Poll<Took> {
         debug_assert!(into.is_none(), "a worker takes an item into an empty place");
         let mut state = self.lock();
@@ -620,6 +623,7 @@ impl<T> Queue<T> {
                 more = false;
             }
             *into = Some(item);
+            took();
             state.free_slots(1, &mut wakes);
             seat.saturated = wakes.submitter.is_some();
             drop(state);
@@ -911,7 +915,7 @@ mod tests {
         for seat in [&mut a, &mut b] {
             assert!(
                 queue
-                    .poll_take(seat, cx, &mut None, || false, |_| false)
+                    .poll_take(seat, cx, &mut None, || false, |_| false, || {})
                     .is_pending()
             );
         }
@@ -931,7 +935,7 @@ mod tests {
     fn take(queue: &Queue<u32>, seat: &mut Seat) -> (u32, bool) {
         let cx = &mut Context::from_waker(Waker::noop());
         let mut item = None;
-        match queue.poll_take(seat, cx, &mut item, || false, |_| false) {
+        match queue.poll_take(seat, cx, &mut item, || false, |_| false, || {}) {
             Poll::Ready(Took::Job(owed)) => (item.expect("taken into the place"), owed),
             _ => panic!("an item is queued"),
         }
@@ -973,6 +977,7 @@ mod tests {
                 &mut item,
                 || false,
                 |searching| searching && spare,
+                || {},
             ) else {
                 panic!("an item is queued");
             };
@@ -992,6 +997,7 @@ mod tests {
                     assert!(!searching, "no longer just woken");
                     false
                 },
+                || {},
             );
             assert_eq!((took, item), (Poll::Ready(Took::Job(true)), Some(2)));
         }
@@ -1045,13 +1051,13 @@ mod tests {
             .expect("a slot reserved before the refusal is honoured");
         let mut item = None;
         assert_eq!(
-            queue.poll_take(&mut seat, cx, &mut item, || false, |_| false),
+            queue.poll_take(&mut seat, cx, &mut item, || false, |_| false, || {}),
             Poll::Ready(Took::Job(false))
         );
         assert_eq!(item.take(), Some(7));
         assert!(queue.lock().closed);
         assert_eq!(
-            queue.poll_take(&mut seat, cx, &mut item, || false, |_| false),
+            queue.poll_take(&mut seat, cx, &mut item, || false, |_| false, || {}),
             Poll::Ready(Took::Closed)
         );
     }
@@ -1364,7 +1370,7 @@ mod model {
             let mut item = None;
             let took = loom::future::block_on(poll_fn(|cx| {
                 let stop = || stop.load(Ordering::Acquire);
-                queue.poll_take(&mut seat, cx, &mut item, stop, |_| false)
+                queue.poll_take(&mut seat, cx, &mut item, stop, |_| false, || {})
             }));
             match took {
                 Took::Job(_) => seen.extend(item),
@@ -1508,7 +1514,7 @@ mod model {
             }
             let mut item = None;
             let took = loom::future::block_on(poll_fn(|cx| {
-                queue.poll_take(&mut seat, cx, &mut item, || false, |_| false)
+                queue.poll_take(&mut seat, cx, &mut item, || false, |_| false, || {})
             }));
             match took {
                 Took::Job(_) => seen.extend(item),
@@ -1583,6 +1589,47 @@ mod model {
         });
     }
 
+    /// What a worker counts in `poll_take`'s `took` is seen by the submitter that takes the place
+    /// the take frees: with a queue of one place full, a submitter that gets the place (and so
+    /// pushes a second item) always sees the first one counted, so a count of items taken read
+    /// after a count of items pushed never shows more queued than the queue holds.
+    #[test]
+    fn a_take_is_counted_before_its_place_is_free_again() {
+        loom::model(|| {
+            let queue = Arc::new(Queue::new(1));
+            let taken = Arc::new(AtomicUsize::new(0));
+            queue.try_reserve().unwrap().push(1).unwrap();
+            let worker = {
+                let (queue, taken) = (queue.clone(), taken.clone());
+                loom::thread::spawn(move || {
+                    let mut seat = queue.seat();
+                    let mut item = None;
+                    let took = loom::future::block_on(poll_fn(|cx| {
+                        let took = || {
+                            taken.store(1, Ordering::Relaxed);
+                        };
+                        queue.poll_take(&mut seat, cx, &mut item, || false, |_| false, took)
+                    }));
+                    assert!(matches!(took, Took::Job(_)) && item == Some(1));
+                    queue.leave(&seat);
+                })
+            };
+            match queue.try_reserve() {
+                Ok(place) => {
+                    // Relaxed: the queue's lock alone orders the count before the place.
+                    assert_eq!(
+                        taken.load(Ordering::Relaxed),
+                        1,
+                        "a place freed before its count"
+                    );
+                    place.push(2).unwrap();
+                }
+                Err(refused) => assert_eq!(refused, Refused::Full),
+            }
+            worker.join().unwrap();
+        });
+    }
+
     /// Two workers, two pushes, then a refusal: every item is taken exactly once, both workers end
     /// once the slots are free, and nothing is left parked or searching (invariants 1 to 5).
     #[test]
@@ -1628,7 +1675,14 @@ mod model {
                     let mut taken = 0;
                     loop {
                         let took = loom::future::block_on(poll_fn(|cx| {
-                            queue.poll_take(&mut seat, cx, &mut None, || taken == 2, |_| false)
+                            queue.poll_take(
+                                &mut seat,
+                                cx,
+                                &mut None,
+                                || taken == 2,
+                                |_| false,
+                                || {},
+                            )
                         }));
                         match took {
                             Took::Job(..) => taken += 1,
@@ -1694,6 +1748,7 @@ mod model {
                                 &mut item,
                                 || false,
                                 |searching| !waits && searching,
+                                || {},
                             )
                         }));
                         match (took, item) {
