@@ -234,10 +234,13 @@ async fn a_huge_queue_costs_what_it_holds() {
     assert_eq!(pool.shutdown().await.submitted, 0);
 }
 
-/// A job that waits for its context and answers its end with an error, as well-behaved jobs do.
-fn answers_its_context() -> Job {
+/// A job that counts its first poll in `polled`, then waits for its context and answers its end
+/// with an error, as well-behaved jobs do.
+fn answers_its_context(polled: &std::sync::Arc<std::sync::atomic::AtomicUsize>) -> Job {
+    let polled = polled.clone();
     Box::new(|ctx: Context| {
         Box::pin(async move {
+            polled.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             ctx.cancelled().await;
             Err("context cancelled".to_owned())
         })
@@ -263,11 +266,14 @@ fn the_stop_wins_over_errors_the_stop_produced_on_a_multi_thread_runtime() {
                 })
                 .build()
                 .unwrap();
+            let polled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
             let mut handles = Vec::new();
             for _ in 0..2 {
-                handles.push(pool.submit(answers_its_context()).await.unwrap());
+                handles.push(pool.submit(answers_its_context(&polled)).await.unwrap());
             }
-            while pool.metrics().running < 2 {
+            // Polled, not only taken (`running` counts a job from its worker's take): a job
+            // stopped before its first poll never started, and is counted so.
+            while polled.load(std::sync::atomic::Ordering::SeqCst) < 2 {
                 tokio::task::yield_now().await;
             }
             let report = if round % 2 == 0 {

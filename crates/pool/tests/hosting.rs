@@ -34,9 +34,11 @@ impl Drop for Dropped {
     }
 }
 
-/// A job that waits once, so that its worker moves into the shared task, and then forever.
-async fn waits_forever(guard: Dropped) -> Result<(), String> {
+/// A job that counts its first poll in `polled`, waits once, so that its worker moves into the
+/// shared task, and then waits forever.
+async fn waits_forever(guard: Dropped, polled: Arc<AtomicUsize>) -> Result<(), String> {
     let _guard = guard;
+    polled.fetch_add(1, Ordering::SeqCst);
     tokio::task::yield_now().await;
     std::future::pending::<()>().await;
     Ok(())
@@ -52,12 +54,15 @@ async fn meet_and_name_the_task(barrier: Arc<Barrier>) -> Result<tokio::task::Id
 /// A saturated pool with eight jobs that wait forever in the shared task, each holding a guard
 /// that counts itself in `dropped` when the job is dropped.
 async fn eight_waiting_forever(dropped: &Arc<AtomicUsize>) -> (Pool, Vec<JobHandle<(), String>>) {
+    let polled = Arc::new(AtomicUsize::new(0));
     let (pool, handles) = saturated(8, |_| {
-        let guard = Dropped(dropped.clone());
-        move |_ctx| waits_forever(guard)
+        let (guard, polled) = (Dropped(dropped.clone()), polled.clone());
+        move |_ctx| waits_forever(guard, polled)
     })
     .await;
-    until(&pool, |m| m.running == 8).await;
+    // Polled, not only taken (`running` counts a job from its worker's take): a job stopped before
+    // its first poll never started.
+    until(&pool, |_| polled.load(Ordering::SeqCst) == 8).await;
     (pool, handles)
 }
 
