@@ -43,7 +43,8 @@ pub struct Metrics {
     pub panicked: u64,
     /// Aborted while running.
     pub cancelled: u64,
-    /// Dropped from the queue by an abort, a cancelled pool context, or the end of a shutdown's grace.
+    /// Dropped before its first poll, from the queue or by a worker that had taken it, by an abort,
+    /// a cancelled pool context, or the end of a shutdown's grace.
     pub never_started: u64,
     /// Submissions refused: pool closed, queue full for `try_submit`, or caller cancelled while waiting.
     pub rejected: u64,

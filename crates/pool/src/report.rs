@@ -33,7 +33,8 @@ pub struct PoolReport {
     pub panicked: u64,
     /// Aborted while running.
     pub cancelled: u64,
-    /// Accepted but dropped from the queue without starting.
+    /// Accepted but dropped before its first poll: from the queue, or by a worker that had taken
+    /// it and was stopped before it polled it.
     pub never_started: u64,
 }
 
