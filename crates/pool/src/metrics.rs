@@ -272,7 +272,7 @@ impl Counters {
     }
 
     // Every move is a release and every read in `snapshot` an acquire. A job's moves come in the
-    // order submitted, started, ended; how `snapshot` reads them is told there.
+    // order submitted, taken, ended; how `snapshot` reads them is told there.
 
     pub(crate) fn submitted(&self) {
         export!(self.submitted());
