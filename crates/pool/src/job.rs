@@ -17,10 +17,13 @@ use crate::metrics::{Ended, Tally};
 /// A job with its result channel, boxed: not polled until a worker takes it.
 pub(crate) type JobFuture = Pin<Box<dyn PoolJob>>;
 
-/// A job on its worker, from the moment the worker takes it. Dropped before the job ended (its
-/// worker was aborted, or dropped by its runtime), it counts the job first, as never started (not
-/// yet polled) or as cancelled, and only then drops it, which lets its handle see `Cancelled`: so
-/// a resolved handle is always already in the metrics (accounting invariants 2 and 3).
+/// A job on its worker, from the moment the worker takes it: a job it holds has always been
+/// counted `taken` (under the queue's lock by the take that put it here, or by
+/// [`take_from_hand`](Held::take_from_hand) as soon as it is put here). Dropped before the job
+/// ended (its worker was aborted, or dropped by its runtime), it counts the job first, as never
+/// started (not yet polled) or as cancelled, and only then drops it, which lets its handle see
+/// `Cancelled`: so a resolved handle is always already in the metrics (accounting invariants 2 and
+/// 3).
 pub(crate) struct Held<'a> {
     /// `None` only until the worker's take puts the job there.
     pub(crate) job: Option<JobFuture>,
@@ -29,8 +32,6 @@ pub(crate) struct Held<'a> {
     pub(crate) tally: &'a Tally,
     /// The worker's alias of the jobs' context, cloned for each job it runs.
     pub(crate) ctx: &'a Context,
-    /// Counted as taken out of the queue's count (`Counters::taken`).
-    pub(crate) taken: bool,
     /// Polled at least once: a job dropped before it ended is cancelled, not never started.
     pub(crate) polled: bool,
     pub(crate) ended: bool,
@@ -40,7 +41,6 @@ impl Held<'_> {
     /// A job from the worker's hands is about to be polled for the first time: it leaves the
     /// queue's count now, and its place is freed after this, with the worker's next take.
     pub(crate) fn take_from_hand(&mut self) {
-        self.taken = true;
         self.inner.counters.taken(self.tally);
         self.inner.counters.exported_taken();
     }
@@ -86,15 +86,14 @@ impl Drop for Held<'_> {
             return;
         }
         // Counted here, before `job` is dropped with the other fields after this body.
-        match (self.ended, self.polled, self.taken) {
-            (true, ..) => {}
-            (false, true, _) => {
+        match (self.ended, self.polled) {
+            (true, _) => {}
+            (false, true) => {
                 #[cfg(feature = "tracing")]
                 tracing::warn!(target: "bounded_pool", pool = %self.inner.name, "a pool job was aborted while running");
                 self.inner.counters.ended(self.tally, Ended::Cancelled);
             }
-            (false, false, true) => self.inner.counters.never_started_after_take(self.tally),
-            (false, false, false) => self.inner.counters.never_started_in_hand(self.tally),
+            (false, false) => self.inner.counters.never_started_after_take(self.tally),
         }
     }
 }

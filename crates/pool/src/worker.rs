@@ -204,7 +204,6 @@ async fn worker(mut alive: Alive, threads: usize) {
                 inner,
                 tally,
                 ctx: &ctx,
-                taken: false,
                 polled: false,
                 ended: false,
             },
@@ -236,7 +235,6 @@ async fn worker(mut alive: Alive, threads: usize) {
         .await;
         match took {
             Took::Job(owed) => {
-                running.job.taken = true;
                 inner.counters.exported_taken();
                 running.owed = owed.then_some(&inner.queue);
                 running.saturated = seat.1.saturated;
@@ -327,7 +325,6 @@ impl<'a> Hands<'a> {
                 inner,
                 tally,
                 ctx,
-                taken: false,
                 polled: false,
                 ended: false,
             };

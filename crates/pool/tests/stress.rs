@@ -149,10 +149,11 @@ async fn stress(jobs: u64) {
 #[test]
 fn a_snapshot_never_shows_more_queued_or_running_than_the_pool_can_hold() {
     let mut two_threads = tokio::runtime::Builder::new_multi_thread();
-    two_threads.worker_threads(2);
+    two_threads.worker_threads(2).enable_all();
     snapshots_within_bounds(two_threads.build().unwrap());
     snapshots_within_bounds(
         tokio::runtime::Builder::new_current_thread()
+            .enable_all()
             .build()
             .unwrap(),
     );
@@ -220,6 +221,8 @@ fn snapshots_within_bounds(runtime: tokio::runtime::Runtime) {
     let (samples, most_queued, most_running) = sampler.join().unwrap();
     let report = runtime.block_on(pool.shutdown());
     assert_eq!(report.completed, JOBS, "{report}");
+    drop(pool);
+    runtime.block_on(live::assert_none_alive());
     // The sampler saw the pool busy: the bounds above were checked against a full queue.
     assert!(samples > 1_000, "only {samples} snapshots");
     assert_eq!(most_queued, QUEUE, "the queue never filled");
