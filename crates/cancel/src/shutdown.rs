@@ -4,8 +4,10 @@ use std::time::Duration;
 
 use std::panic::AssertUnwindSafe;
 
+use bounded_sync::runtime::BoxIfLarge;
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt, StreamExt};
+use tokio::runtime::Handle;
 use tokio::task::{AbortHandle, JoinError, JoinHandle};
 
 use crate::report::{ShutdownReport, TaskOutcome, TaskReport};
@@ -145,6 +147,21 @@ impl Shutdown {
         let runtime = bounded_sync::runtime::current("a shutdown task was spawned");
         let name = name.into();
         let fut = task(self.ctx.child());
+        // A large future is boxed before it is wrapped, as `tokio::spawn` boxes one before it makes
+        // the task: in a debug build each move through the wrappers would be a copy on the stack.
+        if BoxIfLarge::<Fut>::YES {
+            self.spawn_started(&runtime, name, Box::pin(fut));
+        } else {
+            self.spawn_started(&runtime, name, fut);
+        }
+    }
+
+    /// Spawns the task whose future `task` started.
+    fn spawn_started<Fut, E>(&mut self, runtime: &Handle, name: String, fut: Fut)
+    where
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: fmt::Display + Send + 'static,
+    {
         let trigger = self
             .trigger_on_failure
             .then(|| (self.ctx.clone(), name.clone()));

@@ -345,3 +345,19 @@ fn spawn_outside_any_runtime_panics_before_the_task_is_made() {
         assert!(report.is_clean(), "{report}");
     });
 }
+
+/// A task whose future keeps 512 KiB across an await, a quarter of a worker thread's stack, is
+/// spawned from a task on a worker and runs, on both runtimes: `spawn` boxes such a future before it
+/// wraps it, as `tokio::spawn` boxes one before it makes the task, where moving it through the
+/// wrappers would overflow the spawner's stack in a debug build. (Making the future takes the
+/// spawner's stack, as with `tokio::spawn`, which overflows a worker's with 1 MiB.)
+#[test]
+fn a_task_with_a_large_future_is_spawned_and_runs() {
+    bounded_testkit::on_worker_stacks(|| async {
+        let mut shutdown = Shutdown::new();
+        let large = bounded_testkit::future_of_size::<{ 512 << 10 }, (), String>;
+        shutdown.spawn("large", move |_ctx| large(()));
+        let report = shutdown.wait(Duration::from_secs(5)).await;
+        assert_eq!(report.get("large"), Some(&TaskOutcome::Completed));
+    });
+}

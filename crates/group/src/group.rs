@@ -4,6 +4,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use bounded_cancel::{Cause, Context};
+use bounded_sync::runtime::BoxIfLarge;
 use bounded_sync::slots::Refused;
 use futures_util::FutureExt;
 
@@ -14,7 +15,7 @@ use crate::future::Spawn;
 use crate::lent::{GroupContext, lent};
 use crate::own::{self, Marked};
 use crate::shared::{Policy, Shared};
-use crate::task::{Named, TaskFn};
+use crate::task::{Boxed, Named, TaskFn};
 
 /// The highest limit a group takes: 2^61 − 1. A limit that high is no limit in practice;
 /// `set_limit(None)` says so directly.
@@ -574,8 +575,24 @@ impl<E> Group<E> {
         })
     }
 
-    /// Hands an admitted task to `executor`, from [`executor`](Group::executor).
+    /// Hands an admitted task to `executor`, from [`executor`](Group::executor). A closure or future
+    /// larger than tokio's threshold for boxing a task's future is boxed on its own first (its future
+    /// when the closure makes it), as `tokio::spawn` does: in a debug build each move of it through
+    /// the task's wrappers would be a copy on the runner's stack.
     pub(crate) fn admit<F>(&self, executor: &Executor, task: Task<F>)
+    where
+        E: Send + 'static,
+        F: TaskFn<E>,
+    {
+        if BoxIfLarge::<F>::YES || BoxIfLarge::<F::Future>::YES {
+            let Task { job, slot } = task;
+            self.admit_as_is(executor, Task::new(Boxed::new(job), slot));
+        } else {
+            self.admit_as_is(executor, task);
+        }
+    }
+
+    fn admit_as_is<F>(&self, executor: &Executor, task: Task<F>)
     where
         E: Send + 'static,
         F: TaskFn<E>,

@@ -4,6 +4,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use bounded_sync::Mutex;
+use bounded_sync::runtime::BoxIfLarge;
 use std::task::{Context as TaskContext, Poll, ready};
 
 use bounded_cancel::Context;
@@ -65,12 +66,28 @@ where
             slot,
             results,
         } = self;
-        Box::pin(async move {
-            let value = task(ctx).await?;
-            results.lock()[slot] = Some(value);
-            Ok(())
-        })
+        // A large future is boxed as the closure makes it, as `Group::admit` does for a task's own.
+        if BoxIfLarge::<Fut>::YES {
+            return Box::pin(filling(move |ctx| Box::pin(task(ctx)), ctx, slot, results));
+        }
+        Box::pin(filling(task, ctx, slot, results))
     }
+}
+
+/// Runs `task` and puts its value in its slot.
+async fn filling<F, Fut, T, E>(
+    task: F,
+    ctx: Context,
+    slot: usize,
+    results: Arc<Mutex<Vec<Option<T>>>>,
+) -> Result<(), E>
+where
+    F: FnOnce(Context) -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let value = task(ctx).await?;
+    results.lock()[slot] = Some(value);
+    Ok(())
 }
 
 impl<T, E> ResultGroup<T, E> {

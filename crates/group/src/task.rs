@@ -1,5 +1,6 @@
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bounded_cancel::Context;
@@ -91,5 +92,27 @@ impl<E, F: TaskFn<E>> TaskFn<E> for Named<F> {
 
     fn name(&self) -> Option<Arc<str>> {
         Some(self.name.clone())
+    }
+}
+
+/// A task whose closure or future is large, in a box of its own, and whose future goes into one
+/// as soon as the closure makes it: what moves from then on is a box.
+pub(crate) struct Boxed<F>(Box<F>);
+
+impl<F> Boxed<F> {
+    pub(crate) fn new(task: F) -> Self {
+        Boxed(Box::new(task))
+    }
+}
+
+impl<E, F: TaskFn<E>> TaskFn<E> for Boxed<F> {
+    type Future = Pin<Box<F::Future>>;
+
+    fn start(self, ctx: Context) -> Self::Future {
+        Box::pin(self.0.start(ctx))
+    }
+
+    fn name(&self) -> Option<Arc<str>> {
+        self.0.name()
     }
 }

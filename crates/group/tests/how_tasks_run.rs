@@ -84,3 +84,45 @@ async fn tasks_that_spawn_tasks_never_nest_on_one_stack() {
         .unwrap();
     group.wait().await.unwrap();
 }
+
+/// A task whose future keeps 1 MiB across an await, half a worker thread's stack, runs from every way
+/// in, with a limit and without, on both runtimes: the group boxes such a future on its own, as
+/// `tokio::spawn` does, where moving it through the task's wrappers would overflow the runner's stack
+/// in a debug build.
+#[test]
+fn a_task_with_a_large_future_runs_on_a_runners_stack() {
+    bounded_testkit::on_worker_stacks(|| async {
+        let large = bounded_testkit::large_future::<(), String>;
+        for limit in [None, Some(2)] {
+            let mut group = Group::<String>::new();
+            group.set_limit(limit).unwrap();
+            // `try_spawn` first, while the group has room under its limit.
+            group.try_spawn(move |_ctx| large(())).unwrap();
+            group.spawn(move |_ctx| large(())).await.unwrap();
+            group
+                .spawn_named("large", move |_ctx| large(()))
+                .await
+                .unwrap();
+            group
+                .spawn_with(&Context::new(), move |_ctx| large(()))
+                .await
+                .unwrap();
+            group.wait().await.unwrap();
+            let mut results = bounded_group::ResultGroup::<u64, String>::new();
+            results.set_limit(limit).unwrap();
+            results
+                .try_spawn(|_ctx| bounded_testkit::large_future(1))
+                .unwrap();
+            results
+                .spawn(|_ctx| bounded_testkit::large_future(2))
+                .await
+                .unwrap();
+            assert_eq!(results.wait().await.unwrap(), [1, 2]);
+        }
+        let large = |_ctx, n: u64| bounded_testkit::large_future::<_, String>(n);
+        let mapped = bounded_group::map(0..4, 2, large).await.unwrap();
+        assert_eq!(mapped, [0, 1, 2, 3]);
+        let each = |_ctx, _n: u64| bounded_testkit::large_future::<_, String>(());
+        bounded_group::for_each(0..4, 2, each).await.unwrap();
+    });
+}

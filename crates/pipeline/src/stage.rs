@@ -2,9 +2,11 @@
 
 use std::fmt;
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use bounded_cancel::Context;
+use bounded_sync::runtime::BoxIfLarge;
 
 use crate::link::{Link, Producer};
 use crate::shared::{Counters, Item, Owner, Shared};
@@ -152,6 +154,18 @@ impl<T: Send + 'static, E: Send + 'static> Stage<T, E> {
         F: Fn(Context, T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<U, E>> + Send + 'static,
     {
+        if BoxIfLarge::<Fut>::YES {
+            return self.map_as_is(workers, boxing(f));
+        }
+        self.map_as_is(workers, f)
+    }
+
+    fn map_as_is<U, F, Fut>(self, workers: usize, f: F) -> Stage<U, E>
+    where
+        U: Send + 'static,
+        F: Fn(Context, T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<U, E>> + Send + 'static,
+    {
         self.unordered("map", workers, move |ctx, item| {
             let fut = f(ctx, item);
             async move { fut.await.map(Some) }
@@ -195,6 +209,20 @@ impl<T: Send + 'static, E: Send + 'static> Stage<T, E> {
         F: Fn(Context, T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<I, E>> + Send + 'static,
     {
+        if BoxIfLarge::<Fut>::YES {
+            return self.flat_map_as_is(workers, boxing(f));
+        }
+        self.flat_map_as_is(workers, f)
+    }
+
+    fn flat_map_as_is<I, F, Fut>(self, workers: usize, f: F) -> Stage<I::Item, E>
+    where
+        I: IntoIterator + Send + 'static,
+        I::IntoIter: Send,
+        I::Item: Send + 'static,
+        F: Fn(Context, T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<I, E>> + Send + 'static,
+    {
         let f = Arc::new(move |ctx, item| {
             let fut = f(ctx, item);
             async move { fut.await.map(Some) }
@@ -227,6 +255,9 @@ impl<T: Send + 'static, E: Send + 'static> Stage<T, E> {
         F: Fn(Context, T) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Option<U>, E>> + Send + 'static,
     {
+        if BoxIfLarge::<Fut>::YES {
+            return self.unordered("filter_map", workers, boxing(f));
+        }
         self.unordered("filter_map", workers, f)
     }
 
@@ -258,6 +289,18 @@ impl<T: Send + 'static, E: Send + 'static> Stage<T, E> {
     /// # }
     /// ```
     pub fn map_ordered<U, F, Fut>(self, workers: usize, f: F) -> Stage<U, E>
+    where
+        U: Send + 'static,
+        F: Fn(Context, T) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<U, E>> + Send + 'static,
+    {
+        if BoxIfLarge::<Fut>::YES {
+            return self.map_ordered_as_is(workers, boxing(f));
+        }
+        self.map_ordered_as_is(workers, f)
+    }
+
+    fn map_ordered_as_is<U, F, Fut>(self, workers: usize, f: F) -> Stage<U, E>
     where
         U: Send + 'static,
         F: Fn(Context, T) -> Fut + Send + Sync + 'static,
@@ -402,4 +445,15 @@ impl<T, E> fmt::Debug for Stage<T, E> {
             .field("buffer", &self.capacity)
             .finish_non_exhaustive()
     }
+}
+
+/// `f`, each future it makes boxed as it is made: the stage functions whose futures are larger than
+/// tokio's threshold for boxing a task's future run this way, as `tokio::spawn` boxes such a future,
+/// since in a debug build each move of it through a worker's wrappers is a copy on the stack.
+fn boxing<T, R, F, Fut>(f: F) -> impl Fn(Context, T) -> Pin<Box<Fut>> + Send + Sync + 'static
+where
+    F: Fn(Context, T) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = R> + Send + 'static,
+{
+    move |ctx, item| Box::pin(f(ctx, item))
 }

@@ -310,3 +310,26 @@ async fn the_output_is_terminated_once_it_has_yielded_none() {
     assert!(failed.next().await.is_none());
     assert!(failed.is_terminated());
 }
+
+/// A stage function whose futures keep 1 MiB across an await, half a worker thread's stack, runs in
+/// every kind of stage, on both runtimes: the pipeline boxes such a future as it is made, as
+/// `tokio::spawn` does, where moving it through a worker's wrappers would overflow the worker's
+/// stack in a debug build.
+#[test]
+fn stage_functions_with_large_futures_run_on_a_workers_stack() {
+    bounded_testkit::on_worker_stacks(|| async {
+        use bounded_testkit::large_future as large;
+        let out = Pipeline::<String>::new(&Context::new())
+            .source(0..8u64)
+            .map(2, |_ctx, n| large(n))
+            .filter_map(2, |_ctx, n| large(Some(n)))
+            .flat_map(2, |_ctx, n| large(vec![n]))
+            .map_ordered(2, |_ctx, n| large(n))
+            .output()
+            .try_collect()
+            .await;
+        let mut out: Vec<u64> = out.unwrap();
+        out.sort_unstable();
+        assert_eq!(out, (0..8).collect::<Vec<_>>());
+    });
+}

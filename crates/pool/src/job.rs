@@ -8,6 +8,7 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 
 use bounded_cancel::Context;
+use bounded_sync::runtime::BoxIfLarge;
 
 use crate::failure::Unclaimed;
 use crate::inner::Inner;
@@ -169,9 +170,25 @@ where
     T: Send + 'static,
     E: fmt::Display + Send + 'static,
 {
-    /// The job as queued, in its own allocation.
+    /// The job as queued, in its own allocation. A closure or future larger than tokio's threshold
+    /// for boxing a task's future is boxed on its own first (its future when the closure makes it),
+    /// so that what moves through the pool's frames and the worker's is a box, as in `tokio::spawn`:
+    /// in a debug build each move is a copy on the stack, and a large job would overflow it.
     #[inline]
     pub(crate) fn boxed(submission: Submission<J, T, E>, span: JobSpan) -> JobFuture {
+        if BoxIfLarge::<J>::YES || BoxIfLarge::<Fut>::YES {
+            let Submission { job, tx } = submission;
+            let job = Box::new(job);
+            let job = move |ctx| Box::pin(job(ctx));
+            JobTask::<_, Pin<Box<Fut>>, T, E>::written(Submission { job, tx }, span)
+        } else {
+            Self::written(submission, span)
+        }
+    }
+
+    /// The job as queued, in its own allocation, as it is.
+    #[inline]
+    fn written(submission: Submission<J, T, E>, span: JobSpan) -> JobFuture {
         let Submission { job, tx } = submission;
         // Allocated first, then written: `Box::pin(JobTask { .. })` builds the job on the stack and
         // copies it into the allocation, reading back in 16-byte loads what it stored moments

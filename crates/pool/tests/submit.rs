@@ -428,3 +428,28 @@ async fn a_job_runs_under_the_pools_context_and_ends_with_its_request_only_when_
     assert_eq!(started.elapsed(), Duration::from_millis(30));
     pool.shutdown().await;
 }
+
+/// A job whose future keeps 1 MiB across an await, half a worker thread's stack, runs from every way
+/// in, on both runtimes: the pool boxes such a future on its own, as `tokio::spawn` does, where
+/// moving it through the pool's and the worker's frames would overflow the worker's stack in a debug
+/// build.
+#[test]
+fn a_job_with_a_large_future_runs_on_a_workers_stack() {
+    bounded_testkit::on_worker_stacks(|| async {
+        let pool = Pool::builder().workers(2).queue(8).build().unwrap();
+        let large = bounded_testkit::large_future::<u64, String>;
+        let submitted = pool.submit(move |_ctx| large(1)).await.unwrap();
+        let caller = Context::new();
+        let with = pool
+            .submit_with(&caller, move |_ctx| large(2))
+            .await
+            .unwrap();
+        let tried = pool.try_submit(move |_ctx| large(4)).unwrap();
+        pool.submit_detached(move |_ctx| large(8)).await.unwrap();
+        pool.try_submit_detached(move |_ctx| large(16)).unwrap();
+        let sum = submitted.await.unwrap() + with.await.unwrap() + tried.await.unwrap();
+        assert_eq!(sum, 7);
+        let report = pool.shutdown().await;
+        assert_eq!(report.completed, 5, "{report:?}");
+    });
+}

@@ -1,6 +1,46 @@
-//! The tokio runtime the caller runs on, for the crates that start tasks on it.
+//! The tokio runtime the caller runs on, for the crates that start tasks on it, and when a task's
+//! future is boxed on its own before it is wrapped.
+
+use std::marker::PhantomData;
 
 use tokio::runtime::Handle;
+
+/// A future (or a closure that makes one) larger than this many bytes is boxed on its own as soon as
+/// it is handed over, before a crate wraps it in its own state: 2 KiB in a build with debug
+/// assertions, 16 KiB in one without, the threshold `tokio::spawn` uses for the same reason.
+///
+/// A debug build copies a value on the stack each time it moves it, and a task's future moves
+/// through several frames and wrappers on its way into its allocation: a future of a few hundred
+/// KiB, moved into a wrapper, into an enum and then into a box, can take the whole of a worker
+/// thread's 2 MiB stack. Boxed first, only the box moves.
+pub const BOX_FUTURE_THRESHOLD: usize = if cfg!(debug_assertions) { 2048 } else { 16384 };
+
+/// Whether a value of type `T` is boxed on its own: [`BoxIfLarge::<T>::YES`](BoxIfLarge::YES) when
+/// it is larger than [`BOX_FUTURE_THRESHOLD`].
+///
+/// A constant rather than a comparison made at run time, so that a branch on it compiles only the
+/// arm taken for each `T`.
+///
+/// # Examples
+///
+/// ```
+/// use bounded_sync::runtime::BoxIfLarge;
+///
+/// assert!(!BoxIfLarge::<[u8; 64]>::YES);
+/// assert!(BoxIfLarge::<[u8; 1 << 20]>::YES);
+/// ```
+pub struct BoxIfLarge<T>(PhantomData<T>);
+
+impl<T> std::fmt::Debug for BoxIfLarge<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BoxIfLarge")
+    }
+}
+
+impl<T> BoxIfLarge<T> {
+    /// `true` if a `T` is larger than [`BOX_FUTURE_THRESHOLD`].
+    pub const YES: bool = std::mem::size_of::<T>() > BOX_FUTURE_THRESHOLD;
+}
 
 /// The runtime the caller runs on.
 ///

@@ -61,6 +61,71 @@ pub fn block_on_this_thread<F: Future>(fut: F) -> F::Output {
     }
 }
 
+/// How many bytes a [`large_future`] keeps across its await: half the 2 MiB stack of a tokio worker
+/// thread.
+pub const LARGE_FUTURE: usize = 1 << 20;
+
+/// A future that keeps [`LARGE_FUTURE`] bytes across an await, as a task with a large buffer in its
+/// state does, and then returns `value` (or an error, had the buffer changed).
+pub fn large_future<T, E>(value: T) -> impl Future<Output = Result<T, E>> + Send + 'static
+where
+    T: Send + 'static,
+    E: From<String> + Send + 'static,
+{
+    future_of_size::<LARGE_FUTURE, T, E>(value)
+}
+
+/// A future that keeps `BYTES` bytes across an await, and then returns `value` (or an error, had
+/// they changed).
+pub async fn future_of_size<const BYTES: usize, T, E>(value: T) -> Result<T, E>
+where
+    E: From<String>,
+{
+    let mut buffer = [0u8; BYTES];
+    buffer[BYTES - 1] = 1;
+    tokio::task::yield_now().await;
+    match std::hint::black_box(&buffer)[BYTES - 1] {
+        1 => Ok(value),
+        other => Err(E::from(format!("the buffer's last byte became {other}"))),
+    }
+}
+
+/// Runs `test` on a multi-thread runtime of two workers, as a task on one of them, then on a
+/// current-thread runtime on a thread of its own: each time on a stack of 2 MiB, the size tokio
+/// gives its worker threads.
+pub fn on_worker_stacks<F, Fut>(test: F)
+where
+    F: Fn() -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    const WORKER_STACK: usize = 2 << 20;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_stack_size(WORKER_STACK)
+        .enable_all()
+        .build()
+        .expect("a multi-thread runtime");
+    let task = runtime.spawn(test());
+    if let Err(failed) = runtime.block_on(task) {
+        std::panic::resume_unwind(failed.into_panic());
+    }
+    drop(runtime);
+    let thread = std::thread::Builder::new()
+        .name("current_thread".into())
+        .stack_size(WORKER_STACK)
+        .spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a current-thread runtime")
+                .block_on(test());
+        })
+        .expect("a thread for the current-thread runtime");
+    if let Err(payload) = thread.join() {
+        std::panic::resume_unwind(payload);
+    }
+}
+
 /// Keeps the reports of the panics a test makes on purpose (those whose message ends with "on
 /// purpose") out of the log, and every other panic in it. Installed once per test binary, however
 /// many tests call it.
