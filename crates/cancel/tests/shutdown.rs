@@ -350,7 +350,7 @@ fn spawn_outside_any_runtime_panics_before_the_task_is_made() {
 /// spawned from a task on a worker and runs, on both runtimes: `spawn` boxes such a future before it
 /// wraps it, as `tokio::spawn` boxes one before it makes the task, where moving it through the
 /// wrappers would overflow the spawner's stack in a debug build. (Making the future takes the
-/// spawner's stack, as with `tokio::spawn`, which overflows a worker's with 1 MiB.)
+/// spawner's stack, as with `tokio::spawn`, which overflows a worker's with 1 MiB in a debug build.)
 #[test]
 fn a_task_with_a_large_future_is_spawned_and_runs() {
     bounded_testkit::on_worker_stacks(|| async {
