@@ -85,10 +85,11 @@ async fn tasks_that_spawn_tasks_never_nest_on_one_stack() {
     group.wait().await.unwrap();
 }
 
-/// A task whose future keeps 1 MiB across an await, half a worker thread's stack, runs from every way
-/// in, with a limit and without, on both runtimes: the group boxes such a future on its own, as
-/// `tokio::spawn` does, where moving it through the task's wrappers would overflow the runner's stack
-/// in a debug build.
+/// A task whose future keeps 1 MiB across an await, half a worker thread's stack, runs through
+/// `try_spawn`, `spawn`, `spawn_named`, `spawn_with`, a `ResultGroup`, `map` and `for_each`, with a
+/// limit and without, on both runtimes: the group boxes such a future on its own, as `tokio::spawn`
+/// does, where moving it through the task's wrappers would overflow the runner's stack in a debug
+/// build.
 #[test]
 fn a_task_with_a_large_future_runs_on_a_runners_stack() {
     bounded_testkit::on_worker_stacks(|| async {
