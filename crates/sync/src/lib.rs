@@ -16,9 +16,9 @@
 //! [`own::OwnWaits`] tells when the tasks of a group, or the jobs of a pool, all wait to add to it;
 //! [`runtime::current`] is how each crate finds the tokio runtime it starts its tasks on, with one
 //! message for a call made where there is none, and [`runtime::BoxIfLarge`] says when a task's
-//! future is boxed on its own before a crate wraps it, as `tokio::spawn` boxes one; and, with the `metrics` feature,
-//! `gauge::SharedGauge` is the one kind of gauge the crates export, summed over every instance under a
-//! name and set, so that every exporter reads it.
+//! future is boxed on its own before a crate wraps it, as `tokio::spawn` boxes one; and, with the
+//! `metrics` feature, `gauge::SharedGauge` is the one kind of gauge the crates export, summed over
+//! every instance under a name and set, so that every exporter reads it.
 //!
 //! # One rule for locks
 //!
