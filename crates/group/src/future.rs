@@ -4,11 +4,13 @@ use std::pin::Pin;
 use std::task::{Context as TaskContext, Poll};
 
 use bounded_cancel::{Cancelled, Cause, Context};
+use bounded_sync::runtime::BoxIfLarge;
 use bounded_sync::slots::Take;
 
 use crate::error::SpawnError;
 use crate::executor::WaitingSpawn;
 use crate::group::{Limit, Task};
+use crate::task::Boxed;
 use crate::{Group, TaskFn};
 use bounded_sync::own::OwnWait;
 
@@ -31,6 +33,22 @@ use bounded_sync::own::OwnWait;
 /// ```
 #[must_use = "futures do nothing unless polled; the task is not spawned until this is awaited"]
 pub struct Spawn<'a, E, F> {
+    admit: Admitting<'a, E, F>,
+}
+
+/// A spawn as it is made. A closure larger than tokio's threshold for boxing a task's future is put
+/// in a box of its own, before anything else moves it, so that what the spawn's frames move from
+/// then on is the box, and a refusal hands the closure back out of it: in a debug build each move is
+/// a copy on the stack, and the spawn's frames move the closure many times.
+enum Admitting<'a, E, F> {
+    AsIs(Admit<'a, E, F>),
+    // Boxed whole, so that this variant is a pointer the other's unused values can tell apart: the
+    // future stays the size it is without this choice.
+    Boxed(Box<Admit<'a, E, Boxed<F>>>),
+}
+
+/// A spawn of the task `F`, until it is admitted.
+struct Admit<'a, E, F> {
     group: &'a Group<E>,
     caller: Option<&'a Context>,
     job: Option<F>,
@@ -69,12 +87,12 @@ impl<E, F> Unpin for Spawn<'_, E, F> {}
 
 impl<'a, E, F> Spawn<'a, E, F> {
     pub(crate) fn new(group: &'a Group<E>, caller: Option<&'a Context>, job: F) -> Self {
-        Spawn {
-            group,
-            caller,
-            job: Some(job),
-            wait: None,
-        }
+        let admit = if BoxIfLarge::<F>::YES {
+            Admitting::Boxed(Box::new(Admit::new(group, caller, Boxed::new(job))))
+        } else {
+            Admitting::AsIs(Admit::new(group, caller, job))
+        };
+        Spawn { admit }
     }
 }
 
@@ -85,8 +103,36 @@ where
 {
     type Output = Result<(), SpawnError<F>>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        let this = &mut *self;
+    // The guards are constants: each `F` compiles the one arm it can take.
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        match &mut self.get_mut().admit {
+            Admitting::AsIs(admit) if !BoxIfLarge::<F>::YES => admit.poll(cx),
+            Admitting::Boxed(admit) if BoxIfLarge::<F>::YES => admit
+                .poll(cx)
+                .map(|admitted| admitted.map_err(|refused| refused.map(Boxed::into_inner))),
+            _ => unreachable!("a task is boxed when it is large, and only then"),
+        }
+    }
+}
+
+impl<'a, E, F> Admit<'a, E, F> {
+    fn new(group: &'a Group<E>, caller: Option<&'a Context>, job: F) -> Self {
+        Admit {
+            group,
+            caller,
+            job: Some(job),
+            wait: None,
+        }
+    }
+}
+
+impl<E, F> Admit<'_, E, F>
+where
+    E: Send + 'static,
+    F: TaskFn<E>,
+{
+    fn poll(&mut self, cx: &mut TaskContext<'_>) -> Poll<Result<(), SpawnError<F>>> {
+        let this = self;
         // First, so that a spawn outside a runtime panics before it takes a slot.
         let executor = this.group.executor();
         // A spawn that finds a slot (or needs none) does not wait, so it spends the caller's tokio
@@ -149,7 +195,7 @@ where
                             });
                             this.job = Some(job);
                             // Poll the new wait at once so that it registers for a wake-up.
-                            return Pin::new(this).poll(cx);
+                            return this.poll(cx);
                         }
                     },
                     _ => false,
@@ -170,9 +216,13 @@ fn ended(group: &Context, caller: Option<&Context>) -> Option<Cause> {
 
 impl<E, F> fmt::Debug for Spawn<'_, E, F> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (waiting, done) = match &self.admit {
+            Admitting::AsIs(admit) => (admit.wait.is_some(), admit.job.is_none()),
+            Admitting::Boxed(admit) => (admit.wait.is_some(), admit.job.is_none()),
+        };
         f.debug_struct("Spawn")
-            .field("waiting", &self.wait.is_some())
-            .field("done", &self.job.is_none())
+            .field("waiting", &waiting)
+            .field("done", &done)
             .finish()
     }
 }

@@ -537,7 +537,22 @@ impl<E> Group<E> {
             .map_err(|refused| refused.map(Named::into_task))
     }
 
+    /// Admits a task if it may run now. A closure larger than tokio's threshold for boxing a task's
+    /// future goes into a box of its own first, as in [`spawn`](Group::spawn), and comes back out
+    /// of it if refused.
     pub(crate) fn try_admit<F: TaskFn<E>>(&self, task: F) -> Result<(), TrySpawnError<F>>
+    where
+        E: Send + 'static,
+    {
+        if BoxIfLarge::<F>::YES {
+            self.try_admit_as_is(Boxed::new(task))
+                .map_err(|refused| refused.map(Boxed::into_inner))
+        } else {
+            self.try_admit_as_is(task)
+        }
+    }
+
+    fn try_admit_as_is<F: TaskFn<E>>(&self, task: F) -> Result<(), TrySpawnError<F>>
     where
         E: Send + 'static,
     {
@@ -575,10 +590,11 @@ impl<E> Group<E> {
         })
     }
 
-    /// Hands an admitted task to `executor`, from [`executor`](Group::executor). A closure or future
-    /// larger than tokio's threshold for boxing a task's future is boxed on its own first (its future
-    /// when the closure makes it), as `tokio::spawn` does: in a debug build each move of it through
-    /// the task's wrappers would be a copy on the runner's stack.
+    /// Hands an admitted task to `executor`, from [`executor`](Group::executor). A future larger
+    /// than tokio's threshold for boxing a task's future is boxed as the closure makes it, as
+    /// `tokio::spawn` does: in a debug build each move of it through the task's wrappers would be a
+    /// copy on the runner's stack. (A closure that large arrives boxed already, from `Spawn` and
+    /// `try_admit`; the check on it here keeps any other way in as safe.)
     pub(crate) fn admit<F>(&self, executor: &Executor, task: Task<F>)
     where
         E: Send + 'static,

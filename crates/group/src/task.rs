@@ -103,6 +103,11 @@ impl<F> Boxed<F> {
     pub(crate) fn new(task: F) -> Self {
         Boxed(Box::new(task))
     }
+
+    /// The task, out of its box: a refused spawn hands back what it was given.
+    pub(crate) fn into_inner(self) -> F {
+        *self.0
+    }
 }
 
 impl<E, F: TaskFn<E>> TaskFn<E> for Boxed<F> {

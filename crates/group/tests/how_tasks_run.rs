@@ -1,6 +1,8 @@
 //! A group's task is a tokio task from its first step, as with `tokio::spawn` and Go's `g.Go`: nothing of
 //! it runs on the spawner.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -125,5 +127,82 @@ fn a_task_with_a_large_future_runs_on_a_runners_stack() {
         assert_eq!(mapped, [0, 1, 2, 3]);
         let each = |_ctx, _n: u64| bounded_testkit::large_future::<_, String>(());
         bounded_group::for_each(0..4, 2, each).await.unwrap();
+    });
+}
+
+/// A task whose closure carries 64 KiB by value (a buffer moved into a `move` closure) is admitted
+/// and runs through `try_spawn`, `spawn`, `spawn_named`, `spawn_with` and a `ResultGroup`, with a
+/// limit and without, on both runtimes, and one that is refused comes back whole: the group puts
+/// such a closure in a box of its own as the spawn is made, where moving it through the spawn's
+/// frames overflowed a runner's stack in a debug build. Each way in is a function of its own, as in
+/// a service: one function holding every spawn would overflow a debug build's stack by itself.
+#[test]
+fn a_task_whose_closure_carries_a_large_buffer_runs_on_a_runners_stack() {
+    use bounded_group::ResultGroup;
+    use bounded_testkit::{LARGE_CLOSURE, carried, reading};
+    type Spawned<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+    fn try_spawn(group: &Group<String>) -> Spawned<'_> {
+        Box::pin(async move {
+            let carried = *carried::<LARGE_CLOSURE>();
+            group.try_spawn(move |_ctx| reading(carried, ())).unwrap();
+        })
+    }
+    fn spawn(group: &Group<String>) -> Spawned<'_> {
+        Box::pin(async move {
+            let carried = *carried::<LARGE_CLOSURE>();
+            group.spawn(move |_ctx| reading(carried, ())).await.unwrap();
+        })
+    }
+    fn spawn_named(group: &Group<String>) -> Spawned<'_> {
+        Box::pin(async move {
+            let carried = *carried::<LARGE_CLOSURE>();
+            let task = move |_ctx| reading(carried, ());
+            group.spawn_named("large", task).await.unwrap();
+        })
+    }
+    fn spawn_with(group: &Group<String>) -> Spawned<'_> {
+        Box::pin(async move {
+            let carried = *carried::<LARGE_CLOSURE>();
+            let task = move |_ctx| reading(carried, ());
+            group.spawn_with(&Context::new(), task).await.unwrap();
+        })
+    }
+    fn result_group(limit: Option<usize>) -> Spawned<'static> {
+        Box::pin(async move {
+            let mut results = ResultGroup::<u64, String>::new();
+            results.set_limit(limit).unwrap();
+            let first = *carried::<LARGE_CLOSURE>();
+            results.try_spawn(move |_ctx| reading(first, 1)).unwrap();
+            let second = *carried::<LARGE_CLOSURE>();
+            results.spawn(move |_ctx| reading(second, 2)).await.unwrap();
+            assert_eq!(results.wait().await.unwrap(), [1, 2]);
+        })
+    }
+    // Refused by a group whose limit is 0, by `spawn` and then by `try_spawn`, and run by hand: the
+    // closure handed back is the one given, its buffer intact.
+    fn refused() -> Spawned<'static> {
+        Box::pin(async move {
+            let mut group = Group::<String>::new();
+            group.set_limit(Some(0)).unwrap();
+            let carried = *carried::<LARGE_CLOSURE>();
+            let task = move |_ctx| reading::<_, _, String>(carried, ());
+            let task = group.spawn(task).await.unwrap_err().into_inner();
+            let task = group.try_spawn(task).unwrap_err().into_inner();
+            task(Context::new()).await.unwrap();
+        })
+    }
+    bounded_testkit::on_worker_stacks(|| async {
+        for limit in [None, Some(2)] {
+            let mut group = Group::<String>::new();
+            group.set_limit(limit).unwrap();
+            let ways: [fn(&Group<String>) -> Spawned<'_>; 4] =
+                [try_spawn, spawn, spawn_named, spawn_with];
+            for way in ways {
+                way(&group).await;
+            }
+            group.wait().await.unwrap();
+            result_group(limit).await;
+        }
+        refused().await;
     });
 }

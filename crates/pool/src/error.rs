@@ -48,6 +48,15 @@ impl<J> SubmitError<J> {
             | SubmitError::Deadlock(job) => job,
         }
     }
+
+    /// The same refusal of the job `f` makes of this one.
+    pub(crate) fn map<K>(self, f: impl FnOnce(J) -> K) -> SubmitError<K> {
+        match self {
+            SubmitError::Closed(job) => SubmitError::Closed(f(job)),
+            SubmitError::Cancelled { job, cause } => SubmitError::Cancelled { job: f(job), cause },
+            SubmitError::Deadlock(job) => SubmitError::Deadlock(f(job)),
+        }
+    }
 }
 
 impl<J> fmt::Debug for SubmitError<J> {
@@ -121,6 +130,14 @@ impl<J> TrySubmitError<J> {
     pub fn into_inner(self) -> J {
         match self {
             TrySubmitError::Full(job) | TrySubmitError::Closed(job) => job,
+        }
+    }
+
+    /// The same refusal of the job `f` makes of this one.
+    pub(crate) fn map<K>(self, f: impl FnOnce(J) -> K) -> TrySubmitError<K> {
+        match self {
+            TrySubmitError::Full(job) => TrySubmitError::Full(f(job)),
+            TrySubmitError::Closed(job) => TrySubmitError::Closed(f(job)),
         }
     }
 }

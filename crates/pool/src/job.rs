@@ -170,15 +170,14 @@ where
     T: Send + 'static,
     E: fmt::Display + Send + 'static,
 {
-    /// The job as queued, in its own allocation. A closure or future larger than tokio's threshold
-    /// for boxing a task's future is boxed on its own first (its future when the closure makes it),
-    /// so that what moves through the pool's frames and the worker's is a box, as in `tokio::spawn`:
-    /// in a debug build each move is a copy on the stack, and a large job would overflow it.
+    /// The job as queued, in its own allocation. A future larger than tokio's threshold for boxing a
+    /// task's future is boxed as the closure makes it, so that what moves through the worker's
+    /// frames is a box, as in `tokio::spawn`: in a debug build each move is a copy on the stack, and
+    /// a large future would overflow it. (A closure that large arrives boxed: see `Submit`.)
     #[inline]
     pub(crate) fn boxed(submission: Submission<J, T, E>, span: JobSpan) -> JobFuture {
-        if BoxIfLarge::<J>::YES || BoxIfLarge::<Fut>::YES {
+        if BoxIfLarge::<Fut>::YES {
             let Submission { job, tx } = submission;
-            let job = Box::new(job);
             let job = move |ctx| Box::pin(job(ctx));
             JobTask::<_, Pin<Box<Fut>>, T, E>::written(Submission { job, tx }, span)
         } else {

@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use bounded_cancel::Context;
 use bounded_sync::queue::Refused;
+use bounded_sync::runtime::BoxIfLarge;
 
 use crate::builder::PoolBuilder;
 use crate::error::{ResizeError, SubmitError, TrySubmitError};
 use crate::inner::Inner;
-use crate::job::Submission;
+use crate::job::{ResultTx, Submission};
 use crate::job_handle::JobHandle;
 use crate::metrics::Metrics;
 use crate::report::PoolReport;
@@ -242,7 +243,7 @@ impl Pool {
         E: fmt::Display + Send + 'static,
     {
         let (tx, rx) = oneshot::async_channel();
-        self.try_queue_job(Submission { job, tx: Some(tx) })?;
+        self.try_queue(job, Some(tx))?;
         Ok(JobHandle::new(rx))
     }
 
@@ -272,10 +273,33 @@ impl Pool {
         T: Send + 'static,
         E: fmt::Display + Send + 'static,
     {
-        self.try_queue_job(Submission { job, tx: None })
+        self.try_queue(job, None)
     }
 
-    /// Queues a job into a free place, if there is one and nobody waits in line for one.
+    /// Queues a job into a free place, if there is one and nobody waits in line for one. A job larger
+    /// than tokio's threshold for boxing a task's future goes into a box of its own first, as in
+    /// [`submit`](Pool::submit), and comes back out of it if refused.
+    fn try_queue<J, Fut, T, E>(
+        &self,
+        job: J,
+        tx: Option<ResultTx<T, E>>,
+    ) -> Result<(), TrySubmitError<J>>
+    where
+        J: FnOnce(Context) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: fmt::Display + Send + 'static,
+    {
+        if BoxIfLarge::<J>::YES {
+            let job = Box::new(job);
+            self.try_queue_job(Submission { job, tx })
+                .map_err(|refused| refused.map(|job| *job))
+        } else {
+            self.try_queue_job(Submission { job, tx })
+        }
+    }
+
+    /// [`try_queue`](Pool::try_queue), the job as it comes.
     fn try_queue_job<J, Fut, T, E>(
         &self,
         submission: Submission<J, T, E>,

@@ -10,6 +10,7 @@ use std::task::{Context as TaskContext, Poll};
 use bounded_cancel::{Cancelled, Context};
 use bounded_sync::own::OwnWait;
 use bounded_sync::queue::{Refused, Reserve};
+use bounded_sync::runtime::BoxIfLarge;
 use pin_project_lite::pin_project;
 
 use crate::error::SubmitError;
@@ -50,11 +51,58 @@ impl<T, E> Reply<T, E> for Detached {
     }
 }
 
+/// The future of a submission. A job larger than tokio's threshold for boxing a task's future is put
+/// in a box of its own as the submission is made, before anything else moves it, so that what the
+/// pool's frames move from then on is the box, and a refusal hands the job back out of it: in a
+/// debug build each move is a copy on the stack, and the submission's frames move the job many
+/// times. A job of this size, in the box or not, is what every submission path below sees.
+pub(crate) enum Submit<'a, J, T, E, R: Reply<T, E>> {
+    AsIs(Placing<'a, J, T, E, R>),
+    // Boxed whole, so that this variant is a pointer the other's unused values can tell apart: the
+    // future stays the size it is without this choice.
+    Boxed(Box<Placing<'a, Box<J>, T, E, R>>),
+}
+
+impl<'a, J, T, E, R: Reply<T, E>> Submit<'a, J, T, E, R> {
+    #[inline]
+    pub(crate) fn new(inner: &'a Inner, caller: Option<&'a Context>, job: J) -> Self {
+        if BoxIfLarge::<J>::YES {
+            Submit::Boxed(Box::new(Placing::new(inner, caller, Box::new(job))))
+        } else {
+            Submit::AsIs(Placing::new(inner, caller, job))
+        }
+    }
+}
+
+impl<J, Fut, T, E, R> Future for Submit<'_, J, T, E, R>
+where
+    J: FnOnce(Context) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, E>> + Send + 'static,
+    T: Send + 'static,
+    E: fmt::Display + Send + 'static,
+    R: Reply<T, E>,
+{
+    type Output = Result<R::Handle, SubmitError<J>>;
+
+    // Inlined into the caller's future, as `Placing::poll` is. The guards are constants: each `J`
+    // compiles the one arm it can take.
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        match self.get_mut() {
+            Submit::AsIs(placing) if !BoxIfLarge::<J>::YES => Pin::new(placing).poll(cx),
+            Submit::Boxed(placing) if BoxIfLarge::<J>::YES => Pin::new(&mut **placing)
+                .poll(cx)
+                .map(|placed| placed.map_err(|refused| refused.map(|job| *job))),
+            _ => unreachable!("a job is boxed when it is large, and only then"),
+        }
+    }
+}
+
 /// Queues a job, waiting for room: into a free place at once if there is one (reserved and filled
 /// under one lock of the queue), else into the first place granted to it in line. The caller's
 /// context, if any, ends the wait; its wait is boxed and made only once the submitter has to wait,
 /// so that the common case carries none.
-pub(crate) struct Submit<'a, J, T, E, R: Reply<T, E>> {
+pub(crate) struct Placing<'a, J, T, E, R: Reply<T, E>> {
     inner: &'a Inner,
     caller: Option<&'a Context>,
     state: State<'a, J, T, E, R>,
@@ -86,9 +134,9 @@ pin_project! {
     }
 }
 
-impl<'a, J, T, E, R: Reply<T, E>> Submit<'a, J, T, E, R> {
-    pub(crate) fn new(inner: &'a Inner, caller: Option<&'a Context>, job: J) -> Self {
-        Submit {
+impl<'a, J, T, E, R: Reply<T, E>> Placing<'a, J, T, E, R> {
+    fn new(inner: &'a Inner, caller: Option<&'a Context>, job: J) -> Self {
+        Placing {
             inner,
             caller,
             state: State::Start(Some(job)),
@@ -97,9 +145,9 @@ impl<'a, J, T, E, R: Reply<T, E>> Submit<'a, J, T, E, R> {
 }
 
 // Nothing in it is pinned: the job is moved in and out, and the caller's wait is boxed.
-impl<J, T, E, R: Reply<T, E>> Unpin for Submit<'_, J, T, E, R> {}
+impl<J, T, E, R: Reply<T, E>> Unpin for Placing<'_, J, T, E, R> {}
 
-impl<J, Fut, T, E, R> Future for Submit<'_, J, T, E, R>
+impl<J, Fut, T, E, R> Future for Placing<'_, J, T, E, R>
 where
     J: FnOnce(Context) -> Fut + Send + 'static,
     Fut: Future<Output = Result<T, E>> + Send + 'static,

@@ -1,6 +1,8 @@
 //! Submitting: `try_submit` never waits and hands the job back; `submit_with` ends with the caller's cause;
 //! a dropped `submit` runs nothing and leaks nothing.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -449,6 +451,86 @@ fn a_job_with_a_large_future_runs_on_a_workers_stack() {
         pool.try_submit_detached(move |_ctx| large(16)).unwrap();
         let sum = submitted.await.unwrap() + with.await.unwrap() + tried.await.unwrap();
         assert_eq!(sum, 7);
+        let report = pool.shutdown().await;
+        assert_eq!(report.completed, 5, "{report:?}");
+    });
+}
+
+/// A job whose closure carries 64 KiB by value (a buffer moved into a `move` closure) is queued and
+/// runs from every way in, on both runtimes, and one that is refused comes back whole: the pool puts
+/// such a closure in a box of its own as the submission is made, where moving it through the
+/// submission's frames overflowed a worker's stack in a debug build. Each way in is a function of
+/// its own, as in a service: one function holding every submission would overflow a debug build's
+/// stack by itself.
+#[test]
+fn a_job_whose_closure_carries_a_large_buffer_runs_on_a_workers_stack() {
+    use bounded_testkit::{LARGE_CLOSURE, carried, reading};
+    type Submitted<'a> = Pin<Box<dyn Future<Output = u64> + Send + 'a>>;
+    fn submit(pool: &Pool, n: u64) -> Submitted<'_> {
+        Box::pin(async move {
+            let carried = *carried::<LARGE_CLOSURE>();
+            let job = move |_ctx| reading::<_, _, String>(carried, n);
+            pool.submit(job).await.unwrap().await.unwrap()
+        })
+    }
+    fn submit_with(pool: &Pool, n: u64) -> Submitted<'_> {
+        Box::pin(async move {
+            let carried = *carried::<LARGE_CLOSURE>();
+            let job = move |_ctx| reading::<_, _, String>(carried, n);
+            let caller = Context::new();
+            pool.submit_with(&caller, job).await.unwrap().await.unwrap()
+        })
+    }
+    fn try_submit(pool: &Pool, n: u64) -> Submitted<'_> {
+        Box::pin(async move {
+            let carried = *carried::<LARGE_CLOSURE>();
+            let job = move |_ctx| reading::<_, _, String>(carried, n);
+            pool.try_submit(job).unwrap().await.unwrap()
+        })
+    }
+    fn submit_detached(pool: &Pool, _n: u64) -> Submitted<'_> {
+        Box::pin(async move {
+            let carried = *carried::<LARGE_CLOSURE>();
+            let job = move |_ctx| reading::<_, _, String>(carried, ());
+            pool.submit_detached(job).await.unwrap();
+            0
+        })
+    }
+    fn try_submit_detached(pool: &Pool, _n: u64) -> Submitted<'_> {
+        Box::pin(async move {
+            let carried = *carried::<LARGE_CLOSURE>();
+            let job = move |_ctx| reading::<_, _, String>(carried, ());
+            pool.try_submit_detached(job).unwrap();
+            0
+        })
+    }
+    // Refused by a closed pool, by `submit` and then by `try_submit`, and run by hand: the closure
+    // handed back is the one given, its buffer intact.
+    fn refused(pool: &Pool, n: u64) -> Submitted<'_> {
+        Box::pin(async move {
+            let carried = *carried::<LARGE_CLOSURE>();
+            let job = move |_ctx| reading::<_, _, String>(carried, n);
+            let job = pool.submit(job).await.unwrap_err().into_inner();
+            let job = pool.try_submit(job).unwrap_err().into_inner();
+            job(Context::new()).await.unwrap()
+        })
+    }
+    bounded_testkit::on_worker_stacks(|| async {
+        let pool = Pool::builder().workers(2).queue(8).build().unwrap();
+        let ways: [fn(&Pool, u64) -> Submitted<'_>; 5] = [
+            submit,
+            submit_with,
+            try_submit,
+            submit_detached,
+            try_submit_detached,
+        ];
+        let mut sum = 0;
+        for (way, n) in ways.into_iter().zip([1, 2, 4, 8, 16]) {
+            sum += way(&pool, n).await;
+        }
+        assert_eq!(sum, 7);
+        pool.close();
+        assert_eq!(refused(&pool, 32).await, 32);
         let report = pool.shutdown().await;
         assert_eq!(report.completed, 5, "{report:?}");
     });

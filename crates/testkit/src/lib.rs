@@ -90,6 +90,43 @@ where
     }
 }
 
+/// How many bytes a closure carries by value in the tests of a large closure: 32 times tokio's
+/// threshold for boxing a task's future in a debug build.
+pub const LARGE_CLOSURE: usize = 64 << 10;
+
+/// `BYTES` bytes in a box, the last of them 1, made without passing through the stack. Moved out of
+/// the box (`*carried::<N>()`), they are a buffer that a `move` closure can carry by value.
+pub fn carried<const BYTES: usize>() -> Box<[u8; BYTES]> {
+    let mut bytes = vec![0u8; BYTES];
+    bytes[BYTES - 1] = 1;
+    bytes
+        .into_boxed_slice()
+        .try_into()
+        .expect("a slice of BYTES bytes")
+}
+
+/// What a closure that carries `carried` returns when called: a small future, which awaits once
+/// and returns `value`, or an error had the last byte of `carried` changed on the way.
+pub fn reading<const BYTES: usize, T, E>(
+    carried: [u8; BYTES],
+    value: T,
+) -> impl Future<Output = Result<T, E>> + Send + 'static
+where
+    T: Send + 'static,
+    E: From<String> + Send + 'static,
+{
+    let last = std::hint::black_box(&carried)[BYTES - 1];
+    async move {
+        tokio::task::yield_now().await;
+        match last {
+            1 => Ok(value),
+            other => Err(E::from(format!(
+                "the carried buffer's last byte became {other}"
+            ))),
+        }
+    }
+}
+
 /// Runs `test` on a multi-thread runtime of two workers, as a task on one of them, then on a
 /// current-thread runtime on a thread of its own: each time on a stack of 2 MiB, the size tokio
 /// gives its worker threads.
