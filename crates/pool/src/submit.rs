@@ -55,7 +55,7 @@ impl<T, E> Reply<T, E> for Detached {
 /// in a box of its own as the submission is made, before anything else moves it, so that what the
 /// pool's frames move from then on is the box, and a refusal hands the job back out of it: in a
 /// debug build each move is a copy on the stack, and the submission's frames move the job many
-/// times. A job of this size, in the box or not, is what every submission path below sees.
+/// times. `Placing` below does the work, on the job as it is or on its box.
 pub(crate) enum Submit<'a, J, T, E, R: Reply<T, E>> {
     AsIs(Placing<'a, J, T, E, R>),
     // Boxed whole, so that this variant is a pointer the other's unused values can tell apart: the
