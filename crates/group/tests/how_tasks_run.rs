@@ -132,7 +132,8 @@ fn a_task_with_a_large_future_runs_on_a_runners_stack() {
 
 /// A task whose closure carries 64 KiB by value (a buffer moved into a `move` closure) is admitted
 /// and runs through `try_spawn`, `spawn`, `spawn_named`, `spawn_with` and a `ResultGroup`, with a
-/// limit and without, on both runtimes, and one that is refused comes back whole: the group puts
+/// limit and without, on both runtimes, at once or after waiting for a slot; one dropped while it
+/// waits runs nothing, and one that is refused comes back whole: the group puts
 /// such a closure in a box of its own as the spawn is made, where moving it through the spawn's
 /// frames overflowed a runner's stack in a debug build. Each way in is a function of its own, as in
 /// a service: one function holding every spawn would overflow a debug build's stack by itself.
@@ -191,7 +192,53 @@ fn a_task_whose_closure_carries_a_large_buffer_runs_on_a_runners_stack() {
             task(Context::new()).await.unwrap();
         })
     }
+    // Waits for a slot held by another task: once dropped while it waits, which runs nothing, and
+    // once until the slot is its own.
+    fn in_line() -> Spawned<'static> {
+        Box::pin(async move {
+            let mut group = Group::<String>::new();
+            group.set_limit(Some(1)).unwrap();
+            let gate = Context::new();
+            let holder = gate.clone();
+            group
+                .try_spawn(move |_ctx| async move {
+                    holder.cancelled().await;
+                    Ok(())
+                })
+                .unwrap();
+            let ran = Arc::new(AtomicBool::new(false));
+            let dropped = {
+                let carried = *carried::<LARGE_CLOSURE>();
+                let ran = ran.clone();
+                move |_ctx| {
+                    ran.store(true, Ordering::SeqCst);
+                    reading(carried, ())
+                }
+            };
+            {
+                let mut spawn = std::pin::pin!(group.spawn(dropped));
+                assert!(
+                    bounded_testkit::poll_once(&mut spawn).await.is_pending(),
+                    "the slot is held"
+                );
+            }
+            let carried = *carried::<LARGE_CLOSURE>();
+            let mut spawn = std::pin::pin!(group.spawn(move |_ctx| reading(carried, ())));
+            assert!(
+                bounded_testkit::poll_once(&mut spawn).await.is_pending(),
+                "the slot is held"
+            );
+            gate.cancel();
+            spawn.await.unwrap();
+            group.wait().await.unwrap();
+            assert!(
+                !ran.load(Ordering::SeqCst),
+                "a spawn dropped in line runs nothing"
+            );
+        })
+    }
     bounded_testkit::on_worker_stacks(|| async {
+        in_line().await;
         for limit in [None, Some(2)] {
             let mut group = Group::<String>::new();
             group.set_limit(limit).unwrap();

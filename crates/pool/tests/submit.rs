@@ -457,7 +457,8 @@ fn a_job_with_a_large_future_runs_on_a_workers_stack() {
 }
 
 /// A job whose closure carries 64 KiB by value (a buffer moved into a `move` closure) is queued and
-/// runs from every way in, on both runtimes, and one that is refused comes back whole: the pool puts
+/// runs from every way in, on both runtimes, whether it finds room at once or waits in line for it;
+/// one dropped while it waits runs nothing, and one that is refused comes back whole: the pool puts
 /// such a closure in a box of its own as the submission is made, where moving it through the
 /// submission's frames overflowed a worker's stack in a debug build. Each way in is a function of
 /// its own, as in a service: one function holding every submission would overflow a debug build's
@@ -515,7 +516,59 @@ fn a_job_whose_closure_carries_a_large_buffer_runs_on_a_workers_stack() {
             job(Context::new()).await.unwrap()
         })
     }
+    // Waits in line for room in a full queue: once dropped while it waits, which runs nothing, and
+    // once until a place is granted to it.
+    fn in_line(n: u64) -> Submitted<'static> {
+        Box::pin(async move {
+            let pool = Pool::builder().workers(1).queue(1).build().unwrap();
+            let gate = Context::new();
+            let blocker = |gate: Context| {
+                move |_ctx| async move {
+                    gate.cancelled().await;
+                    Ok::<_, String>(())
+                }
+            };
+            pool.try_submit_detached(blocker(gate.clone())).unwrap();
+            while pool.metrics().running == 0 {
+                tokio::task::yield_now().await;
+            }
+            pool.try_submit_detached(blocker(gate.clone())).unwrap();
+            let ran = Arc::new(AtomicBool::new(false));
+            let dropped = {
+                let carried = *carried::<LARGE_CLOSURE>();
+                let ran = ran.clone();
+                move |_ctx| {
+                    ran.store(true, Ordering::SeqCst);
+                    reading::<_, _, String>(carried, n)
+                }
+            };
+            {
+                let mut submit = std::pin::pin!(pool.submit(dropped));
+                assert!(
+                    bounded_testkit::poll_once(&mut submit).await.is_pending(),
+                    "the queue is full"
+                );
+            }
+            let carried = *carried::<LARGE_CLOSURE>();
+            let job = move |_ctx| reading::<_, _, String>(carried, n);
+            let mut submit = std::pin::pin!(pool.submit(job));
+            assert!(
+                bounded_testkit::poll_once(&mut submit).await.is_pending(),
+                "the queue is full"
+            );
+            gate.cancel();
+            let value = submit.await.unwrap().await.unwrap();
+            let report = pool.shutdown().await;
+            assert!(
+                !ran.load(Ordering::SeqCst),
+                "a submission dropped in line runs nothing"
+            );
+            assert_eq!((report.submitted, report.completed), (3, 3), "{report:?}");
+            value
+        })
+    }
     bounded_testkit::on_worker_stacks(|| async {
+        assert_eq!(in_line(64).await, 64);
         let pool = Pool::builder().workers(2).queue(8).build().unwrap();
         let ways: [fn(&Pool, u64) -> Submitted<'_>; 5] = [
             submit,

@@ -41,6 +41,12 @@ impl Drop for Ticker {
     }
 }
 
+/// Polls `fut` once, with the calling task's waker, and says what it answered: a test's way to see
+/// a future wait (and register its wake-up) before the test changes what it waits for.
+pub async fn poll_once<F: Future + Unpin>(fut: &mut F) -> std::task::Poll<F::Output> {
+    std::future::poll_fn(|cx| std::task::Poll::Ready(std::pin::Pin::new(&mut *fut).poll(cx))).await
+}
+
 /// Polls `fut` to its end on this thread, parking it between wake-ups: an executor outside any tokio
 /// runtime, as a thread of a service's own (a signal handler, a synchronous `Drop`) has.
 pub fn block_on_this_thread<F: Future>(fut: F) -> F::Output {
