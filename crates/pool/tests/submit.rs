@@ -528,11 +528,11 @@ fn a_job_whose_closure_carries_a_large_buffer_runs_on_a_workers_stack() {
                     Ok::<_, String>(())
                 }
             };
-            pool.try_submit_detached(blocker(gate.clone())).unwrap();
-            while pool.metrics().running == 0 {
-                tokio::task::yield_now().await;
+            // One runs on the only worker, holding it; the other waits in the queue's only place.
+            for _ in 0..2 {
+                let blocker = blocker(gate.clone());
+                pool.submit_detached(blocker).await.unwrap();
             }
-            pool.try_submit_detached(blocker(gate.clone())).unwrap();
             let ran = Arc::new(AtomicBool::new(false));
             let dropped = {
                 let carried = *carried::<LARGE_CLOSURE>();
