@@ -253,3 +253,16 @@ fn a_task_whose_closure_carries_a_large_buffer_runs_on_a_runners_stack() {
         refused().await;
     });
 }
+
+/// A spawn's future is its closure and a few words, whether or not the group would box a larger
+/// closure: the caller's task carries it across `spawn(..).await`, and moves it as it is made.
+#[tokio::test]
+async fn a_spawn_is_its_task_and_a_few_words() {
+    let group = Group::<String>::new();
+    let words = std::mem::size_of::<usize>();
+    let nothing = |_ctx: Context| async { Ok(()) };
+    assert!(std::mem::size_of_val(&group.spawn(nothing)) <= 11 * words);
+    let request = Context::new();
+    assert!(std::mem::size_of_val(&group.spawn_with(&request, nothing)) <= 11 * words);
+    group.wait().await.unwrap();
+}
