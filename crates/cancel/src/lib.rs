@@ -46,7 +46,8 @@
 //!
 //! # Cargo features
 //!
-//! - `signal` (default): `Shutdown::on_signals`.
+//! - `signal` (default): `Shutdown::on_signals`. Without it the crate builds for
+//!   `wasm32-unknown-unknown`, whose platform has no signals for tokio to handle.
 //! - `tower`: `tower::ContextLayer`, a context per HTTP or gRPC request with its own deadline, and
 //!   `tower::ClientContextLayer`, which gives up a call when its context ends.
 //! - `tracing`: each [`Shutdown::spawn`] task runs in a `shutdown task` span whose parent is the span
