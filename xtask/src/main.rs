@@ -14,7 +14,8 @@ usage: cargo xtask <command>
 commands:
   test [ARGS..]      every test of the workspace: installs redis-server when missing (for the fleet
                      limiter's tests), then `cargo test --workspace --all-features ARGS`
-  ci                 run everything CI runs (.ci/run): fmt, clippy, tests, Windows and wasm32 checks, loom models, docs, bench build
+  ci                 run everything CI runs (.ci/run): fmt, clippy, tests, Windows and wasm32
+                     checks, loom models, docs, bench build
   bench [PATTERN..] [--quick] [--go] [--docs]
                      run the criterion benches (cancel, group, pool, pipeline, ratelimit; or those
                      named) and write target/bench/summary.md and summary.json: each case beside the
