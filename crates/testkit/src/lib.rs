@@ -1,6 +1,8 @@
 //! Helpers for the workspace's own tests, benches and examples.
 
+#[cfg(feature = "redis")]
 pub mod redis_cluster;
+#[cfg(feature = "redis")]
 pub mod redis_server;
 
 use std::future::Future;
