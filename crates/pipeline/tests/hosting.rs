@@ -147,9 +147,28 @@ fn hosted_workers_spread_again_once_rare_slow_calls_fill_their_time() {
 
 /// A quick stage stays hosted on a machine whose CPUs are all busy with other threads, twice over,
 /// although the operating system then often stops the host's thread in the middle of a poll to run
-/// them: a poll so stopped says nothing of the calls in it.
+/// them: a poll so stopped says nothing of the calls in it. Spreading stays possible on a machine
+/// busy enough (docs/pipeline.md): the operating system, or the hypervisor of a virtual machine,
+/// can now and then stop the thread inside enough timed polls at once. So the stage gets three
+/// tries, each a new stage on a new runtime, and the test fails only when every one spreads (as a
+/// stage would if its interrupted polls counted as calls that compute).
 #[test]
 fn a_quick_stage_stays_hosted_while_other_threads_take_its_cpu() {
+    let mut alive_after = Vec::new();
+    for _ in 0..3 {
+        let alive = quick_stage_under_spinning_threads();
+        alive_after.push(alive);
+        if alive == 3 {
+            return;
+        }
+    }
+    panic!("spread in each of three tries, tasks alive after each: {alive_after:?}");
+}
+
+/// A quick stage, hosted, read for 2 s while twice as many threads as CPUs spin: how many tasks
+/// its runtime then has alive (3 while the stage is hosted: the pipeline's watch task, its source
+/// and the stage's host; 10 once it spread).
+fn quick_stage_under_spinning_threads() -> usize {
     two_threads().block_on(async {
         let mut out = Pipeline::new(&Context::new())
             .source(0..u64::MAX)
@@ -178,8 +197,8 @@ fn a_quick_stage_stays_hosted_while_other_threads_take_its_cpu() {
         for spinner in spinners {
             spinner.join().unwrap();
         }
-        assert_eq!(alive(), 3, "still hosted");
-    });
+        alive()
+    })
 }
 
 fn spin(time: Duration) {
