@@ -150,8 +150,7 @@ fn hosted_workers_spread_again_once_rare_slow_calls_fill_their_time() {
 /// them: a poll so stopped says nothing of the calls in it. Spreading stays possible on a machine
 /// busy enough (docs/pipeline.md): the operating system, or the hypervisor of a virtual machine,
 /// can now and then stop the thread inside enough timed polls at once. So the stage gets three
-/// tries, each a new stage on a new runtime, and the test fails only when every one spreads (as a
-/// stage would if its interrupted polls counted as calls that compute).
+/// tries, each a new stage on a new runtime, and the test fails only when every one spreads.
 #[test]
 fn a_quick_stage_stays_hosted_while_other_threads_take_its_cpu() {
     let mut alive_after = Vec::new();
