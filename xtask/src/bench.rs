@@ -17,9 +17,9 @@ const OPTIONS: [&str; 3] = ["--quick", "--go", "--docs"];
 
 /// The lines of `docs/benchmarks.md` between which `--docs` writes the summary, replacing what was
 /// there; everything outside them is left as written.
-const DOCS_BEGIN: &str =
+pub(crate) const DOCS_BEGIN: &str =
     "<!-- The summary of the latest run, written by `cargo xtask bench --docs`: -->";
-const DOCS_END: &str = "<!-- End of the summary. -->";
+pub(crate) const DOCS_END: &str = "<!-- End of the summary. -->";
 
 /// One case of the summary: a criterion group, our function, the best hand-written baseline in the
 /// same group and the ratio ours / baseline must stay under, and the ratio ours / Go must stay under

@@ -2,6 +2,7 @@
 
 mod bench;
 mod ci;
+mod history;
 mod stress;
 mod test;
 
@@ -23,6 +24,9 @@ commands:
                      its bar; --quick runs only the bar's criterion groups, with fewer samples;
                      --docs (with every pattern) also puts the summary in docs/benchmarks.md in
                      place of the latest run
+  history [--since \"YYYY-MM-DD HH:MM\"]
+                     every run of the bar whose summary docs/benchmarks.md has held (read from its
+                     git history), then each row that fell short in any of them and in how many
   stress             run the stress tests in release mode, many times over
   help               print this message (also -h, --help)";
 
@@ -32,6 +36,7 @@ fn main() -> ExitCode {
         Some("test") => test::run(&args[1..]),
         Some("ci") => ci::run(),
         Some("bench") => bench::run(&args[1..]),
+        Some("history") => history::run(&args[1..]),
         Some("stress") => stress::run(&args[1..]),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
