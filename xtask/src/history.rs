@@ -32,7 +32,13 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
         [flag, when] if flag == "--since" => when.clone(),
         _ => return Err("usage: cargo xtask history [--since \"YYYY-MM-DD HH:MM\"]".to_owned()),
     };
-    let versions = git(&["log", "--format=%H", "--", PAGE])?;
+    if !is_time_prefix(&since) {
+        return Err(format!(
+            "--since takes a UTC time as the summaries write it, such as \"2026-12-05 05:13\", or \
+             the start of one, such as \"2026-12-05\"; got {since:?}"
+        ));
+    }
+    let versions = git(&["log", "--format=%H", "--diff-filter=AMR", "--", PAGE])?;
     let mut runs: BTreeMap<(String, String), Run> = BTreeMap::new();
     for version in versions.lines() {
         let page = git(&["show", &format!("{version}:{PAGE}")])?;
@@ -48,6 +54,17 @@ pub(crate) fn run(args: &[String]) -> Result<(), String> {
     }
     print!("{}", report(runs.values()));
     Ok(())
+}
+
+/// Whether `text` is the start of a time written `YYYY-MM-DD HH:MM`, so that comparing it with a
+/// run's time as text compares the times.
+fn is_time_prefix(text: &str) -> bool {
+    const SHAPE: &[u8] = b"0000-00-00 00:00";
+    text.len() <= SHAPE.len()
+        && text.bytes().zip(SHAPE).all(|(byte, shape)| match shape {
+            b'0' => byte.is_ascii_digit(),
+            _ => byte == *shape,
+        })
 }
 
 fn git(args: &[&str]) -> Result<String, String> {
@@ -153,7 +170,7 @@ fn report<'a>(runs: impl Iterator<Item = &'a Run> + Clone) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{DOCS_BEGIN, DOCS_END, parse, report};
+    use super::{DOCS_BEGIN, DOCS_END, is_time_prefix, parse, report};
 
     fn page(header: &str, rows: &[&str]) -> String {
         format!(
@@ -209,6 +226,22 @@ mod tests {
         assert_eq!(run.when, "2026-12-05 05:13");
         assert_eq!(run.commit, "e42a59b");
         assert_eq!(run.processor, "Intel(R) Xeon(R) Processor");
+    }
+
+    #[test]
+    fn since_takes_a_time_or_the_start_of_one_and_nothing_else() {
+        for good in ["", "2026", "2026-12-05", "2026-12-05 05:13"] {
+            assert!(is_time_prefix(good), "{good:?}");
+        }
+        for bad in [
+            "bogus",
+            "2026-12-05 5:13",
+            "2026/12/05",
+            "2026-12-05T05:13",
+            "2026-12-05 05:13:00",
+        ] {
+            assert!(!is_time_prefix(bad), "{bad:?}");
+        }
     }
 
     #[test]
