@@ -817,16 +817,21 @@ fn to_markdown(
     md
 }
 
+/// Where in `doc` the summary lies: the bytes between the lines [`DOCS_BEGIN`] and [`DOCS_END`].
+pub(crate) fn summary_span(doc: &str) -> Option<std::ops::Range<usize>> {
+    let begin = doc.find(DOCS_BEGIN)? + DOCS_BEGIN.len();
+    let end = begin + doc[begin..].find(DOCS_END)?;
+    Some(begin..end)
+}
+
 /// `doc` with what lies between the lines [`DOCS_BEGIN`] and [`DOCS_END`] replaced by `generated`.
 fn splice(doc: &str, generated: &str) -> Result<String, String> {
-    let missing = || {
+    let std::ops::Range { start: begin, end } = summary_span(doc).ok_or_else(|| {
         format!(
             "docs/benchmarks.md has no place for the summary: it needs the line `{DOCS_BEGIN}`, \
              then later the line `{DOCS_END}`"
         )
-    };
-    let begin = doc.find(DOCS_BEGIN).ok_or_else(missing)? + DOCS_BEGIN.len();
-    let end = begin + doc[begin..].find(DOCS_END).ok_or_else(missing)?;
+    })?;
     Ok(format!(
         "{}\n\n{}\n{}",
         &doc[..begin],

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::process::Command;
 
-use crate::bench::{DOCS_BEGIN, DOCS_END};
+use crate::bench::summary_span;
 
 const PAGE: &str = "docs/benchmarks.md";
 
@@ -85,8 +85,7 @@ fn git(args: &[&str]) -> Result<String, String> {
 
 /// The run whose summary lies between the page's markers, if it has one in today's layout.
 fn parse(page: &str) -> Option<Run> {
-    let begin = page.find(DOCS_BEGIN)? + DOCS_BEGIN.len();
-    let summary = &page[begin..begin + page[begin..].find(DOCS_END)?];
+    let summary = &page[summary_span(page)?];
     let header = summary
         .lines()
         .find(|line| line.starts_with("`cargo xtask bench"))?;
@@ -124,12 +123,12 @@ fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
 }
 
 /// The runs, one a line, then the rows that fell short in any, most often first.
-fn report<'a>(runs: impl Iterator<Item = &'a Run> + Clone) -> String {
+fn report<'a>(runs: impl IntoIterator<Item = &'a Run>) -> String {
     let mut out = String::new();
     let mut order: Vec<&(String, String, String)> = Vec::new();
     let mut short: BTreeMap<&(String, String, String), usize> = BTreeMap::new();
     let mut count = 0;
-    for run in runs.clone() {
+    for run in runs {
         count += 1;
         let met = run.rows.iter().filter(|(_, met)| *met).count();
         let _ = writeln!(
@@ -170,7 +169,8 @@ fn report<'a>(runs: impl Iterator<Item = &'a Run> + Clone) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::{DOCS_BEGIN, DOCS_END, is_time_prefix, parse, report};
+    use super::{is_time_prefix, parse, report};
+    use crate::bench::{DOCS_BEGIN, DOCS_END};
 
     fn page(header: &str, rows: &[&str]) -> String {
         format!(
