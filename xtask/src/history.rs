@@ -5,7 +5,9 @@
 //! and misses it in the next. Each run written into the page with `--docs` stays in the page's git
 //! history; this reads every version of the page, takes the summary of each distinct run (its date
 //! and commit), and prints the runs, then each row that fell short in any of them with the number
-//! of runs it fell short in.
+//! of runs it fell short in and its ratio over the runs (the median, the lowest and the highest), so
+//! that a row at its bar, which noise meets in one run and misses in the next, stands apart from one
+//! well short of it.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -22,8 +24,19 @@ struct Run {
     when: String,
     commit: String,
     processor: String,
-    /// Each row with a bar: (case, runtime, baseline) and whether it met the bar.
-    rows: Vec<((String, String, String), bool)>,
+    /// Each row with a bar: (case, runtime, baseline), its bar, whether it met it, and its ratio.
+    rows: Vec<Row>,
+}
+
+/// One row with a bar in one run's summary.
+#[derive(Debug, PartialEq)]
+struct Row {
+    key: (String, String, String),
+    /// `≤ 0.75×`, as the summary writes it.
+    target: String,
+    met: bool,
+    /// Ours / the baseline's, as the summary writes it (two decimals), if it reads as a number.
+    ratio: Option<f64>,
 }
 
 pub(crate) fn run(args: &[String]) -> Result<(), String> {
@@ -98,13 +111,18 @@ fn parse(page: &str) -> Option<Run> {
         .filter_map(|line| {
             let cells: Vec<&str> = line.split('|').map(str::trim).collect();
             // | case | runtime | unit | bounded | baseline | baseline's | ratio | target | met |
-            (cells.len() == 11 && cells[8].starts_with('≤')).then(|| {
-                let key = (
+            if cells.len() != 11 || !cells[8].starts_with('≤') {
+                return None;
+            }
+            Some(Row {
+                key: (
                     cells[1].to_owned(),
                     cells[2].to_owned(),
                     cells[5].to_owned(),
-                );
-                (key, cells[9] == "yes")
+                ),
+                target: cells[8].to_owned(),
+                met: cells[9] == "yes",
+                ratio: cells[7].trim_end_matches('×').parse().ok(),
             })
         })
         .collect::<Vec<_>>();
@@ -122,15 +140,17 @@ fn between<'a>(text: &'a str, open: &str, close: &str) -> Option<&'a str> {
     Some(&text[start..start + len])
 }
 
-/// The runs, one a line, then the rows that fell short in any, most often first.
+/// The runs, one a line, then the rows that fell short in any, most often first, each with its
+/// ratio over the runs.
 fn report<'a>(runs: impl IntoIterator<Item = &'a Run>) -> String {
     let mut out = String::new();
-    let mut order: Vec<&(String, String, String)> = Vec::new();
-    let mut short: BTreeMap<&(String, String, String), usize> = BTreeMap::new();
+    // Each row in the order the summaries list them, with its bar, the runs it fell short in and
+    // its ratio in each run.
+    let mut rows: Vec<(&Row, usize, Vec<f64>)> = Vec::new();
     let mut count = 0;
     for run in runs {
         count += 1;
-        let met = run.rows.iter().filter(|(_, met)| *met).count();
+        let met = run.rows.iter().filter(|row| row.met).count();
         let _ = writeln!(
             out,
             "{} UTC  `{}`  {}  {met} of {}",
@@ -139,37 +159,59 @@ fn report<'a>(runs: impl IntoIterator<Item = &'a Run>) -> String {
             run.processor,
             run.rows.len()
         );
-        for (key, met) in &run.rows {
-            if !order.contains(&key) {
-                order.push(key);
-            }
-            *short.entry(key).or_default() += usize::from(!met);
+        for row in &run.rows {
+            let at = match rows.iter().position(|(seen, ..)| seen.key == row.key) {
+                Some(at) => at,
+                None => {
+                    rows.push((row, 0, Vec::new()));
+                    rows.len() - 1
+                }
+            };
+            rows[at].1 += usize::from(!row.met);
+            rows[at].2.extend(row.ratio);
         }
     }
-    let always = order.iter().filter(|key| short[*key] == 0).count();
+    let always = rows.iter().filter(|(_, short, _)| *short == 0).count();
     let _ = writeln!(
         out,
         "\n{always} of the {} rows met their bar in every one of the {count} runs; the others fell \
-         short in:\n\n| case | runtime | against | short in (of {count}) |\n| --- | --- | --- | --- |",
-        order.len()
+         short in:\n\n| case | runtime | against | bar | short in (of {count}) | ratio: median \
+         (lowest–highest) |\n| --- | --- | --- | --- | --- | --- |",
+        rows.len()
     );
-    let mut fell: Vec<_> = order.iter().filter(|key| short[*key] > 0).collect();
+    let mut fell: Vec<_> = rows.iter_mut().filter(|(_, short, _)| *short > 0).collect();
     // Most often first; a stable sort keeps the summary's own order among equals.
-    fell.sort_by_key(|key| std::cmp::Reverse(short[**key]));
-    for key in fell {
-        let (case, runtime, baseline) = key;
+    fell.sort_by_key(|(_, short, _)| std::cmp::Reverse(*short));
+    for (row, short, ratios) in fell {
+        let (case, runtime, baseline) = &row.key;
+        ratios.sort_by(f64::total_cmp);
+        let spread = match (ratios.first(), ratios.last()) {
+            (Some(lowest), Some(highest)) => {
+                format!("{:.2}× ({lowest:.2}–{highest:.2}×)", median(ratios))
+            }
+            _ => "–".to_owned(),
+        };
         let _ = writeln!(
             out,
-            "| `{case}` | {runtime} | {baseline} | {} |",
-            short[*key]
+            "| `{case}` | {runtime} | {baseline} | {} | {short} | {spread} |",
+            row.target
         );
     }
     out
 }
 
+/// The middle of `sorted` (not empty), or the mean of its two middle values.
+fn median(sorted: &[f64]) -> f64 {
+    let mid = sorted.len() / 2;
+    match sorted.len() % 2 {
+        1 => sorted[mid],
+        _ => (sorted[mid - 1] + sorted[mid]) / 2.0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{is_time_prefix, parse, report};
+    use super::{is_time_prefix, median, parse, report};
     use crate::bench::{DOCS_BEGIN, DOCS_END};
 
     fn page(header: &str, rows: &[&str]) -> String {
@@ -201,15 +243,37 @@ mod tests {
         let rows: Vec<_> = run
             .rows
             .iter()
-            .map(|((case, runtime, baseline), met)| {
-                (case.as_str(), runtime.as_str(), baseline.as_str(), *met)
+            .map(|row| {
+                let (case, runtime, baseline) = &row.key;
+                (
+                    case.as_str(),
+                    runtime.as_str(),
+                    baseline.as_str(),
+                    row.target.as_str(),
+                    row.met,
+                    row.ratio,
+                )
             })
             .collect();
         assert_eq!(
             rows,
             [
-                ("pool/w8_q16", "multi_thread", "go", false),
-                ("group/limit_8", "current_thread", "go", true),
+                (
+                    "pool/w8_q16",
+                    "multi_thread",
+                    "go",
+                    "≤ 0.75×",
+                    false,
+                    Some(0.98)
+                ),
+                (
+                    "group/limit_8",
+                    "current_thread",
+                    "go",
+                    "≤ 0.75×",
+                    true,
+                    Some(0.34)
+                ),
             ]
         );
     }
@@ -265,7 +329,7 @@ mod tests {
             &HEADER.replace("13:49", "14:00"),
             &[
                 "| a | multi_thread | ns/item | 1 | go | 1 | 0.50× | ≤ 0.75× | yes |",
-                "| b | multi_thread | ns/item | 1 | go | 1 | 1.00× | ≤ 0.75× | **no** |",
+                "| b | multi_thread | ns/item | 1 | go | 1 | 1.30× | ≤ 0.75× | **no** |",
                 "| c | multi_thread | ns/item | 1 | go | 1 | 0.50× | ≤ 0.75× | yes |",
             ],
         ))
@@ -287,9 +351,39 @@ mod tests {
         assert_eq!(
             table,
             [
-                "| `b` | multi_thread | go | 2 |",
-                "| `a` | multi_thread | go | 1 |"
+                "| `b` | multi_thread | go | ≤ 0.75× | 2 | 1.15× (1.00–1.30×) |",
+                "| `a` | multi_thread | go | ≤ 0.75× | 1 | 0.75× (0.50–1.00×) |"
             ]
+        );
+    }
+
+    #[test]
+    fn the_median_is_the_middle_value_or_the_mean_of_the_two_middle_ones() {
+        assert_eq!(median(&[1.5]), 1.5);
+        assert_eq!(median(&[0.5, 0.9, 1.4]), 0.9);
+        assert_eq!(median(&[0.5, 0.75, 1.25, 4.0]), 1.0);
+    }
+
+    #[test]
+    fn a_ratio_that_does_not_read_as_a_number_is_counted_short_and_left_out_of_the_spread() {
+        let run = |ratio: &str, met: &str| {
+            parse(&page(
+                HEADER,
+                &[&format!(
+                    "| a | multi_thread | ns/item | 1 | go | 1 | {ratio} | ≤ 0.75× | {met} |"
+                )],
+            ))
+            .expect("a run")
+        };
+        let out = report([run("n/a", "**no**")].iter());
+        assert!(
+            out.contains("| `a` | multi_thread | go | ≤ 0.75× | 1 | – |"),
+            "{out}"
+        );
+        let out = report([run("n/a", "**no**"), run("0.90×", "**no**")].iter());
+        assert!(
+            out.contains("| `a` | multi_thread | go | ≤ 0.75× | 2 | 0.90× (0.90–0.90×) |"),
+            "{out}"
         );
     }
 }

@@ -26,7 +26,8 @@ commands:
                      place of the latest run
   history [--since \"YYYY-MM-DD HH:MM\"]
                      every run of the bar whose summary docs/benchmarks.md has held (read from its
-                     git history), then each row that fell short in any of them and in how many
+                     git history), then each row that fell short in any of them: in how many, and
+                     its ratio over the runs (median, lowest, highest)
   stress             run the stress tests in release mode, many times over
   help               print this message (also -h, --help)";
 
