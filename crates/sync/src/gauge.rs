@@ -185,9 +185,15 @@ mod tests {
             if ready() {
                 return;
             }
-            match spin % 64 {
-                63 => std::thread::yield_now(),
-                _ => std::hint::spin_loop(),
+            // Spinning keeps both threads on their cores, so that each round's changes race; past
+            // a few microseconds the other thread is likely waiting for this one's core (tests
+            // beside it, a busy machine), and every turn gives it up. (Yielding every 64 turns
+            // throughout took this test 128 s under `cargo nextest` beside two busy processes,
+            // against 7.5 s so; and without the second look in `add_then_set`, it found the gauge
+            // behind in 22-685 rounds, against 1,185-3,376 so.)
+            match spin < 4096 {
+                true => std::hint::spin_loop(),
+                false => std::thread::yield_now(),
             }
         }
     }
