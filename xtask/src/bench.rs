@@ -351,13 +351,9 @@ fn bar_filter() -> String {
 /// Whatever cannot be found out is left out rather than guessed.
 fn describe(args: &[String], go: bool) -> String {
     let run = |program: &str, args: &[&str]| {
-        Command::new(program)
-            .args(args)
-            .current_dir(crate::root())
-            .output()
+        crate::output(program, args)
             .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .map(|out| out.trim().to_owned())
             .filter(|out| !out.is_empty())
     };
     let command = std::iter::once("cargo xtask bench")

@@ -11,7 +11,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::process::Command;
 
 use crate::bench::summary_span;
 
@@ -81,19 +80,7 @@ fn is_time_prefix(text: &str) -> bool {
 }
 
 fn git(args: &[&str]) -> Result<String, String> {
-    let out = Command::new("git")
-        .args(args)
-        .current_dir(crate::root())
-        .output()
-        .map_err(|err| format!("could not run git: {err}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "git {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    crate::output("git", args)
 }
 
 /// The run whose summary lies between the page's markers, if it has one in today's layout.

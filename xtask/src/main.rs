@@ -81,3 +81,21 @@ fn exec(mut cmd: Command) -> Result<(), String> {
         Err(format!("{shown} failed with {status}"))
     }
 }
+
+/// What `program` with `args`, run in the workspace's root, printed on stdout; an error naming the
+/// command and what it printed on stderr if it could not run or failed.
+pub(crate) fn output(program: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new(program)
+        .args(args)
+        .current_dir(root())
+        .output()
+        .map_err(|err| format!("could not run {program}: {err}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{program} {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
