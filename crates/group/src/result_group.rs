@@ -180,7 +180,8 @@ impl<T, E> ResultGroup<T, E> {
     ///
     /// # Errors
     ///
-    /// [`SetLimitError`] while tasks are running.
+    /// As [`Group::set_limit`]: [`SetLimitError::Running`] while tasks are running,
+    /// [`SetLimitError::TooLarge`] above [`MAX_LIMIT`](crate::MAX_LIMIT).
     ///
     /// # Examples
     ///

@@ -89,7 +89,8 @@ impl PoolBuilder {
     ///
     /// # Errors
     ///
-    /// [`BuildError`] for zero workers or a zero queue.
+    /// [`BuildError`] for zero workers or a zero queue, more workers than
+    /// [`MAX_WORKERS`](crate::MAX_WORKERS), or a queue longer than [`MAX_QUEUE`](crate::MAX_QUEUE).
     ///
     /// # Panics
     ///

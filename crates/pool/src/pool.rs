@@ -472,7 +472,9 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// [`ResizeError::ZeroWorkers`] for 0, [`ResizeError::Closed`] once the pool is closed.
+    /// [`ResizeError::ZeroWorkers`] for 0, [`ResizeError::TooManyWorkers`] above
+    /// [`MAX_WORKERS`](crate::MAX_WORKERS), [`ResizeError::Closed`] once the pool is closed. The
+    /// number of workers is unchanged either way.
     ///
     /// # Examples
     ///

@@ -59,6 +59,7 @@ async fn resize_up_and_down_under_load_loses_nothing() {
 async fn resize_refuses_zero_and_a_closed_pool() {
     let pool = Pool::builder().workers(2).build().unwrap();
     assert_eq!(pool.resize(0), Err(ResizeError::ZeroWorkers));
+    assert_eq!(pool.workers(), 2, "a refused resize changes nothing");
     assert!(
         ResizeError::ZeroWorkers
             .to_string()
@@ -66,6 +67,7 @@ async fn resize_refuses_zero_and_a_closed_pool() {
     );
     pool.close();
     assert_eq!(pool.resize(4), Err(ResizeError::Closed));
+    assert_eq!(pool.workers(), 2, "a refused resize changes nothing");
 }
 
 /// A shrink whose workers are all busy has retired none of them yet; a grow right after it starts
